@@ -1,0 +1,8 @@
+//! Adapters behind the ports: embedded ones (SQLite, local directory, secrets file, event log)
+//! for laptops and tests, in-memory ones for unit tests, AWS ones for production.
+
+pub mod event_log;
+pub mod localfs;
+pub mod memory;
+pub mod secrets_file;
+pub mod sqlite;

@@ -1,0 +1,104 @@
+//! Local secrets: one JSON file, `{ "<profile>": { ...credentials... } }`, created with mode 0600.
+
+use crate::error::StoreError;
+use crate::ports::{Secret, SecretStore};
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use tokio::sync::Mutex;
+
+pub struct SecretsFile {
+    path: PathBuf,
+    lock: Mutex<()>,
+}
+
+impl SecretsFile {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SecretsFile {
+            path: path.into(),
+            lock: Mutex::new(()),
+        }
+    }
+
+    async fn load(&self) -> Result<BTreeMap<String, Secret>, StoreError> {
+        match tokio::fs::read(&self.path).await {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                StoreError::Invalid(format!(
+                    "{} is not a JSON object of profiles ({e}); fix or remove it",
+                    self.path.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(StoreError::backend(
+                format!("read {}", self.path.display()),
+                e,
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl SecretStore for SecretsFile {
+    async fn get_secret(&self, profile: &str) -> Result<Option<Secret>, StoreError> {
+        Ok(self.load().await?.remove(profile))
+    }
+
+    async fn put_secret(&self, profile: &str, secret: &Secret) -> Result<(), StoreError> {
+        let _g = self.lock.lock().await;
+        let mut all = self.load().await?;
+        all.insert(profile.to_string(), secret.clone());
+        let body = serde_json::to_vec_pretty(&all)
+            .map_err(|e| StoreError::backend("encode secrets", e))?;
+        if let Some(dir) = self.path.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| StoreError::backend("create secrets dir", e))?;
+        }
+        let tmp = self.path.with_extension("tmp");
+        let mut opts = tokio::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        opts.mode(0o600);
+        use tokio::io::AsyncWriteExt;
+        let mut f = opts
+            .open(&tmp)
+            .await
+            .map_err(|e| StoreError::backend("write secrets", e))?;
+        f.write_all(&body)
+            .await
+            .map_err(|e| StoreError::backend("write secrets", e))?;
+        f.flush()
+            .await
+            .map_err(|e| StoreError::backend("write secrets", e))?;
+        tokio::fs::rename(&tmp, &self.path)
+            .await
+            .map_err(|e| StoreError::backend("write secrets", e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn round_trip_and_redaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SecretsFile::new(dir.path().join("secrets.json"));
+        assert!(s.get_secret("crm").await.unwrap().is_none());
+        let secret = Secret::new(serde_json::json!({"token": "hunter2"}));
+        s.put_secret("crm", &secret).await.unwrap();
+        let back = s.get_secret("crm").await.unwrap().unwrap();
+        assert_eq!(back, secret);
+        assert!(!format!("{back:?} {back}").contains("hunter2"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("secrets.json"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Sources: the trait every connector implements, the field metadata they declare, and the
+//! registry that builds one from a flow's `source` section.
+
+pub mod sample;
+
+use crate::error::{ErrorKind, StepError};
+use crate::flow::{FieldError, SourceConfig};
+use crate::model::Window;
+use crate::ports::{Secret, SecretStore};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Connectors this build can run.
+pub const CONNECTORS: &[&str] = &["sample"];
+/// Connectors named in the design that this build does not have yet.
+pub const PLANNED: &[&str] = &[
+    "salesforce",
+    "zendesk",
+    "servicenow",
+    "hubspot",
+    "slack",
+    "rest",
+];
+
+/// Whether a connector reads credentials from a profile.
+pub fn needs_profile(connector: &str) -> bool {
+    !matches!(connector, "sample" | "rest")
+}
+
+/// Connector-specific checks of `source.properties` (no network).
+pub fn validate_properties(
+    connector: &str,
+    entity: &str,
+    props: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<FieldError> {
+    match connector {
+        "sample" => sample::validate(entity, props),
+        _ => vec![],
+    }
+}
+
+/// The type a connector declares for a field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum FieldType {
+    String,
+    Integer,
+    Float,
+    Decimal {
+        precision: u8,
+        scale: i8,
+    },
+    Boolean,
+    /// UTC instant.
+    Timestamp,
+    Date,
+    Object {
+        fields: Vec<FieldInfo>,
+    },
+    Array {
+        item: Box<FieldType>,
+    },
+    /// Unknown or free-form JSON: kept as JSON text.
+    Json,
+}
+
+/// What a connector says about one field (AppFlow's DescribeConnectorEntity).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldInfo {
+    pub name: String,
+    #[serde(flatten)]
+    pub data_type: FieldType,
+    #[serde(default)]
+    pub nullable: bool,
+    #[serde(default)]
+    pub primary_key: bool,
+    /// Can drive incremental pulls (a datetime the source filters on).
+    #[serde(default)]
+    pub incremental: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+impl FieldInfo {
+    pub fn new(name: &str, data_type: FieldType) -> Self {
+        FieldInfo {
+            name: name.into(),
+            data_type,
+            nullable: true,
+            primary_key: false,
+            incremental: false,
+            label: None,
+        }
+    }
+    pub fn required(mut self) -> Self {
+        self.nullable = false;
+        self
+    }
+    pub fn key(mut self) -> Self {
+        self.primary_key = true;
+        self.nullable = false;
+        self
+    }
+    pub fn incremental(mut self) -> Self {
+        self.incremental = true;
+        self
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntityInfo {
+    pub name: String,
+    pub label: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntityDescription {
+    pub entity: String,
+    /// Field order is the column order of the output.
+    pub fields: Vec<FieldInfo>,
+}
+
+/// What one read asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadRequest {
+    pub entity: String,
+    /// `None` reads everything (complete mode).
+    pub window: Option<Window>,
+    /// The datetime field the window applies to.
+    pub incremental_field: Option<String>,
+    pub page_size: Option<u32>,
+}
+
+/// One page of records and where to go next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub records: Vec<serde_json::Value>,
+    /// Opaque, serializable cursor for the next page; `None` when done.
+    pub next: Option<serde_json::Value>,
+    /// Bytes received from the source for this page.
+    pub bytes: u64,
+}
+
+/// Why a source read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{message}")]
+    Throttled {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("{message}")]
+    Transient { message: String },
+    #[error("connector profile '{profile}': {message}")]
+    Auth { profile: String, message: String },
+    #[error("{message}")]
+    Rejected { message: String },
+    #[error("{field}: {message}")]
+    Config { field: String, message: String },
+    #[error("{message}")]
+    Fatal { message: String },
+}
+
+impl SourceError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            SourceError::Throttled { .. } => ErrorKind::Throttled,
+            SourceError::Transient { .. } => ErrorKind::Retryable,
+            SourceError::Auth { .. } => ErrorKind::AuthFailed,
+            SourceError::Rejected { .. } => ErrorKind::SourceRejected,
+            SourceError::Config { .. } => ErrorKind::InvalidFlow,
+            SourceError::Fatal { .. } => ErrorKind::Fatal,
+        }
+    }
+    pub fn config(field: impl Into<String>, message: impl Into<String>) -> Self {
+        SourceError::Config {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<SourceError> for StepError {
+    fn from(e: SourceError) -> Self {
+        StepError::new(e.kind(), e.to_string())
+    }
+}
+
+/// A connector instance bound to one flow's source settings and credentials.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// The objects this source offers.
+    async fn list_entities(&self) -> Result<Vec<EntityInfo>, SourceError>;
+    /// An object's fields and their types.
+    async fn describe(&self, entity: &str) -> Result<EntityDescription, SourceError>;
+    /// One page: records in the request's window, starting at `cursor` (`None`: the first page).
+    async fn read_page(
+        &self,
+        req: &ReadRequest,
+        cursor: Option<&serde_json::Value>,
+    ) -> Result<Page, SourceError>;
+}
+
+/// What building a connector needs besides the flow.
+#[derive(Clone)]
+pub struct ConnectorContext {
+    pub secrets: Arc<dyn SecretStore>,
+}
+
+/// Build the connector a flow's `source` names, loading its profile's secret.
+pub async fn build(
+    source: &SourceConfig,
+    ctx: &ConnectorContext,
+) -> Result<Box<dyn Source>, SourceError> {
+    let secret: Option<Secret> = match &source.profile {
+        Some(profile) => {
+            let s = ctx
+                .secrets
+                .get_secret(profile)
+                .await
+                .map_err(|e| SourceError::Auth {
+                    profile: profile.clone(),
+                    message: format!("cannot read its secret: {e}"),
+                })?;
+            match s {
+                Some(s) => Some(s),
+                None => {
+                    return Err(SourceError::Auth {
+                        profile: profile.clone(),
+                        message: "no such profile: create its secret (locally `ferry profiles put NAME --file creds.json`; \
+                                  on AWS a Secrets Manager secret named `ferry/profiles/NAME`)"
+                            .into(),
+                    })
+                }
+            }
+        }
+        None => None,
+    };
+    match source.connector.as_str() {
+        "sample" => Ok(Box::new(sample::SampleSource::from_properties(
+            &source.properties,
+        )?)),
+        other if PLANNED.contains(&other) => Err(SourceError::config(
+            "source.connector",
+            format!("the {other} connector is not available in this build of ferry yet"),
+        )),
+        other => {
+            let _ = secret;
+            Err(SourceError::config(
+                "source.connector",
+                format!("unknown connector '{other}'"),
+            ))
+        }
+    }
+}

@@ -1,0 +1,522 @@
+//! The `sample` connector: deterministic synthetic CRM data, paged through the same [`Source`]
+//! trait as every real connector and honouring the incremental window.
+//!
+//! Data model: an entity holds `records` records (property, default 10,000). Record `j`
+//! (0-based) was last updated at `as_of - 90 days + j * step`, `step = 90 days / records`, where
+//! `as_of` is the end of the window being read (or the `as_of` property, to pin the data set).
+//! Records are served in `updated_at` order, `page_size` per page; the cursor is the next
+//! index. A window `(start, end]` maps to a contiguous index range, so an incremental run reads
+//! exactly the records updated in its window and no page is wasted. Every other field is a pure
+//! function of the record's index, so two runs see the same values.
+
+use super::*;
+use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, TimeZone, Utc};
+use serde_json::{json, Value};
+
+const ENTITIES: &[(&str, &str)] = &[
+    ("accounts", "Companies, with a nested billing address"),
+    ("contacts", "People at accounts"),
+    ("opportunities", "Deals with amounts and stages"),
+    ("tickets", "Support tickets with tags"),
+];
+const SPAN_SECONDS: i64 = 90 * 86_400;
+const DEFAULT_RECORDS: u64 = 10_000;
+const DEFAULT_PAGE: u32 = 1_000;
+
+pub struct SampleSource {
+    records: u64,
+    page_size: Option<u32>,
+    as_of: Option<DateTime<Utc>>,
+    seed: u64,
+    latency: Option<std::time::Duration>,
+}
+
+pub(super) fn validate(entity: &str, props: &serde_json::Map<String, Value>) -> Vec<FieldError> {
+    let mut errs = vec![];
+    if !entity.is_empty() && !ENTITIES.iter().any(|(e, _)| *e == entity) {
+        errs.push(FieldError::new(
+            "source.entity",
+            format!(
+                "the sample connector has no entity '{entity}'; use one of: {}",
+                ENTITIES
+                    .iter()
+                    .map(|(e, _)| *e)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    if let Err(SourceError::Config { field, message }) = SampleSource::from_properties(props) {
+        errs.push(FieldError::new(field, message));
+    }
+    errs
+}
+
+impl SampleSource {
+    pub fn from_properties(props: &serde_json::Map<String, Value>) -> Result<Self, SourceError> {
+        let mut s = SampleSource {
+            records: DEFAULT_RECORDS,
+            page_size: None,
+            as_of: None,
+            seed: 0,
+            latency: None,
+        };
+        for (k, v) in props {
+            let field = format!("source.properties.{k}");
+            let uint = || {
+                v.as_u64()
+                    .ok_or_else(|| SourceError::config(&field, "must be a whole number ≥ 0"))
+            };
+            match k.as_str() {
+                "records" => s.records = uint()?,
+                "page_size" => {
+                    let n = uint()?;
+                    if n == 0 || n > 100_000 {
+                        return Err(SourceError::config(field, "must be between 1 and 100000"));
+                    }
+                    s.page_size = Some(n as u32)
+                }
+                "seed" => s.seed = uint()?,
+                "latency_ms" => s.latency = Some(std::time::Duration::from_millis(uint()?)),
+                "as_of" => {
+                    let t = v
+                        .as_str()
+                        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                        .ok_or_else(|| SourceError::config(&field, "must be an RFC 3339 time, e.g. 2026-01-01T00:00:00Z"))?;
+                    s.as_of = Some(t.with_timezone(&Utc));
+                }
+                _ => {
+                    return Err(SourceError::config(
+                        field,
+                        "unknown property; the sample connector takes records, page_size, seed, latency_ms, as_of",
+                    ))
+                }
+            }
+        }
+        Ok(s)
+    }
+
+    fn step_micros(&self) -> i64 {
+        (SPAN_SECONDS * 1_000_000) / self.records.max(1) as i64
+    }
+
+    /// `updated_at` of record `j` for a data set as of `as_of`.
+    pub fn updated_at(&self, j: u64, as_of: DateTime<Utc>) -> DateTime<Utc> {
+        let base = as_of - ChronoDuration::seconds(SPAN_SECONDS);
+        base + ChronoDuration::microseconds(self.step_micros() * (j as i64 + 1))
+    }
+
+    /// Indexes `[lo, hi)` of the records updated in `(start, end]`, as of `as_of`.
+    fn index_range(&self, window: Option<&Window>, as_of: DateTime<Utc>) -> (u64, u64) {
+        let Some(w) = window else {
+            return (0, self.records);
+        };
+        let base = as_of - ChronoDuration::seconds(SPAN_SECONDS);
+        let step = self.step_micros().max(1);
+        // updated_at(j) = base + (j+1)*step ; want start < ts <= end.
+        let micros = |t: DateTime<Utc>| (t - base).num_microseconds().unwrap_or(i64::MAX);
+        let lo = match w.start {
+            None => 0,
+            // smallest j with (j+1)*step > s  <=>  j >= floor(s/step)
+            Some(s) => {
+                let s = micros(s);
+                if s < 0 {
+                    0
+                } else {
+                    (s / step) as u64
+                }
+            }
+        };
+        // largest j with (j+1)*step <= e  <=>  j <= e/step - 1 ; hi is exclusive
+        let e = micros(w.end);
+        let hi = if e < step { 0 } else { (e / step) as u64 };
+        (lo.min(self.records), hi.min(self.records))
+    }
+
+    fn record(&self, entity: &str, j: u64, as_of: DateTime<Utc>) -> Value {
+        let r = Rng::new(self.seed ^ (j.wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ fnv(entity));
+        let updated = self.updated_at(j, as_of);
+        let created = updated - ChronoDuration::seconds(r.at(1) as i64 % (400 * 86_400));
+        let ts = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let id = j + 1;
+        match entity {
+            "accounts" => {
+                let country = pick(
+                    &r,
+                    2,
+                    &["US", "DE", "FR", "GB", "JP", "BR", "IN", "CA", "ES", "AU"],
+                );
+                json!({
+                    "id": format!("ACC-{id:08}"),
+                    "name": format!("{} {}", pick(&r, 3, &["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Tyrell", "Cyberdyne", "Soylent"]), pick(&r, 4, &["Corp", "GmbH", "Ltd", "SA", "Inc", "KK"])),
+                    "industry": if r.at(5) % 13 == 0 { Value::Null } else { json!(pick(&r, 6, &["Software", "Retail", "Manufacturing", "Finance", "Health", "Energy"])) },
+                    "country": if r.at(7) % 17 == 0 { Value::Null } else { json!(country) },
+                    "employees": r.at(8) % 100_000,
+                    "annual_revenue": decimal(r.at(9) % 10_000_000_000, 2),
+                    "rating": (r.at(10) % 5000) as f64 / 1000.0,
+                    "is_active": r.at(11) % 4 != 0,
+                    "status": pick(&r, 12, &["active", "active", "active", "prospect", "churned", "deleted"]),
+                    "phone": format!("+1-555-{:03}-{:04}", r.at(13) % 1000, r.at(14) % 10_000),
+                    "address": {
+                        "street": format!("{} {} St", r.at(15) % 9999 + 1, pick(&r, 16, &["Main", "Oak", "Pine", "Maple", "Cedar", "Elm"])),
+                        "city": pick(&r, 17, &["Springfield", "Berlin", "Paris", "London", "Tokyo", "São Paulo", "Zürich"]),
+                        "postal_code": format!("{:05}", r.at(18) % 100_000),
+                    },
+                    "internal_notes": if r.at(19) % 3 == 0 { Value::Null } else { json!(format!("note {} for {}", r.at(20) % 1000, id)) },
+                    "created_at": ts(created),
+                    "updated_at": ts(updated),
+                })
+            }
+            "contacts" => json!({
+                "id": format!("CON-{id:08}"),
+                "account_id": format!("ACC-{:08}", r.at(1) % self.records.max(1) + 1),
+                "first_name": pick(&r, 2, &["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Zoë", "Łukasz"]),
+                "last_name": pick(&r, 3, &["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson"]),
+                "email": format!("user{id}@example.com"),
+                "phone": if r.at(4) % 5 == 0 { Value::Null } else { json!(format!("+44-20-{:04}-{:04}", r.at(5) % 10_000, r.at(6) % 10_000)) },
+                "title": pick(&r, 7, &["Engineer", "Manager", "Director", "VP", "CTO"]),
+                "country": pick(&r, 8, &["US", "DE", "FR", "GB", "JP"]),
+                "do_not_call": r.at(9) % 10 == 0,
+                "score": (r.at(10) % 200) as i64 - 50,
+                "created_at": ts(created),
+                "updated_at": ts(updated),
+            }),
+            "opportunities" => {
+                let close = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()
+                    + ChronoDuration::days((r.at(5) % 1000) as i64);
+                json!({
+                    "id": format!("OPP-{id:08}"),
+                    "account_id": format!("ACC-{:08}", r.at(1) % self.records.max(1) + 1),
+                    "name": format!("Deal {id}"),
+                    "stage": pick(&r, 2, &["Prospecting", "Qualification", "Proposal", "Negotiation", "Closed Won", "Closed Lost"]),
+                    "amount": decimal(r.at(3) % 100_000_000, 2),
+                    "probability": (r.at(4) % 101) as f64 / 100.0,
+                    "close_date": close.format("%Y-%m-%d").to_string(),
+                    "is_closed": r.at(6) % 3 == 0,
+                    "created_at": ts(created),
+                    "updated_at": ts(updated),
+                })
+            }
+            _ => json!({
+                "id": id,
+                "subject": format!("{} #{id}", pick(&r, 1, &["Cannot log in", "Refund request", "Bug report", "Feature request", "Invoice question"])),
+                "status": pick(&r, 2, &["new", "open", "pending", "solved", "closed"]),
+                "priority": pick(&r, 3, &["low", "normal", "high", "urgent"]),
+                "requester_email": format!("customer{}@example.org", r.at(4) % 50_000),
+                "tags": (0..(r.at(5) % 4)).map(|k| pick(&r, 6 + k, &["billing", "login", "vip", "mobile", "api", "urgent"])).collect::<Vec<_>>(),
+                "satisfaction": if r.at(10) % 4 == 0 { Value::Null } else { json!(r.at(11) % 5 + 1) },
+                "created_at": ts(created),
+                "updated_at": ts(updated),
+            }),
+        }
+    }
+}
+
+fn decimal(cents: u64, scale: u32) -> Value {
+    let d = 10u64.pow(scale);
+    json!(format!(
+        "{}.{:0width$}",
+        cents / d,
+        cents % d,
+        width = scale as usize
+    ))
+}
+
+fn pick<'a>(r: &Rng, k: u64, xs: &[&'a str]) -> &'a str {
+    xs[(r.at(k) % xs.len() as u64) as usize]
+}
+
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// A counter-based generator: `at(k)` is the k-th value for this record (splitmix64).
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+    fn at(&self, k: u64) -> u64 {
+        let mut z = self
+            .0
+            .wrapping_add(k.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+fn fields(entity: &str) -> Vec<FieldInfo> {
+    use FieldType::*;
+    let s = |n: &str| FieldInfo::new(n, String);
+    let ts = |n: &str| FieldInfo::new(n, Timestamp).required();
+    let common = [ts("created_at"), ts("updated_at").incremental()];
+    let mut f = match entity {
+        "accounts" => vec![
+            s("id").key(),
+            s("name").required(),
+            s("industry"),
+            s("country"),
+            FieldInfo::new("employees", Integer).required(),
+            FieldInfo::new(
+                "annual_revenue",
+                Decimal {
+                    precision: 18,
+                    scale: 2,
+                },
+            )
+            .required(),
+            FieldInfo::new("rating", Float).required(),
+            FieldInfo::new("is_active", Boolean).required(),
+            s("status").required(),
+            s("phone").required(),
+            FieldInfo::new(
+                "address",
+                Object {
+                    fields: vec![s("street"), s("city"), s("postal_code")],
+                },
+            ),
+            s("internal_notes"),
+        ],
+        "contacts" => vec![
+            s("id").key(),
+            s("account_id").required(),
+            s("first_name").required(),
+            s("last_name").required(),
+            s("email").required(),
+            s("phone"),
+            s("title").required(),
+            s("country").required(),
+            FieldInfo::new("do_not_call", Boolean).required(),
+            FieldInfo::new("score", Integer).required(),
+        ],
+        "opportunities" => vec![
+            s("id").key(),
+            s("account_id").required(),
+            s("name").required(),
+            s("stage").required(),
+            FieldInfo::new(
+                "amount",
+                Decimal {
+                    precision: 18,
+                    scale: 2,
+                },
+            )
+            .required(),
+            FieldInfo::new("probability", Float).required(),
+            FieldInfo::new("close_date", Date).required(),
+            FieldInfo::new("is_closed", Boolean).required(),
+        ],
+        _ => vec![
+            FieldInfo::new("id", Integer).key(),
+            s("subject").required(),
+            s("status").required(),
+            s("priority").required(),
+            s("requester_email").required(),
+            FieldInfo::new(
+                "tags",
+                Array {
+                    item: Box::new(String),
+                },
+            ),
+            FieldInfo::new("satisfaction", Integer),
+        ],
+    };
+    f.extend(common);
+    f
+}
+
+#[async_trait]
+impl Source for SampleSource {
+    async fn list_entities(&self) -> Result<Vec<EntityInfo>, SourceError> {
+        Ok(ENTITIES
+            .iter()
+            .map(|(n, d)| EntityInfo {
+                name: n.to_string(),
+                label: n.to_string(),
+                description: Some(d.to_string()),
+            })
+            .collect())
+    }
+
+    async fn describe(&self, entity: &str) -> Result<EntityDescription, SourceError> {
+        if !ENTITIES.iter().any(|(e, _)| *e == entity) {
+            return Err(SourceError::config(
+                "source.entity",
+                format!("the sample connector has no entity '{entity}'"),
+            ));
+        }
+        Ok(EntityDescription {
+            entity: entity.to_string(),
+            fields: fields(entity),
+        })
+    }
+
+    async fn read_page(
+        &self,
+        req: &ReadRequest,
+        cursor: Option<&Value>,
+    ) -> Result<Page, SourceError> {
+        if let Some(f) = &req.incremental_field {
+            if f != "updated_at" && f != "created_at" {
+                return Err(SourceError::config(
+                    "source.incremental.field",
+                    format!("the sample connector filters on updated_at or created_at, not '{f}'"),
+                ));
+            }
+        }
+        let as_of = self
+            .as_of
+            .or(req.window.map(|w| w.end))
+            .unwrap_or_else(|| Utc.timestamp_opt(0, 0).unwrap());
+        let window = req.window.as_ref();
+        let (lo, hi) = if req.incremental_field.as_deref() == Some("created_at") {
+            (0, self.records) // filtered below, record by record
+        } else {
+            self.index_range(window, as_of)
+        };
+        let start = match cursor {
+            None => lo,
+            Some(c) => {
+                c.get("next")
+                    .and_then(Value::as_u64)
+                    .ok_or_else(|| SourceError::Rejected {
+                        message: format!("sample connector: bad cursor {c}"),
+                    })?
+            }
+        };
+        let size = self.page_size.or(req.page_size).unwrap_or(DEFAULT_PAGE) as u64;
+        let end = (start + size).min(hi);
+        if let Some(l) = self.latency {
+            tokio::time::sleep(l).await;
+        }
+        let mut records = Vec::with_capacity(end.saturating_sub(start) as usize);
+        let mut bytes = 0u64;
+        for j in start..end {
+            let r = self.record(&req.entity, j, as_of);
+            if req.incremental_field.as_deref() == Some("created_at") {
+                if let (Some(w), Some(t)) = (
+                    window,
+                    r["created_at"]
+                        .as_str()
+                        .and_then(|t| DateTime::parse_from_rfc3339(t).ok()),
+                ) {
+                    if !w.contains(t.with_timezone(&Utc)) {
+                        continue;
+                    }
+                }
+            }
+            bytes += r.to_string().len() as u64 + 1;
+            records.push(r);
+        }
+        let next = (end < hi).then(|| json!({ "next": end }));
+        Ok(Page {
+            records,
+            next,
+            bytes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(n: u64) -> SampleSource {
+        let mut p = serde_json::Map::new();
+        p.insert("records".into(), json!(n));
+        SampleSource::from_properties(&p).unwrap()
+    }
+
+    async fn read_all(s: &SampleSource, req: &ReadRequest) -> Vec<Value> {
+        let mut out = vec![];
+        let mut cursor = None;
+        loop {
+            let p = s.read_page(req, cursor.as_ref()).await.unwrap();
+            out.extend(p.records);
+            match p.next {
+                Some(c) => cursor = Some(c),
+                None => return out,
+            }
+        }
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[tokio::test]
+    async fn complete_read_pages_every_record_once() {
+        let s = src(2_500);
+        let req = ReadRequest {
+            entity: "accounts".into(),
+            window: None,
+            incremental_field: None,
+            page_size: Some(1000),
+        };
+        let all = read_all(&s, &req).await;
+        assert_eq!(all.len(), 2_500);
+        let ids: std::collections::BTreeSet<_> = all
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ids.len(), 2_500);
+    }
+
+    #[tokio::test]
+    async fn window_reads_exactly_the_records_inside_it() {
+        let s = src(10_000);
+        let end = t("2026-06-01T00:00:00Z");
+        for start in [
+            None,
+            Some(end - ChronoDuration::days(1)),
+            Some(end - ChronoDuration::hours(5)),
+            Some(end - ChronoDuration::days(100)),
+        ] {
+            let w = Window { start, end };
+            let req = ReadRequest {
+                entity: "contacts".into(),
+                window: Some(w),
+                incremental_field: Some("updated_at".into()),
+                page_size: Some(333),
+            };
+            let got = read_all(&s, &req).await;
+            let expected = (0..10_000)
+                .filter(|j| w.contains(s.updated_at(*j, end)))
+                .count();
+            assert_eq!(got.len(), expected, "window {w:?}");
+            for r in &got {
+                assert!(w.contains(t(r["updated_at"].as_str().unwrap())), "{r}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn values_are_deterministic_and_typed() {
+        let s = src(100);
+        let req = ReadRequest {
+            entity: "accounts".into(),
+            window: None,
+            incremental_field: None,
+            page_size: None,
+        };
+        let a = read_all(&s, &req).await;
+        let b = read_all(&s, &req).await;
+        assert_eq!(a, b);
+        assert!(a[0]["employees"].is_u64());
+        assert!(a[0]["address"]["city"].is_string());
+        assert!(a.iter().any(|r| r["internal_notes"].is_null()));
+    }
+
+    #[test]
+    fn properties_are_checked() {
+        let mut p = serde_json::Map::new();
+        p.insert("recrods".into(), json!(5));
+        assert!(
+            matches!(SampleSource::from_properties(&p), Err(SourceError::Config { field, .. }) if field == "source.properties.recrods")
+        );
+    }
+}

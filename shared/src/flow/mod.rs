@@ -1,0 +1,902 @@
+//! Flow definitions: the model a user writes (YAML or JSON), parsing with field paths in every
+//! error, and validation into a flow the steps can trust.
+//!
+//! The format is documented in `docs/flows.md`; keep the two in step.
+
+pub mod schedule;
+pub mod tasks;
+
+use crate::model::PullMode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+pub use tasks::TaskSpec;
+
+/// One problem in a flow definition: where, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// Dotted path of the field, e.g. `source.incremental.lookback` or `tasks[2].mask.field`.
+    pub path: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Why a flow definition was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlowError {
+    #[error("{origin}: not valid {format}: {message}")]
+    Syntax {
+        origin: String,
+        format: &'static str,
+        message: String,
+    },
+    #[error("{origin}: invalid flow:\n{}", list(.errors))]
+    Invalid {
+        origin: String,
+        errors: Vec<FieldError>,
+    },
+}
+
+impl FlowError {
+    pub fn errors(&self) -> Vec<FieldError> {
+        match self {
+            FlowError::Syntax { message, .. } => vec![FieldError::new("", message.clone())],
+            FlowError::Invalid { errors, .. } => errors.clone(),
+        }
+    }
+}
+
+fn list(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("  - {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A flow as the user writes it. Unknown fields are refused everywhere.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flow {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub source: SourceConfig,
+    pub destination: DestinationConfig,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<TaskSpec>,
+    #[serde(default)]
+    pub trigger: Trigger,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `salesforce | zendesk | servicenow | hubspot | slack | rest | sample`.
+    pub connector: String,
+    /// Connector profile: names the secret holding credentials. None for `sample`.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// The object read: `accounts`, `Account`, `tickets`, ...
+    pub entity: String,
+    /// Connector-specific settings, checked by the connector.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub properties: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<IncrementalConfig>,
+    /// How much one fetch-page invocation pulls before handing over.
+    #[serde(default)]
+    pub chunk: ChunkBudget,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncrementalConfig {
+    /// The datetime field that drives the window.
+    pub field: String,
+    /// Re-read this much before the watermark, for late-arriving updates (`10m`, `1h`).
+    #[serde(
+        default,
+        with = "duration_str",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub lookback: Option<Duration>,
+    /// First run starts here; default 30 days before the first run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_execution_from: Option<DateTime<Utc>>,
+    /// Windows end this long before now (AppFlow's scheduleOffset), for sources that index late.
+    #[serde(
+        default,
+        with = "duration_str",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub offset: Option<Duration>,
+}
+
+/// The chunk budget: a fetch-page invocation stops at whichever limit comes first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChunkBudget {
+    #[serde(default = "ChunkBudget::default_records")]
+    pub records: u64,
+    #[serde(default = "ChunkBudget::default_megabytes")]
+    pub megabytes: u64,
+    #[serde(default = "ChunkBudget::default_seconds")]
+    pub seconds: u64,
+    /// Records per source page, where the source lets us choose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_size: Option<u32>,
+}
+
+impl ChunkBudget {
+    fn default_records() -> u64 {
+        250_000
+    }
+    fn default_megabytes() -> u64 {
+        128
+    }
+    fn default_seconds() -> u64 {
+        600
+    }
+}
+
+impl Default for ChunkBudget {
+    fn default() -> Self {
+        ChunkBudget {
+            records: Self::default_records(),
+            megabytes: Self::default_megabytes(),
+            seconds: Self::default_seconds(),
+            page_size: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    #[default]
+    Parquet,
+    Csv,
+    Jsonl,
+}
+
+impl Format {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Parquet => "parquet",
+            Format::Csv => "csv",
+            Format::Jsonl => "jsonl",
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        self.extension()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    None,
+    Zstd,
+    Snappy,
+    Gzip,
+}
+
+/// Where objects go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Location {
+    /// A local directory (relative to the current directory).
+    Local {
+        path: String,
+    },
+    S3(S3Location),
+}
+
+impl Location {
+    /// `s3://bucket/prefix` or a local path.
+    pub fn parse(s: &str) -> Location {
+        match s.strip_prefix("s3://") {
+            Some(rest) => {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                Location::S3(S3Location {
+                    bucket: bucket.to_string(),
+                    prefix: prefix.trim_matches('/').to_string(),
+                    kms_key_id: None,
+                    bucket_owner_full_control: false,
+                })
+            }
+            None => Location::Local {
+                path: s.to_string(),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Local { path } => f.write_str(path),
+            Location::S3(s) if s.prefix.is_empty() => write!(f, "s3://{}", s.bucket),
+            Location::S3(s) => write!(f, "s3://{}/{}", s.bucket, s.prefix),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Location {
+    pub bucket: String,
+    #[serde(default)]
+    pub prefix: String,
+    /// SSE-KMS key (id, alias or ARN); SSE-S3 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    #[serde(default)]
+    pub bucket_owner_full_control: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// A local directory (the embedded default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Location>,
+    #[serde(default)]
+    pub format: Format,
+    /// Default: zstd for Parquet, none for CSV and JSON lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<Compression>,
+    #[serde(default)]
+    pub layout: Layout,
+    /// Target object size; files roll over past it. Default 128.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_size_mb: Option<u64>,
+    /// One object per partition per run.
+    #[serde(default)]
+    pub single_file: bool,
+    /// Keep source types in Parquet (default); `false` writes every column as a string.
+    #[serde(default = "yes")]
+    pub preserve_source_types: bool,
+    /// Where rejected records go: `s3://bucket/prefix` or a local directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_location: Option<String>,
+    #[serde(default)]
+    pub parquet: ParquetOptions,
+    #[serde(default)]
+    pub csv: CsvOptions,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl DestinationConfig {
+    /// The output location (validated: exactly one of `local` and `s3`).
+    pub fn location(&self) -> Location {
+        match (&self.local, &self.s3) {
+            (_, Some(s3)) => Location::S3(s3.clone()),
+            (Some(path), None) => Location::Local { path: path.clone() },
+            (None, None) => Location::Local {
+                path: "ferry-out".into(),
+            },
+        }
+    }
+    pub fn error_location(&self) -> Option<Location> {
+        self.error_location.as_deref().map(Location::parse)
+    }
+    pub fn compression(&self) -> Compression {
+        self.compression.unwrap_or(match self.format {
+            Format::Parquet => Compression::Zstd,
+            Format::Csv | Format::Jsonl => Compression::None,
+        })
+    }
+    pub fn target_file_bytes(&self) -> Option<u64> {
+        if self.single_file {
+            None
+        } else {
+            Some(self.file_size_mb.unwrap_or(128) * 1024 * 1024)
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetOptions {
+    /// Rows per row group.
+    #[serde(default = "ParquetOptions::default_row_group")]
+    pub row_group_size: usize,
+}
+
+impl ParquetOptions {
+    fn default_row_group() -> usize {
+        128 * 1024
+    }
+}
+
+impl Default for ParquetOptions {
+    fn default() -> Self {
+        ParquetOptions {
+            row_group_size: Self::default_row_group(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsvOptions {
+    #[serde(default = "yes")]
+    pub header: bool,
+    #[serde(default = "CsvOptions::default_delimiter")]
+    pub delimiter: char,
+}
+
+impl CsvOptions {
+    fn default_delimiter() -> char {
+        ','
+    }
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            header: true,
+            delimiter: ',',
+        }
+    }
+}
+
+/// AppFlow's `prefixConfig` plus Hive-style partitions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layout {
+    #[serde(default)]
+    pub prefix_type: PrefixType,
+    #[serde(default)]
+    pub date: DateGranularity,
+    #[serde(default = "Layout::default_hierarchy")]
+    pub hierarchy: Vec<HierarchyPart>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partition_by: Vec<String>,
+}
+
+impl Layout {
+    fn default_hierarchy() -> Vec<HierarchyPart> {
+        vec![HierarchyPart::ExecutionId]
+    }
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout {
+            prefix_type: PrefixType::default(),
+            date: DateGranularity::default(),
+            hierarchy: Self::default_hierarchy(),
+            partition_by: vec![],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PrefixType {
+    Filename,
+    #[default]
+    Path,
+    PathAndFilename,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DateGranularity {
+    #[default]
+    None,
+    Year,
+    Month,
+    Day,
+    Hour,
+    Minute,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HierarchyPart {
+    ExecutionId,
+    SchemaVersion,
+}
+
+/// What starts a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    OnDemand(OnDemand),
+    Scheduled(ScheduledTrigger),
+    Event(EventTrigger),
+}
+
+impl Default for Trigger {
+    fn default() -> Self {
+        Trigger::OnDemand(OnDemand {})
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnDemand {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduledTrigger {
+    /// `rate(1 hour)` or `cron(0 6 * * ? *)`, as EventBridge writes them.
+    pub expression: String,
+    #[serde(default)]
+    pub mode: ScheduleMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<DateTime<Utc>>,
+    /// IANA time zone for cron expressions; UTC by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Deactivate the schedule after this many consecutive failed runs (1-100, default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deactivate_after_failures: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleMode {
+    #[default]
+    Incremental,
+    Complete,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventTrigger {
+    /// An EventBridge event pattern.
+    pub pattern: serde_json::Value,
+    #[serde(default)]
+    pub mode: ScheduleMode,
+}
+
+impl Flow {
+    /// Parse YAML or JSON (JSON is YAML, but a `.json` origin gives JSON's error messages) and
+    /// validate. `origin` names the input in messages (a file path).
+    pub fn parse(text: &str, origin: &str) -> Result<Flow, FlowError> {
+        let is_json = origin.ends_with(".json") || text.trim_start().starts_with('{');
+        let value: serde_json::Value = if is_json {
+            serde_json::from_str(text).map_err(|e| FlowError::Syntax {
+                origin: origin.to_string(),
+                format: "JSON",
+                message: e.to_string(),
+            })?
+        } else {
+            serde_yaml::from_str(text).map_err(|e| FlowError::Syntax {
+                origin: origin.to_string(),
+                format: "YAML",
+                message: e.to_string(),
+            })?
+        };
+        Self::from_value(value, origin)
+    }
+
+    /// Deserialize from a JSON value and validate.
+    pub fn from_value(value: serde_json::Value, origin: &str) -> Result<Flow, FlowError> {
+        let flow: Flow = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            FlowError::Invalid {
+                origin: origin.to_string(),
+                errors: vec![FieldError::new(path, explain_serde(&e.inner().to_string()))],
+            }
+        })?;
+        let errors = flow.validate();
+        if errors.is_empty() {
+            Ok(flow)
+        } else {
+            Err(FlowError::Invalid {
+                origin: origin.to_string(),
+                errors,
+            })
+        }
+    }
+
+    /// Every problem in the flow, each naming its field and the fix. Empty means valid.
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        validate_name(&self.name, &mut errs);
+        if let Some(d) = &self.description {
+            if d.chars().count() > 2048 {
+                errs.push(FieldError::new(
+                    "description",
+                    "is longer than 2048 characters; shorten it",
+                ));
+            }
+        }
+        self.validate_source(&mut errs);
+        self.validate_destination(&mut errs);
+        for (i, t) in self.tasks.iter().enumerate() {
+            t.validate(&format!("tasks[{i}]"), &mut errs);
+        }
+        self.validate_trigger(&mut errs);
+        if self.tags.len() > 50 {
+            errs.push(FieldError::new(
+                "tags",
+                "has more than 50 tags; AWS allows at most 50",
+            ));
+        }
+        for (k, v) in &self.tags {
+            if k.is_empty() || k.len() > 128 || v.len() > 256 {
+                errs.push(FieldError::new(
+                    format!("tags.{k}"),
+                    "tag keys are 1-128 characters and values at most 256",
+                ));
+            }
+        }
+        errs
+    }
+
+    fn validate_source(&self, errs: &mut Vec<FieldError>) {
+        let s = &self.source;
+        let known = crate::connector::CONNECTORS;
+        let planned = crate::connector::PLANNED;
+        if planned.contains(&s.connector.as_str()) {
+            errs.push(FieldError::new(
+                "source.connector",
+                format!(
+                    "the {} connector is not available in this build of ferry yet; available: {}",
+                    s.connector,
+                    known.join(", ")
+                ),
+            ));
+        }
+        if !known.contains(&s.connector.as_str()) && !planned.contains(&s.connector.as_str()) {
+            errs.push(FieldError::new(
+                "source.connector",
+                format!(
+                    "unknown connector '{}'; use one of: {}",
+                    s.connector,
+                    [known, planned].concat().join(", ")
+                ),
+            ));
+        } else {
+            if crate::connector::needs_profile(&s.connector) && s.profile.is_none() {
+                errs.push(FieldError::new(
+                    "source.profile",
+                    format!(
+                        "the {} connector needs a connector profile naming its credentials; add `profile: <name>` \
+                         and create the secret (see docs/connectors.md)",
+                        s.connector
+                    ),
+                ));
+            }
+            errs.extend(crate::connector::validate_properties(
+                &s.connector,
+                &s.entity,
+                &s.properties,
+            ));
+        }
+        if let Some(p) = &s.profile {
+            if p.trim().is_empty() {
+                errs.push(FieldError::new(
+                    "source.profile",
+                    "is empty; name a connector profile or remove the field",
+                ));
+            }
+        }
+        if s.entity.trim().is_empty() {
+            errs.push(FieldError::new(
+                "source.entity",
+                "is empty; name the object to read, e.g. `accounts`",
+            ));
+        }
+        if let Some(inc) = &s.incremental {
+            if inc.field.trim().is_empty() {
+                errs.push(FieldError::new(
+                    "source.incremental.field",
+                    "is empty; name the datetime field that drives the window, e.g. `updated_at`",
+                ));
+            }
+        }
+        let c = &s.chunk;
+        if c.records == 0 || c.megabytes == 0 || c.seconds == 0 {
+            errs.push(FieldError::new(
+                "source.chunk",
+                "records, megabytes and seconds must be greater than 0",
+            ));
+        }
+        if c.page_size == Some(0) {
+            errs.push(FieldError::new(
+                "source.chunk.page_size",
+                "must be greater than 0",
+            ));
+        }
+    }
+
+    fn validate_destination(&self, errs: &mut Vec<FieldError>) {
+        let d = &self.destination;
+        match (&d.local, &d.s3) {
+            (Some(_), Some(_)) => errs.push(FieldError::new(
+                "destination",
+                "has both `local` and `s3`; keep exactly one",
+            )),
+            (None, None) => errs.push(FieldError::new(
+                "destination",
+                "has no location; add `local: <directory>` or `s3: { bucket: ..., prefix: ... }`",
+            )),
+            (Some(p), None) if p.trim().is_empty() => errs.push(FieldError::new(
+                "destination.local",
+                "is empty; name a directory, e.g. `ferry-out`",
+            )),
+            _ => {}
+        }
+        if let Some(s3) = &d.s3 {
+            validate_bucket(&s3.bucket, "destination.s3.bucket", errs);
+            if s3.prefix.split('/').any(|p| p == ".." || p == ".") {
+                errs.push(FieldError::new(
+                    "destination.s3.prefix",
+                    "may not contain `.` or `..` segments",
+                ));
+            }
+        }
+        if let Some(e) = &d.error_location {
+            match Location::parse(e) {
+                Location::S3(s3) => validate_bucket(&s3.bucket, "destination.error_location", errs),
+                Location::Local { path } if path.trim().is_empty() => errs.push(FieldError::new(
+                    "destination.error_location",
+                    "is empty; give `s3://bucket/prefix` or a local directory",
+                )),
+                _ => {}
+            }
+        }
+        if let Some(c) = d.compression {
+            let ok = match d.format {
+                Format::Parquet => true,
+                Format::Csv | Format::Jsonl => matches!(c, Compression::None | Compression::Gzip),
+            };
+            if !ok {
+                errs.push(FieldError::new(
+                    "destination.compression",
+                    format!(
+                        "{:?} is not available for {}; use gzip or none",
+                        c,
+                        d.format.as_str()
+                    )
+                    .to_lowercase(),
+                ));
+            }
+        }
+        if d.single_file && d.file_size_mb.is_some() {
+            errs.push(FieldError::new(
+                "destination.file_size_mb",
+                "cannot be combined with `single_file: true`; keep one of them",
+            ));
+        }
+        if d.file_size_mb == Some(0) {
+            errs.push(FieldError::new(
+                "destination.file_size_mb",
+                "must be at least 1",
+            ));
+        }
+        if d.parquet.row_group_size == 0 {
+            errs.push(FieldError::new(
+                "destination.parquet.row_group_size",
+                "must be at least 1",
+            ));
+        }
+        if !d.csv.delimiter.is_ascii() || matches!(d.csv.delimiter, '"' | '\n' | '\r') {
+            errs.push(FieldError::new(
+                "destination.csv.delimiter",
+                "must be a single ASCII character other than a quote or a line break",
+            ));
+        }
+        let l = &d.layout;
+        if l.partition_by.len() > 10 {
+            errs.push(FieldError::new(
+                "destination.layout.partition_by",
+                "names more than 10 fields; AppFlow and ferry allow at most 10",
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, f) in l.partition_by.iter().enumerate() {
+            if f.trim().is_empty() {
+                errs.push(FieldError::new(
+                    format!("destination.layout.partition_by[{i}]"),
+                    "is empty; name a destination field",
+                ));
+            }
+            if !seen.insert(f) {
+                errs.push(FieldError::new(
+                    format!("destination.layout.partition_by[{i}]"),
+                    format!("'{f}' is listed twice"),
+                ));
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, h) in l.hierarchy.iter().enumerate() {
+            if !seen.insert(*h as u8) {
+                errs.push(FieldError::new(
+                    format!("destination.layout.hierarchy[{i}]"),
+                    "is listed twice",
+                ));
+            }
+        }
+    }
+
+    fn validate_trigger(&self, errs: &mut Vec<FieldError>) {
+        match &self.trigger {
+            Trigger::OnDemand(_) => {}
+            Trigger::Scheduled(s) => {
+                if let Err(e) = schedule::validate_expression(&s.expression) {
+                    errs.push(FieldError::new("trigger.scheduled.expression", e));
+                }
+                if let (Some(a), Some(b)) = (s.start_time, s.end_time) {
+                    if b <= a {
+                        errs.push(FieldError::new(
+                            "trigger.scheduled.end_time",
+                            "must be after start_time",
+                        ));
+                    }
+                }
+                if let Some(tz) = &s.timezone {
+                    if !schedule::plausible_timezone(tz) {
+                        errs.push(FieldError::new(
+                            "trigger.scheduled.timezone",
+                            format!("'{tz}' is not an IANA time zone name such as `UTC` or `Europe/Paris`"),
+                        ));
+                    }
+                }
+                if let Some(n) = s.deactivate_after_failures {
+                    if !(1..=100).contains(&n) {
+                        errs.push(FieldError::new(
+                            "trigger.scheduled.deactivate_after_failures",
+                            "must be between 1 and 100",
+                        ));
+                    }
+                }
+                if s.mode == ScheduleMode::Incremental && self.source.incremental.is_none() {
+                    errs.push(FieldError::new(
+                        "trigger.scheduled.mode",
+                        "is incremental but the source has no `incremental` section; add `source.incremental.field` or set `mode: complete`",
+                    ));
+                }
+            }
+            Trigger::Event(e) => {
+                if !e.pattern.is_object() {
+                    errs.push(FieldError::new(
+                        "trigger.event.pattern",
+                        "must be an EventBridge event pattern (an object)",
+                    ));
+                }
+                if e.mode == ScheduleMode::Incremental && self.source.incremental.is_none() {
+                    errs.push(FieldError::new(
+                        "trigger.event.mode",
+                        "is incremental but the source has no `incremental` section; add `source.incremental.field` or set `mode: complete`",
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The pull mode a run uses unless told otherwise.
+    pub fn default_mode(&self) -> PullMode {
+        let trigger_mode = match &self.trigger {
+            Trigger::Scheduled(s) => Some(s.mode),
+            Trigger::Event(e) => Some(e.mode),
+            Trigger::OnDemand(_) => None,
+        };
+        match (trigger_mode, &self.source.incremental) {
+            (Some(ScheduleMode::Complete), _) | (_, None) => PullMode::Complete,
+            (_, Some(_)) => PullMode::Incremental,
+        }
+    }
+
+    /// Serialize as YAML (for `flows get`).
+    pub fn to_yaml(&self) -> String {
+        // Through JSON, so enums are plain one-key maps rather than YAML tags.
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| serde_yaml::to_string(&v).ok())
+            .unwrap_or_default()
+    }
+}
+
+fn validate_name(name: &str, errs: &mut Vec<FieldError>) {
+    let ok = name.len() >= 2
+        && name.len() <= 256
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !ok {
+        errs.push(FieldError::new(
+            "name",
+            format!(
+                "'{name}' is not a valid flow name; use 2-256 characters: letters, digits, `_`, `-`, `.`, starting with a letter or digit"
+            ),
+        ));
+    }
+}
+
+fn validate_bucket(bucket: &str, path: &str, errs: &mut Vec<FieldError>) {
+    let ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if !ok {
+        errs.push(FieldError::new(
+            path,
+            format!("'{bucket}' is not a valid S3 bucket name (3-63 lowercase letters, digits, `-`, `.`)"),
+        ));
+    }
+}
+
+/// Make serde's messages say what to do.
+fn explain_serde(msg: &str) -> String {
+    if let Some(rest) = msg.strip_prefix("unknown field ") {
+        return format!("unknown field {rest}; remove it or fix its spelling");
+    }
+    if msg.starts_with("missing field") {
+        return format!("{msg}; add it");
+    }
+    msg.to_string()
+}
+
+/// `10m`, `1h 30m`, `90s` as [`Duration`]s in YAML.
+pub mod duration_str {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s: Option<String> = Option::deserialize(d)?;
+        match s {
+            None => Ok(None),
+            Some(s) => humantime::parse_duration(s.trim()).map(Some).map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "'{s}' is not a duration ({e}); write e.g. `10m`, `1h`, `90s`"
+                ))
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,163 @@
+//! An embedded interpreter for Amazon States Language (ASL) state machines, so that the same
+//! definition file that runs on AWS Step Functions in production runs locally.
+//!
+//! ```ignore
+//! // (module path depends on where this module is mounted)
+//! let subs = HashMap::from([("StartRunFunctionArn".to_string(), "local:start-run".to_string())]);
+//! let machine = StateMachine::parse(definition, &subs)?;
+//! let ctx = ExecutionContext::new("arn:aws:states:local:0:stateMachine:ferry", "run-1");
+//! let output = machine.execute(serde_json::json!({}), ctx, &invoker, &NoopObserver).await?;
+//! ```
+//!
+//! # Supported (JSONPath query language only)
+//! - States: `Task`, `Pass`, `Choice`, `Wait` (`Seconds`, `SecondsPath`, `Timestamp`,
+//!   `TimestampPath`), `Succeed`, `Fail` (`Error`, `Cause`, `ErrorPath`, `CausePath`).
+//! - Input/output processing: `InputPath`, `Parameters`, `ResultSelector`, `ResultPath`,
+//!   `OutputPath`, with reference paths and the context object (`$$`) (modules `path`,
+//!   `context`, `template`).
+//! - Intrinsic functions (module `intrinsics`): `States.Format`, `States.StringToJson`,
+//!   `States.JsonToString`, `States.Array`, `States.ArrayGetItem`, `States.ArrayLength`,
+//!   `States.JsonMerge` (shallow), `States.MathAdd`, `States.StringSplit`, `States.UUID`.
+//! - Choice rules (module `choice`): every comparison operator and its `...Path` variant,
+//!   `StringMatches`, the `Is*` type tests, `And`/`Or`/`Not`.
+//! - `Retry` (`IntervalSeconds`, `MaxAttempts`, `BackoffRate`, `MaxDelaySeconds`,
+//!   `JitterStrategy`) and `Catch` (module `retry`); Task `TimeoutSeconds` (-> `States.Timeout`),
+//!   `HeartbeatSeconds` (accepted, not enforced: there is no heartbeat API locally);
+//!   state machine `TimeoutSeconds`.
+//!
+//! # Rejected when parsing
+//! `Map` and `Parallel` states, JSONata (`QueryLanguage: "JSONata"`, `Arguments`, `Output`,
+//! `Condition`), `Assign`, `Credentials`, `TimeoutSecondsPath`, `HeartbeatSecondsPath`,
+//! non-reference JSONPath (`..`, `*`, slices, filters), other intrinsic functions, unknown fields, `${Placeholder}`s without a substitution, and transitions
+//! to states that do not exist.
+
+mod choice;
+mod context;
+mod definition;
+mod error;
+mod executor;
+mod intrinsics;
+mod path;
+mod retry;
+mod template;
+
+#[cfg(test)]
+mod tests;
+
+pub use context::ExecutionContext;
+pub use error::{names as error_names, AslError, ExecutionFailure, TaskFailure};
+
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+/// The default limit on state transitions per execution (a guard against endless loops).
+pub const DEFAULT_MAX_TRANSITIONS: u64 = 1_000_000;
+
+/// Runs the work of Task states.
+#[async_trait::async_trait]
+pub trait TaskInvoker: Send + Sync {
+    /// `resource` is the Task's Resource string after substitution; `input` the effective input
+    /// (after InputPath + Parameters). An `Err` is a task error, matched by `Retry`/`Catch`
+    /// `ErrorEquals` on its `error` name.
+    async fn invoke(&self, resource: &str, input: Value) -> Result<Value, TaskFailure>;
+}
+
+/// Receives progress notifications (all methods default to doing nothing).
+pub trait Observer: Send + Sync {
+    /// A state starts, with its raw input.
+    fn state_entered(&self, _name: &str, _input: &Value) {}
+    /// A state finished successfully (or an error was caught), with its output.
+    fn state_exited(&self, _name: &str, _output: &Value) {}
+    /// A Task failed with `error` and will be retried after `delay`; `attempt` is the 1-based
+    /// retry number of the retrier that matched.
+    fn retrying(&self, _state: &str, _error: &str, _attempt: u32, _delay: Duration) {}
+}
+
+/// An [`Observer`] that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoopObserver;
+
+impl Observer for NoopObserver {}
+
+/// A parsed and validated state machine.
+#[derive(Debug, Clone)]
+pub struct StateMachine {
+    definition: definition::Definition,
+    max_transitions: u64,
+}
+
+impl StateMachine {
+    /// Parses a JSON ASL definition, replacing `${Name}` placeholders (in any string, keys
+    /// included) from `substitutions`, and validates the whole definition up front.
+    pub fn parse(
+        definition: &str,
+        substitutions: &HashMap<String, String>,
+    ) -> Result<StateMachine, AslError> {
+        Ok(StateMachine {
+            definition: definition::parse(definition, substitutions)?,
+            max_transitions: DEFAULT_MAX_TRANSITIONS,
+        })
+    }
+
+    /// All `${Placeholder}` names in a definition text.
+    pub fn placeholders(definition: &str) -> BTreeSet<String> {
+        definition::placeholders(definition)
+    }
+
+    /// Sets the limit on state transitions per execution (default [`DEFAULT_MAX_TRANSITIONS`]);
+    /// exceeding it fails the execution with `States.Runtime`.
+    pub fn with_max_transitions(mut self, max_transitions: u64) -> Self {
+        self.max_transitions = max_transitions;
+        self
+    }
+
+    /// The `StartAt` state.
+    pub fn start_at(&self) -> &str {
+        &self.definition.start_at
+    }
+
+    /// The top-level `Comment`, if any.
+    pub fn comment(&self) -> Option<&str> {
+        self.definition.comment.as_deref()
+    }
+
+    /// The names of all states, sorted.
+    pub fn state_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.definition.states.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// The distinct Task `Resource` strings (after substitution), sorted.
+    pub fn resources(&self) -> BTreeSet<&str> {
+        self.definition
+            .states
+            .values()
+            .filter_map(|s| match &s.kind {
+                definition::Kind::Task(task) => Some(task.resource.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Runs one execution to completion and returns its output, or why it failed.
+    pub async fn execute(
+        &self,
+        input: Value,
+        ctx: ExecutionContext,
+        invoker: &dyn TaskInvoker,
+        observer: &dyn Observer,
+    ) -> Result<Value, ExecutionFailure> {
+        executor::Executor {
+            definition: &self.definition,
+            context: &ctx,
+            execution_input: &input,
+            invoker,
+            observer,
+            max_transitions: self.max_transitions,
+        }
+        .run()
+        .await
+    }
+}

@@ -1,0 +1,281 @@
+//! Object keys, as AppFlow lays them out (`prefixConfig`), plus Hive-style partitions:
+//!
+//! `<prefix>/<flow>/[schemaVersion_<n>/][YYYY/MM/DD[/HH[/mm]]/][field=value/...]<execution_id>/part-<chunk>-<n>.<ext>`
+//!
+//! Pure functions: same inputs, same key — which is what makes retried writes overwrite.
+
+use crate::flow::{DateGranularity, HierarchyPart, Layout, PrefixType};
+use chrono::{DateTime, Utc};
+
+/// Everything a key depends on.
+#[derive(Debug, Clone)]
+pub struct KeyInput<'a> {
+    /// Destination prefix (may be empty).
+    pub prefix: &'a str,
+    pub flow: &'a str,
+    pub execution_id: &'a str,
+    pub schema_version: u32,
+    /// The run's start time: drives the date folders.
+    pub run_time: DateTime<Utc>,
+    /// `(field, value)`; `None` is a null.
+    pub partition: &'a [(String, Option<String>)],
+    pub chunk: u32,
+    pub part: u32,
+    pub extension: &'a str,
+}
+
+/// The object key for one output file.
+pub fn object_key(layout: &Layout, k: &KeyInput<'_>) -> String {
+    let mut segs: Vec<String> = vec![];
+    let prefix = k.prefix.trim_matches('/');
+    if !prefix.is_empty() {
+        segs.push(prefix.to_string());
+    }
+    segs.push(k.flow.to_string());
+    let folders = matches!(
+        layout.prefix_type,
+        PrefixType::Path | PrefixType::PathAndFilename
+    );
+    let in_name = matches!(
+        layout.prefix_type,
+        PrefixType::Filename | PrefixType::PathAndFilename
+    );
+    if folders && layout.hierarchy.contains(&HierarchyPart::SchemaVersion) {
+        segs.push(format!("schemaVersion_{}", k.schema_version));
+    }
+    if folders {
+        segs.extend(date_folders(layout.date, k.run_time));
+    }
+    for (field, value) in k.partition {
+        segs.push(format!(
+            "{}={}",
+            escape(field),
+            value
+                .as_deref()
+                .map(escape)
+                .unwrap_or_else(|| "null".into())
+        ));
+    }
+    if folders && layout.hierarchy.contains(&HierarchyPart::ExecutionId) {
+        segs.push(k.execution_id.to_string());
+    }
+    let mut name = String::new();
+    if in_name {
+        if let Some(stamp) = date_stamp(layout.date, k.run_time) {
+            name.push_str(&stamp);
+            name.push('-');
+        }
+        if !folders {
+            if layout.hierarchy.contains(&HierarchyPart::SchemaVersion) {
+                name.push_str(&format!("schemaVersion_{}-", k.schema_version));
+            }
+            name.push_str(k.execution_id);
+            name.push('-');
+        }
+    }
+    name.push_str(&format!(
+        "part-{:05}-{:03}.{}",
+        k.chunk, k.part, k.extension
+    ));
+    segs.push(name);
+    segs.join("/")
+}
+
+/// Where a run's manifest goes: `<prefix>/<flow>/_manifests/<execution_id>.json`.
+pub fn manifest_key(prefix: &str, flow: &str, execution_id: &str) -> String {
+    let prefix = prefix.trim_matches('/');
+    if prefix.is_empty() {
+        format!("{flow}/_manifests/{execution_id}.json")
+    } else {
+        format!("{prefix}/{flow}/_manifests/{execution_id}.json")
+    }
+}
+
+fn date_folders(g: DateGranularity, t: DateTime<Utc>) -> Vec<String> {
+    let all = [
+        t.format("%Y").to_string(),
+        t.format("%m").to_string(),
+        t.format("%d").to_string(),
+        t.format("%H").to_string(),
+        t.format("%M").to_string(),
+    ];
+    let n = match g {
+        DateGranularity::None => 0,
+        DateGranularity::Year => 1,
+        DateGranularity::Month => 2,
+        DateGranularity::Day => 3,
+        DateGranularity::Hour => 4,
+        DateGranularity::Minute => 5,
+    };
+    all[..n].to_vec()
+}
+
+fn date_stamp(g: DateGranularity, t: DateTime<Utc>) -> Option<String> {
+    let f = match g {
+        DateGranularity::None => return None,
+        DateGranularity::Year => "%Y",
+        DateGranularity::Month => "%Y-%m",
+        DateGranularity::Day => "%Y-%m-%d",
+        DateGranularity::Hour => "%Y-%m-%dT%H",
+        DateGranularity::Minute => "%Y-%m-%dT%H-%M",
+    };
+    Some(t.format(f).to_string())
+}
+
+/// Hive-style escaping of a partition name or value: `%XX` for bytes that could change the
+/// path (`/`, `\`, `=`, `%`, `:`, quotes, `#`, `?`, `*`, control characters) and for a value
+/// made of dots only, so a value can never climb out of its folder. Other Unicode is kept.
+pub fn escape(s: &str) -> String {
+    if s.is_empty() {
+        return "__empty__".into();
+    }
+    if s.chars().all(|c| c == '.') {
+        return s.bytes().map(|b| format!("%{b:02X}")).collect();
+    }
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let escape_it = c.is_control()
+            || matches!(
+                c,
+                '/' | '\\'
+                    | '='
+                    | '%'
+                    | ':'
+                    | '"'
+                    | '\''
+                    | '#'
+                    | '?'
+                    | '*'
+                    | '['
+                    | ']'
+                    | '{'
+                    | '}'
+                    | '^'
+                    | '<'
+                    | '>'
+                    | '|'
+            );
+        if escape_it {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn input<'a>(partition: &'a [(String, Option<String>)]) -> KeyInput<'a> {
+        KeyInput {
+            prefix: "raw/crm/",
+            flow: "accounts",
+            execution_id: "run-1",
+            schema_version: 2,
+            run_time: Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap(),
+            partition,
+            chunk: 3,
+            part: 1,
+            extension: "parquet",
+        }
+    }
+
+    fn layout(
+        prefix_type: PrefixType,
+        date: DateGranularity,
+        hierarchy: Vec<HierarchyPart>,
+    ) -> Layout {
+        Layout {
+            prefix_type,
+            date,
+            hierarchy,
+            partition_by: vec![],
+        }
+    }
+
+    #[test]
+    fn path_layout() {
+        let l = layout(
+            PrefixType::Path,
+            DateGranularity::Day,
+            vec![HierarchyPart::SchemaVersion, HierarchyPart::ExecutionId],
+        );
+        assert_eq!(
+            object_key(&l, &input(&[])),
+            "raw/crm/accounts/schemaVersion_2/2026/03/04/run-1/part-00003-001.parquet"
+        );
+        let l = layout(
+            PrefixType::Path,
+            DateGranularity::Minute,
+            vec![HierarchyPart::ExecutionId],
+        );
+        assert_eq!(
+            object_key(&l, &input(&[])),
+            "raw/crm/accounts/2026/03/04/05/06/run-1/part-00003-001.parquet"
+        );
+        let l = layout(PrefixType::Path, DateGranularity::None, vec![]);
+        assert_eq!(
+            object_key(&l, &input(&[])),
+            "raw/crm/accounts/part-00003-001.parquet"
+        );
+    }
+
+    #[test]
+    fn filename_layouts() {
+        let l = layout(
+            PrefixType::Filename,
+            DateGranularity::Hour,
+            vec![HierarchyPart::ExecutionId],
+        );
+        assert_eq!(
+            object_key(&l, &input(&[])),
+            "raw/crm/accounts/2026-03-04T05-run-1-part-00003-001.parquet"
+        );
+        let l = layout(
+            PrefixType::PathAndFilename,
+            DateGranularity::Month,
+            vec![HierarchyPart::ExecutionId],
+        );
+        assert_eq!(
+            object_key(&l, &input(&[])),
+            "raw/crm/accounts/2026/03/run-1/2026-03-part-00003-001.parquet"
+        );
+    }
+
+    #[test]
+    fn hive_partitions_with_nulls_and_hostile_values() {
+        let l = layout(
+            PrefixType::Path,
+            DateGranularity::None,
+            vec![HierarchyPart::ExecutionId],
+        );
+        let p = vec![
+            ("country".to_string(), None),
+            ("city".to_string(), Some("../../etc".to_string())),
+            ("k".to_string(), Some("a/b=c".to_string())),
+            ("u".to_string(), Some("Zürich 東京".to_string())),
+            ("dots".to_string(), Some("..".to_string())),
+        ];
+        let key = object_key(&l, &input(&p));
+        assert_eq!(
+            key,
+            "raw/crm/accounts/country=null/city=..%2F..%2Fetc/k=a%2Fb%3Dc/u=Zürich 東京/dots=%2E%2E/run-1/part-00003-001.parquet"
+        );
+        // No segment climbs out.
+        assert!(key
+            .split('/')
+            .all(|s| s != ".." && s != "." && !s.is_empty()));
+    }
+
+    #[test]
+    fn manifest_keys() {
+        assert_eq!(manifest_key("raw/", "f", "e"), "raw/f/_manifests/e.json");
+        assert_eq!(manifest_key("", "f", "e"), "f/_manifests/e.json");
+    }
+}

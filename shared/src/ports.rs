@@ -1,0 +1,227 @@
+//! The seams between the steps and the outside world. Small async traits with domain types in
+//! and out; one production adapter (AWS) and one embedded adapter (SQLite, local files) each,
+//! plus in-memory ones where unit tests need them.
+
+use crate::error::StoreError;
+use crate::flow::Flow;
+use crate::model::{ChunkResult, FlowState, RunRecord};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+
+/// A flow definition as stored: the validated flow plus its version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredFlow {
+    pub flow: Flow,
+    pub version: u32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// AppFlow's flow status: Active | Suspended (deactivated after failures) | Draft.
+    pub status: FlowStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum FlowStatus {
+    #[default]
+    Active,
+    Suspended,
+    Draft,
+}
+
+/// Flow definitions, versioned: every put of a changed definition is a new version.
+#[async_trait]
+pub trait FlowStore: Send + Sync {
+    /// Store `flow` as its next version (or return the current version unchanged if identical).
+    async fn put_flow(&self, flow: &Flow, now: DateTime<Utc>) -> Result<StoredFlow, StoreError>;
+    /// The latest version, or a given one.
+    async fn get_flow(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<StoredFlow>, StoreError>;
+    /// Latest version of every flow, sorted by name.
+    async fn list_flows(&self) -> Result<Vec<StoredFlow>, StoreError>;
+    /// Delete every version; true if the flow existed.
+    async fn delete_flow(&self, name: &str) -> Result<bool, StoreError>;
+    async fn set_status(&self, name: &str, status: FlowStatus) -> Result<(), StoreError>;
+}
+
+/// Run records, per-chunk results and flow state (watermark, lease, schema version, failures).
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// Current state; a default (empty) state when the flow never ran.
+    async fn get_state(&self, flow: &str) -> Result<FlowState, StoreError>;
+    /// Take the run lease: succeeds if no lease is held, the held lease expired at `now`, or it
+    /// is already held by `run_id` (a retried start). Otherwise `StoreError::Conflict`.
+    async fn acquire_lease(
+        &self,
+        flow: &str,
+        run_id: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<FlowState, StoreError>;
+    /// Extend a lease this run holds. `Conflict` if the lease is no longer ours.
+    async fn renew_lease(
+        &self,
+        flow: &str,
+        run_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Commit a successful run: set the watermark (if `Some`), the schema version and
+    /// description, reset the failure count and release the lease — only if `run_id` still
+    /// holds the lease (`Conflict` otherwise, and nothing changes).
+    async fn commit_success(
+        &self,
+        flow: &str,
+        run_id: &str,
+        commit: &StateCommit,
+    ) -> Result<FlowState, StoreError>;
+    /// Record a failed run: count the failure and release the lease if `run_id` holds it. The
+    /// watermark never moves here. Returns the consecutive failure count.
+    async fn record_failure(&self, flow: &str, run_id: &str) -> Result<u32, StoreError>;
+    /// Remove all state of a flow (on delete).
+    async fn delete_state(&self, flow: &str) -> Result<(), StoreError>;
+
+    async fn put_run(&self, run: &RunRecord) -> Result<(), StoreError>;
+    async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError>;
+    /// A flow's runs, newest first, at most `limit`.
+    async fn list_runs(&self, flow: &str, limit: usize) -> Result<Vec<RunRecord>, StoreError>;
+
+    /// Idempotent by (run_id, chunk, stage): a retried step overwrites its own result.
+    async fn put_chunk_result(&self, result: &ChunkResult) -> Result<(), StoreError>;
+    /// Every chunk result of a run, ordered by (chunk, stage).
+    async fn chunk_results(&self, run_id: &str) -> Result<Vec<ChunkResult>, StoreError>;
+}
+
+/// What a successful run changes in the flow state.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StateCommit {
+    pub watermark: Option<DateTime<Utc>>,
+    pub schema_version: u32,
+    pub schema: Option<serde_json::Value>,
+}
+
+/// Options for one object write.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutOptions {
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+}
+
+/// Objects: the staging area and destinations (S3 in production, a directory locally).
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Write (or overwrite) one object.
+    async fn put(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<(), StoreError>;
+    async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError>;
+    /// Keys under a prefix, sorted.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Delete every object under a prefix.
+    async fn delete_prefix(&self, prefix: &str) -> Result<(), StoreError> {
+        for k in self.list(prefix).await? {
+            self.delete(&k).await?;
+        }
+        Ok(())
+    }
+    /// How a key is shown to a user: `s3://bucket/key` or a local path.
+    fn uri(&self, key: &str) -> String;
+}
+
+/// A secret value. Debug and Display never show it.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(serde_json::Value);
+
+impl Secret {
+    pub fn new(value: serde_json::Value) -> Self {
+        Secret(value)
+    }
+    /// The value itself. Do not log what this returns.
+    pub fn expose(&self) -> &serde_json::Value {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Connector credentials, one secret per connector profile.
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    async fn get_secret(&self, profile: &str) -> Result<Option<Secret>, StoreError>;
+    /// Write a secret back (refreshed OAuth tokens).
+    async fn put_secret(&self, profile: &str, secret: &Secret) -> Result<(), StoreError>;
+}
+
+/// A run report or flow event (EventBridge in production, a JSON-lines log locally).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// e.g. `ferry Start Flow Run Report`.
+    pub detail_type: String,
+    pub detail: serde_json::Value,
+    pub time: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait EventSink: Send + Sync {
+    async fn publish(&self, event: &Event) -> Result<(), StoreError>;
+}
+
+/// Time, injectable for tests.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock that stands still until moved; for tests.
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<std::sync::Mutex<DateTime<Utc>>>);
+
+impl ManualClock {
+    pub fn new(t: DateTime<Utc>) -> Self {
+        ManualClock(Arc::new(std::sync::Mutex::new(t)))
+    }
+    pub fn set(&self, t: DateTime<Utc>) {
+        *self.0.lock().unwrap() = t;
+    }
+    pub fn advance(&self, d: chrono::Duration) {
+        let mut g = self.0.lock().unwrap();
+        *g += d;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// Where a flow's output (or its rejected records) goes, resolved to a blob store.
+#[async_trait]
+pub trait DestinationResolver: Send + Sync {
+    async fn resolve(
+        &self,
+        location: &crate::flow::Location,
+    ) -> Result<Arc<dyn BlobStore>, StoreError>;
+}

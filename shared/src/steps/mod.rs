@@ -1,0 +1,114 @@
+//! The five steps of a run, as plain async functions over the ports: testable without Lambda,
+//! called by the Lambda binaries and by the embedded engine alike. Their inputs and outputs are
+//! the state machine's payloads: pointers and small numbers, never records.
+
+pub mod fetch_page;
+pub mod finalize;
+pub mod start_run;
+pub mod transform_batch;
+pub mod write_s3;
+
+use crate::connector::{ConnectorContext, Source};
+use crate::error::{ErrorKind, StepError};
+use crate::flow::Flow;
+use crate::model::{PullMode, TriggerType, Window};
+use crate::ports::{
+    BlobStore, Clock, DestinationResolver, EventSink, FlowStore, RunStore, SecretStore,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a step needs, built once per process.
+#[derive(Clone)]
+pub struct Deps {
+    pub flows: Arc<dyn FlowStore>,
+    pub runs: Arc<dyn RunStore>,
+    /// Staging area: raw chunks and Arrow batches between steps.
+    pub staging: Arc<dyn BlobStore>,
+    pub destinations: Arc<dyn DestinationResolver>,
+    pub secrets: Arc<dyn SecretStore>,
+    pub events: Arc<dyn EventSink>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Settings,
+}
+
+/// Engine-wide knobs (not per flow).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long a run lease lasts without renewal; each chunk renews it.
+    pub lease_ttl: Duration,
+    /// EventBridge `source` of run reports.
+    pub event_source: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            lease_ttl: Duration::from_secs(15 * 60),
+            event_source: "ferry".into(),
+        }
+    }
+}
+
+/// The run, as every step after start-run sees it (the `run` object of the state).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunContext {
+    pub run_id: String,
+    pub flow: String,
+    pub flow_version: u32,
+    pub execution_id: String,
+    pub trigger: TriggerType,
+    pub mode: PullMode,
+    pub window: Window,
+    pub started_at: DateTime<Utc>,
+    pub schema_version: u32,
+    /// `staging/<flow>/<run_id>`.
+    pub staging_prefix: String,
+}
+
+impl RunContext {
+    pub fn raw_key(&self, chunk: u32) -> String {
+        format!("{}/raw/chunk-{chunk:06}.jsonl", self.staging_prefix)
+    }
+    pub fn batch_key(&self, chunk: u32) -> String {
+        format!("{}/batch/chunk-{chunk:06}.arrow", self.staging_prefix)
+    }
+    pub fn schema_key(&self) -> String {
+        format!("{}/schema.json", self.staging_prefix)
+    }
+    /// The window the source is asked for: none in complete mode.
+    pub fn source_window(&self) -> Option<Window> {
+        match self.mode {
+            PullMode::Complete => None,
+            PullMode::Incremental | PullMode::Backfill => Some(self.window),
+        }
+    }
+}
+
+/// The flow version this run was started with.
+pub(crate) async fn load_flow(
+    deps: &Deps,
+    name: &str,
+    version: Option<u32>,
+) -> Result<(Flow, u32), StepError> {
+    match deps.flows.get_flow(name, version).await? {
+        Some(s) => Ok((s.flow, s.version)),
+        None => Err(StepError::invalid_flow(match version {
+            None => format!("flow '{name}' is not registered; register it with `ferry flows put FILE` (or `ferry run FILE`)"),
+            Some(v) => format!("flow '{name}' has no version {v}; it was deleted or replaced while the run was going"),
+        })),
+    }
+}
+
+pub(crate) async fn build_source(deps: &Deps, flow: &Flow) -> Result<Box<dyn Source>, StepError> {
+    let ctx = ConnectorContext {
+        secrets: deps.secrets.clone(),
+    };
+    Ok(crate::connector::build(&flow.source, &ctx).await?)
+}
+
+pub(crate) fn internal(what: &str, e: impl std::fmt::Display) -> StepError {
+    StepError::new(ErrorKind::Fatal, format!("{what}: {e}"))
+}
