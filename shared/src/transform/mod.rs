@@ -27,6 +27,16 @@ pub struct Applied {
     pub batch: RecordBatch,
     /// Records dropped by filters.
     pub filtered: u64,
+    /// Records dropped by validation (`drop_record`): row index in the *input* batch and the
+    /// reason. transform-batch writes them, with the raw record, to the flow's error location.
+    pub rejected: Vec<Rejection>,
+}
+
+/// One record a task refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub row: usize,
+    pub reason: String,
 }
 
 /// A compiled task list.
