@@ -232,6 +232,7 @@ impl Plan {
         Ok(Applied {
             batch: out,
             filtered,
+            rejected: vec![],
         })
     }
 }
