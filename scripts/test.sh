@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite: what the README's second command and CI (.ci/run) run.
+#
+# 1. Installs the pinned test-time Python tools into ./.venv (moto server, pyarrow, duckdb).
+#    Tests that talk to AWS APIs start their own moto server on 127.0.0.1 from that venv and
+#    stop it when they end; nothing needs to be started by hand.
+# 2. Runs the offline deployment checks when their script exists (cfn-lint, sam validate,
+#    ASL validator).
+# 3. Builds and runs every Rust test in the workspace (cargo-nextest when installed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+echo "==> test-time Python tools (.venv)"
+scripts/setup-venv.sh
+export FERRY_TEST_PYTHON="$root/.venv/bin/python"
+export FERRY_MOTO_SERVER="$root/.venv/bin/moto_server"
+# Dummy credentials: AWS adapters only ever reach the local moto server in tests.
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN=testing
+export AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
+unset AWS_PROFILE || true
+
+if [ -x scripts/check-deploy.sh ]; then
+  echo "==> offline deployment checks"
+  scripts/check-deploy.sh
+fi
+
+echo "==> cargo tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast --failure-output final "$@"
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi
