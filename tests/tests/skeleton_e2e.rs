@@ -7,7 +7,7 @@ use ferry::error::StoreError;
 use ferry::flow::{Flow, Location};
 use ferry::local::{asl::NoopObserver, embedded_deps, Engine, RunOutcome};
 use ferry::model::{Manifest, PullMode, RunStatus};
-use ferry::ports::{BlobStore, DestinationResolver, ManualClock, PutOptions};
+use ferry::ports::{BlobStore, Clock, DestinationResolver, ManualClock, PutOptions};
 use ferry::steps::start_run::RunRequest;
 use ferry::steps::Deps;
 use std::path::{Path, PathBuf};
@@ -113,7 +113,8 @@ async fn quickstart_writes_typed_parquet_that_pyarrow_reads() {
     let rec = out.record.unwrap();
     assert_eq!(rec.status, RunStatus::Successful);
     assert_eq!(rec.records_processed, 5000);
-    assert!(rec.chunks >= 4, "5000 records in chunks of 1500: {} chunks", rec.chunks);
+    // Pages of 1000; a chunk ends once it holds 1500 or more: 2000 + 2000 + 1000.
+    assert_eq!(rec.chunks, 3, "5000 records in chunks of at least 1500");
     assert_eq!(rec.records_written + rec.records_filtered, 5000);
     assert!(rec.records_filtered > 0, "the filter drops status=deleted");
 
@@ -227,14 +228,19 @@ impl BlobStore for FlakyStore {
 #[tokio::test]
 async fn failed_write_leaves_watermark_and_manifests_and_the_next_run_rereads_the_window() {
     let mut env = env();
-    let f = small_quickstart();
+    let f = flow(
+        &QUICKSTART
+            .replace("records: 50000", "records: 5000")
+            .replace("chunk: { records: 20000 }", "chunk: { records: 500, page_size: 250 }"),
+    );
     let first = run(&env, &f, None).await.record.unwrap();
     assert_eq!(first.status, RunStatus::Successful);
     let failing = Arc::new(AtomicBool::new(true));
     env.deps.destinations = Arc::new(Flaky { inner: env.deps.destinations.clone(), failing: failing.clone() });
     let files_before = parquet_files(&env.root);
 
-    env.clock.advance(Duration::days(2));
+    // 30 days of updates: ~1700 records, several chunks; the second chunk's write fails.
+    env.clock.advance(Duration::days(30));
     let failed = run(&env, &f, None).await;
     assert!(!failed.succeeded());
     let rec = failed.record.unwrap();
