@@ -14,7 +14,11 @@ fn ferry(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 const FLOW: &str = r#"
@@ -32,27 +36,50 @@ destination:
 #[test]
 fn validate_names_the_field_and_the_fix() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("bad.yaml"), FLOW.replace("format: jsonl", "format: xlsx").replace("entity: contacts", "entity: contacts\n  colour: blue")).unwrap();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        FLOW.replace("format: jsonl", "format: xlsx")
+            .replace("entity: contacts", "entity: contacts\n  colour: blue"),
+    )
+    .unwrap();
     let o = ferry(dir.path(), &["validate", "bad.yaml"]);
     assert!(!o.status.success());
     let t = text(&o);
-    assert!(t.contains("source.colour") && t.contains("unknown field"), "{t}");
+    assert!(
+        t.contains("source.colour") && t.contains("unknown field"),
+        "{t}"
+    );
 
-    std::fs::write(dir.path().join("bad2.yaml"), FLOW.replace("connector: sample", "connector: oracle")).unwrap();
+    std::fs::write(
+        dir.path().join("bad2.yaml"),
+        FLOW.replace("connector: sample", "connector: oracle"),
+    )
+    .unwrap();
     let o = ferry(dir.path(), &["validate", "bad2.yaml"]);
     assert!(!o.status.success());
-    assert!(text(&o).contains("source.connector: unknown connector 'oracle'"), "{}", text(&o));
+    assert!(
+        text(&o).contains("source.connector: unknown connector 'oracle'"),
+        "{}",
+        text(&o)
+    );
 
     std::fs::write(dir.path().join("good.yaml"), FLOW).unwrap();
     let o = ferry(dir.path(), &["validate", "good.yaml"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(!dir.path().join(".ferry").exists(), "validate writes nothing");
+    assert!(
+        !dir.path().join(".ferry").exists(),
+        "validate writes nothing"
+    );
 }
 
 #[test]
 fn malformed_flow_file_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("broken.yaml"), "name: x\nsource: [unclosed\n").unwrap();
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        "name: x\nsource: [unclosed\n",
+    )
+    .unwrap();
     let o = ferry(dir.path(), &["run", "broken.yaml"]);
     assert!(!o.status.success());
     assert!(text(&o).contains("not valid YAML"), "{}", text(&o));
@@ -78,21 +105,38 @@ fn run_json_then_flows_and_runs_commands() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|o| std::fs::read_to_string(o["uri"].as_str().unwrap()).unwrap().lines().count())
+        .map(|o| {
+            std::fs::read_to_string(o["uri"].as_str().unwrap())
+                .unwrap()
+                .lines()
+                .count()
+        })
         .sum();
     assert_eq!(lines, 300);
 
     let o = ferry(dir.path(), &["flows", "list"]);
-    assert!(text(&o).contains("cli-test") && text(&o).contains("v1"), "{}", text(&o));
+    assert!(
+        text(&o).contains("cli-test") && text(&o).contains("v1"),
+        "{}",
+        text(&o)
+    );
     let o = ferry(dir.path(), &["runs", "list", "cli-test"]);
-    assert!(text(&o).contains(&run_id) && text(&o).contains("Successful"), "{}", text(&o));
+    assert!(
+        text(&o).contains(&run_id) && text(&o).contains("Successful"),
+        "{}",
+        text(&o)
+    );
     let o = ferry(dir.path(), &["runs", "get", &run_id]);
     assert!(o.status.success());
     let o = ferry(dir.path(), &["flows", "get", "cli-test"]);
     assert!(text(&o).contains("connector: sample"), "{}", text(&o));
 
     // A changed definition is a new version.
-    std::fs::write(dir.path().join("f.yaml"), FLOW.replace("records: 300", "records: 400")).unwrap();
+    std::fs::write(
+        dir.path().join("f.yaml"),
+        FLOW.replace("records: 300", "records: 400"),
+    )
+    .unwrap();
     let o = ferry(dir.path(), &["flows", "put", "f.yaml"]);
     assert!(text(&o).contains("version 2"), "{}", text(&o));
 
@@ -106,7 +150,11 @@ fn run_json_then_flows_and_runs_commands() {
 #[test]
 fn a_failed_run_exits_non_zero_with_the_error() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("f.yaml"), FLOW.replace("entity: contacts", "profile: missing\n  entity: contacts")).unwrap();
+    std::fs::write(
+        dir.path().join("f.yaml"),
+        FLOW.replace("entity: contacts", "profile: missing\n  entity: contacts"),
+    )
+    .unwrap();
     let o = ferry(dir.path(), &["run", "f.yaml"]);
     assert_eq!(o.status.code(), Some(1));
     let t = text(&o);

@@ -34,7 +34,12 @@ fn env() -> Env {
     let mut deps = embedded_deps(&root.join(".ferry"), &root, None).unwrap();
     let clock = ManualClock::new(t0());
     deps.clock = Arc::new(clock.clone());
-    Env { _dir: dir, root, deps, clock }
+    Env {
+        _dir: dir,
+        root,
+        deps,
+        clock,
+    }
 }
 
 fn flow(text: &str) -> Flow {
@@ -43,14 +48,26 @@ fn flow(text: &str) -> Flow {
 
 /// The quickstart flow with a smaller data set and chunks, so several chunks run.
 fn small_quickstart() -> Flow {
-    flow(&QUICKSTART.replace("records: 50000", "records: 5000").replace("chunk: { records: 20000 }", "chunk: { records: 1500 }"))
+    flow(
+        &QUICKSTART
+            .replace("records: 50000", "records: 5000")
+            .replace("chunk: { records: 20000 }", "chunk: { records: 1500 }"),
+    )
 }
 
 async fn run(env: &Env, f: &Flow, mode: Option<PullMode>) -> RunOutcome {
     env.deps.flows.put_flow(f, env.clock.now()).await.unwrap();
     let engine = Engine::new(env.deps.clone()).unwrap();
     engine
-        .run(RunRequest { flow: f.name.clone(), trigger: None, mode, window: None }, &NoopObserver)
+        .run(
+            RunRequest {
+                flow: f.name.clone(),
+                trigger: None,
+                mode,
+                window: None,
+            },
+            &NoopObserver,
+        )
         .await
 }
 
@@ -72,14 +89,25 @@ t = pa.concat_tables(tables)
 print(json.dumps({"rows": t.num_rows, "types": {f.name: str(f.type) for f in t.schema},
                   "ids": sorted(t.column("id").to_pylist())}))
 "#;
-    let out = Command::new(python()).arg("-c").arg(script).args(files).output().unwrap();
-    assert!(out.status.success(), "pyarrow failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pyarrow failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn manifests(root: &Path, flow: &str) -> Vec<Manifest> {
     let dir = root.join("ferry-out").join(flow).join("_manifests");
-    let Ok(rd) = std::fs::read_dir(&dir) else { return vec![] };
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return vec![];
+    };
     let mut v: Vec<Manifest> = rd
         .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
         .collect();
@@ -122,7 +150,15 @@ async fn quickstart_writes_typed_parquet_that_pyarrow_reads() {
     assert_eq!(m.len(), 1);
     let files: Vec<PathBuf> = m[0].objects.iter().map(|o| PathBuf::from(&o.uri)).collect();
     assert_eq!(files.len() as u64, rec.files_written);
-    assert_eq!(parquet_files(&env.root), { let mut f = files.clone(); f.sort(); f }, "no unlisted files");
+    assert_eq!(
+        parquet_files(&env.root),
+        {
+            let mut f = files.clone();
+            f.sort();
+            f
+        },
+        "no unlisted files"
+    );
 
     let read = pyarrow_read(&files);
     assert_eq!(read["rows"].as_u64().unwrap(), rec.records_written);
@@ -132,15 +168,31 @@ async fn quickstart_writes_typed_parquet_that_pyarrow_reads() {
     assert_eq!(types["is_active"], "bool");
     assert_eq!(types["rating"], "double");
     assert_eq!(types["updated_at"], "timestamp[us, tz=UTC]");
-    assert!(types["address"].as_str().unwrap().starts_with("struct<street: string"), "{}", types["address"]);
-    assert!(types.get("internal_notes").is_none(), "map_all excludes internal_notes");
+    assert!(
+        types["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("struct<street: string"),
+        "{}",
+        types["address"]
+    );
+    assert!(
+        types.get("internal_notes").is_none(),
+        "map_all excludes internal_notes"
+    );
     // Records are unique.
     let ids = read["ids"].as_array().unwrap();
     let mut dedup = ids.clone();
     dedup.dedup();
     assert_eq!(dedup.len(), ids.len());
     // Layout: <flow>/YYYY/MM/DD/<run_id>/part-...
-    assert!(m[0].objects[0].key.starts_with(&format!("{}/2026/06/01/{}/part-", f.name, rec.run_id)), "{}", m[0].objects[0].key);
+    assert!(
+        m[0].objects[0]
+            .key
+            .starts_with(&format!("{}/2026/06/01/{}/part-", f.name, rec.run_id)),
+        "{}",
+        m[0].objects[0].key
+    );
     // Masked phones keep only the last 4 characters.
     let state = env.deps.runs.get_state(&f.name).await.unwrap();
     assert_eq!(state.watermark, Some(t0()));
@@ -172,16 +224,25 @@ async fn incremental_second_run_reads_only_the_new_window_and_complete_rereads_a
     assert_eq!(m.len(), 2);
     let files: Vec<PathBuf> = m[1].objects.iter().map(|o| PathBuf::from(&o.uri)).collect();
     if !files.is_empty() {
-        assert_eq!(pyarrow_read(&files)["rows"].as_u64().unwrap(), second.records_written);
+        assert_eq!(
+            pyarrow_read(&files)["rows"].as_u64().unwrap(),
+            second.records_written
+        );
     }
     assert_eq!(second.watermark_after, Some(t0() + Duration::hours(1)));
 
     // Complete mode rereads everything and leaves the watermark alone.
     env.clock.advance(Duration::hours(1));
-    let third = run(&env, &f, Some(PullMode::Complete)).await.record.unwrap();
+    let third = run(&env, &f, Some(PullMode::Complete))
+        .await
+        .record
+        .unwrap();
     assert_eq!(third.records_processed, 5000);
     assert_eq!(third.window.start, None);
-    assert_eq!(env.deps.runs.get_state(&f.name).await.unwrap().watermark, Some(t0() + Duration::hours(1)));
+    assert_eq!(
+        env.deps.runs.get_state(&f.name).await.unwrap().watermark,
+        Some(t0() + Duration::hours(1))
+    );
 }
 
 /// A destination whose writes fail while `failing` is set.
@@ -198,7 +259,10 @@ struct FlakyStore {
 #[async_trait]
 impl DestinationResolver for Flaky {
     async fn resolve(&self, l: &Location) -> Result<Arc<dyn BlobStore>, StoreError> {
-        Ok(Arc::new(FlakyStore { inner: self.inner.resolve(l).await?, failing: self.failing.clone() }))
+        Ok(Arc::new(FlakyStore {
+            inner: self.inner.resolve(l).await?,
+            failing: self.failing.clone(),
+        }))
     }
 }
 
@@ -231,12 +295,18 @@ async fn failed_write_leaves_watermark_and_manifests_and_the_next_run_rereads_th
     let f = flow(
         &QUICKSTART
             .replace("records: 50000", "records: 5000")
-            .replace("chunk: { records: 20000 }", "chunk: { records: 500, page_size: 250 }"),
+            .replace(
+                "chunk: { records: 20000 }",
+                "chunk: { records: 500, page_size: 250 }",
+            ),
     );
     let first = run(&env, &f, None).await.record.unwrap();
     assert_eq!(first.status, RunStatus::Successful);
     let failing = Arc::new(AtomicBool::new(true));
-    env.deps.destinations = Arc::new(Flaky { inner: env.deps.destinations.clone(), failing: failing.clone() });
+    env.deps.destinations = Arc::new(Flaky {
+        inner: env.deps.destinations.clone(),
+        failing: failing.clone(),
+    });
     let files_before = parquet_files(&env.root);
 
     // 30 days of updates: ~1700 records, several chunks; the second chunk's write fails.
@@ -251,15 +321,38 @@ async fn failed_write_leaves_watermark_and_manifests_and_the_next_run_rereads_th
     assert_eq!(state.watermark, Some(t0()), "the watermark did not move");
     assert!(state.lease.is_none(), "the lease was released");
     assert_eq!(state.consecutive_failures, 1);
-    assert_eq!(manifests(&env.root, &f.name).len(), 1, "no manifest for the failed run");
-    assert_eq!(parquet_files(&env.root), files_before, "the failed run's partial output was removed");
-    assert!(env.deps.staging.list("staging/").await.unwrap().is_empty(), "staging cleaned");
+    assert_eq!(
+        manifests(&env.root, &f.name).len(),
+        1,
+        "no manifest for the failed run"
+    );
+    assert_eq!(
+        parquet_files(&env.root),
+        files_before,
+        "the failed run's partial output was removed"
+    );
+    assert!(
+        env.deps.staging.list("staging/").await.unwrap().is_empty(),
+        "staging cleaned"
+    );
 
     failing.store(false, Ordering::SeqCst);
     let retry = run(&env, &f, None).await.record.unwrap();
     assert_eq!(retry.status, RunStatus::Successful);
-    assert_eq!(retry.window, rec.window.clone_with_end(retry.window.end), "the same window start is reread");
-    assert_eq!(env.deps.runs.get_state(&f.name).await.unwrap().consecutive_failures, 0);
+    assert_eq!(
+        retry.window,
+        rec.window.clone_with_end(retry.window.end),
+        "the same window start is reread"
+    );
+    assert_eq!(
+        env.deps
+            .runs
+            .get_state(&f.name)
+            .await
+            .unwrap()
+            .consecutive_failures,
+        0
+    );
     assert_eq!(manifests(&env.root, &f.name).len(), 2);
 }
 
@@ -268,7 +361,10 @@ trait WindowExt {
 }
 impl WindowExt for ferry::model::Window {
     fn clone_with_end(&self, end: DateTime<Utc>) -> Self {
-        ferry::model::Window { start: self.start, end }
+        ferry::model::Window {
+            start: self.start,
+            end,
+        }
     }
 }
 
@@ -279,14 +375,28 @@ async fn a_second_run_is_refused_while_the_lease_is_held_and_a_stale_lease_expir
     env.deps.flows.put_flow(&f, env.clock.now()).await.unwrap();
     // Another run holds the lease for 15 minutes.
     let now = env.clock.now();
-    env.deps.runs.acquire_lease(&f.name, "other-run", now, now + Duration::minutes(15)).await.unwrap();
+    env.deps
+        .runs
+        .acquire_lease(&f.name, "other-run", now, now + Duration::minutes(15))
+        .await
+        .unwrap();
     let refused = run(&env, &f, None).await;
     let failure = refused.failure.expect("refused");
-    assert!(refused.record.is_none(), "a refused run writes no run record");
-    assert!(failure.cause.contains("already running") && failure.cause.contains("other-run"), "{failure:?}");
+    assert!(
+        refused.record.is_none(),
+        "a refused run writes no run record"
+    );
+    assert!(
+        failure.cause.contains("already running") && failure.cause.contains("other-run"),
+        "{failure:?}"
+    );
     assert!(parquet_files(&env.root).is_empty());
     let state = env.deps.runs.get_state(&f.name).await.unwrap();
-    assert_eq!(state.lease.unwrap().run_id, "other-run", "the holder keeps its lease");
+    assert_eq!(
+        state.lease.unwrap().run_id,
+        "other-run",
+        "the holder keeps its lease"
+    );
 
     // The holder crashed; once its lease expires a new run goes ahead.
     env.clock.advance(Duration::minutes(16));
@@ -297,11 +407,17 @@ async fn a_second_run_is_refused_while_the_lease_is_held_and_a_stale_lease_expir
 #[tokio::test]
 async fn missing_profile_and_bad_properties_fail_before_anything_is_written() {
     let env = env();
-    let f = flow(&QUICKSTART.replace("  entity: accounts", "  profile: crm-prod\n  entity: accounts"));
+    let f = flow(&QUICKSTART.replace(
+        "  entity: accounts",
+        "  profile: crm-prod\n  entity: accounts",
+    ));
     let out = run(&env, &f, None).await;
     let failure = out.failure.expect("fails");
     assert_eq!(failure.error, "AuthFailed");
-    assert!(failure.cause.contains("crm-prod") && failure.cause.contains("ferry profiles put"), "{failure:?}");
+    assert!(
+        failure.cause.contains("crm-prod") && failure.cause.contains("ferry profiles put"),
+        "{failure:?}"
+    );
     assert!(out.record.is_none());
     assert!(!env.root.join("ferry-out").exists(), "nothing written");
     let state = env.deps.runs.get_state(&f.name).await.unwrap();
@@ -315,6 +431,9 @@ async fn a_task_naming_a_missing_field_is_refused_at_start() {
     let out = run(&env, &f, None).await;
     let failure = out.failure.expect("fails");
     assert_eq!(failure.error, "InvalidFlow");
-    assert!(failure.cause.contains("tasks[2]") && failure.cause.contains("fax"), "{failure:?}");
+    assert!(
+        failure.cause.contains("tasks[2]") && failure.cause.contains("fax"),
+        "{failure:?}"
+    );
     assert!(!env.root.join("ferry-out").exists());
 }
