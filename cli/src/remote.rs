@@ -89,7 +89,10 @@ impl Remote {
             FlowsCmd::List => {
                 let flows = store.list_flows().await?;
                 if flows.is_empty() {
-                    println!("no flows in table {}; register one with `ferry flows put FILE --remote`", store.table());
+                    println!(
+                        "no flows in table {}; register one with `ferry flows put FILE --remote`",
+                        store.table()
+                    );
                 }
                 for f in flows {
                     let st = store.get_state(&f.flow.name).await?;
@@ -100,14 +103,21 @@ impl Remote {
                         format!("{:?}", f.status),
                         f.flow.source.connector,
                         f.flow.source.entity,
-                        st.watermark.map(|w| w.to_rfc3339()).unwrap_or_else(|| "-".into())
+                        st.watermark
+                            .map(|w| w.to_rfc3339())
+                            .unwrap_or_else(|| "-".into())
                     );
                 }
                 Ok(0)
             }
             FlowsCmd::Get { name, version } => match store.get_flow(&name, version).await? {
                 Some(f) => {
-                    println!("# version {} (updated {}, {:?})", f.version, f.updated_at.to_rfc3339(), f.status);
+                    println!(
+                        "# version {} (updated {}, {:?})",
+                        f.version,
+                        f.updated_at.to_rfc3339(),
+                        f.status
+                    );
                     print!("{}", f.flow.to_yaml());
                     Ok(0)
                 }
@@ -132,7 +142,10 @@ impl Remote {
                     stored.status = FlowStatus::Active;
                     println!("flow '{}' re-activated", flow.name);
                 }
-                println!("flow '{}' is at version {}", stored.flow.name, stored.version);
+                println!(
+                    "flow '{}' is at version {}",
+                    stored.flow.name, stored.version
+                );
                 if let Some(s) = scheduler {
                     match s.apply(&stored).await? {
                         TriggerChange::Schedule { name, enabled } => println!(
@@ -184,7 +197,9 @@ impl Remote {
                         r.started_at.to_rfc3339(),
                         r.records_written,
                         r.bytes_written,
-                        r.error.map(|e| format!("  {}: {}", e.error, e.message)).unwrap_or_default()
+                        r.error
+                            .map(|e| format!("  {}: {}", e.error, e.message))
+                            .unwrap_or_default()
                     );
                 }
                 Ok(0)
@@ -258,7 +273,11 @@ impl Remote {
                     "run {run_id} of flow '{}' stopped and marked {}{}",
                     r.flow,
                     r.status.as_str(),
-                    if released { "; its lease is released" } else { "" }
+                    if released {
+                        "; its lease is released"
+                    } else {
+                        ""
+                    }
                 );
             }
             None => println!("execution {execution_arn} stopped (it had not recorded a run yet)"),
@@ -299,7 +318,11 @@ mod tests {
     #[test]
     fn execution_arn_from_state_machine_arn() {
         assert_eq!(
-            execution_arn("arn:aws:states:eu-west-1:123456789012:stateMachine:ferry-flow-run", "r1").unwrap(),
+            execution_arn(
+                "arn:aws:states:eu-west-1:123456789012:stateMachine:ferry-flow-run",
+                "r1"
+            )
+            .unwrap(),
             "arn:aws:states:eu-west-1:123456789012:execution:ferry-flow-run:r1"
         );
         assert!(execution_arn("nope", "r1").is_err());

@@ -6,8 +6,8 @@
 //! A function's `main` is: [`init`], [`crate::adapters::aws::deps_from_env`], then
 //! `lambda_runtime::run(service_fn(|ev| ferry::lambda::handle(&deps, STEP, ev)))`.
 
-use crate::local::StepInvoker;
 use crate::local::asl::TaskInvoker;
+use crate::local::StepInvoker;
 use crate::steps::Deps;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 
@@ -38,8 +38,7 @@ pub fn init() {
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_current_span(false)
         .without_time()

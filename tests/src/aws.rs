@@ -110,7 +110,9 @@ pub fn unique(prefix: &str) -> String {
 fn uuid_like() -> String {
     use rand::Rng;
     let mut r = rand::rng();
-    (0..8).map(|_| char::from(b'a' + r.random_range(0..26u8))).collect()
+    (0..8)
+        .map(|_| char::from(b'a' + r.random_range(0..26u8)))
+        .collect()
 }
 
 /// SDK config pointed at the moto server (through `AWS_ENDPOINT_URL`).

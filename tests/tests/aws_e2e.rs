@@ -82,7 +82,9 @@ impl DestinationResolver for FailingResolver {
 impl BlobStore for FailingBlobs {
     async fn put(&self, key: &str, body: Vec<u8>, o: &PutOptions) -> Result<(), StoreError> {
         if self.fail.load(Ordering::SeqCst) && key.ends_with(".parquet") {
-            return Err(StoreError::Invalid(format!("injected write failure for {key}")));
+            return Err(StoreError::Invalid(format!(
+                "injected write failure for {key}"
+            )));
         }
         self.inner.put(key, body, o).await
     }
@@ -110,7 +112,11 @@ async fn objects(env: &AwsEnv, prefix: &str) -> Vec<String> {
         .send()
         .await
         .unwrap();
-    let mut keys: Vec<String> = out.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect();
+    let mut keys: Vec<String> = out
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect();
     keys.sort();
     keys
 }
@@ -127,7 +133,10 @@ async fn first_incremental_failed_and_recovered_runs_over_aws_adapters() {
         fail: fail.clone(),
     });
     let name = ferry_tests::aws::unique("crm");
-    deps.flows.put_flow(&flow(&name, &env.output_bucket), clock.now_utc()).await.unwrap();
+    deps.flows
+        .put_flow(&flow(&name, &env.output_bucket), clock.now_utc())
+        .await
+        .unwrap();
     let engine = Engine::new(deps.clone()).unwrap();
 
     // 1. First run: everything since first_execution_from, in three chunks.
@@ -141,7 +150,13 @@ async fn first_incremental_failed_and_recovered_runs_over_aws_adapters() {
     assert_eq!(rec.window.start, Some(t("2025-01-01T00:00:00Z")));
     assert_eq!(rec.watermark_after, Some(t(T0)));
     let manifest = rec.manifest_key.clone().unwrap();
-    assert!(manifest.starts_with(&format!("s3://{}/raw/crm/{name}/_manifests/", env.output_bucket)), "{manifest}");
+    assert!(
+        manifest.starts_with(&format!(
+            "s3://{}/raw/crm/{name}/_manifests/",
+            env.output_bucket
+        )),
+        "{manifest}"
+    );
     let state = deps.runs.get_state(&name).await.unwrap();
     assert_eq!(state.watermark, Some(t(T0)));
     assert!(state.lease.is_none());
@@ -153,7 +168,12 @@ async fn first_incremental_failed_and_recovered_runs_over_aws_adapters() {
     assert_eq!(data_files.len() as u64, rec.files_written);
     // The run record is in DynamoDB, staging in S3 is cleaned.
     assert_eq!(deps.runs.get_run(&rec.run_id).await.unwrap().unwrap(), rec);
-    assert!(deps.staging.list(&format!("staging/{name}/")).await.unwrap().is_empty());
+    assert!(deps
+        .staging
+        .list(&format!("staging/{name}/"))
+        .await
+        .unwrap()
+        .is_empty());
 
     let manifests_before = objects(&env, &format!("raw/crm/{name}/_manifests/")).await;
     assert_eq!(manifests_before.len(), 1);
@@ -168,13 +188,27 @@ async fn first_incremental_failed_and_recovered_runs_over_aws_adapters() {
     let frec = failed.record.unwrap();
     assert_eq!(frec.status, RunStatus::Error);
     assert_eq!(frec.error.as_ref().unwrap().error, "InvalidFlow");
-    assert!(frec.error.as_ref().unwrap().message.contains("injected write failure"), "{:?}", frec.error);
+    assert!(
+        frec.error
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("injected write failure"),
+        "{:?}",
+        frec.error
+    );
     let after = deps.runs.get_state(&name).await.unwrap();
     assert_eq!(after.watermark, Some(t(T0)));
     assert_eq!(after.consecutive_failures, 1);
     assert!(after.lease.is_none(), "the failed run released its lease");
-    assert_eq!(objects(&env, &format!("raw/crm/{name}/_manifests/")).await, manifests_before);
-    assert_eq!(objects(&env, &format!("raw/crm/{name}/")).await, files_before);
+    assert_eq!(
+        objects(&env, &format!("raw/crm/{name}/_manifests/")).await,
+        manifests_before
+    );
+    assert_eq!(
+        objects(&env, &format!("raw/crm/{name}/")).await,
+        files_before
+    );
 
     // 3. The next run succeeds, incrementally: only (watermark - lookback, now].
     fail.store(false, Ordering::SeqCst);
@@ -190,12 +224,24 @@ async fn first_incremental_failed_and_recovered_runs_over_aws_adapters() {
     let state = deps.runs.get_state(&name).await.unwrap();
     assert_eq!(state.watermark, Some(t(T0) + Duration::hours(1)));
     assert_eq!(state.consecutive_failures, 0);
-    assert_eq!(objects(&env, &format!("raw/crm/{name}/_manifests/")).await.len(), 2);
+    assert_eq!(
+        objects(&env, &format!("raw/crm/{name}/_manifests/"))
+            .await
+            .len(),
+        2
+    );
 
     // Runs, newest first, from the GSI.
     let runs = deps.runs.list_runs(&name, 10).await.unwrap();
     let ids: Vec<&str> = runs.iter().map(|r| r.run_id.as_str()).collect();
-    assert_eq!(ids, [nrec.run_id.as_str(), frec.run_id.as_str(), rec.run_id.as_str()]);
+    assert_eq!(
+        ids,
+        [
+            nrec.run_id.as_str(),
+            frec.run_id.as_str(),
+            rec.run_id.as_str()
+        ]
+    );
     assert_eq!(deps.runs.list_runs(&name, 2).await.unwrap().len(), 2);
 }
 
@@ -204,13 +250,22 @@ async fn a_second_run_is_refused_while_the_lease_is_held() {
     let env = AwsEnv::new().await;
     let deps = env.deps();
     let name = ferry_tests::aws::unique("crm");
-    deps.flows.put_flow(&flow(&name, &env.output_bucket), Utc::now()).await.unwrap();
+    deps.flows
+        .put_flow(&flow(&name, &env.output_bucket), Utc::now())
+        .await
+        .unwrap();
     let now = Utc::now();
-    deps.runs.acquire_lease(&name, "someone-else", now, now + Duration::minutes(15)).await.unwrap();
+    deps.runs
+        .acquire_lease(&name, "someone-else", now, now + Duration::minutes(15))
+        .await
+        .unwrap();
     let engine = Engine::new(deps.clone()).unwrap();
     let out = engine.run(request(&name), &Quiet).await;
     let failure = out.failure.expect("refused");
-    assert!(failure.cause.contains("already running") && failure.cause.contains("someone-else"), "{failure:?}");
+    assert!(
+        failure.cause.contains("already running") && failure.cause.contains("someone-else"),
+        "{failure:?}"
+    );
     let state = deps.runs.get_state(&name).await.unwrap();
     assert_eq!(state.lease.unwrap().run_id, "someone-else");
     assert!(state.watermark.is_none());

@@ -9,7 +9,6 @@ use chrono::{Duration, Utc};
 use ferry::flow::Flow;
 use ferry::lambda::{self, Step};
 use ferry::model::RunStatus;
-use ferry::ports::{BlobStore, RunStore};
 use ferry_tests::aws::{unique, AwsEnv};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
@@ -44,7 +43,10 @@ async fn each_handler_runs_its_step_on_a_state_machine_payload() {
     let env = AwsEnv::new().await;
     let deps = env.deps();
     let name = unique("crm");
-    deps.flows.put_flow(&flow(&name, &env.output_bucket), Utc::now()).await.unwrap();
+    deps.flows
+        .put_flow(&flow(&name, &env.output_bucket), Utc::now())
+        .await
+        .unwrap();
     let run_id = unique("run");
 
     // Start Run: Parameters {request.$: $, execution_id.$: $$.Execution.Id, execution_name.$: $$.Execution.Name}
@@ -60,42 +62,80 @@ async fn each_handler_runs_its_step_on_a_state_machine_payload() {
     .await
     .unwrap();
     assert_eq!(started["run"]["run_id"], json!(run_id));
-    assert_eq!(started["run"]["staging_prefix"], json!(format!("staging/{name}/{run_id}")));
+    assert_eq!(
+        started["run"]["staging_prefix"],
+        json!(format!("staging/{name}/{run_id}"))
+    );
     assert_eq!(started["page"]["next_chunk"], json!(0));
     let rec = deps.runs.get_run(&run_id).await.unwrap().unwrap();
     assert_eq!(rec.status, RunStatus::InProgress);
-    assert_eq!(deps.runs.get_state(&name).await.unwrap().lease.unwrap().run_id, run_id);
+    assert_eq!(
+        deps.runs
+            .get_state(&name)
+            .await
+            .unwrap()
+            .lease
+            .unwrap()
+            .run_id,
+        run_id
+    );
     let run = started["run"].clone();
 
     // Fetch Chunk: {run.$: $.run, cursor.$: $.page.cursor, chunk.$: $.page.next_chunk}
-    let page = lambda::invoke(&deps, Step::FetchPage, json!({"run": run, "cursor": null, "chunk": 0}))
-        .await
-        .unwrap();
+    let page = lambda::invoke(
+        &deps,
+        Step::FetchPage,
+        json!({"run": run, "cursor": null, "chunk": 0}),
+    )
+    .await
+    .unwrap();
     assert_eq!(page["records"], json!(300));
     let raw_key = page["raw_key"].as_str().unwrap().to_string();
-    assert!(!deps.staging.get(&raw_key).await.unwrap().is_empty(), "raw chunk staged in S3");
+    assert!(
+        !deps.staging.get(&raw_key).await.unwrap().is_empty(),
+        "raw chunk staged in S3"
+    );
 
     // Transform Batch: {run.$, chunk.$: $.page.chunk, raw_key.$: $.page.raw_key}
-    let batch = lambda::invoke(&deps, Step::TransformBatch, json!({"run": run, "chunk": 0, "raw_key": raw_key}))
-        .await
-        .unwrap();
+    let batch = lambda::invoke(
+        &deps,
+        Step::TransformBatch,
+        json!({"run": run, "chunk": 0, "raw_key": raw_key}),
+    )
+    .await
+    .unwrap();
     assert_eq!(batch["rows"], json!(300));
 
     // Write Output: {run.$, chunk.$, batch_key.$: $.batch.batch_key}
-    let written = lambda::invoke(&deps, Step::WriteS3, json!({"run": run, "chunk": 0, "batch_key": batch["batch_key"]}))
-        .await
-        .unwrap();
+    let written = lambda::invoke(
+        &deps,
+        Step::WriteS3,
+        json!({"run": run, "chunk": 0, "batch_key": batch["batch_key"]}),
+    )
+    .await
+    .unwrap();
     assert_eq!(written["rows"], json!(300));
 
     // Finalize Run: {run.$: $.run}
-    let done = lambda::invoke(&deps, Step::Finalize, json!({"run": run})).await.unwrap();
+    let done = lambda::invoke(&deps, Step::Finalize, json!({"run": run}))
+        .await
+        .unwrap();
     assert_eq!(done["status"], json!("Successful"));
     assert_eq!(done["records_written"], json!(300));
     let manifest = done["manifest_key"].as_str().unwrap();
-    assert!(manifest.starts_with(&format!("s3://{}/raw/{name}/_manifests/", env.output_bucket)), "{manifest}");
+    assert!(
+        manifest.starts_with(&format!(
+            "s3://{}/raw/{name}/_manifests/",
+            env.output_bucket
+        )),
+        "{manifest}"
+    );
     let state = deps.runs.get_state(&name).await.unwrap();
     assert!(state.lease.is_none());
-    assert_eq!(state.watermark.map(|w| w.to_rfc3339()), Some(rec.window.end.to_rfc3339()));
+    assert_eq!(
+        state.watermark.map(|w| w.to_rfc3339()),
+        Some(rec.window.end.to_rfc3339())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,14 +151,23 @@ async fn handler_errors_carry_the_stable_name_and_a_lost_lease_keeps_the_waterma
     .await
     .unwrap_err();
     assert_eq!(err.error_type, "InvalidFlow");
-    assert!(err.error_message.contains("ferry flows put"), "{}", err.error_message);
+    assert!(
+        err.error_message.contains("ferry flows put"),
+        "{}",
+        err.error_message
+    );
     // A malformed payload: Fatal, naming the shape problem.
-    let err = lambda::invoke(&deps, Step::FetchPage, json!({"chunk": "zero"})).await.unwrap_err();
+    let err = lambda::invoke(&deps, Step::FetchPage, json!({"chunk": "zero"}))
+        .await
+        .unwrap_err();
     assert_eq!(err.error_type, "Fatal");
 
     // A run whose lease was taken over cannot commit: Fatal, watermark unmoved.
     let name = unique("crm");
-    deps.flows.put_flow(&flow(&name, &env.output_bucket), Utc::now()).await.unwrap();
+    deps.flows
+        .put_flow(&flow(&name, &env.output_bucket), Utc::now())
+        .await
+        .unwrap();
     let run_id = unique("run");
     let started = lambda::invoke(
         &deps,
@@ -128,19 +177,48 @@ async fn handler_errors_carry_the_stable_name_and_a_lost_lease_keeps_the_waterma
     .await
     .unwrap();
     let run = started["run"].clone();
-    let page = lambda::invoke(&deps, Step::FetchPage, json!({"run": run, "cursor": null, "chunk": 0})).await.unwrap();
-    let batch = lambda::invoke(&deps, Step::TransformBatch, json!({"run": run, "chunk": 0, "raw_key": page["raw_key"]})).await.unwrap();
-    lambda::invoke(&deps, Step::WriteS3, json!({"run": run, "chunk": 0, "batch_key": batch["batch_key"]})).await.unwrap();
+    let page = lambda::invoke(
+        &deps,
+        Step::FetchPage,
+        json!({"run": run, "cursor": null, "chunk": 0}),
+    )
+    .await
+    .unwrap();
+    let batch = lambda::invoke(
+        &deps,
+        Step::TransformBatch,
+        json!({"run": run, "chunk": 0, "raw_key": page["raw_key"]}),
+    )
+    .await
+    .unwrap();
+    lambda::invoke(
+        &deps,
+        Step::WriteS3,
+        json!({"run": run, "chunk": 0, "batch_key": batch["batch_key"]}),
+    )
+    .await
+    .unwrap();
     let far = Utc::now() + Duration::days(1);
-    deps.runs.acquire_lease(&name, "thief", far, far + Duration::minutes(15)).await.unwrap();
-    let err = lambda::invoke(&deps, Step::Finalize, json!({"run": run})).await.unwrap_err();
+    deps.runs
+        .acquire_lease(&name, "thief", far, far + Duration::minutes(15))
+        .await
+        .unwrap();
+    let err = lambda::invoke(&deps, Step::Finalize, json!({"run": run}))
+        .await
+        .unwrap_err();
     assert_eq!(err.error_type, "Fatal");
-    assert!(err.error_message.contains("no longer holds the lease"), "{}", err.error_message);
+    assert!(
+        err.error_message.contains("no longer holds the lease"),
+        "{}",
+        err.error_message
+    );
     let state = deps.runs.get_state(&name).await.unwrap();
     assert_eq!(state.watermark, None);
     assert_eq!(state.lease.unwrap().run_id, "thief");
-    assert_eq!(deps.runs.get_run(&run_id).await.unwrap().unwrap().status, RunStatus::Error);
-
+    assert_eq!(
+        deps.runs.get_run(&run_id).await.unwrap().unwrap().status,
+        RunStatus::Error
+    );
 }
 
 /// A stand-in for the Lambda Runtime API: hands out queued events, records the answers.
@@ -158,19 +236,31 @@ async fn next(State(api): State<RuntimeApi>) -> (HeaderMap, String) {
             let mut h = HeaderMap::new();
             h.insert("lambda-runtime-aws-request-id", id.parse().unwrap());
             let deadline = (Utc::now() + Duration::minutes(5)).timestamp_millis();
-            h.insert("lambda-runtime-deadline-ms", deadline.to_string().parse().unwrap());
+            h.insert(
+                "lambda-runtime-deadline-ms",
+                deadline.to_string().parse().unwrap(),
+            );
             h.insert(
                 "lambda-runtime-invoked-function-arn",
-                "arn:aws:lambda:us-east-1:123456789012:function:start-run".parse().unwrap(),
+                "arn:aws:lambda:us-east-1:123456789012:function:start-run"
+                    .parse()
+                    .unwrap(),
             );
-            h.insert("lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000000".parse().unwrap());
+            h.insert(
+                "lambda-runtime-trace-id",
+                "Root=1-00000000-000000000000000000000000".parse().unwrap(),
+            );
             return (h, payload.to_string());
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
-async fn respond(State(api): State<RuntimeApi>, Path((id, kind)): Path<(String, String)>, body: String) -> &'static str {
+async fn respond(
+    State(api): State<RuntimeApi>,
+    Path((id, kind)): Path<(String, String)>,
+    body: String,
+) -> &'static str {
     let v: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
     api.answers.lock().unwrap().push((id, kind, v));
     api.done.notify_one();
@@ -182,7 +272,10 @@ async fn lambda_runtime_wiring_returns_results_and_stable_error_types() {
     let env = AwsEnv::new().await;
     let deps = env.deps();
     let name = unique("crm");
-    deps.flows.put_flow(&flow(&name, &env.output_bucket), Utc::now()).await.unwrap();
+    deps.flows
+        .put_flow(&flow(&name, &env.output_bucket), Utc::now())
+        .await
+        .unwrap();
 
     let api = RuntimeApi::default();
     api.events.lock().unwrap().extend([
@@ -210,22 +303,45 @@ async fn lambda_runtime_wiring_returns_results_and_stable_error_types() {
     std::env::set_var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512");
     std::env::set_var("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST");
     // Exactly what functions/start-run/src/main.rs runs.
-    let runtime = tokio::spawn(async move {
-        lambda_runtime::run(lambda_runtime::service_fn(|ev| lambda::handle(&deps, Step::StartRun, ev))).await
-    });
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    while api.answers.lock().unwrap().len() < 3 {
-        assert!(tokio::time::Instant::now() < deadline, "runtime answered {:?}", api.answers.lock().unwrap());
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), api.done.notified()).await;
+    let runtime = lambda_runtime::run(lambda_runtime::service_fn(|ev| {
+        lambda::handle(&deps, Step::StartRun, ev)
+    }));
+    let wait = async {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        while api.answers.lock().unwrap().len() < 3 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "runtime answered {:?}",
+                api.answers.lock().unwrap()
+            );
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(1), api.done.notified()).await;
+        }
+    };
+    tokio::select! {
+        r = runtime => panic!("the runtime stopped: {r:?}"),
+        _ = wait => {}
     }
-    runtime.abort();
     let answers = api.answers.lock().unwrap().clone();
     assert_eq!(answers[0].0, "req-1");
     assert_eq!(answers[0].1, "response");
     assert_eq!(answers[0].2["run"]["run_id"], json!("w1"));
-    assert_eq!((answers[1].0.as_str(), answers[1].1.as_str()), ("req-2", "error"));
+    assert_eq!(
+        (answers[1].0.as_str(), answers[1].1.as_str()),
+        ("req-2", "error")
+    );
     assert_eq!(answers[1].2["errorType"], json!("Fatal"));
-    assert!(answers[1].2["errorMessage"].as_str().unwrap().contains("already running"), "{:?}", answers[1].2);
-    assert_eq!((answers[2].0.as_str(), answers[2].1.as_str()), ("req-3", "error"));
+    assert!(
+        answers[1].2["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("already running"),
+        "{:?}",
+        answers[1].2
+    );
+    assert_eq!(
+        (answers[2].0.as_str(), answers[2].1.as_str()),
+        ("req-3", "error")
+    );
     assert_eq!(answers[2].2["errorType"], json!("InvalidFlow"));
 }

@@ -33,31 +33,62 @@ async fn a_scheduled_flow_gets_a_schedule_that_starts_the_state_machine() {
     let name = unique("hourly");
 
     let stored = store
-        .put_flow(&flow(&name, "{ scheduled: { expression: \"rate(1 hour)\" } }"), Utc::now())
+        .put_flow(
+            &flow(&name, "{ scheduled: { expression: \"rate(1 hour)\" } }"),
+            Utc::now(),
+        )
         .await
         .unwrap();
     let change = s.apply(&stored).await.unwrap();
-    assert_eq!(change, TriggerChange::Schedule { name: trigger_name(&name), enabled: true });
-    let got = sched.get_schedule().name(trigger_name(&name)).send().await.unwrap();
+    assert_eq!(
+        change,
+        TriggerChange::Schedule {
+            name: trigger_name(&name),
+            enabled: true
+        }
+    );
+    let got = sched
+        .get_schedule()
+        .name(trigger_name(&name))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.schedule_expression(), Some("rate(1 hour)"));
     assert_eq!(got.state().map(|s| s.as_str()), Some("ENABLED"));
     let target = got.target().unwrap();
     assert_eq!(target.arn(), SM);
     assert_eq!(target.role_arn(), ROLE);
     let input: serde_json::Value = serde_json::from_str(target.input().unwrap()).unwrap();
-    assert_eq!(input, serde_json::json!({"flow": name, "trigger": "scheduled"}));
+    assert_eq!(
+        input,
+        serde_json::json!({"flow": name, "trigger": "scheduled"})
+    );
 
     // A changed expression updates the same schedule; a suspended flow's schedule is disabled.
     let mut stored = store
-        .put_flow(&flow(&name, "{ scheduled: { expression: \"cron(0 6 * * ? *)\", timezone: Europe/Paris } }"), Utc::now())
+        .put_flow(
+            &flow(
+                &name,
+                "{ scheduled: { expression: \"cron(0 6 * * ? *)\", timezone: Europe/Paris } }",
+            ),
+            Utc::now(),
+        )
         .await
         .unwrap();
     stored.status = FlowStatus::Suspended;
     assert_eq!(
         s.apply(&stored).await.unwrap(),
-        TriggerChange::Schedule { name: trigger_name(&name), enabled: false }
+        TriggerChange::Schedule {
+            name: trigger_name(&name),
+            enabled: false
+        }
     );
-    let got = sched.get_schedule().name(trigger_name(&name)).send().await.unwrap();
+    let got = sched
+        .get_schedule()
+        .name(trigger_name(&name))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.schedule_expression(), Some("cron(0 6 * * ? *)"));
     assert_eq!(got.schedule_expression_timezone(), Some("Europe/Paris"));
     assert_eq!(got.state().map(|s| s.as_str()), Some("DISABLED"));
@@ -65,7 +96,10 @@ async fn a_scheduled_flow_gets_a_schedule_that_starts_the_state_machine() {
     // Deleting the flow removes the schedule.
     s.remove(&name).await.unwrap();
     let gone = sched.get_schedule().name(trigger_name(&name)).send().await;
-    assert!(gone.unwrap_err().into_service_error().is_resource_not_found_exception());
+    assert!(gone
+        .unwrap_err()
+        .into_service_error()
+        .is_resource_not_found_exception());
     // Removing again is fine.
     s.remove(&name).await.unwrap();
 }
@@ -88,18 +122,48 @@ async fn an_event_flow_gets_a_rule_with_its_pattern_and_switching_to_on_demand_r
         .put_flow(&flow(&name, "{ event: { pattern: { source: [aws.partner/zendesk], detail-type: [TicketCreated] } } }"), Utc::now())
         .await
         .unwrap();
-    assert_eq!(s.apply(&stored).await.unwrap(), TriggerChange::Rule { name: trigger_name(&name), enabled: true });
-    let rule = events.describe_rule().name(trigger_name(&name)).event_bus_name(&bus).send().await.unwrap();
+    assert_eq!(
+        s.apply(&stored).await.unwrap(),
+        TriggerChange::Rule {
+            name: trigger_name(&name),
+            enabled: true
+        }
+    );
+    let rule = events
+        .describe_rule()
+        .name(trigger_name(&name))
+        .event_bus_name(&bus)
+        .send()
+        .await
+        .unwrap();
     let pattern: serde_json::Value = serde_json::from_str(rule.event_pattern().unwrap()).unwrap();
-    assert_eq!(pattern, serde_json::json!({"source": ["aws.partner/zendesk"], "detail-type": ["TicketCreated"]}));
-    let targets = events.list_targets_by_rule().rule(trigger_name(&name)).event_bus_name(&bus).send().await.unwrap();
+    assert_eq!(
+        pattern,
+        serde_json::json!({"source": ["aws.partner/zendesk"], "detail-type": ["TicketCreated"]})
+    );
+    let targets = events
+        .list_targets_by_rule()
+        .rule(trigger_name(&name))
+        .event_bus_name(&bus)
+        .send()
+        .await
+        .unwrap();
     let t = &targets.targets()[0];
     assert_eq!(t.arn(), SM);
     assert_eq!(t.role_arn(), Some(ROLE));
     let input: serde_json::Value = serde_json::from_str(t.input().unwrap()).unwrap();
     assert_eq!(input, serde_json::json!({"flow": name, "trigger": "event"}));
 
-    let stored = store.put_flow(&flow(&name, "{ on_demand: {} }"), Utc::now()).await.unwrap();
+    let stored = store
+        .put_flow(&flow(&name, "{ on_demand: {} }"), Utc::now())
+        .await
+        .unwrap();
     assert_eq!(s.apply(&stored).await.unwrap(), TriggerChange::None);
-    assert!(events.describe_rule().name(trigger_name(&name)).event_bus_name(&bus).send().await.is_err());
+    assert!(events
+        .describe_rule()
+        .name(trigger_name(&name))
+        .event_bus_name(&bus)
+        .send()
+        .await
+        .is_err());
 }

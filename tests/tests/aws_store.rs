@@ -42,7 +42,10 @@ fn run(flow: &str, id: &str, started: DateTime<Utc>) -> RunRecord {
         mode: PullMode::Incremental,
         started_at: started,
         last_updated_at: started,
-        window: Window { start: None, end: started },
+        window: Window {
+            start: None,
+            end: started,
+        },
         records_processed: 0,
         records_filtered: 0,
         records_rejected: 0,
@@ -67,23 +70,47 @@ async fn flow_definitions_are_versioned() {
     let v1 = s.put_flow(&flow("crm", 10), t0).await.unwrap();
     assert_eq!(v1.version, 1);
     // Identical: same version, unchanged timestamps.
-    let again = s.put_flow(&flow("crm", 10), t0 + Duration::hours(1)).await.unwrap();
+    let again = s
+        .put_flow(&flow("crm", 10), t0 + Duration::hours(1))
+        .await
+        .unwrap();
     assert_eq!(again, v1);
-    let v2 = s.put_flow(&flow("crm", 20), t0 + Duration::hours(2)).await.unwrap();
+    let v2 = s
+        .put_flow(&flow("crm", 20), t0 + Duration::hours(2))
+        .await
+        .unwrap();
     assert_eq!(v2.version, 2);
     assert_eq!(v2.created_at, t0);
     assert_eq!(v2.updated_at, t0 + Duration::hours(2));
-    assert_eq!(s.get_flow("crm", None).await.unwrap().unwrap().flow, flow("crm", 20));
-    assert_eq!(s.get_flow("crm", Some(1)).await.unwrap().unwrap().flow, flow("crm", 10));
-    assert_eq!(s.get_flow("crm", Some(1)).await.unwrap().unwrap().version, 1);
+    assert_eq!(
+        s.get_flow("crm", None).await.unwrap().unwrap().flow,
+        flow("crm", 20)
+    );
+    assert_eq!(
+        s.get_flow("crm", Some(1)).await.unwrap().unwrap().flow,
+        flow("crm", 10)
+    );
+    assert_eq!(
+        s.get_flow("crm", Some(1)).await.unwrap().unwrap().version,
+        1
+    );
     assert!(s.get_flow("crm", Some(3)).await.unwrap().is_none());
     assert!(s.get_flow("nope", None).await.unwrap().is_none());
 
     s.set_status("crm", FlowStatus::Suspended).await.unwrap();
-    assert_eq!(s.get_flow("crm", None).await.unwrap().unwrap().status, FlowStatus::Suspended);
+    assert_eq!(
+        s.get_flow("crm", None).await.unwrap().unwrap().status,
+        FlowStatus::Suspended
+    );
     // A new version keeps the status.
-    assert_eq!(s.put_flow(&flow("crm", 30), t0).await.unwrap().status, FlowStatus::Suspended);
-    assert!(matches!(s.set_status("nope", FlowStatus::Active).await, Err(StoreError::NotFound(_))));
+    assert_eq!(
+        s.put_flow(&flow("crm", 30), t0).await.unwrap().status,
+        FlowStatus::Suspended
+    );
+    assert!(matches!(
+        s.set_status("nope", FlowStatus::Active).await,
+        Err(StoreError::NotFound(_))
+    ));
 
     assert!(s.delete_flow("crm").await.unwrap());
     assert!(s.get_flow("crm", None).await.unwrap().is_none());
@@ -99,7 +126,9 @@ async fn concurrent_puts_make_distinct_versions() {
     let mut handles = vec![];
     for i in 0..4 {
         let s = s.clone();
-        handles.push(tokio::spawn(async move { s.put_flow(&flow("race", 100 + i), t0).await }));
+        handles.push(tokio::spawn(async move {
+            s.put_flow(&flow("race", 100 + i), t0).await
+        }));
     }
     let mut versions = vec![];
     for h in handles {
@@ -119,7 +148,13 @@ async fn flows_list_pages_through_every_flow() {
         s.put_flow(&flow(n, 5), Utc::now()).await.unwrap();
     }
     names.sort();
-    let listed: Vec<String> = s.list_flows().await.unwrap().into_iter().map(|f| f.flow.name).collect();
+    let listed: Vec<String> = s
+        .list_flows()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.flow.name)
+        .collect();
     assert_eq!(listed, names);
 }
 
@@ -132,12 +167,18 @@ async fn two_starts_racing_for_one_lease_exactly_one_wins() {
         let a = {
             let s = s.clone();
             let f = flow.clone();
-            tokio::spawn(async move { s.acquire_lease(&f, "run-a", now, now + Duration::minutes(15)).await })
+            tokio::spawn(async move {
+                s.acquire_lease(&f, "run-a", now, now + Duration::minutes(15))
+                    .await
+            })
         };
         let b = {
             let s = s.clone();
             let f = flow.clone();
-            tokio::spawn(async move { s.acquire_lease(&f, "run-b", now, now + Duration::minutes(15)).await })
+            tokio::spawn(async move {
+                s.acquire_lease(&f, "run-b", now, now + Duration::minutes(15))
+                    .await
+            })
         };
         let (a, b) = (a.await.unwrap(), b.await.unwrap());
         let winners: Vec<&str> = [("run-a", &a), ("run-b", &b)]
@@ -148,10 +189,16 @@ async fn two_starts_racing_for_one_lease_exactly_one_wins() {
         assert_eq!(winners.len(), 1, "round {round}: {a:?} {b:?}");
         let loser = if a.is_ok() { b } else { a };
         match loser {
-            Err(StoreError::Conflict(m)) => assert!(m.contains("already running") && m.contains(winners[0]), "{m}"),
+            Err(StoreError::Conflict(m)) => assert!(
+                m.contains("already running") && m.contains(winners[0]),
+                "{m}"
+            ),
             other => panic!("expected a conflict, got {other:?}"),
         }
-        assert_eq!(s.get_state(&flow).await.unwrap().lease.unwrap().run_id, winners[0]);
+        assert_eq!(
+            s.get_state(&flow).await.unwrap().lease.unwrap().run_id,
+            winners[0]
+        );
     }
 }
 
@@ -159,20 +206,44 @@ async fn two_starts_racing_for_one_lease_exactly_one_wins() {
 async fn lease_semantics_match_the_embedded_store() {
     let s = store().await;
     let t0 = t("2026-01-01T00:00:00Z");
-    let st = s.acquire_lease("f", "r1", t0, t0 + Duration::minutes(1)).await.unwrap();
+    let st = s
+        .acquire_lease("f", "r1", t0, t0 + Duration::minutes(1))
+        .await
+        .unwrap();
     assert_eq!(st.lease.as_ref().unwrap().run_id, "r1");
     assert_eq!(st.last_run_id.as_deref(), Some("r1"));
     // A retried start of the same run succeeds.
-    s.acquire_lease("f", "r1", t0, t0 + Duration::minutes(2)).await.unwrap();
+    s.acquire_lease("f", "r1", t0, t0 + Duration::minutes(2))
+        .await
+        .unwrap();
     // Renewal by the holder; by another run it is a conflict.
-    s.renew_lease("f", "r1", t0 + Duration::minutes(5)).await.unwrap();
-    assert!(matches!(s.renew_lease("f", "r2", t0).await, Err(StoreError::Conflict(_))));
-    // Held: refused before expiry, taken over after.
+    s.renew_lease("f", "r1", t0 + Duration::minutes(5))
+        .await
+        .unwrap();
     assert!(matches!(
-        s.acquire_lease("f", "r2", t0 + Duration::minutes(4), t0 + Duration::minutes(20)).await,
+        s.renew_lease("f", "r2", t0).await,
         Err(StoreError::Conflict(_))
     ));
-    let st = s.acquire_lease("f", "r2", t0 + Duration::minutes(5), t0 + Duration::minutes(20)).await.unwrap();
+    // Held: refused before expiry, taken over after.
+    assert!(matches!(
+        s.acquire_lease(
+            "f",
+            "r2",
+            t0 + Duration::minutes(4),
+            t0 + Duration::minutes(20)
+        )
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let st = s
+        .acquire_lease(
+            "f",
+            "r2",
+            t0 + Duration::minutes(5),
+            t0 + Duration::minutes(20),
+        )
+        .await
+        .unwrap();
     assert_eq!(st.lease.unwrap().run_id, "r2");
 
     // record_failure by a run that lost its lease counts nothing and releases nothing.
@@ -182,7 +253,9 @@ async fn lease_semantics_match_the_embedded_store() {
     assert!(s.get_state("f").await.unwrap().lease.is_none());
 
     // Commit: watermark, schema, failures reset, lease released.
-    s.acquire_lease("f", "r3", t0, t0 + Duration::minutes(20)).await.unwrap();
+    s.acquire_lease("f", "r3", t0, t0 + Duration::minutes(20))
+        .await
+        .unwrap();
     let commit = StateCommit {
         watermark: Some(t0),
         schema_version: 2,
@@ -196,8 +269,21 @@ async fn lease_semantics_match_the_embedded_store() {
     assert!(st.lease.is_none());
     assert_eq!(s.get_state("f").await.unwrap(), st);
     // A commit without a watermark (complete / backfill) keeps it.
-    s.acquire_lease("f", "r4", t0, t0 + Duration::minutes(20)).await.unwrap();
-    let st = s.commit_success("f", "r4", &StateCommit { watermark: None, schema_version: 2, schema: None }).await.unwrap();
+    s.acquire_lease("f", "r4", t0, t0 + Duration::minutes(20))
+        .await
+        .unwrap();
+    let st = s
+        .commit_success(
+            "f",
+            "r4",
+            &StateCommit {
+                watermark: None,
+                schema_version: 2,
+                schema: None,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(st.watermark, Some(t0));
     assert_eq!(st.schema, Some(serde_json::json!({"fp": "abc"})));
 
@@ -210,12 +296,28 @@ async fn a_commit_with_a_lost_lease_does_not_move_the_watermark() {
     let s = store().await;
     let t0 = t("2026-01-01T00:00:00Z");
     // r1 takes the lease, stalls past its expiry; r2 takes over.
-    s.acquire_lease("f", "r1", t0, t0 + Duration::minutes(1)).await.unwrap();
-    s.acquire_lease("f", "r2", t0 + Duration::minutes(2), t0 + Duration::minutes(30)).await.unwrap();
-    let late = StateCommit { watermark: Some(t0 + Duration::hours(5)), schema_version: 1, schema: None };
+    s.acquire_lease("f", "r1", t0, t0 + Duration::minutes(1))
+        .await
+        .unwrap();
+    s.acquire_lease(
+        "f",
+        "r2",
+        t0 + Duration::minutes(2),
+        t0 + Duration::minutes(30),
+    )
+    .await
+    .unwrap();
+    let late = StateCommit {
+        watermark: Some(t0 + Duration::hours(5)),
+        schema_version: 1,
+        schema: None,
+    };
     match s.commit_success("f", "r1", &late).await {
         Err(StoreError::Conflict(m)) => {
-            assert!(m.contains("no longer holds the lease") && m.contains("r2"), "{m}");
+            assert!(
+                m.contains("no longer holds the lease") && m.contains("r2"),
+                "{m}"
+            );
             assert!(m.contains("watermark was not moved"), "{m}");
         }
         other => panic!("expected a lease conflict, got {other:?}"),
@@ -225,7 +327,9 @@ async fn a_commit_with_a_lost_lease_does_not_move_the_watermark() {
     assert_eq!(st.lease.unwrap().run_id, "r2");
     // Released leases are a conflict too.
     s.record_failure("f", "r2").await.unwrap();
-    assert!(matches!(s.commit_success("f", "r2", &late).await, Err(StoreError::Conflict(m)) if m.contains("expired or was released")));
+    assert!(
+        matches!(s.commit_success("f", "r2", &late).await, Err(StoreError::Conflict(m)) if m.contains("expired or was released"))
+    );
     assert_eq!(s.get_state("f").await.unwrap().watermark, None);
 }
 
@@ -233,25 +337,43 @@ async fn a_commit_with_a_lost_lease_does_not_move_the_watermark() {
 async fn a_watermark_moved_by_someone_else_is_its_own_error() {
     let s = store().await;
     let t0 = t("2026-01-01T00:00:00Z");
-    s.acquire_lease("f", "r1", t0, t0 + Duration::minutes(30)).await.unwrap();
+    s.acquire_lease("f", "r1", t0, t0 + Duration::minutes(30))
+        .await
+        .unwrap();
     // Someone writes the watermark behind the lease's back (another tool, a manual fix).
     let conf = sdk_config().await;
     aws_sdk_dynamodb::Client::new(&conf)
         .update_item()
         .table_name(s.table())
-        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S("FLOW#f".into()))
-        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("STATE".into()))
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("FLOW#f".into()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("STATE".into()),
+        )
         .update_expression("SET watermark = :w")
-        .expression_attribute_values(":w", aws_sdk_dynamodb::types::AttributeValue::S("2030-01-01T00:00:00.000000Z".into()))
+        .expression_attribute_values(
+            ":w",
+            aws_sdk_dynamodb::types::AttributeValue::S("2030-01-01T00:00:00.000000Z".into()),
+        )
         .send()
         .await
         .unwrap();
-    let commit = StateCommit { watermark: Some(t0), schema_version: 1, schema: None };
+    let commit = StateCommit {
+        watermark: Some(t0),
+        schema_version: 1,
+        schema: None,
+    };
     match s.commit_success("f", "r1", &commit).await {
         Err(StoreError::Conflict(m)) => assert!(m.contains("moved by someone else"), "{m}"),
         other => panic!("expected a watermark conflict, got {other:?}"),
     }
-    assert_eq!(s.get_state("f").await.unwrap().watermark, Some(t("2030-01-01T00:00:00Z")));
+    assert_eq!(
+        s.get_state("f").await.unwrap().watermark,
+        Some(t("2030-01-01T00:00:00Z"))
+    );
 }
 
 #[tokio::test]
@@ -259,14 +381,28 @@ async fn runs_list_newest_first_across_pages() {
     let s = store().await;
     let t0 = t("2026-01-01T00:00:00Z");
     for i in 0..30 {
-        s.put_run(&run("crm", &format!("run-{i:02}"), t0 + Duration::minutes(i))).await.unwrap();
+        s.put_run(&run(
+            "crm",
+            &format!("run-{i:02}"),
+            t0 + Duration::minutes(i),
+        ))
+        .await
+        .unwrap();
     }
-    s.put_run(&run("other", "x", t0 + Duration::hours(9))).await.unwrap();
+    s.put_run(&run("other", "x", t0 + Duration::hours(9)))
+        .await
+        .unwrap();
     let all = s.list_runs("crm", 100).await.unwrap();
     assert_eq!(all.len(), 30);
     assert_eq!(all[0].run_id, "run-29");
     assert_eq!(all[29].run_id, "run-00");
-    let five: Vec<String> = s.list_runs("crm", 5).await.unwrap().into_iter().map(|r| r.run_id).collect();
+    let five: Vec<String> = s
+        .list_runs("crm", 5)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.run_id)
+        .collect();
     assert_eq!(five, ["run-29", "run-28", "run-27", "run-26", "run-25"]);
     // Updating a run keeps one record.
     let mut r = run("crm", "run-29", t0 + Duration::minutes(29));
@@ -294,12 +430,22 @@ async fn chunk_results_are_idempotent_and_ordered() {
         warnings: vec![],
         schema: None,
     };
-    s.put_chunk_result(&result(1, ChunkStage::Write, 5)).await.unwrap();
-    s.put_chunk_result(&result(0, ChunkStage::Fetch, 10)).await.unwrap();
-    s.put_chunk_result(&result(0, ChunkStage::Transform, 9)).await.unwrap();
-    s.put_chunk_result(&result(10, ChunkStage::Fetch, 1)).await.unwrap();
+    s.put_chunk_result(&result(1, ChunkStage::Write, 5))
+        .await
+        .unwrap();
+    s.put_chunk_result(&result(0, ChunkStage::Fetch, 10))
+        .await
+        .unwrap();
+    s.put_chunk_result(&result(0, ChunkStage::Transform, 9))
+        .await
+        .unwrap();
+    s.put_chunk_result(&result(10, ChunkStage::Fetch, 1))
+        .await
+        .unwrap();
     // A retried step overwrites its own result.
-    s.put_chunk_result(&result(0, ChunkStage::Fetch, 11)).await.unwrap();
+    s.put_chunk_result(&result(0, ChunkStage::Fetch, 11))
+        .await
+        .unwrap();
     let got: Vec<(u32, ChunkStage, u64)> = s
         .chunk_results("r1")
         .await
@@ -309,7 +455,12 @@ async fn chunk_results_are_idempotent_and_ordered() {
         .collect();
     assert_eq!(
         got,
-        [(0, ChunkStage::Fetch, 11), (0, ChunkStage::Transform, 9), (1, ChunkStage::Write, 5), (10, ChunkStage::Fetch, 1)]
+        [
+            (0, ChunkStage::Fetch, 11),
+            (0, ChunkStage::Transform, 9),
+            (1, ChunkStage::Write, 5),
+            (10, ChunkStage::Fetch, 1)
+        ]
     );
     assert!(s.chunk_results("r2").await.unwrap().is_empty());
 }

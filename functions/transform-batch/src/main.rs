@@ -10,5 +10,8 @@ use lambda_runtime::{service_fn, Error};
 async fn main() -> Result<(), Error> {
     lambda::init();
     let deps = ferry::adapters::aws::deps_from_env().await?;
-    lambda_runtime::run(service_fn(|event| lambda::handle(&deps, Step::TransformBatch, event))).await
+    lambda_runtime::run(service_fn(|event| {
+        lambda::handle(&deps, Step::TransformBatch, event)
+    }))
+    .await
 }

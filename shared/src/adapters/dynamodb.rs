@@ -8,7 +8,7 @@ use crate::flow::Flow;
 use crate::model::{ChunkResult, FlowState, Lease, RunRecord};
 use crate::ports::{FlowStatus, FlowStore, RunStore, StateCommit, StoredFlow};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeValue, DeleteRequest, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
     TransactWriteItem, WriteRequest,
@@ -88,9 +88,7 @@ fn js(e: serde_json::Error) -> StoreError {
 }
 
 /// Whether an SDK error is a failed condition (of a write or of a transaction).
-fn condition_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(
-    e: &SdkError<E, R>,
-) -> bool {
+fn condition_failed<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     matches!(
         e.as_service_error().and_then(|se| se.code()),
         Some("ConditionalCheckFailedException") | Some("TransactionCanceledException")
@@ -266,7 +264,9 @@ impl DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(flow_pk(flow), STATE)))
-            .update_expression("REMOVE lease_run_id, lease_expires_at, lease_expires_ms, lease_watermark")
+            .update_expression(
+                "REMOVE lease_run_id, lease_expires_at, lease_expires_ms, lease_watermark",
+            )
             .condition_expression("lease_run_id = :r")
             .expression_attribute_values(":r", s(run_id))
             .send()
@@ -424,15 +424,12 @@ impl FlowStore for DynamoStore {
         let items = self.query_partition(flow_pk(name), None, true).await?;
         let keys: Vec<Item> = items
             .into_iter()
-            .filter(|i| {
-                get_s(i, "sk").is_some_and(|sk| sk == HEAD || sk.starts_with("V#"))
-            })
+            .filter(|i| get_s(i, "sk").is_some_and(|sk| sk == HEAD || sk.starts_with("V#")))
             .collect();
         let existed = !keys.is_empty();
         // The head goes first so a concurrent reader never sees a head without its versions.
-        let (head, versions): (Vec<Item>, Vec<Item>) = keys
-            .into_iter()
-            .partition(|i| get_s(i, "sk") == Some(HEAD));
+        let (head, versions): (Vec<Item>, Vec<Item>) =
+            keys.into_iter().partition(|i| get_s(i, "sk") == Some(HEAD));
         self.delete_keys(head).await?;
         self.delete_keys(versions).await?;
         Ok(existed)
@@ -452,9 +449,7 @@ impl FlowStore for DynamoStore {
             .await;
         match r {
             Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => {
-                Err(StoreError::NotFound(format!("flow '{name}'")))
-            }
+            Err(e) if condition_failed(&e) => Err(StoreError::NotFound(format!("flow '{name}'"))),
             Err(e) => Err(ddb("UpdateItem", e)),
         }
     }
@@ -554,10 +549,7 @@ impl RunStore for DynamoStore {
         run_id: &str,
         commit: &StateCommit,
     ) -> Result<FlowState, StoreError> {
-        let mut set = vec![
-            "schema_version = :sv",
-            "consecutive_failures = :zero",
-        ];
+        let mut set = vec!["schema_version = :sv", "consecutive_failures = :zero"];
         let mut req = self
             .client
             .update_item()
@@ -630,9 +622,7 @@ impl RunStore for DynamoStore {
         match r {
             Ok(out) => Ok(state_from_item(flow, out.attributes.as_ref())?.consecutive_failures),
             // Not ours (any more): count nothing, report the current count.
-            Err(e) if condition_failed(&e) => {
-                Ok(self.get_state(flow).await?.consecutive_failures)
-            }
+            Err(e) if condition_failed(&e) => Ok(self.get_state(flow).await?.consecutive_failures),
             Err(e) => Err(ddb("UpdateItem (record failure)", e)),
         }
     }

@@ -50,7 +50,12 @@ impl EventSink for EventBridgeSink {
                 .unwrap_or_default()
                 .into_iter()
                 .find(|e| e.error_code.is_some())
-                .map(|e| (e.error_code.unwrap_or_default(), e.error_message.unwrap_or_default()))
+                .map(|e| {
+                    (
+                        e.error_code.unwrap_or_default(),
+                        e.error_message.unwrap_or_default(),
+                    )
+                })
                 .unwrap_or_default();
             return Err(StoreError::Invalid(format!(
                 "eventbridge PutEvents on bus '{}' refused '{}': {code} {msg}",

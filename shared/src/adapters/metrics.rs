@@ -62,7 +62,9 @@ pub fn emf_line(flow: &str, time: DateTime<Utc>, metrics: &[(&str, &str, f64)]) 
 /// The metrics of a finished run (success or failure), as finalize reports them.
 pub fn run_finished_line(rec: &RunRecord) -> String {
     let ok = rec.status == RunStatus::Successful;
-    let ms = (rec.last_updated_at - rec.started_at).num_milliseconds().max(0) as f64;
+    let ms = (rec.last_updated_at - rec.started_at)
+        .num_milliseconds()
+        .max(0) as f64;
     emf_line(
         &rec.flow,
         rec.last_updated_at,
@@ -103,7 +105,10 @@ mod tests {
             mode: PullMode::Incremental,
             started_at: t0,
             last_updated_at: t0 + chrono::Duration::milliseconds(1500),
-            window: Window { start: None, end: t0 },
+            window: Window {
+                start: None,
+                end: t0,
+            },
             records_processed: 42,
             records_filtered: 0,
             records_rejected: 0,
@@ -123,12 +128,27 @@ mod tests {
 
     #[test]
     fn finished_run_is_one_emf_document() {
-        let v: Value = serde_json::from_str(&run_finished_line(&rec(RunStatus::Successful))).unwrap();
+        let v: Value =
+            serde_json::from_str(&run_finished_line(&rec(RunStatus::Successful))).unwrap();
         let cw = &v["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(cw["Namespace"], "ferry");
         assert_eq!(cw["Dimensions"], json!([["FlowName"]]));
-        let names: Vec<&str> = cw["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["RunsSucceeded", "RunsFailed", "RunTimeMs", "RecordsProcessed", "BytesWritten"]);
+        let names: Vec<&str> = cw["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "RunsSucceeded",
+                "RunsFailed",
+                "RunTimeMs",
+                "RecordsProcessed",
+                "BytesWritten"
+            ]
+        );
         assert_eq!(v["FlowName"], "crm");
         assert_eq!(v["RunsSucceeded"], 1.0);
         assert_eq!(v["RunsFailed"], 0.0);
@@ -141,6 +161,9 @@ mod tests {
             assert!(v[n].is_number(), "{n}");
         }
         let f: Value = serde_json::from_str(&run_finished_line(&rec(RunStatus::Error))).unwrap();
-        assert_eq!((f["RunsSucceeded"].as_f64(), f["RunsFailed"].as_f64()), (Some(0.0), Some(1.0)));
+        assert_eq!(
+            (f["RunsSucceeded"].as_f64(), f["RunsFailed"].as_f64()),
+            (Some(0.0), Some(1.0))
+        );
     }
 }

@@ -116,7 +116,10 @@ impl S3Blobs {
             .await
             .map_err(|e| s3e(format!("s3 CreateMultipartUpload {}", self.uri(key)), e))?;
         let upload_id = created.upload_id.ok_or_else(|| {
-            StoreError::Invalid(format!("s3 CreateMultipartUpload {}: no upload id", self.uri(key)))
+            StoreError::Invalid(format!(
+                "s3 CreateMultipartUpload {}: no upload id",
+                self.uri(key)
+            ))
         })?;
         match self.upload_parts(key, &upload_id, body).await {
             Ok(()) => Ok(()),
@@ -137,7 +140,12 @@ impl S3Blobs {
         }
     }
 
-    async fn upload_parts(&self, key: &str, upload_id: &str, body: Vec<u8>) -> Result<(), StoreError> {
+    async fn upload_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+        body: Vec<u8>,
+    ) -> Result<(), StoreError> {
         use futures::{StreamExt, TryStreamExt};
         let size = part_size(body.len(), self.part_size);
         let body = bytes::Bytes::from(body);
@@ -155,7 +163,9 @@ impl S3Blobs {
                     .body(ByteStream::from(chunk))
                     .send()
                     .await
-                    .map_err(|e| s3e(format!("s3 UploadPart {} part {number}", self.uri(key)), e))?;
+                    .map_err(|e| {
+                        s3e(format!("s3 UploadPart {} part {number}", self.uri(key)), e)
+                    })?;
                 Ok::<_, StoreError>(
                     CompletedPart::builder()
                         .part_number(number)
@@ -224,11 +234,9 @@ impl BlobStore for S3Blobs {
             }
             Err(e) => return Err(s3e(format!("s3 GetObject {}", self.uri(key)), e)),
         };
-        let data = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::backend(format!("s3 GetObject {} (body)", self.uri(key)), e))?;
+        let data = out.body.collect().await.map_err(|e| {
+            StoreError::backend(format!("s3 GetObject {} (body)", self.uri(key)), e)
+        })?;
         Ok(data.into_bytes().to_vec())
     }
 
@@ -242,10 +250,14 @@ impl BlobStore for S3Blobs {
             .send();
         let mut keys = vec![];
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                s3e(format!("s3 ListObjectsV2 {}", self.uri(prefix)), e)
-            })?;
-            keys.extend(page.contents.unwrap_or_default().into_iter().filter_map(|o| o.key));
+            let page =
+                page.map_err(|e| s3e(format!("s3 ListObjectsV2 {}", self.uri(prefix)), e))?;
+            keys.extend(
+                page.contents
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|o| o.key),
+            );
         }
         keys.sort();
         Ok(keys)

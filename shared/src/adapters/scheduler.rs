@@ -7,9 +7,7 @@
 use crate::error::StoreError;
 use crate::flow::Trigger;
 use crate::ports::{FlowStatus, StoredFlow};
-use aws_sdk_scheduler::types::{
-    FlexibleTimeWindow, FlexibleTimeWindowMode, ScheduleState, Target,
-};
+use aws_sdk_scheduler::types::{FlexibleTimeWindow, FlexibleTimeWindowMode, ScheduleState, Target};
 use serde_json::json;
 
 /// Schedule and rule names: `ferry-<flow>`, cut to 64 characters with a hash suffix.
@@ -152,7 +150,10 @@ impl FlowScheduler {
                     .put_rule()
                     .name(&name)
                     .event_bus_name(&self.trigger_bus)
-                    .description(format!("ferry: start flow '{}' on matching events", flow.name))
+                    .description(format!(
+                        "ferry: start flow '{}' on matching events",
+                        flow.name
+                    ))
                     .event_pattern(ev.pattern.to_string())
                     .state(if enabled {
                         aws_sdk_eventbridge::types::RuleState::Enabled
@@ -210,7 +211,10 @@ impl FlowScheduler {
             .await
         {
             Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_not_found_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_resource_not_found_exception()) =>
+            {
                 Ok(false)
             }
             Err(e) => Err(be(format!("scheduler GetSchedule {name}"), e)),
@@ -227,7 +231,10 @@ impl FlowScheduler {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_not_found_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_resource_not_found_exception()) =>
+            {
                 Ok(())
             }
             Err(e) => Err(be(format!("scheduler DeleteSchedule {name}"), e)),
@@ -280,7 +287,8 @@ mod tests {
 
     #[test]
     fn input_is_the_run_request() {
-        let v: serde_json::Value = serde_json::from_str(&execution_input("crm", "scheduled")).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&execution_input("crm", "scheduled")).unwrap();
         assert_eq!(v, json!({"flow": "crm", "trigger": "scheduled"}));
         let req: crate::steps::start_run::RunRequest = serde_json::from_value(v).unwrap();
         assert_eq!(req.trigger, Some(crate::model::TriggerType::Scheduled));

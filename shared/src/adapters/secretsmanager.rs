@@ -45,7 +45,12 @@ impl SecretStore for SecretsManagerStore {
             {
                 return Ok(None)
             }
-            Err(e) => return Err(StoreError::backend(format!("secretsmanager GetSecretValue {name}"), e)),
+            Err(e) => {
+                return Err(StoreError::backend(
+                    format!("secretsmanager GetSecretValue {name}"),
+                    e,
+                ))
+            }
         };
         let Some(text) = out.secret_string else {
             return Err(StoreError::Invalid(format!(
