@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+mod remote;
+
 #[derive(Parser)]
 #[command(
     name = "ferry",
@@ -22,6 +24,8 @@ struct Cli {
     /// State directory of the embedded engine (SQLite store, staging, secrets, event log).
     #[arg(long, env = "FERRY_HOME", global = true)]
     home: Option<PathBuf>,
+    #[command(flatten)]
+    remote: remote::RemoteArgs,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -46,6 +50,8 @@ enum Cmd {
         #[arg(long)]
         to: Option<String>,
     },
+    /// Stop a run of the deployed stack (StopExecution; the run is marked Canceled).
+    Stop { run_id: String },
     /// Flow definitions.
     Flows {
         #[command(subcommand)]
@@ -72,7 +78,7 @@ enum Cmd {
 }
 
 #[derive(Subcommand)]
-enum FlowsCmd {
+pub(crate) enum FlowsCmd {
     /// Registered flows.
     List,
     /// A flow's definition (latest version, or --version).
@@ -88,7 +94,7 @@ enum FlowsCmd {
 }
 
 #[derive(Subcommand)]
-enum RunsCmd {
+pub(crate) enum RunsCmd {
     /// A flow's runs, newest first.
     List {
         flow: String,
@@ -154,11 +160,38 @@ async fn real_main(cli: Cli) -> Result<i32> {
         );
         return Ok(0);
     }
+    if cli.remote.remote || matches!(cli.cmd, Cmd::Stop { .. }) {
+        let r = remote::Remote::new(cli.remote.clone()).await;
+        return match cli.cmd {
+            Cmd::Flows { cmd } => r.flows(cmd).await,
+            Cmd::Runs { cmd } => r.runs(cmd).await,
+            Cmd::Stop { run_id } => r.stop(&run_id).await,
+            Cmd::Run {
+                flow,
+                complete,
+                from,
+                to,
+                ..
+            } => {
+                if looks_like_file(&flow) {
+                    bail!("with --remote, run a registered flow by name; register the file first with `ferry flows put {flow} --remote`");
+                }
+                r.run(RunRequest {
+                    flow,
+                    trigger: Some(TriggerType::OnDemand),
+                    mode: complete.then_some(PullMode::Complete),
+                    window: backfill_window(from, to)?,
+                })
+                .await
+            }
+            _ => bail!("this command has no remote mode; drop --remote (or unset FERRY_REMOTE)"),
+        };
+    }
     let cwd = std::env::current_dir()?;
     let deps = local::embedded_deps(&home, &cwd, None)
         .with_context(|| format!("cannot open the ferry state in {}", home.display()))?;
     match cli.cmd {
-        Cmd::Validate { .. } => unreachable!(),
+        Cmd::Validate { .. } | Cmd::Stop { .. } => unreachable!(),
         Cmd::Run {
             flow,
             json,
@@ -177,13 +210,7 @@ async fn real_main(cli: Cli) -> Result<i32> {
             } else {
                 flow
             };
-            let window = match (from, to) {
-                (Some(f), Some(t)) => Some(Window {
-                    start: Some(parse_time(&f, "--from")?),
-                    end: parse_time(&t, "--to")?,
-                }),
-                _ => None,
-            };
+            let window = backfill_window(from, to)?;
             let request = RunRequest {
                 flow: name,
                 trigger: Some(TriggerType::OnDemand),
@@ -339,6 +366,16 @@ async fn real_main(cli: Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+fn backfill_window(from: Option<String>, to: Option<String>) -> Result<Option<Window>> {
+    Ok(match (from, to) {
+        (Some(f), Some(t)) => Some(Window {
+            start: Some(parse_time(&f, "--from")?),
+            end: parse_time(&t, "--to")?,
+        }),
+        _ => None,
+    })
 }
 
 fn parse_time(s: &str, flag: &str) -> Result<chrono::DateTime<chrono::Utc>> {

@@ -9,6 +9,7 @@ pub mod adapters;
 pub mod connector;
 pub mod error;
 pub mod flow;
+pub mod lambda;
 pub mod local;
 pub mod model;
 pub mod output;

@@ -6,3 +6,12 @@ pub mod localfs;
 pub mod memory;
 pub mod secrets_file;
 pub mod sqlite;
+
+// AWS (production).
+pub mod aws;
+pub mod dynamodb;
+pub mod eventbridge;
+pub mod metrics;
+pub mod s3;
+pub mod scheduler;
+pub mod secretsmanager;

@@ -250,6 +250,7 @@ async fn fail(deps: &Deps, run: &RunContext, err: &CaughtError) -> Result<RunRec
 }
 
 async fn report(deps: &Deps, flow: &Flow, rec: &RunRecord) {
+    crate::adapters::metrics::run_finished(rec);
     let ev = Event {
         detail_type: "ferry End Flow Run Report".into(),
         detail: report_detail(flow, rec, Some(rec.last_updated_at)),

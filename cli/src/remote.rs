@@ -1,0 +1,330 @@
+//! Remote mode: the same commands against a deployed stack. Flows, state and runs live in the
+//! DynamoDB table (`--table` / `FERRY_TABLE`); `run` starts an execution of the deployed state
+//! machine (`--state-machine-arn` / `FERRY_STATE_MACHINE_ARN`); `flows put` also creates the
+//! flow's EventBridge Scheduler schedule or event rule (`--scheduler-role-arn` /
+//! `FERRY_SCHEDULER_ROLE_ARN`). Endpoints and credentials come from the AWS SDK's own chain.
+
+use crate::{read_flow, FlowsCmd, RunsCmd};
+use anyhow::{bail, Context, Result};
+use ferry::adapters::dynamodb::DynamoStore;
+use ferry::adapters::scheduler::{FlowScheduler, TriggerChange};
+use ferry::flow::{Flow, Location, Trigger};
+use ferry::model::RunStatus;
+use ferry::ports::{FlowStatus, FlowStore, RunStore};
+use ferry::steps::start_run::RunRequest;
+
+/// Where the deployed stack is.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RemoteArgs {
+    /// Work against the deployed stack (DynamoDB, Step Functions) instead of the embedded engine.
+    #[arg(long, env = "FERRY_REMOTE", global = true)]
+    pub remote: bool,
+    /// DynamoDB table of the stack.
+    #[arg(long, env = "FERRY_TABLE", global = true)]
+    pub table: Option<String>,
+    /// Staging bucket of the stack.
+    #[arg(long, env = "FERRY_STAGING_BUCKET", global = true)]
+    pub staging_bucket: Option<String>,
+    /// ARN of the flow-run state machine.
+    #[arg(long, env = "FERRY_STATE_MACHINE_ARN", global = true)]
+    pub state_machine_arn: Option<String>,
+    /// Role EventBridge Scheduler and rules assume to start the state machine.
+    #[arg(long, env = "FERRY_SCHEDULER_ROLE_ARN", global = true)]
+    pub scheduler_role_arn: Option<String>,
+    /// Event bus of run reports.
+    #[arg(long, env = "FERRY_EVENT_BUS", global = true)]
+    pub event_bus: Option<String>,
+    /// Name prefix of connector-profile secrets.
+    #[arg(long, env = "FERRY_SECRET_PREFIX", global = true)]
+    pub secret_prefix: Option<String>,
+}
+
+pub struct Remote {
+    args: RemoteArgs,
+    conf: aws_config::SdkConfig,
+}
+
+impl Remote {
+    pub async fn new(args: RemoteArgs) -> Remote {
+        let conf = ferry::adapters::aws::sdk_config().await;
+        Remote { args, conf }
+    }
+
+    fn store(&self) -> Result<DynamoStore> {
+        let table = self.args.table.clone().context(
+            "remote mode needs the DynamoDB table: pass --table or set FERRY_TABLE (stack output `Table`)",
+        )?;
+        Ok(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&self.conf),
+            table,
+        ))
+    }
+
+    fn state_machine_arn(&self) -> Result<String> {
+        self.args.state_machine_arn.clone().context(
+            "remote mode needs the state machine: pass --state-machine-arn or set FERRY_STATE_MACHINE_ARN (stack output `StateMachineArn`)",
+        )
+    }
+
+    fn scheduler(&self) -> Result<FlowScheduler> {
+        let role = self.args.scheduler_role_arn.clone().context(
+            "a scheduled or event-triggered flow needs the role that starts the state machine: pass --scheduler-role-arn or set FERRY_SCHEDULER_ROLE_ARN (stack output `SchedulerRoleArn`)",
+        )?;
+        Ok(FlowScheduler::new(
+            aws_sdk_scheduler::Client::new(&self.conf),
+            aws_sdk_eventbridge::Client::new(&self.conf),
+            self.state_machine_arn()?,
+            role,
+        ))
+    }
+
+    fn sfn(&self) -> aws_sdk_sfn::Client {
+        aws_sdk_sfn::Client::new(&self.conf)
+    }
+
+    pub async fn flows(&self, cmd: FlowsCmd) -> Result<i32> {
+        let store = self.store()?;
+        let now = chrono::Utc::now();
+        match cmd {
+            FlowsCmd::List => {
+                let flows = store.list_flows().await?;
+                if flows.is_empty() {
+                    println!(
+                        "no flows in table {}; register one with `ferry flows put FILE --remote`",
+                        store.table()
+                    );
+                }
+                for f in flows {
+                    let st = store.get_state(&f.flow.name).await?;
+                    println!(
+                        "{:<32} v{:<3} {:<10} {:<10} {:<14} watermark {}",
+                        f.flow.name,
+                        f.version,
+                        format!("{:?}", f.status),
+                        f.flow.source.connector,
+                        f.flow.source.entity,
+                        st.watermark
+                            .map(|w| w.to_rfc3339())
+                            .unwrap_or_else(|| "-".into())
+                    );
+                }
+                Ok(0)
+            }
+            FlowsCmd::Get { name, version } => match store.get_flow(&name, version).await? {
+                Some(f) => {
+                    println!(
+                        "# version {} (updated {}, {:?})",
+                        f.version,
+                        f.updated_at.to_rfc3339(),
+                        f.status
+                    );
+                    print!("{}", f.flow.to_yaml());
+                    Ok(0)
+                }
+                None => bail!(
+                    "no flow '{name}'{} in table {}",
+                    version.map(|v| format!(" version {v}")).unwrap_or_default(),
+                    store.table()
+                ),
+            },
+            FlowsCmd::Put { file } => {
+                let flow = read_flow(&file)?;
+                check_deployable(&flow)?;
+                // Check the trigger's settings before anything is stored.
+                let scheduler = match flow.trigger {
+                    Trigger::OnDemand(_) => self.scheduler().ok(),
+                    _ => Some(self.scheduler()?),
+                };
+                let mut stored = store.put_flow(&flow, now).await?;
+                // Putting a flow (again) re-activates it after a failure-threshold suspension.
+                if stored.status == FlowStatus::Suspended {
+                    store.set_status(&flow.name, FlowStatus::Active).await?;
+                    stored.status = FlowStatus::Active;
+                    println!("flow '{}' re-activated", flow.name);
+                }
+                println!(
+                    "flow '{}' is at version {}",
+                    stored.flow.name, stored.version
+                );
+                if let Some(s) = scheduler {
+                    match s.apply(&stored).await? {
+                        TriggerChange::Schedule { name, enabled } => println!(
+                            "schedule {name} ({}) {}",
+                            match &flow.trigger {
+                                Trigger::Scheduled(t) => t.expression.clone(),
+                                _ => String::new(),
+                            },
+                            if enabled { "enabled" } else { "disabled" }
+                        ),
+                        TriggerChange::Rule { name, enabled } => println!(
+                            "event rule {name} {}",
+                            if enabled { "enabled" } else { "disabled" }
+                        ),
+                        TriggerChange::None => {}
+                    }
+                }
+                Ok(0)
+            }
+            FlowsCmd::Delete { name } => {
+                if let Ok(s) = self.scheduler() {
+                    s.remove(&name).await?;
+                }
+                if store.delete_flow(&name).await? {
+                    store.delete_state(&name).await?;
+                    println!("deleted flow '{name}', its schedule or rule, and its state (its output and run history are kept)");
+                    Ok(0)
+                } else {
+                    bail!("no flow '{name}' in table {}", store.table())
+                }
+            }
+        }
+    }
+
+    pub async fn runs(&self, cmd: RunsCmd) -> Result<i32> {
+        let store = self.store()?;
+        match cmd {
+            RunsCmd::List { flow, limit, json } => {
+                let runs = store.list_runs(&flow, limit).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&runs)?);
+                    return Ok(0);
+                }
+                for r in runs {
+                    println!(
+                        "{:<28} {:<12} {} written {:>10} records {:>12} bytes{}",
+                        r.run_id,
+                        r.status.as_str(),
+                        r.started_at.to_rfc3339(),
+                        r.records_written,
+                        r.bytes_written,
+                        r.error
+                            .map(|e| format!("  {}: {}", e.error, e.message))
+                            .unwrap_or_default()
+                    );
+                }
+                Ok(0)
+            }
+            RunsCmd::Get { run_id } => match store.get_run(&run_id).await? {
+                Some(r) => {
+                    println!("{}", serde_json::to_string_pretty(&r)?);
+                    Ok(0)
+                }
+                None => bail!("no run '{run_id}' in table {}", store.table()),
+            },
+        }
+    }
+
+    /// StartExecution; the execution name becomes the run id.
+    pub async fn run(&self, request: RunRequest) -> Result<i32> {
+        let arn = self.state_machine_arn()?;
+        let store = self.store()?;
+        if store.get_flow(&request.flow, None).await?.is_none() {
+            bail!(
+                "flow '{}' is not registered in table {}; register it with `ferry flows put FILE --remote`",
+                request.flow,
+                store.table()
+            );
+        }
+        let run_id = format!(
+            "{}-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let out = self
+            .sfn()
+            .start_execution()
+            .state_machine_arn(&arn)
+            .name(&run_id)
+            .input(serde_json::to_string(&request)?)
+            .send()
+            .await
+            .with_context(|| format!("StartExecution on {arn}"))?;
+        println!("run {run_id} started");
+        println!("execution {}", out.execution_arn);
+        println!("follow it with `ferry runs get {run_id} --remote`");
+        Ok(0)
+    }
+
+    /// StopExecution, then the run is marked Canceled and its lease released.
+    pub async fn stop(&self, run_id: &str) -> Result<i32> {
+        let store = self.store()?;
+        let rec = store.get_run(run_id).await?;
+        let execution_arn = match &rec {
+            Some(r) if r.execution_id.starts_with("arn:") => r.execution_id.clone(),
+            _ => execution_arn(&self.state_machine_arn()?, run_id)?,
+        };
+        self.sfn()
+            .stop_execution()
+            .execution_arn(&execution_arn)
+            .error("Canceled")
+            .cause("stopped with `ferry stop`")
+            .send()
+            .await
+            .with_context(|| format!("StopExecution {execution_arn}"))?;
+        match rec {
+            Some(mut r) => {
+                if matches!(r.status, RunStatus::InProgress | RunStatus::CancelStarted) {
+                    r.status = RunStatus::Canceled;
+                    r.last_updated_at = chrono::Utc::now();
+                    store.put_run(&r).await?;
+                }
+                let released = store.release_lease(&r.flow, run_id).await?;
+                println!(
+                    "run {run_id} of flow '{}' stopped and marked {}{}",
+                    r.flow,
+                    r.status.as_str(),
+                    if released {
+                        "; its lease is released"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            None => println!("execution {execution_arn} stopped (it had not recorded a run yet)"),
+        }
+        Ok(0)
+    }
+}
+
+/// `arn:aws:states:R:A:stateMachine:NAME` + run id -> `arn:aws:states:R:A:execution:NAME:RUN`.
+pub fn execution_arn(state_machine_arn: &str, run_id: &str) -> Result<String> {
+    match state_machine_arn.split_once(":stateMachine:") {
+        Some((head, name)) => Ok(format!("{head}:execution:{name}:{run_id}")),
+        None => bail!("'{state_machine_arn}' is not a state machine ARN (arn:aws:states:REGION:ACCOUNT:stateMachine:NAME)"),
+    }
+}
+
+/// A deployed flow writes to S3: a local destination cannot work in Lambda.
+fn check_deployable(flow: &Flow) -> Result<()> {
+    if let Location::Local { path } = flow.destination.location() {
+        bail!(
+            "flow '{}': destination is the local directory '{path}', which the deployed functions cannot write to; set `destination.s3: {{ bucket: ..., prefix: ... }}` to deploy it",
+            flow.name
+        );
+    }
+    if let Some(Location::Local { path }) = flow.destination.error_location() {
+        bail!(
+            "flow '{}': destination.error_location '{path}' is a local directory; use s3://bucket/prefix to deploy it",
+            flow.name
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_arn_from_state_machine_arn() {
+        assert_eq!(
+            execution_arn(
+                "arn:aws:states:eu-west-1:123456789012:stateMachine:ferry-flow-run",
+                "r1"
+            )
+            .unwrap(),
+            "arn:aws:states:eu-west-1:123456789012:execution:ferry-flow-run:r1"
+        );
+        assert!(execution_arn("nope", "r1").is_err());
+    }
+}

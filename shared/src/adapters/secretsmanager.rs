@@ -1,0 +1,111 @@
+//! Secrets Manager secret store: one secret per connector profile, named
+//! `<prefix><profile>` (default prefix `ferry/profiles/`), holding a JSON object. Refreshed
+//! OAuth tokens are written back with PutSecretValue; the secret is created when missing.
+//! Values travel as [`Secret`], which never prints them; errors name the secret, never its value.
+
+use crate::error::StoreError;
+use crate::ports::{Secret, SecretStore};
+use async_trait::async_trait;
+use aws_sdk_secretsmanager::Client;
+
+pub struct SecretsManagerStore {
+    client: Client,
+    prefix: String,
+    kms_key_id: Option<String>,
+}
+
+impl SecretsManagerStore {
+    pub fn new(client: Client, prefix: impl Into<String>) -> Self {
+        SecretsManagerStore {
+            client,
+            prefix: prefix.into(),
+            kms_key_id: None,
+        }
+    }
+    /// Encrypt secrets this store creates with this KMS key (the account default otherwise).
+    pub fn with_kms_key(mut self, key: Option<String>) -> Self {
+        self.kms_key_id = key;
+        self
+    }
+    /// The secret that holds a profile.
+    pub fn secret_name(&self, profile: &str) -> String {
+        format!("{}{profile}", self.prefix)
+    }
+}
+
+#[async_trait]
+impl SecretStore for SecretsManagerStore {
+    async fn get_secret(&self, profile: &str) -> Result<Option<Secret>, StoreError> {
+        let name = self.secret_name(profile);
+        let out = match self.client.get_secret_value().secret_id(&name).send().await {
+            Ok(o) => o,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_resource_not_found_exception()) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => {
+                return Err(StoreError::backend(
+                    format!("secretsmanager GetSecretValue {name}"),
+                    e,
+                ))
+            }
+        };
+        let Some(text) = out.secret_string else {
+            return Err(StoreError::Invalid(format!(
+                "secret '{name}' of profile '{profile}' holds binary data; store the profile as a JSON object string (SecretString)"
+            )));
+        };
+        // Never echo the text: serde_json's error names only a line and column.
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            StoreError::Invalid(format!(
+                "secret '{name}' of profile '{profile}' is not JSON (line {}, column {}); store a JSON object such as {{\"auth_type\": \"oauth2\", ...}}",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        if !value.is_object() {
+            return Err(StoreError::Invalid(format!(
+                "secret '{name}' of profile '{profile}' is JSON but not an object; store a JSON object such as {{\"auth_type\": \"oauth2\", ...}}"
+            )));
+        }
+        Ok(Some(Secret::new(value)))
+    }
+
+    async fn put_secret(&self, profile: &str, secret: &Secret) -> Result<(), StoreError> {
+        let name = self.secret_name(profile);
+        let text = secret.expose().to_string();
+        match self
+            .client
+            .put_secret_value()
+            .secret_id(&name)
+            .secret_string(&text)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_resource_not_found_exception()) =>
+            {
+                self.client
+                    .create_secret()
+                    .name(&name)
+                    .description(format!("ferry connector profile '{profile}'"))
+                    .set_kms_key_id(self.kms_key_id.clone())
+                    .secret_string(text)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        StoreError::backend(format!("secretsmanager CreateSecret {name}"), e)
+                    })?;
+                Ok(())
+            }
+            Err(e) => Err(StoreError::backend(
+                format!("secretsmanager PutSecretValue {name}"),
+                e,
+            )),
+        }
+    }
+}

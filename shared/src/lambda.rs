@@ -1,0 +1,112 @@
+//! The glue every Lambda function shares: JSON logs, the steps' dependencies from the
+//! environment, and step errors as a Lambda [`Diagnostic`] whose `errorType` is the stable name
+//! (`Throttled`, `Retryable`, `InvalidFlow`, `AuthFailed`, `SourceRejected`, `Fatal`) that the
+//! state machine's Retry/Catch match.
+//!
+//! A function's `main` is: [`init`], [`crate::adapters::aws::deps_from_env`], then
+//! `lambda_runtime::run(service_fn(|ev| ferry::lambda::handle(&deps, STEP, ev)))`.
+
+use crate::local::asl::TaskInvoker;
+use crate::local::StepInvoker;
+use crate::steps::Deps;
+use lambda_runtime::{Diagnostic, LambdaEvent};
+
+/// The five steps, by their Lambda package name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    StartRun,
+    FetchPage,
+    TransformBatch,
+    WriteS3,
+    Finalize,
+}
+
+impl Step {
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::StartRun => "start-run",
+            Step::FetchPage => "fetch-page",
+            Step::TransformBatch => "transform-batch",
+            Step::WriteS3 => "write-s3",
+            Step::Finalize => "finalize",
+        }
+    }
+}
+
+/// JSON logs (CloudWatch), filtered by `RUST_LOG` (default `info`), and EMF metrics on stdout.
+pub fn init() {
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_current_span(false)
+        .without_time()
+        .try_init();
+    crate::adapters::metrics::emit_to_stdout();
+}
+
+/// Run one step on a Step Functions payload: the same dispatch the embedded engine uses, so
+/// both engines deserialize, call and fail identically.
+pub async fn invoke(
+    deps: &Deps,
+    step: Step,
+    payload: serde_json::Value,
+) -> Result<serde_json::Value, Diagnostic> {
+    let invoker = StepInvoker { deps: deps.clone() };
+    match invoker.invoke(step.name(), payload).await {
+        Ok(out) => {
+            if step == Step::StartRun {
+                if let Some(flow) = out.pointer("/run/flow").and_then(|f| f.as_str()) {
+                    crate::adapters::metrics::run_started(flow, deps.clock.now());
+                }
+            }
+            Ok(out)
+        }
+        Err(f) => {
+            tracing::warn!(step = step.name(), error = %f.error, message = %f.cause, "step failed");
+            Err(Diagnostic {
+                error_type: f.error,
+                error_message: f.cause,
+            })
+        }
+    }
+}
+
+/// The handler a function passes to `service_fn`.
+pub async fn handle(
+    deps: &Deps,
+    step: Step,
+    event: LambdaEvent<serde_json::Value>,
+) -> Result<serde_json::Value, Diagnostic> {
+    invoke(deps, step, event.payload).await
+}
+
+/// Build the deps from the environment and serve `step` until the runtime stops.
+pub async fn serve(step: Step) -> Result<(), lambda_runtime::Error> {
+    init();
+    let deps = crate::adapters::aws::deps_from_env().await?;
+    lambda_runtime::run(lambda_runtime::service_fn(|ev| handle(&deps, step, ev))).await
+}
+
+impl From<crate::error::StepError> for Diagnostic {
+    fn from(e: crate::error::StepError) -> Self {
+        Diagnostic {
+            error_type: e.kind.as_str().to_string(),
+            error_message: e.message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{ErrorKind, StepError};
+
+    #[test]
+    fn step_errors_keep_their_stable_name() {
+        let d: Diagnostic = StepError::new(ErrorKind::Throttled, "slow down").into();
+        assert_eq!(d.error_type, "Throttled");
+        assert_eq!(d.error_message, "slow down");
+    }
+}
