@@ -4,8 +4,9 @@
 #   .venv-deploy/lint  cfn-lint 1.51.x   (1.51 still checks the properties inside SAM resources)
 #   .venv-deploy/sam   aws-sam-cli       (own venv: it pins its own cfn-lint for `sam validate --lint`)
 #   .tools/node        asl-validator     (npm, independent Amazon States Language validator)
+# and checks samconfig.toml against the template's parameters (infra/check_samconfig.py).
 #
-# Usage: scripts/check-deploy.sh [install|cfn-lint|sam-validate|asl|all]   (default: all)
+# Usage: scripts/check-deploy.sh [install|install-sam|cfn-lint|samconfig|sam-validate|asl|all]   (default: all)
 # Each check prints its wall time; the script exits non-zero on the first failure.
 set -euo pipefail
 
@@ -63,6 +64,7 @@ install_asl() {
 }
 
 run_cfn_lint() { install_lint; timed "cfn-lint template.yaml infra/dashboard.yaml" "$LINT_VENV/bin/cfn-lint" template.yaml infra/dashboard.yaml; }
+run_samconfig() { install_lint; timed "samconfig.toml vs template.yaml" "$LINT_VENV/bin/python" infra/check_samconfig.py; }
 run_sam_validate() {
     install_sam
     timed "sam validate --lint" "$SAM_VENV/bin/sam" validate --lint --region "$AWS_DEFAULT_REGION" --template-file template.yaml
@@ -74,9 +76,11 @@ run_asl() {
 
 case "${1:-all}" in
     install) install_lint; install_sam; install_asl ;;
+    install-sam) install_sam ;;
     cfn-lint) run_cfn_lint ;;
     sam-validate) run_sam_validate ;;
     asl) run_asl ;;
-    all) run_cfn_lint; run_sam_validate; run_asl ;;
-    *) echo "usage: $0 [install|cfn-lint|sam-validate|asl|all]" >&2; exit 2 ;;
+    samconfig) run_samconfig ;;
+    all) run_cfn_lint; run_samconfig; run_sam_validate; run_asl ;;
+    *) echo "usage: $0 [install|install-sam|cfn-lint|samconfig|sam-validate|asl|all]" >&2; exit 2 ;;
 esac
