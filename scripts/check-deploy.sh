@@ -36,6 +36,7 @@ timed() {
     local start end
     start=$(date +%s.%N)
     "$@"
+    echo
     end=$(date +%s.%N)
     log "$name: ok ($(awk -v s="$start" -v e="$end" 'BEGIN{printf "%.1f", e-s}') s)"
 }
