@@ -49,10 +49,11 @@ fi
 
 export SAM_CLI_TELEMETRY=0
 start=$(date +%s)
-# SAM runs one `cargo lambda build --release --arm64 --bin <step>` per function; a first
-# build of all five in one cargo invocation shares the work and the jobserver.
+# SAM runs one `cargo lambda build --release --arm64 --bin <step>` per function (in
+# functions/<step>); a first build of all five in one cargo invocation shares the work and the
+# jobserver, and leaves SAM's five builds with nothing to compile.
 bin_args=()
-for s in "${STEPS[@]}"; do bin_args+=(--bin "$s"); done
+for s in "${STEPS[@]}"; do bin_args+=(--package "$s"); done
 log "cargo lambda build --release --arm64 ${bin_args[*]}"
 cargo lambda build --release --arm64 "${bin_args[@]}"
 log "sam build"

@@ -149,7 +149,17 @@ fn functions_are_arm64_al2023_bootstrap() {
         assert_eq!(get("Architectures"), &json!(["arm64"]), "{id}");
         assert_eq!(get("Handler"), "bootstrap", "{id}");
         assert_eq!(get("Tracing"), "Active", "{id}");
-        assert_eq!(get("CodeUri"), ".", "{id}: CodeUri must be the workspace root");
+        let bin = f["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap_or_default();
+        assert_eq!(
+            get("CodeUri"),
+            &json!(format!("functions/{bin}")),
+            "{id}: CodeUri must be the package directory of its Binary (the workspace's default \
+             member is the CLI, so `cargo lambda build --bin {bin}` from the root finds no such binary)"
+        );
+        assert!(
+            repo_root().join(format!("functions/{bin}/Cargo.toml")).is_file(),
+            "{id}: functions/{bin}/Cargo.toml"
+        );
         assert!(p["MemorySize"].as_u64().is_some(), "{id}: size memory per step");
         assert!(p["Timeout"].as_u64().is_some(), "{id}: size the timeout per step");
     }
