@@ -25,7 +25,10 @@ fn template_has_no_policy_violations() {
         "EventRuleRole",
         "StagingBucketPolicy",
     ] {
-        assert!(st.iter().any(|s| s.resource == r), "no statement found for {r}");
+        assert!(
+            st.iter().any(|s| s.resource == r),
+            "no statement found for {r}"
+        );
     }
     // Both branches of the conditional KMS grant are seen.
     assert!(st.iter().any(|s| s.sid.as_deref() == Some("KmsKey")));
@@ -58,7 +61,10 @@ fn action_star_is_flagged() {
         "FinalizeFunction",
         json!({"Sid": "Oops", "Effect": "Allow", "Action": "*", "Resource": {"Fn::GetAtt": ["Table", "Arn"]}}),
     );
-    assert_flagged(&tpl, "FinalizeFunction statement Oops: wildcard action \"*\"");
+    assert_flagged(
+        &tpl,
+        "FinalizeFunction statement Oops: wildcard action \"*\"",
+    );
 }
 
 #[test]
@@ -99,7 +105,12 @@ fn scoped_resources_are_not_flagged() {
     ] {
         assert!(!is_unscoped_resource(r), "{r}");
     }
-    for r in ["*", "arn:aws:s3:::*", "arn:aws:s3:::*/*", "arn:aws:lambda:us-east-1:123456789012:function:*"] {
+    for r in [
+        "*",
+        "arn:aws:s3:::*",
+        "arn:aws:s3:::*/*",
+        "arn:aws:lambda:us-east-1:123456789012:function:*",
+    ] {
         assert!(is_unscoped_resource(r), "{r}");
     }
 }
@@ -111,9 +122,18 @@ fn a_justified_wildcard_cannot_carry_other_actions() {
         .as_array_mut()
         .unwrap();
     let st = policies[0]["Statement"].as_array_mut().unwrap();
-    let log = st.iter_mut().find(|s| s["Sid"] == "LogDelivery").expect("LogDelivery");
-    log["Action"].as_array_mut().unwrap().push(json!("s3:GetObject"));
-    assert_flagged(&tpl, "action s3:GetObject is not among the justified actions");
+    let log = st
+        .iter_mut()
+        .find(|s| s["Sid"] == "LogDelivery")
+        .expect("LogDelivery");
+    log["Action"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("s3:GetObject"));
+    assert_flagged(
+        &tpl,
+        "action s3:GetObject is not among the justified actions",
+    );
 }
 
 #[test]
@@ -146,7 +166,12 @@ fn resources_granted(tpl: &Value, id: &str, service: &str) -> Vec<String> {
                 .iter()
                 .any(|a| a.as_str().is_some_and(|a| a.starts_with(service)))
         })
-        .flat_map(|s| list(&s.body["Resource"]).into_iter().map(|r| r.to_string()).collect::<Vec<_>>())
+        .flat_map(|s| {
+            list(&s.body["Resource"])
+                .into_iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -168,23 +193,42 @@ fn functions_reach_only_their_stack_resources() {
             );
         }
         for r in resources_granted(&tpl, f, "dynamodb:") {
-            assert!(r.contains("Table"), "{f}: DynamoDB access outside the table: {r}");
+            assert!(
+                r.contains("Table"),
+                "{f}: DynamoDB access outside the table: {r}"
+            );
         }
         for r in resources_granted(&tpl, f, "secretsmanager:") {
             assert!(r.contains(secret), "{f}: secrets outside {secret}: {r}");
         }
         for r in resources_granted(&tpl, f, "events:") {
-            assert!(r.contains("EventBus"), "{f}: events outside the run bus: {r}");
+            assert!(
+                r.contains("EventBus"),
+                "{f}: events outside the run bus: {r}"
+            );
         }
     }
     // Only the steps that build a source read credentials; nothing else writes them.
-    for f in ["TransformBatchFunction", "WriteS3Function", "FinalizeFunction"] {
-        assert!(resources_granted(&tpl, f, "secretsmanager:").is_empty(), "{f} reads secrets");
+    for f in [
+        "TransformBatchFunction",
+        "WriteS3Function",
+        "FinalizeFunction",
+    ] {
+        assert!(
+            resources_granted(&tpl, f, "secretsmanager:").is_empty(),
+            "{f} reads secrets"
+        );
     }
     // Only write-s3 and finalize touch the output bucket.
-    for f in ["StartRunFunction", "FetchPageFunction", "TransformBatchFunction"] {
+    for f in [
+        "StartRunFunction",
+        "FetchPageFunction",
+        "TransformBatchFunction",
+    ] {
         assert!(
-            !resources_granted(&tpl, f, "s3:").iter().any(|r| r.contains("OutputBucket")),
+            !resources_granted(&tpl, f, "s3:")
+                .iter()
+                .any(|r| r.contains("OutputBucket")),
             "{f} can reach the output bucket"
         );
     }
@@ -194,11 +238,23 @@ fn functions_reach_only_their_stack_resources() {
 fn trigger_roles_start_only_this_state_machine() {
     let tpl = template();
     for role in ["SchedulerRole", "EventRuleRole"] {
-        let st: Vec<_> = statements(&tpl).into_iter().filter(|s| s.resource == role).collect();
+        let st: Vec<_> = statements(&tpl)
+            .into_iter()
+            .filter(|s| s.resource == role)
+            .collect();
         assert_eq!(st.len(), 1, "{role}");
-        assert_eq!(list(&st[0].body["Action"]), vec![&json!("states:StartExecution")], "{role}");
-        assert_eq!(st[0].body["Resource"], json!({"Ref": "FlowRunStateMachine"}), "{role}");
-        let trust = &tpl["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0];
+        assert_eq!(
+            list(&st[0].body["Action"]),
+            vec![&json!("states:StartExecution")],
+            "{role}"
+        );
+        assert_eq!(
+            st[0].body["Resource"],
+            json!({"Ref": "FlowRunStateMachine"}),
+            "{role}"
+        );
+        let trust =
+            &tpl["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0];
         assert_eq!(
             trust["Condition"]["StringEquals"]["aws:SourceAccount"],
             json!({"Ref": "AWS::AccountId"}),

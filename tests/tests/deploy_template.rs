@@ -33,7 +33,12 @@ fn every_asl_placeholder_is_substituted_and_every_substitution_used() {
     let problems = check_substitutions(&asl, &substitutions(&tpl));
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     // And the check is not vacuous: the definition does use placeholders.
-    assert_eq!(asl_placeholders(&asl).len(), 5, "{:?}", asl_placeholders(&asl));
+    assert_eq!(
+        asl_placeholders(&asl).len(),
+        5,
+        "{:?}",
+        asl_placeholders(&asl)
+    );
 }
 
 #[test]
@@ -47,7 +52,10 @@ fn a_misspelled_placeholder_is_caught() {
     let broken = asl.replace("${FetchPageFunctionArn}", "${FetchPagesFunctionArn}");
     let problems = check_substitutions(&broken, &subs);
     assert_eq!(problems.len(), 2, "{problems:#?}");
-    assert!(problems[0].contains("${FetchPagesFunctionArn}") && problems[0].contains("no DefinitionSubstitutions"));
+    assert!(
+        problems[0].contains("${FetchPagesFunctionArn}")
+            && problems[0].contains("no DefinitionSubstitutions")
+    );
     assert!(problems[1].contains("FetchPageFunctionArn") && problems[1].contains("not used"));
 
     // Misspelled in the template.
@@ -69,7 +77,13 @@ fn a_misspelled_placeholder_is_caught() {
 fn workspace_binaries() -> BTreeMap<String, BTreeSet<String>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = std::process::Command::new(cargo)
-        .args(["metadata", "--no-deps", "--format-version", "1", "--offline"])
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
         .current_dir(repo_root())
         .output()
         .expect("cargo metadata runs");
@@ -95,7 +109,11 @@ fn workspace_binaries() -> BTreeMap<String, BTreeSet<String>> {
                 .as_array()
                 .expect("targets")
                 .iter()
-                .filter(|t| t["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "bin")))
+                .filter(|t| {
+                    t["kind"]
+                        .as_array()
+                        .is_some_and(|k| k.iter().any(|k| *k == "bin"))
+                })
                 .filter_map(|t| t["name"].as_str().map(str::to_string))
                 .collect();
             (p["name"].as_str().expect("name").to_string(), bins)
@@ -127,7 +145,10 @@ fn every_function_binary_is_a_workspace_package_binary() {
     let fns = function_binaries(&tpl);
     for (id, bin) in &fns {
         let pkg = ws.get(bin).unwrap_or_else(|| {
-            panic!("{id}: Binary {bin:?} is not a workspace package (members: {:?})", ws.keys())
+            panic!(
+                "{id}: Binary {bin:?} is not a workspace package (members: {:?})",
+                ws.keys()
+            )
         });
         assert!(
             pkg.contains(bin),
@@ -135,7 +156,11 @@ fn every_function_binary_is_a_workspace_package_binary() {
         );
     }
     let built: BTreeSet<&str> = fns.values().map(String::as_str).collect();
-    assert_eq!(built, BTreeSet::from(STEPS), "one function per step, no more");
+    assert_eq!(
+        built,
+        BTreeSet::from(STEPS),
+        "one function per step, no more"
+    );
 }
 
 #[test]
@@ -145,11 +170,13 @@ fn functions_are_arm64_al2023_bootstrap() {
     for (id, f) in resources_of(&tpl, "AWS::Serverless::Function") {
         let p = &f["Properties"];
         let get = |k: &str| if p.get(k).is_some() { &p[k] } else { &g[k] };
-        assert_eq!(get("Runtime"), "provided.al2023", "{id}");
+        assert_eq!(*get("Runtime"), "provided.al2023", "{id}");
         assert_eq!(get("Architectures"), &json!(["arm64"]), "{id}");
-        assert_eq!(get("Handler"), "bootstrap", "{id}");
-        assert_eq!(get("Tracing"), "Active", "{id}");
-        let bin = f["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap_or_default();
+        assert_eq!(*get("Handler"), "bootstrap", "{id}");
+        assert_eq!(*get("Tracing"), "Active", "{id}");
+        let bin = f["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap_or_default();
         assert_eq!(
             get("CodeUri"),
             &json!(format!("functions/{bin}")),
@@ -157,17 +184,27 @@ fn functions_are_arm64_al2023_bootstrap() {
              member is the CLI, so `cargo lambda build --bin {bin}` from the root finds no such binary)"
         );
         assert!(
-            repo_root().join(format!("functions/{bin}/Cargo.toml")).is_file(),
+            repo_root()
+                .join(format!("functions/{bin}/Cargo.toml"))
+                .is_file(),
             "{id}: functions/{bin}/Cargo.toml"
         );
-        assert!(p["MemorySize"].as_u64().is_some(), "{id}: size memory per step");
-        assert!(p["Timeout"].as_u64().is_some(), "{id}: size the timeout per step");
+        assert!(
+            p["MemorySize"].as_u64().is_some(),
+            "{id}: size memory per step"
+        );
+        assert!(
+            p["Timeout"].as_u64().is_some(),
+            "{id}: size the timeout per step"
+        );
     }
 }
 
 /// Logical id of the function a substitution points at (`!GetAtt Fn.Arn`).
 fn substituted_function(v: &Value) -> String {
-    let ga = v["Fn::GetAtt"].as_array().expect("substitution is !GetAtt X.Arn");
+    let ga = v["Fn::GetAtt"]
+        .as_array()
+        .expect("substitution is !GetAtt X.Arn");
     assert_eq!(ga[1], "Arn");
     ga[0].as_str().expect("logical id").to_string()
 }
@@ -209,13 +246,19 @@ fn state_machine_logs_traces_and_invokes_only_its_functions() {
     assert_eq!(p["Tracing"]["Enabled"], true, "{id}: X-Ray tracing");
     assert_eq!(p["Logging"]["Level"], "ALL", "{id}: logging");
     let dest = &p["Logging"]["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"];
-    let lg = dest["Fn::GetAtt"][0].as_str().expect("log group of this stack");
+    let lg = dest["Fn::GetAtt"][0]
+        .as_str()
+        .expect("log group of this stack");
     assert_eq!(tpl["Resources"][lg]["Type"], "AWS::Logs::LogGroup");
 
     let invoked: BTreeSet<String> = statements(&tpl)
         .into_iter()
         .filter(|s| s.resource == id)
-        .filter(|s| list(&s.body["Action"]).iter().any(|a| a.as_str().is_some_and(|a| a.starts_with("lambda:"))))
+        .filter(|s| {
+            list(&s.body["Action"])
+                .iter()
+                .any(|a| a.as_str().is_some_and(|a| a.starts_with("lambda:")))
+        })
         .flat_map(|s| {
             list(&s.body["Resource"])
                 .into_iter()
@@ -223,8 +266,14 @@ fn state_machine_logs_traces_and_invokes_only_its_functions() {
                 .collect::<Vec<_>>()
         })
         .collect();
-    let substituted: BTreeSet<String> = substitutions(&tpl).values().map(substituted_function).collect();
-    assert_eq!(invoked, substituted, "the role invokes exactly the substituted functions");
+    let substituted: BTreeSet<String> = substitutions(&tpl)
+        .values()
+        .map(substituted_function)
+        .collect();
+    assert_eq!(
+        invoked, substituted,
+        "the role invokes exactly the substituted functions"
+    );
     assert_eq!(invoked.len(), 5);
 }
 
@@ -245,8 +294,15 @@ fn functions_get_the_environment_they_read() {
     for (k, v) in &expect {
         assert_eq!(vars.get(*k), Some(v), "{k}");
     }
-    assert_eq!(vars.len(), expect.len(), "document any new variable in template.yaml's header");
-    assert_eq!(tpl["Parameters"]["SecretPrefix"]["Default"], "ferry/profiles/");
+    assert_eq!(
+        vars.len(),
+        expect.len(),
+        "document any new variable in template.yaml's header"
+    );
+    assert_eq!(
+        tpl["Parameters"]["SecretPrefix"]["Default"],
+        "ferry/profiles/"
+    );
 }
 
 #[test]
@@ -256,8 +312,14 @@ fn table_matches_the_store_layout() {
     assert_eq!(t["Type"], "AWS::DynamoDB::Table");
     let p = &t["Properties"];
     assert_eq!(p["BillingMode"], "PAY_PER_REQUEST");
-    assert_eq!(p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], true);
-    assert_eq!(p["TimeToLiveSpecification"], json!({"AttributeName": "expires_at", "Enabled": true}));
+    assert_eq!(
+        p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+        true
+    );
+    assert_eq!(
+        p["TimeToLiveSpecification"],
+        json!({"AttributeName": "expires_at", "Enabled": true})
+    );
     assert_eq!(p["SSESpecification"]["SSEEnabled"], true);
     assert_eq!(
         p["KeySchema"],
@@ -269,7 +331,10 @@ fn table_matches_the_store_layout() {
         gsi["KeySchema"],
         json!([{"AttributeName": "gsi1pk", "KeyType": "HASH"}, {"AttributeName": "gsi1sk", "KeyType": "RANGE"}])
     );
-    assert_eq!(t["DeletionPolicy"], "Retain", "the table holds flows and watermarks");
+    assert_eq!(
+        t["DeletionPolicy"], "Retain",
+        "the table holds flows and watermarks"
+    );
 }
 
 #[test]
@@ -278,15 +343,27 @@ fn staging_bucket_is_private_encrypted_tls_only_and_expires_staging() {
     for bucket in ["StagingBucket", "OutputBucket"] {
         let p = &tpl["Resources"][bucket]["Properties"];
         let pab = &p["PublicAccessBlockConfiguration"];
-        for k in ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"] {
+        for k in [
+            "BlockPublicAcls",
+            "BlockPublicPolicy",
+            "IgnorePublicAcls",
+            "RestrictPublicBuckets",
+        ] {
             assert_eq!(pab[k], true, "{bucket}: {k}");
         }
-        assert!(p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
-            ["SSEAlgorithm"]
-            .is_object(), "{bucket}: SSE-KMS with the key parameter, else SSE-S3");
-        let rules = p["LifecycleConfiguration"]["Rules"].as_array().expect("lifecycle rules");
         assert!(
-            rules.iter().any(|r| r["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"].is_u64()),
+            p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+                ["ServerSideEncryptionByDefault"]["SSEAlgorithm"]
+                .is_object(),
+            "{bucket}: SSE-KMS with the key parameter, else SSE-S3"
+        );
+        let rules = p["LifecycleConfiguration"]["Rules"]
+            .as_array()
+            .expect("lifecycle rules");
+        assert!(
+            rules
+                .iter()
+                .any(|r| r["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"].is_u64()),
             "{bucket}: abort incomplete multipart uploads"
         );
         // TLS only: a Deny on aws:SecureTransport=false covering the bucket and its objects.
@@ -294,15 +371,21 @@ fn staging_bucket_is_private_encrypted_tls_only_and_expires_staging() {
             s.body["Effect"] == "Deny"
                 && s.body["Condition"]["Bool"]["aws:SecureTransport"] == "false"
                 && list(&s.body["Resource"]).len() == 2
-                && serde_json::to_string(&s.body["Resource"]).unwrap().contains(bucket)
+                && serde_json::to_string(&s.body["Resource"])
+                    .unwrap()
+                    .contains(bucket)
         });
         assert!(tls, "{bucket}: TLS-only bucket policy");
     }
     let rules = &tpl["Resources"]["StagingBucket"]["Properties"]["LifecycleConfiguration"]["Rules"];
     assert!(
-        rules.as_array().unwrap().iter().any(|r| r["Prefix"] == "staging/"
-            && r["Status"] == "Enabled"
-            && r["ExpirationInDays"] == json!({"Ref": "StagingExpirationDays"})),
+        rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["Prefix"] == "staging/"
+                && r["Status"] == "Enabled"
+                && r["ExpirationInDays"] == json!({"Ref": "StagingExpirationDays"})),
         "staging/ expires"
     );
 }
@@ -322,8 +405,14 @@ fn outputs_the_cli_reads() {
     ] {
         assert!(outputs.contains_key(k), "output {k} is missing");
     }
-    assert_eq!(outputs["StateMachineArn"]["Value"], json!({"Ref": "FlowRunStateMachine"}));
-    assert_eq!(outputs["SchedulerRoleArn"]["Value"], json!({"Fn::GetAtt": ["SchedulerRole", "Arn"]}));
+    assert_eq!(
+        outputs["StateMachineArn"]["Value"],
+        json!({"Ref": "FlowRunStateMachine"})
+    );
+    assert_eq!(
+        outputs["SchedulerRoleArn"]["Value"],
+        json!({"Fn::GetAtt": ["SchedulerRole", "Arn"]})
+    );
 }
 
 #[test]
@@ -342,10 +431,14 @@ fn alarms_cover_failed_runs_and_failed_executions() {
     let runs = alarms
         .iter()
         .find(|(_, a)| {
-            serde_json::to_string(&a["Properties"]["Metrics"]).unwrap().contains("RunsFailed")
+            serde_json::to_string(&a["Properties"]["Metrics"])
+                .unwrap()
+                .contains("RunsFailed")
         })
         .expect("a RunsFailed alarm");
-    let expr = runs.1["Properties"]["Metrics"][0]["Expression"].as_str().unwrap();
+    let expr = runs.1["Properties"]["Metrics"][0]["Expression"]
+        .as_str()
+        .unwrap();
     assert!(expr.contains("SCHEMA(ferry, FlowName)"), "{expr}");
     for (id, a) in &alarms {
         assert_eq!(

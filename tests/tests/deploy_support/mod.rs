@@ -326,7 +326,7 @@ pub fn policy_violations(tpl: &Value) -> Vec<String> {
             }
         }
         if st.body.get("Principal").is_some_and(|p| {
-            strings_of(p).iter().any(|s| s == "*") || p.get("AWS").is_some_and(|a| a == "*")
+            strings_of(p).iter().any(|s| s == "*") || p.get("AWS").is_some_and(|a| *a == "*")
         }) {
             problems.push(format!("{where_}: Allow to Principal \"*\""));
         }
@@ -349,9 +349,9 @@ pub fn policy_violations(tpl: &Value) -> Vec<String> {
             problems.push(format!("{where_}: no Resource"));
         }
         if !unscoped.is_empty() {
-            let justified = JUSTIFIED_WILDCARDS.iter().find(|j| {
-                j.resource == st.resource && st.sid.as_deref() == Some(j.sid)
-            });
+            let justified = JUSTIFIED_WILDCARDS
+                .iter()
+                .find(|j| j.resource == st.resource && st.sid.as_deref() == Some(j.sid));
             match justified {
                 None => problems.push(format!(
                     "{where_}: unscoped Resource {unscoped:?}; scope it to this stack's resources, \
