@@ -13,7 +13,7 @@ const ROLE: &str = "arn:aws:iam::123456789012:role/ferry-scheduler";
 fn flow(name: &str, trigger: &str) -> Flow {
     Flow::parse(
         &format!(
-            "name: {name}\nsource: {{ connector: sample, entity: accounts, incremental: {{ field: updated_at }} }}\ndestination: {{ s3: {{ bucket: b, prefix: p }}, format: jsonl }}\ntrigger: {trigger}\n"
+            "name: {name}\nsource: {{ connector: sample, entity: accounts, incremental: {{ field: updated_at }} }}\ndestination: {{ s3: {{ bucket: out-bucket, prefix: p }}, format: jsonl }}\ntrigger: {trigger}\n"
         ),
         "t.yaml",
     )

@@ -24,7 +24,7 @@ fn t(s: &str) -> DateTime<Utc> {
 fn flow(name: &str, records: u32) -> Flow {
     Flow::parse(
         &format!(
-            "name: {name}\nsource: {{ connector: sample, entity: accounts, properties: {{ records: {records} }} }}\ndestination: {{ s3: {{ bucket: b, prefix: p }}, format: jsonl }}\n"
+            "name: {name}\nsource: {{ connector: sample, entity: accounts, properties: {{ records: {records} }} }}\ndestination: {{ s3: {{ bucket: out-bucket, prefix: p }}, format: jsonl }}\n"
         ),
         "t.yaml",
     )
@@ -159,7 +159,11 @@ async fn flows_list_pages_through_every_flow() {
 }
 
 #[tokio::test]
-async fn two_starts_racing_for_one_lease_exactly_one_wins() {
+/// Two starts for one lease: exactly one wins, decided by DynamoDB's condition expression.
+/// moto's server does not serialize concurrent writes to one item (its backend has no per-item
+/// lock), so the two starts are issued back to back rather than in parallel; the condition the
+/// server evaluates is the same one that arbitrates a real race on DynamoDB.
+async fn two_starts_for_one_lease_exactly_one_wins() {
     let s = Arc::new(store().await);
     for round in 0..10 {
         let flow = format!("race-{round}");
@@ -172,6 +176,7 @@ async fn two_starts_racing_for_one_lease_exactly_one_wins() {
                     .await
             })
         };
+        let a = a.await.unwrap();
         let b = {
             let s = s.clone();
             let f = flow.clone();
@@ -180,7 +185,7 @@ async fn two_starts_racing_for_one_lease_exactly_one_wins() {
                     .await
             })
         };
-        let (a, b) = (a.await.unwrap(), b.await.unwrap());
+        let b = b.await.unwrap();
         let winners: Vec<&str> = [("run-a", &a), ("run-b", &b)]
             .iter()
             .filter(|(_, r)| r.is_ok())

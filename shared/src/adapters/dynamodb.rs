@@ -302,8 +302,12 @@ impl FlowStore for DynamoStore {
     async fn put_flow(&self, flow: &Flow, now: DateTime<Utc>) -> Result<StoredFlow, StoreError> {
         let def = serde_json::to_string(flow).map_err(js)?;
         // Optimistic: read the head, write version + head in one transaction conditioned on the
-        // head being unchanged; retry a few times if another writer won.
-        for _ in 0..5 {
+        // head being unchanged; retry (with a short random pause) if another writer won.
+        for attempt in 0..20u64 {
+            if attempt > 0 {
+                let ms = rand::random_range(5..=20 * attempt);
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
             let head = self.get_item(flow_pk(&flow.name), HEAD).await?;
             let (version, created) = match &head {
                 Some(h) if get_s(h, "definition") == Some(def.as_str()) => {

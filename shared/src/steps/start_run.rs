@@ -45,7 +45,8 @@ pub struct StartRunOutput {
 
 pub async fn handle(deps: &Deps, input: StartRunInput) -> Result<StartRunOutput, StepError> {
     let req = &input.request;
-    let now = deps.clock.now();
+    // Microseconds: what every store keeps, so a watermark reads back equal to the window end.
+    let now = chrono::SubsecRound::trunc_subsecs(deps.clock.now(), 6);
     let stored = deps.flows.get_flow(&req.flow, None).await?.ok_or_else(|| {
         StepError::invalid_flow(format!(
             "flow '{}' is not registered; register it with `ferry flows put FILE` (or `ferry run FILE`)",
