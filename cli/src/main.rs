@@ -1,5 +1,7 @@
 //! `ferry`: validate and run flows on the embedded engine, inspect flows and runs.
 
+mod import_appflow;
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use ferry::flow::Flow;
@@ -85,6 +87,17 @@ enum FlowsCmd {
     Put { file: PathBuf },
     /// Delete a flow, its versions and its state.
     Delete { name: String },
+    /// Translate an AppFlow flow (CreateFlow JSON or an AWS::AppFlow::Flow template) into a
+    /// ferry flow; lists what cannot be translated (exit code 2).
+    ImportAppflow {
+        file: PathBuf,
+        /// Write the flow here instead of printing it.
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// Write the flow even if parts could not be translated (noted as comments).
+        #[arg(long)]
+        partial: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -153,6 +166,12 @@ async fn real_main(cli: Cli) -> Result<i32> {
             flow.tasks.len()
         );
         return Ok(0);
+    }
+    if let Cmd::Flows {
+        cmd: FlowsCmd::ImportAppflow { file, out, partial },
+    } = &cli.cmd
+    {
+        return import_appflow::run(file, out.as_deref(), *partial);
     }
     let cwd = std::env::current_dir()?;
     let deps = local::embedded_deps(&home, &cwd, None)
@@ -257,6 +276,7 @@ async fn real_main(cli: Cli) -> Result<i32> {
                 println!("flow '{}' is at version {}", s.flow.name, s.version);
                 Ok(0)
             }
+            FlowsCmd::ImportAppflow { .. } => unreachable!("handled before opening the state"),
             FlowsCmd::Delete { name } => {
                 if deps.flows.delete_flow(&name).await? {
                     deps.runs.delete_state(&name).await?;
