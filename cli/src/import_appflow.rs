@@ -253,7 +253,25 @@ impl Translator {
             flow.insert("description".into(), json!(d));
         }
         let mut source = self.source(v.get("sourceFlowConfig").unwrap_or(&Value::Null));
-        let (trigger, incremental_extra) = self.trigger(v.get("triggerConfig"));
+        let (mut trigger, incremental_extra) = self.trigger(v.get("triggerConfig"));
+        // A schedule without an incremental field can only reread everything.
+        if source.get("incremental").is_none() {
+            if let Some(s) = trigger.get_mut("scheduled").and_then(Value::as_object_mut) {
+                if s.get("mode").and_then(Value::as_str) == Some("incremental") {
+                    let explicit = v
+                        .pointer("/triggerConfig/triggerProperties/scheduled/dataPullMode")
+                        .or_else(|| v.pointer("/triggerConfig/triggerProperties/scheduledTriggerProperties/dataPullMode"))
+                        .is_some();
+                    if explicit {
+                        self.problem(
+                            "triggerConfig.triggerProperties.scheduled.dataPullMode",
+                            "is Incremental but the source names no datetimeTypeFieldName; imported as complete",
+                        );
+                    }
+                    s.insert("mode".into(), json!("complete"));
+                }
+            }
+        }
         if let Some(extra) = incremental_extra {
             match source.get_mut("incremental").and_then(Value::as_object_mut) {
                 Some(inc) => inc.extend(extra),
