@@ -815,3 +815,255 @@ pub fn run(file: &std::path::Path, out: Option<&std::path::Path>, partial: bool)
     }
     Ok(if problems.is_empty() { 0 } else { 2 })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry::local::{asl::NoopObserver, embedded_deps, Engine};
+    use ferry::model::{PullMode, TriggerType};
+    use ferry::steps::start_run::RunRequest;
+
+    fn fixture(name: &str) -> String {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/appflow")
+            .join(name);
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    fn paths(i: &Imported) -> Vec<&str> {
+        i.problems.iter().map(|p| p.path.as_str()).collect()
+    }
+
+    #[test]
+    fn cloudformation_fixture_imports() {
+        let i = import(&fixture("cfn-salesforce-account-to-s3.json")).unwrap();
+        assert!(i.problems.is_empty(), "{:?}", i.problems);
+        let f = &i.flow;
+        assert_eq!(f["name"], "MySalesforceToS3Flow");
+        assert_eq!(f["source"]["connector"], "salesforce");
+        assert_eq!(f["source"]["profile"], "MySalesforceConnection");
+        assert_eq!(f["source"]["entity"], "Account");
+        assert_eq!(f["destination"]["s3"]["bucket"], "my-appflow-bucket");
+        assert_eq!(f["destination"]["format"], "csv");
+        assert_eq!(f["tasks"], json!([{ "map_all": { "exclude": [] } }]));
+        assert_eq!(f["trigger"], json!({ "on_demand": {} }));
+    }
+
+    #[test]
+    fn api_projection_fixture_imports() {
+        let i = import(&fixture("api-salesforce-projection-map.json")).unwrap();
+        assert!(i.problems.is_empty(), "{:?}", i.problems);
+        // The maps choose the output, so the projection is not repeated.
+        assert_eq!(
+            i.flow["tasks"],
+            json!([{ "map": { "from": "Id" } }, { "map": { "from": "Id", "to": "AccountId" } }])
+        );
+        assert_eq!(i.flow["destination"]["s3"]["prefix"], "testPrefix");
+        assert_eq!(i.flow["destination"]["format"], "jsonl");
+    }
+
+    #[test]
+    fn marketo_fixture_lists_what_it_cannot_translate() {
+        let i = import(&fixture("api-marketo-between.json")).unwrap();
+        assert_eq!(
+            paths(&i),
+            [
+                "sourceFlowConfig.connectorType",
+                "destinationFlowConfigList[0].destinationConnectorProperties.S3.bucketKey"
+            ]
+        );
+        assert_eq!(
+            i.flow["trigger"],
+            json!({ "scheduled": { "expression": "rate(1 minute)", "mode": "complete" } })
+        );
+        assert_eq!(
+            i.flow["tasks"],
+            json!([
+                { "filter": { "field": "updatedAt", "op": "between", "min": "2025-12-01T00:00:00Z", "max": "2025-12-15T00:00:00Z" } },
+                { "map": { "from": "company" } }
+            ])
+        );
+    }
+
+    #[test]
+    fn every_task_type_translates() {
+        let def = json!({
+            "flowName": "all-tasks",
+            "triggerConfig": { "triggerType": "Scheduled", "triggerProperties": { "Scheduled": {
+                "scheduleExpression": "rate(5minutes)", "dataPullMode": "Incremental",
+                "firstExecutionFrom": 1735689600, "scheduleOffset": 300 } } },
+            "sourceFlowConfig": { "connectorType": "Zendesk", "connectorProfileName": "zd",
+                "sourceConnectorProperties": { "Zendesk": { "object": "tickets" } },
+                "incrementalPullConfig": { "datetimeTypeFieldName": "updated_at" } },
+            "destinationFlowConfigList": [{ "connectorType": "S3", "destinationConnectorProperties": { "S3": {
+                "bucketName": "lake", "bucketPrefix": "zd", "s3OutputFormatConfig": { "fileType": "PARQUET",
+                "prefixConfig": { "prefixType": "PATH", "prefixFormat": "DAY", "pathPrefixHierarchy": ["EXECUTION_ID"] },
+                "aggregationConfig": { "aggregationType": "None", "targetFileSize": 64 } } } } }],
+            "tasks": [
+                { "taskType": "Map_all", "sourceFields": [], "taskProperties": { "EXCLUDE_SOURCE_FIELDS_LIST": "[\"raw\"]" } },
+                { "taskType": "Filter", "connectorOperator": { "Zendesk": "GREATER_THAN" }, "sourceFields": ["priority_n"], "taskProperties": { "DATA_TYPE": "integer", "VALUE": "2" } },
+                { "taskType": "Filter", "connectorOperator": { "Zendesk": "EQUAL_TO" }, "sourceFields": ["status"], "taskProperties": { "DATA_TYPE": "string", "VALUES": "[\"open\",\"new\"]" } },
+                { "taskType": "Mask", "connectorOperator": { "Zendesk": "MASK_LAST_N" }, "sourceFields": ["email"], "destinationField": "email", "taskProperties": { "MASK_LENGTH": "5", "MASK_VALUE": "#" } },
+                { "taskType": "Truncate", "connectorOperator": { "Zendesk": "NO_OP" }, "sourceFields": ["subject"], "taskProperties": { "TRUNCATE_LENGTH": "40" } },
+                { "taskType": "Arithmetic", "connectorOperator": { "Zendesk": "DIVISION" }, "sourceFields": ["a", "b"], "destinationField": "ratio" },
+                { "taskType": "Merge", "connectorOperator": { "Zendesk": "NO_OP" }, "sourceFields": ["first", "last"], "destinationField": "name", "taskProperties": { "CONCAT_FORMAT": " " } },
+                { "taskType": "Validate", "connectorOperator": { "Zendesk": "VALIDATE_NON_NULL" }, "sourceFields": ["id"], "taskProperties": { "VALIDATION_ACTION": "TerminateFlow" } },
+                { "taskType": "Partition", "sourceFields": [], "taskProperties": { "ORDERED_PARTITION_KEYS_LIST": "[\"status\"]" } },
+                { "taskType": "Map", "connectorOperator": { "Zendesk": "NO_OP" }, "sourceFields": ["n"], "destinationField": "n2", "taskProperties": { "SOURCE_DATA_TYPE": "string", "DESTINATION_DATA_TYPE": "integer" } },
+                { "taskType": "Sort", "sourceFields": [] }
+            ]
+        });
+        let i = import(&def.to_string()).unwrap();
+        assert_eq!(paths(&i), ["tasks[10].taskType"]);
+        let f = &i.flow;
+        assert_eq!(
+            f["tasks"],
+            json!([
+                { "filter": { "field": "priority_n", "op": "greater", "value": 2 } },
+                { "filter": { "field": "status", "op": "in", "values": ["open", "new"] } },
+                { "validate": { "field": "id", "check": "non_null", "action": "terminate_run" } },
+                { "mask": { "field": "email", "last": 5, "char": "#" } },
+                { "truncate": { "field": "subject", "length": 40 } },
+                { "arithmetic": { "to": "ratio", "left": "a", "op": "divide", "right": "b" } },
+                { "merge": { "to": "name", "format": "{first} {last}" } },
+                { "map_all": { "exclude": ["raw"] } },
+                { "map": { "from": "n", "to": "n2", "type": "integer" } }
+            ])
+        );
+        assert_eq!(f["destination"]["layout"]["partition_by"], json!(["status"]));
+        assert_eq!(f["destination"]["layout"]["date"], "day");
+        assert_eq!(f["destination"]["file_size_mb"], 64);
+        assert_eq!(f["destination"]["format"], "parquet");
+        assert_eq!(f["trigger"]["scheduled"]["expression"], "rate(5 minutes)");
+        assert_eq!(f["trigger"]["scheduled"]["mode"], "incremental");
+        assert_eq!(f["source"]["incremental"]["first_execution_from"], "2025-01-01T00:00:00Z");
+        assert_eq!(f["source"]["incremental"]["offset"], "300s");
+        // The result is a valid ferry flow.
+        ferry::flow::Flow::from_value(f.clone(), "imported").unwrap();
+    }
+
+    #[test]
+    fn rate_expressions_are_normalized() {
+        assert_eq!(schedule_expression("rate(1minutes)"), "rate(1 minute)");
+        assert_eq!(schedule_expression("rate(2 hours)"), "rate(2 hours)");
+        assert_eq!(schedule_expression("cron(0 6 * * ? *)"), "cron(0 6 * * ? *)");
+    }
+
+    /// The imported flow with the source swapped to the sample connector and a local destination.
+    fn on_sample(mut f: Value, entity: &str, names: &[(&str, &str)], out: &str) -> ferry::flow::Flow {
+        let mut tasks = f["tasks"].to_string();
+        for (a, b) in names {
+            tasks = tasks.replace(&format!("\"{a}\""), &format!("\"{b}\""));
+        }
+        f["tasks"] = serde_json::from_str(&tasks).unwrap();
+        f["source"] = json!({ "connector": "sample", "entity": entity,
+            "properties": { "records": 400, "as_of": "2026-01-01T00:00:00Z" } });
+        let format = f["destination"]["format"].clone();
+        f["destination"] = json!({ "local": out, "format": format });
+        f["trigger"] = json!({ "on_demand": {} });
+        ferry::flow::Flow::from_value(f, "fixture").unwrap()
+    }
+
+    async fn run(flow: &ferry::flow::Flow) -> (tempfile_dir::Dir, Vec<String>) {
+        let d = tempfile_dir::Dir::new();
+        let deps = embedded_deps(&d.0.join("home"), &d.0, None).unwrap();
+        deps.flows.put_flow(flow, deps.clock.now()).await.unwrap();
+        let engine = Engine::new(deps).unwrap();
+        let outcome = engine
+            .run(
+                RunRequest {
+                    flow: flow.name.clone(),
+                    trigger: Some(TriggerType::OnDemand),
+                    mode: Some(PullMode::Complete),
+                    window: None,
+                },
+                &NoopObserver,
+            )
+            .await;
+        assert!(outcome.succeeded(), "{:?}", outcome.failure);
+        let mut lines = vec![];
+        let mut stack = vec![d.0.join("out")];
+        while let Some(p) = stack.pop() {
+            for e in std::fs::read_dir(&p).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    if !p.ends_with("_manifests") {
+                        stack.push(p);
+                    }
+                } else if p.extension().is_some_and(|x| x == "csv" || x == "jsonl") {
+                    lines.extend(std::fs::read_to_string(&p).unwrap().lines().map(String::from));
+                }
+            }
+        }
+        (d, lines)
+    }
+
+    /// A scratch directory removed on drop (the CLI crate has no tempfile dependency).
+    mod tempfile_dir {
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Self {
+                let p = std::env::temp_dir().join(format!(
+                    "ferry-import-{}-{}",
+                    std::process::id(),
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_nanos()
+                ));
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn fixtures_run_on_the_sample_connector() {
+        // 1. Map_all to CSV (contacts: the CSV encoder takes flat records).
+        let i = import(&fixture("cfn-salesforce-account-to-s3.json")).unwrap();
+        let (_d, lines) = run(&on_sample(i.flow, "contacts", &[], "out")).await;
+        assert_eq!(lines.len(), 401, "a header and 400 records");
+        assert!(lines[0].starts_with("id,account_id,first_name"), "{}", lines[0]);
+
+        // 2. Id and Id -> AccountId.
+        let i = import(&fixture("api-salesforce-projection-map.json")).unwrap();
+        let (_d, lines) = run(&on_sample(i.flow, "accounts", &[("Id", "id")], "out")).await;
+        assert_eq!(lines.len(), 400);
+        let r: Value = serde_json::from_str(&lines[0]).unwrap();
+        let keys: Vec<_> = r.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["id", "AccountId"]);
+        assert_eq!(r["id"], r["AccountId"]);
+
+        // 3. BETWEEN on a datetime, then one field.
+        let i = import(&fixture("api-marketo-between.json")).unwrap();
+        let flow = on_sample(
+            i.flow,
+            "contacts",
+            &[("updatedAt", "updated_at"), ("company", "account_id")],
+            "out",
+        );
+        let (_d, lines) = run(&flow).await;
+        let mut props = serde_json::Map::new();
+        props.insert("records".into(), json!(400));
+        let src = ferry::connector::sample::SampleSource::from_properties(&props).unwrap();
+        let as_of = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().to_utc();
+        let lo = chrono::DateTime::parse_from_rfc3339("2025-12-01T00:00:00Z").unwrap().to_utc();
+        let hi = chrono::DateTime::parse_from_rfc3339("2025-12-15T00:00:00Z").unwrap().to_utc();
+        let expected = (0..400)
+            .filter(|j| {
+                let t = src.updated_at(*j, as_of);
+                t >= lo && t <= hi
+            })
+            .count();
+        assert!(expected > 0);
+        assert_eq!(lines.len(), expected);
+        let r: Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(r.as_object().unwrap().len(), 1);
+        assert!(r["account_id"].as_str().unwrap().starts_with("ACC-"));
+    }
+}
