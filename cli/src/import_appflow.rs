@@ -696,6 +696,10 @@ impl Translator {
                 "arithmetic" => {
                     let ord = prop("MATH_OPERATION_FIELDS_ORDER").map(|o| list_property(&json!(o))).filter(|o| o.len() == 2);
                     let fields = ord.unwrap_or(src.clone());
+                    if fields.is_empty() {
+                        self.problem(format!("{at}.sourceFields"), "arithmetic needs two source fields (or one and a VALUE)");
+                        continue;
+                    }
                     let aop = match op.as_str() {
                         "ADDITION" => "add",
                         "SUBTRACTION" => "subtract",
@@ -966,6 +970,7 @@ mod tests {
 
     async fn run(flow: &ferry::flow::Flow) -> (tempfile_dir::Dir, Vec<String>) {
         let d = tempfile_dir::Dir::new();
+        std::fs::create_dir_all(d.0.join("home")).unwrap();
         let deps = embedded_deps(&d.0.join("home"), &d.0, None).unwrap();
         deps.flows.put_flow(flow, deps.clock.now()).await.unwrap();
         let engine = Engine::new(deps).unwrap();

@@ -343,7 +343,7 @@ impl Plan {
                 TaskSpec::Project(fields) => {
                     selecting = true;
                     for (k, f) in fields.iter().enumerate() {
-                        if b.resolve(i, f, at(&format!("[{k}]"))).is_some()
+                        if b.resolve(i, f, format!("tasks[{i}].project[{k}]")).is_some()
                             && !out.contains(f)
                         {
                             out.push(f.clone());
@@ -585,9 +585,10 @@ impl Plan {
                 .map(|(s, n)| Field::new(n, b.types[*s].clone(), true))
                 .collect::<Vec<_>>(),
         ));
+        let steps = b.steps;
         Ok(Plan {
             input,
-            steps: b.steps,
+            steps,
             projection,
             output,
             pushable,
