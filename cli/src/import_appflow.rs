@@ -86,7 +86,12 @@ fn task_properties(v: Option<&Value>) -> Map<String, Value> {
         Some(Value::Object(m)) => m.clone(),
         Some(Value::Array(a)) => a
             .iter()
-            .filter_map(|kv| Some((kv.get("key")?.as_str()?.to_string(), kv.get("value")?.clone())))
+            .filter_map(|kv| {
+                Some((
+                    kv.get("key")?.as_str()?.to_string(),
+                    kv.get("value")?.clone(),
+                ))
+            })
             .collect(),
         _ => Map::new(),
     }
@@ -120,7 +125,10 @@ pub fn schedule_expression(e: &str) -> String {
     };
     let inner = inner.trim();
     let digits: String = inner.chars().take_while(|c| c.is_ascii_digit()).collect();
-    let unit = inner[digits.len()..].trim().trim_end_matches('s').to_lowercase();
+    let unit = inner[digits.len()..]
+        .trim()
+        .trim_end_matches('s')
+        .to_lowercase();
     if digits.is_empty() || unit.is_empty() {
         return e.to_string();
     }
@@ -143,9 +151,10 @@ fn time_value(v: &Value) -> Option<String> {
         return chrono::DateTime::from_timestamp(f as i64, 0)
             .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
     }
-    chrono::DateTime::parse_from_rfc3339(&t)
-        .ok()
-        .map(|d| d.to_utc().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+    chrono::DateTime::parse_from_rfc3339(&t).ok().map(|d| {
+        d.to_utc()
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    })
 }
 
 /// A ferry cast type for an AppFlow data type name.
@@ -173,11 +182,17 @@ fn filter_value(v: &Value, data_type: Option<&str>) -> Value {
     }
     match text(v) {
         Some(s) => match data_type.and_then(cast_type) {
-            Some("integer") => s.parse::<i64>().map(Value::from).unwrap_or(Value::String(s)),
+            Some("integer") => s
+                .parse::<i64>()
+                .map(Value::from)
+                .unwrap_or(Value::String(s)),
             Some("float" | "decimal") => serde_json::from_str::<serde_json::Number>(&s)
                 .map(Value::Number)
                 .unwrap_or(Value::String(s)),
-            Some("boolean") => s.parse::<bool>().map(Value::from).unwrap_or(Value::String(s)),
+            Some("boolean") => s
+                .parse::<bool>()
+                .map(Value::from)
+                .unwrap_or(Value::String(s)),
             _ => Value::String(s),
         },
         None => v.clone(),
@@ -240,12 +255,20 @@ impl Translator {
         let name = v.get("flowName").and_then(text).unwrap_or_default();
         let ok_name = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') { c } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                    c
+                } else {
+                    '-'
+                }
+            })
             .collect::<String>();
         if ok_name != name {
             self.problem(
                 "flowName",
-                format!("'{name}' has characters ferry flow names do not allow; renamed to '{ok_name}'"),
+                format!(
+                    "'{name}' has characters ferry flow names do not allow; renamed to '{ok_name}'"
+                ),
             );
         }
         flow.insert("name".into(), json!(ok_name));
@@ -320,7 +343,10 @@ impl Translator {
         }
         for k in ["metadataCatalogConfig"] {
             if v.get(k).is_some_and(|x| !x.is_null()) {
-                self.problem(k, "Glue Data Catalog registration is not part of a ferry flow; it was dropped");
+                self.problem(
+                    k,
+                    "Glue Data Catalog registration is not part of a ferry flow; it was dropped",
+                );
             }
         }
         Value::Object(flow)
@@ -391,34 +417,53 @@ impl Translator {
             return (json!({ "on_demand": {} }), None);
         };
         let kind = t.get("triggerType").and_then(text).unwrap_or_default();
-        let props = t
-            .get("triggerProperties")
-            .and_then(|p| p.get("scheduled").or_else(|| p.get("scheduledTriggerProperties")));
+        let props = t.get("triggerProperties").and_then(|p| {
+            p.get("scheduled")
+                .or_else(|| p.get("scheduledTriggerProperties"))
+        });
         match kind.to_lowercase().as_str() {
             "scheduled" => {
                 let p = props.cloned().unwrap_or(Value::Null);
                 let mut s = Map::new();
-                let expr = p.get("scheduleExpression").and_then(text).unwrap_or_default();
+                let expr = p
+                    .get("scheduleExpression")
+                    .and_then(text)
+                    .unwrap_or_default();
                 if expr.is_empty() {
-                    self.problem("triggerConfig.triggerProperties.scheduled.scheduleExpression", "is missing");
+                    self.problem(
+                        "triggerConfig.triggerProperties.scheduled.scheduleExpression",
+                        "is missing",
+                    );
                 }
                 s.insert("expression".into(), json!(schedule_expression(&expr)));
-                let mode = p.get("dataPullMode").and_then(text).unwrap_or("Incremental".into());
+                let mode = p
+                    .get("dataPullMode")
+                    .and_then(text)
+                    .unwrap_or("Incremental".into());
                 s.insert("mode".into(), json!(mode.to_lowercase()));
-                for (k, f) in [("scheduleStartTime", "start_time"), ("scheduleEndTime", "end_time")] {
+                for (k, f) in [
+                    ("scheduleStartTime", "start_time"),
+                    ("scheduleEndTime", "end_time"),
+                ] {
                     if let Some(x) = p.get(k) {
                         match time_value(x) {
                             Some(ts) => {
                                 s.insert(f.into(), json!(ts));
                             }
-                            None => self.problem(format!("triggerConfig.triggerProperties.scheduled.{k}"), format!("{x} is not a time")),
+                            None => self.problem(
+                                format!("triggerConfig.triggerProperties.scheduled.{k}"),
+                                format!("{x} is not a time"),
+                            ),
                         }
                     }
                 }
                 if let Some(tz) = p.get("timezone").and_then(text) {
                     s.insert("timezone".into(), json!(tz));
                 }
-                if let Some(n) = p.get("flowErrorDeactivationThreshold").and_then(Value::as_u64) {
+                if let Some(n) = p
+                    .get("flowErrorDeactivationThreshold")
+                    .and_then(Value::as_u64)
+                {
                     s.insert("deactivate_after_failures".into(), json!(n));
                 }
                 let mut inc = Map::new();
@@ -442,7 +487,10 @@ impl Translator {
             }
             "ondemand" | "" => (json!({ "on_demand": {} }), None),
             other => {
-                self.problem("triggerConfig.triggerType", format!("unknown trigger type '{other}'"));
+                self.problem(
+                    "triggerConfig.triggerType",
+                    format!("unknown trigger type '{other}'"),
+                );
                 (json!({ "on_demand": {} }), None)
             }
         }
@@ -454,7 +502,10 @@ impl Translator {
         if list.len() != 1 {
             self.problem(
                 "destinationFlowConfigList",
-                format!("has {} destinations; ferry flows have exactly one (S3 or a local directory)", list.len()),
+                format!(
+                    "has {} destinations; ferry flows have exactly one (S3 or a local directory)",
+                    list.len()
+                ),
             );
         }
         let Some(d) = list.first() else {
@@ -478,10 +529,22 @@ impl Translator {
         let prefix = s3.get("bucketPrefix").and_then(text).unwrap_or_default();
         out.insert("s3".into(), json!({ "bucket": bucket, "prefix": prefix }));
         if s3.get("bucketKey").is_some() {
-            self.problem(format!("{at}.bucketKey"), "is not an S3 destination property; use bucketPrefix");
+            self.problem(
+                format!("{at}.bucketKey"),
+                "is not an S3 destination property; use bucketPrefix",
+            );
         }
-        let fmt = s3.get("s3OutputFormatConfig").cloned().unwrap_or(Value::Null);
-        let format = match fmt.get("fileType").and_then(text).unwrap_or("JSON".into()).to_uppercase().as_str() {
+        let fmt = s3
+            .get("s3OutputFormatConfig")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let format = match fmt
+            .get("fileType")
+            .and_then(text)
+            .unwrap_or("JSON".into())
+            .to_uppercase()
+            .as_str()
+        {
             "CSV" => "csv",
             "PARQUET" => "parquet",
             _ => "jsonl",
@@ -498,7 +561,12 @@ impl Translator {
             if let Some(h) = p.get("pathPrefixHierarchy").and_then(Value::as_array) {
                 layout.insert(
                     "hierarchy".into(),
-                    Value::Array(h.iter().filter_map(text).map(|x| json!(x.to_lowercase())).collect()),
+                    Value::Array(
+                        h.iter()
+                            .filter_map(text)
+                            .map(|x| json!(x.to_lowercase()))
+                            .collect(),
+                    ),
                 );
             }
         }
@@ -506,7 +574,10 @@ impl Translator {
             out.insert("layout".into(), Value::Object(layout));
         }
         if let Some(a) = fmt.get("aggregationConfig") {
-            if a.get("aggregationType").and_then(text).is_some_and(|t| t.eq_ignore_ascii_case("SingleFile")) {
+            if a.get("aggregationType")
+                .and_then(text)
+                .is_some_and(|t| t.eq_ignore_ascii_case("SingleFile"))
+            {
                 out.insert("single_file".into(), json!(true));
             } else if let Some(n) = a.get("targetFileSize").and_then(Value::as_u64) {
                 out.insert("file_size_mb".into(), json!(n));
@@ -515,15 +586,25 @@ impl Translator {
         if let Some(b) = fmt.get("preserveSourceDataTyping").and_then(Value::as_bool) {
             out.insert("preserve_source_types".into(), json!(b));
         }
-        if let Some(e) = s3.get("errorHandlingConfig").or_else(|| d.get("errorHandlingConfig")) {
+        if let Some(e) = s3
+            .get("errorHandlingConfig")
+            .or_else(|| d.get("errorHandlingConfig"))
+        {
             if let Some(b) = e.get("bucketName").and_then(text) {
                 let p = e.get("bucketPrefix").and_then(text).unwrap_or_default();
                 out.insert(
                     "error_location".into(),
-                    json!(if p.is_empty() { format!("s3://{b}") } else { format!("s3://{b}/{p}") }),
+                    json!(if p.is_empty() {
+                        format!("s3://{b}")
+                    } else {
+                        format!("s3://{b}/{p}")
+                    }),
                 );
             }
-            if e.get("failOnFirstDestinationError").and_then(Value::as_bool) == Some(true) {
+            if e.get("failOnFirstDestinationError")
+                .and_then(Value::as_bool)
+                == Some(true)
+            {
                 self.problem(
                     format!("{at}.errorHandlingConfig.failOnFirstDestinationError"),
                     "ferry retries writes and fails the run on a write error anyway; the setting was dropped",
@@ -542,7 +623,10 @@ impl Translator {
         let mut partition = vec![];
         let has_map = list.iter().any(|t| {
             matches!(
-                t.get("taskType").and_then(Value::as_str).map(str::to_lowercase).as_deref(),
+                t.get("taskType")
+                    .and_then(Value::as_str)
+                    .map(str::to_lowercase)
+                    .as_deref(),
                 Some("map" | "map_all" | "passthrough")
             )
         });
@@ -560,13 +644,19 @@ impl Translator {
                 .and_then(Value::as_array)
                 .map(|a| a.iter().filter_map(text).collect())
                 .unwrap_or_default();
-            let dest = t.get("destinationField").and_then(text).filter(|d| !d.is_empty());
+            let dest = t
+                .get("destinationField")
+                .and_then(text)
+                .filter(|d| !d.is_empty());
             let props = task_properties(t.get("taskProperties"));
             let prop = |k: &str| props.get(k).and_then(text);
             let first = src.first().cloned().unwrap_or_default();
             let need_one = |me: &mut Self| {
                 if src.len() != 1 {
-                    me.problem(format!("{at}.sourceFields"), format!("{kind} takes one source field, found {}", src.len()));
+                    me.problem(
+                        format!("{at}.sourceFields"),
+                        format!("{kind} takes one source field, found {}", src.len()),
+                    );
                     false
                 } else {
                     true
@@ -580,21 +670,30 @@ impl Translator {
                     }
                     let dt = prop("DATA_TYPE");
                     let val = |k: &str| props.get(k).map(|v| filter_value(v, dt.as_deref()));
-                    let values = props
-                        .get("VALUES")
-                        .map(|v| list_property(v).into_iter().map(|x| filter_value(&json!(x), dt.as_deref())).collect::<Vec<_>>());
+                    let values = props.get("VALUES").map(|v| {
+                        list_property(v)
+                            .into_iter()
+                            .map(|x| filter_value(&json!(x), dt.as_deref()))
+                            .collect::<Vec<_>>()
+                    });
                     let simple = |o: &str| match (&values, val("VALUE")) {
                         (_, Some(v)) => Some(json!({ "field": first, "op": o, "value": v })),
-                        (Some(vs), None) if vs.len() == 1 => Some(json!({ "field": first, "op": o, "value": vs[0] })),
+                        (Some(vs), None) if vs.len() == 1 => {
+                            Some(json!({ "field": first, "op": o, "value": vs[0] }))
+                        }
                         _ => None,
                     };
                     let f = match op.as_str() {
                         "EQUAL_TO" => match &values {
-                            Some(vs) if vs.len() > 1 => Some(json!({ "field": first, "op": "in", "values": vs })),
+                            Some(vs) if vs.len() > 1 => {
+                                Some(json!({ "field": first, "op": "in", "values": vs }))
+                            }
                             _ => simple("equal"),
                         },
                         "NOT_EQUAL_TO" => match &values {
-                            Some(vs) if vs.len() > 1 => Some(json!({ "all": vs.iter().map(|v| json!({ "field": first, "op": "not_equal", "value": v })).collect::<Vec<_>>() })),
+                            Some(vs) if vs.len() > 1 => Some(
+                                json!({ "all": vs.iter().map(|v| json!({ "field": first, "op": "not_equal", "value": v })).collect::<Vec<_>>() }),
+                            ),
                             _ => simple("not_equal"),
                         },
                         "LESS_THAN" => simple("less"),
@@ -602,18 +701,25 @@ impl Translator {
                         "GREATER_THAN" => simple("greater"),
                         "GREATER_THAN_OR_EQUAL_TO" => simple("greater_or_equal"),
                         "CONTAINS" => match &values {
-                            Some(vs) if vs.len() > 1 => Some(json!({ "any": vs.iter().map(|v| json!({ "field": first, "op": "contains", "value": text(v).unwrap_or_default() })).collect::<Vec<_>>() })),
+                            Some(vs) if vs.len() > 1 => Some(
+                                json!({ "any": vs.iter().map(|v| json!({ "field": first, "op": "contains", "value": text(v).unwrap_or_default() })).collect::<Vec<_>>() }),
+                            ),
                             _ => simple("contains").map(|mut f| {
                                 f["value"] = json!(text(&f["value"]).unwrap_or_default());
                                 f
                             }),
                         },
                         "BETWEEN" => match (val("LOWER_BOUND"), val("UPPER_BOUND")) {
-                            (Some(lo), Some(hi)) => Some(json!({ "field": first, "op": "between", "min": lo, "max": hi })),
+                            (Some(lo), Some(hi)) => Some(
+                                json!({ "field": first, "op": "between", "min": lo, "max": hi }),
+                            ),
                             _ => None,
                         },
                         other => {
-                            self.problem(format!("{at}.connectorOperator"), format!("{other} is not a filter operator"));
+                            self.problem(
+                                format!("{at}.connectorOperator"),
+                                format!("{other} is not a filter operator"),
+                            );
                             continue;
                         }
                     };
@@ -656,7 +762,10 @@ impl Translator {
                     selects.push(json!({ "map": m }));
                 }
                 "map_all" => {
-                    let exclude = props.get("EXCLUDE_SOURCE_FIELDS_LIST").map(list_property).unwrap_or_default();
+                    let exclude = props
+                        .get("EXCLUDE_SOURCE_FIELDS_LIST")
+                        .map(list_property)
+                        .unwrap_or_default();
                     selects.push(json!({ "map_all": { "exclude": exclude } }));
                 }
                 "mask" => {
@@ -675,7 +784,10 @@ impl Translator {
                             m.insert("last".into(), json!(n));
                         }
                         (o, _) => {
-                            self.problem(format!("{at}"), format!("mask operator {o} needs MASK_LENGTH (a number)"));
+                            self.problem(
+                                format!("{at}"),
+                                format!("mask operator {o} needs MASK_LENGTH (a number)"),
+                            );
                             continue;
                         }
                     }
@@ -689,15 +801,25 @@ impl Translator {
                         continue;
                     }
                     match prop("TRUNCATE_LENGTH").and_then(|n| n.parse::<u64>().ok()) {
-                        Some(n) => masks.push(json!({ "truncate": { "field": first, "length": n } })),
-                        None => self.problem(format!("{at}.taskProperties.TRUNCATE_LENGTH"), "is missing or not a number"),
+                        Some(n) => {
+                            masks.push(json!({ "truncate": { "field": first, "length": n } }))
+                        }
+                        None => self.problem(
+                            format!("{at}.taskProperties.TRUNCATE_LENGTH"),
+                            "is missing or not a number",
+                        ),
                     }
                 }
                 "arithmetic" => {
-                    let ord = prop("MATH_OPERATION_FIELDS_ORDER").map(|o| list_property(&json!(o))).filter(|o| o.len() == 2);
+                    let ord = prop("MATH_OPERATION_FIELDS_ORDER")
+                        .map(|o| list_property(&json!(o)))
+                        .filter(|o| o.len() == 2);
                     let fields = ord.unwrap_or(src.clone());
                     if fields.is_empty() {
-                        self.problem(format!("{at}.sourceFields"), "arithmetic needs two source fields (or one and a VALUE)");
+                        self.problem(
+                            format!("{at}.sourceFields"),
+                            "arithmetic needs two source fields (or one and a VALUE)",
+                        );
                         continue;
                     }
                     let aop = match op.as_str() {
@@ -706,19 +828,30 @@ impl Translator {
                         "MULTIPLICATION" => "multiply",
                         "DIVISION" => "divide",
                         o => {
-                            self.problem(format!("{at}.connectorOperator"), format!("{o} is not an arithmetic operator"));
+                            self.problem(
+                                format!("{at}.connectorOperator"),
+                                format!("{o} is not an arithmetic operator"),
+                            );
                             continue;
                         }
                     };
                     let Some(to) = dest.clone() else {
-                        self.problem(format!("{at}.destinationField"), "is missing; arithmetic writes a new field");
+                        self.problem(
+                            format!("{at}.destinationField"),
+                            "is missing; arithmetic writes a new field",
+                        );
                         continue;
                     };
                     let right = match (fields.get(1), prop("VALUE")) {
                         (Some(f), _) => json!(f),
-                        (None, Some(v)) => serde_json::from_str::<serde_json::Number>(&v).map(Value::Number).unwrap_or(json!(v)),
+                        (None, Some(v)) => serde_json::from_str::<serde_json::Number>(&v)
+                            .map(Value::Number)
+                            .unwrap_or(json!(v)),
                         _ => {
-                            self.problem(format!("{at}.sourceFields"), "arithmetic needs two source fields (or one and a VALUE)");
+                            self.problem(
+                                format!("{at}.sourceFields"),
+                                "arithmetic needs two source fields (or one and a VALUE)",
+                            );
                             continue;
                         }
                     };
@@ -726,7 +859,10 @@ impl Translator {
                 }
                 "merge" => {
                     let Some(to) = dest.clone() else {
-                        self.problem(format!("{at}.destinationField"), "is missing; merge writes a new field");
+                        self.problem(
+                            format!("{at}.destinationField"),
+                            "is missing; merge writes a new field",
+                        );
                         continue;
                     };
                     let fmt = prop("CONCAT_FORMAT").unwrap_or_default();
@@ -739,7 +875,11 @@ impl Translator {
                     }
                     // CONCAT_FORMAT without placeholders is the separator between the fields.
                     let esc = |s: &str| s.replace('{', "{{").replace('}', "}}");
-                    let format = src.iter().map(|f| format!("{{{f}}}")).collect::<Vec<_>>().join(&esc(&fmt));
+                    let format = src
+                        .iter()
+                        .map(|f| format!("{{{f}}}"))
+                        .collect::<Vec<_>>()
+                        .join(&esc(&fmt));
                     computed.push(json!({ "merge": { "to": to, "format": format } }));
                 }
                 "validate" => {
@@ -752,21 +892,37 @@ impl Translator {
                         "VALIDATE_NON_NEGATIVE" => "non_negative",
                         "VALIDATE_NUMERIC" => "numeric",
                         o => {
-                            self.problem(format!("{at}.connectorOperator"), format!("{o} is not a validation"));
+                            self.problem(
+                                format!("{at}.connectorOperator"),
+                                format!("{o} is not a validation"),
+                            );
                             continue;
                         }
                     };
-                    let action = match prop("VALIDATION_ACTION").unwrap_or("DropRecord".into()).to_lowercase().as_str() {
+                    let action = match prop("VALIDATION_ACTION")
+                        .unwrap_or("DropRecord".into())
+                        .to_lowercase()
+                        .as_str()
+                    {
                         "droprecord" | "drop_record" | "no_op" => "drop_record",
                         _ => "terminate_run",
                     };
-                    validates.push(json!({ "validate": { "field": first, "check": check, "action": action } }));
+                    validates.push(
+                        json!({ "validate": { "field": first, "check": check, "action": action } }),
+                    );
                 }
                 "partition" => {
-                    let keys = props.get("ORDERED_PARTITION_KEYS_LIST").map(list_property).filter(|k| !k.is_empty()).unwrap_or(src.clone());
+                    let keys = props
+                        .get("ORDERED_PARTITION_KEYS_LIST")
+                        .map(list_property)
+                        .filter(|k| !k.is_empty())
+                        .unwrap_or(src.clone());
                     partition.extend(keys);
                 }
-                other => self.problem(format!("{at}.taskType"), format!("'{other}' is not an AppFlow task type ferry knows")),
+                other => self.problem(
+                    format!("{at}.taskType"),
+                    format!("'{other}' is not an AppFlow task type ferry knows"),
+                ),
             }
         }
         if let Some(p) = projection {
@@ -785,17 +941,29 @@ impl Translator {
 }
 
 /// The CLI command: print or write the YAML; list what could not be translated.
-pub fn run(file: &std::path::Path, out: Option<&std::path::Path>, partial: bool) -> anyhow::Result<i32> {
+pub fn run(
+    file: &std::path::Path,
+    out: Option<&std::path::Path>,
+    partial: bool,
+) -> anyhow::Result<i32> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
     let imported = import(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    let mut problems: Vec<String> = imported.problems.iter().map(|p| format!("AppFlow {p}")).collect();
+    let mut problems: Vec<String> = imported
+        .problems
+        .iter()
+        .map(|p| format!("AppFlow {p}"))
+        .collect();
     let origin = format!("{} (imported)", file.display());
     if let Err(e) = ferry::flow::Flow::from_value(imported.flow.clone(), &origin) {
         problems.extend(e.errors().iter().map(|e| format!("ferry {e}")));
     }
     if !problems.is_empty() {
-        eprintln!("{}: {} thing(s) could not be translated:", file.display(), problems.len());
+        eprintln!(
+            "{}: {} thing(s) could not be translated:",
+            file.display(),
+            problems.len()
+        );
         for p in &problems {
             eprintln!("  - {p}");
         }
@@ -805,14 +973,18 @@ pub fn run(file: &std::path::Path, out: Option<&std::path::Path>, partial: bool)
         }
     }
     let mut yaml = String::new();
-    yaml.push_str(&format!("# Imported from AppFlow definition {}\n", file.display()));
+    yaml.push_str(&format!(
+        "# Imported from AppFlow definition {}\n",
+        file.display()
+    ));
     for p in &problems {
         yaml.push_str(&format!("# TODO {p}\n"));
     }
     yaml.push_str(&serde_yaml::to_string(&imported.flow)?);
     match out {
         Some(o) => {
-            std::fs::write(o, &yaml).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", o.display()))?;
+            std::fs::write(o, &yaml)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", o.display()))?;
             eprintln!("wrote {}", o.display());
         }
         None => print!("{yaml}"),
@@ -934,13 +1106,19 @@ mod tests {
                 { "map": { "from": "n", "to": "n2", "type": "integer" } }
             ])
         );
-        assert_eq!(f["destination"]["layout"]["partition_by"], json!(["status"]));
+        assert_eq!(
+            f["destination"]["layout"]["partition_by"],
+            json!(["status"])
+        );
         assert_eq!(f["destination"]["layout"]["date"], "day");
         assert_eq!(f["destination"]["file_size_mb"], 64);
         assert_eq!(f["destination"]["format"], "parquet");
         assert_eq!(f["trigger"]["scheduled"]["expression"], "rate(5 minutes)");
         assert_eq!(f["trigger"]["scheduled"]["mode"], "incremental");
-        assert_eq!(f["source"]["incremental"]["first_execution_from"], "2025-01-01T00:00:00Z");
+        assert_eq!(
+            f["source"]["incremental"]["first_execution_from"],
+            "2025-01-01T00:00:00Z"
+        );
         assert_eq!(f["source"]["incremental"]["offset"], "300s");
         // The result is a valid ferry flow.
         ferry::flow::Flow::from_value(f.clone(), "imported").unwrap();
@@ -950,11 +1128,19 @@ mod tests {
     fn rate_expressions_are_normalized() {
         assert_eq!(schedule_expression("rate(1minutes)"), "rate(1 minute)");
         assert_eq!(schedule_expression("rate(2 hours)"), "rate(2 hours)");
-        assert_eq!(schedule_expression("cron(0 6 * * ? *)"), "cron(0 6 * * ? *)");
+        assert_eq!(
+            schedule_expression("cron(0 6 * * ? *)"),
+            "cron(0 6 * * ? *)"
+        );
     }
 
     /// The imported flow with the source swapped to the sample connector and a local destination.
-    fn on_sample(mut f: Value, entity: &str, names: &[(&str, &str)], out: &str) -> ferry::flow::Flow {
+    fn on_sample(
+        mut f: Value,
+        entity: &str,
+        names: &[(&str, &str)],
+        out: &str,
+    ) -> ferry::flow::Flow {
         let mut tasks = f["tasks"].to_string();
         for (a, b) in names {
             tasks = tasks.replace(&format!("\"{a}\""), &format!("\"{b}\""));
@@ -996,7 +1182,12 @@ mod tests {
                         stack.push(p);
                     }
                 } else if p.extension().is_some_and(|x| x == "csv" || x == "jsonl") {
-                    lines.extend(std::fs::read_to_string(&p).unwrap().lines().map(String::from));
+                    lines.extend(
+                        std::fs::read_to_string(&p)
+                            .unwrap()
+                            .lines()
+                            .map(String::from),
+                    );
                 }
             }
         }
@@ -1033,7 +1224,11 @@ mod tests {
         let i = import(&fixture("cfn-salesforce-account-to-s3.json")).unwrap();
         let (_d, lines) = run(&on_sample(i.flow, "contacts", &[], "out")).await;
         assert_eq!(lines.len(), 401, "a header and 400 records");
-        assert!(lines[0].starts_with("id,account_id,first_name"), "{}", lines[0]);
+        assert!(
+            lines[0].starts_with("id,account_id,first_name"),
+            "{}",
+            lines[0]
+        );
 
         // 2. Id and Id -> AccountId.
         let i = import(&fixture("api-salesforce-projection-map.json")).unwrap();
@@ -1056,9 +1251,15 @@ mod tests {
         let mut props = serde_json::Map::new();
         props.insert("records".into(), json!(400));
         let src = ferry::connector::sample::SampleSource::from_properties(&props).unwrap();
-        let as_of = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().to_utc();
-        let lo = chrono::DateTime::parse_from_rfc3339("2025-12-01T00:00:00Z").unwrap().to_utc();
-        let hi = chrono::DateTime::parse_from_rfc3339("2025-12-15T00:00:00Z").unwrap().to_utc();
+        let as_of = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let lo = chrono::DateTime::parse_from_rfc3339("2025-12-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let hi = chrono::DateTime::parse_from_rfc3339("2025-12-15T00:00:00Z")
+            .unwrap()
+            .to_utc();
         let expected = (0..400)
             .filter(|j| {
                 let t = src.updated_at(*j, as_of);

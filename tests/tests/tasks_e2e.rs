@@ -91,7 +91,10 @@ async fn validate_terminate_run_fails_the_run_writes_nothing_and_keeps_the_water
         "[ { map_all: {} }, { validate: { field: industry, check: non_null, action: terminate_run } } ]",
         "out",
     );
-    deps.flows.put_flow(&strict, deps.clock.now()).await.unwrap();
+    deps.flows
+        .put_flow(&strict, deps.clock.now())
+        .await
+        .unwrap();
     let second = engine
         .run(request(Some(PullMode::Complete)), &NoopObserver)
         .await;
@@ -104,7 +107,11 @@ async fn validate_terminate_run_fails_the_run_writes_nothing_and_keeps_the_water
         "{err:?}"
     );
     assert_eq!(rec.records_written, 0);
-    assert_eq!(files(&out), before, "no object was written by the failed run");
+    assert_eq!(
+        files(&out),
+        before,
+        "no object was written by the failed run"
+    );
     assert_eq!(
         deps.runs.get_state("tasks-e2e").await.unwrap().watermark,
         watermark

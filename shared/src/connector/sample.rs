@@ -338,7 +338,10 @@ struct PushedFilters<'a> {
 }
 
 impl<'a> PushedFilters<'a> {
-    fn new(entity: &str, filters: &'a [crate::flow::tasks::FilterSpec]) -> Result<Self, SourceError> {
+    fn new(
+        entity: &str,
+        filters: &'a [crate::flow::tasks::FilterSpec],
+    ) -> Result<Self, SourceError> {
         let types = fields(entity)
             .iter()
             .map(|f| (f.name.clone(), crate::schema::arrow_type(&f.data_type)))
@@ -356,9 +359,13 @@ impl<'a> PushedFilters<'a> {
         }
         if f.any.is_none() && f.all.is_none() {
             let field = f.field.as_deref().unwrap_or_default();
-            if !self.types.contains_key(field) || f.op.is_none_or(|op| !PUSHDOWN_OPS.contains(&op)) {
+            if !self.types.contains_key(field) || f.op.is_none_or(|op| !PUSHDOWN_OPS.contains(&op))
+            {
                 return Err(SourceError::Rejected {
-                    message: format!("sample connector: cannot filter on '{field}' with {:?}", f.op),
+                    message: format!(
+                        "sample connector: cannot filter on '{field}' with {:?}",
+                        f.op
+                    ),
                 });
             }
         }
@@ -390,7 +397,12 @@ impl<'a> PushedFilters<'a> {
         let Some(x) = typed(v) else {
             return op == NotEqual;
         };
-        let test = |target: Option<&Value>, k: fn(&dyn arrow::array::Datum, &dyn arrow::array::Datum) -> Result<arrow::array::BooleanArray, arrow::error::ArrowError>| {
+        let test = |target: Option<&Value>,
+                    k: fn(
+            &dyn arrow::array::Datum,
+            &dyn arrow::array::Datum,
+        )
+            -> Result<arrow::array::BooleanArray, arrow::error::ArrowError>| {
             match target.and_then(typed) {
                 Some(y) => k(&x, &y).map(|b| b.value(0)).unwrap_or(false),
                 None => false,
@@ -414,7 +426,18 @@ impl<'a> PushedFilters<'a> {
 
 const PUSHDOWN_OPS: &[crate::flow::tasks::FilterOp] = {
     use crate::flow::tasks::FilterOp::*;
-    &[Equal, NotEqual, Less, LessOrEqual, Greater, GreaterOrEqual, Between, In, IsNull, IsNotNull]
+    &[
+        Equal,
+        NotEqual,
+        Less,
+        LessOrEqual,
+        Greater,
+        GreaterOrEqual,
+        Between,
+        In,
+        IsNull,
+        IsNotNull,
+    ]
 };
 
 #[async_trait]

@@ -637,23 +637,71 @@ mod tests {
     #[test]
     fn mistakes_name_the_task_and_field() {
         let cases = [
-            ("filter: { field: n, op: between, min: 1 }", "tasks[3].filter.max: is missing"),
-            ("filter: { field: n, op: in, values: [] }", "tasks[3].filter.values: is empty"),
-            ("filter: { field: n, op: equal }", "tasks[3].filter.value: is missing"),
-            ("filter: { field: n, op: is_null, value: 1 }", "tasks[3].filter.value: is not used"),
-            ("filter: { any: [ { field: n } ] }", "tasks[3].filter.any[0].op: is missing"),
-            ("filter: { field: n, op: contains, value: 3 }", "tasks[3].filter.value: must be a string"),
-            ("filter: { field: n, op: equal, value: [1] }", "tasks[3].filter.value: must be a string, number"),
-            ("mask: { field: p, first: 1, last: 2 }", "tasks[3].mask: set at most one"),
-            ("arithmetic: { to: t, left: a, op: add, right: [1] }", "tasks[3].arithmetic.right: must be"),
-            ("merge: { to: t, format: 'no fields' }", "tasks[3].merge.format: names no field"),
-            ("merge: { to: t, format: '{open' }", "tasks[3].merge.format: '{open' is not closed"),
+            (
+                "filter: { field: n, op: between, min: 1 }",
+                "tasks[3].filter.max: is missing",
+            ),
+            (
+                "filter: { field: n, op: in, values: [] }",
+                "tasks[3].filter.values: is empty",
+            ),
+            (
+                "filter: { field: n, op: equal }",
+                "tasks[3].filter.value: is missing",
+            ),
+            (
+                "filter: { field: n, op: is_null, value: 1 }",
+                "tasks[3].filter.value: is not used",
+            ),
+            (
+                "filter: { any: [ { field: n } ] }",
+                "tasks[3].filter.any[0].op: is missing",
+            ),
+            (
+                "filter: { field: n, op: contains, value: 3 }",
+                "tasks[3].filter.value: must be a string",
+            ),
+            (
+                "filter: { field: n, op: equal, value: [1] }",
+                "tasks[3].filter.value: must be a string, number",
+            ),
+            (
+                "mask: { field: p, first: 1, last: 2 }",
+                "tasks[3].mask: set at most one",
+            ),
+            (
+                "arithmetic: { to: t, left: a, op: add, right: [1] }",
+                "tasks[3].arithmetic.right: must be",
+            ),
+            (
+                "merge: { to: t, format: 'no fields' }",
+                "tasks[3].merge.format: names no field",
+            ),
+            (
+                "merge: { to: t, format: '{open' }",
+                "tasks[3].merge.format: '{open' is not closed",
+            ),
             ("validate: { field: e }", "tasks[3].validate: needs `check"),
-            ("validate: { field: e, matches: '(' }", "tasks[3].validate.matches: is not a valid regular expression"),
-            ("partition: [country]", "tasks[3].partition: partition keys belong to the output layout"),
-            ("map: { from: a, format: '%Y' }", "tasks[3].map.format: only applies"),
-            ("map: { from: a, type: decimal, precision: 40 }", "tasks[3].map.precision"),
-            ("truncate: { field: '', length: 2 }", "tasks[3].truncate.field: is empty"),
+            (
+                "validate: { field: e, matches: '(' }",
+                "tasks[3].validate.matches: is not a valid regular expression",
+            ),
+            (
+                "partition: [country]",
+                "tasks[3].partition: partition keys belong to the output layout",
+            ),
+            (
+                "map: { from: a, format: '%Y' }",
+                "tasks[3].map.format: only applies",
+            ),
+            (
+                "map: { from: a, type: decimal, precision: 40 }",
+                "tasks[3].map.precision",
+            ),
+            (
+                "truncate: { field: '', length: 2 }",
+                "tasks[3].truncate.field: is empty",
+            ),
         ];
         for (y, want) in cases {
             let got = errs(y);

@@ -24,7 +24,9 @@ use arrow::array::{
     StringArray, StringBuilder, TimestampMicrosecondArray,
 };
 use arrow::compute::{self, kernels::cmp, CastOptions};
-use arrow::datatypes::{DataType, Date32Type, Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType};
+use arrow::datatypes::{
+    DataType, Date32Type, Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType,
+};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use std::sync::Arc;
 
@@ -43,7 +45,9 @@ pub fn is_integer(t: &DataType) -> bool {
 }
 
 pub fn is_numeric(t: &DataType) -> bool {
-    t.is_integer() || t.is_floating() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..))
+    t.is_integer()
+        || t.is_floating()
+        || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..))
 }
 
 /// A struct's child, null where the struct is null.
@@ -120,9 +124,9 @@ pub(crate) fn eval_cond(c: &Cond, get: &dyn Fn(usize) -> ArrayRef) -> R<BooleanA
                     &nn(cmp::lt_eq(&col, &s(1)).map_err(e)?),
                 )
                 .map_err(e)?,
-                FilterOp::Contains => nn(
-                    compute::kernels::comparison::contains(&col, &s(0)).map_err(e)?,
-                ),
+                FilterOp::Contains => {
+                    nn(compute::kernels::comparison::contains(&col, &s(0)).map_err(e)?)
+                }
                 FilterOp::In => {
                     let mut acc = BooleanArray::from(vec![false; col.len()]);
                     for i in 0..args.len() {
@@ -302,15 +306,18 @@ pub(crate) fn validate(a: &ArrayRef, check: &Check) -> R<BooleanArray> {
                 _ => cmp::lt(&f, &zero).map_err(e)?,
             })
         }
-        Check::Numeric if a.data_type() != &DataType::Utf8 => BooleanArray::from(vec![false; a.len()]),
+        Check::Numeric if a.data_type() != &DataType::Utf8 => {
+            BooleanArray::from(vec![false; a.len()])
+        }
         Check::Numeric | Check::Matches(_) => {
             let re = match check {
                 Check::Matches(re) => re.as_str(),
                 _ => NUMERIC,
             };
             let t = compute::cast(a, &DataType::Utf8).map_err(e)?;
-            let m = compute::kernels::regexp::regexp_is_match_scalar(t.as_string::<i32>(), re, None)
-                .map_err(e)?;
+            let m =
+                compute::kernels::regexp::regexp_is_match_scalar(t.as_string::<i32>(), re, None)
+                    .map_err(e)?;
             nn(compute::not(&m).map_err(e)?)
         }
     })
@@ -336,7 +343,10 @@ pub fn cast(a: &ArrayRef, to: &DataType, format: Option<&str>) -> R<ArrayRef> {
             let s = strings(a)?;
             let out: TimestampMicrosecondArray = s
                 .iter()
-                .map(|v| v.and_then(|v| parse_time(v.trim(), f)).map(|t| t.timestamp_micros()))
+                .map(|v| {
+                    v.and_then(|v| parse_time(v.trim(), f))
+                        .map(|t| t.timestamp_micros())
+                })
                 .collect();
             Ok(Arc::new(out.with_timezone("UTC")))
         }
@@ -344,7 +354,13 @@ pub fn cast(a: &ArrayRef, to: &DataType, format: Option<&str>) -> R<ArrayRef> {
             let d = a.as_primitive::<Date32Type>();
             let out: StringArray = d
                 .iter()
-                .map(|v| v.map(|v| (epoch + chrono::Duration::days(v as i64)).format(f).to_string()))
+                .map(|v| {
+                    v.map(|v| {
+                        (epoch + chrono::Duration::days(v as i64))
+                            .format(f)
+                            .to_string()
+                    })
+                })
                 .collect();
             Ok(Arc::new(out))
         }
@@ -353,7 +369,10 @@ pub fn cast(a: &ArrayRef, to: &DataType, format: Option<&str>) -> R<ArrayRef> {
             let t = t.as_primitive::<TimestampMicrosecondType>();
             let out: StringArray = t
                 .iter()
-                .map(|v| v.and_then(DateTime::<Utc>::from_timestamp_micros).map(|t| t.format(f).to_string()))
+                .map(|v| {
+                    v.and_then(DateTime::<Utc>::from_timestamp_micros)
+                        .map(|t| t.format(f).to_string())
+                })
                 .collect();
             Ok(Arc::new(out))
         }
@@ -373,7 +392,11 @@ fn parse_time(v: &str, f: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_str(v, f)
         .map(|t| t.with_timezone(&Utc))
         .ok()
-        .or_else(|| NaiveDateTime::parse_from_str(v, f).ok().map(|n| n.and_utc()))
+        .or_else(|| {
+            NaiveDateTime::parse_from_str(v, f)
+                .ok()
+                .map(|n| n.and_utc())
+        })
         .or_else(|| {
             NaiveDate::parse_from_str(v, f)
                 .ok()

@@ -274,7 +274,12 @@ impl Builder<'_> {
             }
             return Some(cur);
         }
-        let mut known: Vec<&str> = self.input.fields().iter().map(|f| f.name().as_str()).collect();
+        let mut known: Vec<&str> = self
+            .input
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
         let mut created: Vec<&str> = self
             .names
             .keys()
@@ -300,7 +305,11 @@ impl Plan {
     pub fn compile(tasks: &[TaskSpec], input: SchemaRef) -> Result<Plan, Vec<FieldError>> {
         let mut b = Builder {
             input: &input,
-            types: input.fields().iter().map(|f| f.data_type().clone()).collect(),
+            types: input
+                .fields()
+                .iter()
+                .map(|f| f.data_type().clone())
+                .collect(),
             names: input
                 .fields()
                 .iter()
@@ -612,7 +621,9 @@ impl Plan {
         let rows = batch.num_rows();
         let mut cols: Vec<Option<ArrayRef>> = batch.columns().iter().cloned().map(Some).collect();
         let col = |cols: &Vec<Option<ArrayRef>>, s: usize| -> ArrayRef {
-            cols[s].clone().expect("slots are written before they are read")
+            cols[s]
+                .clone()
+                .expect("slots are written before they are read")
         };
         let mut alive: Option<BooleanArray> = None;
         let mut filtered = 0u64;
@@ -660,8 +671,8 @@ impl Plan {
                     put(&mut cols, *slot, v);
                 }
                 Step::Truncate { slot, length } => {
-                    let v = kernels::truncate(&col(&cols, *slot), *length)
-                        .map_err(task("truncate"))?;
+                    let v =
+                        kernels::truncate(&col(&cols, *slot), *length).map_err(task("truncate"))?;
                     put(&mut cols, *slot, v);
                 }
                 Step::Arithmetic {
@@ -686,8 +697,8 @@ impl Plan {
                     put(&mut cols, *out, v);
                 }
                 Step::Merge { parts, out } => {
-                    let v = kernels::merge(parts, &|s| col(&cols, s), rows)
-                        .map_err(task("merge"))?;
+                    let v =
+                        kernels::merge(parts, &|s| col(&cols, s), rows).map_err(task("merge"))?;
                     put(&mut cols, *out, v);
                 }
                 Step::Validate {
@@ -721,9 +732,7 @@ impl Plan {
                             for row in failing {
                                 rejected.push(Rejection {
                                     row,
-                                    reason: format!(
-                                        "tasks[{index}].validate: '{field}' {reason}"
-                                    ),
+                                    reason: format!("tasks[{index}].validate: '{field}' {reason}"),
                                 });
                             }
                             let pass = compute::not(&fail)?;
@@ -860,8 +869,10 @@ fn compile_cond(
         return cs.into_iter().collect::<Option<Vec<_>>>().map(Cond::All);
     }
     let (Some(field), Some(op)) = (&f.field, f.op) else {
-        b.errs
-            .push(FieldError::new(at, "needs `field` and `op` (or `any`/`all`)"));
+        b.errs.push(FieldError::new(
+            at,
+            "needs `field` and `op` (or `any`/`all`)",
+        ));
         return None;
     };
     let slot = b.resolve(task, field, format!("{at}.field"))?;
@@ -884,12 +895,11 @@ fn compile_cond(
         return None;
     }
     let mut args = vec![];
-    let mut scalar = |k: &str, v: &serde_json::Value, b: &mut Builder| {
-        match kernels::scalar_of(v, &t) {
+    let mut scalar =
+        |k: &str, v: &serde_json::Value, b: &mut Builder| match kernels::scalar_of(v, &t) {
             Ok(a) => args.push(a),
             Err(e) => b.errs.push(FieldError::new(format!("{at}.{k}"), e)),
-        }
-    };
+        };
     match op {
         FilterOp::Between => {
             scalar("min", f.min.as_ref()?, b);
@@ -953,8 +963,10 @@ fn compile_arithmetic(
             None => (Operand::Float(n.as_f64().unwrap_or(f64::NAN)), false),
         },
         _ => {
-            b.errs
-                .push(FieldError::new(at("right"), "must be a field name or a number"));
+            b.errs.push(FieldError::new(
+                at("right"),
+                "must be a field name or a number",
+            ));
             return None;
         }
     };

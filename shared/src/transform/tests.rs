@@ -4,8 +4,8 @@
 use super::*;
 use crate::flow::tasks::TaskSpec;
 use arrow::array::{
-    BooleanArray, Date32Array, Decimal128Array, Float64Array, Int64Array, StringArray,
-    StructArray, TimestampMicrosecondArray,
+    BooleanArray, Date32Array, Decimal128Array, Float64Array, Int64Array, StringArray, StructArray,
+    TimestampMicrosecondArray,
 };
 use arrow::datatypes::Fields;
 
@@ -123,11 +123,7 @@ fn batch() -> RecordBatch {
             .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
             .collect::<Vec<_>>(),
     );
-    RecordBatch::try_new(
-        Arc::new(schema),
-        cols.into_iter().map(|(_, a)| a).collect(),
-    )
-    .unwrap()
+    RecordBatch::try_new(Arc::new(schema), cols.into_iter().map(|(_, a)| a).collect()).unwrap()
 }
 
 fn tasks(yaml: &str) -> Vec<TaskSpec> {
@@ -241,13 +237,34 @@ fn several_filters_count_each_dropped_row_once() {
 fn filter_values_that_do_not_fit_the_field_are_refused_at_compile_time() {
     let b = batch();
     for (t, want) in [
-        ("[ { filter: { field: i, op: equal, value: abc } } ]", "tasks[0].filter.value: 'abc' is not a Int64 value"),
-        ("[ { filter: { field: t, op: less, value: yesterday } } ]", "tasks[0].filter.value: 'yesterday' is not a Timestamp"),
-        ("[ { filter: { field: i, op: contains, value: '1' } } ]", "tasks[0].filter.field: 'i' is Int64; contains works on text"),
-        ("[ { filter: { field: nope, op: is_null } } ]", "tasks[0].filter.field: there is no field 'nope'"),
-        ("[ { filter: { field: address.zip, op: is_null } } ]", "tasks[0].filter.field: 'address' has no field 'zip'"),
-        ("[ { filter: { any: [ { field: i, op: in, values: [1, x] } ] } } ]", "tasks[0].filter.any[0].values[1]: 'x' is not"),
-        ("[ { filter: { field: address, op: equal, value: x } } ]", "tasks[0].filter.field: 'address' is Struct"),
+        (
+            "[ { filter: { field: i, op: equal, value: abc } } ]",
+            "tasks[0].filter.value: 'abc' is not a Int64 value",
+        ),
+        (
+            "[ { filter: { field: t, op: less, value: yesterday } } ]",
+            "tasks[0].filter.value: 'yesterday' is not a Timestamp",
+        ),
+        (
+            "[ { filter: { field: i, op: contains, value: '1' } } ]",
+            "tasks[0].filter.field: 'i' is Int64; contains works on text",
+        ),
+        (
+            "[ { filter: { field: nope, op: is_null } } ]",
+            "tasks[0].filter.field: there is no field 'nope'",
+        ),
+        (
+            "[ { filter: { field: address.zip, op: is_null } } ]",
+            "tasks[0].filter.field: 'address' has no field 'zip'",
+        ),
+        (
+            "[ { filter: { any: [ { field: i, op: in, values: [1, x] } ] } } ]",
+            "tasks[0].filter.any[0].values[1]: 'x' is not",
+        ),
+        (
+            "[ { filter: { field: address, op: equal, value: x } } ]",
+            "tasks[0].filter.field: 'address' is Struct",
+        ),
     ] {
         let errs = Plan::compile(&tasks(t), b.schema()).unwrap_err();
         assert!(
@@ -260,12 +277,66 @@ fn filter_values_that_do_not_fit_the_field_are_refused_at_compile_time() {
 #[test]
 fn masks() {
     let cases: &[(&str, &[Option<&str>])] = &[
-        ("{ field: s }", &[Some("******"), Some(""), None, Some("*************"), Some("***")]),
-        ("{ field: s, keep_last: 2 }", &[Some("****ef"), Some(""), None, Some("*********** 😀"), Some("*ed")]),
-        ("{ field: s, keep_first: 2, char: '#' }", &[Some("ab####"), Some(""), None, Some("hé###########"), Some("Ze#")]),
-        ("{ field: s, first: 2 }", &[Some("**cdef"), Some(""), None, Some("**llo wörld 😀"), Some("**d")]),
-        ("{ field: s, last: 3, char: '•' }", &[Some("abc•••"), Some(""), None, Some("héllo wörl•••"), Some("•••")]),
-        ("{ field: s, keep_last: 100 }", &[Some("abcdef"), Some(""), None, Some("héllo wörld 😀"), Some("Zed")]),
+        (
+            "{ field: s }",
+            &[
+                Some("******"),
+                Some(""),
+                None,
+                Some("*************"),
+                Some("***"),
+            ],
+        ),
+        (
+            "{ field: s, keep_last: 2 }",
+            &[
+                Some("****ef"),
+                Some(""),
+                None,
+                Some("*********** 😀"),
+                Some("*ed"),
+            ],
+        ),
+        (
+            "{ field: s, keep_first: 2, char: '#' }",
+            &[
+                Some("ab####"),
+                Some(""),
+                None,
+                Some("hé###########"),
+                Some("Ze#"),
+            ],
+        ),
+        (
+            "{ field: s, first: 2 }",
+            &[
+                Some("**cdef"),
+                Some(""),
+                None,
+                Some("**llo wörld 😀"),
+                Some("**d"),
+            ],
+        ),
+        (
+            "{ field: s, last: 3, char: '•' }",
+            &[
+                Some("abc•••"),
+                Some(""),
+                None,
+                Some("héllo wörl•••"),
+                Some("•••"),
+            ],
+        ),
+        (
+            "{ field: s, keep_last: 100 }",
+            &[
+                Some("abcdef"),
+                Some(""),
+                None,
+                Some("héllo wörld 😀"),
+                Some("Zed"),
+            ],
+        ),
     ];
     for (m, want) in cases {
         let a = run(&format!("[ {{ mask: {m} }} ]"));
@@ -273,35 +344,111 @@ fn masks() {
     }
     // A number is masked as its text; the output column becomes text.
     let a = run("[ { mask: { field: i, keep_last: 1 } } ]");
-    assert_eq!(a.batch.schema().field_with_name("i").unwrap().data_type(), &DataType::Utf8);
+    assert_eq!(
+        a.batch.schema().field_with_name("i").unwrap().data_type(),
+        &DataType::Utf8
+    );
     assert_eq!(col(&a.batch, "i")[4], Some("*5".into()));
 }
 
 #[test]
 fn truncates_by_character() {
     let a = run("[ { truncate: { field: s, length: 3 } }, { truncate: { field: address.city, length: 2 } }, { project: [s, address.city] } ]");
-    assert_eq!(col(&a.batch, "s"), v(&[Some("abc"), Some(""), None, Some("hél"), Some("Zed")]));
-    assert_eq!(col(&a.batch, "address.city"), v(&[Some("Pa"), Some("Sã"), None, Some(""), Some("Zü")]));
+    assert_eq!(
+        col(&a.batch, "s"),
+        v(&[Some("abc"), Some(""), None, Some("hél"), Some("Zed")])
+    );
+    assert_eq!(
+        col(&a.batch, "address.city"),
+        v(&[Some("Pa"), Some("Sã"), None, Some(""), Some("Zü")])
+    );
     let a = run("[ { truncate: { field: s, length: 0 } } ]");
-    assert_eq!(col(&a.batch, "s"), v(&[Some(""), Some(""), None, Some(""), Some("")]));
+    assert_eq!(
+        col(&a.batch, "s"),
+        v(&[Some(""), Some(""), None, Some(""), Some("")])
+    );
 }
 
 #[test]
 fn arithmetic_by_operator() {
     let cases: &[(&str, &str, &[Option<&str>])] = &[
         // integer + integer stays integer; overflow is null
-        ("{ to: r, left: i, op: add, right: 1 }", "Int64", &[Some("2"), Some("1"), None, None, Some("-4")]),
-        ("{ to: r, left: i, op: subtract, right: i }", "Int64", &[Some("0"), Some("0"), None, Some("0"), Some("0")]),
-        ("{ to: r, left: i, op: multiply, right: 2 }", "Int64", &[Some("2"), Some("0"), None, None, Some("-10")]),
+        (
+            "{ to: r, left: i, op: add, right: 1 }",
+            "Int64",
+            &[Some("2"), Some("1"), None, None, Some("-4")],
+        ),
+        (
+            "{ to: r, left: i, op: subtract, right: i }",
+            "Int64",
+            &[Some("0"), Some("0"), None, Some("0"), Some("0")],
+        ),
+        (
+            "{ to: r, left: i, op: multiply, right: 2 }",
+            "Int64",
+            &[Some("2"), Some("0"), None, None, Some("-10")],
+        ),
         // divide is float; division by zero is null
-        ("{ to: r, left: i, op: divide, right: i }", "Float64", &[Some("1.0"), None, None, Some("1.0"), Some("1.0")]),
-        ("{ to: r, left: f, op: divide, right: 0 }", "Float64", &[None, None, None, None, None]),
-        ("{ to: r, left: i, op: divide, right: 2 }", "Float64", &[Some("0.5"), Some("0.0"), None, Some("4.611686018427388e18"), Some("-2.5")]),
+        (
+            "{ to: r, left: i, op: divide, right: i }",
+            "Float64",
+            &[Some("1.0"), None, None, Some("1.0"), Some("1.0")],
+        ),
+        (
+            "{ to: r, left: f, op: divide, right: 0 }",
+            "Float64",
+            &[None, None, None, None, None],
+        ),
+        (
+            "{ to: r, left: i, op: divide, right: 2 }",
+            "Float64",
+            &[
+                Some("0.5"),
+                Some("0.0"),
+                None,
+                Some("4.611686018427388e18"),
+                Some("-2.5"),
+            ],
+        ),
         // float overflow (infinite) is null
-        ("{ to: r, left: f, op: multiply, right: 10 }", "Float64", &[Some("15.0"), Some("0.0"), None, Some("-22.5"), None]),
-        ("{ to: r, left: f, op: add, right: i }", "Float64", &[Some("2.5"), Some("0.0"), None, Some("9.223372036854776e18"), Some("1e308")]),
-        ("{ to: r, left: d, op: multiply, right: 2 }", "Float64", &[Some("25.0"), Some("0.0"), None, Some("-6.2"), Some("199999999.98")]),
-        ("{ to: r, left: i, op: add, right: 0.5 }", "Float64", &[Some("1.5"), Some("0.5"), None, Some("9.223372036854776e18"), Some("-4.5")]),
+        (
+            "{ to: r, left: f, op: multiply, right: 10 }",
+            "Float64",
+            &[Some("15.0"), Some("0.0"), None, Some("-22.5"), None],
+        ),
+        (
+            "{ to: r, left: f, op: add, right: i }",
+            "Float64",
+            &[
+                Some("2.5"),
+                Some("0.0"),
+                None,
+                Some("9.223372036854776e18"),
+                Some("1e308"),
+            ],
+        ),
+        (
+            "{ to: r, left: d, op: multiply, right: 2 }",
+            "Float64",
+            &[
+                Some("25.0"),
+                Some("0.0"),
+                None,
+                Some("-6.2"),
+                Some("199999999.98"),
+            ],
+        ),
+        (
+            "{ to: r, left: i, op: add, right: 0.5 }",
+            "Float64",
+            &[
+                Some("1.5"),
+                Some("0.5"),
+                None,
+                Some("9.223372036854776e18"),
+                Some("-4.5"),
+            ],
+        ),
     ];
     for (t, ty, want) in cases {
         let a = run(&format!("[ {{ arithmetic: {t} }} ]"));
@@ -316,7 +463,12 @@ fn arithmetic_by_operator() {
         batch().schema(),
     )
     .unwrap_err();
-    assert!(errs[0].to_string().starts_with("tasks[0].arithmetic.left: 's' is Utf8; arithmetic needs numbers"), "{errs:?}");
+    assert!(
+        errs[0]
+            .to_string()
+            .starts_with("tasks[0].arithmetic.left: 's' is Utf8; arithmetic needs numbers"),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -342,22 +494,104 @@ fn merge_formats_fields() {
 fn map_casts_and_renames() {
     // (map task, output column, values)
     let cases: &[(&str, &str, &[Option<&str>])] = &[
-        ("{ from: txt, to: n, type: integer }", "n", &[Some("42"), None, None, None, None]),
-        ("{ from: txt, to: n, type: float }", "n", &[Some("42.0"), Some("-1500.0"), None, None, None]),
-        ("{ from: txt, to: n, type: decimal, precision: 10, scale: 1 }", "n", &[Some("42.0"), Some("-1500.0"), None, None, None]),
-        ("{ from: txt, to: n, type: date, format: '%d/%m/%Y' }", "n", &[None, None, None, None, Some("2024-12-31")]),
-        ("{ from: txt, to: n, type: timestamp, format: '%d/%m/%Y' }", "n", &[None, None, None, None, Some("2024-12-31T00:00:00Z")]),
-        ("{ from: f, to: n, type: integer }", "n", &[Some("1"), Some("0"), None, Some("-2"), None]),
-        ("{ from: i, to: n, type: boolean }", "n", &[Some("true"), Some("false"), None, Some("true"), Some("true")]),
-        ("{ from: t, to: n, type: string, format: '%Y/%m/%d %H:%M' }", "n", &[Some("2024/01/01 00:00"), Some("2024/06/15 12:30"), None, Some("2025/03/01 08:00"), Some("2023/12/31 23:59")]),
-        ("{ from: dt, to: n, type: string, format: '%d.%m.%Y' }", "n", &[Some("01.01.2024"), Some("01.01.1970"), None, Some("31.12.1969"), Some("04.10.2024")]),
-        ("{ from: t, to: n, type: date }", "n", &[Some("2024-01-01"), Some("2024-06-15"), None, Some("2025-03-01"), Some("2023-12-31")]),
-        ("{ from: address.city, to: city }", "city", &[Some("Paris"), Some("São Paulo"), None, Some(""), Some("Zürich")]),
-        ("{ from: i }", "i", &[Some("1"), Some("0"), None, Some(MAX), Some("-5")]),
+        (
+            "{ from: txt, to: n, type: integer }",
+            "n",
+            &[Some("42"), None, None, None, None],
+        ),
+        (
+            "{ from: txt, to: n, type: float }",
+            "n",
+            &[Some("42.0"), Some("-1500.0"), None, None, None],
+        ),
+        (
+            "{ from: txt, to: n, type: decimal, precision: 10, scale: 1 }",
+            "n",
+            &[Some("42.0"), Some("-1500.0"), None, None, None],
+        ),
+        (
+            "{ from: txt, to: n, type: date, format: '%d/%m/%Y' }",
+            "n",
+            &[None, None, None, None, Some("2024-12-31")],
+        ),
+        (
+            "{ from: txt, to: n, type: timestamp, format: '%d/%m/%Y' }",
+            "n",
+            &[None, None, None, None, Some("2024-12-31T00:00:00Z")],
+        ),
+        (
+            "{ from: f, to: n, type: integer }",
+            "n",
+            &[Some("1"), Some("0"), None, Some("-2"), None],
+        ),
+        (
+            "{ from: i, to: n, type: boolean }",
+            "n",
+            &[
+                Some("true"),
+                Some("false"),
+                None,
+                Some("true"),
+                Some("true"),
+            ],
+        ),
+        (
+            "{ from: t, to: n, type: string, format: '%Y/%m/%d %H:%M' }",
+            "n",
+            &[
+                Some("2024/01/01 00:00"),
+                Some("2024/06/15 12:30"),
+                None,
+                Some("2025/03/01 08:00"),
+                Some("2023/12/31 23:59"),
+            ],
+        ),
+        (
+            "{ from: dt, to: n, type: string, format: '%d.%m.%Y' }",
+            "n",
+            &[
+                Some("01.01.2024"),
+                Some("01.01.1970"),
+                None,
+                Some("31.12.1969"),
+                Some("04.10.2024"),
+            ],
+        ),
+        (
+            "{ from: t, to: n, type: date }",
+            "n",
+            &[
+                Some("2024-01-01"),
+                Some("2024-06-15"),
+                None,
+                Some("2025-03-01"),
+                Some("2023-12-31"),
+            ],
+        ),
+        (
+            "{ from: address.city, to: city }",
+            "city",
+            &[
+                Some("Paris"),
+                Some("São Paulo"),
+                None,
+                Some(""),
+                Some("Zürich"),
+            ],
+        ),
+        (
+            "{ from: i }",
+            "i",
+            &[Some("1"), Some("0"), None, Some(MAX), Some("-5")],
+        ),
     ];
     for (m, out, want) in cases {
         let a = run(&format!("[ {{ map: {m} }} ]"));
-        assert_eq!(a.batch.num_columns(), 1, "{m}: only mapped fields are output");
+        assert_eq!(
+            a.batch.num_columns(),
+            1,
+            "{m}: only mapped fields are output"
+        );
         assert_eq!(col(&a.batch, out), v(want), "{m}");
     }
 }
@@ -365,10 +599,22 @@ fn map_casts_and_renames() {
 #[test]
 fn projection_map_all_and_output_order() {
     let a = run("[ { project: [s, address.city, i] } ]");
-    let names: Vec<_> = a.batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let names: Vec<_> = a
+        .batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     assert_eq!(names, ["s", "address.city", "i"]);
     let a = run("[ { map_all: { exclude: [address, txt] } }, { map: { from: s, to: s2 } } ]");
-    let names: Vec<_> = a.batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let names: Vec<_> = a
+        .batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     assert_eq!(names, ["s", "i", "f", "d", "b", "t", "dt", "s2"]);
     // No choosing task: every source field.
     assert_eq!(run("[]").batch.num_columns(), 9);
@@ -381,7 +627,9 @@ fn tasks_see_what_earlier_tasks_left() {
     assert_eq!(col(&a.batch, "clear")[0], Some("abcdef".into()));
     assert_eq!(col(&a.batch, "s")[0], Some("******".into()));
     // Mask a mapped name: only that output is masked.
-    let a = run("[ { map: { from: s, to: secret } }, { map: { from: s } }, { mask: { field: secret } } ]");
+    let a = run(
+        "[ { map: { from: s, to: secret } }, { map: { from: s } }, { mask: { field: secret } } ]",
+    );
     assert_eq!(col(&a.batch, "secret")[0], Some("******".into()));
     assert_eq!(col(&a.batch, "s")[0], Some("abcdef".into()));
     // A filter after a cast tests the cast value.
@@ -396,7 +644,12 @@ fn two_tasks_cannot_write_the_same_destination() {
         batch().schema(),
     )
     .unwrap_err();
-    assert!(errs[0].to_string().starts_with("tasks[1].merge.to: tasks[0] already writes the destination field 'x'"), "{errs:?}");
+    assert!(
+        errs[0]
+            .to_string()
+            .starts_with("tasks[1].merge.to: tasks[0] already writes the destination field 'x'"),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -434,10 +687,17 @@ fn validate_after_filter_only_sees_kept_rows_and_rows_keep_input_numbers() {
         "[ { filter: { field: i, op: not_equal, value: 0 } }, { validate: { field: s, check: non_null } }, { validate: { field: i, check: non_negative } } ]",
     );
     assert_eq!(a.filtered, 1);
-    let rows: Vec<_> = a.rejected.iter().map(|r| (r.row, r.reason.as_str())).collect();
+    let rows: Vec<_> = a
+        .rejected
+        .iter()
+        .map(|r| (r.row, r.reason.as_str()))
+        .collect();
     assert_eq!(
         rows,
-        [(2, "tasks[1].validate: 's' is null"), (4, "tasks[2].validate: 'i' is negative")]
+        [
+            (2, "tasks[1].validate: 's' is null"),
+            (4, "tasks[2].validate: 'i' is negative")
+        ]
     );
     assert_eq!(ids(&a), v(&[Some("1"), Some(MAX)]));
 }
@@ -448,7 +708,12 @@ fn validate_terminate_run_stops_with_the_first_failing_row() {
     match p.apply(&batch()) {
         Err(e @ TransformError::Terminated { .. }) => {
             assert_eq!(e.kind(), ErrorKind::SourceRejected);
-            assert!(e.to_string().starts_with("tasks[1].validate: record 4 failed the check on 'i' (is negative)"), "{e}");
+            assert!(
+                e.to_string().starts_with(
+                    "tasks[1].validate: record 4 failed the check on 'i' (is negative)"
+                ),
+                "{e}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -462,7 +727,9 @@ fn partition_task_points_to_the_layout() {
     let t: Vec<TaskSpec> = serde_yaml::from_str("[ { partition: [country] } ]").unwrap();
     let mut errs = vec![];
     t[0].validate("tasks[0]", &mut errs);
-    assert!(errs[0].to_string().contains("destination.layout.partition_by"));
+    assert!(errs[0]
+        .to_string()
+        .contains("destination.layout.partition_by"));
 }
 
 #[test]
@@ -475,8 +742,16 @@ fn design_example_tasks_still_run() {
     let b = RecordBatch::try_new(
         s.clone(),
         vec![
-            Arc::new(StringArray::from(vec![Some("active"), Some("deleted"), None])),
-            Arc::new(StringArray::from(vec![Some("+1-555-123-4567"), Some("x"), Some("12")])),
+            Arc::new(StringArray::from(vec![
+                Some("active"),
+                Some("deleted"),
+                None,
+            ])),
+            Arc::new(StringArray::from(vec![
+                Some("+1-555-123-4567"),
+                Some("x"),
+                Some("12"),
+            ])),
             Arc::new(StringArray::from(vec![Some("n"), Some("n"), Some("n")])),
         ],
     )
@@ -488,7 +763,10 @@ fn design_example_tasks_still_run() {
     .unwrap();
     let a = p.apply(&b).unwrap();
     assert_eq!(a.filtered, 1);
-    assert_eq!(col(&a.batch, "phone"), v(&[Some("***********4567"), Some("12")]));
+    assert_eq!(
+        col(&a.batch, "phone"),
+        v(&[Some("***********4567"), Some("12")])
+    );
     assert_eq!(a.batch.num_columns(), 2);
 }
 
