@@ -1,5 +1,7 @@
 //! `ferry`: validate and run flows on the embedded engine, inspect flows and runs.
 
+mod import_appflow;
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use ferry::flow::Flow;
@@ -91,6 +93,17 @@ pub(crate) enum FlowsCmd {
     Put { file: PathBuf },
     /// Delete a flow, its versions and its state.
     Delete { name: String },
+    /// Translate an AppFlow flow (CreateFlow JSON or an AWS::AppFlow::Flow template) into a
+    /// ferry flow; lists what cannot be translated (exit code 2).
+    ImportAppflow {
+        file: PathBuf,
+        /// Write the flow here instead of printing it.
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// Write the flow even if parts could not be translated (noted as comments).
+        #[arg(long)]
+        partial: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -159,6 +172,12 @@ async fn real_main(cli: Cli) -> Result<i32> {
             flow.tasks.len()
         );
         return Ok(0);
+    }
+    if let Cmd::Flows {
+        cmd: FlowsCmd::ImportAppflow { file, out, partial },
+    } = &cli.cmd
+    {
+        return import_appflow::run(file, out.as_deref(), *partial);
     }
     if cli.remote.remote || matches!(cli.cmd, Cmd::Stop { .. }) {
         let r = remote::Remote::new(cli.remote.clone()).await;
@@ -284,6 +303,7 @@ async fn real_main(cli: Cli) -> Result<i32> {
                 println!("flow '{}' is at version {}", s.flow.name, s.version);
                 Ok(0)
             }
+            FlowsCmd::ImportAppflow { .. } => unreachable!("handled before opening the state"),
             FlowsCmd::Delete { name } => {
                 if deps.flows.delete_flow(&name).await? {
                     deps.runs.delete_state(&name).await?;

@@ -86,6 +86,9 @@ impl Remote {
         let store = self.store()?;
         let now = chrono::Utc::now();
         match cmd {
+            FlowsCmd::ImportAppflow { .. } => {
+                bail!("import-appflow converts a file locally; run it without --remote")
+            }
             FlowsCmd::List => {
                 let flows = store.list_flows().await?;
                 if flows.is_empty() {

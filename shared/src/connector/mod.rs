@@ -133,6 +133,10 @@ pub struct ReadRequest {
     /// The datetime field the window applies to.
     pub incremental_field: Option<String>,
     pub page_size: Option<u32>,
+    /// Filters the source applies itself (only those its [`Source::pushdown`] accepts);
+    /// field names are source names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<crate::flow::tasks::FilterSpec>,
 }
 
 /// One page of records and where to go next.
@@ -203,6 +207,10 @@ pub trait Source: Send + Sync {
         req: &ReadRequest,
         cursor: Option<&serde_json::Value>,
     ) -> Result<Page, SourceError>;
+    /// Which filters this source can apply itself (default: none; transform-batch runs them).
+    fn pushdown(&self) -> crate::transform::FilterPushdown {
+        crate::transform::FilterPushdown::none()
+    }
 }
 
 /// What building a connector needs besides the flow.

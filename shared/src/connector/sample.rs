@@ -329,8 +329,126 @@ fn fields(entity: &str) -> Vec<FieldInfo> {
     f
 }
 
+/// Pushed filters, as the sample "server" applies them: each value is parsed into the field's
+/// declared type and compared like transform-batch does (nulls never match, except
+/// `not_equal` and `is_null`). Every operator but `contains` is pushable.
+struct PushedFilters<'a> {
+    filters: &'a [crate::flow::tasks::FilterSpec],
+    types: std::collections::HashMap<String, arrow::datatypes::DataType>,
+}
+
+impl<'a> PushedFilters<'a> {
+    fn new(
+        entity: &str,
+        filters: &'a [crate::flow::tasks::FilterSpec],
+    ) -> Result<Self, SourceError> {
+        let types = fields(entity)
+            .iter()
+            .map(|f| (f.name.clone(), crate::schema::arrow_type(&f.data_type)))
+            .collect();
+        let p = PushedFilters { filters, types };
+        for f in filters {
+            p.check(f)?;
+        }
+        Ok(p)
+    }
+
+    fn check(&self, f: &crate::flow::tasks::FilterSpec) -> Result<(), SourceError> {
+        for c in f.any.iter().chain(f.all.iter()).flatten() {
+            self.check(c)?;
+        }
+        if f.any.is_none() && f.all.is_none() {
+            let field = f.field.as_deref().unwrap_or_default();
+            if !self.types.contains_key(field) || f.op.is_none_or(|op| !PUSHDOWN_OPS.contains(&op))
+            {
+                return Err(SourceError::Rejected {
+                    message: format!(
+                        "sample connector: cannot filter on '{field}' with {:?}",
+                        f.op
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn matches(&self, r: &Value) -> bool {
+        self.filters.iter().all(|f| self.eval(f, r))
+    }
+
+    fn eval(&self, f: &crate::flow::tasks::FilterSpec, r: &Value) -> bool {
+        use crate::flow::tasks::FilterOp::*;
+        use arrow::compute::kernels::cmp;
+        if let Some(l) = &f.any {
+            return l.iter().any(|c| self.eval(c, r));
+        }
+        if let Some(l) = &f.all {
+            return l.iter().all(|c| self.eval(c, r));
+        }
+        let (Some(field), Some(op)) = (f.field.as_deref(), f.op) else {
+            return false;
+        };
+        let t = &self.types[field];
+        let v = r.get(field).unwrap_or(&Value::Null);
+        if v.is_null() {
+            return matches!(op, IsNull | NotEqual);
+        }
+        let typed = |x: &Value| crate::transform::kernels::scalar_of(x, t).ok();
+        let Some(x) = typed(v) else {
+            return op == NotEqual;
+        };
+        let test = |target: Option<&Value>,
+                    k: fn(
+            &dyn arrow::array::Datum,
+            &dyn arrow::array::Datum,
+        )
+            -> Result<arrow::array::BooleanArray, arrow::error::ArrowError>| {
+            match target.and_then(typed) {
+                Some(y) => k(&x, &y).map(|b| b.value(0)).unwrap_or(false),
+                None => false,
+            }
+        };
+        match op {
+            IsNull => false,
+            IsNotNull => true,
+            Equal => test(f.value.as_ref(), cmp::eq),
+            NotEqual => !test(f.value.as_ref(), cmp::eq),
+            Less => test(f.value.as_ref(), cmp::lt),
+            LessOrEqual => test(f.value.as_ref(), cmp::lt_eq),
+            Greater => test(f.value.as_ref(), cmp::gt),
+            GreaterOrEqual => test(f.value.as_ref(), cmp::gt_eq),
+            Between => test(f.min.as_ref(), cmp::gt_eq) && test(f.max.as_ref(), cmp::lt_eq),
+            In => f.values.iter().flatten().any(|y| test(Some(y), cmp::eq)),
+            Contains => false,
+        }
+    }
+}
+
+const PUSHDOWN_OPS: &[crate::flow::tasks::FilterOp] = {
+    use crate::flow::tasks::FilterOp::*;
+    &[
+        Equal,
+        NotEqual,
+        Less,
+        LessOrEqual,
+        Greater,
+        GreaterOrEqual,
+        Between,
+        In,
+        IsNull,
+        IsNotNull,
+    ]
+};
+
 #[async_trait]
 impl Source for SampleSource {
+    fn pushdown(&self) -> crate::transform::FilterPushdown {
+        crate::transform::FilterPushdown {
+            ops: PUSHDOWN_OPS.to_vec(),
+            combinations: true,
+        }
+    }
+
     async fn list_entities(&self) -> Result<Vec<EntityInfo>, SourceError> {
         Ok(ENTITIES
             .iter()
@@ -393,6 +511,7 @@ impl Source for SampleSource {
         if let Some(l) = self.latency {
             tokio::time::sleep(l).await;
         }
+        let pushed = PushedFilters::new(&req.entity, &req.filters)?;
         let mut records = Vec::with_capacity(end.saturating_sub(start) as usize);
         let mut bytes = 0u64;
         for j in start..end {
@@ -408,6 +527,9 @@ impl Source for SampleSource {
                         continue;
                     }
                 }
+            }
+            if !pushed.matches(&r) {
+                continue;
             }
             bytes += r.to_string().len() as u64 + 1;
             records.push(r);
@@ -456,6 +578,7 @@ mod tests {
             window: None,
             incremental_field: None,
             page_size: Some(1000),
+            filters: vec![],
         };
         let all = read_all(&s, &req).await;
         assert_eq!(all.len(), 2_500);
@@ -482,6 +605,7 @@ mod tests {
                 window: Some(w),
                 incremental_field: Some("updated_at".into()),
                 page_size: Some(333),
+                filters: vec![],
             };
             let got = read_all(&s, &req).await;
             let expected = (0..10_000)
@@ -502,6 +626,7 @@ mod tests {
             window: None,
             incremental_field: None,
             page_size: None,
+            filters: vec![],
         };
         let a = read_all(&s, &req).await;
         let b = read_all(&s, &req).await;

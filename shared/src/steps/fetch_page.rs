@@ -40,6 +40,20 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
     let (flow, _) = load_flow(deps, &run.flow, Some(run.flow_version)).await?;
     let source = build_source(deps, &flow).await?;
     let budget = &flow.source.chunk;
+    // Filters the source can apply itself; transform-batch re-applies them (idempotent).
+    let caps = source.pushdown();
+    let filters = if caps.ops.is_empty() || flow.tasks.is_empty() {
+        vec![]
+    } else {
+        let doc: serde_json::Value =
+            serde_json::from_slice(&deps.staging.get(&run.schema_key()).await?)
+                .map_err(|e| internal("read the run's staged schema", e))?;
+        let schema = crate::schema::schema_from_json(&doc["source"])
+            .map_err(|e| internal("staged schema", e))?;
+        crate::transform::Plan::compile(&flow.tasks, schema)
+            .map(|p| p.split_pushdown(&caps).0)
+            .unwrap_or_default()
+    };
     let req = ReadRequest {
         entity: flow.source.entity.clone(),
         window: run.source_window(),
@@ -48,6 +62,7 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
             _ => flow.source.incremental.as_ref().map(|i| i.field.clone()),
         },
         page_size: budget.page_size,
+        filters,
     };
     let inc_field = flow.source.incremental.as_ref().map(|i| i.field.as_str());
 

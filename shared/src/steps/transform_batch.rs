@@ -44,9 +44,13 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
             ),
         )
     })?;
-    let applied = plan
-        .apply(&batch)
-        .map_err(|e| StepError::invalid_flow(e.to_string()))?;
+    // terminate_run surfaces as its own error kind (SourceRejected), task bugs as InvalidFlow.
+    let applied = plan.apply(&batch).map_err(StepError::from)?;
+    let mut warnings = vec![];
+    if !applied.rejected.is_empty() {
+        warnings
+            .extend(write_rejected(deps, &flow, run, input.chunk, &raw, &applied.rejected).await?);
+    }
     let mut buf = Vec::new();
     {
         let mut w = arrow::ipc::writer::FileWriter::try_new(&mut buf, &applied.batch.schema())
@@ -68,10 +72,10 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
             records: rows,
             bytes: 0,
             filtered: applied.filtered,
-            rejected: 0,
+            rejected: applied.rejected.len() as u64,
             max_cursor: None,
             files: vec![],
-            warnings: vec![],
+            warnings,
             schema: None,
         })
         .await?;
@@ -90,4 +94,53 @@ pub(crate) fn read_batch(
         .map_err(|e| internal("read staged batch", e))?;
     r.collect::<Result<Vec<_>, _>>()
         .map_err(|e| internal("read staged batch", e))
+}
+
+/// Records refused by `validate` tasks go, with the reason, as JSON lines to the flow's
+/// `error_location` (`<flow>/<run_id>/rejected-<chunk>.jsonl`); without one they are only counted,
+/// and a warning says how to keep them.
+async fn write_rejected(
+    deps: &Deps,
+    flow: &crate::flow::Flow,
+    run: &RunContext,
+    chunk: u32,
+    raw: &[u8],
+    rejected: &[crate::transform::Rejection],
+) -> Result<Vec<String>, StepError> {
+    let Some(location) = flow.destination.error_location() else {
+        return Ok(vec![format!(
+            "{} records were rejected by validation and not kept; set destination.error_location to keep them",
+            rejected.len()
+        )]);
+    };
+    let lines: Vec<&[u8]> = raw
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut body = Vec::new();
+    for r in rejected {
+        let record: serde_json::Value = lines
+            .get(r.row)
+            .and_then(|l| serde_json::from_slice(l).ok())
+            .unwrap_or(serde_json::Value::Null);
+        let line = serde_json::json!({ "run_id": run.run_id, "chunk": chunk, "reason": r.reason, "record": record });
+        serde_json::to_writer(&mut body, &line)
+            .map_err(|e| internal("encode rejected record", e))?;
+        body.push(b'\n');
+    }
+    let prefix = match &location {
+        crate::flow::Location::S3(s3) if !s3.prefix.is_empty() => format!("{}/", s3.prefix),
+        _ => String::new(),
+    };
+    let store = deps.destinations.resolve(&location).await?;
+    let key = format!(
+        "{prefix}{}/{}/rejected-{chunk:06}.jsonl",
+        flow.name, run.run_id
+    );
+    let opts = crate::ports::PutOptions {
+        content_type: Some("application/x-ndjson".into()),
+        content_encoding: None,
+    };
+    store.put(&key, body, &opts).await?;
+    Ok(vec![])
 }

@@ -1,0 +1,1278 @@
+//! `ferry flows import-appflow FILE`: an Amazon AppFlow flow definition -> a ferry flow.
+//!
+//! Accepts a CreateFlow request (or DescribeFlow output) as JSON, a CloudFormation template
+//! holding one `AWS::AppFlow::Flow` resource, or that resource's `Properties`, in JSON or YAML.
+//! Everything that has a ferry equivalent is translated; everything else is listed, with the
+//! AppFlow path, as a [`Problem`]. Tasks are reordered into ferry's top-to-bottom order:
+//! row filters, validations, masks/truncations (on the source values), computed fields
+//! (arithmetic, merge), then the field selection (map_all, map): so a masked field is masked in
+//! every mapped copy, as in AppFlow.
+
+use serde_json::{json, Map, Value};
+
+/// Something in the AppFlow definition ferry cannot express.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where in the AppFlow definition, e.g. `tasks[3].connectorOperator`.
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// The translated flow (as JSON, the shape of `ferry::flow::Flow`) and what could not be.
+#[derive(Debug)]
+pub struct Imported {
+    pub flow: Value,
+    pub problems: Vec<Problem>,
+}
+
+/// Connector names ferry knows (available or planned), by AppFlow `connectorType`.
+const CONNECTORS: &[(&str, &str)] = &[
+    ("salesforce", "salesforce"),
+    ("zendesk", "zendesk"),
+    ("servicenow", "servicenow"),
+    ("slack", "slack"),
+    ("customconnector", "rest"),
+];
+
+/// Lower-case the first letter of CamelCase keys (CloudFormation spells `FlowName`, the API
+/// `flowName`); ALL_CAPS keys (task properties) and keys without lower-case letters (`S3`) stay.
+fn normalize(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    let k = if k.chars().any(|c| c.is_ascii_lowercase()) {
+                        let mut c = k.chars();
+                        match c.next() {
+                            Some(f) => f.to_ascii_lowercase().to_string() + c.as_str(),
+                            None => k,
+                        }
+                    } else {
+                        k
+                    };
+                    (k, normalize(v))
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(normalize).collect()),
+        other => other,
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The single value of a one-key object such as `{"Salesforce": "NO_OP"}`.
+fn only_value(v: &Value) -> Option<&Value> {
+    v.as_object()
+        .and_then(|m| m.values().find(|v| !v.is_null()))
+}
+
+/// Task properties: a map (API) or a list of `{Key, Value}` (CloudFormation).
+fn task_properties(v: Option<&Value>) -> Map<String, Value> {
+    match v {
+        Some(Value::Object(m)) => m.clone(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|kv| {
+                Some((
+                    kv.get("key")?.as_str()?.to_string(),
+                    kv.get("value")?.clone(),
+                ))
+            })
+            .collect(),
+        _ => Map::new(),
+    }
+}
+
+/// A list property: a JSON array in a string (`"[\"a\",\"b\"]"`), or comma-separated text.
+fn list_property(v: &Value) -> Vec<String> {
+    match v {
+        Value::Array(a) => a.iter().filter_map(text).collect(),
+        Value::String(s) => {
+            let s = s.trim();
+            if s.starts_with('[') {
+                serde_json::from_str::<Vec<Value>>(s)
+                    .map(|a| a.iter().filter_map(text).collect())
+                    .unwrap_or_default()
+            } else if s.is_empty() {
+                vec![]
+            } else {
+                s.split(',').map(|x| x.trim().to_string()).collect()
+            }
+        }
+        _ => vec![],
+    }
+}
+
+/// AppFlow's `rate(5minutes)` as EventBridge writes it: `rate(5 minutes)` (`1 minute`).
+pub fn schedule_expression(e: &str) -> String {
+    let e = e.trim();
+    let Some(inner) = e.strip_prefix("rate(").and_then(|r| r.strip_suffix(')')) else {
+        return e.to_string();
+    };
+    let inner = inner.trim();
+    let digits: String = inner.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let unit = inner[digits.len()..]
+        .trim()
+        .trim_end_matches('s')
+        .to_lowercase();
+    if digits.is_empty() || unit.is_empty() {
+        return e.to_string();
+    }
+    let n: u64 = digits.parse().unwrap_or(0);
+    format!("rate({n} {unit}{})", if n == 1 { "" } else { "s" })
+}
+
+/// AppFlow times: epoch seconds (API numbers), epoch millis (filter values) or RFC 3339.
+fn time_value(v: &Value) -> Option<String> {
+    let t = text(v)?;
+    if let Ok(n) = t.parse::<i64>() {
+        let dt = if n > 100_000_000_000 {
+            chrono::DateTime::from_timestamp_millis(n)
+        } else {
+            chrono::DateTime::from_timestamp(n, 0)
+        }?;
+        return Some(dt.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+    }
+    if let Ok(f) = t.parse::<f64>() {
+        return chrono::DateTime::from_timestamp(f as i64, 0)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+    }
+    chrono::DateTime::parse_from_rfc3339(&t).ok().map(|d| {
+        d.to_utc()
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    })
+}
+
+/// A ferry cast type for an AppFlow data type name.
+fn cast_type(t: &str) -> Option<&'static str> {
+    Some(match t.to_lowercase().as_str() {
+        "string" | "id" | "reference" | "textarea" | "picklist" | "multipicklist" | "email"
+        | "phone" | "url" | "text" | "combobox" | "encryptedstring" => "string",
+        "int" | "integer" | "long" | "short" | "byte" => "integer",
+        "double" | "float" | "percent" | "currency" | "number" => "float",
+        "decimal" => "decimal",
+        "boolean" | "bool" => "boolean",
+        "date" => "date",
+        "datetime" | "timestamp" | "time" => "timestamp",
+        _ => return None,
+    })
+}
+
+/// A filter value in the field's data type (datetime filters carry epoch millis).
+fn filter_value(v: &Value, data_type: Option<&str>) -> Value {
+    let is_time = data_type.is_some_and(|t| matches!(cast_type(t), Some("timestamp" | "date")));
+    if is_time {
+        if let Some(t) = time_value(v) {
+            return Value::String(t);
+        }
+    }
+    match text(v) {
+        Some(s) => match data_type.and_then(cast_type) {
+            Some("integer") => s
+                .parse::<i64>()
+                .map(Value::from)
+                .unwrap_or(Value::String(s)),
+            Some("float" | "decimal") => serde_json::from_str::<serde_json::Number>(&s)
+                .map(Value::Number)
+                .unwrap_or(Value::String(s)),
+            Some("boolean") => s
+                .parse::<bool>()
+                .map(Value::from)
+                .unwrap_or(Value::String(s)),
+            _ => Value::String(s),
+        },
+        None => v.clone(),
+    }
+}
+
+/// Translate an AppFlow definition (text: JSON or YAML).
+pub fn import(text_in: &str) -> Result<Imported, String> {
+    let raw: Value = serde_json::from_str(text_in)
+        .or_else(|_| serde_yaml::from_str::<Value>(text_in))
+        .map_err(|e| format!("not JSON or YAML: {e}"))?;
+    let mut v = normalize(raw);
+    // A CloudFormation template: pick the AWS::AppFlow::Flow resource.
+    if let Some(res) = v.get("resources").and_then(Value::as_object) {
+        let flows: Vec<&Value> = res
+            .values()
+            .filter(|r| r.get("type").and_then(Value::as_str) == Some("AWS::AppFlow::Flow"))
+            .collect();
+        match flows.as_slice() {
+            [one] => v = one.get("properties").cloned().unwrap_or(Value::Null),
+            [] => return Err("the template has no AWS::AppFlow::Flow resource".into()),
+            _ => {
+                return Err(
+                    "the template has several AWS::AppFlow::Flow resources; keep one per file"
+                        .into(),
+                )
+            }
+        }
+    }
+    if v.get("flowName").is_none() && v.get("sourceFlowConfig").is_none() {
+        return Err(
+            "this is not an AppFlow flow: expected a CreateFlow request (flowName, sourceFlowConfig, ...) \
+             or a CloudFormation template with an AWS::AppFlow::Flow resource"
+                .into(),
+        );
+    }
+    let mut t = Translator::default();
+    let flow = t.flow(&v);
+    Ok(Imported {
+        flow,
+        problems: t.problems,
+    })
+}
+
+#[derive(Default)]
+struct Translator {
+    problems: Vec<Problem>,
+}
+
+impl Translator {
+    fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn flow(&mut self, v: &Value) -> Value {
+        let mut flow = Map::new();
+        let name = v.get("flowName").and_then(text).unwrap_or_default();
+        let ok_name = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect::<String>();
+        if ok_name != name {
+            self.problem(
+                "flowName",
+                format!(
+                    "'{name}' has characters ferry flow names do not allow; renamed to '{ok_name}'"
+                ),
+            );
+        }
+        flow.insert("name".into(), json!(ok_name));
+        if let Some(d) = v.get("description").and_then(text) {
+            flow.insert("description".into(), json!(d));
+        }
+        let mut source = self.source(v.get("sourceFlowConfig").unwrap_or(&Value::Null));
+        let (mut trigger, incremental_extra) = self.trigger(v.get("triggerConfig"));
+        // A schedule without an incremental field can only reread everything.
+        if source.get("incremental").is_none() {
+            if let Some(s) = trigger.get_mut("scheduled").and_then(Value::as_object_mut) {
+                if s.get("mode").and_then(Value::as_str) == Some("incremental") {
+                    let explicit = v
+                        .pointer("/triggerConfig/triggerProperties/scheduled/dataPullMode")
+                        .or_else(|| v.pointer("/triggerConfig/triggerProperties/scheduledTriggerProperties/dataPullMode"))
+                        .is_some();
+                    if explicit {
+                        self.problem(
+                            "triggerConfig.triggerProperties.scheduled.dataPullMode",
+                            "is Incremental but the source names no datetimeTypeFieldName; imported as complete",
+                        );
+                    }
+                    s.insert("mode".into(), json!("complete"));
+                }
+            }
+        }
+        if let Some(extra) = incremental_extra {
+            match source.get_mut("incremental").and_then(Value::as_object_mut) {
+                Some(inc) => inc.extend(extra),
+                None if !extra.is_empty() => self.problem(
+                    "triggerConfig.triggerProperties",
+                    "firstExecutionFrom/scheduleOffset need an incremental field \
+                     (sourceFlowConfig.incrementalPullConfig.datetimeTypeFieldName); they were dropped",
+                ),
+                None => {}
+            }
+        }
+        flow.insert("source".into(), Value::Object(source));
+        let mut destination = self.destination(v.get("destinationFlowConfigList"));
+        if let Some(k) = v.get("kmsArn").and_then(text) {
+            if let Some(s3) = destination.get_mut("s3").and_then(Value::as_object_mut) {
+                s3.insert("kms_key_id".into(), json!(k));
+            }
+        }
+        let (tasks, partition) = self.tasks(v.get("tasks"));
+        if !partition.is_empty() {
+            destination
+                .entry("layout")
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .expect("layout is an object")
+                .insert("partition_by".into(), json!(partition));
+        }
+        flow.insert("destination".into(), Value::Object(destination));
+        if !tasks.is_empty() {
+            flow.insert("tasks".into(), Value::Array(tasks));
+        }
+        flow.insert("trigger".into(), trigger);
+        let tags = match v.get("tags") {
+            Some(Value::Object(m)) => m
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), json!(text(v)?))))
+                .collect::<Map<_, _>>(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|kv| Some((text(kv.get("key")?)?, json!(text(kv.get("value")?)?))))
+                .collect(),
+            _ => Map::new(),
+        };
+        if !tags.is_empty() {
+            flow.insert("tags".into(), Value::Object(tags));
+        }
+        for k in ["metadataCatalogConfig"] {
+            if v.get(k).is_some_and(|x| !x.is_null()) {
+                self.problem(
+                    k,
+                    "Glue Data Catalog registration is not part of a ferry flow; it was dropped",
+                );
+            }
+        }
+        Value::Object(flow)
+    }
+
+    fn source(&mut self, s: &Value) -> Map<String, Value> {
+        let mut out = Map::new();
+        let ct = s.get("connectorType").and_then(text).unwrap_or_default();
+        let connector = CONNECTORS
+            .iter()
+            .find(|(a, _)| a.eq_ignore_ascii_case(&ct))
+            .map(|(_, f)| f.to_string());
+        match &connector {
+            Some(c) => {
+                out.insert("connector".into(), json!(c));
+            }
+            None => {
+                self.problem(
+                    "sourceFlowConfig.connectorType",
+                    format!(
+                        "ferry has no {ct} connector (it has salesforce, zendesk, servicenow, slack, hubspot, rest, sample); \
+                         the flow keeps '{}' so you can swap in another connector",
+                        ct.to_lowercase()
+                    ),
+                );
+                out.insert("connector".into(), json!(ct.to_lowercase()));
+            }
+        }
+        if let Some(p) = s.get("connectorProfileName").and_then(text) {
+            out.insert("profile".into(), json!(p));
+        }
+        let props = s.get("sourceConnectorProperties").and_then(only_value);
+        let entity = props
+            .and_then(|p| p.get("object").or_else(|| p.get("entityName")))
+            .and_then(text)
+            .unwrap_or_default();
+        if entity.is_empty() {
+            self.problem(
+                "sourceFlowConfig.sourceConnectorProperties",
+                "names no object; set source.entity",
+            );
+        }
+        out.insert("entity".into(), json!(entity));
+        if let Some(m) = props.and_then(Value::as_object) {
+            for (k, v) in m {
+                if matches!(k.as_str(), "object" | "entityName") {
+                    continue;
+                }
+                self.problem(
+                    format!("sourceFlowConfig.sourceConnectorProperties.{ct}.{k}"),
+                    format!("({v}) has no ferry equivalent here; set the connector's `source.properties` by hand if it has one (see docs/connectors.md)"),
+                );
+            }
+        }
+        if let Some(f) = s
+            .get("incrementalPullConfig")
+            .and_then(|i| i.get("datetimeTypeFieldName"))
+            .and_then(text)
+        {
+            out.insert("incremental".into(), json!({ "field": f }));
+        }
+        out
+    }
+
+    /// The trigger, and settings ferry keeps under `source.incremental`.
+    fn trigger(&mut self, t: Option<&Value>) -> (Value, Option<Map<String, Value>>) {
+        let Some(t) = t else {
+            return (json!({ "on_demand": {} }), None);
+        };
+        let kind = t.get("triggerType").and_then(text).unwrap_or_default();
+        let props = t.get("triggerProperties").and_then(|p| {
+            p.get("scheduled")
+                .or_else(|| p.get("scheduledTriggerProperties"))
+        });
+        match kind.to_lowercase().as_str() {
+            "scheduled" => {
+                let p = props.cloned().unwrap_or(Value::Null);
+                let mut s = Map::new();
+                let expr = p
+                    .get("scheduleExpression")
+                    .and_then(text)
+                    .unwrap_or_default();
+                if expr.is_empty() {
+                    self.problem(
+                        "triggerConfig.triggerProperties.scheduled.scheduleExpression",
+                        "is missing",
+                    );
+                }
+                s.insert("expression".into(), json!(schedule_expression(&expr)));
+                let mode = p
+                    .get("dataPullMode")
+                    .and_then(text)
+                    .unwrap_or("Incremental".into());
+                s.insert("mode".into(), json!(mode.to_lowercase()));
+                for (k, f) in [
+                    ("scheduleStartTime", "start_time"),
+                    ("scheduleEndTime", "end_time"),
+                ] {
+                    if let Some(x) = p.get(k) {
+                        match time_value(x) {
+                            Some(ts) => {
+                                s.insert(f.into(), json!(ts));
+                            }
+                            None => self.problem(
+                                format!("triggerConfig.triggerProperties.scheduled.{k}"),
+                                format!("{x} is not a time"),
+                            ),
+                        }
+                    }
+                }
+                if let Some(tz) = p.get("timezone").and_then(text) {
+                    s.insert("timezone".into(), json!(tz));
+                }
+                if let Some(n) = p
+                    .get("flowErrorDeactivationThreshold")
+                    .and_then(Value::as_u64)
+                {
+                    s.insert("deactivate_after_failures".into(), json!(n));
+                }
+                let mut inc = Map::new();
+                if let Some(x) = p.get("firstExecutionFrom").and_then(time_value) {
+                    inc.insert("first_execution_from".into(), json!(x));
+                }
+                if let Some(o) = p.get("scheduleOffset").and_then(Value::as_u64) {
+                    if o > 0 {
+                        inc.insert("offset".into(), json!(format!("{o}s")));
+                    }
+                }
+                (json!({ "scheduled": s }), Some(inc))
+            }
+            "event" => {
+                self.problem(
+                    "triggerConfig.triggerType",
+                    "Event: AppFlow's event flows listen to a SaaS change stream; ferry starts on an EventBridge \
+                     event pattern instead (`trigger.event.pattern`); the flow was imported as on-demand",
+                );
+                (json!({ "on_demand": {} }), None)
+            }
+            "ondemand" | "" => (json!({ "on_demand": {} }), None),
+            other => {
+                self.problem(
+                    "triggerConfig.triggerType",
+                    format!("unknown trigger type '{other}'"),
+                );
+                (json!({ "on_demand": {} }), None)
+            }
+        }
+    }
+
+    fn destination(&mut self, list: Option<&Value>) -> Map<String, Value> {
+        let mut out = Map::new();
+        let list = list.and_then(Value::as_array).cloned().unwrap_or_default();
+        if list.len() != 1 {
+            self.problem(
+                "destinationFlowConfigList",
+                format!(
+                    "has {} destinations; ferry flows have exactly one (S3 or a local directory)",
+                    list.len()
+                ),
+            );
+        }
+        let Some(d) = list.first() else {
+            out.insert("local".into(), json!("ferry-out"));
+            return out;
+        };
+        let ct = d.get("connectorType").and_then(text).unwrap_or_default();
+        if !ct.eq_ignore_ascii_case("s3") {
+            self.problem(
+                "destinationFlowConfigList[0].connectorType",
+                format!("{ct}: ferry writes to S3 (or a local directory) only"),
+            );
+        }
+        let s3 = d
+            .get("destinationConnectorProperties")
+            .and_then(only_value)
+            .cloned()
+            .unwrap_or(Value::Null);
+        let at = "destinationFlowConfigList[0].destinationConnectorProperties.S3";
+        let bucket = s3.get("bucketName").and_then(text).unwrap_or_default();
+        let prefix = s3.get("bucketPrefix").and_then(text).unwrap_or_default();
+        out.insert("s3".into(), json!({ "bucket": bucket, "prefix": prefix }));
+        if s3.get("bucketKey").is_some() {
+            self.problem(
+                format!("{at}.bucketKey"),
+                "is not an S3 destination property; use bucketPrefix",
+            );
+        }
+        let fmt = s3
+            .get("s3OutputFormatConfig")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let format = match fmt
+            .get("fileType")
+            .and_then(text)
+            .unwrap_or("JSON".into())
+            .to_uppercase()
+            .as_str()
+        {
+            "CSV" => "csv",
+            "PARQUET" => "parquet",
+            _ => "jsonl",
+        };
+        out.insert("format".into(), json!(format));
+        let mut layout = Map::new();
+        if let Some(p) = fmt.get("prefixConfig") {
+            if let Some(pt) = p.get("prefixType").and_then(text) {
+                layout.insert("prefix_type".into(), json!(pt.to_lowercase()));
+            }
+            if let Some(pf) = p.get("prefixFormat").and_then(text) {
+                layout.insert("date".into(), json!(pf.to_lowercase()));
+            }
+            if let Some(h) = p.get("pathPrefixHierarchy").and_then(Value::as_array) {
+                layout.insert(
+                    "hierarchy".into(),
+                    Value::Array(
+                        h.iter()
+                            .filter_map(text)
+                            .map(|x| json!(x.to_lowercase()))
+                            .collect(),
+                    ),
+                );
+            }
+        }
+        if !layout.is_empty() {
+            out.insert("layout".into(), Value::Object(layout));
+        }
+        if let Some(a) = fmt.get("aggregationConfig") {
+            if a.get("aggregationType")
+                .and_then(text)
+                .is_some_and(|t| t.eq_ignore_ascii_case("SingleFile"))
+            {
+                out.insert("single_file".into(), json!(true));
+            } else if let Some(n) = a.get("targetFileSize").and_then(Value::as_u64) {
+                out.insert("file_size_mb".into(), json!(n));
+            }
+        }
+        if let Some(b) = fmt.get("preserveSourceDataTyping").and_then(Value::as_bool) {
+            out.insert("preserve_source_types".into(), json!(b));
+        }
+        if let Some(e) = s3
+            .get("errorHandlingConfig")
+            .or_else(|| d.get("errorHandlingConfig"))
+        {
+            if let Some(b) = e.get("bucketName").and_then(text) {
+                let p = e.get("bucketPrefix").and_then(text).unwrap_or_default();
+                out.insert(
+                    "error_location".into(),
+                    json!(if p.is_empty() {
+                        format!("s3://{b}")
+                    } else {
+                        format!("s3://{b}/{p}")
+                    }),
+                );
+            }
+            if e.get("failOnFirstDestinationError")
+                .and_then(Value::as_bool)
+                == Some(true)
+            {
+                self.problem(
+                    format!("{at}.errorHandlingConfig.failOnFirstDestinationError"),
+                    "ferry retries writes and fails the run on a write error anyway; the setting was dropped",
+                );
+            }
+        }
+        out
+    }
+
+    /// ferry tasks (in ferry order) and the partition keys.
+    fn tasks(&mut self, list: Option<&Value>) -> (Vec<Value>, Vec<String>) {
+        let list = list.and_then(Value::as_array).cloned().unwrap_or_default();
+        let (mut filters, mut validates, mut masks, mut computed, mut selects) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        let mut projection: Option<Vec<String>> = None;
+        let mut partition = vec![];
+        let has_map = list.iter().any(|t| {
+            matches!(
+                t.get("taskType")
+                    .and_then(Value::as_str)
+                    .map(str::to_lowercase)
+                    .as_deref(),
+                Some("map" | "map_all" | "passthrough")
+            )
+        });
+        for (i, t) in list.iter().enumerate() {
+            let at = format!("tasks[{i}]");
+            let kind = t.get("taskType").and_then(text).unwrap_or_default();
+            let op = t
+                .get("connectorOperator")
+                .and_then(only_value)
+                .and_then(text)
+                .unwrap_or_else(|| "NO_OP".into())
+                .to_uppercase();
+            let src: Vec<String> = t
+                .get("sourceFields")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(text).collect())
+                .unwrap_or_default();
+            let dest = t
+                .get("destinationField")
+                .and_then(text)
+                .filter(|d| !d.is_empty());
+            let props = task_properties(t.get("taskProperties"));
+            let prop = |k: &str| props.get(k).and_then(text);
+            let first = src.first().cloned().unwrap_or_default();
+            let need_one = |me: &mut Self| {
+                if src.len() != 1 {
+                    me.problem(
+                        format!("{at}.sourceFields"),
+                        format!("{kind} takes one source field, found {}", src.len()),
+                    );
+                    false
+                } else {
+                    true
+                }
+            };
+            match kind.to_lowercase().as_str() {
+                "filter" if op == "PROJECTION" => projection = Some(src.clone()),
+                "filter" => {
+                    if !need_one(self) {
+                        continue;
+                    }
+                    let dt = prop("DATA_TYPE");
+                    let val = |k: &str| props.get(k).map(|v| filter_value(v, dt.as_deref()));
+                    let values = props.get("VALUES").map(|v| {
+                        list_property(v)
+                            .into_iter()
+                            .map(|x| filter_value(&json!(x), dt.as_deref()))
+                            .collect::<Vec<_>>()
+                    });
+                    let simple = |o: &str| match (&values, val("VALUE")) {
+                        (_, Some(v)) => Some(json!({ "field": first, "op": o, "value": v })),
+                        (Some(vs), None) if vs.len() == 1 => {
+                            Some(json!({ "field": first, "op": o, "value": vs[0] }))
+                        }
+                        _ => None,
+                    };
+                    let f = match op.as_str() {
+                        "EQUAL_TO" => match &values {
+                            Some(vs) if vs.len() > 1 => {
+                                Some(json!({ "field": first, "op": "in", "values": vs }))
+                            }
+                            _ => simple("equal"),
+                        },
+                        "NOT_EQUAL_TO" => match &values {
+                            Some(vs) if vs.len() > 1 => Some(
+                                json!({ "all": vs.iter().map(|v| json!({ "field": first, "op": "not_equal", "value": v })).collect::<Vec<_>>() }),
+                            ),
+                            _ => simple("not_equal"),
+                        },
+                        "LESS_THAN" => simple("less"),
+                        "LESS_THAN_OR_EQUAL_TO" => simple("less_or_equal"),
+                        "GREATER_THAN" => simple("greater"),
+                        "GREATER_THAN_OR_EQUAL_TO" => simple("greater_or_equal"),
+                        "CONTAINS" => match &values {
+                            Some(vs) if vs.len() > 1 => Some(
+                                json!({ "any": vs.iter().map(|v| json!({ "field": first, "op": "contains", "value": text(v).unwrap_or_default() })).collect::<Vec<_>>() }),
+                            ),
+                            _ => simple("contains").map(|mut f| {
+                                f["value"] = json!(text(&f["value"]).unwrap_or_default());
+                                f
+                            }),
+                        },
+                        "BETWEEN" => match (val("LOWER_BOUND"), val("UPPER_BOUND")) {
+                            (Some(lo), Some(hi)) => Some(
+                                json!({ "field": first, "op": "between", "min": lo, "max": hi }),
+                            ),
+                            _ => None,
+                        },
+                        other => {
+                            self.problem(
+                                format!("{at}.connectorOperator"),
+                                format!("{other} is not a filter operator"),
+                            );
+                            continue;
+                        }
+                    };
+                    match f {
+                        Some(f) => filters.push(json!({ "filter": f })),
+                        None => self.problem(
+                            format!("{at}.taskProperties"),
+                            format!("{op} needs VALUE/VALUES (or LOWER_BOUND and UPPER_BOUND for BETWEEN)"),
+                        ),
+                    }
+                }
+                "map" | "passthrough" => {
+                    if !need_one(self) {
+                        continue;
+                    }
+                    let mut m = Map::new();
+                    m.insert("from".into(), json!(first));
+                    if let Some(d) = &dest {
+                        if *d != first {
+                            m.insert("to".into(), json!(d));
+                        }
+                    }
+                    let to_t = prop("DESTINATION_DATA_TYPE");
+                    let from_t = prop("SOURCE_DATA_TYPE");
+                    if let Some(dt) = to_t.as_deref() {
+                        match cast_type(dt) {
+                            Some(c) if from_t.as_deref().and_then(cast_type) != Some(c) && c != "string" => {
+                                m.insert("type".into(), json!(c));
+                            }
+                            Some("string") if from_t.as_deref().and_then(cast_type).is_some_and(|f| f != "string") => {
+                                m.insert("type".into(), json!("string"));
+                            }
+                            Some(_) => {}
+                            None => self.problem(
+                                format!("{at}.taskProperties.DESTINATION_DATA_TYPE"),
+                                format!("'{dt}' has no ferry type (string, integer, float, decimal, boolean, date, timestamp); the field is mapped without a cast"),
+                            ),
+                        }
+                    }
+                    selects.push(json!({ "map": m }));
+                }
+                "map_all" => {
+                    let exclude = props
+                        .get("EXCLUDE_SOURCE_FIELDS_LIST")
+                        .map(list_property)
+                        .unwrap_or_default();
+                    selects.push(json!({ "map_all": { "exclude": exclude } }));
+                }
+                "mask" => {
+                    if !need_one(self) {
+                        continue;
+                    }
+                    let mut m = Map::new();
+                    m.insert("field".into(), json!(first));
+                    let n = prop("MASK_LENGTH").and_then(|n| n.parse::<u64>().ok());
+                    match (op.as_str(), n) {
+                        ("MASK_ALL", _) => {}
+                        ("MASK_FIRST_N", Some(n)) => {
+                            m.insert("first".into(), json!(n));
+                        }
+                        ("MASK_LAST_N", Some(n)) => {
+                            m.insert("last".into(), json!(n));
+                        }
+                        (o, _) => {
+                            self.problem(
+                                format!("{at}"),
+                                format!("mask operator {o} needs MASK_LENGTH (a number)"),
+                            );
+                            continue;
+                        }
+                    }
+                    if let Some(c) = prop("MASK_VALUE").and_then(|c| c.chars().next()) {
+                        m.insert("char".into(), json!(c.to_string()));
+                    }
+                    masks.push(json!({ "mask": m }));
+                }
+                "truncate" => {
+                    if !need_one(self) {
+                        continue;
+                    }
+                    match prop("TRUNCATE_LENGTH").and_then(|n| n.parse::<u64>().ok()) {
+                        Some(n) => {
+                            masks.push(json!({ "truncate": { "field": first, "length": n } }))
+                        }
+                        None => self.problem(
+                            format!("{at}.taskProperties.TRUNCATE_LENGTH"),
+                            "is missing or not a number",
+                        ),
+                    }
+                }
+                "arithmetic" => {
+                    let ord = prop("MATH_OPERATION_FIELDS_ORDER")
+                        .map(|o| list_property(&json!(o)))
+                        .filter(|o| o.len() == 2);
+                    let fields = ord.unwrap_or(src.clone());
+                    if fields.is_empty() {
+                        self.problem(
+                            format!("{at}.sourceFields"),
+                            "arithmetic needs two source fields (or one and a VALUE)",
+                        );
+                        continue;
+                    }
+                    let aop = match op.as_str() {
+                        "ADDITION" => "add",
+                        "SUBTRACTION" => "subtract",
+                        "MULTIPLICATION" => "multiply",
+                        "DIVISION" => "divide",
+                        o => {
+                            self.problem(
+                                format!("{at}.connectorOperator"),
+                                format!("{o} is not an arithmetic operator"),
+                            );
+                            continue;
+                        }
+                    };
+                    let Some(to) = dest.clone() else {
+                        self.problem(
+                            format!("{at}.destinationField"),
+                            "is missing; arithmetic writes a new field",
+                        );
+                        continue;
+                    };
+                    let right = match (fields.get(1), prop("VALUE")) {
+                        (Some(f), _) => json!(f),
+                        (None, Some(v)) => serde_json::from_str::<serde_json::Number>(&v)
+                            .map(Value::Number)
+                            .unwrap_or(json!(v)),
+                        _ => {
+                            self.problem(
+                                format!("{at}.sourceFields"),
+                                "arithmetic needs two source fields (or one and a VALUE)",
+                            );
+                            continue;
+                        }
+                    };
+                    computed.push(json!({ "arithmetic": { "to": to, "left": fields[0], "op": aop, "right": right } }));
+                }
+                "merge" => {
+                    let Some(to) = dest.clone() else {
+                        self.problem(
+                            format!("{at}.destinationField"),
+                            "is missing; merge writes a new field",
+                        );
+                        continue;
+                    };
+                    let fmt = prop("CONCAT_FORMAT").unwrap_or_default();
+                    if fmt.contains('{') {
+                        self.problem(
+                            format!("{at}.taskProperties.CONCAT_FORMAT"),
+                            format!("'{fmt}' is not translated; write a ferry format such as \"{{{}}}\"", src.join("} {")),
+                        );
+                        continue;
+                    }
+                    // CONCAT_FORMAT without placeholders is the separator between the fields.
+                    let esc = |s: &str| s.replace('{', "{{").replace('}', "}}");
+                    let format = src
+                        .iter()
+                        .map(|f| format!("{{{f}}}"))
+                        .collect::<Vec<_>>()
+                        .join(&esc(&fmt));
+                    computed.push(json!({ "merge": { "to": to, "format": format } }));
+                }
+                "validate" => {
+                    if !need_one(self) {
+                        continue;
+                    }
+                    let check = match op.as_str() {
+                        "VALIDATE_NON_NULL" => "non_null",
+                        "VALIDATE_NON_ZERO" => "non_zero",
+                        "VALIDATE_NON_NEGATIVE" => "non_negative",
+                        "VALIDATE_NUMERIC" => "numeric",
+                        o => {
+                            self.problem(
+                                format!("{at}.connectorOperator"),
+                                format!("{o} is not a validation"),
+                            );
+                            continue;
+                        }
+                    };
+                    let action = match prop("VALIDATION_ACTION")
+                        .unwrap_or("DropRecord".into())
+                        .to_lowercase()
+                        .as_str()
+                    {
+                        "droprecord" | "drop_record" | "no_op" => "drop_record",
+                        _ => "terminate_run",
+                    };
+                    validates.push(
+                        json!({ "validate": { "field": first, "check": check, "action": action } }),
+                    );
+                }
+                "partition" => {
+                    let keys = props
+                        .get("ORDERED_PARTITION_KEYS_LIST")
+                        .map(list_property)
+                        .filter(|k| !k.is_empty())
+                        .unwrap_or(src.clone());
+                    partition.extend(keys);
+                }
+                other => self.problem(
+                    format!("{at}.taskType"),
+                    format!("'{other}' is not an AppFlow task type ferry knows"),
+                ),
+            }
+        }
+        if let Some(p) = projection {
+            // AppFlow's projection says what is pulled; with maps, the maps choose the output.
+            if !has_map && !p.is_empty() {
+                selects.insert(0, json!({ "project": p }));
+            }
+        }
+        let mut out = filters;
+        out.extend(validates);
+        out.extend(masks);
+        out.extend(computed);
+        out.extend(selects);
+        (out, partition)
+    }
+}
+
+/// The CLI command: print or write the YAML; list what could not be translated.
+pub fn run(
+    file: &std::path::Path,
+    out: Option<&std::path::Path>,
+    partial: bool,
+) -> anyhow::Result<i32> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let imported = import(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let mut problems: Vec<String> = imported
+        .problems
+        .iter()
+        .map(|p| format!("AppFlow {p}"))
+        .collect();
+    let origin = format!("{} (imported)", file.display());
+    if let Err(e) = ferry::flow::Flow::from_value(imported.flow.clone(), &origin) {
+        problems.extend(e.errors().iter().map(|e| format!("ferry {e}")));
+    }
+    if !problems.is_empty() {
+        eprintln!(
+            "{}: {} thing(s) could not be translated:",
+            file.display(),
+            problems.len()
+        );
+        for p in &problems {
+            eprintln!("  - {p}");
+        }
+        if !partial {
+            eprintln!("nothing written; fix the definition, or pass --partial to write the flow with these notes");
+            return Ok(2);
+        }
+    }
+    let mut yaml = String::new();
+    yaml.push_str(&format!(
+        "# Imported from AppFlow definition {}\n",
+        file.display()
+    ));
+    for p in &problems {
+        yaml.push_str(&format!("# TODO {p}\n"));
+    }
+    yaml.push_str(&serde_yaml::to_string(&imported.flow)?);
+    match out {
+        Some(o) => {
+            std::fs::write(o, &yaml)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", o.display()))?;
+            eprintln!("wrote {}", o.display());
+        }
+        None => print!("{yaml}"),
+    }
+    Ok(if problems.is_empty() { 0 } else { 2 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry::local::{asl::NoopObserver, embedded_deps, Engine};
+    use ferry::model::{PullMode, TriggerType};
+    use ferry::steps::start_run::RunRequest;
+
+    fn fixture(name: &str) -> String {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/appflow")
+            .join(name);
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    fn paths(i: &Imported) -> Vec<&str> {
+        i.problems.iter().map(|p| p.path.as_str()).collect()
+    }
+
+    #[test]
+    fn cloudformation_fixture_imports() {
+        let i = import(&fixture("cfn-salesforce-account-to-s3.json")).unwrap();
+        assert!(i.problems.is_empty(), "{:?}", i.problems);
+        let f = &i.flow;
+        assert_eq!(f["name"], "MySalesforceToS3Flow");
+        assert_eq!(f["source"]["connector"], "salesforce");
+        assert_eq!(f["source"]["profile"], "MySalesforceConnection");
+        assert_eq!(f["source"]["entity"], "Account");
+        assert_eq!(f["destination"]["s3"]["bucket"], "my-appflow-bucket");
+        assert_eq!(f["destination"]["format"], "csv");
+        assert_eq!(f["tasks"], json!([{ "map_all": { "exclude": [] } }]));
+        assert_eq!(f["trigger"], json!({ "on_demand": {} }));
+    }
+
+    #[test]
+    fn api_projection_fixture_imports() {
+        let i = import(&fixture("api-salesforce-projection-map.json")).unwrap();
+        assert!(i.problems.is_empty(), "{:?}", i.problems);
+        // The maps choose the output, so the projection is not repeated.
+        assert_eq!(
+            i.flow["tasks"],
+            json!([{ "map": { "from": "Id" } }, { "map": { "from": "Id", "to": "AccountId" } }])
+        );
+        assert_eq!(i.flow["destination"]["s3"]["prefix"], "testPrefix");
+        assert_eq!(i.flow["destination"]["format"], "jsonl");
+    }
+
+    #[test]
+    fn marketo_fixture_lists_what_it_cannot_translate() {
+        let i = import(&fixture("api-marketo-between.json")).unwrap();
+        assert_eq!(
+            paths(&i),
+            [
+                "sourceFlowConfig.connectorType",
+                "destinationFlowConfigList[0].destinationConnectorProperties.S3.bucketKey"
+            ]
+        );
+        assert_eq!(
+            i.flow["trigger"],
+            json!({ "scheduled": { "expression": "rate(1 minute)", "mode": "complete" } })
+        );
+        assert_eq!(
+            i.flow["tasks"],
+            json!([
+                { "filter": { "field": "updatedAt", "op": "between", "min": "2025-12-01T00:00:00Z", "max": "2025-12-15T00:00:00Z" } },
+                { "map": { "from": "company" } }
+            ])
+        );
+    }
+
+    #[test]
+    fn every_task_type_translates() {
+        let def = json!({
+            "flowName": "all-tasks",
+            "triggerConfig": { "triggerType": "Scheduled", "triggerProperties": { "Scheduled": {
+                "scheduleExpression": "rate(5minutes)", "dataPullMode": "Incremental",
+                "firstExecutionFrom": 1735689600, "scheduleOffset": 300 } } },
+            "sourceFlowConfig": { "connectorType": "Zendesk", "connectorProfileName": "zd",
+                "sourceConnectorProperties": { "Zendesk": { "object": "tickets" } },
+                "incrementalPullConfig": { "datetimeTypeFieldName": "updated_at" } },
+            "destinationFlowConfigList": [{ "connectorType": "S3", "destinationConnectorProperties": { "S3": {
+                "bucketName": "lake", "bucketPrefix": "zd", "s3OutputFormatConfig": { "fileType": "PARQUET",
+                "prefixConfig": { "prefixType": "PATH", "prefixFormat": "DAY", "pathPrefixHierarchy": ["EXECUTION_ID"] },
+                "aggregationConfig": { "aggregationType": "None", "targetFileSize": 64 } } } } }],
+            "tasks": [
+                { "taskType": "Map_all", "sourceFields": [], "taskProperties": { "EXCLUDE_SOURCE_FIELDS_LIST": "[\"raw\"]" } },
+                { "taskType": "Filter", "connectorOperator": { "Zendesk": "GREATER_THAN" }, "sourceFields": ["priority_n"], "taskProperties": { "DATA_TYPE": "integer", "VALUE": "2" } },
+                { "taskType": "Filter", "connectorOperator": { "Zendesk": "EQUAL_TO" }, "sourceFields": ["status"], "taskProperties": { "DATA_TYPE": "string", "VALUES": "[\"open\",\"new\"]" } },
+                { "taskType": "Mask", "connectorOperator": { "Zendesk": "MASK_LAST_N" }, "sourceFields": ["email"], "destinationField": "email", "taskProperties": { "MASK_LENGTH": "5", "MASK_VALUE": "#" } },
+                { "taskType": "Truncate", "connectorOperator": { "Zendesk": "NO_OP" }, "sourceFields": ["subject"], "taskProperties": { "TRUNCATE_LENGTH": "40" } },
+                { "taskType": "Arithmetic", "connectorOperator": { "Zendesk": "DIVISION" }, "sourceFields": ["a", "b"], "destinationField": "ratio" },
+                { "taskType": "Merge", "connectorOperator": { "Zendesk": "NO_OP" }, "sourceFields": ["first", "last"], "destinationField": "name", "taskProperties": { "CONCAT_FORMAT": " " } },
+                { "taskType": "Validate", "connectorOperator": { "Zendesk": "VALIDATE_NON_NULL" }, "sourceFields": ["id"], "taskProperties": { "VALIDATION_ACTION": "TerminateFlow" } },
+                { "taskType": "Partition", "sourceFields": [], "taskProperties": { "ORDERED_PARTITION_KEYS_LIST": "[\"status\"]" } },
+                { "taskType": "Map", "connectorOperator": { "Zendesk": "NO_OP" }, "sourceFields": ["n"], "destinationField": "n2", "taskProperties": { "SOURCE_DATA_TYPE": "string", "DESTINATION_DATA_TYPE": "integer" } },
+                { "taskType": "Sort", "sourceFields": [] }
+            ]
+        });
+        let i = import(&def.to_string()).unwrap();
+        assert_eq!(paths(&i), ["tasks[10].taskType"]);
+        let f = &i.flow;
+        assert_eq!(
+            f["tasks"],
+            json!([
+                { "filter": { "field": "priority_n", "op": "greater", "value": 2 } },
+                { "filter": { "field": "status", "op": "in", "values": ["open", "new"] } },
+                { "validate": { "field": "id", "check": "non_null", "action": "terminate_run" } },
+                { "mask": { "field": "email", "last": 5, "char": "#" } },
+                { "truncate": { "field": "subject", "length": 40 } },
+                { "arithmetic": { "to": "ratio", "left": "a", "op": "divide", "right": "b" } },
+                { "merge": { "to": "name", "format": "{first} {last}" } },
+                { "map_all": { "exclude": ["raw"] } },
+                { "map": { "from": "n", "to": "n2", "type": "integer" } }
+            ])
+        );
+        assert_eq!(
+            f["destination"]["layout"]["partition_by"],
+            json!(["status"])
+        );
+        assert_eq!(f["destination"]["layout"]["date"], "day");
+        assert_eq!(f["destination"]["file_size_mb"], 64);
+        assert_eq!(f["destination"]["format"], "parquet");
+        assert_eq!(f["trigger"]["scheduled"]["expression"], "rate(5 minutes)");
+        assert_eq!(f["trigger"]["scheduled"]["mode"], "incremental");
+        assert_eq!(
+            f["source"]["incremental"]["first_execution_from"],
+            "2025-01-01T00:00:00Z"
+        );
+        assert_eq!(f["source"]["incremental"]["offset"], "300s");
+        // The result is a valid ferry flow (with a connector this build has).
+        let mut f = f.clone();
+        f["source"]["connector"] = json!("sample");
+        f["source"].as_object_mut().unwrap().remove("profile");
+        ferry::flow::Flow::from_value(f, "imported").unwrap();
+    }
+
+    #[test]
+    fn rate_expressions_are_normalized() {
+        assert_eq!(schedule_expression("rate(1minutes)"), "rate(1 minute)");
+        assert_eq!(schedule_expression("rate(2 hours)"), "rate(2 hours)");
+        assert_eq!(
+            schedule_expression("cron(0 6 * * ? *)"),
+            "cron(0 6 * * ? *)"
+        );
+    }
+
+    /// The imported flow with the source swapped to the sample connector and a local destination.
+    fn on_sample(
+        mut f: Value,
+        entity: &str,
+        names: &[(&str, &str)],
+        out: &str,
+    ) -> ferry::flow::Flow {
+        let mut tasks = f["tasks"].to_string();
+        for (a, b) in names {
+            tasks = tasks.replace(&format!("\"{a}\""), &format!("\"{b}\""));
+        }
+        f["tasks"] = serde_json::from_str(&tasks).unwrap();
+        f["source"] = json!({ "connector": "sample", "entity": entity,
+            "properties": { "records": 400, "as_of": "2026-01-01T00:00:00Z" } });
+        let format = f["destination"]["format"].clone();
+        f["destination"] = json!({ "local": out, "format": format });
+        f["trigger"] = json!({ "on_demand": {} });
+        ferry::flow::Flow::from_value(f, "fixture").unwrap()
+    }
+
+    async fn run(flow: &ferry::flow::Flow) -> (tempfile_dir::Dir, Vec<String>) {
+        let d = tempfile_dir::Dir::new();
+        std::fs::create_dir_all(d.0.join("home")).unwrap();
+        let deps = embedded_deps(&d.0.join("home"), &d.0, None).unwrap();
+        deps.flows.put_flow(flow, deps.clock.now()).await.unwrap();
+        let engine = Engine::new(deps).unwrap();
+        let outcome = engine
+            .run(
+                RunRequest {
+                    flow: flow.name.clone(),
+                    trigger: Some(TriggerType::OnDemand),
+                    mode: Some(PullMode::Complete),
+                    window: None,
+                },
+                &NoopObserver,
+            )
+            .await;
+        assert!(outcome.succeeded(), "{:?}", outcome.failure);
+        let mut lines = vec![];
+        let mut stack = vec![d.0.join("out")];
+        while let Some(p) = stack.pop() {
+            for e in std::fs::read_dir(&p).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    if !p.ends_with("_manifests") {
+                        stack.push(p);
+                    }
+                } else if p.extension().is_some_and(|x| x == "csv" || x == "jsonl") {
+                    lines.extend(
+                        std::fs::read_to_string(&p)
+                            .unwrap()
+                            .lines()
+                            .map(String::from),
+                    );
+                }
+            }
+        }
+        (d, lines)
+    }
+
+    /// A scratch directory removed on drop (the CLI crate has no tempfile dependency).
+    mod tempfile_dir {
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Self {
+                let p = std::env::temp_dir().join(format!(
+                    "ferry-import-{}-{}",
+                    std::process::id(),
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_nanos()
+                ));
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn fixtures_run_on_the_sample_connector() {
+        // 1. Map_all to CSV (contacts: the CSV encoder takes flat records).
+        let i = import(&fixture("cfn-salesforce-account-to-s3.json")).unwrap();
+        let (_d, lines) = run(&on_sample(i.flow, "contacts", &[], "out")).await;
+        assert_eq!(lines.len(), 401, "a header and 400 records");
+        assert!(
+            lines[0].starts_with("id,account_id,first_name"),
+            "{}",
+            lines[0]
+        );
+
+        // 2. Id and Id -> AccountId.
+        let i = import(&fixture("api-salesforce-projection-map.json")).unwrap();
+        let (_d, lines) = run(&on_sample(i.flow, "accounts", &[("Id", "id")], "out")).await;
+        assert_eq!(lines.len(), 400);
+        let r: Value = serde_json::from_str(&lines[0]).unwrap();
+        let keys: Vec<_> = r.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["id", "AccountId"]);
+        assert_eq!(r["id"], r["AccountId"]);
+
+        // 3. BETWEEN on a datetime, then one field.
+        let i = import(&fixture("api-marketo-between.json")).unwrap();
+        let flow = on_sample(
+            i.flow,
+            "contacts",
+            &[("updatedAt", "updated_at"), ("company", "account_id")],
+            "out",
+        );
+        let (_d, lines) = run(&flow).await;
+        let mut props = serde_json::Map::new();
+        props.insert("records".into(), json!(400));
+        let src = ferry::connector::sample::SampleSource::from_properties(&props).unwrap();
+        let as_of = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let lo = chrono::DateTime::parse_from_rfc3339("2025-12-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let hi = chrono::DateTime::parse_from_rfc3339("2025-12-15T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let expected = (0..400)
+            .filter(|j| {
+                let t = src.updated_at(*j, as_of);
+                t >= lo && t <= hi
+            })
+            .count();
+        assert!(expected > 0);
+        assert_eq!(lines.len(), expected);
+        let r: Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(r.as_object().unwrap().len(), 1);
+        assert!(r["account_id"].as_str().unwrap().starts_with("ACC-"));
+    }
+}
