@@ -594,7 +594,8 @@ mod tests {
     use super::*;
 
     fn errs(yaml: &str) -> Vec<String> {
-        let t: TaskSpec = serde_yaml::from_str(yaml).unwrap();
+        let v: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
+        let t: TaskSpec = serde_json::from_value(v).unwrap();
         let mut e = vec![];
         t.validate("tasks[3]", &mut e);
         e.into_iter().map(|e| e.to_string()).collect()

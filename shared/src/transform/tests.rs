@@ -127,7 +127,8 @@ fn batch() -> RecordBatch {
 }
 
 fn tasks(yaml: &str) -> Vec<TaskSpec> {
-    let ts: Vec<TaskSpec> = serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"));
+    let v: serde_json::Value = serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"));
+    let ts: Vec<TaskSpec> = serde_json::from_value(v).unwrap_or_else(|e| panic!("{yaml}: {e}"));
     for (i, t) in ts.iter().enumerate() {
         let mut errs = vec![];
         t.validate(&format!("tasks[{i}]"), &mut errs);
@@ -724,7 +725,9 @@ fn validate_terminate_run_stops_with_the_first_failing_row() {
 
 #[test]
 fn partition_task_points_to_the_layout() {
-    let t: Vec<TaskSpec> = serde_yaml::from_str("[ { partition: [country] } ]").unwrap();
+    let t: Vec<TaskSpec> =
+        serde_json::from_value(serde_yaml::from_str("[ { partition: [country] } ]").unwrap())
+            .unwrap();
     let mut errs = vec![];
     t[0].validate("tasks[0]", &mut errs);
     assert!(errs[0]
