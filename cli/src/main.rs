@@ -314,36 +314,7 @@ async fn real_main(cli: Cli) -> Result<i32> {
                 }
             }
         },
-        Cmd::Runs { cmd } => match cmd {
-            RunsCmd::List { flow, limit, json } => {
-                let runs = deps.runs.list_runs(&flow, limit).await?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&runs)?);
-                    return Ok(0);
-                }
-                for r in runs {
-                    println!(
-                        "{:<28} {:<12} {} written {:>10} records {:>12} bytes{}",
-                        r.run_id,
-                        r.status.as_str(),
-                        r.started_at.to_rfc3339(),
-                        r.records_written,
-                        r.bytes_written,
-                        r.error
-                            .map(|e| format!("  {}: {}", e.error, e.message))
-                            .unwrap_or_default()
-                    );
-                }
-                Ok(0)
-            }
-            RunsCmd::Get { run_id } => match deps.runs.get_run(&run_id).await? {
-                Some(r) => {
-                    println!("{}", serde_json::to_string_pretty(&r)?);
-                    Ok(0)
-                }
-                None => bail!("no run '{run_id}'"),
-            },
-        },
+        Cmd::Runs { cmd } => runs_command(deps.runs.as_ref(), cmd, "").await,
         Cmd::Profiles { cmd } => match cmd {
             ProfilesCmd::Put { name, file } => {
                 let text = std::fs::read_to_string(&file)
@@ -396,6 +367,45 @@ fn backfill_window(from: Option<String>, to: Option<String>) -> Result<Option<Wi
         }),
         _ => None,
     })
+}
+
+/// `runs list|get` over any run store: the embedded SQLite one or, in remote mode, DynamoDB.
+/// `place` names the store in a not-found message (e.g. " in table ferry-dev").
+pub(crate) async fn runs_command(
+    store: &dyn ferry::ports::RunStore,
+    cmd: RunsCmd,
+    place: &str,
+) -> Result<i32> {
+    match cmd {
+        RunsCmd::List { flow, limit, json } => {
+            let runs = store.list_runs(&flow, limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+                return Ok(0);
+            }
+            for r in runs {
+                println!(
+                    "{:<28} {:<12} {} written {:>10} records {:>12} bytes{}",
+                    r.run_id,
+                    r.status.as_str(),
+                    r.started_at.to_rfc3339(),
+                    r.records_written,
+                    r.bytes_written,
+                    r.error
+                        .map(|e| format!("  {}: {}", e.error, e.message))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(0)
+        }
+        RunsCmd::Get { run_id } => match store.get_run(&run_id).await? {
+            Some(r) => {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                Ok(0)
+            }
+            None => bail!("no run '{run_id}'{place}"),
+        },
+    }
 }
 
 fn parse_time(s: &str, flag: &str) -> Result<chrono::DateTime<chrono::Utc>> {

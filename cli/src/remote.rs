@@ -185,36 +185,8 @@ impl Remote {
 
     pub async fn runs(&self, cmd: RunsCmd) -> Result<i32> {
         let store = self.store()?;
-        match cmd {
-            RunsCmd::List { flow, limit, json } => {
-                let runs = store.list_runs(&flow, limit).await?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&runs)?);
-                    return Ok(0);
-                }
-                for r in runs {
-                    println!(
-                        "{:<28} {:<12} {} written {:>10} records {:>12} bytes{}",
-                        r.run_id,
-                        r.status.as_str(),
-                        r.started_at.to_rfc3339(),
-                        r.records_written,
-                        r.bytes_written,
-                        r.error
-                            .map(|e| format!("  {}: {}", e.error, e.message))
-                            .unwrap_or_default()
-                    );
-                }
-                Ok(0)
-            }
-            RunsCmd::Get { run_id } => match store.get_run(&run_id).await? {
-                Some(r) => {
-                    println!("{}", serde_json::to_string_pretty(&r)?);
-                    Ok(0)
-                }
-                None => bail!("no run '{run_id}' in table {}", store.table()),
-            },
-        }
+        let place = format!(" in table {}", store.table());
+        crate::runs_command(&store, cmd, &place).await
     }
 
     /// StartExecution; the execution name becomes the run id.
