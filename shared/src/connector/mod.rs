@@ -1,6 +1,9 @@
 //! Sources: the trait every connector implements, the field metadata they declare, and the
 //! registry that builds one from a flow's `source` section.
 
+pub mod auth;
+pub mod http;
+pub mod rest;
 pub mod sample;
 
 use crate::error::{ErrorKind, StepError};
@@ -13,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Connectors this build can run.
-pub const CONNECTORS: &[&str] = &["sample"];
+pub const CONNECTORS: &[&str] = &["sample", "rest"];
 /// Connectors named in the design that this build does not have yet.
 pub const PLANNED: &[&str] = &[
     "salesforce",
@@ -21,7 +24,6 @@ pub const PLANNED: &[&str] = &[
     "servicenow",
     "hubspot",
     "slack",
-    "rest",
 ];
 
 /// Whether a connector reads credentials from a profile.
@@ -37,6 +39,7 @@ pub fn validate_properties(
 ) -> Vec<FieldError> {
     match connector {
         "sample" => sample::validate(entity, props),
+        "rest" => rest::validate(entity, props),
         _ => vec![],
     }
 }
@@ -252,6 +255,17 @@ pub async fn build(
         "sample" => Ok(Box::new(sample::SampleSource::from_properties(
             &source.properties,
         )?)),
+        "rest" => {
+            let auth = match (&source.profile, &secret) {
+                (Some(p), Some(s)) => auth::Authenticator::from_secret(p, s, ctx.secrets.clone())?,
+                _ => auth::Authenticator::none(),
+            };
+            Ok(Box::new(rest::RestSource::new(
+                &source.properties,
+                source.incremental.as_ref().map(|i| i.field.as_str()),
+                auth,
+            )?))
+        }
         other if PLANNED.contains(&other) => Err(SourceError::config(
             "source.connector",
             format!("the {other} connector is not available in this build of ferry yet"),

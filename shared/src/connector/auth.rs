@@ -1,0 +1,481 @@
+//! Connector profile credentials: how a request is authenticated.
+//!
+//! A profile's secret is a JSON object whose `type` names the auth kind; every kind also takes
+//! `headers` (custom static headers sent with every request):
+//!
+//! ```json
+//! {"type": "api_key", "key": "…", "header": "X-API-Key"}          // or "query": "api_key"
+//! {"type": "basic", "username": "…", "password": "…"}
+//! {"type": "bearer", "token": "…"}
+//! {"type": "oauth2_client_credentials", "token_url": "…", "client_id": "…", "client_secret": "…", "scope": "…"}
+//! {"type": "oauth2_refresh_token", "token_url": "…", "client_id": "…", "client_secret": "…",
+//!  "refresh_token": "…", "access_token": "…", "expires_at": "2026-01-01T00:00:00Z"}
+//! {"type": "none", "headers": {"X-Org": "42"}}
+//! ```
+//!
+//! OAuth2 access tokens are refreshed shortly before they expire and when the API answers 401.
+//! One refresh is shared by every request in flight (they wait on the same lock and see the new
+//! token), and the refreshed tokens are written back to the profile's secret so the next run —
+//! possibly in another Lambda — starts from them. Secret values never reach a log or an error.
+
+use super::SourceError;
+use crate::ports::{Secret, SecretStore};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Refresh an access token this long before it expires.
+const REFRESH_MARGIN_SECONDS: i64 = 60;
+
+#[derive(Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum AuthSpec {
+    None,
+    ApiKey {
+        key: String,
+        #[serde(default)]
+        header: Option<String>,
+        #[serde(default)]
+        query: Option<String>,
+        /// Put before the key in a header, e.g. `Token ` (the space is yours to include).
+        #[serde(default)]
+        prefix: Option<String>,
+    },
+    Basic {
+        username: String,
+        password: String,
+    },
+    Bearer {
+        token: String,
+    },
+    Oauth2ClientCredentials {
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        #[serde(default)]
+        scope: Option<String>,
+        #[serde(default)]
+        access_token: Option<String>,
+        #[serde(default)]
+        expires_at: Option<DateTime<Utc>>,
+    },
+    Oauth2RefreshToken {
+        token_url: String,
+        client_id: String,
+        #[serde(default)]
+        client_secret: Option<String>,
+        refresh_token: String,
+        #[serde(default)]
+        access_token: Option<String>,
+        #[serde(default)]
+        expires_at: Option<DateTime<Utc>>,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+struct TokenState {
+    access: Option<String>,
+    expires_at: Option<DateTime<Utc>>,
+    refresh: Option<String>,
+    /// Bumped by every refresh, so a request that got 401 with an old token does not trigger a
+    /// second refresh when another request already did one.
+    generation: u64,
+}
+
+/// Applies a profile's credentials to requests.
+pub struct Authenticator {
+    profile: Option<String>,
+    spec: AuthSpec,
+    headers: BTreeMap<String, String>,
+    /// The secret as stored, to write refreshed tokens back into.
+    raw: serde_json::Map<String, serde_json::Value>,
+    state: tokio::sync::Mutex<TokenState>,
+    secrets: Option<Arc<dyn SecretStore>>,
+    client: reqwest::Client,
+    refreshes: AtomicU64,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("profile", &self.profile)
+            .field("kind", &self.kind())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Authenticator::apply`] added, remembered to handle a 401.
+#[derive(Debug, Clone, Copy)]
+pub struct Applied {
+    generation: u64,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<i64>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+impl Authenticator {
+    /// No credentials.
+    pub fn none() -> Self {
+        Self::build(None, AuthSpec::None, BTreeMap::new(), Default::default(), None)
+    }
+
+    /// Parse a profile's secret. Errors name the profile and the field, never a value.
+    pub fn from_secret(
+        profile: &str,
+        secret: &Secret,
+        secrets: Arc<dyn SecretStore>,
+    ) -> Result<Self, SourceError> {
+        let auth_err = |message: String| SourceError::Auth {
+            profile: profile.into(),
+            message,
+        };
+        let raw = secret
+            .expose()
+            .as_object()
+            .cloned()
+            .ok_or_else(|| auth_err("the secret must be a JSON object with a `type` field (api_key, basic, bearer, oauth2_client_credentials, oauth2_refresh_token, none)".into()))?;
+        let headers: BTreeMap<String, String> = match raw.get("headers") {
+            None => BTreeMap::new(),
+            Some(h) => serde_json::from_value(h.clone()).map_err(|_| {
+                auth_err("`headers` must map header names to text values".into())
+            })?,
+        };
+        let mut spec_obj = raw.clone();
+        spec_obj.remove("headers");
+        if !spec_obj.contains_key("type") {
+            spec_obj.insert("type".into(), "none".into());
+        }
+        let spec: AuthSpec =
+            serde_json::from_value(serde_json::Value::Object(spec_obj)).map_err(|e| {
+                // serde's message names fields and variants, not values.
+                auth_err(format!("the secret is not a valid credential: {e}"))
+            })?;
+        if let AuthSpec::ApiKey { header, query, .. } = &spec {
+            if header.is_some() == query.is_some() {
+                return Err(auth_err(
+                    "api_key needs exactly one of `header` (e.g. \"X-API-Key\") or `query` (e.g. \"api_key\")"
+                        .into(),
+                ));
+            }
+        }
+        Ok(Self::build(
+            Some(profile.to_string()),
+            spec,
+            headers,
+            raw,
+            Some(secrets),
+        ))
+    }
+
+    fn build(
+        profile: Option<String>,
+        spec: AuthSpec,
+        headers: BTreeMap<String, String>,
+        raw: serde_json::Map<String, serde_json::Value>,
+        secrets: Option<Arc<dyn SecretStore>>,
+    ) -> Self {
+        let state = match &spec {
+            AuthSpec::Oauth2ClientCredentials {
+                access_token,
+                expires_at,
+                ..
+            } => TokenState {
+                access: access_token.clone(),
+                expires_at: *expires_at,
+                ..Default::default()
+            },
+            AuthSpec::Oauth2RefreshToken {
+                access_token,
+                expires_at,
+                refresh_token,
+                ..
+            } => TokenState {
+                access: access_token.clone(),
+                expires_at: *expires_at,
+                refresh: Some(refresh_token.clone()),
+                generation: 0,
+            },
+            _ => TokenState::default(),
+        };
+        Authenticator {
+            profile,
+            spec,
+            headers,
+            raw,
+            state: tokio::sync::Mutex::new(state),
+            secrets,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("a plain reqwest client builds"),
+            refreshes: AtomicU64::new(0),
+        }
+    }
+
+    pub fn profile(&self) -> Option<&str> {
+        self.profile.as_deref()
+    }
+
+    /// The auth kind, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self.spec {
+            AuthSpec::None => "none",
+            AuthSpec::ApiKey { .. } => "api_key",
+            AuthSpec::Basic { .. } => "basic",
+            AuthSpec::Bearer { .. } => "bearer",
+            AuthSpec::Oauth2ClientCredentials { .. } => "oauth2_client_credentials",
+            AuthSpec::Oauth2RefreshToken { .. } => "oauth2_refresh_token",
+        }
+    }
+
+    /// Token refreshes done by this instance (for tests and logs).
+    pub fn refresh_count(&self) -> u64 {
+        self.refreshes.load(Ordering::SeqCst)
+    }
+
+    /// The query parameter holding a secret, to redact from URLs shown to users.
+    pub fn secret_query_param(&self) -> Option<&str> {
+        match &self.spec {
+            AuthSpec::ApiKey { query, .. } => query.as_deref(),
+            _ => None,
+        }
+    }
+
+    fn is_oauth(&self) -> bool {
+        matches!(
+            self.spec,
+            AuthSpec::Oauth2ClientCredentials { .. } | AuthSpec::Oauth2RefreshToken { .. }
+        )
+    }
+
+    pub(crate) fn auth_error(&self, message: impl Into<String>) -> SourceError {
+        SourceError::Auth {
+            profile: self.profile.clone().unwrap_or_else(|| "(none)".into()),
+            message: message.into(),
+        }
+    }
+
+    /// Add credentials to a request, refreshing an OAuth2 token that is missing or about to expire.
+    pub async fn apply(
+        &self,
+        mut rb: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::RequestBuilder, Applied), SourceError> {
+        for (k, v) in &self.headers {
+            rb = rb.header(k, v);
+        }
+        let mut generation = 0;
+        match &self.spec {
+            AuthSpec::None => {}
+            AuthSpec::ApiKey {
+                key,
+                header,
+                query,
+                prefix,
+            } => {
+                if let Some(h) = header {
+                    rb = rb.header(h, format!("{}{key}", prefix.as_deref().unwrap_or("")));
+                }
+                if let Some(q) = query {
+                    rb = rb.query(&[(q, key)]);
+                }
+            }
+            AuthSpec::Basic { username, password } => {
+                rb = rb.basic_auth(username, Some(password));
+            }
+            AuthSpec::Bearer { token } => rb = rb.bearer_auth(token),
+            AuthSpec::Oauth2ClientCredentials { .. } | AuthSpec::Oauth2RefreshToken { .. } => {
+                let mut st = self.state.lock().await;
+                let fresh = match (&st.access, st.expires_at) {
+                    (None, _) => false,
+                    (Some(_), None) => true,
+                    (Some(_), Some(exp)) => {
+                        exp - chrono::Duration::seconds(REFRESH_MARGIN_SECONDS) > Utc::now()
+                    }
+                };
+                if !fresh {
+                    self.refresh(&mut st).await?;
+                }
+                generation = st.generation;
+                rb = rb.bearer_auth(st.access.as_deref().unwrap_or_default());
+            }
+        }
+        Ok((rb, Applied { generation }))
+    }
+
+    /// The API answered 401 to a request sent with `applied`. `Ok(true)`: credentials were
+    /// refreshed (by this call or a concurrent one), send again. `Ok(false)`: nothing to refresh.
+    pub async fn on_unauthorized(&self, applied: Applied) -> Result<bool, SourceError> {
+        if !self.is_oauth() {
+            return Ok(false);
+        }
+        let mut st = self.state.lock().await;
+        if st.generation == applied.generation {
+            self.refresh(&mut st).await?;
+        }
+        Ok(true)
+    }
+
+    async fn refresh(&self, st: &mut TokenState) -> Result<(), SourceError> {
+        let (token_url, form, client) = match &self.spec {
+            AuthSpec::Oauth2ClientCredentials {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+                ..
+            } => {
+                let mut form = vec![("grant_type", "client_credentials".to_string())];
+                if let Some(s) = scope {
+                    form.push(("scope", s.clone()));
+                }
+                (
+                    token_url,
+                    form,
+                    (client_id.clone(), Some(client_secret.clone())),
+                )
+            }
+            AuthSpec::Oauth2RefreshToken {
+                token_url,
+                client_id,
+                client_secret,
+                ..
+            } => (
+                token_url,
+                vec![
+                    ("grant_type", "refresh_token".to_string()),
+                    ("refresh_token", st.refresh.clone().unwrap_or_default()),
+                ],
+                (client_id.clone(), client_secret.clone()),
+            ),
+            _ => return Ok(()),
+        };
+        let resp = self
+            .client
+            .post(token_url)
+            .basic_auth(&client.0, client.1.as_ref())
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| SourceError::Transient {
+                message: format!(
+                    "connector profile '{}': the token endpoint {} is unreachable: {}",
+                    self.profile.as_deref().unwrap_or("(none)"),
+                    super::http::redact_url_str(token_url, None),
+                    e.without_url()
+                ),
+            })?;
+        let status = resp.status();
+        let body = resp.bytes().await.unwrap_or_default();
+        if status.is_server_error() || status.as_u16() == 429 {
+            return Err(SourceError::Transient {
+                message: format!(
+                    "connector profile '{}': the token endpoint answered {status}",
+                    self.profile.as_deref().unwrap_or("(none)")
+                ),
+            });
+        }
+        if !status.is_success() {
+            // OAuth2 error bodies carry `error` codes (invalid_grant, invalid_client), no secrets.
+            let code = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
+                .unwrap_or_else(|| "no error code".into());
+            let hint = match self.spec {
+                AuthSpec::Oauth2RefreshToken { .. } => "the refresh token was refused (revoked or expired): authorize again and put the new refresh token into the profile's secret",
+                _ => "the client credentials were refused: check client_id and client_secret in the profile's secret",
+            };
+            return Err(self.auth_error(format!(
+                "token refresh failed with {status} ({code}): {hint}"
+            )));
+        }
+        let tok: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
+            self.auth_error(format!(
+                "the token endpoint answered {status} without an `access_token` in a JSON body"
+            ))
+        })?;
+        st.access = Some(tok.access_token);
+        st.expires_at = tok
+            .expires_in
+            .map(|s| Utc::now() + chrono::Duration::seconds(s));
+        if let Some(r) = tok.refresh_token {
+            st.refresh = Some(r);
+        }
+        st.generation += 1;
+        self.refreshes.fetch_add(1, Ordering::SeqCst);
+        tracing::info!(profile = ?self.profile, kind = self.kind(), "access token refreshed");
+        self.write_back(st).await
+    }
+
+    async fn write_back(&self, st: &TokenState) -> Result<(), SourceError> {
+        let (Some(profile), Some(store)) = (&self.profile, &self.secrets) else {
+            return Ok(());
+        };
+        let mut raw = self.raw.clone();
+        if let Some(a) = &st.access {
+            raw.insert("access_token".into(), a.clone().into());
+        }
+        match st.expires_at {
+            Some(e) => raw.insert("expires_at".into(), e.to_rfc3339().into()),
+            None => raw.remove("expires_at"),
+        };
+        if let (Some(r), AuthSpec::Oauth2RefreshToken { .. }) = (&st.refresh, &self.spec) {
+            raw.insert("refresh_token".into(), r.clone().into());
+        }
+        store
+            .put_secret(profile, &Secret::new(serde_json::Value::Object(raw)))
+            .await
+            .map_err(|e| {
+                self.auth_error(format!(
+                    "the token was refreshed but could not be written back to the secret: {e}"
+                ))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::memory::MemorySecrets;
+    use serde_json::json;
+
+    fn auth(v: serde_json::Value) -> Result<Authenticator, SourceError> {
+        Authenticator::from_secret("crm", &Secret::new(v), Arc::new(MemorySecrets::default()))
+    }
+
+    #[test]
+    fn bad_secrets_name_the_profile_not_the_values() {
+        let e = auth(json!({"type": "basic", "username": "u", "pasword": "hunter2"})).unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains("'crm'") && m.contains("pasword"), "{m}");
+        assert!(!m.contains("hunter2"), "{m}");
+        let e = auth(json!({"type": "api_key", "key": "k"})).unwrap_err();
+        assert!(e.to_string().contains("exactly one of `header`"), "{e}");
+        assert!(auth(json!({"type": "carrier_pigeon"})).is_err());
+    }
+
+    #[tokio::test]
+    async fn static_kinds_set_headers_and_query() {
+        let client = reqwest::Client::new();
+        let a = auth(json!({"type": "api_key", "key": "s3cret", "header": "X-API-Key", "headers": {"X-Org": "7"}})).unwrap();
+        let (rb, _) = a.apply(client.get("http://h/x")).await.unwrap();
+        let r = rb.build().unwrap();
+        assert_eq!(r.headers()["x-api-key"], "s3cret");
+        assert_eq!(r.headers()["x-org"], "7");
+        let a = auth(json!({"type": "api_key", "key": "s3cret", "query": "api_key"})).unwrap();
+        let (rb, _) = a.apply(client.get("http://h/x")).await.unwrap();
+        assert_eq!(rb.build().unwrap().url().query(), Some("api_key=s3cret"));
+        let a = auth(json!({"type": "bearer", "token": "t0k"})).unwrap();
+        let (rb, _) = a.apply(client.get("http://h/x")).await.unwrap();
+        assert_eq!(rb.build().unwrap().headers()["authorization"], "Bearer t0k");
+        assert!(!format!("{a:?}").contains("t0k"));
+    }
+}
