@@ -114,7 +114,9 @@ async fn each_handler_runs_its_step_on_a_state_machine_payload() {
     )
     .await
     .unwrap();
-    assert_eq!(written["rows"], json!(300));
+    // 300 rows are far below the target file size: write-s3 carries them (by pointer) to the
+    // next chunk, and finalize flushes them as the run's last file.
+    assert_eq!(written["rows"], json!(0), "{written}");
 
     // Finalize Run: {run.$: $.run}
     let done = lambda::invoke(&deps, Step::Finalize, json!({"run": run}))

@@ -320,8 +320,12 @@ async fn failed_write_leaves_watermark_and_manifests_and_the_next_run_rereads_th
             .replace(
                 "chunk: { records: 20000 }",
                 "chunk: { records: 500, page_size: 250 }",
-            ),
+            )
+            // Every chunk writes its own files (no rows carried to finalize), so the failure
+            // below hits after earlier chunks' objects were written.
+            .replace("  compression: zstd\n", "  compression: zstd\n  aggregation: none\n"),
     );
+    assert!(f.destination.aggregation.is_some());
     let first = run(&env, &f, None).await.record.unwrap();
     assert_eq!(first.status, RunStatus::Successful);
     let failing = Arc::new(AtomicBool::new(true));

@@ -280,6 +280,10 @@ pub struct DestinationConfig {
     /// One object per partition per run.
     #[serde(default)]
     pub single_file: bool,
+    /// `none`: every chunk writes its own files (rolled over at `file_size_mb`), no rows are
+    /// carried between chunks. Default: rows are carried until a file reaches `file_size_mb`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregation: Option<Aggregation>,
     /// Keep source types in Parquet (default); `false` writes every column as a string.
     #[serde(default = "yes")]
     pub preserve_source_types: bool,
@@ -323,6 +327,36 @@ impl DestinationConfig {
             Some(self.file_size_mb.unwrap_or(128) * 1024 * 1024)
         }
     }
+    /// How objects are sized (validated: `single_file` and `aggregation: none` exclude each other).
+    pub fn sizing(&self) -> Sizing {
+        let target = self.file_size_mb.unwrap_or(128) * 1024 * 1024;
+        match (self.single_file, self.aggregation) {
+            (true, _) => Sizing::SingleFile,
+            (false, Some(Aggregation::None)) => Sizing::PerChunk(target),
+            (false, _) => Sizing::Target(target),
+        }
+    }
+}
+
+/// AppFlow's `aggregationConfig.aggregationType` (plus ferry's per-run file size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregation {
+    /// Files per chunk, no carrying between chunks.
+    None,
+    /// Rows carried between chunks until a file reaches `file_size_mb` (the default).
+    TargetSize,
+}
+
+/// How a run's rows are cut into objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sizing {
+    /// Each chunk writes its rows, files rolled over at this many bytes.
+    PerChunk(u64),
+    /// Files of about this many bytes across the run; the last one of each partition is smaller.
+    Target(u64),
+    /// One object per partition per run.
+    SingleFile,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -696,6 +730,12 @@ impl Flow {
             errs.push(FieldError::new(
                 "destination.file_size_mb",
                 "cannot be combined with `single_file: true`; keep one of them",
+            ));
+        }
+        if d.single_file && d.aggregation == Some(Aggregation::None) {
+            errs.push(FieldError::new(
+                "destination.aggregation",
+                "`none` cannot be combined with `single_file: true`; keep one of them",
             ));
         }
         if d.file_size_mb == Some(0) {

@@ -274,6 +274,80 @@ mod tests {
     }
 
     #[test]
+    fn every_prefix_type_with_both_hierarchy_parts() {
+        let both = vec![HierarchyPart::SchemaVersion, HierarchyPart::ExecutionId];
+        let cases = [
+            (
+                PrefixType::Filename,
+                "raw/crm/accounts/2026-03-04-schemaVersion_2-run-1-part-00003-001.parquet",
+            ),
+            (
+                PrefixType::Path,
+                "raw/crm/accounts/schemaVersion_2/2026/03/04/run-1/part-00003-001.parquet",
+            ),
+            (
+                PrefixType::PathAndFilename,
+                "raw/crm/accounts/schemaVersion_2/2026/03/04/run-1/2026-03-04-part-00003-001.parquet",
+            ),
+        ];
+        for (t, want) in cases {
+            let l = layout(t, DateGranularity::Day, both.clone());
+            assert_eq!(object_key(&l, &input(&[])), want, "{t:?}");
+        }
+        // Every date granularity, as folders.
+        let years = [
+            (DateGranularity::Year, "2026/"),
+            (DateGranularity::Month, "2026/03/"),
+            (DateGranularity::Day, "2026/03/04/"),
+            (DateGranularity::Hour, "2026/03/04/05/"),
+            (DateGranularity::Minute, "2026/03/04/05/06/"),
+        ];
+        for (g, folders) in years {
+            let l = layout(PrefixType::Path, g, vec![]);
+            assert_eq!(
+                object_key(&l, &input(&[])),
+                format!("raw/crm/accounts/{folders}part-00003-001.parquet")
+            );
+        }
+    }
+
+    #[test]
+    fn partition_values_never_escape_their_folder() {
+        let l = layout(PrefixType::Filename, DateGranularity::None, vec![]);
+        for hostile in [
+            "",
+            ".",
+            "..",
+            "../",
+            "/",
+            "//",
+            "a/../../b",
+            "\\..\\x",
+            "k=v",
+            "100%",
+            "\0nul",
+            "line\nbreak",
+            "?x#y",
+            "東京/..",
+        ] {
+            let p = vec![("f=/..".to_string(), Some(hostile.to_string()))];
+            let key = object_key(&l, &input(&p));
+            let segs: Vec<&str> = key.split('/').collect();
+            assert_eq!(segs.len(), 5, "{hostile:?} -> {key}");
+            assert!(segs[3].starts_with("f%3D%2F..="), "{key}");
+            assert!(
+                segs.iter()
+                    .all(|s| !s.is_empty() && *s != "." && *s != ".."),
+                "{key}"
+            );
+            assert!(
+                !key.contains('\\') && !key.contains('\n') && !key.contains('\0'),
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
     fn manifest_keys() {
         assert_eq!(manifest_key("raw/", "f", "e"), "raw/f/_manifests/e.json");
         assert_eq!(manifest_key("", "f", "e"), "f/_manifests/e.json");

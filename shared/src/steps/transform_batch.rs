@@ -23,8 +23,39 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
     let schema_doc: serde_json::Value =
         serde_json::from_slice(&deps.staging.get(&run.schema_key()).await?)
             .map_err(|e| internal("read the run's staged schema", e))?;
-    let source_schema = crate::schema::schema_from_json(&schema_doc["source"])
+    let declared = crate::schema::schema_from_json(&schema_doc["source"])
         .map_err(|e| internal("staged schema", e))?;
+    let raw = deps.staging.get(&input.raw_key).await?;
+    let mut warnings = vec![];
+    // A source that declares no fields gets its schema from the data, merged across chunks.
+    let infer = declared.fields().is_empty();
+    let source_schema = if infer {
+        let seen = crate::schema::infer_json_lines(&raw)
+            .map_err(|e| internal("infer the schema of the records", e))?;
+        let prev = match input.chunk {
+            0 => None,
+            n => read_inferred(deps, run, n - 1).await?,
+        };
+        let merged = match prev {
+            None => Arc::new(seen),
+            Some(prev) => {
+                let (m, w) = crate::schema::merge(&prev, &seen);
+                warnings.extend(w);
+                m
+            }
+        };
+        deps.staging
+            .put(
+                &inferred_key(run, input.chunk),
+                serde_json::to_vec(&crate::schema::schema_to_json(&merged))
+                    .map_err(|e| internal("stage inferred schema", e))?,
+                &Default::default(),
+            )
+            .await?;
+        merged
+    } else {
+        declared
+    };
     let plan =
         crate::transform::Plan::compile(&flow.tasks, source_schema.clone()).map_err(|errs| {
             StepError::invalid_flow(
@@ -34,8 +65,7 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
                     .join("; "),
             )
         })?;
-    let raw = deps.staging.get(&input.raw_key).await?;
-    let batch = crate::schema::decode_json_lines(&raw, source_schema).map_err(|e| {
+    let decoded = crate::schema::decode_tolerant(&raw, source_schema, infer).map_err(|e| {
         StepError::new(
             crate::error::ErrorKind::SourceRejected,
             format!(
@@ -45,11 +75,26 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
         )
     })?;
     // terminate_run surfaces as its own error kind (SourceRejected), task bugs as InvalidFlow.
-    let applied = plan.apply(&batch).map_err(StepError::from)?;
-    let mut warnings = vec![];
-    if !applied.rejected.is_empty() {
-        warnings
-            .extend(write_rejected(deps, &flow, run, input.chunk, &raw, &applied.rejected).await?);
+    let applied = plan.apply(&decoded.batch).map_err(StepError::from)?;
+    let mut rejected: Vec<(usize, String)> = decoded.bad;
+    rejected.extend(
+        applied
+            .rejected
+            .iter()
+            .map(|r| (decoded.lines[r.row], r.reason.clone())),
+    );
+    rejected.sort();
+    if !rejected.is_empty() {
+        write_rejected(
+            deps,
+            run,
+            &flow,
+            input.chunk,
+            &raw,
+            &rejected,
+            &mut warnings,
+        )
+        .await?;
     }
     let mut buf = Vec::new();
     {
@@ -72,11 +117,11 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
             records: rows,
             bytes: 0,
             filtered: applied.filtered,
-            rejected: applied.rejected.len() as u64,
+            rejected: rejected.len() as u64,
             max_cursor: None,
             files: vec![],
             warnings,
-            schema: None,
+            schema: Some(crate::schema::schema_to_json(&applied.batch.schema())),
         })
         .await?;
     Ok(TransformOutput {
@@ -84,6 +129,98 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
         rows,
         filtered: applied.filtered,
     })
+}
+
+fn inferred_key(run: &RunContext, chunk: u32) -> String {
+    format!("{}/inferred/chunk-{chunk:06}.json", run.staging_prefix)
+}
+
+async fn read_inferred(
+    deps: &Deps,
+    run: &RunContext,
+    chunk: u32,
+) -> Result<Option<arrow::datatypes::SchemaRef>, StepError> {
+    match deps.staging.get(&inferred_key(run, chunk)).await {
+        Ok(b) => {
+            let v: serde_json::Value =
+                serde_json::from_slice(&b).map_err(|e| internal("read inferred schema", e))?;
+            Ok(Some(
+                crate::schema::schema_from_json(&v).map_err(|e| internal("inferred schema", e))?,
+            ))
+        }
+        Err(crate::error::StoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The key of a chunk's rejected records under the error location:
+/// `[<prefix>/]<flow>/<run_id>/rejected-<chunk>.jsonl` (fixed by (run, chunk): retries overwrite).
+pub fn rejected_key(prefix: &str, flow: &str, run_id: &str, chunk: u32) -> String {
+    let prefix = prefix.trim_matches('/');
+    let key = format!("{flow}/{run_id}/rejected-{chunk:06}.jsonl");
+    if prefix.is_empty() {
+        key
+    } else {
+        format!("{prefix}/{key}")
+    }
+}
+
+/// Rejected records, with the reason, as JSON lines to the flow's `error_location`.
+async fn write_rejected(
+    deps: &Deps,
+    run: &RunContext,
+    flow: &crate::flow::Flow,
+    chunk: u32,
+    raw: &[u8],
+    rejected: &[(usize, String)],
+    warnings: &mut Vec<String>,
+) -> Result<(), StepError> {
+    let Some(location) = flow.destination.error_location() else {
+        warnings.push(format!(
+            "{} records were rejected and not kept; set destination.error_location to keep them with the reason",
+            rejected.len()
+        ));
+        return Ok(());
+    };
+    let lines: Vec<&[u8]> = raw
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .collect();
+    let mut body = Vec::new();
+    for (line, reason) in rejected {
+        let text = lines.get(*line).copied().unwrap_or_default();
+        let record = serde_json::from_slice::<serde_json::Value>(text)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(text).into()));
+        serde_json::to_writer(
+            &mut body,
+            &serde_json::json!({
+                "flow": flow.name,
+                "run_id": run.run_id,
+                "chunk": chunk,
+                "line": line,
+                "reason": reason,
+                "record": record,
+            }),
+        )
+        .map_err(|e| internal("encode rejected record", e))?;
+        body.push(b'\n');
+    }
+    let prefix = match &location {
+        crate::flow::Location::S3(s3) => s3.prefix.clone(),
+        crate::flow::Location::Local { .. } => String::new(),
+    };
+    let store = deps.destinations.resolve(&location).await?;
+    store
+        .put(
+            &rejected_key(&prefix, &flow.name, &run.run_id, chunk),
+            body,
+            &crate::ports::PutOptions {
+                content_type: Some("application/x-ndjson".into()),
+                content_encoding: None,
+            },
+        )
+        .await?;
+    Ok(())
 }
 
 /// Read a staged Arrow batch.
@@ -94,53 +231,4 @@ pub(crate) fn read_batch(
         .map_err(|e| internal("read staged batch", e))?;
     r.collect::<Result<Vec<_>, _>>()
         .map_err(|e| internal("read staged batch", e))
-}
-
-/// Records refused by `validate` tasks go, with the reason, as JSON lines to the flow's
-/// `error_location` (`<flow>/<run_id>/rejected-<chunk>.jsonl`); without one they are only counted,
-/// and a warning says how to keep them.
-async fn write_rejected(
-    deps: &Deps,
-    flow: &crate::flow::Flow,
-    run: &RunContext,
-    chunk: u32,
-    raw: &[u8],
-    rejected: &[crate::transform::Rejection],
-) -> Result<Vec<String>, StepError> {
-    let Some(location) = flow.destination.error_location() else {
-        return Ok(vec![format!(
-            "{} records were rejected by validation and not kept; set destination.error_location to keep them",
-            rejected.len()
-        )]);
-    };
-    let lines: Vec<&[u8]> = raw
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .collect();
-    let mut body = Vec::new();
-    for r in rejected {
-        let record: serde_json::Value = lines
-            .get(r.row)
-            .and_then(|l| serde_json::from_slice(l).ok())
-            .unwrap_or(serde_json::Value::Null);
-        let line = serde_json::json!({ "run_id": run.run_id, "chunk": chunk, "reason": r.reason, "record": record });
-        serde_json::to_writer(&mut body, &line)
-            .map_err(|e| internal("encode rejected record", e))?;
-        body.push(b'\n');
-    }
-    let prefix = match &location {
-        crate::flow::Location::S3(s3) if !s3.prefix.is_empty() => format!("{}/", s3.prefix),
-        _ => String::new(),
-    };
-    let store = deps.destinations.resolve(&location).await?;
-    let key = format!(
-        "{prefix}{}/{}/rejected-{chunk:06}.jsonl",
-        flow.name, run.run_id
-    );
-    let opts = crate::ports::PutOptions {
-        content_type: Some("application/x-ndjson".into()),
-        content_encoding: None,
-    };
-    store.put(&key, body, &opts).await?;
-    Ok(vec![])
 }

@@ -1,14 +1,27 @@
-//! write-s3: a staged Arrow batch -> Parquet/CSV/JSON lines objects under the flow's prefix.
-//! Keys are fixed by (run, chunk, partition, part), so a retried write overwrites.
+//! write-s3: staged Arrow batches -> Parquet/CSV/JSON lines objects under the flow's prefix.
+//!
+//! File sizing. A Lambda cannot keep a file open between chunks, so rows that do not fill a file
+//! yet are *carried*: not copied, but pointed at. After chunk N, `carry/chunk-N.json` in staging
+//! says, per partition, from which staged chunk batch (and which row of that partition in it)
+//! the unwritten rows start, plus the run's measured encoded bytes per row. Chunk N+1's write
+//! reads that pointer; when the pending rows of a partition are estimated to fill a file, it
+//! streams them from the staged batches into files that roll over at the target size and leaves
+//! the tail (less than one file) pending. finalize flushes what is still pending ([`flush_run`]).
+//!
+//! Idempotency: what chunk N writes depends only on `carry/chunk-(N-1)`, the staged batches and
+//! the flow, so a retried write produces the same objects under the same keys, fixed by
+//! (run, chunk, part), and the same `carry/chunk-N`; its chunk result overwrites its own.
 
 use super::*;
-use crate::flow::Location;
+use crate::flow::{DestinationConfig, Location, Sizing};
 use crate::model::{ChunkResult, ChunkStage, OutputObject};
 use crate::output::layout::{object_key, KeyInput};
+use crate::output::FileWriter;
 use crate::ports::PutOptions;
 use arrow::array::{Array, ArrayRef, UInt32Array};
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WriteInput {
@@ -24,140 +37,501 @@ pub struct WriteOutput {
     pub bytes: u64,
 }
 
+/// Partition values (text form; `None` is a null), in `partition_by` order.
+pub type Partition = Vec<(String, Option<String>)>;
+
+/// Rows written to a file between size checks: about 1% of the target, so files stop close to it.
+fn slice_rows(target: Option<u64>, bytes_per_row: Option<f64>) -> usize {
+    match (target, bytes_per_row) {
+        (Some(t), Some(b)) if b > 0.0 => ((t as f64 * 0.01 / b) as usize).clamp(16, 8192),
+        _ => 1024,
+    }
+}
+/// Staged batches kept in memory while one write reads them for several partitions.
+const CACHE_BYTES: usize = 512 * 1024 * 1024;
+
+/// Rows of one partition not written yet: every row of the partition from row `skip` of staged
+/// chunk `from_chunk` up to the chunk that wrote this carry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pending {
+    pub partition: Partition,
+    pub from_chunk: u32,
+    pub skip: u64,
+    pub rows: u64,
+}
+
+/// What a chunk's write leaves for the next one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Carry {
+    pub pending: Vec<Pending>,
+    /// Encoded bytes per row measured so far in this run.
+    #[serde(default)]
+    pub bytes_per_row: Option<f64>,
+}
+
+pub fn carry_key(run: &RunContext, chunk: u32) -> String {
+    format!("{}/carry/chunk-{chunk:06}.json", run.staging_prefix)
+}
+
 pub async fn handle(deps: &Deps, input: WriteInput) -> Result<WriteOutput, StepError> {
     let run = &input.run;
     let (flow, _) = load_flow(deps, &run.flow, Some(run.flow_version)).await?;
-    let dest = &flow.destination;
-    let location = dest.location();
-    let store = deps.destinations.resolve(&location).await?;
-    let prefix = match &location {
-        Location::S3(s3) => s3.prefix.clone(),
-        Location::Local { .. } => String::new(),
-    };
+    let mut out = Out::new(deps, run, &flow).await?;
     let batches = super::transform_batch::read_batch(deps.staging.get(&input.batch_key).await?)?;
-    let ext = crate::output::extension(dest);
-    let mut files = vec![];
-    for (partition, batch) in partitions(&batches, &dest.layout.partition_by)? {
-        if batch.num_rows() == 0 {
+    let current = concat(&batches)?;
+    let by = &flow.destination.layout.partition_by;
+    let parts: BTreeMap<Partition, RecordBatch> = match &current {
+        Some(b) => partitions(b, by)?.into_iter().collect(),
+        None => BTreeMap::new(),
+    };
+    let schema = current.as_ref().map(|b| b.schema());
+    let prev = if input.chunk == 0 {
+        Carry::default()
+    } else {
+        read_carry(deps, run, input.chunk - 1).await?.ok_or_else(|| {
+            StepError::fatal(format!(
+                "chunk {}: the carry of chunk {} is missing from staging; the run cannot continue safely (rerun it)",
+                input.chunk,
+                input.chunk - 1
+            ))
+        })?
+    };
+    let mut carry = Carry {
+        pending: vec![],
+        bytes_per_row: prev.bytes_per_row,
+    };
+    // Every partition with rows: carried ones first (in order), then new ones.
+    let mut work: BTreeMap<Partition, Pending> = prev
+        .pending
+        .into_iter()
+        .map(|p| (p.partition.clone(), p))
+        .collect();
+    for (k, b) in &parts {
+        let e = work.entry(k.clone()).or_insert(Pending {
+            partition: k.clone(),
+            from_chunk: input.chunk,
+            skip: 0,
+            rows: 0,
+        });
+        e.rows += b.num_rows() as u64;
+    }
+    let sizing = flow.destination.sizing();
+    if carry.bytes_per_row.is_none() && matches!(sizing, Sizing::Target(_)) {
+        if let Some(b) = &current {
+            carry.bytes_per_row = estimate_bytes_per_row(b, &flow.destination)?;
+        }
+    }
+    out.bytes_per_row = carry.bytes_per_row;
+    let mut part = 0u32;
+    let mut measured = (0u64, 0u64);
+    for (k, p) in work {
+        let (target, due, last) = match sizing {
+            Sizing::PerChunk(t) => (Some(t), true, true),
+            Sizing::SingleFile => (None, false, false),
+            Sizing::Target(t) => {
+                let est = p.rows as f64 * carry.bytes_per_row.unwrap_or(f64::MAX);
+                (Some(t), est >= t as f64, false)
+            }
+        };
+        if !due {
+            carry.pending.push(p);
             continue;
         }
-        let encoded =
-            crate::output::encode(&[batch], dest).map_err(|e| internal("encode output", e))?;
+        let schema = match &schema {
+            Some(s) => s.clone(),
+            None => staged_schema(deps, run, input.chunk).await?,
+        };
+        let r = out
+            .stream(
+                &p,
+                input.chunk,
+                parts.get(&k),
+                &schema,
+                target,
+                last,
+                input.chunk,
+                &mut part,
+            )
+            .await?;
+        measured.0 += r.measured.0;
+        measured.1 += r.measured.1;
+        if let Some(left) = r.left {
+            carry.pending.push(left);
+        }
+    }
+    if measured.1 > 0 {
+        carry.bytes_per_row = Some(measured.0 as f64 / measured.1 as f64);
+    }
+    deps.staging
+        .put(
+            &carry_key(run, input.chunk),
+            serde_json::to_vec(&carry).map_err(|e| internal("encode carry", e))?,
+            &Default::default(),
+        )
+        .await?;
+    out.commit(input.chunk).await
+}
+
+/// finalize's part: write every row still pending after the last chunk (the last file of each
+/// partition; the only file of each partition with `single_file`). Idempotent like a chunk
+/// write: keys use chunk number `last_chunk + 1`.
+pub async fn flush_run(deps: &Deps, run: &RunContext, last_chunk: u32) -> Result<(), StepError> {
+    let Some(carry) = read_carry(deps, run, last_chunk).await? else {
+        return Ok(());
+    };
+    let (flow, _) = load_flow(deps, &run.flow, Some(run.flow_version)).await?;
+    let mut out = Out::new(deps, run, &flow).await?;
+    let target = match flow.destination.sizing() {
+        Sizing::SingleFile => None,
+        Sizing::PerChunk(t) | Sizing::Target(t) => Some(t),
+    };
+    let flush_chunk = last_chunk + 1;
+    out.bytes_per_row = carry.bytes_per_row;
+    let mut part = 0;
+    if !carry.pending.is_empty() {
+        let schema = staged_schema(deps, run, last_chunk).await?;
+        for p in &carry.pending {
+            out.stream(
+                p,
+                last_chunk,
+                None,
+                &schema,
+                target,
+                true,
+                flush_chunk,
+                &mut part,
+            )
+            .await?;
+        }
+    }
+    out.commit(flush_chunk).await?;
+    Ok(())
+}
+
+async fn read_carry(deps: &Deps, run: &RunContext, chunk: u32) -> Result<Option<Carry>, StepError> {
+    match deps.staging.get(&carry_key(run, chunk)).await {
+        Ok(b) => Ok(Some(
+            serde_json::from_slice(&b).map_err(|e| internal("read carry", e))?,
+        )),
+        Err(crate::error::StoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The schema of a staged chunk batch (the widest of the run so far for inferred schemas).
+async fn staged_schema(deps: &Deps, run: &RunContext, chunk: u32) -> Result<SchemaRef, StepError> {
+    let bytes = deps.staging.get(&run.batch_key(chunk)).await?;
+    let r = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
+        .map_err(|e| internal("read staged batch", e))?;
+    Ok(r.schema())
+}
+
+/// Encoded bytes per row of a sample of the batch.
+fn estimate_bytes_per_row(
+    b: &RecordBatch,
+    dest: &DestinationConfig,
+) -> Result<Option<f64>, StepError> {
+    let n = b.num_rows().min(20_000);
+    if n == 0 {
+        return Ok(None);
+    }
+    let e =
+        crate::output::encode(&[b.slice(0, n)], dest).map_err(|e| internal("encode output", e))?;
+    Ok(Some(e.body.len() as f64 / n as f64))
+}
+
+struct StreamResult {
+    left: Option<Pending>,
+    /// (bytes, rows) of what was encoded, for the bytes-per-row estimate.
+    measured: (u64, u64),
+}
+
+/// One step's writes to the destination.
+struct Out<'a> {
+    deps: &'a Deps,
+    run: &'a RunContext,
+    flow: &'a crate::flow::Flow,
+    store: Arc<dyn BlobStore>,
+    prefix: String,
+    ext: String,
+    files: Vec<OutputObject>,
+    cache: HashMap<u32, BTreeMap<Partition, RecordBatch>>,
+    cached_bytes: usize,
+    /// The run's encoded bytes per row, when known (sets the size-check granularity).
+    bytes_per_row: Option<f64>,
+}
+
+impl<'a> Out<'a> {
+    async fn new(
+        deps: &'a Deps,
+        run: &'a RunContext,
+        flow: &'a crate::flow::Flow,
+    ) -> Result<Out<'a>, StepError> {
+        let location = flow.destination.location();
+        let store = deps.destinations.resolve(&location).await?;
+        let prefix = match &location {
+            Location::S3(s3) => s3.prefix.clone(),
+            Location::Local { .. } => String::new(),
+        };
+        Ok(Out {
+            deps,
+            run,
+            flow,
+            store,
+            prefix,
+            ext: crate::output::extension(&flow.destination),
+            files: vec![],
+            cache: HashMap::new(),
+            cached_bytes: 0,
+            bytes_per_row: None,
+        })
+    }
+
+    /// The rows of `partition` in staged chunk `chunk`.
+    async fn chunk_rows(
+        &mut self,
+        chunk: u32,
+        partition: &Partition,
+    ) -> Result<Option<RecordBatch>, StepError> {
+        if let Some(m) = self.cache.get(&chunk) {
+            return Ok(m.get(partition).cloned());
+        }
+        let batches = super::transform_batch::read_batch(
+            self.deps.staging.get(&self.run.batch_key(chunk)).await?,
+        )?;
+        let Some(b) = concat(&batches)? else {
+            return Ok(None);
+        };
+        let parts: BTreeMap<Partition, RecordBatch> =
+            partitions(&b, &self.flow.destination.layout.partition_by)?
+                .into_iter()
+                .collect();
+        let found = parts.get(partition).cloned();
+        let size: usize = parts.values().map(|b| b.get_array_memory_size()).sum();
+        if self.cached_bytes + size <= CACHE_BYTES {
+            self.cached_bytes += size;
+            self.cache.insert(chunk, parts);
+        }
+        Ok(found)
+    }
+
+    /// Write the pending rows of one partition, from `p.from_chunk` up to `upto` (whose rows
+    /// may be given as `current`), into files of `target` bytes. With `last`, the tail becomes
+    /// a file too; without, it is left pending.
+    #[allow(clippy::too_many_arguments)]
+    async fn stream(
+        &mut self,
+        p: &Pending,
+        upto: u32,
+        current: Option<&RecordBatch>,
+        schema: &SchemaRef,
+        target: Option<u64>,
+        last: bool,
+        key_chunk: u32,
+        part: &mut u32,
+    ) -> Result<StreamResult, StepError> {
+        let flow: &'a crate::flow::Flow = self.flow;
+        let dest = &flow.destination;
+        let out_schema = crate::output::output_schema(schema, dest);
+        let mut writer: Option<(FileWriter, u32, u64)> = None;
+        let mut measured = (0u64, 0u64);
+        for c in p.from_chunk..=upto {
+            let rows = match (c == upto, current) {
+                (true, Some(b)) => Some(b.clone()),
+                _ => self.chunk_rows(c, &p.partition).await?,
+            };
+            let Some(rows) = rows else { continue };
+            let start = if c == p.from_chunk {
+                p.skip as usize
+            } else {
+                0
+            };
+            if start >= rows.num_rows() {
+                continue;
+            }
+            let rows = rows.slice(start, rows.num_rows() - start);
+            let mut offset = start as u64;
+            for s in crate::output::slices(&rows, slice_rows(target, self.bytes_per_row)) {
+                let n = s.num_rows() as u64;
+                let s = crate::schema::conform(&s, schema)
+                    .and_then(|s| {
+                        crate::output::prepare(&s, dest)
+                            .map_err(|e| arrow::error::ArrowError::CastError(e.to_string()))
+                    })
+                    .map_err(|e| internal("shape rows for output", e))?;
+                if writer.is_none() {
+                    let w = FileWriter::new(out_schema.clone(), dest)
+                        .map_err(|e| internal("encode output", e))?;
+                    writer = Some((w, c, offset));
+                }
+                let (w, _, _) = writer.as_mut().expect("opened above");
+                w.write(&s, dest)
+                    .map_err(|e| internal("encode output", e))?;
+                offset += n;
+                if let Some(t) = target {
+                    if w.reached(t).map_err(|e| internal("encode output", e))? {
+                        let (w, _, _) = writer.take().expect("open");
+                        let (bytes, rows) = self.upload(w, &p.partition, key_chunk, part).await?;
+                        measured.0 += bytes;
+                        measured.1 += rows;
+                    }
+                }
+            }
+        }
+        let mut left = None;
+        if let Some((w, c, skip)) = writer {
+            if last {
+                let (bytes, rows) = self.upload(w, &p.partition, key_chunk, part).await?;
+                measured.0 += bytes;
+                measured.1 += rows;
+            } else {
+                let rows = w.rows();
+                let e = w.finish().map_err(|e| internal("encode output", e))?;
+                measured.0 += e.body.len() as u64;
+                measured.1 += rows;
+                left = Some(Pending {
+                    partition: p.partition.clone(),
+                    from_chunk: c,
+                    skip,
+                    rows,
+                });
+            }
+        }
+        Ok(StreamResult { left, measured })
+    }
+
+    async fn upload(
+        &mut self,
+        w: FileWriter,
+        partition: &Partition,
+        chunk: u32,
+        part: &mut u32,
+    ) -> Result<(u64, u64), StepError> {
+        let encoded = w.finish().map_err(|e| internal("encode output", e))?;
         let key = object_key(
-            &dest.layout,
+            &self.flow.destination.layout,
             &KeyInput {
-                prefix: &prefix,
-                flow: &flow.name,
-                execution_id: &run.run_id,
-                schema_version: run.schema_version,
-                run_time: run.started_at,
-                partition: &partition,
-                chunk: input.chunk,
-                part: 0,
-                extension: &ext,
+                prefix: &self.prefix,
+                flow: &self.flow.name,
+                execution_id: &self.run.run_id,
+                schema_version: self.run.schema_version,
+                run_time: self.run.started_at,
+                partition,
+                chunk,
+                part: *part,
+                extension: &self.ext,
             },
         );
+        *part += 1;
         let bytes = encoded.body.len() as u64;
         let opts = PutOptions {
             content_type: Some(encoded.content_type.to_string()),
             content_encoding: encoded.content_encoding.map(str::to_string),
         };
-        store.put(&key, encoded.body, &opts).await?;
-        files.push(OutputObject {
-            uri: store.uri(&key),
+        self.store.put(&key, encoded.body, &opts).await?;
+        self.files.push(OutputObject {
+            uri: self.store.uri(&key),
             key,
-            format: dest.format.as_str().to_string(),
+            format: self.flow.destination.format.as_str().to_string(),
             rows: encoded.rows,
             bytes,
-            schema_version: run.schema_version,
+            schema_version: self.run.schema_version,
         });
+        Ok((bytes, encoded.rows))
     }
-    let rows = files.iter().map(|f| f.rows).sum();
-    let bytes = files.iter().map(|f| f.bytes).sum();
-    deps.runs
-        .put_chunk_result(&ChunkResult {
-            run_id: run.run_id.clone(),
-            chunk: input.chunk,
-            stage: ChunkStage::Write,
-            records: rows,
+
+    /// Record what this chunk (or the final flush) wrote.
+    async fn commit(self, chunk: u32) -> Result<WriteOutput, StepError> {
+        let rows = self.files.iter().map(|f| f.rows).sum();
+        let bytes = self.files.iter().map(|f| f.bytes).sum();
+        let n = self.files.len() as u32;
+        let deps = self.deps;
+        deps.runs
+            .put_chunk_result(&ChunkResult {
+                run_id: self.run.run_id.clone(),
+                chunk,
+                stage: ChunkStage::Write,
+                records: rows,
+                bytes,
+                filtered: 0,
+                rejected: 0,
+                max_cursor: None,
+                files: self.files,
+                warnings: vec![],
+                schema: None,
+            })
+            .await?;
+        Ok(WriteOutput {
+            files: n,
+            rows,
             bytes,
-            filtered: 0,
-            rejected: 0,
-            max_cursor: None,
-            files: files.clone(),
-            warnings: vec![],
-            schema: None,
         })
-        .await?;
-    Ok(WriteOutput {
-        files: files.len() as u32,
-        rows,
-        bytes,
-    })
+    }
 }
 
-type Partition = Vec<(String, Option<String>)>;
+fn concat(batches: &[RecordBatch]) -> Result<Option<RecordBatch>, StepError> {
+    match batches {
+        [] => Ok(None),
+        [b] => Ok(Some(b.clone())),
+        bs => Ok(Some(
+            arrow::compute::concat_batches(&bs[0].schema(), bs)
+                .map_err(|e| internal("read staged batch", e))?,
+        )),
+    }
+}
 
-/// Split batches by the values of the partition fields (text form; nulls kept apart).
-fn partitions(
-    batches: &[RecordBatch],
+/// Split a batch by the values of the partition fields (text form; nulls kept apart). Row
+/// order inside a partition is kept, which the carry's row offsets rely on.
+pub fn partitions(
+    b: &RecordBatch,
     by: &[String],
 ) -> Result<Vec<(Partition, RecordBatch)>, StepError> {
-    let mut out: BTreeMap<Partition, Vec<RecordBatch>> = BTreeMap::new();
-    for b in batches {
-        if by.is_empty() {
-            out.entry(vec![]).or_default().push(b.clone());
-            continue;
-        }
-        let cols: Vec<ArrayRef> = by
+    if by.is_empty() {
+        return Ok(vec![(vec![], b.clone())]);
+    }
+    let cols: Vec<arrow::array::StringArray> = by
+        .iter()
+        .map(|f| {
+            let c = b.column_by_name(f).ok_or_else(|| {
+                StepError::invalid_flow(format!(
+                    "destination.layout.partition_by: '{f}' is not a destination field"
+                ))
+            })?;
+            let t = crate::output::to_text(c).map_err(|e| internal("partition value", e))?;
+            Ok(t.as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .expect("text")
+                .clone())
+        })
+        .collect::<Result<_, StepError>>()?;
+    let mut groups: BTreeMap<Partition, Vec<u32>> = BTreeMap::new();
+    for row in 0..b.num_rows() {
+        let key: Partition = by
             .iter()
-            .map(|f| {
-                let c = b.column_by_name(f).ok_or_else(|| {
-                    StepError::invalid_flow(format!(
-                        "destination.layout.partition_by: '{f}' is not a destination field"
-                    ))
-                })?;
-                arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8)
-                    .map_err(|e| internal("partition value", e))
+            .zip(&cols)
+            .map(|(f, s)| {
+                (
+                    f.clone(),
+                    (!s.is_null(row)).then(|| s.value(row).to_string()),
+                )
             })
-            .collect::<Result<_, _>>()?;
-        let mut groups: BTreeMap<Partition, Vec<u32>> = BTreeMap::new();
-        for row in 0..b.num_rows() {
-            let key: Partition = by
-                .iter()
-                .zip(&cols)
-                .map(|(f, c)| {
-                    let s = c
-                        .as_any()
-                        .downcast_ref::<arrow::array::StringArray>()
-                        .unwrap();
-                    (
-                        f.clone(),
-                        (!s.is_null(row)).then(|| s.value(row).to_string()),
-                    )
-                })
-                .collect();
-            groups.entry(key).or_default().push(row as u32);
-        }
-        for (k, rows) in groups {
+            .collect();
+        groups.entry(key).or_default().push(row as u32);
+    }
+    groups
+        .into_iter()
+        .map(|(k, rows)| {
             let idx = UInt32Array::from(rows);
             let cols = b
                 .columns()
                 .iter()
                 .map(|c| arrow::compute::take(c, &idx, None))
-                .collect::<Result<Vec<_>, _>>()
+                .collect::<Result<Vec<ArrayRef>, _>>()
                 .map_err(|e| internal("partition", e))?;
-            out.entry(k).or_default().push(
+            Ok((
+                k,
                 RecordBatch::try_new(b.schema(), cols).map_err(|e| internal("partition", e))?,
-            );
-        }
-    }
-    out.into_iter()
-        .map(|(k, bs)| {
-            let schema = bs[0].schema();
-            let b = arrow::compute::concat_batches(&schema, &bs)
-                .map_err(|e| internal("partition", e))?;
-            Ok((k, b))
+            ))
         })
         .collect()
 }
