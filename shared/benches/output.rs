@@ -1,6 +1,6 @@
 //! Transform + encode throughput per format on 1,000,000 sample records, and peak memory.
 //!
-//! `cargo bench -p ferry --bench output` (or `scripts/bench-output.sh`). `FERRY_BENCH_RECORDS`
+//! `scripts/bench.sh output`. `FERRY_BENCH_RECORDS`
 //! changes the record count. Prints MB/s of JSON input and records/s for JSON -> Arrow (with
 //! the declared schema) -> tasks -> Parquet (zstd, snappy), CSV, JSON lines (plain and gzip),
 //! files rolled over at 64 MB as write-s3 does, and the process's peak RSS (VmHWM).

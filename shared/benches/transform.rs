@@ -1,5 +1,5 @@
 //! Throughput of the task pipeline: a 10-task plan on 1,000,000 sample accounts, beside the
-//! no-task baseline. `cargo bench -p ferry --bench transform` (RECORDS=... to change the size).
+//! no-task baseline. `scripts/bench.sh transform` (RECORDS=... to change the size).
 //! Times only `Plan::apply` on Arrow batches (decoding JSON is the fetch/transform step's cost,
 //! measured elsewhere).
 

@@ -1,4 +1,4 @@
-//! `cargo bench -p ferry-tests --bench rest_throughput`: pages/s and records/s of the `rest`
+//! `scripts/bench.sh rest_throughput`: pages/s and records/s of the `rest`
 //! connector against the mock server (in-process, with per-response latency standing in for a
 //! real API's round trip), with 1, 4 and 16 requests in flight.
 //!

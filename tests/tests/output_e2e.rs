@@ -160,7 +160,7 @@ async fn parquet_files_roll_over_at_the_target_size() {
 }
 
 /// The acceptance figure: 1,000,000 records, 64 MB files. Heavy; run by
-/// `scripts/bench-output.sh` (release build) or `cargo test --release -- --ignored`.
+/// `scripts/bench.sh sizing` (release build) or `cargo test --release -- --ignored`.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore]
 async fn one_million_records_in_64_mb_files() {

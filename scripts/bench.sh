@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# ferry's benchmarks, with figures printed (never asserted in tests):
+#   transform        task pipeline on 1,000,000 sample records (records/s, MB/s)
+#   output           transform + encode per format on 1,000,000 records, peak memory
+#   rest_throughput  rest connector vs the mock SaaS server, 1/4/16 requests in flight
+#   sizing           the 1,000,000-record run in 64 MB files on the embedded engine
+# Usage: scripts/bench.sh [transform|output|rest_throughput|sizing ...]   (default: all)
+# Always --workspace: building a single package changes feature unification and rebuilds the
+# AWS SDK crates.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+which=("$@")
+[ ${#which[@]} -eq 0 ] && which=(transform output rest_throughput sizing)
+for b in "${which[@]}"; do
+  echo "=== $b"
+  case "$b" in
+    sizing)
+      cargo test --release --workspace --test output_e2e -- --ignored --nocapture one_million_records_in_64_mb_files ;;
+    transform|output|rest_throughput)
+      cargo bench --workspace --bench "$b" ;;
+    *) echo "unknown bench '$b' (transform | output | rest_throughput | sizing)" >&2; exit 2 ;;
+  esac
+done
