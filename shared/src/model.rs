@@ -41,6 +41,17 @@ pub enum TriggerType {
     Event,
 }
 
+impl TriggerType {
+    /// AppFlow's `triggerType` spelling, used in run report events.
+    pub fn appflow_name(self) -> &'static str {
+        match self {
+            TriggerType::OnDemand => "OnDemand",
+            TriggerType::Scheduled => "Scheduled",
+            TriggerType::Event => "Event",
+        }
+    }
+}
+
 /// AppFlow's `executionStatus`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RunStatus {

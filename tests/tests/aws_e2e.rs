@@ -1,17 +1,16 @@
 //! The walking skeleton's end-to-end scenarios, with the embedded interpreter driving the steps
 //! over the AWS adapters (DynamoDB, S3, Secrets Manager, EventBridge) against moto.
 
-use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use ferry::error::StoreError;
-use ferry::flow::{Flow, Location};
+use ferry::flow::Flow;
 use ferry::local::asl::Observer;
 use ferry::local::Engine;
 use ferry::model::{PullMode, RunStatus, TriggerType};
-use ferry::ports::{BlobStore, DestinationResolver, ManualClock, PutOptions};
+use ferry::ports::ManualClock;
 use ferry::steps::start_run::RunRequest;
 use ferry_tests::aws::AwsEnv;
-use std::sync::atomic::{AtomicBool, Ordering};
+use ferry_tests::faults::FailingDestination;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 struct Quiet;
@@ -58,50 +57,6 @@ fn request(name: &str) -> RunRequest {
     }
 }
 
-/// A destination whose data-file writes fail (not retried) while `fail` is set.
-struct FailingResolver {
-    inner: Arc<dyn DestinationResolver>,
-    fail: Arc<AtomicBool>,
-}
-struct FailingBlobs {
-    inner: Arc<dyn BlobStore>,
-    fail: Arc<AtomicBool>,
-}
-
-#[async_trait]
-impl DestinationResolver for FailingResolver {
-    async fn resolve(&self, l: &Location) -> Result<Arc<dyn BlobStore>, StoreError> {
-        Ok(Arc::new(FailingBlobs {
-            inner: self.inner.resolve(l).await?,
-            fail: self.fail.clone(),
-        }))
-    }
-}
-
-#[async_trait]
-impl BlobStore for FailingBlobs {
-    async fn put(&self, key: &str, body: Vec<u8>, o: &PutOptions) -> Result<(), StoreError> {
-        if self.fail.load(Ordering::SeqCst) && key.ends_with(".parquet") {
-            return Err(StoreError::Invalid(format!(
-                "injected write failure for {key}"
-            )));
-        }
-        self.inner.put(key, body, o).await
-    }
-    async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
-        self.inner.get(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.delete(key).await
-    }
-    fn uri(&self, key: &str) -> String {
-        self.inner.uri(key)
-    }
-}
-
 async fn objects(env: &AwsEnv, prefix: &str) -> Vec<String> {
     let out = env
         .clients
@@ -125,13 +80,11 @@ async fn objects(env: &AwsEnv, prefix: &str) -> Vec<String> {
 async fn first_incremental_failed_and_recovered_runs_over_aws_adapters() {
     let env = AwsEnv::new().await;
     let clock = ManualClock::new(t(T0));
-    let fail = Arc::new(AtomicBool::new(false));
     let mut deps = env.deps();
     deps.clock = Arc::new(clock.clone());
-    deps.destinations = Arc::new(FailingResolver {
-        inner: deps.destinations.clone(),
-        fail: fail.clone(),
-    });
+    let (destinations, fail) =
+        FailingDestination::wrap(deps.destinations.clone(), false, |k| k.ends_with(".parquet"));
+    deps.destinations = destinations;
     let name = ferry_tests::aws::unique("crm");
     deps.flows
         .put_flow(&flow(&name, &env.output_bucket), clock.now_utc())

@@ -1,18 +1,17 @@
 //! The walking skeleton, end to end: the embedded engine runs statemachines/flow-run.asl.json
 //! over the embedded adapters (SQLite, local directories), as `ferry run` does.
 
-use async_trait::async_trait;
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use ferry::error::StoreError;
-use ferry::flow::{Flow, Location};
+use ferry::flow::Flow;
 use ferry::local::{asl::NoopObserver, embedded_deps, Engine, RunOutcome};
 use ferry::model::{Manifest, PullMode, RunStatus};
-use ferry::ports::{BlobStore, Clock, DestinationResolver, ManualClock, PutOptions};
+use ferry::ports::{Clock, ManualClock};
 use ferry::steps::start_run::RunRequest;
 use ferry::steps::Deps;
+use ferry_tests::faults::FailingDestination;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 const QUICKSTART: &str = include_str!("../../examples/flows/sample-crm.yaml");
@@ -267,50 +266,6 @@ async fn incremental_second_run_reads_only_the_new_window_and_complete_rereads_a
     );
 }
 
-/// A destination whose writes fail while `failing` is set.
-struct Flaky {
-    inner: Arc<dyn DestinationResolver>,
-    failing: Arc<AtomicBool>,
-}
-
-struct FlakyStore {
-    inner: Arc<dyn BlobStore>,
-    failing: Arc<AtomicBool>,
-}
-
-#[async_trait]
-impl DestinationResolver for Flaky {
-    async fn resolve(&self, l: &Location) -> Result<Arc<dyn BlobStore>, StoreError> {
-        Ok(Arc::new(FlakyStore {
-            inner: self.inner.resolve(l).await?,
-            failing: self.failing.clone(),
-        }))
-    }
-}
-
-#[async_trait]
-impl BlobStore for FlakyStore {
-    async fn put(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<(), StoreError> {
-        // Fail the second data file, after the first one was written.
-        if self.failing.load(Ordering::SeqCst) && key.contains("part-00001") {
-            return Err(StoreError::Conflict("injected: disk on fire".into()));
-        }
-        self.inner.put(key, body, opts).await
-    }
-    async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
-        self.inner.get(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.delete(key).await
-    }
-    fn uri(&self, key: &str) -> String {
-        self.inner.uri(key)
-    }
-}
-
 #[tokio::test]
 async fn failed_write_leaves_watermark_and_manifests_and_the_next_run_rereads_the_window() {
     let mut env = env();
@@ -328,11 +283,12 @@ async fn failed_write_leaves_watermark_and_manifests_and_the_next_run_rereads_th
     assert!(f.destination.aggregation.is_some());
     let first = run(&env, &f, None).await.record.unwrap();
     assert_eq!(first.status, RunStatus::Successful);
-    let failing = Arc::new(AtomicBool::new(true));
-    env.deps.destinations = Arc::new(Flaky {
-        inner: env.deps.destinations.clone(),
-        failing: failing.clone(),
-    });
+    // The second chunk's data file fails, after the first chunk's was written.
+    let (destinations, failing) =
+        FailingDestination::wrap(env.deps.destinations.clone(), true, |k| {
+            k.contains("part-00001")
+        });
+    env.deps.destinations = destinations;
     let files_before = parquet_files(&env.root);
 
     // 30 days of updates: ~1700 records, several chunks; the second chunk's write fails.
@@ -342,7 +298,7 @@ async fn failed_write_leaves_watermark_and_manifests_and_the_next_run_rereads_th
     let rec = failed.record.unwrap();
     assert_eq!(rec.status, RunStatus::Error);
     let err = rec.error.unwrap();
-    assert!(err.message.contains("disk on fire"), "{err:?}");
+    assert!(err.message.contains("injected write failure"), "{err:?}");
     let state = env.deps.runs.get_state(&f.name).await.unwrap();
     assert_eq!(state.watermark, Some(t0()), "the watermark did not move");
     assert!(state.lease.is_none(), "the lease was released");

@@ -293,7 +293,7 @@ pub fn report_detail(
         "source": flow.source.connector,
         "source-object": flow.source.entity,
         "destination": flow.destination.location().to_string(),
-        "trigger-type": rec.trigger,
+        "trigger-type": rec.trigger.appflow_name(),
         "start-time": rec.started_at.to_rfc3339(),
         "end-time": end.map(|t| t.to_rfc3339()),
         "incremental-transfer-time-range": {
