@@ -325,3 +325,16 @@ async fn a_request_limit_chunk_is_retried_by_the_state_machine_without_loss_or_d
         assert_once(api, &local.output(&format!("out/{name}")), &mock.ids_in(None, None, false));
     }
 }
+
+#[tokio::test]
+async fn the_example_flow_runs_against_the_mock() {
+    let mock = SalesforceMock::start(SfConfig { accounts: 120, ..Default::default() }).await;
+    let local = local(&mock).await;
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/flows/salesforce-account.yaml")).unwrap();
+    let out = local.run(&text).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    assert!(!parquet_files(&local.base.path().join("ferry-out")).is_empty());
+    let soqls: Vec<String> = mock.requests().iter().filter_map(soql_of).collect();
+    assert!(soqls.iter().any(|q| q.starts_with("SELECT Id, Name, Industry, AnnualRevenue, NumberOfEmployees, BillingStreet,") && q.contains("FROM Account WHERE SystemModstamp > 2026-01-01T00:00:00Z")), "{soqls:?}");
+    assert!(mock.requests().iter().any(|r| r.path.ends_with("/queryAll")));
+}
