@@ -583,7 +583,7 @@ impl SalesforceSource {
         let Some(resp) = self.http.send(&req).await? else {
             return Err(SourceError::config(
                 "source.entity",
-                format!("'{entity}' is not an object of this Salesforce org (describe answered 404 NOT_FOUND); list them with `ferry connectors entities`"),
+                format!("'{entity}' is not an object of this Salesforce org (describe answered 404 NOT_FOUND); list them with `ferry entities FLOW`"),
             ));
         };
         let fields = resp.body.get("fields").and_then(Value::as_array).ok_or_else(|| {
