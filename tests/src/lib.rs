@@ -20,6 +20,7 @@
 
 pub mod aws;
 pub mod faults;
+pub mod saas;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};

@@ -61,6 +61,11 @@ enum AuthSpec {
         access_token: Option<String>,
         #[serde(default)]
         expires_at: Option<DateTime<Utc>>,
+        /// The API host a token is good for, as the token endpoint last said (Salesforce).
+        #[serde(default)]
+        instance_url: Option<String>,
+        #[serde(default)]
+        client_auth: ClientAuth,
     },
     Oauth2RefreshToken {
         token_url: String,
@@ -72,7 +77,22 @@ enum AuthSpec {
         access_token: Option<String>,
         #[serde(default)]
         expires_at: Option<DateTime<Utc>>,
+        /// The API host a token is good for, as the token endpoint last said (Salesforce).
+        #[serde(default)]
+        instance_url: Option<String>,
+        #[serde(default)]
+        client_auth: ClientAuth,
     },
+}
+
+/// How the OAuth2 client authenticates to the token endpoint: HTTP Basic (default) or
+/// `client_id`/`client_secret` form fields (`"client_auth": "body"`, as Salesforce documents).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ClientAuth {
+    #[default]
+    Basic,
+    Body,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -80,6 +100,7 @@ struct TokenState {
     access: Option<String>,
     expires_at: Option<DateTime<Utc>>,
     refresh: Option<String>,
+    instance_url: Option<String>,
     /// Bumped by every refresh, so a request that got 401 with an old token does not trigger a
     /// second refresh when another request already did one.
     generation: u64,
@@ -120,6 +141,8 @@ struct TokenResponse {
     expires_in: Option<i64>,
     #[serde(default)]
     refresh_token: Option<String>,
+    #[serde(default)]
+    instance_url: Option<String>,
 }
 
 impl Authenticator {
@@ -187,21 +210,25 @@ impl Authenticator {
             AuthSpec::Oauth2ClientCredentials {
                 access_token,
                 expires_at,
+                instance_url,
                 ..
             } => TokenState {
                 access: access_token.clone(),
                 expires_at: *expires_at,
+                instance_url: instance_url.clone(),
                 ..Default::default()
             },
             AuthSpec::Oauth2RefreshToken {
                 access_token,
                 expires_at,
                 refresh_token,
+                instance_url,
                 ..
             } => TokenState {
                 access: access_token.clone(),
                 expires_at: *expires_at,
                 refresh: Some(refresh_token.clone()),
+                instance_url: instance_url.clone(),
                 generation: 0,
             },
             _ => TokenState::default(),
@@ -240,6 +267,12 @@ impl Authenticator {
     /// Token refreshes done by this instance (for tests and logs).
     pub fn refresh_count(&self) -> u64 {
         self.refreshes.load(Ordering::SeqCst)
+    }
+
+    /// The API host the token endpoint named (`instance_url`, Salesforce), or the one stored in
+    /// the secret; `None` before the first token when the secret has none.
+    pub async fn instance_url(&self) -> Option<String> {
+        self.state.lock().await.instance_url.clone()
     }
 
     /// The query parameter holding a secret, to redact from URLs shown to users.
@@ -325,12 +358,13 @@ impl Authenticator {
     }
 
     async fn refresh(&self, st: &mut TokenState) -> Result<(), SourceError> {
-        let (token_url, form, client) = match &self.spec {
+        let (token_url, mut form, client, client_auth) = match &self.spec {
             AuthSpec::Oauth2ClientCredentials {
                 token_url,
                 client_id,
                 client_secret,
                 scope,
+                client_auth,
                 ..
             } => {
                 let mut form = vec![("grant_type", "client_credentials".to_string())];
@@ -341,12 +375,14 @@ impl Authenticator {
                     token_url,
                     form,
                     (client_id.clone(), Some(client_secret.clone())),
+                    *client_auth,
                 )
             }
             AuthSpec::Oauth2RefreshToken {
                 token_url,
                 client_id,
                 client_secret,
+                client_auth,
                 ..
             } => (
                 token_url,
@@ -355,13 +391,21 @@ impl Authenticator {
                     ("refresh_token", st.refresh.clone().unwrap_or_default()),
                 ],
                 (client_id.clone(), client_secret.clone()),
+                *client_auth,
             ),
             _ => return Ok(()),
         };
-        let resp = self
-            .client
-            .post(token_url)
-            .basic_auth(&client.0, client.1.as_ref())
+        let mut post = self.client.post(token_url);
+        match client_auth {
+            ClientAuth::Basic => post = post.basic_auth(&client.0, client.1.as_ref()),
+            ClientAuth::Body => {
+                form.push(("client_id", client.0.clone()));
+                if let Some(s) = &client.1 {
+                    form.push(("client_secret", s.clone()));
+                }
+            }
+        }
+        let resp = post
             .form(&form)
             .send()
             .await
@@ -409,6 +453,9 @@ impl Authenticator {
         if let Some(r) = tok.refresh_token {
             st.refresh = Some(r);
         }
+        if let Some(u) = tok.instance_url {
+            st.instance_url = Some(u);
+        }
         st.generation += 1;
         self.refreshes.fetch_add(1, Ordering::SeqCst);
         tracing::info!(profile = ?self.profile, kind = self.kind(), "access token refreshed");
@@ -429,6 +476,9 @@ impl Authenticator {
         };
         if let (Some(r), AuthSpec::Oauth2RefreshToken { .. }) = (&st.refresh, &self.spec) {
             raw.insert("refresh_token".into(), r.clone().into());
+        }
+        if let Some(u) = &st.instance_url {
+            raw.insert("instance_url".into(), u.clone().into());
         }
         store
             .put_secret(profile, &Secret::new(serde_json::Value::Object(raw)))

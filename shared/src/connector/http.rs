@@ -206,6 +206,11 @@ enum Attempt {
     Fail(SourceError),
 }
 
+/// A vendor's reading of an error response (status, body) before the generic handling: `Some`
+/// ends the request with that error (e.g. Salesforce's `REQUEST_LIMIT_EXCEEDED` on a 403 is
+/// `Throttled`, not an auth failure). Not consulted for 401, which goes through the refresh.
+pub type ErrorHook = fn(u16, &[u8]) -> Option<SourceError>;
+
 /// The shared client of an HTTP connector.
 #[derive(Debug, Clone)]
 pub struct HttpClient {
@@ -213,6 +218,7 @@ pub struct HttpClient {
     settings: HttpSettings,
     limiter: Option<Arc<RateLimiter>>,
     pub auth: Arc<Authenticator>,
+    error_hook: Option<ErrorHook>,
 }
 
 impl HttpClient {
@@ -239,7 +245,20 @@ impl HttpClient {
             settings,
             limiter,
             auth,
+            error_hook: None,
         })
+    }
+
+    /// Let the connector classify error responses first (see [`ErrorHook`]).
+    pub fn with_error_hook(mut self, hook: ErrorHook) -> Self {
+        self.error_hook = Some(hook);
+        self
+    }
+
+    /// Like [`send`](Self::send), for bodies that are not JSON (e.g. CSV): the body comes back
+    /// as `Value::String` (lossy UTF-8).
+    pub async fn send_raw(&self, req: &HttpRequest) -> Result<Option<HttpResponse>, SourceError> {
+        self.send_inner(req, true).await
     }
 
     pub fn settings(&self) -> &HttpSettings {
@@ -248,6 +267,14 @@ impl HttpClient {
 
     /// Send with retries. `Ok(None)`: the status is in `req.ignore_status`.
     pub async fn send(&self, req: &HttpRequest) -> Result<Option<HttpResponse>, SourceError> {
+        self.send_inner(req, false).await
+    }
+
+    async fn send_inner(
+        &self,
+        req: &HttpRequest,
+        raw: bool,
+    ) -> Result<Option<HttpResponse>, SourceError> {
         let s = &self.settings;
         let backoff = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(s.backoff_initial_ms))
@@ -255,7 +282,7 @@ impl HttpClient {
             .with_max_times(s.max_retries);
         let cap = Duration::from_secs_f64(s.max_retry_after_seconds);
         let reauthed = std::sync::atomic::AtomicBool::new(false);
-        let result = (|| self.attempt(req, &reauthed))
+        let result = (|| self.attempt(req, &reauthed, raw))
             .retry(backoff)
             .sleep(tokio::time::sleep)
             .when(|e| match e {
@@ -313,6 +340,7 @@ impl HttpClient {
         &self,
         req: &HttpRequest,
         reauthed: &std::sync::atomic::AtomicBool,
+        raw: bool,
     ) -> Result<Option<HttpResponse>, Attempt> {
         if let Some(l) = &self.limiter {
             l.acquire().await;
@@ -370,6 +398,7 @@ impl HttpClient {
         if req.ignore_status.contains(&code) {
             return Ok(None);
         }
+        let headers = resp.headers().clone();
         if code == 401 {
             if !reauthed.swap(true, std::sync::atomic::Ordering::SeqCst)
                 && self.auth.on_unauthorized(applied).await.map_err(Attempt::Fail)?
@@ -380,6 +409,27 @@ impl HttpClient {
                 "{method} {shown} answered 401 Unauthorized: the credentials ({}) were refused; update the profile's secret",
                 self.auth.kind()
             ))));
+        }
+        let mut resp = Some(resp);
+        let mut early: Option<bytes::Bytes> = None;
+        if let Some(hook) = self.error_hook.filter(|_| !status.is_success()) {
+            let b = match resp.take().expect("response").bytes().await {
+                Ok(b) => b,
+                Err(e) => {
+                    return Err(Attempt::Retry {
+                        message: format!(
+                            "{method} {shown} answered {status} but the body could not be read (truncated?): {}",
+                            root_cause(&e)
+                        ),
+                        retry_after: None,
+                        throttled: false,
+                    })
+                }
+            };
+            if let Some(e) = hook(code, &b) {
+                return Err(Attempt::Fail(e));
+            }
+            early = Some(b);
         }
         if code == 403 {
             return Err(Attempt::Fail(self.auth.auth_error(format!(
@@ -393,8 +443,11 @@ impl HttpClient {
                 throttled: code == 429,
             });
         }
-        let headers = resp.headers().clone();
-        let body = match resp.bytes().await {
+        let body = match early {
+            Some(b) => Ok(b),
+            None => resp.take().expect("response").bytes().await,
+        };
+        let body = match body {
             Ok(b) => b,
             Err(e) => {
                 return Err(Attempt::Retry {
@@ -416,7 +469,9 @@ impl HttpClient {
             }));
         }
         let bytes = body.len() as u64;
-        let json: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
+        let json: serde_json::Value = if raw {
+            serde_json::Value::String(String::from_utf8_lossy(&body).into_owned())
+        } else if body.iter().all(u8::is_ascii_whitespace) {
             serde_json::Value::Null
         } else {
             match serde_json::from_slice(&body) {

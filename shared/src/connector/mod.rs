@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod http;
 pub mod rest;
+pub mod salesforce;
 pub mod sample;
 
 use crate::error::{ErrorKind, StepError};
@@ -16,10 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Connectors this build can run.
-pub const CONNECTORS: &[&str] = &["sample", "rest"];
+pub const CONNECTORS: &[&str] = &["sample", "rest", "salesforce"];
 /// Connectors named in the design that this build does not have yet.
 pub const PLANNED: &[&str] = &[
-    "salesforce",
     "zendesk",
     "servicenow",
     "hubspot",
@@ -40,6 +40,7 @@ pub fn validate_properties(
     match connector {
         "sample" => sample::validate(entity, props),
         "rest" => rest::validate(entity, props),
+        "salesforce" => salesforce::validate(entity, props),
         _ => vec![],
     }
 }
@@ -266,6 +267,19 @@ pub async fn build(
                 auth,
             )?))
         }
+        "salesforce" => match (&source.profile, &secret) {
+            (Some(p), Some(s)) => Ok(Box::new(salesforce::SalesforceSource::new(
+                &source.properties,
+                source.incremental.as_ref().map(|i| i.field.as_str()),
+                p,
+                s,
+                ctx.secrets.clone(),
+            )?)),
+            _ => Err(SourceError::config(
+                "source.profile",
+                "the salesforce connector needs a profile: a secret with client_id, client_secret and refresh_token (see docs/connectors/salesforce.md)",
+            )),
+        },
         other if PLANNED.contains(&other) => Err(SourceError::config(
             "source.connector",
             format!("the {other} connector is not available in this build of ferry yet"),

@@ -1,0 +1,683 @@
+//! A Salesforce stand-in speaking the REST and Bulk API 2.0 dialect the `salesforce` connector
+//! uses: OAuth2 refresh-token grant with client credentials in the form and `instance_url` in
+//! the answer; `/sobjects`, `describe`; SOQL over `query`/`queryAll` with `nextRecordsUrl`
+//! locators and `Sforce-Query-Options: batchSize`; Bulk API 2.0 query jobs whose CSV results
+//! are paged by `Sforce-Locator`; error bodies `[{"message", "errorCode"}]` (401
+//! `INVALID_SESSION_ID`, 403 `REQUEST_LIMIT_EXCEEDED`, 400 `INVALID_FIELD`/`MALFORMED_QUERY`).
+//!
+//! Data: `Account` records `1..=n`. Record `i` has `SystemModstamp` = BASE + i minutes +
+//! (i·37 mod 1000) ms; every 17th is deleted (only `queryAll` shows it); every 10th name holds a
+//! comma, quotes and a line break; nulls in several columns by `i` modulo small numbers; the
+//! billing address is null for every 7th. `touch` moves records' `SystemModstamp` to a new time.
+//! SOQL dateTime literals must be whole seconds (`2026-01-01T00:00:00Z`), as Salesforce requires.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, TimeZone, Utc};
+use serde_json::{json, Value};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+pub const CLIENT_ID: &str = "3MVG9mock-client";
+pub const CLIENT_SECRET: &str = "mock-client-secret";
+pub const REFRESH_TOKEN: &str = "5Aep861mock-refresh";
+
+pub fn base_time() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+}
+
+/// `SystemModstamp` of record `i` before any `touch`.
+pub fn modstamp(i: u64) -> DateTime<Utc> {
+    base_time() + ChronoDuration::minutes(i as i64) + ChronoDuration::milliseconds((i * 37 % 1000) as i64)
+}
+
+pub fn account_id(i: u64) -> String {
+    format!("001Mk{i:013}")
+}
+
+pub fn is_deleted(i: u64) -> bool {
+    i % 17 == 0
+}
+
+#[derive(Debug, Clone)]
+pub enum SfFault {
+    /// This status with a Salesforce error body and an optional `Retry-After`.
+    Status { status: u16, retry_after: Option<String> },
+    /// 403 `REQUEST_LIMIT_EXCEEDED`.
+    RequestLimit,
+}
+
+#[derive(Debug, Clone)]
+pub struct SfConfig {
+    pub accounts: u64,
+    /// Job status polls answered `InProgress` before `JobComplete`.
+    pub bulk_polls: u32,
+    /// Bulk jobs end `Failed`.
+    pub fail_jobs: bool,
+}
+
+impl Default for SfConfig {
+    fn default() -> Self {
+        SfConfig { accounts: 450, bulk_polls: 1, fail_jobs: false }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SfSeen {
+    pub at: Instant,
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: HeaderMap,
+    pub status: u16,
+}
+
+struct Job {
+    ids: Vec<u64>,
+    fields: Vec<String>,
+    version: String,
+    polls_left: u32,
+    operation: String,
+}
+
+struct Inner {
+    cfg: SfConfig,
+    url: Mutex<String>,
+    faults: Mutex<VecDeque<SfFault>>,
+    periodic: Mutex<Option<(u64, SfFault)>>,
+    on_request: Mutex<HashMap<u64, SfFault>>,
+    data_requests: AtomicU64,
+    log: Mutex<Vec<SfSeen>>,
+    tokens: Mutex<HashMap<String, bool>>,
+    revoked: Mutex<bool>,
+    token_requests: AtomicU64,
+    touched: Mutex<HashMap<u64, DateTime<Utc>>>,
+    queries: Mutex<Vec<(Vec<u64>, Vec<String>)>>,
+    jobs: Mutex<Vec<Job>>,
+}
+
+type S = Arc<Inner>;
+
+pub struct SalesforceMock {
+    pub addr: SocketAddr,
+    inner: S,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SalesforceMock {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SalesforceMock {
+    pub async fn start(cfg: SfConfig) -> SalesforceMock {
+        let inner = Arc::new(Inner {
+            cfg,
+            url: Mutex::new(String::new()),
+            faults: Default::default(),
+            periodic: Default::default(),
+            on_request: Default::default(),
+            data_requests: AtomicU64::new(0),
+            log: Default::default(),
+            tokens: Default::default(),
+            revoked: Mutex::new(false),
+            token_requests: AtomicU64::new(0),
+            touched: Default::default(),
+            queries: Default::default(),
+            jobs: Default::default(),
+        });
+        let app = router(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        *inner.url.lock().unwrap() = format!("http://{addr}");
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("salesforce mock");
+        });
+        SalesforceMock { addr, inner, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A profile secret for this server: refresh token, client credentials, token URL.
+    pub fn secret(&self) -> Value {
+        json!({"token_url": format!("{}/services/oauth2/token", self.url()),
+               "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "refresh_token": REFRESH_TOKEN})
+    }
+
+    pub fn push_faults(&self, faults: impl IntoIterator<Item = SfFault>) {
+        self.inner.faults.lock().unwrap().extend(faults);
+    }
+
+    /// Every `every`-th data request gets `fault`.
+    pub fn fault_every(&self, every: u64, fault: SfFault) {
+        *self.inner.periodic.lock().unwrap() = Some((every, fault));
+    }
+
+    /// The `n`-th authorized data request (counting from 1) gets `fault`.
+    pub fn fault_on_request(&self, n: u64, fault: SfFault) {
+        self.inner.on_request.lock().unwrap().insert(n, fault);
+    }
+
+    pub fn revoke_refresh_token(&self) {
+        *self.inner.revoked.lock().unwrap() = true;
+    }
+
+    /// Every issued access token stops working (the session timed out).
+    pub fn expire_sessions(&self) {
+        for v in self.inner.tokens.lock().unwrap().values_mut() {
+            *v = false;
+        }
+    }
+
+    pub fn token_requests(&self) -> u64 {
+        self.inner.token_requests.load(Ordering::SeqCst)
+    }
+
+    pub fn requests(&self) -> Vec<SfSeen> {
+        self.inner.log.lock().unwrap().clone()
+    }
+
+    pub fn jobs_created(&self) -> usize {
+        self.inner.jobs.lock().unwrap().len()
+    }
+
+    /// Records `ids` are modified at `at`.
+    pub fn touch(&self, ids: impl IntoIterator<Item = u64>, at: DateTime<Utc>) {
+        let mut t = self.inner.touched.lock().unwrap();
+        for i in ids {
+            t.insert(i, at);
+        }
+    }
+
+    pub fn modstamp_of(&self, i: u64) -> DateTime<Utc> {
+        stamp(&self.inner, i)
+    }
+
+    /// Ids with `SystemModstamp` in `(start, end]`, deleted ones only with `include_deleted`.
+    pub fn ids_in(&self, start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>, include_deleted: bool) -> BTreeSet<String> {
+        (1..=self.inner.cfg.accounts)
+            .filter(|i| include_deleted || !is_deleted(*i))
+            .filter(|i| {
+                let t = stamp(&self.inner, *i);
+                start.is_none_or(|s| t > s) && end.is_none_or(|e| t <= e)
+            })
+            .map(account_id)
+            .collect()
+    }
+}
+
+fn stamp(s: &Inner, i: u64) -> DateTime<Utc> {
+    s.touched.lock().unwrap().get(&i).copied().unwrap_or_else(|| modstamp(i))
+}
+
+fn router(s: S) -> Router {
+    Router::new()
+        .route("/services/oauth2/token", post(token))
+        .route("/services/data/{v}/sobjects", get(sobjects))
+        .route("/services/data/{v}/sobjects/{name}/describe", get(describe))
+        .route("/services/data/{v}/query", get(query))
+        .route("/services/data/{v}/queryAll", get(query_all))
+        .route("/services/data/{v}/query/{locator}", get(query_more))
+        .route("/services/data/{v}/queryAll/{locator}", get(query_more))
+        .route("/services/data/{v}/jobs/query", post(create_job))
+        .route("/services/data/{v}/jobs/query/{id}", get(job_info))
+        .route("/services/data/{v}/jobs/query/{id}/results", get(job_results))
+        .layer(axum::middleware::from_fn_with_state(s.clone(), gate))
+        .with_state(s)
+}
+
+fn sf_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, axum::Json(json!([{"message": message, "errorCode": code}]))).into_response()
+}
+
+/// (name, type, compound, nillable, label)
+const FIELDS: &[(&str, &str, Option<&str>, bool, &str)] = &[
+    ("Id", "id", None, false, "Account ID"),
+    ("IsDeleted", "boolean", None, false, "Deleted"),
+    ("Name", "string", None, false, "Account Name"),
+    ("Industry", "picklist", None, true, "Industry"),
+    ("AnnualRevenue", "currency", None, true, "Annual Revenue"),
+    ("NumberOfEmployees", "int", None, true, "Employees"),
+    ("IsPartner", "boolean", None, false, "Partner"),
+    ("SLAExpirationDate__c", "date", None, true, "SLA Expiration Date"),
+    ("Description", "textarea", None, true, "Account Description"),
+    ("BillingStreet", "textarea", Some("BillingAddress"), true, "Billing Street"),
+    ("BillingCity", "string", Some("BillingAddress"), true, "Billing City"),
+    ("BillingState", "string", Some("BillingAddress"), true, "Billing State/Province"),
+    ("BillingPostalCode", "string", Some("BillingAddress"), true, "Billing Zip/Postal Code"),
+    ("BillingCountry", "string", Some("BillingAddress"), true, "Billing Country"),
+    ("BillingLatitude", "double", Some("BillingAddress"), true, "Billing Latitude"),
+    ("BillingLongitude", "double", Some("BillingAddress"), true, "Billing Longitude"),
+    ("BillingGeocodeAccuracy", "picklist", Some("BillingAddress"), true, "Billing Geocode Accuracy"),
+    ("BillingAddress", "address", None, true, "Billing Address"),
+    ("Logo__c", "base64", None, true, "Logo"),
+    ("CreatedDate", "datetime", None, false, "Created Date"),
+    ("LastModifiedDate", "datetime", None, false, "Last Modified Date"),
+    ("SystemModstamp", "datetime", None, false, "System Modstamp"),
+];
+
+fn field_type(name: &str) -> Option<&'static str> {
+    FIELDS.iter().find(|f| f.0 == name).map(|f| f.1)
+}
+
+/// A field of record `i` as a typed value (`Value::String` for dates and datetimes as `DateTime`
+/// values are written by the caller in each API's format).
+enum V {
+    Null,
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Time(DateTime<Utc>),
+}
+
+fn value(s: &Inner, i: u64, field: &str) -> V {
+    let addr = i % 7 != 0;
+    match field {
+        "Id" => V::Text(account_id(i)),
+        "IsDeleted" => V::Bool(is_deleted(i)),
+        "Name" if i % 10 == 0 => V::Text(format!("Acme, \"Big\" Co\nunit {i}")),
+        "Name" => V::Text(format!("Account {i}")),
+        "Industry" if i % 4 == 0 => V::Null,
+        "Industry" => V::Text(["Energy", "Retail", "Banking"][(i % 3) as usize].into()),
+        "AnnualRevenue" if i % 5 == 0 => V::Null,
+        "AnnualRevenue" if i % 9 == 0 => V::Float(i as f64 * 1.0e9),
+        "AnnualRevenue" => V::Float(i as f64 * 1000.5),
+        "NumberOfEmployees" if i % 6 == 0 => V::Null,
+        "NumberOfEmployees" => V::Int(i as i64 * 3),
+        "IsPartner" => V::Bool(i % 2 == 0),
+        "SLAExpirationDate__c" if i % 3 == 0 => V::Null,
+        "SLAExpirationDate__c" => V::Text(NaiveDate::from_ymd_opt(2026, 2, 1 + (i % 28) as u32).unwrap().to_string()),
+        "Description" if i % 2 == 1 => V::Null,
+        "Description" => V::Text(format!("Line one\r\nline two, for {i}")),
+        _ if field.starts_with("Billing") && !addr => V::Null,
+        "BillingStreet" => V::Text(format!("{i} Main St\nSuite 5")),
+        "BillingCity" => V::Text("Springfield".into()),
+        "BillingState" => V::Text("CA".into()),
+        "BillingPostalCode" => V::Text(format!("{:05}", 90000 + i)),
+        "BillingCountry" => V::Text("USA".into()),
+        "BillingLatitude" => V::Float(37.0 + i as f64 / 1000.0),
+        "BillingLongitude" => V::Float(-122.0 - i as f64 / 1000.0),
+        "BillingGeocodeAccuracy" => V::Text("Address".into()),
+        "Logo__c" => V::Text(format!("/services/data/v62.0/sobjects/Account/{}/Logo__c", account_id(i))),
+        "CreatedDate" => V::Time(base_time() + ChronoDuration::seconds(i as i64)),
+        "LastModifiedDate" => V::Time(stamp(s, i) - ChronoDuration::seconds(1)),
+        "SystemModstamp" => V::Time(stamp(s, i)),
+        _ => V::Null,
+    }
+}
+
+/// REST JSON: datetimes as `2026-01-01T00:00:00.000+0000`.
+fn rest_value(s: &Inner, i: u64, field: &str) -> Value {
+    if field == "BillingAddress" {
+        if i % 7 == 0 {
+            return Value::Null;
+        }
+        let mut o = serde_json::Map::new();
+        for (sub, f) in [("city", "BillingCity"), ("country", "BillingCountry"), ("geocodeAccuracy", "BillingGeocodeAccuracy"),
+            ("latitude", "BillingLatitude"), ("longitude", "BillingLongitude"), ("postalCode", "BillingPostalCode"),
+            ("state", "BillingState"), ("street", "BillingStreet")] {
+            o.insert(sub.into(), rest_value(s, i, f));
+        }
+        return Value::Object(o);
+    }
+    match value(s, i, field) {
+        V::Null => Value::Null,
+        V::Text(t) => Value::String(t),
+        V::Int(n) => json!(n),
+        V::Float(f) => json!(f),
+        V::Bool(b) => json!(b),
+        V::Time(t) => Value::String(t.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()),
+    }
+}
+
+/// Bulk CSV text: datetimes as `…000Z`, large doubles in E notation, null as empty.
+fn csv_value(s: &Inner, i: u64, field: &str) -> String {
+    match value(s, i, field) {
+        V::Null => String::new(),
+        V::Text(t) => t,
+        V::Int(n) => n.to_string(),
+        V::Float(f) if f.abs() >= 1.0e7 => format!("{f:E}"),
+        V::Float(f) => f.to_string(),
+        V::Bool(b) => b.to_string(),
+        V::Time(t) => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+    }
+}
+
+fn csv_cell(v: &str) -> String {
+    format!("\"{}\"", v.replace('"', "\"\""))
+}
+
+async fn token(State(s): State<S>, body: String) -> Response {
+    s.token_requests.fetch_add(1, Ordering::SeqCst);
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+    let bad = |code: &str, d: &str| (StatusCode::BAD_REQUEST, axum::Json(json!({"error": code, "error_description": d}))).into_response();
+    if form.get("grant_type").map(String::as_str) != Some("refresh_token") {
+        return bad("unsupported_grant_type", "grant type not supported");
+    }
+    if form.get("client_id").map(String::as_str) != Some(CLIENT_ID) || form.get("client_secret").map(String::as_str) != Some(CLIENT_SECRET) {
+        return bad("invalid_client", "invalid client credentials");
+    }
+    if *s.revoked.lock().unwrap() || form.get("refresh_token").map(String::as_str) != Some(REFRESH_TOKEN) {
+        return bad("invalid_grant", "expired access/refresh token");
+    }
+    let n = s.token_requests.load(Ordering::SeqCst);
+    let at = format!("00DMk!AQ.access-{n}");
+    s.tokens.lock().unwrap().insert(at.clone(), true);
+    let url = s.url.lock().unwrap().clone();
+    axum::Json(json!({
+        "access_token": at, "signature": "c2lnbmF0dXJl", "scope": "refresh_token api",
+        "instance_url": url, "id": format!("{url}/id/00DMk0000000001/005Mk0000000001"),
+        "token_type": "Bearer", "issued_at": Utc::now().timestamp_millis().to_string()
+    }))
+    .into_response()
+}
+
+async fn sobjects(Path(_v): Path<String>) -> Response {
+    axum::Json(json!({"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": [
+        {"name": "Account", "label": "Account", "queryable": true, "custom": false, "urls": {}},
+        {"name": "Contact", "label": "Contact", "queryable": true, "custom": false, "urls": {}},
+        {"name": "Invoice__c", "label": "Invoice", "queryable": true, "custom": true, "urls": {}},
+        {"name": "AccountChangeEvent", "label": "Account Change Event", "queryable": false, "custom": false, "urls": {}},
+    ]}))
+    .into_response()
+}
+
+async fn describe(Path((_v, name)): Path<(String, String)>) -> Response {
+    if name != "Account" {
+        return sf_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist");
+    }
+    let fields: Vec<Value> = FIELDS
+        .iter()
+        .map(|(n, t, c, nil, label)| json!({"name": n, "type": t, "compoundFieldName": c, "nillable": nil, "label": label,
+            "soapType": "xsd:string", "filterable": true}))
+        .collect();
+    axum::Json(json!({"name": "Account", "label": "Account", "queryable": true, "fields": fields})).into_response()
+}
+
+struct Soql {
+    fields: Vec<String>,
+    count: bool,
+    conds: Vec<(String, String, DateTime<Utc>)>,
+}
+
+fn parse_soql(q: &str) -> Result<Soql, Response> {
+    let malformed = |m: &str| sf_error(StatusCode::BAD_REQUEST, "MALFORMED_QUERY", m);
+    let rest = q.strip_prefix("SELECT ").ok_or_else(|| malformed("unexpected token: expected SELECT"))?;
+    let (sel, rest) = rest.split_once(" FROM ").ok_or_else(|| malformed("unexpected token: expected FROM"))?;
+    let (object, wher) = match rest.split_once(" WHERE ") {
+        Some((o, w)) => (o.trim(), Some(w)),
+        None => (rest.trim(), None),
+    };
+    if object != "Account" {
+        return Err(sf_error(StatusCode::BAD_REQUEST, "INVALID_TYPE", &format!("sObject type '{object}' is not supported.")));
+    }
+    let count = sel.trim() == "COUNT()";
+    let fields: Vec<String> = if count { vec![] } else { sel.split(',').map(|f| f.trim().to_string()).collect() };
+    for f in &fields {
+        if field_type(f).is_none() {
+            return Err(sf_error(StatusCode::BAD_REQUEST, "INVALID_FIELD", &format!("No such column '{f}' on entity 'Account'.")));
+        }
+    }
+    let mut conds = vec![];
+    for c in wher.map(|w| w.split(" AND ").collect::<Vec<_>>()).unwrap_or_default() {
+        let parts: Vec<&str> = c.split_whitespace().collect();
+        let [f, op, v] = parts[..] else { return Err(malformed(&format!("unexpected condition '{c}'"))) };
+        if field_type(f) != Some("datetime") {
+            return Err(sf_error(StatusCode::BAD_REQUEST, "INVALID_FIELD", &format!("No such column '{f}' on entity 'Account'.")));
+        }
+        // Whole seconds only: YYYY-MM-DDThh:mm:ssZ.
+        let t = chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%SZ")
+            .map_err(|_| malformed(&format!("line 1:{}: value of filter criterion for field '{f}' must be of type dateTime and should not be enclosed in quotes", q.find(v).unwrap_or(0))))?
+            .and_utc();
+        if !matches!(op, ">" | ">=" | "<" | "<=" | "=") {
+            return Err(malformed(&format!("unexpected token: '{op}'")));
+        }
+        conds.push((f.to_string(), op.to_string(), t));
+    }
+    Ok(Soql { fields, count, conds })
+}
+
+fn matching(s: &Inner, q: &Soql, all: bool) -> Vec<u64> {
+    (1..=s.cfg.accounts)
+        .filter(|i| all || !is_deleted(*i))
+        .filter(|i| {
+            q.conds.iter().all(|(f, op, t)| {
+                let V::Time(v) = value(s, *i, f) else { return false };
+                match op.as_str() {
+                    ">" => v > *t,
+                    ">=" => v >= *t,
+                    "<" => v < *t,
+                    "<=" => v <= *t,
+                    _ => v == *t,
+                }
+            })
+        })
+        .collect()
+}
+
+fn batch_size(h: &HeaderMap) -> usize {
+    h.get("sforce-query-options")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("batchSize="))
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(2000)
+        .clamp(200, 2000)
+}
+
+fn query_page(s: &Inner, v: &str, qid: usize, offset: usize, size: usize) -> Response {
+    let (ids, fields) = s.queries.lock().unwrap()[qid].clone();
+    let end = (offset + size).min(ids.len());
+    let records: Vec<Value> = ids[offset.min(end)..end]
+        .iter()
+        .map(|i| {
+            let mut o = serde_json::Map::new();
+            o.insert("attributes".into(), json!({"type": "Account", "url": format!("/services/data/{v}/sobjects/Account/{}", account_id(*i))}));
+            for f in &fields {
+                o.insert(f.clone(), rest_value(s, *i, f));
+            }
+            Value::Object(o)
+        })
+        .collect();
+    let mut body = json!({"totalSize": ids.len(), "done": end >= ids.len(), "records": records});
+    if end < ids.len() {
+        // queryAll locators say `query` too, as Salesforce's do.
+        body["nextRecordsUrl"] = json!(format!("/services/data/{v}/query/01gMk{qid:08}-{end}"));
+    }
+    axum::Json(body).into_response()
+}
+
+async fn run_query(s: S, v: String, q: HashMap<String, String>, h: HeaderMap, all: bool) -> Response {
+    let Some(text) = q.get("q") else {
+        return sf_error(StatusCode::BAD_REQUEST, "MALFORMED_QUERY", "A query string has to be specified");
+    };
+    let soql = match parse_soql(text) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let ids = matching(&s, &soql, all);
+    if soql.count {
+        return axum::Json(json!({"totalSize": ids.len(), "done": true, "records": []})).into_response();
+    }
+    let qid = {
+        let mut qs = s.queries.lock().unwrap();
+        qs.push((ids, soql.fields));
+        qs.len() - 1
+    };
+    query_page(&s, &v, qid, 0, batch_size(&h))
+}
+
+async fn query(State(s): State<S>, Path(v): Path<String>, Query(q): Query<HashMap<String, String>>, h: HeaderMap) -> Response {
+    run_query(s, v, q, h, false).await
+}
+
+async fn query_all(State(s): State<S>, Path(v): Path<String>, Query(q): Query<HashMap<String, String>>, h: HeaderMap) -> Response {
+    run_query(s, v, q, h, true).await
+}
+
+async fn query_more(State(s): State<S>, Path((v, locator)): Path<(String, String)>, h: HeaderMap) -> Response {
+    let parsed = locator
+        .strip_prefix("01gMk")
+        .and_then(|l| l.split_once('-'))
+        .and_then(|(q, o)| Some((q.parse::<usize>().ok()?, o.parse::<usize>().ok()?)))
+        .filter(|(q, _)| *q < s.queries.lock().unwrap().len());
+    match parsed {
+        Some((qid, off)) => query_page(&s, &v, qid, off, batch_size(&h)),
+        None => sf_error(StatusCode::BAD_REQUEST, "INVALID_QUERY_LOCATOR", "invalid query locator"),
+    }
+}
+
+fn job_json(id: usize, j: &Job, state: &str) -> Value {
+    json!({"id": format!("750Mk{id:013}"), "operation": j.operation, "object": "Account",
+           "createdById": "005Mk0000000001", "createdDate": "2026-01-01T00:00:00.000+0000",
+           "systemModstamp": "2026-01-01T00:00:00.000+0000", "state": state, "concurrencyMode": "Parallel",
+           "contentType": "CSV", "apiVersion": j.version.trim_start_matches('v').parse::<f64>().unwrap_or(0.0),
+           "lineEnding": "LF", "columnDelimiter": "COMMA", "numberRecordsProcessed": j.ids.len()})
+}
+
+async fn create_job(State(s): State<S>, Path(v): Path<String>, body: axum::Json<Value>) -> Response {
+    let op = body.get("operation").and_then(Value::as_str).unwrap_or("");
+    if !matches!(op, "query" | "queryAll") {
+        return sf_error(StatusCode::BAD_REQUEST, "INVALIDJOB", "Invalid operation");
+    }
+    let Some(text) = body.get("query").and_then(Value::as_str) else {
+        return sf_error(StatusCode::BAD_REQUEST, "INVALIDJOB", "query is required");
+    };
+    let soql = match parse_soql(text) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if soql.count {
+        return sf_error(StatusCode::BAD_REQUEST, "INVALIDJOB", "Aggregate queries are not supported in Bulk API 2.0");
+    }
+    if let Some(f) = soql.fields.iter().find(|f| matches!(field_type(f), Some("address" | "location" | "base64"))) {
+        return sf_error(StatusCode::BAD_REQUEST, "INVALIDJOB", &format!("Selecting compound data not supported in Bulk Query: {f}"));
+    }
+    let ids = matching(&s, &soql, op == "queryAll");
+    let job = Job { ids, fields: soql.fields, version: v, polls_left: s.cfg.bulk_polls, operation: op.into() };
+    let mut jobs = s.jobs.lock().unwrap();
+    let body = job_json(jobs.len(), &job, "UploadComplete");
+    jobs.push(job);
+    axum::Json(body).into_response()
+}
+
+fn job_index(id: &str) -> Option<usize> {
+    id.strip_prefix("750Mk")?.parse().ok()
+}
+
+async fn job_info(State(s): State<S>, Path((_v, id)): Path<(String, String)>) -> Response {
+    let mut jobs = s.jobs.lock().unwrap();
+    let Some(j) = job_index(&id).and_then(|n| jobs.get_mut(n)) else {
+        return sf_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist");
+    };
+    let state = if j.polls_left > 0 {
+        j.polls_left -= 1;
+        "InProgress"
+    } else if s.cfg.fail_jobs {
+        "Failed"
+    } else {
+        "JobComplete"
+    };
+    let mut body = job_json(job_index(&id).unwrap(), j, state);
+    if state == "Failed" {
+        body["errorMessage"] = json!("Query timed out (mock)");
+    }
+    axum::Json(body).into_response()
+}
+
+fn encode_locator(n: usize) -> String {
+    format!("TWs{n:x}")
+}
+fn decode_locator(l: &str) -> Option<usize> {
+    usize::from_str_radix(l.strip_prefix("TWs")?, 16).ok()
+}
+
+async fn job_results(State(s): State<S>, Path((v, id)): Path<(String, String)>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let jobs = s.jobs.lock().unwrap();
+    let Some(j) = job_index(&id).and_then(|n| jobs.get(n)) else {
+        return sf_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist");
+    };
+    if j.version != v {
+        return sf_error(StatusCode::CONFLICT, "INVALIDJOBSTATE", "Results must be read with the API version the job was created with");
+    }
+    if j.polls_left > 0 || s.cfg.fail_jobs {
+        return sf_error(StatusCode::BAD_REQUEST, "INVALIDJOBSTATE", "Job is not complete");
+    }
+    let start = match q.get("locator") {
+        None => 0,
+        Some(l) => match decode_locator(l) {
+            Some(n) => n,
+            None => return sf_error(StatusCode::BAD_REQUEST, "INVALIDLOCATOR", "invalid locator"),
+        },
+    };
+    let max = q.get("maxRecords").and_then(|m| m.parse::<usize>().ok()).unwrap_or(50_000);
+    let end = (start + max).min(j.ids.len());
+    let mut out = j.fields.iter().map(|f| csv_cell(f)).collect::<Vec<_>>().join(",") + "\n";
+    for i in &j.ids[start.min(end)..end] {
+        out += &j.fields.iter().map(|f| csv_cell(&csv_value(&s, *i, f))).collect::<Vec<_>>().join(",");
+        out.push('\n');
+    }
+    let mut r = (StatusCode::OK, out).into_response();
+    let h = r.headers_mut();
+    h.insert("content-type", HeaderValue::from_static("text/csv"));
+    let next = if end < j.ids.len() { encode_locator(end) } else { "null".into() };
+    h.insert("sforce-locator", HeaderValue::from_str(&next).unwrap());
+    h.insert("sforce-numberofrecords", HeaderValue::from_str(&(end - start.min(end)).to_string()).unwrap());
+    r
+}
+
+async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Next) -> Response {
+    let at = Instant::now();
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let headers = req.headers().clone();
+    let resp = if path == "/services/oauth2/token" {
+        next.run(req).await
+    } else {
+        let tok = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let ok = tok.is_some_and(|t| s.tokens.lock().unwrap().get(t).copied().unwrap_or(false));
+        if !ok {
+            sf_error(StatusCode::UNAUTHORIZED, "INVALID_SESSION_ID", "Session expired or invalid")
+        } else {
+            let n = s.data_requests.fetch_add(1, Ordering::SeqCst) + 1;
+            let mut fault = s.on_request.lock().unwrap().remove(&n).or_else(|| s.faults.lock().unwrap().pop_front());
+            if fault.is_none() {
+                if let Some((every, f)) = &*s.periodic.lock().unwrap() {
+                    if *every > 0 && n % every == 0 {
+                        fault = Some(f.clone());
+                    }
+                }
+            }
+            match fault {
+                Some(SfFault::Status { status, retry_after }) => {
+                    let mut r = sf_error(StatusCode::from_u16(status).unwrap(), "SERVER_UNAVAILABLE", "Server is busy (injected)");
+                    if let Some(ra) = retry_after {
+                        r.headers_mut().insert("retry-after", HeaderValue::from_str(&ra).unwrap());
+                    }
+                    r
+                }
+                Some(SfFault::RequestLimit) => sf_error(StatusCode::FORBIDDEN, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."),
+                None => next.run(req).await,
+            }
+        }
+    };
+    s.log.lock().unwrap().push(SfSeen { at, method, path, query, headers, status: resp.status().as_u16() });
+    resp
+}
+
+/// Record ids (sorted) of JSON-lines output.
+pub fn ids_of(records: &[Value]) -> (usize, BTreeSet<String>) {
+    let ids: Vec<String> = records.iter().map(|r| r["Id"].as_str().unwrap_or_default().to_string()).collect();
+    (ids.len(), ids.into_iter().collect())
+}
