@@ -3,8 +3,11 @@
 
 pub mod auth;
 pub mod http;
+pub mod normalize;
 pub mod rest;
 pub mod sample;
+pub mod slack;
+pub mod zendesk;
 
 use crate::error::{ErrorKind, StepError};
 use crate::flow::{FieldError, SourceConfig};
@@ -16,14 +19,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Connectors this build can run.
-pub const CONNECTORS: &[&str] = &["sample", "rest"];
+pub const CONNECTORS: &[&str] = &["sample", "rest", "zendesk", "slack"];
 /// Connectors named in the design that this build does not have yet.
 pub const PLANNED: &[&str] = &[
     "salesforce",
-    "zendesk",
     "servicenow",
     "hubspot",
-    "slack",
 ];
 
 /// Whether a connector reads credentials from a profile.
@@ -40,6 +41,8 @@ pub fn validate_properties(
     match connector {
         "sample" => sample::validate(entity, props),
         "rest" => rest::validate(entity, props),
+        "zendesk" => zendesk::validate(entity, props),
+        "slack" => slack::validate(entity, props),
         _ => vec![],
     }
 }
@@ -265,6 +268,16 @@ pub async fn build(
                 source.incremental.as_ref().map(|i| i.field.as_str()),
                 auth,
             )?))
+        }
+        "zendesk" | "slack" => {
+            let auth = match (&source.profile, &secret) {
+                (Some(p), Some(s)) => auth::Authenticator::from_secret(p, s, ctx.secrets.clone())?,
+                _ => auth::Authenticator::none(),
+            };
+            Ok(match source.connector.as_str() {
+                "zendesk" => Box::new(zendesk::ZendeskSource::new(&source.properties, auth)?),
+                _ => Box::new(slack::SlackSource::new(&source.properties, &source.entity, auth)?),
+            })
         }
         other if PLANNED.contains(&other) => Err(SourceError::config(
             "source.connector",
