@@ -3,9 +3,12 @@
 
 pub mod auth;
 pub mod http;
+pub mod normalize;
 pub mod rest;
 pub mod salesforce;
 pub mod sample;
+pub mod slack;
+pub mod zendesk;
 
 use crate::error::{ErrorKind, StepError};
 use crate::flow::{FieldError, SourceConfig};
@@ -17,13 +20,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Connectors this build can run.
-pub const CONNECTORS: &[&str] = &["sample", "rest", "salesforce"];
+pub const CONNECTORS: &[&str] = &["sample", "rest", "salesforce", "zendesk", "slack"];
 /// Connectors named in the design that this build does not have yet.
 pub const PLANNED: &[&str] = &[
-    "zendesk",
     "servicenow",
     "hubspot",
-    "slack",
 ];
 
 /// Whether a connector reads credentials from a profile.
@@ -41,6 +42,8 @@ pub fn validate_properties(
         "sample" => sample::validate(entity, props),
         "rest" => rest::validate(entity, props),
         "salesforce" => salesforce::validate(entity, props),
+        "zendesk" => zendesk::validate(entity, props),
+        "slack" => slack::validate(entity, props),
         _ => vec![],
     }
 }
@@ -280,6 +283,16 @@ pub async fn build(
                 "the salesforce connector needs a profile: a secret with client_id, client_secret and refresh_token (see docs/connectors/salesforce.md)",
             )),
         },
+        "zendesk" | "slack" => {
+            let auth = match (&source.profile, &secret) {
+                (Some(p), Some(s)) => auth::Authenticator::from_secret(p, s, ctx.secrets.clone())?,
+                _ => auth::Authenticator::none(),
+            };
+            Ok(match source.connector.as_str() {
+                "zendesk" => Box::new(zendesk::ZendeskSource::new(&source.properties, auth)?),
+                _ => Box::new(slack::SlackSource::new(&source.properties, &source.entity, auth)?),
+            })
+        }
         other if PLANNED.contains(&other) => Err(SourceError::config(
             "source.connector",
             format!("the {other} connector is not available in this build of ferry yet"),

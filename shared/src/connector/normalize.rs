@@ -1,0 +1,204 @@
+//! Shaping vendor records to the fields a connector declares, for connectors with a fixed
+//! schema (zendesk, slack). Vendors format the same kind of value differently — epoch seconds
+//! here, epoch milliseconds there, RFC 3339 text elsewhere, ids as numbers or as strings, nested
+//! objects where a column is flat — and transform-batch decodes staged records strictly against
+//! the declared Arrow types. [`shape`] turns one vendor record into an object holding exactly the
+//! declared fields, in declared order, each value in the form its declared type decodes from:
+//!
+//! | declared | accepted from the vendor | staged as |
+//! |---|---|---|
+//! | `timestamp` | RFC 3339 text, epoch seconds or milliseconds (number or numeric text), Slack `ts` text (`"1512085950.000216"`) | RFC 3339 text, microseconds kept |
+//! | `integer` | integer, integral float, numeric text | number |
+//! | `float` | number, numeric text | number |
+//! | `boolean` | boolean, `"true"`/`"false"`, 0/1 | boolean |
+//! | `string` | text; numbers and booleans as their text; objects/arrays as JSON text | text |
+//! | `json` | anything | JSON text |
+//! | `array` of scalars | array | array, items shaped |
+//!
+//! Missing fields and JSON `null` become `null`; an empty string in a non-text column becomes
+//! `null` too (vendors use `""` for "unset"). A value that cannot be read as its declared type
+//! is an error naming the field and the record, not a silent null.
+
+use super::{FieldInfo, FieldType};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value};
+
+/// A record with exactly `fields`, shaped to their types. `Err` names the field and the value.
+pub fn shape(record: &Value, fields: &[FieldInfo]) -> Result<Value, String> {
+    let mut out = Map::with_capacity(fields.len());
+    for f in fields {
+        let v = record.get(&f.name).unwrap_or(&Value::Null);
+        let shaped = value(v, &f.data_type)
+            .map_err(|why| format!("field `{}`: {why}", f.name))?;
+        out.insert(f.name.clone(), shaped);
+    }
+    Ok(Value::Object(out))
+}
+
+/// One value shaped to `t`.
+pub fn value(v: &Value, t: &FieldType) -> Result<Value, String> {
+    if v.is_null() {
+        return Ok(Value::Null);
+    }
+    if !matches!(t, FieldType::String | FieldType::Json) && v.as_str() == Some("") {
+        return Ok(Value::Null);
+    }
+    let bad = || format!("{v} is not a {}", type_label(t));
+    Ok(match t {
+        FieldType::Json => Value::String(v.to_string()),
+        FieldType::String => match v {
+            Value::String(_) => v.clone(),
+            Value::Number(_) | Value::Bool(_) => Value::String(v.to_string()),
+            _ => Value::String(v.to_string()),
+        },
+        FieldType::Integer => match v {
+            Value::Number(n) if n.is_i64() || n.is_u64() => v.clone(),
+            Value::Number(n) => match n.as_f64() {
+                Some(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => Value::from(x as i64),
+                _ => return Err(bad()),
+            },
+            Value::String(s) => Value::from(s.trim().parse::<i64>().map_err(|_| bad())?),
+            _ => return Err(bad()),
+        },
+        FieldType::Float | FieldType::Decimal { .. } => match v {
+            Value::Number(_) => v.clone(),
+            Value::String(s) => {
+                let x: f64 = s.trim().parse().map_err(|_| bad())?;
+                serde_json::Number::from_f64(x).map(Value::Number).ok_or_else(bad)?
+            }
+            _ => return Err(bad()),
+        },
+        FieldType::Boolean => match v {
+            Value::Bool(_) => v.clone(),
+            Value::String(s) if s == "true" => Value::Bool(true),
+            Value::String(s) if s == "false" => Value::Bool(false),
+            Value::Number(n) if n.as_i64() == Some(0) => Value::Bool(false),
+            Value::Number(n) if n.as_i64() == Some(1) => Value::Bool(true),
+            _ => return Err(bad()),
+        },
+        FieldType::Timestamp => Value::String(rfc3339(time(v).ok_or_else(bad)?)),
+        FieldType::Date => match v {
+            Value::String(s) if s.len() >= 10 && chrono::NaiveDate::parse_from_str(&s[..10], "%Y-%m-%d").is_ok() => {
+                Value::String(s[..10].to_string())
+            }
+            _ => return Err(bad()),
+        },
+        FieldType::Array { item } => match v {
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|x| value(x, item))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            _ => return Err(bad()),
+        },
+        FieldType::Object { fields } => match v {
+            Value::Object(_) => shape(v, fields)?,
+            _ => return Err(bad()),
+        },
+    })
+}
+
+/// A datetime from RFC 3339 text, epoch seconds / milliseconds (numbers or numeric text, with
+/// a fractional part kept to the microsecond, as in Slack's `ts`).
+pub fn time(v: &Value) -> Option<DateTime<Utc>> {
+    match v {
+        Value::String(s) => DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .ok()
+            .or_else(|| epoch_text(s)),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                if i.abs() > 100_000_000_000 {
+                    DateTime::from_timestamp_millis(i)
+                } else {
+                    DateTime::from_timestamp(i, 0)
+                }
+            } else {
+                epoch_text(&n.to_string())
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `"1512085950.000216"` (seconds with up to 6 decimals) or `"1512085950"`.
+fn epoch_text(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 9 {
+        return None;
+    }
+    let secs: i64 = secs.parse().ok()?;
+    let mut nanos_txt = frac.to_string();
+    while nanos_txt.len() < 9 {
+        nanos_txt.push('0');
+    }
+    let nanos: u32 = nanos_txt.parse().ok()?;
+    if frac.is_empty() && secs > 100_000_000_000 {
+        return DateTime::from_timestamp_millis(secs);
+    }
+    DateTime::from_timestamp(secs, nanos)
+}
+
+/// RFC 3339 in UTC with `Z`, sub-second digits only when present.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+fn type_label(t: &FieldType) -> &'static str {
+    match t {
+        FieldType::String => "string",
+        FieldType::Integer => "integer",
+        FieldType::Float => "float",
+        FieldType::Decimal { .. } => "decimal",
+        FieldType::Boolean => "boolean",
+        FieldType::Timestamp => "datetime",
+        FieldType::Date => "date",
+        FieldType::Object { .. } => "object",
+        FieldType::Array { .. } => "array",
+        FieldType::Json => "JSON value",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn values_take_their_declared_form() {
+        let ts = FieldType::Timestamp;
+        assert_eq!(value(&json!(1_700_000_000), &ts).unwrap(), json!("2023-11-14T22:13:20Z"));
+        assert_eq!(value(&json!(1_700_000_000_123i64), &ts).unwrap(), json!("2023-11-14T22:13:20.123Z"));
+        assert_eq!(value(&json!("1512085950.000216"), &ts).unwrap(), json!("2017-11-30T23:52:30.000216Z"));
+        assert_eq!(value(&json!("2026-01-01T10:00:00+02:00"), &ts).unwrap(), json!("2026-01-01T08:00:00Z"));
+        assert!(value(&json!("yesterday"), &ts).unwrap_err().contains("datetime"));
+        assert_eq!(value(&json!("42"), &FieldType::Integer).unwrap(), json!(42));
+        assert_eq!(value(&json!(""), &FieldType::Integer).unwrap(), Value::Null);
+        assert_eq!(value(&json!(""), &FieldType::String).unwrap(), json!(""));
+        assert_eq!(value(&json!({"a": 1}), &FieldType::Json).unwrap(), json!("{\"a\":1}"));
+        assert_eq!(value(&json!(7), &FieldType::String).unwrap(), json!("7"));
+        let arr = FieldType::Array { item: Box::new(FieldType::String) };
+        assert_eq!(value(&json!(["a", 1]), &arr).unwrap(), json!(["a", "1"]));
+        assert_eq!(value(&json!(1), &FieldType::Boolean).unwrap(), json!(true));
+    }
+
+    #[test]
+    fn records_keep_exactly_the_declared_fields() {
+        let fields = vec![
+            FieldInfo::new("id", FieldType::Integer).key(),
+            FieldInfo::new("when", FieldType::Timestamp),
+            FieldInfo::new("meta", FieldType::Json),
+        ];
+        let r = shape(&json!({"id": "5", "when": 0, "extra": true, "meta": [1]}), &fields).unwrap();
+        assert_eq!(r, json!({"id": 5, "when": "1970-01-01T00:00:00Z", "meta": "[1]"}));
+        let keys: Vec<&String> = r.as_object().unwrap().keys().collect();
+        assert_eq!(keys.len(), 3);
+        let e = shape(&json!({"id": "five"}), &fields).unwrap_err();
+        assert!(e.contains("`id`") && e.contains("five"), "{e}");
+    }
+}

@@ -1,0 +1,475 @@
+//! A mock Zendesk Support API, in Zendesk's dialect:
+//!
+//! - `GET /api/v2/incremental/{tickets,users}/cursor.json?start_time|cursor&per_page[&exclude_deleted]`
+//!   → `{"tickets": [...], "after_cursor", "after_url", "before_cursor", "before_url", "end_of_stream"}`;
+//!   items ordered by `generated_timestamp` (tickets) / `updated_at` (users); `start_time`
+//!   inclusive; items changed within the last minute left out; a `start_time` younger than a
+//!   minute answers 400.
+//! - `GET /api/v2/incremental/organizations.json?start_time&per_page` (time-based)
+//!   → `{"organizations", "count", "end_time", "next_page", "end_of_stream"}`; the next page
+//!   starts at `end_time` inclusive, so items of that second come again (as in Zendesk).
+//! - `GET /api/v2/{groups,ticket_fields}.json?page[size]&page[after]`
+//!   → `{..., "meta": {"has_more", "after_cursor", "before_cursor"}, "links": {"next", "prev"}}`.
+//! - Auth: HTTP basic `{email}/token:{api_token}` or `Authorization: Bearer <oauth token>`;
+//!   refusals are `401 {"error": "Couldn't authenticate you"}`.
+//! - Throttling: `429` with `Retry-After` and `{"error": "APIRateLimitExceeded", ...}`.
+//!
+//! Data (times from [`crate::base_time`]): ticket `i` updated at `BASE + i min`, status
+//! `deleted` when `i % 10 == 0`, and for `i % 11 == 0` a system update 5 days later moves its
+//! `generated_timestamp` (not its `updated_at`); user `i` updated at `BASE + 2i min`, inactive
+//! (deleted) when `i % 6 == 0`; organization `i` updated at `BASE + (i / 3) min` (three share
+//! each second, so time-based pages repeat items at their boundary); group `i` at `BASE + i h`.
+
+use super::{b64, header, status_response, token, untoken, with_body_fault, Common};
+use crate::{base_time, Fault, Seen};
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use serde_json::{json, Value};
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub enum ZendeskAuth {
+    /// API token: basic auth with `{email}/token` and the token.
+    Token { email: String, token: String },
+    /// OAuth access token.
+    Bearer(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ZendeskMockConfig {
+    pub tickets: u64,
+    pub users: u64,
+    pub organizations: u64,
+    pub groups: u64,
+    pub auth: ZendeskAuth,
+}
+
+impl Default for ZendeskMockConfig {
+    fn default() -> Self {
+        ZendeskMockConfig {
+            tickets: 120,
+            users: 40,
+            organizations: 31,
+            groups: 12,
+            auth: ZendeskAuth::Token { email: "agent@acme.test".into(), token: "zd-token-1".into() },
+        }
+    }
+}
+
+struct Inner {
+    cfg: ZendeskMockConfig,
+    common: Common,
+    /// Serve every item whatever `start_time` says (as for a parameter Zendesk does not know).
+    ignore_start_time: AtomicBool,
+    /// Start every cursor page after the first with the previous page's last item again.
+    repeat_boundary: AtomicBool,
+    /// Hand out the same cursor forever.
+    endless: AtomicBool,
+}
+
+type S = Arc<Inner>;
+
+/// A running mock Zendesk.
+pub struct ZendeskMock {
+    pub addr: SocketAddr,
+    inner: S,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ZendeskMock {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub fn ticket_updated_at(i: u64) -> DateTime<Utc> {
+    base_time() + ChronoDuration::minutes(i as i64)
+}
+pub fn ticket_generated(i: u64) -> DateTime<Utc> {
+    if i % 11 == 0 {
+        ticket_updated_at(i) + ChronoDuration::days(5)
+    } else {
+        ticket_updated_at(i)
+    }
+}
+pub fn user_updated_at(i: u64) -> DateTime<Utc> {
+    base_time() + ChronoDuration::minutes(2 * i as i64)
+}
+pub fn org_updated_at(i: u64) -> DateTime<Utc> {
+    base_time() + ChronoDuration::minutes((i / 3) as i64)
+}
+pub fn group_updated_at(i: u64) -> DateTime<Utc> {
+    base_time() + ChronoDuration::hours(i as i64)
+}
+
+fn iso(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+impl ZendeskMock {
+    pub async fn start(cfg: ZendeskMockConfig) -> ZendeskMock {
+        let inner = Arc::new(Inner {
+            cfg,
+            common: Common::default(),
+            ignore_start_time: AtomicBool::new(false),
+            repeat_boundary: AtomicBool::new(false),
+            endless: AtomicBool::new(false),
+        });
+        let app = Router::new()
+            .route("/api/v2/incremental/tickets/cursor.json", get(tickets_export))
+            .route("/api/v2/incremental/users/cursor.json", get(users_export))
+            .route("/api/v2/incremental/organizations.json", get(orgs_export))
+            .route("/api/v2/groups.json", get(groups))
+            .route("/api/v2/ticket_fields.json", get(ticket_fields))
+            .layer(axum::middleware::from_fn_with_state(inner.clone(), gate))
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind mock zendesk");
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("mock zendesk");
+        });
+        ZendeskMock { addr, inner, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    pub fn config(&self) -> &ZendeskMockConfig {
+        &self.inner.cfg
+    }
+    pub fn push_faults(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.inner.common.faults.lock().unwrap().extend(faults);
+    }
+    pub fn fault_every(&self, every: u64, faults: Vec<Fault>) {
+        *self.inner.common.periodic.lock().unwrap() = Some((every, faults));
+    }
+    pub fn set_ignore_start_time(&self, on: bool) {
+        self.inner.ignore_start_time.store(on, Ordering::SeqCst);
+    }
+    pub fn set_repeat_boundary(&self, on: bool) {
+        self.inner.repeat_boundary.store(on, Ordering::SeqCst);
+    }
+    pub fn set_endless_cursor(&self, on: bool) {
+        self.inner.endless.store(on, Ordering::SeqCst);
+    }
+    pub fn requests(&self) -> Vec<Seen> {
+        self.inner.common.log.lock().unwrap().clone()
+    }
+
+    /// Tickets whose `updated_at` is in `(start, end]`; deleted ones only if asked.
+    pub fn ticket_ids(&self, start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>, with_deleted: bool) -> BTreeSet<u64> {
+        (1..=self.inner.cfg.tickets)
+            .filter(|i| with_deleted || i % 10 != 0)
+            .filter(|i| in_window(ticket_updated_at(*i), start, end))
+            .collect()
+    }
+    pub fn user_ids(&self, start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> BTreeSet<u64> {
+        (1..=self.inner.cfg.users).filter(|i| in_window(user_updated_at(*i), start, end)).collect()
+    }
+    pub fn org_ids(&self, start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> BTreeSet<u64> {
+        (1..=self.inner.cfg.organizations).filter(|i| in_window(org_updated_at(*i), start, end)).collect()
+    }
+    pub fn group_ids(&self) -> BTreeSet<u64> {
+        (1..=self.inner.cfg.groups).collect()
+    }
+}
+
+fn in_window(t: DateTime<Utc>, start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> bool {
+    start.is_none_or(|s| t > s) && end.is_none_or(|e| t <= e)
+}
+
+fn ticket(i: u64, base: &str) -> Value {
+    let status = if i % 10 == 0 { "deleted" } else { STATUSES[(i % 4) as usize] };
+    json!({
+        "url": format!("{base}/api/v2/tickets/{i}.json"),
+        "id": i,
+        "external_id": if i % 3 == 0 { Value::Null } else { json!(format!("ext-{i}")) },
+        "via": {"channel": "email", "source": {"from": {}, "to": {}, "rel": null}},
+        "created_at": iso(base_time()),
+        "updated_at": iso(ticket_updated_at(i)),
+        "generated_timestamp": ticket_generated(i).timestamp(),
+        "type": if i % 2 == 0 { json!("incident") } else { Value::Null },
+        "subject": format!("Printer {i} is on fire"),
+        "raw_subject": format!("Printer {i} is on fire"),
+        "description": format!("Ticket {i}"),
+        "priority": if i % 5 == 0 { Value::Null } else { json!(PRIORITIES[(i % 4) as usize]) },
+        "status": status,
+        "recipient": "support@acme.test",
+        "requester_id": 1000 + i % 7,
+        "submitter_id": 1000 + i % 7,
+        "assignee_id": if i % 4 == 0 { Value::Null } else { json!(2000 + i % 3) },
+        "organization_id": 3000 + i % 5,
+        "group_id": 4000 + i % 2,
+        "brand_id": 5000,
+        "problem_id": null,
+        "collaborator_ids": [35334, 234],
+        "follower_ids": [],
+        "tags": [format!("t{}", i % 4), "enterprise"],
+        "custom_fields": [{"id": 27642, "value": format!("{}", i * 3)}, {"id": 27648, "value": i % 2 == 0}],
+        "satisfaction_rating": null,
+        "has_incidents": false,
+        "is_public": true,
+        "due_at": null,
+        "sharing_agreement_ids": [],
+        "allow_channelback": false,
+    })
+}
+
+const ROLES: [&str; 3] = ["end-user", "agent", "admin"];
+const PRIORITIES: [&str; 4] = ["low", "normal", "high", "urgent"];
+const STATUSES: [&str; 4] = ["new", "open", "pending", "solved"];
+
+fn user(i: u64, base: &str) -> Value {
+    json!({
+        "id": i,
+        "url": format!("{base}/api/v2/users/{i}.json"),
+        "name": format!("User {i}"),
+        "email": format!("user{i}@example.test"),
+        "phone": null,
+        "role": ROLES[(i % 3) as usize],
+        "role_type": if i % 3 == 1 { Value::Null } else { json!(0) },
+        "organization_id": if i % 2 == 0 { json!(3000 + i % 5) } else { Value::Null },
+        "default_group_id": null,
+        "locale": "en-US",
+        "time_zone": "Berlin",
+        "external_id": null,
+        "active": i % 6 != 0,
+        "verified": true,
+        "suspended": false,
+        "shared": false,
+        "restricted_agent": true,
+        "tags": [],
+        "user_fields": {"employee_id": format!("E{i}")},
+        "last_login_at": if i % 2 == 0 { json!(iso(base_time())) } else { Value::Null },
+        "created_at": iso(base_time()),
+        "updated_at": iso(user_updated_at(i)),
+    })
+}
+
+fn org(i: u64, base: &str) -> Value {
+    json!({
+        "id": i,
+        "url": format!("{base}/api/v2/organizations/{i}.json"),
+        "name": format!("Org {i}"),
+        "external_id": null,
+        "domain_names": [format!("org{i}.test")],
+        "details": "",
+        "notes": "",
+        "group_id": null,
+        "shared_tickets": false,
+        "shared_comments": false,
+        "tags": ["customer"],
+        "organization_fields": {"tier": "gold"},
+        "created_at": iso(base_time()),
+        "updated_at": iso(org_updated_at(i)),
+        "deleted_at": null,
+    })
+}
+
+fn group(i: u64, base: &str) -> Value {
+    json!({
+        "id": i, "url": format!("{base}/api/v2/groups/{i}.json"), "name": format!("Group {i}"),
+        "description": "", "default": i == 1, "deleted": false, "is_public": true,
+        "created_at": iso(base_time()), "updated_at": iso(group_updated_at(i)),
+    })
+}
+
+fn ticket_field(i: u64, base: &str) -> Value {
+    json!({
+        "id": 27000 + i, "url": format!("{base}/api/v2/ticket_fields/{}.json", 27000 + i), "type": "text",
+        "title": format!("Field {i}"), "description": "", "active": true, "required": false, "position": i,
+        "custom_field_options": [], "created_at": iso(base_time()), "updated_at": iso(group_updated_at(i)),
+    })
+}
+
+type Q = HashMap<String, String>;
+
+fn bad_request(error: &str, description: &str) -> Response {
+    (StatusCode::BAD_REQUEST, axum::Json(json!({"error": error, "description": description}))).into_response()
+}
+
+fn base_of(headers: &HeaderMap) -> String {
+    format!("http://{}", header(headers, "host").unwrap_or("localhost"))
+}
+
+/// Common start_time handling: required, an integer, older than a minute.
+fn start_time(q: &Q) -> Result<i64, Response> {
+    let Some(v) = q.get("start_time") else {
+        return Err(bad_request("InvalidPaginationParameter", "start_time or cursor is required"));
+    };
+    let st: i64 = v.parse().map_err(|_| bad_request("InvalidValue", "start_time must be a Unix epoch time in seconds"))?;
+    if st > Utc::now().timestamp() - 60 {
+        return Err(bad_request("InvalidValue", "start_time must be more than one minute in the past"));
+    }
+    Ok(st)
+}
+
+fn per_page(q: &Q) -> usize {
+    q.get("per_page").and_then(|v| v.parse().ok()).unwrap_or(1000).clamp(1, 1000)
+}
+
+/// The cursor-based export over `items` (key, sort time, JSON), ordered by time then id.
+fn cursor_export(s: &S, q: &Q, key: &str, path: &str, base: &str, mut items: Vec<(u64, DateTime<Utc>, Value)>) -> Response {
+    let (st, pos) = match q.get("cursor") {
+        Some(c) => match untoken(c).and_then(|t| {
+            let (a, b) = t.split_once(':')?;
+            Some((a.parse::<i64>().ok()?, b.parse::<usize>().ok()?))
+        }) {
+            Some(x) => x,
+            None => return bad_request("InvalidPaginationParameter", "invalid cursor"),
+        },
+        None => match start_time(q) {
+            Ok(st) => (st, 0),
+            Err(r) => return r,
+        },
+    };
+    let cutoff = Utc::now() - ChronoDuration::seconds(60);
+    items.retain(|(_, t, _)| *t <= cutoff && (s.ignore_start_time.load(Ordering::SeqCst) || t.timestamp() >= st));
+    items.sort_by_key(|(id, t, _)| (*t, *id));
+    let n = per_page(q);
+    let from = if pos > 0 && s.repeat_boundary.load(Ordering::SeqCst) { pos - 1 } else { pos }.min(items.len());
+    let to = (pos + n).min(items.len());
+    let page: Vec<Value> = items[from..to].iter().map(|(_, _, v)| v.clone()).collect();
+    let end = to >= items.len();
+    let next_pos = if s.endless.load(Ordering::SeqCst) { pos } else { to };
+    let after = token(&format!("{st}:{next_pos}"));
+    let before = token(&format!("{st}:{pos}"));
+    json_response(json!({
+        key: page,
+        "after_url": format!("{base}{path}?cursor={after}"),
+        "after_cursor": after,
+        "before_url": format!("{base}{path}?cursor={before}"),
+        "before_cursor": before,
+        "end_of_stream": end && !s.endless.load(Ordering::SeqCst),
+    }))
+}
+
+fn json_response(v: Value) -> Response {
+    axum::Json(v).into_response()
+}
+
+async fn tickets_export(State(s): State<S>, headers: HeaderMap, Query(q): Query<Q>) -> Response {
+    let base = base_of(&headers);
+    let exclude_deleted = q.get("exclude_deleted").is_some_and(|v| v == "true");
+    let items = (1..=s.cfg.tickets)
+        .filter(|i| !(exclude_deleted && i % 10 == 0))
+        .map(|i| (i, ticket_generated(i), ticket(i, &base)))
+        .collect();
+    cursor_export(&s, &q, "tickets", "/api/v2/incremental/tickets/cursor.json", &base, items)
+}
+
+async fn users_export(State(s): State<S>, headers: HeaderMap, Query(q): Query<Q>) -> Response {
+    let base = base_of(&headers);
+    let items = (1..=s.cfg.users).map(|i| (i, user_updated_at(i), user(i, &base))).collect();
+    cursor_export(&s, &q, "users", "/api/v2/incremental/users/cursor.json", &base, items)
+}
+
+async fn orgs_export(State(s): State<S>, headers: HeaderMap, Query(q): Query<Q>) -> Response {
+    let base = base_of(&headers);
+    let st = match start_time(&q) {
+        Ok(st) => st,
+        Err(r) => return r,
+    };
+    let n = per_page(&q);
+    let mut items: Vec<(u64, DateTime<Utc>)> = (1..=s.cfg.organizations)
+        .map(|i| (i, org_updated_at(i)))
+        .filter(|(_, t)| s.ignore_start_time.load(Ordering::SeqCst) || t.timestamp() >= st)
+        .collect();
+    items.sort_by_key(|(id, t)| (*t, *id));
+    items.truncate(n);
+    let end_time = items.last().map(|(_, t)| t.timestamp()).unwrap_or(st);
+    let count = items.len();
+    json_response(json!({
+        "organizations": items.iter().map(|(i, _)| org(*i, &base)).collect::<Vec<_>>(),
+        "count": count,
+        "end_time": end_time,
+        "next_page": format!("{base}/api/v2/incremental/organizations.json?per_page={n}&start_time={end_time}"),
+        "end_of_stream": count < n,
+    }))
+}
+
+fn cursor_list(s: &S, q: &Q, key: &str, path: &str, base: &str, items: Vec<Value>) -> Response {
+    let Some(size) = q.get("page[size]") else {
+        // Without page[size] Zendesk uses offset pagination: first page only here.
+        let n = items.len();
+        return json_response(json!({key: items.into_iter().take(100).collect::<Vec<_>>(), "next_page": null, "previous_page": null, "count": n}));
+    };
+    let size: usize = match size.parse::<usize>() {
+        Ok(v) if (1..=100).contains(&v) => v,
+        _ => return bad_request("InvalidPaginationParameter", "page[size] must be between 1 and 100"),
+    };
+    let pos = match q.get("page[after]") {
+        None => 0,
+        Some(a) => match untoken(a).and_then(|t| t.strip_prefix("after:").and_then(|x| x.parse::<usize>().ok())) {
+            Some(p) => p,
+            None => return bad_request("InvalidPaginationParameter", "invalid page[after] cursor"),
+        },
+    };
+    let to = (pos + size).min(items.len());
+    let more = to < items.len();
+    let next_pos = if s.endless.load(Ordering::SeqCst) { pos } else { to };
+    let after = token(&format!("after:{next_pos}"));
+    json_response(json!({
+        key: items[pos.min(items.len())..to].to_vec(),
+        "meta": {"has_more": more || s.endless.load(Ordering::SeqCst), "after_cursor": after, "before_cursor": token(&format!("before:{pos}"))},
+        "links": {"next": format!("{base}{path}?page[size]={size}&page[after]={after}"), "prev": null},
+    }))
+}
+
+async fn groups(State(s): State<S>, headers: HeaderMap, Query(q): Query<Q>) -> Response {
+    let base = base_of(&headers);
+    let items = (1..=s.cfg.groups).map(|i| group(i, &base)).collect();
+    cursor_list(&s, &q, "groups", "/api/v2/groups.json", &base, items)
+}
+
+async fn ticket_fields(State(s): State<S>, headers: HeaderMap, Query(q): Query<Q>) -> Response {
+    let base = base_of(&headers);
+    let items = (1..=8).map(|i| ticket_field(i, &base)).collect();
+    cursor_list(&s, &q, "ticket_fields", "/api/v2/ticket_fields.json", &base, items)
+}
+
+fn authorized(s: &S, h: &HeaderMap) -> bool {
+    let got = header(h, "authorization");
+    match &s.cfg.auth {
+        ZendeskAuth::Token { email, token } => got == Some(format!("Basic {}", b64(&format!("{email}/token:{token}"))).as_str()),
+        ZendeskAuth::Bearer(t) => got == Some(format!("Bearer {t}").as_str()),
+    }
+}
+
+async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Next) -> Response {
+    let at = Instant::now();
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let resp = if !authorized(&s, req.headers()) {
+        status_response(401, None, json!({"error": "Couldn't authenticate you"}))
+    } else {
+        match s.common.next_fault() {
+            Some(Fault::Status { status: 429, retry_after }) => status_response(
+                429,
+                retry_after.as_deref(),
+                json!({"error": "APIRateLimitExceeded", "description": "Number of allowed API requests per minute exceeded"}),
+            ),
+            Some(Fault::Status { status, retry_after }) => {
+                status_response(status, retry_after.as_deref(), json!({"error": "ServiceUnavailable", "description": "injected"}))
+            }
+            Some(Fault::Slow(d)) => {
+                tokio::time::sleep(d).await;
+                next.run(req).await
+            }
+            Some(f) => with_body_fault(&f, next.run(req).await).await,
+            None => next.run(req).await,
+        }
+    };
+    s.common.record(at, &method, &path, &query, resp.status().as_u16());
+    resp
+}
