@@ -3,8 +3,10 @@
 
 pub mod auth;
 pub mod http;
+pub mod hubspot;
 pub mod rest;
 pub mod sample;
+pub mod servicenow;
 
 use crate::error::{ErrorKind, StepError};
 use crate::flow::{FieldError, SourceConfig};
@@ -16,13 +18,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Connectors this build can run.
-pub const CONNECTORS: &[&str] = &["sample", "rest"];
+pub const CONNECTORS: &[&str] = &["sample", "rest", "servicenow", "hubspot"];
 /// Connectors named in the design that this build does not have yet.
 pub const PLANNED: &[&str] = &[
     "salesforce",
     "zendesk",
-    "servicenow",
-    "hubspot",
     "slack",
 ];
 
@@ -40,6 +40,8 @@ pub fn validate_properties(
     match connector {
         "sample" => sample::validate(entity, props),
         "rest" => rest::validate(entity, props),
+        "servicenow" => servicenow::validate(entity, props),
+        "hubspot" => hubspot::validate(entity, props),
         _ => vec![],
     }
 }
@@ -266,6 +268,14 @@ pub async fn build(
                 auth,
             )?))
         }
+        "servicenow" => Ok(Box::new(servicenow::ServiceNowSource::new(
+            &source.properties,
+            profile_auth(source, &secret, ctx)?,
+        )?)),
+        "hubspot" => Ok(Box::new(hubspot::HubSpotSource::new(
+            &source.properties,
+            profile_auth(source, &secret, ctx)?,
+        )?)),
         other if PLANNED.contains(&other) => Err(SourceError::config(
             "source.connector",
             format!("the {other} connector is not available in this build of ferry yet"),
@@ -277,5 +287,23 @@ pub async fn build(
                 format!("unknown connector '{other}'"),
             ))
         }
+    }
+}
+
+/// The profile's authenticator, for connectors that need one.
+fn profile_auth(
+    source: &SourceConfig,
+    secret: &Option<Secret>,
+    ctx: &ConnectorContext,
+) -> Result<auth::Authenticator, SourceError> {
+    match (&source.profile, secret) {
+        (Some(p), Some(s)) => auth::Authenticator::from_secret(p, s, ctx.secrets.clone()),
+        _ => Err(SourceError::config(
+            "source.profile",
+            format!(
+                "the {} connector needs a connector profile with credentials; set source.profile",
+                source.connector
+            ),
+        )),
     }
 }
