@@ -19,6 +19,7 @@
 //! - `POST /oauth/token`                         client_credentials and refresh_token grants
 
 pub mod aws;
+pub mod saas;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
