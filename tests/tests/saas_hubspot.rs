@@ -278,3 +278,28 @@ async fn a_throttled_chunk_is_retried_by_the_state_machine_without_loss_or_dupli
     assert_eq!(n, set.len(), "duplicates after the retried chunk");
     assert_eq!(set, mock.ids_in("contacts", Some(from), None, false));
 }
+
+#[tokio::test]
+async fn the_example_flow_validates_and_runs_against_the_mock() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/flows/hubspot-contacts.yaml")).unwrap();
+    ferry::flow::Flow::parse(&text, "hubspot-contacts.yaml").expect("the example is valid");
+    let mock = HubSpotMock::start(HsConfig { records: 640, ..Default::default() }).await;
+    let local = local_with_token().await;
+    let text = text
+        .replace("  properties:\n    properties:", &format!("  properties:\n    base_url: {}\n    properties:", mock.url()))
+        .replace("format: parquet", "format: jsonl")
+        .replace("compression: zstd", "compression: none");
+    assert!(text.contains(&mock.url()));
+    let out = local.run(&text).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    let rows = local.output("ferry-out/hubspot-contacts");
+    let (n, set) = ids(&rows);
+    assert_eq!(n, set.len());
+    let want: BTreeSet<String> = mock
+        .ids_in("contacts", None, None, false)
+        .union(&mock.ids_in("contacts", None, None, true))
+        .cloned()
+        .collect();
+    assert_eq!(set, want);
+    assert!(rows.iter().all(|r| r.get("email").is_some() && r.get("num_notes").is_none()), "only the selected properties");
+}

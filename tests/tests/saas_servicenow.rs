@@ -343,3 +343,24 @@ async fn a_throttled_chunk_is_retried_by_the_state_machine_without_loss_or_dupli
     assert_eq!(nums.len(), set.len(), "duplicates after the retried chunk");
     assert_eq!(set, (1..=95).collect());
 }
+
+#[tokio::test]
+async fn the_example_flow_validates_and_runs_against_the_mock() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/flows/servicenow-incident.yaml")).unwrap();
+    ferry::flow::Flow::parse(&text, "servicenow-incident.yaml").expect("the example is valid");
+    let mock = ServiceNowMock::start(SnConfig { incidents: 120, ..Default::default() }).await;
+    let local = local_with_profile().await;
+    let text = text
+        .replace("https://acme.service-now.com", &mock.url())
+        .replace("format: parquet", "format: jsonl")
+        .replace("compression: zstd", "compression: none");
+    let out = local.run(&text).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    let nums: Vec<u64> = local.output("ferry-out/servicenow-incident").iter().map(number).collect();
+    let set: BTreeSet<u64> = nums.iter().copied().collect();
+    assert_eq!(nums.len(), set.len());
+    let first = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    // `query: active=true` is ANDed with the window; incident i is inactive when i % 4 == 0.
+    let want: BTreeSet<u64> = mock.incidents_in(Some(first), None).into_iter().filter(|i| i % 4 != 0).collect();
+    assert_eq!(set, want);
+}
