@@ -28,7 +28,7 @@
 //!   <https://developers.hubspot.com/changelog/crm-search-api-rate-limit-increase>
 //! - Rate limit headers: <https://developers.hubspot.com/changelog/2018-11-06-rate-limit-information-headers-will-be-included-in-http-responses>
 //! - Properties (`GET /crm/v3/properties/{object}`: name, label, type, fieldType):
-//!   <https://developers.hubspot.com/docs/guides/api/crm/properties>
+//!   <https://developers.hubspot.com/docs/api-reference/legacy/crm/properties/get-properties>
 //!
 //! How reading works, and the quirks it handles:
 //! - **Complete reads** page `GET /crm/v3/objects/{object}` with the `after` cursor (no cap).
