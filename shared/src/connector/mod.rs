@@ -3,10 +3,12 @@
 
 pub mod auth;
 pub mod http;
+pub mod hubspot;
 pub mod normalize;
 pub mod rest;
 pub mod salesforce;
 pub mod sample;
+pub mod servicenow;
 pub mod slack;
 pub mod zendesk;
 
@@ -20,12 +22,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Connectors this build can run.
-pub const CONNECTORS: &[&str] = &["sample", "rest", "salesforce", "zendesk", "slack"];
-/// Connectors named in the design that this build does not have yet.
-pub const PLANNED: &[&str] = &[
+pub const CONNECTORS: &[&str] = &[
+    "sample",
+    "rest",
+    "salesforce",
+    "zendesk",
     "servicenow",
     "hubspot",
+    "slack",
 ];
+/// Connectors named in the design that this build does not have yet.
+pub const PLANNED: &[&str] = &[];
 
 /// Whether a connector reads credentials from a profile.
 pub fn needs_profile(connector: &str) -> bool {
@@ -44,6 +51,8 @@ pub fn validate_properties(
         "salesforce" => salesforce::validate(entity, props),
         "zendesk" => zendesk::validate(entity, props),
         "slack" => slack::validate(entity, props),
+        "servicenow" => servicenow::validate(entity, props),
+        "hubspot" => hubspot::validate(entity, props),
         _ => vec![],
     }
 }
@@ -283,16 +292,23 @@ pub async fn build(
                 "the salesforce connector needs a profile: a secret with client_id, client_secret and refresh_token (see docs/connectors/salesforce.md)",
             )),
         },
-        "zendesk" | "slack" => {
-            let auth = match (&source.profile, &secret) {
-                (Some(p), Some(s)) => auth::Authenticator::from_secret(p, s, ctx.secrets.clone())?,
-                _ => auth::Authenticator::none(),
-            };
-            Ok(match source.connector.as_str() {
-                "zendesk" => Box::new(zendesk::ZendeskSource::new(&source.properties, auth)?),
-                _ => Box::new(slack::SlackSource::new(&source.properties, &source.entity, auth)?),
-            })
-        }
+        "zendesk" => Ok(Box::new(zendesk::ZendeskSource::new(
+            &source.properties,
+            profile_auth(source, &secret, ctx)?,
+        )?)),
+        "slack" => Ok(Box::new(slack::SlackSource::new(
+            &source.properties,
+            &source.entity,
+            profile_auth(source, &secret, ctx)?,
+        )?)),
+        "servicenow" => Ok(Box::new(servicenow::ServiceNowSource::new(
+            &source.properties,
+            profile_auth(source, &secret, ctx)?,
+        )?)),
+        "hubspot" => Ok(Box::new(hubspot::HubSpotSource::new(
+            &source.properties,
+            profile_auth(source, &secret, ctx)?,
+        )?)),
         other if PLANNED.contains(&other) => Err(SourceError::config(
             "source.connector",
             format!("the {other} connector is not available in this build of ferry yet"),
@@ -304,5 +320,23 @@ pub async fn build(
                 format!("unknown connector '{other}'"),
             ))
         }
+    }
+}
+
+/// The profile's authenticator, for connectors that need one.
+fn profile_auth(
+    source: &SourceConfig,
+    secret: &Option<Secret>,
+    ctx: &ConnectorContext,
+) -> Result<auth::Authenticator, SourceError> {
+    match (&source.profile, secret) {
+        (Some(p), Some(s)) => auth::Authenticator::from_secret(p, s, ctx.secrets.clone()),
+        _ => Err(SourceError::config(
+            "source.profile",
+            format!(
+                "the {} connector needs a connector profile with credentials; set source.profile",
+                source.connector
+            ),
+        )),
     }
 }

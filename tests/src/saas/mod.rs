@@ -2,7 +2,9 @@
 //! auth headers, error bodies and rate-limit answers, over a deterministic data set, with a
 //! request log and fault/auth toggles like [`crate::Mock`].
 
+pub mod hubspot;
 pub mod salesforce;
+pub mod servicenow;
 pub mod slack;
 pub mod zendesk;
 
