@@ -56,7 +56,9 @@ fn main() {
             None => break,
         }
     }
-    let tasks: Vec<TaskSpec> = serde_yaml::from_str(TASKS).unwrap();
+    // YAML -> JSON value -> tasks: serde_yaml cannot read externally tagged enums from maps.
+    let tasks: serde_json::Value = serde_yaml::from_str(TASKS).unwrap();
+    let tasks: Vec<TaskSpec> = serde_json::from_value(tasks).unwrap();
     assert_eq!(tasks.len(), 10);
     for (name, tasks) in [("no tasks (baseline)", vec![]), ("10-task plan", tasks)] {
         let plan = Plan::compile(&tasks, schema.clone()).unwrap();
