@@ -330,7 +330,23 @@ fn profile_auth(
     ctx: &ConnectorContext,
 ) -> Result<auth::Authenticator, SourceError> {
     match (&source.profile, secret) {
-        (Some(p), Some(s)) => auth::Authenticator::from_secret(p, s, ctx.secrets.clone()),
+        (Some(p), Some(s)) => {
+            // HubSpot's and ServiceNow's token endpoints take the client credentials as form
+            // fields (their OAuth docs), not HTTP Basic: that is the default for their profiles.
+            let mut v = s.expose().clone();
+            if matches!(source.connector.as_str(), "hubspot" | "servicenow") {
+                if let Some(o) = v.as_object_mut() {
+                    let oauth = o
+                        .get("type")
+                        .and_then(|t| t.as_str())
+                        .is_some_and(|t| t.starts_with("oauth2"));
+                    if oauth {
+                        o.entry("client_auth").or_insert_with(|| "body".into());
+                    }
+                }
+            }
+            auth::Authenticator::from_secret(p, &Secret::new(v), ctx.secrets.clone())
+        }
         _ => Err(SourceError::config(
             "source.profile",
             format!(

@@ -414,18 +414,15 @@ async fn props(State(_s): State<S>, Path(object): Path<String>) -> Response {
     axum::Json(json!({ "results": results })).into_response()
 }
 
-async fn token(State(s): State<S>, headers: HeaderMap, body: String) -> Response {
+async fn token(State(s): State<S>, _headers: HeaderMap, body: String) -> Response {
     let HsAuth::OAuth { client_id, client_secret, .. } = &s.cfg.auth else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
-    // HubSpot takes the client credentials in the form; Basic auth is accepted here too
-    // because ferry's authenticator sends them that way.
-    let want = format!("Basic {}", crate::b64(&format!("{client_id}:{client_secret}")));
-    let basic_ok = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(want.as_str());
+    // HubSpot takes the client credentials as form fields only (OAuth token endpoint docs).
     let body_ok = form.get("client_id") == Some(client_id) && form.get("client_secret") == Some(client_secret);
     let mut tk = s.tokens.lock().unwrap();
-    if (!basic_ok && !body_ok) || form.get("grant_type").map(String::as_str) != Some("refresh_token") || form.get("refresh_token") != Some(&tk.1) {
+    if !body_ok || form.get("grant_type").map(String::as_str) != Some("refresh_token") || form.get("refresh_token") != Some(&tk.1) {
         return (StatusCode::BAD_REQUEST, axum::Json(json!({"status": "BAD_REFRESH_TOKEN", "message": "missing or unknown refresh token"}))).into_response();
     }
     tk.2 += 1;

@@ -479,15 +479,15 @@ async fn table(State(s): State<S>, Path(table): Path<String>, Query(q): Query<Ha
     resp
 }
 
-async fn token(State(s): State<S>, headers: HeaderMap, body: String) -> Response {
+async fn token(State(s): State<S>, _headers: HeaderMap, body: String) -> Response {
     let SnAuth::OAuth { client_id, client_secret, .. } = &s.cfg.auth else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
-    let want = format!("Basic {}", crate::b64(&format!("{client_id}:{client_secret}")));
-    let basic_ok = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(want.as_str());
+    // oauth_token.do takes client_id and client_secret as form fields (OAuth API request
+    // parameters docs).
     let body_ok = form.get("client_id") == Some(client_id) && form.get("client_secret") == Some(client_secret);
-    if !basic_ok && !body_ok {
+    if !body_ok {
         return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error_description": "access_denied", "error": "server_error"}))).into_response();
     }
     let mut tk = s.tokens.lock().unwrap();
