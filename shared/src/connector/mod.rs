@@ -34,6 +34,31 @@ pub const CONNECTORS: &[&str] = &[
 /// Connectors named in the design that this build does not have yet.
 pub const PLANNED: &[&str] = &[];
 
+/// A connector's typed `source.properties`: a refusal names the property's path
+/// (`source.properties.http.timeout_ms`) and, when `takes` is given, what the connector takes.
+pub fn parse_properties<T: serde::de::DeserializeOwned>(
+    props: &serde_json::Map<String, serde_json::Value>,
+    takes: Option<&str>,
+) -> Result<T, SourceError> {
+    let v = serde_json::Value::Object(props.clone());
+    serde_path_to_error::deserialize::<_, T>(&v).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." || path.is_empty() {
+            "source.properties".to_string()
+        } else {
+            format!("source.properties.{path}")
+        };
+        let msg = e.into_inner().to_string();
+        SourceError::config(
+            field,
+            match takes {
+                Some(t) => format!("{msg}; {t}"),
+                None => msg,
+            },
+        )
+    })
+}
+
 /// Whether a connector reads credentials from a profile.
 pub fn needs_profile(connector: &str) -> bool {
     !matches!(connector, "sample" | "rest")

@@ -23,6 +23,52 @@ use super::{FieldInfo, FieldType};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
+/// Field constructors for fixed-schema connectors' field tables.
+pub mod fields {
+    use super::super::{FieldInfo, FieldType};
+
+    pub fn s(n: &str) -> FieldInfo {
+        FieldInfo::new(n, FieldType::String)
+    }
+    pub fn int(n: &str) -> FieldInfo {
+        FieldInfo::new(n, FieldType::Integer)
+    }
+    pub fn boolean(n: &str) -> FieldInfo {
+        FieldInfo::new(n, FieldType::Boolean)
+    }
+    pub fn ts(n: &str) -> FieldInfo {
+        FieldInfo::new(n, FieldType::Timestamp)
+    }
+    pub fn json(n: &str) -> FieldInfo {
+        FieldInfo::new(n, FieldType::Json)
+    }
+    pub fn strings(n: &str) -> FieldInfo {
+        FieldInfo::new(n, FieldType::Array { item: Box::new(FieldType::String) })
+    }
+    pub fn ints(n: &str) -> FieldInfo {
+        FieldInfo::new(n, FieldType::Array { item: Box::new(FieldType::Integer) })
+    }
+}
+
+/// The entry of a fixed entity table named `entity`, or an error naming `source.entity` and the
+/// entities there are.
+pub fn find_entity<'a, T>(
+    connector: &str,
+    table: &'a [T],
+    name: fn(&T) -> &str,
+    entity: &str,
+) -> Result<&'a T, super::SourceError> {
+    table.iter().find(|e| name(e) == entity).ok_or_else(|| {
+        super::SourceError::config(
+            "source.entity",
+            format!(
+                "the {connector} connector has no entity '{entity}'; use one of: {}",
+                table.iter().map(name).collect::<Vec<_>>().join(", ")
+            ),
+        )
+    })
+}
+
 /// A record with exactly `fields`, shaped to their types. `Err` names the field and the value.
 pub fn shape(record: &Value, fields: &[FieldInfo]) -> Result<Value, String> {
     let mut out = Map::with_capacity(fields.len());

@@ -433,18 +433,7 @@ pub(super) fn validate(
 
 impl RestConfig {
     pub fn parse(props: &serde_json::Map<String, Value>) -> Result<Self, SourceError> {
-        let v = Value::Object(props.clone());
-        serde_path_to_error::deserialize::<_, RestConfig>(&v).map_err(|e| {
-            let path = e.path().to_string();
-            SourceError::config(
-                if path == "." || path.is_empty() {
-                    "source.properties".to_string()
-                } else {
-                    format!("source.properties.{path}")
-                },
-                e.into_inner().to_string(),
-            )
-        })
+        parse_properties::<RestConfig>(props, None)
     }
 
     fn check(&self, entity: &str, incremental_field: Option<&str>) -> Result<(), SourceError> {

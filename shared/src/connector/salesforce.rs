@@ -136,18 +136,7 @@ fn is_name(s: &str) -> bool {
 
 impl SalesforceConfig {
     pub fn parse(props: &Map<String, Value>) -> Result<Self, SourceError> {
-        let v = Value::Object(props.clone());
-        let cfg: SalesforceConfig = serde_path_to_error::deserialize(&v).map_err(|e| {
-            let path = e.path().to_string();
-            SourceError::config(
-                if path == "." || path.is_empty() {
-                    "source.properties".to_string()
-                } else {
-                    format!("source.properties.{path}")
-                },
-                e.into_inner().to_string(),
-            )
-        })?;
+        let cfg: SalesforceConfig = parse_properties(props, None)?;
         cfg.check()?;
         Ok(cfg)
     }

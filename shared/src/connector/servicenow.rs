@@ -134,18 +134,7 @@ fn valid_name(s: &str) -> bool {
 
 impl ServiceNowConfig {
     pub fn parse(props: &Map<String, Value>) -> Result<Self, SourceError> {
-        let v = Value::Object(props.clone());
-        serde_path_to_error::deserialize::<_, ServiceNowConfig>(&v).map_err(|e| {
-            let path = e.path().to_string();
-            SourceError::config(
-                if path == "." || path.is_empty() {
-                    "source.properties".to_string()
-                } else {
-                    format!("source.properties.{path}")
-                },
-                e.into_inner().to_string(),
-            )
-        })
+        parse_properties::<ServiceNowConfig>(props, None)
     }
 
     fn check(&self, entity: &str) -> Result<DisplayValue, SourceError> {

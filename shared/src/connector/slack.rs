@@ -61,7 +61,7 @@
 
 use super::auth::Authenticator;
 use super::http::{parse_retry_after, HttpClient, HttpRequest, HttpSettings};
-use super::normalize;
+use super::normalize::{self, fields::{boolean, int, json, s, ts}};
 use super::*;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -108,21 +108,6 @@ const ENTITIES: &[EntityDef] = &[
     },
 ];
 
-fn s(n: &str) -> FieldInfo {
-    FieldInfo::new(n, FieldType::String)
-}
-fn int(n: &str) -> FieldInfo {
-    FieldInfo::new(n, FieldType::Integer)
-}
-fn boolean(n: &str) -> FieldInfo {
-    FieldInfo::new(n, FieldType::Boolean)
-}
-fn ts(n: &str) -> FieldInfo {
-    FieldInfo::new(n, FieldType::Timestamp)
-}
-fn json(n: &str) -> FieldInfo {
-    FieldInfo::new(n, FieldType::Json)
-}
 
 fn conversation_fields() -> Vec<FieldInfo> {
     vec![
@@ -197,15 +182,7 @@ fn message_fields() -> Vec<FieldInfo> {
 }
 
 fn entity_def(entity: &str) -> Result<&'static EntityDef, SourceError> {
-    ENTITIES.iter().find(|e| e.name == entity).ok_or_else(|| {
-        SourceError::config(
-            "source.entity",
-            format!(
-                "the slack connector has no entity '{entity}'; use one of: {}",
-                ENTITIES.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
-            ),
-        )
-    })
+    normalize::find_entity("slack", ENTITIES, |e| e.name, entity)
 }
 
 /// `source.properties` of a slack flow.
@@ -234,21 +211,7 @@ const TYPES: &[&str] = &["public_channel", "private_channel", "mpim", "im"];
 
 impl SlackConfig {
     pub fn parse(props: &Map<String, Value>, entity: &str) -> Result<Self, SourceError> {
-        let v = Value::Object(props.clone());
-        let cfg: SlackConfig = serde_path_to_error::deserialize(&v).map_err(|e| {
-            let path = e.path().to_string();
-            SourceError::config(
-                if path == "." || path.is_empty() {
-                    "source.properties".to_string()
-                } else {
-                    format!("source.properties.{path}")
-                },
-                format!(
-                    "{}; slack takes channels, types, exclude_archived, page_size, base_url, http",
-                    e.into_inner()
-                ),
-            )
-        })?;
+        let cfg: SlackConfig = parse_properties(props, Some("slack takes channels, types, exclude_archived, page_size, base_url, http"))?;
         cfg.check(entity)?;
         Ok(cfg)
     }

@@ -60,7 +60,7 @@
 
 use super::auth::Authenticator;
 use super::http::{HttpClient, HttpRequest, HttpSettings};
-use super::normalize;
+use super::normalize::{self, fields::{boolean, int, json, s, ts, strings, ints}};
 use super::*;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -145,27 +145,6 @@ const MIN_START_AGE_SECONDS: i64 = 61;
 /// Boundary keys kept in the cursor at most.
 const MAX_BOUNDARY_KEYS: usize = 2000;
 
-fn s(n: &str) -> FieldInfo {
-    FieldInfo::new(n, FieldType::String)
-}
-fn int(n: &str) -> FieldInfo {
-    FieldInfo::new(n, FieldType::Integer)
-}
-fn boolean(n: &str) -> FieldInfo {
-    FieldInfo::new(n, FieldType::Boolean)
-}
-fn ts(n: &str) -> FieldInfo {
-    FieldInfo::new(n, FieldType::Timestamp)
-}
-fn json(n: &str) -> FieldInfo {
-    FieldInfo::new(n, FieldType::Json)
-}
-fn strings(n: &str) -> FieldInfo {
-    FieldInfo::new(n, FieldType::Array { item: Box::new(FieldType::String) })
-}
-fn ints(n: &str) -> FieldInfo {
-    FieldInfo::new(n, FieldType::Array { item: Box::new(FieldType::Integer) })
-}
 
 fn ticket_fields() -> Vec<FieldInfo> {
     vec![
@@ -279,15 +258,7 @@ fn ticket_field_fields() -> Vec<FieldInfo> {
 }
 
 fn entity_def(entity: &str) -> Result<&'static EntityDef, SourceError> {
-    ENTITIES.iter().find(|e| e.name == entity).ok_or_else(|| {
-        SourceError::config(
-            "source.entity",
-            format!(
-                "the zendesk connector has no entity '{entity}'; use one of: {}",
-                ENTITIES.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
-            ),
-        )
-    })
+    normalize::find_entity("zendesk", ENTITIES, |e| e.name, entity)
 }
 
 /// `source.properties` of a zendesk flow.
@@ -312,21 +283,7 @@ pub struct ZendeskConfig {
 
 impl ZendeskConfig {
     pub fn parse(props: &Map<String, Value>) -> Result<Self, SourceError> {
-        let v = Value::Object(props.clone());
-        let cfg: ZendeskConfig = serde_path_to_error::deserialize(&v).map_err(|e| {
-            let path = e.path().to_string();
-            SourceError::config(
-                if path == "." || path.is_empty() {
-                    "source.properties".to_string()
-                } else {
-                    format!("source.properties.{path}")
-                },
-                format!(
-                    "{}; zendesk takes subdomain, base_url, page_size, exclude_deleted, http",
-                    e.into_inner()
-                ),
-            )
-        })?;
+        let cfg: ZendeskConfig = parse_properties(props, Some("zendesk takes subdomain, base_url, page_size, exclude_deleted, http"))?;
         cfg.check()?;
         Ok(cfg)
     }
