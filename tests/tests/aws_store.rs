@@ -118,6 +118,9 @@ async fn flow_definitions_are_versioned() {
     assert!(!s.delete_flow("crm").await.unwrap());
 }
 
+/// Four puts race; each loser retries on the transaction's condition and takes the next version.
+/// moto can roll back a winner when a concurrent transaction fails (see `.config/nextest.toml`),
+/// so nextest reruns this race up to three times.
 #[tokio::test]
 async fn concurrent_puts_make_distinct_versions() {
     let s = Arc::new(store().await);
