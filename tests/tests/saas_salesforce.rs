@@ -338,3 +338,37 @@ async fn the_example_flow_runs_against_the_mock() {
     assert!(soqls.iter().any(|q| q.starts_with("SELECT Id, Name, Industry, AnnualRevenue, NumberOfEmployees, BillingStreet,") && q.contains("FROM Account WHERE SystemModstamp > 2026-01-01T00:00:00Z")), "{soqls:?}");
     assert!(mock.requests().iter().any(|r| r.path.ends_with("/queryAll")));
 }
+
+/// A Bulk job still running when `bulk_wait_seconds` is spent: the page call hands back an empty
+/// page with a cursor on the same job, the next call polls on, and the read ends with every
+/// record once and one job created — through the source and through a whole run.
+#[tokio::test]
+async fn a_long_bulk_job_is_polled_across_page_calls() {
+    let mock = SalesforceMock::start(SfConfig { accounts: 250, bulk_polls: 4, ..Default::default() }).await;
+    let store = Arc::new(MemorySecrets::default());
+    let p = props(json!({"api": "bulk", "bulk_wait_seconds": 0}));
+    let src = source(&mock, &p, None, store);
+    let (mut records, mut cursor, mut handbacks) = (vec![], None, 0);
+    loop {
+        let page = src.read_page(&req(), cursor.as_ref()).await.unwrap();
+        if page.records.is_empty() && page.next.is_some() {
+            handbacks += 1;
+        }
+        records.extend(page.records);
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+        assert!(handbacks < 50, "the job never completed");
+    }
+    // Each call polls once before handing back (the wait is 0 s); four InProgress answers.
+    assert_eq!(handbacks, 4, "page calls that handed back while the job ran");
+    assert_eq!(mock.jobs_created(), 1);
+    assert_once("bulk, long job", &records, &mock.ids_in(None, None, false));
+
+    let local = local(&mock).await;
+    let out = local.run(&flow("sf-long-bulk", &p, "", "jsonl")).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    assert_eq!(mock.jobs_created(), 2);
+    assert_eq!(out.record.unwrap().records_written as usize, mock.ids_in(None, None, false).len());
+}
