@@ -36,6 +36,31 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Every record of a read, page by page; the cursor goes through JSON text between pages, as it
+/// does through the state machine's state.
+pub async fn read_all(
+    src: &dyn ferry::connector::Source,
+    req: &ferry::connector::ReadRequest,
+) -> Result<Vec<Value>, ferry::connector::SourceError> {
+    let (mut out, mut cursor) = (vec![], None);
+    for _ in 0..100_000 {
+        let page = src.read_page(req, cursor.as_ref()).await?;
+        out.extend(page.records);
+        match page.next {
+            Some(c) => cursor = Some(serde_json::from_str::<Value>(&c.to_string()).unwrap()),
+            None => return Ok(out),
+        }
+    }
+    panic!("paging never ended");
+}
+
+/// `got` has no duplicates and is exactly `expected`.
+pub fn assert_once<T: Ord + Clone + std::fmt::Debug>(what: &str, got: &[T], expected: &BTreeSet<T>) {
+    let set: BTreeSet<T> = got.iter().cloned().collect();
+    assert_eq!(got.len(), set.len(), "{what}: duplicates");
+    assert_eq!(&set, expected, "{what}: set differs");
+}
+
 /// `updated_at` of ticket 1 is BASE + 1 minute.
 pub fn base_time() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()

@@ -4,6 +4,7 @@
 use ferry::connector::auth::Authenticator;
 use ferry::connector::rest::RestSource;
 use ferry::connector::{ReadRequest, Source};
+use ferry_tests::assert_once;
 use ferry_tests::harness::{rest_flow, Local};
 use ferry_tests::{Fault, Mock, MockConfig};
 use serde_json::{json, Value};
@@ -62,11 +63,6 @@ async fn read_ids(src: &RestSource, entity: &str) -> Vec<u64> {
     panic!("paging never ended");
 }
 
-fn assert_exactly_once(name: &str, ids: &[u64], expected: &BTreeSet<u64>) {
-    let set: BTreeSet<u64> = ids.iter().copied().collect();
-    assert_eq!(ids.len(), set.len(), "{name}: duplicates");
-    assert_eq!(&set, expected, "{name}: id set differs");
-}
 
 #[tokio::test]
 async fn every_paginator_reads_every_record_once() {
@@ -75,7 +71,7 @@ async fn every_paginator_reads_every_record_once() {
     for (name, ep) in paginators() {
         let src = RestSource::new(&props(&mock, ep, json!({})), None, Authenticator::none()).unwrap();
         let ids = read_ids(&src, "tickets").await;
-        assert_exactly_once(name, &ids, &expected);
+        assert_once(name, &ids, &expected);
     }
 }
 
@@ -99,7 +95,7 @@ async fn every_paginator_reads_every_record_once_under_faults() {
         let p = props(&mock, ep, json!({"http": {"timeout_ms": 250, "max_retries": 6, "backoff_initial_ms": 5, "backoff_max_ms": 40}}));
         let src = RestSource::new(&p, None, Authenticator::none()).unwrap();
         let ids = read_ids(&src, "tickets").await;
-        assert_exactly_once(name, &ids, &expected);
+        assert_once(name, &ids, &expected);
     }
     let statuses: BTreeSet<u16> = mock.requests().iter().map(|r| r.status).collect();
     assert!(statuses.contains(&429) && statuses.contains(&503), "faults were injected: {statuses:?}");
@@ -111,7 +107,7 @@ async fn offset_with_total_keeps_requests_in_flight() {
     let ep = paginators().remove(0).1;
     let src = RestSource::new(&props(&mock, ep, json!({"concurrency": 8})), None, Authenticator::none()).unwrap();
     let ids = read_ids(&src, "tickets").await;
-    assert_exactly_once("offset x8", &ids, &mock.ids_in(None, None));
+    assert_once("offset x8", &ids, &mock.ids_in(None, None));
     // 20 pages of 20: with 8 in flight, some requests started before the previous answered.
     let reqs = mock.requests();
     let overlapping = reqs.windows(2).filter(|w| w[1].at.duration_since(w[0].at) < Duration::from_millis(20)).count();
@@ -192,7 +188,7 @@ async fn flows_read_every_record_once_across_chunks() {
         assert!(out.succeeded(), "{name}: {:?}", out.failure);
         let dir = format!("out/paging-{}", name.replace('_', "-"));
         let ids: Vec<u64> = local.output(&dir).iter().map(|r| r["id"].as_u64().unwrap()).collect();
-        assert_exactly_once(name, &ids, &mock.ids_in(None, None));
+        assert_once(name, &ids, &mock.ids_in(None, None));
         assert_eq!(out.record.unwrap().records_written, 180, "{name}");
     }
 }
@@ -206,7 +202,7 @@ async fn the_example_flow_runs_against_the_mock() {
     let out = local.run(&text.replace("http://127.0.0.1:8099", &mock.url())).await;
     assert!(out.succeeded(), "{:?}", out.failure);
     let ids: Vec<u64> = local.output("ferry-out/rest-tickets").iter().map(|r| r["id"].as_u64().unwrap()).collect();
-    assert_exactly_once("example", &ids, &mock.ids_in(None, None));
+    assert_once("example", &ids, &mock.ids_in(None, None));
     // The window reached the API on every data request (the first request is start-run's
     // describe sample, which reads one unwindowed page to infer the field types).
     let reqs = mock.requests();

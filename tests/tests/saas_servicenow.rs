@@ -64,18 +64,9 @@ fn number(r: &Value) -> u64 {
 
 /// Every record of a read, and the numbers seen (duplicates kept).
 async fn read_all(src: &ServiceNowSource, req: &ReadRequest) -> Result<(Vec<Value>, Vec<u64>), SourceError> {
-    let (mut out, mut cursor) = (vec![], None);
-    loop {
-        let p = src.read_page(req, cursor.as_ref()).await?;
-        out.extend(p.records);
-        match p.next {
-            Some(c) => cursor = Some(c),
-            None => {
-                let nums = out.iter().map(number).collect();
-                return Ok((out, nums));
-            }
-        }
-    }
+    let out = ferry_tests::read_all(src, req).await?;
+    let nums = out.iter().map(number).collect();
+    Ok((out, nums))
 }
 
 fn window_req(start: chrono::DateTime<chrono::Utc>, end: chrono::DateTime<chrono::Utc>) -> ReadRequest {

@@ -6,11 +6,12 @@
 use ferry::adapters::memory::MemorySecrets;
 use ferry::connector::auth::Authenticator;
 use ferry::connector::slack::SlackSource;
-use ferry::connector::{FieldType, ReadRequest, Source, SourceError};
+use ferry::connector::{FieldType, ReadRequest, Source};
 use ferry::error::ErrorKind;
 use ferry::local::Engine;
 use ferry::model::Window;
 use ferry::ports::Secret;
+use ferry_tests::{assert_once, read_all};
 use ferry_tests::harness::Local;
 use ferry_tests::saas::slack::{message_micros, SlackMock, SlackMockConfig};
 use ferry_tests::Fault;
@@ -47,29 +48,11 @@ fn req(entity: &str, window: Option<Window>) -> ReadRequest {
     ReadRequest { entity: entity.into(), incremental_field: None, window, page_size: None, filters: vec![] }
 }
 
-async fn read_all(src: &SlackSource, r: &ReadRequest) -> Result<Vec<Value>, SourceError> {
-    let mut cursor = None;
-    let mut out = vec![];
-    for _ in 0..10_000 {
-        let page = src.read_page(r, cursor.as_ref()).await?;
-        out.extend(page.records);
-        match page.next {
-            Some(c) => cursor = Some(serde_json::from_str(&c.to_string()).unwrap()),
-            None => return Ok(out),
-        }
-    }
-    panic!("paging never ended");
-}
 
 fn keys(records: &[Value]) -> Vec<(String, String)> {
     records.iter().map(|r| (r["channel"].as_str().unwrap().to_string(), r["ts"].as_str().unwrap().to_string())).collect()
 }
 
-fn assert_once<T: Ord + Clone + std::fmt::Debug>(what: &str, got: &[T], expected: &BTreeSet<T>) {
-    let set: BTreeSet<T> = got.iter().cloned().collect();
-    assert_eq!(got.len(), set.len(), "{what}: duplicates");
-    assert_eq!(&set, expected, "{what}: set differs");
-}
 
 fn at(micros: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_micros(micros).unwrap()

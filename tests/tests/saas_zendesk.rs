@@ -7,15 +7,15 @@
 use ferry::adapters::memory::MemorySecrets;
 use ferry::connector::auth::Authenticator;
 use ferry::connector::zendesk::ZendeskSource;
-use ferry::connector::{FieldType, ReadRequest, Source, SourceError};
+use ferry::connector::{FieldType, ReadRequest, Source};
 use ferry::local::Engine;
 use ferry::model::Window;
 use ferry::ports::Secret;
+use ferry_tests::{assert_once, read_all};
 use ferry_tests::harness::Local;
 use ferry_tests::saas::zendesk::{ticket_updated_at, ZendeskAuth, ZendeskMock, ZendeskMockConfig};
 use ferry_tests::Fault;
 use serde_json::{json, Value};
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,30 +51,11 @@ fn req(entity: &str, window: Option<Window>) -> ReadRequest {
     }
 }
 
-async fn read_all(src: &ZendeskSource, r: &ReadRequest) -> Result<Vec<Value>, SourceError> {
-    let mut cursor = None;
-    let mut out = vec![];
-    for _ in 0..10_000 {
-        let page = src.read_page(r, cursor.as_ref()).await?;
-        out.extend(page.records);
-        match page.next {
-            // The cursor survives the state machine's JSON state.
-            Some(c) => cursor = Some(serde_json::from_str(&c.to_string()).unwrap()),
-            None => return Ok(out),
-        }
-    }
-    panic!("paging never ended");
-}
 
 fn ids(records: &[Value]) -> Vec<u64> {
     records.iter().map(|r| r["id"].as_u64().unwrap()).collect()
 }
 
-fn assert_once(what: &str, got: &[u64], expected: &BTreeSet<u64>) {
-    let set: BTreeSet<u64> = got.iter().copied().collect();
-    assert_eq!(got.len(), set.len(), "{what}: duplicates");
-    assert_eq!(&set, expected, "{what}: id set differs");
-}
 
 fn flow(name: &str, entity: &str, props: &Value, extra: &str) -> String {
     format!(
