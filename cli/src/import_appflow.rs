@@ -785,7 +785,7 @@ impl Translator {
                         }
                         (o, _) => {
                             self.problem(
-                                format!("{at}"),
+                                at.to_string(),
                                 format!("mask operator {o} needs MASK_LENGTH (a number)"),
                             );
                             continue;

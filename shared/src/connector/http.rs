@@ -90,14 +90,14 @@ impl HttpSettings {
                 "must not exceed backoff_max_ms",
             ));
         }
-        if !(self.max_retry_after_seconds >= 0.0) {
+        if self.max_retry_after_seconds.is_nan() || self.max_retry_after_seconds < 0.0 {
             return Err(SourceError::config(
                 format!("{field}.max_retry_after_seconds"),
                 "must be ≥ 0 seconds",
             ));
         }
         if let Some(b) = &self.budget {
-            if b.requests == 0 || !(b.per_seconds > 0.0) {
+            if b.requests == 0 || b.per_seconds.is_nan() || b.per_seconds <= 0.0 {
                 return Err(SourceError::config(
                     format!("{field}.budget"),
                     "needs requests ≥ 1 and per_seconds > 0, e.g. {requests: 10, per_seconds: 1}",

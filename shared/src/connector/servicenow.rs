@@ -203,11 +203,14 @@ pub(super) fn validate(entity: &str, props: &Map<String, Value>) -> Vec<crate::f
     }
 }
 
+/// A column: name, type, and the table it is inherited from.
+type Column = (String, FieldType, Option<String>);
+
 /// What `sys_dictionary` says about a table.
 #[derive(Debug)]
 struct TableMeta {
     /// Every column with its dictionary type, in output order.
-    columns: Vec<(String, FieldType, Option<String>)>,
+    columns: Vec<Column>,
     types: HashMap<String, FieldType>,
 }
 
@@ -361,7 +364,7 @@ impl ServiceNowSource {
                 best.insert(el.to_string(), (d, ty, label));
             }
         }
-        let mut columns: Vec<(String, FieldType, Option<String>)> = vec![];
+        let mut columns: Vec<Column> = vec![];
         if let Some((_, t, l)) = best.remove("sys_id") {
             columns.push(("sys_id".into(), t, l));
         } else {
@@ -376,7 +379,7 @@ impl ServiceNowSource {
 
     /// The columns this flow reads (checked against the dictionary: the instance ignores
     /// unknown names in sysparm_fields).
-    fn selected<'a>(&self, meta: &'a TableMeta, table: &str, must: &[&str]) -> Result<Vec<&'a (String, FieldType, Option<String>)>, SourceError> {
+    fn selected<'a>(&self, meta: &'a TableMeta, table: &str, must: &[&str]) -> Result<Vec<&'a Column>, SourceError> {
         let Some(fs) = &self.cfg.fields else {
             return Ok(meta.columns.iter().collect());
         };
@@ -518,7 +521,7 @@ fn coerce(v: &Value, ty: &FieldType) -> Value {
         FieldType::Integer => s.parse::<i64>().map(Value::from).unwrap_or_else(|_| {
             s.parse::<f64>().ok().filter(|f| f.fract() == 0.0).map(|f| Value::from(f as i64)).unwrap_or(Value::String(s.into()))
         }),
-        FieldType::Float => s.parse::<f64>().ok().and_then(|f| serde_json::Number::from_f64(f)).map(Value::Number).unwrap_or(Value::String(s.into())),
+        FieldType::Float => s.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number).unwrap_or(Value::String(s.into())),
         FieldType::Boolean => match s {
             "true" | "1" => Value::Bool(true),
             "false" | "0" => Value::Bool(false),
@@ -714,7 +717,7 @@ impl Source for ServiceNowSource {
                         ),
                     });
                 }
-                more.then(|| SnCursor { after_time: t, after_id: Some(id), offset: 0 })
+                more.then_some(SnCursor { after_time: t, after_id: Some(id), offset: 0 })
             }
             None => more.then(|| SnCursor { offset: c.offset + limit as u64, ..c.clone() }),
         };

@@ -21,6 +21,7 @@
 //! - `messages`: `conversations.history` per channel of `channels` (`channel`, `oldest`,
 //!   `latest`, `inclusive`, `limit`, `cursor`), records in `messages`, each given the `channel`
 //!   it came from and `posted_at` (its `ts` as a timestamp).
+//!
 //! Every method pages with `cursor` = `response_metadata.next_cursor` until that is empty.
 //!
 //! Quirks handled (documentation pages below):

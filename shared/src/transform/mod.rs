@@ -430,7 +430,7 @@ impl Plan {
                     let Some(s) = b.resolve(i, &m.field, at("field")) else {
                         continue;
                     };
-                    let Some(s) = b.to_text(i, s, &m.field, at("field"), "mask") else {
+                    let Some(s) = b.text_slot(i, s, &m.field, at("field"), "mask") else {
                         continue;
                     };
                     b.modified[s] = true;
@@ -447,7 +447,7 @@ impl Plan {
                     let Some(s) = b.resolve(i, &tr.field, at("field")) else {
                         continue;
                     };
-                    let Some(s) = b.to_text(i, s, &tr.field, at("field"), "truncate") else {
+                    let Some(s) = b.text_slot(i, s, &tr.field, at("field"), "truncate") else {
                         continue;
                     };
                     b.modified[s] = true;
@@ -782,7 +782,7 @@ fn is_textable(t: &DataType) -> bool {
 
 impl Builder<'_> {
     /// A string slot for `s`: itself, or a cast of it to text (mask/truncate of a number).
-    fn to_text(
+    fn text_slot(
         &mut self,
         task: usize,
         s: usize,

@@ -139,11 +139,11 @@ fn make(object: &str, i: u64, cfg: &HsConfig) -> Rec {
         "contacts" => {
             put("email", json!(format!("person{i}@example.com")));
             put("firstname", json!(format!("First{i}")));
-            put("lastname", if i % 7 == 0 { Value::Null } else { json!(format!("Last{i}")) });
+            put("lastname", if i.is_multiple_of(7) { Value::Null } else { json!(format!("Last{i}")) });
             put("lifecyclestage", json!(["lead", "customer", "subscriber"][(i % 3) as usize]));
-            put("num_notes", if i % 4 == 0 { json!("") } else { json!((i % 9).to_string()) });
-            put("hs_email_optout", json!((i % 2 == 0).to_string()));
-            put("date_of_birth", if i % 5 == 0 { json!("") } else { json!(format!("1990-01-{:02}", 1 + i % 28)) });
+            put("num_notes", if i.is_multiple_of(4) { json!("") } else { json!((i % 9).to_string()) });
+            put("hs_email_optout", json!((i.is_multiple_of(2)).to_string()));
+            put("date_of_birth", if i.is_multiple_of(5) { json!("") } else { json!(format!("1990-01-{:02}", 1 + i % 28)) });
         }
         "companies" => {
             put("name", json!(format!("Company {i}")));
@@ -162,7 +162,7 @@ fn make(object: &str, i: u64, cfg: &HsConfig) -> Rec {
             put("hs_pipeline_stage", json!("1"));
         }
     }
-    Rec { id, modified, archived: cfg.archived_every > 0 && i % cfg.archived_every == 0, props: p }
+    Rec { id, modified, archived: cfg.archived_every > 0 && i.is_multiple_of(cfg.archived_every), props: p }
 }
 
 struct Inner {
@@ -467,7 +467,7 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
         let mut fault = s.faults.lock().unwrap().pop_front();
         if fault.is_none() {
             if let Some((every, fs)) = &*s.periodic.lock().unwrap() {
-                if *every > 0 && n % every == 0 && !fs.is_empty() {
+                if *every > 0 && n.is_multiple_of(*every) && !fs.is_empty() {
                     fault = Some(fs[((n / every - 1) as usize) % fs.len()].clone());
                 }
             }

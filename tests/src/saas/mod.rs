@@ -22,7 +22,7 @@ pub fn token(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
 }
 pub fn untoken(t: &str) -> Option<String> {
-    if t.len() % 2 != 0 {
+    if !t.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..t.len()).step_by(2).map(|i| u8::from_str_radix(&t[i..i + 2], 16).ok()).collect();
@@ -46,7 +46,7 @@ impl Common {
             return Some(f);
         }
         if let Some((every, fs)) = &*self.periodic.lock().unwrap() {
-            if *every > 0 && n % every == 0 && !fs.is_empty() {
+            if *every > 0 && n.is_multiple_of(*every) && !fs.is_empty() {
                 return Some(fs[((n / every - 1) as usize) % fs.len()].clone());
             }
         }

@@ -43,7 +43,7 @@ pub fn account_id(i: u64) -> String {
 }
 
 pub fn is_deleted(i: u64) -> bool {
-    i % 17 == 0
+    i.is_multiple_of(17)
 }
 
 #[derive(Debug, Clone)]
@@ -282,21 +282,21 @@ enum V {
 }
 
 fn value(s: &Inner, i: u64, field: &str) -> V {
-    let addr = i % 7 != 0;
+    let addr = !i.is_multiple_of(7);
     match field {
         "Id" => V::Text(account_id(i)),
         "IsDeleted" => V::Bool(is_deleted(i)),
-        "Name" if i % 10 == 0 => V::Text(format!("Acme, \"Big\" Co\nunit {i}")),
+        "Name" if i.is_multiple_of(10) => V::Text(format!("Acme, \"Big\" Co\nunit {i}")),
         "Name" => V::Text(format!("Account {i}")),
-        "Industry" if i % 4 == 0 => V::Null,
+        "Industry" if i.is_multiple_of(4) => V::Null,
         "Industry" => V::Text(["Energy", "Retail", "Banking"][(i % 3) as usize].into()),
-        "AnnualRevenue" if i % 5 == 0 => V::Null,
-        "AnnualRevenue" if i % 9 == 0 => V::Float(i as f64 * 1.0e9),
+        "AnnualRevenue" if i.is_multiple_of(5) => V::Null,
+        "AnnualRevenue" if i.is_multiple_of(9) => V::Float(i as f64 * 1.0e9),
         "AnnualRevenue" => V::Float(i as f64 * 1000.5),
-        "NumberOfEmployees" if i % 6 == 0 => V::Null,
+        "NumberOfEmployees" if i.is_multiple_of(6) => V::Null,
         "NumberOfEmployees" => V::Int(i as i64 * 3),
-        "IsPartner" => V::Bool(i % 2 == 0),
-        "SLAExpirationDate__c" if i % 3 == 0 => V::Null,
+        "IsPartner" => V::Bool(i.is_multiple_of(2)),
+        "SLAExpirationDate__c" if i.is_multiple_of(3) => V::Null,
         "SLAExpirationDate__c" => V::Text(NaiveDate::from_ymd_opt(2026, 2, 1 + (i % 28) as u32).unwrap().to_string()),
         "Description" if i % 2 == 1 => V::Null,
         "Description" => V::Text(format!("Line one\r\nline two, for {i}")),
@@ -320,7 +320,7 @@ fn value(s: &Inner, i: u64, field: &str) -> V {
 /// REST JSON: datetimes as `2026-01-01T00:00:00.000+0000`.
 fn rest_value(s: &Inner, i: u64, field: &str) -> Value {
     if field == "BillingAddress" {
-        if i % 7 == 0 {
+        if i.is_multiple_of(7) {
             return Value::Null;
         }
         let mut o = serde_json::Map::new();
@@ -654,7 +654,7 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
             let mut fault = s.on_request.lock().unwrap().remove(&n).or_else(|| s.faults.lock().unwrap().pop_front());
             if fault.is_none() {
                 if let Some((every, f)) = &*s.periodic.lock().unwrap() {
-                    if *every > 0 && n % every == 0 {
+                    if *every > 0 && n.is_multiple_of(*every) {
                         fault = Some(f.clone());
                     }
                 }

@@ -124,13 +124,13 @@ fn incident(i: u64) -> Row {
     put("short_description", format!("Incident {i}"));
     put("state", (1 + i % 7).to_string());
     put("priority", (1 + i % 5).to_string());
-    put("active", (i % 4 != 0).to_string());
-    put("assigned_to", if i % 5 == 0 { String::new() } else { format!("{:032x}", 1000 + i % 3) });
+    put("active", (!i.is_multiple_of(4)).to_string());
+    put("assigned_to", if i.is_multiple_of(5) { String::new() } else { format!("{:032x}", 1000 + i % 3) });
     put("caller_id", format!("{:032x}", 1000 + i % 3));
-    put("reopen_count", if i % 6 == 0 { String::new() } else { (i % 3).to_string() });
+    put("reopen_count", if i.is_multiple_of(6) { String::new() } else { (i % 3).to_string() });
     put("sys_created_on", sn_time(updated_on(i) - ChronoDuration::days(1)));
     put("sys_updated_on", sn_time(updated_on(i)));
-    put("due_date", if i % 2 == 0 { String::new() } else { sn_time(updated_on(i) + ChronoDuration::days(3)) });
+    put("due_date", if i.is_multiple_of(2) { String::new() } else { sn_time(updated_on(i) + ChronoDuration::days(3)) });
     r
 }
 
@@ -526,7 +526,7 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
         let mut fault = s.faults.lock().unwrap().pop_front();
         if fault.is_none() {
             if let Some((every, fs)) = &*s.periodic.lock().unwrap() {
-                if *every > 0 && n % every == 0 && !fs.is_empty() {
+                if *every > 0 && n.is_multiple_of(*every) && !fs.is_empty() {
                     fault = Some(fs[((n / every - 1) as usize) % fs.len()].clone());
                 }
             }

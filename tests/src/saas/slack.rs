@@ -15,7 +15,7 @@
 //! `C0000000002` (random), `G0000000003` (private), `C0000000004` (archived); `C0000000009`
 //! exists but the bot is not in it. Message `j` (1-based) of channel `k` has
 //! `ts = BASE + 60j + 7k seconds` plus `(37j + k) µs`. User `i` (`U%010d`) was updated at
-//! `BASE + i min` (epoch seconds), deleted when `i % 5 == 0`.
+//! `BASE + i min` (epoch seconds), deleted when `i.is_multiple_of(5)`.
 
 use super::{header, status_response, token, untoken, with_body_fault, Common};
 use crate::{base_time, Fault, Seen};
@@ -263,10 +263,10 @@ async fn users_list(State(s): State<S>, Query(q): Query<Q>) -> Response {
                     let i = i as u64;
                     json!({
                         "id": format!("U{i:010}"), "team_id": "T0000000001", "name": format!("user{i}"),
-                        "real_name": format!("User {i}"), "deleted": i % 5 == 0, "color": "9f69e7",
+                        "real_name": format!("User {i}"), "deleted": i.is_multiple_of(5), "color": "9f69e7",
                         "tz": "Europe/Berlin", "tz_label": "Central European Time", "tz_offset": 3600,
                         "is_admin": i == 1, "is_owner": i == 1, "is_primary_owner": i == 1,
-                        "is_restricted": false, "is_ultra_restricted": false, "is_bot": i % 7 == 0,
+                        "is_restricted": false, "is_ultra_restricted": false, "is_bot": i.is_multiple_of(7),
                         "is_app_user": false, "is_email_confirmed": true,
                         "profile": {"real_name": format!("User {i}"), "display_name": format!("u{i}"), "email": format!("u{i}@example.test")},
                         "updated": user_updated(i),
@@ -308,18 +308,18 @@ async fn history(State(s): State<S>, Query(q): Query<Q>) -> Response {
                         "ts": ts_text(*m), "team": "T0000000001",
                         "blocks": [{"type": "rich_text", "block_id": format!("b{j}")}],
                     });
-                    if j % 4 == 0 {
+                    if j.is_multiple_of(4) {
                         v["subtype"] = json!("bot_message");
                         v["bot_id"] = json!("B0000000001");
                         v.as_object_mut().unwrap().remove("user");
                     }
-                    if j % 6 == 0 {
+                    if j.is_multiple_of(6) {
                         v["thread_ts"] = json!(ts_text(*m));
                         v["reply_count"] = json!(2);
                         v["reply_users_count"] = json!(1);
                         v["latest_reply"] = json!(ts_text(*m + 5_000_000));
                     }
-                    if j % 9 == 0 {
+                    if j.is_multiple_of(9) {
                         v["edited"] = json!({"user": "U0000000002", "ts": ts_text(*m + 9_000_000)});
                         v["reactions"] = json!([{"name": "tada", "users": ["U0000000003"], "count": 1}]);
                     }

@@ -15,9 +15,9 @@
 //! - Throttling: `429` with `Retry-After` and `{"error": "APIRateLimitExceeded", ...}`.
 //!
 //! Data (times from [`crate::base_time`]): ticket `i` updated at `BASE + i min`, status
-//! `deleted` when `i % 10 == 0`, and for `i % 11 == 0` a system update 5 days later moves its
+//! `deleted` when `i.is_multiple_of(10)`, and for `i.is_multiple_of(11)` a system update 5 days later moves its
 //! `generated_timestamp` (not its `updated_at`); user `i` updated at `BASE + 2i min`, inactive
-//! (deleted) when `i % 6 == 0`; organization `i` updated at `BASE + (i / 3) min` (three share
+//! (deleted) when `i.is_multiple_of(6)`; organization `i` updated at `BASE + (i / 3) min` (three share
 //! each second, so time-based pages repeat items at their boundary); group `i` at `BASE + i h`.
 
 use super::{b64, header, status_response, token, untoken, with_body_fault, Common};
@@ -95,7 +95,7 @@ pub fn ticket_updated_at(i: u64) -> DateTime<Utc> {
     base_time() + ChronoDuration::minutes(i as i64)
 }
 pub fn ticket_generated(i: u64) -> DateTime<Utc> {
-    if i % 11 == 0 {
+    if i.is_multiple_of(11) {
         ticket_updated_at(i) + ChronoDuration::days(5)
     } else {
         ticket_updated_at(i)
@@ -188,25 +188,25 @@ fn in_window(t: DateTime<Utc>, start: Option<DateTime<Utc>>, end: Option<DateTim
 }
 
 fn ticket(i: u64, base: &str) -> Value {
-    let status = if i % 10 == 0 { "deleted" } else { STATUSES[(i % 4) as usize] };
+    let status = if i.is_multiple_of(10) { "deleted" } else { STATUSES[(i % 4) as usize] };
     json!({
         "url": format!("{base}/api/v2/tickets/{i}.json"),
         "id": i,
-        "external_id": if i % 3 == 0 { Value::Null } else { json!(format!("ext-{i}")) },
+        "external_id": if i.is_multiple_of(3) { Value::Null } else { json!(format!("ext-{i}")) },
         "via": {"channel": "email", "source": {"from": {}, "to": {}, "rel": null}},
         "created_at": iso(base_time()),
         "updated_at": iso(ticket_updated_at(i)),
         "generated_timestamp": ticket_generated(i).timestamp(),
-        "type": if i % 2 == 0 { json!("incident") } else { Value::Null },
+        "type": if i.is_multiple_of(2) { json!("incident") } else { Value::Null },
         "subject": format!("Printer {i} is on fire"),
         "raw_subject": format!("Printer {i} is on fire"),
         "description": format!("Ticket {i}"),
-        "priority": if i % 5 == 0 { Value::Null } else { json!(PRIORITIES[(i % 4) as usize]) },
+        "priority": if i.is_multiple_of(5) { Value::Null } else { json!(PRIORITIES[(i % 4) as usize]) },
         "status": status,
         "recipient": "support@acme.test",
         "requester_id": 1000 + i % 7,
         "submitter_id": 1000 + i % 7,
-        "assignee_id": if i % 4 == 0 { Value::Null } else { json!(2000 + i % 3) },
+        "assignee_id": if i.is_multiple_of(4) { Value::Null } else { json!(2000 + i % 3) },
         "organization_id": 3000 + i % 5,
         "group_id": 4000 + i % 2,
         "brand_id": 5000,
@@ -214,7 +214,7 @@ fn ticket(i: u64, base: &str) -> Value {
         "collaborator_ids": [35334, 234],
         "follower_ids": [],
         "tags": [format!("t{}", i % 4), "enterprise"],
-        "custom_fields": [{"id": 27642, "value": format!("{}", i * 3)}, {"id": 27648, "value": i % 2 == 0}],
+        "custom_fields": [{"id": 27642, "value": format!("{}", i * 3)}, {"id": 27648, "value": i.is_multiple_of(2)}],
         "satisfaction_rating": null,
         "has_incidents": false,
         "is_public": true,
@@ -237,19 +237,19 @@ fn user(i: u64, base: &str) -> Value {
         "phone": null,
         "role": ROLES[(i % 3) as usize],
         "role_type": if i % 3 == 1 { Value::Null } else { json!(0) },
-        "organization_id": if i % 2 == 0 { json!(3000 + i % 5) } else { Value::Null },
+        "organization_id": if i.is_multiple_of(2) { json!(3000 + i % 5) } else { Value::Null },
         "default_group_id": null,
         "locale": "en-US",
         "time_zone": "Berlin",
         "external_id": null,
-        "active": i % 6 != 0,
+        "active": !i.is_multiple_of(6),
         "verified": true,
         "suspended": false,
         "shared": false,
         "restricted_agent": true,
         "tags": [],
         "user_fields": {"employee_id": format!("E{i}")},
-        "last_login_at": if i % 2 == 0 { json!(iso(base_time())) } else { Value::Null },
+        "last_login_at": if i.is_multiple_of(2) { json!(iso(base_time())) } else { Value::Null },
         "created_at": iso(base_time()),
         "updated_at": iso(user_updated_at(i)),
     })
@@ -361,7 +361,7 @@ async fn tickets_export(State(s): State<S>, headers: HeaderMap, Query(q): Query<
     let base = base_of(&headers);
     let exclude_deleted = q.get("exclude_deleted").is_some_and(|v| v == "true");
     let items = (1..=s.cfg.tickets)
-        .filter(|i| !(exclude_deleted && i % 10 == 0))
+        .filter(|i| !(exclude_deleted && i.is_multiple_of(10)))
         .map(|i| (i, ticket_generated(i), ticket(i, &base)))
         .collect();
     cursor_export(&s, &q, "tickets", "/api/v2/incremental/tickets/cursor.json", &base, items)
