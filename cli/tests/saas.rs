@@ -1,0 +1,99 @@
+//! A SaaS connector as a user drives it from the command line: store a profile, list and describe
+//! the entities, run a flow — against the Zendesk mock, with the secret never printed.
+
+use ferry_tests::saas::zendesk::{ZendeskMock, ZendeskMockConfig};
+use std::path::Path;
+use std::process::Output;
+
+async fn ferry(dir: &Path, args: &[&str]) -> Output {
+    let (dir, args): (std::path::PathBuf, Vec<String>) =
+        (dir.to_path_buf(), args.iter().map(|s| s.to_string()).collect());
+    // Blocking wait off the runtime's workers: the mock server runs on them meanwhile.
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(&args)
+            .current_dir(&dir)
+            .env("FERRY_HOME", dir.join(".ferry"))
+            .env_remove("FERRY_LOG")
+            .env_remove("FERRY_REMOTE")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_entities_and_a_run_against_zendesk() {
+    let mock = ZendeskMock::start(ZendeskMockConfig {
+        tickets: 60,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("zendesk.json"),
+        r#"{"type": "basic", "username": "agent@acme.test/token", "password": "zd-token-1"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("tickets.yaml"),
+        format!(
+            "name: zd-tickets\nsource:\n  connector: zendesk\n  profile: zendesk-acme\n  entity: tickets\n  properties: {{ base_url: \"{}\" }}\n  incremental: {{ field: updated_at, first_execution_from: 2020-01-01T00:00:00Z }}\ndestination:\n  local: out\n  format: parquet\n",
+            mock.url()
+        ),
+    )
+    .unwrap();
+
+    let o = ferry(d, &["profiles", "put", "zendesk-acme", "--file", "zendesk.json"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+
+    let o = ferry(d, &["entities", "tickets.yaml"]).await;
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    for e in ["tickets", "users", "organizations", "groups"] {
+        assert!(t.contains(e), "{e} not listed:\n{t}");
+    }
+
+    let o = ferry(d, &["entities", "tickets.yaml", "--describe", "tickets"]).await;
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("updated_at") && t.contains("subject"), "{t}");
+
+    let o = ferry(d, &["run", "tickets.yaml", "--json"]).await;
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let rec: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rec["status"], "Successful", "{t}");
+    assert_eq!(
+        rec["records_written"].as_u64().unwrap() as usize,
+        mock.ticket_ids(None, None, true).len(),
+        "{t}"
+    );
+
+    // A refused token: the run fails AuthFailed naming the profile, and no command printed the
+    // secret.
+    std::fs::write(
+        d.join("zendesk.json"),
+        r#"{"type": "basic", "username": "agent@acme.test/token", "password": "wrong-token"}"#,
+    )
+    .unwrap();
+    assert!(ferry(d, &["profiles", "put", "zendesk-acme", "--file", "zendesk.json"])
+        .await
+        .status
+        .success());
+    let o = ferry(d, &["run", "zd-tickets", "--complete"]).await;
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(t.contains("AuthFailed") && t.contains("zendesk-acme"), "{t}");
+    assert!(!t.contains("wrong-token") && !t.contains("zd-token-1"), "{t}");
+}
