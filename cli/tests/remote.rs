@@ -23,7 +23,9 @@ impl Stack {
             .create_state_machine()
             .name(unique("ferry-flow-run"))
             .role_arn("arn:aws:iam::123456789012:role/ferry-state-machine")
-            .definition(r#"{"StartAt":"Wait","States":{"Wait":{"Type":"Wait","Seconds":3600,"End":true}}}"#)
+            .definition(
+                r#"{"StartAt":"Wait","States":{"Wait":{"Type":"Wait","Seconds":3600,"End":true}}}"#,
+            )
             .send()
             .await
             .expect("create state machine");
@@ -103,7 +105,10 @@ async fn flows_runs_run_and_stop_against_the_deployed_stack() {
     let list = s.ok(&["flows", "list"]);
     assert!(list.contains(&name) && list.contains("v2"), "{list}");
     let got = s.ok(&["flows", "get", &name]);
-    assert!(got.contains("# version 2") && got.contains("records: 400"), "{got}");
+    assert!(
+        got.contains("# version 2") && got.contains("records: 400"),
+        "{got}"
+    );
     let v1 = s.ok(&["flows", "get", &name, "--version", "1"]);
     assert!(v1.contains("records: 300"), "{v1}");
 
@@ -142,13 +147,19 @@ async fn flows_runs_run_and_stop_against_the_deployed_stack() {
     .await
     .unwrap();
     let runs = s.ok(&["runs", "list", &name]);
-    assert!(runs.contains(&run_id) && runs.contains("InProgress"), "{runs}");
+    assert!(
+        runs.contains(&run_id) && runs.contains("InProgress"),
+        "{runs}"
+    );
     let one = s.ok(&["runs", "get", &run_id]);
     assert!(one.contains(&run_id), "{one}");
 
     // stop: StopExecution, the run marked Canceled, the lease released.
     let stopped = s.ok(&["stop", &run_id]);
-    assert!(stopped.contains("Canceled") && stopped.contains("lease is released"), "{stopped}");
+    assert!(
+        stopped.contains("Canceled") && stopped.contains("lease is released"),
+        "{stopped}"
+    );
     let ex = s
         .sfn
         .describe_execution()
@@ -167,7 +178,11 @@ async fn flows_runs_run_and_stop_against_the_deployed_stack() {
     assert!(text(&o).contains("not registered") && text(&o).contains(&s.env.settings.table));
     assert!(s.ok(&["flows", "delete", &name]).contains("deleted flow"));
     let o = s.ferry(&["flows", "get", &name]);
-    assert!(!o.status.success() && text(&o).contains("no flow"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("no flow"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,5 +195,9 @@ async fn remote_mode_names_the_missing_setting() {
         .output()
         .unwrap();
     assert!(!o.status.success());
-    assert!(text(&o).contains("--table") && text(&o).contains("FERRY_TABLE"), "{}", text(&o));
+    assert!(
+        text(&o).contains("--table") && text(&o).contains("FERRY_TABLE"),
+        "{}",
+        text(&o)
+    );
 }

@@ -6,8 +6,10 @@ use std::path::Path;
 use std::process::Output;
 
 async fn ferry(dir: &Path, args: &[&str]) -> Output {
-    let (dir, args): (std::path::PathBuf, Vec<String>) =
-        (dir.to_path_buf(), args.iter().map(|s| s.to_string()).collect());
+    let (dir, args): (std::path::PathBuf, Vec<String>) = (
+        dir.to_path_buf(),
+        args.iter().map(|s| s.to_string()).collect(),
+    );
     // Blocking wait off the runtime's workers: the mock server runs on them meanwhile.
     tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
@@ -54,7 +56,11 @@ async fn profiles_entities_and_a_run_against_zendesk() {
     )
     .unwrap();
 
-    let o = ferry(d, &["profiles", "put", "zendesk-acme", "--file", "zendesk.json"]).await;
+    let o = ferry(
+        d,
+        &["profiles", "put", "zendesk-acme", "--file", "zendesk.json"],
+    )
+    .await;
     assert!(o.status.success(), "{}", text(&o));
 
     let o = ferry(d, &["entities", "tickets.yaml"]).await;
@@ -87,13 +93,22 @@ async fn profiles_entities_and_a_run_against_zendesk() {
         r#"{"type": "basic", "username": "agent@acme.test/token", "password": "wrong-token"}"#,
     )
     .unwrap();
-    assert!(ferry(d, &["profiles", "put", "zendesk-acme", "--file", "zendesk.json"])
-        .await
-        .status
-        .success());
+    assert!(ferry(
+        d,
+        &["profiles", "put", "zendesk-acme", "--file", "zendesk.json"]
+    )
+    .await
+    .status
+    .success());
     let o = ferry(d, &["run", "zd-tickets", "--complete"]).await;
     let t = text(&o);
     assert!(!o.status.success(), "{t}");
-    assert!(t.contains("AuthFailed") && t.contains("zendesk-acme"), "{t}");
-    assert!(!t.contains("wrong-token") && !t.contains("zd-token-1"), "{t}");
+    assert!(
+        t.contains("AuthFailed") && t.contains("zendesk-acme"),
+        "{t}"
+    );
+    assert!(
+        !t.contains("wrong-token") && !t.contains("zd-token-1"),
+        "{t}"
+    );
 }

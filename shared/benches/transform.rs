@@ -61,7 +61,10 @@ fn main() {
     let tasks: Vec<TaskSpec> = serde_json::from_value(tasks).unwrap();
     assert_eq!(tasks.len(), 10);
     let arrow_bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
-    println!("input: {records} records, {:.1} MB as Arrow arrays", arrow_bytes as f64 / 1e6);
+    println!(
+        "input: {records} records, {:.1} MB as Arrow arrays",
+        arrow_bytes as f64 / 1e6
+    );
     for (name, tasks) in [("no tasks (baseline)", vec![]), ("10-task plan", tasks)] {
         let plan = Plan::compile(&tasks, schema.clone()).unwrap();
         let mut best = f64::MAX;

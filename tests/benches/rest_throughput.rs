@@ -13,7 +13,10 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[tokio::main]
@@ -27,21 +30,42 @@ async fn main() {
         ..Default::default()
     })
     .await;
-    println!("rest connector vs mock-saas: {tickets} records, {page}/page, {latency} ms per response");
-    println!("{:<28} {:>8} {:>10} {:>12} {:>14}", "paging", "in-flight", "seconds", "pages/s", "records/s");
+    println!(
+        "rest connector vs mock-saas: {tickets} records, {page}/page, {latency} ms per response"
+    );
+    println!(
+        "{:<28} {:>8} {:>10} {:>12} {:>14}",
+        "paging", "in-flight", "seconds", "pages/s", "records/s"
+    );
     let styles = [
-        ("offset+total", json!({"path": "/offset/tickets", "records": "$.data[*]",
-            "paginator": {"type": "offset", "limit": page, "total_path": "$.total"}})),
-        ("page_number+total_pages", json!({"path": "/page/tickets", "records": "$.items[*]",
-            "paginator": {"type": "page_number", "size_param": "per_page", "size": page, "total_pages_path": "$.total_pages"}})),
-        ("cursor (sequential)", json!({"path": "/cursor/tickets", "records": "$.data[*]", "params": {"limit": page.to_string()},
-            "paginator": {"type": "cursor", "token_path": "$.meta.next_cursor", "param": "cursor"}})),
+        (
+            "offset+total",
+            json!({"path": "/offset/tickets", "records": "$.data[*]",
+            "paginator": {"type": "offset", "limit": page, "total_path": "$.total"}}),
+        ),
+        (
+            "page_number+total_pages",
+            json!({"path": "/page/tickets", "records": "$.items[*]",
+            "paginator": {"type": "page_number", "size_param": "per_page", "size": page, "total_pages_path": "$.total_pages"}}),
+        ),
+        (
+            "cursor (sequential)",
+            json!({"path": "/cursor/tickets", "records": "$.data[*]", "params": {"limit": page.to_string()},
+            "paginator": {"type": "cursor", "token_path": "$.meta.next_cursor", "param": "cursor"}}),
+        ),
     ];
     for (name, ep) in styles {
         for inflight in [1usize, 4, 16] {
             let props = json!({"base_url": mock.url(), "concurrency": inflight, "endpoints": {"t": ep.clone()}});
-            let src = RestSource::new(props.as_object().unwrap(), None, Authenticator::none()).unwrap();
-            let req = ReadRequest { entity: "t".into(), window: None, incremental_field: None, page_size: None, filters: vec![] };
+            let src =
+                RestSource::new(props.as_object().unwrap(), None, Authenticator::none()).unwrap();
+            let req = ReadRequest {
+                entity: "t".into(),
+                window: None,
+                incremental_field: None,
+                page_size: None,
+                filters: vec![],
+            };
             let t0 = Instant::now();
             let (mut records, mut cursor) = (0usize, None);
             loop {
@@ -55,7 +79,11 @@ async fn main() {
             let secs = t0.elapsed().as_secs_f64();
             assert_eq!(records as u64, tickets, "{name}: every record once");
             let pages = tickets.div_ceil(page) as f64;
-            println!("{name:<28} {inflight:>8} {secs:>10.2} {:>12.1} {:>14.0}", pages / secs, records as f64 / secs);
+            println!(
+                "{name:<28} {inflight:>8} {secs:>10.2} {:>12.1} {:>14.0}",
+                pages / secs,
+                records as f64 / secs
+            );
         }
     }
 }

@@ -57,7 +57,11 @@ pub async fn read_all(
 }
 
 /// `got` has no duplicates and is exactly `expected`.
-pub fn assert_once<T: Ord + Clone + std::fmt::Debug>(what: &str, got: &[T], expected: &BTreeSet<T>) {
+pub fn assert_once<T: Ord + Clone + std::fmt::Debug>(
+    what: &str,
+    got: &[T],
+    expected: &BTreeSet<T>,
+) {
     let set: BTreeSet<T> = got.iter().cloned().collect();
     assert_eq!(got.len(), set.len(), "{what}: duplicates");
     assert_eq!(&set, expected, "{what}: set differs");
@@ -75,9 +79,18 @@ pub fn updated_at(id: u64) -> DateTime<Utc> {
 #[derive(Debug, Clone)]
 pub enum MockAuth {
     None,
-    ApiKeyHeader { header: String, key: String },
-    ApiKeyQuery { param: String, key: String },
-    Basic { user: String, password: String },
+    ApiKeyHeader {
+        header: String,
+        key: String,
+    },
+    ApiKeyQuery {
+        param: String,
+        key: String,
+    },
+    Basic {
+        user: String,
+        password: String,
+    },
     Bearer(String),
     /// OAuth2: tokens come from `/oauth/token`; access tokens live `token_ttl`.
     OAuth {
@@ -91,7 +104,10 @@ pub enum MockAuth {
 #[derive(Debug, Clone)]
 pub enum Fault {
     /// Answer this status, with an optional `Retry-After` value.
-    Status { status: u16, retry_after: Option<String> },
+    Status {
+        status: u16,
+        retry_after: Option<String>,
+    },
     /// Wait this long before answering normally.
     Slow(Duration),
     /// Half the JSON body.
@@ -102,10 +118,16 @@ pub enum Fault {
 
 impl Fault {
     pub fn status(status: u16) -> Self {
-        Fault::Status { status, retry_after: None }
+        Fault::Status {
+            status,
+            retry_after: None,
+        }
     }
     pub fn throttle(retry_after: &str) -> Self {
-        Fault::Status { status: 429, retry_after: Some(retry_after.into()) }
+        Fault::Status {
+            status: 429,
+            retry_after: Some(retry_after.into()),
+        }
     }
 }
 
@@ -193,12 +215,17 @@ impl Mock {
             periodic: Mutex::new(None),
             data_requests: AtomicU64::new(0),
             log: Mutex::new(vec![]),
-            oauth: Mutex::new(OAuthState { refresh, ..Default::default() }),
+            oauth: Mutex::new(OAuthState {
+                refresh,
+                ..Default::default()
+            }),
             token_requests: AtomicU64::new(0),
             endless: AtomicBool::new(false),
         });
         let app = router(inner.clone());
-        let listener = tokio::net::TcpListener::bind(bind).await.expect("bind mock server");
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .expect("bind mock server");
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("mock server");
@@ -259,7 +286,11 @@ impl Mock {
     }
 
     /// Ids of the tickets updated in `(start, end]` (all when `None`).
-    pub fn ids_in(&self, start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> BTreeSet<u64> {
+    pub fn ids_in(
+        &self,
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+    ) -> BTreeSet<u64> {
         (1..=self.inner.cfg.tickets)
             .filter(|i| {
                 let t = updated_at(*i);
@@ -309,7 +340,9 @@ fn ticket(id: u64) -> Value {
 type Q = HashMap<String, String>;
 
 fn parse_t(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// The ids matching the request's filters, in order.
@@ -359,7 +392,11 @@ fn cursor_slice(s: &S, q: &Q, tok: Option<&str>) -> Result<(Vec<Value>, Option<S
     let start = match tok.filter(|t| !t.is_empty()) {
         None => 0,
         Some(t) => index_of(t).ok_or_else(|| {
-            (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "bad cursor"}))).into_response()
+            (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error": "bad cursor"})),
+            )
+                .into_response()
         })?,
     };
     let limit = num(q, "limit", s.cfg.default_page) as usize;
@@ -408,7 +445,8 @@ async fn cursor_header(State(s): State<S>, Query(q): Query<Q>) -> Response {
         Ok((data, next)) => {
             let mut r = axum::Json(Value::Array(data)).into_response();
             if let Some(n) = next {
-                r.headers_mut().insert("x-next-cursor", HeaderValue::from_str(&n).unwrap());
+                r.headers_mut()
+                    .insert("x-next-cursor", HeaderValue::from_str(&n).unwrap());
             }
             r
         }
@@ -419,7 +457,12 @@ async fn search(State(s): State<S>, body: axum::Json<Value>) -> Response {
     let mut q = Q::new();
     for k in ["updated_since", "updated_before", "limit", "q"] {
         if let Some(v) = body.get(k) {
-            q.insert(k.into(), v.as_str().map(String::from).unwrap_or_else(|| v.to_string()));
+            q.insert(
+                k.into(),
+                v.as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| v.to_string()),
+            );
         }
     }
     match cursor_slice(&s, &q, body.get("cursor").and_then(Value::as_str)) {
@@ -447,11 +490,18 @@ async fn link(State(s): State<S>, Query(q): Query<Q>) -> Response {
     let lo = ((p - 1) * per).min(ids.len());
     let hi = (lo + per).min(ids.len());
     let mut r = axum::Json(Value::Array(records(&ids[lo..hi]))).into_response();
-    let mut links = vec![format!("</link/tickets?{}>; rel=\"first\"", query_with(&q, "page", "1".into()))];
+    let mut links = vec![format!(
+        "</link/tickets?{}>; rel=\"first\"",
+        query_with(&q, "page", "1".into())
+    )];
     if hi < ids.len() {
-        links.push(format!("</link/tickets?{}>; rel=\"next\"", query_with(&q, "page", (p + 1).to_string())));
+        links.push(format!(
+            "</link/tickets?{}>; rel=\"next\"",
+            query_with(&q, "page", (p + 1).to_string())
+        ));
     }
-    r.headers_mut().insert("link", HeaderValue::from_str(&links.join(", ")).unwrap());
+    r.headers_mut()
+        .insert("link", HeaderValue::from_str(&links.join(", ")).unwrap());
     r
 }
 
@@ -459,11 +509,17 @@ async fn next_url(State(s): State<S>, Query(q): Query<Q>) -> Response {
     let ids = filtered(&s, &q);
     let after = num(&q, "after", 0);
     let lim = num(&q, "limit", s.cfg.default_page) as usize;
-    let page: Vec<u64> = ids.iter().copied().filter(|i| *i > after).take(lim).collect();
+    let page: Vec<u64> = ids
+        .iter()
+        .copied()
+        .filter(|i| *i > after)
+        .take(lim)
+        .collect();
     let next = match page.last() {
-        Some(last) if ids.last() != Some(last) => {
-            Value::String(format!("/next/tickets?{}", query_with(&q, "after", last.to_string())))
-        }
+        Some(last) if ids.last() != Some(last) => Value::String(format!(
+            "/next/tickets?{}",
+            query_with(&q, "after", last.to_string())
+        )),
         _ => Value::Null,
     };
     axum::Json(json!({"data": records(&page), "next": next})).into_response()
@@ -475,7 +531,11 @@ async fn single(State(s): State<S>, Query(q): Query<Q>) -> Response {
 
 async fn comments(State(s): State<S>, Path(id): Path<u64>) -> Response {
     if id == 0 || id > s.cfg.tickets || id.is_multiple_of(7) {
-        return (StatusCode::NOT_FOUND, axum::Json(json!({"error": "no such ticket"}))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": "no such ticket"})),
+        )
+            .into_response();
     }
     let cs: Vec<Value> = (0..id % 3)
         .map(|k| json!({"id": format!("{id}-{k}"), "body": format!("comment {k} on {id}"), "author": k}))
@@ -485,13 +545,25 @@ async fn comments(State(s): State<S>, Path(id): Path<u64>) -> Response {
 
 async fn token(State(s): State<S>, headers: HeaderMap, body: String) -> Response {
     s.token_requests.fetch_add(1, Ordering::SeqCst);
-    let MockAuth::OAuth { client_id, client_secret, token_ttl, .. } = &s.cfg.auth else {
+    let MockAuth::OAuth {
+        client_id,
+        client_secret,
+        token_ttl,
+        ..
+    } = &s.cfg.auth
+    else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
     let want = format!("Basic {}", b64(&format!("{client_id}:{client_secret}")));
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(want.as_str()) {
-        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "invalid_client"}))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": "invalid_client"})),
+        )
+            .into_response();
     }
     let mut o = s.oauth.lock().unwrap();
     let mut resp = json!({"token_type": "bearer", "expires_in": token_ttl.as_secs()});
@@ -499,13 +571,23 @@ async fn token(State(s): State<S>, headers: HeaderMap, body: String) -> Response
         Some("client_credentials") => {}
         Some("refresh_token") => {
             if o.revoked || form.get("refresh_token") != Some(&o.refresh) {
-                return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant"}))).into_response();
+                return (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(json!({"error": "invalid_grant"})),
+                )
+                    .into_response();
             }
             o.issued += 1;
             o.refresh = format!("rt-{}", o.issued);
             resp["refresh_token"] = json!(o.refresh);
         }
-        _ => return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "unsupported_grant_type"}))).into_response(),
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error": "unsupported_grant_type"})),
+            )
+                .into_response()
+        }
     }
     o.issued += 1;
     let at = format!("at-{}", o.issued);
@@ -528,7 +610,8 @@ fn authorized(s: &S, headers: &HeaderMap, query: &str) -> bool {
         MockAuth::ApiKeyQuery { param, key } => url::form_urlencoded::parse(query.as_bytes())
             .any(|(k, v)| k == param.as_str() && v == key.as_str()),
         MockAuth::Basic { user, password } => {
-            h("authorization") == Some(format!("Basic {}", b64(&format!("{user}:{password}"))).as_str())
+            h("authorization")
+                == Some(format!("Basic {}", b64(&format!("{user}:{password}"))).as_str())
         }
         MockAuth::Bearer(t) => h("authorization") == Some(format!("Bearer {t}").as_str()),
         MockAuth::OAuth { .. } => {
@@ -551,7 +634,11 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
     let resp = if is_token {
         next.run(req).await
     } else if !authorized(&s, req.headers(), &query) {
-        (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "unauthorized"}))).into_response()
+        (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": "unauthorized"})),
+        )
+            .into_response()
     } else {
         let n = s.data_requests.fetch_add(1, Ordering::SeqCst) + 1;
         let mut fault = s.faults.lock().unwrap().pop_front();
@@ -566,10 +653,18 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
             tokio::time::sleep(s.cfg.latency).await;
         }
         match fault {
-            Some(Fault::Status { status, retry_after }) => {
-                let mut r = (StatusCode::from_u16(status).unwrap(), axum::Json(json!({"error": "injected"}))).into_response();
+            Some(Fault::Status {
+                status,
+                retry_after,
+            }) => {
+                let mut r = (
+                    StatusCode::from_u16(status).unwrap(),
+                    axum::Json(json!({"error": "injected"})),
+                )
+                    .into_response();
                 if let Some(ra) = retry_after {
-                    r.headers_mut().insert("retry-after", HeaderValue::from_str(&ra).unwrap());
+                    r.headers_mut()
+                        .insert("retry-after", HeaderValue::from_str(&ra).unwrap());
                 }
                 r
             }
@@ -580,7 +675,9 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
             Some(f @ (Fault::Truncated | Fault::Malformed)) => {
                 let r = next.run(req).await;
                 let (parts, body) = r.into_parts();
-                let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+                let bytes = axum::body::to_bytes(body, usize::MAX)
+                    .await
+                    .unwrap_or_default();
                 let new: Vec<u8> = match f {
                     Fault::Truncated => bytes[..bytes.len() / 2].to_vec(),
                     _ => b"<html><body>502 Bad Gateway (proxy)</body></html>".to_vec(),
@@ -592,7 +689,13 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
             None => next.run(req).await,
         }
     };
-    s.log.lock().unwrap().push(Seen { at, method, path, query, status: resp.status().as_u16() });
+    s.log.lock().unwrap().push(Seen {
+        at,
+        method,
+        path,
+        query,
+        status: resp.status().as_u16(),
+    });
     resp
 }
 
@@ -623,28 +726,58 @@ pub mod harness {
             let mut deps = embedded_deps(home.path(), base.path(), None).unwrap();
             let secrets = Arc::new(MemorySecrets::default());
             deps.secrets = secrets.clone();
-            Local { engine: Engine::new(deps).unwrap(), home, base, secrets }
+            Local {
+                engine: Engine::new(deps).unwrap(),
+                home,
+                base,
+                secrets,
+            }
         }
 
         pub async fn put_secret(&self, profile: &str, v: Value) {
-            self.secrets.put_secret(profile, &Secret::new(v)).await.unwrap();
+            self.secrets
+                .put_secret(profile, &Secret::new(v))
+                .await
+                .unwrap();
         }
 
         pub fn secret(&self, profile: &str) -> Value {
-            self.secrets.secrets.lock().unwrap()[profile].expose().clone()
+            self.secrets.secrets.lock().unwrap()[profile]
+                .expose()
+                .clone()
         }
 
         /// Register (or update) a flow and run it to the end.
         pub async fn run(&self, flow_yaml: &str) -> RunOutcome {
-            let flow = Flow::parse(flow_yaml, "test.yaml").unwrap_or_else(|e| panic!("flow does not parse: {e}"));
-            self.engine.deps.flows.put_flow(&flow, chrono::Utc::now()).await.unwrap();
+            let flow = Flow::parse(flow_yaml, "test.yaml")
+                .unwrap_or_else(|e| panic!("flow does not parse: {e}"));
             self.engine
-                .run(RunRequest { flow: flow.name.clone(), trigger: None, mode: None, window: None }, &NoopObserver)
+                .deps
+                .flows
+                .put_flow(&flow, chrono::Utc::now())
+                .await
+                .unwrap();
+            self.engine
+                .run(
+                    RunRequest {
+                        flow: flow.name.clone(),
+                        trigger: None,
+                        mode: None,
+                        window: None,
+                    },
+                    &NoopObserver,
+                )
                 .await
         }
 
         pub async fn watermark(&self, flow: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-            self.engine.deps.runs.get_state(flow).await.unwrap().watermark
+            self.engine
+                .deps
+                .runs
+                .get_state(flow)
+                .await
+                .unwrap()
+                .watermark
         }
 
         /// Every record written as JSON lines under the destination directory `dir`.
@@ -667,12 +800,18 @@ pub mod harness {
         entries.sort();
         for e in entries {
             if e.is_dir() {
-                if e.file_name().is_some_and(|n| n.to_string_lossy().starts_with('_')) {
+                if e.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('_'))
+                {
                     continue; // manifests, rejected records
                 }
                 collect(&e, out);
             } else if e.extension().is_some_and(|x| x == "jsonl") {
-                for line in std::fs::read_to_string(&e).unwrap().lines().filter(|l| !l.trim().is_empty()) {
+                for line in std::fs::read_to_string(&e)
+                    .unwrap()
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                {
                     out.push(serde_json::from_str(line).unwrap());
                 }
             }
@@ -681,9 +820,17 @@ pub mod harness {
 
     /// A `rest` flow writing JSON lines to `out/`, with `source_props` (YAML, indented for
     /// `properties:`) and optional extra source lines (YAML at the source's indentation).
-    pub fn rest_flow(name: &str, entity: &str, profile: Option<&str>, properties: &Value, source_extra: &str) -> String {
+    pub fn rest_flow(
+        name: &str,
+        entity: &str,
+        profile: Option<&str>,
+        properties: &Value,
+        source_extra: &str,
+    ) -> String {
         let props = serde_json::to_string(properties).unwrap();
-        let profile = profile.map(|p| format!("  profile: {p}\n")).unwrap_or_default();
+        let profile = profile
+            .map(|p| format!("  profile: {p}\n"))
+            .unwrap_or_default();
         format!(
             "name: {name}\nsource:\n  connector: rest\n{profile}  entity: {entity}\n  properties: {props}\n{source_extra}destination:\n  local: out\n  format: jsonl\n  compression: none\ntasks:\n  - map_all: {{}}\ntrigger:\n  on_demand: {{}}\n"
         )

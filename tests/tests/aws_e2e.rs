@@ -82,8 +82,9 @@ async fn first_incremental_failed_and_recovered_runs_over_aws_adapters() {
     let clock = ManualClock::new(t(T0));
     let mut deps = env.deps();
     deps.clock = Arc::new(clock.clone());
-    let (destinations, fail) =
-        FailingDestination::wrap(deps.destinations.clone(), false, |k| k.ends_with(".parquet"));
+    let (destinations, fail) = FailingDestination::wrap(deps.destinations.clone(), false, |k| {
+        k.ends_with(".parquet")
+    });
     deps.destinations = destinations;
     let name = ferry_tests::aws::unique("crm");
     deps.flows

@@ -198,7 +198,12 @@ async fn run_reports_and_deactivation_reach_the_bus() {
     let reason = off[0]["detail"]["deactivation-reason"].as_str().unwrap();
     assert!(reason.contains("2 consecutive failed runs"), "{reason}");
     assert_eq!(
-        deps.flows.get_flow(&name, None).await.unwrap().unwrap().status,
+        deps.flows
+            .get_flow(&name, None)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         FlowStatus::Suspended
     );
 }

@@ -14,23 +14,50 @@ use std::time::Duration;
 /// (name, endpoint config) for every paging style the mock serves.
 fn paginators() -> Vec<(&'static str, Value)> {
     vec![
-        ("offset", json!({"path": "/offset/tickets", "records": "$.data[*]",
-            "paginator": {"type": "offset", "limit": 20, "total_path": "$.total"}})),
-        ("offset_no_total", json!({"path": "/offset/tickets", "records": "$.data[*]",
-            "paginator": {"type": "offset", "limit": 20}})),
-        ("page_number", json!({"path": "/page/tickets", "records": "$.items[*]",
-            "paginator": {"type": "page_number", "size_param": "per_page", "size": 15, "total_pages_path": "$.total_pages"}})),
-        ("cursor_body", json!({"path": "/cursor/tickets", "records": "$.data[*]", "params": {"limit": "30"},
-            "paginator": {"type": "cursor", "token_path": "$.meta.next_cursor", "param": "cursor", "has_more_path": "$.meta.has_more"}})),
-        ("cursor_header", json!({"path": "/cursor-header/tickets", "records": "$[*]", "params": {"limit": "40"},
-            "paginator": {"type": "cursor", "token_header": "X-Next-Cursor", "param": "cursor"}})),
-        ("cursor_in_post_body", json!({"path": "/search/tickets", "method": "POST", "body": {"limit": 35}, "records": "$.results[*]",
-            "paginator": {"type": "cursor", "token_path": "$.next", "param": "cursor", "in": "body"}})),
-        ("link_header", json!({"path": "/link/tickets", "records": "$[*]", "params": {"per_page": "25"},
-            "paginator": {"type": "link_header"}})),
-        ("next_url", json!({"path": "/next/tickets", "records": "$.data[*]", "params": {"limit": "22"},
-            "paginator": {"type": "next_url", "path": "$.next"}})),
-        ("single", json!({"path": "/single/tickets", "records": "$.data[*]"})),
+        (
+            "offset",
+            json!({"path": "/offset/tickets", "records": "$.data[*]",
+            "paginator": {"type": "offset", "limit": 20, "total_path": "$.total"}}),
+        ),
+        (
+            "offset_no_total",
+            json!({"path": "/offset/tickets", "records": "$.data[*]",
+            "paginator": {"type": "offset", "limit": 20}}),
+        ),
+        (
+            "page_number",
+            json!({"path": "/page/tickets", "records": "$.items[*]",
+            "paginator": {"type": "page_number", "size_param": "per_page", "size": 15, "total_pages_path": "$.total_pages"}}),
+        ),
+        (
+            "cursor_body",
+            json!({"path": "/cursor/tickets", "records": "$.data[*]", "params": {"limit": "30"},
+            "paginator": {"type": "cursor", "token_path": "$.meta.next_cursor", "param": "cursor", "has_more_path": "$.meta.has_more"}}),
+        ),
+        (
+            "cursor_header",
+            json!({"path": "/cursor-header/tickets", "records": "$[*]", "params": {"limit": "40"},
+            "paginator": {"type": "cursor", "token_header": "X-Next-Cursor", "param": "cursor"}}),
+        ),
+        (
+            "cursor_in_post_body",
+            json!({"path": "/search/tickets", "method": "POST", "body": {"limit": 35}, "records": "$.results[*]",
+            "paginator": {"type": "cursor", "token_path": "$.next", "param": "cursor", "in": "body"}}),
+        ),
+        (
+            "link_header",
+            json!({"path": "/link/tickets", "records": "$[*]", "params": {"per_page": "25"},
+            "paginator": {"type": "link_header"}}),
+        ),
+        (
+            "next_url",
+            json!({"path": "/next/tickets", "records": "$.data[*]", "params": {"limit": "22"},
+            "paginator": {"type": "next_url", "path": "$.next"}}),
+        ),
+        (
+            "single",
+            json!({"path": "/single/tickets", "records": "$.data[*]"}),
+        ),
     ]
 }
 
@@ -48,11 +75,20 @@ fn props(mock: &Mock, endpoint: Value, extra: Value) -> serde_json::Map<String, 
 }
 
 async fn read_ids(src: &RestSource, entity: &str) -> Vec<u64> {
-    let req = ReadRequest { entity: entity.into(), window: None, incremental_field: None, page_size: None, filters: vec![] };
+    let req = ReadRequest {
+        entity: entity.into(),
+        window: None,
+        incremental_field: None,
+        page_size: None,
+        filters: vec![],
+    };
     let mut cursor = None;
     let mut ids = vec![];
     for _ in 0..10_000 {
-        let page = src.read_page(&req, cursor.as_ref()).await.unwrap_or_else(|e| panic!("{entity}: {e}"));
+        let page = src
+            .read_page(&req, cursor.as_ref())
+            .await
+            .unwrap_or_else(|e| panic!("{entity}: {e}"));
         ids.extend(page.records.iter().map(|r| r["id"].as_u64().unwrap()));
         match page.next {
             // The cursor survives a JSON round trip (it travels in the state machine's state).
@@ -63,13 +99,17 @@ async fn read_ids(src: &RestSource, entity: &str) -> Vec<u64> {
     panic!("paging never ended");
 }
 
-
 #[tokio::test]
 async fn every_paginator_reads_every_record_once() {
-    let mock = Mock::start(MockConfig { tickets: 257, ..Default::default() }).await;
+    let mock = Mock::start(MockConfig {
+        tickets: 257,
+        ..Default::default()
+    })
+    .await;
     let expected = mock.ids_in(None, None);
     for (name, ep) in paginators() {
-        let src = RestSource::new(&props(&mock, ep, json!({})), None, Authenticator::none()).unwrap();
+        let src =
+            RestSource::new(&props(&mock, ep, json!({})), None, Authenticator::none()).unwrap();
         let ids = read_ids(&src, "tickets").await;
         assert_once(name, &ids, &expected);
     }
@@ -77,55 +117,96 @@ async fn every_paginator_reads_every_record_once() {
 
 #[tokio::test]
 async fn every_paginator_reads_every_record_once_under_faults() {
-    let mock = Mock::start(MockConfig { tickets: 203, ..Default::default() }).await;
+    let mock = Mock::start(MockConfig {
+        tickets: 203,
+        ..Default::default()
+    })
+    .await;
     // Every third request fails in turn with a 429 (Retry-After: 0), a 503, a 500, a truncated
     // body, a 429 with an HTTP-date Retry-After in the past, and a response slower than the
     // client's timeout.
     let past = httpdate::fmt_http_date(std::time::SystemTime::now() - Duration::from_secs(5));
-    mock.fault_every(3, vec![
-        Fault::throttle("0"),
-        Fault::status(503),
-        Fault::status(500),
-        Fault::Truncated,
-        Fault::throttle(&past),
-        Fault::Slow(Duration::from_millis(400)),
-    ]);
+    mock.fault_every(
+        3,
+        vec![
+            Fault::throttle("0"),
+            Fault::status(503),
+            Fault::status(500),
+            Fault::Truncated,
+            Fault::throttle(&past),
+            Fault::Slow(Duration::from_millis(400)),
+        ],
+    );
     let expected = mock.ids_in(None, None);
     for (name, ep) in paginators() {
-        let p = props(&mock, ep, json!({"http": {"timeout_ms": 250, "max_retries": 6, "backoff_initial_ms": 5, "backoff_max_ms": 40}}));
+        let p = props(
+            &mock,
+            ep,
+            json!({"http": {"timeout_ms": 250, "max_retries": 6, "backoff_initial_ms": 5, "backoff_max_ms": 40}}),
+        );
         let src = RestSource::new(&p, None, Authenticator::none()).unwrap();
         let ids = read_ids(&src, "tickets").await;
         assert_once(name, &ids, &expected);
     }
     let statuses: BTreeSet<u16> = mock.requests().iter().map(|r| r.status).collect();
-    assert!(statuses.contains(&429) && statuses.contains(&503), "faults were injected: {statuses:?}");
+    assert!(
+        statuses.contains(&429) && statuses.contains(&503),
+        "faults were injected: {statuses:?}"
+    );
 }
 
 #[tokio::test]
 async fn offset_with_total_keeps_requests_in_flight() {
-    let mock = Mock::start(MockConfig { tickets: 400, latency: Duration::from_millis(40), ..Default::default() }).await;
+    let mock = Mock::start(MockConfig {
+        tickets: 400,
+        latency: Duration::from_millis(40),
+        ..Default::default()
+    })
+    .await;
     let ep = paginators().remove(0).1;
-    let src = RestSource::new(&props(&mock, ep, json!({"concurrency": 8})), None, Authenticator::none()).unwrap();
+    let src = RestSource::new(
+        &props(&mock, ep, json!({"concurrency": 8})),
+        None,
+        Authenticator::none(),
+    )
+    .unwrap();
     let ids = read_ids(&src, "tickets").await;
     assert_once("offset x8", &ids, &mock.ids_in(None, None));
     // 20 pages of 20: with 8 in flight, some requests started before the previous answered.
     let reqs = mock.requests();
-    let overlapping = reqs.windows(2).filter(|w| w[1].at.duration_since(w[0].at) < Duration::from_millis(20)).count();
-    assert!(overlapping >= 5, "requests were sequential: {overlapping} overlaps");
+    let overlapping = reqs
+        .windows(2)
+        .filter(|w| w[1].at.duration_since(w[0].at) < Duration::from_millis(20))
+        .count();
+    assert!(
+        overlapping >= 5,
+        "requests were sequential: {overlapping} overlaps"
+    );
 }
 
 #[tokio::test]
 async fn max_pages_stops_paging() {
-    let mock = Mock::start(MockConfig { tickets: 100, ..Default::default() }).await;
+    let mock = Mock::start(MockConfig {
+        tickets: 100,
+        ..Default::default()
+    })
+    .await;
     let ep = json!({"path": "/cursor/tickets", "records": "$.data[*]", "params": {"limit": "10"},
         "paginator": {"type": "cursor", "token_path": "$.meta.next_cursor", "param": "cursor", "max_pages": 3}});
     let src = RestSource::new(&props(&mock, ep, json!({})), None, Authenticator::none()).unwrap();
-    assert_eq!(read_ids(&src, "tickets").await, (1..=30).collect::<Vec<_>>());
+    assert_eq!(
+        read_ids(&src, "tickets").await,
+        (1..=30).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
 async fn child_endpoints_carry_parent_fields_and_skip_404() {
-    let mock = Mock::start(MockConfig { tickets: 60, ..Default::default() }).await;
+    let mock = Mock::start(MockConfig {
+        tickets: 60,
+        ..Default::default()
+    })
+    .await;
     let mut p = props(&mock, paginators().remove(0).1, json!({}));
     p["endpoints"]["comments"] = json!({
         "path": "/tickets/{id}/comments", "records": "$.comments[*]",
@@ -133,7 +214,13 @@ async fn child_endpoints_carry_parent_fields_and_skip_404() {
         "ignore_status": [404]
     });
     let src = RestSource::new(&p, None, Authenticator::none()).unwrap();
-    let req = ReadRequest { entity: "comments".into(), window: None, incremental_field: None, page_size: None, filters: vec![] };
+    let req = ReadRequest {
+        entity: "comments".into(),
+        window: None,
+        incremental_field: None,
+        page_size: None,
+        filters: vec![],
+    };
     let mut cursor = None;
     let mut got = BTreeSet::new();
     let mut n = 0;
@@ -146,7 +233,10 @@ async fn child_endpoints_carry_parent_fields_and_skip_404() {
             got.insert(id.to_string());
             n += 1;
         }
-        match page.next { Some(c) => cursor = Some(c), None => break }
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
     }
     assert_eq!(n, got.len());
     assert_eq!(got, mock.comment_ids(&mock.ids_in(None, None)));
@@ -159,15 +249,30 @@ async fn child_endpoints_carry_parent_fields_and_skip_404() {
 
 #[tokio::test]
 async fn describe_infers_or_declares_fields() {
-    let mock = Mock::start(MockConfig { tickets: 5, ..Default::default() }).await;
+    let mock = Mock::start(MockConfig {
+        tickets: 5,
+        ..Default::default()
+    })
+    .await;
     let mut ep = paginators().remove(0).1;
     ep["primary_key"] = json!("id");
-    let src = RestSource::new(&props(&mock, ep.clone(), json!({})), None, Authenticator::none()).unwrap();
+    let src = RestSource::new(
+        &props(&mock, ep.clone(), json!({})),
+        None,
+        Authenticator::none(),
+    )
+    .unwrap();
     let d = src.describe("tickets").await.unwrap();
     let f = |n: &str| d.fields.iter().find(|f| f.name == n).unwrap().clone();
     assert!(f("id").primary_key);
-    assert_eq!(f("updated_at").data_type, ferry::connector::FieldType::Timestamp);
-    assert_eq!(f("priority").data_type, ferry::connector::FieldType::Integer);
+    assert_eq!(
+        f("updated_at").data_type,
+        ferry::connector::FieldType::Timestamp
+    );
+    assert_eq!(
+        f("priority").data_type,
+        ferry::connector::FieldType::Integer
+    );
     ep["fields"] = json!([{"name": "id", "type": "integer"}, {"name": "subject"}]);
     let src = RestSource::new(&props(&mock, ep, json!({})), None, Authenticator::none()).unwrap();
     let d = src.describe("tickets").await.unwrap();
@@ -178,16 +283,30 @@ async fn describe_infers_or_declares_fields() {
 /// Through the embedded engine: small chunks, so the cursor crosses many fetch-page calls.
 #[tokio::test]
 async fn flows_read_every_record_once_across_chunks() {
-    let mock = Mock::start(MockConfig { tickets: 180, ..Default::default() }).await;
+    let mock = Mock::start(MockConfig {
+        tickets: 180,
+        ..Default::default()
+    })
+    .await;
     mock.fault_every(4, vec![Fault::throttle("0"), Fault::status(502)]);
     let local = Local::new();
     for (name, ep) in paginators() {
         let p = Value::Object(props(&mock, ep, json!({})));
-        let flow = rest_flow(&format!("paging-{}", name.replace('_', "-")), "tickets", None, &p, "  chunk: { records: 50 }\n");
+        let flow = rest_flow(
+            &format!("paging-{}", name.replace('_', "-")),
+            "tickets",
+            None,
+            &p,
+            "  chunk: { records: 50 }\n",
+        );
         let out = local.run(&flow).await;
         assert!(out.succeeded(), "{name}: {:?}", out.failure);
         let dir = format!("out/paging-{}", name.replace('_', "-"));
-        let ids: Vec<u64> = local.output(&dir).iter().map(|r| r["id"].as_u64().unwrap()).collect();
+        let ids: Vec<u64> = local
+            .output(&dir)
+            .iter()
+            .map(|r| r["id"].as_u64().unwrap())
+            .collect();
         assert_once(name, &ids, &mock.ids_in(None, None));
         assert_eq!(out.record.unwrap().records_written, 180, "{name}");
     }
@@ -195,17 +314,36 @@ async fn flows_read_every_record_once_across_chunks() {
 
 #[tokio::test]
 async fn the_example_flow_runs_against_the_mock() {
-    let mock = Mock::start(MockConfig { tickets: 120, ..Default::default() }).await;
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/flows/rest-tickets.yaml")).unwrap();
+    let mock = Mock::start(MockConfig {
+        tickets: 120,
+        ..Default::default()
+    })
+    .await;
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/flows/rest-tickets.yaml"
+    ))
+    .unwrap();
     assert!(text.contains("http://127.0.0.1:8099"));
     let local = Local::new();
-    let out = local.run(&text.replace("http://127.0.0.1:8099", &mock.url())).await;
+    let out = local
+        .run(&text.replace("http://127.0.0.1:8099", &mock.url()))
+        .await;
     assert!(out.succeeded(), "{:?}", out.failure);
-    let ids: Vec<u64> = local.output("ferry-out/rest-tickets").iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    let ids: Vec<u64> = local
+        .output("ferry-out/rest-tickets")
+        .iter()
+        .map(|r| r["id"].as_u64().unwrap())
+        .collect();
     assert_once("example", &ids, &mock.ids_in(None, None));
     // The window reached the API on every data request (the first request is start-run's
     // describe sample, which reads one unwindowed page to infer the field types).
     let reqs = mock.requests();
     assert!(reqs.len() > 1);
-    assert!(reqs[1..].iter().all(|r| r.query.contains("updated_since=") && r.query.contains("updated_before=")), "{reqs:?}");
+    assert!(
+        reqs[1..]
+            .iter()
+            .all(|r| r.query.contains("updated_since=") && r.query.contains("updated_before=")),
+        "{reqs:?}"
+    );
 }

@@ -37,12 +37,17 @@ fn flow(name: &str, entity: &str, properties: &Value, extra: &str) -> String {
 }
 
 fn incremental(field: &str, from: chrono::DateTime<chrono::Utc>) -> String {
-    format!("  incremental:\n    field: {field}\n    first_execution_from: {}\n", from.to_rfc3339())
+    format!(
+        "  incremental:\n    field: {field}\n    first_execution_from: {}\n",
+        from.to_rfc3339()
+    )
 }
 
 async fn local_with_token() -> Local {
     let local = Local::new();
-    local.put_secret("hubspot", json!({"type": "bearer", "token": TOKEN})).await;
+    local
+        .put_secret("hubspot", json!({"type": "bearer", "token": TOKEN}))
+        .await;
     local
 }
 
@@ -57,7 +62,10 @@ fn source(mock: &HubSpotMock, extra: Value) -> HubSpotSource {
 }
 
 fn ids(rows: &[Value]) -> (usize, BTreeSet<String>) {
-    let v: Vec<String> = rows.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    let v: Vec<String> = rows
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
     (v.len(), v.into_iter().collect())
 }
 
@@ -65,10 +73,22 @@ fn ids(rows: &[Value]) -> (usize, BTreeSet<String>) {
 async fn objects_and_their_properties_are_described() {
     let mock = HubSpotMock::start(HsConfig::default()).await;
     let src = source(&mock, json!({}));
-    let names: Vec<String> = src.list_entities().await.unwrap().into_iter().map(|e| e.name).collect();
+    let names: Vec<String> = src
+        .list_entities()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert_eq!(names, ["contacts", "companies", "deals", "tickets"]);
     let d = src.describe("contacts").await.unwrap();
-    let f = |n: &str| d.fields.iter().find(|f| f.name == n).unwrap_or_else(|| panic!("no {n}: {:?}", d.fields)).clone();
+    let f = |n: &str| {
+        d.fields
+            .iter()
+            .find(|f| f.name == n)
+            .unwrap_or_else(|| panic!("no {n}: {:?}", d.fields))
+            .clone()
+    };
     assert!(f("id").primary_key);
     assert_eq!(f("lastmodifieddate").data_type, FieldType::Timestamp);
     assert!(f("lastmodifieddate").incremental);
@@ -78,32 +98,78 @@ async fn objects_and_their_properties_are_described() {
     assert_eq!(f("lifecyclestage").data_type, FieldType::String);
     assert_eq!(f("archived").data_type, FieldType::Boolean);
     assert_eq!(f("archivedAt").data_type, FieldType::Timestamp);
-    assert!(mock.requests().iter().any(|r| r.path == "/crm/v3/properties/contacts"));
+    assert!(mock
+        .requests()
+        .iter()
+        .any(|r| r.path == "/crm/v3/properties/contacts"));
     // Deals: the last-modified property is hs_lastmodifieddate.
     let d = src.describe("deals").await.unwrap();
-    assert!(d.fields.iter().any(|f| f.name == "hs_lastmodifieddate" && f.incremental));
-    assert!(d.fields.iter().any(|f| f.name == "amount" && f.data_type == FieldType::Float));
+    assert!(d
+        .fields
+        .iter()
+        .any(|f| f.name == "hs_lastmodifieddate" && f.incremental));
+    assert!(d
+        .fields
+        .iter()
+        .any(|f| f.name == "amount" && f.data_type == FieldType::Float));
     // HubSpot ignores unknown property names; ferry names them.
     let src = source(&mock, json!({"properties": ["email", "fristname"]}));
     let e = src.describe("contacts").await.unwrap_err();
     assert_eq!(e.kind(), ferry::error::ErrorKind::InvalidFlow);
-    assert!(e.to_string().contains("source.properties.properties[1]") && e.to_string().contains("fristname"), "{e}");
+    assert!(
+        e.to_string().contains("source.properties.properties[1]")
+            && e.to_string().contains("fristname"),
+        "{e}"
+    );
     let src = source(&mock, json!({"properties": ["email"]}));
-    let names: Vec<String> = src.describe("contacts").await.unwrap().fields.into_iter().map(|f| f.name).collect();
-    assert_eq!(names, ["id", "email", "lastmodifieddate", "createdAt", "updatedAt", "archived", "archivedAt"]);
+    let names: Vec<String> = src
+        .describe("contacts")
+        .await
+        .unwrap()
+        .fields
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "id",
+            "email",
+            "lastmodifieddate",
+            "createdAt",
+            "updatedAt",
+            "archived",
+            "archivedAt"
+        ]
+    );
 }
 
 #[tokio::test]
 async fn a_full_run_lists_every_active_record_once_with_typed_values() {
-    let mock = HubSpotMock::start(HsConfig { records: 430, ..Default::default() }).await;
+    let mock = HubSpotMock::start(HsConfig {
+        records: 430,
+        ..Default::default()
+    })
+    .await;
     let local = local_with_token().await;
-    let out = local.run(&flow("hs-full", "contacts", &props(&mock, json!({})), "  chunk: { records: 150 }\n")).await;
+    let out = local
+        .run(&flow(
+            "hs-full",
+            "contacts",
+            &props(&mock, json!({})),
+            "  chunk: { records: 150 }\n",
+        ))
+        .await;
     assert!(out.succeeded(), "{:?}", out.failure);
     let rows = local.output("out/hs-full");
     let (n, set) = ids(&rows);
     assert_eq!(n, set.len(), "duplicates");
     assert_eq!(set, mock.ids_in("contacts", None, None, false));
-    assert_eq!(set.len(), 430 - 430 / 25, "archived records are not listed by default");
+    assert_eq!(
+        set.len(),
+        430 - 430 / 25,
+        "archived records are not listed by default"
+    );
     let r = rows.iter().find(|r| r["id"] == json!("1008")).unwrap();
     assert_eq!(r["num_notes"], Value::Null, "\"\" is null");
     assert_eq!(r["hs_email_optout"], json!(true));
@@ -113,17 +179,37 @@ async fn a_full_run_lists_every_active_record_once_with_typed_values() {
     let r = rows.iter().find(|r| r["id"] == json!("1007")).unwrap();
     assert_eq!(r["num_notes"], json!(7.0));
     assert_eq!(r["lastname"], Value::Null);
-    let lists: Vec<_> = mock.requests().into_iter().filter(|r| r.path == "/crm/v3/objects/contacts").collect();
+    let lists: Vec<_> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/crm/v3/objects/contacts")
+        .collect();
     assert!(lists.len() >= 5, "pages of at most 100");
-    assert!(lists.iter().all(|r| r.query.contains("limit=100") && r.query.contains("properties=") && r.query.contains("archived=false")));
-    assert!(mock.search_bodies().is_empty(), "a complete read does not use search");
+    assert!(lists.iter().all(|r| r.query.contains("limit=100")
+        && r.query.contains("properties=")
+        && r.query.contains("archived=false")));
+    assert!(
+        mock.search_bodies().is_empty(),
+        "a complete read does not use search"
+    );
 }
 
 #[tokio::test]
 async fn archived_records_are_read_when_asked_for() {
-    let mock = HubSpotMock::start(HsConfig { records: 260, ..Default::default() }).await;
+    let mock = HubSpotMock::start(HsConfig {
+        records: 260,
+        ..Default::default()
+    })
+    .await;
     let local = local_with_token().await;
-    let out = local.run(&flow("hs-arch", "deals", &props(&mock, json!({"include_archived": true})), "")).await;
+    let out = local
+        .run(&flow(
+            "hs-arch",
+            "deals",
+            &props(&mock, json!({"include_archived": true})),
+            "",
+        ))
+        .await;
     assert!(out.succeeded(), "{:?}", out.failure);
     let rows = local.output("out/hs-arch");
     let (n, set) = ids(&rows);
@@ -140,7 +226,14 @@ async fn archived_records_are_read_when_asked_for() {
 
     // In a window: archived records whose archivedAt is inside it (search never shows them).
     let from = mock.modified(100);
-    let out = local.run(&flow("hs-arch-inc", "deals", &props(&mock, json!({"include_archived": true})), &incremental("hs_lastmodifieddate", from))).await;
+    let out = local
+        .run(&flow(
+            "hs-arch-inc",
+            "deals",
+            &props(&mock, json!({"include_archived": true})),
+            &incremental("hs_lastmodifieddate", from),
+        ))
+        .await;
     assert!(out.succeeded(), "{:?}", out.failure);
     let (n, set) = ids(&local.output("out/hs-arch-inc"));
     assert_eq!(n, set.len());
@@ -154,10 +247,21 @@ async fn archived_records_are_read_when_asked_for() {
 
 #[tokio::test]
 async fn incremental_runs_search_on_the_objects_last_modified_property() {
-    let mock = HubSpotMock::start(HsConfig { records: 500, ..Default::default() }).await;
+    let mock = HubSpotMock::start(HsConfig {
+        records: 500,
+        ..Default::default()
+    })
+    .await;
     let local = local_with_token().await;
     let from = mock.modified(90); // 90, 91, 92 share this time: excluded, the start is exclusive
-    let out = local.run(&flow("hs-inc", "contacts", &props(&mock, json!({})), &incremental("lastmodifieddate", from))).await;
+    let out = local
+        .run(&flow(
+            "hs-inc",
+            "contacts",
+            &props(&mock, json!({})),
+            &incremental("lastmodifieddate", from),
+        ))
+        .await;
     assert!(out.succeeded(), "{:?}", out.failure);
     let (n, set) = ids(&local.output("out/hs-inc"));
     assert_eq!(n, set.len(), "duplicates");
@@ -166,31 +270,70 @@ async fn incremental_runs_search_on_the_objects_last_modified_property() {
     let bodies = mock.search_bodies();
     assert!(bodies.len() >= 2);
     let f = &bodies[0]["filterGroups"][0]["filters"];
-    assert_eq!(f[0], json!({"propertyName": "lastmodifieddate", "operator": "GT", "value": from.timestamp_millis().to_string()}));
+    assert_eq!(
+        f[0],
+        json!({"propertyName": "lastmodifieddate", "operator": "GT", "value": from.timestamp_millis().to_string()})
+    );
     assert_eq!(f[1]["operator"], json!("LTE"));
-    assert_eq!(bodies[0]["sorts"], json!([{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}]));
+    assert_eq!(
+        bodies[0]["sorts"],
+        json!([{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}])
+    );
     assert_eq!(bodies[0]["limit"], json!(200));
-    assert!(bodies[0]["properties"].as_array().unwrap().contains(&json!("email")));
+    assert!(bodies[0]["properties"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("email")));
     // The next run's window starts at the watermark: nothing changed, nothing read.
-    let out = local.run(&flow("hs-inc", "contacts", &props(&mock, json!({})), &incremental("lastmodifieddate", from))).await;
+    let out = local
+        .run(&flow(
+            "hs-inc",
+            "contacts",
+            &props(&mock, json!({})),
+            &incremental("lastmodifieddate", from),
+        ))
+        .await;
     assert!(out.succeeded(), "{:?}", out.failure);
     assert_eq!(local.output("out/hs-inc").len(), n);
 
     // Tickets search on hs_lastmodifieddate; `updatedAt` maps to it.
-    let out = local.run(&flow("hs-tickets", "tickets", &props(&mock, json!({})), &incremental("updatedAt", from))).await;
+    let out = local
+        .run(&flow(
+            "hs-tickets",
+            "tickets",
+            &props(&mock, json!({})),
+            &incremental("updatedAt", from),
+        ))
+        .await;
     assert!(out.succeeded(), "{:?}", out.failure);
     let (_, set) = ids(&local.output("out/hs-tickets"));
     assert_eq!(set, mock.ids_in("tickets", Some(from), None, false));
-    assert_eq!(mock.search_bodies().last().unwrap()["sorts"][0]["propertyName"], json!("hs_lastmodifieddate"));
+    assert_eq!(
+        mock.search_bodies().last().unwrap()["sorts"][0]["propertyName"],
+        json!("hs_lastmodifieddate")
+    );
 }
 
 #[tokio::test]
 async fn a_window_with_more_than_10000_changes_is_read_completely() {
-    let mock = HubSpotMock::start(HsConfig { records: 23_456, same_time: 3, ..Default::default() }).await;
+    let mock = HubSpotMock::start(HsConfig {
+        records: 23_456,
+        same_time: 3,
+        ..Default::default()
+    })
+    .await;
     let local = local_with_token().await;
     let from = mock.modified(0) - chrono::Duration::seconds(1);
     let out = local
-        .run(&flow("hs-big", "contacts", &props(&mock, json!({"properties": ["email"]})), &format!("{}  chunk: {{ records: 5000 }}\n", incremental("lastmodifieddate", from))))
+        .run(&flow(
+            "hs-big",
+            "contacts",
+            &props(&mock, json!({"properties": ["email"]})),
+            &format!(
+                "{}  chunk: {{ records: 5000 }}\n",
+                incremental("lastmodifieddate", from)
+            ),
+        ))
         .await;
     assert!(out.succeeded(), "{:?}", out.failure);
     let (n, set) = ids(&local.output("out/hs-big"));
@@ -198,51 +341,105 @@ async fn a_window_with_more_than_10000_changes_is_read_completely() {
     assert!(want.len() > 2 * 10_000, "{}", want.len());
     assert_eq!(n, set.len(), "duplicates at a slice boundary");
     assert_eq!(set, want);
-    assert!(mock.requests().iter().all(|r| r.status == 200), "no request ran into the 10,000-result cap");
+    assert!(
+        mock.requests().iter().all(|r| r.status == 200),
+        "no request ran into the 10,000-result cap"
+    );
     let bodies = mock.search_bodies();
-    let slices: Vec<&Value> = bodies.iter().filter(|b| b["filterGroups"][0]["filters"][0]["operator"] == json!("GTE")).collect();
+    let slices: Vec<&Value> = bodies
+        .iter()
+        .filter(|b| b["filterGroups"][0]["filters"][0]["operator"] == json!("GTE"))
+        .collect();
     assert!(slices.len() >= 2, "the window was re-sliced at least twice");
-    assert!(bodies.iter().all(|b| b.get("after").and_then(Value::as_str).map_or(0, |a| a.parse::<u64>().unwrap()) + 200 <= 10_000));
+    assert!(bodies.iter().all(|b| b
+        .get("after")
+        .and_then(Value::as_str)
+        .map_or(0, |a| a.parse::<u64>().unwrap())
+        + 200
+        <= 10_000));
 }
 
 #[tokio::test]
 async fn refused_credentials_end_the_run_auth_failed_naming_the_profile() {
-    let mock = HubSpotMock::start(HsConfig { records: 5, ..Default::default() }).await;
+    let mock = HubSpotMock::start(HsConfig {
+        records: 5,
+        ..Default::default()
+    })
+    .await;
     let local = Local::new();
-    local.put_secret("hubspot", json!({"type": "bearer", "token": "pat-revoked-123"})).await;
-    let out = local.run(&flow("hs-auth", "contacts", &props(&mock, json!({})), "")).await;
+    local
+        .put_secret(
+            "hubspot",
+            json!({"type": "bearer", "token": "pat-revoked-123"}),
+        )
+        .await;
+    let out = local
+        .run(&flow("hs-auth", "contacts", &props(&mock, json!({})), ""))
+        .await;
     let f = out.failure.expect("the run fails");
     assert_eq!(f.error, "AuthFailed", "{f:?}");
-    assert!(f.cause.contains("'hubspot'") && f.cause.contains("401"), "{}", f.cause);
+    assert!(
+        f.cause.contains("'hubspot'") && f.cause.contains("401"),
+        "{}",
+        f.cause
+    );
     assert!(!f.cause.contains("pat-revoked-123"), "{}", f.cause);
 }
 
 #[tokio::test]
 async fn an_oauth_profile_refreshes_its_token_and_reads() {
-    let auth = HsAuth::OAuth { client_id: "hs-cid".into(), client_secret: "hs-csec".into(), refresh_token: "hs-rt".into() };
-    let mock = HubSpotMock::start(HsConfig { records: 120, auth, ..Default::default() }).await;
+    let auth = HsAuth::OAuth {
+        client_id: "hs-cid".into(),
+        client_secret: "hs-csec".into(),
+        refresh_token: "hs-rt".into(),
+    };
+    let mock = HubSpotMock::start(HsConfig {
+        records: 120,
+        auth,
+        ..Default::default()
+    })
+    .await;
     let local = Local::new();
     local
         .put_secret("hubspot", json!({"type": "oauth2_refresh_token", "token_url": format!("{}/oauth/v1/token", mock.url()),
             "client_id": "hs-cid", "client_secret": "hs-csec", "refresh_token": "hs-rt"}))
         .await;
-    let out = local.run(&flow("hs-oauth", "companies", &props(&mock, json!({})), "")).await;
+    let out = local
+        .run(&flow("hs-oauth", "companies", &props(&mock, json!({})), ""))
+        .await;
     assert!(out.succeeded(), "{:?}", out.failure);
     let (_, set) = ids(&local.output("out/hs-oauth"));
     assert_eq!(set, mock.ids_in("companies", None, None, false));
-    assert!(local.secret("hubspot")["access_token"].as_str().unwrap().starts_with("hs-at-"));
+    assert!(local.secret("hubspot")["access_token"]
+        .as_str()
+        .unwrap()
+        .starts_with("hs-at-"));
 }
 
 #[tokio::test]
 async fn retry_after_is_honoured_and_a_long_one_ends_the_chunk_throttled() {
-    let mock = HubSpotMock::start(HsConfig { records: 30, ..Default::default() }).await;
+    let mock = HubSpotMock::start(HsConfig {
+        records: 30,
+        ..Default::default()
+    })
+    .await;
     let src = source(&mock, json!({}));
-    let req = ReadRequest { entity: "contacts".into(), window: None, incremental_field: None, page_size: None, filters: vec![] };
+    let req = ReadRequest {
+        entity: "contacts".into(),
+        window: None,
+        incremental_field: None,
+        page_size: None,
+        filters: vec![],
+    };
     src.describe("contacts").await.unwrap();
     mock.push_faults([Fault::throttle("1")]);
     let p = src.read_page(&req, None).await.unwrap();
     assert!(!p.records.is_empty());
-    let r: Vec<_> = mock.requests().into_iter().filter(|r| r.path == "/crm/v3/objects/contacts").collect();
+    let r: Vec<_> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/crm/v3/objects/contacts")
+        .collect();
     assert_eq!((r[0].status, r[1].status), (429, 200));
     assert!(r[1].at.duration_since(r[0].at) >= Duration::from_millis(950));
 
@@ -258,19 +455,49 @@ async fn retry_after_is_honoured_and_a_long_one_ends_the_chunk_throttled() {
 
 #[tokio::test]
 async fn a_throttled_chunk_is_retried_by_the_state_machine_without_loss_or_duplicates() {
-    let mock = HubSpotMock::start(HsConfig { records: 1_500, ..Default::default() }).await;
+    let mock = HubSpotMock::start(HsConfig {
+        records: 1_500,
+        ..Default::default()
+    })
+    .await;
     let local = local_with_token().await;
-    let asl = ferry::local::FLOW_RUN_ASL.replace("\"IntervalSeconds\": 30", "\"IntervalSeconds\": 1");
+    let asl =
+        ferry::local::FLOW_RUN_ASL.replace("\"IntervalSeconds\": 30", "\"IntervalSeconds\": 1");
     assert_ne!(asl, ferry::local::FLOW_RUN_ASL);
     let engine = Engine::with_definition(local.engine.deps.clone(), &asl).unwrap();
     let from = mock.modified(0) - chrono::Duration::seconds(1);
-    let p = props(&mock, json!({"page_size": 100, "http": {"max_retry_after_seconds": 1}}));
-    let yaml = flow("hs-throttled", "contacts", &p, &format!("{}  chunk: {{ records: 400 }}\n", incremental("lastmodifieddate", from)));
+    let p = props(
+        &mock,
+        json!({"page_size": 100, "http": {"max_retry_after_seconds": 1}}),
+    );
+    let yaml = flow(
+        "hs-throttled",
+        "contacts",
+        &p,
+        &format!(
+            "{}  chunk: {{ records: 400 }}\n",
+            incremental("lastmodifieddate", from)
+        ),
+    );
     let flow = ferry::flow::Flow::parse(&yaml, "t.yaml").unwrap();
-    local.engine.deps.flows.put_flow(&flow, chrono::Utc::now()).await.unwrap();
+    local
+        .engine
+        .deps
+        .flows
+        .put_flow(&flow, chrono::Utc::now())
+        .await
+        .unwrap();
     mock.fault_every(7, vec![Fault::throttle("3600")]);
     let out = engine
-        .run(ferry::steps::start_run::RunRequest { flow: "hs-throttled".into(), trigger: None, mode: None, window: None }, &ferry::local::asl::NoopObserver)
+        .run(
+            ferry::steps::start_run::RunRequest {
+                flow: "hs-throttled".into(),
+                trigger: None,
+                mode: None,
+                window: None,
+            },
+            &ferry::local::asl::NoopObserver,
+        )
         .await;
     assert!(out.succeeded(), "{:?}", out.failure);
     assert!(mock.requests().iter().any(|r| r.status == 429));
@@ -281,12 +508,26 @@ async fn a_throttled_chunk_is_retried_by_the_state_machine_without_loss_or_dupli
 
 #[tokio::test]
 async fn the_example_flow_validates_and_runs_against_the_mock() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/flows/hubspot-contacts.yaml")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/flows/hubspot-contacts.yaml"
+    ))
+    .unwrap();
     ferry::flow::Flow::parse(&text, "hubspot-contacts.yaml").expect("the example is valid");
-    let mock = HubSpotMock::start(HsConfig { records: 640, ..Default::default() }).await;
+    let mock = HubSpotMock::start(HsConfig {
+        records: 640,
+        ..Default::default()
+    })
+    .await;
     let local = local_with_token().await;
     let text = text
-        .replace("  properties:\n    properties:", &format!("  properties:\n    base_url: {}\n    properties:", mock.url()))
+        .replace(
+            "  properties:\n    properties:",
+            &format!(
+                "  properties:\n    base_url: {}\n    properties:",
+                mock.url()
+            ),
+        )
         .replace("format: parquet", "format: jsonl")
         .replace("compression: zstd", "compression: none");
     assert!(text.contains(&mock.url()));
@@ -301,5 +542,9 @@ async fn the_example_flow_validates_and_runs_against_the_mock() {
         .cloned()
         .collect();
     assert_eq!(set, want);
-    assert!(rows.iter().all(|r| r.get("email").is_some() && r.get("num_notes").is_none()), "only the selected properties");
+    assert!(
+        rows.iter()
+            .all(|r| r.get("email").is_some() && r.get("num_notes").is_none()),
+        "only the selected properties"
+    );
 }

@@ -8,14 +8,17 @@ use ferry::connector::{FieldType, ReadRequest, Source, SourceError};
 use ferry::local::Engine;
 use ferry::ports::{Secret, SecretStore};
 use ferry_tests::harness::Local;
-use ferry_tests::saas::salesforce::{account_id, ids_of, is_deleted, modstamp, SalesforceMock, SfConfig, SfFault};
+use ferry_tests::saas::salesforce::{
+    account_id, ids_of, is_deleted, modstamp, SalesforceMock, SfConfig, SfFault,
+};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-const FAST_HTTP: &str = r#"{"timeout_ms": 5000, "max_retries": 3, "backoff_initial_ms": 5, "backoff_max_ms": 20}"#;
+const FAST_HTTP: &str =
+    r#"{"timeout_ms": 5000, "max_retries": 3, "backoff_initial_ms": 5, "backoff_max_ms": 20}"#;
 
 fn props(extra: Value) -> Value {
     let mut p = json!({"api": "rest", "bulk_poll_ms": 10, "http": serde_json::from_str::<Value>(FAST_HTTP).unwrap()});
@@ -39,12 +42,30 @@ async fn local(mock: &SalesforceMock) -> Local {
     l
 }
 
-fn source(mock: &SalesforceMock, props: &Value, inc: Option<&str>, store: Arc<MemorySecrets>) -> SalesforceSource {
-    SalesforceSource::new(props.as_object().unwrap(), inc, "sfdc", &Secret::new(mock.secret()), store).unwrap()
+fn source(
+    mock: &SalesforceMock,
+    props: &Value,
+    inc: Option<&str>,
+    store: Arc<MemorySecrets>,
+) -> SalesforceSource {
+    SalesforceSource::new(
+        props.as_object().unwrap(),
+        inc,
+        "sfdc",
+        &Secret::new(mock.secret()),
+        store,
+    )
+    .unwrap()
 }
 
 fn req() -> ReadRequest {
-    ReadRequest { entity: "Account".into(), window: None, incremental_field: None, page_size: Some(200), filters: vec![] }
+    ReadRequest {
+        entity: "Account".into(),
+        window: None,
+        incremental_field: None,
+        page_size: Some(200),
+        filters: vec![],
+    }
 }
 
 fn assert_once(name: &str, records: &[Value], expected: &BTreeSet<String>) {
@@ -54,33 +75,72 @@ fn assert_once(name: &str, records: &[Value], expected: &BTreeSet<String>) {
 }
 
 fn soql_of(r: &ferry_tests::saas::salesforce::SfSeen) -> Option<String> {
-    url::form_urlencoded::parse(r.query.as_bytes()).find(|(k, _)| k == "q").map(|(_, v)| v.into_owned())
+    url::form_urlencoded::parse(r.query.as_bytes())
+        .find(|(k, _)| k == "q")
+        .map(|(_, v)| v.into_owned())
 }
 
 #[tokio::test]
 async fn entities_and_fields_are_described() {
     let mock = SalesforceMock::start(SfConfig::default()).await;
     let store = Arc::new(MemorySecrets::default());
-    store.put_secret("sfdc", &Secret::new(mock.secret())).await.unwrap();
-    let src = source(&mock, &props(json!({})), Some("SystemModstamp"), store.clone());
+    store
+        .put_secret("sfdc", &Secret::new(mock.secret()))
+        .await
+        .unwrap();
+    let src = source(
+        &mock,
+        &props(json!({})),
+        Some("SystemModstamp"),
+        store.clone(),
+    );
 
-    let names: Vec<String> = src.list_entities().await.unwrap().into_iter().map(|e| e.name).collect();
-    assert_eq!(names, ["Account", "Contact", "Invoice__c"], "queryable sObjects only");
+    let names: Vec<String> = src
+        .list_entities()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["Account", "Contact", "Invoice__c"],
+        "queryable sObjects only"
+    );
 
     let d = src.describe("Account").await.unwrap();
-    let f = |n: &str| d.fields.iter().find(|f| f.name == n).unwrap_or_else(|| panic!("no field {n}"));
+    let f = |n: &str| {
+        d.fields
+            .iter()
+            .find(|f| f.name == n)
+            .unwrap_or_else(|| panic!("no field {n}"))
+    };
     assert!(f("Id").primary_key);
-    assert!(f("SystemModstamp").incremental && f("SystemModstamp").data_type == FieldType::Timestamp);
+    assert!(
+        f("SystemModstamp").incremental && f("SystemModstamp").data_type == FieldType::Timestamp
+    );
     assert_eq!(f("AnnualRevenue").data_type, FieldType::Float);
     assert_eq!(f("NumberOfEmployees").data_type, FieldType::Integer);
     assert_eq!(f("IsPartner").data_type, FieldType::Boolean);
     assert_eq!(f("SLAExpirationDate__c").data_type, FieldType::Date);
     assert_eq!(f("Name").label.as_deref(), Some("Account Name"));
-    let FieldType::Object { fields } = &f("BillingAddress").data_type else { panic!("BillingAddress is not a struct") };
-    let subs: Vec<(&str, &FieldType)> = fields.iter().map(|s| (s.name.as_str(), &s.data_type)).collect();
-    assert!(subs.contains(&("street", &FieldType::String)) && subs.contains(&("latitude", &FieldType::Float)), "{subs:?}");
+    let FieldType::Object { fields } = &f("BillingAddress").data_type else {
+        panic!("BillingAddress is not a struct")
+    };
+    let subs: Vec<(&str, &FieldType)> = fields
+        .iter()
+        .map(|s| (s.name.as_str(), &s.data_type))
+        .collect();
+    assert!(
+        subs.contains(&("street", &FieldType::String))
+            && subs.contains(&("latitude", &FieldType::Float)),
+        "{subs:?}"
+    );
     for gone in ["BillingCity", "Logo__c"] {
-        assert!(d.fields.iter().all(|x| x.name != gone), "{gone} is read as part of a compound or not at all");
+        assert!(
+            d.fields.iter().all(|x| x.name != gone),
+            "{gone} is read as part of a compound or not at all"
+        );
     }
 
     // The token response's instance_url is the API host, kept in the profile.
@@ -89,41 +149,96 @@ async fn entities_and_fields_are_described() {
     assert_eq!(mock.token_requests(), 1);
 
     let e = src.describe("Nope__c").await.unwrap_err();
-    assert!(matches!(&e, SourceError::Config { field, .. } if field == "source.entity"), "{e}");
+    assert!(
+        matches!(&e, SourceError::Config { field, .. } if field == "source.entity"),
+        "{e}"
+    );
 
-    let src = source(&mock, &props(json!({"fields": ["Id", "BillingCity"]})), None, store.clone());
+    let src = source(
+        &mock,
+        &props(json!({"fields": ["Id", "BillingCity"]})),
+        None,
+        store.clone(),
+    );
     let e = src.describe("Account").await.unwrap_err();
-    assert!(e.to_string().contains("source.properties.fields[1]") && e.to_string().contains("BillingAddress"), "{e}");
-    let src = source(&mock, &props(json!({"fields": ["Name", "Nmae"]})), None, store);
+    assert!(
+        e.to_string().contains("source.properties.fields[1]")
+            && e.to_string().contains("BillingAddress"),
+        "{e}"
+    );
+    let src = source(
+        &mock,
+        &props(json!({"fields": ["Name", "Nmae"]})),
+        None,
+        store,
+    );
     let e = src.describe("Account").await.unwrap_err();
     assert!(e.to_string().contains("'Nmae'"), "{e}");
-    assert!(!mock.requests().iter().filter_map(soql_of).any(|q| q.contains("Nmae")), "an unknown field never reaches SOQL");
+    assert!(
+        !mock
+            .requests()
+            .iter()
+            .filter_map(soql_of)
+            .any(|q| q.contains("Nmae")),
+        "an unknown field never reaches SOQL"
+    );
 }
 
 #[tokio::test]
 async fn a_full_run_reads_every_live_record_once_and_include_deleted_adds_the_deleted() {
     let mock = SalesforceMock::start(SfConfig::default()).await;
     let local = local(&mock).await;
-    let out = local.run(&flow("sf-full", &props(json!({})), "", "jsonl")).await;
+    let out = local
+        .run(&flow("sf-full", &props(json!({})), "", "jsonl"))
+        .await;
     assert!(out.succeeded(), "{:?}", out.failure);
     let recs = local.output("out/sf-full");
     assert_once("full", &recs, &mock.ids_in(None, None, false));
     // REST pages of at most 200 (Sforce-Query-Options) followed through nextRecordsUrl.
     let reqs = mock.requests();
-    assert!(reqs.iter().any(|r| r.path.contains("/query/01gMk")), "nextRecordsUrl was followed");
-    assert!(reqs.iter().filter(|r| r.path.ends_with("/query")).all(|r| r.headers["sforce-query-options"] == "batchSize=200"));
+    assert!(
+        reqs.iter().any(|r| r.path.contains("/query/01gMk")),
+        "nextRecordsUrl was followed"
+    );
+    assert!(reqs
+        .iter()
+        .filter(|r| r.path.ends_with("/query"))
+        .all(|r| r.headers["sforce-query-options"] == "batchSize=200"));
 
-    let by_id = |i: u64| recs.iter().find(|r| r["Id"] == json!(account_id(i))).unwrap().clone();
+    let by_id = |i: u64| {
+        recs.iter()
+            .find(|r| r["Id"] == json!(account_id(i)))
+            .unwrap()
+            .clone()
+    };
     let r10 = by_id(10);
     assert_eq!(r10["Name"], json!("Acme, \"Big\" Co\nunit 10"));
-    assert_eq!(r10["BillingAddress"]["street"], json!("10 Main St\nSuite 5"));
+    assert_eq!(
+        r10["BillingAddress"]["street"],
+        json!("10 Main St\nSuite 5")
+    );
     assert_eq!(r10["BillingAddress"]["latitude"], json!(37.01));
-    assert_eq!(r10["SystemModstamp"], json!("2026-01-01T00:10:00.370Z"), "REST +0000 datetimes become RFC 3339");
+    assert_eq!(
+        r10["SystemModstamp"],
+        json!("2026-01-01T00:10:00.370Z"),
+        "REST +0000 datetimes become RFC 3339"
+    );
     assert_eq!(r10["AnnualRevenue"], Value::Null);
-    assert_eq!(by_id(7)["BillingAddress"], Value::Null, "an address without components is null");
+    assert_eq!(
+        by_id(7)["BillingAddress"],
+        Value::Null,
+        "an address without components is null"
+    );
     assert!(by_id(1)["IsDeleted"] == json!(false));
 
-    let out = local.run(&flow("sf-deleted", &props(json!({"include_deleted": true})), "", "jsonl")).await;
+    let out = local
+        .run(&flow(
+            "sf-deleted",
+            &props(json!({"include_deleted": true})),
+            "",
+            "jsonl",
+        ))
+        .await;
     assert!(out.succeeded(), "{:?}", out.failure);
     let recs = local.output("out/sf-deleted");
     assert_once("include_deleted", &recs, &mock.ids_in(None, None, true));
@@ -131,7 +246,10 @@ async fn a_full_run_reads_every_live_record_once_and_include_deleted_adds_the_de
         let i: u64 = r["Id"].as_str().unwrap()[5..].parse().unwrap();
         assert_eq!(r["IsDeleted"], json!(is_deleted(i)));
     }
-    assert!(mock.requests().iter().any(|r| r.path.ends_with("/queryAll")));
+    assert!(mock
+        .requests()
+        .iter()
+        .any(|r| r.path.ends_with("/queryAll")));
 }
 
 #[tokio::test]
@@ -140,18 +258,36 @@ async fn incremental_runs_read_each_window_once_with_whole_second_soql_bounds() 
     let local = local(&mock).await;
     // A start with milliseconds: SOQL takes whole seconds, so the clause is widened and the
     // connector drops what lies outside the exact window (record 200 is at 03:20:00.400).
-    let from = chrono::DateTime::parse_from_rfc3339("2026-01-01T03:20:00.500Z").unwrap().with_timezone(&chrono::Utc);
+    let from = chrono::DateTime::parse_from_rfc3339("2026-01-01T03:20:00.500Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
     assert!(modstamp(200) < from && modstamp(201) > from);
-    let inc = format!("  incremental:\n    field: SystemModstamp\n    first_execution_from: {}\n", from.to_rfc3339());
+    let inc = format!(
+        "  incremental:\n    field: SystemModstamp\n    first_execution_from: {}\n",
+        from.to_rfc3339()
+    );
     let f = flow("sf-inc", &props(json!({})), &inc, "jsonl");
     let out = local.run(&f).await;
     assert!(out.succeeded(), "{:?}", out.failure);
     let first = local.output("out/sf-inc");
-    assert_once("first window", &first, &mock.ids_in(Some(from), None, false));
+    assert_once(
+        "first window",
+        &first,
+        &mock.ids_in(Some(from), None, false),
+    );
     assert!(!first.iter().any(|r| r["Id"] == json!(account_id(200))));
     let soqls: Vec<String> = mock.requests().iter().filter_map(soql_of).collect();
-    assert!(soqls.iter().any(|q| q.contains("WHERE SystemModstamp >= 2026-01-01T03:20:00Z AND SystemModstamp < ")), "{soqls:?}");
-    let wm = local.watermark("sf-inc").await.expect("watermark after the first run");
+    assert!(
+        soqls
+            .iter()
+            .any(|q| q
+                .contains("WHERE SystemModstamp >= 2026-01-01T03:20:00Z AND SystemModstamp < ")),
+        "{soqls:?}"
+    );
+    let wm = local
+        .watermark("sf-inc")
+        .await
+        .expect("watermark after the first run");
 
     // Three records change; one of them is deleted, which `query` hides.
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -161,13 +297,19 @@ async fn incremental_runs_read_each_window_once_with_whole_second_soql_bounds() 
     assert!(out.succeeded(), "{:?}", out.failure);
     let all = local.output("out/sf-inc");
     let second: Vec<Value> = all.into_iter().filter(|r| !first.contains(r)).collect();
-    assert_once("second window", &second, &[account_id(5), account_id(300)].into_iter().collect());
+    assert_once(
+        "second window",
+        &second,
+        &[account_id(5), account_id(300)].into_iter().collect(),
+    );
     assert!(local.watermark("sf-inc").await.unwrap() > wm);
 }
 
 fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = vec![];
-    let Ok(rd) = std::fs::read_dir(dir) else { return out };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
     let mut es: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
     es.sort();
     for p in es {
@@ -182,27 +324,54 @@ fn parquet_files(dir: &Path) -> Vec<PathBuf> {
 
 #[tokio::test]
 async fn rest_and_bulk_write_byte_identical_parquet() {
-    let mock = SalesforceMock::start(SfConfig { accounts: 430, ..Default::default() }).await;
+    let mock = SalesforceMock::start(SfConfig {
+        accounts: 430,
+        ..Default::default()
+    })
+    .await;
     let local = local(&mock).await;
     let mut outputs = vec![];
     for (name, p, jobs_after) in [
         ("sf-rest", props(json!({"api": "rest"})), 0),
         ("sf-bulk", props(json!({"api": "bulk"})), 1),
         // auto: 404 live records > 300 -> Bulk; the choice is made by a COUNT() query.
-        ("sf-auto", props(json!({"api": "auto", "bulk_threshold": 300})), 2),
-        ("sf-auto-rest", props(json!({"api": "auto", "bulk_threshold": 1000})), 2),
+        (
+            "sf-auto",
+            props(json!({"api": "auto", "bulk_threshold": 300})),
+            2,
+        ),
+        (
+            "sf-auto-rest",
+            props(json!({"api": "auto", "bulk_threshold": 1000})),
+            2,
+        ),
     ] {
         let out = local.run(&flow(name, &p, "", "parquet")).await;
         assert!(out.succeeded(), "{name}: {:?}", out.failure);
         assert_eq!(mock.jobs_created(), jobs_after, "{name}: Bulk jobs");
         let files = parquet_files(&local.base.path().join("out").join(name));
         assert!(!files.is_empty(), "{name}: no parquet written");
-        outputs.push((name, files.iter().map(|f| std::fs::read(f).unwrap()).collect::<Vec<_>>()));
+        outputs.push((
+            name,
+            files
+                .iter()
+                .map(|f| std::fs::read(f).unwrap())
+                .collect::<Vec<_>>(),
+        ));
     }
     let reqs = mock.requests();
-    assert!(reqs.iter().filter_map(soql_of).any(|q| q.starts_with("SELECT COUNT() FROM Account")));
-    let results: Vec<_> = reqs.iter().filter(|r| r.path.ends_with("/results")).collect();
-    assert!(results.iter().any(|r| r.query.contains("locator=")), "Bulk results paged by Sforce-Locator");
+    assert!(reqs
+        .iter()
+        .filter_map(soql_of)
+        .any(|q| q.starts_with("SELECT COUNT() FROM Account")));
+    let results: Vec<_> = reqs
+        .iter()
+        .filter(|r| r.path.ends_with("/results"))
+        .collect();
+    assert!(
+        results.iter().any(|r| r.query.contains("locator=")),
+        "Bulk results paged by Sforce-Locator"
+    );
     assert!(results.iter().all(|r| r.query.contains("maxRecords=200")));
     for (name, files) in &outputs[1..] {
         assert_eq!(files.len(), outputs[0].1.len(), "{name}: file count");
@@ -213,11 +382,19 @@ async fn rest_and_bulk_write_byte_identical_parquet() {
     // And the content is what the mock holds: read the REST file back.
     let mut ids = BTreeSet::new();
     for f in parquet_files(&local.base.path().join("out/sf-rest")) {
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).unwrap()).unwrap().build().unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(f).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
         for b in reader {
             let b = b.unwrap();
             let col = b.column_by_name("Id").unwrap();
-            let col = col.as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+            let col = col
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .unwrap();
             ids.extend(col.iter().map(|v| v.unwrap().to_string()));
         }
     }
@@ -226,23 +403,49 @@ async fn rest_and_bulk_write_byte_identical_parquet() {
 
 #[tokio::test]
 async fn bulk_job_failure_fails_the_run_with_the_job_error() {
-    let mock = SalesforceMock::start(SfConfig { accounts: 20, fail_jobs: true, ..Default::default() }).await;
+    let mock = SalesforceMock::start(SfConfig {
+        accounts: 20,
+        fail_jobs: true,
+        ..Default::default()
+    })
+    .await;
     let local = local(&mock).await;
-    let out = local.run(&flow("sf-bulk-fail", &props(json!({"api": "bulk"})), "", "jsonl")).await;
+    let out = local
+        .run(&flow(
+            "sf-bulk-fail",
+            &props(json!({"api": "bulk"})),
+            "",
+            "jsonl",
+        ))
+        .await;
     let f = out.failure.expect("the run fails");
     assert_eq!(f.error, "SourceRejected", "{f:?}");
-    assert!(f.cause.contains("Failed") && f.cause.contains("Query timed out"), "{}", f.cause);
+    assert!(
+        f.cause.contains("Failed") && f.cause.contains("Query timed out"),
+        "{}",
+        f.cause
+    );
 }
 
 #[tokio::test]
 async fn auth_failure_ends_the_run_auth_failed_naming_the_profile() {
-    let mock = SalesforceMock::start(SfConfig { accounts: 20, ..Default::default() }).await;
+    let mock = SalesforceMock::start(SfConfig {
+        accounts: 20,
+        ..Default::default()
+    })
+    .await;
     mock.revoke_refresh_token();
     let local = local(&mock).await;
-    let out = local.run(&flow("sf-revoked", &props(json!({})), "", "jsonl")).await;
+    let out = local
+        .run(&flow("sf-revoked", &props(json!({})), "", "jsonl"))
+        .await;
     let f = out.failure.expect("the run fails");
     assert_eq!(f.error, "AuthFailed", "{f:?}");
-    assert!(f.cause.contains("'sfdc'") && f.cause.contains("invalid_grant"), "{}", f.cause);
+    assert!(
+        f.cause.contains("'sfdc'") && f.cause.contains("invalid_grant"),
+        "{}",
+        f.cause
+    );
     for secret in ["mock-client-secret", "5Aep861mock-refresh"] {
         assert!(!f.cause.contains(secret), "{}", f.cause);
     }
@@ -251,7 +454,11 @@ async fn auth_failure_ends_the_run_auth_failed_naming_the_profile() {
 
 #[tokio::test]
 async fn an_expired_session_is_refreshed_once_and_the_read_goes_on() {
-    let mock = SalesforceMock::start(SfConfig { accounts: 450, ..Default::default() }).await;
+    let mock = SalesforceMock::start(SfConfig {
+        accounts: 450,
+        ..Default::default()
+    })
+    .await;
     let store = Arc::new(MemorySecrets::default());
     let src = source(&mock, &props(json!({})), None, store);
     let first = src.read_page(&req(), None).await.unwrap();
@@ -266,23 +473,38 @@ async fn an_expired_session_is_refreshed_once_and_the_read_goes_on() {
 
 #[tokio::test]
 async fn retry_after_is_honoured_and_beyond_the_cap_the_chunk_ends_throttled() {
-    let mock = SalesforceMock::start(SfConfig { accounts: 50, ..Default::default() }).await;
+    let mock = SalesforceMock::start(SfConfig {
+        accounts: 50,
+        ..Default::default()
+    })
+    .await;
     let store = Arc::new(MemorySecrets::default());
     let src = source(&mock, &props(json!({})), None, store.clone());
     src.describe("Account").await.unwrap();
     let before = mock.requests().len();
-    mock.push_faults([SfFault::Status { status: 503, retry_after: Some("1".into()) }]);
+    mock.push_faults([SfFault::Status {
+        status: 503,
+        retry_after: Some("1".into()),
+    }]);
     let page = src.read_page(&req(), None).await.unwrap();
     assert_eq!(page.records.len(), 48, "50 accounts, 17 and 34 deleted");
     let r = &mock.requests()[before..];
     assert_eq!((r[0].status, r[1].status), (503, 200));
     let gap = r[1].at.duration_since(r[0].at);
-    assert!(gap >= Duration::from_millis(950), "waited only {gap:?} after Retry-After: 1");
+    assert!(
+        gap >= Duration::from_millis(950),
+        "waited only {gap:?} after Retry-After: 1"
+    );
 
-    let p = props(json!({"http": {"max_retry_after_seconds": 5, "backoff_initial_ms": 5, "backoff_max_ms": 20}}));
+    let p = props(
+        json!({"http": {"max_retry_after_seconds": 5, "backoff_initial_ms": 5, "backoff_max_ms": 20}}),
+    );
     let src = source(&mock, &p, None, store);
     src.describe("Account").await.unwrap();
-    mock.push_faults([SfFault::Status { status: 429, retry_after: Some("3600".into()) }]);
+    mock.push_faults([SfFault::Status {
+        status: 429,
+        retry_after: Some("3600".into()),
+    }]);
     let t0 = std::time::Instant::now();
     let e = src.read_page(&req(), None).await.unwrap_err();
     assert!(t0.elapsed() < Duration::from_secs(2));
@@ -299,44 +521,95 @@ async fn retry_after_is_honoured_and_beyond_the_cap_the_chunk_ends_throttled() {
 
 /// The real state machine with the Throttled retry interval shortened from 30 s to 1 s.
 fn fast_retry_engine(local: &Local) -> Engine {
-    let asl = ferry::local::FLOW_RUN_ASL.replace("\"IntervalSeconds\": 30", "\"IntervalSeconds\": 1");
-    assert_ne!(asl, ferry::local::FLOW_RUN_ASL, "the Throttled retry interval moved; update this test");
+    let asl =
+        ferry::local::FLOW_RUN_ASL.replace("\"IntervalSeconds\": 30", "\"IntervalSeconds\": 1");
+    assert_ne!(
+        asl,
+        ferry::local::FLOW_RUN_ASL,
+        "the Throttled retry interval moved; update this test"
+    );
     Engine::with_definition(local.engine.deps.clone(), &asl).unwrap()
 }
 
 #[tokio::test]
 async fn a_request_limit_chunk_is_retried_by_the_state_machine_without_loss_or_duplicates() {
     for api in ["rest", "bulk"] {
-        let mock = SalesforceMock::start(SfConfig { accounts: 450, ..Default::default() }).await;
+        let mock = SalesforceMock::start(SfConfig {
+            accounts: 450,
+            ..Default::default()
+        })
+        .await;
         let local = local(&mock).await;
         let engine = fast_retry_engine(&local);
         let name = format!("sf-limit-{api}");
-        let f = ferry::flow::Flow::parse(&flow(&name, &props(json!({"api": api})), "", "jsonl"), "t.yaml").unwrap();
-        local.engine.deps.flows.put_flow(&f, chrono::Utc::now()).await.unwrap();
+        let f = ferry::flow::Flow::parse(
+            &flow(&name, &props(json!({"api": api})), "", "jsonl"),
+            "t.yaml",
+        )
+        .unwrap();
+        local
+            .engine
+            .deps
+            .flows
+            .put_flow(&f, chrono::Utc::now())
+            .await
+            .unwrap();
         // Start-run describes (1); chunk 1 describes and reads (2, 3, …); a later request of the
         // run hits the org's API limit.
         mock.fault_on_request(if api == "rest" { 5 } else { 7 }, SfFault::RequestLimit);
         let out = engine
-            .run(ferry::steps::start_run::RunRequest { flow: name.clone(), trigger: None, mode: None, window: None },
-                 &ferry::local::asl::NoopObserver)
+            .run(
+                ferry::steps::start_run::RunRequest {
+                    flow: name.clone(),
+                    trigger: None,
+                    mode: None,
+                    window: None,
+                },
+                &ferry::local::asl::NoopObserver,
+            )
             .await;
         assert!(out.succeeded(), "{api}: {:?}", out.failure);
-        assert!(mock.requests().iter().any(|r| r.status == 403), "{api}: the limit was hit");
-        assert_once(api, &local.output(&format!("out/{name}")), &mock.ids_in(None, None, false));
+        assert!(
+            mock.requests().iter().any(|r| r.status == 403),
+            "{api}: the limit was hit"
+        );
+        assert_once(
+            api,
+            &local.output(&format!("out/{name}")),
+            &mock.ids_in(None, None, false),
+        );
     }
 }
 
 #[tokio::test]
 async fn the_example_flow_runs_against_the_mock() {
-    let mock = SalesforceMock::start(SfConfig { accounts: 120, ..Default::default() }).await;
+    let mock = SalesforceMock::start(SfConfig {
+        accounts: 120,
+        ..Default::default()
+    })
+    .await;
     let local = local(&mock).await;
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/flows/salesforce-account.yaml")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/flows/salesforce-account.yaml"
+    ))
+    .unwrap();
     let out = local.run(&text).await;
     assert!(out.succeeded(), "{:?}", out.failure);
     assert!(!parquet_files(&local.base.path().join("ferry-out")).is_empty());
     let soqls: Vec<String> = mock.requests().iter().filter_map(soql_of).collect();
-    assert!(soqls.iter().any(|q| q.starts_with("SELECT Id, Name, Industry, AnnualRevenue, NumberOfEmployees, BillingStreet,") && q.contains("FROM Account WHERE SystemModstamp > 2026-01-01T00:00:00Z")), "{soqls:?}");
-    assert!(mock.requests().iter().any(|r| r.path.ends_with("/queryAll")));
+    assert!(
+        soqls
+            .iter()
+            .any(|q| q.starts_with(
+                "SELECT Id, Name, Industry, AnnualRevenue, NumberOfEmployees, BillingStreet,"
+            ) && q.contains("FROM Account WHERE SystemModstamp > 2026-01-01T00:00:00Z")),
+        "{soqls:?}"
+    );
+    assert!(mock
+        .requests()
+        .iter()
+        .any(|r| r.path.ends_with("/queryAll")));
 }
 
 /// A Bulk job still running when `bulk_wait_seconds` is spent: the page call hands back an empty
@@ -344,7 +617,12 @@ async fn the_example_flow_runs_against_the_mock() {
 /// record once and one job created — through the source and through a whole run.
 #[tokio::test]
 async fn a_long_bulk_job_is_polled_across_page_calls() {
-    let mock = SalesforceMock::start(SfConfig { accounts: 250, bulk_polls: 4, ..Default::default() }).await;
+    let mock = SalesforceMock::start(SfConfig {
+        accounts: 250,
+        bulk_polls: 4,
+        ..Default::default()
+    })
+    .await;
     let store = Arc::new(MemorySecrets::default());
     let p = props(json!({"api": "bulk", "bulk_wait_seconds": 0}));
     let src = source(&mock, &p, None, store);
@@ -362,7 +640,10 @@ async fn a_long_bulk_job_is_polled_across_page_calls() {
         assert!(handbacks < 50, "the job never completed");
     }
     // Each call polls once before handing back (the wait is 0 s); four InProgress answers.
-    assert_eq!(handbacks, 4, "page calls that handed back while the job ran");
+    assert_eq!(
+        handbacks, 4,
+        "page calls that handed back while the job ran"
+    );
     assert_eq!(mock.jobs_created(), 1);
     assert_once("bulk, long job", &records, &mock.ids_in(None, None, false));
 
@@ -370,5 +651,8 @@ async fn a_long_bulk_job_is_polled_across_page_calls() {
     let out = local.run(&flow("sf-long-bulk", &p, "", "jsonl")).await;
     assert!(out.succeeded(), "{:?}", out.failure);
     assert_eq!(mock.jobs_created(), 2);
-    assert_eq!(out.record.unwrap().records_written as usize, mock.ids_in(None, None, false).len());
+    assert_eq!(
+        out.record.unwrap().records_written as usize,
+        mock.ids_in(None, None, false).len()
+    );
 }

@@ -39,19 +39,29 @@ fn flow(name: &str, entity: &str, properties: &Value, extra: &str) -> String {
 }
 
 fn incremental(from: chrono::DateTime<chrono::Utc>) -> String {
-    format!("  incremental:\n    field: sys_updated_on\n    first_execution_from: {}\n", from.to_rfc3339())
+    format!(
+        "  incremental:\n    field: sys_updated_on\n    first_execution_from: {}\n",
+        from.to_rfc3339()
+    )
 }
 
 async fn local_with_profile() -> Local {
     let local = Local::new();
-    local.put_secret("snow", json!({"type": "basic", "username": "ferry.integration", "password": PASSWORD})).await;
+    local
+        .put_secret(
+            "snow",
+            json!({"type": "basic", "username": "ferry.integration", "password": PASSWORD}),
+        )
+        .await;
     local
 }
 
 fn source(mock: &ServiceNowMock, extra: Value) -> ServiceNowSource {
     let auth = Authenticator::from_secret(
         "snow",
-        &Secret::new(json!({"type": "basic", "username": "ferry.integration", "password": PASSWORD})),
+        &Secret::new(
+            json!({"type": "basic", "username": "ferry.integration", "password": PASSWORD}),
+        ),
         Arc::new(ferry::adapters::memory::MemorySecrets::default()),
     )
     .unwrap();
@@ -63,16 +73,25 @@ fn number(r: &Value) -> u64 {
 }
 
 /// Every record of a read, and the numbers seen (duplicates kept).
-async fn read_all(src: &ServiceNowSource, req: &ReadRequest) -> Result<(Vec<Value>, Vec<u64>), SourceError> {
+async fn read_all(
+    src: &ServiceNowSource,
+    req: &ReadRequest,
+) -> Result<(Vec<Value>, Vec<u64>), SourceError> {
     let out = ferry_tests::read_all(src, req).await?;
     let nums = out.iter().map(number).collect();
     Ok((out, nums))
 }
 
-fn window_req(start: chrono::DateTime<chrono::Utc>, end: chrono::DateTime<chrono::Utc>) -> ReadRequest {
+fn window_req(
+    start: chrono::DateTime<chrono::Utc>,
+    end: chrono::DateTime<chrono::Utc>,
+) -> ReadRequest {
     ReadRequest {
         entity: "incident".into(),
-        window: Some(Window { start: Some(start), end }),
+        window: Some(Window {
+            start: Some(start),
+            end,
+        }),
         incremental_field: Some("sys_updated_on".into()),
         page_size: None,
         filters: vec![],
@@ -90,7 +109,12 @@ async fn tables_come_from_sys_db_object_and_columns_from_sys_dictionary_with_inh
     assert_eq!(tables[0].description.as_deref(), Some("extends task"));
 
     let d = src.describe("incident").await.unwrap();
-    let f = |n: &str| d.fields.iter().find(|f| f.name == n).unwrap_or_else(|| panic!("no field {n}: {:?}", d.fields));
+    let f = |n: &str| {
+        d.fields
+            .iter()
+            .find(|f| f.name == n)
+            .unwrap_or_else(|| panic!("no field {n}: {:?}", d.fields))
+    };
     assert_eq!(d.fields[0].name, "sys_id");
     assert!(f("sys_id").primary_key);
     // Columns defined on task, inherited by incident, and incident's own.
@@ -102,27 +126,57 @@ async fn tables_come_from_sys_db_object_and_columns_from_sys_dictionary_with_inh
     assert_eq!(f("sys_updated_on").data_type, FieldType::Timestamp);
     assert!(f("sys_updated_on").incremental);
     assert_eq!(f("due_date").data_type, FieldType::Timestamp);
-    assert_eq!(d.fields.len(), 12, "no collection rows, no sys_user columns: {:?}", d.fields);
+    assert_eq!(
+        d.fields.len(),
+        12,
+        "no collection rows, no sys_user columns: {:?}",
+        d.fields
+    );
     let q = &mock.table_requests("sys_dictionary")[0].query;
     assert!(q.contains("nameINincident%2Ctask"), "{q}");
 
     // Unknown tables and columns are named, not silently ignored.
     let e = src.describe("incidnet").await.unwrap_err();
     assert_eq!(e.kind(), ferry::error::ErrorKind::InvalidFlow);
-    assert!(e.to_string().contains("source.entity") && e.to_string().contains("incidnet"), "{e}");
+    assert!(
+        e.to_string().contains("source.entity") && e.to_string().contains("incidnet"),
+        "{e}"
+    );
     let src = source(&mock, json!({"fields": ["number", "short_descrption"]}));
     let e = src.describe("incident").await.unwrap_err();
-    assert!(e.to_string().contains("source.properties.fields[1]") && e.to_string().contains("short_descrption"), "{e}");
+    assert!(
+        e.to_string().contains("source.properties.fields[1]")
+            && e.to_string().contains("short_descrption"),
+        "{e}"
+    );
     let src = source(&mock, json!({"fields": ["number", "priority"]}));
-    let names: Vec<String> = src.describe("incident").await.unwrap().fields.into_iter().map(|f| f.name).collect();
+    let names: Vec<String> = src
+        .describe("incident")
+        .await
+        .unwrap()
+        .fields
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
     assert_eq!(names, ["sys_id", "number", "priority", "sys_updated_on"]);
 }
 
 #[tokio::test]
 async fn a_full_run_reads_every_row_once_with_typed_values() {
-    let mock = ServiceNowMock::start(SnConfig { incidents: 137, ..Default::default() }).await;
+    let mock = ServiceNowMock::start(SnConfig {
+        incidents: 137,
+        ..Default::default()
+    })
+    .await;
     let local = local_with_profile().await;
-    let out = local.run(&flow("snow-full", "incident", &props(&mock, json!({"page_size": 25})), "  chunk: { records: 40 }\n")).await;
+    let out = local
+        .run(&flow(
+            "snow-full",
+            "incident",
+            &props(&mock, json!({"page_size": 25})),
+            "  chunk: { records: 40 }\n",
+        ))
+        .await;
     assert!(out.succeeded(), "{:?}", out.failure);
     let rows = local.output("out/snow-full");
     let nums: Vec<u64> = rows.iter().map(number).collect();
@@ -134,38 +188,85 @@ async fn a_full_run_reads_every_row_once_with_typed_values() {
     assert_eq!(r["sys_id"], json!(sys_id(10)));
     assert_eq!(r["priority"], json!(1), "strings typed from internal_type");
     assert_eq!(r["active"], json!(true));
-    assert_eq!(r["assigned_to"], Value::Null, "an empty reference is null, not \"\"");
-    assert_eq!(r["sys_updated_on"], json!(updated_on(10).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+    assert_eq!(
+        r["assigned_to"],
+        Value::Null,
+        "an empty reference is null, not \"\""
+    );
+    assert_eq!(
+        r["sys_updated_on"],
+        json!(updated_on(10).to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    );
     let r = rows.iter().find(|r| number(r) == 11).unwrap();
-    assert_eq!(r["caller_id"], json!(format!("{:032x}", 1000 + 11 % 3)), "reference as its sys_id, not a {{link, value}} object");
+    assert_eq!(
+        r["caller_id"],
+        json!(format!("{:032x}", 1000 + 11 % 3)),
+        "reference as its sys_id, not a {{link, value}} object"
+    );
     assert_eq!(r["reopen_count"], json!(2));
     // Every data request asks for sys_id order, without reference links.
     let reqs = mock.table_requests("incident");
     assert!(reqs.len() >= 137 / 25);
     for r in &reqs {
-        assert!(r.query.contains("sysparm_exclude_reference_link=true"), "{}", r.query);
+        assert!(
+            r.query.contains("sysparm_exclude_reference_link=true"),
+            "{}",
+            r.query
+        );
         assert!(r.query.contains("ORDERBYsys_id"), "{}", r.query);
-        assert!(!r.query.contains("sysparm_offset"), "keyset paging, not offsets: {}", r.query);
+        assert!(
+            !r.query.contains("sysparm_offset"),
+            "keyset paging, not offsets: {}",
+            r.query
+        );
     }
 }
 
 #[tokio::test]
 async fn incremental_runs_read_the_window_then_only_what_changed() {
-    let mock = ServiceNowMock::start(SnConfig { incidents: 150, ..Default::default() }).await;
+    let mock = ServiceNowMock::start(SnConfig {
+        incidents: 150,
+        ..Default::default()
+    })
+    .await;
     let local = local_with_profile().await;
     let from = updated_on(60); // rows 60-62 share this second: excluded ((start, end])
-    let yaml = flow("snow-inc", "incident", &props(&mock, json!({})), &incremental(from));
+    let yaml = flow(
+        "snow-inc",
+        "incident",
+        &props(&mock, json!({})),
+        &incremental(from),
+    );
     let out = local.run(&yaml).await;
     assert!(out.succeeded(), "{:?}", out.failure);
     let nums: Vec<u64> = local.output("out/snow-inc").iter().map(number).collect();
     let set: BTreeSet<u64> = nums.iter().copied().collect();
-    assert_eq!(nums.len(), set.len(), "duplicates at page boundaries (3 rows share each second, pages of 10)");
+    assert_eq!(
+        nums.len(),
+        set.len(),
+        "duplicates at page boundaries (3 rows share each second, pages of 10)"
+    );
     assert_eq!(set, mock.incidents_in(Some(from), None));
     assert_eq!(set, (63..=150).collect());
-    let last = mock.table_requests("incident").last().unwrap().query.clone();
-    let q: String = url::form_urlencoded::parse(last.as_bytes()).find(|(k, _)| k == "sysparm_query").unwrap().1.into_owned();
-    assert!(q.contains("sys_updated_on>2026-01-01 00:06:40^sys_updated_on<="), "UTC instance format, start exclusive: {q}");
-    assert!(q.contains("^NQ") && q.ends_with("^ORDERBYsys_updated_on^ORDERBYsys_id"), "{q}");
+    let last = mock
+        .table_requests("incident")
+        .last()
+        .unwrap()
+        .query
+        .clone();
+    let q: String = url::form_urlencoded::parse(last.as_bytes())
+        .find(|(k, _)| k == "sysparm_query")
+        .unwrap()
+        .1
+        .into_owned();
+    assert!(
+        q.contains("sys_updated_on>2026-01-01 00:06:40^sys_updated_on<="),
+        "UTC instance format, start exclusive: {q}"
+    );
+    assert!(
+        q.contains("^NQ") && q.ends_with("^ORDERBYsys_updated_on^ORDERBYsys_id"),
+        "{q}"
+    );
     let wm = local.watermark("snow-inc").await.expect("watermark moved");
 
     // Two rows change after the first run: the next run reads exactly them.
@@ -178,13 +279,21 @@ async fn incremental_runs_read_the_window_then_only_what_changed() {
     assert!(out.succeeded(), "{:?}", out.failure);
     let all: Vec<u64> = local.output("out/snow-inc").iter().map(number).collect();
     assert_eq!(all.len(), set.len() + 2, "{all:?}");
-    let second: BTreeSet<u64> = all[..].iter().copied().filter(|n| *n == 5 || *n == 99).collect();
+    let second: BTreeSet<u64> = all[..]
+        .iter()
+        .copied()
+        .filter(|n| *n == 5 || *n == 99)
+        .collect();
     assert_eq!(second, BTreeSet::from([5, 99]));
 }
 
 #[tokio::test]
 async fn a_row_updated_during_the_read_does_not_shift_the_others_out() {
-    let mock = ServiceNowMock::start(SnConfig { incidents: 90, ..Default::default() }).await;
+    let mock = ServiceNowMock::start(SnConfig {
+        incidents: 90,
+        ..Default::default()
+    })
+    .await;
     let src = source(&mock, json!({"page_size": 10}));
     let end = updated_on(90);
     let req = window_req(updated_on(0) - chrono::Duration::seconds(1), end);
@@ -212,50 +321,97 @@ async fn a_row_updated_during_the_read_does_not_shift_the_others_out() {
 
 #[tokio::test]
 async fn pages_shortened_or_emptied_by_acls_do_not_end_the_read() {
-    let mock = ServiceNowMock::start(SnConfig { incidents: 40, acl_hidden_every: Some(3), ..Default::default() }).await;
+    let mock = ServiceNowMock::start(SnConfig {
+        incidents: 40,
+        acl_hidden_every: Some(3),
+        ..Default::default()
+    })
+    .await;
     let src = source(&mock, json!({"page_size": 1}));
-    let req = ReadRequest { entity: "incident".into(), window: None, incremental_field: None, page_size: None, filters: vec![] };
+    let req = ReadRequest {
+        entity: "incident".into(),
+        window: None,
+        incremental_field: None,
+        page_size: None,
+        filters: vec![],
+    };
     let (_, nums) = read_all(&src, &req).await.unwrap();
     let set: BTreeSet<u64> = nums.iter().copied().collect();
     assert_eq!(nums.len(), set.len());
     assert_eq!(set, mock.incidents_in(None, None));
     assert_eq!(set.len(), 27);
-    assert!(mock.table_requests("incident").iter().any(|r| r.query.contains("sysparm_offset=")), "empty pages stepped over with sysparm_offset");
+    assert!(
+        mock.table_requests("incident")
+            .iter()
+            .any(|r| r.query.contains("sysparm_offset=")),
+        "empty pages stepped over with sysparm_offset"
+    );
 }
 
 #[tokio::test]
 async fn display_values_keep_keys_and_times_as_actual_utc_values() {
-    let mock = ServiceNowMock::start(SnConfig { incidents: 12, ..Default::default() }).await;
+    let mock = ServiceNowMock::start(SnConfig {
+        incidents: 12,
+        ..Default::default()
+    })
+    .await;
     let req = window_req(updated_on(0) - chrono::Duration::seconds(1), updated_on(12));
-    let (rows, _) = read_all(&source(&mock, json!({"display_value": true})), &req).await.unwrap();
+    let (rows, _) = read_all(&source(&mock, json!({"display_value": true})), &req)
+        .await
+        .unwrap();
     let r = rows.iter().find(|r| number(r) == 4).unwrap();
     assert_eq!(r["priority"], json!("5 - Planning"));
     assert_eq!(r["state"], json!("Closed"));
     assert_eq!(r["caller_id"], json!("Agent 1"));
     assert_eq!(r["sys_id"], json!(sys_id(4)));
-    assert_eq!(r["sys_updated_on"], json!(updated_on(4).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)), "not the user's time zone");
-    assert!(mock.table_requests("incident").iter().all(|q| q.query.contains("sysparm_display_value=all")));
+    assert_eq!(
+        r["sys_updated_on"],
+        json!(updated_on(4).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        "not the user's time zone"
+    );
+    assert!(mock
+        .table_requests("incident")
+        .iter()
+        .all(|q| q.query.contains("sysparm_display_value=all")));
 
     let src = source(&mock, json!({"display_value": "all"}));
     let d = src.describe("incident").await.unwrap();
-    assert!(d.fields.iter().any(|f| f.name == "priority_display" && f.data_type == FieldType::String));
+    assert!(d
+        .fields
+        .iter()
+        .any(|f| f.name == "priority_display" && f.data_type == FieldType::String));
     let (rows, _) = read_all(&src, &req).await.unwrap();
     let r = rows.iter().find(|r| number(r) == 4).unwrap();
-    assert_eq!((r["priority"].clone(), r["priority_display"].clone()), (json!(5), json!("5 - Planning")));
+    assert_eq!(
+        (r["priority"].clone(), r["priority_display"].clone()),
+        (json!(5), json!("5 - Planning"))
+    );
 }
 
 #[tokio::test]
 async fn an_incremental_field_the_table_lacks_is_refused_not_ignored() {
-    let mock = ServiceNowMock::start(SnConfig { incidents: 12, ..Default::default() }).await;
+    let mock = ServiceNowMock::start(SnConfig {
+        incidents: 12,
+        ..Default::default()
+    })
+    .await;
     let src = source(&mock, json!({}));
     let mut req = window_req(updated_on(0), updated_on(12));
     req.incremental_field = Some("u_updated".into());
     let e = src.read_page(&req, None).await.unwrap_err();
     assert_eq!(e.kind(), ferry::error::ErrorKind::InvalidFlow);
-    assert!(e.to_string().contains("source.incremental.field") && e.to_string().contains("ignore"), "{e}");
+    assert!(
+        e.to_string().contains("source.incremental.field") && e.to_string().contains("ignore"),
+        "{e}"
+    );
     // Through the engine: the run fails before reading anything.
     let local = local_with_profile().await;
-    let yaml = flow("snow-badfield", "incident", &props(&mock, json!({})), "  incremental:\n    field: u_updated\n");
+    let yaml = flow(
+        "snow-badfield",
+        "incident",
+        &props(&mock, json!({})),
+        "  incremental:\n    field: u_updated\n",
+    );
     let out = local.run(&yaml).await;
     assert_eq!(out.failure.expect("fails").error, "InvalidFlow");
     assert!(mock.table_requests("incident").is_empty());
@@ -263,37 +419,81 @@ async fn an_incremental_field_the_table_lacks_is_refused_not_ignored() {
 
 #[tokio::test]
 async fn refused_credentials_end_the_run_auth_failed_naming_the_profile() {
-    let mock = ServiceNowMock::start(SnConfig { incidents: 5, ..Default::default() }).await;
+    let mock = ServiceNowMock::start(SnConfig {
+        incidents: 5,
+        ..Default::default()
+    })
+    .await;
     let local = Local::new();
-    local.put_secret("snow", json!({"type": "basic", "username": "ferry.integration", "password": "wrong-pass"})).await;
-    let out = local.run(&flow("snow-auth", "incident", &props(&mock, json!({})), "")).await;
+    local
+        .put_secret(
+            "snow",
+            json!({"type": "basic", "username": "ferry.integration", "password": "wrong-pass"}),
+        )
+        .await;
+    let out = local
+        .run(&flow("snow-auth", "incident", &props(&mock, json!({})), ""))
+        .await;
     let f = out.failure.expect("the run fails");
     assert_eq!(f.error, "AuthFailed", "{f:?}");
-    assert!(f.cause.contains("'snow'") && f.cause.contains("401"), "{}", f.cause);
+    assert!(
+        f.cause.contains("'snow'") && f.cause.contains("401"),
+        "{}",
+        f.cause
+    );
     assert!(!f.cause.contains("wrong-pass"), "{}", f.cause);
     assert!(local.output("out/snow-auth").is_empty());
 }
 
 #[tokio::test]
 async fn an_oauth_profile_refreshes_its_token_and_reads() {
-    let auth = SnAuth::OAuth { client_id: "cid".into(), client_secret: "csec".into(), refresh_token: "sn-rt".into() };
-    let mock = ServiceNowMock::start(SnConfig { incidents: 33, auth, ..Default::default() }).await;
+    let auth = SnAuth::OAuth {
+        client_id: "cid".into(),
+        client_secret: "csec".into(),
+        refresh_token: "sn-rt".into(),
+    };
+    let mock = ServiceNowMock::start(SnConfig {
+        incidents: 33,
+        auth,
+        ..Default::default()
+    })
+    .await;
     let local = Local::new();
     local
         .put_secret("snow", json!({"type": "oauth2_refresh_token", "token_url": format!("{}/oauth_token.do", mock.url()),
             "client_id": "cid", "client_secret": "csec", "refresh_token": "sn-rt"}))
         .await;
-    let out = local.run(&flow("snow-oauth", "incident", &props(&mock, json!({})), "")).await;
+    let out = local
+        .run(&flow(
+            "snow-oauth",
+            "incident",
+            &props(&mock, json!({})),
+            "",
+        ))
+        .await;
     assert!(out.succeeded(), "{:?}", out.failure);
     assert_eq!(local.output("out/snow-oauth").len(), 33);
-    assert!(local.secret("snow")["access_token"].as_str().unwrap().starts_with("sn-at-"));
+    assert!(local.secret("snow")["access_token"]
+        .as_str()
+        .unwrap()
+        .starts_with("sn-at-"));
 }
 
 #[tokio::test]
 async fn retry_after_is_honoured_and_a_long_one_ends_the_chunk_throttled() {
-    let mock = ServiceNowMock::start(SnConfig { incidents: 10, ..Default::default() }).await;
+    let mock = ServiceNowMock::start(SnConfig {
+        incidents: 10,
+        ..Default::default()
+    })
+    .await;
     let src = source(&mock, json!({}));
-    let req = ReadRequest { entity: "incident".into(), window: None, incremental_field: None, page_size: None, filters: vec![] };
+    let req = ReadRequest {
+        entity: "incident".into(),
+        window: None,
+        incremental_field: None,
+        page_size: None,
+        filters: vec![],
+    };
     src.describe("incident").await.unwrap();
     mock.push_faults([Fault::throttle("1")]);
     let (_, nums) = read_all(&src, &req).await.unwrap();
@@ -314,22 +514,53 @@ async fn retry_after_is_honoured_and_a_long_one_ends_the_chunk_throttled() {
 
 #[tokio::test]
 async fn a_throttled_chunk_is_retried_by_the_state_machine_without_loss_or_duplicates() {
-    let mock = ServiceNowMock::start(SnConfig { incidents: 95, ..Default::default() }).await;
+    let mock = ServiceNowMock::start(SnConfig {
+        incidents: 95,
+        ..Default::default()
+    })
+    .await;
     let local = local_with_profile().await;
-    let asl = ferry::local::FLOW_RUN_ASL.replace("\"IntervalSeconds\": 30", "\"IntervalSeconds\": 1");
+    let asl =
+        ferry::local::FLOW_RUN_ASL.replace("\"IntervalSeconds\": 30", "\"IntervalSeconds\": 1");
     assert_ne!(asl, ferry::local::FLOW_RUN_ASL);
     let engine = Engine::with_definition(local.engine.deps.clone(), &asl).unwrap();
     let p = props(&mock, json!({"http": {"max_retry_after_seconds": 1}}));
-    let yaml = flow("snow-throttled", "incident", &p, &format!("{}  chunk: {{ records: 30 }}\n", incremental(updated_on(0) - chrono::Duration::seconds(1))));
+    let yaml = flow(
+        "snow-throttled",
+        "incident",
+        &p,
+        &format!(
+            "{}  chunk: {{ records: 30 }}\n",
+            incremental(updated_on(0) - chrono::Duration::seconds(1))
+        ),
+    );
     let flow = ferry::flow::Flow::parse(&yaml, "t.yaml").unwrap();
-    local.engine.deps.flows.put_flow(&flow, chrono::Utc::now()).await.unwrap();
+    local
+        .engine
+        .deps
+        .flows
+        .put_flow(&flow, chrono::Utc::now())
+        .await
+        .unwrap();
     mock.fault_every(9, vec![Fault::throttle("3600")]);
     let out = engine
-        .run(ferry::steps::start_run::RunRequest { flow: "snow-throttled".into(), trigger: None, mode: None, window: None }, &ferry::local::asl::NoopObserver)
+        .run(
+            ferry::steps::start_run::RunRequest {
+                flow: "snow-throttled".into(),
+                trigger: None,
+                mode: None,
+                window: None,
+            },
+            &ferry::local::asl::NoopObserver,
+        )
         .await;
     assert!(out.succeeded(), "{:?}", out.failure);
     assert!(mock.requests().iter().any(|r| r.status == 429));
-    let nums: Vec<u64> = local.output("out/snow-throttled").iter().map(number).collect();
+    let nums: Vec<u64> = local
+        .output("out/snow-throttled")
+        .iter()
+        .map(number)
+        .collect();
     let set: BTreeSet<u64> = nums.iter().copied().collect();
     assert_eq!(nums.len(), set.len(), "duplicates after the retried chunk");
     assert_eq!(set, (1..=95).collect());
@@ -337,9 +568,17 @@ async fn a_throttled_chunk_is_retried_by_the_state_machine_without_loss_or_dupli
 
 #[tokio::test]
 async fn the_example_flow_validates_and_runs_against_the_mock() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/flows/servicenow-incident.yaml")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/flows/servicenow-incident.yaml"
+    ))
+    .unwrap();
     ferry::flow::Flow::parse(&text, "servicenow-incident.yaml").expect("the example is valid");
-    let mock = ServiceNowMock::start(SnConfig { incidents: 120, ..Default::default() }).await;
+    let mock = ServiceNowMock::start(SnConfig {
+        incidents: 120,
+        ..Default::default()
+    })
+    .await;
     let local = local_with_profile().await;
     let text = text
         .replace("https://acme.service-now.com", &mock.url())
@@ -347,11 +586,21 @@ async fn the_example_flow_validates_and_runs_against_the_mock() {
         .replace("compression: zstd", "compression: none");
     let out = local.run(&text).await;
     assert!(out.succeeded(), "{:?}", out.failure);
-    let nums: Vec<u64> = local.output("ferry-out/servicenow-incident").iter().map(number).collect();
+    let nums: Vec<u64> = local
+        .output("ferry-out/servicenow-incident")
+        .iter()
+        .map(number)
+        .collect();
     let set: BTreeSet<u64> = nums.iter().copied().collect();
     assert_eq!(nums.len(), set.len());
-    let first = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    let first = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
     // `query: active=true` is ANDed with the window; incident i is inactive when i % 4 == 0.
-    let want: BTreeSet<u64> = mock.incidents_in(Some(first), None).into_iter().filter(|i| i % 4 != 0).collect();
+    let want: BTreeSet<u64> = mock
+        .incidents_in(Some(first), None)
+        .into_iter()
+        .filter(|i| i % 4 != 0)
+        .collect();
     assert_eq!(set, want);
 }

@@ -11,10 +11,10 @@ use ferry::error::ErrorKind;
 use ferry::local::Engine;
 use ferry::model::Window;
 use ferry::ports::Secret;
-use ferry_tests::{assert_once, read_all};
 use ferry_tests::harness::Local;
 use ferry_tests::saas::slack::{message_micros, SlackMock, SlackMockConfig};
 use ferry_tests::Fault;
+use ferry_tests::{assert_once, read_all};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -40,19 +40,36 @@ fn props(mock: &SlackMock, extra: Value) -> Value {
 }
 
 fn source(mock: &SlackMock, entity: &str, extra: Value, token: &str) -> SlackSource {
-    let auth = Authenticator::from_secret(PROFILE, &Secret::new(secret(token)), Arc::new(MemorySecrets::default())).unwrap();
+    let auth = Authenticator::from_secret(
+        PROFILE,
+        &Secret::new(secret(token)),
+        Arc::new(MemorySecrets::default()),
+    )
+    .unwrap();
     SlackSource::new(props(mock, extra).as_object().unwrap(), entity, auth).unwrap()
 }
 
 fn req(entity: &str, window: Option<Window>) -> ReadRequest {
-    ReadRequest { entity: entity.into(), incremental_field: None, window, page_size: None, filters: vec![] }
+    ReadRequest {
+        entity: entity.into(),
+        incremental_field: None,
+        window,
+        page_size: None,
+        filters: vec![],
+    }
 }
-
 
 fn keys(records: &[Value]) -> Vec<(String, String)> {
-    records.iter().map(|r| (r["channel"].as_str().unwrap().to_string(), r["ts"].as_str().unwrap().to_string())).collect()
+    records
+        .iter()
+        .map(|r| {
+            (
+                r["channel"].as_str().unwrap().to_string(),
+                r["ts"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
 }
-
 
 fn at(micros: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_micros(micros).unwrap()
@@ -69,81 +86,235 @@ fn flow(name: &str, entity: &str, props: &Value, extra: &str) -> String {
 async fn entities_and_fields_are_described() {
     let mock = SlackMock::start(Default::default()).await;
     let src = source(&mock, "messages", json!({}), "xoxb-test-1");
-    let names: Vec<String> = src.list_entities().await.unwrap().into_iter().map(|e| e.name).collect();
+    let names: Vec<String> = src
+        .list_entities()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert_eq!(names, ["conversations", "users", "messages"]);
     let d = src.describe("messages").await.unwrap();
     let f = |n: &str| d.fields.iter().find(|f| f.name == n).unwrap().clone();
     assert!(f("channel").primary_key && f("ts").primary_key);
     assert!(f("posted_at").incremental && f("posted_at").data_type == FieldType::Timestamp);
     let d = src.describe("users").await.unwrap();
-    assert!(d.fields.iter().any(|f| f.name == "updated" && f.incremental));
+    assert!(d
+        .fields
+        .iter()
+        .any(|f| f.name == "updated" && f.incremental));
     assert!(mock.requests().is_empty());
 }
 
 #[tokio::test]
 async fn every_entity_is_read_exactly_once() {
-    let mock = SlackMock::start(SlackMockConfig { messages: 45, users: 31, ..Default::default() }).await;
+    let mock = SlackMock::start(SlackMockConfig {
+        messages: 45,
+        users: 31,
+        ..Default::default()
+    })
+    .await;
     let src = source(&mock, "messages", json!({"page_size": 7}), "xoxb-test-1");
     let m = read_all(&src, &req("messages", None)).await.unwrap();
-    assert_once("messages", &keys(&m), &mock.message_keys(&MEMBER, None, None));
+    assert_once(
+        "messages",
+        &keys(&m),
+        &mock.message_keys(&MEMBER, None, None),
+    );
     // Slack's text ts keeps its microseconds in posted_at; nested values become JSON text.
-    let r = m.iter().find(|r| r["channel"] == "C0000000001" && r["edited"].is_string()).expect("an edited message");
-    let micros = r["ts"].as_str().unwrap().split('.').nth(1).unwrap().to_string();
-    assert!(r["posted_at"].as_str().unwrap().contains(&format!(".{micros}")), "{r}");
+    let r = m
+        .iter()
+        .find(|r| r["channel"] == "C0000000001" && r["edited"].is_string())
+        .expect("an edited message");
+    let micros = r["ts"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert!(
+        r["posted_at"]
+            .as_str()
+            .unwrap()
+            .contains(&format!(".{micros}")),
+        "{r}"
+    );
     assert!(r["reactions"].is_string() && r["blocks"].is_string(), "{r}");
     // Messages of the archived channel are readable.
     assert!(m.iter().any(|r| r["channel"] == "C0000000004"));
 
-    let u = read_all(&source(&mock, "users", json!({"page_size": 5}), "xoxb-test-1"), &req("users", None)).await.unwrap();
-    let uids: Vec<String> = u.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    let u = read_all(
+        &source(&mock, "users", json!({"page_size": 5}), "xoxb-test-1"),
+        &req("users", None),
+    )
+    .await
+    .unwrap();
+    let uids: Vec<String> = u
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
     assert_once("users", &uids, &mock.user_ids());
-    assert!(u.iter().any(|r| r["deleted"] == true), "deleted users are listed");
-    assert!(u[0]["updated"].as_str().unwrap().ends_with('Z'), "epoch seconds became a timestamp: {}", u[0]);
+    assert!(
+        u.iter().any(|r| r["deleted"] == true),
+        "deleted users are listed"
+    );
+    assert!(
+        u[0]["updated"].as_str().unwrap().ends_with('Z'),
+        "epoch seconds became a timestamp: {}",
+        u[0]
+    );
 
-    let c = read_all(&source(&mock, "conversations", json!({"page_size": 2}), "xoxb-test-1"), &req("conversations", None)).await.unwrap();
-    let cids: Vec<String> = c.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    let c = read_all(
+        &source(
+            &mock,
+            "conversations",
+            json!({"page_size": 2}),
+            "xoxb-test-1",
+        ),
+        &req("conversations", None),
+    )
+    .await
+    .unwrap();
+    let cids: Vec<String> = c
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
     assert_once("conversations", &cids, &mock.channel_ids(false));
     // `updated` is epoch milliseconds, `created` epoch seconds.
-    assert!(c[0]["updated"].as_str().unwrap().ends_with(".123Z"), "{}", c[0]);
-    let c = read_all(&source(&mock, "conversations", json!({"exclude_archived": true}), "xoxb-test-1"), &req("conversations", None)).await.unwrap();
-    let cids: Vec<String> = c.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    assert!(
+        c[0]["updated"].as_str().unwrap().ends_with(".123Z"),
+        "{}",
+        c[0]
+    );
+    let c = read_all(
+        &source(
+            &mock,
+            "conversations",
+            json!({"exclude_archived": true}),
+            "xoxb-test-1",
+        ),
+        &req("conversations", None),
+    )
+    .await
+    .unwrap();
+    let cids: Vec<String> = c
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
     assert_once("without archived", &cids, &mock.channel_ids(true));
 
     let reqs = mock.requests();
-    let hist: Vec<_> = reqs.iter().filter(|r| r.path == "/api/conversations.history").collect();
+    let hist: Vec<_> = reqs
+        .iter()
+        .filter(|r| r.path == "/api/conversations.history")
+        .collect();
     assert!(hist.iter().all(|r| r.query.contains("limit=7")));
     assert!(hist.iter().filter(|r| r.query.contains("cursor=")).count() >= 20);
 }
 
 #[tokio::test]
 async fn short_and_empty_pages_do_not_end_paging() {
-    let mock = SlackMock::start(SlackMockConfig { messages: 30, ..Default::default() }).await;
+    let mock = SlackMock::start(SlackMockConfig {
+        messages: 30,
+        ..Default::default()
+    })
+    .await;
     mock.set_short_pages(true);
     let src = source(&mock, "messages", json!({"page_size": 9}), "xoxb-test-1");
     let m = read_all(&src, &req("messages", None)).await.unwrap();
-    assert_once("short pages", &keys(&m), &mock.message_keys(&MEMBER, None, None));
+    assert_once(
+        "short pages",
+        &keys(&m),
+        &mock.message_keys(&MEMBER, None, None),
+    );
 }
 
 #[tokio::test]
 async fn windows_include_their_end_and_exclude_their_start() {
     let mock = SlackMock::start(Default::default()).await;
-    let src = source(&mock, "messages", json!({"channels": ["C0000000001"], "page_size": 6}), "xoxb-test-1");
+    let src = source(
+        &mock,
+        "messages",
+        json!({"channels": ["C0000000001"], "page_size": 6}),
+        "xoxb-test-1",
+    );
     // Bounds exactly on messages 10, 25 and 40 of channel 1.
-    let (a, b, c) = (at(message_micros(10, 1)), at(message_micros(25, 1)), at(message_micros(40, 1)));
-    let first = keys(&read_all(&src, &req("messages", Some(Window { start: Some(a), end: b }))).await.unwrap());
-    let second = keys(&read_all(&src, &req("messages", Some(Window { start: Some(b), end: c }))).await.unwrap());
-    assert_once("(a, b]", &first, &mock.message_keys(&["C0000000001"], Some(a), Some(b)));
+    let (a, b, c) = (
+        at(message_micros(10, 1)),
+        at(message_micros(25, 1)),
+        at(message_micros(40, 1)),
+    );
+    let first = keys(
+        &read_all(
+            &src,
+            &req(
+                "messages",
+                Some(Window {
+                    start: Some(a),
+                    end: b,
+                }),
+            ),
+        )
+        .await
+        .unwrap(),
+    );
+    let second = keys(
+        &read_all(
+            &src,
+            &req(
+                "messages",
+                Some(Window {
+                    start: Some(b),
+                    end: c,
+                }),
+            ),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_once(
+        "(a, b]",
+        &first,
+        &mock.message_keys(&["C0000000001"], Some(a), Some(b)),
+    );
     assert_eq!(first.len(), 15, "messages 11..=25");
     let mut both = first.clone();
     both.extend(second);
-    assert_once("(a, b] + (b, c]", &both, &mock.message_keys(&["C0000000001"], Some(a), Some(c)));
+    assert_once(
+        "(a, b] + (b, c]",
+        &both,
+        &mock.message_keys(&["C0000000001"], Some(a), Some(c)),
+    );
     let q = &mock.requests()[0].query;
-    assert!(q.contains("inclusive=true") && q.contains(&format!("oldest={}", ts(a))) && q.contains(&format!("latest={}", ts(b))), "{q}");
+    assert!(
+        q.contains("inclusive=true")
+            && q.contains(&format!("oldest={}", ts(a)))
+            && q.contains(&format!("latest={}", ts(b))),
+        "{q}"
+    );
 
     // Slack ignores arguments it does not know: a window that did not reach it is still applied.
     mock.set_ignore_window(true);
-    let got = keys(&read_all(&src, &req("messages", Some(Window { start: Some(a), end: b }))).await.unwrap());
-    assert_once("ignored window", &got, &mock.message_keys(&["C0000000001"], Some(a), Some(b)));
+    let got = keys(
+        &read_all(
+            &src,
+            &req(
+                "messages",
+                Some(Window {
+                    start: Some(a),
+                    end: b,
+                }),
+            ),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_once(
+        "ignored window",
+        &got,
+        &mock.message_keys(&["C0000000001"], Some(a), Some(b)),
+    );
 }
 
 fn ts(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -153,9 +324,17 @@ fn ts(t: chrono::DateTime<chrono::Utc>) -> String {
 #[tokio::test]
 async fn ok_false_errors_map_to_the_framework_kinds() {
     let mock = SlackMock::start(Default::default()).await;
-    let e = read_all(&source(&mock, "users", json!({}), "xoxb-wrong-secret"), &req("users", None)).await.unwrap_err();
+    let e = read_all(
+        &source(&mock, "users", json!({}), "xoxb-wrong-secret"),
+        &req("users", None),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AuthFailed, "{e}");
-    assert!(e.to_string().contains(PROFILE) && e.to_string().contains("invalid_auth"), "{e}");
+    assert!(
+        e.to_string().contains(PROFILE) && e.to_string().contains("invalid_auth"),
+        "{e}"
+    );
     assert!(!e.to_string().contains("xoxb-wrong-secret"), "{e}");
 
     mock.set_missing_scope(Some("channels:history"));
@@ -165,10 +344,22 @@ async fn ok_false_errors_map_to_the_framework_kinds() {
     assert!(e.to_string().contains("channels:history"), "{e}");
     mock.set_missing_scope(None);
 
-    let outside = source(&mock, "messages", json!({"channels": ["C0000000009"]}), "xoxb-test-1");
-    let e = read_all(&outside, &req("messages", None)).await.unwrap_err();
+    let outside = source(
+        &mock,
+        "messages",
+        json!({"channels": ["C0000000009"]}),
+        "xoxb-test-1",
+    );
+    let e = read_all(&outside, &req("messages", None))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::SourceRejected, "{e}");
-    assert!(e.to_string().contains("not_in_channel") && e.to_string().contains("source.properties.channels") && e.to_string().contains("/invite"), "{e}");
+    assert!(
+        e.to_string().contains("not_in_channel")
+            && e.to_string().contains("source.properties.channels")
+            && e.to_string().contains("/invite"),
+        "{e}"
+    );
 
     mock.push_api_errors(["ratelimited"]);
     let e = read_all(&src, &req("messages", None)).await.unwrap_err();
@@ -183,14 +374,29 @@ async fn retry_after_is_honoured_and_long_waits_end_the_chunk_throttled() {
     let mock = SlackMock::start(Default::default()).await;
     mock.push_faults([Fault::throttle("1")]);
     let src = source(&mock, "users", json!({}), "xoxb-test-1");
-    assert_eq!(src.read_page(&req("users", None), None).await.unwrap().records.len(), 23);
+    assert_eq!(
+        src.read_page(&req("users", None), None)
+            .await
+            .unwrap()
+            .records
+            .len(),
+        23
+    );
     let r = mock.requests();
     assert_eq!((r[0].status, r[1].status), (429, 200));
     assert!(r[1].at.duration_since(r[0].at) >= Duration::from_millis(950));
 
     mock.push_faults([Fault::throttle("120")]);
-    let capped = source(&mock, "users", json!({"http": {"max_retry_after_seconds": 5}}), "xoxb-test-1");
-    let e = capped.read_page(&req("users", None), None).await.unwrap_err();
+    let capped = source(
+        &mock,
+        "users",
+        json!({"http": {"max_retry_after_seconds": 5}}),
+        "xoxb-test-1",
+    );
+    let e = capped
+        .read_page(&req("users", None), None)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Throttled, "{e}");
 }
 
@@ -200,25 +406,55 @@ async fn full_then_incremental_runs_read_every_message_once() {
     let local = Local::new();
     local.put_secret(PROFILE, secret("xoxb-test-1")).await;
     let p = props(&mock, json!({}));
-    let out = local.run(&flow("sl-full", "messages", &p, "  chunk: { records: 25, page_size: 10 }\n")).await;
+    let out = local
+        .run(&flow(
+            "sl-full",
+            "messages",
+            &p,
+            "  chunk: { records: 25, page_size: 10 }\n",
+        ))
+        .await;
     assert!(out.succeeded(), "{:?}", out.failure);
-    assert_once("full", &keys(&local.output("out/sl-full")), &mock.message_keys(&MEMBER, None, None));
+    assert_once(
+        "full",
+        &keys(&local.output("out/sl-full")),
+        &mock.message_keys(&MEMBER, None, None),
+    );
     assert_eq!(out.record.unwrap().records_written, 240);
 
     let from = at(message_micros(30, 2));
     let inc = format!("  incremental:\n    field: posted_at\n    first_execution_from: {}\n  chunk: {{ records: 20, page_size: 8 }}\n", from.to_rfc3339());
     let out = local.run(&flow("sl-inc", "messages", &p, &inc)).await;
     assert!(out.succeeded(), "{:?}", out.failure);
-    assert_once("incremental", &keys(&local.output("out/sl-inc")), &mock.message_keys(&MEMBER, Some(from), None));
+    assert_once(
+        "incremental",
+        &keys(&local.output("out/sl-inc")),
+        &mock.message_keys(&MEMBER, Some(from), None),
+    );
     let out = local.run(&flow("sl-inc", "messages", &p, &inc)).await;
     assert!(out.succeeded(), "{:?}", out.failure);
-    assert_eq!(out.record.unwrap().records_written, 0, "the second run finds nothing new");
+    assert_eq!(
+        out.record.unwrap().records_written,
+        0,
+        "the second run finds nothing new"
+    );
 
     for (entity, n) in [("users", 23usize), ("conversations", 5)] {
         let name = format!("sl-{entity}");
-        let out = local.run(&flow(&name, entity, &p, "  chunk: { records: 4, page_size: 3 }\n")).await;
+        let out = local
+            .run(&flow(
+                &name,
+                entity,
+                &p,
+                "  chunk: { records: 4, page_size: 3 }\n",
+            ))
+            .await;
         assert!(out.succeeded(), "{entity}: {:?}", out.failure);
-        let ids: Vec<String> = local.output(&format!("out/{name}")).iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+        let ids: Vec<String> = local
+            .output(&format!("out/{name}"))
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect();
         assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), n, "{entity}");
         assert_eq!(ids.len(), n, "{entity}");
     }
@@ -229,44 +465,96 @@ async fn refused_token_ends_the_run_auth_failed_naming_the_profile() {
     let mock = SlackMock::start(Default::default()).await;
     let local = Local::new();
     local.put_secret(PROFILE, secret("xoxb-revoked-123")).await;
-    let out = local.run(&flow("sl-auth", "messages", &props(&mock, json!({})), "")).await;
+    let out = local
+        .run(&flow("sl-auth", "messages", &props(&mock, json!({})), ""))
+        .await;
     let f = out.failure.expect("the run fails");
     assert_eq!(f.error, "AuthFailed", "{f:?}");
-    assert!(f.cause.contains(PROFILE) && f.cause.contains("invalid_auth"), "{}", f.cause);
+    assert!(
+        f.cause.contains(PROFILE) && f.cause.contains("invalid_auth"),
+        "{}",
+        f.cause
+    );
     assert!(!f.cause.contains("xoxb-revoked-123"), "{}", f.cause);
     assert_eq!(local.watermark("sl-auth").await, None);
 }
 
 #[tokio::test]
 async fn a_throttled_chunk_is_retried_without_loss_or_duplicates() {
-    let mock = SlackMock::start(SlackMockConfig { messages: 25, ..Default::default() }).await;
+    let mock = SlackMock::start(SlackMockConfig {
+        messages: 25,
+        ..Default::default()
+    })
+    .await;
     let local = Local::new();
     local.put_secret(PROFILE, secret("xoxb-test-1")).await;
-    let asl = ferry::local::FLOW_RUN_ASL.replace("\"IntervalSeconds\": 30", "\"IntervalSeconds\": 1");
+    let asl =
+        ferry::local::FLOW_RUN_ASL.replace("\"IntervalSeconds\": 30", "\"IntervalSeconds\": 1");
     assert_ne!(asl, ferry::local::FLOW_RUN_ASL);
     let engine = Engine::with_definition(local.engine.deps.clone(), &asl).unwrap();
-    let p = props(&mock, json!({"http": {"max_retry_after_seconds": 1, "backoff_initial_ms": 5}}));
-    let f = ferry::flow::Flow::parse(&flow("sl-throttled", "messages", &p, "  chunk: { records: 20, page_size: 10 }\n"), "t.yaml").unwrap();
-    local.engine.deps.flows.put_flow(&f, chrono::Utc::now()).await.unwrap();
+    let p = props(
+        &mock,
+        json!({"http": {"max_retry_after_seconds": 1, "backoff_initial_ms": 5}}),
+    );
+    let f = ferry::flow::Flow::parse(
+        &flow(
+            "sl-throttled",
+            "messages",
+            &p,
+            "  chunk: { records: 20, page_size: 10 }\n",
+        ),
+        "t.yaml",
+    )
+    .unwrap();
+    local
+        .engine
+        .deps
+        .flows
+        .put_flow(&f, chrono::Utc::now())
+        .await
+        .unwrap();
     mock.fault_every(4, vec![Fault::throttle("3600")]);
     let out = engine
-        .run(ferry::steps::start_run::RunRequest { flow: "sl-throttled".into(), trigger: None, mode: None, window: None }, &ferry::local::asl::NoopObserver)
+        .run(
+            ferry::steps::start_run::RunRequest {
+                flow: "sl-throttled".into(),
+                trigger: None,
+                mode: None,
+                window: None,
+            },
+            &ferry::local::asl::NoopObserver,
+        )
         .await;
     assert!(out.succeeded(), "{:?}", out.failure);
     assert!(mock.requests().iter().any(|r| r.status == 429));
-    assert_once("throttled", &keys(&local.output("out/sl-throttled")), &mock.message_keys(&MEMBER, None, None));
+    assert_once(
+        "throttled",
+        &keys(&local.output("out/sl-throttled")),
+        &mock.message_keys(&MEMBER, None, None),
+    );
 }
 
 #[tokio::test]
 async fn the_example_flow_runs_against_the_mock() {
     let mock = SlackMock::start(Default::default()).await;
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/flows/slack-messages.yaml")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/flows/slack-messages.yaml"
+    ))
+    .unwrap();
     assert!(text.contains("# base_url: https://slack.com/api"));
     let local = Local::new();
     local.put_secret(PROFILE, secret("xoxb-test-1")).await;
-    let text = text.replace("# base_url: https://slack.com/api", &format!("base_url: {}", mock.url()));
+    let text = text.replace(
+        "# base_url: https://slack.com/api",
+        &format!("base_url: {}", mock.url()),
+    );
     let out = local.run(&text).await;
     assert!(out.succeeded(), "{:?}", out.failure);
     let got = keys(&local.output("ferry-out/slack-messages"));
-    assert_once("example", &got, &mock.message_keys(&["C0000000001", "C0000000002"], None, None));
+    assert_once(
+        "example",
+        &got,
+        &mock.message_keys(&["C0000000001", "C0000000002"], None, None),
+    );
 }

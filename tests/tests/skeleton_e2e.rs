@@ -278,7 +278,10 @@ async fn failed_write_leaves_watermark_and_manifests_and_the_next_run_rereads_th
             )
             // Every chunk writes its own files (no rows carried to finalize), so the failure
             // below hits after earlier chunks' objects were written.
-            .replace("  compression: zstd\n", "  compression: zstd\n  aggregation: none\n"),
+            .replace(
+                "  compression: zstd\n",
+                "  compression: zstd\n  aggregation: none\n",
+            ),
     );
     assert!(f.destination.aggregation.is_some());
     let first = run(&env, &f, None).await.record.unwrap();

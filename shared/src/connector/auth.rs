@@ -148,7 +148,13 @@ struct TokenResponse {
 impl Authenticator {
     /// No credentials.
     pub fn none() -> Self {
-        Self::build(None, AuthSpec::None, BTreeMap::new(), Default::default(), None)
+        Self::build(
+            None,
+            AuthSpec::None,
+            BTreeMap::new(),
+            Default::default(),
+            None,
+        )
     }
 
     /// Parse a profile's secret. Errors name the profile and the field, never a value.
@@ -168,9 +174,8 @@ impl Authenticator {
             .ok_or_else(|| auth_err("the secret must be a JSON object with a `type` field (api_key, basic, bearer, oauth2_client_credentials, oauth2_refresh_token, none)".into()))?;
         let headers: BTreeMap<String, String> = match raw.get("headers") {
             None => BTreeMap::new(),
-            Some(h) => serde_json::from_value(h.clone()).map_err(|_| {
-                auth_err("`headers` must map header names to text values".into())
-            })?,
+            Some(h) => serde_json::from_value(h.clone())
+                .map_err(|_| auth_err("`headers` must map header names to text values".into()))?,
         };
         let mut spec_obj = raw.clone();
         spec_obj.remove("headers");

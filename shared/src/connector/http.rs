@@ -142,7 +142,10 @@ impl RateLimiter {
         let mut q = self.starts.lock().await;
         loop {
             let now = tokio::time::Instant::now();
-            while q.front().is_some_and(|t| now.duration_since(*t) >= self.per) {
+            while q
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= self.per)
+            {
                 q.pop_front();
             }
             if q.len() < self.n {
@@ -401,7 +404,11 @@ impl HttpClient {
         let headers = resp.headers().clone();
         if code == 401 {
             if !reauthed.swap(true, std::sync::atomic::Ordering::SeqCst)
-                && self.auth.on_unauthorized(applied).await.map_err(Attempt::Fail)?
+                && self
+                    .auth
+                    .on_unauthorized(applied)
+                    .await
+                    .map_err(Attempt::Fail)?
             {
                 return Err(Attempt::Reauth);
             }
@@ -462,10 +469,7 @@ impl HttpClient {
         };
         if !status.is_success() {
             return Err(Attempt::Fail(SourceError::Rejected {
-                message: format!(
-                    "{method} {shown} answered {status}: {}",
-                    snippet(&body)
-                ),
+                message: format!("{method} {shown} answered {status}: {}", snippet(&body)),
             }));
         }
         let bytes = body.len() as u64;
@@ -592,7 +596,10 @@ mod tests {
         assert_eq!(parse_retry_after("0", now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
         let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(30))
+        );
         let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
         assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
@@ -604,7 +611,10 @@ mod tests {
             "https://user:pw@api.example.com/x?api_key=abc&page=2&sig=zzz",
             Some("sig"),
         );
-        assert!(!u.contains("abc") && !u.contains("zzz") && !u.contains("pw"), "{u}");
+        assert!(
+            !u.contains("abc") && !u.contains("zzz") && !u.contains("pw"),
+            "{u}"
+        );
         assert!(u.contains("page=2"), "{u}");
     }
 

@@ -105,11 +105,17 @@ impl HubSpotConfig {
         let u = url::Url::parse(&self.base_url).map_err(|e| {
             SourceError::config(
                 "source.properties.base_url",
-                format!("'{}' is not an absolute URL ({e}); leave it out for {DEFAULT_BASE_URL}", self.base_url),
+                format!(
+                    "'{}' is not an absolute URL ({e}); leave it out for {DEFAULT_BASE_URL}",
+                    self.base_url
+                ),
             )
         })?;
         if !matches!(u.scheme(), "http" | "https") {
-            return Err(SourceError::config("source.properties.base_url", "must be an http or https URL"));
+            return Err(SourceError::config(
+                "source.properties.base_url",
+                "must be an http or https URL",
+            ));
         }
         if !entity.is_empty() && object(entity).is_none() {
             return Err(SourceError::config(
@@ -140,7 +146,9 @@ impl HubSpotConfig {
             if p == 0 || p > SEARCH_MAX {
                 return Err(SourceError::config(
                     "source.properties.page_size",
-                    format!("must be between 1 and {SEARCH_MAX} (list pages are capped at {LIST_MAX})"),
+                    format!(
+                        "must be between 1 and {SEARCH_MAX} (list pages are capped at {LIST_MAX})"
+                    ),
                 ));
             }
         }
@@ -151,8 +159,13 @@ impl HubSpotConfig {
 pub(super) fn validate(entity: &str, props: &Map<String, Value>) -> Vec<crate::flow::FieldError> {
     match HubSpotConfig::parse(props).and_then(|c| c.check(entity)) {
         Ok(()) => vec![],
-        Err(SourceError::Config { field, message }) => vec![crate::flow::FieldError::new(field, message)],
-        Err(e) => vec![crate::flow::FieldError::new("source.properties", e.to_string())],
+        Err(SourceError::Config { field, message }) => {
+            vec![crate::flow::FieldError::new(field, message)]
+        }
+        Err(e) => vec![crate::flow::FieldError::new(
+            "source.properties",
+            e.to_string(),
+        )],
     }
 }
 
@@ -209,7 +222,12 @@ impl HubSpotSource {
         cfg.check("")?;
         let base = cfg.base_url.trim_end_matches('/').to_string();
         let http = HttpClient::new(cfg.http.clone(), std::sync::Arc::new(auth), &base)?;
-        Ok(HubSpotSource { cfg, base, http, meta: Default::default() })
+        Ok(HubSpotSource {
+            cfg,
+            base,
+            http,
+            meta: Default::default(),
+        })
     }
 
     pub fn auth(&self) -> &Authenticator {
@@ -222,7 +240,10 @@ impl HubSpotSource {
         })
     }
 
-    fn object(&self, entity: &str) -> Result<&'static (&'static str, &'static str, &'static str), SourceError> {
+    fn object(
+        &self,
+        entity: &str,
+    ) -> Result<&'static (&'static str, &'static str, &'static str), SourceError> {
         object(entity).ok_or_else(|| {
             SourceError::config(
                 "source.entity",
@@ -242,9 +263,16 @@ impl HubSpotSource {
         let mut r = HttpRequest::get(format!("{}/crm/v3/properties/{entity}", self.base));
         r.query = vec![("archived".into(), "false".into())];
         let resp = self.send(r).await?;
-        let results = resp.body.get("results").and_then(Value::as_array).ok_or_else(|| SourceError::Rejected {
-            message: format!("{} answered {} without a `results` array", resp.url, resp.status),
-        })?;
+        let results = resp
+            .body
+            .get("results")
+            .and_then(Value::as_array)
+            .ok_or_else(|| SourceError::Rejected {
+                message: format!(
+                    "{} answered {} without a `results` array",
+                    resp.url, resp.status
+                ),
+            })?;
         let mut props: Vec<(String, FieldType, Option<String>)> = results
             .iter()
             .filter_map(|p| {
@@ -256,7 +284,10 @@ impl HubSpotSource {
             .filter(|(n, _, _)| !TOP_LEVEL.contains(&n.as_str()))
             .collect();
         props.sort_by(|a, b| a.0.cmp(&b.0));
-        let types = props.iter().map(|(n, t, _)| (n.clone(), t.clone())).collect();
+        let types = props
+            .iter()
+            .map(|(n, t, _)| (n.clone(), t.clone()))
+            .collect();
         let m = std::sync::Arc::new(ObjectMeta { props, types });
         self.meta.lock().await.insert(entity.to_string(), m.clone());
         Ok(m)
@@ -264,7 +295,12 @@ impl HubSpotSource {
 
     /// The properties to ask for: the flow's selection (checked: HubSpot silently ignores
     /// unknown names) plus `must`, or every property.
-    fn selected(&self, meta: &ObjectMeta, entity: &str, must: &[&str]) -> Result<Vec<String>, SourceError> {
+    fn selected(
+        &self,
+        meta: &ObjectMeta,
+        entity: &str,
+        must: &[&str],
+    ) -> Result<Vec<String>, SourceError> {
         let Some(ps) = &self.cfg.properties else {
             return Ok(meta.props.iter().map(|p| p.0.clone()).collect());
         };
@@ -285,9 +321,18 @@ impl HubSpotSource {
     }
 
     /// The search property a flow's incremental field maps to.
-    fn search_property(&self, meta: &ObjectMeta, entity: &str, field: &str) -> Result<String, SourceError> {
+    fn search_property(
+        &self,
+        meta: &ObjectMeta,
+        entity: &str,
+        field: &str,
+    ) -> Result<String, SourceError> {
         let last_modified = self.object(entity)?.2;
-        let p = if field == "updatedAt" { last_modified } else { field };
+        let p = if field == "updatedAt" {
+            last_modified
+        } else {
+            field
+        };
         match meta.types.get(p) {
             Some(FieldType::Timestamp) => Ok(p.to_string()),
             _ => Err(SourceError::config(
@@ -297,7 +342,12 @@ impl HubSpotSource {
         }
     }
 
-    fn record(&self, meta: &ObjectMeta, raw: &Value, url: &str) -> Result<Map<String, Value>, SourceError> {
+    fn record(
+        &self,
+        meta: &ObjectMeta,
+        raw: &Value,
+        url: &str,
+    ) -> Result<Map<String, Value>, SourceError> {
         let o = raw.as_object().ok_or_else(|| SourceError::Rejected {
             message: format!("{url}: a `results` element is not an object"),
         })?;
@@ -305,7 +355,9 @@ impl HubSpotSource {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             Some(Value::Number(n)) => n.to_string(),
             _ => {
-                return Err(SourceError::Rejected { message: format!("{url}: a record has no id") });
+                return Err(SourceError::Rejected {
+                    message: format!("{url}: a record has no id"),
+                });
             }
         };
         let mut out = Map::new();
@@ -317,18 +369,30 @@ impl HubSpotSource {
             }
         }
         for k in ["createdAt", "updatedAt", "archivedAt"] {
-            out.insert(k.into(), coerce(o.get(k).unwrap_or(&Value::Null), &FieldType::Timestamp));
+            out.insert(
+                k.into(),
+                coerce(o.get(k).unwrap_or(&Value::Null), &FieldType::Timestamp),
+            );
         }
-        out.insert("archived".into(), Value::Bool(o.get("archived").and_then(Value::as_bool).unwrap_or(false)));
+        out.insert(
+            "archived".into(),
+            Value::Bool(o.get("archived").and_then(Value::as_bool).unwrap_or(false)),
+        );
         Ok(out)
     }
 
     fn page_size(&self, req: &ReadRequest, max: u32) -> u32 {
-        req.page_size.or(self.cfg.page_size).unwrap_or(max).clamp(1, max)
+        req.page_size
+            .or(self.cfg.page_size)
+            .unwrap_or(max)
+            .clamp(1, max)
     }
 
     fn after_phase(&self, archived: bool) -> Option<HsCursor> {
-        (!archived && self.cfg.include_archived).then_some(HsCursor::List { after: None, archived: true })
+        (!archived && self.cfg.include_archived).then_some(HsCursor::List {
+            after: None,
+            archived: true,
+        })
     }
 
     async fn read_list(
@@ -357,7 +421,9 @@ impl HubSpotSource {
             let rec = self.record(meta, raw, &resp.url)?;
             // Archived records in a window: those archived inside it.
             if let (true, Some(w)) = (archived, &req.window) {
-                let at = rec.get("archivedAt").and_then(crate::steps::fetch_page::parse_time);
+                let at = rec
+                    .get("archivedAt")
+                    .and_then(crate::steps::fetch_page::parse_time);
                 if !at.is_some_and(|t| w.contains(t)) {
                     continue;
                 }
@@ -371,10 +437,17 @@ impl HubSpotSource {
             });
         }
         let next = match next_after {
-            Some(a) => Some(HsCursor::List { after: Some(a), archived }),
+            Some(a) => Some(HsCursor::List {
+                after: Some(a),
+                archived,
+            }),
             None => self.after_phase(archived),
         };
-        Ok(Page { records, next: next.map(to_value), bytes: resp.bytes })
+        Ok(Page {
+            records,
+            next: next.map(to_value),
+            bytes: resp.bytes,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -409,7 +482,10 @@ impl HubSpotSource {
         if after > 0 {
             body["after"] = json!(after.to_string());
         }
-        let mut r = HttpRequest::get(format!("{}/crm/v3/objects/{}/search", self.base, req.entity));
+        let mut r = HttpRequest::get(format!(
+            "{}/crm/v3/objects/{}/search",
+            self.base, req.entity
+        ));
         r.method = reqwest::Method::POST;
         r.body = Some(body);
         let resp = self.send(r).await?;
@@ -448,7 +524,10 @@ impl HubSpotSource {
             None => self.after_phase(false),
             Some(a) => {
                 let a: u64 = a.parse().map_err(|_| SourceError::Rejected {
-                    message: format!("{}: paging.next.after '{a}' is not a result offset", resp.url),
+                    message: format!(
+                        "{}: paging.next.after '{a}' is not a result offset",
+                        resp.url
+                    ),
                 })?;
                 if a <= after {
                     return Err(SourceError::Rejected {
@@ -456,7 +535,13 @@ impl HubSpotSource {
                     });
                 }
                 if a + limit <= SEARCH_CAP {
-                    Some(HsCursor::Search { lo, seen, after: a, tail, tail_ids })
+                    Some(HsCursor::Search {
+                        lo,
+                        seen,
+                        after: a,
+                        tail,
+                        tail_ids,
+                    })
                 } else {
                     // The next page would pass the 10,000-result cap: start a new slice at the
                     // latest time read, skipping the records already read at that time.
@@ -471,11 +556,21 @@ impl HubSpotSource {
                         });
                     }
                     tracing::info!(entity = %req.entity, after = a, "search result cap reached; slicing the window at the last modified time read");
-                    Some(HsCursor::Search { lo: Some(t), seen: tail_ids, after: 0, tail: None, tail_ids: vec![] })
+                    Some(HsCursor::Search {
+                        lo: Some(t),
+                        seen: tail_ids,
+                        after: 0,
+                        tail: None,
+                        tail_ids: vec![],
+                    })
                 }
             }
         };
-        Ok(Page { records, next: next.map(to_value), bytes: resp.bytes })
+        Ok(Page {
+            records,
+            next: next.map(to_value),
+            bytes: resp.bytes,
+        })
     }
 }
 
@@ -484,9 +579,15 @@ fn to_value(c: HsCursor) -> Value {
 }
 
 fn results(resp: &HttpResponse) -> Result<&Vec<Value>, SourceError> {
-    resp.body.get("results").and_then(Value::as_array).ok_or_else(|| SourceError::Rejected {
-        message: format!("{} answered {} without a `results` array", resp.url, resp.status),
-    })
+    resp.body
+        .get("results")
+        .and_then(Value::as_array)
+        .ok_or_else(|| SourceError::Rejected {
+            message: format!(
+                "{} answered {} without a `results` array",
+                resp.url, resp.status
+            ),
+        })
 }
 
 fn next_after(resp: &HttpResponse) -> Option<String> {
@@ -539,12 +640,21 @@ fn coerce(v: &Value, ty: &FieldType) -> Value {
             let t = DateTime::parse_from_rfc3339(s)
                 .map(|t| t.with_timezone(&Utc))
                 .ok()
-                .or_else(|| s.parse::<i64>().ok().and_then(DateTime::<Utc>::from_timestamp_millis));
+                .or_else(|| {
+                    s.parse::<i64>()
+                        .ok()
+                        .and_then(DateTime::<Utc>::from_timestamp_millis)
+                });
             t.map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
                 .unwrap_or(Value::String(s.into()))
         }
         // Dates come as YYYY-MM-DD, or as midnight UTC of that day.
-        FieldType::Date => Value::String(s.get(..10).filter(|d| d.len() == 10).unwrap_or(s).to_string()),
+        FieldType::Date => Value::String(
+            s.get(..10)
+                .filter(|d| d.len() == 10)
+                .unwrap_or(s)
+                .to_string(),
+        ),
         _ => Value::String(s.into()),
     }
 }
@@ -579,10 +689,17 @@ impl Source for HubSpotSource {
         fields.push(FieldInfo::new("updatedAt", FieldType::Timestamp).incremental());
         fields.push(FieldInfo::new("archived", FieldType::Boolean));
         fields.push(FieldInfo::new("archivedAt", FieldType::Timestamp));
-        Ok(EntityDescription { entity: entity.into(), fields })
+        Ok(EntityDescription {
+            entity: entity.into(),
+            fields,
+        })
     }
 
-    async fn read_page(&self, req: &ReadRequest, cursor: Option<&Value>) -> Result<Page, SourceError> {
+    async fn read_page(
+        &self,
+        req: &ReadRequest,
+        cursor: Option<&Value>,
+    ) -> Result<Page, SourceError> {
         let meta = self.object_meta(&req.entity).await?;
         let prop = match (&req.window, req.incremental_field.as_deref()) {
             (Some(_), Some(f)) => Some(self.search_property(&meta, &req.entity, f)?),
@@ -593,20 +710,42 @@ impl Source for HubSpotSource {
         let props = self.selected(&meta, &req.entity, &must)?;
         let c = match cursor {
             None | Some(Value::Null) => match &prop {
-                Some(_) => HsCursor::Search { lo: None, seen: vec![], after: 0, tail: None, tail_ids: vec![] },
-                None => HsCursor::List { after: None, archived: false },
+                Some(_) => HsCursor::Search {
+                    lo: None,
+                    seen: vec![],
+                    after: 0,
+                    tail: None,
+                    tail_ids: vec![],
+                },
+                None => HsCursor::List {
+                    after: None,
+                    archived: false,
+                },
             },
             Some(v) => serde_json::from_value(v.clone()).map_err(|e| SourceError::Fatal {
                 message: format!("the resume cursor {v} is not a hubspot cursor ({e})"),
             })?,
         };
         match c {
-            HsCursor::List { after, archived } => self.read_list(req, &meta, &props, after, archived).await,
-            HsCursor::Search { lo, seen, after, tail, tail_ids } => {
+            HsCursor::List { after, archived } => {
+                self.read_list(req, &meta, &props, after, archived).await
+            }
+            HsCursor::Search {
+                lo,
+                seen,
+                after,
+                tail,
+                tail_ids,
+            } => {
                 let (Some(prop), Some(w)) = (prop, req.window.as_ref()) else {
-                    return Err(SourceError::Fatal { message: "a search cursor resumed a read without a window".into() });
+                    return Err(SourceError::Fatal {
+                        message: "a search cursor resumed a read without a window".into(),
+                    });
                 };
-                self.read_search(req, &meta, &props, &prop, w, lo, seen, after, tail, tail_ids).await
+                self.read_search(
+                    req, &meta, &props, &prop, w, lo, seen, after, tail, tail_ids,
+                )
+                .await
             }
         }
     }
@@ -638,17 +777,41 @@ mod tests {
         assert_eq!(coerce(&json!("1200.5"), &FieldType::Float), json!(1200.5));
         assert_eq!(coerce(&json!(""), &FieldType::Float), Value::Null);
         assert_eq!(coerce(&json!("true"), &FieldType::Boolean), json!(true));
-        assert_eq!(coerce(&json!("2026-01-01T00:00:01Z"), &FieldType::Timestamp), json!("2026-01-01T00:00:01.000Z"));
-        assert_eq!(coerce(&json!("1767225601000"), &FieldType::Timestamp), json!("2026-01-01T00:00:01.000Z"));
-        assert_eq!(coerce(&json!("2026-03-04T00:00:00Z"), &FieldType::Date), json!("2026-03-04"));
+        assert_eq!(
+            coerce(&json!("2026-01-01T00:00:01Z"), &FieldType::Timestamp),
+            json!("2026-01-01T00:00:01.000Z")
+        );
+        assert_eq!(
+            coerce(&json!("1767225601000"), &FieldType::Timestamp),
+            json!("2026-01-01T00:00:01.000Z")
+        );
+        assert_eq!(
+            coerce(&json!("2026-03-04T00:00:00Z"), &FieldType::Date),
+            json!("2026-03-04")
+        );
         assert_eq!(hs_type("enumeration"), FieldType::String);
     }
 
     #[test]
     fn cursors_round_trip() {
-        let c = HsCursor::Search { lo: Some(5), seen: vec!["1".into()], after: 200, tail: Some(9), tail_ids: vec!["7".into()] };
-        assert_eq!(serde_json::from_value::<HsCursor>(to_value(c.clone())).unwrap(), c);
-        let c = HsCursor::List { after: None, archived: true };
-        assert_eq!(serde_json::from_value::<HsCursor>(to_value(c.clone())).unwrap(), c);
+        let c = HsCursor::Search {
+            lo: Some(5),
+            seen: vec!["1".into()],
+            after: 200,
+            tail: Some(9),
+            tail_ids: vec!["7".into()],
+        };
+        assert_eq!(
+            serde_json::from_value::<HsCursor>(to_value(c.clone())).unwrap(),
+            c
+        );
+        let c = HsCursor::List {
+            after: None,
+            archived: true,
+        };
+        assert_eq!(
+            serde_json::from_value::<HsCursor>(to_value(c.clone())).unwrap(),
+            c
+        );
     }
 }

@@ -43,10 +43,20 @@ pub mod fields {
         FieldInfo::new(n, FieldType::Json)
     }
     pub fn strings(n: &str) -> FieldInfo {
-        FieldInfo::new(n, FieldType::Array { item: Box::new(FieldType::String) })
+        FieldInfo::new(
+            n,
+            FieldType::Array {
+                item: Box::new(FieldType::String),
+            },
+        )
     }
     pub fn ints(n: &str) -> FieldInfo {
-        FieldInfo::new(n, FieldType::Array { item: Box::new(FieldType::Integer) })
+        FieldInfo::new(
+            n,
+            FieldType::Array {
+                item: Box::new(FieldType::Integer),
+            },
+        )
     }
 }
 
@@ -74,8 +84,7 @@ pub fn shape(record: &Value, fields: &[FieldInfo]) -> Result<Value, String> {
     let mut out = Map::with_capacity(fields.len());
     for f in fields {
         let v = record.get(&f.name).unwrap_or(&Value::Null);
-        let shaped = value(v, &f.data_type)
-            .map_err(|why| format!("field `{}`: {why}", f.name))?;
+        let shaped = value(v, &f.data_type).map_err(|why| format!("field `{}`: {why}", f.name))?;
         out.insert(f.name.clone(), shaped);
     }
     Ok(Value::Object(out))
@@ -110,7 +119,9 @@ pub fn value(v: &Value, t: &FieldType) -> Result<Value, String> {
             Value::Number(_) => v.clone(),
             Value::String(s) => {
                 let x: f64 = s.trim().parse().map_err(|_| bad())?;
-                serde_json::Number::from_f64(x).map(Value::Number).ok_or_else(bad)?
+                serde_json::Number::from_f64(x)
+                    .map(Value::Number)
+                    .ok_or_else(bad)?
             }
             _ => return Err(bad()),
         },
@@ -124,7 +135,10 @@ pub fn value(v: &Value, t: &FieldType) -> Result<Value, String> {
         },
         FieldType::Timestamp => Value::String(rfc3339(time(v).ok_or_else(bad)?)),
         FieldType::Date => match v {
-            Value::String(s) if s.len() >= 10 && chrono::NaiveDate::parse_from_str(&s[..10], "%Y-%m-%d").is_ok() => {
+            Value::String(s)
+                if s.len() >= 10
+                    && chrono::NaiveDate::parse_from_str(&s[..10], "%Y-%m-%d").is_ok() =>
+            {
                 Value::String(s[..10].to_string())
             }
             _ => return Err(bad()),
@@ -218,17 +232,36 @@ mod tests {
     #[test]
     fn values_take_their_declared_form() {
         let ts = FieldType::Timestamp;
-        assert_eq!(value(&json!(1_700_000_000), &ts).unwrap(), json!("2023-11-14T22:13:20Z"));
-        assert_eq!(value(&json!(1_700_000_000_123i64), &ts).unwrap(), json!("2023-11-14T22:13:20.123Z"));
-        assert_eq!(value(&json!("1512085950.000216"), &ts).unwrap(), json!("2017-11-30T23:52:30.000216Z"));
-        assert_eq!(value(&json!("2026-01-01T10:00:00+02:00"), &ts).unwrap(), json!("2026-01-01T08:00:00Z"));
-        assert!(value(&json!("yesterday"), &ts).unwrap_err().contains("datetime"));
+        assert_eq!(
+            value(&json!(1_700_000_000), &ts).unwrap(),
+            json!("2023-11-14T22:13:20Z")
+        );
+        assert_eq!(
+            value(&json!(1_700_000_000_123i64), &ts).unwrap(),
+            json!("2023-11-14T22:13:20.123Z")
+        );
+        assert_eq!(
+            value(&json!("1512085950.000216"), &ts).unwrap(),
+            json!("2017-11-30T23:52:30.000216Z")
+        );
+        assert_eq!(
+            value(&json!("2026-01-01T10:00:00+02:00"), &ts).unwrap(),
+            json!("2026-01-01T08:00:00Z")
+        );
+        assert!(value(&json!("yesterday"), &ts)
+            .unwrap_err()
+            .contains("datetime"));
         assert_eq!(value(&json!("42"), &FieldType::Integer).unwrap(), json!(42));
         assert_eq!(value(&json!(""), &FieldType::Integer).unwrap(), Value::Null);
         assert_eq!(value(&json!(""), &FieldType::String).unwrap(), json!(""));
-        assert_eq!(value(&json!({"a": 1}), &FieldType::Json).unwrap(), json!("{\"a\":1}"));
+        assert_eq!(
+            value(&json!({"a": 1}), &FieldType::Json).unwrap(),
+            json!("{\"a\":1}")
+        );
         assert_eq!(value(&json!(7), &FieldType::String).unwrap(), json!("7"));
-        let arr = FieldType::Array { item: Box::new(FieldType::String) };
+        let arr = FieldType::Array {
+            item: Box::new(FieldType::String),
+        };
         assert_eq!(value(&json!(["a", 1]), &arr).unwrap(), json!(["a", "1"]));
         assert_eq!(value(&json!(1), &FieldType::Boolean).unwrap(), json!(true));
     }
@@ -240,8 +273,15 @@ mod tests {
             FieldInfo::new("when", FieldType::Timestamp),
             FieldInfo::new("meta", FieldType::Json),
         ];
-        let r = shape(&json!({"id": "5", "when": 0, "extra": true, "meta": [1]}), &fields).unwrap();
-        assert_eq!(r, json!({"id": 5, "when": "1970-01-01T00:00:00Z", "meta": "[1]"}));
+        let r = shape(
+            &json!({"id": "5", "when": 0, "extra": true, "meta": [1]}),
+            &fields,
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            json!({"id": 5, "when": "1970-01-01T00:00:00Z", "meta": "[1]"})
+        );
         let keys: Vec<&String> = r.as_object().unwrap().keys().collect();
         assert_eq!(keys.len(), 3);
         let e = shape(&json!({"id": "five"}), &fields).unwrap_err();

@@ -440,7 +440,10 @@ impl RestConfig {
         let base = url::Url::parse(&self.base_url).map_err(|e| {
             SourceError::config(
                 "source.properties.base_url",
-                format!("'{}' is not an absolute URL ({e}); e.g. https://api.example.com/v2", self.base_url),
+                format!(
+                    "'{}' is not an absolute URL ({e}); e.g. https://api.example.com/v2",
+                    self.base_url
+                ),
             )
         })?;
         if !matches!(base.scheme(), "http" | "https") {
@@ -484,7 +487,11 @@ impl RestConfig {
                 "source.entity",
                 format!(
                     "'{entity}' is not an endpoint of this rest source; declared: {}",
-                    self.endpoints.keys().cloned().collect::<Vec<_>>().join(", ")
+                    self.endpoints
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         }
@@ -526,7 +533,11 @@ impl RestSource {
                 "source.entity",
                 format!(
                     "'{entity}' is not an endpoint of this rest source; declared: {}",
-                    self.endpoints.keys().cloned().collect::<Vec<_>>().join(", ")
+                    self.endpoints
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )
         })
@@ -638,7 +649,12 @@ impl RestSource {
                         .primary_key
                         .as_deref()
                         .and_then(|k| node.get(k))
-                        .map(|v| format!(" (record {k}={v})", k = ep.cfg.primary_key.as_deref().unwrap_or("")))
+                        .map(|v| {
+                            format!(
+                                " (record {k}={v})",
+                                k = ep.cfg.primary_key.as_deref().unwrap_or("")
+                            )
+                        })
                         .unwrap_or_default();
                     return Err(SourceError::Rejected {
                         message: format!(
@@ -668,17 +684,13 @@ impl RestSource {
     }
 
     fn has_more(ep: &Endpoint, body: &Value) -> Option<bool> {
-        ep.has_more
-            .as_ref()?
-            .query(body)
-            .first()
-            .map(|v| match v {
-                Value::Bool(b) => *b,
-                Value::Null => false,
-                Value::String(s) => s == "true",
-                Value::Number(n) => n.as_f64() != Some(0.0),
-                _ => true,
-            })
+        ep.has_more.as_ref()?.query(body).first().map(|v| match v {
+            Value::Bool(b) => *b,
+            Value::Null => false,
+            Value::String(s) => s == "true",
+            Value::Number(n) => n.as_f64() != Some(0.0),
+            _ => true,
+        })
     }
 
     /// Read all pages of one endpoint (for child requests: one parent's children).
@@ -741,7 +753,11 @@ impl RestSource {
                     req.query.clear();
                 }
                 let Some(resp) = self.fetch(&req).await? else {
-                    return Ok(Page { records: vec![], next: None, bytes: 0 });
+                    return Ok(Page {
+                        records: vec![],
+                        next: None,
+                        bytes: 0,
+                    });
                 };
                 let records = self.records(ep, &resp, window)?;
                 let next = match &ep.cfg.paginator {
@@ -761,11 +777,27 @@ impl RestSource {
                     Paginator::LinkHeader { rel, .. } => link_next(&resp.headers, rel, &req.url),
                     _ => unreachable!(),
                 };
-                let next = self.advance(ep, &resp, &records, c.pages + 1, max_pages, next.map(Value::String), &mut seen)?;
+                let next = self.advance(
+                    ep,
+                    &resp,
+                    &records,
+                    c.pages + 1,
+                    max_pages,
+                    next.map(Value::String),
+                    &mut seen,
+                )?;
                 Ok(Page {
                     bytes: resp.bytes,
                     records,
-                    next: next.map(|n| Cursor { pages: c.pages + 1, next: Some(n), seen, total: None }.to_value()),
+                    next: next.map(|n| {
+                        Cursor {
+                            pages: c.pages + 1,
+                            next: Some(n),
+                            seen,
+                            total: None,
+                        }
+                        .to_value()
+                    }),
                 })
             }
             Paginator::Cursor {
@@ -778,7 +810,11 @@ impl RestSource {
                     place(&mut req, *placement, param, t.clone());
                 }
                 let Some(resp) = self.fetch(&req).await? else {
-                    return Ok(Page { records: vec![], next: None, bytes: 0 });
+                    return Ok(Page {
+                        records: vec![],
+                        next: None,
+                        bytes: 0,
+                    });
                 };
                 let records = self.records(ep, &resp, window)?;
                 let token = match (&ep.token_path, token_header) {
@@ -801,15 +837,32 @@ impl RestSource {
                         ),
                     });
                 }
-                let next = self.advance(ep, &resp, &records, c.pages + 1, max_pages, token, &mut seen)?;
+                let next = self.advance(
+                    ep,
+                    &resp,
+                    &records,
+                    c.pages + 1,
+                    max_pages,
+                    token,
+                    &mut seen,
+                )?;
                 Ok(Page {
                     bytes: resp.bytes,
                     records,
-                    next: next.map(|n| Cursor { pages: c.pages + 1, next: Some(n), seen, total: None }.to_value()),
+                    next: next.map(|n| {
+                        Cursor {
+                            pages: c.pages + 1,
+                            next: Some(n),
+                            seen,
+                            total: None,
+                        }
+                        .to_value()
+                    }),
                 })
             }
             Paginator::Offset { .. } | Paginator::PageNumber { .. } => {
-                self.read_numbered(ep, req, window, page_size, c, fan_out).await
+                self.read_numbered(ep, req, window, page_size, c, fan_out)
+                    .await
             }
         }
     }
@@ -828,9 +881,9 @@ impl RestSource {
         let max_pages = ep.cfg.paginator.max_pages();
         let (size, first) = match &ep.cfg.paginator {
             Paginator::Offset { limit, .. } => (page_size.map(u64::from).unwrap_or(*limit), 0),
-            Paginator::PageNumber { size, first_page, .. } => {
-                (page_size.map(u64::from).unwrap_or(*size), *first_page)
-            }
+            Paginator::PageNumber {
+                size, first_page, ..
+            } => (page_size.map(u64::from).unwrap_or(*size), *first_page),
             _ => unreachable!(),
         };
         let pos = c.next.as_ref().and_then(Value::as_u64).unwrap_or(first);
@@ -847,7 +900,11 @@ impl RestSource {
             Paginator::Offset { .. } => pos / size.max(1),
             _ => pos - first,
         };
-        let mut n = if total_pages.is_some() { fan_out.max(1) as u64 } else { 1 };
+        let mut n = if total_pages.is_some() {
+            fan_out.max(1) as u64
+        } else {
+            1
+        };
         if let Some(tp) = total_pages {
             n = n.min(tp.saturating_sub(done_pages)).max(1);
         }
@@ -993,7 +1050,14 @@ impl RestSource {
         let parent = self.endpoint(&parent_cfg.endpoint)?;
         // The window selects parents; children are read whole for every parent in it.
         let parents = self
-            .read_one(parent, None, req.window.as_ref(), req.page_size, cursor, self.concurrency)
+            .read_one(
+                parent,
+                None,
+                req.window.as_ref(),
+                req.page_size,
+                cursor,
+                self.concurrency,
+            )
             .await?;
         let futs: Vec<_> = parents
             .records
@@ -1001,9 +1065,9 @@ impl RestSource {
             .map(|p| self.read_all(ep, Some(p), None, req.page_size))
             .collect();
         let children: Vec<(Vec<Value>, u64)> = stream::iter(futs)
-        .buffered(self.concurrency.max(1))
-        .try_collect()
-        .await?;
+            .buffered(self.concurrency.max(1))
+            .try_collect()
+            .await?;
         let mut records = vec![];
         let mut bytes = parents.bytes;
         for (p, (rs, b)) in parents.records.iter().zip(children) {
@@ -1138,7 +1202,12 @@ fn infer_type(v: &Value) -> FieldType {
         Value::String(s) if DateTime::parse_from_rfc3339(s).is_ok() => FieldType::Timestamp,
         Value::String(_) => FieldType::String,
         Value::Array(a) => FieldType::Array {
-            item: Box::new(a.iter().find(|x| !x.is_null()).map(infer_type).unwrap_or(FieldType::Json)),
+            item: Box::new(
+                a.iter()
+                    .find(|x| !x.is_null())
+                    .map(infer_type)
+                    .unwrap_or(FieldType::Json),
+            ),
         },
         Value::Object(_) | Value::Null => FieldType::Json,
     }
@@ -1171,7 +1240,14 @@ impl Source for RestSource {
             .map(|e| EntityInfo {
                 name: e.name.clone(),
                 label: e.cfg.label.clone().unwrap_or_else(|| e.name.clone()),
-                description: Some(format!("{} {}", match e.cfg.method { Method::Get => "GET", Method::Post => "POST" }, e.cfg.path)),
+                description: Some(format!(
+                    "{} {}",
+                    match e.cfg.method {
+                        Method::Get => "GET",
+                        Method::Post => "POST",
+                    },
+                    e.cfg.path
+                )),
             })
             .collect())
     }
@@ -1240,8 +1316,15 @@ impl Source for RestSource {
         match &ep.cfg.parent {
             Some(p) => self.read_children(ep, p, req, cursor).await,
             None => {
-                self.read_one(ep, None, req.window.as_ref(), req.page_size, cursor, self.concurrency)
-                    .await
+                self.read_one(
+                    ep,
+                    None,
+                    req.window.as_ref(),
+                    req.page_size,
+                    cursor,
+                    self.concurrency,
+                )
+                .await
             }
         }
     }
@@ -1258,16 +1341,37 @@ mod tests {
     #[test]
     fn config_errors_name_the_field() {
         let e = RestConfig::parse(&props(json!({"base_url": "x", "endpoints": {"t": {"path": "/t", "records": "$[*]", "paginater": {}}}}))).unwrap_err();
-        assert!(e.to_string().contains("source.properties.endpoints.t"), "{e}");
-        let c = RestConfig::parse(&props(json!({"base_url": "http://h", "endpoints": {"t": {"path": "/t", "records": "$[*"}}}))).unwrap();
+        assert!(
+            e.to_string().contains("source.properties.endpoints.t"),
+            "{e}"
+        );
+        let c = RestConfig::parse(&props(
+            json!({"base_url": "http://h", "endpoints": {"t": {"path": "/t", "records": "$[*"}}}),
+        ))
+        .unwrap();
         let e = c.check("t", None).unwrap_err();
         assert!(e.to_string().contains("endpoints.t.records"), "{e}");
-        let c = RestConfig::parse(&props(json!({"base_url": "http://h", "endpoints": {"t": {"path": "/t", "records": "$[*]"}}}))).unwrap();
-        assert!(c.check("users", None).unwrap_err().to_string().contains("source.entity"));
+        let c = RestConfig::parse(&props(
+            json!({"base_url": "http://h", "endpoints": {"t": {"path": "/t", "records": "$[*]"}}}),
+        ))
+        .unwrap();
+        assert!(c
+            .check("users", None)
+            .unwrap_err()
+            .to_string()
+            .contains("source.entity"));
         let c = RestConfig::parse(&props(json!({"base_url": "http://h", "endpoints": {"t": {"path": "/t", "records": "$[*]", "paginator": {"type": "cursor", "param": "c"}}}}))).unwrap();
-        assert!(c.check("t", None).unwrap_err().to_string().contains("token_path"));
+        assert!(c
+            .check("t", None)
+            .unwrap_err()
+            .to_string()
+            .contains("token_path"));
         let c = RestConfig::parse(&props(json!({"base_url": "http://h", "endpoints": {"c": {"path": "/t/{id}/c", "records": "$[*]", "parent": {"endpoint": "nope"}}}}))).unwrap();
-        assert!(c.check("c", None).unwrap_err().to_string().contains("parent.endpoint"));
+        assert!(c
+            .check("c", None)
+            .unwrap_err()
+            .to_string()
+            .contains("parent.endpoint"));
     }
 
     #[test]
@@ -1275,7 +1379,9 @@ mod tests {
         let mut h = reqwest::header::HeaderMap::new();
         h.insert(
             reqwest::header::LINK,
-            "<https://a/x?page=1>; rel=\"prev\", </x?page=3>; rel=\"next\"".parse().unwrap(),
+            "<https://a/x?page=1>; rel=\"prev\", </x?page=3>; rel=\"next\""
+                .parse()
+                .unwrap(),
         );
         assert_eq!(
             link_next(&h, "next", "https://a/x?page=2").as_deref(),
@@ -1286,7 +1392,9 @@ mod tests {
 
     #[test]
     fn window_values_are_formatted_and_placed() {
-        let t = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap().with_timezone(&Utc);
+        let t = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+            .unwrap()
+            .with_timezone(&Utc);
         assert_eq!(format_time(t, None), "2026-01-02T03:04:05Z");
         assert_eq!(format_time(t, Some("epoch_seconds")), "1767323045");
         assert_eq!(format_time(t, Some("%Y-%m-%d")), "2026-01-02");
@@ -1298,8 +1406,16 @@ mod tests {
 
     #[test]
     fn inference() {
-        assert_eq!(infer_type(&json!("2026-01-01T00:00:00Z")), FieldType::Timestamp);
+        assert_eq!(
+            infer_type(&json!("2026-01-01T00:00:00Z")),
+            FieldType::Timestamp
+        );
         assert_eq!(infer_type(&json!(3)), FieldType::Integer);
-        assert_eq!(infer_type(&json!([1.5])), FieldType::Array { item: Box::new(FieldType::Float) });
+        assert_eq!(
+            infer_type(&json!([1.5])),
+            FieldType::Array {
+                item: Box::new(FieldType::Float)
+            }
+        );
     }
 }

@@ -142,12 +142,18 @@ impl SalesforceConfig {
     }
 
     fn check(&self) -> Result<(), SourceError> {
-        let v = self.api_version.strip_prefix('v').and_then(|n| n.parse::<f64>().ok());
+        let v = self
+            .api_version
+            .strip_prefix('v')
+            .and_then(|n| n.parse::<f64>().ok());
         match v {
             None => {
                 return Err(SourceError::config(
                     "source.properties.api_version",
-                    format!("'{}' is not an API version; write it like v62.0", self.api_version),
+                    format!(
+                        "'{}' is not an API version; write it like v62.0",
+                        self.api_version
+                    ),
                 ))
             }
             Some(n) if n < 47.0 => {
@@ -158,7 +164,10 @@ impl SalesforceConfig {
             }
             _ => {}
         }
-        for (f, u) in [("instance_url", &self.instance_url), ("login_url", &self.login_url)] {
+        for (f, u) in [
+            ("instance_url", &self.instance_url),
+            ("login_url", &self.login_url),
+        ] {
             if let Some(u) = u {
                 let ok = url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
                 if !ok {
@@ -192,7 +201,10 @@ impl SalesforceConfig {
             ));
         }
         if self.bulk_poll_ms == 0 {
-            return Err(SourceError::config("source.properties.bulk_poll_ms", "must be ≥ 1"));
+            return Err(SourceError::config(
+                "source.properties.bulk_poll_ms",
+                "must be ≥ 1",
+            ));
         }
         self.http.validate("source.properties.http")
     }
@@ -211,7 +223,10 @@ pub(super) fn validate(entity: &str, props: &Map<String, Value>) -> Vec<crate::f
         Err(SourceError::Config { field, message }) => {
             errs.push(crate::flow::FieldError::new(field, message))
         }
-        Err(e) => errs.push(crate::flow::FieldError::new("source.properties", e.to_string())),
+        Err(e) => errs.push(crate::flow::FieldError::new(
+            "source.properties",
+            e.to_string(),
+        )),
     }
     errs
 }
@@ -258,9 +273,15 @@ impl Kind {
 /// One output column and the SOQL fields it is read from.
 #[derive(Debug, Clone)]
 enum Column {
-    Plain { name: String, kind: Kind },
+    Plain {
+        name: String,
+        kind: Kind,
+    },
     /// An address or location: a struct of its components.
-    Compound { name: String, parts: Vec<(String, String, Kind)> },
+    Compound {
+        name: String,
+        parts: Vec<(String, String, Kind)>,
+    },
 }
 
 /// What `describe` found, shaped for reading.
@@ -280,7 +301,12 @@ fn sub_name(compound: &str, component: &str) -> String {
     let prefix = compound
         .strip_suffix("__c")
         .map(|p| format!("{p}__"))
-        .unwrap_or_else(|| compound.strip_suffix("Address").unwrap_or(compound).to_string());
+        .unwrap_or_else(|| {
+            compound
+                .strip_suffix("Address")
+                .unwrap_or(compound)
+                .to_string()
+        });
     let rest = component.strip_prefix(prefix.as_str()).unwrap_or(component);
     let rest = rest.strip_suffix("__s").unwrap_or(rest);
     let mut c = rest.chars();
@@ -479,11 +505,17 @@ impl SalesforceSource {
             profile: profile.into(),
             message: "the secret must be a JSON object: {\"client_id\": …, \"client_secret\": …, \"refresh_token\": …}".into(),
         })?;
-        raw.entry("type").or_insert_with(|| "oauth2_refresh_token".into());
+        raw.entry("type")
+            .or_insert_with(|| "oauth2_refresh_token".into());
         if raw.get("type").and_then(Value::as_str) == Some("oauth2_refresh_token") {
             if !raw.contains_key("token_url") {
                 let host = cfg.login_url.clone().unwrap_or_else(|| {
-                    (if cfg.sandbox { SANDBOX_LOGIN_URL } else { LOGIN_URL }).to_string()
+                    (if cfg.sandbox {
+                        SANDBOX_LOGIN_URL
+                    } else {
+                        LOGIN_URL
+                    })
+                    .to_string()
                 });
                 raw.insert(
                     "token_url".into(),
@@ -545,9 +577,13 @@ impl SalesforceSource {
     }
 
     async fn get_json(&self, req: HttpRequest) -> Result<(Value, u64), SourceError> {
-        let resp = self.http.send(&req).await?.ok_or_else(|| SourceError::Rejected {
-            message: format!("{} returned no data", self.http.redact(&req.url)),
-        })?;
+        let resp = self
+            .http
+            .send(&req)
+            .await?
+            .ok_or_else(|| SourceError::Rejected {
+                message: format!("{} returned no data", self.http.redact(&req.url)),
+            })?;
         Ok((resp.body, resp.bytes))
     }
 
@@ -556,7 +592,10 @@ impl SalesforceSource {
             return Ok(d.clone());
         }
         let d = self.fetch_description(entity).await?;
-        self.described.lock().await.insert(entity.to_string(), d.clone());
+        self.described
+            .lock()
+            .await
+            .insert(entity.to_string(), d.clone());
         Ok(d)
     }
 
@@ -567,7 +606,10 @@ impl SalesforceSource {
                 format!("'{entity}' is not an sObject API name, e.g. Account or Invoice__c"),
             ));
         }
-        let mut req = HttpRequest::get(self.data_url(&format!("sobjects/{entity}/describe")).await?);
+        let mut req = HttpRequest::get(
+            self.data_url(&format!("sobjects/{entity}/describe"))
+                .await?,
+        );
         req.ignore_status = vec![404];
         let Some(resp) = self.http.send(&req).await? else {
             return Err(SourceError::config(
@@ -575,25 +617,36 @@ impl SalesforceSource {
                 format!("'{entity}' is not an object of this Salesforce org (describe answered 404 NOT_FOUND); list them with `ferry entities FLOW`"),
             ));
         };
-        let fields = resp.body.get("fields").and_then(Value::as_array).ok_or_else(|| {
-            SourceError::Rejected {
+        let fields = resp
+            .body
+            .get("fields")
+            .and_then(Value::as_array)
+            .ok_or_else(|| SourceError::Rejected {
                 message: format!("{}: the describe response has no `fields` array", resp.url),
-            }
-        })?;
+            })?;
         let s = |f: &Value, k: &str| f.get(k).and_then(Value::as_str).map(String::from);
         let mut components: HashMap<String, Vec<(String, String, Kind, bool)>> = HashMap::new();
         for f in fields {
-            if let (Some(c), Some(n), Some(t)) = (s(f, "compoundFieldName"), s(f, "name"), s(f, "type")) {
+            if let (Some(c), Some(n), Some(t)) =
+                (s(f, "compoundFieldName"), s(f, "name"), s(f, "type"))
+            {
                 if let Some(k) = Kind::of(&t) {
                     let nillable = f.get("nillable").and_then(Value::as_bool).unwrap_or(true);
-                    components.entry(c.clone()).or_default().push((sub_name(&c, &n), n, k, nillable));
+                    components.entry(c.clone()).or_default().push((
+                        sub_name(&c, &n),
+                        n,
+                        k,
+                        nillable,
+                    ));
                 }
             }
         }
         let mut all: Vec<(FieldInfo, Column)> = vec![];
         let mut kinds = HashMap::new();
         for f in fields {
-            let (Some(name), Some(t)) = (s(f, "name"), s(f, "type")) else { continue };
+            let (Some(name), Some(t)) = (s(f, "name"), s(f, "type")) else {
+                continue;
+            };
             if s(f, "compoundFieldName").is_some() {
                 continue; // read as part of its compound
             }
@@ -601,14 +654,23 @@ impl SalesforceSource {
             let (mut info, col) = match Kind::of(&t) {
                 Some(k) => {
                     kinds.insert(name.clone(), k);
-                    (FieldInfo::new(&name, k.field_type()), Column::Plain { name: name.clone(), kind: k })
+                    (
+                        FieldInfo::new(&name, k.field_type()),
+                        Column::Plain {
+                            name: name.clone(),
+                            kind: k,
+                        },
+                    )
                 }
                 None if t == "address" || t == "location" => {
                     let parts = components.remove(&name).unwrap_or_default();
                     if parts.is_empty() {
                         continue;
                     }
-                    let sub = parts.iter().map(|(sn, _, k, _)| FieldInfo::new(sn, k.field_type())).collect();
+                    let sub = parts
+                        .iter()
+                        .map(|(sn, _, k, _)| FieldInfo::new(sn, k.field_type()))
+                        .collect();
                     (
                         FieldInfo::new(&name, FieldType::Object { fields: sub }),
                         Column::Compound {
@@ -624,7 +686,13 @@ impl SalesforceSource {
             if name == "Id" {
                 info = info.key();
             }
-            if matches!(col, Column::Plain { kind: Kind::Timestamp, .. }) {
+            if matches!(
+                col,
+                Column::Plain {
+                    kind: Kind::Timestamp,
+                    ..
+                }
+            ) {
                 info = info.incremental();
             }
             all.push((info, col));
@@ -641,20 +709,34 @@ impl SalesforceSource {
                                 .iter()
                                 .find(|f| s(f, "name").is_some_and(|n| n.eq_ignore_ascii_case(w)))
                                 .map(|f| match (s(f, "compoundFieldName"), s(f, "type")) {
-                                    (Some(c), _) => format!("it is a component of {c}: list {c} (read as a struct)"),
+                                    (Some(c), _) => format!(
+                                        "it is a component of {c}: list {c} (read as a struct)"
+                                    ),
                                     (_, Some(t)) => format!("its type {t} cannot be read in bulk"),
                                     _ => String::new(),
                                 })
-                                .unwrap_or_else(|| "Salesforce refuses unknown fields in SOQL".into());
+                                .unwrap_or_else(|| {
+                                    "Salesforce refuses unknown fields in SOQL".into()
+                                });
                             return Err(SourceError::config(
                                 format!("source.properties.fields[{i}]"),
-                                format!("'{w}' is not a readable field of {entity}: {hint}; fields: {}", all.iter().map(|(f, _)| f.name.as_str()).collect::<Vec<_>>().join(", ")),
+                                format!(
+                                    "'{w}' is not a readable field of {entity}: {hint}; fields: {}",
+                                    all.iter()
+                                        .map(|(f, _)| f.name.as_str())
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                ),
                             ));
                         }
                     }
                 }
                 // The key and the window field are always read.
-                for must in ["Id"].into_iter().chain(self.incremental_field.as_deref()).chain(self.cfg.include_deleted.then_some("IsDeleted")) {
+                for must in ["Id"]
+                    .into_iter()
+                    .chain(self.incremental_field.as_deref())
+                    .chain(self.cfg.include_deleted.then_some("IsDeleted"))
+                {
                     if !out.iter().any(|(f, _)| f.name == must) {
                         if let Some(x) = all.iter().find(|(f, _)| f.name == must) {
                             out.push(x.clone());
@@ -672,7 +754,10 @@ impl SalesforceSource {
             })
             .collect();
         Ok(Described {
-            desc: EntityDescription { entity: entity.into(), fields: chosen.iter().map(|(f, _)| f.clone()).collect() },
+            desc: EntityDescription {
+                entity: entity.into(),
+                fields: chosen.iter().map(|(f, _)| f.clone()).collect(),
+            },
             columns: chosen.into_iter().map(|(_, c)| c).collect(),
             soql_fields,
             kinds,
@@ -680,7 +765,11 @@ impl SalesforceSource {
     }
 
     /// The window field, checked to be a datetime of the object.
-    fn window_field<'a>(&self, d: &Described, req: &'a ReadRequest) -> Result<Option<&'a str>, SourceError> {
+    fn window_field<'a>(
+        &self,
+        d: &Described,
+        req: &'a ReadRequest,
+    ) -> Result<Option<&'a str>, SourceError> {
         let (Some(f), Some(_)) = (req.incremental_field.as_deref(), &req.window) else {
             return Ok(None);
         };
@@ -698,7 +787,9 @@ impl SalesforceSource {
     }
 
     fn where_clause(&self, d: &Described, req: &ReadRequest) -> Result<String, SourceError> {
-        let Some(f) = self.window_field(d, req)? else { return Ok(String::new()) };
+        let Some(f) = self.window_field(d, req)? else {
+            return Ok(String::new());
+        };
         let w = req.window.as_ref().expect("checked");
         let mut conds = vec![];
         if let Some(s) = w.start {
@@ -728,19 +819,28 @@ impl SalesforceSource {
 
     fn with_batch_size(&self, mut r: HttpRequest, req: &ReadRequest) -> HttpRequest {
         if let Some(n) = req.page_size {
-            r.headers.push(("Sforce-Query-Options".into(), format!("batchSize={}", n.clamp(200, 2000))));
+            r.headers.push((
+                "Sforce-Query-Options".into(),
+                format!("batchSize={}", n.clamp(200, 2000)),
+            ));
         }
         r
     }
 
     async fn count(&self, d: &Described, req: &ReadRequest) -> Result<u64, SourceError> {
-        let soql = format!("SELECT COUNT() FROM {}{}", req.entity, self.where_clause(d, req)?);
+        let soql = format!(
+            "SELECT COUNT() FROM {}{}",
+            req.entity,
+            self.where_clause(d, req)?
+        );
         let mut r = HttpRequest::get(self.data_url(self.query_resource()).await?);
         r.query.push(("q".into(), soql));
         let (body, _) = self.get_json(r).await?;
-        body.get("totalSize").and_then(Value::as_u64).ok_or_else(|| SourceError::Rejected {
-            message: "Salesforce answered a COUNT() query without totalSize".into(),
-        })
+        body.get("totalSize")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| SourceError::Rejected {
+                message: "Salesforce answered a COUNT() query without totalSize".into(),
+            })
     }
 
     /// Records of one page as output records, in the exact window.
@@ -774,7 +874,11 @@ impl SalesforceSource {
                         for (sub, src, k) in parts {
                             o.insert(sub.clone(), get(src, *k)?);
                         }
-                        let v = if o.values().all(Value::is_null) { Value::Null } else { Value::Object(o) };
+                        let v = if o.values().all(Value::is_null) {
+                            Value::Null
+                        } else {
+                            Value::Object(o)
+                        };
                         rec.insert(name.clone(), v);
                     }
                 }
@@ -786,7 +890,11 @@ impl SalesforceSource {
                     Some(_) => continue, // the WHERE clause is widened to whole seconds
                     None => {
                         return Err(SourceError::Rejected {
-                            message: format!("{} {}: no {f} value to place it in the window", req.entity, row_id(&row)),
+                            message: format!(
+                                "{} {}: no {f} value to place it in the window",
+                                req.entity,
+                                row_id(&row)
+                            ),
                         })
                     }
                 }
@@ -796,34 +904,58 @@ impl SalesforceSource {
         Ok(out)
     }
 
-    async fn rest_page(&self, d: &Described, req: &ReadRequest, url: String, first: Option<String>) -> Result<Page, SourceError> {
+    async fn rest_page(
+        &self,
+        d: &Described,
+        req: &ReadRequest,
+        url: String,
+        first: Option<String>,
+    ) -> Result<Page, SourceError> {
         let mut r = HttpRequest::get(url);
         if let Some(q) = first {
             r.query.push(("q".into(), q));
         }
         let r = self.with_batch_size(r, req);
         let (body, bytes) = self.get_json(r).await?;
-        let records = body.get("records").and_then(Value::as_array).ok_or_else(|| SourceError::Rejected {
-            message: "a Salesforce query response has no `records` array".into(),
-        })?;
+        let records = body
+            .get("records")
+            .and_then(Value::as_array)
+            .ok_or_else(|| SourceError::Rejected {
+                message: "a Salesforce query response has no `records` array".into(),
+            })?;
         let rows = records.iter().map(|r| {
             r.as_object()
-                .map(|o| o.iter().filter(|(k, _)| *k != "attributes").map(|(k, v)| (k.clone(), CellOwned::Json(v.clone()))).collect())
+                .map(|o| {
+                    o.iter()
+                        .filter(|(k, _)| *k != "attributes")
+                        .map(|(k, v)| (k.clone(), CellOwned::Json(v.clone())))
+                        .collect()
+                })
                 .unwrap_or_default()
         });
         let records = self.shape(d, req, rows)?;
         let done = body.get("done").and_then(Value::as_bool).unwrap_or(true);
         let next = body.get("nextRecordsUrl").and_then(Value::as_str);
         let next = match (done, next) {
-            (false, Some(n)) => Some(serde_json::to_value(Cursor::Rest { next: n.to_string() }).expect("cursor")),
+            (false, Some(n)) => Some(
+                serde_json::to_value(Cursor::Rest {
+                    next: n.to_string(),
+                })
+                .expect("cursor"),
+            ),
             (false, None) => {
                 return Err(SourceError::Rejected {
-                    message: "Salesforce said the query is not done but gave no nextRecordsUrl".into(),
+                    message: "Salesforce said the query is not done but gave no nextRecordsUrl"
+                        .into(),
                 })
             }
             _ => None,
         };
-        Ok(Page { records, next, bytes })
+        Ok(Page {
+            records,
+            next,
+            bytes,
+        })
     }
 
     async fn bulk_create(&self, d: &Described, req: &ReadRequest) -> Result<Cursor, SourceError> {
@@ -831,16 +963,40 @@ impl SalesforceSource {
         r.method = reqwest::Method::POST;
         r.body = Some(json!({"operation": self.query_resource(), "query": self.soql(d, req)?}));
         let (body, _) = self.get_json(r).await?;
-        let job = body.get("id").and_then(Value::as_str).ok_or_else(|| SourceError::Rejected {
-            message: "Salesforce created a Bulk API 2.0 query job without an id".into(),
-        })?;
+        let job = body
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| SourceError::Rejected {
+                message: "Salesforce created a Bulk API 2.0 query job without an id".into(),
+            })?;
         tracing::info!(entity = %req.entity, job, "Bulk API 2.0 query job created");
-        Ok(Cursor::Bulk { job: job.into(), version: self.cfg.api_version.clone(), complete: false, locator: None })
+        Ok(Cursor::Bulk {
+            job: job.into(),
+            version: self.cfg.api_version.clone(),
+            complete: false,
+            locator: None,
+        })
     }
 
-    async fn bulk_page(&self, d: &Described, req: &ReadRequest, cursor: Cursor) -> Result<Page, SourceError> {
-        let Cursor::Bulk { job, version, complete, locator } = cursor else { unreachable!("bulk cursor") };
-        let base = format!("{}/services/data/{version}/jobs/query/{job}", self.instance().await?);
+    async fn bulk_page(
+        &self,
+        d: &Described,
+        req: &ReadRequest,
+        cursor: Cursor,
+    ) -> Result<Page, SourceError> {
+        let Cursor::Bulk {
+            job,
+            version,
+            complete,
+            locator,
+        } = cursor
+        else {
+            unreachable!("bulk cursor")
+        };
+        let base = format!(
+            "{}/services/data/{version}/jobs/query/{job}",
+            self.instance().await?
+        );
         if !complete {
             let started = std::time::Instant::now();
             loop {
@@ -851,7 +1007,9 @@ impl SalesforceSource {
                         return Err(SourceError::Rejected {
                             message: format!(
                                 "the Bulk API 2.0 query job {job} ended {s}: {}",
-                                body.get("errorMessage").and_then(Value::as_str).unwrap_or("no error message")
+                                body.get("errorMessage")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or("no error message")
                             ),
                         })
                     }
@@ -859,8 +1017,17 @@ impl SalesforceSource {
                 }
                 if started.elapsed().as_secs() >= self.cfg.bulk_wait_seconds {
                     // Hand back; the next call polls on.
-                    let next = Cursor::Bulk { job, version, complete: false, locator: None };
-                    return Ok(Page { records: vec![], next: Some(serde_json::to_value(next).expect("cursor")), bytes: 0 });
+                    let next = Cursor::Bulk {
+                        job,
+                        version,
+                        complete: false,
+                        locator: None,
+                    };
+                    return Ok(Page {
+                        records: vec![],
+                        next: Some(serde_json::to_value(next).expect("cursor")),
+                        bytes: 0,
+                    });
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(self.cfg.bulk_poll_ms)).await;
             }
@@ -872,16 +1039,28 @@ impl SalesforceSource {
         if let Some(l) = &locator {
             r.query.push(("locator".into(), l.clone()));
         }
-        let resp = self.http.send_raw(&r).await?.ok_or_else(|| SourceError::Rejected {
-            message: format!("{} returned no data", self.http.redact(&r.url)),
-        })?;
+        let resp = self
+            .http
+            .send_raw(&r)
+            .await?
+            .ok_or_else(|| SourceError::Rejected {
+                message: format!("{} returned no data", self.http.redact(&r.url)),
+            })?;
         let text = resp.body.as_str().unwrap_or_default();
-        let rows = parse_csv(text).map_err(|m| SourceError::Transient { message: format!("{}: {m}", resp.url) })?;
+        let rows = parse_csv(text).map_err(|m| SourceError::Transient {
+            message: format!("{}: {m}", resp.url),
+        })?;
         let mut it = rows.into_iter();
         let header = it.next().unwrap_or_default();
         let rows: Vec<HashMap<String, CellOwned>> = it
             .filter(|r| !(r.len() == 1 && r[0].is_empty()))
-            .map(|r| header.iter().cloned().zip(r.into_iter().map(CellOwned::Csv)).collect())
+            .map(|r| {
+                header
+                    .iter()
+                    .cloned()
+                    .zip(r.into_iter().map(CellOwned::Csv))
+                    .collect()
+            })
             .collect();
         let records = self.shape(d, req, rows.into_iter())?;
         let next_locator = resp
@@ -891,9 +1070,19 @@ impl SalesforceSource {
             .filter(|v| !v.is_empty() && *v != "null")
             .map(String::from);
         let next = next_locator.map(|l| {
-            serde_json::to_value(Cursor::Bulk { job, version, complete: true, locator: Some(l) }).expect("cursor")
+            serde_json::to_value(Cursor::Bulk {
+                job,
+                version,
+                complete: true,
+                locator: Some(l),
+            })
+            .expect("cursor")
         });
-        Ok(Page { records, next, bytes: resp.bytes })
+        Ok(Page {
+            records,
+            next,
+            bytes: resp.bytes,
+        })
     }
 }
 
@@ -912,18 +1101,31 @@ fn row_id(row: &HashMap<String, CellOwned>) -> String {
 #[async_trait]
 impl Source for SalesforceSource {
     async fn list_entities(&self) -> Result<Vec<EntityInfo>, SourceError> {
-        let (body, _) = self.get_json(HttpRequest::get(self.data_url("sobjects").await?)).await?;
-        let list = body.get("sobjects").and_then(Value::as_array).ok_or_else(|| SourceError::Rejected {
-            message: "the sobjects response has no `sobjects` array".into(),
-        })?;
+        let (body, _) = self
+            .get_json(HttpRequest::get(self.data_url("sobjects").await?))
+            .await?;
+        let list = body
+            .get("sobjects")
+            .and_then(Value::as_array)
+            .ok_or_else(|| SourceError::Rejected {
+                message: "the sobjects response has no `sobjects` array".into(),
+            })?;
         Ok(list
             .iter()
             .filter(|o| o.get("queryable").and_then(Value::as_bool).unwrap_or(false))
             .filter_map(|o| {
                 let name = o.get("name")?.as_str()?.to_string();
                 Some(EntityInfo {
-                    label: o.get("label").and_then(Value::as_str).unwrap_or(&name).to_string(),
-                    description: o.get("custom").and_then(Value::as_bool).filter(|c| *c).map(|_| "custom object".into()),
+                    label: o
+                        .get("label")
+                        .and_then(Value::as_str)
+                        .unwrap_or(&name)
+                        .to_string(),
+                    description: o
+                        .get("custom")
+                        .and_then(Value::as_bool)
+                        .filter(|c| *c)
+                        .map(|_| "custom object".into()),
                     name,
                 })
             })
@@ -934,13 +1136,19 @@ impl Source for SalesforceSource {
         Ok(self.described(entity).await?.desc)
     }
 
-    async fn read_page(&self, req: &ReadRequest, cursor: Option<&Value>) -> Result<Page, SourceError> {
+    async fn read_page(
+        &self,
+        req: &ReadRequest,
+        cursor: Option<&Value>,
+    ) -> Result<Page, SourceError> {
         let d = self.described(&req.entity).await?;
         let cursor: Option<Cursor> = match cursor {
             None | Some(Value::Null) => None,
-            Some(v) => Some(serde_json::from_value(v.clone()).map_err(|e| SourceError::Fatal {
-                message: format!("the resume cursor {v} is not a salesforce cursor ({e})"),
-            })?),
+            Some(v) => Some(
+                serde_json::from_value(v.clone()).map_err(|e| SourceError::Fatal {
+                    message: format!("the resume cursor {v} is not a salesforce cursor ({e})"),
+                })?,
+            ),
         };
         match cursor {
             Some(Cursor::Rest { next }) => {
@@ -981,18 +1189,36 @@ mod tests {
 
     #[test]
     fn window_bounds_are_widened_to_whole_seconds() {
-        assert_eq!(soql_lower("SystemModstamp", t("2026-01-01T00:00:05Z")), "SystemModstamp > 2026-01-01T00:00:05Z");
-        assert_eq!(soql_lower("SystemModstamp", t("2026-01-01T00:00:05.250Z")), "SystemModstamp >= 2026-01-01T00:00:05Z");
-        assert_eq!(soql_upper("X", t("2026-01-01T00:00:05Z")), "X <= 2026-01-01T00:00:05Z");
-        assert_eq!(soql_upper("X", t("2026-01-01T00:00:05.250Z")), "X < 2026-01-01T00:00:06Z");
+        assert_eq!(
+            soql_lower("SystemModstamp", t("2026-01-01T00:00:05Z")),
+            "SystemModstamp > 2026-01-01T00:00:05Z"
+        );
+        assert_eq!(
+            soql_lower("SystemModstamp", t("2026-01-01T00:00:05.250Z")),
+            "SystemModstamp >= 2026-01-01T00:00:05Z"
+        );
+        assert_eq!(
+            soql_upper("X", t("2026-01-01T00:00:05Z")),
+            "X <= 2026-01-01T00:00:05Z"
+        );
+        assert_eq!(
+            soql_upper("X", t("2026-01-01T00:00:05.250Z")),
+            "X < 2026-01-01T00:00:06Z"
+        );
     }
 
     #[test]
     fn rest_and_bulk_values_type_the_same() {
         let rest_t = json!("2026-01-01T10:00:00.120+0000");
         let bulk_t = "2026-01-01T10:00:00.120Z".to_string();
-        assert_eq!(typed(Kind::Timestamp, "f", Cell::Json(&rest_t)).unwrap(), typed(Kind::Timestamp, "f", Cell::Csv(&bulk_t)).unwrap());
-        assert_eq!(typed(Kind::Timestamp, "f", Cell::Csv(&bulk_t)).unwrap(), json!("2026-01-01T10:00:00.120Z"));
+        assert_eq!(
+            typed(Kind::Timestamp, "f", Cell::Json(&rest_t)).unwrap(),
+            typed(Kind::Timestamp, "f", Cell::Csv(&bulk_t)).unwrap()
+        );
+        assert_eq!(
+            typed(Kind::Timestamp, "f", Cell::Csv(&bulk_t)).unwrap(),
+            json!("2026-01-01T10:00:00.120Z")
+        );
         for (k, j, c) in [
             (Kind::Float, json!(1500.5), "1500.5"),
             (Kind::Float, json!(1.0E7), "1.0E7"),
@@ -1005,15 +1231,25 @@ mod tests {
             (Kind::Text, json!(""), ""),
         ] {
             let c = c.to_string();
-            assert_eq!(typed(k, "f", Cell::Json(&j)).unwrap(), typed(k, "f", Cell::Csv(&c)).unwrap(), "{k:?} {j}");
+            assert_eq!(
+                typed(k, "f", Cell::Json(&j)).unwrap(),
+                typed(k, "f", Cell::Csv(&c)).unwrap(),
+                "{k:?} {j}"
+            );
         }
-        assert!(typed(Kind::Integer, "f", Cell::Csv(&"x".to_string())).unwrap_err().contains("'x'"));
+        assert!(typed(Kind::Integer, "f", Cell::Csv(&"x".to_string()))
+            .unwrap_err()
+            .contains("'x'"));
     }
 
     #[test]
     fn csv_quoting_and_line_endings() {
-        let rows = parse_csv("\"Id\",\"Name\"\r\n\"1\",\"a, \"\"b\"\"\nc\"\r\n\"2\",\"\"\n").unwrap();
-        assert_eq!(rows, vec![vec!["Id", "Name"], vec!["1", "a, \"b\"\nc"], vec!["2", ""]]);
+        let rows =
+            parse_csv("\"Id\",\"Name\"\r\n\"1\",\"a, \"\"b\"\"\nc\"\r\n\"2\",\"\"\n").unwrap();
+        assert_eq!(
+            rows,
+            vec![vec!["Id", "Name"], vec!["1", "a, \"b\"\nc"], vec!["2", ""]]
+        );
         let rows = parse_csv("Id,Name\n3,x").unwrap();
         assert_eq!(rows[1], vec!["3", "x"]);
         assert!(parse_csv("Id\n\"open").is_err());
@@ -1022,7 +1258,10 @@ mod tests {
     #[test]
     fn compound_subfield_names() {
         assert_eq!(sub_name("BillingAddress", "BillingStreet"), "street");
-        assert_eq!(sub_name("BillingAddress", "BillingGeocodeAccuracy"), "geocodeAccuracy");
+        assert_eq!(
+            sub_name("BillingAddress", "BillingGeocodeAccuracy"),
+            "geocodeAccuracy"
+        );
         assert_eq!(sub_name("Address", "PostalCode"), "postalCode");
         assert_eq!(sub_name("Site__c", "Site__Latitude__s"), "latitude");
     }
@@ -1031,9 +1270,17 @@ mod tests {
     fn limit_errors_are_throttled_and_query_errors_rejected() {
         let e = error_hook(403, br#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#).unwrap();
         assert_eq!(e.kind(), crate::error::ErrorKind::Throttled);
-        let e = error_hook(400, br#"[{"message":"No such column 'Foo'","errorCode":"INVALID_FIELD"}]"#).unwrap();
+        let e = error_hook(
+            400,
+            br#"[{"message":"No such column 'Foo'","errorCode":"INVALID_FIELD"}]"#,
+        )
+        .unwrap();
         assert_eq!(e.kind(), crate::error::ErrorKind::SourceRejected);
-        assert!(error_hook(403, br#"[{"message":"no","errorCode":"INSUFFICIENT_ACCESS"}]"#).is_none());
+        assert!(error_hook(
+            403,
+            br#"[{"message":"no","errorCode":"INSUFFICIENT_ACCESS"}]"#
+        )
+        .is_none());
         assert!(error_hook(500, b"<html>").is_none());
     }
 
@@ -1042,11 +1289,17 @@ mod tests {
         let p = |v: Value| v.as_object().unwrap().clone();
         assert!(SalesforceConfig::parse(&p(json!({}))).is_ok());
         let e = SalesforceConfig::parse(&p(json!({"api_version": "62"}))).unwrap_err();
-        assert!(e.to_string().contains("source.properties.api_version"), "{e}");
+        assert!(
+            e.to_string().contains("source.properties.api_version"),
+            "{e}"
+        );
         let e = SalesforceConfig::parse(&p(json!({"fields": ["Id", "Name; DROP"]}))).unwrap_err();
         assert!(e.to_string().contains("source.properties.fields[1]"), "{e}");
         let e = SalesforceConfig::parse(&p(json!({"bulk": true}))).unwrap_err();
         assert!(e.to_string().contains("bulk"), "{e}");
-        assert_eq!(validate("Account; x", &p(json!({})))[0].path, "source.entity");
+        assert_eq!(
+            validate("Account; x", &p(json!({})))[0].path,
+            "source.entity"
+        );
     }
 }

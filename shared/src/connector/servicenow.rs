@@ -129,7 +129,8 @@ impl DisplayValue {
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 80
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 impl ServiceNowConfig {
@@ -141,7 +142,10 @@ impl ServiceNowConfig {
         let u = url::Url::parse(&self.instance_url).map_err(|e| {
             SourceError::config(
                 "source.properties.instance_url",
-                format!("'{}' is not an absolute URL ({e}); e.g. https://acme.service-now.com", self.instance_url),
+                format!(
+                    "'{}' is not an absolute URL ({e}); e.g. https://acme.service-now.com",
+                    self.instance_url
+                ),
             )
         })?;
         if !matches!(u.scheme(), "http" | "https") || u.query().is_some() {
@@ -199,7 +203,10 @@ pub(super) fn validate(entity: &str, props: &Map<String, Value>) -> Vec<crate::f
         Err(SourceError::Config { field, message }) => {
             vec![crate::flow::FieldError::new(field, message)]
         }
-        Err(e) => vec![crate::flow::FieldError::new("source.properties", e.to_string())],
+        Err(e) => vec![crate::flow::FieldError::new(
+            "source.properties",
+            e.to_string(),
+        )],
     }
 }
 
@@ -259,7 +266,11 @@ impl ServiceNowSource {
         &self.http.auth
     }
 
-    async fn get(&self, table: &str, query: Vec<(String, String)>) -> Result<HttpResponse, SourceError> {
+    async fn get(
+        &self,
+        table: &str,
+        query: Vec<(String, String)>,
+    ) -> Result<HttpResponse, SourceError> {
         let mut r = HttpRequest::get(format!("{}/api/now/table/{table}", self.base));
         r.query = query;
         r.headers = vec![("Accept".into(), "application/json".into())];
@@ -277,7 +288,11 @@ impl ServiceNowSource {
     }
 
     /// Every row of a metadata query, following the `Link` header.
-    async fn get_all(&self, table: &str, query: Vec<(String, String)>) -> Result<Vec<Map<String, Value>>, SourceError> {
+    async fn get_all(
+        &self,
+        table: &str,
+        query: Vec<(String, String)>,
+    ) -> Result<Vec<Map<String, Value>>, SourceError> {
         let mut out = vec![];
         let mut resp = self.get(table, query).await?;
         for _ in 0..MAX_META_PAGES {
@@ -288,7 +303,9 @@ impl ServiceNowSource {
             }
         }
         Err(SourceError::Rejected {
-            message: format!("{table}: the Link header kept naming a next page after {MAX_META_PAGES} pages"),
+            message: format!(
+                "{table}: the Link header kept naming a next page after {MAX_META_PAGES} pages"
+            ),
         })
     }
 
@@ -302,7 +319,10 @@ impl ServiceNowSource {
                     "sys_db_object",
                     vec![
                         ("sysparm_query".into(), format!("name={cur}")),
-                        ("sysparm_fields".into(), "name,label,super_class.name".into()),
+                        (
+                            "sysparm_fields".into(),
+                            "name,label,super_class.name".into(),
+                        ),
                         ("sysparm_exclude_reference_link".into(), "true".into()),
                         ("sysparm_limit".into(), "1".into()),
                     ],
@@ -321,7 +341,10 @@ impl ServiceNowSource {
             // A name query on an unknown name is ignored by the instance: check the answer.
             if text(row.get("name")) != Some(cur.as_str()) {
                 return Err(SourceError::Rejected {
-                    message: format!("sys_db_object answered a row for '{}' when asked for '{cur}'", text(row.get("name")).unwrap_or("")),
+                    message: format!(
+                        "sys_db_object answered a row for '{}' when asked for '{cur}'",
+                        text(row.get("name")).unwrap_or("")
+                    ),
                 });
             }
             chain.push(cur.clone());
@@ -341,9 +364,15 @@ impl ServiceNowSource {
                 vec![
                     (
                         "sysparm_query".into(),
-                        format!("nameIN{}^elementISNOTEMPTY^internal_type!=collection^ORDERBYelement", chain.join(",")),
+                        format!(
+                            "nameIN{}^elementISNOTEMPTY^internal_type!=collection^ORDERBYelement",
+                            chain.join(",")
+                        ),
                     ),
-                    ("sysparm_fields".into(), "name,element,column_label,internal_type".into()),
+                    (
+                        "sysparm_fields".into(),
+                        "name,element,column_label,internal_type".into(),
+                    ),
                     ("sysparm_exclude_reference_link".into(), "true".into()),
                     ("sysparm_limit".into(), "1000".into()),
                 ],
@@ -353,13 +382,17 @@ impl ServiceNowSource {
         let depth = |t: &str| chain.iter().position(|c| c == t).unwrap_or(usize::MAX);
         let mut best: BTreeMap<String, (usize, FieldType, Option<String>)> = BTreeMap::new();
         for r in &rows {
-            let (Some(el), Some(t)) = (text(r.get("element")), text(r.get("name"))) else { continue };
+            let (Some(el), Some(t)) = (text(r.get("element")), text(r.get("name"))) else {
+                continue;
+            };
             let d = depth(t);
             if d == usize::MAX {
                 continue;
             }
             let ty = sn_type(text(r.get("internal_type")).unwrap_or("string"));
-            let label = text(r.get("column_label")).filter(|s| !s.is_empty()).map(String::from);
+            let label = text(r.get("column_label"))
+                .filter(|s| !s.is_empty())
+                .map(String::from);
             if best.get(el).is_none_or(|(bd, _, _)| d < *bd) {
                 best.insert(el.to_string(), (d, ty, label));
             }
@@ -371,7 +404,10 @@ impl ServiceNowSource {
             columns.push(("sys_id".into(), FieldType::String, Some("Sys ID".into())));
         }
         columns.extend(best.into_iter().map(|(k, (_, t, l))| (k, t, l)));
-        let types = columns.iter().map(|(k, t, _)| (k.clone(), t.clone())).collect();
+        let types = columns
+            .iter()
+            .map(|(k, t, _)| (k.clone(), t.clone()))
+            .collect();
         let m = std::sync::Arc::new(TableMeta { columns, types });
         self.meta.lock().await.insert(table.to_string(), m.clone());
         Ok(m)
@@ -379,7 +415,12 @@ impl ServiceNowSource {
 
     /// The columns this flow reads (checked against the dictionary: the instance ignores
     /// unknown names in sysparm_fields).
-    fn selected<'a>(&self, meta: &'a TableMeta, table: &str, must: &[&str]) -> Result<Vec<&'a Column>, SourceError> {
+    fn selected<'a>(
+        &self,
+        meta: &'a TableMeta,
+        table: &str,
+        must: &[&str],
+    ) -> Result<Vec<&'a Column>, SourceError> {
         let Some(fs) = &self.cfg.fields else {
             return Ok(meta.columns.iter().collect());
         };
@@ -418,9 +459,17 @@ impl ServiceNowSource {
             base.push(format!("{f}<={}", w.end.format(SN_TIME)));
         }
         let with = |extra: &[String]| {
-            base.iter().chain(extra).cloned().collect::<Vec<_>>().join("^")
+            base.iter()
+                .chain(extra)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("^")
         };
-        match (field.filter(|_| window.is_some()), &c.after_time, &c.after_id) {
+        match (
+            field.filter(|_| window.is_some()),
+            &c.after_time,
+            &c.after_id,
+        ) {
             (Some(f), Some(t), Some(id)) => format!(
                 "{}^NQ{}^ORDERBY{f}^ORDERBYsys_id",
                 with(&[format!("{f}>{t}")]),
@@ -433,7 +482,12 @@ impl ServiceNowSource {
     }
 
     /// One record as ferry writes it: typed actual values, display values as asked.
-    fn normalize(&self, meta: &TableMeta, raw: &Map<String, Value>, inc: Option<&str>) -> Map<String, Value> {
+    fn normalize(
+        &self,
+        meta: &TableMeta,
+        raw: &Map<String, Value>,
+        inc: Option<&str>,
+    ) -> Map<String, Value> {
         let mut out = Map::new();
         for (k, v) in raw {
             let ty = meta.types.get(k).cloned().unwrap_or(FieldType::String);
@@ -442,16 +496,20 @@ impl ServiceNowSource {
                     out.insert(k.clone(), coerce(actual(v), &ty));
                 }
                 DisplayValue::True => {
-                    let val = if Some(k.as_str()) == inc || k == "sys_id" || ty == FieldType::Timestamp {
-                        coerce(actual(v), &ty)
-                    } else {
-                        coerce(display(v), &FieldType::String)
-                    };
+                    let val =
+                        if Some(k.as_str()) == inc || k == "sys_id" || ty == FieldType::Timestamp {
+                            coerce(actual(v), &ty)
+                        } else {
+                            coerce(display(v), &FieldType::String)
+                        };
                     out.insert(k.clone(), val);
                 }
                 DisplayValue::All => {
                     out.insert(k.clone(), coerce(actual(v), &ty));
-                    out.insert(format!("{k}_display"), coerce(display(v), &FieldType::String));
+                    out.insert(
+                        format!("{k}_display"),
+                        coerce(display(v), &FieldType::String),
+                    );
                 }
             }
         }
@@ -461,9 +519,16 @@ impl ServiceNowSource {
 
 /// `result` rows of a Table API answer.
 fn result_rows(resp: &HttpResponse) -> Result<Vec<Map<String, Value>>, SourceError> {
-    let rows = resp.body.get("result").and_then(Value::as_array).ok_or_else(|| SourceError::Rejected {
-        message: format!("{} answered {} without a `result` array", resp.url, resp.status),
-    })?;
+    let rows = resp
+        .body
+        .get("result")
+        .and_then(Value::as_array)
+        .ok_or_else(|| SourceError::Rejected {
+            message: format!(
+                "{} answered {} without a `result` array",
+                resp.url, resp.status
+            ),
+        })?;
     rows.iter()
         .map(|r| {
             r.as_object().cloned().ok_or_else(|| SourceError::Rejected {
@@ -519,9 +584,18 @@ fn coerce(v: &Value, ty: &FieldType) -> Value {
     };
     match ty {
         FieldType::Integer => s.parse::<i64>().map(Value::from).unwrap_or_else(|_| {
-            s.parse::<f64>().ok().filter(|f| f.fract() == 0.0).map(|f| Value::from(f as i64)).unwrap_or(Value::String(s.into()))
+            s.parse::<f64>()
+                .ok()
+                .filter(|f| f.fract() == 0.0)
+                .map(|f| Value::from(f as i64))
+                .unwrap_or(Value::String(s.into()))
         }),
-        FieldType::Float => s.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number).unwrap_or(Value::String(s.into())),
+        FieldType::Float => s
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .unwrap_or(Value::String(s.into())),
         FieldType::Boolean => match s {
             "true" | "1" => Value::Bool(true),
             "false" | "0" => Value::Bool(false),
@@ -541,7 +615,11 @@ fn parse_sn_time(s: &str) -> Option<DateTime<Utc>> {
     NaiveDateTime::parse_from_str(s, SN_TIME)
         .map(|n| n.and_utc())
         .ok()
-        .or_else(|| DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc)))
+        .or_else(|| {
+            DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        })
 }
 
 /// The `rel="next"` target of a `Link` header.
@@ -550,10 +628,21 @@ fn link_next(headers: &reqwest::header::HeaderMap, base: &str) -> Option<String>
         let Ok(s) = h.to_str() else { continue };
         for part in s.split(',') {
             let mut segs = part.split(';');
-            let Some(target) = segs.next().map(str::trim) else { continue };
-            let Some(target) = target.strip_prefix('<').and_then(|t| t.strip_suffix('>')) else { continue };
-            if segs.any(|p| p.trim().strip_prefix("rel=").is_some_and(|r| r.trim_matches('"') == "next")) {
-                return url::Url::parse(base).and_then(|b| b.join(target)).map(|u| u.to_string()).ok();
+            let Some(target) = segs.next().map(str::trim) else {
+                continue;
+            };
+            let Some(target) = target.strip_prefix('<').and_then(|t| t.strip_suffix('>')) else {
+                continue;
+            };
+            if segs.any(|p| {
+                p.trim()
+                    .strip_prefix("rel=")
+                    .is_some_and(|r| r.trim_matches('"') == "next")
+            }) {
+                return url::Url::parse(base)
+                    .and_then(|b| b.join(target))
+                    .map(|u| u.to_string())
+                    .ok();
             }
         }
     }
@@ -568,7 +657,10 @@ impl Source for ServiceNowSource {
                 "sys_db_object",
                 vec![
                     ("sysparm_query".into(), "nameISNOTEMPTY^ORDERBYname".into()),
-                    ("sysparm_fields".into(), "name,label,super_class.name".into()),
+                    (
+                        "sysparm_fields".into(),
+                        "name,label,super_class.name".into(),
+                    ),
                     ("sysparm_exclude_reference_link".into(), "true".into()),
                     ("sysparm_limit".into(), "1000".into()),
                 ],
@@ -580,7 +672,10 @@ impl Source for ServiceNowSource {
                 let name = text(r.get("name"))?.to_string();
                 let parent = text(r.get("super_class.name")).filter(|s| !s.is_empty());
                 Some(EntityInfo {
-                    label: text(r.get("label")).filter(|s| !s.is_empty()).unwrap_or(&name).to_string(),
+                    label: text(r.get("label"))
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or(&name)
+                        .to_string(),
                     description: parent.map(|p| format!("extends {p}")),
                     name,
                 })
@@ -594,7 +689,9 @@ impl Source for ServiceNowSource {
         let mut fields = vec![];
         for (name, ty, label) in self.selected(&meta, entity, &must)? {
             let shown = match self.display {
-                DisplayValue::True if name != "sys_id" && *ty != FieldType::Timestamp => FieldType::String,
+                DisplayValue::True if name != "sys_id" && *ty != FieldType::Timestamp => {
+                    FieldType::String
+                }
                 _ => ty.clone(),
             };
             let mut f = FieldInfo::new(name, shown.clone());
@@ -607,16 +704,29 @@ impl Source for ServiceNowSource {
             }
             fields.push(f);
             if self.display == DisplayValue::All {
-                fields.push(FieldInfo::new(&format!("{name}_display"), FieldType::String));
+                fields.push(FieldInfo::new(
+                    &format!("{name}_display"),
+                    FieldType::String,
+                ));
             }
         }
-        Ok(EntityDescription { entity: entity.into(), fields })
+        Ok(EntityDescription {
+            entity: entity.into(),
+            fields,
+        })
     }
 
-    async fn read_page(&self, req: &ReadRequest, cursor: Option<&Value>) -> Result<Page, SourceError> {
+    async fn read_page(
+        &self,
+        req: &ReadRequest,
+        cursor: Option<&Value>,
+    ) -> Result<Page, SourceError> {
         let table = req.entity.as_str();
         let meta = self.table_meta(table).await?;
-        let field = req.incremental_field.as_deref().filter(|_| req.window.is_some());
+        let field = req
+            .incremental_field
+            .as_deref()
+            .filter(|_| req.window.is_some());
         if let Some(f) = field {
             match meta.types.get(f) {
                 Some(FieldType::Timestamp) => {}
@@ -644,7 +754,10 @@ impl Source for ServiceNowSource {
         };
         let limit = self.page_size(req);
         let mut query = vec![
-            ("sysparm_query".to_string(), self.encoded_query(field, req.window.as_ref(), &c)),
+            (
+                "sysparm_query".to_string(),
+                self.encoded_query(field, req.window.as_ref(), &c),
+            ),
             ("sysparm_limit".into(), limit.to_string()),
             ("sysparm_exclude_reference_link".into(), "true".into()),
             (
@@ -660,7 +773,11 @@ impl Source for ServiceNowSource {
         if self.cfg.fields.is_some() {
             query.push((
                 "sysparm_fields".into(),
-                selected.iter().map(|(k, _, _)| k.as_str()).collect::<Vec<_>>().join(","),
+                selected
+                    .iter()
+                    .map(|(k, _, _)| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
             ));
         }
         if c.offset > 0 {
@@ -669,13 +786,16 @@ impl Source for ServiceNowSource {
         let resp = self.get(table, query).await?;
         let rows = result_rows(&resp)?;
         let has_link = resp.headers.contains_key(reqwest::header::LINK);
-        let more = link_next(&resp.headers, &resp.url).is_some() || (!has_link && rows.len() as u32 >= limit);
+        let more = link_next(&resp.headers, &resp.url).is_some()
+            || (!has_link && rows.len() as u32 >= limit);
         let mut records = Vec::with_capacity(rows.len());
         let mut last: Option<(Option<String>, String)> = None;
         for raw in &rows {
-            let id = text(raw.get("sys_id")).filter(|s| !s.is_empty()).ok_or_else(|| SourceError::Rejected {
-                message: format!("{}: a {table} row has no sys_id", resp.url),
-            })?;
+            let id = text(raw.get("sys_id"))
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| SourceError::Rejected {
+                    message: format!("{}: a {table} row has no sys_id", resp.url),
+                })?;
             let key_time = match field {
                 None => None,
                 Some(f) => {
@@ -708,7 +828,9 @@ impl Source for ServiceNowSource {
                 // The page must move past the keyset; if it does not, the paging condition
                 // was ignored and the same rows would come back forever.
                 let prev = (c.after_time.clone(), c.after_id.clone());
-                if prev.1.is_some() && (prev.0.clone(), prev.1.clone().unwrap()) >= (t.clone(), id.clone()) {
+                if prev.1.is_some()
+                    && (prev.0.clone(), prev.1.clone().unwrap()) >= (t.clone(), id.clone())
+                {
                     return Err(SourceError::Rejected {
                         message: format!(
                             "{}: the page did not move past the last row read (sys_id={}); the instance ignored the paging condition, stopping instead of reading the same rows again",
@@ -717,9 +839,16 @@ impl Source for ServiceNowSource {
                         ),
                     });
                 }
-                more.then_some(SnCursor { after_time: t, after_id: Some(id), offset: 0 })
+                more.then_some(SnCursor {
+                    after_time: t,
+                    after_id: Some(id),
+                    offset: 0,
+                })
             }
-            None => more.then(|| SnCursor { offset: c.offset + limit as u64, ..c.clone() }),
+            None => more.then(|| SnCursor {
+                offset: c.offset + limit as u64,
+                ..c.clone()
+            }),
         };
         Ok(Page {
             records,
@@ -746,17 +875,36 @@ mod tests {
     fn config_errors_name_the_field() {
         let e = validate("incident", &props(json!({"instance_url": "acme"})));
         assert_eq!(e[0].path, "source.properties.instance_url");
-        let e = validate("Incident; drop", &props(json!({"instance_url": "https://a.service-now.com"})));
+        let e = validate(
+            "Incident; drop",
+            &props(json!({"instance_url": "https://a.service-now.com"})),
+        );
         assert_eq!(e[0].path, "source.entity");
-        let e = validate("incident", &props(json!({"instance_url": "https://a.service-now.com", "display_value": "maybe"})));
+        let e = validate(
+            "incident",
+            &props(json!({"instance_url": "https://a.service-now.com", "display_value": "maybe"})),
+        );
         assert_eq!(e[0].path, "source.properties.display_value");
-        let e = validate("incident", &props(json!({"instance_url": "https://a.service-now.com", "sysparm_limit": 5})));
+        let e = validate(
+            "incident",
+            &props(json!({"instance_url": "https://a.service-now.com", "sysparm_limit": 5})),
+        );
         assert!(e[0].message.contains("sysparm_limit"), "{}", e[0]);
-        let e = validate("incident", &props(json!({"instance_url": "https://a.service-now.com", "query": "a=1^NQb=2"})));
+        let e = validate(
+            "incident",
+            &props(json!({"instance_url": "https://a.service-now.com", "query": "a=1^NQb=2"})),
+        );
         assert_eq!(e[0].path, "source.properties.query");
-        let e = validate("incident", &props(json!({"instance_url": "https://a.service-now.com", "page_size": 0})));
+        let e = validate(
+            "incident",
+            &props(json!({"instance_url": "https://a.service-now.com", "page_size": 0})),
+        );
         assert_eq!(e[0].path, "source.properties.page_size");
-        assert!(validate("incident", &props(json!({"instance_url": "https://a.service-now.com", "display_value": true}))).is_empty());
+        assert!(validate(
+            "incident",
+            &props(json!({"instance_url": "https://a.service-now.com", "display_value": true}))
+        )
+        .is_empty());
         assert!(validate("x_acme_table", &props(json!({"instance_url": "https://a.service-now.com", "display_value": "all", "fields": ["number"]}))).is_empty());
     }
 
@@ -764,22 +912,39 @@ mod tests {
     fn window_and_keyset_queries() {
         let s = src(json!({"instance_url": "https://a.service-now.com", "query": "active=true"}));
         let w = Window {
-            start: Some(DateTime::parse_from_rfc3339("2026-01-01T00:00:00.700Z").unwrap().with_timezone(&Utc)),
-            end: DateTime::parse_from_rfc3339("2026-01-02T10:20:30Z").unwrap().with_timezone(&Utc),
+            start: Some(
+                DateTime::parse_from_rfc3339("2026-01-01T00:00:00.700Z")
+                    .unwrap()
+                    .with_timezone(&Utc),
+            ),
+            end: DateTime::parse_from_rfc3339("2026-01-02T10:20:30Z")
+                .unwrap()
+                .with_timezone(&Utc),
         };
         assert_eq!(
             s.encoded_query(Some("sys_updated_on"), Some(&w), &SnCursor::default()),
             "active=true^sys_updated_on>2026-01-01 00:00:00^sys_updated_on<=2026-01-02 10:20:30^ORDERBYsys_updated_on^ORDERBYsys_id"
         );
-        let c = SnCursor { after_time: Some("2026-01-01 05:00:00".into()), after_id: Some("abc".into()), offset: 0 };
+        let c = SnCursor {
+            after_time: Some("2026-01-01 05:00:00".into()),
+            after_id: Some("abc".into()),
+            offset: 0,
+        };
         assert_eq!(
             s.encoded_query(Some("sys_updated_on"), Some(&w), &c),
             "active=true^sys_updated_on>2026-01-01 00:00:00^sys_updated_on<=2026-01-02 10:20:30^sys_updated_on>2026-01-01 05:00:00\
              ^NQactive=true^sys_updated_on>2026-01-01 00:00:00^sys_updated_on<=2026-01-02 10:20:30^sys_updated_on=2026-01-01 05:00:00^sys_id>abc\
              ^ORDERBYsys_updated_on^ORDERBYsys_id"
         );
-        let c = SnCursor { after_time: None, after_id: Some("abc".into()), offset: 0 };
-        assert_eq!(s.encoded_query(None, None, &c), "active=true^sys_id>abc^ORDERBYsys_id");
+        let c = SnCursor {
+            after_time: None,
+            after_id: Some("abc".into()),
+            offset: 0,
+        };
+        assert_eq!(
+            s.encoded_query(None, None, &c),
+            "active=true^sys_id>abc^ORDERBYsys_id"
+        );
     }
 
     #[test]
@@ -788,13 +953,28 @@ mod tests {
         assert_eq!(coerce(&json!(""), &FieldType::Integer), Value::Null);
         assert_eq!(coerce(&json!("1.5"), &FieldType::Float), json!(1.5));
         assert_eq!(coerce(&json!("true"), &FieldType::Boolean), json!(true));
-        assert_eq!(coerce(&json!("2026-01-01 10:00:05"), &FieldType::Timestamp), json!("2026-01-01T10:00:05Z"));
-        assert_eq!(coerce(&json!("2026-01-01"), &FieldType::Date), json!("2026-01-01"));
-        assert_eq!(coerce(&json!("INC001"), &FieldType::String), json!("INC001"));
+        assert_eq!(
+            coerce(&json!("2026-01-01 10:00:05"), &FieldType::Timestamp),
+            json!("2026-01-01T10:00:05Z")
+        );
+        assert_eq!(
+            coerce(&json!("2026-01-01"), &FieldType::Date),
+            json!("2026-01-01")
+        );
+        assert_eq!(
+            coerce(&json!("INC001"), &FieldType::String),
+            json!("INC001")
+        );
         assert_eq!(sn_type("glide_date_time"), FieldType::Timestamp);
         assert_eq!(sn_type("reference"), FieldType::String);
-        assert_eq!(actual(&json!({"link": "https://x", "value": "abc"})), &json!("abc"));
-        assert_eq!(display(&json!({"display_value": "High", "value": "2"})), &json!("High"));
+        assert_eq!(
+            actual(&json!({"link": "https://x", "value": "abc"})),
+            &json!("abc")
+        );
+        assert_eq!(
+            display(&json!({"display_value": "High", "value": "2"})),
+            &json!("High")
+        );
     }
 
     #[test]

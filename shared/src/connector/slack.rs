@@ -62,7 +62,10 @@
 
 use super::auth::Authenticator;
 use super::http::{parse_retry_after, HttpClient, HttpRequest, HttpSettings};
-use super::normalize::{self, fields::{boolean, int, json, s, ts}};
+use super::normalize::{
+    self,
+    fields::{boolean, int, json, s, ts},
+};
 use super::*;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -108,7 +111,6 @@ const ENTITIES: &[EntityDef] = &[
         fields: message_fields,
     },
 ];
-
 
 fn conversation_fields() -> Vec<FieldInfo> {
     vec![
@@ -212,7 +214,10 @@ const TYPES: &[&str] = &["public_channel", "private_channel", "mpim", "im"];
 
 impl SlackConfig {
     pub fn parse(props: &Map<String, Value>, entity: &str) -> Result<Self, SourceError> {
-        let cfg: SlackConfig = parse_properties(props, Some("slack takes channels, types, exclude_archived, page_size, base_url, http"))?;
+        let cfg: SlackConfig = parse_properties(
+            props,
+            Some("slack takes channels, types, exclude_archived, page_size, base_url, http"),
+        )?;
         cfg.check(entity)?;
         Ok(cfg)
     }
@@ -226,14 +231,18 @@ impl SlackConfig {
                 )
             })?;
             if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(SourceError::config("source.properties.base_url", "must be an http or https URL"));
+                return Err(SourceError::config(
+                    "source.properties.base_url",
+                    "must be an http or https URL",
+                ));
             }
         }
         for (i, c) in self.channels.iter().enumerate() {
             let ok = c.len() >= 9
                 && c.len() <= 24
                 && matches!(c.as_bytes()[0], b'C' | b'G' | b'D')
-                && c.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+                && c.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
             if !ok {
                 return Err(SourceError::config(
                     format!("source.properties.channels[{i}]"),
@@ -252,7 +261,11 @@ impl SlackConfig {
                 if !TYPES.contains(&part.trim()) {
                     return Err(SourceError::config(
                         "source.properties.types",
-                        format!("'{}' is not a conversation type; use a comma-separated list of {}", part.trim(), TYPES.join(", ")),
+                        format!(
+                            "'{}' is not a conversation type; use a comma-separated list of {}",
+                            part.trim(),
+                            TYPES.join(", ")
+                        ),
                     ));
                 }
             }
@@ -306,7 +319,11 @@ fn slack_ts(t: DateTime<Utc>) -> String {
 }
 
 impl SlackSource {
-    pub fn new(props: &Map<String, Value>, entity: &str, auth: Authenticator) -> Result<Self, SourceError> {
+    pub fn new(
+        props: &Map<String, Value>,
+        entity: &str,
+        auth: Authenticator,
+    ) -> Result<Self, SourceError> {
         let cfg = SlackConfig::parse(props, entity)?;
         let base = cfg.base_url.clone().unwrap_or_else(|| DEFAULT_BASE.into());
         let base = base.trim_end_matches('/').to_string();
@@ -316,18 +333,29 @@ impl SlackSource {
 
     fn request(&self, def: &EntityDef, req: &ReadRequest, c: &SCursor) -> HttpRequest {
         let mut r = HttpRequest::get(format!("{}/{}", self.base, def.method));
-        let limit = req.page_size.or(self.cfg.page_size).unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+        let limit = req
+            .page_size
+            .or(self.cfg.page_size)
+            .unwrap_or(DEFAULT_LIMIT)
+            .clamp(1, MAX_LIMIT);
         r.query.push(("limit".into(), limit.to_string()));
         match def.name {
             "conversations" => {
                 r.query.push((
                     "types".into(),
-                    self.cfg.types.clone().unwrap_or_else(|| "public_channel,private_channel".into()),
+                    self.cfg
+                        .types
+                        .clone()
+                        .unwrap_or_else(|| "public_channel,private_channel".into()),
                 ));
-                r.query.push(("exclude_archived".into(), self.cfg.exclude_archived.to_string()));
+                r.query.push((
+                    "exclude_archived".into(),
+                    self.cfg.exclude_archived.to_string(),
+                ));
             }
             "messages" => {
-                r.query.push(("channel".into(), self.cfg.channels[c.channel].clone()));
+                r.query
+                    .push(("channel".into(), self.cfg.channels[c.channel].clone()));
                 if let Some(w) = &req.window {
                     if let Some(s) = w.start {
                         r.query.push(("oldest".into(), slack_ts(s)));
@@ -345,9 +373,22 @@ impl SlackSource {
     }
 
     /// Map `{"ok": false, "error": …}` to the framework's error kinds.
-    fn api_error(&self, def: &EntityDef, url: &str, body: &Value, headers: &reqwest::header::HeaderMap, channel: Option<&str>) -> SourceError {
-        let code = body.get("error").and_then(Value::as_str).unwrap_or("unknown_error");
-        let what = format!("slack {} ({url}) answered ok=false, error `{code}`", def.method);
+    fn api_error(
+        &self,
+        def: &EntityDef,
+        url: &str,
+        body: &Value,
+        headers: &reqwest::header::HeaderMap,
+        channel: Option<&str>,
+    ) -> SourceError {
+        let code = body
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown_error");
+        let what = format!(
+            "slack {} ({url}) answered ok=false, error `{code}`",
+            def.method
+        );
         match code {
             "not_authed" | "invalid_auth" | "account_inactive" | "token_revoked" | "token_expired"
             | "no_permission" | "access_denied" | "team_access_not_granted" | "not_allowed_token_type"
@@ -408,7 +449,11 @@ impl Source for SlackSource {
         })
     }
 
-    async fn read_page(&self, req: &ReadRequest, cursor: Option<&Value>) -> Result<Page, SourceError> {
+    async fn read_page(
+        &self,
+        req: &ReadRequest,
+        cursor: Option<&Value>,
+    ) -> Result<Page, SourceError> {
         let def = entity_def(&req.entity)?;
         if def.name == "messages" && self.cfg.channels.is_empty() {
             return Err(SourceError::config(
@@ -422,11 +467,21 @@ impl Source for SlackSource {
                 message: format!("slack: the resume cursor {v} is not a slack cursor ({e})"),
             })?,
         };
-        let channel = (def.name == "messages").then(|| self.cfg.channels.get(c.channel).cloned()).flatten();
+        let channel = (def.name == "messages")
+            .then(|| self.cfg.channels.get(c.channel).cloned())
+            .flatten();
         if def.name == "messages" && channel.is_none() {
-            return Ok(Page { records: vec![], next: None, bytes: 0 });
+            return Ok(Page {
+                records: vec![],
+                next: None,
+                bytes: 0,
+            });
         }
-        let resp = self.http.send(&self.request(def, req, &c)).await?.expect("no ignored statuses");
+        let resp = self
+            .http
+            .send(&self.request(def, req, &c))
+            .await?
+            .expect("no ignored statuses");
         let body = &resp.body;
         if body.get("ok").and_then(Value::as_bool) != Some(true) {
             return Err(self.api_error(def, &resp.url, body, &resp.headers, channel.as_deref()));
@@ -434,11 +489,20 @@ impl Source for SlackSource {
         if let Some(w) = body.get("warning") {
             tracing::warn!(method = def.method, warning = %w, "slack answered with a warning");
         }
-        let items = body.get(def.key).and_then(Value::as_array).ok_or_else(|| SourceError::Rejected {
-            message: format!("slack {} ({}) answered ok=true without a `{}` array", def.method, resp.url, def.key),
-        })?;
+        let items =
+            body.get(def.key)
+                .and_then(Value::as_array)
+                .ok_or_else(|| SourceError::Rejected {
+                    message: format!(
+                        "slack {} ({}) answered ok=true without a `{}` array",
+                        def.method, resp.url, def.key
+                    ),
+                })?;
         let fields = (def.fields)();
-        let inc_field = req.incremental_field.clone().unwrap_or_else(|| def.default_incremental.into());
+        let inc_field = req
+            .incremental_field
+            .clone()
+            .unwrap_or_else(|| def.default_incremental.into());
         let mut records = Vec::with_capacity(items.len());
         for item in items {
             let mut item = item.clone();
@@ -447,9 +511,16 @@ impl Source for SlackSource {
                 let posted = o.get("ts").cloned().unwrap_or(Value::Null);
                 o.insert("posted_at".into(), posted);
             }
-            let id = item.get("id").or_else(|| item.get("ts")).cloned().unwrap_or(Value::Null);
+            let id = item
+                .get("id")
+                .or_else(|| item.get("ts"))
+                .cloned()
+                .unwrap_or(Value::Null);
             let rec = normalize::shape(&item, &fields).map_err(|why| SourceError::Rejected {
-                message: format!("slack {} ({}): {} {id}: {why}", def.method, resp.url, def.name),
+                message: format!(
+                    "slack {} ({}): {} {id}: {why}",
+                    def.method, resp.url, def.name
+                ),
             })?;
             if let Some(w) = &req.window {
                 match rec.get(&inc_field).and_then(normalize::time) {
@@ -479,7 +550,11 @@ impl Source for SlackSource {
                         message: format!("slack {} ({}) handed back the cursor it was given (after {pages} pages); the API is looping", def.method, resp.url),
                     });
                 }
-                Some(SCursor { channel: c.channel, cursor: Some(nc.into()), pages })
+                Some(SCursor {
+                    channel: c.channel,
+                    cursor: Some(nc.into()),
+                    pages,
+                })
             }
             None => {
                 if body.get("has_more").and_then(Value::as_bool) == Some(true) {
@@ -487,8 +562,13 @@ impl Source for SlackSource {
                         message: format!("slack {} ({}) says has_more but gives no response_metadata.next_cursor", def.method, resp.url),
                     });
                 }
-                (def.name == "messages" && c.channel + 1 < self.cfg.channels.len())
-                    .then(|| SCursor { channel: c.channel + 1, cursor: None, pages })
+                (def.name == "messages" && c.channel + 1 < self.cfg.channels.len()).then(|| {
+                    SCursor {
+                        channel: c.channel + 1,
+                        cursor: None,
+                        pages,
+                    }
+                })
             }
         };
         Ok(Page {
@@ -511,24 +591,44 @@ mod tests {
     #[test]
     fn properties_are_checked_with_field_names() {
         let e = SlackConfig::parse(&props(json!({})), "messages").unwrap_err();
-        assert!(e.to_string().contains("source.properties.channels") && e.to_string().contains("/invite"), "{e}");
-        let e = SlackConfig::parse(&props(json!({"channels": ["#general"]})), "messages").unwrap_err();
-        assert!(e.to_string().contains("source.properties.channels[0]") && e.to_string().contains("not the #name"), "{e}");
-        let e = SlackConfig::parse(&props(json!({"types": "public_channel,dm"})), "conversations").unwrap_err();
+        assert!(
+            e.to_string().contains("source.properties.channels")
+                && e.to_string().contains("/invite"),
+            "{e}"
+        );
+        let e =
+            SlackConfig::parse(&props(json!({"channels": ["#general"]})), "messages").unwrap_err();
+        assert!(
+            e.to_string().contains("source.properties.channels[0]")
+                && e.to_string().contains("not the #name"),
+            "{e}"
+        );
+        let e = SlackConfig::parse(
+            &props(json!({"types": "public_channel,dm"})),
+            "conversations",
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("source.properties.types"), "{e}");
         let e = SlackConfig::parse(&props(json!({"page_size": 5000})), "users").unwrap_err();
         assert!(e.to_string().contains("source.properties.page_size"), "{e}");
-        let e = SlackConfig::parse(&props(json!({"channel": ["C0123456789"]})), "messages").unwrap_err();
+        let e = SlackConfig::parse(&props(json!({"channel": ["C0123456789"]})), "messages")
+            .unwrap_err();
         assert!(e.to_string().contains("channels, types"), "{e}");
         assert!(SlackConfig::parse(&props(json!({})), "users").is_ok());
-        assert!(SlackConfig::parse(&props(json!({"channels": ["C0123456789", "G0ABCDEF12"]})), "messages").is_ok());
+        assert!(SlackConfig::parse(
+            &props(json!({"channels": ["C0123456789", "G0ABCDEF12"]})),
+            "messages"
+        )
+        .is_ok());
         let errs = validate("emoji", &props(json!({})));
         assert_eq!(errs[0].path, "source.entity");
     }
 
     #[test]
     fn window_bounds_keep_microseconds() {
-        let t = DateTime::parse_from_rfc3339("2017-11-30T23:52:30.000216Z").unwrap().with_timezone(&Utc);
+        let t = DateTime::parse_from_rfc3339("2017-11-30T23:52:30.000216Z")
+            .unwrap()
+            .with_timezone(&Utc);
         assert_eq!(slack_ts(t), "1512085950.000216");
         assert_eq!(normalize::time(&json!(slack_ts(t))), Some(t));
     }

@@ -60,7 +60,10 @@
 
 use super::auth::Authenticator;
 use super::http::{HttpClient, HttpRequest, HttpSettings};
-use super::normalize::{self, fields::{boolean, int, json, s, ts, strings, ints}};
+use super::normalize::{
+    self,
+    fields::{boolean, int, ints, json, s, strings, ts},
+};
 use super::*;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -144,7 +147,6 @@ const MAX_LIST_PAGE: u32 = 100;
 const MIN_START_AGE_SECONDS: i64 = 61;
 /// Boundary keys kept in the cursor at most.
 const MAX_BOUNDARY_KEYS: usize = 2000;
-
 
 fn ticket_fields() -> Vec<FieldInfo> {
     vec![
@@ -283,7 +285,10 @@ pub struct ZendeskConfig {
 
 impl ZendeskConfig {
     pub fn parse(props: &Map<String, Value>) -> Result<Self, SourceError> {
-        let cfg: ZendeskConfig = parse_properties(props, Some("zendesk takes subdomain, base_url, page_size, exclude_deleted, http"))?;
+        let cfg: ZendeskConfig = parse_properties(
+            props,
+            Some("zendesk takes subdomain, base_url, page_size, exclude_deleted, http"),
+        )?;
         cfg.check()?;
         Ok(cfg)
     }
@@ -395,13 +400,19 @@ impl ZendeskSource {
             Api::CursorList => MAX_LIST_PAGE,
             _ => MAX_EXPORT_PAGE,
         };
-        req.page_size.or(self.cfg.page_size).unwrap_or(max).clamp(1, max)
+        req.page_size
+            .or(self.cfg.page_size)
+            .unwrap_or(max)
+            .clamp(1, max)
     }
 
     /// The first `start_time` of an export: the window start floored to the second (the
     /// export is inclusive, the window exclusive), no later than a minute ago.
     fn first_start_time(window: Option<&Window>, now: DateTime<Utc>) -> i64 {
-        let start = window.and_then(|w| w.start).map(|s| s.timestamp()).unwrap_or(0);
+        let start = window
+            .and_then(|w| w.start)
+            .map(|s| s.timestamp())
+            .unwrap_or(0);
         start.min(now.timestamp() - MIN_START_AGE_SECONDS).max(0)
     }
 
@@ -473,7 +484,11 @@ impl Source for ZendeskSource {
         })
     }
 
-    async fn read_page(&self, req: &ReadRequest, cursor: Option<&Value>) -> Result<Page, SourceError> {
+    async fn read_page(
+        &self,
+        req: &ReadRequest,
+        cursor: Option<&Value>,
+    ) -> Result<Page, SourceError> {
         let def = entity_def(&req.entity)?;
         let c: ZCursor = match cursor {
             None | Some(Value::Null) => ZCursor::default(),
@@ -493,7 +508,11 @@ impl Source for ZendeskSource {
             _ => {
                 return Err(self.rejected(
                     &resp.url,
-                    format!("the response has no `{}` array; it starts with {}", def.key, snippet(body)),
+                    format!(
+                        "the response has no `{}` array; it starts with {}",
+                        def.key,
+                        snippet(body)
+                    ),
                 ))
             }
         };
@@ -502,7 +521,8 @@ impl Source for ZendeskSource {
             .incremental_field
             .clone()
             .unwrap_or_else(|| "updated_at".into());
-        let previous: std::collections::HashSet<&str> = c.boundary.iter().map(String::as_str).collect();
+        let previous: std::collections::HashSet<&str> =
+            c.boundary.iter().map(String::as_str).collect();
         let mut records = Vec::with_capacity(items.len());
         let mut last_t: Option<DateTime<Utc>> = None;
         let mut keys: Vec<(String, DateTime<Utc>)> = Vec::new();
@@ -519,7 +539,11 @@ impl Source for ZendeskSource {
             let rec = normalize::shape(item, &fields).map_err(|why| {
                 self.rejected(
                     &resp.url,
-                    format!("{} id={}: {why}", def.name, item.get("id").unwrap_or(&Value::Null)),
+                    format!(
+                        "{} id={}: {why}",
+                        def.name,
+                        item.get("id").unwrap_or(&Value::Null)
+                    ),
                 )
             })?;
             if let Some(w) = &req.window {
@@ -553,7 +577,11 @@ impl Source for ZendeskSource {
         let pages = c.pages + 1;
         let next = match def.api {
             Api::CursorExport => {
-                if body.get("end_of_stream").and_then(Value::as_bool).unwrap_or(true) {
+                if body
+                    .get("end_of_stream")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true)
+                {
                     None
                 } else {
                     let after = body
@@ -564,17 +592,34 @@ impl Source for ZendeskSource {
                     if c.cursor.as_deref() == Some(after) {
                         return Err(self.rejected(&resp.url, format!("the export handed back the cursor it was given (after {pages} pages); the API is looping")));
                     }
-                    Some(ZCursor { cursor: Some(after.into()), boundary, pages, ..Default::default() })
+                    Some(ZCursor {
+                        cursor: Some(after.into()),
+                        boundary,
+                        pages,
+                        ..Default::default()
+                    })
                 }
             }
             Api::TimeExport => {
-                if body.get("end_of_stream").and_then(Value::as_bool).unwrap_or(true) {
+                if body
+                    .get("end_of_stream")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true)
+                {
                     None
                 } else {
                     let end_time = body
                         .get("end_time")
-                        .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
-                        .ok_or_else(|| self.rejected(&resp.url, "end_of_stream is false but there is no end_time to continue from"))?;
+                        .and_then(|v| {
+                            v.as_i64()
+                                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                        })
+                        .ok_or_else(|| {
+                            self.rejected(
+                                &resp.url,
+                                "end_of_stream is false but there is no end_time to continue from",
+                            )
+                        })?;
                     let current = request
                         .query
                         .iter()
@@ -584,12 +629,20 @@ impl Source for ZendeskSource {
                     if end_time <= current && fresh == 0 {
                         return Err(self.rejected(&resp.url, format!("the time-based export does not advance past start_time={current}: more items share that second than one page holds; set source.properties.page_size to {MAX_EXPORT_PAGE}")));
                     }
-                    Some(ZCursor { start_time: Some(end_time), boundary, pages, ..Default::default() })
+                    Some(ZCursor {
+                        start_time: Some(end_time),
+                        boundary,
+                        pages,
+                        ..Default::default()
+                    })
                 }
             }
             Api::CursorList => {
                 let meta = body.get("meta");
-                let more = meta.and_then(|m| m.get("has_more")).and_then(Value::as_bool).unwrap_or(false);
+                let more = meta
+                    .and_then(|m| m.get("has_more"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
                 if !more {
                     None
                 } else {
@@ -597,11 +650,20 @@ impl Source for ZendeskSource {
                         .and_then(|m| m.get("after_cursor"))
                         .and_then(Value::as_str)
                         .filter(|s| !s.is_empty())
-                        .ok_or_else(|| self.rejected(&resp.url, "meta.has_more is true but meta.after_cursor is missing"))?;
+                        .ok_or_else(|| {
+                            self.rejected(
+                                &resp.url,
+                                "meta.has_more is true but meta.after_cursor is missing",
+                            )
+                        })?;
                     if c.after.as_deref() == Some(after) {
                         return Err(self.rejected(&resp.url, format!("the list handed back the cursor it was given (after {pages} pages); the API is looping")));
                     }
-                    Some(ZCursor { after: Some(after.into()), pages, ..Default::default() })
+                    Some(ZCursor {
+                        after: Some(after.into()),
+                        pages,
+                        ..Default::default()
+                    })
                 }
             }
         };
@@ -641,30 +703,53 @@ mod tests {
         assert!(e.to_string().contains("source.properties.subdomain"), "{e}");
         let e = ZendeskConfig::parse(&props(json!({"subdomain": "acme.zendesk.com"}))).unwrap_err();
         assert!(e.to_string().contains("first label"), "{e}");
-        let e = ZendeskConfig::parse(&props(json!({"subdomain": "acme", "page_size": 5000}))).unwrap_err();
+        let e = ZendeskConfig::parse(&props(json!({"subdomain": "acme", "page_size": 5000})))
+            .unwrap_err();
         assert!(e.to_string().contains("source.properties.page_size"), "{e}");
-        let e = ZendeskConfig::parse(&props(json!({"subdomain": "acme", "exclude_deleted": "yes"}))).unwrap_err();
-        assert!(e.to_string().contains("source.properties.exclude_deleted"), "{e}");
-        let e = ZendeskConfig::parse(&props(json!({"subdomain": "acme", "start_time": 5}))).unwrap_err();
-        assert!(e.to_string().contains("start_time") && e.to_string().contains("subdomain, base_url"), "{e}");
+        let e = ZendeskConfig::parse(&props(
+            json!({"subdomain": "acme", "exclude_deleted": "yes"}),
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("source.properties.exclude_deleted"),
+            "{e}"
+        );
+        let e = ZendeskConfig::parse(&props(json!({"subdomain": "acme", "start_time": 5})))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("start_time") && e.to_string().contains("subdomain, base_url"),
+            "{e}"
+        );
         let c = ZendeskConfig::parse(&props(json!({"subdomain": "acme"}))).unwrap();
         assert_eq!(c.base(), "https://acme.zendesk.com");
         let errs = validate("macros", &props(json!({"subdomain": "acme"})));
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].path, "source.entity");
-        assert!(errs[0].message.contains("tickets, users, organizations"), "{}", errs[0].message);
+        assert!(
+            errs[0].message.contains("tickets, users, organizations"),
+            "{}",
+            errs[0].message
+        );
     }
 
     #[test]
     fn start_time_is_floored_and_never_too_recent() {
-        let now = DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z").unwrap().with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let w = |s: &str| Window {
             start: Some(DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)),
             end: now,
         };
         let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().timestamp();
-        assert_eq!(ZendeskSource::first_start_time(Some(&w("2026-03-01T10:00:00.900Z")), now), t("2026-03-01T10:00:00Z"));
-        assert_eq!(ZendeskSource::first_start_time(Some(&w("2026-03-01T11:59:30Z")), now), t("2026-03-01T11:58:59Z"));
+        assert_eq!(
+            ZendeskSource::first_start_time(Some(&w("2026-03-01T10:00:00.900Z")), now),
+            t("2026-03-01T10:00:00Z")
+        );
+        assert_eq!(
+            ZendeskSource::first_start_time(Some(&w("2026-03-01T11:59:30Z")), now),
+            t("2026-03-01T11:58:59Z")
+        );
         assert_eq!(ZendeskSource::first_start_time(None, now), 0);
     }
 
@@ -672,8 +757,16 @@ mod tests {
     fn every_entity_has_a_key_and_an_incremental_field() {
         for e in ENTITIES {
             let f = (e.fields)();
-            assert!(f.iter().any(|f| f.primary_key && f.name == "id"), "{}", e.name);
-            assert!(f.iter().any(|f| f.incremental && f.name == "updated_at"), "{}", e.name);
+            assert!(
+                f.iter().any(|f| f.primary_key && f.name == "id"),
+                "{}",
+                e.name
+            );
+            assert!(
+                f.iter().any(|f| f.incremental && f.name == "updated_at"),
+                "{}",
+                e.name
+            );
             assert!(f.iter().any(|f| f.name == e.sort_field), "{}", e.name);
         }
     }

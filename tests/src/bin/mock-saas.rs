@@ -18,7 +18,8 @@ async fn main() -> anyhow::Result<()> {
             "--port" => port = val("--port")?.parse().context("--port")?,
             "--tickets" => cfg.tickets = val("--tickets")?.parse().context("--tickets")?,
             "--latency-ms" => {
-                cfg.latency = Duration::from_millis(val("--latency-ms")?.parse().context("--latency-ms")?)
+                cfg.latency =
+                    Duration::from_millis(val("--latency-ms")?.parse().context("--latency-ms")?)
             }
             "--page" => cfg.default_page = val("--page")?.parse().context("--page")?,
             "--ignore-filter" => cfg.ignore_filter = true,

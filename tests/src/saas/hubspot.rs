@@ -39,7 +39,11 @@ pub enum HsAuth {
     /// A private app's access token.
     PrivateApp(String),
     /// OAuth: `POST /oauth/v1/token` with grant_type=refresh_token.
-    OAuth { client_id: String, client_secret: String, refresh_token: String },
+    OAuth {
+        client_id: String,
+        client_secret: String,
+        refresh_token: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -53,7 +57,12 @@ pub struct HsConfig {
 
 impl Default for HsConfig {
     fn default() -> Self {
-        HsConfig { records: 300, same_time: 3, archived_every: 25, auth: HsAuth::PrivateApp("pat-na1-test".into()) }
+        HsConfig {
+            records: 300,
+            same_time: 3,
+            archived_every: 25,
+            auth: HsAuth::PrivateApp("pat-na1-test".into()),
+        }
     }
 }
 
@@ -105,10 +114,38 @@ fn properties(object: &str) -> Vec<(&'static str, &'static str, &'static str)> {
 
 fn default_properties(object: &str) -> Vec<&'static str> {
     match object {
-        "contacts" => vec!["createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"],
-        "companies" => vec!["createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name"],
-        "deals" => vec!["amount", "closedate", "createdate", "dealname", "dealstage", "hs_lastmodifieddate", "hs_object_id"],
-        _ => vec!["content", "createdate", "hs_lastmodifieddate", "hs_object_id", "hs_pipeline_stage", "subject"],
+        "contacts" => vec![
+            "createdate",
+            "email",
+            "firstname",
+            "hs_object_id",
+            "lastmodifieddate",
+            "lastname",
+        ],
+        "companies" => vec![
+            "createdate",
+            "domain",
+            "hs_lastmodifieddate",
+            "hs_object_id",
+            "name",
+        ],
+        "deals" => vec![
+            "amount",
+            "closedate",
+            "createdate",
+            "dealname",
+            "dealstage",
+            "hs_lastmodifieddate",
+            "hs_object_id",
+        ],
+        _ => vec![
+            "content",
+            "createdate",
+            "hs_lastmodifieddate",
+            "hs_object_id",
+            "hs_pipeline_stage",
+            "subject",
+        ],
     }
 }
 
@@ -125,7 +162,9 @@ struct Rec {
 }
 
 fn make(object: &str, i: u64, cfg: &HsConfig) -> Rec {
-    let modified = base_time() + ChronoDuration::seconds((i / cfg.same_time.max(1)) as i64) + ChronoDuration::milliseconds(250);
+    let modified = base_time()
+        + ChronoDuration::seconds((i / cfg.same_time.max(1)) as i64)
+        + ChronoDuration::milliseconds(250);
     let created = modified - ChronoDuration::days(10);
     let mut p: HashMap<String, Value> = HashMap::new();
     let mut put = |k: &str, v: Value| {
@@ -139,11 +178,35 @@ fn make(object: &str, i: u64, cfg: &HsConfig) -> Rec {
         "contacts" => {
             put("email", json!(format!("person{i}@example.com")));
             put("firstname", json!(format!("First{i}")));
-            put("lastname", if i.is_multiple_of(7) { Value::Null } else { json!(format!("Last{i}")) });
-            put("lifecyclestage", json!(["lead", "customer", "subscriber"][(i % 3) as usize]));
-            put("num_notes", if i.is_multiple_of(4) { json!("") } else { json!((i % 9).to_string()) });
+            put(
+                "lastname",
+                if i.is_multiple_of(7) {
+                    Value::Null
+                } else {
+                    json!(format!("Last{i}"))
+                },
+            );
+            put(
+                "lifecyclestage",
+                json!(["lead", "customer", "subscriber"][(i % 3) as usize]),
+            );
+            put(
+                "num_notes",
+                if i.is_multiple_of(4) {
+                    json!("")
+                } else {
+                    json!((i % 9).to_string())
+                },
+            );
             put("hs_email_optout", json!((i.is_multiple_of(2)).to_string()));
-            put("date_of_birth", if i.is_multiple_of(5) { json!("") } else { json!(format!("1990-01-{:02}", 1 + i % 28)) });
+            put(
+                "date_of_birth",
+                if i.is_multiple_of(5) {
+                    json!("")
+                } else {
+                    json!(format!("1990-01-{:02}", 1 + i % 28))
+                },
+            );
         }
         "companies" => {
             put("name", json!(format!("Company {i}")));
@@ -162,7 +225,12 @@ fn make(object: &str, i: u64, cfg: &HsConfig) -> Rec {
             put("hs_pipeline_stage", json!("1"));
         }
     }
-    Rec { id, modified, archived: cfg.archived_every > 0 && i.is_multiple_of(cfg.archived_every), props: p }
+    Rec {
+        id,
+        modified,
+        archived: cfg.archived_every > 0 && i.is_multiple_of(cfg.archived_every),
+        props: p,
+    }
 }
 
 struct Inner {
@@ -195,7 +263,12 @@ impl HubSpotMock {
     pub async fn start(cfg: HsConfig) -> HubSpotMock {
         let data = OBJECTS
             .iter()
-            .map(|o| (o.to_string(), (1..=cfg.records).map(|i| make(o, i, &cfg)).collect()))
+            .map(|o| {
+                (
+                    o.to_string(),
+                    (1..=cfg.records).map(|i| make(o, i, &cfg)).collect(),
+                )
+            })
             .collect();
         let refresh = match &cfg.auth {
             HsAuth::OAuth { refresh_token, .. } => refresh_token.clone(),
@@ -217,7 +290,9 @@ impl HubSpotMock {
             .route("/oauth/v1/token", post(token))
             .layer(axum::middleware::from_fn_with_state(inner.clone(), gate))
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("hubspot mock");
@@ -238,12 +313,24 @@ impl HubSpotMock {
     }
 
     pub fn requests(&self) -> Vec<Seen> {
-        self.inner.log.lock().unwrap().iter().map(|(s, _)| s.clone()).collect()
+        self.inner
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(s, _)| s.clone())
+            .collect()
     }
 
     /// Search request bodies, in order.
     pub fn search_bodies(&self) -> Vec<Value> {
-        self.inner.log.lock().unwrap().iter().filter_map(|(_, b)| b.clone()).collect()
+        self.inner
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(_, b)| b.clone())
+            .collect()
     }
 
     /// Modified time of record `i`.
@@ -252,7 +339,13 @@ impl HubSpotMock {
     }
 
     /// Ids of `object`'s records modified in `(start, end]`, archived or not as asked.
-    pub fn ids_in(&self, object: &str, start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>, archived: bool) -> BTreeSet<String> {
+    pub fn ids_in(
+        &self,
+        object: &str,
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+        archived: bool,
+    ) -> BTreeSet<String> {
         self.inner.data[object]
             .iter()
             .filter(|r| r.archived == archived)
@@ -293,25 +386,48 @@ fn object_json(o: &str, r: &Rec, props: &[String]) -> Value {
     v
 }
 
-async fn list(State(s): State<S>, Path(object): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn list(
+    State(s): State<S>,
+    Path(object): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let Some(recs) = s.data.get(&object) else {
-        return error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", &format!("Unable to infer object type from: {object}"));
+        return error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            &format!("Unable to infer object type from: {object}"),
+        );
     };
     let limit: usize = q.get("limit").and_then(|v| v.parse().ok()).unwrap_or(10);
     if limit > 100 {
-        return error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "limit must be less than or equal to 100");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "limit must be less than or equal to 100",
+        );
     }
     let archived = q.get("archived").map(String::as_str) == Some("true");
     let after: u64 = q.get("after").and_then(|v| v.parse().ok()).unwrap_or(0);
     let props: Vec<String> = match q.get("properties") {
         Some(p) => p.split(',').map(String::from).collect(),
-        None => default_properties(&object).into_iter().map(String::from).collect(),
+        None => default_properties(&object)
+            .into_iter()
+            .map(String::from)
+            .collect(),
     };
-    let matching: Vec<&Rec> = recs.iter().filter(|r| r.archived == archived && r.id >= after).collect();
-    let page: Vec<Value> = matching.iter().take(limit).map(|r| object_json(&object, r, &props)).collect();
+    let matching: Vec<&Rec> = recs
+        .iter()
+        .filter(|r| r.archived == archived && r.id >= after)
+        .collect();
+    let page: Vec<Value> = matching
+        .iter()
+        .take(limit)
+        .map(|r| object_json(&object, r, &props))
+        .collect();
     let mut body = json!({ "results": page });
     if let Some(next) = matching.get(limit) {
-        body["paging"] = json!({"next": {"after": next.id.to_string(), "link": format!("?after={}", next.id)}});
+        body["paging"] =
+            json!({"next": {"after": next.id.to_string(), "link": format!("?after={}", next.id)}});
     }
     axum::Json(body).into_response()
 }
@@ -323,9 +439,18 @@ fn filter_ok(r: &Rec, f: &Value) -> Result<bool, String> {
         Value::String(s) => s.clone(),
         v => v.to_string(),
     };
-    let have = r.props.get(name).ok_or_else(|| format!("There was a problem with the request: property {name} does not exist"))?;
-    let have_ms = have.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|t| t.timestamp_millis());
-    let want_ms = val.parse::<i64>().ok().or_else(|| DateTime::parse_from_rfc3339(&val).ok().map(|t| t.timestamp_millis()));
+    let have = r.props.get(name).ok_or_else(|| {
+        format!("There was a problem with the request: property {name} does not exist")
+    })?;
+    let have_ms = have
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.timestamp_millis());
+    let want_ms = val.parse::<i64>().ok().or_else(|| {
+        DateTime::parse_from_rfc3339(&val)
+            .ok()
+            .map(|t| t.timestamp_millis())
+    });
     let (Some(h), Some(w)) = (have_ms, want_ms) else {
         return Ok(op == "EQ" && have.as_str() == Some(val.as_str()));
     };
@@ -340,13 +465,25 @@ fn filter_ok(r: &Rec, f: &Value) -> Result<bool, String> {
     })
 }
 
-async fn search(State(s): State<S>, Path(object): Path<String>, body: axum::Json<Value>) -> Response {
+async fn search(
+    State(s): State<S>,
+    Path(object): Path<String>,
+    body: axum::Json<Value>,
+) -> Response {
     let Some(recs) = s.data.get(&object) else {
-        return error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", &format!("Unable to infer object type from: {object}"));
+        return error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            &format!("Unable to infer object type from: {object}"),
+        );
     };
     let limit = body.get("limit").and_then(Value::as_u64).unwrap_or(10) as usize;
     if limit > 200 {
-        return error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "There was a problem with the request. limit must be <= 200");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "There was a problem with the request. limit must be <= 200",
+        );
     }
     let after: usize = match body.get("after") {
         Some(Value::String(a)) => a.parse().unwrap_or(0),
@@ -360,7 +497,11 @@ async fn search(State(s): State<S>, Path(object): Path<String>, body: axum::Json
             "There was a problem with the request. The search endpoints are limited to 10,000 total results for any given query.",
         );
     }
-    let groups = body.get("filterGroups").and_then(Value::as_array).cloned().unwrap_or_default();
+    let groups = body
+        .get("filterGroups")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut matching: Vec<&Rec> = vec![];
     for r in recs.iter().filter(|r| !r.archived) {
         let mut any = groups.is_empty();
@@ -378,20 +519,45 @@ async fn search(State(s): State<S>, Path(object): Path<String>, body: axum::Json
             matching.push(r);
         }
     }
-    if let Some(sort) = body.pointer("/sorts/0/propertyName").and_then(Value::as_str) {
+    if let Some(sort) = body
+        .pointer("/sorts/0/propertyName")
+        .and_then(Value::as_str)
+    {
         let desc = body.pointer("/sorts/0/direction").and_then(Value::as_str) == Some("DESCENDING");
-        let key = |r: &Rec| r.props.get(sort).and_then(Value::as_str).unwrap_or("").to_string();
+        let key = |r: &Rec| {
+            r.props
+                .get(sort)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
         matching.sort_by(|a, b| {
             let o = key(a).cmp(&key(b)).then(a.id.cmp(&b.id));
-            if desc { o.reverse() } else { o }
+            if desc {
+                o.reverse()
+            } else {
+                o
+            }
         });
     }
     let props: Vec<String> = match body.get("properties").and_then(Value::as_array) {
-        Some(p) if !p.is_empty() => p.iter().filter_map(Value::as_str).map(String::from).collect(),
-        _ => default_properties(&object).into_iter().map(String::from).collect(),
+        Some(p) if !p.is_empty() => p
+            .iter()
+            .filter_map(Value::as_str)
+            .map(String::from)
+            .collect(),
+        _ => default_properties(&object)
+            .into_iter()
+            .map(String::from)
+            .collect(),
     };
     let total = matching.len();
-    let page: Vec<Value> = matching.iter().skip(after).take(limit).map(|r| object_json(&object, r, &props)).collect();
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(after)
+        .take(limit)
+        .map(|r| object_json(&object, r, &props))
+        .collect();
     let mut out = json!({"total": total, "results": page});
     if after + limit < total {
         out["paging"] = json!({"next": {"after": (after + limit).to_string()}});
@@ -401,7 +567,11 @@ async fn search(State(s): State<S>, Path(object): Path<String>, body: axum::Json
 
 async fn props(State(_s): State<S>, Path(object): Path<String>) -> Response {
     if !OBJECTS.contains(&object.as_str()) {
-        return error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", &format!("Unable to infer object type from: {object}"));
+        return error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            &format!("Unable to infer object type from: {object}"),
+        );
     }
     let results: Vec<Value> = properties(&object)
         .into_iter()
@@ -415,14 +585,25 @@ async fn props(State(_s): State<S>, Path(object): Path<String>) -> Response {
 }
 
 async fn token(State(s): State<S>, _headers: HeaderMap, body: String) -> Response {
-    let HsAuth::OAuth { client_id, client_secret, .. } = &s.cfg.auth else {
+    let HsAuth::OAuth {
+        client_id,
+        client_secret,
+        ..
+    } = &s.cfg.auth
+    else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
     // HubSpot takes the client credentials as form fields only (OAuth token endpoint docs).
-    let body_ok = form.get("client_id") == Some(client_id) && form.get("client_secret") == Some(client_secret);
+    let body_ok = form.get("client_id") == Some(client_id)
+        && form.get("client_secret") == Some(client_secret);
     let mut tk = s.tokens.lock().unwrap();
-    if !body_ok || form.get("grant_type").map(String::as_str) != Some("refresh_token") || form.get("refresh_token") != Some(&tk.1) {
+    if !body_ok
+        || form.get("grant_type").map(String::as_str) != Some("refresh_token")
+        || form.get("refresh_token") != Some(&tk.1)
+    {
         return (StatusCode::BAD_REQUEST, axum::Json(json!({"status": "BAD_REFRESH_TOKEN", "message": "missing or unknown refresh token"}))).into_response();
     }
     tk.2 += 1;
@@ -432,7 +613,11 @@ async fn token(State(s): State<S>, _headers: HeaderMap, body: String) -> Respons
 }
 
 fn authorized(s: &S, headers: &HeaderMap) -> bool {
-    let Some(t) = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) else {
+    let Some(t) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
         return false;
     };
     match &s.cfg.auth {
@@ -448,7 +633,9 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
     let query = req.uri().query().unwrap_or("").to_string();
     let (req, body) = if path.ends_with("/search") {
         let (parts, b) = req.into_parts();
-        let bytes = axum::body::to_bytes(b, usize::MAX).await.unwrap_or_default();
+        let bytes = axum::body::to_bytes(b, usize::MAX)
+            .await
+            .unwrap_or_default();
         let v: Option<Value> = serde_json::from_slice(&bytes).ok();
         (Request::from_parts(parts, Body::from(bytes)), v)
     } else {
@@ -473,7 +660,10 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
             }
         }
         match fault {
-            Some(Fault::Status { status: 429, retry_after }) => {
+            Some(Fault::Status {
+                status: 429,
+                retry_after,
+            }) => {
                 let mut r = (
                     StatusCode::TOO_MANY_REQUESTS,
                     axum::Json(json!({"status": "error", "message": "You have reached your secondly limit.", "errorType": "RATE_LIMIT",
@@ -482,22 +672,43 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
                     .into_response();
                 let h = r.headers_mut();
                 h.insert("x-hubspot-ratelimit-max", HeaderValue::from_static("100"));
-                h.insert("x-hubspot-ratelimit-remaining", HeaderValue::from_static("0"));
-                h.insert("x-hubspot-ratelimit-interval-milliseconds", HeaderValue::from_static("10000"));
+                h.insert(
+                    "x-hubspot-ratelimit-remaining",
+                    HeaderValue::from_static("0"),
+                );
+                h.insert(
+                    "x-hubspot-ratelimit-interval-milliseconds",
+                    HeaderValue::from_static("10000"),
+                );
                 if let Some(ra) = retry_after {
                     h.insert("retry-after", HeaderValue::from_str(&ra).unwrap());
                 }
                 r
             }
-            Some(Fault::Status { status, .. }) => error(StatusCode::from_u16(status).unwrap(), "INTERNAL_ERROR", "injected failure"),
+            Some(Fault::Status { status, .. }) => error(
+                StatusCode::from_u16(status).unwrap(),
+                "INTERNAL_ERROR",
+                "injected failure",
+            ),
             Some(Fault::Slow(d)) => {
                 tokio::time::sleep(d).await;
                 next.run(req).await
             }
-            Some(Fault::Truncated) | Some(Fault::Malformed) => (StatusCode::BAD_GATEWAY, "<html>502 Bad Gateway</html>").into_response(),
+            Some(Fault::Truncated) | Some(Fault::Malformed) => {
+                (StatusCode::BAD_GATEWAY, "<html>502 Bad Gateway</html>").into_response()
+            }
             None => next.run(req).await,
         }
     };
-    s.log.lock().unwrap().push((Seen { at, method, path, query, status: resp.status().as_u16() }, body));
+    s.log.lock().unwrap().push((
+        Seen {
+            at,
+            method,
+            path,
+            query,
+            status: resp.status().as_u16(),
+        },
+        body,
+    ));
     resp
 }

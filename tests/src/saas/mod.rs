@@ -25,7 +25,10 @@ pub fn untoken(t: &str) -> Option<String> {
     if !t.len().is_multiple_of(2) {
         return None;
     }
-    let bytes: Option<Vec<u8>> = (0..t.len()).step_by(2).map(|i| u8::from_str_radix(&t[i..i + 2], 16).ok()).collect();
+    let bytes: Option<Vec<u8>> = (0..t.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&t[i..i + 2], 16).ok())
+        .collect();
     String::from_utf8(bytes?).ok()
 }
 
@@ -41,7 +44,10 @@ pub struct Common {
 impl Common {
     /// The fault for this data request, if any (queued first, then periodic).
     pub fn next_fault(&self) -> Option<Fault> {
-        let n = self.data_requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let n = self
+            .data_requests
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
         if let Some(f) = self.faults.lock().unwrap().pop_front() {
             return Some(f);
         }
@@ -65,10 +71,15 @@ impl Common {
 }
 
 /// A status fault answered with `body` and the `Retry-After` header if given.
-pub fn status_response(status: u16, retry_after: Option<&str>, body: serde_json::Value) -> Response {
+pub fn status_response(
+    status: u16,
+    retry_after: Option<&str>,
+    body: serde_json::Value,
+) -> Response {
     let mut r = (StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response();
     if let Some(ra) = retry_after {
-        r.headers_mut().insert("retry-after", HeaderValue::from_str(ra).unwrap());
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from_str(ra).unwrap());
     }
     r
 }
@@ -82,7 +93,9 @@ pub async fn with_body_fault(f: &Fault, resp: Response) -> Response {
     match f {
         Fault::Truncated | Fault::Malformed => {
             let (mut parts, body) = resp.into_parts();
-            let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+            let bytes = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .unwrap_or_default();
             let new: Vec<u8> = match f {
                 Fault::Truncated => bytes[..bytes.len() / 2].to_vec(),
                 _ => b"<html><body>502 Bad Gateway (proxy)</body></html>".to_vec(),

@@ -35,7 +35,9 @@ pub fn base_time() -> DateTime<Utc> {
 
 /// `SystemModstamp` of record `i` before any `touch`.
 pub fn modstamp(i: u64) -> DateTime<Utc> {
-    base_time() + ChronoDuration::minutes(i as i64) + ChronoDuration::milliseconds((i * 37 % 1000) as i64)
+    base_time()
+        + ChronoDuration::minutes(i as i64)
+        + ChronoDuration::milliseconds((i * 37 % 1000) as i64)
 }
 
 pub fn account_id(i: u64) -> String {
@@ -49,7 +51,10 @@ pub fn is_deleted(i: u64) -> bool {
 #[derive(Debug, Clone)]
 pub enum SfFault {
     /// This status with a Salesforce error body and an optional `Retry-After`.
-    Status { status: u16, retry_after: Option<String> },
+    Status {
+        status: u16,
+        retry_after: Option<String>,
+    },
     /// 403 `REQUEST_LIMIT_EXCEEDED`.
     RequestLimit,
 }
@@ -65,7 +70,11 @@ pub struct SfConfig {
 
 impl Default for SfConfig {
     fn default() -> Self {
-        SfConfig { accounts: 450, bulk_polls: 1, fail_jobs: false }
+        SfConfig {
+            accounts: 450,
+            bulk_polls: 1,
+            fail_jobs: false,
+        }
     }
 }
 
@@ -135,7 +144,9 @@ impl SalesforceMock {
             jobs: Default::default(),
         });
         let app = router(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().unwrap();
         *inner.url.lock().unwrap() = format!("http://{addr}");
         let task = tokio::spawn(async move {
@@ -204,7 +215,12 @@ impl SalesforceMock {
     }
 
     /// Ids with `SystemModstamp` in `(start, end]`, deleted ones only with `include_deleted`.
-    pub fn ids_in(&self, start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>, include_deleted: bool) -> BTreeSet<String> {
+    pub fn ids_in(
+        &self,
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+        include_deleted: bool,
+    ) -> BTreeSet<String> {
         (1..=self.inner.cfg.accounts)
             .filter(|i| include_deleted || !is_deleted(*i))
             .filter(|i| {
@@ -217,7 +233,12 @@ impl SalesforceMock {
 }
 
 fn stamp(s: &Inner, i: u64) -> DateTime<Utc> {
-    s.touched.lock().unwrap().get(&i).copied().unwrap_or_else(|| modstamp(i))
+    s.touched
+        .lock()
+        .unwrap()
+        .get(&i)
+        .copied()
+        .unwrap_or_else(|| modstamp(i))
 }
 
 fn router(s: S) -> Router {
@@ -231,13 +252,20 @@ fn router(s: S) -> Router {
         .route("/services/data/{v}/queryAll/{locator}", get(query_more))
         .route("/services/data/{v}/jobs/query", post(create_job))
         .route("/services/data/{v}/jobs/query/{id}", get(job_info))
-        .route("/services/data/{v}/jobs/query/{id}/results", get(job_results))
+        .route(
+            "/services/data/{v}/jobs/query/{id}/results",
+            get(job_results),
+        )
         .layer(axum::middleware::from_fn_with_state(s.clone(), gate))
         .with_state(s)
 }
 
 fn sf_error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, axum::Json(json!([{"message": message, "errorCode": code}]))).into_response()
+    (
+        status,
+        axum::Json(json!([{"message": message, "errorCode": code}])),
+    )
+        .into_response()
 }
 
 /// (name, type, compound, nillable, label)
@@ -249,20 +277,80 @@ const FIELDS: &[(&str, &str, Option<&str>, bool, &str)] = &[
     ("AnnualRevenue", "currency", None, true, "Annual Revenue"),
     ("NumberOfEmployees", "int", None, true, "Employees"),
     ("IsPartner", "boolean", None, false, "Partner"),
-    ("SLAExpirationDate__c", "date", None, true, "SLA Expiration Date"),
+    (
+        "SLAExpirationDate__c",
+        "date",
+        None,
+        true,
+        "SLA Expiration Date",
+    ),
     ("Description", "textarea", None, true, "Account Description"),
-    ("BillingStreet", "textarea", Some("BillingAddress"), true, "Billing Street"),
-    ("BillingCity", "string", Some("BillingAddress"), true, "Billing City"),
-    ("BillingState", "string", Some("BillingAddress"), true, "Billing State/Province"),
-    ("BillingPostalCode", "string", Some("BillingAddress"), true, "Billing Zip/Postal Code"),
-    ("BillingCountry", "string", Some("BillingAddress"), true, "Billing Country"),
-    ("BillingLatitude", "double", Some("BillingAddress"), true, "Billing Latitude"),
-    ("BillingLongitude", "double", Some("BillingAddress"), true, "Billing Longitude"),
-    ("BillingGeocodeAccuracy", "picklist", Some("BillingAddress"), true, "Billing Geocode Accuracy"),
+    (
+        "BillingStreet",
+        "textarea",
+        Some("BillingAddress"),
+        true,
+        "Billing Street",
+    ),
+    (
+        "BillingCity",
+        "string",
+        Some("BillingAddress"),
+        true,
+        "Billing City",
+    ),
+    (
+        "BillingState",
+        "string",
+        Some("BillingAddress"),
+        true,
+        "Billing State/Province",
+    ),
+    (
+        "BillingPostalCode",
+        "string",
+        Some("BillingAddress"),
+        true,
+        "Billing Zip/Postal Code",
+    ),
+    (
+        "BillingCountry",
+        "string",
+        Some("BillingAddress"),
+        true,
+        "Billing Country",
+    ),
+    (
+        "BillingLatitude",
+        "double",
+        Some("BillingAddress"),
+        true,
+        "Billing Latitude",
+    ),
+    (
+        "BillingLongitude",
+        "double",
+        Some("BillingAddress"),
+        true,
+        "Billing Longitude",
+    ),
+    (
+        "BillingGeocodeAccuracy",
+        "picklist",
+        Some("BillingAddress"),
+        true,
+        "Billing Geocode Accuracy",
+    ),
     ("BillingAddress", "address", None, true, "Billing Address"),
     ("Logo__c", "base64", None, true, "Logo"),
     ("CreatedDate", "datetime", None, false, "Created Date"),
-    ("LastModifiedDate", "datetime", None, false, "Last Modified Date"),
+    (
+        "LastModifiedDate",
+        "datetime",
+        None,
+        false,
+        "Last Modified Date",
+    ),
     ("SystemModstamp", "datetime", None, false, "System Modstamp"),
 ];
 
@@ -297,7 +385,11 @@ fn value(s: &Inner, i: u64, field: &str) -> V {
         "NumberOfEmployees" => V::Int(i as i64 * 3),
         "IsPartner" => V::Bool(i.is_multiple_of(2)),
         "SLAExpirationDate__c" if i.is_multiple_of(3) => V::Null,
-        "SLAExpirationDate__c" => V::Text(NaiveDate::from_ymd_opt(2026, 2, 1 + (i % 28) as u32).unwrap().to_string()),
+        "SLAExpirationDate__c" => V::Text(
+            NaiveDate::from_ymd_opt(2026, 2, 1 + (i % 28) as u32)
+                .unwrap()
+                .to_string(),
+        ),
         "Description" if i % 2 == 1 => V::Null,
         "Description" => V::Text(format!("Line one\r\nline two, for {i}")),
         _ if field.starts_with("Billing") && !addr => V::Null,
@@ -309,7 +401,10 @@ fn value(s: &Inner, i: u64, field: &str) -> V {
         "BillingLatitude" => V::Float(37.0 + i as f64 / 1000.0),
         "BillingLongitude" => V::Float(-122.0 - i as f64 / 1000.0),
         "BillingGeocodeAccuracy" => V::Text("Address".into()),
-        "Logo__c" => V::Text(format!("/services/data/v62.0/sobjects/Account/{}/Logo__c", account_id(i))),
+        "Logo__c" => V::Text(format!(
+            "/services/data/v62.0/sobjects/Account/{}/Logo__c",
+            account_id(i)
+        )),
         "CreatedDate" => V::Time(base_time() + ChronoDuration::seconds(i as i64)),
         "LastModifiedDate" => V::Time(stamp(s, i) - ChronoDuration::seconds(1)),
         "SystemModstamp" => V::Time(stamp(s, i)),
@@ -324,9 +419,16 @@ fn rest_value(s: &Inner, i: u64, field: &str) -> Value {
             return Value::Null;
         }
         let mut o = serde_json::Map::new();
-        for (sub, f) in [("city", "BillingCity"), ("country", "BillingCountry"), ("geocodeAccuracy", "BillingGeocodeAccuracy"),
-            ("latitude", "BillingLatitude"), ("longitude", "BillingLongitude"), ("postalCode", "BillingPostalCode"),
-            ("state", "BillingState"), ("street", "BillingStreet")] {
+        for (sub, f) in [
+            ("city", "BillingCity"),
+            ("country", "BillingCountry"),
+            ("geocodeAccuracy", "BillingGeocodeAccuracy"),
+            ("latitude", "BillingLatitude"),
+            ("longitude", "BillingLongitude"),
+            ("postalCode", "BillingPostalCode"),
+            ("state", "BillingState"),
+            ("street", "BillingStreet"),
+        ] {
             o.insert(sub.into(), rest_value(s, i, f));
         }
         return Value::Object(o);
@@ -360,15 +462,27 @@ fn csv_cell(v: &str) -> String {
 
 async fn token(State(s): State<S>, body: String) -> Response {
     s.token_requests.fetch_add(1, Ordering::SeqCst);
-    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
-    let bad = |code: &str, d: &str| (StatusCode::BAD_REQUEST, axum::Json(json!({"error": code, "error_description": d}))).into_response();
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    let bad = |code: &str, d: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": code, "error_description": d})),
+        )
+            .into_response()
+    };
     if form.get("grant_type").map(String::as_str) != Some("refresh_token") {
         return bad("unsupported_grant_type", "grant type not supported");
     }
-    if form.get("client_id").map(String::as_str) != Some(CLIENT_ID) || form.get("client_secret").map(String::as_str) != Some(CLIENT_SECRET) {
+    if form.get("client_id").map(String::as_str) != Some(CLIENT_ID)
+        || form.get("client_secret").map(String::as_str) != Some(CLIENT_SECRET)
+    {
         return bad("invalid_client", "invalid client credentials");
     }
-    if *s.revoked.lock().unwrap() || form.get("refresh_token").map(String::as_str) != Some(REFRESH_TOKEN) {
+    if *s.revoked.lock().unwrap()
+        || form.get("refresh_token").map(String::as_str) != Some(REFRESH_TOKEN)
+    {
         return bad("invalid_grant", "expired access/refresh token");
     }
     let n = s.token_requests.load(Ordering::SeqCst);
@@ -395,14 +509,21 @@ async fn sobjects(Path(_v): Path<String>) -> Response {
 
 async fn describe(Path((_v, name)): Path<(String, String)>) -> Response {
     if name != "Account" {
-        return sf_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist");
+        return sf_error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "The requested resource does not exist",
+        );
     }
     let fields: Vec<Value> = FIELDS
         .iter()
-        .map(|(n, t, c, nil, label)| json!({"name": n, "type": t, "compoundFieldName": c, "nillable": nil, "label": label,
-            "soapType": "xsd:string", "filterable": true}))
+        .map(|(n, t, c, nil, label)| {
+            json!({"name": n, "type": t, "compoundFieldName": c, "nillable": nil, "label": label,
+            "soapType": "xsd:string", "filterable": true})
+        })
         .collect();
-    axum::Json(json!({"name": "Account", "label": "Account", "queryable": true, "fields": fields})).into_response()
+    axum::Json(json!({"name": "Account", "label": "Account", "queryable": true, "fields": fields}))
+        .into_response()
 }
 
 struct Soql {
@@ -413,28 +534,53 @@ struct Soql {
 
 fn parse_soql(q: &str) -> Result<Soql, Response> {
     let malformed = |m: &str| sf_error(StatusCode::BAD_REQUEST, "MALFORMED_QUERY", m);
-    let rest = q.strip_prefix("SELECT ").ok_or_else(|| malformed("unexpected token: expected SELECT"))?;
-    let (sel, rest) = rest.split_once(" FROM ").ok_or_else(|| malformed("unexpected token: expected FROM"))?;
+    let rest = q
+        .strip_prefix("SELECT ")
+        .ok_or_else(|| malformed("unexpected token: expected SELECT"))?;
+    let (sel, rest) = rest
+        .split_once(" FROM ")
+        .ok_or_else(|| malformed("unexpected token: expected FROM"))?;
     let (object, wher) = match rest.split_once(" WHERE ") {
         Some((o, w)) => (o.trim(), Some(w)),
         None => (rest.trim(), None),
     };
     if object != "Account" {
-        return Err(sf_error(StatusCode::BAD_REQUEST, "INVALID_TYPE", &format!("sObject type '{object}' is not supported.")));
+        return Err(sf_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_TYPE",
+            &format!("sObject type '{object}' is not supported."),
+        ));
     }
     let count = sel.trim() == "COUNT()";
-    let fields: Vec<String> = if count { vec![] } else { sel.split(',').map(|f| f.trim().to_string()).collect() };
+    let fields: Vec<String> = if count {
+        vec![]
+    } else {
+        sel.split(',').map(|f| f.trim().to_string()).collect()
+    };
     for f in &fields {
         if field_type(f).is_none() {
-            return Err(sf_error(StatusCode::BAD_REQUEST, "INVALID_FIELD", &format!("No such column '{f}' on entity 'Account'.")));
+            return Err(sf_error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_FIELD",
+                &format!("No such column '{f}' on entity 'Account'."),
+            ));
         }
     }
     let mut conds = vec![];
-    for c in wher.map(|w| w.split(" AND ").collect::<Vec<_>>()).unwrap_or_default() {
+    for c in wher
+        .map(|w| w.split(" AND ").collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
         let parts: Vec<&str> = c.split_whitespace().collect();
-        let [f, op, v] = parts[..] else { return Err(malformed(&format!("unexpected condition '{c}'"))) };
+        let [f, op, v] = parts[..] else {
+            return Err(malformed(&format!("unexpected condition '{c}'")));
+        };
         if field_type(f) != Some("datetime") {
-            return Err(sf_error(StatusCode::BAD_REQUEST, "INVALID_FIELD", &format!("No such column '{f}' on entity 'Account'.")));
+            return Err(sf_error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_FIELD",
+                &format!("No such column '{f}' on entity 'Account'."),
+            ));
         }
         // Whole seconds only: YYYY-MM-DDThh:mm:ssZ.
         let t = chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%SZ")
@@ -445,7 +591,11 @@ fn parse_soql(q: &str) -> Result<Soql, Response> {
         }
         conds.push((f.to_string(), op.to_string(), t));
     }
-    Ok(Soql { fields, count, conds })
+    Ok(Soql {
+        fields,
+        count,
+        conds,
+    })
 }
 
 fn matching(s: &Inner, q: &Soql, all: bool) -> Vec<u64> {
@@ -453,7 +603,9 @@ fn matching(s: &Inner, q: &Soql, all: bool) -> Vec<u64> {
         .filter(|i| all || !is_deleted(*i))
         .filter(|i| {
             q.conds.iter().all(|(f, op, t)| {
-                let V::Time(v) = value(s, *i, f) else { return false };
+                let V::Time(v) = value(s, *i, f) else {
+                    return false;
+                };
                 match op.as_str() {
                     ">" => v > *t,
                     ">=" => v >= *t,
@@ -497,9 +649,19 @@ fn query_page(s: &Inner, v: &str, qid: usize, offset: usize, size: usize) -> Res
     axum::Json(body).into_response()
 }
 
-async fn run_query(s: S, v: String, q: HashMap<String, String>, h: HeaderMap, all: bool) -> Response {
+async fn run_query(
+    s: S,
+    v: String,
+    q: HashMap<String, String>,
+    h: HeaderMap,
+    all: bool,
+) -> Response {
     let Some(text) = q.get("q") else {
-        return sf_error(StatusCode::BAD_REQUEST, "MALFORMED_QUERY", "A query string has to be specified");
+        return sf_error(
+            StatusCode::BAD_REQUEST,
+            "MALFORMED_QUERY",
+            "A query string has to be specified",
+        );
     };
     let soql = match parse_soql(text) {
         Ok(x) => x,
@@ -507,7 +669,8 @@ async fn run_query(s: S, v: String, q: HashMap<String, String>, h: HeaderMap, al
     };
     let ids = matching(&s, &soql, all);
     if soql.count {
-        return axum::Json(json!({"totalSize": ids.len(), "done": true, "records": []})).into_response();
+        return axum::Json(json!({"totalSize": ids.len(), "done": true, "records": []}))
+            .into_response();
     }
     let qid = {
         let mut qs = s.queries.lock().unwrap();
@@ -517,15 +680,29 @@ async fn run_query(s: S, v: String, q: HashMap<String, String>, h: HeaderMap, al
     query_page(&s, &v, qid, 0, batch_size(&h))
 }
 
-async fn query(State(s): State<S>, Path(v): Path<String>, Query(q): Query<HashMap<String, String>>, h: HeaderMap) -> Response {
+async fn query(
+    State(s): State<S>,
+    Path(v): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    h: HeaderMap,
+) -> Response {
     run_query(s, v, q, h, false).await
 }
 
-async fn query_all(State(s): State<S>, Path(v): Path<String>, Query(q): Query<HashMap<String, String>>, h: HeaderMap) -> Response {
+async fn query_all(
+    State(s): State<S>,
+    Path(v): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    h: HeaderMap,
+) -> Response {
     run_query(s, v, q, h, true).await
 }
 
-async fn query_more(State(s): State<S>, Path((v, locator)): Path<(String, String)>, h: HeaderMap) -> Response {
+async fn query_more(
+    State(s): State<S>,
+    Path((v, locator)): Path<(String, String)>,
+    h: HeaderMap,
+) -> Response {
     let parsed = locator
         .strip_prefix("01gMk")
         .and_then(|l| l.split_once('-'))
@@ -533,7 +710,11 @@ async fn query_more(State(s): State<S>, Path((v, locator)): Path<(String, String
         .filter(|(q, _)| *q < s.queries.lock().unwrap().len());
     match parsed {
         Some((qid, off)) => query_page(&s, &v, qid, off, batch_size(&h)),
-        None => sf_error(StatusCode::BAD_REQUEST, "INVALID_QUERY_LOCATOR", "invalid query locator"),
+        None => sf_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_QUERY_LOCATOR",
+            "invalid query locator",
+        ),
     }
 }
 
@@ -545,7 +726,11 @@ fn job_json(id: usize, j: &Job, state: &str) -> Value {
            "lineEnding": "LF", "columnDelimiter": "COMMA", "numberRecordsProcessed": j.ids.len()})
 }
 
-async fn create_job(State(s): State<S>, Path(v): Path<String>, body: axum::Json<Value>) -> Response {
+async fn create_job(
+    State(s): State<S>,
+    Path(v): Path<String>,
+    body: axum::Json<Value>,
+) -> Response {
     let op = body.get("operation").and_then(Value::as_str).unwrap_or("");
     if !matches!(op, "query" | "queryAll") {
         return sf_error(StatusCode::BAD_REQUEST, "INVALIDJOB", "Invalid operation");
@@ -558,13 +743,31 @@ async fn create_job(State(s): State<S>, Path(v): Path<String>, body: axum::Json<
         Err(r) => return r,
     };
     if soql.count {
-        return sf_error(StatusCode::BAD_REQUEST, "INVALIDJOB", "Aggregate queries are not supported in Bulk API 2.0");
+        return sf_error(
+            StatusCode::BAD_REQUEST,
+            "INVALIDJOB",
+            "Aggregate queries are not supported in Bulk API 2.0",
+        );
     }
-    if let Some(f) = soql.fields.iter().find(|f| matches!(field_type(f), Some("address" | "location" | "base64"))) {
-        return sf_error(StatusCode::BAD_REQUEST, "INVALIDJOB", &format!("Selecting compound data not supported in Bulk Query: {f}"));
+    if let Some(f) = soql
+        .fields
+        .iter()
+        .find(|f| matches!(field_type(f), Some("address" | "location" | "base64")))
+    {
+        return sf_error(
+            StatusCode::BAD_REQUEST,
+            "INVALIDJOB",
+            &format!("Selecting compound data not supported in Bulk Query: {f}"),
+        );
     }
     let ids = matching(&s, &soql, op == "queryAll");
-    let job = Job { ids, fields: soql.fields, version: v, polls_left: s.cfg.bulk_polls, operation: op.into() };
+    let job = Job {
+        ids,
+        fields: soql.fields,
+        version: v,
+        polls_left: s.cfg.bulk_polls,
+        operation: op.into(),
+    };
     let mut jobs = s.jobs.lock().unwrap();
     let body = job_json(jobs.len(), &job, "UploadComplete");
     jobs.push(job);
@@ -578,7 +781,11 @@ fn job_index(id: &str) -> Option<usize> {
 async fn job_info(State(s): State<S>, Path((_v, id)): Path<(String, String)>) -> Response {
     let mut jobs = s.jobs.lock().unwrap();
     let Some(j) = job_index(&id).and_then(|n| jobs.get_mut(n)) else {
-        return sf_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist");
+        return sf_error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "The requested resource does not exist",
+        );
     };
     let state = if j.polls_left > 0 {
         j.polls_left -= 1;
@@ -602,16 +809,32 @@ fn decode_locator(l: &str) -> Option<usize> {
     usize::from_str_radix(l.strip_prefix("TWs")?, 16).ok()
 }
 
-async fn job_results(State(s): State<S>, Path((v, id)): Path<(String, String)>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn job_results(
+    State(s): State<S>,
+    Path((v, id)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let jobs = s.jobs.lock().unwrap();
     let Some(j) = job_index(&id).and_then(|n| jobs.get(n)) else {
-        return sf_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist");
+        return sf_error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "The requested resource does not exist",
+        );
     };
     if j.version != v {
-        return sf_error(StatusCode::CONFLICT, "INVALIDJOBSTATE", "Results must be read with the API version the job was created with");
+        return sf_error(
+            StatusCode::CONFLICT,
+            "INVALIDJOBSTATE",
+            "Results must be read with the API version the job was created with",
+        );
     }
     if j.polls_left > 0 || s.cfg.fail_jobs {
-        return sf_error(StatusCode::BAD_REQUEST, "INVALIDJOBSTATE", "Job is not complete");
+        return sf_error(
+            StatusCode::BAD_REQUEST,
+            "INVALIDJOBSTATE",
+            "Job is not complete",
+        );
     }
     let start = match q.get("locator") {
         None => 0,
@@ -620,19 +843,40 @@ async fn job_results(State(s): State<S>, Path((v, id)): Path<(String, String)>, 
             None => return sf_error(StatusCode::BAD_REQUEST, "INVALIDLOCATOR", "invalid locator"),
         },
     };
-    let max = q.get("maxRecords").and_then(|m| m.parse::<usize>().ok()).unwrap_or(50_000);
+    let max = q
+        .get("maxRecords")
+        .and_then(|m| m.parse::<usize>().ok())
+        .unwrap_or(50_000);
     let end = (start + max).min(j.ids.len());
-    let mut out = j.fields.iter().map(|f| csv_cell(f)).collect::<Vec<_>>().join(",") + "\n";
+    let mut out = j
+        .fields
+        .iter()
+        .map(|f| csv_cell(f))
+        .collect::<Vec<_>>()
+        .join(",")
+        + "\n";
     for i in &j.ids[start.min(end)..end] {
-        out += &j.fields.iter().map(|f| csv_cell(&csv_value(&s, *i, f))).collect::<Vec<_>>().join(",");
+        out += &j
+            .fields
+            .iter()
+            .map(|f| csv_cell(&csv_value(&s, *i, f)))
+            .collect::<Vec<_>>()
+            .join(",");
         out.push('\n');
     }
     let mut r = (StatusCode::OK, out).into_response();
     let h = r.headers_mut();
     h.insert("content-type", HeaderValue::from_static("text/csv"));
-    let next = if end < j.ids.len() { encode_locator(end) } else { "null".into() };
+    let next = if end < j.ids.len() {
+        encode_locator(end)
+    } else {
+        "null".into()
+    };
     h.insert("sforce-locator", HeaderValue::from_str(&next).unwrap());
-    h.insert("sforce-numberofrecords", HeaderValue::from_str(&(end - start.min(end)).to_string()).unwrap());
+    h.insert(
+        "sforce-numberofrecords",
+        HeaderValue::from_str(&(end - start.min(end)).to_string()).unwrap(),
+    );
     r
 }
 
@@ -645,13 +889,25 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
     let resp = if path == "/services/oauth2/token" {
         next.run(req).await
     } else {
-        let tok = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let tok = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
         let ok = tok.is_some_and(|t| s.tokens.lock().unwrap().get(t).copied().unwrap_or(false));
         if !ok {
-            sf_error(StatusCode::UNAUTHORIZED, "INVALID_SESSION_ID", "Session expired or invalid")
+            sf_error(
+                StatusCode::UNAUTHORIZED,
+                "INVALID_SESSION_ID",
+                "Session expired or invalid",
+            )
         } else {
             let n = s.data_requests.fetch_add(1, Ordering::SeqCst) + 1;
-            let mut fault = s.on_request.lock().unwrap().remove(&n).or_else(|| s.faults.lock().unwrap().pop_front());
+            let mut fault = s
+                .on_request
+                .lock()
+                .unwrap()
+                .remove(&n)
+                .or_else(|| s.faults.lock().unwrap().pop_front());
             if fault.is_none() {
                 if let Some((every, f)) = &*s.periodic.lock().unwrap() {
                     if *every > 0 && n.is_multiple_of(*every) {
@@ -660,24 +916,46 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
                 }
             }
             match fault {
-                Some(SfFault::Status { status, retry_after }) => {
-                    let mut r = sf_error(StatusCode::from_u16(status).unwrap(), "SERVER_UNAVAILABLE", "Server is busy (injected)");
+                Some(SfFault::Status {
+                    status,
+                    retry_after,
+                }) => {
+                    let mut r = sf_error(
+                        StatusCode::from_u16(status).unwrap(),
+                        "SERVER_UNAVAILABLE",
+                        "Server is busy (injected)",
+                    );
                     if let Some(ra) = retry_after {
-                        r.headers_mut().insert("retry-after", HeaderValue::from_str(&ra).unwrap());
+                        r.headers_mut()
+                            .insert("retry-after", HeaderValue::from_str(&ra).unwrap());
                     }
                     r
                 }
-                Some(SfFault::RequestLimit) => sf_error(StatusCode::FORBIDDEN, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."),
+                Some(SfFault::RequestLimit) => sf_error(
+                    StatusCode::FORBIDDEN,
+                    "REQUEST_LIMIT_EXCEEDED",
+                    "TotalRequests Limit exceeded.",
+                ),
                 None => next.run(req).await,
             }
         }
     };
-    s.log.lock().unwrap().push(SfSeen { at, method, path, query, headers, status: resp.status().as_u16() });
+    s.log.lock().unwrap().push(SfSeen {
+        at,
+        method,
+        path,
+        query,
+        headers,
+        status: resp.status().as_u16(),
+    });
     resp
 }
 
 /// Record ids (sorted) of JSON-lines output.
 pub fn ids_of(records: &[Value]) -> (usize, BTreeSet<String>) {
-    let ids: Vec<String> = records.iter().map(|r| r["Id"].as_str().unwrap_or_default().to_string()).collect();
+    let ids: Vec<String> = records
+        .iter()
+        .map(|r| r["Id"].as_str().unwrap_or_default().to_string())
+        .collect();
     (ids.len(), ids.into_iter().collect())
 }

@@ -50,9 +50,16 @@ pub fn sn_time(t: DateTime<Utc>) -> String {
 
 #[derive(Debug, Clone)]
 pub enum SnAuth {
-    Basic { user: String, password: String },
+    Basic {
+        user: String,
+        password: String,
+    },
     /// OAuth: `POST /oauth_token.do` (refresh_token grant, client id/secret as Basic auth).
-    OAuth { client_id: String, client_secret: String, refresh_token: String },
+    OAuth {
+        client_id: String,
+        client_secret: String,
+        refresh_token: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -68,7 +75,10 @@ impl Default for SnConfig {
     fn default() -> Self {
         SnConfig {
             incidents: 200,
-            auth: SnAuth::Basic { user: "ferry.integration".into(), password: "sn-pass-1".into() },
+            auth: SnAuth::Basic {
+                user: "ferry.integration".into(),
+                password: "sn-pass-1".into(),
+            },
             acl_hidden_every: None,
         }
     }
@@ -111,8 +121,22 @@ impl Drop for ServiceNowMock {
     }
 }
 
-const STATES: [&str; 7] = ["New", "In Progress", "On Hold", "Resolved", "Closed", "Canceled", "New"];
-const PRIORITIES: [&str; 5] = ["1 - Critical", "2 - High", "3 - Moderate", "4 - Low", "5 - Planning"];
+const STATES: [&str; 7] = [
+    "New",
+    "In Progress",
+    "On Hold",
+    "Resolved",
+    "Closed",
+    "Canceled",
+    "New",
+];
+const PRIORITIES: [&str; 5] = [
+    "1 - Critical",
+    "2 - High",
+    "3 - Moderate",
+    "4 - Low",
+    "5 - Planning",
+];
 
 fn incident(i: u64) -> Row {
     let mut r = Row::new();
@@ -125,12 +149,36 @@ fn incident(i: u64) -> Row {
     put("state", (1 + i % 7).to_string());
     put("priority", (1 + i % 5).to_string());
     put("active", (!i.is_multiple_of(4)).to_string());
-    put("assigned_to", if i.is_multiple_of(5) { String::new() } else { format!("{:032x}", 1000 + i % 3) });
+    put(
+        "assigned_to",
+        if i.is_multiple_of(5) {
+            String::new()
+        } else {
+            format!("{:032x}", 1000 + i % 3)
+        },
+    );
     put("caller_id", format!("{:032x}", 1000 + i % 3));
-    put("reopen_count", if i.is_multiple_of(6) { String::new() } else { (i % 3).to_string() });
-    put("sys_created_on", sn_time(updated_on(i) - ChronoDuration::days(1)));
+    put(
+        "reopen_count",
+        if i.is_multiple_of(6) {
+            String::new()
+        } else {
+            (i % 3).to_string()
+        },
+    );
+    put(
+        "sys_created_on",
+        sn_time(updated_on(i) - ChronoDuration::days(1)),
+    );
     put("sys_updated_on", sn_time(updated_on(i)));
-    put("due_date", if i.is_multiple_of(2) { String::new() } else { sn_time(updated_on(i) + ChronoDuration::days(3)) });
+    put(
+        "due_date",
+        if i.is_multiple_of(2) {
+            String::new()
+        } else {
+            sn_time(updated_on(i) + ChronoDuration::days(3))
+        },
+    );
     r
 }
 
@@ -155,17 +203,29 @@ fn seed(cfg: &SnConfig) -> Tables {
         ("sys_user", "sys_updated_on", "glide_date_time"),
     ];
     for (tb, c, ty) in cols {
-        t.columns.insert((tb.to_string(), c.to_string()), ty.to_string());
+        t.columns
+            .insert((tb.to_string(), c.to_string()), ty.to_string());
     }
     t.parent.insert("incident".into(), "task".into());
-    let objs = [("task", "Task", ""), ("incident", "Incident", "task"), ("sys_user", "User", "")];
+    let objs = [
+        ("task", "Task", ""),
+        ("incident", "Incident", "task"),
+        ("sys_user", "User", ""),
+    ];
     let mut db = vec![];
     for (name, label, sup) in objs {
         let mut r = Row::new();
         r.insert("sys_id".into(), format!("{:032x}", name.len() * 7919));
         r.insert("name".into(), name.into());
         r.insert("label".into(), label.into());
-        r.insert("super_class".into(), if sup.is_empty() { String::new() } else { format!("{:032x}", sup.len() * 7919) });
+        r.insert(
+            "super_class".into(),
+            if sup.is_empty() {
+                String::new()
+            } else {
+                format!("{:032x}", sup.len() * 7919)
+            },
+        );
         r.insert("super_class.name".into(), sup.into());
         db.push(r);
     }
@@ -191,7 +251,10 @@ fn seed(cfg: &SnConfig) -> Tables {
         dict.push(r);
     }
     t.rows.insert("sys_dictionary".into(), dict);
-    t.rows.insert("incident".into(), (1..=cfg.incidents).map(incident).collect());
+    t.rows.insert(
+        "incident".into(),
+        (1..=cfg.incidents).map(incident).collect(),
+    );
     t.rows.insert(
         "sys_user".into(),
         (0..3)
@@ -228,7 +291,9 @@ impl ServiceNowMock {
             .route("/oauth_token.do", post(token))
             .layer(axum::middleware::from_fn_with_state(inner.clone(), gate))
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("servicenow mock");
@@ -255,7 +320,10 @@ impl ServiceNowMock {
     /// Requests for one table's rows.
     pub fn table_requests(&self, table: &str) -> Vec<Seen> {
         let p = format!("/api/now/table/{table}");
-        self.requests().into_iter().filter(|r| r.path == p).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == p)
+            .collect()
     }
 
     /// Set incident `i`'s `sys_updated_on` (a user edits it while ferry reads).
@@ -270,12 +338,21 @@ impl ServiceNowMock {
     }
 
     /// Numbers of the incidents (visible to the API user) updated in `(start, end]`.
-    pub fn incidents_in(&self, start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> BTreeSet<u64> {
+    pub fn incidents_in(
+        &self,
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+    ) -> BTreeSet<u64> {
         let t = self.inner.tables.lock().unwrap();
         t.rows["incident"]
             .iter()
             .filter(|r| {
-                let u = DateTime::parse_from_rfc3339(&format!("{}Z", r["sys_updated_on"].replace(' ', "T"))).unwrap().with_timezone(&Utc);
+                let u = DateTime::parse_from_rfc3339(&format!(
+                    "{}Z",
+                    r["sys_updated_on"].replace(' ', "T")
+                ))
+                .unwrap()
+                .with_timezone(&Utc);
                 start.is_none_or(|s| u > s) && end.is_none_or(|e| u <= e)
             })
             .map(|r| r["number"][3..].parse::<u64>().unwrap())
@@ -285,7 +362,11 @@ impl ServiceNowMock {
 }
 
 fn error(status: StatusCode, message: &str, detail: Value) -> Response {
-    (status, axum::Json(json!({"error": {"message": message, "detail": detail}, "status": "failure"}))).into_response()
+    (
+        status,
+        axum::Json(json!({"error": {"message": message, "detail": detail}, "status": "failure"})),
+    )
+        .into_response()
 }
 
 /// One condition of an encoded query.
@@ -296,19 +377,41 @@ struct Cond {
     value: String,
 }
 
-const OPS: [&str; 9] = ["ISNOTEMPTY", "ISEMPTY", "IN", ">=", "<=", "!=", ">", "<", "="];
+const OPS: [&str; 9] = [
+    "ISNOTEMPTY",
+    "ISEMPTY",
+    "IN",
+    ">=",
+    "<=",
+    "!=",
+    ">",
+    "<",
+    "=",
+];
 
 fn parse_cond(term: &str) -> Option<Cond> {
     // The field is the leading run of name characters (and dots).
-    let end = term.find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.')).unwrap_or(term.len());
+    let end = term
+        .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.'))
+        .unwrap_or(term.len());
     let (field, rest) = term.split_at(end);
     let op = OPS.iter().find(|o| rest.starts_with(**o))?;
-    Some(Cond { field: field.into(), op: (*op).into(), value: rest[op.len()..].into() })
+    Some(Cond {
+        field: field.into(),
+        op: (*op).into(),
+        value: rest[op.len()..].into(),
+    })
 }
 
 fn cmp_vals(a: &str, b: &str) -> std::cmp::Ordering {
     // Numbers compare as numbers (short values only: a sys_id of digits is still text).
-    let num = |s: &str| if s.len() <= 15 { s.parse::<f64>().ok() } else { None };
+    let num = |s: &str| {
+        if s.len() <= 15 {
+            s.parse::<f64>().ok()
+        } else {
+            None
+        }
+    };
     match (num(a), num(b)) {
         (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
         _ => a.cmp(b),
@@ -360,12 +463,19 @@ fn run_query(rows: &[Row], q: &str, known: &dyn Fn(&str) -> bool) -> Vec<Row> {
     }
     let mut out: Vec<Row> = rows
         .iter()
-        .filter(|r| groups.iter().any(|g| g.iter().all(|clause| clause.iter().any(|c| matches(c, r)))))
+        .filter(|r| {
+            groups
+                .iter()
+                .any(|g| g.iter().all(|clause| clause.iter().any(|c| matches(c, r))))
+        })
         .cloned()
         .collect();
     out.sort_by(|a, b| {
         for (f, desc) in &order {
-            let o = cmp_vals(a.get(f).map(String::as_str).unwrap_or(""), b.get(f).map(String::as_str).unwrap_or(""));
+            let o = cmp_vals(
+                a.get(f).map(String::as_str).unwrap_or(""),
+                b.get(f).map(String::as_str).unwrap_or(""),
+            );
             let o = if *desc { o.reverse() } else { o };
             if o != std::cmp::Ordering::Equal {
                 return o;
@@ -383,40 +493,71 @@ fn display_of(table: &str, field: &str, ty: &str, v: &str) -> String {
     match (table, field, ty) {
         (_, "state", _) => STATES[(v.parse::<usize>().unwrap_or(1) - 1) % 7].into(),
         (_, "priority", _) => PRIORITIES[(v.parse::<usize>().unwrap_or(1) - 1) % 5].into(),
-        (_, _, "reference") => format!("Agent {}", u64::from_str_radix(v, 16).unwrap_or(1000) - 1000),
+        (_, _, "reference") => format!(
+            "Agent {}",
+            u64::from_str_radix(v, 16).unwrap_or(1000) - 1000
+        ),
         // Display date/times are in the API user's time zone (US/Pacific here) and format.
         (_, _, "glide_date_time" | "due_date") => {
-            let t = chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%d %H:%M:%S").unwrap().and_utc() - ChronoDuration::hours(8);
+            let t = chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%d %H:%M:%S")
+                .unwrap()
+                .and_utc()
+                - ChronoDuration::hours(8);
             t.format("%m-%d-%Y %I:%M:%S %p").to_string()
         }
         _ => v.into(),
     }
 }
 
-async fn table(State(s): State<S>, Path(table): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn table(
+    State(s): State<S>,
+    Path(table): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let t = s.tables.lock().unwrap();
     let Some(rows) = t.rows.get(&table) else {
-        return error(StatusCode::BAD_REQUEST, &format!("Invalid table {table}"), Value::Null);
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("Invalid table {table}"),
+            Value::Null,
+        );
     };
     let mut chain = vec![table.clone()];
     while let Some(p) = t.parent.get(chain.last().unwrap()) {
         chain.push(p.clone());
     }
     let col_type = |f: &str| -> Option<String> {
-        chain.iter().find_map(|tb| t.columns.get(&(tb.clone(), f.to_string())).cloned())
+        chain
+            .iter()
+            .find_map(|tb| t.columns.get(&(tb.clone(), f.to_string())).cloned())
     };
     let meta_table = matches!(table.as_str(), "sys_db_object" | "sys_dictionary");
     let known = |f: &str| meta_table || col_type(f).is_some();
-    let all = run_query(rows, q.get("sysparm_query").map(String::as_str).unwrap_or(""), &known);
-    let limit: usize = q.get("sysparm_limit").and_then(|v| v.parse().ok()).unwrap_or(10_000);
-    let offset: usize = q.get("sysparm_offset").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let all = run_query(
+        rows,
+        q.get("sysparm_query").map(String::as_str).unwrap_or(""),
+        &known,
+    );
+    let limit: usize = q
+        .get("sysparm_limit")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let offset: usize = q
+        .get("sysparm_offset")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let total = all.len();
     let mut page: Vec<Row> = all.into_iter().skip(offset).take(limit).collect();
     if let (Some(k), "incident") = (s.cfg.acl_hidden_every, table.as_str()) {
         page.retain(|r| r["number"][3..].parse::<u64>().unwrap() % k != 0);
     }
-    let fields: Option<Vec<String>> = q.get("sysparm_fields").map(|f| f.split(',').map(String::from).collect());
-    let dv = q.get("sysparm_display_value").map(String::as_str).unwrap_or("false");
+    let fields: Option<Vec<String>> = q
+        .get("sysparm_fields")
+        .map(|f| f.split(',').map(String::from).collect());
+    let dv = q
+        .get("sysparm_display_value")
+        .map(String::as_str)
+        .unwrap_or("false");
     let exclude_links = q.get("sysparm_exclude_reference_link").map(String::as_str) == Some("true");
     let base_url = format!("http://{}", "instance");
     let result: Vec<Value> = page
@@ -441,7 +582,9 @@ async fn table(State(s): State<S>, Path(table): Path<String>, Query(q): Query<Ha
                     },
                 };
                 let val = match (dv, &link, val) {
-                    ("true" | "all", Some(l), Value::String(d)) => json!({"display_value": d, "link": l}),
+                    ("true" | "all", Some(l), Value::String(d)) => {
+                        json!({"display_value": d, "link": l})
+                    }
                     ("all", Some(l), Value::Object(mut m)) => {
                         m.insert("link".into(), json!(l));
                         Value::Object(m)
@@ -457,7 +600,8 @@ async fn table(State(s): State<S>, Path(table): Path<String>, Query(q): Query<Ha
     let h = resp.headers_mut();
     h.insert("x-total-count", HeaderValue::from(total as u64));
     let link_at = |off: usize, rel: &str| {
-        let mut pairs: Vec<(String, String)> = q.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut pairs: Vec<(String, String)> =
+            q.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         pairs.retain(|(k, _)| k != "sysparm_offset");
         pairs.push(("sysparm_offset".into(), off.to_string()));
         pairs.sort();
@@ -474,25 +618,46 @@ async fn table(State(s): State<S>, Path(table): Path<String>, Query(q): Query<Ha
     if offset + limit < total {
         links.push(link_at(offset + limit, "next"));
     }
-    links.push(link_at(total.saturating_sub(1) / limit.max(1) * limit, "last"));
+    links.push(link_at(
+        total.saturating_sub(1) / limit.max(1) * limit,
+        "last",
+    ));
     h.insert("link", HeaderValue::from_str(&links.join(",")).unwrap());
     resp
 }
 
 async fn token(State(s): State<S>, _headers: HeaderMap, body: String) -> Response {
-    let SnAuth::OAuth { client_id, client_secret, .. } = &s.cfg.auth else {
+    let SnAuth::OAuth {
+        client_id,
+        client_secret,
+        ..
+    } = &s.cfg.auth
+    else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
     // oauth_token.do takes client_id and client_secret as form fields (OAuth API request
     // parameters docs).
-    let body_ok = form.get("client_id") == Some(client_id) && form.get("client_secret") == Some(client_secret);
+    let body_ok = form.get("client_id") == Some(client_id)
+        && form.get("client_secret") == Some(client_secret);
     if !body_ok {
-        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error_description": "access_denied", "error": "server_error"}))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error_description": "access_denied", "error": "server_error"})),
+        )
+            .into_response();
     }
     let mut tk = s.tokens.lock().unwrap();
-    if form.get("grant_type").map(String::as_str) != Some("refresh_token") || form.get("refresh_token") != Some(&tk.1) {
-        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error_description": "access_denied", "error": "server_error"}))).into_response();
+    if form.get("grant_type").map(String::as_str) != Some("refresh_token")
+        || form.get("refresh_token") != Some(&tk.1)
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error_description": "access_denied", "error": "server_error"})),
+        )
+            .into_response();
     }
     tk.2 += 1;
     let at = format!("sn-at-{}", tk.2);
@@ -503,7 +668,9 @@ async fn token(State(s): State<S>, _headers: HeaderMap, body: String) -> Respons
 fn authorized(s: &S, headers: &HeaderMap) -> bool {
     let h = headers.get("authorization").and_then(|v| v.to_str().ok());
     match &s.cfg.auth {
-        SnAuth::Basic { user, password } => h == Some(format!("Basic {}", crate::b64(&format!("{user}:{password}"))).as_str()),
+        SnAuth::Basic { user, password } => {
+            h == Some(format!("Basic {}", crate::b64(&format!("{user}:{password}"))).as_str())
+        }
         SnAuth::OAuth { .. } => h
             .and_then(|v| v.strip_prefix("Bearer "))
             .is_some_and(|t| s.tokens.lock().unwrap().0.contains(t)),
@@ -518,8 +685,15 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
     let resp = if path == "/oauth_token.do" {
         next.run(req).await
     } else if !authorized(&s, req.headers()) {
-        let mut r = error(StatusCode::UNAUTHORIZED, "User Not Authenticated", json!("Required to provide Auth information"));
-        r.headers_mut().insert("www-authenticate", HeaderValue::from_static("BASIC realm=\"Service-now\""));
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            "User Not Authenticated",
+            json!("Required to provide Auth information"),
+        );
+        r.headers_mut().insert(
+            "www-authenticate",
+            HeaderValue::from_static("BASIC realm=\"Service-now\""),
+        );
         r
     } else {
         let n = s.data_requests.fetch_add(1, Ordering::SeqCst) + 1;
@@ -532,7 +706,10 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
             }
         }
         match fault {
-            Some(Fault::Status { status: 429, retry_after }) => {
+            Some(Fault::Status {
+                status: 429,
+                retry_after,
+            }) => {
                 let mut r = error(
                     StatusCode::TOO_MANY_REQUESTS,
                     "Rate limit exceeded",
@@ -546,17 +723,29 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
                 }
                 r
             }
-            Some(Fault::Status { status, .. }) => error(StatusCode::from_u16(status).unwrap(), "Injected failure", Value::Null),
+            Some(Fault::Status { status, .. }) => error(
+                StatusCode::from_u16(status).unwrap(),
+                "Injected failure",
+                Value::Null,
+            ),
             Some(Fault::Slow(d)) => {
                 tokio::time::sleep(d).await;
                 next.run(req).await
             }
-            Some(Fault::Truncated) | Some(Fault::Malformed) => {
-                (StatusCode::OK, "<html><body>Instance hibernating</body></html>").into_response()
-            }
+            Some(Fault::Truncated) | Some(Fault::Malformed) => (
+                StatusCode::OK,
+                "<html><body>Instance hibernating</body></html>",
+            )
+                .into_response(),
             None => next.run(req).await,
         }
     };
-    s.log.lock().unwrap().push(Seen { at, method, path, query, status: resp.status().as_u16() });
+    s.log.lock().unwrap().push(Seen {
+        at,
+        method,
+        path,
+        query,
+        status: resp.status().as_u16(),
+    });
     resp
 }

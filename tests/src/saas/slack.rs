@@ -53,7 +53,11 @@ pub struct SlackMockConfig {
 
 impl Default for SlackMockConfig {
     fn default() -> Self {
-        SlackMockConfig { messages: 60, users: 23, token: "xoxb-test-1".into() }
+        SlackMockConfig {
+            messages: 60,
+            users: 23,
+            token: "xoxb-test-1".into(),
+        }
     }
 }
 
@@ -87,10 +91,15 @@ impl Drop for SlackMock {
 
 /// Micro-epoch of message `j` of channel number `k`.
 pub fn message_micros(j: u64, k: u64) -> i64 {
-    (base_time().timestamp() + 60 * j as i64 + 7 * k as i64) * 1_000_000 + ((37 * j + k) % 1_000_000) as i64
+    (base_time().timestamp() + 60 * j as i64 + 7 * k as i64) * 1_000_000
+        + ((37 * j + k) % 1_000_000) as i64
 }
 pub fn ts_text(micros: i64) -> String {
-    format!("{}.{:06}", micros.div_euclid(1_000_000), micros.rem_euclid(1_000_000))
+    format!(
+        "{}.{:06}",
+        micros.div_euclid(1_000_000),
+        micros.rem_euclid(1_000_000)
+    )
 }
 fn parse_ts(s: &str) -> Option<i64> {
     let (a, b) = s.split_once('.').unwrap_or((s, "0"));
@@ -126,7 +135,9 @@ impl SlackMock {
             .route("/api/conversations.history", get(history))
             .layer(axum::middleware::from_fn_with_state(inner.clone(), gate))
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind mock slack");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind mock slack");
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("mock slack");
@@ -145,7 +156,11 @@ impl SlackMock {
         *self.inner.common.periodic.lock().unwrap() = Some((every, faults));
     }
     pub fn push_api_errors<'a>(&self, codes: impl IntoIterator<Item = &'a str>) {
-        self.inner.api_errors.lock().unwrap().extend(codes.into_iter().map(String::from));
+        self.inner
+            .api_errors
+            .lock()
+            .unwrap()
+            .extend(codes.into_iter().map(String::from));
     }
     pub fn set_ignore_window(&self, on: bool) {
         self.inner.ignore_window.store(on, Ordering::SeqCst);
@@ -161,8 +176,16 @@ impl SlackMock {
     }
 
     /// (channel, ts) of the messages of `channels` posted in `(start, end]`.
-    pub fn message_keys(&self, channels: &[&str], start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> BTreeSet<(String, String)> {
-        let (lo, hi) = (start.map(|t| t.timestamp_micros()), end.map(|t| t.timestamp_micros()));
+    pub fn message_keys(
+        &self,
+        channels: &[&str],
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+    ) -> BTreeSet<(String, String)> {
+        let (lo, hi) = (
+            start.map(|t| t.timestamp_micros()),
+            end.map(|t| t.timestamp_micros()),
+        );
         let mut out = BTreeSet::new();
         for c in channels {
             let k = channel_number(c);
@@ -176,11 +199,17 @@ impl SlackMock {
         out
     }
     pub fn user_ids(&self) -> BTreeSet<String> {
-        (1..=self.inner.cfg.users).map(|i| format!("U{i:010}")).collect()
+        (1..=self.inner.cfg.users)
+            .map(|i| format!("U{i:010}"))
+            .collect()
     }
     /// Channel ids conversations.list returns for public+private types.
     pub fn channel_ids(&self, exclude_archived: bool) -> BTreeSet<String> {
-        CHANNELS.iter().filter(|c| !(exclude_archived && c.3)).map(|c| c.0.to_string()).collect()
+        CHANNELS
+            .iter()
+            .filter(|c| !(exclude_archived && c.3))
+            .map(|c| c.0.to_string())
+            .collect()
     }
 }
 
@@ -195,12 +224,23 @@ fn api_error(code: &str) -> Response {
     axum::Json(json!({"ok": false, "error": code})).into_response()
 }
 fn limit(q: &Q, default: usize, max: usize) -> usize {
-    q.get("limit").and_then(|v| v.parse().ok()).filter(|v: &usize| *v > 0).unwrap_or(default).min(max)
+    q.get("limit")
+        .and_then(|v| v.parse().ok())
+        .filter(|v: &usize| *v > 0)
+        .unwrap_or(default)
+        .min(max)
 }
 
 /// One page of `n` items from `pos`, honouring short pages; the next token carries a serial so
 /// an empty page's token still differs from the one that asked for it.
-fn paged(s: &S, prefix: &str, q: &Q, len: usize, default: usize, max: usize) -> Result<(usize, usize, Option<String>), Response> {
+fn paged(
+    s: &S,
+    prefix: &str,
+    q: &Q,
+    len: usize,
+    default: usize,
+    max: usize,
+) -> Result<(usize, usize, Option<String>), Response> {
     let pos = match q.get("cursor").filter(|c| !c.is_empty()) {
         None => 0,
         Some(c) => match untoken(c).and_then(|t| {
@@ -240,16 +280,26 @@ fn channel_json(c: &(&str, &str, bool, bool, bool)) -> Value {
 }
 
 async fn conversations_list(State(s): State<S>, Query(q): Query<Q>) -> Response {
-    let types = q.get("types").cloned().unwrap_or_else(|| "public_channel".into());
-    let exclude_archived = q.get("exclude_archived").is_some_and(|v| v == "true" || v == "1");
+    let types = q
+        .get("types")
+        .cloned()
+        .unwrap_or_else(|| "public_channel".into());
+    let exclude_archived = q
+        .get("exclude_archived")
+        .is_some_and(|v| v == "true" || v == "1");
     let chans: Vec<_> = CHANNELS
         .iter()
-        .filter(|c| (types.contains("public_channel") && !c.2) || (types.contains("private_channel") && c.2))
+        .filter(|c| {
+            (types.contains("public_channel") && !c.2) || (types.contains("private_channel") && c.2)
+        })
         .filter(|c| !(exclude_archived && c.3))
         .collect();
     match paged(&s, "cl", &q, chans.len(), 100, 1000) {
         Err(r) => r,
-        Ok((a, b, next)) => ok(json!({"channels": chans[a..b].iter().map(|c| channel_json(c)).collect::<Vec<_>>()}), next),
+        Ok((a, b, next)) => ok(
+            json!({"channels": chans[a..b].iter().map(|c| channel_json(c)).collect::<Vec<_>>()}),
+            next,
+        ),
     }
 }
 
@@ -273,7 +323,10 @@ async fn users_list(State(s): State<S>, Query(q): Query<Q>) -> Response {
                     })
                 })
                 .collect();
-            ok(json!({"members": members, "cache_ts": Utc::now().timestamp()}), next)
+            ok(
+                json!({"members": members, "cache_ts": Utc::now().timestamp()}),
+                next,
+            )
         }
     }
 }
@@ -282,19 +335,39 @@ async fn history(State(s): State<S>, Query(q): Query<Q>) -> Response {
     if let Some(scope) = s.missing_scope.lock().unwrap().clone() {
         return axum::Json(json!({"ok": false, "error": "missing_scope", "needed": scope, "provided": "users:read,channels:read"})).into_response();
     }
-    let Some(ch) = q.get("channel") else { return api_error("channel_not_found") };
-    let Some(c) = CHANNELS.iter().find(|c| c.0 == ch) else { return api_error("channel_not_found") };
+    let Some(ch) = q.get("channel") else {
+        return api_error("channel_not_found");
+    };
+    let Some(c) = CHANNELS.iter().find(|c| c.0 == ch) else {
+        return api_error("channel_not_found");
+    };
     if !c.4 {
         return api_error("not_in_channel");
     }
     let k = channel_number(c.0);
     let inclusive = q.get("inclusive").is_some_and(|v| v == "true" || v == "1");
     let ignore = s.ignore_window.load(Ordering::SeqCst);
-    let oldest = if ignore { 0 } else { q.get("oldest").and_then(|v| parse_ts(v)).unwrap_or(0) };
-    let latest = if ignore { i64::MAX } else { q.get("latest").and_then(|v| parse_ts(v)).unwrap_or(i64::MAX) };
+    let oldest = if ignore {
+        0
+    } else {
+        q.get("oldest").and_then(|v| parse_ts(v)).unwrap_or(0)
+    };
+    let latest = if ignore {
+        i64::MAX
+    } else {
+        q.get("latest")
+            .and_then(|v| parse_ts(v))
+            .unwrap_or(i64::MAX)
+    };
     let mut msgs: Vec<(u64, i64)> = (1..=s.cfg.messages)
         .map(|j| (j, message_micros(j, k)))
-        .filter(|(_, m)| if inclusive { *m >= oldest && *m <= latest } else { *m > oldest && *m < latest })
+        .filter(|(_, m)| {
+            if inclusive {
+                *m >= oldest && *m <= latest
+            } else {
+                *m > oldest && *m < latest
+            }
+        })
         .collect();
     msgs.sort_by_key(|(_, m)| std::cmp::Reverse(*m)); // newest first
     match paged(&s, "h", &q, msgs.len(), 100, 999) {
@@ -326,7 +399,10 @@ async fn history(State(s): State<S>, Query(q): Query<Q>) -> Response {
                     v
                 })
                 .collect();
-            ok(json!({"messages": page, "has_more": next.is_some(), "pin_count": 0}), next)
+            ok(
+                json!({"messages": page, "has_more": next.is_some(), "pin_count": 0}),
+                next,
+            )
         }
     }
 }
@@ -344,12 +420,28 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
             let code = s.api_errors.lock().unwrap().pop_front();
             match (code, s.common.next_fault()) {
                 (Some(code), _) => api_error(&code),
-                (None, Some(Fault::Status { status: 429, retry_after })) => {
-                    status_response(429, retry_after.as_deref(), json!({"ok": false, "error": "ratelimited"}))
-                }
-                (None, Some(Fault::Status { status, retry_after })) => {
-                    status_response(status, retry_after.as_deref(), json!({"ok": false, "error": "service_unavailable"}))
-                }
+                (
+                    None,
+                    Some(Fault::Status {
+                        status: 429,
+                        retry_after,
+                    }),
+                ) => status_response(
+                    429,
+                    retry_after.as_deref(),
+                    json!({"ok": false, "error": "ratelimited"}),
+                ),
+                (
+                    None,
+                    Some(Fault::Status {
+                        status,
+                        retry_after,
+                    }),
+                ) => status_response(
+                    status,
+                    retry_after.as_deref(),
+                    json!({"ok": false, "error": "service_unavailable"}),
+                ),
                 (None, Some(Fault::Slow(d))) => {
                     tokio::time::sleep(d).await;
                     next.run(req).await
@@ -359,6 +451,7 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
             }
         }
     };
-    s.common.record(at, &method, &path, &query, resp.status().as_u16());
+    s.common
+        .record(at, &method, &path, &query, resp.status().as_u16());
     resp
 }

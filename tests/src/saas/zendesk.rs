@@ -60,7 +60,10 @@ impl Default for ZendeskMockConfig {
             users: 40,
             organizations: 31,
             groups: 12,
-            auth: ZendeskAuth::Token { email: "agent@acme.test".into(), token: "zd-token-1".into() },
+            auth: ZendeskAuth::Token {
+                email: "agent@acme.test".into(),
+                token: "zd-token-1".into(),
+            },
         }
     }
 }
@@ -125,14 +128,19 @@ impl ZendeskMock {
             endless: AtomicBool::new(false),
         });
         let app = Router::new()
-            .route("/api/v2/incremental/tickets/cursor.json", get(tickets_export))
+            .route(
+                "/api/v2/incremental/tickets/cursor.json",
+                get(tickets_export),
+            )
             .route("/api/v2/incremental/users/cursor.json", get(users_export))
             .route("/api/v2/incremental/organizations.json", get(orgs_export))
             .route("/api/v2/groups.json", get(groups))
             .route("/api/v2/ticket_fields.json", get(ticket_fields))
             .layer(axum::middleware::from_fn_with_state(inner.clone(), gate))
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind mock zendesk");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind mock zendesk");
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("mock zendesk");
@@ -166,17 +174,34 @@ impl ZendeskMock {
     }
 
     /// Tickets whose `updated_at` is in `(start, end]`; deleted ones only if asked.
-    pub fn ticket_ids(&self, start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>, with_deleted: bool) -> BTreeSet<u64> {
+    pub fn ticket_ids(
+        &self,
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+        with_deleted: bool,
+    ) -> BTreeSet<u64> {
         (1..=self.inner.cfg.tickets)
             .filter(|i| with_deleted || i % 10 != 0)
             .filter(|i| in_window(ticket_updated_at(*i), start, end))
             .collect()
     }
-    pub fn user_ids(&self, start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> BTreeSet<u64> {
-        (1..=self.inner.cfg.users).filter(|i| in_window(user_updated_at(*i), start, end)).collect()
+    pub fn user_ids(
+        &self,
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+    ) -> BTreeSet<u64> {
+        (1..=self.inner.cfg.users)
+            .filter(|i| in_window(user_updated_at(*i), start, end))
+            .collect()
     }
-    pub fn org_ids(&self, start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> BTreeSet<u64> {
-        (1..=self.inner.cfg.organizations).filter(|i| in_window(org_updated_at(*i), start, end)).collect()
+    pub fn org_ids(
+        &self,
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+    ) -> BTreeSet<u64> {
+        (1..=self.inner.cfg.organizations)
+            .filter(|i| in_window(org_updated_at(*i), start, end))
+            .collect()
     }
     pub fn group_ids(&self) -> BTreeSet<u64> {
         (1..=self.inner.cfg.groups).collect()
@@ -188,7 +213,11 @@ fn in_window(t: DateTime<Utc>, start: Option<DateTime<Utc>>, end: Option<DateTim
 }
 
 fn ticket(i: u64, base: &str) -> Value {
-    let status = if i.is_multiple_of(10) { "deleted" } else { STATUSES[(i % 4) as usize] };
+    let status = if i.is_multiple_of(10) {
+        "deleted"
+    } else {
+        STATUSES[(i % 4) as usize]
+    };
     json!({
         "url": format!("{base}/api/v2/tickets/{i}.json"),
         "id": i,
@@ -294,7 +323,11 @@ fn ticket_field(i: u64, base: &str) -> Value {
 type Q = HashMap<String, String>;
 
 fn bad_request(error: &str, description: &str) -> Response {
-    (StatusCode::BAD_REQUEST, axum::Json(json!({"error": error, "description": description}))).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({"error": error, "description": description})),
+    )
+        .into_response()
 }
 
 fn base_of(headers: &HeaderMap) -> String {
@@ -304,21 +337,42 @@ fn base_of(headers: &HeaderMap) -> String {
 /// Common start_time handling: required, an integer, older than a minute.
 fn start_time(q: &Q) -> Result<i64, Response> {
     let Some(v) = q.get("start_time") else {
-        return Err(bad_request("InvalidPaginationParameter", "start_time or cursor is required"));
+        return Err(bad_request(
+            "InvalidPaginationParameter",
+            "start_time or cursor is required",
+        ));
     };
-    let st: i64 = v.parse().map_err(|_| bad_request("InvalidValue", "start_time must be a Unix epoch time in seconds"))?;
+    let st: i64 = v.parse().map_err(|_| {
+        bad_request(
+            "InvalidValue",
+            "start_time must be a Unix epoch time in seconds",
+        )
+    })?;
     if st > Utc::now().timestamp() - 60 {
-        return Err(bad_request("InvalidValue", "start_time must be more than one minute in the past"));
+        return Err(bad_request(
+            "InvalidValue",
+            "start_time must be more than one minute in the past",
+        ));
     }
     Ok(st)
 }
 
 fn per_page(q: &Q) -> usize {
-    q.get("per_page").and_then(|v| v.parse().ok()).unwrap_or(1000).clamp(1, 1000)
+    q.get("per_page")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
+        .clamp(1, 1000)
 }
 
 /// The cursor-based export over `items` (key, sort time, JSON), ordered by time then id.
-fn cursor_export(s: &S, q: &Q, key: &str, path: &str, base: &str, mut items: Vec<(u64, DateTime<Utc>, Value)>) -> Response {
+fn cursor_export(
+    s: &S,
+    q: &Q,
+    key: &str,
+    path: &str,
+    base: &str,
+    mut items: Vec<(u64, DateTime<Utc>, Value)>,
+) -> Response {
     let (st, pos) = match q.get("cursor") {
         Some(c) => match untoken(c).and_then(|t| {
             let (a, b) = t.split_once(':')?;
@@ -333,14 +387,25 @@ fn cursor_export(s: &S, q: &Q, key: &str, path: &str, base: &str, mut items: Vec
         },
     };
     let cutoff = Utc::now() - ChronoDuration::seconds(60);
-    items.retain(|(_, t, _)| *t <= cutoff && (s.ignore_start_time.load(Ordering::SeqCst) || t.timestamp() >= st));
+    items.retain(|(_, t, _)| {
+        *t <= cutoff && (s.ignore_start_time.load(Ordering::SeqCst) || t.timestamp() >= st)
+    });
     items.sort_by_key(|(id, t, _)| (*t, *id));
     let n = per_page(q);
-    let from = if pos > 0 && s.repeat_boundary.load(Ordering::SeqCst) { pos - 1 } else { pos }.min(items.len());
+    let from = if pos > 0 && s.repeat_boundary.load(Ordering::SeqCst) {
+        pos - 1
+    } else {
+        pos
+    }
+    .min(items.len());
     let to = (pos + n).min(items.len());
     let page: Vec<Value> = items[from..to].iter().map(|(_, _, v)| v.clone()).collect();
     let end = to >= items.len();
-    let next_pos = if s.endless.load(Ordering::SeqCst) { pos } else { to };
+    let next_pos = if s.endless.load(Ordering::SeqCst) {
+        pos
+    } else {
+        to
+    };
     let after = token(&format!("{st}:{next_pos}"));
     let before = token(&format!("{st}:{pos}"));
     json_response(json!({
@@ -364,13 +429,29 @@ async fn tickets_export(State(s): State<S>, headers: HeaderMap, Query(q): Query<
         .filter(|i| !(exclude_deleted && i.is_multiple_of(10)))
         .map(|i| (i, ticket_generated(i), ticket(i, &base)))
         .collect();
-    cursor_export(&s, &q, "tickets", "/api/v2/incremental/tickets/cursor.json", &base, items)
+    cursor_export(
+        &s,
+        &q,
+        "tickets",
+        "/api/v2/incremental/tickets/cursor.json",
+        &base,
+        items,
+    )
 }
 
 async fn users_export(State(s): State<S>, headers: HeaderMap, Query(q): Query<Q>) -> Response {
     let base = base_of(&headers);
-    let items = (1..=s.cfg.users).map(|i| (i, user_updated_at(i), user(i, &base))).collect();
-    cursor_export(&s, &q, "users", "/api/v2/incremental/users/cursor.json", &base, items)
+    let items = (1..=s.cfg.users)
+        .map(|i| (i, user_updated_at(i), user(i, &base)))
+        .collect();
+    cursor_export(
+        &s,
+        &q,
+        "users",
+        "/api/v2/incremental/users/cursor.json",
+        &base,
+        items,
+    )
 }
 
 async fn orgs_export(State(s): State<S>, headers: HeaderMap, Query(q): Query<Q>) -> Response {
@@ -401,22 +482,36 @@ fn cursor_list(s: &S, q: &Q, key: &str, path: &str, base: &str, items: Vec<Value
     let Some(size) = q.get("page[size]") else {
         // Without page[size] Zendesk uses offset pagination: first page only here.
         let n = items.len();
-        return json_response(json!({key: items.into_iter().take(100).collect::<Vec<_>>(), "next_page": null, "previous_page": null, "count": n}));
+        return json_response(
+            json!({key: items.into_iter().take(100).collect::<Vec<_>>(), "next_page": null, "previous_page": null, "count": n}),
+        );
     };
     let size: usize = match size.parse::<usize>() {
         Ok(v) if (1..=100).contains(&v) => v,
-        _ => return bad_request("InvalidPaginationParameter", "page[size] must be between 1 and 100"),
+        _ => {
+            return bad_request(
+                "InvalidPaginationParameter",
+                "page[size] must be between 1 and 100",
+            )
+        }
     };
     let pos = match q.get("page[after]") {
         None => 0,
-        Some(a) => match untoken(a).and_then(|t| t.strip_prefix("after:").and_then(|x| x.parse::<usize>().ok())) {
+        Some(a) => match untoken(a).and_then(|t| {
+            t.strip_prefix("after:")
+                .and_then(|x| x.parse::<usize>().ok())
+        }) {
             Some(p) => p,
             None => return bad_request("InvalidPaginationParameter", "invalid page[after] cursor"),
         },
     };
     let to = (pos + size).min(items.len());
     let more = to < items.len();
-    let next_pos = if s.endless.load(Ordering::SeqCst) { pos } else { to };
+    let next_pos = if s.endless.load(Ordering::SeqCst) {
+        pos
+    } else {
+        to
+    };
     let after = token(&format!("after:{next_pos}"));
     json_response(json!({
         key: items[pos.min(items.len())..to].to_vec(),
@@ -434,13 +529,22 @@ async fn groups(State(s): State<S>, headers: HeaderMap, Query(q): Query<Q>) -> R
 async fn ticket_fields(State(s): State<S>, headers: HeaderMap, Query(q): Query<Q>) -> Response {
     let base = base_of(&headers);
     let items = (1..=8).map(|i| ticket_field(i, &base)).collect();
-    cursor_list(&s, &q, "ticket_fields", "/api/v2/ticket_fields.json", &base, items)
+    cursor_list(
+        &s,
+        &q,
+        "ticket_fields",
+        "/api/v2/ticket_fields.json",
+        &base,
+        items,
+    )
 }
 
 fn authorized(s: &S, h: &HeaderMap) -> bool {
     let got = header(h, "authorization");
     match &s.cfg.auth {
-        ZendeskAuth::Token { email, token } => got == Some(format!("Basic {}", b64(&format!("{email}/token:{token}"))).as_str()),
+        ZendeskAuth::Token { email, token } => {
+            got == Some(format!("Basic {}", b64(&format!("{email}/token:{token}"))).as_str())
+        }
         ZendeskAuth::Bearer(t) => got == Some(format!("Bearer {t}").as_str()),
     }
 }
@@ -454,14 +558,22 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
         status_response(401, None, json!({"error": "Couldn't authenticate you"}))
     } else {
         match s.common.next_fault() {
-            Some(Fault::Status { status: 429, retry_after }) => status_response(
+            Some(Fault::Status {
+                status: 429,
+                retry_after,
+            }) => status_response(
                 429,
                 retry_after.as_deref(),
                 json!({"error": "APIRateLimitExceeded", "description": "Number of allowed API requests per minute exceeded"}),
             ),
-            Some(Fault::Status { status, retry_after }) => {
-                status_response(status, retry_after.as_deref(), json!({"error": "ServiceUnavailable", "description": "injected"}))
-            }
+            Some(Fault::Status {
+                status,
+                retry_after,
+            }) => status_response(
+                status,
+                retry_after.as_deref(),
+                json!({"error": "ServiceUnavailable", "description": "injected"}),
+            ),
             Some(Fault::Slow(d)) => {
                 tokio::time::sleep(d).await;
                 next.run(req).await
@@ -470,6 +582,7 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
             None => next.run(req).await,
         }
     };
-    s.common.record(at, &method, &path, &query, resp.status().as_u16());
+    s.common
+        .record(at, &method, &path, &query, resp.status().as_u16());
     resp
 }
