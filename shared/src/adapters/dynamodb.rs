@@ -150,6 +150,22 @@ impl DynamoStore {
         HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
     }
 
+    /// The flow state item a failed conditional update saw: returned with the error
+    /// (`ReturnValuesOnConditionCheckFailure`), else read again.
+    async fn state_on_condition_failure<R>(
+        &self,
+        flow: &str,
+        e: &SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError, R>,
+    ) -> Result<Option<Item>, StoreError> {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+        match e.as_service_error() {
+            Some(UpdateItemError::ConditionalCheckFailedException(c)) if c.item.is_some() => {
+                Ok(c.item.clone())
+            }
+            _ => self.get_item(flow_pk(flow), STATE).await,
+        }
+    }
+
     async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
@@ -499,14 +515,7 @@ impl RunStore for DynamoStore {
         match r {
             Ok(out) => state_from_item(flow, out.attributes.as_ref()),
             Err(e) if condition_failed(&e) => {
-                let old = match e.as_service_error() {
-                    Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c)) => c.item.clone(),
-                    _ => None,
-                };
-                let old = match old {
-                    Some(i) => Some(i),
-                    None => self.get_item(flow_pk(flow), STATE).await?,
-                };
+                let old = self.state_on_condition_failure(flow, &e).await?;
                 let st = state_from_item(flow, old.as_ref())?;
                 let (holder, until) = st
                     .lease
@@ -589,14 +598,7 @@ impl RunStore for DynamoStore {
         match r {
             Ok(out) => state_from_item(flow, out.attributes.as_ref()),
             Err(e) if condition_failed(&e) => {
-                let old = match e.as_service_error() {
-                    Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c)) => c.item.clone(),
-                    _ => None,
-                };
-                let old = match old {
-                    Some(i) => Some(i),
-                    None => self.get_item(flow_pk(flow), STATE).await?,
-                };
+                let old = self.state_on_condition_failure(flow, &e).await?;
                 Err(Self::lease_conflict(
                     flow,
                     run_id,
