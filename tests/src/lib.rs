@@ -747,6 +747,19 @@ pub mod harness {
                 .clone()
         }
 
+        /// An engine over the same deps whose `Throttled` retry waits 1 s instead of 30 s, for
+        /// tests where the state machine retries a throttled chunk.
+        pub fn fast_retry_engine(&self) -> Engine {
+            let asl = ferry::local::FLOW_RUN_ASL
+                .replace("\"IntervalSeconds\": 30", "\"IntervalSeconds\": 1");
+            assert_ne!(
+                asl,
+                ferry::local::FLOW_RUN_ASL,
+                "the Throttled retry interval moved; update this helper"
+            );
+            Engine::with_definition(self.engine.deps.clone(), &asl).unwrap()
+        }
+
         /// Register (or update) a flow and run it to the end.
         pub async fn run(&self, flow_yaml: &str) -> RunOutcome {
             let flow = Flow::parse(flow_yaml, "test.yaml")

@@ -4,7 +4,6 @@
 use ferry::connector::auth::Authenticator;
 use ferry::connector::rest::RestSource;
 use ferry::connector::{ReadRequest, Source, SourceError};
-use ferry::local::Engine;
 use ferry_tests::harness::{rest_flow, Local};
 use ferry_tests::{updated_at, Fault, Mock, MockConfig};
 use serde_json::{json, Value};
@@ -128,17 +127,6 @@ async fn retry_after_beyond_the_cap_ends_the_chunk_throttled() {
 }
 
 /// The real state machine with the Throttled retry interval shortened from 30 s to 1 s.
-fn fast_retry_engine(local: &Local) -> Engine {
-    let asl =
-        ferry::local::FLOW_RUN_ASL.replace("\"IntervalSeconds\": 30", "\"IntervalSeconds\": 1");
-    assert_ne!(
-        asl,
-        ferry::local::FLOW_RUN_ASL,
-        "the Throttled retry interval moved; update this test"
-    );
-    Engine::with_definition(local.engine.deps.clone(), &asl).unwrap()
-}
-
 #[tokio::test]
 async fn a_throttled_chunk_is_retried_by_the_state_machine_without_loss_or_duplicates() {
     let mock = Mock::start(MockConfig {
@@ -147,7 +135,7 @@ async fn a_throttled_chunk_is_retried_by_the_state_machine_without_loss_or_dupli
     })
     .await;
     let local = Local::new();
-    let engine = fast_retry_engine(&local);
+    let engine = local.fast_retry_engine();
     let props = cursor_props(&mock, json!({"max_retry_after_seconds": 1}));
     let flow = ferry::flow::Flow::parse(
         &rest_flow(

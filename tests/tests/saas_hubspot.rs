@@ -6,7 +6,6 @@
 use ferry::connector::auth::Authenticator;
 use ferry::connector::hubspot::HubSpotSource;
 use ferry::connector::{FieldType, ReadRequest, Source};
-use ferry::local::Engine;
 use ferry::ports::Secret;
 use ferry_tests::harness::Local;
 use ferry_tests::saas::hubspot::{HsAuth, HsConfig, HubSpotMock};
@@ -461,10 +460,7 @@ async fn a_throttled_chunk_is_retried_by_the_state_machine_without_loss_or_dupli
     })
     .await;
     let local = local_with_token().await;
-    let asl =
-        ferry::local::FLOW_RUN_ASL.replace("\"IntervalSeconds\": 30", "\"IntervalSeconds\": 1");
-    assert_ne!(asl, ferry::local::FLOW_RUN_ASL);
-    let engine = Engine::with_definition(local.engine.deps.clone(), &asl).unwrap();
+    let engine = local.fast_retry_engine();
     let from = mock.modified(0) - chrono::Duration::seconds(1);
     let p = props(
         &mock,

@@ -5,7 +5,6 @@
 use ferry::adapters::memory::MemorySecrets;
 use ferry::connector::salesforce::SalesforceSource;
 use ferry::connector::{FieldType, ReadRequest, Source, SourceError};
-use ferry::local::Engine;
 use ferry::ports::{Secret, SecretStore};
 use ferry_tests::harness::Local;
 use ferry_tests::saas::salesforce::{
@@ -520,17 +519,6 @@ async fn retry_after_is_honoured_and_beyond_the_cap_the_chunk_ends_throttled() {
 }
 
 /// The real state machine with the Throttled retry interval shortened from 30 s to 1 s.
-fn fast_retry_engine(local: &Local) -> Engine {
-    let asl =
-        ferry::local::FLOW_RUN_ASL.replace("\"IntervalSeconds\": 30", "\"IntervalSeconds\": 1");
-    assert_ne!(
-        asl,
-        ferry::local::FLOW_RUN_ASL,
-        "the Throttled retry interval moved; update this test"
-    );
-    Engine::with_definition(local.engine.deps.clone(), &asl).unwrap()
-}
-
 #[tokio::test]
 async fn a_request_limit_chunk_is_retried_by_the_state_machine_without_loss_or_duplicates() {
     for api in ["rest", "bulk"] {
@@ -540,7 +528,7 @@ async fn a_request_limit_chunk_is_retried_by_the_state_machine_without_loss_or_d
         })
         .await;
         let local = local(&mock).await;
-        let engine = fast_retry_engine(&local);
+        let engine = local.fast_retry_engine();
         let name = format!("sf-limit-{api}");
         let f = ferry::flow::Flow::parse(
             &flow(&name, &props(json!({"api": api})), "", "jsonl"),

@@ -6,7 +6,6 @@
 use ferry::connector::auth::Authenticator;
 use ferry::connector::servicenow::ServiceNowSource;
 use ferry::connector::{FieldType, ReadRequest, Source, SourceError};
-use ferry::local::Engine;
 use ferry::model::Window;
 use ferry::ports::Secret;
 use ferry_tests::harness::Local;
@@ -520,10 +519,7 @@ async fn a_throttled_chunk_is_retried_by_the_state_machine_without_loss_or_dupli
     })
     .await;
     let local = local_with_profile().await;
-    let asl =
-        ferry::local::FLOW_RUN_ASL.replace("\"IntervalSeconds\": 30", "\"IntervalSeconds\": 1");
-    assert_ne!(asl, ferry::local::FLOW_RUN_ASL);
-    let engine = Engine::with_definition(local.engine.deps.clone(), &asl).unwrap();
+    let engine = local.fast_retry_engine();
     let p = props(&mock, json!({"http": {"max_retry_after_seconds": 1}}));
     let yaml = flow(
         "snow-throttled",

@@ -8,7 +8,6 @@ use ferry::connector::auth::Authenticator;
 use ferry::connector::slack::SlackSource;
 use ferry::connector::{FieldType, ReadRequest, Source};
 use ferry::error::ErrorKind;
-use ferry::local::Engine;
 use ferry::model::Window;
 use ferry::ports::Secret;
 use ferry_tests::harness::Local;
@@ -488,10 +487,7 @@ async fn a_throttled_chunk_is_retried_without_loss_or_duplicates() {
     .await;
     let local = Local::new();
     local.put_secret(PROFILE, secret("xoxb-test-1")).await;
-    let asl =
-        ferry::local::FLOW_RUN_ASL.replace("\"IntervalSeconds\": 30", "\"IntervalSeconds\": 1");
-    assert_ne!(asl, ferry::local::FLOW_RUN_ASL);
-    let engine = Engine::with_definition(local.engine.deps.clone(), &asl).unwrap();
+    let engine = local.fast_retry_engine();
     let p = props(
         &mock,
         json!({"http": {"max_retry_after_seconds": 1, "backoff_initial_ms": 5}}),

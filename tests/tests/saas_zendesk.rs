@@ -8,7 +8,6 @@ use ferry::adapters::memory::MemorySecrets;
 use ferry::connector::auth::Authenticator;
 use ferry::connector::zendesk::ZendeskSource;
 use ferry::connector::{FieldType, ReadRequest, Source};
-use ferry::local::Engine;
 use ferry::model::Window;
 use ferry::ports::Secret;
 use ferry_tests::harness::Local;
@@ -444,10 +443,7 @@ async fn a_throttled_chunk_is_retried_without_loss_or_duplicates() {
     let local = Local::new();
     local.put_secret(PROFILE, token_secret()).await;
     // The real state machine with the Throttled retry interval shortened from 30 s to 1 s.
-    let asl =
-        ferry::local::FLOW_RUN_ASL.replace("\"IntervalSeconds\": 30", "\"IntervalSeconds\": 1");
-    assert_ne!(asl, ferry::local::FLOW_RUN_ASL);
-    let engine = Engine::with_definition(local.engine.deps.clone(), &asl).unwrap();
+    let engine = local.fast_retry_engine();
     let p = props(
         &mock,
         json!({"http": {"max_retry_after_seconds": 1, "backoff_initial_ms": 5}}),
