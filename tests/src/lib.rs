@@ -764,13 +764,19 @@ pub mod harness {
         pub async fn run(&self, flow_yaml: &str) -> RunOutcome {
             let flow = Flow::parse(flow_yaml, "test.yaml")
                 .unwrap_or_else(|e| panic!("flow does not parse: {e}"));
+            self.run_flow_on(&self.engine, &flow).await
+        }
+
+        /// Register (or update) `flow` and run it to the end on `engine` (e.g. a
+        /// [`fast_retry_engine`](Self::fast_retry_engine)).
+        pub async fn run_flow_on(&self, engine: &Engine, flow: &Flow) -> RunOutcome {
             self.engine
                 .deps
                 .flows
-                .put_flow(&flow, chrono::Utc::now())
+                .put_flow(flow, chrono::Utc::now())
                 .await
                 .unwrap();
-            self.engine
+            engine
                 .run(
                     RunRequest {
                         flow: flow.name.clone(),

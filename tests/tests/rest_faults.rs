@@ -148,26 +148,9 @@ async fn a_throttled_chunk_is_retried_by_the_state_machine_without_loss_or_dupli
         "t.yaml",
     )
     .unwrap();
-    local
-        .engine
-        .deps
-        .flows
-        .put_flow(&flow, chrono::Utc::now())
-        .await
-        .unwrap();
     // Pages 1-4 pass; the 5th request (inside chunk 2) is told to come back in an hour.
     mock.fault_every(5, vec![Fault::throttle("3600")]);
-    let out = engine
-        .run(
-            ferry::steps::start_run::RunRequest {
-                flow: "throttled".into(),
-                trigger: None,
-                mode: None,
-                window: None,
-            },
-            &ferry::local::asl::NoopObserver,
-        )
-        .await;
+    let out = local.run_flow_on(&engine, &flow).await;
     assert!(out.succeeded(), "{:?}", out.failure);
     assert!(mock.requests().iter().any(|r| r.status == 429));
     let ids: Vec<u64> = local

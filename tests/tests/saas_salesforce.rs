@@ -535,27 +535,10 @@ async fn a_request_limit_chunk_is_retried_by_the_state_machine_without_loss_or_d
             "t.yaml",
         )
         .unwrap();
-        local
-            .engine
-            .deps
-            .flows
-            .put_flow(&f, chrono::Utc::now())
-            .await
-            .unwrap();
         // Start-run describes (1); chunk 1 describes and reads (2, 3, …); a later request of the
         // run hits the org's API limit.
         mock.fault_on_request(if api == "rest" { 5 } else { 7 }, SfFault::RequestLimit);
-        let out = engine
-            .run(
-                ferry::steps::start_run::RunRequest {
-                    flow: name.clone(),
-                    trigger: None,
-                    mode: None,
-                    window: None,
-                },
-                &ferry::local::asl::NoopObserver,
-            )
-            .await;
+        let out = local.run_flow_on(&engine, &f).await;
         assert!(out.succeeded(), "{api}: {:?}", out.failure);
         assert!(
             mock.requests().iter().any(|r| r.status == 403),

@@ -531,25 +531,8 @@ async fn a_throttled_chunk_is_retried_by_the_state_machine_without_loss_or_dupli
         ),
     );
     let flow = ferry::flow::Flow::parse(&yaml, "t.yaml").unwrap();
-    local
-        .engine
-        .deps
-        .flows
-        .put_flow(&flow, chrono::Utc::now())
-        .await
-        .unwrap();
     mock.fault_every(9, vec![Fault::throttle("3600")]);
-    let out = engine
-        .run(
-            ferry::steps::start_run::RunRequest {
-                flow: "snow-throttled".into(),
-                trigger: None,
-                mode: None,
-                window: None,
-            },
-            &ferry::local::asl::NoopObserver,
-        )
-        .await;
+    let out = local.run_flow_on(&engine, &flow).await;
     assert!(out.succeeded(), "{:?}", out.failure);
     assert!(mock.requests().iter().any(|r| r.status == 429));
     let nums: Vec<u64> = local

@@ -502,25 +502,8 @@ async fn a_throttled_chunk_is_retried_without_loss_or_duplicates() {
         "t.yaml",
     )
     .unwrap();
-    local
-        .engine
-        .deps
-        .flows
-        .put_flow(&f, chrono::Utc::now())
-        .await
-        .unwrap();
     mock.fault_every(4, vec![Fault::throttle("3600")]);
-    let out = engine
-        .run(
-            ferry::steps::start_run::RunRequest {
-                flow: "sl-throttled".into(),
-                trigger: None,
-                mode: None,
-                window: None,
-            },
-            &ferry::local::asl::NoopObserver,
-        )
-        .await;
+    let out = local.run_flow_on(&engine, &f).await;
     assert!(out.succeeded(), "{:?}", out.failure);
     assert!(mock.requests().iter().any(|r| r.status == 429));
     assert_once(
