@@ -22,9 +22,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -236,10 +235,9 @@ fn make(object: &str, i: u64, cfg: &HsConfig) -> Rec {
 struct Inner {
     cfg: HsConfig,
     data: HashMap<String, Vec<Rec>>,
-    faults: Mutex<VecDeque<Fault>>,
-    periodic: Mutex<Option<(u64, Vec<Fault>)>>,
-    data_requests: AtomicU64,
-    log: Mutex<Vec<(Seen, Option<Value>)>>,
+    common: super::Common,
+    /// Search request bodies, in order.
+    search_bodies: Mutex<Vec<Value>>,
     tokens: Mutex<(BTreeSet<String>, String, u64)>,
 }
 
@@ -277,10 +275,8 @@ impl HubSpotMock {
         let inner = Arc::new(Inner {
             cfg,
             data,
-            faults: Mutex::new(VecDeque::new()),
-            periodic: Mutex::new(None),
-            data_requests: AtomicU64::new(0),
-            log: Mutex::new(vec![]),
+            common: Default::default(),
+            search_bodies: Mutex::new(vec![]),
             tokens: Mutex::new((BTreeSet::new(), refresh, 0)),
         });
         let app = Router::new()
@@ -305,32 +301,20 @@ impl HubSpotMock {
     }
 
     pub fn push_faults(&self, faults: impl IntoIterator<Item = Fault>) {
-        self.inner.faults.lock().unwrap().extend(faults);
+        self.inner.common.faults.lock().unwrap().extend(faults);
     }
 
     pub fn fault_every(&self, every: u64, faults: Vec<Fault>) {
-        *self.inner.periodic.lock().unwrap() = Some((every, faults));
+        *self.inner.common.periodic.lock().unwrap() = Some((every, faults));
     }
 
     pub fn requests(&self) -> Vec<Seen> {
-        self.inner
-            .log
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(s, _)| s.clone())
-            .collect()
+        self.inner.common.log.lock().unwrap().clone()
     }
 
     /// Search request bodies, in order.
     pub fn search_bodies(&self) -> Vec<Value> {
-        self.inner
-            .log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|(_, b)| b.clone())
-            .collect()
+        self.inner.search_bodies.lock().unwrap().clone()
     }
 
     /// Modified time of record `i`.
@@ -650,16 +634,7 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
             "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
         )
     } else {
-        let n = s.data_requests.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut fault = s.faults.lock().unwrap().pop_front();
-        if fault.is_none() {
-            if let Some((every, fs)) = &*s.periodic.lock().unwrap() {
-                if *every > 0 && n.is_multiple_of(*every) && !fs.is_empty() {
-                    fault = Some(fs[((n / every - 1) as usize) % fs.len()].clone());
-                }
-            }
-        }
-        match fault {
+        match s.common.next_fault() {
             Some(Fault::Status {
                 status: 429,
                 retry_after,
@@ -700,15 +675,10 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
             None => next.run(req).await,
         }
     };
-    s.log.lock().unwrap().push((
-        Seen {
-            at,
-            method,
-            path,
-            query,
-            status: resp.status().as_u16(),
-        },
-        body,
-    ));
+    s.common
+        .record(at, &method, &path, &query, resp.status().as_u16());
+    if let Some(b) = body {
+        s.search_bodies.lock().unwrap().push(b);
+    }
     resp
 }

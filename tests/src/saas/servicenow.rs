@@ -23,9 +23,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -99,10 +98,7 @@ struct Tables {
 struct Inner {
     cfg: SnConfig,
     tables: Mutex<Tables>,
-    faults: Mutex<VecDeque<Fault>>,
-    periodic: Mutex<Option<(u64, Vec<Fault>)>>,
-    data_requests: AtomicU64,
-    log: Mutex<Vec<Seen>>,
+    common: super::Common,
     tokens: Mutex<(BTreeSet<String>, String, u64)>,
 }
 
@@ -280,10 +276,7 @@ impl ServiceNowMock {
         let inner = Arc::new(Inner {
             tables: Mutex::new(seed(&cfg)),
             cfg,
-            faults: Mutex::new(VecDeque::new()),
-            periodic: Mutex::new(None),
-            data_requests: AtomicU64::new(0),
-            log: Mutex::new(vec![]),
+            common: Default::default(),
             tokens: Mutex::new((BTreeSet::new(), refresh, 0)),
         });
         let app = Router::new()
@@ -306,15 +299,15 @@ impl ServiceNowMock {
     }
 
     pub fn push_faults(&self, faults: impl IntoIterator<Item = Fault>) {
-        self.inner.faults.lock().unwrap().extend(faults);
+        self.inner.common.faults.lock().unwrap().extend(faults);
     }
 
     pub fn fault_every(&self, every: u64, faults: Vec<Fault>) {
-        *self.inner.periodic.lock().unwrap() = Some((every, faults));
+        *self.inner.common.periodic.lock().unwrap() = Some((every, faults));
     }
 
     pub fn requests(&self) -> Vec<Seen> {
-        self.inner.log.lock().unwrap().clone()
+        self.inner.common.log.lock().unwrap().clone()
     }
 
     /// Requests for one table's rows.
@@ -696,16 +689,7 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
         );
         r
     } else {
-        let n = s.data_requests.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut fault = s.faults.lock().unwrap().pop_front();
-        if fault.is_none() {
-            if let Some((every, fs)) = &*s.periodic.lock().unwrap() {
-                if *every > 0 && n.is_multiple_of(*every) && !fs.is_empty() {
-                    fault = Some(fs[((n / every - 1) as usize) % fs.len()].clone());
-                }
-            }
-        }
-        match fault {
+        match s.common.next_fault() {
             Some(Fault::Status {
                 status: 429,
                 retry_after,
@@ -740,12 +724,7 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
             None => next.run(req).await,
         }
     };
-    s.log.lock().unwrap().push(Seen {
-        at,
-        method,
-        path,
-        query,
-        status: resp.status().as_u16(),
-    });
+    s.common
+        .record(at, &method, &path, &query, resp.status().as_u16());
     resp
 }
