@@ -286,13 +286,7 @@ impl HubSpotMock {
             .route("/oauth/v1/token", post(token))
             .layer(axum::middleware::from_fn_with_state(inner.clone(), gate))
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("hubspot mock");
-        });
+        let (addr, task) = super::serve(app, "hubspot").await;
         HubSpotMock { addr, inner, task }
     }
 

@@ -32,6 +32,23 @@ pub fn untoken(t: &str) -> Option<String> {
     String::from_utf8(bytes?).ok()
 }
 
+/// Serve `app` on a free port of 127.0.0.1 until the returned task is dropped or aborted.
+pub async fn serve(
+    app: axum::Router,
+    vendor: &'static str,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind the {vendor} mock: {e}"));
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .await
+            .unwrap_or_else(|e| panic!("{vendor} mock: {e}"));
+    });
+    (addr, task)
+}
+
 /// Faults, auth refusals and the request log every vendor mock shares.
 #[derive(Default)]
 pub struct Common {

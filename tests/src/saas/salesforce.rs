@@ -144,14 +144,8 @@ impl SalesforceMock {
             jobs: Default::default(),
         });
         let app = router(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().unwrap();
+        let (addr, task) = super::serve(app, "salesforce").await;
         *inner.url.lock().unwrap() = format!("http://{addr}");
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("salesforce mock");
-        });
         SalesforceMock { addr, inner, task }
     }
 

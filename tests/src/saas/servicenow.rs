@@ -284,13 +284,7 @@ impl ServiceNowMock {
             .route("/oauth_token.do", post(token))
             .layer(axum::middleware::from_fn_with_state(inner.clone(), gate))
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("servicenow mock");
-        });
+        let (addr, task) = super::serve(app, "servicenow").await;
         ServiceNowMock { addr, inner, task }
     }
 

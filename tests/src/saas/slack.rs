@@ -135,13 +135,7 @@ impl SlackMock {
             .route("/api/conversations.history", get(history))
             .layer(axum::middleware::from_fn_with_state(inner.clone(), gate))
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind mock slack");
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("mock slack");
-        });
+        let (addr, task) = super::serve(app, "slack").await;
         SlackMock { addr, inner, task }
     }
 

@@ -138,13 +138,7 @@ impl ZendeskMock {
             .route("/api/v2/ticket_fields.json", get(ticket_fields))
             .layer(axum::middleware::from_fn_with_state(inner.clone(), gate))
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind mock zendesk");
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("mock zendesk");
-        });
+        let (addr, task) = super::serve(app, "zendesk").await;
         ZendeskMock { addr, inner, task }
     }
 
