@@ -89,7 +89,7 @@ enum AuthSpec {
 /// `client_id`/`client_secret` form fields (`"client_auth": "body"`, as Salesforce documents).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum ClientAuth {
+pub enum ClientAuth {
     #[default]
     Basic,
     Body,
@@ -163,6 +163,17 @@ impl Authenticator {
         secret: &Secret,
         secrets: Arc<dyn SecretStore>,
     ) -> Result<Self, SourceError> {
+        Self::from_secret_with(profile, secret, secrets, ClientAuth::Basic)
+    }
+
+    /// [`from_secret`](Self::from_secret) for a connector whose OAuth2 token endpoint expects
+    /// `client_auth` (the vendor's documented way) when the secret does not say.
+    pub fn from_secret_with(
+        profile: &str,
+        secret: &Secret,
+        secrets: Arc<dyn SecretStore>,
+        client_auth: ClientAuth,
+    ) -> Result<Self, SourceError> {
         let auth_err = |message: String| SourceError::Auth {
             profile: profile.into(),
             message,
@@ -181,6 +192,17 @@ impl Authenticator {
         spec_obj.remove("headers");
         if !spec_obj.contains_key("type") {
             spec_obj.insert("type".into(), "none".into());
+        }
+        let oauth = spec_obj
+            .get("type")
+            .and_then(|t| t.as_str())
+            .is_some_and(|t| t.starts_with("oauth2"));
+        if oauth && !spec_obj.contains_key("client_auth") {
+            let v = match client_auth {
+                ClientAuth::Basic => "basic",
+                ClientAuth::Body => "body",
+            };
+            spec_obj.insert("client_auth".into(), v.into());
         }
         let spec: AuthSpec =
             serde_json::from_value(serde_json::Value::Object(spec_obj)).map_err(|e| {

@@ -319,20 +319,20 @@ pub async fn build(
         },
         "zendesk" => Ok(Box::new(zendesk::ZendeskSource::new(
             &source.properties,
-            profile_auth(source, &secret, ctx)?,
+            profile_auth(source, &secret, ctx, auth::ClientAuth::Basic)?,
         )?)),
         "slack" => Ok(Box::new(slack::SlackSource::new(
             &source.properties,
             &source.entity,
-            profile_auth(source, &secret, ctx)?,
+            profile_auth(source, &secret, ctx, auth::ClientAuth::Basic)?,
         )?)),
         "servicenow" => Ok(Box::new(servicenow::ServiceNowSource::new(
             &source.properties,
-            profile_auth(source, &secret, ctx)?,
+            profile_auth(source, &secret, ctx, auth::ClientAuth::Body)?,
         )?)),
         "hubspot" => Ok(Box::new(hubspot::HubSpotSource::new(
             &source.properties,
-            profile_auth(source, &secret, ctx)?,
+            profile_auth(source, &secret, ctx, auth::ClientAuth::Body)?,
         )?)),
         other if PLANNED.contains(&other) => Err(SourceError::config(
             "source.connector",
@@ -353,24 +353,11 @@ fn profile_auth(
     source: &SourceConfig,
     secret: &Option<Secret>,
     ctx: &ConnectorContext,
+    oauth_client_auth: auth::ClientAuth,
 ) -> Result<auth::Authenticator, SourceError> {
     match (&source.profile, secret) {
         (Some(p), Some(s)) => {
-            // HubSpot's and ServiceNow's token endpoints take the client credentials as form
-            // fields (their OAuth docs), not HTTP Basic: that is the default for their profiles.
-            let mut v = s.expose().clone();
-            if matches!(source.connector.as_str(), "hubspot" | "servicenow") {
-                if let Some(o) = v.as_object_mut() {
-                    let oauth = o
-                        .get("type")
-                        .and_then(|t| t.as_str())
-                        .is_some_and(|t| t.starts_with("oauth2"));
-                    if oauth {
-                        o.entry("client_auth").or_insert_with(|| "body".into());
-                    }
-                }
-            }
-            auth::Authenticator::from_secret(p, &Secret::new(v), ctx.secrets.clone())
+            auth::Authenticator::from_secret_with(p, s, ctx.secrets.clone(), oauth_client_auth)
         }
         _ => Err(SourceError::config(
             "source.profile",

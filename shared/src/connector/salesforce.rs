@@ -507,25 +507,29 @@ impl SalesforceSource {
         })?;
         raw.entry("type")
             .or_insert_with(|| "oauth2_refresh_token".into());
-        if raw.get("type").and_then(Value::as_str) == Some("oauth2_refresh_token") {
-            if !raw.contains_key("token_url") {
-                let host = cfg.login_url.clone().unwrap_or_else(|| {
-                    (if cfg.sandbox {
-                        SANDBOX_LOGIN_URL
-                    } else {
-                        LOGIN_URL
-                    })
-                    .to_string()
-                });
-                raw.insert(
-                    "token_url".into(),
-                    format!("{}/services/oauth2/token", host.trim_end_matches('/')).into(),
-                );
-            }
-            raw.entry("client_auth").or_insert_with(|| "body".into());
+        if raw.get("type").and_then(Value::as_str) == Some("oauth2_refresh_token")
+            && !raw.contains_key("token_url")
+        {
+            let host = cfg.login_url.clone().unwrap_or_else(|| {
+                (if cfg.sandbox {
+                    SANDBOX_LOGIN_URL
+                } else {
+                    LOGIN_URL
+                })
+                .to_string()
+            });
+            raw.insert(
+                "token_url".into(),
+                format!("{}/services/oauth2/token", host.trim_end_matches('/')).into(),
+            );
         }
         let secret = crate::ports::Secret::new(Value::Object(raw));
-        let auth = Authenticator::from_secret(profile, &secret, secrets)?;
+        let auth = Authenticator::from_secret_with(
+            profile,
+            &secret,
+            secrets,
+            super::auth::ClientAuth::Body,
+        )?;
         Self::with_auth(cfg, incremental_field, auth)
     }
 
