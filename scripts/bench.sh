@@ -4,20 +4,28 @@
 #   output           transform + encode per format on 1,000,000 records, peak memory
 #   rest_throughput  rest connector vs the mock SaaS server, 1/4/16 requests in flight
 #   sizing           the 1,000,000-record run in 64 MB files on the embedded engine
-# Usage: scripts/bench.sh [transform|output|rest_throughput|sizing ...]   (default: all)
+#   lambda-memory    each function's peak memory at the default chunk budget, release binaries
+#                    behind the deployed-stack harness (docs/deploy.md, "Function sizing")
+# Usage: scripts/bench.sh [transform|output|rest_throughput|sizing|lambda-memory ...]   (default: all)
 # Always --workspace: building a single package changes feature unification and rebuilds the
 # AWS SDK crates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which=("$@")
-[ ${#which[@]} -eq 0 ] && which=(transform output rest_throughput sizing)
+[ ${#which[@]} -eq 0 ] && which=(transform output rest_throughput sizing lambda-memory)
 for b in "${which[@]}"; do
   echo "=== $b"
   case "$b" in
     sizing)
       cargo test --release --workspace --test output_e2e -- --ignored --nocapture one_million_records_in_64_mb_files ;;
+    lambda-memory)
+      scripts/setup-venv.sh && scripts/setup-harness.sh
+      cargo build --release --workspace --bins
+      FERRY_HARNESS_BIN_DIR="$PWD/target/release" FERRY_TEST_PYTHON="$PWD/.venv/bin/python" \
+        FERRY_MOTO_SERVER="$PWD/.venv/bin/moto_server" \
+        cargo test --workspace --test stack_sizing -- --nocapture ;;
     transform|output|rest_throughput)
       cargo bench --workspace --bench "$b" ;;
-    *) echo "unknown bench '$b' (transform | output | rest_throughput | sizing)" >&2; exit 2 ;;
+    *) echo "unknown bench '$b' (transform | output | rest_throughput | sizing | lambda-memory)" >&2; exit 2 ;;
   esac
 done

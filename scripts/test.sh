@@ -4,9 +4,11 @@
 # 1. Installs the pinned test-time Python tools into ./.venv (moto server, pyarrow, duckdb).
 #    Tests that talk to AWS APIs start their own moto server on 127.0.0.1 from that venv and
 #    stop it when they end; nothing needs to be started by hand.
-# 2. Runs the offline deployment checks when their script exists (cfn-lint, sam validate,
+# 2. Installs the deployed-stack harness's node tools (scripts/setup-harness.sh): an independent
+#    ASL interpreter and an IAM policy simulator, pinned in tests/harness/package-lock.json.
+# 3. Runs the offline deployment checks when their script exists (cfn-lint, sam validate,
 #    ASL validator).
-# 3. Builds and runs every Rust test in the workspace (cargo-nextest when installed).
+# 4. Builds and runs every Rust test in the workspace (cargo-nextest when installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -19,6 +21,9 @@ export FERRY_MOTO_SERVER="$root/.venv/bin/moto_server"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN=testing
 export AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
 unset AWS_PROFILE || true
+
+echo "==> deployed-stack harness tools (tests/harness/node_modules)"
+scripts/setup-harness.sh
 
 if [ -x scripts/check-deploy.sh ]; then
   echo "==> offline deployment checks"

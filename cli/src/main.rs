@@ -207,7 +207,10 @@ async fn real_main(cli: Cli) -> Result<i32> {
         };
     }
     let cwd = std::env::current_dir()?;
-    let deps = local::embedded_deps(&home, &cwd, None)
+    // `s3:` destinations are written with the user's own AWS credentials (default chain).
+    let s3: std::sync::Arc<dyn ferry::ports::DestinationResolver> =
+        std::sync::Arc::new(ferry::adapters::s3::LazyS3Resolver::default());
+    let deps = local::embedded_deps(&home, &cwd, Some(s3))
         .with_context(|| format!("cannot open the ferry state in {}", home.display()))?;
     match cli.cmd {
         Cmd::Validate { .. } | Cmd::Stop { .. } => unreachable!(),

@@ -28,9 +28,12 @@ pub struct RemoteArgs {
     /// ARN of the flow-run state machine.
     #[arg(long, env = "FERRY_STATE_MACHINE_ARN", global = true)]
     pub state_machine_arn: Option<String>,
-    /// Role EventBridge Scheduler and rules assume to start the state machine.
+    /// Role EventBridge Scheduler assumes to start the state machine (stack output `SchedulerRoleArn`).
     #[arg(long, env = "FERRY_SCHEDULER_ROLE_ARN", global = true)]
     pub scheduler_role_arn: Option<String>,
+    /// Role EventBridge rules assume to start the state machine (stack output `EventRuleRoleArn`).
+    #[arg(long, env = "FERRY_EVENT_RULE_ROLE_ARN", global = true)]
+    pub event_rule_role_arn: Option<String>,
     /// Event bus of run reports.
     #[arg(long, env = "FERRY_EVENT_BUS", global = true)]
     pub event_bus: Option<String>,
@@ -52,7 +55,7 @@ impl Remote {
 
     fn store(&self) -> Result<DynamoStore> {
         let table = self.args.table.clone().context(
-            "remote mode needs the DynamoDB table: pass --table or set FERRY_TABLE (stack output `Table`)",
+            "remote mode needs the DynamoDB table: pass --table or set FERRY_TABLE (stack output `TableName`)",
         )?;
         Ok(DynamoStore::new(
             aws_sdk_dynamodb::Client::new(&self.conf),
@@ -66,16 +69,17 @@ impl Remote {
         )
     }
 
+    /// Schedules and rules of the stack's flows; each kind of trigger gets its own role (the
+    /// Scheduler role trusts only EventBridge Scheduler, the rule role only EventBridge), and a
+    /// flow whose trigger needs a role that was not given is refused naming the option.
     fn scheduler(&self) -> Result<FlowScheduler> {
-        let role = self.args.scheduler_role_arn.clone().context(
-            "a scheduled or event-triggered flow needs the role that starts the state machine: pass --scheduler-role-arn or set FERRY_SCHEDULER_ROLE_ARN (stack output `SchedulerRoleArn`)",
-        )?;
         Ok(FlowScheduler::new(
             aws_sdk_scheduler::Client::new(&self.conf),
             aws_sdk_eventbridge::Client::new(&self.conf),
             self.state_machine_arn()?,
-            role,
-        ))
+        )
+        .with_schedule_role(self.args.scheduler_role_arn.clone())
+        .with_rule_role(self.args.event_rule_role_arn.clone()))
     }
 
     fn sfn(&self) -> aws_sdk_sfn::Client {

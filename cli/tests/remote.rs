@@ -201,3 +201,34 @@ async fn remote_mode_names_the_missing_setting() {
         text(&o)
     );
 }
+
+/// The embedded engine (no --remote) writes a flow's `s3:` destination with the user's own
+/// credentials (the SDK's default chain; here moto through AWS_ENDPOINT_URL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_run_writes_to_an_s3_destination() {
+    let s = Stack::new().await;
+    let name = unique("local-to-s3");
+    let file = s.write("local.yaml", &flow(&name, &s.env.output_bucket, 120));
+    let o = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["run", &file, "--json"])
+        .current_dir(s.dir.path())
+        .env("FERRY_HOME", s.dir.path().join(".ferry"))
+        .env_remove("FERRY_REMOTE")
+        .env_remove("FERRY_LOG")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let listed = s
+        .env
+        .clients
+        .s3
+        .list_objects_v2()
+        .bucket(&s.env.output_bucket)
+        .prefix(format!("raw/{name}/"))
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert!(keys.iter().any(|k| k.contains("/_manifests/")), "{keys:?}");
+    assert!(keys.iter().any(|k| k.ends_with(".jsonl")), "{keys:?}");
+}

@@ -103,6 +103,10 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// The caller's permissions refused the call (IAM AccessDenied and its kin). Retrying cannot
+    /// help; the message keeps AWS's, which names the principal, the action and the resource.
+    #[error("{0}")]
+    Denied(String),
 }
 
 impl StoreError {
@@ -122,7 +126,9 @@ impl From<StoreError> for StepError {
         let kind = match &e {
             StoreError::Backend { .. } => ErrorKind::Retryable,
             StoreError::Invalid(_) => ErrorKind::InvalidFlow,
-            StoreError::NotFound(_) | StoreError::Conflict(_) => ErrorKind::Fatal,
+            StoreError::NotFound(_) | StoreError::Conflict(_) | StoreError::Denied(_) => {
+                ErrorKind::Fatal
+            }
         };
         StepError::new(kind, error_chain(&e))
     }

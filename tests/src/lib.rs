@@ -23,6 +23,7 @@
 pub mod aws;
 pub mod faults;
 pub mod saas;
+pub mod stack;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};

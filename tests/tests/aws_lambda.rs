@@ -115,8 +115,18 @@ async fn each_handler_runs_its_step_on_a_state_machine_payload() {
     .await
     .unwrap();
     // 300 rows are far below the target file size: write-s3 carries them (by pointer) to the
-    // next chunk, and finalize flushes them as the run's last file.
+    // next chunk, and its final flush writes them as the run's last file.
     assert_eq!(written["rows"], json!(0), "{written}");
+
+    // Flush Output: {run.$, chunk.$: $.page.chunk, flush: true}
+    let flushed = lambda::invoke(
+        &deps,
+        Step::WriteS3,
+        json!({"run": run, "chunk": 0, "flush": true}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(flushed["rows"], json!(300), "{flushed}");
 
     // Finalize Run: {run.$: $.run}
     let done = lambda::invoke(&deps, Step::Finalize, json!({"run": run}))

@@ -9,6 +9,16 @@ use ferry_tests::aws::{sdk_config, unique};
 
 const SM: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:ferry-flow-run";
 const ROLE: &str = "arn:aws:iam::123456789012:role/ferry-scheduler";
+const RULE_ROLE: &str = "arn:aws:iam::123456789012:role/ferry-event-rule";
+
+fn scheduler(
+    sched: &aws_sdk_scheduler::Client,
+    events: &aws_sdk_eventbridge::Client,
+) -> FlowScheduler {
+    FlowScheduler::new(sched.clone(), events.clone(), SM)
+        .with_schedule_role(Some(ROLE.into()))
+        .with_rule_role(Some(RULE_ROLE.into()))
+}
 
 fn flow(name: &str, trigger: &str) -> Flow {
     Flow::parse(
@@ -29,7 +39,7 @@ async fn a_scheduled_flow_gets_a_schedule_that_starts_the_state_machine() {
     let table = unique("ferry");
     create_table(&ddb, &table).await.unwrap();
     let store = DynamoStore::new(ddb, table);
-    let s = FlowScheduler::new(sched.clone(), events.clone(), SM, ROLE);
+    let s = scheduler(&sched, &events);
     let name = unique("hourly");
 
     let stored = store
@@ -115,7 +125,7 @@ async fn an_event_flow_gets_a_rule_with_its_pattern_and_switching_to_on_demand_r
     let store = DynamoStore::new(ddb, table);
     let bus = unique("saas");
     events.create_event_bus().name(&bus).send().await.unwrap();
-    let s = FlowScheduler::new(sched.clone(), events.clone(), SM, ROLE).with_trigger_bus(&bus);
+    let s = scheduler(&sched, &events).with_trigger_bus(&bus);
     let name = unique("on-event");
 
     let stored = store
@@ -150,7 +160,8 @@ async fn an_event_flow_gets_a_rule_with_its_pattern_and_switching_to_on_demand_r
         .unwrap();
     let t = &targets.targets()[0];
     assert_eq!(t.arn(), SM);
-    assert_eq!(t.role_arn(), Some(ROLE));
+    // The rule role (trusts events.amazonaws.com), never the Scheduler's role.
+    assert_eq!(t.role_arn(), Some(RULE_ROLE));
     let input: serde_json::Value = serde_json::from_str(t.input().unwrap()).unwrap();
     assert_eq!(input, serde_json::json!({"flow": name, "trigger": "event"}));
 
@@ -166,4 +177,58 @@ async fn an_event_flow_gets_a_rule_with_its_pattern_and_switching_to_on_demand_r
         .send()
         .await
         .is_err());
+}
+
+#[tokio::test]
+async fn a_trigger_without_its_role_is_refused_naming_the_option() {
+    let conf = sdk_config().await;
+    let sched = aws_sdk_scheduler::Client::new(&conf);
+    let events = aws_sdk_eventbridge::Client::new(&conf);
+    let ddb = aws_sdk_dynamodb::Client::new(&conf);
+    let table = unique("ferry");
+    create_table(&ddb, &table).await.unwrap();
+    let store = DynamoStore::new(ddb, table);
+    let name = unique("on-event");
+    // Only the Scheduler role: an event flow cannot borrow it.
+    let s =
+        FlowScheduler::new(sched.clone(), events.clone(), SM).with_schedule_role(Some(ROLE.into()));
+    let stored = store
+        .put_flow(
+            &flow(
+                &name,
+                "{ event: { pattern: { source: [aws.partner/zendesk] } } }",
+            ),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let err = s.apply(&stored).await.unwrap_err().to_string();
+    assert!(
+        err.contains("FERRY_EVENT_RULE_ROLE_ARN") && err.contains("EventRuleRoleArn"),
+        "{err}"
+    );
+    assert!(
+        events
+            .describe_rule()
+            .name(trigger_name(&name))
+            .send()
+            .await
+            .is_err(),
+        "no rule created"
+    );
+    // Only the rule role: a scheduled flow cannot borrow it.
+    let s = FlowScheduler::new(sched.clone(), events.clone(), SM)
+        .with_rule_role(Some(RULE_ROLE.into()));
+    let stored = store
+        .put_flow(
+            &flow(&name, "{ scheduled: { expression: \"rate(1 hour)\" } }"),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let err = s.apply(&stored).await.unwrap_err().to_string();
+    assert!(
+        err.contains("FERRY_SCHEDULER_ROLE_ARN") && err.contains("SchedulerRoleArn"),
+        "{err}"
+    );
 }

@@ -235,7 +235,7 @@ fn each_function_times_out_before_the_task_state_that_calls_it() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 6, "the six Task states of flow-run");
+    assert_eq!(checked, 7, "the seven Task states of flow-run");
 }
 
 #[test]

@@ -83,6 +83,19 @@ destination:
     .await
     .unwrap();
     assert_eq!(t.rows, 497);
+    assert_eq!(t.rejected, 3);
+    // The write, retried: same objects, same keys, one chunk result.
+    let input = write_s3::WriteInput {
+        run: run.clone(),
+        chunk: 0,
+        batch_key: Some(t.batch_key.clone()),
+        rejected: t.rejected,
+        flush: false,
+    };
+    let a = write_s3::handle(&deps, input.clone()).await.unwrap();
+    let b = write_s3::handle(&deps, input).await.unwrap();
+    assert_eq!(a, b);
+    // write-s3 published the rejected records transform-batch staged.
     let rejected_path = base
         .path()
         .join("errors/here")
@@ -108,14 +121,16 @@ destination:
     assert_eq!(rejected[1]["record"]["employees"], "many");
     assert_eq!(rejected[2]["reason"], "not a JSON object");
 
-    // The write, retried: same objects, same keys, one chunk result.
-    let input = write_s3::WriteInput {
+    // The final flush ("Flush Output"), retried: the same last files.
+    let flush = write_s3::WriteInput {
         run: run.clone(),
         chunk: 0,
-        batch_key: t.batch_key.clone(),
+        batch_key: None,
+        rejected: 0,
+        flush: true,
     };
-    let a = write_s3::handle(&deps, input.clone()).await.unwrap();
-    let b = write_s3::handle(&deps, input).await.unwrap();
+    let a = write_s3::handle(&deps, flush.clone()).await.unwrap();
+    let b = write_s3::handle(&deps, flush).await.unwrap();
     assert_eq!(a, b);
     let rec = finalize::handle(
         &deps,
@@ -126,7 +141,6 @@ destination:
     )
     .await
     .unwrap();
-    // A retried finalize re-flushes to the same keys.
     assert_eq!(rec.records_rejected, 3);
     assert_eq!(rec.records_written, 497);
     let m: Manifest =

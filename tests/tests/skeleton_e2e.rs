@@ -422,3 +422,48 @@ async fn a_task_naming_a_missing_field_is_refused_at_start() {
     );
     assert!(!env.root.join("ferry-out").exists());
 }
+
+/// An engine that cannot write where the flow's output goes refuses the run before it takes the
+/// lease and before it asks the source anything.
+#[tokio::test]
+async fn an_unreachable_destination_is_refused_before_the_lease_and_the_source() {
+    let env = env();
+    let api = ferry_tests::Mock::start(ferry_tests::MockConfig::default()).await;
+    let f = flow(&format!(
+        r#"
+name: to-s3
+source:
+  connector: rest
+  entity: tickets
+  properties:
+    base_url: {}
+    endpoints:
+      tickets: {{ path: /offset/tickets, records: "$.data[*]", paginator: {{ type: offset, limit: 20 }} }}
+destination:
+  s3: {{ bucket: lake, prefix: raw }}
+  format: jsonl
+"#,
+        api.url()
+    ));
+    let out = run(&env, &f, None).await;
+    let failure = out.failure.expect("fails");
+    assert_eq!(failure.error, "InvalidFlow", "{failure:?}");
+    assert!(
+        failure.cause.contains("s3://lake/raw") && failure.cause.contains("no S3 access"),
+        "{failure:?}"
+    );
+    assert!(out.record.is_none(), "no run record");
+    assert!(env
+        .deps
+        .runs
+        .get_state("to-s3")
+        .await
+        .unwrap()
+        .lease
+        .is_none());
+    assert!(
+        api.requests().is_empty(),
+        "the source was asked: {:?}",
+        api.requests()
+    );
+}

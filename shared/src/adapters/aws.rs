@@ -51,7 +51,7 @@ impl AwsSettings {
         Ok(AwsSettings {
             table: var("FERRY_TABLE").ok_or(ConfigError {
                 var: "FERRY_TABLE",
-                hint: "set it to the DynamoDB table of the deployed stack (output `Table`)",
+                hint: "set it to the DynamoDB table of the deployed stack (output `TableName`)",
             })?,
             staging_bucket: var("FERRY_STAGING_BUCKET").ok_or(ConfigError {
                 var: "FERRY_STAGING_BUCKET",

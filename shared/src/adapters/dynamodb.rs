@@ -77,10 +77,10 @@ fn get_n<T: std::str::FromStr>(item: &Item, k: &str) -> Option<T> {
 
 fn ddb<E, R>(what: &str, e: SdkError<E, R>) -> StoreError
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    StoreError::backend(format!("dynamodb {what}"), e)
+    super::sdk_error(format!("dynamodb {what}"), e)
 }
 
 fn js(e: serde_json::Error) -> StoreError {

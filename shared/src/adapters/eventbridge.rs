@@ -42,7 +42,7 @@ impl EventSink for EventBridgeSink {
             .send()
             .await
             .map_err(|e| {
-                StoreError::backend(format!("eventbridge PutEvents (bus {})", self.bus), e)
+                super::sdk_error(format!("eventbridge PutEvents (bus {})", self.bus), e)
             })?;
         if out.failed_entry_count > 0 {
             let (code, msg) = out

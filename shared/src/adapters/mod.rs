@@ -15,3 +15,41 @@ pub mod metrics;
 pub mod s3;
 pub mod scheduler;
 pub mod secretsmanager;
+
+use crate::error::StoreError;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+
+/// Error codes AWS APIs use when the caller's permissions refuse a call.
+const DENIED_CODES: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "AuthorizationError",
+    "AuthorizationErrorException",
+    "KMSAccessDeniedException",
+    "InvalidAccessKeyId",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "ExpiredTokenException",
+];
+
+/// An AWS SDK error as a store error: a refused permission becomes [`StoreError::Denied`] (not
+/// retried: a retry meets the same policy), with AWS's message (which names the principal, the
+/// action and the resource) and the fix; everything else is [`StoreError::Backend`].
+pub(crate) fn sdk_error<E, R>(what: impl Into<String>, e: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let what = what.into();
+    if let Some(code) = e.code().filter(|c| DENIED_CODES.contains(c)) {
+        let msg = e.message().unwrap_or("no message").to_string();
+        return StoreError::Denied(format!(
+            "{what}: {code}: {msg}. The caller's IAM role does not allow this call: grant the action on \
+             that resource to the function's role in template.yaml (or to your own credentials)"
+        ));
+    }
+    StoreError::backend(what, e)
+}

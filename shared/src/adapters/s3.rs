@@ -35,10 +35,10 @@ pub fn part_size(len: usize, preferred: usize) -> usize {
 
 fn s3e<E, R>(what: String, e: SdkError<E, R>) -> StoreError
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    StoreError::backend(what, e)
+    super::sdk_error(what, e)
 }
 
 /// One bucket. Keys are full object keys (a destination's prefix is already part of them).
@@ -326,6 +326,28 @@ impl S3Resolver {
             client,
             default_kms_key_id,
         }
+    }
+}
+
+/// An [`S3Resolver`] whose SDK client is built from the default chain (region, credentials,
+/// `AWS_ENDPOINT_URL`) on first use: the embedded engine writes to `s3:` destinations with the
+/// user's own credentials, and a flow with a local destination never loads AWS configuration.
+#[derive(Default)]
+pub struct LazyS3Resolver {
+    inner: tokio::sync::OnceCell<S3Resolver>,
+}
+
+#[async_trait]
+impl DestinationResolver for LazyS3Resolver {
+    async fn resolve(&self, location: &Location) -> Result<Arc<dyn BlobStore>, StoreError> {
+        let r = self
+            .inner
+            .get_or_init(|| async {
+                let conf = super::aws::sdk_config().await;
+                S3Resolver::new(super::aws::s3_client(&conf), None)
+            })
+            .await;
+        r.resolve(location).await
     }
 }
 

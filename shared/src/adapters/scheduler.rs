@@ -41,7 +41,12 @@ pub struct FlowScheduler {
     scheduler: aws_sdk_scheduler::Client,
     events: aws_sdk_eventbridge::Client,
     state_machine_arn: String,
-    role_arn: String,
+    /// Role EventBridge Scheduler assumes to start the state machine (trusts
+    /// `scheduler.amazonaws.com`; stack output `SchedulerRoleArn`).
+    schedule_role_arn: Option<String>,
+    /// Role EventBridge rules assume to start the state machine (trusts `events.amazonaws.com`;
+    /// stack output `EventRuleRoleArn`).
+    rule_role_arn: Option<String>,
     /// Schedule group (`default` unless set).
     group: String,
     /// Bus whose events can trigger flows (`default` unless set).
@@ -50,27 +55,38 @@ pub struct FlowScheduler {
 
 fn be<E, R>(what: String, e: aws_sdk_scheduler::error::SdkError<E, R>) -> StoreError
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: aws_sdk_scheduler::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    StoreError::backend(what, e)
+    super::sdk_error(what, e)
 }
 
 impl FlowScheduler {
+    /// A scheduler for the flows of one state machine. Give it the role of each kind of trigger
+    /// ([`with_schedule_role`](Self::with_schedule_role), [`with_rule_role`](Self::with_rule_role)):
+    /// each role trusts only its own service, so one cannot stand in for the other.
     pub fn new(
         scheduler: aws_sdk_scheduler::Client,
         events: aws_sdk_eventbridge::Client,
         state_machine_arn: impl Into<String>,
-        role_arn: impl Into<String>,
     ) -> Self {
         FlowScheduler {
             scheduler,
             events,
             state_machine_arn: state_machine_arn.into(),
-            role_arn: role_arn.into(),
+            schedule_role_arn: None,
+            rule_role_arn: None,
             group: "default".into(),
             trigger_bus: "default".into(),
         }
+    }
+    pub fn with_schedule_role(mut self, arn: Option<String>) -> Self {
+        self.schedule_role_arn = arn.filter(|a| !a.is_empty());
+        self
+    }
+    pub fn with_rule_role(mut self, arn: Option<String>) -> Self {
+        self.rule_role_arn = arn.filter(|a| !a.is_empty());
+        self
     }
     pub fn with_group(mut self, group: impl Into<String>) -> Self {
         self.group = group.into();
@@ -88,10 +104,14 @@ impl FlowScheduler {
         let enabled = stored.status == FlowStatus::Active;
         match &flow.trigger {
             Trigger::Scheduled(s) => {
+                let role = self.schedule_role_arn.as_deref().ok_or_else(|| StoreError::Invalid(format!(
+                    "flow '{}' is scheduled: its schedule needs the role EventBridge Scheduler assumes; pass --scheduler-role-arn or set FERRY_SCHEDULER_ROLE_ARN (stack output `SchedulerRoleArn`)",
+                    flow.name
+                )))?;
                 self.delete_rule(&name).await?;
                 let target = Target::builder()
                     .arn(&self.state_machine_arn)
-                    .role_arn(&self.role_arn)
+                    .role_arn(role)
                     .input(execution_input(&flow.name, "scheduled"))
                     .build()
                     .map_err(|e| StoreError::backend("scheduler target", e))?;
@@ -145,6 +165,10 @@ impl FlowScheduler {
                 Ok(TriggerChange::Schedule { name, enabled })
             }
             Trigger::Event(ev) => {
+                let role = self.rule_role_arn.as_deref().ok_or_else(|| StoreError::Invalid(format!(
+                    "flow '{}' is event-triggered: its rule's target needs the role EventBridge assumes; pass --event-rule-role-arn or set FERRY_EVENT_RULE_ROLE_ARN (stack output `EventRuleRoleArn`)",
+                    flow.name
+                )))?;
                 self.delete_schedule(&name).await?;
                 self.events
                     .put_rule()
@@ -166,7 +190,7 @@ impl FlowScheduler {
                 let target = aws_sdk_eventbridge::types::Target::builder()
                     .id("state-machine")
                     .arn(&self.state_machine_arn)
-                    .role_arn(&self.role_arn)
+                    .role_arn(role)
                     .input(execution_input(&flow.name, "event"))
                     .build()
                     .map_err(|e| StoreError::backend("eventbridge target", e))?;

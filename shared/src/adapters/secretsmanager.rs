@@ -46,7 +46,7 @@ impl SecretStore for SecretsManagerStore {
                 return Ok(None)
             }
             Err(e) => {
-                return Err(StoreError::backend(
+                return Err(super::sdk_error(
                     format!("secretsmanager GetSecretValue {name}"),
                     e,
                 ))
@@ -98,11 +98,11 @@ impl SecretStore for SecretsManagerStore {
                     .send()
                     .await
                     .map_err(|e| {
-                        StoreError::backend(format!("secretsmanager CreateSecret {name}"), e)
+                        super::sdk_error(format!("secretsmanager CreateSecret {name}"), e)
                     })?;
                 Ok(())
             }
-            Err(e) => Err(StoreError::backend(
+            Err(e) => Err(super::sdk_error(
                 format!("secretsmanager PutSecretValue {name}"),
                 e,
             )),

@@ -115,18 +115,7 @@ fn dest_prefix(flow: &Flow) -> String {
 async fn succeed(deps: &Deps, run: &RunContext) -> Result<RunRecord, StepError> {
     let (flow, _) = load_flow(deps, &run.flow, Some(run.flow_version)).await?;
     let mut rec = base_record(deps, run).await?;
-    // 0. Rows still carried after the last chunk become the last file of each partition.
-    let last_fetch = deps
-        .runs
-        .chunk_results(&run.run_id)
-        .await?
-        .iter()
-        .filter(|r| r.stage == ChunkStage::Fetch)
-        .map(|r| r.chunk)
-        .max();
-    if let Some(last) = last_fetch {
-        super::write_s3::flush_run(deps, run, last).await?;
-    }
+    // Every object was written by write-s3, the last files by its final flush ("Flush Output").
     let files = totals(deps, run, &mut rec).await?;
     let now = deps.clock.now();
 

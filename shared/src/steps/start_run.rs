@@ -85,7 +85,15 @@ pub async fn handle(deps: &Deps, input: StartRunInput) -> Result<StartRunOutput,
         }
     }
 
-    // Everything that can fail because of the flow or its credentials fails before the lease.
+    // Everything that can fail because of the flow or its credentials fails before the lease:
+    // where the output and rejected records go (an engine that cannot write there refuses now,
+    // not after reading the source), the source and its description, the tasks.
+    deps.destinations
+        .resolve(&flow.destination.location())
+        .await?;
+    if let Some(errors) = flow.destination.error_location() {
+        deps.destinations.resolve(&errors).await?;
+    }
     let source = build_source(deps, flow).await?;
     let description = source.describe(&flow.source.entity).await?;
     let source_schema = crate::schema::arrow_schema(&description.fields);

@@ -15,6 +15,10 @@ pub struct TransformOutput {
     pub batch_key: String,
     pub rows: u64,
     pub filtered: u64,
+    /// Records rejected (decode or `validate` tasks); staged with their reason when the flow
+    /// keeps them, for write-s3 to publish.
+    #[serde(default)]
+    pub rejected: u64,
 }
 
 pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutput, StepError> {
@@ -85,7 +89,7 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
     );
     rejected.sort();
     if !rejected.is_empty() {
-        write_rejected(
+        stage_rejected(
             deps,
             run,
             &flow,
@@ -128,6 +132,7 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
         batch_key,
         rows,
         filtered: applied.filtered,
+        rejected: rejected.len() as u64,
     })
 }
 
@@ -165,8 +170,14 @@ pub fn rejected_key(prefix: &str, flow: &str, run_id: &str, chunk: u32) -> Strin
     }
 }
 
-/// Rejected records, with the reason, as JSON lines to the flow's `error_location`.
-async fn write_rejected(
+/// Where a chunk's rejected records wait in staging for write-s3 to publish them.
+pub fn staged_rejected_key(run: &RunContext, chunk: u32) -> String {
+    format!("{}/rejected/chunk-{chunk:06}.jsonl", run.staging_prefix)
+}
+
+/// Rejected records, with the reason, as JSON lines staged for the flow's `error_location`.
+/// transform-batch writes only to staging; write-s3, which writes the output, publishes them.
+async fn stage_rejected(
     deps: &Deps,
     run: &RunContext,
     flow: &crate::flow::Flow,
@@ -175,13 +186,13 @@ async fn write_rejected(
     rejected: &[(usize, String)],
     warnings: &mut Vec<String>,
 ) -> Result<(), StepError> {
-    let Some(location) = flow.destination.error_location() else {
+    if flow.destination.error_location().is_none() {
         warnings.push(format!(
             "{} records were rejected and not kept; set destination.error_location to keep them with the reason",
             rejected.len()
         ));
         return Ok(());
-    };
+    }
     let lines: Vec<&[u8]> = raw
         .split(|b| *b == b'\n')
         .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
@@ -205,14 +216,9 @@ async fn write_rejected(
         .map_err(|e| internal("encode rejected record", e))?;
         body.push(b'\n');
     }
-    let prefix = match &location {
-        crate::flow::Location::S3(s3) => s3.prefix.clone(),
-        crate::flow::Location::Local { .. } => String::new(),
-    };
-    let store = deps.destinations.resolve(&location).await?;
-    store
+    deps.staging
         .put(
-            &rejected_key(&prefix, &flow.name, &run.run_id, chunk),
+            &staged_rejected_key(run, chunk),
             body,
             &crate::ports::PutOptions {
                 content_type: Some("application/x-ndjson".into()),

@@ -27,7 +27,17 @@ use std::collections::{BTreeMap, HashMap};
 pub struct WriteInput {
     pub run: RunContext,
     pub chunk: u32,
-    pub batch_key: String,
+    /// The chunk's staged batch; absent on the final flush.
+    #[serde(default)]
+    pub batch_key: Option<String>,
+    /// Records transform-batch rejected in this chunk (staged with their reason); published to
+    /// the flow's `error_location` here, where the output is written.
+    #[serde(default)]
+    pub rejected: u64,
+    /// The final flush after the last chunk ("Flush Output"): write every row still carried as
+    /// the last file of its partition.
+    #[serde(default)]
+    pub flush: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,9 +85,21 @@ pub fn carry_key(run: &RunContext, chunk: u32) -> String {
 
 pub async fn handle(deps: &Deps, input: WriteInput) -> Result<WriteOutput, StepError> {
     let run = &input.run;
+    if input.flush {
+        return flush_run(deps, run, input.chunk).await;
+    }
+    let batch_key = input.batch_key.clone().ok_or_else(|| {
+        StepError::fatal(format!(
+            "chunk {}: write-s3 needs batch_key (the staged batch) unless it is the final flush",
+            input.chunk
+        ))
+    })?;
     let (flow, _) = load_flow(deps, &run.flow, Some(run.flow_version)).await?;
+    if input.rejected > 0 {
+        publish_rejected(deps, run, &flow, input.chunk).await?;
+    }
     let mut out = Out::new(deps, run, &flow).await?;
-    let batches = super::transform_batch::read_batch(deps.staging.get(&input.batch_key).await?)?;
+    let batches = super::transform_batch::read_batch(deps.staging.get(&batch_key).await?)?;
     let current = concat(&batches)?;
     let by = &flow.destination.layout.partition_by;
     let parts: BTreeMap<Partition, RecordBatch> = match &current {
@@ -172,12 +194,58 @@ pub async fn handle(deps: &Deps, input: WriteInput) -> Result<WriteOutput, StepE
     out.commit(input.chunk).await
 }
 
-/// finalize's part: write every row still pending after the last chunk (the last file of each
-/// partition; the only file of each partition with `single_file`). Idempotent like a chunk
-/// write: keys use chunk number `last_chunk + 1`.
-pub async fn flush_run(deps: &Deps, run: &RunContext, last_chunk: u32) -> Result<(), StepError> {
-    let Some(carry) = read_carry(deps, run, last_chunk).await? else {
+/// Copy a chunk's staged rejected records to the flow's `error_location`
+/// (`[<prefix>/]<flow>/<run_id>/rejected-<chunk>.jsonl`: fixed by (run, chunk), retries overwrite).
+async fn publish_rejected(
+    deps: &Deps,
+    run: &RunContext,
+    flow: &crate::flow::Flow,
+    chunk: u32,
+) -> Result<(), StepError> {
+    let Some(location) = flow.destination.error_location() else {
         return Ok(());
+    };
+    let body = match deps
+        .staging
+        .get(&super::transform_batch::staged_rejected_key(run, chunk))
+        .await
+    {
+        Ok(b) => b,
+        Err(crate::error::StoreError::NotFound(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let prefix = match &location {
+        Location::S3(s3) => s3.prefix.clone(),
+        Location::Local { .. } => String::new(),
+    };
+    let store = deps.destinations.resolve(&location).await?;
+    store
+        .put(
+            &super::transform_batch::rejected_key(&prefix, &flow.name, &run.run_id, chunk),
+            body,
+            &PutOptions {
+                content_type: Some("application/x-ndjson".into()),
+                content_encoding: None,
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// The final flush ("Flush Output", after the last chunk): write every row still pending (the
+/// last file of each partition; the only file of each partition with `single_file`).
+/// Idempotent like a chunk write: keys use chunk number `last_chunk + 1`.
+pub async fn flush_run(
+    deps: &Deps,
+    run: &RunContext,
+    last_chunk: u32,
+) -> Result<WriteOutput, StepError> {
+    let Some(carry) = read_carry(deps, run, last_chunk).await? else {
+        return Ok(WriteOutput {
+            files: 0,
+            rows: 0,
+            bytes: 0,
+        });
     };
     let (flow, _) = load_flow(deps, &run.flow, Some(run.flow_version)).await?;
     let mut out = Out::new(deps, run, &flow).await?;
@@ -204,8 +272,7 @@ pub async fn flush_run(deps: &Deps, run: &RunContext, last_chunk: u32) -> Result
             .await?;
         }
     }
-    out.commit(flush_chunk).await?;
-    Ok(())
+    out.commit(flush_chunk).await
 }
 
 async fn read_carry(deps: &Deps, run: &RunContext, chunk: u32) -> Result<Option<Carry>, StepError> {

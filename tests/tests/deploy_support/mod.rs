@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use regex::Regex;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -28,54 +28,9 @@ pub fn template() -> Value {
     parse_template(&read("template.yaml"))
 }
 
-pub fn parse_template(text: &str) -> Value {
-    let yaml: serde_yaml::Value = serde_yaml::from_str(text).expect("template.yaml is YAML");
-    cfn_json(yaml)
-}
-
-/// A YAML value with CloudFormation tags -> the equivalent JSON template value.
-pub fn cfn_json(v: serde_yaml::Value) -> Value {
-    use serde_yaml::Value as Y;
-    match v {
-        Y::Null => Value::Null,
-        Y::Bool(b) => Value::Bool(b),
-        Y::Number(n) => serde_json::to_value(n).expect("YAML number is a JSON number"),
-        Y::String(s) => Value::String(s),
-        Y::Sequence(items) => Value::Array(items.into_iter().map(cfn_json).collect()),
-        Y::Mapping(m) => {
-            let mut out = Map::new();
-            for (k, v) in m {
-                let key = match k {
-                    Y::String(s) => s,
-                    other => serde_yaml::to_string(&other)
-                        .expect("key serializes")
-                        .trim()
-                        .to_string(),
-                };
-                out.insert(key, cfn_json(v));
-            }
-            Value::Object(out)
-        }
-        Y::Tagged(t) => {
-            let tag = t.tag.to_string();
-            let name = tag.trim_start_matches('!');
-            let inner = cfn_json(t.value);
-            match name {
-                "Ref" | "Condition" => json!({ name: inner }),
-                "GetAtt" => match inner {
-                    Value::String(s) => {
-                        let (res, attr) = s
-                            .split_once('.')
-                            .unwrap_or_else(|| panic!("!GetAtt {s}: expected Resource.Attribute"));
-                        json!({ "Fn::GetAtt": [res, attr] })
-                    }
-                    other => json!({ "Fn::GetAtt": other }),
-                },
-                other => json!({ format!("Fn::{other}"): inner }),
-            }
-        }
-    }
-}
+/// Template text (YAML with short-form tags) in its JSON long form: the deployed-stack
+/// harness's parser, so both read the template the same way.
+pub use ferry_tests::stack::template::parse as parse_template;
 
 pub fn resources(tpl: &Value) -> &Map<String, Value> {
     tpl["Resources"].as_object().expect("Resources is a map")
