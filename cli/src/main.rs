@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use ferry::flow::Flow;
 use ferry::local::{self, asl::Observer, Engine};
-use ferry::model::{PullMode, RunRecord, TriggerType, Window};
+use ferry::model::{PullMode, RunRecord, RunStatus, TriggerType, Window};
 use ferry::ports::Secret;
 use ferry::steps::start_run::RunRequest;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -52,7 +52,8 @@ enum Cmd {
         #[arg(long)]
         to: Option<String>,
     },
-    /// Stop a run of the deployed stack (StopExecution; the run is marked Canceled).
+    /// Stop a run: locally, the `ferry run` process running it ends it as Canceled (or, if that
+    /// process is gone, it is ended here); with --remote, StopExecution.
     Stop { run_id: String },
     /// Flow definitions.
     Flows {
@@ -179,7 +180,7 @@ async fn real_main(cli: Cli) -> Result<i32> {
     {
         return import_appflow::run(file, out.as_deref(), *partial);
     }
-    if cli.remote.remote || matches!(cli.cmd, Cmd::Stop { .. }) {
+    if cli.remote.remote {
         let r = remote::Remote::new(cli.remote.clone()).await;
         return match cli.cmd {
             Cmd::Flows { cmd } => r.flows(cmd).await,
@@ -213,7 +214,8 @@ async fn real_main(cli: Cli) -> Result<i32> {
     let deps = local::embedded_deps(&home, &cwd, Some(s3))
         .with_context(|| format!("cannot open the ferry state in {}", home.display()))?;
     match cli.cmd {
-        Cmd::Validate { .. } | Cmd::Stop { .. } => unreachable!(),
+        Cmd::Validate { .. } => unreachable!(),
+        Cmd::Stop { run_id } => stop_local(&deps, &run_id).await,
         Cmd::Run {
             flow,
             json,
@@ -242,7 +244,9 @@ async fn real_main(cli: Cli) -> Result<i32> {
             let engine =
                 Engine::new(deps).context("the state machine definition is not runnable")?;
             let progress = Progress::new(!json);
-            let outcome = engine.run(request, &progress).await;
+            // Ctrl-C, or SIGTERM from `ferry stop RUN_ID` in another shell: the run ends as
+            // Canceled through the failure path (nothing half-written left, lease released).
+            let outcome = engine.run_until(request, &progress, interrupted()).await;
             progress.finish();
             if let Some(rec) = &outcome.record {
                 if json {
@@ -497,4 +501,67 @@ impl Observer for Progress {
             ));
         }
     }
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+async fn interrupted() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// `ferry stop RUN_ID` on the embedded engine: a run in a live `ferry run` process on this host
+/// is asked to stop (SIGTERM: it ends itself as Canceled); a run whose process is gone is ended
+/// here, the same way.
+async fn stop_local(deps: &ferry::steps::Deps, run_id: &str) -> Result<i32> {
+    let Some(rec) = deps.runs.get_run(run_id).await? else {
+        bail!("no run {run_id} in {}; `ferry runs list FLOW` shows the runs (for a deployed run add --remote)", local::ferry_home().display());
+    };
+    if !matches!(rec.status, RunStatus::InProgress | RunStatus::CancelStarted) {
+        println!("run {run_id} of flow '{}' already ended: {}", rec.flow, rec.status.as_str());
+        return Ok(0);
+    }
+    let state = deps.runs.get_state(&rec.flow).await?;
+    let holder = state
+        .lease
+        .as_ref()
+        .filter(|l| l.run_id == run_id)
+        .and_then(|l| l.holder.clone());
+    if let Some(pid) = holder.as_deref().and_then(local::live_local_holder) {
+        // SAFETY: sending SIGTERM to the process that holds the run's lease.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGTERM);
+        }
+        for _ in 0..300 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let r = deps.runs.get_run(run_id).await?;
+            if r.as_ref().is_some_and(|r| !matches!(r.status, RunStatus::InProgress | RunStatus::CancelStarted)) {
+                println!("run {run_id} of flow '{}' stopped (process {pid}) and marked Canceled", rec.flow);
+                return Ok(0);
+            }
+        }
+        bail!("asked process {pid} to stop run {run_id}, but it has not ended within 30 s");
+    }
+    ferry::steps::finalize::reap(deps, run_id, ferry::steps::finalize::CANCELED, "stopped with `ferry stop`")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let _ = deps.runs.release_lease(&rec.flow, run_id).await?;
+    println!("run {run_id} of flow '{}' stopped and marked Canceled; its lease is released", rec.flow);
+    Ok(0)
 }

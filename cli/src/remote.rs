@@ -224,7 +224,10 @@ impl Remote {
         Ok(0)
     }
 
-    /// StopExecution, then the run is marked Canceled and its lease released.
+    /// StopExecution, then the run ends as Canceled through the failure path — its uncommitted
+    /// output and staging removed, its lease released, the watermark kept — as the stack's
+    /// reaper (the rule on the execution's ABORTED status) would do; whichever comes first, the
+    /// other finds the run already ended.
     pub async fn stop(&self, run_id: &str) -> Result<i32> {
         let store = self.store()?;
         let rec = store.get_run(run_id).await?;
@@ -235,31 +238,64 @@ impl Remote {
         self.sfn()
             .stop_execution()
             .execution_arn(&execution_arn)
-            .error("Canceled")
+            .error(ferry::steps::finalize::CANCELED)
             .cause("stopped with `ferry stop`")
             .send()
             .await
             .with_context(|| format!("StopExecution {execution_arn}"))?;
-        match rec {
-            Some(mut r) => {
-                if matches!(r.status, RunStatus::InProgress | RunStatus::CancelStarted) {
-                    r.status = RunStatus::Canceled;
-                    r.last_updated_at = chrono::Utc::now();
-                    store.put_run(&r).await?;
-                }
-                let released = store.release_lease(&r.flow, run_id).await?;
+        let Some(r) = rec else {
+            println!("execution {execution_arn} stopped (it had not recorded a run yet)");
+            return Ok(0);
+        };
+        if !matches!(r.status, RunStatus::InProgress | RunStatus::CancelStarted) {
+            println!("run {run_id} of flow '{}' had already ended: {}", r.flow, r.status.as_str());
+            return Ok(0);
+        }
+        match &self.args.staging_bucket {
+            Some(staging) => {
+                let settings = ferry::adapters::aws::AwsSettings {
+                    table: store.table().to_string(),
+                    staging_bucket: staging.clone(),
+                    event_bus: self
+                        .args
+                        .event_bus
+                        .clone()
+                        .unwrap_or_else(|| ferry::adapters::aws::DEFAULT_EVENT_BUS.into()),
+                    secret_prefix: self
+                        .args
+                        .secret_prefix
+                        .clone()
+                        .unwrap_or_else(|| ferry::adapters::aws::DEFAULT_SECRET_PREFIX.into()),
+                    kms_key_id: None,
+                };
+                let deps = ferry::adapters::aws::aws_deps(
+                    &ferry::adapters::aws::Clients::new(&self.conf),
+                    &settings,
+                );
+                let ended = ferry::steps::finalize::reap(
+                    &deps,
+                    run_id,
+                    ferry::steps::finalize::CANCELED,
+                    "stopped with `ferry stop`",
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let status = ended.map(|r| r.status.as_str().to_string()).unwrap_or_default();
                 println!(
-                    "run {run_id} of flow '{}' stopped and marked {}{}",
-                    r.flow,
-                    r.status.as_str(),
-                    if released {
-                        "; its lease is released"
-                    } else {
-                        ""
-                    }
+                    "run {run_id} of flow '{}' stopped and marked {status}; its uncommitted output is removed and its lease is released",
+                    r.flow
                 );
             }
-            None => println!("execution {execution_arn} stopped (it had not recorded a run yet)"),
+            None => {
+                let mut r = r;
+                r.status = RunStatus::CancelStarted;
+                r.last_updated_at = chrono::Utc::now();
+                store.put_run(&r).await?;
+                println!(
+                    "run {run_id} of flow '{}' is stopping; the stack's reaper ends it (set FERRY_STAGING_BUCKET, stack output `StagingBucket`, to end it here)",
+                    r.flow
+                );
+            }
         }
         Ok(0)
     }

@@ -45,6 +45,7 @@ impl Stack {
             .env("FERRY_HOME", self.dir.path().join(".ferry"))
             .env("FERRY_REMOTE", "true")
             .env("FERRY_TABLE", &self.env.settings.table)
+            .env("FERRY_STAGING_BUCKET", &self.env.settings.staging_bucket)
             .env("FERRY_STATE_MACHINE_ARN", &self.state_machine_arn)
             .env(
                 "FERRY_SCHEDULER_ROLE_ARN",

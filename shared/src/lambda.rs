@@ -53,6 +53,9 @@ pub async fn invoke(
     step: Step,
     payload: serde_json::Value,
 ) -> Result<serde_json::Value, Diagnostic> {
+    if step == Step::Finalize && payload["detail-type"] == STATUS_CHANGE {
+        return reap_execution(deps, &payload).await;
+    }
     let invoker = StepInvoker { deps: deps.clone() };
     match invoker.invoke(step.name(), payload).await {
         Ok(out) => {
@@ -70,6 +73,45 @@ pub async fn invoke(
                 error_message: f.cause,
             })
         }
+    }
+}
+
+/// The EventBridge event Step Functions sends when an execution changes status.
+pub const STATUS_CHANGE: &str = "Step Functions Execution Status Change";
+
+/// The reaper (template.yaml's `ExecutionEndedRule` targets finalize): an execution of the
+/// flow-run state machine that ended FAILED, TIMED_OUT or ABORTED. If it ended without its
+/// failure path (a runtime error, a payload or history limit, a timeout, an abort), the run is
+/// still InProgress: finalize's failure path ends it now. Otherwise nothing happens.
+async fn reap_execution(
+    deps: &Deps,
+    event: &serde_json::Value,
+) -> Result<serde_json::Value, Diagnostic> {
+    let detail = &event["detail"];
+    let Some(run_id) = detail["name"].as_str() else {
+        return Err(Diagnostic {
+            error_type: "Fatal".into(),
+            error_message: "execution status change without detail.name".into(),
+        });
+    };
+    let status = detail["status"].as_str().unwrap_or_default();
+    let (error, cause) = match status {
+        "ABORTED" => (
+            crate::steps::finalize::CANCELED.to_string(),
+            "the execution was stopped (StopExecution or the console)".to_string(),
+        ),
+        "TIMED_OUT" => (
+            "States.Timeout".to_string(),
+            "the execution timed out".to_string(),
+        ),
+        _ => (
+            detail["error"].as_str().unwrap_or("States.Runtime").to_string(),
+            detail["cause"].as_str().unwrap_or("the execution failed").to_string(),
+        ),
+    };
+    match crate::steps::finalize::reap(deps, run_id, &error, &cause).await {
+        Ok(rec) => Ok(serde_json::json!({"run_id": run_id, "status": rec.map(|r| r.status.as_str().to_string())})),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -144,6 +144,10 @@ pub struct RunRecord {
 pub struct Lease {
     pub run_id: String,
     pub expires_at: DateTime<Utc>,
+    /// Who runs it, for the embedded engine: `local:<host>:<pid>`; a local run whose process
+    /// is gone is detected by it. `None` on AWS (the execution is the holder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
 }
 
 /// Per-flow mutable state, changed only by conditional writes.

@@ -54,13 +54,13 @@ pub trait RunStore: Send + Sync {
     /// Current state; a default (empty) state when the flow never ran.
     async fn get_state(&self, flow: &str) -> Result<FlowState, StoreError>;
     /// Take the run lease: succeeds if no lease is held, the held lease expired at `now`, or it
-    /// is already held by `run_id` (a retried start). Otherwise `StoreError::Conflict`.
+    /// is already held by `claim.run_id` (a retried start). Otherwise `StoreError::Conflict`.
+    /// Records the watermark the run starts from: the commit is refused if it moved meanwhile.
     async fn acquire_lease(
         &self,
         flow: &str,
-        run_id: &str,
+        claim: &LeaseClaim,
         now: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
     ) -> Result<FlowState, StoreError>;
     /// Extend a lease this run holds. `Conflict` if the lease is no longer ours.
     async fn renew_lease(
@@ -69,17 +69,26 @@ pub trait RunStore: Send + Sync {
         run_id: &str,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
-    /// Commit a successful run: set the watermark (if `Some`), the schema version and
-    /// description, reset the failure count and release the lease — only if `run_id` still
-    /// holds the lease (`Conflict` otherwise, and nothing changes).
+    /// Commit a successful run, atomically: set the watermark (if `Some`), the schema version
+    /// and description, reset the failure count, release the lease, record the commit of
+    /// `run_id` and store `commit.record` (the run's final record) — only if `run_id` still
+    /// holds the lease and the watermark is the one it started from (`Conflict` otherwise, and
+    /// nothing changes). Idempotent: a retry by a run that already committed succeeds and
+    /// changes nothing.
     async fn commit_success(
         &self,
         flow: &str,
         run_id: &str,
         commit: &StateCommit,
     ) -> Result<FlowState, StoreError>;
+    /// Whether `run_id` committed (its commit is recorded, whatever happened after).
+    async fn is_committed(&self, run_id: &str) -> Result<bool, StoreError>;
+    /// Release the lease `run_id` holds without counting a failure (a stopped run). True if it
+    /// held it.
+    async fn release_lease(&self, flow: &str, run_id: &str) -> Result<bool, StoreError>;
     /// Record a failed run: count the failure and release the lease if `run_id` holds it. The
-    /// watermark never moves here. Returns the consecutive failure count.
+    /// watermark never moves here; a run that committed is never counted as failed. Returns
+    /// the consecutive failure count.
     async fn record_failure(&self, flow: &str, run_id: &str) -> Result<u32, StoreError>;
     /// Remove all state of a flow (on delete).
     async fn delete_state(&self, flow: &str) -> Result<(), StoreError>;
@@ -95,12 +104,33 @@ pub trait RunStore: Send + Sync {
     async fn chunk_results(&self, run_id: &str) -> Result<Vec<ChunkResult>, StoreError>;
 }
 
+/// A run's claim on its flow's lease.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LeaseClaim {
+    pub run_id: String,
+    pub expires_at: DateTime<Utc>,
+    /// `local:<host>:<pid>` for the embedded engine (see [`crate::model::Lease::holder`]).
+    pub holder: Option<String>,
+}
+
+impl LeaseClaim {
+    pub fn new(run_id: &str, expires_at: DateTime<Utc>) -> Self {
+        LeaseClaim {
+            run_id: run_id.to_string(),
+            expires_at,
+            holder: None,
+        }
+    }
+}
+
 /// What a successful run changes in the flow state.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct StateCommit {
     pub watermark: Option<DateTime<Utc>>,
     pub schema_version: u32,
     pub schema: Option<serde_json::Value>,
+    /// The run's final record, stored in the same atomic write as the commit.
+    pub record: Option<crate::model::RunRecord>,
 }
 
 /// Options for one object write.
@@ -119,8 +149,10 @@ pub trait BlobStore: Send + Sync {
     /// Keys under a prefix, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
-    /// Delete every object under a prefix.
+    /// Delete every object in a folder: `prefix` must end in `/` (so `runs/r1/` can never take
+    /// `runs/r10/...` with it; see [`require_folder`]).
     async fn delete_prefix(&self, prefix: &str) -> Result<(), StoreError> {
+        require_folder(prefix)?;
         for k in self.list(prefix).await? {
             self.delete(&k).await?;
         }
@@ -128,6 +160,17 @@ pub trait BlobStore: Send + Sync {
     }
     /// How a key is shown to a user: `s3://bucket/key` or a local path.
     fn uri(&self, key: &str) -> String;
+}
+
+/// A prefix deleted as a whole must be a folder (end in `/`): `staging/f/r1` would also match
+/// `staging/f/r10/...`.
+pub fn require_folder(prefix: &str) -> Result<(), StoreError> {
+    if prefix.is_empty() || !prefix.ends_with('/') {
+        return Err(StoreError::Invalid(format!(
+            "refusing to delete by prefix {prefix:?}: a prefix deleted as a whole must be a folder ending in '/'"
+        )));
+    }
+    Ok(())
 }
 
 /// A secret value. Debug and Display never show it.

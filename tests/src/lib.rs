@@ -24,6 +24,7 @@ pub mod aws;
 pub mod faults;
 pub mod saas;
 pub mod stack;
+pub mod store_contract;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};

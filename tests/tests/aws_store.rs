@@ -5,7 +5,7 @@ use ferry::adapters::dynamodb::{create_table, DynamoStore};
 use ferry::error::StoreError;
 use ferry::flow::Flow;
 use ferry::model::{ChunkResult, ChunkStage, PullMode, RunRecord, RunStatus, TriggerType, Window};
-use ferry::ports::{FlowStatus, FlowStore, RunStore, StateCommit};
+use ferry::ports::{FlowStatus, FlowStore, RunStore};
 use ferry_tests::aws::{sdk_config, unique};
 use std::sync::Arc;
 
@@ -175,7 +175,7 @@ async fn two_starts_for_one_lease_exactly_one_wins() {
             let s = s.clone();
             let f = flow.clone();
             tokio::spawn(async move {
-                s.acquire_lease(&f, "run-a", now, now + Duration::minutes(15))
+                s.acquire_lease(&f, &ferry::ports::LeaseClaim::new("run-a", now + Duration::minutes(15)), now)
                     .await
             })
         };
@@ -184,7 +184,7 @@ async fn two_starts_for_one_lease_exactly_one_wins() {
             let s = s.clone();
             let f = flow.clone();
             tokio::spawn(async move {
-                s.acquire_lease(&f, "run-b", now, now + Duration::minutes(15))
+                s.acquire_lease(&f, &ferry::ports::LeaseClaim::new("run-b", now + Duration::minutes(15)), now)
                     .await
             })
         };
@@ -210,178 +210,31 @@ async fn two_starts_for_one_lease_exactly_one_wins() {
     }
 }
 
+/// The run-store contract (tests/src/store_contract.rs), the same suite the SQLite store runs.
 #[tokio::test]
-async fn lease_semantics_match_the_embedded_store() {
+async fn dynamodb_keeps_the_run_store_contract() {
     let s = store().await;
-    let t0 = t("2026-01-01T00:00:00Z");
-    let st = s
-        .acquire_lease("f", "r1", t0, t0 + Duration::minutes(1))
-        .await
-        .unwrap();
-    assert_eq!(st.lease.as_ref().unwrap().run_id, "r1");
-    assert_eq!(st.last_run_id.as_deref(), Some("r1"));
-    // A retried start of the same run succeeds.
-    s.acquire_lease("f", "r1", t0, t0 + Duration::minutes(2))
-        .await
-        .unwrap();
-    // Renewal by the holder; by another run it is a conflict.
-    s.renew_lease("f", "r1", t0 + Duration::minutes(5))
-        .await
-        .unwrap();
-    assert!(matches!(
-        s.renew_lease("f", "r2", t0).await,
-        Err(StoreError::Conflict(_))
-    ));
-    // Held: refused before expiry, taken over after.
-    assert!(matches!(
-        s.acquire_lease(
-            "f",
-            "r2",
-            t0 + Duration::minutes(4),
-            t0 + Duration::minutes(20)
-        )
-        .await,
-        Err(StoreError::Conflict(_))
-    ));
-    let st = s
-        .acquire_lease(
-            "f",
-            "r2",
-            t0 + Duration::minutes(5),
-            t0 + Duration::minutes(20),
-        )
-        .await
-        .unwrap();
-    assert_eq!(st.lease.unwrap().run_id, "r2");
-
-    // record_failure by a run that lost its lease counts nothing and releases nothing.
-    assert_eq!(s.record_failure("f", "r1").await.unwrap(), 0);
-    assert_eq!(s.get_state("f").await.unwrap().lease.unwrap().run_id, "r2");
-    assert_eq!(s.record_failure("f", "r2").await.unwrap(), 1);
-    assert!(s.get_state("f").await.unwrap().lease.is_none());
-
-    // Commit: watermark, schema, failures reset, lease released.
-    s.acquire_lease("f", "r3", t0, t0 + Duration::minutes(20))
-        .await
-        .unwrap();
-    let commit = StateCommit {
-        watermark: Some(t0),
-        schema_version: 2,
-        schema: Some(serde_json::json!({"fp": "abc"})),
-    };
-    let st = s.commit_success("f", "r3", &commit).await.unwrap();
-    assert_eq!(st.watermark, Some(t0));
-    assert_eq!(st.schema_version, 2);
-    assert_eq!(st.schema, Some(serde_json::json!({"fp": "abc"})));
-    assert_eq!(st.consecutive_failures, 0);
-    assert!(st.lease.is_none());
-    assert_eq!(s.get_state("f").await.unwrap(), st);
-    // A commit without a watermark (complete / backfill) keeps it.
-    s.acquire_lease("f", "r4", t0, t0 + Duration::minutes(20))
-        .await
-        .unwrap();
-    let st = s
-        .commit_success(
-            "f",
-            "r4",
-            &StateCommit {
-                watermark: None,
-                schema_version: 2,
-                schema: None,
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(st.watermark, Some(t0));
-    assert_eq!(st.schema, Some(serde_json::json!({"fp": "abc"})));
-
-    s.delete_state("f").await.unwrap();
-    assert_eq!(s.get_state("f").await.unwrap().watermark, None);
-}
-
-#[tokio::test]
-async fn a_commit_with_a_lost_lease_does_not_move_the_watermark() {
-    let s = store().await;
-    let t0 = t("2026-01-01T00:00:00Z");
-    // r1 takes the lease, stalls past its expiry; r2 takes over.
-    s.acquire_lease("f", "r1", t0, t0 + Duration::minutes(1))
-        .await
-        .unwrap();
-    s.acquire_lease(
-        "f",
-        "r2",
-        t0 + Duration::minutes(2),
-        t0 + Duration::minutes(30),
-    )
-    .await
-    .unwrap();
-    let late = StateCommit {
-        watermark: Some(t0 + Duration::hours(5)),
-        schema_version: 1,
-        schema: None,
-    };
-    match s.commit_success("f", "r1", &late).await {
-        Err(StoreError::Conflict(m)) => {
-            assert!(
-                m.contains("no longer holds the lease") && m.contains("r2"),
-                "{m}"
-            );
-            assert!(m.contains("watermark was not moved"), "{m}");
-        }
-        other => panic!("expected a lease conflict, got {other:?}"),
-    }
-    let st = s.get_state("f").await.unwrap();
-    assert_eq!(st.watermark, None);
-    assert_eq!(st.lease.unwrap().run_id, "r2");
-    // Released leases are a conflict too.
-    s.record_failure("f", "r2").await.unwrap();
-    assert!(
-        matches!(s.commit_success("f", "r2", &late).await, Err(StoreError::Conflict(m)) if m.contains("expired or was released"))
-    );
-    assert_eq!(s.get_state("f").await.unwrap().watermark, None);
-}
-
-#[tokio::test]
-async fn a_watermark_moved_by_someone_else_is_its_own_error() {
-    let s = store().await;
-    let t0 = t("2026-01-01T00:00:00Z");
-    s.acquire_lease("f", "r1", t0, t0 + Duration::minutes(30))
-        .await
-        .unwrap();
-    // Someone writes the watermark behind the lease's back (another tool, a manual fix).
+    let table = s.table().to_string();
     let conf = sdk_config().await;
-    aws_sdk_dynamodb::Client::new(&conf)
-        .update_item()
-        .table_name(s.table())
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S("FLOW#f".into()),
-        )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S("STATE".into()),
-        )
-        .update_expression("SET watermark = :w")
-        .expression_attribute_values(
-            ":w",
-            aws_sdk_dynamodb::types::AttributeValue::S("2030-01-01T00:00:00.000000Z".into()),
-        )
-        .send()
-        .await
-        .unwrap();
-    let commit = StateCommit {
-        watermark: Some(t0),
-        schema_version: 1,
-        schema: None,
-    };
-    match s.commit_success("f", "r1", &commit).await {
-        Err(StoreError::Conflict(m)) => assert!(m.contains("moved by someone else"), "{m}"),
-        other => panic!("expected a watermark conflict, got {other:?}"),
-    }
-    assert_eq!(
-        s.get_state("f").await.unwrap().watermark,
-        Some(t("2030-01-01T00:00:00Z"))
-    );
+    let client = aws_sdk_dynamodb::Client::new(&conf);
+    ferry_tests::store_contract::run_all(&s, move |flow: String, watermark: String| {
+        let client = client.clone();
+        let table = table.clone();
+        Box::pin(async move {
+            // Someone writes the watermark behind the lease's back (another tool, a manual fix).
+            client
+                .update_item()
+                .table_name(table)
+                .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("FLOW#{flow}")))
+                .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("STATE".into()))
+                .update_expression("SET watermark = :w")
+                .expression_attribute_values(":w", aws_sdk_dynamodb::types::AttributeValue::S(watermark))
+                .send()
+                .await
+                .unwrap();
+        })
+    })
+    .await;
 }
 
 #[tokio::test]

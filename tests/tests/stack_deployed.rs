@@ -400,7 +400,7 @@ async fn remote_run_and_stop_from_the_cli() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let (code, out, err) = stack.cli(&["stop", &run_id]);
+    let (code, out, err) = stack.cli(&["stop", &run_id, "--remote"]);
     assert_eq!(code, 0, "{out}{err}");
     let arn = ferry_cli_execution_arn(&stack, &run_id);
     let e = stack.wait(&arn, std::time::Duration::from_secs(60)).await;
@@ -417,4 +417,51 @@ fn ferry_cli_execution_arn(stack: &Stack, run_id: &str) -> String {
         .replace(":stateMachine:", ":execution:")
         + ":"
         + run_id
+}
+
+/// An execution stopped from outside (the console, StopExecution) skips the state machine's
+/// Catch: the reaper — template.yaml's rule on the execution's ABORTED status, targeting
+/// finalize through its Lambda permission — ends the run: Canceled, its uncommitted output and
+/// staging removed, the lease free, the watermark where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_reaper_ends_a_run_whose_execution_was_aborted() {
+    let stack = Stack::deploy().await;
+    let b = &stack.output_bucket;
+    let flow = Flow::parse(
+        &format!(
+            "name: aborted\nsource:\n  connector: sample\n  entity: accounts\n  properties: {{ records: 4000, page_size: 100, latency_ms: 100 }}\n  chunk: {{ records: 500 }}\ndestination:\n  s3: {{ bucket: {b}, prefix: ab }}\n  format: jsonl\n  aggregation: none\ntrigger: {{ on_demand: {{}} }}\n"
+        ),
+        "aborted.yaml",
+    )
+    .unwrap();
+    register(&stack, &flow).await;
+    let arn = stack
+        .start(&json!({"flow": "aborted", "trigger": "on_demand", "mode": "complete"}), Some("abort-me"))
+        .await;
+    let deps = stack.deps();
+    // Let it write a chunk or two, then stop it from outside.
+    for _ in 0..400 {
+        if !stack.keys(b, "ab/aborted/").await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!stack.keys(b, "ab/aborted/").await.is_empty(), "a chunk was written before the stop");
+    stack.sfn().stop_execution().execution_arn(&arn).send().await.unwrap();
+    let e = stack.wait(&arn, std::time::Duration::from_secs(60)).await;
+    assert_eq!(e.status, "ABORTED");
+    let d = stack.wait_deliveries(1, std::time::Duration::from_secs(60)).await;
+    let reaped = d
+        .iter()
+        .find(|d| d.function == "FinalizeFunction" && d.event["detail"]["status"] == "ABORTED")
+        .unwrap_or_else(|| panic!("the reaper was not invoked: {d:#?}"));
+    assert!(reaped.outcome.is_ok(), "{reaped:?}");
+    let rec = deps.runs.get_run("abort-me").await.unwrap().unwrap();
+    assert_eq!(rec.status, ferry::model::RunStatus::Canceled, "{rec:?}");
+    let state = deps.runs.get_state("aborted").await.unwrap();
+    assert!(state.lease.is_none());
+    assert_eq!(state.watermark, None);
+    assert_eq!(state.consecutive_failures, 0, "a stop is not a failure");
+    assert!(stack.keys(b, "ab/aborted/").await.is_empty(), "uncommitted output removed");
+    assert!(stack.keys(&stack.staging_bucket, "staging/aborted/").await.is_empty(), "staging removed");
 }

@@ -6,7 +6,7 @@
 use crate::error::StoreError;
 use crate::flow::Flow;
 use crate::model::{ChunkResult, FlowState, Lease, RunRecord};
-use crate::ports::{FlowStatus, FlowStore, RunStore, StateCommit, StoredFlow};
+use crate::ports::{FlowStatus, FlowStore, LeaseClaim, RunStore, StateCommit, StoredFlow};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
@@ -27,6 +27,8 @@ const FLOWS_GSI_PK: &str = "FLOWS";
 const HEAD: &str = "HEAD";
 const STATE: &str = "STATE";
 const RUN: &str = "RUN";
+/// The commit marker of a run (`RUN#<id>` / `COMMIT`), written in the commit's transaction.
+const COMMIT: &str = "COMMIT";
 
 pub struct DynamoStore {
     client: Client,
@@ -95,6 +97,21 @@ fn condition_failed<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     )
 }
 
+/// A transaction cancelled because another write raced it (not because a condition failed):
+/// transient, the caller retries.
+fn transaction_conflict<R>(
+    e: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>,
+) -> bool {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    match e.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+            .cancellation_reasons()
+            .iter()
+            .any(|r| r.code() == Some("TransactionConflict")),
+        _ => false,
+    }
+}
+
 fn state_from_item(flow: &str, item: Option<&Item>) -> Result<FlowState, StoreError> {
     let Some(item) = item else {
         return Ok(FlowState {
@@ -109,6 +126,7 @@ fn state_from_item(flow: &str, item: Option<&Item>) -> Result<FlowState, StoreEr
         (Some(run_id), Some(expires_at)) => Some(Lease {
             run_id: run_id.to_string(),
             expires_at,
+            holder: get_s(item, "lease_holder").map(str::to_string),
         }),
         _ => None,
     };
@@ -274,14 +292,14 @@ impl DynamoStore {
 
     /// Release a lease this run holds without counting a failure (a run stopped by a user).
     /// Returns whether the run held it.
-    pub async fn release_lease(&self, flow: &str, run_id: &str) -> Result<bool, StoreError> {
+    async fn release(&self, flow: &str, run_id: &str) -> Result<bool, StoreError> {
         let r = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(flow_pk(flow), STATE)))
             .update_expression(
-                "REMOVE lease_run_id, lease_expires_at, lease_expires_ms, lease_watermark",
+                "REMOVE lease_run_id, lease_expires_at, lease_expires_ms, lease_watermark, lease_holder",
             )
             .condition_expression("lease_run_id = :r")
             .expression_attribute_values(":r", s(run_id))
@@ -292,6 +310,22 @@ impl DynamoStore {
             Err(e) if condition_failed(&e) => Ok(false),
             Err(e) => Err(ddb("UpdateItem", e)),
         }
+    }
+
+    /// A run record as its item.
+    fn run_item(run: &RunRecord) -> Result<Item, StoreError> {
+        let rec = serde_json::to_string(run).map_err(js)?;
+        let mut item = Self::key(run_pk(&run.run_id), RUN);
+        item.insert("record".into(), s(rec));
+        item.insert("flow".into(), s(&run.flow));
+        item.insert("status".into(), s(run.status.as_str()));
+        item.insert("started_at".into(), s(ts(run.started_at)));
+        item.insert("gsi1pk".into(), s(runs_gsi_pk(&run.flow)));
+        item.insert(
+            "gsi1sk".into(),
+            s(format!("{}#{}", ts(run.started_at), run.run_id)),
+        );
+        Ok(item)
     }
 
     /// Why a conditional write naming `run_id`'s lease failed: the lease is gone or someone
@@ -485,21 +519,33 @@ impl RunStore for DynamoStore {
     async fn acquire_lease(
         &self,
         flow: &str,
-        run_id: &str,
+        claim: &LeaseClaim,
         now: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
     ) -> Result<FlowState, StoreError> {
+        let (run_id, expires_at) = (claim.run_id.as_str(), claim.expires_at);
         // `lease_watermark` remembers the watermark the run started from, so commit_success can
         // tell a moved watermark from a lost lease.
-        let r = self
+        let (holder_expr, holder) = match &claim.holder {
+            Some(h) => ("SET lease_holder = :h", s(h)),
+            None => ("REMOVE lease_holder", s("")),
+        };
+        let mut req = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key(flow_pk(flow), STATE)))
-            .update_expression(
-                "SET lease_run_id = :r, lease_expires_at = :e, lease_expires_ms = :em, last_run_id = :r, \
-                 lease_watermark = if_not_exists(watermark, :none)",
-            )
+            .set_key(Some(Self::key(flow_pk(flow), STATE)));
+        if claim.holder.is_some() {
+            req = req.expression_attribute_values(":h", holder);
+        }
+        let set = "SET lease_run_id = :r, lease_expires_at = :e, lease_expires_ms = :em, last_run_id = :r, \
+                   lease_watermark = if_not_exists(watermark, :none)";
+        let update = if claim.holder.is_some() {
+            format!("{set}, lease_holder = :h")
+        } else {
+            format!("{set} {holder_expr}")
+        };
+        let r = req
+            .update_expression(update)
             .condition_expression(
                 "attribute_not_exists(lease_run_id) OR lease_run_id = :r OR lease_expires_ms <= :now",
             )
@@ -563,42 +609,86 @@ impl RunStore for DynamoStore {
         commit: &StateCommit,
     ) -> Result<FlowState, StoreError> {
         let mut set = vec!["schema_version = :sv", "consecutive_failures = :zero"];
-        let mut req = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(flow_pk(flow), STATE)))
-            .expression_attribute_values(":r", s(run_id))
-            .expression_attribute_values(":sv", n(commit.schema_version))
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":none", s(""));
+        let mut values: Item = [
+            (":r".to_string(), s(run_id)),
+            (":sv".to_string(), n(commit.schema_version)),
+            (":zero".to_string(), n(0)),
+            (":none".to_string(), s("")),
+        ]
+        .into();
+        let mut names: HashMap<String, String> = HashMap::new();
         if let Some(w) = commit.watermark {
             set.push("watermark = :w");
-            req = req.expression_attribute_values(":w", s(ts(w)));
+            values.insert(":w".into(), s(ts(w)));
         }
         if let Some(schema) = &commit.schema {
             set.push("#schema = :schema");
-            req = req
-                .expression_attribute_names("#schema", "schema")
-                .expression_attribute_values(":schema", s(schema.to_string()));
+            names.insert("#schema".into(), "schema".into());
+            values.insert(":schema".into(), s(schema.to_string()));
         }
-        let r = req
+        set.push("committed_run_id = :r");
+        let update = aws_sdk_dynamodb::types::Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(flow_pk(flow), STATE)))
             .update_expression(format!(
-                "SET {} REMOVE lease_run_id, lease_expires_at, lease_expires_ms, lease_watermark",
+                "SET {} REMOVE lease_run_id, lease_expires_at, lease_expires_ms, lease_watermark, lease_holder",
                 set.join(", ")
             ))
             // Ours, and the watermark is the one the run started from.
             .condition_expression(
                 "lease_run_id = :r AND ((attribute_not_exists(watermark) AND lease_watermark = :none) OR watermark = lease_watermark)",
             )
-            .return_values(ReturnValue::AllNew)
+            .set_expression_attribute_values(Some(values))
+            .set_expression_attribute_names((!names.is_empty()).then_some(names))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(|e| StoreError::backend("dynamodb commit update", e))?;
+        let mut marker = Self::key(run_pk(run_id), COMMIT);
+        marker.insert("flow".into(), s(flow));
+        marker.insert("committed_at".into(), s(ts(Utc::now())));
+        if let Some(w) = commit.watermark {
+            marker.insert("watermark".into(), s(ts(w)));
+        }
+        let mut items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(marker))
+                        .build()
+                        .map_err(|e| StoreError::backend("dynamodb commit marker", e))?,
+                )
+                .build(),
+        ];
+        if let Some(rec) = &commit.record {
+            items.push(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.table)
+                            .set_item(Some(Self::run_item(rec)?))
+                            .build()
+                            .map_err(|e| StoreError::backend("dynamodb run record", e))?,
+                    )
+                    .build(),
+            );
+        }
+        let r = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
             .send()
             .await;
         match r {
-            Ok(out) => state_from_item(flow, out.attributes.as_ref()),
+            Ok(_) => self.get_state(flow).await,
+            Err(e) if transaction_conflict(&e) => Err(ddb("TransactWriteItems (commit run, concurrent write)", e)),
             Err(e) if condition_failed(&e) => {
-                let old = self.state_on_condition_failure(flow, &e).await?;
+                // A retry by a run that committed: its marker is there.
+                if self.is_committed(run_id).await? {
+                    return self.get_state(flow).await;
+                }
+                let old = self.get_item(flow_pk(flow), STATE).await?;
                 Err(Self::lease_conflict(
                     flow,
                     run_id,
@@ -606,18 +696,29 @@ impl RunStore for DynamoStore {
                     "the watermark was not moved: committing the run",
                 ))
             }
-            Err(e) => Err(ddb("UpdateItem (commit run)", e)),
+            Err(e) => Err(ddb("TransactWriteItems (commit run)", e)),
         }
     }
 
+    async fn is_committed(&self, run_id: &str) -> Result<bool, StoreError> {
+        Ok(self.get_item(run_pk(run_id), COMMIT).await?.is_some())
+    }
+
+    async fn release_lease(&self, flow: &str, run_id: &str) -> Result<bool, StoreError> {
+        self.release(flow, run_id).await
+    }
+
     async fn record_failure(&self, flow: &str, run_id: &str) -> Result<u32, StoreError> {
+        if self.is_committed(run_id).await? {
+            return Ok(self.get_state(flow).await?.consecutive_failures);
+        }
         let r = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(flow_pk(flow), STATE)))
             .update_expression(
-                "ADD consecutive_failures :one REMOVE lease_run_id, lease_expires_at, lease_expires_ms, lease_watermark",
+                "ADD consecutive_failures :one REMOVE lease_run_id, lease_expires_at, lease_expires_ms, lease_watermark, lease_holder",
             )
             .condition_expression("lease_run_id = :r")
             .expression_attribute_values(":r", s(run_id))
@@ -645,17 +746,7 @@ impl RunStore for DynamoStore {
     }
 
     async fn put_run(&self, run: &RunRecord) -> Result<(), StoreError> {
-        let rec = serde_json::to_string(run).map_err(js)?;
-        let mut item = Self::key(run_pk(&run.run_id), RUN);
-        item.insert("record".into(), s(rec));
-        item.insert("flow".into(), s(&run.flow));
-        item.insert("status".into(), s(run.status.as_str()));
-        item.insert("started_at".into(), s(ts(run.started_at)));
-        item.insert("gsi1pk".into(), s(runs_gsi_pk(&run.flow)));
-        item.insert(
-            "gsi1sk".into(),
-            s(format!("{}#{}", ts(run.started_at), run.run_id)),
-        );
+        let item = Self::run_item(run)?;
         self.client
             .put_item()
             .table_name(&self.table)

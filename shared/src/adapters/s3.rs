@@ -275,6 +275,7 @@ impl BlobStore for S3Blobs {
     }
 
     async fn delete_prefix(&self, prefix: &str) -> Result<(), StoreError> {
+        crate::ports::require_folder(prefix)?;
         let keys = self.list(prefix).await?;
         for batch in keys.chunks(1000) {
             let objects = batch

@@ -6,7 +6,7 @@
 use crate::error::StoreError;
 use crate::flow::Flow;
 use crate::model::{ChunkResult, FlowState, Lease, RunRecord};
-use crate::ports::{FlowStatus, FlowStore, RunStore, StateCommit, StoredFlow};
+use crate::ports::{FlowStatus, FlowStore, LeaseClaim, RunStore, StateCommit, StoredFlow};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -47,6 +47,12 @@ CREATE TABLE IF NOT EXISTS runs (
     record TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_by_flow ON runs (flow, started_at);
+CREATE TABLE IF NOT EXISTS commits (
+    run_id TEXT PRIMARY KEY,
+    flow TEXT NOT NULL,
+    committed_at TEXT NOT NULL,
+    watermark TEXT
+);
 CREATE TABLE IF NOT EXISTS chunk_results (
     run_id TEXT NOT NULL,
     chunk INTEGER NOT NULL,
@@ -94,6 +100,28 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
+        // Columns added after the first release: added to older databases in place.
+        for (col, ty) in [("lease_holder", "TEXT"), ("lease_watermark", "TEXT"), ("committed_run_id", "TEXT")] {
+            let exists: bool = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM pragma_table_info('flow_state') WHERE name = ?1",
+                    params![col],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(db)?
+                > 0;
+            if !exists {
+                conn.execute_batch(&format!("ALTER TABLE flow_state ADD COLUMN {col} {ty}"))
+                    .map_err(db)?;
+                if col == "lease_watermark" {
+                    // A run in flight across the upgrade started from the current watermark.
+                    conn.execute_batch(
+                        "UPDATE flow_state SET lease_watermark = watermark WHERE lease_run_id IS NOT NULL",
+                    )
+                    .map_err(db)?;
+                }
+            }
+        }
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -113,7 +141,7 @@ impl SqliteStore {
     fn read_state(c: &Connection, flow: &str) -> Result<FlowState, StoreError> {
         let row = c
             .query_row(
-                "SELECT watermark, lease_run_id, lease_expires_at, schema_version, schema, consecutive_failures, last_run_id
+                "SELECT watermark, lease_run_id, lease_expires_at, schema_version, schema, consecutive_failures, last_run_id, lease_holder
                  FROM flow_state WHERE flow = ?1",
                 params![flow],
                 |r| {
@@ -125,19 +153,24 @@ impl SqliteStore {
                         r.get::<_, Option<String>>(4)?,
                         r.get::<_, u32>(5)?,
                         r.get::<_, Option<String>>(6)?,
+                        r.get::<_, Option<String>>(7)?,
                     ))
                 },
             )
             .optional()
             .map_err(db)?;
-        let Some((wm, lr, le, sv, schema, cf, last)) = row else {
+        let Some((wm, lr, le, sv, schema, cf, last, holder)) = row else {
             return Ok(FlowState {
                 flow: flow.to_string(),
                 ..Default::default()
             });
         };
         let lease = match (lr, parse_ts(le)) {
-            (Some(run_id), Some(expires_at)) => Some(Lease { run_id, expires_at }),
+            (Some(run_id), Some(expires_at)) => Some(Lease {
+                run_id,
+                expires_at,
+                holder,
+            }),
             _ => None,
         };
         Ok(FlowState {
@@ -294,28 +327,32 @@ impl RunStore for SqliteStore {
     async fn acquire_lease(
         &self,
         flow: &str,
-        run_id: &str,
+        claim: &LeaseClaim,
         now: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
     ) -> Result<FlowState, StoreError> {
+        let run_id = claim.run_id.as_str();
         self.with(|c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db)?;
             tx.execute("INSERT OR IGNORE INTO flow_state (flow) VALUES (?1)", params![flow]).map_err(db)?;
+            // `lease_watermark` remembers the watermark the run started from (as DynamoDB does):
+            // the commit is refused if it moved meanwhile.
             let n = tx
                 .execute(
-                    "UPDATE flow_state SET lease_run_id = ?2, lease_expires_at = ?3, last_run_id = ?2
+                    "UPDATE flow_state SET lease_run_id = ?2, lease_expires_at = ?3, last_run_id = ?2, lease_holder = ?5,
+                         lease_watermark = watermark
                      WHERE flow = ?1 AND (lease_run_id IS NULL OR lease_run_id = ?2 OR lease_expires_at <= ?4)",
-                    params![flow, run_id, ts(expires_at), ts(now)],
+                    params![flow, run_id, ts(claim.expires_at), ts(now), claim.holder],
                 )
                 .map_err(db)?;
             let state = Self::read_state(&tx, flow)?;
             if n == 0 {
-                let held = state.lease.clone().unwrap();
+                let (holder, until) = state
+                    .lease
+                    .as_ref()
+                    .map(|l| (l.run_id.clone(), ts(l.expires_at)))
+                    .unwrap_or_else(|| ("?".into(), "?".into()));
                 return Err(StoreError::Conflict(format!(
-                    "flow '{flow}' is already running (run {}, lease held until {}); wait for it to finish, or stop it with `ferry stop {}`",
-                    held.run_id,
-                    ts(held.expires_at),
-                    held.run_id
+                    "flow '{flow}' is already running (run {holder}, lease held until {until}); wait for it to finish, or stop it with `ferry stop {holder}`"
                 )));
             }
             tx.commit().map_err(db)?;
@@ -352,20 +389,66 @@ impl RunStore for SqliteStore {
         commit: &StateCommit,
     ) -> Result<FlowState, StoreError> {
         let schema = commit.schema.as_ref().map(|s| s.to_string());
+        let record = commit
+            .record
+            .as_ref()
+            .map(|r| serde_json::to_string(r).map(|j| (r, j)))
+            .transpose()
+            .map_err(js)?;
         self.with(|c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db)?;
+            // Ours, and the watermark is the one the run started from (as DynamoDB checks).
             let n = tx
                 .execute(
                     "UPDATE flow_state SET watermark = COALESCE(?3, watermark), schema_version = ?4, schema = COALESCE(?5, schema),
-                         consecutive_failures = 0, lease_run_id = NULL, lease_expires_at = NULL
-                     WHERE flow = ?1 AND lease_run_id = ?2",
+                         consecutive_failures = 0, lease_run_id = NULL, lease_expires_at = NULL, lease_holder = NULL,
+                         lease_watermark = NULL, committed_run_id = ?2
+                     WHERE flow = ?1 AND lease_run_id = ?2 AND watermark IS lease_watermark",
                     params![flow, run_id, commit.watermark.map(ts), commit.schema_version, schema],
                 )
                 .map_err(db)?;
             if n == 0 {
-                return Err(StoreError::Conflict(format!(
-                    "run {run_id} no longer holds the lease of flow '{flow}'; the watermark was not moved"
-                )));
+                let committed: bool = tx
+                    .query_row("SELECT COUNT(*) FROM commits WHERE run_id = ?1", params![run_id], |r| r.get::<_, i64>(0))
+                    .map_err(db)?
+                    > 0;
+                let s = Self::read_state(&tx, flow)?;
+                if committed {
+                    // A retry by a run that already committed.
+                    return Ok(s);
+                }
+                let lease_watermark: Option<String> = tx
+                    .query_row("SELECT lease_watermark FROM flow_state WHERE flow = ?1", params![flow], |r| r.get(0))
+                    .optional()
+                    .map_err(db)?
+                    .flatten();
+                return Err(StoreError::Conflict(match &s.lease {
+                    Some(l) if l.run_id == run_id => format!(
+                        "the watermark of flow '{flow}' was moved by someone else while run {run_id} held the lease (now {}, the run started from {}); committing the run was refused",
+                        s.watermark.map(ts).unwrap_or_else(|| "unset".into()),
+                        lease_watermark.unwrap_or_else(|| "unset".into())
+                    ),
+                    Some(l) => format!(
+                        "run {run_id} no longer holds the lease of flow '{flow}' (run {} holds it now); the watermark was not moved: committing the run was refused",
+                        l.run_id
+                    ),
+                    None => format!(
+                        "run {run_id} no longer holds the lease of flow '{flow}' (it expired or was released); the watermark was not moved: committing the run was refused"
+                    ),
+                }));
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO commits (run_id, flow, committed_at, watermark) VALUES (?1, ?2, ?3, ?4)",
+                params![run_id, flow, ts(Utc::now()), commit.watermark.map(ts)],
+            )
+            .map_err(db)?;
+            if let Some((r, json)) = &record {
+                tx.execute(
+                    "INSERT INTO runs (run_id, flow, started_at, record) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(run_id) DO UPDATE SET record = excluded.record",
+                    params![r.run_id, r.flow, ts(r.started_at), json],
+                )
+                .map_err(db)?;
             }
             let s = Self::read_state(&tx, flow)?;
             tx.commit().map_err(db)?;
@@ -373,15 +456,43 @@ impl RunStore for SqliteStore {
         })
     }
 
+    async fn is_committed(&self, run_id: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            Ok(c.query_row("SELECT COUNT(*) FROM commits WHERE run_id = ?1", params![run_id], |r| r.get::<_, i64>(0))
+                .map_err(db)?
+                > 0)
+        })
+    }
+
+    async fn release_lease(&self, flow: &str, run_id: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let n = c
+                .execute(
+                    "UPDATE flow_state SET lease_run_id = NULL, lease_expires_at = NULL, lease_holder = NULL, lease_watermark = NULL
+                     WHERE flow = ?1 AND lease_run_id = ?2",
+                    params![flow, run_id],
+                )
+                .map_err(db)?;
+            Ok(n > 0)
+        })
+    }
+
     async fn record_failure(&self, flow: &str, run_id: &str) -> Result<u32, StoreError> {
         self.with(|c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db)?;
-            tx.execute(
-                "UPDATE flow_state SET consecutive_failures = consecutive_failures + 1, lease_run_id = NULL, lease_expires_at = NULL
-                 WHERE flow = ?1 AND lease_run_id = ?2",
-                params![flow, run_id],
-            )
-            .map_err(db)?;
+            let committed: bool = tx
+                .query_row("SELECT COUNT(*) FROM commits WHERE run_id = ?1", params![run_id], |r| r.get::<_, i64>(0))
+                .map_err(db)?
+                > 0;
+            if !committed {
+                tx.execute(
+                    "UPDATE flow_state SET consecutive_failures = consecutive_failures + 1, lease_run_id = NULL, lease_expires_at = NULL,
+                         lease_holder = NULL, lease_watermark = NULL
+                     WHERE flow = ?1 AND lease_run_id = ?2",
+                    params![flow, run_id],
+                )
+                .map_err(db)?;
+            }
             let s = Self::read_state(&tx, flow)?;
             tx.commit().map_err(db)?;
             Ok(s.consecutive_failures)

@@ -152,6 +152,14 @@ pub struct ChunkBudget {
 }
 
 impl ChunkBudget {
+    /// Upper bounds, from the functions' measured memory and timeouts (docs/deploy.md,
+    /// "Function sizing"): a chunk of at most [`Self::MAX_MEGABYTES`] of source data fits
+    /// fetch-page's memory with headroom, and [`Self::MAX_SECONDS`] leaves fetch-page (840 s)
+    /// time to finish the page in flight and stage the chunk.
+    pub const MAX_RECORDS: u64 = 2_000_000;
+    pub const MAX_MEGABYTES: u64 = 192;
+    pub const MAX_SECONDS: u64 = 720;
+
     fn default_records() -> u64 {
         250_000
     }
@@ -290,6 +298,15 @@ pub struct DestinationConfig {
     /// Where rejected records go: `s3://bucket/prefix` or a local directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_location: Option<String>,
+    /// What rejected records do to the run (AppFlow's error handling): `continue` (default:
+    /// counted, reported, kept at `error_location` when set) or `fail` (the first rejected
+    /// record fails the run; nothing is committed).
+    #[serde(default, skip_serializing_if = "OnRejected::is_default")]
+    pub on_rejected: OnRejected,
+    /// Fail the run (nothing committed, the watermark kept) when more records than this are
+    /// rejected: a count (`100`) or a share of the records read (`"5%"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rejected: Option<RejectLimit>,
     #[serde(default)]
     pub parquet: ParquetOptions,
     #[serde(default)]
@@ -298,6 +315,67 @@ pub struct DestinationConfig {
 
 fn yes() -> bool {
     true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnRejected {
+    #[default]
+    Continue,
+    Fail,
+}
+
+impl OnRejected {
+    fn is_default(&self) -> bool {
+        *self == OnRejected::Continue
+    }
+}
+
+/// `max_rejected`: a count or a percentage of the records read.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RejectLimit {
+    Count(u64),
+    /// `"5%"`.
+    Share(#[serde(with = "percent")] f64),
+}
+
+impl RejectLimit {
+    /// Whether `rejected` of `read` records passes the limit.
+    pub fn exceeded(&self, rejected: u64, read: u64) -> bool {
+        match *self {
+            RejectLimit::Count(n) => rejected > n,
+            RejectLimit::Share(p) => read > 0 && (rejected as f64) * 100.0 > p * read as f64,
+        }
+    }
+}
+
+impl std::fmt::Display for RejectLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RejectLimit::Count(n) => write!(f, "{n} records"),
+            RejectLimit::Share(p) => write!(f, "{p}% of the records read"),
+        }
+    }
+}
+
+mod percent {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(p: &f64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{p}%"))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        let text = String::deserialize(d)?;
+        text.trim()
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            .filter(|p| (0.0..=100.0).contains(p))
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "'{text}' is not a percentage; write a count (`100`) or a share of the records read (`\"5%\"`)"
+                ))
+            })
+    }
 }
 
 impl DestinationConfig {
@@ -664,6 +742,18 @@ impl Flow {
                 "source.chunk",
                 "records, megabytes and seconds must be greater than 0",
             ));
+        }
+        for (field, value, max) in [
+            ("source.chunk.records", c.records, ChunkBudget::MAX_RECORDS),
+            ("source.chunk.megabytes", c.megabytes, ChunkBudget::MAX_MEGABYTES),
+            ("source.chunk.seconds", c.seconds, ChunkBudget::MAX_SECONDS),
+        ] {
+            if value > max {
+                errs.push(FieldError::new(
+                    field,
+                    format!("{value} is above the limit of {max} (what one fetch-page invocation can hold and finish in time); a run of any size is read in many chunks, so lower it"),
+                ));
+            }
         }
         if c.page_size == Some(0) {
             errs.push(FieldError::new(

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The production state machine, compiled in.
-pub const FLOW_RUN_ASL: &str = include_str!("../../../statemachines/flow-run.asl.json");
+pub use crate::steps::lease::FLOW_RUN_ASL;
 
 /// Task resources of the embedded engine, one per step; template.yaml substitutes Lambda ARNs
 /// for the same placeholders.
@@ -153,11 +153,27 @@ impl Engine {
 
     /// Run a registered flow to the end.
     pub async fn run(&self, request: RunRequest, observer: &dyn Observer) -> RunOutcome {
+        self.run_until(request, observer, std::future::pending()).await
+    }
+
+    /// Run a registered flow to the end, or until `cancel` completes (Ctrl-C, SIGTERM from
+    /// `ferry stop`): then the run stops where it is and ends through the failure path as
+    /// Canceled — its uncommitted output removed, the lease released, the watermark kept.
+    pub async fn run_until(
+        &self,
+        request: RunRequest,
+        observer: &dyn Observer,
+        cancel: impl std::future::Future<Output = ()>,
+    ) -> RunOutcome {
         let run_id = format!(
             "{}-{}",
             self.deps.clock.now().format("%Y%m%dT%H%M%SZ"),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
+        // A run of this flow whose process died holds the lease: end it first.
+        if let Err(e) = self.reap_dead_holder(&request.flow).await {
+            tracing::warn!(flow = %request.flow, error = %e, "could not end a dead run of the flow");
+        }
         let ctx = ExecutionContext {
             execution_id: format!("local:{}:{run_id}", request.flow),
             execution_name: run_id.clone(),
@@ -168,7 +184,21 @@ impl Engine {
         let invoker = StepInvoker {
             deps: self.deps.clone(),
         };
-        let result = self.machine.execute(input, ctx, &invoker, observer).await;
+        let execution = self.machine.execute(input, ctx, &invoker, observer);
+        tokio::pin!(execution);
+        let result = tokio::select! {
+            r = &mut execution => r,
+            _ = cancel => {
+                drop(execution);
+                let cause = "stopped (Ctrl-C or `ferry stop`) before it finished";
+                let _ = steps::finalize::reap(&self.deps, &run_id, steps::finalize::CANCELED, cause).await;
+                Err(ExecutionFailure {
+                    error: steps::finalize::CANCELED.into(),
+                    cause: cause.into(),
+                    state: None,
+                })
+            }
+        };
         let record = self.deps.runs.get_run(&run_id).await.ok().flatten();
         RunOutcome {
             run_id,
@@ -176,6 +206,70 @@ impl Engine {
             failure: result.err(),
         }
     }
+}
+
+impl Engine {
+    /// If the flow's lease is held by a local process on this host that no longer exists (a
+    /// killed `ferry run`), end that run through the failure path. Returns its run id.
+    pub async fn reap_dead_holder(&self, flow: &str) -> Result<Option<String>, StepError> {
+        let state = self.deps.runs.get_state(flow).await?;
+        let Some(lease) = state.lease else {
+            return Ok(None);
+        };
+        let Some(pid) = lease.holder.as_deref().and_then(dead_local_holder) else {
+            return Ok(None);
+        };
+        let cause = format!(
+            "the process running it (pid {pid} on this host) ended before the run did (killed or crashed)"
+        );
+        steps::finalize::reap(&self.deps, &lease.run_id, "Fatal", &cause).await?;
+        // A run that never recorded itself still holds the lease: let it go.
+        self.deps.runs.release_lease(flow, &lease.run_id).await?;
+        Ok(Some(lease.run_id))
+    }
+}
+
+/// This host's name.
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into the buffer we own.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// The lease holder this process writes: `local:<host>:<pid>`.
+pub fn local_holder() -> String {
+    format!("local:{}:{}", host_name(), std::process::id())
+}
+
+/// Whether a process is alive (signal 0: checks without sending anything).
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// The pid of a `local:<host>:<pid>` holder on this host whose process is gone.
+pub fn dead_local_holder(holder: &str) -> Option<u32> {
+    let rest = holder.strip_prefix("local:")?;
+    let (host, pid) = rest.rsplit_once(':')?;
+    let pid: u32 = pid.parse().ok()?;
+    (host == host_name() && !process_alive(pid)).then_some(pid)
+}
+
+/// The pid of a `local:<host>:<pid>` holder on this host whose process is alive.
+pub fn live_local_holder(holder: &str) -> Option<u32> {
+    let rest = holder.strip_prefix("local:")?;
+    let (host, pid) = rest.rsplit_once(':')?;
+    let pid: u32 = pid.parse().ok()?;
+    (host == host_name() && process_alive(pid)).then_some(pid)
 }
 
 /// Where the embedded engine keeps its state: `$FERRY_HOME`, default `.ferry/`.
@@ -204,6 +298,9 @@ pub fn embedded_deps(
         secrets: Arc::new(SecretsFile::new(home.join("secrets.json"))),
         events: Arc::new(EventLog::new(home.join("events.jsonl"))),
         clock: Arc::new(SystemClock),
-        settings: Settings::default(),
+        settings: Settings {
+            lease_holder: Some(local_holder()),
+            ..Settings::default()
+        },
     })
 }

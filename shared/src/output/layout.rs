@@ -2,6 +2,10 @@
 //!
 //! `<prefix>/<flow>/[schemaVersion_<n>/][YYYY/MM/DD[/HH[/mm]]/][field=value/...]<execution_id>/part-<chunk>-<n>.<ext>`
 //!
+//! Every key carries the run id — as a folder (`hierarchy: [execution_id]`) or at the start of
+//! the file name's `part-` — so two runs can never write the same key, and a failed run's
+//! objects are found by listing (even those no chunk result recorded).
+//!
 //! Pure functions: same inputs, same key — which is what makes retried writes overwrite.
 
 use crate::flow::{DateGranularity, HierarchyPart, Layout, PrefixType};
@@ -59,6 +63,7 @@ pub fn object_key(layout: &Layout, k: &KeyInput<'_>) -> String {
     if folders && layout.hierarchy.contains(&HierarchyPart::ExecutionId) {
         segs.push(k.execution_id.to_string());
     }
+    let id_folder = folders && layout.hierarchy.contains(&HierarchyPart::ExecutionId);
     let mut name = String::new();
     if in_name {
         if let Some(stamp) = date_stamp(layout.date, k.run_time) {
@@ -73,12 +78,54 @@ pub fn object_key(layout: &Layout, k: &KeyInput<'_>) -> String {
             name.push('-');
         }
     }
+    if !id_folder && !(in_name && !folders) {
+        // Neither a folder nor the file name prefix names the run: the name does.
+        name.push_str(k.execution_id);
+        name.push('-');
+    }
     name.push_str(&format!(
         "part-{:05}-{:03}.{}",
         k.chunk, k.part, k.extension
     ));
     segs.push(name);
     segs.join("/")
+}
+
+/// The folder every object of a run is under: `<prefix>/<flow>/[schemaVersion_<n>/][date
+/// folders of the run's start/]` (ending in `/`). Listing it and keeping the keys
+/// [`key_of_run`] finds a run's objects, including any no chunk result recorded.
+pub fn run_scan_prefix(
+    layout: &Layout,
+    prefix: &str,
+    flow: &str,
+    schema_version: u32,
+    run_time: DateTime<Utc>,
+) -> String {
+    let mut segs: Vec<String> = vec![];
+    let prefix = prefix.trim_matches('/');
+    if !prefix.is_empty() {
+        segs.push(prefix.to_string());
+    }
+    segs.push(flow.to_string());
+    if matches!(layout.prefix_type, PrefixType::Path | PrefixType::PathAndFilename) {
+        if layout.hierarchy.contains(&HierarchyPart::SchemaVersion) {
+            segs.push(format!("schemaVersion_{schema_version}"));
+        }
+        segs.extend(date_folders(layout.date, run_time));
+    }
+    let mut out = segs.join("/");
+    out.push('/');
+    out
+}
+
+/// Whether `key` is an object of run `run_id`: the id is one of its folders, or comes right
+/// before `-part-` in its file name ([`object_key`] puts it in one of the two places).
+pub fn key_of_run(key: &str, run_id: &str) -> bool {
+    let name = key.rsplit('/').next().unwrap_or_default();
+    let tail = format!("{run_id}-part-");
+    key.split('/').any(|s| s == run_id)
+        || name.starts_with(&tail)
+        || name.contains(&format!("-{tail}"))
 }
 
 /// Where a run's manifest goes: `<prefix>/<flow>/_manifests/<execution_id>.json`.
@@ -219,10 +266,11 @@ mod tests {
             object_key(&l, &input(&[])),
             "raw/crm/accounts/2026/03/04/05/06/run-1/part-00003-001.parquet"
         );
+        // Without the execution id folder, the run id starts the file name.
         let l = layout(PrefixType::Path, DateGranularity::None, vec![]);
         assert_eq!(
             object_key(&l, &input(&[])),
-            "raw/crm/accounts/part-00003-001.parquet"
+            "raw/crm/accounts/run-1-part-00003-001.parquet"
         );
     }
 
@@ -306,7 +354,7 @@ mod tests {
             let l = layout(PrefixType::Path, g, vec![]);
             assert_eq!(
                 object_key(&l, &input(&[])),
-                format!("raw/crm/accounts/{folders}part-00003-001.parquet")
+                format!("raw/crm/accounts/{folders}run-1-part-00003-001.parquet")
             );
         }
     }
@@ -344,6 +392,33 @@ mod tests {
                 !key.contains('\\') && !key.contains('\n') && !key.contains('\0'),
                 "{key}"
             );
+        }
+    }
+
+    /// Two runs never write the same key, whatever the layout; every key is found by its run's
+    /// scan prefix and recognised as its run's (and no other run's).
+    #[test]
+    fn every_layout_keeps_runs_apart() {
+        let parts = [vec![], vec![HierarchyPart::SchemaVersion], vec![HierarchyPart::ExecutionId], vec![HierarchyPart::SchemaVersion, HierarchyPart::ExecutionId]];
+        let p = vec![("country".to_string(), Some("DE".to_string()))];
+        for t in [PrefixType::Filename, PrefixType::Path, PrefixType::PathAndFilename] {
+            for g in [DateGranularity::None, DateGranularity::Day, DateGranularity::Minute] {
+                for h in &parts {
+                    let l = layout(t, g, h.clone());
+                    for partition in [&[][..], &p[..]] {
+                        let mut a = input(partition);
+                        a.execution_id = "run-1";
+                        let mut b = input(partition);
+                        b.execution_id = "run-10";
+                        let (ka, kb) = (object_key(&l, &a), object_key(&l, &b));
+                        assert_ne!(ka, kb, "{t:?} {g:?} {h:?}");
+                        let scan = run_scan_prefix(&l, a.prefix, a.flow, a.schema_version, a.run_time);
+                        assert!(ka.starts_with(&scan) && scan.ends_with('/'), "{ka} under {scan}");
+                        assert!(key_of_run(&ka, "run-1") && !key_of_run(&ka, "run-10"), "{ka}");
+                        assert!(key_of_run(&kb, "run-10") && !key_of_run(&kb, "run-1"), "{kb}");
+                    }
+                }
+            }
         }
     }
 

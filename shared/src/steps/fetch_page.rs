@@ -2,7 +2,6 @@
 
 use super::*;
 use crate::connector::ReadRequest;
-use crate::error::StoreError;
 use crate::model::{ChunkResult, ChunkStage};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,18 +24,13 @@ pub struct FetchOutput {
     pub bytes: u64,
 }
 
+/// How long a page may still take past the chunk's seconds budget before the chunk ends.
+const PAGE_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepError> {
     let run = &input.run;
     let started = std::time::Instant::now();
-    let expires =
-        deps.clock.now() + chrono::Duration::from_std(deps.settings.lease_ttl).unwrap_or_default();
-    deps.runs
-        .renew_lease(&run.flow, &run.run_id, expires)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(m) => StepError::fatal(m),
-            other => other.into(),
-        })?;
+    super::renew_lease(deps, run).await?;
     let (flow, _) = load_flow(deps, &run.flow, Some(run.flow_version)).await?;
     let source = build_source(deps, &flow).await?;
     let budget = &flow.source.chunk;
@@ -75,8 +69,22 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
     let (mut records, mut bytes, mut dropped) = (0u64, 0u64, 0u64);
     let mut max_cursor = None;
     let mut has_more = true;
+    let budget_time = std::time::Duration::from_secs(budget.seconds);
     loop {
-        let page = source.read_page(&req, cursor.as_ref()).await?;
+        // The seconds budget holds inside a page too: a page still arriving when the chunk's
+        // time is up ends the chunk before it (the next chunk asks for it again), so a slow
+        // source cannot push fetch-page past its Lambda timeout.
+        let left = budget_time.saturating_sub(started.elapsed());
+        let page = match tokio::time::timeout(left + PAGE_GRACE, source.read_page(&req, cursor.as_ref())).await {
+            Ok(page) => page?,
+            Err(_) if records > 0 || dropped > 0 => break,
+            Err(_) => {
+                return Err(StepError::retryable(format!(
+                    "chunk {}: the source sent no complete page within the chunk's time budget ({}s, source.chunk.seconds); it is slow or stuck",
+                    input.chunk, budget.seconds
+                )))
+            }
+        };
         bytes += page.bytes;
         for r in &page.records {
             let ts = inc_field.and_then(|f| r.get(f)).and_then(parse_time);

@@ -1,15 +1,27 @@
-//! finalize: on success write the manifest (the commit marker), move the watermark with a
-//! conditional write naming the lease, complete the run record, report, clean staging. On the
-//! failure path: mark the run failed with its error, leave the watermark, release the lease,
-//! remove what the run wrote, and deactivate a scheduled flow past its failure threshold.
+//! finalize: commit a run exactly once, or end it leaving nothing behind.
+//!
+//! Success: sweep the run's uncommitted leftovers, write the manifest, then commit — the
+//! watermark, the lease release and the final run record in one conditional, idempotent write
+//! (a retried finalize of a committed run is a success that changes nothing). The manifest is
+//! the commit point readers trust: if the commit is refused, the manifest goes first.
+//!
+//! Failure (the Catch path, and the reapers for runs whose execution ended without it): a run
+//! that committed is never touched — nothing is deleted after a commit. Otherwise the manifest
+//! goes first, then every object under the run's own keys (found by listing, so files no chunk
+//! result recorded go too), its rejected records and its staging folder; the run is marked
+//! failed (or canceled), the lease released without touching the watermark, and a scheduled
+//! flow past its failure threshold is suspended.
 
 use super::*;
 use crate::error::StoreError;
 use crate::flow::{Flow, Location, Trigger};
 use crate::model::{ChunkStage, Manifest, PullMode, RunError, RunRecord, RunStatus};
-use crate::output::layout::manifest_key;
+use crate::output::layout::{key_of_run, manifest_key, run_scan_prefix};
 use crate::ports::{Event, FlowStatus, PutOptions, StateCommit};
 use serde_json::json;
+
+/// At most this many warnings are kept in a run record (and its report); the rest are counted.
+pub const MAX_WARNINGS: usize = 20;
 
 /// The error a Catch hands over (`{"Error": ..., "Cause": ...}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +69,18 @@ async fn base_record(deps: &Deps, run: &RunContext) -> Result<RunRecord, StepErr
     })
 }
 
+/// Cap a warning list at [`MAX_WARNINGS`], saying how many were left out.
+pub fn cap_warnings(mut warnings: Vec<String>) -> Vec<String> {
+    warnings.sort();
+    warnings.dedup();
+    if warnings.len() > MAX_WARNINGS {
+        let more = warnings.len() - (MAX_WARNINGS - 1);
+        warnings.truncate(MAX_WARNINGS - 1);
+        warnings.push(format!("... and {more} more warnings"));
+    }
+    warnings
+}
+
 /// Totals from the per-chunk results (never summed in the state machine).
 async fn totals(
     deps: &Deps,
@@ -99,9 +123,7 @@ async fn totals(
     rec.files_written = files.len() as u64;
     rec.chunks = chunks;
     rec.max_cursor = max_cursor;
-    warnings.sort();
-    warnings.dedup();
-    rec.warnings = warnings;
+    rec.warnings = cap_warnings(warnings);
     Ok(files)
 }
 
@@ -112,18 +134,70 @@ fn dest_prefix(flow: &Flow) -> String {
     }
 }
 
-async fn succeed(deps: &Deps, run: &RunContext) -> Result<RunRecord, StepError> {
-    let (flow, _) = load_flow(deps, &run.flow, Some(run.flow_version)).await?;
-    let mut rec = base_record(deps, run).await?;
-    // Every object was written by write-s3, the last files by its final flush ("Flush Output").
-    let files = totals(deps, run, &mut rec).await?;
-    let now = deps.clock.now();
+/// Every object of the run under the flow's output, found by listing (recorded or not).
+async fn run_objects(
+    store: &dyn BlobStore,
+    flow: &Flow,
+    run: &RunContext,
+) -> Result<Vec<String>, StepError> {
+    let scan = run_scan_prefix(
+        &flow.destination.layout,
+        &dest_prefix(flow),
+        &flow.name,
+        run.schema_version,
+        run.started_at,
+    );
+    let manifests = manifest_key(&dest_prefix(flow), &flow.name, "")
+        .trim_end_matches(".json")
+        .to_string();
+    Ok(store
+        .list(&scan)
+        .await?
+        .into_iter()
+        .filter(|k| !k.starts_with(&manifests) && key_of_run(k, &run.run_id))
+        .collect())
+}
 
-    // 1. The manifest: the commit marker listing every object.
+async fn succeed(deps: &Deps, run: &RunContext) -> Result<RunRecord, StepError> {
+    let rec = base_record(deps, run).await?;
+    if rec.status == RunStatus::Successful || deps.runs.is_committed(&run.run_id).await? {
+        // A retried finalize of a run that committed: the commit stands, nothing changes.
+        return deps.runs.get_run(&run.run_id).await?.ok_or_else(|| {
+            StepError::fatal(format!("run {} committed but its record is gone", run.run_id))
+        });
+    }
+    let mut rec = rec;
+    super::renew_lease(deps, run).await?;
+    let (flow, _) = load_flow(deps, &run.flow, Some(run.flow_version)).await?;
+    let files = totals(deps, run, &mut rec).await?;
+    if let Some(limit) = &flow.destination.max_rejected {
+        if limit.exceeded(rec.records_rejected, rec.records_processed) {
+            return Err(StepError::new(
+                crate::error::ErrorKind::SourceRejected,
+                format!(
+                    "{} of {} records were rejected, more than destination.max_rejected ({limit}); nothing was committed and the watermark did not move (see the rejected records at destination.error_location, fix the source or the tasks, or raise the limit)",
+                    rec.records_rejected, rec.records_processed
+                ),
+            ));
+        }
+    }
+    let now = deps.clock.now();
     let store = deps
         .destinations
         .resolve(&flow.destination.location())
         .await?;
+
+    // 1. Leftovers of crashed attempts (uploaded, never recorded) go before the commit, so
+    //    once committed exactly the manifest's objects carry this run's id.
+    let listed: std::collections::BTreeSet<&str> = files.iter().map(|f| f.key.as_str()).collect();
+    for k in run_objects(store.as_ref(), &flow, run).await? {
+        if !listed.contains(k.as_str()) {
+            tracing::info!(run_id = %run.run_id, key = %k, "removing an object no chunk result recorded");
+            store.delete(&k).await?;
+        }
+    }
+
+    // 2. The manifest: the commit marker listing every object.
     let key = manifest_key(&dest_prefix(&flow), &flow.name, &run.run_id);
     let manifest = Manifest {
         flow: flow.name.clone(),
@@ -150,45 +224,37 @@ async fn succeed(deps: &Deps, run: &RunContext) -> Result<RunRecord, StepError> 
         )
         .await?;
 
-    // 2. The watermark, only if this run still holds the lease.
+    // 3. The commit: watermark, lease, final record — one conditional write.
     let schema_doc: serde_json::Value =
         serde_json::from_slice(&deps.staging.get(&run.schema_key()).await?)
             .map_err(|e| internal("read the run's staged schema", e))?;
+    rec.status = RunStatus::Successful;
+    rec.manifest_key = Some(store.uri(&key));
+    rec.watermark_after = (run.mode == PullMode::Incremental).then_some(run.window.end);
+    rec.last_updated_at = now;
     let commit = StateCommit {
-        watermark: (run.mode == PullMode::Incremental).then_some(run.window.end),
+        watermark: rec.watermark_after,
         schema_version: run.schema_version,
         schema: Some(schema_doc["output_fingerprint"].clone()),
+        record: Some(rec.clone()),
     };
     if let Err(e) = deps
         .runs
         .commit_success(&flow.name, &run.run_id, &commit)
         .await
     {
-        let msg = match &e {
-            StoreError::Conflict(m) => m.clone(),
-            other => other.to_string(),
-        };
-        rec.status = RunStatus::Error;
-        rec.error = Some(RunError {
-            error: "Fatal".into(),
-            message: msg.clone(),
-        });
-        rec.last_updated_at = now;
-        deps.runs.put_run(&rec).await?;
-        return Err(match e {
-            StoreError::Conflict(_) => StepError::fatal(msg),
-            other => other.into(),
-        });
+        if let StoreError::Conflict(m) = &e {
+            // Refused: the manifest must not stay to vouch for objects the failure path removes.
+            store.delete(&key).await?;
+            return Err(StepError::fatal(m.clone()));
+        }
+        // Unknown outcome (a timeout, a throttle): the retry finds the commit, or makes it.
+        return Err(e.into());
     }
 
-    // 3. The run record, the report, the metrics, the cleanup.
-    rec.status = RunStatus::Successful;
-    rec.manifest_key = Some(store.uri(&key));
-    rec.watermark_after = commit.watermark;
-    rec.last_updated_at = now;
-    deps.runs.put_run(&rec).await?;
+    // 4. After the commit: report, metrics, staging. Best effort: the run is committed.
     report(deps, &flow, &rec).await;
-    if let Err(e) = deps.staging.delete_prefix(&run.staging_prefix).await {
+    if let Err(e) = deps.staging.delete_prefix(&run.staging_folder()).await {
         tracing::warn!(run_id = %run.run_id, error = %e, "staging cleanup failed; the lifecycle rule will expire it");
     }
     tracing::info!(flow = %flow.name, run_id = %run.run_id, records = rec.records_written, files = rec.files_written, "run succeeded");
@@ -198,31 +264,47 @@ async fn succeed(deps: &Deps, run: &RunContext) -> Result<RunRecord, StepError> 
 async fn fail(deps: &Deps, run: &RunContext, err: &CaughtError) -> Result<RunRecord, StepError> {
     let now = deps.clock.now();
     let mut rec = base_record(deps, run).await?;
-    let files = totals(deps, run, &mut rec).await.unwrap_or_default();
-    // Nothing this run wrote is presented as output: no manifest, and its objects go.
-    if let Ok((flow, _)) = load_flow(deps, &run.flow, Some(run.flow_version)).await {
-        if let Ok(store) = deps
-            .destinations
-            .resolve(&flow.destination.location())
-            .await
-        {
-            for f in &files {
-                if let Err(e) = store.delete(&f.key).await {
-                    tracing::warn!(run_id = %run.run_id, key = %f.key, error = %e, "could not remove a failed run's object");
-                }
-            }
-        }
+    if rec.status == RunStatus::Successful || deps.runs.is_committed(&run.run_id).await? {
+        // Committed before whatever failed after it: nothing is ever deleted after a commit.
+        let mut rec = deps.runs.get_run(&run.run_id).await?.unwrap_or(rec);
+        rec.warnings.push(format!(
+            "the run committed, then its execution failed ({}: {}); its output stands",
+            err.error,
+            err.message()
+        ));
+        rec.warnings = cap_warnings(std::mem::take(&mut rec.warnings));
+        deps.runs.put_run(&rec).await?;
+        tracing::warn!(run_id = %run.run_id, error = %err.error, "the execution failed after the run committed; nothing removed");
+        return Ok(rec);
     }
+    if matches!(rec.status, RunStatus::Error | RunStatus::Canceled) && rec.error.is_some() {
+        // Already ended by an earlier failure path (a reaper after the Catch): cleanup again,
+        // idempotently, and keep the first error.
+        cleanup(deps, run).await?;
+        return Ok(rec);
+    }
+    let _ = totals(deps, run, &mut rec).await;
+    // Nothing this run wrote is presented as output: manifest first, then its objects.
+    cleanup(deps, run).await?;
     rec.records_written = 0;
     rec.bytes_written = 0;
     rec.files_written = 0;
-    rec.status = RunStatus::Error;
+    rec.status = if err.error == CANCELED {
+        RunStatus::Canceled
+    } else {
+        RunStatus::Error
+    };
     rec.error = Some(RunError {
         error: err.error.clone(),
         message: err.message(),
     });
     rec.last_updated_at = now;
-    let failures = deps.runs.record_failure(&run.flow, &run.run_id).await?;
+    let failures = if rec.status == RunStatus::Canceled {
+        deps.runs.release_lease(&run.flow, &run.run_id).await?;
+        0
+    } else {
+        deps.runs.record_failure(&run.flow, &run.run_id).await?
+    };
     deps.runs.put_run(&rec).await?;
     if let Ok((flow, _)) = load_flow(deps, &run.flow, Some(run.flow_version)).await {
         report(deps, &flow, &rec).await;
@@ -236,7 +318,7 @@ async fn fail(deps: &Deps, run: &RunContext, err: &CaughtError) -> Result<RunRec
                     detail_type: "ferry Scheduled Flow Deactivated".into(),
                     detail: json!({
                         "flow-name": flow.name,
-                        "deactivation-reason": format!("{failures} consecutive failed runs (threshold {threshold}); last error: {}", err.message()),
+                        "deactivation-reason": format!("{failures} consecutive failed runs (threshold {threshold}); last error: {}", err.error),
                         "deactivation-time": now.to_rfc3339(),
                     }),
                     time: now,
@@ -245,9 +327,71 @@ async fn fail(deps: &Deps, run: &RunContext, err: &CaughtError) -> Result<RunRec
             }
         }
     }
-    let _ = deps.staging.delete_prefix(&run.staging_prefix).await;
     tracing::warn!(flow = %run.flow, run_id = %run.run_id, error = %err.error, "run failed");
     Ok(rec)
+}
+
+/// The error name of a run stopped on purpose (`ferry stop`, an aborted execution).
+pub const CANCELED: &str = "Canceled";
+
+/// Remove everything an uncommitted run left: its manifest (first: readers trust it), every
+/// object under its own keys, its rejected records, its staging folder. Idempotent.
+async fn cleanup(deps: &Deps, run: &RunContext) -> Result<(), StepError> {
+    if deps.runs.is_committed(&run.run_id).await? {
+        return Err(StepError::fatal(format!(
+            "run {} committed: refusing to remove its output",
+            run.run_id
+        )));
+    }
+    if let Ok((flow, _)) = load_flow(deps, &run.flow, Some(run.flow_version)).await {
+        let store = deps
+            .destinations
+            .resolve(&flow.destination.location())
+            .await?;
+        store
+            .delete(&manifest_key(&dest_prefix(&flow), &flow.name, &run.run_id))
+            .await?;
+        for k in run_objects(store.as_ref(), &flow, run).await? {
+            store.delete(&k).await?;
+        }
+        if let Some(location) = flow.destination.error_location() {
+            let prefix = match &location {
+                Location::S3(s3) => s3.prefix.clone(),
+                Location::Local { .. } => String::new(),
+            };
+            let errors = deps.destinations.resolve(&location).await?;
+            let folder = super::transform_batch::rejected_key(&prefix, &flow.name, &run.run_id, 0);
+            if let Some((dir, _)) = folder.rsplit_once('/') {
+                errors.delete_prefix(&format!("{dir}/")).await?;
+            }
+        }
+    }
+    deps.staging.delete_prefix(&run.staging_folder()).await?;
+    Ok(())
+}
+
+/// End a run whose execution is gone without its failure path (a runtime error, a payload or
+/// history limit, a timeout, an abort, a dead local process): what the reapers call. A run
+/// that is not in progress (committed, already failed, never started) is left as it is.
+pub async fn reap(
+    deps: &Deps,
+    run_id: &str,
+    error: &str,
+    cause: &str,
+) -> Result<Option<RunRecord>, StepError> {
+    let Some(rec) = deps.runs.get_run(run_id).await? else {
+        return Ok(None);
+    };
+    if rec.status != RunStatus::InProgress && rec.status != RunStatus::CancelStarted {
+        return Ok(Some(rec));
+    }
+    let run = RunContext::from_record(&rec);
+    let err = CaughtError {
+        error: error.to_string(),
+        cause: cause.to_string(),
+    };
+    tracing::warn!(run_id, error, "reaping a run whose execution ended without finalize");
+    fail(deps, &run, &err).await.map(Some)
 }
 
 async fn report(deps: &Deps, flow: &Flow, rec: &RunRecord) {
@@ -296,6 +440,7 @@ pub fn report_detail(
         "data-processed": rec.bytes_processed,
         "data-written": rec.bytes_written,
         "status": status,
+        "warnings": rec.warnings.len(),
         "error": rec.error.as_ref().map(|e| json!({"name": e.error, "message": e.message})),
     })
 }

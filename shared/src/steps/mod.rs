@@ -4,6 +4,7 @@
 
 pub mod fetch_page;
 pub mod finalize;
+pub mod lease;
 pub mod start_run;
 pub mod transform_batch;
 pub mod write_s3;
@@ -37,17 +38,22 @@ pub struct Deps {
 /// Engine-wide knobs (not per flow).
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// How long a run lease lasts without renewal; each chunk renews it.
+    /// How long a run lease lasts without renewal; every step renews it ([`lease`]).
     pub lease_ttl: Duration,
     /// EventBridge `source` of run reports.
     pub event_source: String,
+    /// Who holds the leases this engine takes: `local:<host>:<pid>` for the embedded engine (a
+    /// run whose process died is found by it), `None` on AWS.
+    pub lease_holder: Option<String>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            lease_ttl: Duration::from_secs(15 * 60),
+            // Longer than any gap between two renewals the state machine can make.
+            lease_ttl: lease::default_ttl(),
             event_source: "ferry".into(),
+            lease_holder: None,
         }
     }
 }
@@ -78,6 +84,26 @@ impl RunContext {
     pub fn schema_key(&self) -> String {
         format!("{}/schema.json", self.staging_prefix)
     }
+    /// The run's staging folder, with its trailing `/` (what cleanup deletes).
+    pub fn staging_folder(&self) -> String {
+        format!("{}/", self.staging_prefix.trim_end_matches('/'))
+    }
+    /// The run context a stored run record describes (for ending a run whose execution is
+    /// gone: the reapers).
+    pub fn from_record(r: &crate::model::RunRecord) -> RunContext {
+        RunContext {
+            run_id: r.run_id.clone(),
+            flow: r.flow.clone(),
+            flow_version: r.flow_version,
+            execution_id: r.execution_id.clone(),
+            trigger: r.trigger,
+            mode: r.mode,
+            window: r.window,
+            started_at: r.started_at,
+            schema_version: r.schema_version,
+            staging_prefix: format!("staging/{}/{}", r.flow, r.run_id),
+        }
+    }
     /// The window the source is asked for: none in complete mode.
     pub fn source_window(&self) -> Option<Window> {
         match self.mode {
@@ -107,6 +133,19 @@ pub(crate) async fn build_source(deps: &Deps, flow: &Flow) -> Result<Box<dyn Sou
         secrets: deps.secrets.clone(),
     };
     Ok(crate::connector::build(&flow.source, &ctx).await?)
+}
+
+/// Renew the run's lease at the start of a step ([`lease`]): a run that lost it stops.
+pub(crate) async fn renew_lease(deps: &Deps, run: &RunContext) -> Result<(), StepError> {
+    let expires =
+        deps.clock.now() + chrono::Duration::from_std(deps.settings.lease_ttl).unwrap_or_default();
+    deps.runs
+        .renew_lease(&run.flow, &run.run_id, expires)
+        .await
+        .map_err(|e| match e {
+            crate::error::StoreError::Conflict(m) => StepError::fatal(m),
+            other => other.into(),
+        })
 }
 
 pub(crate) fn internal(what: &str, e: impl std::fmt::Display) -> StepError {

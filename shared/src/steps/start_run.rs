@@ -127,9 +127,14 @@ pub async fn handle(deps: &Deps, input: StartRunInput) -> Result<StartRunOutput,
     let expires = now
         + chrono::Duration::from_std(deps.settings.lease_ttl)
             .unwrap_or(chrono::Duration::minutes(15));
+    let claim = crate::ports::LeaseClaim {
+        run_id: run_id.clone(),
+        expires_at: expires,
+        holder: deps.settings.lease_holder.clone(),
+    };
     let state = deps
         .runs
-        .acquire_lease(&flow.name, &run_id, now, expires)
+        .acquire_lease(&flow.name, &claim, now)
         .await
         .map_err(|e| match e {
             StoreError::Conflict(m) => StepError::fatal(m),

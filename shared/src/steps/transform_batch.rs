@@ -23,6 +23,7 @@ pub struct TransformOutput {
 
 pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutput, StepError> {
     let run = &input.run;
+    super::renew_lease(deps, run).await?;
     let (flow, _) = load_flow(deps, &run.flow, Some(run.flow_version)).await?;
     let schema_doc: serde_json::Value =
         serde_json::from_slice(&deps.staging.get(&run.schema_key()).await?)
@@ -88,6 +89,18 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
             .map(|r| (decoded.lines[r.row], r.reason.clone())),
     );
     rejected.sort();
+    if !rejected.is_empty() && flow.destination.on_rejected == crate::flow::OnRejected::Fail {
+        let (line, reason) = &rejected[0];
+        return Err(StepError::new(
+            crate::error::ErrorKind::SourceRejected,
+            format!(
+                "chunk {}: {} records rejected (the first, record {} of the chunk: {reason}); destination.on_rejected is `fail`, so the run stops and nothing is committed (set it to `continue` to keep going, with the rejected records at destination.error_location)",
+                input.chunk,
+                rejected.len(),
+                line + 1
+            ),
+        ));
+    }
     if !rejected.is_empty() {
         stage_rejected(
             deps,

@@ -85,6 +85,7 @@ pub fn carry_key(run: &RunContext, chunk: u32) -> String {
 
 pub async fn handle(deps: &Deps, input: WriteInput) -> Result<WriteOutput, StepError> {
     let run = &input.run;
+    super::renew_lease(deps, run).await?;
     if input.flush {
         return flush_run(deps, run, input.chunk).await;
     }

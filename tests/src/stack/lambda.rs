@@ -327,6 +327,115 @@ pub struct LambdaService {
     pub callers: HashMap<String, Principal>,
     pub evaluator: Evaluator,
     pub stats: Mutex<Vec<InvocationStat>>,
+    /// The template's EventBridge rules on the default bus (where Step Functions reports
+    /// execution status changes).
+    pub rules: Vec<Rule>,
+    /// The template's `AWS::Lambda::Permission` resources (resource policies of functions).
+    pub permissions: Vec<Value>,
+    /// Every event delivered to a rule's Lambda target, with the outcome.
+    pub deliveries: Mutex<Vec<Delivery>>,
+    pub python: std::path::PathBuf,
+}
+
+/// An EventBridge rule of the template.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub arn: String,
+    pub pattern: Value,
+    /// Target ARNs.
+    pub targets: Vec<String>,
+}
+
+/// One event a rule delivered to a function.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub rule: String,
+    pub function: String,
+    pub event: Value,
+    /// The function's answer, or why it was not invoked / failed.
+    pub outcome: Result<Value, String>,
+}
+
+/// Whether an event matches an EventBridge pattern, decided by moto's rule engine (the matcher
+/// moto routes PutEvents with) in the project venv's Python.
+pub fn pattern_matches(python: &std::path::Path, pattern: &Value, event: &Value) -> Result<bool, String> {
+    let out = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import json, sys\nfrom moto.events.models import EventPattern\nprint(EventPattern.load(sys.argv[1]).matches_event(json.loads(sys.argv[2])))",
+            &pattern.to_string(),
+            &event.to_string(),
+        ])
+        .output()
+        .map_err(|e| format!("python: {e}"))?;
+    match String::from_utf8_lossy(&out.stdout).trim() {
+        "True" => Ok(true),
+        "False" => Ok(false),
+        other => Err(format!("pattern matcher: {other} {}", String::from_utf8_lossy(&out.stderr))),
+    }
+}
+
+/// EventBridge on the default bus, for the events Step Functions sends (POSTed here by the
+/// harness's Step Functions stand-in): each matching rule's Lambda targets are invoked
+/// asynchronously, as EventBridge does — if the function's resource policy (an
+/// `AWS::Lambda::Permission`) lets `events.amazonaws.com` invoke it for that rule.
+pub async fn deliver(State(svc): State<Arc<LambdaService>>, axum::Json(event): axum::Json<Value>) -> StatusCode {
+    for rule in &svc.rules {
+        match pattern_matches(&svc.python, &rule.pattern, &event) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                svc.deliveries.lock().unwrap().push(Delivery {
+                    rule: rule.name.clone(),
+                    function: String::new(),
+                    event: event.clone(),
+                    outcome: Err(e),
+                });
+                continue;
+            }
+        }
+        for target in &rule.targets {
+            let key = target.rsplit("function:").next().unwrap_or(target).to_string();
+            let Some(f) = svc.functions.get(&key).or_else(|| svc.functions.get(target)).cloned() else {
+                continue;
+            };
+            let allowed = svc.permissions.iter().any(|p| {
+                p["Action"] == "lambda:InvokeFunction"
+                    && p["Principal"] == "events.amazonaws.com"
+                    && (p["FunctionName"] == f.spec.name.as_str() || p["FunctionName"] == f.spec.arn.as_str())
+                    && p["SourceArn"] == rule.arn.as_str()
+            });
+            if !allowed {
+                svc.deliveries.lock().unwrap().push(Delivery {
+                    rule: rule.name.clone(),
+                    function: f.spec.logical_id.clone(),
+                    event: event.clone(),
+                    outcome: Err(format!(
+                        "events.amazonaws.com may not invoke {} for rule {}: no AWS::Lambda::Permission grants it",
+                        f.spec.name, rule.arn
+                    )),
+                });
+                continue;
+            }
+            let svc2 = svc.clone();
+            let (rule_name, ev) = (rule.name.clone(), event.clone());
+            tokio::spawn(async move {
+                let payload = Bytes::from(ev.to_string());
+                let outcome = match f.invoke(payload, &svc2.stats).await {
+                    Ok(b) => serde_json::from_slice(&b).map_err(|e| e.to_string()),
+                    Err(v) => Err(v.to_string()),
+                };
+                svc2.deliveries.lock().unwrap().push(Delivery {
+                    rule: rule_name,
+                    function: f.spec.logical_id.clone(),
+                    event: ev,
+                    outcome,
+                });
+            });
+        }
+    }
+    StatusCode::OK
 }
 
 fn lambda_error(status: StatusCode, kind: &str, message: &str) -> Response {

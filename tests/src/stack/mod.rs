@@ -317,6 +317,11 @@ impl Stack {
                         attrs: [("Arn".into(), format!("arn:aws:iam::{ACCOUNT}:role/{n}"))].into(),
                     }
                 }
+                "AWS::Events::Rule" => {
+                    let n = format!("{name}-{id}");
+                    let arn = format!("arn:aws:events:{REGION}:{ACCOUNT}:rule/{n}");
+                    Physical { reference: n, attrs: [("Arn".into(), arn)].into() }
+                }
                 "AWS::Logs::LogGroup" => {
                     let n = r
                         .resolve(&props["LogGroupName"])
@@ -346,6 +351,8 @@ impl Stack {
         let mut table_hash_keys = HashMap::new();
         let mut roles: BTreeMap<String, Role> = BTreeMap::new();
         let mut fn_props: Vec<(String, Value)> = vec![];
+        let mut rules: Vec<lambda::Rule> = vec![];
+        let mut permissions: Vec<Value> = vec![];
         let mut sm_props: Option<(String, Value)> = None;
         let globals_fn = tpl["Globals"]["Function"].clone();
         for (id, res) in &resources {
@@ -389,6 +396,23 @@ impl Stack {
                         .await
                         .expect("create event bus");
                 }
+                "AWS::Events::Rule" => {
+                    let props = r.resolve(&res["Properties"]);
+                    let bus = props["EventBusName"].as_str().unwrap_or("default");
+                    assert_eq!(bus, "default", "{id}: the harness delivers events of the default bus only");
+                    rules.push(lambda::Rule {
+                        name: r.physical[id].reference.clone(),
+                        arn: r.physical[id].attrs["Arn"].clone(),
+                        pattern: props["EventPattern"].clone(),
+                        targets: props["Targets"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|t| t["Arn"].as_str().map(str::to_string))
+                            .collect(),
+                    });
+                }
+                "AWS::Lambda::Permission" => permissions.push(r.resolve(&res["Properties"])),
                 "AWS::IAM::Role" => {
                     let props = r.resolve(&res["Properties"]);
                     let mut policies: Vec<(String, Value)> = props["Policies"]
@@ -491,6 +515,10 @@ impl Stack {
         let sfn_akid = "ASIAHARNESSSTATES".to_string();
         let mut node_env = vec![
             ("LAMBDA_ENDPOINT", format!("http://127.0.0.1:{lambda_port}")),
+            (
+                "EVENTS_URL",
+                format!("http://127.0.0.1:{lambda_port}/harness/events"),
+            ),
             ("SFN_ACCESS_KEY_ID", sfn_akid.clone()),
             ("SFN_SECRET_ACCESS_KEY", "harness".to_string()),
         ];
@@ -596,12 +624,17 @@ impl Stack {
             callers,
             evaluator: evaluator.clone(),
             stats: Mutex::new(vec![]),
+            rules,
+            permissions,
+            deliveries: Mutex::new(vec![]),
+            python: check::python(),
         });
         let lambda_app = axum::Router::new()
             .route(
                 "/2015-03-31/functions/{name}/invocations",
                 axum::routing::post(lambda::invoke),
             )
+            .route("/harness/events", axum::routing::post(lambda::deliver))
             .layer(axum::extract::DefaultBodyLimit::disable())
             .with_state(lambda.clone());
         let gate = Arc::new(Gate {
@@ -855,6 +888,23 @@ impl Stack {
             .collect()
     }
 
+    /// Events the template's rules delivered to their Lambda targets (the reaper), with outcomes.
+    pub fn deliveries(&self) -> Vec<lambda::Delivery> {
+        self.lambda.deliveries.lock().unwrap().clone()
+    }
+
+    /// Wait until `n` deliveries have completed (at most `timeout`).
+    pub async fn wait_deliveries(&self, n: usize, timeout: Duration) -> Vec<lambda::Delivery> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let d = self.deliveries();
+            if d.len() >= n || std::time::Instant::now() > deadline {
+                return d;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Per-invocation costs (peak RSS, duration, error).
     pub fn invocations(&self) -> Vec<InvocationStat> {
         self.lambda.stats.lock().unwrap().clone()
@@ -1004,23 +1054,10 @@ impl Stack {
             .await
             .map_err(|e| format!("no rule {rule} on {bus}: {e:?}"))?;
         let pattern = r.event_pattern().unwrap_or("{}");
-        // moto's TestEventPattern answers nothing; its rule engine's matcher (what moto routes
-        // PutEvents with) decides instead, in the project venv's Python.
-        let out = std::process::Command::new(check::python())
-            .args([
-                "-c",
-                "import json, sys\nfrom moto.events.models import EventPattern\nprint(EventPattern.load(sys.argv[1]).matches_event(json.loads(sys.argv[2])))",
-                pattern,
-                &event.to_string(),
-            ])
-            .output()
-            .map_err(|e| format!("python: {e}"))?;
-        let verdict = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if verdict != "True" {
-            return Err(format!(
-                "event does not match rule {rule}'s pattern {pattern} ({verdict}{})",
-                String::from_utf8_lossy(&out.stderr)
-            ));
+        // moto's TestEventPattern answers nothing; its rule engine's matcher decides instead.
+        let pattern_json: Value = serde_json::from_str(pattern).map_err(|e| e.to_string())?;
+        if !lambda::pattern_matches(&check::python(), &pattern_json, event)? {
+            return Err(format!("event does not match rule {rule}'s pattern {pattern}"));
         }
         let targets = ev
             .list_targets_by_rule()
