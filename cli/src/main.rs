@@ -508,13 +508,14 @@ async fn interrupted() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(t) => t,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -534,7 +535,11 @@ async fn stop_local(deps: &ferry::steps::Deps, run_id: &str) -> Result<i32> {
         bail!("no run {run_id} in {}; `ferry runs list FLOW` shows the runs (for a deployed run add --remote)", local::ferry_home().display());
     };
     if !matches!(rec.status, RunStatus::InProgress | RunStatus::CancelStarted) {
-        println!("run {run_id} of flow '{}' already ended: {}", rec.flow, rec.status.as_str());
+        println!(
+            "run {run_id} of flow '{}' already ended: {}",
+            rec.flow,
+            rec.status.as_str()
+        );
         return Ok(0);
     }
     let state = deps.runs.get_state(&rec.flow).await?;
@@ -551,17 +556,30 @@ async fn stop_local(deps: &ferry::steps::Deps, run_id: &str) -> Result<i32> {
         for _ in 0..300 {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             let r = deps.runs.get_run(run_id).await?;
-            if r.as_ref().is_some_and(|r| !matches!(r.status, RunStatus::InProgress | RunStatus::CancelStarted)) {
-                println!("run {run_id} of flow '{}' stopped (process {pid}) and marked Canceled", rec.flow);
+            if r.as_ref().is_some_and(|r| {
+                !matches!(r.status, RunStatus::InProgress | RunStatus::CancelStarted)
+            }) {
+                println!(
+                    "run {run_id} of flow '{}' stopped (process {pid}) and marked Canceled",
+                    rec.flow
+                );
                 return Ok(0);
             }
         }
         bail!("asked process {pid} to stop run {run_id}, but it has not ended within 30 s");
     }
-    ferry::steps::finalize::reap(deps, run_id, ferry::steps::finalize::CANCELED, "stopped with `ferry stop`")
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    ferry::steps::finalize::reap(
+        deps,
+        run_id,
+        ferry::steps::finalize::CANCELED,
+        "stopped with `ferry stop`",
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let _ = deps.runs.release_lease(&rec.flow, run_id).await?;
-    println!("run {run_id} of flow '{}' stopped and marked Canceled; its lease is released", rec.flow);
+    println!(
+        "run {run_id} of flow '{}' stopped and marked Canceled; its lease is released",
+        rec.flow
+    );
     Ok(0)
 }

@@ -248,7 +248,11 @@ impl Remote {
             return Ok(0);
         };
         if !matches!(r.status, RunStatus::InProgress | RunStatus::CancelStarted) {
-            println!("run {run_id} of flow '{}' had already ended: {}", r.flow, r.status.as_str());
+            println!(
+                "run {run_id} of flow '{}' had already ended: {}",
+                r.flow,
+                r.status.as_str()
+            );
             return Ok(0);
         }
         match &self.args.staging_bucket {
@@ -280,7 +284,9 @@ impl Remote {
                 )
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-                let status = ended.map(|r| r.status.as_str().to_string()).unwrap_or_default();
+                let status = ended
+                    .map(|r| r.status.as_str().to_string())
+                    .unwrap_or_default();
                 println!(
                     "run {run_id} of flow '{}' stopped and marked {status}; its uncommitted output is removed and its lease is released",
                     r.flow

@@ -105,14 +105,31 @@ async fn reap_execution(
             "the execution timed out".to_string(),
         ),
         _ => (
-            detail["error"].as_str().unwrap_or("States.Runtime").to_string(),
-            detail["cause"].as_str().unwrap_or("the execution failed").to_string(),
+            detail["error"]
+                .as_str()
+                .unwrap_or("States.Runtime")
+                .to_string(),
+            detail["cause"]
+                .as_str()
+                .unwrap_or("the execution failed")
+                .to_string(),
         ),
     };
-    match crate::steps::finalize::reap(deps, run_id, &error, &cause).await {
-        Ok(rec) => Ok(serde_json::json!({"run_id": run_id, "status": rec.map(|r| r.status.as_str().to_string())})),
-        Err(e) => Err(e.into()),
+    let rec = crate::steps::finalize::reap(deps, run_id, &error, &cause).await?;
+    if rec.is_none() {
+        // It failed before recording itself (start-run): it may still hold its flow's lease.
+        let input: serde_json::Value = detail["input"]
+            .as_str()
+            .and_then(|i| serde_json::from_str(i).ok())
+            .unwrap_or_default();
+        if let Some(flow) = input["flow"].as_str() {
+            deps.runs
+                .release_lease(flow, run_id)
+                .await
+                .map_err(crate::error::StepError::from)?;
+        }
     }
+    Ok(serde_json::json!({"run_id": run_id, "status": rec.map(|r| r.status.as_str().to_string())}))
 }
 
 /// The handler a function passes to `service_fn`.

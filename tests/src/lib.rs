@@ -21,6 +21,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod aws;
+pub mod campaign;
 pub mod faults;
 pub mod saas;
 pub mod stack;

@@ -11,7 +11,8 @@ use std::pin::Pin;
 
 /// Moves a flow's watermark behind the store's back (another tool, a manual fix): (flow, RFC
 /// 3339 timestamp with microseconds).
-pub type BehindTheBack = dyn Fn(String, String) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync;
+pub type BehindTheBack =
+    dyn Fn(String, String) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync;
 
 fn t(s: &str) -> DateTime<Utc> {
     s.parse().expect("timestamp")
@@ -32,7 +33,10 @@ fn record(flow: &str, run: &str, at: DateTime<Utc>) -> RunRecord {
         mode: PullMode::Incremental,
         started_at: at,
         last_updated_at: at,
-        window: Window { start: None, end: at },
+        window: Window {
+            start: None,
+            end: at,
+        },
         records_processed: 1,
         records_filtered: 0,
         records_rejected: 0,
@@ -67,21 +71,44 @@ where
 
 pub async fn lease_semantics<S: RunStore>(s: &S, f: &str) {
     let t0 = t("2026-01-01T00:00:00Z");
-    let st = s.acquire_lease(f, &claim("r1", t0 + Duration::minutes(1)), t0).await.unwrap();
+    let st = s
+        .acquire_lease(f, &claim("r1", t0 + Duration::minutes(1)), t0)
+        .await
+        .unwrap();
     assert_eq!(st.lease.as_ref().unwrap().run_id, "r1");
     assert_eq!(st.last_run_id.as_deref(), Some("r1"));
     // A retried start of the same run succeeds.
-    s.acquire_lease(f, &claim("r1", t0 + Duration::minutes(2)), t0).await.unwrap();
+    s.acquire_lease(f, &claim("r1", t0 + Duration::minutes(2)), t0)
+        .await
+        .unwrap();
     // Renewal by the holder; by another run it is a conflict.
-    s.renew_lease(f, "r1", t0 + Duration::minutes(5)).await.unwrap();
-    assert!(matches!(s.renew_lease(f, "r2", t0).await, Err(StoreError::Conflict(_))));
+    s.renew_lease(f, "r1", t0 + Duration::minutes(5))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.renew_lease(f, "r2", t0).await,
+        Err(StoreError::Conflict(_))
+    ));
     // Held: refused before expiry (naming the holder and `ferry stop`), taken over after.
-    match s.acquire_lease(f, &claim("r2", t0 + Duration::minutes(20)), t0 + Duration::minutes(4)).await {
-        Err(StoreError::Conflict(m)) => assert!(m.contains("r1") && m.contains("ferry stop r1"), "{m}"),
+    match s
+        .acquire_lease(
+            f,
+            &claim("r2", t0 + Duration::minutes(20)),
+            t0 + Duration::minutes(4),
+        )
+        .await
+    {
+        Err(StoreError::Conflict(m)) => {
+            assert!(m.contains("r1") && m.contains("ferry stop r1"), "{m}")
+        }
         other => panic!("expected a conflict, got {other:?}"),
     }
     let st = s
-        .acquire_lease(f, &claim("r2", t0 + Duration::minutes(20)), t0 + Duration::minutes(5))
+        .acquire_lease(
+            f,
+            &claim("r2", t0 + Duration::minutes(20)),
+            t0 + Duration::minutes(5),
+        )
         .await
         .unwrap();
     assert_eq!(st.lease.unwrap().run_id, "r2");
@@ -91,7 +118,9 @@ pub async fn lease_semantics<S: RunStore>(s: &S, f: &str) {
     assert_eq!(s.record_failure(f, "r2").await.unwrap(), 1);
     assert!(s.get_state(f).await.unwrap().lease.is_none());
     // Commit: watermark, schema, failures reset, lease released, the record stored with it.
-    s.acquire_lease(f, &claim("r3", t0 + Duration::minutes(20)), t0).await.unwrap();
+    s.acquire_lease(f, &claim("r3", t0 + Duration::minutes(20)), t0)
+        .await
+        .unwrap();
     let commit = StateCommit {
         watermark: Some(t0),
         schema_version: 2,
@@ -106,11 +135,25 @@ pub async fn lease_semantics<S: RunStore>(s: &S, f: &str) {
     assert!(st.lease.is_none());
     assert_eq!(s.get_state(f).await.unwrap(), st);
     assert!(s.is_committed("r3").await.unwrap());
-    assert_eq!(s.get_run("r3").await.unwrap().unwrap().status, RunStatus::Successful);
+    assert_eq!(
+        s.get_run("r3").await.unwrap().unwrap().status,
+        RunStatus::Successful
+    );
     // A commit without a watermark (complete / backfill) keeps it.
-    s.acquire_lease(f, &claim("r4", t0 + Duration::minutes(20)), t0).await.unwrap();
+    s.acquire_lease(f, &claim("r4", t0 + Duration::minutes(20)), t0)
+        .await
+        .unwrap();
     let st = s
-        .commit_success(f, "r4", &StateCommit { watermark: None, schema_version: 2, schema: None, record: None })
+        .commit_success(
+            f,
+            "r4",
+            &StateCommit {
+                watermark: None,
+                schema_version: 2,
+                schema: None,
+                record: None,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(st.watermark, Some(t0));
@@ -122,10 +165,16 @@ pub async fn lease_semantics<S: RunStore>(s: &S, f: &str) {
 pub async fn a_commit_with_a_lost_lease_does_not_move_the_watermark<S: RunStore>(s: &S, f: &str) {
     let t0 = t("2026-01-01T00:00:00Z");
     // r1 takes the lease, stalls past its expiry; r2 takes over.
-    s.acquire_lease(f, &claim("r1l", t0 + Duration::minutes(1)), t0).await.unwrap();
-    s.acquire_lease(f, &claim("r2l", t0 + Duration::minutes(30)), t0 + Duration::minutes(2))
+    s.acquire_lease(f, &claim("r1l", t0 + Duration::minutes(1)), t0)
         .await
         .unwrap();
+    s.acquire_lease(
+        f,
+        &claim("r2l", t0 + Duration::minutes(30)),
+        t0 + Duration::minutes(2),
+    )
+    .await
+    .unwrap();
     let late = StateCommit {
         watermark: Some(t0 + Duration::hours(5)),
         schema_version: 1,
@@ -134,7 +183,10 @@ pub async fn a_commit_with_a_lost_lease_does_not_move_the_watermark<S: RunStore>
     };
     match s.commit_success(f, "r1l", &late).await {
         Err(StoreError::Conflict(m)) => {
-            assert!(m.contains("no longer holds the lease") && m.contains("r2l"), "{m}");
+            assert!(
+                m.contains("no longer holds the lease") && m.contains("r2l"),
+                "{m}"
+            );
             assert!(m.contains("watermark was not moved"), "{m}");
         }
         other => panic!("expected a lease conflict, got {other:?}"),
@@ -142,8 +194,14 @@ pub async fn a_commit_with_a_lost_lease_does_not_move_the_watermark<S: RunStore>
     let st = s.get_state(f).await.unwrap();
     assert_eq!(st.watermark, None);
     assert_eq!(st.lease.unwrap().run_id, "r2l");
-    assert!(!s.is_committed("r1l").await.unwrap(), "a refused commit records nothing");
-    assert!(s.get_run("r1l").await.unwrap().is_none(), "nor the run record that came with it");
+    assert!(
+        !s.is_committed("r1l").await.unwrap(),
+        "a refused commit records nothing"
+    );
+    assert!(
+        s.get_run("r1l").await.unwrap().is_none(),
+        "nor the run record that came with it"
+    );
     // Released leases are a conflict too.
     s.record_failure(f, "r2l").await.unwrap();
     assert!(
@@ -158,14 +216,24 @@ where
     F: Fn(String, String) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync,
 {
     let t0 = t("2026-01-01T00:00:00Z");
-    s.acquire_lease(f, &claim("rm", t0 + Duration::minutes(30)), t0).await.unwrap();
+    s.acquire_lease(f, &claim("rm", t0 + Duration::minutes(30)), t0)
+        .await
+        .unwrap();
     behind_the_back(f.to_string(), "2030-01-01T00:00:00.000000Z".into()).await;
-    let commit = StateCommit { watermark: Some(t0), schema_version: 1, schema: None, record: None };
+    let commit = StateCommit {
+        watermark: Some(t0),
+        schema_version: 1,
+        schema: None,
+        record: None,
+    };
     match s.commit_success(f, "rm", &commit).await {
         Err(StoreError::Conflict(m)) => assert!(m.contains("moved by someone else"), "{m}"),
         other => panic!("expected a watermark conflict, got {other:?}"),
     }
-    assert_eq!(s.get_state(f).await.unwrap().watermark, Some(t("2030-01-01T00:00:00Z")));
+    assert_eq!(
+        s.get_state(f).await.unwrap().watermark,
+        Some(t("2030-01-01T00:00:00Z"))
+    );
 }
 
 /// finalize's commit is retried when its answer is lost (SDK re-send, Lambda retry, Step
@@ -173,7 +241,9 @@ where
 /// a committed run's output — and change nothing.
 pub async fn a_retried_commit_is_a_success_and_changes_nothing<S: RunStore>(s: &S, f: &str) {
     let t0 = t("2026-02-01T00:00:00Z");
-    s.acquire_lease(f, &claim("rr", t0 + Duration::minutes(30)), t0).await.unwrap();
+    s.acquire_lease(f, &claim("rr", t0 + Duration::minutes(30)), t0)
+        .await
+        .unwrap();
     let commit = StateCommit {
         watermark: Some(t0),
         schema_version: 1,
@@ -184,16 +254,33 @@ pub async fn a_retried_commit_is_a_success_and_changes_nothing<S: RunStore>(s: &
     let again = s.commit_success(f, "rr", &commit).await.unwrap();
     assert_eq!(first, again);
     // Even after the next run took the lease and moved on.
-    s.acquire_lease(f, &claim("rr2", t0 + Duration::hours(1)), t0 + Duration::minutes(1)).await.unwrap();
+    s.acquire_lease(
+        f,
+        &claim("rr2", t0 + Duration::hours(1)),
+        t0 + Duration::minutes(1),
+    )
+    .await
+    .unwrap();
     let st = s.commit_success(f, "rr", &commit).await.unwrap();
-    assert_eq!(st.lease.unwrap().run_id, "rr2", "the retry did not touch the next run's lease");
+    assert_eq!(
+        st.lease.unwrap().run_id,
+        "rr2",
+        "the retry did not touch the next run's lease"
+    );
     assert_eq!(st.watermark, Some(t0));
 }
 
 pub async fn a_committed_run_is_never_counted_as_failed<S: RunStore>(s: &S, f: &str) {
     let t0 = t("2026-03-01T00:00:00Z");
-    s.acquire_lease(f, &claim("rf", t0 + Duration::minutes(30)), t0).await.unwrap();
-    let commit = StateCommit { watermark: Some(t0), schema_version: 1, schema: None, record: None };
+    s.acquire_lease(f, &claim("rf", t0 + Duration::minutes(30)), t0)
+        .await
+        .unwrap();
+    let commit = StateCommit {
+        watermark: Some(t0),
+        schema_version: 1,
+        schema: None,
+        record: None,
+    };
     s.commit_success(f, "rf", &commit).await.unwrap();
     assert_eq!(s.record_failure(f, "rf").await.unwrap(), 0);
     assert_eq!(s.get_state(f).await.unwrap().consecutive_failures, 0);
@@ -201,7 +288,9 @@ pub async fn a_committed_run_is_never_counted_as_failed<S: RunStore>(s: &S, f: &
 
 pub async fn a_stopped_run_releases_only_its_own_lease<S: RunStore>(s: &S, f: &str) {
     let t0 = t("2026-04-01T00:00:00Z");
-    s.acquire_lease(f, &claim("rs", t0 + Duration::minutes(30)), t0).await.unwrap();
+    s.acquire_lease(f, &claim("rs", t0 + Duration::minutes(30)), t0)
+        .await
+        .unwrap();
     assert!(!s.release_lease(f, "other").await.unwrap());
     assert_eq!(s.get_state(f).await.unwrap().lease.unwrap().run_id, "rs");
     assert!(s.release_lease(f, "rs").await.unwrap());
@@ -215,9 +304,15 @@ pub async fn the_lease_names_its_holder<S: RunStore>(s: &S, f: &str) {
     let mut c = claim("rh", t0 + Duration::minutes(30));
     c.holder = Some("local:host-a:4242".into());
     let st = s.acquire_lease(f, &c, t0).await.unwrap();
-    assert_eq!(st.lease.unwrap().holder.as_deref(), Some("local:host-a:4242"));
+    assert_eq!(
+        st.lease.unwrap().holder.as_deref(),
+        Some("local:host-a:4242")
+    );
     s.release_lease(f, "rh").await.unwrap();
     // A later claim without a holder (a deployed run) carries none.
-    let st = s.acquire_lease(f, &claim("rh2", t0 + Duration::minutes(30)), t0).await.unwrap();
+    let st = s
+        .acquire_lease(f, &claim("rh2", t0 + Duration::minutes(30)), t0)
+        .await
+        .unwrap();
     assert_eq!(st.lease.unwrap().holder, None);
 }

@@ -211,7 +211,11 @@ async fn a_second_run_is_refused_while_the_lease_is_held() {
         .unwrap();
     let now = Utc::now();
     deps.runs
-        .acquire_lease(&name, &ferry::ports::LeaseClaim::new("someone-else", now + Duration::minutes(15)), now)
+        .acquire_lease(
+            &name,
+            &ferry::ports::LeaseClaim::new("someone-else", now + Duration::minutes(15)),
+            now,
+        )
         .await
         .unwrap();
     let engine = Engine::new(deps.clone()).unwrap();

@@ -212,7 +212,11 @@ async fn handler_errors_carry_the_stable_name_and_a_lost_lease_keeps_the_waterma
     .unwrap();
     let far = Utc::now() + Duration::days(1);
     deps.runs
-        .acquire_lease(&name, &ferry::ports::LeaseClaim::new("thief", far + Duration::minutes(15)), far)
+        .acquire_lease(
+            &name,
+            &ferry::ports::LeaseClaim::new("thief", far + Duration::minutes(15)),
+            far,
+        )
         .await
         .unwrap();
     let err = lambda::invoke(&deps, Step::Finalize, json!({"run": run}))
@@ -235,7 +239,11 @@ async fn handler_errors_carry_the_stable_name_and_a_lost_lease_keeps_the_waterma
     assert_eq!(failed["status"], json!("Error"));
     let state = deps.runs.get_state(&name).await.unwrap();
     assert_eq!(state.watermark, None);
-    assert_eq!(state.lease.unwrap().run_id, "thief", "the failure path leaves the thief's lease");
+    assert_eq!(
+        state.lease.unwrap().run_id,
+        "thief",
+        "the failure path leaves the thief's lease"
+    );
     assert_eq!(
         deps.runs.get_run(&run_id).await.unwrap().unwrap().status,
         RunStatus::Error

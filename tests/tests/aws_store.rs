@@ -175,8 +175,12 @@ async fn two_starts_for_one_lease_exactly_one_wins() {
             let s = s.clone();
             let f = flow.clone();
             tokio::spawn(async move {
-                s.acquire_lease(&f, &ferry::ports::LeaseClaim::new("run-a", now + Duration::minutes(15)), now)
-                    .await
+                s.acquire_lease(
+                    &f,
+                    &ferry::ports::LeaseClaim::new("run-a", now + Duration::minutes(15)),
+                    now,
+                )
+                .await
             })
         };
         let a = a.await.unwrap();
@@ -184,8 +188,12 @@ async fn two_starts_for_one_lease_exactly_one_wins() {
             let s = s.clone();
             let f = flow.clone();
             tokio::spawn(async move {
-                s.acquire_lease(&f, &ferry::ports::LeaseClaim::new("run-b", now + Duration::minutes(15)), now)
-                    .await
+                s.acquire_lease(
+                    &f,
+                    &ferry::ports::LeaseClaim::new("run-b", now + Duration::minutes(15)),
+                    now,
+                )
+                .await
             })
         };
         let b = b.await.unwrap();
@@ -225,10 +233,19 @@ async fn dynamodb_keeps_the_run_store_contract() {
             client
                 .update_item()
                 .table_name(table)
-                .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("FLOW#{flow}")))
-                .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("STATE".into()))
+                .key(
+                    "pk",
+                    aws_sdk_dynamodb::types::AttributeValue::S(format!("FLOW#{flow}")),
+                )
+                .key(
+                    "sk",
+                    aws_sdk_dynamodb::types::AttributeValue::S("STATE".into()),
+                )
                 .update_expression("SET watermark = :w")
-                .expression_attribute_values(":w", aws_sdk_dynamodb::types::AttributeValue::S(watermark))
+                .expression_attribute_values(
+                    ":w",
+                    aws_sdk_dynamodb::types::AttributeValue::S(watermark),
+                )
                 .send()
                 .await
                 .unwrap();

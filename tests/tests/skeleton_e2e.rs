@@ -362,7 +362,11 @@ async fn a_second_run_is_refused_while_the_lease_is_held_and_a_stale_lease_expir
     let now = env.clock.now();
     env.deps
         .runs
-        .acquire_lease(&f.name, &ferry::ports::LeaseClaim::new("other-run", now + Duration::minutes(15)), now)
+        .acquire_lease(
+            &f.name,
+            &ferry::ports::LeaseClaim::new("other-run", now + Duration::minutes(15)),
+            now,
+        )
         .await
         .unwrap();
     let refused = run(&env, &f, None).await;

@@ -436,7 +436,10 @@ async fn the_reaper_ends_a_run_whose_execution_was_aborted() {
     .unwrap();
     register(&stack, &flow).await;
     let arn = stack
-        .start(&json!({"flow": "aborted", "trigger": "on_demand", "mode": "complete"}), Some("abort-me"))
+        .start(
+            &json!({"flow": "aborted", "trigger": "on_demand", "mode": "complete"}),
+            Some("abort-me"),
+        )
         .await;
     let deps = stack.deps();
     // Let it write a chunk or two, then stop it from outside.
@@ -446,11 +449,22 @@ async fn the_reaper_ends_a_run_whose_execution_was_aborted() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert!(!stack.keys(b, "ab/aborted/").await.is_empty(), "a chunk was written before the stop");
-    stack.sfn().stop_execution().execution_arn(&arn).send().await.unwrap();
+    assert!(
+        !stack.keys(b, "ab/aborted/").await.is_empty(),
+        "a chunk was written before the stop"
+    );
+    stack
+        .sfn()
+        .stop_execution()
+        .execution_arn(&arn)
+        .send()
+        .await
+        .unwrap();
     let e = stack.wait(&arn, std::time::Duration::from_secs(60)).await;
     assert_eq!(e.status, "ABORTED");
-    let d = stack.wait_deliveries(1, std::time::Duration::from_secs(60)).await;
+    let d = stack
+        .wait_deliveries(1, std::time::Duration::from_secs(60))
+        .await;
     let reaped = d
         .iter()
         .find(|d| d.function == "FinalizeFunction" && d.event["detail"]["status"] == "ABORTED")
@@ -462,6 +476,15 @@ async fn the_reaper_ends_a_run_whose_execution_was_aborted() {
     assert!(state.lease.is_none());
     assert_eq!(state.watermark, None);
     assert_eq!(state.consecutive_failures, 0, "a stop is not a failure");
-    assert!(stack.keys(b, "ab/aborted/").await.is_empty(), "uncommitted output removed");
-    assert!(stack.keys(&stack.staging_bucket, "staging/aborted/").await.is_empty(), "staging removed");
+    assert!(
+        stack.keys(b, "ab/aborted/").await.is_empty(),
+        "uncommitted output removed"
+    );
+    assert!(
+        stack
+            .keys(&stack.staging_bucket, "staging/aborted/")
+            .await
+            .is_empty(),
+        "staging removed"
+    );
 }

@@ -17,7 +17,11 @@ fn set(function: &'static str, key: &'static str, value: u64) -> StackOptions {
     }
 }
 
-async fn run(stack: &Stack, records: u64, latency_ms: u64) -> (ferry_tests::stack::Execution, ferry::model::RunRecord) {
+async fn run(
+    stack: &Stack,
+    records: u64,
+    latency_ms: u64,
+) -> (ferry_tests::stack::Execution, ferry::model::RunRecord) {
     let b = &stack.output_bucket;
     let flow = Flow::parse(
         &format!(
@@ -37,11 +41,24 @@ trigger: {{ on_demand: {{}} }}
     )
     .unwrap();
     let deps = stack.deps();
-    deps.flows.put_flow(&flow, chrono::Utc::now()).await.unwrap();
-    let e = stack.run(&json!({"flow": "fails", "trigger": "on_demand", "mode": "complete"})).await;
+    deps.flows
+        .put_flow(&flow, chrono::Utc::now())
+        .await
+        .unwrap();
+    let e = stack
+        .run(&json!({"flow": "fails", "trigger": "on_demand", "mode": "complete"}))
+        .await;
     let run_id = e.arn.rsplit(':').next().unwrap().to_string();
-    let rec = deps.runs.get_run(&run_id).await.unwrap().expect("run record");
-    assert!(deps.runs.get_state("fails").await.unwrap().lease.is_none(), "lease released");
+    let rec = deps
+        .runs
+        .get_run(&run_id)
+        .await
+        .unwrap()
+        .expect("run record");
+    assert!(
+        deps.runs.get_state("fails").await.unwrap().lease.is_none(),
+        "lease released"
+    );
     (e, rec)
 }
 
@@ -57,12 +74,22 @@ async fn a_function_past_its_timeout_is_retried_twice_then_caught() {
         .into_iter()
         .filter(|i| i.function == "FetchPageFunction")
         .collect();
-    assert_eq!(timeouts.len(), 3, "tried once and retried twice: {timeouts:?}");
-    assert!(timeouts.iter().all(|i| i.error.as_deref() == Some("Sandbox.Timedout")));
+    assert_eq!(
+        timeouts.len(),
+        3,
+        "tried once and retried twice: {timeouts:?}"
+    );
+    assert!(timeouts
+        .iter()
+        .all(|i| i.error.as_deref() == Some("Sandbox.Timedout")));
     assert_eq!(rec.status, ferry::model::RunStatus::Error);
     let err = rec.error.unwrap();
     assert_eq!(err.error, "Sandbox.Timedout");
-    assert!(err.message.contains("timed out after 1.00 seconds"), "{}", err.message);
+    assert!(
+        err.message.contains("timed out after 1.00 seconds"),
+        "{}",
+        err.message
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

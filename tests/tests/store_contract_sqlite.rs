@@ -15,8 +15,11 @@ async fn sqlite_keeps_the_run_store_contract() {
         Box::pin(async move {
             // Someone writes the watermark behind the lease's back (another process, a manual fix).
             let c = rusqlite::Connection::open(&*path).unwrap();
-            c.execute("UPDATE flow_state SET watermark = ?2 WHERE flow = ?1", rusqlite::params![flow, watermark])
-                .unwrap();
+            c.execute(
+                "UPDATE flow_state SET watermark = ?2 WHERE flow = ?1",
+                rusqlite::params![flow, watermark],
+            )
+            .unwrap();
         })
     })
     .await;

@@ -682,7 +682,9 @@ impl RunStore for DynamoStore {
             .await;
         match r {
             Ok(_) => self.get_state(flow).await,
-            Err(e) if transaction_conflict(&e) => Err(ddb("TransactWriteItems (commit run, concurrent write)", e)),
+            Err(e) if transaction_conflict(&e) => {
+                Err(ddb("TransactWriteItems (commit run, concurrent write)", e))
+            }
             Err(e) if condition_failed(&e) => {
                 // A retry by a run that committed: its marker is there.
                 if self.is_committed(run_id).await? {

@@ -175,7 +175,10 @@ mod tests {
         assert_eq!(s.list("a/").await.unwrap(), vec!["a/b/c.txt", "a/d.txt"]);
         assert_eq!(s.list("a/b").await.unwrap(), vec!["a/b/c.txt"]);
         s.delete_prefix("a/b/").await.unwrap();
-        assert!(s.delete_prefix("a/d").await.is_err(), "a prefix that is not a folder is refused");
+        assert!(
+            s.delete_prefix("a/d").await.is_err(),
+            "a prefix that is not a folder is refused"
+        );
         assert_eq!(s.list("").await.unwrap(), vec!["a/d.txt"]);
         assert!(
             !dir.path().join("a/b").exists(),

@@ -101,7 +101,11 @@ impl SqliteStore {
             .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
         // Columns added after the first release: added to older databases in place.
-        for (col, ty) in [("lease_holder", "TEXT"), ("lease_watermark", "TEXT"), ("committed_run_id", "TEXT")] {
+        for (col, ty) in [
+            ("lease_holder", "TEXT"),
+            ("lease_watermark", "TEXT"),
+            ("committed_run_id", "TEXT"),
+        ] {
             let exists: bool = conn
                 .query_row(
                     "SELECT COUNT(*) FROM pragma_table_info('flow_state') WHERE name = ?1",
@@ -458,8 +462,12 @@ impl RunStore for SqliteStore {
 
     async fn is_committed(&self, run_id: &str) -> Result<bool, StoreError> {
         self.with(|c| {
-            Ok(c.query_row("SELECT COUNT(*) FROM commits WHERE run_id = ?1", params![run_id], |r| r.get::<_, i64>(0))
-                .map_err(db)?
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM commits WHERE run_id = ?1",
+                params![run_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(db)?
                 > 0)
         })
     }

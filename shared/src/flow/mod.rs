@@ -745,7 +745,11 @@ impl Flow {
         }
         for (field, value, max) in [
             ("source.chunk.records", c.records, ChunkBudget::MAX_RECORDS),
-            ("source.chunk.megabytes", c.megabytes, ChunkBudget::MAX_MEGABYTES),
+            (
+                "source.chunk.megabytes",
+                c.megabytes,
+                ChunkBudget::MAX_MEGABYTES,
+            ),
             ("source.chunk.seconds", c.seconds, ChunkBudget::MAX_SECONDS),
         ] {
             if value > max {

@@ -137,23 +137,43 @@ impl RunOutcome {
 pub struct Engine {
     pub deps: Deps,
     machine: StateMachine,
+    /// Wraps the in-process step invoker (fault campaigns); `None` calls the steps directly.
+    wrap: Option<InvokerWrap>,
 }
+
+/// Builds the Task invoker an execution uses from the plain step invoker.
+pub type InvokerWrap = Arc<dyn Fn(StepInvoker) -> Box<dyn TaskInvoker> + Send + Sync>;
 
 impl Engine {
     pub fn new(deps: Deps) -> Result<Self, asl::AslError> {
         Self::with_definition(deps, FLOW_RUN_ASL)
     }
 
+    /// The same engine with retry waits lasting `scale` of the definition's (tests, fault
+    /// campaigns).
+    pub fn with_time_scale(mut self, scale: f64) -> Self {
+        self.machine = self.machine.with_time_scale(scale);
+        self
+    }
+
+    /// Tasks call the steps through `wrap(StepInvoker)` (a fault-injecting invoker, say).
+    pub fn with_invoker(mut self, wrap: InvokerWrap) -> Self {
+        self.wrap = Some(wrap);
+        self
+    }
+
     pub fn with_definition(deps: Deps, definition: &str) -> Result<Self, asl::AslError> {
         Ok(Engine {
             deps,
             machine: StateMachine::parse(definition, &local_substitutions())?,
+            wrap: None,
         })
     }
 
     /// Run a registered flow to the end.
     pub async fn run(&self, request: RunRequest, observer: &dyn Observer) -> RunOutcome {
-        self.run_until(request, observer, std::future::pending()).await
+        self.run_until(request, observer, std::future::pending())
+            .await
     }
 
     /// Run a registered flow to the end, or until `cancel` completes (Ctrl-C, SIGTERM from
@@ -181,14 +201,18 @@ impl Engine {
             start_time: self.deps.clock.now(),
         };
         let input = serde_json::to_value(&request).expect("a run request serializes");
-        let invoker = StepInvoker {
+        let plain = StepInvoker {
             deps: self.deps.clone(),
         };
-        let execution = self.machine.execute(input, ctx, &invoker, observer);
-        tokio::pin!(execution);
+        let invoker: Box<dyn TaskInvoker> = match &self.wrap {
+            Some(w) => w(plain),
+            None => Box::new(plain),
+        };
+        let mut execution = Box::pin(self.machine.execute(input, ctx, invoker.as_ref(), observer));
         let result = tokio::select! {
             r = &mut execution => r,
             _ = cancel => {
+                // The run stops where it is: nothing of the execution runs any more.
                 drop(execution);
                 let cause = "stopped (Ctrl-C or `ferry stop`) before it finished";
                 let _ = steps::finalize::reap(&self.deps, &run_id, steps::finalize::CANCELED, cause).await;
@@ -199,6 +223,15 @@ impl Engine {
                 })
             }
         };
+        if let Err(f) = &result {
+            // As the stack's reaper does on a FAILED execution: a run the failure path could
+            // not end (it failed too) is ended now; an ended run is left as it is.
+            if let Err(e) = steps::finalize::reap(&self.deps, &run_id, &f.error, &f.cause).await {
+                tracing::warn!(run_id = %run_id, error = %e, "could not end the failed run; its lease expires");
+            }
+            // A run that failed before it recorded itself may still hold the lease.
+            let _ = self.deps.runs.release_lease(&request.flow, &run_id).await;
+        }
         let record = self.deps.runs.get_run(&run_id).await.ok().flatten();
         RunOutcome {
             run_id,

@@ -78,7 +78,7 @@ pub fn object_key(layout: &Layout, k: &KeyInput<'_>) -> String {
             name.push('-');
         }
     }
-    if !id_folder && !(in_name && !folders) {
+    if !id_folder && (!in_name || folders) {
         // Neither a folder nor the file name prefix names the run: the name does.
         name.push_str(k.execution_id);
         name.push('-');
@@ -107,7 +107,10 @@ pub fn run_scan_prefix(
         segs.push(prefix.to_string());
     }
     segs.push(flow.to_string());
-    if matches!(layout.prefix_type, PrefixType::Path | PrefixType::PathAndFilename) {
+    if matches!(
+        layout.prefix_type,
+        PrefixType::Path | PrefixType::PathAndFilename
+    ) {
         if layout.hierarchy.contains(&HierarchyPart::SchemaVersion) {
             segs.push(format!("schemaVersion_{schema_version}"));
         }
@@ -399,10 +402,23 @@ mod tests {
     /// scan prefix and recognised as its run's (and no other run's).
     #[test]
     fn every_layout_keeps_runs_apart() {
-        let parts = [vec![], vec![HierarchyPart::SchemaVersion], vec![HierarchyPart::ExecutionId], vec![HierarchyPart::SchemaVersion, HierarchyPart::ExecutionId]];
-        let p = vec![("country".to_string(), Some("DE".to_string()))];
-        for t in [PrefixType::Filename, PrefixType::Path, PrefixType::PathAndFilename] {
-            for g in [DateGranularity::None, DateGranularity::Day, DateGranularity::Minute] {
+        let parts = [
+            vec![],
+            vec![HierarchyPart::SchemaVersion],
+            vec![HierarchyPart::ExecutionId],
+            vec![HierarchyPart::SchemaVersion, HierarchyPart::ExecutionId],
+        ];
+        let p = [("country".to_string(), Some("DE".to_string()))];
+        for t in [
+            PrefixType::Filename,
+            PrefixType::Path,
+            PrefixType::PathAndFilename,
+        ] {
+            for g in [
+                DateGranularity::None,
+                DateGranularity::Day,
+                DateGranularity::Minute,
+            ] {
                 for h in &parts {
                     let l = layout(t, g, h.clone());
                     for partition in [&[][..], &p[..]] {
@@ -412,10 +428,20 @@ mod tests {
                         b.execution_id = "run-10";
                         let (ka, kb) = (object_key(&l, &a), object_key(&l, &b));
                         assert_ne!(ka, kb, "{t:?} {g:?} {h:?}");
-                        let scan = run_scan_prefix(&l, a.prefix, a.flow, a.schema_version, a.run_time);
-                        assert!(ka.starts_with(&scan) && scan.ends_with('/'), "{ka} under {scan}");
-                        assert!(key_of_run(&ka, "run-1") && !key_of_run(&ka, "run-10"), "{ka}");
-                        assert!(key_of_run(&kb, "run-10") && !key_of_run(&kb, "run-1"), "{kb}");
+                        let scan =
+                            run_scan_prefix(&l, a.prefix, a.flow, a.schema_version, a.run_time);
+                        assert!(
+                            ka.starts_with(&scan) && scan.ends_with('/'),
+                            "{ka} under {scan}"
+                        );
+                        assert!(
+                            key_of_run(&ka, "run-1") && !key_of_run(&ka, "run-10"),
+                            "{ka}"
+                        );
+                        assert!(
+                            key_of_run(&kb, "run-10") && !key_of_run(&kb, "run-1"),
+                            "{kb}"
+                        );
                     }
                 }
             }

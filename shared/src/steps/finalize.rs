@@ -163,7 +163,10 @@ async fn succeed(deps: &Deps, run: &RunContext) -> Result<RunRecord, StepError> 
     if rec.status == RunStatus::Successful || deps.runs.is_committed(&run.run_id).await? {
         // A retried finalize of a run that committed: the commit stands, nothing changes.
         return deps.runs.get_run(&run.run_id).await?.ok_or_else(|| {
-            StepError::fatal(format!("run {} committed but its record is gone", run.run_id))
+            StepError::fatal(format!(
+                "run {} committed but its record is gone",
+                run.run_id
+            ))
         });
     }
     let mut rec = rec;
@@ -390,7 +393,11 @@ pub async fn reap(
         error: error.to_string(),
         cause: cause.to_string(),
     };
-    tracing::warn!(run_id, error, "reaping a run whose execution ended without finalize");
+    tracing::warn!(
+        run_id,
+        error,
+        "reaping a run whose execution ended without finalize"
+    );
     fail(deps, &run, &err).await.map(Some)
 }
 

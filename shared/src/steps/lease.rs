@@ -35,7 +35,9 @@ fn longest_wait(retrier: &Value) -> f64 {
 /// For each Task state: (name, TimeoutSeconds, longest retry wait) — the gap a lease must span.
 pub fn gaps(asl: &str) -> Result<Vec<(String, f64, f64)>, String> {
     let def: Value = serde_json::from_str(asl).map_err(|e| format!("state machine JSON: {e}"))?;
-    let states = def["States"].as_object().ok_or("state machine has no States")?;
+    let states = def["States"]
+        .as_object()
+        .ok_or("state machine has no States")?;
     let mut out = vec![];
     for (name, st) in states {
         if st["Type"] != "Task" {

@@ -359,7 +359,11 @@ pub struct Delivery {
 
 /// Whether an event matches an EventBridge pattern, decided by moto's rule engine (the matcher
 /// moto routes PutEvents with) in the project venv's Python.
-pub fn pattern_matches(python: &std::path::Path, pattern: &Value, event: &Value) -> Result<bool, String> {
+pub fn pattern_matches(
+    python: &std::path::Path,
+    pattern: &Value,
+    event: &Value,
+) -> Result<bool, String> {
     let out = std::process::Command::new(python)
         .args([
             "-c",
@@ -372,7 +376,10 @@ pub fn pattern_matches(python: &std::path::Path, pattern: &Value, event: &Value)
     match String::from_utf8_lossy(&out.stdout).trim() {
         "True" => Ok(true),
         "False" => Ok(false),
-        other => Err(format!("pattern matcher: {other} {}", String::from_utf8_lossy(&out.stderr))),
+        other => Err(format!(
+            "pattern matcher: {other} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )),
     }
 }
 
@@ -380,7 +387,10 @@ pub fn pattern_matches(python: &std::path::Path, pattern: &Value, event: &Value)
 /// harness's Step Functions stand-in): each matching rule's Lambda targets are invoked
 /// asynchronously, as EventBridge does — if the function's resource policy (an
 /// `AWS::Lambda::Permission`) lets `events.amazonaws.com` invoke it for that rule.
-pub async fn deliver(State(svc): State<Arc<LambdaService>>, axum::Json(event): axum::Json<Value>) -> StatusCode {
+pub async fn deliver(
+    State(svc): State<Arc<LambdaService>>,
+    axum::Json(event): axum::Json<Value>,
+) -> StatusCode {
     for rule in &svc.rules {
         match pattern_matches(&svc.python, &rule.pattern, &event) {
             Ok(true) => {}
@@ -396,14 +406,24 @@ pub async fn deliver(State(svc): State<Arc<LambdaService>>, axum::Json(event): a
             }
         }
         for target in &rule.targets {
-            let key = target.rsplit("function:").next().unwrap_or(target).to_string();
-            let Some(f) = svc.functions.get(&key).or_else(|| svc.functions.get(target)).cloned() else {
+            let key = target
+                .rsplit("function:")
+                .next()
+                .unwrap_or(target)
+                .to_string();
+            let Some(f) = svc
+                .functions
+                .get(&key)
+                .or_else(|| svc.functions.get(target))
+                .cloned()
+            else {
                 continue;
             };
             let allowed = svc.permissions.iter().any(|p| {
                 p["Action"] == "lambda:InvokeFunction"
                     && p["Principal"] == "events.amazonaws.com"
-                    && (p["FunctionName"] == f.spec.name.as_str() || p["FunctionName"] == f.spec.arn.as_str())
+                    && (p["FunctionName"] == f.spec.name.as_str()
+                        || p["FunctionName"] == f.spec.arn.as_str())
                     && p["SourceArn"] == rule.arn.as_str()
             });
             if !allowed {

@@ -320,7 +320,10 @@ impl Stack {
                 "AWS::Events::Rule" => {
                     let n = format!("{name}-{id}");
                     let arn = format!("arn:aws:events:{REGION}:{ACCOUNT}:rule/{n}");
-                    Physical { reference: n, attrs: [("Arn".into(), arn)].into() }
+                    Physical {
+                        reference: n,
+                        attrs: [("Arn".into(), arn)].into(),
+                    }
                 }
                 "AWS::Logs::LogGroup" => {
                     let n = r
@@ -399,7 +402,10 @@ impl Stack {
                 "AWS::Events::Rule" => {
                     let props = r.resolve(&res["Properties"]);
                     let bus = props["EventBusName"].as_str().unwrap_or("default");
-                    assert_eq!(bus, "default", "{id}: the harness delivers events of the default bus only");
+                    assert_eq!(
+                        bus, "default",
+                        "{id}: the harness delivers events of the default bus only"
+                    );
                     rules.push(lambda::Rule {
                         name: r.physical[id].reference.clone(),
                         arn: r.physical[id].attrs["Arn"].clone(),
@@ -1057,7 +1063,9 @@ impl Stack {
         // moto's TestEventPattern answers nothing; its rule engine's matcher decides instead.
         let pattern_json: Value = serde_json::from_str(pattern).map_err(|e| e.to_string())?;
         if !lambda::pattern_matches(&check::python(), &pattern_json, event)? {
-            return Err(format!("event does not match rule {rule}'s pattern {pattern}"));
+            return Err(format!(
+                "event does not match rule {rule}'s pattern {pattern}"
+            ));
         }
         let targets = ev
             .list_targets_by_rule()

@@ -35,6 +35,8 @@ pub(super) struct Executor<'a> {
     pub invoker: &'a dyn TaskInvoker,
     pub observer: &'a dyn Observer,
     pub max_transitions: u64,
+    /// Retry waits and Wait states last this fraction of their definition (1.0 = as AWS).
+    pub time_scale: f64,
 }
 
 impl Executor<'_> {
@@ -128,7 +130,7 @@ impl Executor<'_> {
                 let effective =
                     apply_io_path(&state.input_path, raw, &ctx, "InputPath").map_err(fail)?;
                 let duration = wait_duration(wait, &effective, &ctx).map_err(fail)?;
-                tokio::time::sleep(duration).await;
+                tokio::time::sleep(duration.mul_f64(self.time_scale)).await;
                 let output = apply_io_path(&state.output_path, effective, &ctx, "OutputPath")
                     .map_err(fail)?;
                 Ok(step(&wait.transition, output))
@@ -181,7 +183,7 @@ impl Executor<'_> {
                     retry_count += 1;
                     self.observer
                         .retrying(name, &error.error, attempts[index], delay);
-                    tokio::time::sleep(delay).await;
+                    tokio::time::sleep(delay.mul_f64(self.time_scale)).await;
                     continue;
                 }
             }

@@ -85,6 +85,7 @@ impl Observer for NoopObserver {}
 pub struct StateMachine {
     definition: definition::Definition,
     max_transitions: u64,
+    time_scale: f64,
 }
 
 impl StateMachine {
@@ -97,6 +98,7 @@ impl StateMachine {
         Ok(StateMachine {
             definition: definition::parse(definition, substitutions)?,
             max_transitions: DEFAULT_MAX_TRANSITIONS,
+            time_scale: 1.0,
         })
     }
 
@@ -109,6 +111,13 @@ impl StateMachine {
     /// exceeding it fails the execution with `States.Runtime`.
     pub fn with_max_transitions(mut self, max_transitions: u64) -> Self {
         self.max_transitions = max_transitions;
+        self
+    }
+
+    /// Compress time: retry waits and Wait states last `scale` of what the definition says
+    /// (tests and fault campaigns; the number and order of retries are unchanged).
+    pub fn with_time_scale(mut self, scale: f64) -> Self {
+        self.time_scale = scale.clamp(0.0, 1.0);
         self
     }
 
@@ -156,6 +165,7 @@ impl StateMachine {
             invoker,
             observer,
             max_transitions: self.max_transitions,
+            time_scale: self.time_scale,
         }
         .run()
         .await

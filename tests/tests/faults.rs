@@ -1,0 +1,32 @@
+//! The fault campaign (tests/src/campaign.rs) in CI: a representative set of seeded schedules
+//! across the sample, `rest`, Zendesk and Salesforce sources. `scripts/faults.sh` runs the full
+//! set (1,000 schedules and more) in release mode and prints the same figures.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeded_fault_schedules_commit_every_record_exactly_once() {
+    let n: u64 = std::env::var("FERRY_FAULT_SCHEDULES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let first: u64 = std::env::var("FERRY_FAULT_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let runs: usize = std::env::var("FERRY_FAULT_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let p: f64 = std::env::var("FERRY_FAULT_P")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.03);
+    let figures = ferry_tests::campaign::run(first..first + n, runs, p).await;
+    println!("{}", figures.report());
+    assert!(
+        figures.faults.values().sum::<u64>() > n,
+        "the campaign injected too few faults to mean anything"
+    );
+    assert_eq!(figures.records_lost, 0, "{}", figures.report());
+    assert_eq!(figures.records_duplicated, 0, "{}", figures.report());
+    assert!(figures.violations.is_empty(), "{}", figures.report());
+}
