@@ -24,8 +24,11 @@ pub struct FetchOutput {
     pub bytes: u64,
 }
 
-/// How long a page may still take past the chunk's seconds budget before the chunk ends.
-const PAGE_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long a page may still take past the chunk's seconds budget before the chunk ends: the
+/// budget itself, up to a minute (a 720 s budget then ends by 780 s, inside fetch-page's 840 s).
+fn page_grace(budget_seconds: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(budget_seconds.clamp(1, 60))
+}
 
 pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepError> {
     let run = &input.run;
@@ -75,7 +78,7 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
         // time is up ends the chunk before it (the next chunk asks for it again), so a slow
         // source cannot push fetch-page past its Lambda timeout.
         let left = budget_time.saturating_sub(started.elapsed());
-        let page = match tokio::time::timeout(left + PAGE_GRACE, source.read_page(&req, cursor.as_ref())).await {
+        let page = match tokio::time::timeout(left + page_grace(budget.seconds), source.read_page(&req, cursor.as_ref())).await {
             Ok(page) => page?,
             Err(_) if records > 0 || dropped > 0 => break,
             Err(_) => {
