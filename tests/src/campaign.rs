@@ -1052,3 +1052,155 @@ pub async fn run(seeds: std::ops::Range<u64>, runs: usize, p: f64) -> Figures {
     }
     f
 }
+
+/// The same attack on the deployed shape (tests/src/stack): the real Lambda binaries, under
+/// their roles, run by the independent ASL interpreter. The IAM gate injects the faults into the
+/// functions' AWS calls — a crash of the calling function before or after a call (its process is
+/// killed: `Runtime.ExitError`), a lost response (the call happened, the function sees a 500
+/// and its SDK retries), a transient 503 — and the stack's reaper ends what the Catch could
+/// not. The source is the sample connector (a fixed data set: every record is due once).
+pub async fn deployed_schedule(
+    stack: &crate::stack::Stack,
+    seed: u64,
+    runs: usize,
+    p: f64,
+) -> Outcome {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xDE9);
+    let b = &stack.output_bucket;
+    let name = format!("dc{seed}");
+    let records = 300u64;
+    let as_of = base_time();
+    let chunk = rng.random_range(40..=120u64);
+    let layout = match rng.random_range(0..3) {
+        0 => "  layout: { hierarchy: [execution_id] }\n",
+        1 => "  layout: { hierarchy: [], date: none }\n  aggregation: none\n",
+        _ => "  layout: { prefix_type: filename, hierarchy: [] }\n",
+    };
+    let yaml = format!(
+        "name: {name}\nsource:\n  connector: sample\n  entity: accounts\n  properties: {{ records: {records}, page_size: 20, as_of: \"{}\" }}\n  incremental: {{ field: updated_at, first_execution_from: \"{}\" }}\n  chunk: {{ records: {chunk} }}\ndestination:\n  s3: {{ bucket: {b}, prefix: dc }}\n  format: jsonl\n  compression: none\n{layout}tasks:\n  - map_all: {{}}\ntrigger: {{ on_demand: {{}} }}\n",
+        as_of.to_rfc3339(),
+        (as_of - ChronoDuration::days(100)).to_rfc3339(),
+    );
+    let flow = Flow::parse(&yaml, "deployed.yaml").unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let deps = stack.deps();
+    deps.flows
+        .put_flow(&flow, Utc::now())
+        .await
+        .expect("register");
+    let mut o = Outcome::default();
+    for i in 0..=runs {
+        let faulty = i < runs;
+        stack.set_faults(faulty.then_some((seed * 31 + i as u64, p)));
+        let e = stack
+            .run(&json!({"flow": name, "trigger": "on_demand"}))
+            .await;
+        // A run the Catch could not end is ended by the reaper (asynchronously): wait for it.
+        let run_id = e.arn.rsplit(':').next().unwrap_or_default().to_string();
+        for _ in 0..600 {
+            match deps.runs.get_run(&run_id).await {
+                Ok(Some(r))
+                    if matches!(r.status, RunStatus::InProgress | RunStatus::CancelStarted) => {}
+                _ => break,
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        for (k, n) in stack.set_faults(None) {
+            let kind = match k {
+                "crash before" => FaultKind::CrashBefore,
+                "crash after" => FaultKind::CrashAfter,
+                "lost response" => FaultKind::LostResponse,
+                _ => FaultKind::TransientRead,
+            };
+            *o.faults.entry(kind).or_default() += n;
+        }
+    }
+    // Checks.
+    let state = deps.runs.get_state(&name).await.expect("state");
+    if let Some(l) = &state.lease {
+        o.violations
+            .push(format!("the lease is still held by {}", l.run_id));
+    }
+    let mut committed = BTreeSet::new();
+    for r in deps.runs.list_runs(&name, 100).await.expect("runs") {
+        match r.status {
+            RunStatus::Successful => {
+                committed.insert(r.run_id.clone());
+                o.runs_committed += 1;
+            }
+            RunStatus::InProgress | RunStatus::CancelStarted => o
+                .violations
+                .push(format!("run {} is still {:?}", r.run_id, r.status)),
+            _ => o.runs_failed_cleanly += 1,
+        }
+    }
+    let keys = stack.keys(b, &format!("dc/{name}/")).await;
+    let mut manifested = BTreeSet::new();
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for k in keys.iter().filter(|k| k.contains("/_manifests/")) {
+        let m: Manifest = match serde_json::from_slice(&stack.get(b, k).await) {
+            Ok(m) => m,
+            Err(e) => {
+                o.violations.push(format!("manifest {k}: {e}"));
+                continue;
+            }
+        };
+        if !committed.contains(&m.run_id) {
+            o.violations.push(format!(
+                "manifest {k} of run {} which did not commit",
+                m.run_id
+            ));
+            continue;
+        }
+        for obj in &m.objects {
+            manifested.insert(obj.key.clone());
+            if !keys.contains(&obj.key) {
+                o.violations.push(format!(
+                    "object {} of committed run {} is gone",
+                    obj.key, m.run_id
+                ));
+                continue;
+            }
+            let text = String::from_utf8(stack.get(b, &obj.key).await).unwrap_or_default();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                if let Ok(v) = serde_json::from_str::<Value>(line) {
+                    *counts
+                        .entry(v["id"].as_str().unwrap_or_default().to_string())
+                        .or_default() += 1;
+                }
+            }
+        }
+    }
+    for k in keys.iter().filter(|k| !k.contains("/_manifests/")) {
+        if !manifested.contains(k) {
+            o.violations
+                .push(format!("object {k} is in no committed manifest"));
+        }
+    }
+    let expected: BTreeSet<String> = if state.watermark.is_some() {
+        (1..=records).map(|j| format!("ACC-{j:08}")).collect()
+    } else {
+        BTreeSet::new()
+    };
+    for (id, n) in &counts {
+        if *n > 1 {
+            o.records_duplicated += n - 1;
+            o.violations
+                .push(format!("record {id} is in committed output {n} times"));
+        }
+    }
+    o.records_lost = expected
+        .iter()
+        .filter(|id| !counts.contains_key(*id))
+        .count() as u64;
+    if o.records_lost > 0 {
+        o.violations.push(format!(
+            "{} records the watermark passed are not in committed output",
+            o.records_lost
+        ));
+    }
+    if o.runs_committed == 0 {
+        o.violations
+            .push("nothing committed, even by the run without faults".into());
+    }
+    o
+}

@@ -30,3 +30,32 @@ async fn seeded_fault_schedules_commit_every_record_exactly_once() {
     assert_eq!(figures.records_duplicated, 0, "{}", figures.report());
     assert!(figures.violations.is_empty(), "{}", figures.report());
 }
+
+/// The deployed shape under the same attack: faults injected into the real functions' AWS calls
+/// by the harness's IAM gate (crashes kill the function's process), the independent ASL
+/// interpreter's retries and the stack's reaper playing out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deployed_stack_fault_schedules_commit_every_record_exactly_once() {
+    let n: u64 = std::env::var("FERRY_DEPLOYED_FAULT_SCHEDULES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    let p: f64 = std::env::var("FERRY_FAULT_P")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.08);
+    let stack = ferry_tests::stack::Stack::deploy().await;
+    let mut figures = ferry_tests::campaign::Figures::default();
+    for seed in 1..=n {
+        let o = ferry_tests::campaign::deployed_schedule(&stack, seed, 2, p).await;
+        figures.add(seed, ferry_tests::campaign::SourceKind::Sample, o);
+    }
+    println!("deployed stack:\n{}", figures.report());
+    assert!(
+        figures.faults.values().sum::<u64>() > 0,
+        "no fault injected"
+    );
+    assert_eq!(figures.records_lost, 0, "{}", figures.report());
+    assert_eq!(figures.records_duplicated, 0, "{}", figures.report());
+    assert!(figures.violations.is_empty(), "{}", figures.report());
+}

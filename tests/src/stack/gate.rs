@@ -105,6 +105,10 @@ pub struct Gate {
     pub admin_secrets: aws_sdk_secretsmanager::Client,
     pub secret_arns: Mutex<HashMap<String, String>>,
     pub decisions: Mutex<Vec<Decision>>,
+    /// Fault injection for the deployed campaign (off unless set).
+    pub faults: Mutex<Option<GateFaults>>,
+    /// Kills the running instances of a function (by logical id): a crash.
+    pub killer: std::sync::OnceLock<Arc<dyn Fn(&str) + Send + Sync>>,
 }
 
 /// `Credential=AKID/date/region/service/aws4_request` of a SigV4 `Authorization` header.
@@ -547,9 +551,118 @@ pub async fn handle(
                     );
                 }
             }
+            let target = headers
+                .get("x-amz-target")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let injected = gate.roll(is_write(&service, &method, &target));
+            let kill = || {
+                if let Some(k) = gate.killer.get() {
+                    k(&p.logical_id);
+                }
+            };
+            match injected {
+                Some(Injected::CrashBefore) => {
+                    kill();
+                    return (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the caller crashed (injected)",
+                    )
+                        .into_response();
+                }
+                Some(Injected::CrashAfter) => {
+                    let r = forward(&gate, method, uri, headers, body).await;
+                    kill();
+                    return r;
+                }
+                Some(Injected::LostResponse) => {
+                    let _ = forward(&gate, method, uri, headers, body).await;
+                    return injected_error(
+                        &service,
+                        500,
+                        "InternalError",
+                        "response lost (injected): the call happened",
+                    );
+                }
+                Some(Injected::Transient) => {
+                    return injected_error(
+                        &service,
+                        503,
+                        "ServiceUnavailable",
+                        "transient failure (injected)",
+                    );
+                }
+                None => {}
+            }
         }
     }
     forward(&gate, method, uri, headers, body).await
+}
+
+/// Faults the gate injects into the functions' AWS calls (the deployed fault campaign): a
+/// crash of the calling function before or after the call (its process is killed: the state
+/// machine sees `Runtime.ExitError`), a lost response (the call happened; the function sees a
+/// 500), a transient failure of a read (503).
+pub struct GateFaults {
+    pub rng: rand::rngs::StdRng,
+    pub p: f64,
+    pub counts: std::collections::BTreeMap<&'static str, u64>,
+}
+
+enum Injected {
+    CrashBefore,
+    CrashAfter,
+    LostResponse,
+    Transient,
+}
+
+fn is_write(service: &str, method: &Method, target: &str) -> bool {
+    match service {
+        "s3" => *method != Method::GET && *method != Method::HEAD,
+        _ => {
+            let op = target.rsplit('.').next().unwrap_or_default();
+            !["Get", "Query", "Scan", "Describe", "List", "BatchGet"]
+                .iter()
+                .any(|p| op.starts_with(p))
+        }
+    }
+}
+
+impl Gate {
+    fn roll(&self, write: bool) -> Option<Injected> {
+        use rand::Rng;
+        let mut f = self.faults.lock().unwrap();
+        let f = f.as_mut()?;
+        let p = f.p;
+        if !f.rng.random_bool(p) {
+            return None;
+        }
+        let (kind, name) = match (write, f.rng.random_range(0..3)) {
+            (_, 0) => (Injected::CrashBefore, "crash before"),
+            (true, 1) => (Injected::CrashAfter, "crash after"),
+            (true, _) => (Injected::LostResponse, "lost response"),
+            (false, _) => (Injected::Transient, "transient read"),
+        };
+        *f.counts.entry(name).or_default() += 1;
+        Some(kind)
+    }
+}
+
+fn injected_error(service: &str, status: u16, code: &str, message: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if service == "s3" {
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+        );
+        return (status, [("content-type", "application/xml")], body).into_response();
+    }
+    (
+        status,
+        [("content-type", "application/x-amz-json-1.0")],
+        json!({"__type": code, "message": message}).to_string(),
+    )
+        .into_response()
 }
 
 async fn forward(

@@ -161,6 +161,8 @@ pub struct Function {
     idle: Mutex<Vec<Instance>>,
     slots: Semaphore,
     seq: AtomicU64,
+    /// Pids of the instances serving an invocation now.
+    busy: Mutex<std::collections::HashSet<u32>>,
 }
 
 /// Instances a function may run at once (Lambda scales a function out per concurrent invoke).
@@ -173,6 +175,20 @@ impl Function {
             idle: Mutex::new(vec![]),
             slots: Semaphore::new(MAX_INSTANCES),
             seq: AtomicU64::new(0),
+            busy: Mutex::new(Default::default()),
+        }
+    }
+
+    /// Kill the instances serving an invocation now (a crash: their invocations end with
+    /// `Runtime.ExitError`).
+    pub fn kill_busy(&self) {
+        for pid in self.busy.lock().unwrap().iter() {
+            if let Ok(pid) = i32::try_from(*pid) {
+                // SAFETY: SIGKILL to a child process this harness started.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
         }
     }
 
@@ -257,6 +273,7 @@ impl Function {
         let _ = std::fs::write(format!("/proc/{}/clear_refs", inst.pid), "5");
         let (otx, orx) = oneshot::channel();
         inst.state.pending.lock().unwrap().insert(id.clone(), otx);
+        self.busy.lock().unwrap().insert(inst.pid);
         let _ = inst
             .tx
             .send(Invocation {
@@ -303,6 +320,7 @@ impl Function {
                 })), false)
             }
         };
+        self.busy.lock().unwrap().remove(&inst.pid);
         let peak = proc_status_kb(inst.pid, "VmHWM:").unwrap_or(0);
         stats.lock().unwrap().push(InvocationStat {
             function: self.spec.logical_id.clone(),

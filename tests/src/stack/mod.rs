@@ -657,7 +657,17 @@ impl Stack {
             admin_secrets: aws_sdk_secretsmanager::Client::new(&conf),
             secret_arns: Mutex::new(HashMap::new()),
             decisions: Mutex::new(vec![]),
+            faults: Mutex::new(None),
+            killer: std::sync::OnceLock::new(),
         });
+        let killer_lambda = lambda.clone();
+        let _ = gate.killer.set(Arc::new(move |logical_id: &str| {
+            for f in killer_lambda.functions.values() {
+                if f.spec.logical_id == logical_id {
+                    f.kill_busy();
+                }
+            }
+        }));
         // Uploads (multipart parts of 8 MiB and more) pass through whole.
         let gate_app = axum::Router::new()
             .fallback(gate::handle)
@@ -879,6 +889,23 @@ impl Stack {
     pub async fn run(&self, input: &Value) -> Execution {
         let arn = self.start(input, None).await;
         self.wait(&arn, Duration::from_secs(300)).await
+    }
+
+    /// Inject faults into the functions' AWS calls with probability `p` per call (seeded), or
+    /// stop (`None`). Returns the faults injected since the last call, by kind.
+    pub fn set_faults(
+        &self,
+        plan: Option<(u64, f64)>,
+    ) -> std::collections::BTreeMap<&'static str, u64> {
+        use rand::SeedableRng;
+        let mut f = self.gate.faults.lock().unwrap();
+        let counts = f.as_ref().map(|f| f.counts.clone()).unwrap_or_default();
+        *f = plan.map(|(seed, p)| gate::GateFaults {
+            rng: rand::rngs::StdRng::seed_from_u64(seed),
+            p,
+            counts: Default::default(),
+        });
+        counts
     }
 
     /// Every IAM decision the gate made, in order.
