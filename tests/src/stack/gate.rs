@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use regex::Regex;
 use serde_json::{json, Map, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Who a function is to IAM.
@@ -288,28 +288,96 @@ fn query_leading_key(req: &Value, hash: &str) -> Option<String> {
     None
 }
 
+/// The attribute names a request names (`dynamodb:Attributes`): the key attributes, an item's
+/// attributes, and every name in its update, condition and projection expressions (with
+/// `ExpressionAttributeNames` resolved).
+fn attribute_names(req: &Value, item_or_key: &Value) -> Vec<String> {
+    static NAME: OnceLock<Regex> = OnceLock::new();
+    let re = NAME.get_or_init(|| Regex::new(r"#?[A-Za-z_][A-Za-z0-9_]*").expect("regex"));
+    let keywords = [
+        "SET",
+        "REMOVE",
+        "ADD",
+        "DELETE",
+        "AND",
+        "OR",
+        "NOT",
+        "IN",
+        "BETWEEN",
+        "attribute_exists",
+        "attribute_not_exists",
+        "attribute_type",
+        "begins_with",
+        "contains",
+        "size",
+        "if_not_exists",
+        "list_append",
+    ];
+    let mut out: BTreeSet<String> = item_or_key
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k.clone())
+        .collect();
+    for field in [
+        "UpdateExpression",
+        "ConditionExpression",
+        "ProjectionExpression",
+    ] {
+        let Some(expr) = req[field].as_str() else {
+            continue;
+        };
+        // Values (`:v`) are not names.
+        let cleaned: Vec<&str> = expr
+            .split(|c: char| c.is_whitespace() || "(),=<>+-".contains(c))
+            .filter(|t| !t.is_empty() && !t.starts_with(':'))
+            .collect();
+        for t in cleaned {
+            let Some(m) = re.find(t) else { continue };
+            let t = m.as_str();
+            if keywords.contains(&t) {
+                continue;
+            }
+            let name = if t.starts_with('#') {
+                req["ExpressionAttributeNames"][t]
+                    .as_str()
+                    .unwrap_or(t)
+                    .to_string()
+            } else {
+                t.to_string()
+            };
+            out.insert(name);
+        }
+    }
+    out.into_iter().collect()
+}
+
 fn dynamodb_checks(
     op: &str,
     req: &Value,
     hash_keys: &HashMap<String, String>,
 ) -> Result<Vec<Check>, String> {
-    let check = |action: &str, table: &str, index: Option<&str>, keys: Vec<String>| {
-        let mut context = Map::new();
-        context.insert("aws:SecureTransport".into(), json!("true"));
-        if !keys.is_empty() {
-            context.insert("dynamodb:LeadingKeys".into(), json!(keys));
-        }
-        let resource = match index {
-            Some(i) => format!("{}/index/{i}", table_arn(table)),
-            None => table_arn(table),
+    let check =
+        |action: &str, table: &str, index: Option<&str>, keys: Vec<String>, attrs: Vec<String>| {
+            let mut context = Map::new();
+            context.insert("aws:SecureTransport".into(), json!("true"));
+            if !keys.is_empty() {
+                context.insert("dynamodb:LeadingKeys".into(), json!(keys));
+            }
+            if !attrs.is_empty() {
+                context.insert("dynamodb:Attributes".into(), json!(attrs));
+            }
+            let resource = match index {
+                Some(i) => format!("{}/index/{i}", table_arn(table)),
+                None => table_arn(table),
+            };
+            Check {
+                action: format!("dynamodb:{action}"),
+                resource,
+                context,
+                resource_policy: None,
+            }
         };
-        Check {
-            action: format!("dynamodb:{action}"),
-            resource,
-            context,
-            resource_policy: None,
-        }
-    };
     let hash = |t: &str| hash_keys.get(t).cloned().unwrap_or_else(|| "pk".into());
     let table = req["TableName"].as_str().unwrap_or_default().to_string();
     let mut out = vec![];
@@ -318,19 +386,31 @@ fn dynamodb_checks(
             let k = leading_key(&req["Key"], &hash(&table))
                 .into_iter()
                 .collect();
-            out.push(check(op, &table, None, k));
+            out.push(check(
+                op,
+                &table,
+                None,
+                k,
+                attribute_names(req, &req["Key"]),
+            ));
         }
         "PutItem" => {
             let k = leading_key(&req["Item"], &hash(&table))
                 .into_iter()
                 .collect();
-            out.push(check(op, &table, None, k));
+            out.push(check(
+                op,
+                &table,
+                None,
+                k,
+                attribute_names(req, &req["Item"]),
+            ));
         }
         "Query" => {
             let k = query_leading_key(req, &hash(&table)).into_iter().collect();
-            out.push(check(op, &table, req["IndexName"].as_str(), k));
+            out.push(check(op, &table, req["IndexName"].as_str(), k, vec![]));
         }
-        "Scan" => out.push(check(op, &table, req["IndexName"].as_str(), vec![])),
+        "Scan" => out.push(check(op, &table, req["IndexName"].as_str(), vec![], vec![])),
         "BatchWriteItem" | "BatchGetItem" => {
             for (t, items) in req["RequestItems"].as_object().into_iter().flatten() {
                 let h = hash(t);
@@ -349,7 +429,7 @@ fn dynamodb_checks(
                         .filter_map(|k| leading_key(k, &h))
                         .collect(),
                 };
-                out.push(check(op, t, None, keys));
+                out.push(check(op, t, None, keys, vec![]));
             }
         }
         "TransactWriteItems" | "TransactGetItems" => {
@@ -369,10 +449,21 @@ fn dynamodb_checks(
                 };
                 let k = leading_key(&body["Key"], &hash(t))
                     .or_else(|| leading_key(&body["Item"], &hash(t)));
-                out.push(check(action, t, None, k.into_iter().collect()));
+                let target = if body.get("Item").is_some() {
+                    &body["Item"]
+                } else {
+                    &body["Key"]
+                };
+                out.push(check(
+                    action,
+                    t,
+                    None,
+                    k.into_iter().collect(),
+                    attribute_names(body, target),
+                ));
             }
         }
-        other => out.push(check(other, &table, None, vec![])),
+        other => out.push(check(other, &table, None, vec![], vec![])),
     }
     Ok(out)
 }
@@ -778,6 +869,25 @@ mod tests {
         assert_eq!(
             c.iter().map(|c| c.action.as_str()).collect::<Vec<_>>(),
             ["dynamodb:PutItem", "dynamodb:ConditionCheckItem"]
+        );
+    }
+
+    #[test]
+    fn dynamodb_attributes_are_the_names_a_request_touches() {
+        let req = json!({"TableName": "t", "Key": {"pk": {"S": "FLOW#f"}, "sk": {"S": "STATE"}},
+            "UpdateExpression": "SET lease_expires_at = :e, #x = :em REMOVE lease_holder",
+            "ConditionExpression": "lease_run_id = :r AND attribute_exists(pk)",
+            "ExpressionAttributeNames": {"#x": "lease_expires_ms"}});
+        assert_eq!(
+            attribute_names(&req, &req["Key"]),
+            [
+                "lease_expires_at",
+                "lease_expires_ms",
+                "lease_holder",
+                "lease_run_id",
+                "pk",
+                "sk"
+            ]
         );
     }
 
