@@ -267,3 +267,141 @@ fn trigger_roles_start_only_this_state_machine() {
         "scheduler.amazonaws.com"
     );
 }
+
+/// Every grant of every function role, resolved with the stack's default parameters: (function,
+/// Sid, actions, resources, conditions). Named placeholders stand for this stack's resources.
+fn function_grants(tpl: &Value) -> Vec<String> {
+    use ferry_tests::stack::template::{merge_globals, Physical, Resolver};
+    let mut r = Resolver::new(tpl, "STACK", &Default::default());
+    for (id, res) in tpl["Resources"].as_object().unwrap() {
+        let arn = match res["Type"].as_str().unwrap() {
+            "AWS::DynamoDB::Table" => "arn:aws:dynamodb:REGION:ACCOUNT:table/TABLE".to_string(),
+            "AWS::S3::Bucket" => format!("arn:aws:s3:::{}", id.to_uppercase()),
+            "AWS::Events::EventBus" => "arn:aws:events:REGION:ACCOUNT:event-bus/BUS".to_string(),
+            _ => format!("ARN-OF-{id}"),
+        };
+        r.physical.insert(
+            id.clone(),
+            Physical {
+                reference: id.to_uppercase(),
+                attrs: [("Arn".to_string(), arn)].into(),
+            },
+        );
+    }
+    let globals = &tpl["Globals"]["Function"];
+    let list = |v: &Value| -> String {
+        match v {
+            Value::Array(a) => a
+                .iter()
+                .map(|x| x.as_str().unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+            Value::String(s) => s.clone(),
+            _ => String::new(),
+        }
+    };
+    let mut out = vec![];
+    for (id, res) in tpl["Resources"].as_object().unwrap() {
+        if res["Type"] != "AWS::Serverless::Function" {
+            continue;
+        }
+        let props = r.resolve(&merge_globals(globals, &res["Properties"]));
+        for p in props["Policies"].as_array().into_iter().flatten() {
+            for st in p["Statement"].as_array().into_iter().flatten() {
+                let cond = st
+                    .get("Condition")
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "-".into());
+                out.push(
+                    format!(
+                        "{id} | {} | {} | {} | {}",
+                        st["Sid"].as_str().unwrap_or("?"),
+                        list(&st["Action"]),
+                        list(&st["Resource"]),
+                        cond
+                    )
+                    .replace("us-east-1", "REGION")
+                    .replace("123456789012", "ACCOUNT"),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The reviewed grants: each function's actions and resources, and why it needs them
+/// (tests/tests/deploy_support/grants.txt). The deployed-stack test stack_least_privilege.rs
+/// proves each one is used by the code.
+const REVIEWED_GRANTS: &str = include_str!("deploy_support/grants.txt");
+
+fn review(got: &[String]) -> Result<(), String> {
+    let mut reviewed = vec![];
+    for l in REVIEWED_GRANTS
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    {
+        let (grant, why) = l
+            .rsplit_once(" || ")
+            .ok_or_else(|| format!("grants.txt: `{l}` has no ` || why`"))?;
+        if why.trim().is_empty() {
+            return Err(format!("grants.txt: `{grant}` says nothing of why"));
+        }
+        reviewed.push(grant.trim().to_string());
+    }
+    let new: Vec<&String> = got.iter().filter(|g| !reviewed.contains(g)).collect();
+    let gone: Vec<&String> = reviewed.iter().filter(|g| !got.contains(g)).collect();
+    if new.is_empty() && gone.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "template grants changed.\nnew or widened (review, then add to tests/tests/deploy_support/grants.txt with why):\n{}\nno longer granted (remove from grants.txt):\n{}",
+        new.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"),
+        gone.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+    ))
+}
+
+/// Each function's grants are the reviewed ones, no more.
+#[test]
+fn every_function_grant_is_reviewed() {
+    if let Err(e) = review(&function_grants(&deploy_support::template())) {
+        panic!("{e}");
+    }
+}
+
+/// Widening a grant (dropping the condition that limits fetch-page's UpdateItem to the lease,
+/// adding an action) is caught.
+#[test]
+fn a_widened_grant_fails_the_review() {
+    let mut tpl = deploy_support::template();
+    let statements = tpl["Resources"]["FetchPageFunction"]["Properties"]["Policies"][0]
+        ["Statement"]
+        .as_array_mut()
+        .unwrap();
+    let renew = statements
+        .iter_mut()
+        .find(|s| s["Sid"] == "RenewLease")
+        .unwrap();
+    renew.as_object_mut().unwrap().remove("Condition");
+    let e = review(&function_grants(&tpl)).unwrap_err();
+    assert!(
+        e.contains("FetchPageFunction | RenewLease | dynamodb:UpdateItem"),
+        "{e}"
+    );
+    let mut tpl = deploy_support::template();
+    let statements = tpl["Resources"]["WriteS3Function"]["Properties"]["Policies"][0]["Statement"]
+        .as_array_mut()
+        .unwrap();
+    let stage = statements
+        .iter_mut()
+        .find(|s| s["Sid"] == "StageCarry")
+        .unwrap();
+    stage["Action"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("s3:DeleteObject"));
+    let e = review(&function_grants(&tpl)).unwrap_err();
+    assert!(
+        e.contains("WriteS3Function | StageCarry | s3:PutObject s3:DeleteObject"),
+        "{e}"
+    );
+}

@@ -144,3 +144,40 @@ async fn write_s3_needs_to_write_output_and_rejected_records() {
     )
     .await;
 }
+
+/// With `OutputPrefix`, the functions may write output only under it: a flow writing elsewhere
+/// in the bucket is refused (naming the key), one under it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn output_writes_are_confined_to_the_output_prefix() {
+    let stack = Stack::deploy_with(StackOptions {
+        retry_interval_ms: Some(20),
+        parameters: [("OutputPrefix".to_string(), "lake/".to_string())].into(),
+        ..Default::default()
+    })
+    .await;
+    let deps = stack.deps();
+    let b = &stack.output_bucket;
+    for (name, prefix, ok) in [("outside", "raw", false), ("inside", "lake/crm", true)] {
+        let f = Flow::parse(
+            &format!(
+                "name: {name}\nsource:\n  connector: sample\n  entity: contacts\n  properties: {{ records: 200 }}\ndestination:\n  s3: {{ bucket: {b}, prefix: {prefix} }}\n  format: jsonl\ntrigger: {{ on_demand: {{}} }}\n"
+            ),
+            "p.yaml",
+        )
+        .unwrap();
+        deps.flows.put_flow(&f, chrono::Utc::now()).await.unwrap();
+        let e = stack
+            .run(&json!({"flow": name, "trigger": "on_demand", "mode": "complete"}))
+            .await;
+        if ok {
+            assert!(e.succeeded(), "{e:?}\n{:#?}", stack.denials());
+        } else {
+            assert_eq!(e.status, "FAILED");
+            let cause = e.cause.unwrap_or_default();
+            assert!(
+                cause.contains("s3:PutObject") && cause.contains(&format!("{b}/raw/{name}/")),
+                "{cause}"
+            );
+        }
+    }
+}
