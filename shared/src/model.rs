@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 /// The slice of source time a run reads: `(start, end]`. `start: None` reads from the beginning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -236,4 +237,43 @@ pub struct Manifest {
     pub bytes_written: u64,
     pub committed_at: DateTime<Utc>,
     pub objects: Vec<OutputObject>,
+}
+
+/// AppFlow's run report detail fields, under ferry's names for ferry's things.
+pub fn report_detail(
+    flow: &crate::flow::Flow,
+    rec: &RunRecord,
+    end: Option<chrono::DateTime<chrono::Utc>>,
+) -> serde_json::Value {
+    let status = match (&rec.status, &rec.error) {
+        (RunStatus::Successful, _) => "Execution Successful".to_string(),
+        (RunStatus::InProgress, _) => "InProgress".to_string(),
+        (_, Some(e)) => format!("{}: {}", e.error, e.message),
+        (s, None) => s.as_str().to_string(),
+    };
+    json!({
+        "flow-name": flow.name,
+        "flow-version": rec.flow_version,
+        "execution-id": rec.execution_id,
+        "run-id": rec.run_id,
+        "source": flow.source.connector,
+        "source-object": flow.source.entity,
+        "destination": flow.destination.location().to_string(),
+        "trigger-type": rec.trigger.appflow_name(),
+        "start-time": rec.started_at.to_rfc3339(),
+        "end-time": end.map(|t| t.to_rfc3339()),
+        "incremental-transfer-time-range": {
+            "start": rec.window.start.map(|t| t.to_rfc3339()),
+            "end": rec.window.end.to_rfc3339(),
+        },
+        "num-of-records-processed": rec.records_processed,
+        "num-of-records-filtered": rec.records_filtered,
+        "num-of-record-failures": rec.records_rejected,
+        "num-of-records-written": rec.records_written,
+        "data-processed": rec.bytes_processed,
+        "data-written": rec.bytes_written,
+        "status": status,
+        "warnings": rec.warnings.len(),
+        "error": rec.error.as_ref().map(|e| json!({"name": e.error, "message": e.message})),
+    })
 }

@@ -42,11 +42,9 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
     let filters = if caps.ops.is_empty() || flow.tasks.is_empty() {
         vec![]
     } else {
-        let doc: serde_json::Value =
-            serde_json::from_slice(&deps.staging.get(&run.schema_key()).await?)
-                .map_err(|e| internal("read the run's staged schema", e))?;
-        let schema = crate::schema::schema_from_json(&doc["source"])
-            .map_err(|e| internal("staged schema", e))?;
+        let schema = super::staging::StagedSchema::get(deps, run)
+            .await?
+            .source_schema()?;
         crate::transform::Plan::compile(&flow.tasks, schema)
             .map(|p| p.split_pushdown(&caps).0)
             .unwrap_or_default()
@@ -117,7 +115,7 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
             break;
         }
     }
-    let raw_key = run.raw_key(input.chunk);
+    let raw_key = super::staging::raw_key(run, input.chunk);
     deps.staging
         .put(&raw_key, body, &Default::default())
         .await?;

@@ -15,7 +15,7 @@
 use super::*;
 use crate::error::StoreError;
 use crate::flow::{Flow, Location, Trigger};
-use crate::model::{ChunkStage, Manifest, PullMode, RunError, RunRecord, RunStatus};
+use crate::model::{ChunkStage, Manifest, RunError, RunRecord, RunStatus};
 use crate::output::layout::{key_of_run, manifest_key, run_scan_prefix};
 use crate::ports::{Event, FlowStatus, PutOptions, StateCommit};
 use serde_json::json;
@@ -228,17 +228,15 @@ async fn succeed(deps: &Deps, run: &RunContext) -> Result<RunRecord, StepError> 
         .await?;
 
     // 3. The commit: watermark, lease, final record — one conditional write.
-    let schema_doc: serde_json::Value =
-        serde_json::from_slice(&deps.staging.get(&run.schema_key()).await?)
-            .map_err(|e| internal("read the run's staged schema", e))?;
+    let staged = super::staging::StagedSchema::get(deps, run).await?;
     rec.status = RunStatus::Successful;
     rec.manifest_key = Some(store.uri(&key));
-    rec.watermark_after = (run.mode == PullMode::Incremental).then_some(run.window.end);
+    rec.watermark_after = super::window::next_watermark(run.mode, &run.window);
     rec.last_updated_at = now;
     let commit = StateCommit {
         watermark: rec.watermark_after,
         schema_version: run.schema_version,
-        schema: Some(schema_doc["output_fingerprint"].clone()),
+        schema: Some(staged.output_fingerprint),
         record: Some(rec.clone()),
     };
     if let Err(e) = deps
@@ -257,7 +255,11 @@ async fn succeed(deps: &Deps, run: &RunContext) -> Result<RunRecord, StepError> 
 
     // 4. After the commit: report, metrics, staging. Best effort: the run is committed.
     report(deps, &flow, &rec).await;
-    if let Err(e) = deps.staging.delete_prefix(&run.staging_folder()).await {
+    if let Err(e) = deps
+        .staging
+        .delete_prefix(&super::staging::folder(run))
+        .await
+    {
         tracing::warn!(run_id = %run.run_id, error = %e, "staging cleanup failed; the lifecycle rule will expire it");
     }
     tracing::info!(flow = %flow.name, run_id = %run.run_id, records = rec.records_written, files = rec.files_written, "run succeeded");
@@ -369,7 +371,9 @@ async fn cleanup(deps: &Deps, run: &RunContext) -> Result<(), StepError> {
             }
         }
     }
-    deps.staging.delete_prefix(&run.staging_folder()).await?;
+    deps.staging
+        .delete_prefix(&super::staging::folder(run))
+        .await?;
     Ok(())
 }
 
@@ -405,49 +409,10 @@ async fn report(deps: &Deps, flow: &Flow, rec: &RunRecord) {
     crate::adapters::metrics::run_finished(rec);
     let ev = Event {
         detail_type: "ferry End Flow Run Report".into(),
-        detail: report_detail(flow, rec, Some(rec.last_updated_at)),
+        detail: crate::model::report_detail(flow, rec, Some(rec.last_updated_at)),
         time: rec.last_updated_at,
     };
     if let Err(e) = deps.events.publish(&ev).await {
         tracing::warn!(run_id = %rec.run_id, error = %e, "could not publish the run report");
     }
-}
-
-/// AppFlow's run report detail fields, under ferry's names for ferry's things.
-pub fn report_detail(
-    flow: &Flow,
-    rec: &RunRecord,
-    end: Option<chrono::DateTime<chrono::Utc>>,
-) -> serde_json::Value {
-    let status = match (&rec.status, &rec.error) {
-        (RunStatus::Successful, _) => "Execution Successful".to_string(),
-        (RunStatus::InProgress, _) => "InProgress".to_string(),
-        (_, Some(e)) => format!("{}: {}", e.error, e.message),
-        (s, None) => s.as_str().to_string(),
-    };
-    json!({
-        "flow-name": flow.name,
-        "flow-version": rec.flow_version,
-        "execution-id": rec.execution_id,
-        "run-id": rec.run_id,
-        "source": flow.source.connector,
-        "source-object": flow.source.entity,
-        "destination": flow.destination.location().to_string(),
-        "trigger-type": rec.trigger.appflow_name(),
-        "start-time": rec.started_at.to_rfc3339(),
-        "end-time": end.map(|t| t.to_rfc3339()),
-        "incremental-transfer-time-range": {
-            "start": rec.window.start.map(|t| t.to_rfc3339()),
-            "end": rec.window.end.to_rfc3339(),
-        },
-        "num-of-records-processed": rec.records_processed,
-        "num-of-records-filtered": rec.records_filtered,
-        "num-of-record-failures": rec.records_rejected,
-        "num-of-records-written": rec.records_written,
-        "data-processed": rec.bytes_processed,
-        "data-written": rec.bytes_written,
-        "status": status,
-        "warnings": rec.warnings.len(),
-        "error": rec.error.as_ref().map(|e| json!({"name": e.error, "message": e.message})),
-    })
 }

@@ -5,8 +5,10 @@
 pub mod fetch_page;
 pub mod finalize;
 pub mod lease;
+pub mod staging;
 pub mod start_run;
 pub mod transform_batch;
+pub mod window;
 pub mod write_s3;
 
 use crate::connector::{ConnectorContext, Source};
@@ -75,19 +77,6 @@ pub struct RunContext {
 }
 
 impl RunContext {
-    pub fn raw_key(&self, chunk: u32) -> String {
-        format!("{}/raw/chunk-{chunk:06}.jsonl", self.staging_prefix)
-    }
-    pub fn batch_key(&self, chunk: u32) -> String {
-        format!("{}/batch/chunk-{chunk:06}.arrow", self.staging_prefix)
-    }
-    pub fn schema_key(&self) -> String {
-        format!("{}/schema.json", self.staging_prefix)
-    }
-    /// The run's staging folder, with its trailing `/` (what cleanup deletes).
-    pub fn staging_folder(&self) -> String {
-        format!("{}/", self.staging_prefix.trim_end_matches('/'))
-    }
     /// The run context a stored run record describes (for ending a run whose execution is
     /// gone: the reapers).
     pub fn from_record(r: &crate::model::RunRecord) -> RunContext {
@@ -104,6 +93,7 @@ impl RunContext {
             staging_prefix: format!("staging/{}/{}", r.flow, r.run_id),
         }
     }
+
     /// The window the source is asked for: none in complete mode.
     pub fn source_window(&self) -> Option<Window> {
         match self.mode {

@@ -4,7 +4,6 @@ use super::*;
 use crate::error::StoreError;
 use crate::model::{RunRecord, RunStatus};
 use crate::ports::{Event, FlowStatus};
-use serde_json::json;
 
 /// What starts a run (the execution's input).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -61,29 +60,7 @@ pub async fn handle(deps: &Deps, input: StartRunInput) -> Result<StartRunOutput,
             flow.name
         )));
     }
-    let mode = match (&req.window, req.mode) {
-        (Some(_), _) => PullMode::Backfill,
-        (None, Some(PullMode::Backfill)) => {
-            return Err(StepError::invalid_flow(
-                "mode backfill needs a window { start, end }",
-            ))
-        }
-        (None, Some(m)) => m,
-        (None, None) => flow.default_mode(),
-    };
-    if mode != PullMode::Complete && flow.source.incremental.is_none() {
-        return Err(StepError::invalid_flow(format!(
-            "flow '{}' has no `source.incremental` section, so it cannot run {mode:?} (set source.incremental.field)",
-            flow.name
-        )));
-    }
-    if let Some(w) = &req.window {
-        if w.start.is_some_and(|s| s >= w.end) {
-            return Err(StepError::invalid_flow(
-                "window.start must be before window.end",
-            ));
-        }
-    }
+    let mode = super::window::mode(flow, req.mode, req.window.as_ref())?;
 
     // Everything that can fail because of the flow or its credentials fails before the lease:
     // where the output and rejected records go (an engine that cannot write there refuses now,
@@ -142,21 +119,7 @@ pub async fn handle(deps: &Deps, input: StartRunInput) -> Result<StartRunOutput,
         })?;
 
     let result = async {
-        let offset = flow.source.incremental.as_ref().and_then(|i| i.offset).unwrap_or_default();
-        let end = now - chrono::Duration::from_std(offset).unwrap_or_default();
-        let window = match (mode, &req.window) {
-            (PullMode::Backfill, Some(w)) => *w,
-            (PullMode::Complete, _) => Window { start: None, end },
-            _ => {
-                let inc = flow.source.incremental.as_ref().expect("checked above");
-                let lookback = chrono::Duration::from_std(inc.lookback.unwrap_or_default()).unwrap_or_default();
-                let start = match state.watermark {
-                    Some(wm) => wm - lookback,
-                    None => inc.first_execution_from.unwrap_or(now - chrono::Duration::days(30)),
-                };
-                Window { start: Some(start), end }
-            }
-        };
+        let window = super::window::window(mode, &state, flow, now, req.window.as_ref());
         // The schema this run writes; a different one than last committed bumps the version.
         let fp = crate::schema::fingerprint(&plan.output_schema());
         let schema_version = match &state.schema {
@@ -175,13 +138,7 @@ pub async fn handle(deps: &Deps, input: StartRunInput) -> Result<StartRunOutput,
             schema_version,
             staging_prefix: format!("staging/{}/{}", flow.name, run_id),
         };
-        let schema_doc = json!({
-            "source": crate::schema::schema_to_json(&source_schema),
-            "output_fingerprint": fp,
-        });
-        deps.staging
-            .put(&run.schema_key(), serde_json::to_vec(&schema_doc).unwrap(), &Default::default())
-            .await?;
+        super::staging::StagedSchema::new(&source_schema, fp).put(deps, &run).await?;
         let record = RunRecord {
             run_id: run_id.clone(),
             flow: flow.name.clone(),
@@ -211,7 +168,7 @@ pub async fn handle(deps: &Deps, input: StartRunInput) -> Result<StartRunOutput,
         deps.runs.put_run(&record).await?;
         let event = Event {
             detail_type: "ferry Start Flow Run Report".into(),
-            detail: super::finalize::report_detail(flow, &record, None),
+            detail: crate::model::report_detail(flow, &record, None),
             time: now,
         };
         if let Err(e) = deps.events.publish(&event).await {

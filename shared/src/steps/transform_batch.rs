@@ -1,5 +1,6 @@
 //! transform-batch: staged raw records -> Arrow (with the run's schema) -> tasks -> staged batch.
 
+use super::staging;
 use super::*;
 use crate::model::{ChunkResult, ChunkStage};
 
@@ -25,11 +26,9 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
     let run = &input.run;
     super::renew_lease(deps, run).await?;
     let (flow, _) = load_flow(deps, &run.flow, Some(run.flow_version)).await?;
-    let schema_doc: serde_json::Value =
-        serde_json::from_slice(&deps.staging.get(&run.schema_key()).await?)
-            .map_err(|e| internal("read the run's staged schema", e))?;
-    let declared = crate::schema::schema_from_json(&schema_doc["source"])
-        .map_err(|e| internal("staged schema", e))?;
+    let declared = staging::StagedSchema::get(deps, run)
+        .await?
+        .source_schema()?;
     let raw = deps.staging.get(&input.raw_key).await?;
     let mut warnings = vec![];
     // A source that declares no fields gets its schema from the data, merged across chunks.
@@ -51,7 +50,7 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
         };
         deps.staging
             .put(
-                &inferred_key(run, input.chunk),
+                &staging::inferred_key(run, input.chunk),
                 serde_json::to_vec(&crate::schema::schema_to_json(&merged))
                     .map_err(|e| internal("stage inferred schema", e))?,
                 &Default::default(),
@@ -113,15 +112,8 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
         )
         .await?;
     }
-    let mut buf = Vec::new();
-    {
-        let mut w = arrow::ipc::writer::FileWriter::try_new(&mut buf, &applied.batch.schema())
-            .map_err(|e| internal("stage batch", e))?;
-        w.write(&applied.batch)
-            .map_err(|e| internal("stage batch", e))?;
-        w.finish().map_err(|e| internal("stage batch", e))?;
-    }
-    let batch_key = run.batch_key(input.chunk);
+    let buf = staging::encode_batch(&applied.batch)?;
+    let batch_key = staging::batch_key(run, input.chunk);
     deps.staging
         .put(&batch_key, buf, &Default::default())
         .await?;
@@ -149,25 +141,20 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
     })
 }
 
-fn inferred_key(run: &RunContext, chunk: u32) -> String {
-    format!("{}/inferred/chunk-{chunk:06}.json", run.staging_prefix)
-}
-
 async fn read_inferred(
     deps: &Deps,
     run: &RunContext,
     chunk: u32,
 ) -> Result<Option<arrow::datatypes::SchemaRef>, StepError> {
-    match deps.staging.get(&inferred_key(run, chunk)).await {
-        Ok(b) => {
+    match staging::get_optional(deps, &staging::inferred_key(run, chunk)).await? {
+        Some(b) => {
             let v: serde_json::Value =
                 serde_json::from_slice(&b).map_err(|e| internal("read inferred schema", e))?;
             Ok(Some(
                 crate::schema::schema_from_json(&v).map_err(|e| internal("inferred schema", e))?,
             ))
         }
-        Err(crate::error::StoreError::NotFound(_)) => Ok(None),
-        Err(e) => Err(e.into()),
+        None => Ok(None),
     }
 }
 
@@ -181,11 +168,6 @@ pub fn rejected_key(prefix: &str, flow: &str, run_id: &str, chunk: u32) -> Strin
     } else {
         format!("{prefix}/{key}")
     }
-}
-
-/// Where a chunk's rejected records wait in staging for write-s3 to publish them.
-pub fn staged_rejected_key(run: &RunContext, chunk: u32) -> String {
-    format!("{}/rejected/chunk-{chunk:06}.jsonl", run.staging_prefix)
 }
 
 /// Rejected records, with the reason, as JSON lines staged for the flow's `error_location`.
@@ -231,7 +213,7 @@ async fn stage_rejected(
     }
     deps.staging
         .put(
-            &staged_rejected_key(run, chunk),
+            &staging::rejected_key(run, chunk),
             body,
             &crate::ports::PutOptions {
                 content_type: Some("application/x-ndjson".into()),
@@ -240,14 +222,4 @@ async fn stage_rejected(
         )
         .await?;
     Ok(())
-}
-
-/// Read a staged Arrow batch.
-pub(crate) fn read_batch(
-    bytes: Vec<u8>,
-) -> Result<Vec<arrow::record_batch::RecordBatch>, StepError> {
-    let r = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
-        .map_err(|e| internal("read staged batch", e))?;
-    r.collect::<Result<Vec<_>, _>>()
-        .map_err(|e| internal("read staged batch", e))
 }

@@ -12,6 +12,7 @@
 //! the flow, so a retried write produces the same objects under the same keys, fixed by
 //! (run, chunk, part), and the same `carry/chunk-N`; its chunk result overwrites its own.
 
+use super::staging;
 use super::*;
 use crate::flow::{DestinationConfig, Location, Sizing};
 use crate::model::{ChunkResult, ChunkStage, OutputObject};
@@ -79,10 +80,6 @@ pub struct Carry {
     pub bytes_per_row: Option<f64>,
 }
 
-pub fn carry_key(run: &RunContext, chunk: u32) -> String {
-    format!("{}/carry/chunk-{chunk:06}.json", run.staging_prefix)
-}
-
 pub async fn handle(deps: &Deps, input: WriteInput) -> Result<WriteOutput, StepError> {
     let run = &input.run;
     super::renew_lease(deps, run).await?;
@@ -100,7 +97,7 @@ pub async fn handle(deps: &Deps, input: WriteInput) -> Result<WriteOutput, StepE
         publish_rejected(deps, run, &flow, input.chunk).await?;
     }
     let mut out = Out::new(deps, run, &flow).await?;
-    let batches = super::transform_batch::read_batch(deps.staging.get(&batch_key).await?)?;
+    let batches = staging::decode_batches(deps.staging.get(&batch_key).await?)?;
     let current = concat(&batches)?;
     let by = &flow.destination.layout.partition_by;
     let parts: BTreeMap<Partition, RecordBatch> = match &current {
@@ -187,7 +184,7 @@ pub async fn handle(deps: &Deps, input: WriteInput) -> Result<WriteOutput, StepE
     }
     deps.staging
         .put(
-            &carry_key(run, input.chunk),
+            &staging::carry_key(run, input.chunk),
             serde_json::to_vec(&carry).map_err(|e| internal("encode carry", e))?,
             &Default::default(),
         )
@@ -206,14 +203,8 @@ async fn publish_rejected(
     let Some(location) = flow.destination.error_location() else {
         return Ok(());
     };
-    let body = match deps
-        .staging
-        .get(&super::transform_batch::staged_rejected_key(run, chunk))
-        .await
-    {
-        Ok(b) => b,
-        Err(crate::error::StoreError::NotFound(_)) => return Ok(()),
-        Err(e) => return Err(e.into()),
+    let Some(body) = staging::get_optional(deps, &staging::rejected_key(run, chunk)).await? else {
+        return Ok(());
     };
     let prefix = match &location {
         Location::S3(s3) => s3.prefix.clone(),
@@ -277,21 +268,17 @@ pub async fn flush_run(
 }
 
 async fn read_carry(deps: &Deps, run: &RunContext, chunk: u32) -> Result<Option<Carry>, StepError> {
-    match deps.staging.get(&carry_key(run, chunk)).await {
-        Ok(b) => Ok(Some(
+    match staging::get_optional(deps, &staging::carry_key(run, chunk)).await? {
+        Some(b) => Ok(Some(
             serde_json::from_slice(&b).map_err(|e| internal("read carry", e))?,
         )),
-        Err(crate::error::StoreError::NotFound(_)) => Ok(None),
-        Err(e) => Err(e.into()),
+        None => Ok(None),
     }
 }
 
 /// The schema of a staged chunk batch (the widest of the run so far for inferred schemas).
 async fn staged_schema(deps: &Deps, run: &RunContext, chunk: u32) -> Result<SchemaRef, StepError> {
-    let bytes = deps.staging.get(&run.batch_key(chunk)).await?;
-    let r = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
-        .map_err(|e| internal("read staged batch", e))?;
-    Ok(r.schema())
+    staging::batch_schema(deps.staging.get(&staging::batch_key(run, chunk)).await?)
 }
 
 /// Encoded bytes per row of a sample of the batch.
@@ -364,8 +351,11 @@ impl<'a> Out<'a> {
         if let Some(m) = self.cache.get(&chunk) {
             return Ok(m.get(partition).cloned());
         }
-        let batches = super::transform_batch::read_batch(
-            self.deps.staging.get(&self.run.batch_key(chunk)).await?,
+        let batches = staging::decode_batches(
+            self.deps
+                .staging
+                .get(&staging::batch_key(self.run, chunk))
+                .await?,
         )?;
         let Some(b) = concat(&batches)? else {
             return Ok(None);
