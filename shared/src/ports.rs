@@ -222,6 +222,21 @@ pub trait EventSink: Send + Sync {
     async fn publish(&self, event: &Event) -> Result<(), StoreError>;
 }
 
+/// Run metrics (CloudWatch EMF lines in Lambda; nothing on the embedded engine).
+pub trait Metrics: Send + Sync {
+    fn run_started(&self, flow: &str, at: DateTime<Utc>);
+    fn run_finished(&self, run: &crate::model::RunRecord);
+}
+
+/// Metrics that go nowhere (the embedded engine: the CLI's stdout is its own).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoMetrics;
+
+impl Metrics for NoMetrics {
+    fn run_started(&self, _: &str, _: DateTime<Utc>) {}
+    fn run_finished(&self, _: &crate::model::RunRecord) {}
+}
+
 /// Time, injectable for tests.
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;

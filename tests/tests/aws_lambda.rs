@@ -332,10 +332,18 @@ async fn lambda_runtime_wiring_returns_results_and_stable_error_types() {
     std::env::set_var("AWS_LAMBDA_FUNCTION_NAME", "start-run");
     std::env::set_var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512");
     std::env::set_var("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST");
-    // Exactly what functions/start-run/src/main.rs runs.
-    let runtime = lambda_runtime::run(lambda_runtime::service_fn(|ev| {
-        lambda::handle(&deps, Step::StartRun, ev)
-    }));
+    // What `ferry::lambda::run` serves for functions/start-run (with the deps built here
+    // instead of from the environment): the typed input, the step, errors as Diagnostics.
+    let runtime = lambda_runtime::run(lambda_runtime::service_fn(
+        |ev: lambda_runtime::LambdaEvent<ferry::steps::start_run::StartRunInput>| {
+            let deps = deps.clone();
+            async move {
+                ferry::steps::start_run::handle(&deps, ev.payload)
+                    .await
+                    .map_err(lambda_runtime::Diagnostic::from)
+            }
+        },
+    ));
     let wait = async {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
         while api.answers.lock().unwrap().len() < 3 {

@@ -99,7 +99,9 @@ destination:
     let rejected_path = base
         .path()
         .join("errors/here")
-        .join(transform_batch::rejected_key("", "rejects", "run-1", 0));
+        .join(ferry::output::layout::rejected_key(
+            "", "rejects", "run-1", 0,
+        ));
     let rejected: Vec<serde_json::Value> = std::fs::read_to_string(&rejected_path)
         .unwrap()
         .lines()

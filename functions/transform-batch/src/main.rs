@@ -1,17 +1,16 @@
 //! ferry Lambda: the transform-batch step. Settings from the environment (FERRY_TABLE,
 //! FERRY_STAGING_BUCKET, FERRY_EVENT_BUS, FERRY_SECRET_PREFIX, FERRY_KMS_KEY_ID), SDK clients
-//! built once at cold start, each invocation runs `ferry::steps::transform_batch::handle`;
-//! a step error reaches Step Functions with its stable name as `errorType`.
+//! built once at cold start; each invocation's typed input goes to
+//! `ferry::steps::transform_batch::handle`, and a step error reaches Step Functions with its stable name
+//! as `errorType`.
 
 use ferry::lambda::{self, Step};
-use lambda_runtime::{service_fn, Error};
+use ferry::steps::transform_batch;
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    lambda::init();
-    let deps = ferry::adapters::aws::deps_from_env().await?;
-    lambda_runtime::run(service_fn(|event| {
-        lambda::handle(&deps, Step::TransformBatch, event)
-    }))
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda::run(Step::TransformBatch, |deps, input| async move {
+        transform_batch::handle(&deps, input).await
+    })
     .await
 }

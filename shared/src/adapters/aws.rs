@@ -128,13 +128,18 @@ pub fn aws_deps(clients: &Clients, settings: &AwsSettings) -> Deps {
             Settings::default().event_source,
         )),
         clock: Arc::new(SystemClock),
+        metrics: Arc::new(crate::ports::NoMetrics),
         settings: Settings::default(),
     }
 }
 
-/// Settings and clients from the environment, then the deps: what each Lambda does at cold start.
+/// Settings and clients from the environment, then the deps: what each Lambda does at cold
+/// start (with EMF metrics on stdout).
 pub async fn deps_from_env() -> Result<Deps, ConfigError> {
     let settings = AwsSettings::from_env()?;
     let conf = sdk_config().await;
-    Ok(aws_deps(&Clients::new(&conf), &settings))
+    let mut deps = aws_deps(&Clients::new(&conf), &settings);
+    // In Lambda, metrics are EMF lines on stdout, which CloudWatch Logs turns into metrics.
+    deps.metrics = Arc::new(super::metrics::Emf::stdout());
+    Ok(deps)
 }

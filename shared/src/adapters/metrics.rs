@@ -3,34 +3,43 @@
 //! `RunsStarted` (start-run), `RunsSucceeded`, `RunsFailed`, `RunTimeMs`, `RecordsProcessed`,
 //! `BytesWritten` (finalize).
 //!
-//! Nothing is printed until a process installs a sink ([`emit_to_stdout`] in the Lambda
-//! functions): the CLI's stdout carries its own output.
+//! The Lambda functions' `Deps` carry [`Emf::stdout`]; the embedded engine's carry
+//! [`crate::ports::NoMetrics`] (the CLI's stdout carries its own output).
 
 use crate::model::{RunRecord, RunStatus};
+use crate::ports::Metrics;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 pub const NAMESPACE: &str = "ferry";
 pub const DIMENSION: &str = "FlowName";
 
 type Sink = Arc<dyn Fn(&str) + Send + Sync>;
 
-static SINK: RwLock<Option<Sink>> = RwLock::new(None);
-
-/// Send metric lines to `sink` (tests capture them; Lambda prints them).
-pub fn set_sink(sink: Option<Sink>) {
-    *SINK.write().unwrap_or_else(|p| p.into_inner()) = sink;
+/// The metrics port as EMF lines: on stdout in Lambda ([`Emf::stdout`]), where CloudWatch Logs
+/// turns them into metrics; to any sink in tests.
+#[derive(Clone)]
+pub struct Emf {
+    sink: Sink,
 }
 
-/// Print metric lines on stdout (what CloudWatch Logs reads in Lambda).
-pub fn emit_to_stdout() {
-    set_sink(Some(Arc::new(|line: &str| println!("{line}"))));
+impl Emf {
+    pub fn new(sink: Sink) -> Self {
+        Emf { sink }
+    }
+    /// Print metric lines on stdout (what CloudWatch Logs reads in Lambda).
+    pub fn stdout() -> Self {
+        Emf::new(Arc::new(|line: &str| println!("{line}")))
+    }
 }
 
-fn emit(line: String) {
-    if let Some(sink) = SINK.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
-        sink(&line);
+impl Metrics for Emf {
+    fn run_started(&self, flow: &str, at: DateTime<Utc>) {
+        (self.sink)(&emf_line(flow, at, &[("RunsStarted", "Count", 1.0)]));
+    }
+    fn run_finished(&self, run: &RunRecord) {
+        (self.sink)(&run_finished_line(run));
     }
 }
 
@@ -76,16 +85,6 @@ pub fn run_finished_line(rec: &RunRecord) -> String {
             ("BytesWritten", "Bytes", rec.bytes_written as f64),
         ],
     )
-}
-
-/// Called by finalize for every finished run.
-pub fn run_finished(rec: &RunRecord) {
-    emit(run_finished_line(rec));
-}
-
-/// Called when start-run has started a run.
-pub fn run_started(flow: &str, time: DateTime<Utc>) {
-    emit(emf_line(flow, time, &[("RunsStarted", "Count", 1.0)]));
 }
 
 #[cfg(test)]

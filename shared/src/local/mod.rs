@@ -16,8 +16,6 @@ use crate::ports::{DestinationResolver, SystemClock};
 use crate::steps::{self, start_run::RunRequest, Deps, Settings};
 use asl::{ExecutionContext, ExecutionFailure, Observer, StateMachine, TaskFailure, TaskInvoker};
 use async_trait::async_trait;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,32 +40,9 @@ pub fn local_substitutions() -> HashMap<String, String> {
         .collect()
 }
 
-/// Calls the step a Task's resource names, in process.
+/// Calls the step a Task's resource names, in process (the same dispatch the Lambdas use).
 pub struct StepInvoker {
     pub deps: Deps,
-}
-
-async fn call<I, O, F, Fut>(
-    deps: &Deps,
-    input: serde_json::Value,
-    f: F,
-) -> Result<serde_json::Value, TaskFailure>
-where
-    I: DeserializeOwned,
-    O: Serialize,
-    F: FnOnce(Deps, I) -> Fut,
-    Fut: std::future::Future<Output = Result<O, StepError>>,
-{
-    let input: I = serde_json::from_value(input).map_err(|e| {
-        TaskFailure::new(
-            "Fatal",
-            format!("the step's input does not have the expected shape: {e}"),
-        )
-    })?;
-    match f(deps.clone(), input).await {
-        Ok(out) => serde_json::to_value(out).map_err(|e| TaskFailure::new("Fatal", e.to_string())),
-        Err(e) => Err(TaskFailure::new(e.kind.as_str(), e.message)),
-    }
 }
 
 #[async_trait]
@@ -77,43 +52,15 @@ impl TaskInvoker for StepInvoker {
         resource: &str,
         input: serde_json::Value,
     ) -> Result<serde_json::Value, TaskFailure> {
-        let d = &self.deps;
-        match resource.rsplit(':').next().unwrap_or_default() {
-            "start-run" => {
-                call(d, input, |d, i| async move {
-                    steps::start_run::handle(&d, i).await
-                })
-                .await
-            }
-            "fetch-page" => {
-                call(d, input, |d, i| async move {
-                    steps::fetch_page::handle(&d, i).await
-                })
-                .await
-            }
-            "transform-batch" => {
-                call(d, input, |d, i| async move {
-                    steps::transform_batch::handle(&d, i).await
-                })
-                .await
-            }
-            "write-s3" => {
-                call(d, input, |d, i| async move {
-                    steps::write_s3::handle(&d, i).await
-                })
-                .await
-            }
-            "finalize" => {
-                call(d, input, |d, i| async move {
-                    steps::finalize::handle(&d, i).await
-                })
-                .await
-            }
-            other => Err(TaskFailure::new(
+        let Some(step) = steps::Step::from_resource(resource) else {
+            return Err(TaskFailure::new(
                 "States.TaskFailed",
-                format!("the embedded engine has no step for resource '{resource}' ({other})"),
-            )),
-        }
+                format!("the embedded engine has no step for resource '{resource}'"),
+            ));
+        };
+        steps::dispatch(&self.deps, step, input)
+            .await
+            .map_err(|e| TaskFailure::new(e.kind.as_str(), e.message))
     }
 }
 
@@ -331,6 +278,7 @@ pub fn embedded_deps(
         secrets: Arc::new(SecretsFile::new(home.join("secrets.json"))),
         events: Arc::new(EventLog::new(home.join("events.jsonl"))),
         clock: Arc::new(SystemClock),
+        metrics: Arc::new(crate::ports::NoMetrics),
         settings: Settings {
             lease_holder: Some(local_holder()),
             ..Settings::default()

@@ -131,6 +131,18 @@ pub fn key_of_run(key: &str, run_id: &str) -> bool {
         || name.contains(&format!("-{tail}"))
 }
 
+/// The key of a chunk's rejected records under the error location:
+/// `[<prefix>/]<flow>/<run_id>/rejected-<chunk>.jsonl` (fixed by (run, chunk): retries overwrite).
+pub fn rejected_key(prefix: &str, flow: &str, run_id: &str, chunk: u32) -> String {
+    let prefix = prefix.trim_matches('/');
+    let key = format!("{flow}/{run_id}/rejected-{chunk:06}.jsonl");
+    if prefix.is_empty() {
+        key
+    } else {
+        format!("{prefix}/{key}")
+    }
+}
+
 /// Where a run's manifest goes: `<prefix>/<flow>/_manifests/<execution_id>.json`.
 pub fn manifest_key(prefix: &str, flow: &str, execution_id: &str) -> String {
     let prefix = prefix.trim_matches('/');

@@ -53,6 +53,97 @@ pub struct FinalizeInput {
     pub error: Option<CaughtError>,
 }
 
+/// What finalize is invoked with: the state machine's payload, or (the reaper) the EventBridge
+/// event Step Functions sends when an execution ends FAILED, TIMED_OUT or ABORTED
+/// (template.yaml's `ExecutionEndedRule`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FinalizeEvent {
+    Run(FinalizeInput),
+    ExecutionEnded(ExecutionStatusChange),
+}
+
+/// The parts of a "Step Functions Execution Status Change" event the reaper reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecutionStatusChange {
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    pub detail: StatusChangeDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusChangeDetail {
+    /// The execution name: the run id.
+    pub name: String,
+    pub status: String,
+    #[serde(default)]
+    pub input: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub cause: Option<String>,
+}
+
+/// What finalize answers: the run record, or what the reaper did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FinalizeOutput {
+    Run(Box<RunRecord>),
+    Reaped {
+        run_id: String,
+        status: Option<String>,
+    },
+}
+
+pub async fn handle_event(deps: &Deps, event: FinalizeEvent) -> Result<FinalizeOutput, StepError> {
+    match event {
+        FinalizeEvent::Run(input) => Ok(FinalizeOutput::Run(Box::new(handle(deps, input).await?))),
+        FinalizeEvent::ExecutionEnded(change) => reap_execution(deps, &change).await,
+    }
+}
+
+/// The reaper: an execution of the flow-run state machine that ended FAILED, TIMED_OUT or
+/// ABORTED. If it ended without its failure path (a runtime error, a payload or history limit,
+/// a timeout, an abort), the run is still InProgress: the failure path ends it now (ABORTED as
+/// Canceled). A run that never recorded itself may still hold its flow's lease: released.
+async fn reap_execution(
+    deps: &Deps,
+    change: &ExecutionStatusChange,
+) -> Result<FinalizeOutput, StepError> {
+    let d = &change.detail;
+    let (error, cause) = match d.status.as_str() {
+        "ABORTED" => (
+            CANCELED.to_string(),
+            "the execution was stopped (StopExecution or the console)".to_string(),
+        ),
+        "TIMED_OUT" => (
+            "States.Timeout".to_string(),
+            "the execution timed out".to_string(),
+        ),
+        _ => (
+            d.error.clone().unwrap_or_else(|| "States.Runtime".into()),
+            d.cause
+                .clone()
+                .unwrap_or_else(|| "the execution failed".into()),
+        ),
+    };
+    let rec = reap(deps, &d.name, &error, &cause).await?;
+    if rec.is_none() {
+        let input: serde_json::Value = d
+            .input
+            .as_deref()
+            .and_then(|i| serde_json::from_str(i).ok())
+            .unwrap_or_default();
+        if let Some(flow) = input["flow"].as_str() {
+            deps.runs.release_lease(flow, &d.name).await?;
+        }
+    }
+    Ok(FinalizeOutput::Reaped {
+        run_id: d.name.clone(),
+        status: rec.map(|r| r.status.as_str().to_string()),
+    })
+}
+
 pub async fn handle(deps: &Deps, input: FinalizeInput) -> Result<RunRecord, StepError> {
     match &input.error {
         None => succeed(deps, &input.run).await,
@@ -365,7 +456,7 @@ async fn cleanup(deps: &Deps, run: &RunContext) -> Result<(), StepError> {
                 Location::Local { .. } => String::new(),
             };
             let errors = deps.destinations.resolve(&location).await?;
-            let folder = super::transform_batch::rejected_key(&prefix, &flow.name, &run.run_id, 0);
+            let folder = crate::output::layout::rejected_key(&prefix, &flow.name, &run.run_id, 0);
             if let Some((dir, _)) = folder.rsplit_once('/') {
                 errors.delete_prefix(&format!("{dir}/")).await?;
             }
@@ -406,7 +497,7 @@ pub async fn reap(
 }
 
 async fn report(deps: &Deps, flow: &Flow, rec: &RunRecord) {
-    crate::adapters::metrics::run_finished(rec);
+    deps.metrics.run_finished(rec);
     let ev = Event {
         detail_type: "ferry End Flow Run Report".into(),
         detail: crate::model::report_detail(flow, rec, Some(rec.last_updated_at)),

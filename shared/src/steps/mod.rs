@@ -34,6 +34,7 @@ pub struct Deps {
     pub secrets: Arc<dyn SecretStore>,
     pub events: Arc<dyn EventSink>,
     pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<dyn crate::ports::Metrics>,
     pub settings: Settings,
 }
 
@@ -140,4 +141,75 @@ pub(crate) async fn renew_lease(deps: &Deps, run: &RunContext) -> Result<(), Ste
 
 pub(crate) fn internal(what: &str, e: impl std::fmt::Display) -> StepError {
     StepError::new(ErrorKind::Fatal, format!("{what}: {e}"))
+}
+
+/// The five steps, by their Lambda package name (also the suffix of the embedded engine's Task
+/// resources, `ferry:local:<step>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    StartRun,
+    FetchPage,
+    TransformBatch,
+    WriteS3,
+    Finalize,
+}
+
+impl Step {
+    pub const ALL: [Step; 5] = [
+        Step::StartRun,
+        Step::FetchPage,
+        Step::TransformBatch,
+        Step::WriteS3,
+        Step::Finalize,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::StartRun => "start-run",
+            Step::FetchPage => "fetch-page",
+            Step::TransformBatch => "transform-batch",
+            Step::WriteS3 => "write-s3",
+            Step::Finalize => "finalize",
+        }
+    }
+
+    /// The step a Task resource names (`...:fetch-page`).
+    pub fn from_resource(resource: &str) -> Option<Step> {
+        let last = resource.rsplit(':').next().unwrap_or_default();
+        Step::ALL.into_iter().find(|s| s.name() == last)
+    }
+}
+
+/// Run one step on a state machine payload: the dispatch the Lambda functions and the embedded
+/// engine share, so both deserialize, call and fail identically. A payload of the wrong shape
+/// is `Fatal` (the state machine and the step disagree: a bug, not a retry).
+pub async fn dispatch(
+    deps: &Deps,
+    step: Step,
+    payload: serde_json::Value,
+) -> Result<serde_json::Value, StepError> {
+    async fn call<I, O, Fut>(
+        payload: serde_json::Value,
+        f: impl FnOnce(I) -> Fut,
+    ) -> Result<serde_json::Value, StepError>
+    where
+        I: serde::de::DeserializeOwned,
+        O: Serialize,
+        Fut: std::future::Future<Output = Result<O, StepError>>,
+    {
+        let input: I = serde_json::from_value(payload).map_err(|e| {
+            StepError::fatal(format!(
+                "the step's input does not have the expected shape: {e}"
+            ))
+        })?;
+        let out = f(input).await?;
+        serde_json::to_value(out).map_err(|e| internal("encode the step's output", e))
+    }
+    match step {
+        Step::StartRun => call(payload, |i| start_run::handle(deps, i)).await,
+        Step::FetchPage => call(payload, |i| fetch_page::handle(deps, i)).await,
+        Step::TransformBatch => call(payload, |i| transform_batch::handle(deps, i)).await,
+        Step::WriteS3 => call(payload, |i| write_s3::handle(deps, i)).await,
+        Step::Finalize => call(payload, |i| finalize::handle_event(deps, i)).await,
+    }
 }

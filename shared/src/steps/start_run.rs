@@ -174,6 +174,7 @@ pub async fn handle(deps: &Deps, input: StartRunInput) -> Result<StartRunOutput,
         if let Err(e) = deps.events.publish(&event).await {
             tracing::warn!(flow = %flow.name, run_id = %run_id, error = %e, "could not publish the start report");
         }
+        deps.metrics.run_started(&flow.name, now);
         tracing::info!(flow = %flow.name, run_id = %run_id, mode = ?mode, start = ?window.start, end = %window.end, "run started");
         Ok::<_, StepError>(StartRunOutput {
             run,

@@ -158,18 +158,6 @@ async fn read_inferred(
     }
 }
 
-/// The key of a chunk's rejected records under the error location:
-/// `[<prefix>/]<flow>/<run_id>/rejected-<chunk>.jsonl` (fixed by (run, chunk): retries overwrite).
-pub fn rejected_key(prefix: &str, flow: &str, run_id: &str, chunk: u32) -> String {
-    let prefix = prefix.trim_matches('/');
-    let key = format!("{flow}/{run_id}/rejected-{chunk:06}.jsonl");
-    if prefix.is_empty() {
-        key
-    } else {
-        format!("{prefix}/{key}")
-    }
-}
-
 /// Rejected records, with the reason, as JSON lines staged for the flow's `error_location`.
 /// transform-batch writes only to staging; write-s3, which writes the output, publishes them.
 async fn stage_rejected(

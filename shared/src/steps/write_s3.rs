@@ -213,7 +213,7 @@ async fn publish_rejected(
     let store = deps.destinations.resolve(&location).await?;
     store
         .put(
-            &super::transform_batch::rejected_key(&prefix, &flow.name, &run.run_id, chunk),
+            &crate::output::layout::rejected_key(&prefix, &flow.name, &run.run_id, chunk),
             body,
             &PutOptions {
                 content_type: Some("application/x-ndjson".into()),
