@@ -41,6 +41,7 @@ fn text(o: &Output) -> String {
 /// and the run id (from `ferry runs list`).
 fn start_slow(dir: &Path) -> (Child, String) {
     std::fs::write(dir.join("slow.yaml"), SLOW).unwrap();
+    #[allow(clippy::zombie_processes)] // the caller waits on it (or kills and waits)
     let child = ferry(dir)
         .args(["run", "slow.yaml", "--json"])
         .stdout(Stdio::piped())

@@ -108,7 +108,7 @@ pub struct Gate {
     /// Fault injection for the deployed campaign (off unless set).
     pub faults: Mutex<Option<GateFaults>>,
     /// Kills the running instances of a function (by logical id): a crash.
-    pub killer: std::sync::OnceLock<Arc<dyn Fn(&str) + Send + Sync>>,
+    pub killer: std::sync::OnceLock<Killer>,
 }
 
 /// `Credential=AKID/date/region/service/aws4_request` of a SigV4 `Authorization` header.
@@ -690,6 +690,9 @@ pub async fn handle(
     }
     forward(&gate, method, uri, headers, body).await
 }
+
+/// Kills the running instances of a function, by logical id.
+pub type Killer = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Faults the gate injects into the functions' AWS calls (the deployed fault campaign): a
 /// crash of the calling function before or after the call (its process is killed: the state
