@@ -240,8 +240,18 @@ pub struct Manifest {
 }
 
 /// AppFlow's run report detail fields, under ferry's names for ferry's things.
+/// What a run report says of the flow (AppFlow's `source`, `source-object`, `destination`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportedFlow {
+    pub name: String,
+    pub connector: String,
+    pub entity: String,
+    /// `s3://bucket/prefix` or a local directory.
+    pub destination: String,
+}
+
 pub fn report_detail(
-    flow: &crate::flow::Flow,
+    flow: &ReportedFlow,
     rec: &RunRecord,
     end: Option<chrono::DateTime<chrono::Utc>>,
 ) -> serde_json::Value {
@@ -256,9 +266,9 @@ pub fn report_detail(
         "flow-version": rec.flow_version,
         "execution-id": rec.execution_id,
         "run-id": rec.run_id,
-        "source": flow.source.connector,
-        "source-object": flow.source.entity,
-        "destination": flow.destination.location().to_string(),
+        "source": flow.connector,
+        "source-object": flow.entity,
+        "destination": flow.destination,
         "trigger-type": rec.trigger.appflow_name(),
         "start-time": rec.started_at.to_rfc3339(),
         "end-time": end.map(|t| t.to_rfc3339()),

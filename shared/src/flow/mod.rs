@@ -598,6 +598,18 @@ pub struct EventTrigger {
 }
 
 impl Flow {
+    /// What a run report says of this flow.
+    pub fn reported(&self) -> crate::model::ReportedFlow {
+        crate::model::ReportedFlow {
+            name: self.name.clone(),
+            connector: self.source.connector.clone(),
+            entity: self.source.entity.clone(),
+            destination: self.destination.location().to_string(),
+        }
+    }
+}
+
+impl Flow {
     /// Parse YAML or JSON (JSON is YAML, but a `.json` origin gives JSON's error messages) and
     /// validate. `origin` names the input in messages (a file path).
     pub fn parse(text: &str, origin: &str) -> Result<Flow, FlowError> {

@@ -500,7 +500,7 @@ async fn report(deps: &Deps, flow: &Flow, rec: &RunRecord) {
     deps.metrics.run_finished(rec);
     let ev = Event {
         detail_type: "ferry End Flow Run Report".into(),
-        detail: crate::model::report_detail(flow, rec, Some(rec.last_updated_at)),
+        detail: crate::model::report_detail(&flow.reported(), rec, Some(rec.last_updated_at)),
         time: rec.last_updated_at,
     };
     if let Err(e) = deps.events.publish(&ev).await {

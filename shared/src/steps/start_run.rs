@@ -168,7 +168,7 @@ pub async fn handle(deps: &Deps, input: StartRunInput) -> Result<StartRunOutput,
         deps.runs.put_run(&record).await?;
         let event = Event {
             detail_type: "ferry Start Flow Run Report".into(),
-            detail: crate::model::report_detail(flow, &record, None),
+            detail: crate::model::report_detail(&flow.reported(), &record, None),
             time: now,
         };
         if let Err(e) = deps.events.publish(&event).await {
