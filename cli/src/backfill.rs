@@ -94,7 +94,7 @@ mod tests {
             trigger.replace("timezone", "mode: complete, timezone")
         };
         Flow::parse(
-            &format!("name: f\nsource:\n  connector: sample\n  entity: accounts\n{inc}destination:\n  local: out\n{mode}"),
+            &format!("name: ff\nsource:\n  connector: sample\n  entity: accounts\n{inc}destination:\n  local: out\n{mode}"),
             "f.yaml",
         )
         .unwrap()

@@ -378,7 +378,10 @@ impl Resolver<'_> {
             } else if name.contains('.') {
                 let v = match self.set.get(name) {
                     Some(v) => v.clone(),
-                    None => self.text_of(self.unresolved(at, &format!("${{{name}}}"), name), at),
+                    None => {
+                        let u = self.unresolved(at, &format!("${{{name}}}"), name);
+                        self.text_of(u, at)
+                    }
                 };
                 out.push_str(&v);
             } else {

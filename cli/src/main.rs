@@ -9,7 +9,7 @@ mod remote;
 mod validate;
 
 use anyhow::{Context, Result};
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use ferry::connector::ConnectorContext;
 use ferry::flow::Flow;
 use ferry::local::{self, asl::Observer, Engine};
@@ -449,7 +449,7 @@ async fn registered(home: &Path, name: &str) -> Result<Flow> {
         .await?
         .ok_or_else(|| {
             not_found(format!(
-                "no flow '{name}' is registered; `ferry flows list` shows them"
+                "flow '{name}' is not registered; register it with `ferry flows put FILE` (`ferry flows list` shows them)"
             ))
         })?
         .flow)
@@ -460,12 +460,17 @@ async fn validate_command(home: &Path, file: &Path, offline: bool, json_out: boo
         .map_err(|e| out::invalid_argument(format!("cannot read {}: {e}", file.display())))?;
     let origin = file.display().to_string();
     let parsed = validate::parse_flow(&text, &origin);
-    let (flow, problems, checked) = match parsed {
-        Err(e) => (None, e.problems, false),
-        Ok(f) if offline => (Some(f), vec![], false),
+    let (flow, problems, checked, message) = match parsed {
+        Err(e) => (None, e.problems, false, e.message),
+        Ok(f) if offline => (Some(f), vec![], false, String::new()),
         Ok(f) => {
             let (p, _) = validate::source_problems(&f, Some(&text), &local_ctx(home)).await;
-            (Some(f), p, true)
+            let m = format!(
+                "{origin}: {} problem(s) found against the {} source",
+                p.len(),
+                f.source.connector
+            );
+            (Some(f), p, true, m)
         }
     };
     let valid = problems.is_empty();
@@ -477,7 +482,7 @@ async fn validate_command(home: &Path, file: &Path, offline: bool, json_out: boo
             "source_checked": checked,
             "problems": problems,
             "error": if valid { Value::Null } else {
-                json!({ "name": "InvalidFlow", "message": format!("{origin}: {} problem(s)", problems.len()), "problems": problems })
+                json!({ "name": "InvalidFlow", "message": message, "problems": problems })
             },
         }));
         return Ok(if valid { 0 } else { 1 });
@@ -499,7 +504,7 @@ async fn validate_command(home: &Path, file: &Path, offline: bool, json_out: boo
             Ok(0)
         }
         _ => {
-            eprintln!("error: {origin}: {} problem(s):", problems.len());
+            eprintln!("error: {message}:");
             for p in &problems {
                 eprintln!("  - {p}");
             }
@@ -857,6 +862,7 @@ impl Observer for Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     /// Every argument of every command says what it is for.
     #[test]

@@ -191,6 +191,7 @@ pub async fn put(
         entry.connector = Some(c.to_string());
     }
     entry.properties.extend(properties);
+    let entry = entry.clone();
     save_meta(home, &meta)?;
     if json_out {
         crate::out::json(&json!({ "name": name, "connector": entry.connector, "stored": true }));

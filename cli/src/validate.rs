@@ -132,7 +132,7 @@ pub fn parse_flow(text: &str, origin: &str) -> Result<Flow, CliError> {
                 .collect();
             problems.sort_by_key(|p| (p.line.unwrap_or(usize::MAX), p.column));
             Err(CliError::invalid_flow(
-                format!("{origin}: {} problem(s)", problems.len()),
+                format!("{origin}: invalid flow, {} problem(s)", problems.len()),
                 problems,
             ))
         }
