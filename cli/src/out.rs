@@ -33,7 +33,7 @@ pub fn json(v: &Value) {
 /// `SourceError`, `Fatal`), a message, and for flows the list of problems.
 #[derive(Debug)]
 pub struct CliError {
-    pub name: &'static str,
+    pub name: String,
     pub message: String,
     pub problems: Vec<Problem>,
 }
@@ -84,16 +84,16 @@ impl std::fmt::Display for CliError {
 impl std::error::Error for CliError {}
 
 impl CliError {
-    pub fn new(name: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(name: impl Into<String>, message: impl Into<String>) -> Self {
         CliError {
-            name,
+            name: name.into(),
             message: message.into(),
             problems: vec![],
         }
     }
     pub fn invalid_flow(message: impl Into<String>, problems: Vec<Problem>) -> Self {
         CliError {
-            name: "InvalidFlow",
+            name: "InvalidFlow".into(),
             message: message.into(),
             problems,
         }
@@ -111,8 +111,8 @@ pub fn invalid_argument(message: impl Into<String>) -> anyhow::Error {
 /// The JSON error document: `{"error": {"name", "message", "problems": [...]}}`.
 pub fn error_json(e: &anyhow::Error) -> Value {
     let (name, message, problems) = match e.downcast_ref::<CliError>() {
-        Some(c) => (c.name, c.message.clone(), c.problems.clone()),
-        None => ("Fatal", format!("{e:#}"), vec![]),
+        Some(c) => (c.name.clone(), c.message.clone(), c.problems.clone()),
+        None => ("Fatal".to_string(), format!("{e:#}"), vec![]),
     };
     json!({ "error": { "name": name, "message": message, "problems": problems } })
 }
@@ -122,9 +122,17 @@ pub fn error_json(e: &anyhow::Error) -> Value {
 pub fn run_json(r: &RunRecord) -> Value {
     let mut v = serde_json::to_value(r).unwrap_or_else(|_| json!({}));
     let m = v.as_object_mut().expect("a run record is an object");
-    for k in ["manifest_key", "max_cursor", "watermark_after", "error"] {
+    for k in ["manifest_key", "max_cursor", "watermark_after"] {
         m.entry(k).or_insert(Value::Null);
     }
+    // The same error object as every other failure: {"name", "message"}.
+    m.insert(
+        "error".into(),
+        match &r.error {
+            Some(e) => json!({ "name": e.error, "message": e.message }),
+            None => Value::Null,
+        },
+    );
     m.entry("warnings").or_insert(json!([]));
     m.insert(
         "duration_seconds".into(),

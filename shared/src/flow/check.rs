@@ -207,7 +207,7 @@ mod tests {
     fn flow(extra_tasks: &str, inc: &str) -> Flow {
         Flow::parse(
             &format!(
-                "name: f\nsource:\n  connector: sample\n  entity: accounts\n  incremental: {{ field: {inc} }}\ndestination:\n  local: out\ntasks:\n{extra_tasks}"
+                "name: ff\nsource:\n  connector: sample\n  entity: accounts\n  incremental: {{ field: {inc} }}\ndestination:\n  local: out\ntasks:\n{extra_tasks}"
             ),
             "f.yaml",
         )
