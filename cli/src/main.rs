@@ -703,7 +703,7 @@ pub(crate) async fn runs_command(
                     "no flow '{flow}'{place} and no runs of it; `ferry flows list` shows the registered flows"
                 )));
             }
-            runs.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+            runs.sort_by_key(|r| std::cmp::Reverse(r.started_at));
             if json_out {
                 out::json(&Value::Array(runs.iter().map(out::run_json).collect()));
                 return Ok(0);
