@@ -508,6 +508,9 @@ async fn validate_command(home: &Path, file: &Path, offline: bool, json_out: boo
             for p in &problems {
                 eprintln!("  - {p}");
             }
+            if problems.iter().any(|p| p.path == "source.profile") {
+                eprintln!("(a flow for the deployed stack, whose profile is a Secrets Manager secret: check it with --offline)");
+            }
             Ok(1)
         }
     }

@@ -399,6 +399,10 @@ fn json_listings_runs_list_pushdown_and_pipes() {
     ] {
         assert!(flows[0].get(k).is_some(), "{k} missing: {flows}");
     }
+    // A usage error with --json is a JSON error too.
+    let o = ferry(d, &["runs", "list", "--json"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(json(&o)["error"]["name"], "InvalidArgument");
     let profiles = json(&ferry(d, &["profiles", "list", "--json"]));
     assert_eq!(profiles, serde_json::json!([]));
 
