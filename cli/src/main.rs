@@ -716,7 +716,7 @@ pub(crate) async fn runs_command(
                 return Ok(0);
             }
             outln!(
-                "{:<28} {:<12} {:<11} {:<20} {:>9} {:>12} {:>11}",
+                "{:<28} {:<12} {:<12} {:<20} {:>9} {:>12} {:>11}",
                 "RUN",
                 "STATUS",
                 "MODE",
@@ -727,7 +727,7 @@ pub(crate) async fn runs_command(
             );
             for r in runs {
                 outln!(
-                    "{:<28} {:<12} {:<11} {:<20} {:>9} {:>12} {:>11}{}",
+                    "{:<28} {:<12} {:<12} {:<20} {:>9} {:>12} {:>11}{}",
                     r.run_id,
                     r.status.as_str(),
                     format!("{:?}", r.mode).to_lowercase(),

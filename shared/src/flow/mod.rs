@@ -1156,7 +1156,11 @@ fn explain_serde(path: &str, msg: &str, found: Option<&serde_json::Value>) -> St
                 options.first().copied().unwrap_or("map_all")
             )
         } else {
-            format!("`{key}{}`", options.first().copied().unwrap_or("..."))
+            let x = example_for(field)
+                .filter(|x| options.contains(x))
+                .or(options.first().copied())
+                .unwrap_or("...");
+            format!("`{key}{x}`")
         };
         return match collect::closest(name, options.iter().copied()) {
             Some(c) => format!(
