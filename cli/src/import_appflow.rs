@@ -9,6 +9,7 @@
 //! every mapped copy, as in AppFlow.
 
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 /// Something in the AppFlow definition ferry cannot express.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +30,7 @@ impl std::fmt::Display for Problem {
 pub struct Imported {
     pub flow: Value,
     pub problems: Vec<Problem>,
+    pub notes: Vec<String>,
 }
 
 /// Connector names ferry knows (available or planned), by AppFlow `connectorType`.
@@ -37,8 +39,53 @@ const CONNECTORS: &[(&str, &str)] = &[
     ("zendesk", "zendesk"),
     ("servicenow", "servicenow"),
     ("slack", "slack"),
+    ("hubspot", "hubspot"),
     ("customconnector", "rest"),
 ];
+
+/// Top-level keys of a CreateFlow request, DescribeFlow output or `AWS::AppFlow::Flow`
+/// `Properties` that the importer reads or knowingly ignores (DescribeFlow's read-only fields).
+const KNOWN_TOP_LEVEL: &[&str] = &[
+    "flowName",
+    "description",
+    "kmsArn",
+    "kMSArn",
+    "triggerConfig",
+    "sourceFlowConfig",
+    "destinationFlowConfigList",
+    "tasks",
+    "tags",
+    "metadataCatalogConfig",
+    "flowStatus",
+    "clientToken",
+    "flowArn",
+    "flowStatusMessage",
+    "createdAt",
+    "lastUpdatedAt",
+    "createdBy",
+    "lastUpdatedBy",
+    "lastRunExecutionDetails",
+    "lastRunMetadataCatalogDetails",
+    "schemaVersion",
+];
+
+/// The field an AppFlow incremental pull uses when the flow names none: each connector's own
+/// last-modified field in ferry.
+fn default_incremental_field(connector: &str, entity: &str) -> Option<String> {
+    Some(
+        match (connector, entity) {
+            ("salesforce", _) => "LastModifiedDate",
+            ("zendesk", _) => "updated_at",
+            ("servicenow", _) => "sys_updated_on",
+            ("slack", "messages") => "posted_at",
+            ("slack", _) => "updated",
+            ("hubspot", "contacts") => "lastmodifieddate",
+            ("hubspot", _) => "hs_lastmodifieddate",
+            _ => return None,
+        }
+        .to_string(),
+    )
+}
 
 /// Lower-case the first letter of CamelCase keys (CloudFormation spells `FlowName`, the API
 /// `flowName`); ALL_CAPS keys (task properties) and keys without lower-case letters (`S3`) stay.
@@ -199,29 +246,333 @@ fn filter_value(v: &Value, data_type: Option<&str>) -> Value {
     }
 }
 
-/// Translate an AppFlow definition (text: JSON or YAML).
-pub fn import(text_in: &str) -> Result<Imported, String> {
-    let raw: Value = serde_json::from_str(text_in)
-        .or_else(|_| serde_yaml::from_str::<Value>(text_in))
-        .map_err(|e| format!("not JSON or YAML: {e}"))?;
-    let mut v = normalize(raw);
-    // A CloudFormation template: pick the AWS::AppFlow::Flow resource.
-    if let Some(res) = v.get("resources").and_then(Value::as_object) {
-        let flows: Vec<&Value> = res
-            .values()
-            .filter(|r| r.get("type").and_then(Value::as_str) == Some("AWS::AppFlow::Flow"))
-            .collect();
-        match flows.as_slice() {
-            [one] => v = one.get("properties").cloned().unwrap_or(Value::Null),
-            [] => return Err("the template has no AWS::AppFlow::Flow resource".into()),
-            _ => {
-                return Err(
-                    "the template has several AWS::AppFlow::Flow resources; keep one per file"
-                        .into(),
-                )
+/// YAML as JSON, with CloudFormation's short-form tags as their long form (`!Ref X` ->
+/// `{"Ref": "X"}`, `!Sub s` -> `{"Fn::Sub": s}`, `!GetAtt a.b` -> `{"Fn::GetAtt": ["a", "b"]}`).
+fn yaml_to_json(v: serde_yaml::Value) -> Result<Value, String> {
+    use serde_yaml::Value as Y;
+    Ok(match v {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => serde_json::to_value(&n).map_err(|e| e.to_string())?,
+        Y::String(s) => Value::String(s),
+        Y::Sequence(a) => Value::Array(a.into_iter().map(yaml_to_json).collect::<Result<_, _>>()?),
+        Y::Mapping(m) => {
+            let mut out = Map::new();
+            for (k, v) in m {
+                let k = match k {
+                    Y::String(s) => s,
+                    Y::Number(n) => n.to_string(),
+                    Y::Bool(b) => b.to_string(),
+                    other => return Err(format!("a mapping key that is not text: {other:?}")),
+                };
+                out.insert(k, yaml_to_json(v)?);
             }
+            Value::Object(out)
+        }
+        Y::Tagged(t) => {
+            let tag = t.tag.to_string();
+            let name = tag.trim_start_matches('!');
+            let inner = yaml_to_json(t.value)?;
+            let key = match name {
+                "Ref" | "Condition" => name.to_string(),
+                _ => format!("Fn::{name}"),
+            };
+            let inner = match (name, inner) {
+                ("GetAtt", Value::String(s)) => match s.split_once('.') {
+                    Some((a, b)) => json!([a, b]),
+                    None => Value::String(s),
+                },
+                (_, v) => v,
+            };
+            json!({ key: inner })
+        }
+    })
+}
+
+/// Resolves CloudFormation intrinsic functions: `--set` values first, then parameter defaults,
+/// literal resource names and `Mappings`. What cannot be known becomes a problem (and a visible
+/// `<unresolved ...>` placeholder), never an empty string.
+struct Resolver<'a> {
+    set: &'a BTreeMap<String, String>,
+    parameters: Map<String, Value>,
+    resources: Map<String, Value>,
+    mappings: Map<String, Value>,
+    problems: Vec<Problem>,
+    notes: Vec<String>,
+}
+
+impl Resolver<'_> {
+    fn unresolved(&mut self, at: &str, what: &str, key: &str) -> Value {
+        self.problems.push(Problem {
+            path: at.to_string(),
+            message: format!("{what} cannot be resolved from the template; pass --set {key}=VALUE"),
+        });
+        Value::String(format!("<unresolved {what}>"))
+    }
+
+    /// The value a `Ref` stands for.
+    fn reference(&mut self, name: &str, at: &str) -> Value {
+        if let Some(v) = self.set.get(name) {
+            return Value::String(v.clone());
+        }
+        if let Some(p) = self.parameters.get(name).cloned() {
+            if let Some(d) = p.get("Default") {
+                let d = self.resolve(d.clone(), at);
+                self.notes.push(format!(
+                    "{at}: parameter {name} taken at its default {d} (--set {name}=VALUE to change)"
+                ));
+                return d;
+            }
+            return self.unresolved(at, &format!("parameter {name} (no Default)"), name);
+        }
+        if let Some(r) = self.resources.get(name).cloned() {
+            let ty = r.get("Type").and_then(Value::as_str).unwrap_or_default();
+            let name_prop = match ty {
+                "AWS::S3::Bucket" => Some("BucketName"),
+                "AWS::AppFlow::ConnectorProfile" => Some("ConnectorProfileName"),
+                "AWS::Glue::Database" => None,
+                _ => None,
+            };
+            if let Some(v) = name_prop.and_then(|p| r.pointer(&format!("/Properties/{p}"))) {
+                return self.resolve(v.clone(), at);
+            }
+            return self.unresolved(
+                at,
+                &format!("Ref {name} ({ty}; its name is generated by CloudFormation)"),
+                name,
+            );
+        }
+        match name {
+            "AWS::Partition" => Value::String("aws".into()),
+            "AWS::URLSuffix" => Value::String("amazonaws.com".into()),
+            "AWS::NoValue" => Value::Null,
+            _ => self.unresolved(at, &format!("Ref {name}"), name),
         }
     }
+
+    fn text_of(&mut self, v: Value, at: &str) -> String {
+        match self.resolve(v, at) {
+            Value::String(s) => s,
+            Value::Null => String::new(),
+            other => text(&other).unwrap_or_else(|| other.to_string()),
+        }
+    }
+
+    /// `${Name}`, `${Res.Attr}` and `${!Literal}` in a `Fn::Sub` string.
+    fn sub(&mut self, template: &str, vars: &Map<String, Value>, at: &str) -> String {
+        let mut out = String::new();
+        let mut rest = template;
+        while let Some(i) = rest.find("${") {
+            out.push_str(&rest[..i]);
+            let after = &rest[i + 2..];
+            let Some(end) = after.find('}') else {
+                out.push_str(&rest[i..]);
+                return out;
+            };
+            let name = &after[..end];
+            if let Some(lit) = name.strip_prefix('!') {
+                out.push_str(&format!("${{{lit}}}"));
+            } else if let Some(v) = vars.get(name) {
+                let t = self.text_of(v.clone(), at);
+                out.push_str(&t);
+            } else if name.contains('.') {
+                let v = match self.set.get(name) {
+                    Some(v) => v.clone(),
+                    None => {
+                        let u = self.unresolved(at, &format!("${{{name}}}"), name);
+                        self.text_of(u, at)
+                    }
+                };
+                out.push_str(&v);
+            } else {
+                let t = self.reference(name, at);
+                let t = self.text_of(t, at);
+                out.push_str(&t);
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    fn resolve(&mut self, v: Value, at: &str) -> Value {
+        match v {
+            Value::Array(a) => Value::Array(
+                a.into_iter()
+                    .enumerate()
+                    .map(|(i, x)| self.resolve(x, &format!("{at}[{i}]")))
+                    .collect(),
+            ),
+            Value::Object(m) if m.len() == 1 => {
+                let (k, arg) = m.into_iter().next().expect("one member");
+                match k.as_str() {
+                    "Ref" => match arg {
+                        Value::String(n) => self.reference(&n, at),
+                        other => self.unresolved(at, &format!("Ref {other}"), "NAME"),
+                    },
+                    "Fn::Sub" => {
+                        let (tpl, vars) = match arg {
+                            Value::String(s) => (s, Map::new()),
+                            Value::Array(a) if a.len() == 2 => (
+                                text(&a[0]).unwrap_or_default(),
+                                a[1].as_object().cloned().unwrap_or_default(),
+                            ),
+                            other => {
+                                return self.unresolved(at, &format!("Fn::Sub {other}"), "NAME")
+                            }
+                        };
+                        Value::String(self.sub(&tpl, &vars, at))
+                    }
+                    "Fn::Join" => match arg {
+                        Value::Array(a) if a.len() == 2 => {
+                            let sep = text(&a[0]).unwrap_or_default();
+                            let parts = match self.resolve(a[1].clone(), at) {
+                                Value::Array(p) => p,
+                                other => vec![other],
+                            };
+                            let parts: Vec<String> =
+                                parts.into_iter().map(|p| self.text_of(p, at)).collect();
+                            Value::String(parts.join(&sep))
+                        }
+                        other => self.unresolved(at, &format!("Fn::Join {other}"), "NAME"),
+                    },
+                    "Fn::Select" => match arg {
+                        Value::Array(a) if a.len() == 2 => {
+                            let i = self.text_of(a[0].clone(), at).parse::<usize>().unwrap_or(0);
+                            match self.resolve(a[1].clone(), at) {
+                                Value::Array(list) if i < list.len() => list[i].clone(),
+                                other => {
+                                    self.unresolved(at, &format!("Fn::Select {other}"), "NAME")
+                                }
+                            }
+                        }
+                        other => self.unresolved(at, &format!("Fn::Select {other}"), "NAME"),
+                    },
+                    "Fn::GetAtt" => {
+                        let key = match &arg {
+                            Value::Array(a) => {
+                                a.iter().filter_map(text).collect::<Vec<_>>().join(".")
+                            }
+                            other => text(other).unwrap_or_default(),
+                        };
+                        match self.set.get(&key) {
+                            Some(v) => Value::String(v.clone()),
+                            None => self.unresolved(at, &format!("Fn::GetAtt {key}"), &key),
+                        }
+                    }
+                    "Fn::FindInMap" => match arg {
+                        Value::Array(a) if a.len() == 3 => {
+                            let keys: Vec<String> =
+                                a.into_iter().map(|x| self.text_of(x, at)).collect();
+                            match self
+                                .mappings
+                                .get(&keys[0])
+                                .and_then(|m| m.get(&keys[1]))
+                                .and_then(|m| m.get(&keys[2]))
+                                .cloned()
+                            {
+                                Some(v) => self.resolve(v, at),
+                                None => self.unresolved(
+                                    at,
+                                    &format!("Fn::FindInMap {}", keys.join(".")),
+                                    &keys.join("."),
+                                ),
+                            }
+                        }
+                        other => self.unresolved(at, &format!("Fn::FindInMap {other}"), "NAME"),
+                    },
+                    f if f.starts_with("Fn::") => {
+                        self.unresolved(at, &format!("{f} (not evaluated by the importer)"), "NAME")
+                    }
+                    _ => {
+                        let child = format!("{at}.{}", lower_first(&k));
+                        let mut out = Map::new();
+                        out.insert(k, self.resolve(arg, &child));
+                        Value::Object(out)
+                    }
+                }
+            }
+            Value::Object(m) => Value::Object(
+                m.into_iter()
+                    .map(|(k, v)| {
+                        let child = if at.is_empty() {
+                            lower_first(&k)
+                        } else {
+                            format!("{at}.{}", lower_first(&k))
+                        };
+                        let v = self.resolve(v, &child);
+                        (k, v)
+                    })
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+}
+
+fn lower_first(k: &str) -> String {
+    if k.chars().any(|c| c.is_ascii_lowercase()) {
+        let mut c = k.chars();
+        match c.next() {
+            Some(f) => f.to_ascii_lowercase().to_string() + c.as_str(),
+            None => String::new(),
+        }
+    } else {
+        k.to_string()
+    }
+}
+
+/// Translate an AppFlow definition (text: JSON or YAML). `set` gives values CloudFormation
+/// intrinsic functions stand for, and (`properties.NAME`) connector properties the AppFlow
+/// connector profile held.
+pub fn import(text_in: &str, set: &BTreeMap<String, String>) -> Result<Imported, String> {
+    let raw: Value = match serde_json::from_str(text_in) {
+        Ok(v) => v,
+        Err(_) => yaml_to_json(
+            serde_yaml::from_str::<serde_yaml::Value>(text_in)
+                .map_err(|e| format!("not JSON or YAML: {e}"))?,
+        )?,
+    };
+    let mut resolver = Resolver {
+        set,
+        parameters: Map::new(),
+        resources: Map::new(),
+        mappings: Map::new(),
+        problems: vec![],
+        notes: vec![],
+    };
+    // A CloudFormation template: pick the AWS::AppFlow::Flow resource.
+    let props =
+        match raw.get("Resources").and_then(Value::as_object) {
+            Some(res) => {
+                resolver.resources = res.clone();
+                resolver.parameters = raw
+                    .get("Parameters")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                resolver.mappings = raw
+                    .get("Mappings")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                let flows: Vec<&Value> = res
+                    .values()
+                    .filter(|r| r.get("Type").and_then(Value::as_str) == Some("AWS::AppFlow::Flow"))
+                    .collect();
+                match flows.as_slice() {
+                    [one] => one.get("Properties").cloned().unwrap_or(Value::Null),
+                    [] => return Err("the template has no AWS::AppFlow::Flow resource".into()),
+                    _ => return Err(
+                        "the template has several AWS::AppFlow::Flow resources; keep one per file"
+                            .into(),
+                    ),
+                }
+            }
+            None => raw,
+        };
+    let resolved = resolver.resolve(props, "");
+    let v = normalize(resolved);
     if v.get("flowName").is_none() && v.get("sourceFlowConfig").is_none() {
         return Err(
             "this is not an AppFlow flow: expected a CreateFlow request (flowName, sourceFlowConfig, ...) \
@@ -229,17 +580,25 @@ pub fn import(text_in: &str) -> Result<Imported, String> {
                 .into(),
         );
     }
-    let mut t = Translator::default();
+    let mut t = Translator {
+        problems: resolver.problems,
+        notes: resolver.notes,
+        set: set.clone(),
+    };
     let flow = t.flow(&v);
     Ok(Imported {
         flow,
         problems: t.problems,
+        notes: t.notes,
     })
 }
 
 #[derive(Default)]
 struct Translator {
     problems: Vec<Problem>,
+    /// What the import assumed (a parameter's default, an AppFlow default made explicit).
+    notes: Vec<String>,
+    set: BTreeMap<String, String>,
 }
 
 impl Translator {
@@ -248,6 +607,10 @@ impl Translator {
             path: path.into(),
             message: message.into(),
         });
+    }
+
+    fn note(&mut self, n: impl Into<String>) {
+        self.notes.push(n.into());
     }
 
     fn flow(&mut self, v: &Value) -> Value {
@@ -264,31 +627,25 @@ impl Translator {
             })
             .collect::<String>();
         if ok_name != name {
-            self.problem(
-                "flowName",
-                format!(
-                    "'{name}' has characters ferry flow names do not allow; renamed to '{ok_name}'"
-                ),
-            );
+            self.note(format!(
+                "flowName '{name}' has characters ferry flow names do not allow (object keys use it); renamed to '{ok_name}'"
+            ));
         }
         flow.insert("name".into(), json!(ok_name));
         if let Some(d) = v.get("description").and_then(text) {
             flow.insert("description".into(), json!(d));
         }
-        let mut source = self.source(v.get("sourceFlowConfig").unwrap_or(&Value::Null));
-        let (mut trigger, incremental_extra) = self.trigger(v.get("triggerConfig"));
+        let src = v.get("sourceFlowConfig").cloned().unwrap_or(Value::Null);
+        let (mut trigger, incremental_extra, pull_mode) = self.trigger(v.get("triggerConfig"));
+        let mut source = self.source(&src, pull_mode.as_deref());
         // A schedule without an incremental field can only reread everything.
         if source.get("incremental").is_none() {
             if let Some(s) = trigger.get_mut("scheduled").and_then(Value::as_object_mut) {
                 if s.get("mode").and_then(Value::as_str) == Some("incremental") {
-                    let explicit = v
-                        .pointer("/triggerConfig/triggerProperties/scheduled/dataPullMode")
-                        .or_else(|| v.pointer("/triggerConfig/triggerProperties/scheduledTriggerProperties/dataPullMode"))
-                        .is_some();
-                    if explicit {
+                    if pull_mode.is_some() {
                         self.problem(
-                            "triggerConfig.triggerProperties.scheduled.dataPullMode",
-                            "is Incremental but the source names no datetimeTypeFieldName; imported as complete",
+                            "triggerConfig.triggerProperties.dataPullMode",
+                            "is Incremental but the source names no datetimeTypeFieldName and the connector has no default one; imported as complete (set source.incremental.field)",
                         );
                     }
                     s.insert("mode".into(), json!("complete"));
@@ -308,7 +665,7 @@ impl Translator {
         }
         flow.insert("source".into(), Value::Object(source));
         let mut destination = self.destination(v.get("destinationFlowConfigList"));
-        if let Some(k) = v.get("kmsArn").and_then(text) {
+        if let Some(k) = v.get("kmsArn").or_else(|| v.get("kMSArn")).and_then(text) {
             if let Some(s3) = destination.get_mut("s3").and_then(Value::as_object_mut) {
                 s3.insert("kms_key_id".into(), json!(k));
             }
@@ -341,45 +698,66 @@ impl Translator {
         if !tags.is_empty() {
             flow.insert("tags".into(), Value::Object(tags));
         }
-        for k in ["metadataCatalogConfig"] {
-            if v.get(k).is_some_and(|x| !x.is_null()) {
+        if v.get("metadataCatalogConfig")
+            .is_some_and(|x| !x.is_null() && x != &json!({}))
+        {
+            // ferry's flow model has no catalog setting yet (`destination.catalog`).
+            self.problem(
+                "metadataCatalogConfig",
+                "Glue Data Catalog registration is not yet supported by ferry flows; the output is \
+                 written, but no Glue table is created or updated (register it with a Glue crawler \
+                 or by hand)",
+            );
+        }
+        match v.get("flowStatus").and_then(text).as_deref() {
+            None | Some("Active") | Some("Draft") => {}
+            Some(other) => self.problem(
+                "flowStatus",
+                format!("is {other}: ferry flows are active once registered; suspend the schedule after `ferry flows put` if you need it paused"),
+            ),
+        }
+        for (k, _) in v.as_object().into_iter().flatten() {
+            if !KNOWN_TOP_LEVEL.contains(&k.as_str()) {
                 self.problem(
-                    k,
-                    "Glue Data Catalog registration is not part of a ferry flow; it was dropped",
+                    k.clone(),
+                    "is not an AppFlow flow setting ferry knows; it was ignored",
                 );
             }
         }
         Value::Object(flow)
     }
 
-    fn source(&mut self, s: &Value) -> Map<String, Value> {
+    fn source(&mut self, s: &Value, pull_mode: Option<&str>) -> Map<String, Value> {
         let mut out = Map::new();
         let ct = s.get("connectorType").and_then(text).unwrap_or_default();
-        let connector = CONNECTORS
-            .iter()
-            .find(|(a, _)| a.eq_ignore_ascii_case(&ct))
-            .map(|(_, f)| f.to_string());
-        match &connector {
-            Some(c) => {
-                out.insert("connector".into(), json!(c));
-            }
+        let forced = self.set.get("connector").cloned();
+        let connector = forced.clone().or_else(|| {
+            CONNECTORS
+                .iter()
+                .find(|(a, _)| a.eq_ignore_ascii_case(&ct))
+                .map(|(_, f)| f.to_string())
+        });
+        let connector = match connector {
+            Some(c) => c,
             None => {
                 self.problem(
                     "sourceFlowConfig.connectorType",
                     format!(
                         "ferry has no {ct} connector (it has salesforce, zendesk, servicenow, slack, hubspot, rest, sample); \
-                         the flow keeps '{}' so you can swap in another connector",
+                         the flow keeps '{}' so you can swap in another connector (or --set connector=NAME)",
                         ct.to_lowercase()
                     ),
                 );
-                out.insert("connector".into(), json!(ct.to_lowercase()));
+                ct.to_lowercase()
             }
-        }
+        };
+        out.insert("connector".into(), json!(connector));
         if let Some(p) = s.get("connectorProfileName").and_then(text) {
             out.insert("profile".into(), json!(p));
         }
+        let props_at = format!("sourceFlowConfig.sourceConnectorProperties.{ct}");
         let props = s.get("sourceConnectorProperties").and_then(only_value);
-        let entity = props
+        let mut entity = props
             .and_then(|p| p.get("object").or_else(|| p.get("entityName")))
             .and_then(text)
             .unwrap_or_default();
@@ -389,38 +767,113 @@ impl Translator {
                 "names no object; set source.entity",
             );
         }
+        let mut properties = Map::new();
+        // Slack's object for a channel's messages is `conversations/<channel ID>`.
+        if connector == "slack" {
+            if let Some(ch) = entity.strip_prefix("conversations/") {
+                properties.insert("channels".into(), json!([ch]));
+                entity = "messages".into();
+            }
+        }
         out.insert("entity".into(), json!(entity));
         if let Some(m) = props.and_then(Value::as_object) {
             for (k, v) in m {
-                if matches!(k.as_str(), "object" | "entityName") {
-                    continue;
+                let at = format!("{props_at}.{k}");
+                match (connector.as_str(), k.as_str(), v) {
+                    (_, "object" | "entityName", _) => {}
+                    ("salesforce", "includeDeletedRecords", Value::Bool(b)) => {
+                        if *b {
+                            properties.insert("include_deleted".into(), json!(true));
+                        }
+                    }
+                    ("salesforce", "enableDynamicFieldUpdate", Value::Bool(_)) => {
+                        // ferry describes the object at every run: new fields are picked up
+                        // either way, and Map tasks fix the output fields as AppFlow's do.
+                    }
+                    ("salesforce", "dataTransferApi", v) => {
+                        match text(v).unwrap_or_default().to_uppercase().as_str() {
+                            "AUTOMATIC" | "" => {}
+                            "BULKV2" => {
+                                properties.insert("api".into(), json!("bulk"));
+                            }
+                            "REST_SYNC" => {
+                                properties.insert("api".into(), json!("rest"));
+                            }
+                            other => self.problem(at, format!("'{other}' is not AUTOMATIC, BULKV2 or REST_SYNC")),
+                        }
+                    }
+                    (_, "customProperties", Value::Object(cp)) if cp.is_empty() => {}
+                    _ => self.problem(
+                        at,
+                        format!("({v}) has no ferry equivalent here; set the connector's `source.properties` by hand if it has one (see docs/connectors.md)"),
+                    ),
                 }
-                self.problem(
-                    format!("sourceFlowConfig.sourceConnectorProperties.{ct}.{k}"),
-                    format!("({v}) has no ferry equivalent here; set the connector's `source.properties` by hand if it has one (see docs/connectors.md)"),
-                );
             }
         }
-        if let Some(f) = s
+        // Settings that live in the AppFlow connector profile, not in the flow.
+        for (key, value) in &self.set {
+            if let Some(p) = key.strip_prefix("properties.") {
+                let v = serde_json::from_str(value).unwrap_or_else(|_| json!(value));
+                properties.insert(p.to_string(), v);
+            }
+        }
+        let needs = |p: &Map<String, Value>, any: &[&str]| any.iter().any(|k| p.contains_key(*k));
+        match connector.as_str() {
+            "zendesk" if !needs(&properties, &["subdomain", "base_url"]) => self.problem(
+                "sourceFlowConfig.connectorProfileName",
+                "the Zendesk subdomain is part of the AppFlow connector profile, not the flow; pass --set properties.subdomain=SUBDOMAIN",
+            ),
+            "servicenow" if !needs(&properties, &["instance_url"]) => self.problem(
+                "sourceFlowConfig.connectorProfileName",
+                "the ServiceNow instance is part of the AppFlow connector profile, not the flow; pass --set properties.instance_url=https://INSTANCE.service-now.com",
+            ),
+            _ => {}
+        }
+        if !properties.is_empty() {
+            out.insert("properties".into(), Value::Object(properties));
+        }
+        let explicit = s
             .get("incrementalPullConfig")
             .and_then(|i| i.get("datetimeTypeFieldName"))
             .and_then(text)
-        {
+            .filter(|f| !f.is_empty());
+        let incremental_wanted = pull_mode.is_some_and(|m| m.eq_ignore_ascii_case("incremental"));
+        let field = match explicit {
+            Some(f) => Some(f),
+            None if incremental_wanted => {
+                let d = default_incremental_field(&connector, &entity);
+                if let Some(f) = &d {
+                    self.note(format!(
+                        "sourceFlowConfig.incrementalPullConfig: no datetimeTypeFieldName; the {connector} connector's incremental field `{f}` is used, as AppFlow does"
+                    ));
+                }
+                d
+            }
+            None => None,
+        };
+        if let Some(f) = field {
             out.insert("incremental".into(), json!({ "field": f }));
         }
         out
     }
 
-    /// The trigger, and settings ferry keeps under `source.incremental`.
-    fn trigger(&mut self, t: Option<&Value>) -> (Value, Option<Map<String, Value>>) {
+    /// The trigger, settings ferry keeps under `source.incremental`, and the data pull mode the
+    /// schedule names.
+    fn trigger(
+        &mut self,
+        t: Option<&Value>,
+    ) -> (Value, Option<Map<String, Value>>, Option<String>) {
         let Some(t) = t else {
-            return (json!({ "on_demand": {} }), None);
+            return (json!({ "on_demand": {} }), None, None);
         };
         let kind = t.get("triggerType").and_then(text).unwrap_or_default();
-        let props = t.get("triggerProperties").and_then(|p| {
+        // API: triggerProperties.Scheduled{...}; CloudFormation: TriggerProperties{...}.
+        let props = t.get("triggerProperties").map(|p| {
             p.get("scheduled")
                 .or_else(|| p.get("scheduledTriggerProperties"))
+                .unwrap_or(p)
         });
+        let at = "triggerConfig.triggerProperties";
         match kind.to_lowercase().as_str() {
             "scheduled" => {
                 let p = props.cloned().unwrap_or(Value::Null);
@@ -430,17 +883,14 @@ impl Translator {
                     .and_then(text)
                     .unwrap_or_default();
                 if expr.is_empty() {
-                    self.problem(
-                        "triggerConfig.triggerProperties.scheduled.scheduleExpression",
-                        "is missing",
-                    );
+                    self.problem(format!("{at}.scheduleExpression"), "is missing");
                 }
                 s.insert("expression".into(), json!(schedule_expression(&expr)));
-                let mode = p
-                    .get("dataPullMode")
-                    .and_then(text)
-                    .unwrap_or("Incremental".into());
-                s.insert("mode".into(), json!(mode.to_lowercase()));
+                let mode = p.get("dataPullMode").and_then(text);
+                s.insert(
+                    "mode".into(),
+                    json!(mode.clone().unwrap_or("Incremental".into()).to_lowercase()),
+                );
                 for (k, f) in [
                     ("scheduleStartTime", "start_time"),
                     ("scheduleEndTime", "end_time"),
@@ -450,14 +900,15 @@ impl Translator {
                             Some(ts) => {
                                 s.insert(f.into(), json!(ts));
                             }
-                            None => self.problem(
-                                format!("triggerConfig.triggerProperties.scheduled.{k}"),
-                                format!("{x} is not a time"),
-                            ),
+                            None => self.problem(format!("{at}.{k}"), format!("{x} is not a time")),
                         }
                     }
                 }
-                if let Some(tz) = p.get("timezone").and_then(text) {
+                if let Some(tz) = p
+                    .get("timezone")
+                    .or_else(|| p.get("timeZone"))
+                    .and_then(text)
+                {
                     s.insert("timezone".into(), json!(tz));
                 }
                 if let Some(n) = p
@@ -475,23 +926,24 @@ impl Translator {
                         inc.insert("offset".into(), json!(format!("{o}s")));
                     }
                 }
-                (json!({ "scheduled": s }), Some(inc))
+                (json!({ "scheduled": s }), Some(inc), mode)
             }
             "event" => {
                 self.problem(
                     "triggerConfig.triggerType",
-                    "Event: AppFlow's event flows listen to a SaaS change stream; ferry starts on an EventBridge \
-                     event pattern instead (`trigger.event.pattern`); the flow was imported as on-demand",
+                    "Event: an AppFlow event flow runs when the SaaS application sends a change event; \
+                     ferry cannot subscribe to the application, so the flow was imported on demand. \
+                     Start it from an EventBridge rule (`trigger.event.pattern`) or a schedule",
                 );
-                (json!({ "on_demand": {} }), None)
+                (json!({ "on_demand": {} }), None, None)
             }
-            "ondemand" | "" => (json!({ "on_demand": {} }), None),
+            "ondemand" | "" => (json!({ "on_demand": {} }), None, None),
             other => {
                 self.problem(
                     "triggerConfig.triggerType",
                     format!("unknown trigger type '{other}'"),
                 );
-                (json!({ "on_demand": {} }), None)
+                (json!({ "on_demand": {} }), None, None)
             }
         }
     }
@@ -538,6 +990,7 @@ impl Translator {
             .get("s3OutputFormatConfig")
             .cloned()
             .unwrap_or(Value::Null);
+        // AppFlow writes JSON lines unless told otherwise.
         let format = match fmt
             .get("fileType")
             .and_then(text)
@@ -579,12 +1032,23 @@ impl Translator {
                 .is_some_and(|t| t.eq_ignore_ascii_case("SingleFile"))
             {
                 out.insert("single_file".into(), json!(true));
-            } else if let Some(n) = a.get("targetFileSize").and_then(Value::as_u64) {
-                out.insert("file_size_mb".into(), json!(n));
+            } else {
+                // 0 or absent: AppFlow's (and ferry's) default size.
+                match a.get("targetFileSize").and_then(Value::as_u64) {
+                    Some(n) if n > 0 => {
+                        out.insert("file_size_mb".into(), json!(n));
+                    }
+                    _ => {}
+                }
             }
         }
-        if let Some(b) = fmt.get("preserveSourceDataTyping").and_then(Value::as_bool) {
-            out.insert("preserve_source_types".into(), json!(b));
+        if format == "parquet" {
+            // Without preserveSourceDataTyping, AppFlow writes every Parquet column as a string.
+            let keep = fmt
+                .get("preserveSourceDataTyping")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            out.insert("preserve_source_types".into(), json!(keep));
         }
         if let Some(e) = s3
             .get("errorHandlingConfig")
@@ -601,15 +1065,7 @@ impl Translator {
                     }),
                 );
             }
-            if e.get("failOnFirstDestinationError")
-                .and_then(Value::as_bool)
-                == Some(true)
-            {
-                self.problem(
-                    format!("{at}.errorHandlingConfig.failOnFirstDestinationError"),
-                    "ferry retries writes and fails the run on a write error anyway; the setting was dropped",
-                );
-            }
+            // failOnFirstDestinationError: ferry fails the run on a write error either way.
         }
         out
     }
@@ -940,15 +1396,32 @@ impl Translator {
     }
 }
 
+/// `--set KEY=VALUE` pairs.
+pub fn parse_sets(set: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    set.iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+            _ => Err(crate::out::invalid_argument(format!(
+                "--set '{kv}' is not KEY=VALUE (e.g. --set Env=prod)"
+            ))),
+        })
+        .collect()
+}
+
 /// The CLI command: print or write the YAML; list what could not be translated.
 pub fn run(
     file: &std::path::Path,
     out: Option<&std::path::Path>,
     partial: bool,
+    set: &[String],
+    json_out: bool,
 ) -> anyhow::Result<i32> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-    let imported = import(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let set = parse_sets(set)?;
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        crate::out::invalid_argument(format!("cannot read {}: {e}", file.display()))
+    })?;
+    let imported = import(&text, &set)
+        .map_err(|e| crate::out::invalid_argument(format!("{}: {e}", file.display())))?;
     let mut problems: Vec<String> = imported
         .problems
         .iter()
@@ -958,36 +1431,57 @@ pub fn run(
     if let Err(e) = ferry::flow::Flow::from_value(imported.flow.clone(), &origin) {
         problems.extend(e.errors().iter().map(|e| format!("ferry {e}")));
     }
-    if !problems.is_empty() {
-        eprintln!(
-            "{}: {} thing(s) could not be translated:",
-            file.display(),
-            problems.len()
-        );
-        for p in &problems {
-            eprintln!("  - {p}");
-        }
-        if !partial {
-            eprintln!("nothing written; fix the definition, or pass --partial to write the flow with these notes");
-            return Ok(2);
-        }
-    }
     let mut yaml = String::new();
     yaml.push_str(&format!(
         "# Imported from AppFlow definition {}\n",
         file.display()
     ));
+    for n in &imported.notes {
+        yaml.push_str(&format!("# note: {n}\n"));
+    }
     for p in &problems {
         yaml.push_str(&format!("# TODO {p}\n"));
     }
     yaml.push_str(&serde_yaml::to_string(&imported.flow)?);
-    match out {
-        Some(o) => {
-            std::fs::write(o, &yaml)
-                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", o.display()))?;
-            eprintln!("wrote {}", o.display());
+    let write = problems.is_empty() || partial;
+    if json_out {
+        crate::out::json(&json!({
+            "file": file.display().to_string(),
+            "flow": imported.flow,
+            "problems": problems,
+            "notes": imported.notes,
+            "written": if write { out.map(|o| o.display().to_string()) } else { None },
+        }));
+    } else {
+        for n in &imported.notes {
+            eprintln!("note: {n}");
         }
-        None => print!("{yaml}"),
+        if !problems.is_empty() {
+            eprintln!(
+                "{}: {} thing(s) could not be translated:",
+                file.display(),
+                problems.len()
+            );
+            for p in &problems {
+                eprintln!("  - {p}");
+            }
+            if !partial {
+                eprintln!("nothing written; fix the definition (or --set what a Ref stands for), or pass --partial to write the flow with these notes");
+            }
+        }
+    }
+    if write {
+        match out {
+            Some(o) => {
+                std::fs::write(o, &yaml)
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", o.display()))?;
+                if !json_out {
+                    eprintln!("wrote {}", o.display());
+                }
+            }
+            None if !json_out => print!("{yaml}"),
+            None => {}
+        }
     }
     Ok(if problems.is_empty() { 0 } else { 2 })
 }
@@ -1006,13 +1500,17 @@ mod tests {
         std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
     }
 
+    fn import_(text: &str) -> Result<Imported, String> {
+        import(text, &BTreeMap::new())
+    }
+
     fn paths(i: &Imported) -> Vec<&str> {
         i.problems.iter().map(|p| p.path.as_str()).collect()
     }
 
     #[test]
     fn cloudformation_fixture_imports() {
-        let i = import(&fixture("cfn-salesforce-account-to-s3.json")).unwrap();
+        let i = import_(&fixture("cfn-salesforce-account-to-s3.json")).unwrap();
         assert!(i.problems.is_empty(), "{:?}", i.problems);
         let f = &i.flow;
         assert_eq!(f["name"], "MySalesforceToS3Flow");
@@ -1027,7 +1525,7 @@ mod tests {
 
     #[test]
     fn api_projection_fixture_imports() {
-        let i = import(&fixture("api-salesforce-projection-map.json")).unwrap();
+        let i = import_(&fixture("api-salesforce-projection-map.json")).unwrap();
         assert!(i.problems.is_empty(), "{:?}", i.problems);
         // The maps choose the output, so the projection is not repeated.
         assert_eq!(
@@ -1040,7 +1538,7 @@ mod tests {
 
     #[test]
     fn marketo_fixture_lists_what_it_cannot_translate() {
-        let i = import(&fixture("api-marketo-between.json")).unwrap();
+        let i = import_(&fixture("api-marketo-between.json")).unwrap();
         assert_eq!(
             paths(&i),
             [
@@ -1089,8 +1587,15 @@ mod tests {
                 { "taskType": "Sort", "sourceFields": [] }
             ]
         });
-        let i = import(&def.to_string()).unwrap();
-        assert_eq!(paths(&i), ["tasks[10].taskType"]);
+        let i = import_(&def.to_string()).unwrap();
+        // The Zendesk subdomain is in the AppFlow connector profile: asked for with --set.
+        assert_eq!(
+            paths(&i),
+            [
+                "sourceFlowConfig.connectorProfileName",
+                "tasks[10].taskType"
+            ]
+        );
         let f = &i.flow;
         assert_eq!(
             f["tasks"],
@@ -1224,7 +1729,7 @@ mod tests {
     #[tokio::test]
     async fn fixtures_run_on_the_sample_connector() {
         // 1. Map_all to CSV (contacts: the CSV encoder takes flat records).
-        let i = import(&fixture("cfn-salesforce-account-to-s3.json")).unwrap();
+        let i = import_(&fixture("cfn-salesforce-account-to-s3.json")).unwrap();
         let (_d, lines) = run(&on_sample(i.flow, "contacts", &[], "out")).await;
         assert_eq!(lines.len(), 401, "a header and 400 records");
         assert!(
@@ -1234,7 +1739,7 @@ mod tests {
         );
 
         // 2. Id and Id -> AccountId.
-        let i = import(&fixture("api-salesforce-projection-map.json")).unwrap();
+        let i = import_(&fixture("api-salesforce-projection-map.json")).unwrap();
         let (_d, lines) = run(&on_sample(i.flow, "accounts", &[("Id", "id")], "out")).await;
         assert_eq!(lines.len(), 400);
         let r: Value = serde_json::from_str(&lines[0]).unwrap();
@@ -1243,7 +1748,7 @@ mod tests {
         assert_eq!(r["id"], r["AccountId"]);
 
         // 3. BETWEEN on a datetime, then one field.
-        let i = import(&fixture("api-marketo-between.json")).unwrap();
+        let i = import_(&fixture("api-marketo-between.json")).unwrap();
         let flow = on_sample(
             i.flow,
             "contacts",

@@ -1,69 +1,101 @@
 //! `ferry`: validate and run flows on the embedded engine, inspect flows and runs.
 
+#[macro_use]
+mod out;
+mod backfill;
 mod import_appflow;
+mod profiles;
+mod remote;
+mod validate;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use ferry::connector::ConnectorContext;
 use ferry::flow::Flow;
 use ferry::local::{self, asl::Observer, Engine};
-use ferry::model::{PullMode, RunRecord, RunStatus, TriggerType, Window};
-use ferry::ports::Secret;
+use ferry::model::{PullMode, RunRecord, RunStatus, TriggerType};
+use ferry::ports::{FlowStore, RunStore};
 use ferry::steps::start_run::RunRequest;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use out::{not_found, CliError};
+use serde_json::{json, Value};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
-mod remote;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(
     name = "ferry",
     version,
-    about = "Move SaaS data into S3 as Parquet, CSV or JSON lines"
+    about = "Move SaaS data into S3 as Parquet, CSV or JSON lines",
+    after_help = "Remote mode: `run`, `flows`, `runs` and `stop` also work against a deployed stack \
+                  (`--remote` or FERRY_REMOTE=true); their `--help` lists its settings."
 )]
 struct Cli {
     /// State directory of the embedded engine (SQLite store, staging, secrets, event log).
-    #[arg(long, env = "FERRY_HOME", global = true)]
+    #[arg(long, env = "FERRY_HOME", global = true, value_name = "DIR")]
     home: Option<PathBuf>,
-    #[command(flatten)]
-    remote: remote::RemoteArgs,
+    /// Print JSON on stdout (the schemas are in the README); a failure prints
+    /// {"error": {"name", "message", "problems"}} and exits non-zero.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Check a flow file; every problem is listed with its field and the fix.
-    Validate { file: PathBuf },
-    /// Run a flow (a file, registered first, or a registered flow's name) on the embedded engine.
-    Run {
-        flow: String,
-        /// Print the run record as JSON on stdout.
+    /// Check a flow file: every problem at once, with its line, field and fix; then what only the
+    /// source can tell (entity, fields, types, credentials) unless --offline.
+    Validate {
+        /// The flow file (YAML or JSON).
+        file: PathBuf,
+        /// Skip the checks against the source (no profile, no network).
         #[arg(long)]
-        json: bool,
-        /// Reread everything, whatever the watermark.
+        offline: bool,
+    },
+    /// Run a flow (a file, validated and registered first, or a registered flow's name).
+    Run {
+        /// A flow file (YAML or JSON) or the name of a registered flow.
+        flow: String,
+        /// Reread everything, whatever the watermark (the watermark does not move).
         #[arg(long, conflicts_with_all = ["from", "to"])]
         complete: bool,
-        /// Backfill from this time (RFC 3339); the watermark does not move.
-        #[arg(long, requires = "to")]
+        /// Backfill from this time (exclusive): RFC 3339, a date `2026-11-01`, or
+        /// `2026-11-01T10:00` in the flow's time zone. Alone, the backfill reads up to now. The
+        /// watermark does not move.
+        #[arg(long, value_name = "TIME")]
         from: Option<String>,
-        /// Backfill up to this time (RFC 3339).
-        #[arg(long)]
+        /// Backfill up to this time (inclusive); needs --from. Same forms as --from.
+        #[arg(long, value_name = "TIME", requires = "from")]
         to: Option<String>,
+        #[command(flatten)]
+        remote: remote::RemoteArgs,
     },
     /// Stop a run: locally, the `ferry run` process running it ends it as Canceled (or, if that
-    /// process is gone, it is ended here); with --remote, StopExecution.
-    Stop { run_id: String },
+    /// process is gone, it is ended here); with --remote, StopExecution, and the run ends
+    /// Canceled through the failure path.
+    Stop {
+        /// The run id (the execution name).
+        run_id: String,
+        #[command(flatten)]
+        remote: remote::RemoteArgs,
+    },
     /// Flow definitions.
     Flows {
         #[command(subcommand)]
         cmd: FlowsCmd,
+        #[command(flatten)]
+        remote: remote::RemoteArgs,
     },
     /// Run history.
     Runs {
         #[command(subcommand)]
         cmd: RunsCmd,
+        #[command(flatten)]
+        remote: remote::RemoteArgs,
     },
     /// Connector profiles (credentials) of the embedded engine.
     Profiles {
@@ -75,59 +107,106 @@ enum Cmd {
         /// A flow file or registered flow whose source to ask.
         flow: String,
         /// Describe this entity's fields instead of listing entities.
-        #[arg(long)]
+        #[arg(long, value_name = "ENTITY")]
         describe: Option<String>,
     },
 }
 
 #[derive(Subcommand)]
 pub(crate) enum FlowsCmd {
-    /// Registered flows.
+    /// Registered flows, with their version, status, trigger and watermark.
     List,
     /// A flow's definition (latest version, or --version).
     Get {
+        /// The flow's name.
         name: String,
+        /// This version instead of the latest.
         #[arg(long)]
         version: Option<u32>,
     },
-    /// Register a flow file (a changed definition becomes a new version).
-    Put { file: PathBuf },
-    /// Delete a flow, its versions and its state.
-    Delete { name: String },
-    /// Translate an AppFlow flow (CreateFlow JSON or an AWS::AppFlow::Flow template) into a
-    /// ferry flow; lists what cannot be translated (exit code 2).
+    /// Validate and register a flow file (a changed definition becomes a new version).
+    Put {
+        /// The flow file (YAML or JSON).
+        file: PathBuf,
+    },
+    /// Delete a flow, its versions and its state (its output and run history are kept).
+    Delete {
+        /// The flow's name.
+        name: String,
+    },
+    /// Translate an AppFlow flow (CreateFlow/DescribeFlow JSON, or a CloudFormation template
+    /// with an AWS::AppFlow::Flow, JSON or YAML) into a ferry flow; lists what cannot be
+    /// translated (exit code 2).
     ImportAppflow {
+        /// The AppFlow definition or CloudFormation template.
         file: PathBuf,
         /// Write the flow here instead of printing it.
-        #[arg(short, long)]
+        #[arg(short, long, value_name = "FILE")]
         out: Option<PathBuf>,
         /// Write the flow even if parts could not be translated (noted as comments).
         #[arg(long)]
         partial: bool,
+        /// A value a CloudFormation `Ref`/`Fn::Sub`/`Fn::GetAtt` stands for (a parameter, a
+        /// resource, `AWS::Region`, `Resource.Attribute`), e.g. `--set Env=prod`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
 }
 
 #[derive(Subcommand)]
 pub(crate) enum RunsCmd {
-    /// A flow's runs, newest first.
+    /// A flow's runs, newest first: status, mode, start, duration, records and bytes written.
     List {
+        /// The flow's name.
         flow: String,
+        /// At most this many runs.
         #[arg(long, default_value_t = 20)]
         limit: usize,
-        #[arg(long)]
-        json: bool,
     },
     /// One run's record.
-    Get { run_id: String },
+    Get {
+        /// The run id.
+        run_id: String,
+    },
 }
 
 #[derive(Subcommand)]
 enum ProfilesCmd {
-    /// Store a profile's credentials from a JSON file.
+    /// Store a profile's credentials from a JSON file, checked for the connector's shape.
     Put {
+        /// The profile name (letters, digits, `_`, `-`, `.`, `@`).
         name: String,
-        #[arg(long)]
+        /// The JSON secret, e.g. {"type": "bearer", "token": "..."} (see docs/connectors/).
+        #[arg(long, value_name = "FILE")]
         file: PathBuf,
+        /// The connector the profile is for: its secret shape is checked, and `profiles test`
+        /// knows what to call.
+        #[arg(long)]
+        connector: Option<String>,
+        /// A connector property `profiles test` needs, e.g. `subdomain=acme` (repeatable).
+        #[arg(long = "property", value_name = "KEY=VALUE")]
+        properties: Vec<String>,
+    },
+    /// Stored profiles: name, connector and auth type (never a secret value).
+    List,
+    /// One cheap authenticated call through the connector; the vendor's error on failure.
+    Test {
+        /// The profile name.
+        name: String,
+        /// The connector (default: the one given to `profiles put`).
+        #[arg(long)]
+        connector: Option<String>,
+        /// Use this flow's connector, entity and properties (a file or a registered flow).
+        #[arg(long, value_name = "FLOW")]
+        flow: Option<String>,
+        /// A connector property, e.g. `subdomain=acme` (repeatable).
+        #[arg(long = "property", value_name = "KEY=VALUE")]
+        properties: Vec<String>,
+    },
+    /// Delete a stored profile.
+    Delete {
+        /// The profile name.
+        name: String,
     },
 }
 
@@ -139,53 +218,133 @@ async fn main() {
                 .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let cli = Cli::parse();
+    let json_flag = std::env::args().any(|a| a == "--json");
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if json_flag && e.use_stderr() => {
+            let msg = e.render().to_string();
+            out::json(
+                &json!({ "error": { "name": "InvalidArgument", "message": msg.trim(), "problems": [] } }),
+            );
+            std::process::exit(2);
+        }
+        Err(e) => e.exit(),
+    };
+    let json_out = cli.json;
     match real_main(cli).await {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            if json_out {
+                out::json(&out::error_json(&e));
+            } else {
+                eprintln!("error: {e:#}");
+            }
             std::process::exit(1);
         }
     }
-}
-
-fn read_flow(path: &Path) -> Result<Flow> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(Flow::parse(&text, &path.display().to_string())?)
 }
 
 fn looks_like_file(s: &str) -> bool {
     s.ends_with(".yaml") || s.ends_with(".yml") || s.ends_with(".json") || Path::new(s).is_file()
 }
 
+/// The connector context of the embedded engine: the local secrets file, read only.
+fn local_ctx(home: &Path) -> ConnectorContext {
+    ConnectorContext {
+        secrets: Arc::new(ferry::adapters::secrets_file::SecretsFile::new(
+            home.join("secrets.json"),
+        )),
+    }
+}
+
+/// Validate a parsed flow against its source; an error lists every problem.
+async fn check_against_source(
+    flow: &Flow,
+    text: Option<&str>,
+    origin: &str,
+    ctx: &ConnectorContext,
+) -> Result<ferry::flow::check::SourceCheck> {
+    let (problems, check) = validate::source_problems(flow, text, ctx).await;
+    if problems.is_empty() {
+        Ok(check)
+    } else {
+        Err(CliError::invalid_flow(
+            format!(
+                "{origin}: {} problem(s) found against the {} source (nothing was registered or run)",
+                problems.len(),
+                flow.source.connector
+            ),
+            problems,
+        )
+        .into())
+    }
+}
+
 async fn real_main(cli: Cli) -> Result<i32> {
     let home = cli.home.clone().unwrap_or_else(local::ferry_home);
-    if let Cmd::Validate { file } = &cli.cmd {
-        let flow = read_flow(file)?;
-        println!(
-            "{}: valid flow '{}' ({} -> {}, {} task(s))",
-            file.display(),
-            flow.name,
-            flow.source.connector,
-            flow.destination.location(),
-            flow.tasks.len()
-        );
-        return Ok(0);
+    let json_out = cli.json;
+    match cli.cmd {
+        Cmd::Validate { file, offline } => {
+            return validate_command(&home, &file, offline, json_out).await
+        }
+        Cmd::Flows {
+            cmd:
+                FlowsCmd::ImportAppflow {
+                    file,
+                    out,
+                    partial,
+                    set,
+                },
+            ..
+        } => return import_appflow::run(&file, out.as_deref(), partial, &set, json_out),
+        Cmd::Profiles { cmd } => {
+            return match cmd {
+                ProfilesCmd::Put {
+                    name,
+                    file,
+                    connector,
+                    properties,
+                } => {
+                    let props = parse_properties(&properties)?;
+                    profiles::put(&home, &name, &file, connector.as_deref(), props, json_out).await
+                }
+                ProfilesCmd::List => profiles::list(&home, json_out).await,
+                ProfilesCmd::Delete { name } => profiles::delete(&home, &name, json_out).await,
+                ProfilesCmd::Test {
+                    name,
+                    connector,
+                    flow,
+                    properties,
+                } => {
+                    let props = parse_properties(&properties)?;
+                    let flow = match flow {
+                        None => None,
+                        Some(f) if looks_like_file(&f) => {
+                            Some(validate::read_flow(Path::new(&f))?.0)
+                        }
+                        Some(f) => Some(registered(&home, &f).await?),
+                    };
+                    profiles::test(&home, &name, connector, flow, props, json_out).await
+                }
+            };
+        }
+        _ => {}
     }
-    if let Cmd::Flows {
-        cmd: FlowsCmd::ImportAppflow { file, out, partial },
-    } = &cli.cmd
-    {
-        return import_appflow::run(file, out.as_deref(), *partial);
-    }
-    if cli.remote.remote {
-        let r = remote::Remote::new(cli.remote.clone()).await;
+    let remote_args = match &cli.cmd {
+        Cmd::Run { remote, .. }
+        | Cmd::Stop { remote, .. }
+        | Cmd::Flows { remote, .. }
+        | Cmd::Runs { remote, .. } => Some(remote.clone()),
+        _ => None,
+    };
+    if let Some(args) = remote_args.filter(|r| r.remote) {
+        let r = remote::Remote::new(args, json_out).await;
         return match cli.cmd {
-            Cmd::Flows { cmd } => r.flows(cmd).await,
-            Cmd::Runs { cmd } => r.runs(cmd).await,
-            Cmd::Stop { run_id } => r.stop(&run_id).await,
+            Cmd::Flows { cmd, .. } => r.flows(cmd).await,
+            Cmd::Runs { cmd, .. } => r.runs(cmd).await,
+            Cmd::Stop { run_id, .. } => r.stop(&run_id).await,
             Cmd::Run {
                 flow,
                 complete,
@@ -194,210 +353,396 @@ async fn real_main(cli: Cli) -> Result<i32> {
                 ..
             } => {
                 if looks_like_file(&flow) {
-                    bail!("with --remote, run a registered flow by name; register the file first with `ferry flows put {flow} --remote`");
+                    return Err(out::invalid_argument(format!("with --remote, run a registered flow by name; register the file first with `ferry flows put {flow} --remote`")));
                 }
-                r.run(RunRequest {
-                    flow,
-                    trigger: Some(TriggerType::OnDemand),
-                    mode: complete.then_some(PullMode::Complete),
-                    window: backfill_window(from, to)?,
-                })
-                .await
+                r.run(flow, complete, from.as_deref(), to.as_deref()).await
             }
-            _ => bail!("this command has no remote mode; drop --remote (or unset FERRY_REMOTE)"),
+            _ => unreachable!("only commands with a remote mode get here"),
         };
     }
-    let cwd = std::env::current_dir()?;
-    // `s3:` destinations are written with the user's own AWS credentials (default chain).
-    let s3: std::sync::Arc<dyn ferry::ports::DestinationResolver> =
-        std::sync::Arc::new(ferry::adapters::s3::LazyS3Resolver::default());
-    let deps = local::embedded_deps(&home, &cwd, Some(s3))
-        .with_context(|| format!("cannot open the ferry state in {}", home.display()))?;
     match cli.cmd {
-        Cmd::Validate { .. } => unreachable!(),
-        Cmd::Stop { run_id } => stop_local(&deps, &run_id).await,
+        Cmd::Stop { run_id, .. } => {
+            let deps = open_deps(&home)?;
+            stop_local(&deps, &run_id, json_out).await
+        }
         Cmd::Run {
             flow,
-            json,
             complete,
             from,
             to,
+            ..
         } => {
-            let name = if looks_like_file(&flow) {
-                let f = read_flow(Path::new(&flow))?;
-                let stored = deps.flows.put_flow(&f, deps.clock.now()).await?;
-                eprintln!(
-                    "registered flow '{}' version {}",
-                    stored.flow.name, stored.version
-                );
-                stored.flow.name
-            } else {
-                flow
-            };
-            let window = backfill_window(from, to)?;
-            let request = RunRequest {
-                flow: name,
-                trigger: Some(TriggerType::OnDemand),
-                mode: complete.then_some(PullMode::Complete),
-                window,
-            };
-            let engine =
-                Engine::new(deps).context("the state machine definition is not runnable")?;
-            let progress = Progress::new(!json);
-            // Ctrl-C, or SIGTERM from `ferry stop RUN_ID` in another shell: the run ends as
-            // Canceled through the failure path (nothing half-written left, lease released).
-            let outcome = engine.run_until(request, &progress, interrupted()).await;
-            progress.finish();
-            if let Some(rec) = &outcome.record {
-                if json {
-                    println!("{}", serde_json::to_string_pretty(rec)?);
-                } else {
-                    print_summary(rec);
-                }
-            }
-            if let Some(f) = outcome.failure {
-                let msg = outcome
-                    .record
-                    .as_ref()
-                    .and_then(|r| r.error.as_ref())
-                    .map(|e| format!("{}: {}", e.error, e.message))
-                    .unwrap_or_else(|| format!("{}: {}", f.error, f.cause));
-                eprintln!("run {} failed: {msg}", outcome.run_id);
-                return Ok(1);
-            }
-            Ok(0)
+            run_command(
+                &home,
+                &flow,
+                complete,
+                from.as_deref(),
+                to.as_deref(),
+                json_out,
+            )
+            .await
         }
-        Cmd::Flows { cmd } => match cmd {
-            FlowsCmd::List => {
-                let flows = deps.flows.list_flows().await?;
-                if flows.is_empty() {
-                    println!("no flows; register one with `ferry flows put FILE`");
-                }
-                for f in flows {
-                    let st = deps.runs.get_state(&f.flow.name).await?;
-                    println!(
-                        "{:<32} v{:<3} {:<10} {:<10} {:<14} watermark {}",
-                        f.flow.name,
-                        f.version,
-                        format!("{:?}", f.status),
-                        f.flow.source.connector,
-                        f.flow.source.entity,
-                        st.watermark
-                            .map(|w| w.to_rfc3339())
-                            .unwrap_or_else(|| "-".into())
-                    );
-                }
-                Ok(0)
-            }
-            FlowsCmd::Get { name, version } => match deps.flows.get_flow(&name, version).await? {
-                Some(f) => {
-                    println!(
-                        "# version {} (updated {})",
-                        f.version,
-                        f.updated_at.to_rfc3339()
-                    );
-                    print!("{}", f.flow.to_yaml());
-                    Ok(0)
-                }
-                None => bail!(
-                    "no flow '{name}'{}",
-                    version.map(|v| format!(" version {v}")).unwrap_or_default()
-                ),
-            },
-            FlowsCmd::Put { file } => {
-                let f = read_flow(&file)?;
-                let s = deps.flows.put_flow(&f, deps.clock.now()).await?;
-                println!("flow '{}' is at version {}", s.flow.name, s.version);
-                Ok(0)
-            }
-            FlowsCmd::ImportAppflow { .. } => unreachable!("handled before opening the state"),
-            FlowsCmd::Delete { name } => {
-                if deps.flows.delete_flow(&name).await? {
-                    deps.runs.delete_state(&name).await?;
-                    println!("deleted flow '{name}' (its output and run history are kept)");
-                    Ok(0)
-                } else {
-                    bail!("no flow '{name}'")
-                }
-            }
-        },
-        Cmd::Runs { cmd } => runs_command(deps.runs.as_ref(), cmd, "").await,
-        Cmd::Profiles { cmd } => match cmd {
-            ProfilesCmd::Put { name, file } => {
-                let text = std::fs::read_to_string(&file)
-                    .with_context(|| format!("cannot read {}", file.display()))?;
-                let v: serde_json::Value = serde_json::from_str(&text)
-                    .with_context(|| format!("{} is not JSON", file.display()))?;
-                deps.secrets.put_secret(&name, &Secret::new(v)).await?;
-                println!(
-                    "stored profile '{name}' in {}",
-                    home.join("secrets.json").display()
-                );
-                Ok(0)
-            }
-        },
+        Cmd::Flows { cmd, .. } => {
+            let deps = open_deps(&home)?;
+            flows_command(deps.flows.as_ref(), deps.runs.as_ref(), cmd, json_out, "").await
+        }
+        Cmd::Runs { cmd, .. } => {
+            let deps = open_deps(&home)?;
+            runs_command(deps.flows.as_ref(), deps.runs.as_ref(), cmd, "", json_out).await
+        }
         Cmd::Entities { flow, describe } => {
             let f = if looks_like_file(&flow) {
-                read_flow(Path::new(&flow))?
+                validate::read_flow(Path::new(&flow))?.0
             } else {
-                deps.flows
-                    .get_flow(&flow, None)
-                    .await?
-                    .with_context(|| format!("no flow '{flow}'"))?
-                    .flow
+                registered(&home, &flow).await?
             };
-            let ctx = ferry::connector::ConnectorContext {
-                secrets: deps.secrets.clone(),
-            };
-            let source = ferry::connector::build(&f.source, &ctx).await?;
+            let source = ferry::connector::build(&f.source, &local_ctx(&home)).await?;
             match describe {
                 None => {
-                    for e in source.list_entities().await? {
-                        println!("{:<24} {}", e.name, e.description.unwrap_or_default());
+                    let list = source.list_entities().await?;
+                    if json_out {
+                        out::json(&json!(list
+                            .iter()
+                            .map(|e| json!({ "name": e.name, "label": e.label, "description": e.description }))
+                            .collect::<Vec<_>>()));
+                    }
+                    for e in list.iter().filter(|_| !json_out) {
+                        outln!(
+                            "{:<24} {}",
+                            e.name,
+                            e.description.clone().unwrap_or_default()
+                        );
                     }
                 }
                 Some(entity) => {
                     let d = source.describe(&entity).await?;
-                    println!("{}", serde_json::to_string_pretty(&d.fields)?);
+                    if json_out {
+                        out::json(&json!({ "entity": d.entity, "fields": d.fields }));
+                    } else {
+                        outln!("{}", serde_json::to_string_pretty(&d.fields)?);
+                    }
                 }
             }
             Ok(0)
         }
+        Cmd::Validate { .. } | Cmd::Profiles { .. } => {
+            unreachable!("handled above")
+        }
     }
 }
 
-fn backfill_window(from: Option<String>, to: Option<String>) -> Result<Option<Window>> {
-    Ok(match (from, to) {
-        (Some(f), Some(t)) => Some(Window {
-            start: Some(parse_time(&f, "--from")?),
-            end: parse_time(&t, "--to")?,
-        }),
-        _ => None,
-    })
+fn parse_properties(list: &[String]) -> Result<Vec<(String, Value)>> {
+    list.iter()
+        .map(|p| profiles::parse_property(p).map_err(out::invalid_argument))
+        .collect()
 }
 
-/// `runs list|get` over any run store: the embedded SQLite one or, in remote mode, DynamoDB.
-/// `place` names the store in a not-found message (e.g. " in table ferry-dev").
-pub(crate) async fn runs_command(
-    store: &dyn ferry::ports::RunStore,
-    cmd: RunsCmd,
+fn open_deps(home: &Path) -> Result<ferry::steps::Deps> {
+    let cwd = std::env::current_dir()?;
+    // `s3:` destinations are written with the user's own AWS credentials (default chain).
+    let s3: Arc<dyn ferry::ports::DestinationResolver> =
+        Arc::new(ferry::adapters::s3::LazyS3Resolver::default());
+    local::embedded_deps(home, &cwd, Some(s3))
+        .with_context(|| format!("cannot open the ferry state in {}", home.display()))
+}
+
+/// A registered flow of the embedded engine, by name.
+async fn registered(home: &Path, name: &str) -> Result<Flow> {
+    let deps = open_deps(home)?;
+    Ok(deps
+        .flows
+        .get_flow(name, None)
+        .await?
+        .ok_or_else(|| {
+            not_found(format!(
+                "flow '{name}' is not registered; register it with `ferry flows put FILE` (`ferry flows list` shows them)"
+            ))
+        })?
+        .flow)
+}
+
+async fn validate_command(home: &Path, file: &Path, offline: bool, json_out: bool) -> Result<i32> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| out::invalid_argument(format!("cannot read {}: {e}", file.display())))?;
+    let origin = file.display().to_string();
+    let parsed = validate::parse_flow(&text, &origin);
+    let (flow, problems, checked, message) = match parsed {
+        Err(e) => (None, e.problems, false, e.message),
+        Ok(f) if offline => (Some(f), vec![], false, String::new()),
+        Ok(f) => {
+            let (p, _) = validate::source_problems(&f, Some(&text), &local_ctx(home)).await;
+            let m = format!(
+                "{origin}: {} problem(s) found against the {} source",
+                p.len(),
+                f.source.connector
+            );
+            (Some(f), p, true, m)
+        }
+    };
+    let valid = problems.is_empty();
+    if json_out {
+        out::json(&json!({
+            "file": origin,
+            "valid": valid,
+            "flow": flow.as_ref().map(|f| f.name.clone()),
+            "source_checked": checked,
+            "problems": problems,
+            "error": if valid { Value::Null } else {
+                json!({ "name": "InvalidFlow", "message": message, "problems": problems })
+            },
+        }));
+        return Ok(if valid { 0 } else { 1 });
+    }
+    match flow {
+        Some(f) if valid => {
+            outln!(
+                "{origin}: valid flow '{}' ({} -> {}, {} task(s)){}",
+                f.name,
+                f.source.connector,
+                f.destination.location(),
+                f.tasks.len(),
+                if checked {
+                    format!("; checked against the {} source", f.source.connector)
+                } else {
+                    " (not checked against the source: --offline)".into()
+                }
+            );
+            Ok(0)
+        }
+        _ => {
+            eprintln!("error: {message}:");
+            for p in &problems {
+                eprintln!("  - {p}");
+            }
+            if problems.iter().any(|p| p.path == "source.profile") {
+                eprintln!("(a flow for the deployed stack, whose profile is a Secrets Manager secret: check it with --offline)");
+            }
+            Ok(1)
+        }
+    }
+}
+
+async fn run_command(
+    home: &Path,
+    flow_arg: &str,
+    complete: bool,
+    from: Option<&str>,
+    to: Option<&str>,
+    json_out: bool,
+) -> Result<i32> {
+    // Everything is checked before the state is opened: a bad file registers nothing.
+    let ctx = local_ctx(home);
+    let (flow, from_file) = if looks_like_file(flow_arg) {
+        let (flow, text) = validate::read_flow(Path::new(flow_arg))?;
+        (flow, Some(text))
+    } else {
+        (registered(home, flow_arg).await?, None)
+    };
+    let window = backfill::window(from, to, &flow, chrono::Utc::now())?;
+    let check = check_against_source(&flow, from_file.as_deref(), flow_arg, &ctx).await?;
+    let deps = open_deps(home)?;
+    if from_file.is_some() {
+        let stored = deps.flows.put_flow(&flow, deps.clock.now()).await?;
+        eprintln!(
+            "registered flow '{}' version {}",
+            stored.flow.name, stored.version
+        );
+    }
+    let request = RunRequest {
+        flow: flow.name.clone(),
+        trigger: Some(TriggerType::OnDemand),
+        mode: complete.then_some(PullMode::Complete),
+        window,
+    };
+    let engine = Engine::new(deps).context("the state machine definition is not runnable")?;
+    let progress = Progress::new(!json_out);
+    // Ctrl-C, or SIGTERM from `ferry stop RUN_ID` in another shell: the run ends as Canceled
+    // through the failure path (nothing half-written left, lease released).
+    let outcome = engine.run_until(request, &progress, interrupted()).await;
+    progress.finish();
+    match &outcome.record {
+        Some(rec) if json_out => out::json(&out::run_json(rec)),
+        Some(rec) => {
+            print_summary(rec);
+            for f in &check.pushed_down {
+                outln!(
+                    "pushdown   filter `{}` applied by the source: the records it excludes are never transferred, so they are not counted as read or filtered",
+                    ferry::flow::check::describe_filter(f)
+                );
+            }
+        }
+        None => {}
+    }
+    if let Some(f) = outcome.failure {
+        let msg = outcome
+            .record
+            .as_ref()
+            .and_then(|r| r.error.as_ref())
+            .map(|e| format!("{}: {}", e.error, e.message))
+            .unwrap_or_else(|| format!("{}: {}", f.error, f.cause));
+        if outcome.record.is_none() {
+            // No record to print: the failure is the answer.
+            return Err(
+                CliError::new("Fatal", format!("run {} failed: {msg}", outcome.run_id)).into(),
+            );
+        }
+        eprintln!("run {} failed: {msg}", outcome.run_id);
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+/// `flows list|get|put|delete` over a store: the embedded SQLite one or, remotely, DynamoDB
+/// (`place` names it in messages).
+pub(crate) async fn flows_command(
+    flows: &dyn FlowStore,
+    runs: &dyn RunStore,
+    cmd: FlowsCmd,
+    json_out: bool,
     place: &str,
 ) -> Result<i32> {
     match cmd {
-        RunsCmd::List { flow, limit, json } => {
-            let runs = store.list_runs(&flow, limit).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&runs)?);
+        FlowsCmd::List => {
+            let list = flows.list_flows().await?;
+            let mut rows = vec![];
+            for f in &list {
+                let st = runs.get_state(&f.flow.name).await?;
+                let trigger = match &f.flow.trigger {
+                    ferry::flow::Trigger::OnDemand(_) => "on_demand".to_string(),
+                    ferry::flow::Trigger::Scheduled(s) => format!("scheduled {}", s.expression),
+                    ferry::flow::Trigger::Event(_) => "event".to_string(),
+                };
+                rows.push(json!({
+                    "name": f.flow.name,
+                    "version": f.version,
+                    "status": format!("{:?}", f.status),
+                    "connector": f.flow.source.connector,
+                    "entity": f.flow.source.entity,
+                    "trigger": trigger,
+                    "mode": f.flow.default_mode(),
+                    "watermark": st.watermark,
+                    "last_run_id": st.last_run_id,
+                    "updated_at": f.updated_at,
+                }));
+            }
+            if json_out {
+                out::json(&Value::Array(rows));
                 return Ok(0);
             }
+            if rows.is_empty() {
+                outln!("no flows{place}; register one with `ferry flows put FILE`");
+            }
+            for r in rows {
+                let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+                outln!(
+                    "{:<32} v{:<3} {:<10} {:<10} {:<14} {:<24} watermark {}",
+                    s("name"),
+                    r["version"],
+                    s("status"),
+                    s("connector"),
+                    s("entity"),
+                    s("trigger"),
+                    s("watermark")
+                );
+            }
+            Ok(0)
+        }
+        FlowsCmd::Get { name, version } => match flows.get_flow(&name, version).await? {
+            Some(f) => {
+                if json_out {
+                    out::json(&json!({
+                        "name": f.flow.name, "version": f.version, "status": format!("{:?}", f.status),
+                        "updated_at": f.updated_at, "flow": f.flow,
+                    }));
+                } else {
+                    outln!(
+                        "# version {} (updated {}, {:?})",
+                        f.version,
+                        f.updated_at.to_rfc3339(),
+                        f.status
+                    );
+                    outln!("{}", f.flow.to_yaml().trim_end());
+                }
+                Ok(0)
+            }
+            None => Err(not_found(format!(
+                "no flow '{name}'{}{place}",
+                version.map(|v| format!(" version {v}")).unwrap_or_default()
+            ))),
+        },
+        FlowsCmd::Put { file } => {
+            let (f, _) = validate::read_flow(&file)?;
+            let s = flows.put_flow(&f, chrono::Utc::now()).await?;
+            if json_out {
+                out::json(&json!({ "name": s.flow.name, "version": s.version }));
+            } else {
+                outln!("flow '{}' is at version {}", s.flow.name, s.version);
+            }
+            Ok(0)
+        }
+        FlowsCmd::ImportAppflow { .. } => unreachable!("handled before opening the state"),
+        FlowsCmd::Delete { name } => {
+            if flows.delete_flow(&name).await? {
+                runs.delete_state(&name).await?;
+                if json_out {
+                    out::json(&json!({ "name": name, "deleted": true }));
+                } else {
+                    outln!("deleted flow '{name}' (its output and run history are kept)");
+                }
+                Ok(0)
+            } else {
+                Err(not_found(format!("no flow '{name}'{place}")))
+            }
+        }
+    }
+}
+
+/// `runs list|get` over any store: the embedded SQLite one or, in remote mode, DynamoDB.
+/// `place` names the store in a not-found message (e.g. " in table ferry-dev").
+pub(crate) async fn runs_command(
+    flows: &dyn FlowStore,
+    store: &dyn RunStore,
+    cmd: RunsCmd,
+    place: &str,
+    json_out: bool,
+) -> Result<i32> {
+    match cmd {
+        RunsCmd::List { flow, limit } => {
+            let mut runs = store.list_runs(&flow, limit).await?;
+            if runs.is_empty() && flows.get_flow(&flow, None).await?.is_none() {
+                return Err(not_found(format!(
+                    "no flow '{flow}'{place} and no runs of it; `ferry flows list` shows the registered flows"
+                )));
+            }
+            runs.sort_by_key(|r| std::cmp::Reverse(r.started_at));
+            if json_out {
+                out::json(&Value::Array(runs.iter().map(out::run_json).collect()));
+                return Ok(0);
+            }
+            if runs.is_empty() {
+                outln!("flow '{flow}' has no runs yet; start one with `ferry run {flow}`");
+                return Ok(0);
+            }
+            outln!(
+                "{:<28} {:<12} {:<12} {:<20} {:>9} {:>12} {:>11}",
+                "RUN",
+                "STATUS",
+                "MODE",
+                "STARTED (UTC)",
+                "DURATION",
+                "RECORDS",
+                "WRITTEN"
+            );
             for r in runs {
-                println!(
-                    "{:<28} {:<12} {} written {:>10} records {:>12} bytes{}",
+                outln!(
+                    "{:<28} {:<12} {:<12} {:<20} {:>9} {:>12} {:>11}{}",
                     r.run_id,
                     r.status.as_str(),
-                    r.started_at.to_rfc3339(),
-                    r.records_written,
-                    r.bytes_written,
+                    format!("{:?}", r.mode).to_lowercase(),
+                    r.started_at.format("%Y-%m-%d %H:%M:%S"),
+                    out::human_duration(out::duration(&r)),
+                    out::thousands(r.records_written),
+                    HumanBytes(r.bytes_written).to_string(),
                     r.error
                         .map(|e| format!("  {}: {}", e.error, e.message))
                         .unwrap_or_default()
@@ -407,20 +752,12 @@ pub(crate) async fn runs_command(
         }
         RunsCmd::Get { run_id } => match store.get_run(&run_id).await? {
             Some(r) => {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                out::json(&out::run_json(&r));
                 Ok(0)
             }
-            None => bail!("no run '{run_id}'{place}"),
+            None => Err(not_found(format!("no run '{run_id}'{place}"))),
         },
     }
-}
-
-fn parse_time(s: &str, flag: &str) -> Result<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .with_context(|| {
-            format!("{flag} '{s}' is not an RFC 3339 time such as 2026-01-01T00:00:00Z")
-        })
 }
 
 fn print_summary(r: &RunRecord) {
@@ -428,46 +765,67 @@ fn print_summary(r: &RunRecord) {
         Some(s) => format!("({} .. {}]", s.to_rfc3339(), r.window.end.to_rfc3339()),
         None => format!("everything up to {}", r.window.end.to_rfc3339()),
     };
-    println!("run        {}", r.run_id);
-    println!("flow       {} (version {})", r.flow, r.flow_version);
-    println!("status     {}", r.status.as_str());
-    println!("mode       {:?}, window {window}", r.mode);
-    println!(
-        "records    {} read, {} filtered, {} rejected, {} written",
-        r.records_processed, r.records_filtered, r.records_rejected, r.records_written
+    outln!("run        {}", r.run_id);
+    outln!("flow       {} (version {})", r.flow, r.flow_version);
+    outln!(
+        "status     {} in {}",
+        r.status.as_str(),
+        out::human_duration(out::duration(r))
     );
-    println!(
+    outln!(
+        "mode       {}, window {window}",
+        format!("{:?}", r.mode).to_lowercase()
+    );
+    outln!(
+        "records    {} read, {} filtered, {} rejected, {} written",
+        out::thousands(r.records_processed),
+        out::thousands(r.records_filtered),
+        out::thousands(r.records_rejected),
+        out::thousands(r.records_written)
+    );
+    outln!(
         "bytes      {} read, {} written in {} file(s), {} chunk(s)",
-        r.bytes_processed, r.bytes_written, r.files_written, r.chunks
+        HumanBytes(r.bytes_processed),
+        HumanBytes(r.bytes_written),
+        r.files_written,
+        r.chunks
     );
     if let Some(m) = &r.manifest_key {
-        println!("manifest   {m}");
+        outln!("manifest   {m}");
     }
-    if let Some(w) = r.watermark_after {
-        println!("watermark  {}", w.to_rfc3339());
+    match (r.mode, r.watermark_after) {
+        (PullMode::Backfill, _) => outln!("watermark  unchanged (a backfill never moves it)"),
+        (_, Some(w)) => outln!("watermark  {}", w.to_rfc3339()),
+        _ => {}
     }
     for w in &r.warnings {
-        println!("warning    {w}");
+        outln!("warning    {w}");
     }
 }
 
-/// A progress bar on stderr fed by the state machine's state transitions.
+/// A progress line on stderr fed by the state machine's state transitions. The engine reports
+/// chunks (a fetch-page invocation pulls many pages), so counts move once per chunk.
 struct Progress {
     bar: Option<ProgressBar>,
     records: AtomicU64,
+    started: Instant,
 }
 
 impl Progress {
     fn new(show: bool) -> Self {
-        let bar = show.then(|| {
+        let bar = (show && std::io::stderr().is_terminal()).then(|| {
             let b = ProgressBar::new_spinner();
-            b.set_style(ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").unwrap());
+            b.set_style(
+                ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                    .expect("a valid template"),
+            );
             b.enable_steady_tick(Duration::from_millis(120));
             b
         });
         Progress {
             bar,
             records: AtomicU64::new(0),
+            started: Instant::now(),
         }
     }
     fn finish(&self) {
@@ -475,21 +833,30 @@ impl Progress {
             b.finish_and_clear();
         }
     }
+    fn message(&self, state: &str) -> String {
+        let n = self.records.load(Ordering::Relaxed);
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        format!(
+            "{state} — {} records fetched ({} records/s)",
+            out::thousands(n),
+            out::thousands((n as f64 / secs) as u64)
+        )
+    }
 }
 
 impl Observer for Progress {
     fn state_entered(&self, name: &str, _input: &serde_json::Value) {
         if let Some(b) = &self.bar {
-            b.set_message(format!(
-                "{name} — {} records fetched",
-                self.records.load(Ordering::Relaxed)
-            ));
+            b.set_message(self.message(name));
         }
     }
     fn state_exited(&self, name: &str, output: &serde_json::Value) {
         if name == "Fetch Chunk" {
             if let Some(n) = output.pointer("/page/records").and_then(|v| v.as_u64()) {
                 self.records.fetch_add(n, Ordering::Relaxed);
+            }
+            if let Some(b) = &self.bar {
+                b.set_message(self.message(name));
             }
         }
     }
@@ -530,12 +897,12 @@ async fn interrupted() {
 /// `ferry stop RUN_ID` on the embedded engine: a run in a live `ferry run` process on this host
 /// is asked to stop (SIGTERM: it ends itself as Canceled); a run whose process is gone is ended
 /// here, the same way.
-async fn stop_local(deps: &ferry::steps::Deps, run_id: &str) -> Result<i32> {
+async fn stop_local(deps: &ferry::steps::Deps, run_id: &str, _json: bool) -> Result<i32> {
     let Some(rec) = deps.runs.get_run(run_id).await? else {
-        bail!("no run {run_id} in {}; `ferry runs list FLOW` shows the runs (for a deployed run add --remote)", local::ferry_home().display());
+        return Err(not_found(format!("no run {run_id} in {}; `ferry runs list FLOW` shows the runs (for a deployed run add --remote)", local::ferry_home().display())));
     };
     if !matches!(rec.status, RunStatus::InProgress | RunStatus::CancelStarted) {
-        println!(
+        outln!(
             "run {run_id} of flow '{}' already ended: {}",
             rec.flow,
             rec.status.as_str()
@@ -559,14 +926,16 @@ async fn stop_local(deps: &ferry::steps::Deps, run_id: &str) -> Result<i32> {
             if r.as_ref().is_some_and(|r| {
                 !matches!(r.status, RunStatus::InProgress | RunStatus::CancelStarted)
             }) {
-                println!(
+                outln!(
                     "run {run_id} of flow '{}' stopped (process {pid}) and marked Canceled",
                     rec.flow
                 );
                 return Ok(0);
             }
         }
-        bail!("asked process {pid} to stop run {run_id}, but it has not ended within 30 s");
+        return Err(anyhow::anyhow!(
+            "asked process {pid} to stop run {run_id}, but it has not ended within 30 s"
+        ));
     }
     ferry::steps::finalize::reap(
         deps,
@@ -577,9 +946,51 @@ async fn stop_local(deps: &ferry::steps::Deps, run_id: &str) -> Result<i32> {
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let _ = deps.runs.release_lease(&rec.flow, run_id).await?;
-    println!(
+    outln!(
         "run {run_id} of flow '{}' stopped and marked Canceled; its lease is released",
         rec.flow
     );
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument of every command says what it is for.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, at: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{at} {id}"));
+                }
+            }
+            for s in cmd.get_subcommands() {
+                walk(s, &format!("{at} {}", s.get_name()), missing);
+            }
+        }
+        let mut missing = vec![];
+        walk(&Cli::command(), "ferry", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+
+    #[test]
+    fn remote_settings_only_on_commands_with_a_remote_mode() {
+        let cmd = Cli::command();
+        let has = |name: &str| {
+            cmd.find_subcommand(name)
+                .unwrap()
+                .get_arguments()
+                .any(|a| a.get_id() == "table")
+        };
+        assert!(has("run") && has("flows") && has("runs") && has("stop"));
+        assert!(!has("validate") && !has("profiles") && !has("entities"));
+        assert!(!cmd.get_arguments().any(|a| a.get_id() == "table"));
+    }
 }

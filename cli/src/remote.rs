@@ -4,59 +4,104 @@
 //! flow's EventBridge Scheduler schedule or event rule (`--scheduler-role-arn` /
 //! `FERRY_SCHEDULER_ROLE_ARN`). Endpoints and credentials come from the AWS SDK's own chain.
 
-use crate::{read_flow, FlowsCmd, RunsCmd};
+use crate::out::{invalid_argument, not_found};
+use crate::{FlowsCmd, RunsCmd};
 use anyhow::{bail, Context, Result};
 use ferry::adapters::dynamodb::DynamoStore;
 use ferry::adapters::scheduler::{FlowScheduler, TriggerChange};
 use ferry::flow::{Flow, Location, Trigger};
-use ferry::model::RunStatus;
+use ferry::model::{PullMode, RunStatus, TriggerType};
 use ferry::ports::{FlowStatus, FlowStore, RunStore};
 use ferry::steps::start_run::RunRequest;
 
-/// Where the deployed stack is.
+/// Where the deployed stack is (flags, or the environment variables `sam deploy`'s outputs fill).
 #[derive(clap::Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Remote mode (the deployed stack)")]
 pub struct RemoteArgs {
     /// Work against the deployed stack (DynamoDB, Step Functions) instead of the embedded engine.
     #[arg(long, env = "FERRY_REMOTE", global = true)]
     pub remote: bool,
-    /// DynamoDB table of the stack.
-    #[arg(long, env = "FERRY_TABLE", global = true)]
+    /// DynamoDB table of the stack (stack output `TableName`).
+    #[arg(
+        long,
+        env = "FERRY_TABLE",
+        global = true,
+        hide_short_help = true,
+        value_name = "NAME"
+    )]
     pub table: Option<String>,
     /// Staging bucket of the stack.
-    #[arg(long, env = "FERRY_STAGING_BUCKET", global = true)]
+    #[arg(
+        long,
+        env = "FERRY_STAGING_BUCKET",
+        global = true,
+        hide_short_help = true,
+        value_name = "BUCKET"
+    )]
     pub staging_bucket: Option<String>,
-    /// ARN of the flow-run state machine.
-    #[arg(long, env = "FERRY_STATE_MACHINE_ARN", global = true)]
+    /// ARN of the flow-run state machine (stack output `StateMachineArn`).
+    #[arg(
+        long,
+        env = "FERRY_STATE_MACHINE_ARN",
+        global = true,
+        hide_short_help = true,
+        value_name = "ARN"
+    )]
     pub state_machine_arn: Option<String>,
     /// Role EventBridge Scheduler assumes to start the state machine (stack output `SchedulerRoleArn`).
-    #[arg(long, env = "FERRY_SCHEDULER_ROLE_ARN", global = true)]
+    #[arg(
+        long,
+        env = "FERRY_SCHEDULER_ROLE_ARN",
+        global = true,
+        hide_short_help = true,
+        value_name = "ARN"
+    )]
     pub scheduler_role_arn: Option<String>,
     /// Role EventBridge rules assume to start the state machine (stack output `EventRuleRoleArn`).
-    #[arg(long, env = "FERRY_EVENT_RULE_ROLE_ARN", global = true)]
+    #[arg(
+        long,
+        env = "FERRY_EVENT_RULE_ROLE_ARN",
+        global = true,
+        hide_short_help = true,
+        value_name = "ARN"
+    )]
     pub event_rule_role_arn: Option<String>,
     /// Event bus of run reports.
-    #[arg(long, env = "FERRY_EVENT_BUS", global = true)]
+    #[arg(
+        long,
+        env = "FERRY_EVENT_BUS",
+        global = true,
+        hide_short_help = true,
+        value_name = "NAME"
+    )]
     pub event_bus: Option<String>,
     /// Name prefix of connector-profile secrets.
-    #[arg(long, env = "FERRY_SECRET_PREFIX", global = true)]
+    #[arg(
+        long,
+        env = "FERRY_SECRET_PREFIX",
+        global = true,
+        hide_short_help = true,
+        value_name = "PREFIX"
+    )]
     pub secret_prefix: Option<String>,
 }
 
 pub struct Remote {
     args: RemoteArgs,
     conf: aws_config::SdkConfig,
+    json: bool,
 }
 
 impl Remote {
-    pub async fn new(args: RemoteArgs) -> Remote {
+    pub async fn new(args: RemoteArgs, json: bool) -> Remote {
         let conf = ferry::adapters::aws::sdk_config().await;
-        Remote { args, conf }
+        Remote { args, conf, json }
     }
 
     fn store(&self) -> Result<DynamoStore> {
-        let table = self.args.table.clone().context(
+        let table = self.args.table.clone().ok_or_else(|| invalid_argument(
             "remote mode needs the DynamoDB table: pass --table or set FERRY_TABLE (stack output `TableName`)",
-        )?;
+        ))?;
         Ok(DynamoStore::new(
             aws_sdk_dynamodb::Client::new(&self.conf),
             table,
@@ -64,9 +109,9 @@ impl Remote {
     }
 
     fn state_machine_arn(&self) -> Result<String> {
-        self.args.state_machine_arn.clone().context(
+        self.args.state_machine_arn.clone().ok_or_else(|| invalid_argument(
             "remote mode needs the state machine: pass --state-machine-arn or set FERRY_STATE_MACHINE_ARN (stack output `StateMachineArn`)",
-        )
+        ))
     }
 
     /// Schedules and rules of the stack's flows; each kind of trigger gets its own role (the
@@ -93,49 +138,12 @@ impl Remote {
             FlowsCmd::ImportAppflow { .. } => {
                 bail!("import-appflow converts a file locally; run it without --remote")
             }
-            FlowsCmd::List => {
-                let flows = store.list_flows().await?;
-                if flows.is_empty() {
-                    println!(
-                        "no flows in table {}; register one with `ferry flows put FILE --remote`",
-                        store.table()
-                    );
-                }
-                for f in flows {
-                    let st = store.get_state(&f.flow.name).await?;
-                    println!(
-                        "{:<32} v{:<3} {:<10} {:<10} {:<14} watermark {}",
-                        f.flow.name,
-                        f.version,
-                        format!("{:?}", f.status),
-                        f.flow.source.connector,
-                        f.flow.source.entity,
-                        st.watermark
-                            .map(|w| w.to_rfc3339())
-                            .unwrap_or_else(|| "-".into())
-                    );
-                }
-                Ok(0)
+            FlowsCmd::List | FlowsCmd::Get { .. } => {
+                let place = format!(" in table {}", store.table());
+                crate::flows_command(&store, &store, cmd, self.json, &place).await
             }
-            FlowsCmd::Get { name, version } => match store.get_flow(&name, version).await? {
-                Some(f) => {
-                    println!(
-                        "# version {} (updated {}, {:?})",
-                        f.version,
-                        f.updated_at.to_rfc3339(),
-                        f.status
-                    );
-                    print!("{}", f.flow.to_yaml());
-                    Ok(0)
-                }
-                None => bail!(
-                    "no flow '{name}'{} in table {}",
-                    version.map(|v| format!(" version {v}")).unwrap_or_default(),
-                    store.table()
-                ),
-            },
             FlowsCmd::Put { file } => {
-                let flow = read_flow(&file)?;
+                let (flow, _) = crate::validate::read_flow(&file)?;
                 check_deployable(&flow)?;
                 // Check the trigger's settings before anything is stored.
                 let scheduler = match flow.trigger {
@@ -147,15 +155,16 @@ impl Remote {
                 if stored.status == FlowStatus::Suspended {
                     store.set_status(&flow.name, FlowStatus::Active).await?;
                     stored.status = FlowStatus::Active;
-                    println!("flow '{}' re-activated", flow.name);
+                    outln!("flow '{}' re-activated", flow.name);
                 }
-                println!(
+                outln!(
                     "flow '{}' is at version {}",
-                    stored.flow.name, stored.version
+                    stored.flow.name,
+                    stored.version
                 );
                 if let Some(s) = scheduler {
                     match s.apply(&stored).await? {
-                        TriggerChange::Schedule { name, enabled } => println!(
+                        TriggerChange::Schedule { name, enabled } => outln!(
                             "schedule {name} ({}) {}",
                             match &flow.trigger {
                                 Trigger::Scheduled(t) => t.expression.clone(),
@@ -163,7 +172,7 @@ impl Remote {
                             },
                             if enabled { "enabled" } else { "disabled" }
                         ),
-                        TriggerChange::Rule { name, enabled } => println!(
+                        TriggerChange::Rule { name, enabled } => outln!(
                             "event rule {name} {}",
                             if enabled { "enabled" } else { "disabled" }
                         ),
@@ -178,10 +187,13 @@ impl Remote {
                 }
                 if store.delete_flow(&name).await? {
                     store.delete_state(&name).await?;
-                    println!("deleted flow '{name}', its schedule or rule, and its state (its output and run history are kept)");
+                    outln!("deleted flow '{name}', its schedule or rule, and its state (its output and run history are kept)");
                     Ok(0)
                 } else {
-                    bail!("no flow '{name}' in table {}", store.table())
+                    Err(not_found(format!(
+                        "no flow '{name}' in table {}",
+                        store.table()
+                    )))
                 }
             }
         }
@@ -190,20 +202,33 @@ impl Remote {
     pub async fn runs(&self, cmd: RunsCmd) -> Result<i32> {
         let store = self.store()?;
         let place = format!(" in table {}", store.table());
-        crate::runs_command(&store, cmd, &place).await
+        crate::runs_command(&store, &store, cmd, &place, self.json).await
     }
 
-    /// StartExecution; the execution name becomes the run id.
-    pub async fn run(&self, request: RunRequest) -> Result<i32> {
+    /// StartExecution; the execution name becomes the run id. A backfill window is checked
+    /// (against the registered flow's time zone and incremental field) before anything starts.
+    pub async fn run(
+        &self,
+        flow: String,
+        complete: bool,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<i32> {
         let arn = self.state_machine_arn()?;
         let store = self.store()?;
-        if store.get_flow(&request.flow, None).await?.is_none() {
-            bail!(
-                "flow '{}' is not registered in table {}; register it with `ferry flows put FILE --remote`",
-                request.flow,
+        let Some(stored) = store.get_flow(&flow, None).await? else {
+            return Err(not_found(format!(
+                "flow '{flow}' is not registered in table {}; register it with `ferry flows put FILE --remote`",
                 store.table()
-            );
-        }
+            )));
+        };
+        let window = crate::backfill::window(from, to, &stored.flow, chrono::Utc::now())?;
+        let request = RunRequest {
+            flow,
+            trigger: Some(TriggerType::OnDemand),
+            mode: complete.then_some(PullMode::Complete),
+            window,
+        };
         let run_id = format!(
             "{}-{}",
             chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
@@ -218,9 +243,15 @@ impl Remote {
             .send()
             .await
             .with_context(|| format!("StartExecution on {arn}"))?;
-        println!("run {run_id} started");
-        println!("execution {}", out.execution_arn);
-        println!("follow it with `ferry runs get {run_id} --remote`");
+        if self.json {
+            crate::out::json(
+                &serde_json::json!({ "run_id": run_id, "execution_arn": out.execution_arn }),
+            );
+        } else {
+            outln!("run {run_id} started");
+            outln!("execution {}", out.execution_arn);
+            outln!("follow it with `ferry runs get {run_id} --remote`");
+        }
         Ok(0)
     }
 
@@ -244,11 +275,11 @@ impl Remote {
             .await
             .with_context(|| format!("StopExecution {execution_arn}"))?;
         let Some(r) = rec else {
-            println!("execution {execution_arn} stopped (it had not recorded a run yet)");
+            outln!("execution {execution_arn} stopped (it had not recorded a run yet)");
             return Ok(0);
         };
         if !matches!(r.status, RunStatus::InProgress | RunStatus::CancelStarted) {
-            println!(
+            outln!(
                 "run {run_id} of flow '{}' had already ended: {}",
                 r.flow,
                 r.status.as_str()
@@ -287,7 +318,7 @@ impl Remote {
                 let status = ended
                     .map(|r| r.status.as_str().to_string())
                     .unwrap_or_default();
-                println!(
+                outln!(
                     "run {run_id} of flow '{}' stopped and marked {status}; its uncommitted output is removed and its lease is released",
                     r.flow
                 );
@@ -297,7 +328,7 @@ impl Remote {
                 r.status = RunStatus::CancelStarted;
                 r.last_updated_at = chrono::Utc::now();
                 store.put_run(&r).await?;
-                println!(
+                outln!(
                     "run {run_id} of flow '{}' is stopping; the stack's reaper ends it (set FERRY_STAGING_BUCKET, stack output `StagingBucket`, to end it here)",
                     r.flow
                 );

@@ -150,6 +150,7 @@ fn run_json_then_flows_and_runs_commands() {
 #[test]
 fn a_failed_run_exits_non_zero_with_the_error() {
     let dir = tempfile::tempdir().unwrap();
+    // A missing profile is caught before anything is registered or run.
     std::fs::write(
         dir.path().join("f.yaml"),
         FLOW.replace("entity: contacts", "profile: missing\n  entity: contacts"),
@@ -158,6 +159,21 @@ fn a_failed_run_exits_non_zero_with_the_error() {
     let o = ferry(dir.path(), &["run", "f.yaml"]);
     assert_eq!(o.status.code(), Some(1));
     let t = text(&o);
-    assert!(t.contains("AuthFailed") && t.contains("missing"), "{t}");
-    assert!(!dir.path().join("out").exists());
+    assert!(t.contains("source.profile") && t.contains("missing"), "{t}");
+    assert!(!dir.path().join("out").exists() && !dir.path().join(".ferry").exists());
+
+    // A run that fails while running: the record, then the error, exit code 1.
+    std::fs::write(
+        dir.path().join("f.yaml"),
+        format!("{FLOW}tasks:\n  - validate: {{ field: phone, check: non_null, action: terminate_run }}\n"),
+    )
+    .unwrap();
+    let o = ferry(dir.path(), &["run", "f.yaml"]);
+    assert_eq!(o.status.code(), Some(1));
+    let t = text(&o);
+    assert!(
+        t.contains("status     Error") && t.contains("SourceRejected"),
+        "{t}"
+    );
+    assert!(t.contains("failed the check on 'phone'"), "{t}");
 }

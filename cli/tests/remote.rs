@@ -103,6 +103,32 @@ async fn flows_runs_run_and_stop_against_the_deployed_stack() {
     assert!(s.ok(&["flows", "put", &file]).contains("is at version 1"));
     s.write("crm.yaml", &flow(&name, &s.env.output_bucket, 400));
     assert!(s.ok(&["flows", "put", &file]).contains("is at version 2"));
+
+    // Backfill windows are checked before anything starts, against the registered flow.
+    let o = s.ferry(&["run", &name, "--from", "2099-01-01"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("--from 2099-01-01T00:00:00+00:00 is in the future"),
+        "{}",
+        text(&o)
+    );
+    let o = s.ferry(&["run", &name, "--to", "2025-01-01"]);
+    assert!(
+        !o.status.success() && text(&o).contains("--from"),
+        "{}",
+        text(&o)
+    );
+    let started = s
+        .sfn
+        .list_executions()
+        .state_machine_arn(&s.state_machine_arn)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        started.executions().is_empty(),
+        "a refused backfill starts nothing"
+    );
     let list = s.ok(&["flows", "list"]);
     assert!(list.contains(&name) && list.contains("v2"), "{list}");
     let got = s.ok(&["flows", "get", &name]);

@@ -20,6 +20,22 @@ impl SecretsFile {
         }
     }
 
+    /// The profiles in the file, by name (values stay in the file).
+    pub async fn list(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.load().await?.into_keys().collect())
+    }
+
+    /// Remove a profile; false when there was none.
+    pub async fn delete(&self, profile: &str) -> Result<bool, StoreError> {
+        let _g = self.lock.lock().await;
+        let mut all = self.load().await?;
+        if all.remove(profile).is_none() {
+            return Ok(false);
+        }
+        self.save(&all).await?;
+        Ok(true)
+    }
+
     async fn load(&self) -> Result<BTreeMap<String, Secret>, StoreError> {
         match tokio::fs::read(&self.path).await {
             Ok(b) => serde_json::from_slice(&b).map_err(|e| {
@@ -47,8 +63,15 @@ impl SecretStore for SecretsFile {
         let _g = self.lock.lock().await;
         let mut all = self.load().await?;
         all.insert(profile.to_string(), secret.clone());
-        let body = serde_json::to_vec_pretty(&all)
-            .map_err(|e| StoreError::backend("encode secrets", e))?;
+        self.save(&all).await
+    }
+}
+
+impl SecretsFile {
+    /// Write every profile (mode 0600, through a temporary file renamed into place).
+    async fn save(&self, all: &BTreeMap<String, Secret>) -> Result<(), StoreError> {
+        let body =
+            serde_json::to_vec_pretty(all).map_err(|e| StoreError::backend("encode secrets", e))?;
         if let Some(dir) = self.path.parent() {
             tokio::fs::create_dir_all(dir)
                 .await
@@ -91,6 +114,12 @@ mod tests {
         let back = s.get_secret("crm").await.unwrap().unwrap();
         assert_eq!(back, secret);
         assert!(!format!("{back:?} {back}").contains("hunter2"));
+        s.put_secret("erp", &secret).await.unwrap();
+        assert_eq!(s.list().await.unwrap(), ["crm", "erp"]);
+        assert!(s.delete("crm").await.unwrap());
+        assert!(!s.delete("crm").await.unwrap());
+        assert_eq!(s.list().await.unwrap(), ["erp"]);
+        assert!(s.get_secret("crm").await.unwrap().is_none());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

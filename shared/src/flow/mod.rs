@@ -3,8 +3,11 @@
 //!
 //! The format is documented in `docs/flows.md`; keep the two in step.
 
+pub mod check;
+pub mod collect;
 pub mod schedule;
 pub mod tasks;
+pub mod time;
 
 use crate::model::PullMode;
 use chrono::{DateTime, Utc};
@@ -125,7 +128,11 @@ pub struct IncrementalConfig {
     )]
     pub lookback: Option<Duration>,
     /// First run starts here; default 30 days before the first run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::opt_time",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub first_execution_from: Option<DateTime<Utc>>,
     /// Windows end this long before now (AppFlow's scheduleOffset), for sources that index late.
     #[serde(
@@ -307,6 +314,11 @@ pub struct DestinationConfig {
     /// rejected: a count (`100`) or a share of the records read (`"5%"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rejected: Option<RejectLimit>,
+    /// Let `local` and a local `error_location` name a directory outside the working directory
+    /// (an absolute path or one that climbs out with `..`). Refused by default, as an S3 prefix
+    /// with `..` is.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_outside: bool,
     #[serde(default)]
     pub parquet: ParquetOptions,
     #[serde(default)]
@@ -376,6 +388,10 @@ mod percent {
                 ))
             })
     }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl DestinationConfig {
@@ -568,9 +584,17 @@ pub struct ScheduledTrigger {
     pub expression: String,
     #[serde(default)]
     pub mode: ScheduleMode,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::opt_time",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub start_time: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::opt_time",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub end_time: Option<DateTime<Utc>>,
     /// IANA time zone for cron expressions; UTC by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -630,24 +654,34 @@ impl Flow {
         Self::from_value(value, origin)
     }
 
-    /// Deserialize from a JSON value and validate.
+    /// Deserialize from a JSON value and validate, reporting every problem at once.
     pub fn from_value(value: serde_json::Value, origin: &str) -> Result<Flow, FlowError> {
-        let flow: Flow = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            let path = if path == "." { String::new() } else { path };
-            FlowError::Invalid {
-                origin: origin.to_string(),
-                errors: vec![FieldError::new(path, explain_serde(&e.inner().to_string()))],
-            }
-        })?;
-        let errors = flow.validate();
-        if errors.is_empty() {
-            Ok(flow)
-        } else {
-            Err(FlowError::Invalid {
+        let collected = collect::deserialize_all::<Flow>(value, explain_serde);
+        let mut errors = collected.errors.clone();
+        if let Some(flow) = &collected.value {
+            errors.extend(
+                flow.validate()
+                    .into_iter()
+                    .filter(|e| !collected.is_repaired(&e.path)),
+            );
+        }
+        match collected.value {
+            Some(flow) if errors.is_empty() => Ok(flow),
+            _ => Err(FlowError::Invalid {
                 origin: origin.to_string(),
                 errors,
-            })
+            }),
+        }
+    }
+
+    /// The time zone times without an offset are read in (`ferry run --from/--to`): the
+    /// schedule's `timezone`, else UTC.
+    pub fn time_zone(&self) -> chrono_tz::Tz {
+        match &self.trigger {
+            Trigger::Scheduled(ScheduledTrigger {
+                timezone: Some(tz), ..
+            }) => time::parse_tz(tz).unwrap_or(chrono_tz::Tz::UTC),
+            _ => chrono_tz::Tz::UTC,
         }
     }
 
@@ -732,6 +766,8 @@ impl Flow {
                     "source.profile",
                     "is empty; name a connector profile or remove the field",
                 ));
+            } else if let Err(e) = validate_profile_name(p) {
+                errs.push(FieldError::new("source.profile", e));
             }
         }
         if s.entity.trim().is_empty() {
@@ -794,6 +830,14 @@ impl Flow {
                 "destination.local",
                 "is empty; name a directory, e.g. `ferry-out`",
             )),
+            (Some(p), None) if !d.allow_outside => {
+                if let Some(why) = outside_working_dir(p) {
+                    errs.push(FieldError::new(
+                        "destination.local",
+                        format!("'{p}' {why}; name a directory under the working directory, e.g. `ferry-out`, or set `destination.allow_outside: true`"),
+                    ));
+                }
+            }
             _ => {}
         }
         if let Some(s3) = &d.s3 {
@@ -812,6 +856,14 @@ impl Flow {
                     "destination.error_location",
                     "is empty; give `s3://bucket/prefix` or a local directory",
                 )),
+                Location::Local { path } if !d.allow_outside => {
+                    if let Some(why) = outside_working_dir(&path) {
+                        errs.push(FieldError::new(
+                            "destination.error_location",
+                            format!("'{path}' {why}; name a directory under the working directory, or set `destination.allow_outside: true`"),
+                        ));
+                    }
+                }
                 _ => {}
             }
         }
@@ -911,11 +963,8 @@ impl Flow {
                     }
                 }
                 if let Some(tz) = &s.timezone {
-                    if !schedule::plausible_timezone(tz) {
-                        errs.push(FieldError::new(
-                            "trigger.scheduled.timezone",
-                            format!("'{tz}' is not an IANA time zone name such as `UTC` or `Europe/Paris`"),
-                        ));
+                    if let Err(e) = time::parse_tz(tz) {
+                        errs.push(FieldError::new("trigger.scheduled.timezone", e));
                     }
                 }
                 if let Some(n) = s.deactivate_after_failures {
@@ -973,6 +1022,24 @@ impl Flow {
     }
 }
 
+/// A connector profile's name: it names a secret (`ferry/profiles/<name>` on AWS), so it is
+/// 1-128 letters, digits, `_`, `-`, `.`, `@`, starting with a letter or digit: no `/`, no `..`.
+pub fn validate_profile_name(name: &str) -> Result<(), String> {
+    let ok = (1..=128).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'))
+        && !name.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{name}' is not a profile name; use 1-128 letters, digits, `_`, `-`, `.`, `@`, starting with a letter or digit (no `/`, no `..`), e.g. `zendesk-acme`"
+        ))
+    }
+}
+
 fn validate_name(name: &str, errs: &mut Vec<FieldError>) {
     let ok = name.len() >= 2
         && name.len() <= 256
@@ -1008,13 +1075,244 @@ fn validate_bucket(bucket: &str, path: &str, errs: &mut Vec<FieldError>) {
     }
 }
 
-/// Make serde's messages say what to do.
-fn explain_serde(msg: &str) -> String {
-    if let Some(rest) = msg.strip_prefix("unknown field ") {
-        return format!("unknown field {rest}; remove it or fix its spelling");
+/// Why a local directory is outside the working directory, if it is.
+fn outside_working_dir(p: &str) -> Option<&'static str> {
+    use std::path::Component;
+    let mut depth = 0usize;
+    for c in std::path::Path::new(p).components() {
+        match c {
+            Component::Prefix(_) | Component::RootDir => {
+                return Some("is an absolute path, outside the working directory")
+            }
+            Component::CurDir => {}
+            Component::ParentDir if depth == 0 => {
+                return Some("climbs out of the working directory with `..`")
+            }
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+        }
     }
-    if msg.starts_with("missing field") {
-        return format!("{msg}; add it");
+    None
+}
+
+/// An example value for a field, by its name (the last part of its path).
+fn example_for(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "name" => "sample-crm-accounts",
+        "description" => "\"CRM accounts into Parquet\"",
+        "connector" => "salesforce",
+        "profile" => "crm-prod",
+        "entity" => "accounts",
+        "records" => "250000",
+        "megabytes" => "128",
+        "seconds" => "600",
+        "page_size" => "1000",
+        "field" => "updated_at",
+        "lookback" => "10m",
+        "offset" => "5m",
+        "first_execution_from" | "start_time" | "end_time" => "2026-01-01T00:00:00Z",
+        "local" => "ferry-out",
+        "bucket" => "my-lake",
+        "prefix" => "raw/crm",
+        "kms_key_id" => "alias/ferry",
+        "format" => "parquet",
+        "compression" => "zstd",
+        "file_size_mb" => "128",
+        "single_file" | "bucket_owner_full_control" | "header" | "allow_outside" => "true",
+        "preserve_source_types" => "false",
+        "aggregation" => "none",
+        "error_location" => "s3://my-lake/rejected",
+        "row_group_size" => "131072",
+        "delimiter" => "\";\"",
+        "prefix_type" => "path",
+        "date" => "day",
+        "hierarchy" => "[execution_id]",
+        "partition_by" => "[country]",
+        "tasks" => "[ { map_all: {} } ]",
+        "trigger" => "{ on_demand: {} }",
+        "expression" => "\"rate(1 hour)\"",
+        "mode" => "incremental",
+        "timezone" => "Europe/Paris",
+        "deactivate_after_failures" => "3",
+        "pattern" => "{ source: [my.app] }",
+        "tags" => "{ owner: data-eng }",
+        "exclude" => "[internal_notes]",
+        "from" => "address.city",
+        "to" => "city",
+        "type" => "integer",
+        "precision" => "18",
+        "scale" => "2",
+        "op" => "equal",
+        "value" => "deleted",
+        "values" => "[US, DE]",
+        "min" => "10",
+        "max" => "500",
+        "keep_last" => "4",
+        "keep_first" => "2",
+        "first" => "12",
+        "last" => "6",
+        "char" => "\"#\"",
+        "length" => "255",
+        "left" => "amount",
+        "right" => "quantity",
+        "check" => "non_null",
+        "matches" => "\"^[0-9]{5}$\"",
+        "action" => "drop_record",
+        "properties" => "{ records: 1000 }",
+        "incremental" => "{ field: updated_at }",
+        "chunk" => "{ records: 100000 }",
+        "parquet" => "{ row_group_size: 65536 }",
+        "csv" => "{ header: true, delimiter: \",\" }",
+        "layout" => "{ date: day }",
+        "s3" => "{ bucket: my-lake, prefix: raw }",
+        "source" => "{ connector: sample, entity: accounts }",
+        "destination" => "{ local: ferry-out }",
+        _ => return None,
+    })
+}
+
+/// serde's name for an expected type -> what a user writes, and a generic example.
+fn expected_form(expected: &str) -> (String, &'static str) {
+    let e = expected.trim();
+    let form = |f: &str, x: &'static str| (f.to_string(), x);
+    match e {
+        "u8" | "u16" | "u32" | "u64" | "usize" => form("a whole number (0 or more)", "128"),
+        "i8" | "i16" | "i32" | "i64" | "isize" => form("a whole number", "2"),
+        "f32" | "f64" => form("a number", "1.5"),
+        "a boolean" => form("`true` or `false`", "true"),
+        "a string" => form("text", "\"text\""),
+        "a character" => form("a single character", "\",\""),
+        "a sequence" => form("a list", "[a, b]"),
+        "a map" => form("a section of `key: value` fields", "{ key: value }"),
+        "unit" => form("an empty section `{}`", "{}"),
+        _ if e.starts_with("struct ") || e.starts_with("a map") => {
+            form("a section of `key: value` fields", "{ key: value }")
+        }
+        _ if e.starts_with("enum ") => form("a one-key section naming the kind", "{ kind: {} }"),
+        _ if e.starts_with("a sequence") => form("a list", "[a, b]"),
+        _ => (e.to_string(), "..."),
+    }
+}
+
+/// How a value found in the file reads in a message.
+fn describe_value(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "nothing (null)".into(),
+        serde_json::Value::Bool(b) => format!("`{b}`"),
+        serde_json::Value::Number(n) => format!("the number {n}"),
+        serde_json::Value::String(s) => format!("the text '{s}'"),
+        serde_json::Value::Array(_) => "a list".into(),
+        serde_json::Value::Object(_) => "a section".into(),
+    }
+}
+
+/// `a`, `b` from serde's "expected one of `a`, `b`".
+fn listed(s: &str) -> Vec<&str> {
+    s.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|x| !x.is_empty())
+        .collect()
+}
+
+/// Make serde's messages say what is expected, with an example to copy. `path` is the field's
+/// path, `found` the value in the file (when there was one).
+fn explain_serde(path: &str, msg: &str, found: Option<&serde_json::Value>) -> String {
+    let field = path
+        .rsplit(['.', '['])
+        .next()
+        .unwrap_or(path)
+        .trim_end_matches(']');
+    let field_is_index = path.ends_with(']');
+    let key = if field_is_index {
+        "- ".to_string()
+    } else {
+        format!("{field}: ")
+    };
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        let name = rest.split('`').next().unwrap_or_default();
+        let options = rest
+            .split_once("expected ")
+            .map(|(_, o)| listed(o))
+            .unwrap_or_default();
+        let hint = match collect::closest(name, options.iter().copied()) {
+            Some(c) => format!("did you mean `{c}`?"),
+            None if options.is_empty() => "remove it".to_string(),
+            None => format!(
+                "remove it or fix its spelling (fields here: {})",
+                options.join(", ")
+            ),
+        };
+        return format!("unknown field `{name}`; {hint}");
+    }
+    if let Some(rest) = msg.strip_prefix("unknown variant `") {
+        let name = rest.split('`').next().unwrap_or_default();
+        let options = rest
+            .split_once("expected ")
+            .map(|(_, o)| listed(o))
+            .unwrap_or_default();
+        let what = if path.starts_with("tasks[") && path.matches('.').count() == 0 {
+            "task kind"
+        } else {
+            "value"
+        };
+        let example = if what == "task kind" {
+            format!(
+                "`- {}: {{ ... }}`",
+                options.first().copied().unwrap_or("map_all")
+            )
+        } else {
+            let x = example_for(field)
+                .filter(|x| options.contains(x))
+                .or(options.first().copied())
+                .unwrap_or("...");
+            format!("`{key}{x}`")
+        };
+        return match collect::closest(name, options.iter().copied()) {
+            Some(c) => format!(
+                "'{name}' is not a {what} here; did you mean `{c}`? (one of {})",
+                options.join(", ")
+            ),
+            None => format!(
+                "'{name}' is not a {what} here; use one of {}, e.g. {example}",
+                options.join(", ")
+            ),
+        };
+    }
+    if let Some(rest) = msg.strip_prefix("missing field `") {
+        let name = rest.split('`').next().unwrap_or_default();
+        return match example_for(name) {
+            Some(x) => format!("is missing; add it, e.g. `{name}: {x}`"),
+            None => "is missing; add it".to_string(),
+        };
+    }
+    for prefix in ["invalid type: ", "invalid value: ", "invalid length "] {
+        if let Some(rest) = msg.strip_prefix(prefix) {
+            let expected = rest
+                .rsplit_once(", expected ")
+                .map(|(_, e)| e)
+                .unwrap_or("");
+            let (form, generic) = expected_form(expected);
+            let example = if field_is_index {
+                generic
+            } else {
+                example_for(field).unwrap_or(generic)
+            };
+            let found = match found {
+                Some(v) => describe_value(v),
+                None => rest
+                    .rsplit_once(", expected ")
+                    .map(|(f, _)| f.to_string())
+                    .unwrap_or_default(),
+            };
+            return format!("expected {form}, found {found}; write e.g. `{key}{example}`");
+        }
+    }
+    if msg.starts_with("expected a one-key map") || msg.contains("expected enum") {
+        return format!(
+            "{msg}; write e.g. `{key}{}`",
+            example_for(field).unwrap_or("{ kind: {} }")
+        );
     }
     msg.to_string()
 }

@@ -187,17 +187,6 @@ fn day_of_week(s: &str) -> Option<u32> {
         })
 }
 
-/// `UTC`, `Etc/GMT+5`, `America/New_York`: the shape of an IANA name.
-pub fn plausible_timezone(tz: &str) -> bool {
-    tz == "UTC"
-        || (tz.contains('/')
-            && tz.split('/').all(|p| {
-                !p.is_empty()
-                    && p.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+'))
-            }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,12 +221,5 @@ mod tests {
         );
         assert!(validate_expression("cron(0 6 * FOO ? *)").is_err());
         assert!(validate_expression("every hour").is_err());
-    }
-
-    #[test]
-    fn timezones() {
-        assert!(plausible_timezone("UTC"));
-        assert!(plausible_timezone("America/New_York"));
-        assert!(!plausible_timezone("New York"));
     }
 }

@@ -158,3 +158,121 @@ fn compression_must_fit_format() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn every_problem_in_one_pass() {
+    let text = EXAMPLE
+        .replace("name: sample-crm-accounts", "name: x")
+        .replace("lookback: 10m", "lookback: ten")
+        .replace("format: parquet", "format: xlsx")
+        .replace("file_size_mb: 128", "file_size_mb: big")
+        .replace("op: not_equal", "op: nope")
+        .replace("keep_last: 4", "keep_last: four")
+        .replace(
+            "tags: { owner: data-eng }",
+            "tags: { owner: data-eng }\ncolour: blue",
+        );
+    let errs = errors_of(&text);
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    for p in [
+        "name",
+        "source.incremental.lookback",
+        "destination.format",
+        "destination.file_size_mb",
+        "tasks[1].filter.op",
+        "tasks[2].mask.keep_last",
+        "colour",
+    ] {
+        assert!(paths.contains(&p), "{p} missing: {errs:?}");
+    }
+    assert_eq!(errs.len(), 7, "{errs:?}");
+}
+
+#[test]
+fn type_errors_name_the_form_and_an_example() {
+    let errs = errors_of(&EXAMPLE.replace("file_size_mb: 128", "file_size_mb: big"));
+    assert_eq!(errs[0].path, "destination.file_size_mb");
+    assert_eq!(
+        errs[0].message,
+        "expected a whole number (0 or more), found the text 'big'; write e.g. `file_size_mb: 128`"
+    );
+    let errs = errors_of(&EXAMPLE.replace("format: parquet", "format: parket"));
+    assert!(
+        errs[0].message.contains("did you mean `parquet`?"),
+        "{errs:?}"
+    );
+    let errs =
+        errors_of(&EXAMPLE.replace("    lookback: 10m", "    lookback: 10m\n    lookbak: 5m"));
+    assert!(
+        errs[0].message.contains("did you mean `lookback`?"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn time_forms_and_time_zones() {
+    let flow = Flow::parse(
+        &EXAMPLE.replace("2000-01-01T00:00:00Z", "2000-01-01"),
+        "f.yaml",
+    )
+    .unwrap();
+    assert_eq!(
+        flow.source
+            .incremental
+            .unwrap()
+            .first_execution_from
+            .unwrap()
+            .to_rfc3339(),
+        "2000-01-01T00:00:00+00:00"
+    );
+    let errs = errors_of(&EXAMPLE.replace("2000-01-01T00:00:00Z", "yesterday"));
+    assert_eq!(errs[0].path, "source.incremental.first_execution_from");
+    assert!(errs[0].message.contains("2026-11-01"), "{errs:?}");
+    for (tz, ok) in [("CET", true), ("GMT", true), ("Foo/Bar", false)] {
+        let text = EXAMPLE.replace(
+            "  on_demand: {}",
+            &format!("  scheduled: {{ expression: \"rate(1 hour)\", timezone: {tz} }}"),
+        );
+        assert_eq!(errors_of(&text).is_empty(), ok, "{tz}");
+        if ok {
+            assert_eq!(Flow::parse(&text, "f").unwrap().time_zone().name(), tz);
+        }
+    }
+}
+
+#[test]
+fn local_directories_stay_under_the_working_directory() {
+    for (local, ok) in [
+        ("ferry-out", true),
+        ("a/../b", true),
+        ("./out", true),
+        ("../out", false),
+        ("a/../../out", false),
+        ("/srv/out", false),
+    ] {
+        let errs = errors_of(&EXAMPLE.replace("local: ferry-out", &format!("local: {local}")));
+        assert_eq!(
+            errs.iter().all(|e| e.path != "destination.local"),
+            ok,
+            "{local}: {errs:?}"
+        );
+    }
+    let text = EXAMPLE.replace("local: ferry-out", "local: ../out\n  allow_outside: true");
+    assert!(errors_of(&text).is_empty());
+    let errs = errors_of(&EXAMPLE.replace(
+        "error_location: ferry-out/_rejected",
+        "error_location: ../rejected",
+    ));
+    assert_eq!(errs[0].path, "destination.error_location", "{errs:?}");
+}
+
+#[test]
+fn profile_names_are_checked() {
+    let text = EXAMPLE.replace("profile: null", "profile: a/../x");
+    let errs = errors_of(&text);
+    assert!(
+        errs.iter()
+            .any(|e| e.path == "source.profile" && e.message.contains("no `/`")),
+        "{errs:?}"
+    );
+}
