@@ -666,8 +666,21 @@ fn connect_cause(e: &(dyn std::error::Error + 'static)) -> ConnectCause {
                 _ => {}
             }
         }
+        // rustls's own messages ("received corrupt message of type InvalidContentType",
+        // "invalid peer certificate: UnknownIssuer", "received fatal alert: …").
         let lower = text.to_ascii_lowercase();
-        if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+        if [
+            "certificate",
+            "tls",
+            "handshake",
+            "corrupt message",
+            "fatal alert",
+            "peer is incompatible",
+            "peer misbehaved",
+        ]
+        .iter()
+        .any(|k| lower.contains(k))
+        {
             return ConnectCause::Tls;
         }
         cur = c.source();

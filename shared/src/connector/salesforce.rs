@@ -453,7 +453,7 @@ fn typed(kind: Kind, field: &str, v: Cell<'_>) -> Result<Value, String> {
                     .as_i64()
                     .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
                     .map(Value::from)
-                    .ok_or_else(|| format!("{field}: {n} is not an integer")),
+                    .ok_or_else(|| format!("{field}: a number that is not an integer")),
                 (Kind::Float, Value::Number(n)) => Ok(Value::from(n.as_f64().unwrap_or(f64::NAN))),
                 (Kind::Decimal { precision, scale }, Value::Number(n)) => {
                     decimal(&n.to_string(), precision, scale).ok_or_else(|| {
@@ -461,8 +461,17 @@ fn typed(kind: Kind, field: &str, v: Cell<'_>) -> Result<Value, String> {
                     })
                 }
                 (Kind::Text, v) => Ok(Value::String(v.to_string())),
-                (k, v) => Err(format!("{field}: {v} is not a {k:?} value")),
-            }
+                // The value itself stays out of the message.
+                (k, v) => Err(format!(
+                    "{field}: a JSON {} is not a {k:?} value",
+                    match v {
+                        Value::Object(_) => "object",
+                        Value::Array(_) => "array",
+                        Value::Number(_) => "number",
+                        _ => "value",
+                    }
+                )),
+            };
         }
     };
     // Record values stay out of messages: only the value's length is named.

@@ -64,6 +64,11 @@ pub async fn serve(answers: Vec<Canned>) -> Server {
                     break;
                 }
                 buf.extend_from_slice(&chunk[..k]);
+                // Not HTTP (e.g. a TLS ClientHello, 0x16): answer at once, as a plain-HTTP
+                // server does, instead of waiting for a header end that never comes.
+                if !buf[0].is_ascii_uppercase() {
+                    break;
+                }
                 if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                     let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
                     let len = head

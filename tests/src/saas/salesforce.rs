@@ -518,6 +518,19 @@ fn csv_value(s: &Inner, i: u64, field: &str) -> String {
     }
 }
 
+/// Merge `v` into `into` (objects key by key, recursively; `null` stays `null`).
+fn merge(into: &mut Value, v: Value) {
+    match (into, v) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, x) in b {
+                merge(a.entry(k).or_insert(Value::Null), x);
+            }
+        }
+        (slot @ Value::Null, v) => *slot = v,
+        _ => {}
+    }
+}
+
 /// Marks a string that `exact_numbers` turns into a JSON number literal of its digits.
 const EXACT: &str = "\u{1}num:";
 
@@ -833,7 +846,15 @@ fn query_page(s: &Inner, v: &str, qid: usize, offset: usize, size: usize) -> Res
             let mut o = serde_json::Map::new();
             o.insert("attributes".into(), json!({"type": "Account", "url": format!("/services/data/{v}/sobjects/Account/{}", account_id(*i))}));
             for f in &fields {
-                o.insert(f.clone(), rest_value(s, *i, f));
+                let v = rest_value(s, *i, f);
+                match f.split_once('.') {
+                    // Related fields nest under their relationship, all in one object:
+                    // `"Owner": {"attributes": …, "Name": …, "IsActive": …}`.
+                    Some((rel, _)) => merge(o.entry(rel.to_string()).or_insert(Value::Null), v),
+                    None => {
+                        o.insert(f.clone(), v);
+                    }
+                }
             }
             Value::Object(o)
         })
