@@ -768,11 +768,11 @@ async fn money_is_decimal_and_relationship_fields_are_flat_typed_columns() {
             let email = email.as_any().downcast_ref::<StringArray>().unwrap();
             for r in 0..b.num_rows() {
                 let i: u64 = ids.value(r)[5..].parse().unwrap();
-                let want_rev: Option<i128> = if i % 5 == 0 {
+                let want_rev: Option<i128> = if i.is_multiple_of(5) {
                     None
-                } else if i % 13 == 0 {
+                } else if i.is_multiple_of(13) {
                     Some(format!("98765432109{i:03}57").parse().unwrap())
-                } else if i % 9 == 0 {
+                } else if i.is_multiple_of(9) {
                     Some(i as i128 * 1_000_000_000 * 100)
                 } else {
                     Some(i as i128 * 100_050)
@@ -784,7 +784,7 @@ async fn money_is_decimal_and_relationship_fields_are_flat_typed_columns() {
                     want_rev,
                     "AnnualRevenue of {i}"
                 );
-                if i % 3 != 0 {
+                if !i.is_multiple_of(3) {
                     assert_eq!(
                         pct.value(r),
                         ((i % 100) * 100 + i % 97) as i128,
@@ -793,7 +793,7 @@ async fn money_is_decimal_and_relationship_fields_are_flat_typed_columns() {
                 }
                 assert_eq!(owner.value(r), format!("User {}", 1 + i % 4));
                 assert_eq!(active.value(r), 1 + i % 4 != 4);
-                if i % 8 == 0 {
+                if i.is_multiple_of(8) {
                     assert_eq!(parent.value(r), format!("Account {}", i - 1));
                     let u = 1 + (i - 1) % 4;
                     assert_eq!(email.is_null(r), u == 2, "{i}");

@@ -566,7 +566,8 @@ mod tests {
                 "Bearer at-1"
             );
             // A second request does not refresh again (no expiry known, or far away).
-            a.apply(reqwest::Client::new().get("http://h/x"))
+            let _ = a
+                .apply(reqwest::Client::new().get("http://h/x"))
                 .await
                 .unwrap();
             if huge > 0 {

@@ -56,10 +56,7 @@ pub async fn serve(answers: Vec<Canned>) -> Server {
             // Read the head and the body (Content-Length), then answer and close.
             let mut buf = Vec::new();
             let mut chunk = [0u8; 4096];
-            loop {
-                let Ok(k) = sock.read(&mut chunk).await else {
-                    break;
-                };
+            while let Ok(k) = sock.read(&mut chunk).await {
                 if k == 0 {
                     break;
                 }
