@@ -185,6 +185,7 @@ struct Inner {
     oauth: Mutex<OAuthState>,
     token_requests: AtomicU64,
     endless: AtomicBool,
+    broken_link: AtomicBool,
 }
 
 type S = Arc<Inner>;
@@ -224,6 +225,7 @@ impl Mock {
             }),
             token_requests: AtomicU64::new(0),
             endless: AtomicBool::new(false),
+            broken_link: AtomicBool::new(false),
         });
         let app = router(inner.clone());
         let listener = tokio::net::TcpListener::bind(bind)
@@ -256,6 +258,11 @@ impl Mock {
     }
 
     /// Cursor routes hand out the same next cursor forever.
+    /// Serve `Link` headers whose link values lack `rel` (a broken server or proxy).
+    pub fn set_link_without_rel(&self, on: bool) {
+        self.inner.broken_link.store(on, Ordering::SeqCst);
+    }
+
     pub fn set_endless_cursor(&self, on: bool) {
         self.inner.endless.store(on, Ordering::SeqCst);
     }
@@ -479,11 +486,20 @@ fn query_with(q: &Q, k: &str, v: String) -> String {
     q.insert(k.into(), v);
     let mut pairs: Vec<_> = q.into_iter().collect();
     pairs.sort();
+    link_query(pairs)
+}
+
+/// A query string as servers echo it in `Link` URLs: percent-encoded, except that commas stay
+/// raw. RFC 8288 puts the target between `<` and `>`, and a URI may hold commas (RFC 3986
+/// §2.2 sub-delims), so GitHub-style and ServiceNow `Link` headers carry them unencoded
+/// (`fields=id,subject`): a client that splits the header on `,` breaks.
+/// <https://www.rfc-editor.org/rfc/rfc8288#section-3>
+pub fn link_query(pairs: impl IntoIterator<Item = (String, String)>) -> String {
     let mut ser = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in pairs {
         ser.append_pair(&k, &v);
     }
-    ser.finish()
+    ser.finish().replace("%2C", ",")
 }
 
 async fn link(State(s): State<S>, Query(q): Query<Q>) -> Response {
@@ -493,15 +509,23 @@ async fn link(State(s): State<S>, Query(q): Query<Q>) -> Response {
     let lo = ((p - 1) * per).min(ids.len());
     let hi = (lo + per).min(ids.len());
     let mut r = axum::Json(Value::Array(records(&ids[lo..hi]))).into_response();
+    // Link values carry raw commas in their URLs (echoed parameters) and a quoted title
+    // with a comma and a semicolon: only an RFC 8288 parser reads them right.
     let mut links = vec![format!(
-        "</link/tickets?{}>; rel=\"first\"",
+        "</link/tickets?{}>; rel=\"first\"; title=\"page 1, the first; of many\"",
         query_with(&q, "page", "1".into())
     )];
     if hi < ids.len() {
         links.push(format!(
-            "</link/tickets?{}>; rel=\"next\"",
-            query_with(&q, "page", (p + 1).to_string())
+            "</link/tickets?{}>;title=\"page {}, next\" ; rel=\"next\"",
+            query_with(&q, "page", (p + 1).to_string()),
+            p + 1
         ));
+    }
+    if s.broken_link.load(Ordering::SeqCst) {
+        for l in &mut links {
+            *l = l.replace("rel=", "rev=");
+        }
     }
     r.headers_mut()
         .insert("link", HeaderValue::from_str(&links.join(", ")).unwrap());

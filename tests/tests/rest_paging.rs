@@ -347,3 +347,56 @@ async fn the_example_flow_runs_against_the_mock() {
         "{reqs:?}"
     );
 }
+
+/// Link values whose URLs hold raw commas (echoed `fields=id,subject`) and whose quoted titles
+/// hold commas and semicolons are read as RFC 8288 says, not split on every `,` (which ended
+/// the read after the first page).
+#[tokio::test]
+async fn link_header_paging_survives_commas_inside_urls_and_quoted_strings() {
+    let mock = Mock::start(MockConfig {
+        tickets: 120,
+        ..Default::default()
+    })
+    .await;
+    let ep = json!({"path": "/link/tickets", "records": "$[*]",
+        "params": {"per_page": "25", "fields": "id,subject,updated_at"},
+        "paginator": {"type": "link_header"}});
+    let src = RestSource::new(&props(&mock, ep, json!({})), None, Authenticator::none()).unwrap();
+    let ids = read_ids(&src, "tickets").await;
+    assert_once("link_header with commas", &ids, &mock.ids_in(None, None));
+    let next_pages = mock
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.path == "/link/tickets"
+                && url::form_urlencoded::parse(r.query.as_bytes()).any(|(k, _)| k == "page")
+        })
+        .count();
+    assert_eq!(next_pages, 4, "pages 2..=5 followed from the Link header");
+}
+
+/// A Link header that is not RFC 8288 (here: a link without `rel`) ends the read with an
+/// error instead of being taken for "no next page".
+#[tokio::test]
+async fn a_link_header_without_rel_is_an_error_not_the_last_page() {
+    let mock = Mock::start(MockConfig {
+        tickets: 60,
+        ..Default::default()
+    })
+    .await;
+    let ep = json!({"path": "/link/tickets", "records": "$[*]",
+        "params": {"per_page": "25"},
+        "paginator": {"type": "link_header"}});
+    mock.set_link_without_rel(true);
+    let src = RestSource::new(&props(&mock, ep, json!({})), None, Authenticator::none()).unwrap();
+    let req = ReadRequest {
+        entity: "tickets".into(),
+        window: None,
+        incremental_field: None,
+        page_size: None,
+        filters: vec![],
+    };
+    let e = src.read_page(&req, None).await.unwrap_err();
+    assert_eq!(e.kind(), ferry::error::ErrorKind::SourceRejected, "{e}");
+    assert!(e.to_string().contains("rel"), "{e}");
+}

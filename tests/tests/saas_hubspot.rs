@@ -527,3 +527,83 @@ async fn the_example_flow_validates_and_runs_against_the_mock() {
         "only the selected properties"
     );
 }
+
+/// Records edited while a run pages (some already read, some not yet) are all delivered: the
+/// edited ones by the next incremental run, the others by this one. Search paging by `after`
+/// offsets lost records here: an edited record leaves the window's sorted results, the offsets
+/// shift, and the next page skipped a record that was never read again.
+#[tokio::test]
+async fn records_edited_while_a_run_pages_are_not_lost_at_the_next_run() {
+    let mock = HubSpotMock::start(HsConfig {
+        records: 120,
+        archived_every: 0,
+        ..Default::default()
+    })
+    .await;
+    let local = local_with_token().await;
+    let from = ferry_tests::saas::hubspot::base_time() - chrono::Duration::seconds(1);
+    let yaml = flow(
+        "hs-moving",
+        "contacts",
+        &props(&mock, json!({"page_size": 10})),
+        &format!(
+            "{}  chunk: {{ records: 20 }}\n",
+            incremental("lastmodifieddate", from)
+        ),
+    );
+    // After two search pages (records 1-20 read): two read records and two unread ones change.
+    mock.touch_after(4, "contacts", &[3, 4, 90, 91]);
+    let out = local.run(&yaml).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    assert!(
+        mock.versions("contacts")
+            .iter()
+            .filter(|(_, t)| *t > from + chrono::Duration::days(1))
+            .count()
+            == 4,
+        "the edits happened during the run"
+    );
+    let out = local.run(&yaml).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    let got: BTreeSet<(String, String)> = local
+        .output("out/hs-moving")
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_string(),
+                r["lastmodifieddate"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (id, t) in mock.versions("contacts") {
+        let t = t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        assert!(
+            got.contains(&(id.clone(), t.clone())),
+            "record {id} as of {t} was never delivered"
+        );
+    }
+}
+
+/// `ferry entities` authenticates: a refused token is `AuthFailed`, not a static list; an
+/// object the token has no scope for is listed as such.
+#[tokio::test]
+async fn entity_listing_authenticates() {
+    let mock = HubSpotMock::start(HsConfig::default()).await;
+    let auth = Authenticator::from_secret(
+        "hubspot",
+        &Secret::new(json!({"type": "bearer", "token": "pat-na1-wrong"})),
+        Arc::new(ferry::adapters::memory::MemorySecrets::default()),
+    )
+    .unwrap();
+    let src = HubSpotSource::new(props(&mock, json!({})).as_object().unwrap(), auth).unwrap();
+    let e = src.list_entities().await.unwrap_err();
+    assert_eq!(e.kind(), ferry::error::ErrorKind::AuthFailed, "{e}");
+    assert!(e.to_string().contains("'hubspot'"), "{e}");
+    assert!(!e.to_string().contains("pat-na1-wrong"), "{e}");
+    let list = source(&mock, json!({})).list_entities().await.unwrap();
+    assert_eq!(list.len(), 4);
+    assert!(mock
+        .requests()
+        .iter()
+        .any(|r| r.path == "/crm/v3/properties/deals" && r.status == 200));
+}

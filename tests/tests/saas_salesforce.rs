@@ -118,7 +118,14 @@ async fn entities_and_fields_are_described() {
     assert!(
         f("SystemModstamp").incremental && f("SystemModstamp").data_type == FieldType::Timestamp
     );
-    assert_eq!(f("AnnualRevenue").data_type, FieldType::Float);
+    assert_eq!(
+        f("AnnualRevenue").data_type,
+        FieldType::Decimal {
+            precision: 18,
+            scale: 2
+        },
+        "currency is money: an exact decimal with the describe's precision and scale"
+    );
     assert_eq!(f("NumberOfEmployees").data_type, FieldType::Integer);
     assert_eq!(f("IsPartner").data_type, FieldType::Boolean);
     assert_eq!(f("SLAExpirationDate__c").data_type, FieldType::Date);
@@ -626,4 +633,223 @@ async fn a_long_bulk_job_is_polled_across_page_calls() {
         out.record.unwrap().records_written as usize,
         mock.ids_in(None, None, false).len()
     );
+}
+
+/// Issue #20: currency and percent fields are exact decimals (Arrow Decimal128 with the
+/// describe's scale), not float64 — on the REST path (JSON numbers with more digits than a
+/// float holds) and the Bulk path (CSV text) alike; relationship fields (`Owner.Name`) are
+/// accepted in `fields`, queried by SOQL relationship paths and written as flat, typed columns.
+#[tokio::test]
+async fn money_is_decimal_and_relationship_fields_are_flat_typed_columns() {
+    use arrow::array::{Array, BooleanArray, Decimal128Array, StringArray};
+    let mock = SalesforceMock::start(SfConfig {
+        accounts: 60,
+        ..Default::default()
+    })
+    .await;
+    let fields = json!([
+        "Id",
+        "Name",
+        "AnnualRevenue",
+        "Discount__c",
+        "owner.name",
+        "Owner.IsActive",
+        "Parent.Name",
+        "Parent.Owner.Email"
+    ]);
+    let store = Arc::new(MemorySecrets::default());
+    let src = source(&mock, &props(json!({"fields": fields})), None, store);
+    let d = src.describe("Account").await.unwrap();
+    let ty = |n: &str| {
+        d.fields
+            .iter()
+            .find(|f| f.name == n)
+            .unwrap_or_else(|| panic!("no {n}: {:?}", d.fields))
+            .data_type
+            .clone()
+    };
+    assert_eq!(
+        ty("AnnualRevenue"),
+        FieldType::Decimal {
+            precision: 18,
+            scale: 2
+        }
+    );
+    assert_eq!(
+        ty("Discount__c"),
+        FieldType::Decimal {
+            precision: 5,
+            scale: 2
+        }
+    );
+    assert_eq!(
+        ty("Owner.Name"),
+        FieldType::String,
+        "named in the API's casing"
+    );
+    assert_eq!(ty("Owner.IsActive"), FieldType::Boolean);
+    assert_eq!(ty("Parent.Owner.Email"), FieldType::String);
+    // An unknown relationship or field is refused naming it, before any query.
+    for (bad, why) in [
+        ("Ownr.Name", "no relationship named Ownr"),
+        ("Owner.Nmae", "User has no field Nmae"),
+    ] {
+        let src = source(
+            &mock,
+            &props(json!({"fields": ["Id", bad]})),
+            None,
+            Arc::new(MemorySecrets::default()),
+        );
+        let e = src.describe("Account").await.unwrap_err();
+        assert!(
+            e.to_string().contains("source.properties.fields[1]") && e.to_string().contains(why),
+            "{e}"
+        );
+    }
+
+    let local = local(&mock).await;
+    let mut files = vec![];
+    for (name, api) in [("sf-money-rest", "rest"), ("sf-money-bulk", "bulk")] {
+        let out = local
+            .run(&flow(
+                name,
+                &props(json!({"api": api, "fields": fields})),
+                "",
+                "parquet",
+            ))
+            .await;
+        assert!(out.succeeded(), "{name}: {:?}", out.failure);
+        files.push(parquet_files(&local.base.path().join("out").join(name)));
+    }
+    let soql: Vec<String> = mock.requests().iter().filter_map(soql_of).collect();
+    assert!(
+        soql.iter()
+            .any(|q| q.contains("Owner.Name, Owner.IsActive, Parent.Name, Parent.Owner.Email")),
+        "{soql:?}"
+    );
+    for (a, b) in files[0].iter().zip(&files[1]) {
+        assert!(
+            std::fs::read(a).unwrap() == std::fs::read(b).unwrap(),
+            "REST and Bulk Parquet differ"
+        );
+    }
+    let mut seen = 0;
+    for f in &files[0] {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(f).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        for b in reader {
+            let b = b.unwrap();
+            let col = |n: &str| {
+                b.column_by_name(n)
+                    .unwrap_or_else(|| panic!("no column {n}"))
+                    .clone()
+            };
+            let ids = col("Id");
+            let ids = ids.as_any().downcast_ref::<StringArray>().unwrap();
+            let rev = col("AnnualRevenue");
+            assert_eq!(
+                rev.data_type(),
+                &arrow::datatypes::DataType::Decimal128(18, 2)
+            );
+            let rev = rev.as_any().downcast_ref::<Decimal128Array>().unwrap();
+            let pct = col("Discount__c");
+            let pct = pct.as_any().downcast_ref::<Decimal128Array>().unwrap();
+            let owner = col("Owner.Name");
+            let owner = owner.as_any().downcast_ref::<StringArray>().unwrap();
+            let active = col("Owner.IsActive");
+            let active = active.as_any().downcast_ref::<BooleanArray>().unwrap();
+            let parent = col("Parent.Name");
+            let parent = parent.as_any().downcast_ref::<StringArray>().unwrap();
+            let email = col("Parent.Owner.Email");
+            let email = email.as_any().downcast_ref::<StringArray>().unwrap();
+            for r in 0..b.num_rows() {
+                let i: u64 = ids.value(r)[5..].parse().unwrap();
+                let want_rev: Option<i128> = if i.is_multiple_of(5) {
+                    None
+                } else if i.is_multiple_of(13) {
+                    Some(format!("98765432109{i:03}57").parse().unwrap())
+                } else if i.is_multiple_of(9) {
+                    Some(i as i128 * 1_000_000_000 * 100)
+                } else {
+                    Some(i as i128 * 100_050)
+                };
+                assert_eq!(
+                    rev.is_null(r)
+                        .then_some(())
+                        .map_or(Some(rev.value(r)), |_| None),
+                    want_rev,
+                    "AnnualRevenue of {i}"
+                );
+                if !i.is_multiple_of(3) {
+                    assert_eq!(
+                        pct.value(r),
+                        ((i % 100) * 100 + i % 97) as i128,
+                        "Discount__c of {i}"
+                    );
+                }
+                assert_eq!(owner.value(r), format!("User {}", 1 + i % 4));
+                assert_eq!(active.value(r), 1 + i % 4 != 4);
+                if i.is_multiple_of(8) {
+                    assert_eq!(parent.value(r), format!("Account {}", i - 1));
+                    let u = 1 + (i - 1) % 4;
+                    assert_eq!(email.is_null(r), u == 2, "{i}");
+                } else {
+                    assert!(
+                        parent.is_null(r) && email.is_null(r),
+                        "no parent: null, {i}"
+                    );
+                }
+                seen += 1;
+            }
+        }
+    }
+    assert_eq!(seen, mock.ids_in(None, None, false).len());
+}
+
+/// Records edited while a run pages through `nextRecordsUrl` (some already read, some not yet)
+/// are all delivered, in their latest version, once the next incremental run has run.
+#[tokio::test]
+async fn records_edited_while_a_run_pages_are_not_lost_at_the_next_run() {
+    let mock = SalesforceMock::start(SfConfig {
+        accounts: 900,
+        ..Default::default()
+    })
+    .await;
+    let local = local(&mock).await;
+    let inc = format!(
+        "  incremental:\n    field: SystemModstamp\n    first_execution_from: {}\n",
+        (modstamp(1) - chrono::Duration::seconds(1)).to_rfc3339()
+    );
+    let yaml = flow("sf-moving", &props(json!({"api": "rest"})), &inc, "jsonl");
+    // Request 4 is a query-more page: by then the first pages are read.
+    mock.touch_on_request(4, &[2, 3, 800, 801]);
+    let out = local.run(&yaml).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    let out = local.run(&yaml).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    let got: BTreeSet<(String, String)> = local
+        .output("out/sf-moving")
+        .iter()
+        .map(|r| {
+            (
+                r["Id"].as_str().unwrap().to_string(),
+                r["SystemModstamp"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let now = mock.versions();
+    assert_eq!(
+        now.iter()
+            .filter(|(_, t)| !t.starts_with("2026-01-01"))
+            .count(),
+        4,
+        "the edits happened"
+    );
+    for v in &now {
+        assert!(got.contains(v), "{} as of {} was never delivered", v.0, v.1);
+    }
 }

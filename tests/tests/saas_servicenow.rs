@@ -583,3 +583,258 @@ async fn the_example_flow_validates_and_runs_against_the_mock() {
         .collect();
     assert_eq!(set, want);
 }
+
+/// Issue #20's headline: a real instance echoes `sysparm_fields=a,b,c` with raw commas inside
+/// the `<…>` URLs of its `Link` header (RFC 8288 allows them). A `,` split of the header found
+/// no `rel="next"`, and the run ended Successful after the first page.
+#[tokio::test]
+async fn a_flow_with_fields_reads_every_page_although_link_urls_hold_raw_commas() {
+    let mock = ServiceNowMock::start(SnConfig {
+        incidents: 57,
+        ..Default::default()
+    })
+    .await;
+    // The mock answers as an instance does: raw commas in the Link URLs.
+    let resp = reqwest::Client::new()
+        .get(format!(
+            "{}/api/now/table/incident?sysparm_fields=number,sys_id&sysparm_limit=10",
+            mock.url()
+        ))
+        .basic_auth("ferry.integration", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    let link = resp.headers()["link"].to_str().unwrap().to_string();
+    assert!(
+        link.contains("sysparm_fields=number,sys_id") && link.contains("rel=\"next\""),
+        "{link}"
+    );
+    let local = local_with_profile().await;
+    let p = props(
+        &mock,
+        json!({"fields": ["number", "short_description", "priority"], "page_size": 10}),
+    );
+    let yaml = flow(
+        "snow-fields",
+        "incident",
+        &p,
+        &incremental(updated_on(0) - chrono::Duration::seconds(1)),
+    );
+    let out = local.run(&yaml).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    let rows = local.output("out/snow-fields");
+    let nums: Vec<u64> = rows.iter().map(number).collect();
+    let set: BTreeSet<u64> = nums.iter().copied().collect();
+    assert_eq!(nums.len(), set.len(), "duplicates");
+    assert_eq!(set, (1..=57).collect(), "every page, not only the first");
+    assert!(mock.table_requests("incident").len() >= 6);
+    // The complete read pages through the same headers.
+    let src = source(&mock, json!({"fields": ["number"], "page_size": 7}));
+    let req = ReadRequest {
+        entity: "incident".into(),
+        window: None,
+        incremental_field: None,
+        page_size: None,
+        filters: vec![],
+    };
+    let (_, nums) = read_all(&src, &req).await.unwrap();
+    assert_eq!(nums.len(), 57);
+}
+
+/// A misspelt field in `query` is silently ignored by the instance (the run would return every
+/// row): ferry checks every field the encoded query names against the table's dictionary.
+#[tokio::test]
+async fn a_misspelt_query_field_is_refused_naming_it_not_ignored() {
+    let mock = ServiceNowMock::start(SnConfig {
+        incidents: 20,
+        ..Default::default()
+    })
+    .await;
+    // The instance itself ignores the unknown condition: every row comes back.
+    let resp: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/api/now/table/incident?sysparm_query=activ%3Dtrue",
+            mock.url()
+        ))
+        .basic_auth("ferry.integration", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(resp["result"].as_array().unwrap().len(), 20);
+
+    let req = window_req(updated_on(0) - chrono::Duration::seconds(1), updated_on(20));
+    for q in [
+        "activ=true",
+        "active=true^ORpriorty<=2",
+        "caller_idd.name=Agent 1",
+    ] {
+        let src = source(&mock, json!({"query": q}));
+        let e = src.read_page(&req, None).await.unwrap_err();
+        assert_eq!(e.kind(), ferry::error::ErrorKind::InvalidFlow, "{q}: {e}");
+        let bad = q
+            .split('^')
+            .find_map(|t| {
+                let t = t.trim_start_matches("OR");
+                let f: String = t
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                (!["active"].contains(&f.as_str())).then_some(f)
+            })
+            .unwrap();
+        assert!(
+            e.to_string().contains("source.properties.query")
+                && e.to_string().contains(&format!("'{bad}'")),
+            "{q}: {e}"
+        );
+        let e = src.describe("incident").await.unwrap_err();
+        assert!(e.to_string().contains(&format!("'{bad}'")), "{e}");
+    }
+    // Known fields, a dot-walk from a reference column and ^OR alternatives pass.
+    let src = source(
+        &mock,
+        json!({"query": "active=true^priority<=2^ORstate=6^assigned_to.nameISNOTEMPTY"}),
+    );
+    src.read_page(&req, None).await.unwrap();
+    // Through the engine the run fails before any row is read.
+    let local = local_with_profile().await;
+    let out = local
+        .run(&flow(
+            "snow-badquery",
+            "incident",
+            &props(&mock, json!({"query": "activ=true"})),
+            "",
+        ))
+        .await;
+    let f = out.failure.expect("fails");
+    assert_eq!(f.error, "InvalidFlow", "{f:?}");
+    assert!(local.output("out/snow-badquery").is_empty());
+}
+
+/// `include_deleted: true` reads the table's deleted records from `sys_audit_delete` after the
+/// live rows, in the window, as `sys_deleted: true` rows keyed by the deleted sys_id.
+#[tokio::test]
+async fn deleted_records_come_from_sys_audit_delete_with_include_deleted() {
+    let mock = ServiceNowMock::start(SnConfig {
+        incidents: 40,
+        ..Default::default()
+    })
+    .await;
+    let local = local_with_profile().await;
+    let yaml = flow(
+        "snow-deleted",
+        "incident",
+        &props(&mock, json!({"include_deleted": true, "page_size": 4})),
+        &incremental(updated_on(0) - chrono::Duration::seconds(1)),
+    );
+    // Deleted before the first run: in its window (deletion time before now).
+    let before = chrono::Utc::now() - chrono::Duration::seconds(30);
+    for i in [3, 11, 12, 13, 14, 15, 16] {
+        mock.delete(i, before);
+    }
+    let out = local.run(&yaml).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    let rows = local.output("out/snow-deleted");
+    let live: BTreeSet<u64> = rows
+        .iter()
+        .filter(|r| r["sys_deleted"] == json!(false))
+        .map(number)
+        .collect();
+    assert_eq!(live.len(), 33);
+    let gone: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["sys_deleted"] == json!(true))
+        .collect();
+    let gone_ids: BTreeSet<String> = gone
+        .iter()
+        .map(|r| r["sys_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        gone.len(),
+        7,
+        "one row per deletion, no duplicates: {gone:?}"
+    );
+    assert_eq!(
+        gone_ids,
+        [3, 11, 12, 13, 14, 15, 16]
+            .map(sys_id)
+            .into_iter()
+            .collect()
+    );
+    assert!(gone.iter().all(|r| r["sys_updated_on"].is_string()));
+    assert!(
+        mock.table_requests("sys_audit_delete")
+            .iter()
+            .all(|r| r.query.contains("tablenameincident")
+                || r.query.contains("tablename%3Dincident"))
+    );
+    // A later deletion is read by the next run, the earlier ones are not read again.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    mock.delete(30, chrono::Utc::now() - chrono::Duration::milliseconds(100));
+    let out = local.run(&yaml).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    let rows = local.output("out/snow-deleted");
+    let gone: Vec<String> = rows
+        .iter()
+        .filter(|r| r["sys_deleted"] == json!(true))
+        .map(|r| r["sys_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(gone.len(), 8, "{gone:?}");
+    assert!(gone.contains(&sys_id(30)));
+}
+
+/// Incidents edited while a run pages (some already read, some not yet) are all delivered:
+/// every incident's latest version is in the output after the next incremental run.
+#[tokio::test]
+async fn rows_edited_while_a_run_pages_are_not_lost_at_the_next_run() {
+    let mock = ServiceNowMock::start(SnConfig {
+        incidents: 80,
+        ..Default::default()
+    })
+    .await;
+    let local = local_with_profile().await;
+    let yaml = flow(
+        "snow-moving",
+        "incident",
+        &props(
+            &mock,
+            json!({"page_size": 10, "fields": ["number", "short_description"]}),
+        ),
+        &format!(
+            "{}  chunk: {{ records: 20 }}\n",
+            incremental(updated_on(0) - chrono::Duration::seconds(1))
+        ),
+    );
+    // Requests: describe's sys_db_object/sys_dictionary reads, then pages. After a few pages,
+    // two rows already read and two not yet read are edited.
+    mock.touch_after(9, &[2, 5, 61, 70]);
+    let out = local.run(&yaml).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let out = local.run(&yaml).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    let got: BTreeSet<(u64, String)> = local
+        .output("out/snow-moving")
+        .iter()
+        .map(|r| (number(r), r["sys_updated_on"].as_str().unwrap().to_string()))
+        .collect();
+    let now = mock.versions();
+    assert_eq!(
+        now.iter()
+            .filter(|(_, t)| !t.starts_with("2026-01-01"))
+            .count(),
+        4,
+        "the edits happened: {now:?}"
+    );
+    for v in &now {
+        assert!(
+            got.contains(v),
+            "incident {} as of {} was never delivered",
+            v.0,
+            v.1
+        );
+    }
+}

@@ -92,7 +92,7 @@ async fn entities_and_fields_are_described() {
         .into_iter()
         .map(|e| e.name)
         .collect();
-    assert_eq!(names, ["conversations", "users", "messages"]);
+    assert_eq!(names, ["conversations", "users", "messages", "replies"]);
     let d = src.describe("messages").await.unwrap();
     let f = |n: &str| d.fields.iter().find(|f| f.name == n).unwrap().clone();
     assert!(f("channel").primary_key && f("ts").primary_key);
@@ -102,7 +102,135 @@ async fn entities_and_fields_are_described() {
         .fields
         .iter()
         .any(|f| f.name == "updated" && f.incremental));
-    assert!(mock.requests().is_empty());
+    // Listing the entities made one authenticated call (auth.test), describing none.
+    let paths: Vec<String> = mock.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/api/auth.test"]);
+}
+
+/// `ferry entities` with a profile authenticates: a wrong token is `AuthFailed` (it used to
+/// list static entities), and the methods shown are on the configured `base_url`, not
+/// `https://slack.com/api`.
+#[tokio::test]
+async fn entity_listing_authenticates_and_names_the_configured_base_url() {
+    let mock = SlackMock::start(Default::default()).await;
+    let e = source(&mock, "messages", json!({}), "xoxb-wrong-secret")
+        .list_entities()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AuthFailed, "{e}");
+    assert!(e.to_string().contains("invalid_auth"), "{e}");
+    assert!(!e.to_string().contains("xoxb-wrong-secret"), "{e}");
+    let list = source(&mock, "messages", json!({}), "xoxb-test-1")
+        .list_entities()
+        .await
+        .unwrap();
+    for e in &list {
+        let d = e.description.as_deref().unwrap();
+        assert!(d.starts_with(&format!("GET {}/", mock.url())), "{d}");
+        assert!(!d.contains("slack.com"), "{d}");
+    }
+}
+
+/// A channel the token cannot read (not a member, or gone) is skipped with a warning by
+/// default — the other channels are read — or fails the run with `on_channel_error: fail`.
+#[tokio::test]
+async fn a_channel_the_token_cannot_read_is_skipped_with_a_warning() {
+    let mock = SlackMock::start(SlackMockConfig {
+        messages: 25,
+        ..Default::default()
+    })
+    .await;
+    let chans = json!({"channels": ["C0000000001", "C0000000009", "C0000000077", "C0000000002"], "page_size": 10});
+    let src = source(&mock, "messages", chans.clone(), "xoxb-test-1");
+    let got = read_all(&src, &req("messages", None)).await.unwrap();
+    assert_once(
+        "readable channels",
+        &keys(&got),
+        &mock.message_keys(&["C0000000001", "C0000000002"], None, None),
+    );
+    let w = src.take_warnings();
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w[0].contains("C0000000009") && w[0].contains("not_in_channel"),
+        "{w:?}"
+    );
+    assert!(
+        w[1].contains("C0000000077") && w[1].contains("channel_not_found"),
+        "{w:?}"
+    );
+    assert!(w.iter().all(|x| x.contains("on_channel_error")), "{w:?}");
+    // Replies skip the same way.
+    let src = source(&mock, "replies", chans.clone(), "xoxb-test-1");
+    read_all(&src, &req("replies", None)).await.unwrap();
+    assert_eq!(src.take_warnings().len(), 2);
+    // Through the engine the run succeeds with the readable channels.
+    let local = Local::new();
+    local.put_secret(PROFILE, secret("xoxb-test-1")).await;
+    let mut p = props(&mock, chans.clone());
+    p["page_size"] = json!(10);
+    let out = local.run(&flow("slack-skip", "messages", &p, "")).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    assert_eq!(local.output("out/slack-skip").len(), 50);
+    // `fail` keeps the old behaviour.
+    let mut strict = chans;
+    strict["on_channel_error"] = json!("fail");
+    let e = read_all(
+        &source(&mock, "messages", strict, "xoxb-test-1"),
+        &req("messages", None),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::SourceRejected, "{e}");
+    assert!(e.to_string().contains("C0000000009"), "{e}");
+}
+
+/// Thread replies (`conversations.replies`) are the `replies` entity: every reply once, not
+/// the parent each answer repeats, and for a window exactly the replies posted in it —
+/// including replies to threads whose parent was posted before the window.
+#[tokio::test]
+async fn thread_replies_are_read_as_an_entity() {
+    let mock = SlackMock::start(SlackMockConfig {
+        messages: 40,
+        ..Default::default()
+    })
+    .await;
+    let chans = ["C0000000001", "G0000000003"];
+    let src = source(
+        &mock,
+        "replies",
+        json!({"channels": chans, "page_size": 4}),
+        "xoxb-test-1",
+    );
+    let all = read_all(&src, &req("replies", None)).await.unwrap();
+    let want = mock.reply_keys(&chans, None, None);
+    assert_eq!(want.len(), 2 * 6 * 2);
+    assert_once("all replies", &keys(&all), &want);
+    assert!(all
+        .iter()
+        .all(|r| r["thread_ts"].is_string() && r["thread_ts"] != r["ts"]));
+    assert!(mock
+        .requests()
+        .iter()
+        .any(|r| r.path == "/api/conversations.replies"));
+    // A window that starts between a parent and its replies: the replies in it are read.
+    let k1 = 1;
+    let parent = message_micros(12, k1);
+    let start = at(parent + 1_000_000); // after the parent, before its first reply
+    let end = at(message_micros(30, k1));
+    let w = Window {
+        start: Some(start),
+        end,
+    };
+    let got = read_all(&src, &req("replies", Some(w))).await.unwrap();
+    assert_once(
+        "replies in the window",
+        &keys(&got),
+        &mock.reply_keys(&chans, Some(start), Some(end)),
+    );
+    assert!(keys(&got).contains(&(
+        "C0000000001".to_string(),
+        ferry_tests::saas::slack::ts_text(ferry_tests::saas::slack::reply_micros(12, k1, 1))
+    )));
 }
 
 #[tokio::test]
@@ -346,7 +474,7 @@ async fn ok_false_errors_map_to_the_framework_kinds() {
     let outside = source(
         &mock,
         "messages",
-        json!({"channels": ["C0000000009"]}),
+        json!({"channels": ["C0000000009"], "on_channel_error": "fail"}),
         "xoxb-test-1",
     );
     let e = read_all(&outside, &req("messages", None))
@@ -536,4 +664,40 @@ async fn the_example_flow_runs_against_the_mock() {
         &got,
         &mock.message_keys(&["C0000000001", "C0000000002"], None, None),
     );
+}
+
+/// Messages posted while a run pages are read by the next incremental run, and nothing posted
+/// before is lost or repeated: `conversations.history` pages by a cursor that names the last
+/// message served, so new messages at the head of the history do not shift the pages after it.
+#[tokio::test]
+async fn messages_posted_while_a_run_pages_are_read_by_the_next_run() {
+    let mock = SlackMock::start(SlackMockConfig {
+        messages: 40,
+        ..Default::default()
+    })
+    .await;
+    let local = Local::new();
+    local.put_secret(PROFILE, secret("xoxb-test-1")).await;
+    let chans = ["C0000000001", "C0000000002"];
+    let p = props(&mock, json!({"channels": chans, "page_size": 7}));
+    let yaml = flow(
+        "slack-moving",
+        "messages",
+        &p,
+        &format!(
+            "  incremental:\n    field: posted_at\n    first_execution_from: {}\n  chunk: {{ records: 14 }}\n",
+            at(message_micros(1, 1) - 1_000_000).to_rfc3339()
+        ),
+    );
+    mock.post_after(3, &chans);
+    mock.post_after(6, &chans);
+    let out = local.run(&yaml).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let out = local.run(&yaml).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    let got = keys(&local.output("out/slack-moving"));
+    let want = mock.all_message_keys(&chans);
+    assert_eq!(want.len(), 2 * 40 + 4, "the posts happened");
+    assert_once("every message once over both runs", &got, &want);
 }

@@ -105,7 +105,37 @@ async fn entities_and_fields_are_described() {
         .unwrap_err()
         .to_string()
         .contains("source.entity"));
-    assert!(mock.requests().is_empty(), "describe needs no request");
+    // Listing made one authenticated call (Show Self); describing needs none.
+    let paths: Vec<String> = mock.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/api/v2/users/me.json"]);
+}
+
+/// `ferry entities` with a profile authenticates: a wrong API token is `AuthFailed` naming the
+/// profile (it used to list static entities and succeed).
+#[tokio::test]
+async fn entity_listing_authenticates() {
+    let mock = ZendeskMock::start(Default::default()).await;
+    let bad =
+        json!({"type": "basic", "username": "agent@acme.test/token", "password": "zd-wrong-9"});
+    let e = source(&mock, json!({}), bad)
+        .list_entities()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ferry::error::ErrorKind::AuthFailed, "{e}");
+    assert!(
+        e.to_string().contains(PROFILE) && e.to_string().contains("401"),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("zd-wrong-9"), "{e}");
+    let list = source(&mock, json!({}), token_secret())
+        .list_entities()
+        .await
+        .unwrap();
+    assert!(list[0]
+        .description
+        .as_deref()
+        .unwrap()
+        .starts_with(&format!("GET {}/api/v2/incremental/tickets", mock.url())));
 }
 
 #[tokio::test]
@@ -509,4 +539,61 @@ async fn the_example_flow_runs_against_the_mock() {
     assert!(out.succeeded(), "{:?}", out.failure);
     let got = ids(&local.output("ferry-out/zendesk-tickets"));
     assert_once("example", &got, &mock.ticket_ids(None, None, false));
+}
+
+/// Tickets updated while a run pages the export (some already read, some not yet) are all
+/// delivered in their latest version once the next incremental run has run. (The mock's export
+/// delay is 0 here instead of Zendesk's minute, to keep the test quick.)
+#[tokio::test]
+async fn tickets_updated_while_a_run_pages_are_not_lost_at_the_next_run() {
+    let mock = ZendeskMock::start(ZendeskMockConfig {
+        tickets: 90,
+        ..Default::default()
+    })
+    .await;
+    mock.set_export_delay(0);
+    let local = Local::new();
+    local.put_secret(PROFILE, token_secret()).await;
+    let from = ferry_tests::saas::zendesk::ticket_updated_at(1) - chrono::Duration::minutes(1);
+    let yaml = flow(
+        "zd-moving",
+        "tickets",
+        &props(&mock, json!({"page_size": 10})),
+        &format!(
+            "  incremental:\n    field: updated_at\n    first_execution_from: {}\n  chunk: {{ records: 20 }}\n",
+            from.to_rfc3339()
+        ),
+    );
+    mock.touch_after(3, &[2, 5, 70, 71]);
+    let out = local.run(&yaml).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let out = local.run(&yaml).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    let got: std::collections::BTreeSet<(u64, String)> = local
+        .output("out/zd-moving")
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_u64().unwrap(),
+                r["updated_at"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let now = mock.ticket_versions();
+    assert_eq!(
+        now.iter()
+            .filter(|(_, t)| !t.starts_with("2026-01-01"))
+            .count(),
+        4,
+        "the updates happened"
+    );
+    for v in &now {
+        assert!(
+            got.contains(v),
+            "ticket {} as of {} was never delivered",
+            v.0,
+            v.1
+        );
+    }
 }

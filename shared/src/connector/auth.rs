@@ -357,9 +357,9 @@ impl Authenticator {
                 let fresh = match (&st.access, st.expires_at) {
                     (None, _) => false,
                     (Some(_), None) => true,
-                    (Some(_), Some(exp)) => {
-                        exp - chrono::Duration::seconds(REFRESH_MARGIN_SECONDS) > Utc::now()
-                    }
+                    (Some(_), Some(exp)) => exp
+                        .checked_sub_signed(chrono::Duration::seconds(REFRESH_MARGIN_SECONDS))
+                        .is_none_or(|t| t > Utc::now()),
                 };
                 if !fresh {
                     self.refresh(&mut st).await?;
@@ -474,9 +474,7 @@ impl Authenticator {
             ))
         })?;
         st.access = Some(tok.access_token);
-        st.expires_at = tok
-            .expires_in
-            .map(|s| Utc::now() + chrono::Duration::seconds(s));
+        st.expires_at = tok.expires_in.and_then(|s| expiry(Utc::now(), s));
         if let Some(r) = tok.refresh_token {
             st.refresh = Some(r);
         }
@@ -518,6 +516,13 @@ impl Authenticator {
     }
 }
 
+/// When a token given `expires_in` seconds at `now` expires. A value too large for a date
+/// (`expires_in: 9223372036854775807`) means "no known expiry" (the token is refreshed on a
+/// 401), never an overflow panic.
+fn expiry(now: DateTime<Utc>, expires_in: i64) -> Option<DateTime<Utc>> {
+    chrono::TimeDelta::try_seconds(expires_in).and_then(|d| now.checked_add_signed(d))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -537,6 +542,41 @@ mod tests {
         let e = auth(json!({"type": "api_key", "key": "k"})).unwrap_err();
         assert!(e.to_string().contains("exactly one of `header`"), "{e}");
         assert!(auth(json!({"type": "carrier_pigeon"})).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_huge_expires_in_is_no_known_expiry_not_a_panic() {
+        use crate::connector::testing::{serve, Canned};
+        // `Utc::now() + Duration::seconds(i64::MAX)` panicked (issue #13).
+        for huge in [i64::MAX, i64::MAX / 1000, -i64::MAX] {
+            let srv = serve(vec![Canned::json(
+                200,
+                json!({"access_token": "at-1", "expires_in": huge, "token_type": "Bearer"}),
+            )])
+            .await;
+            let a = auth(json!({"type": "oauth2_client_credentials", "token_url": format!("{}/token", srv.url),
+                "client_id": "c", "client_secret": "s"}))
+            .unwrap();
+            let (rb, _) = a
+                .apply(reqwest::Client::new().get("http://h/x"))
+                .await
+                .unwrap();
+            assert_eq!(
+                rb.build().unwrap().headers()["authorization"],
+                "Bearer at-1"
+            );
+            // A second request does not refresh again (no expiry known, or far away).
+            let _ = a
+                .apply(reqwest::Client::new().get("http://h/x"))
+                .await
+                .unwrap();
+            if huge > 0 {
+                assert_eq!(srv.count(), 1, "{huge}");
+            }
+        }
+        let now = Utc::now();
+        assert_eq!(expiry(now, i64::MAX), None);
+        assert_eq!(expiry(now, 60), Some(now + chrono::Duration::seconds(60)));
     }
 
     #[tokio::test]

@@ -90,14 +90,14 @@ impl HttpSettings {
                 "must not exceed backoff_max_ms",
             ));
         }
-        if self.max_retry_after_seconds.is_nan() || self.max_retry_after_seconds < 0.0 {
+        if !(0.0..=MAX_WAIT_SECONDS).contains(&self.max_retry_after_seconds) {
             return Err(SourceError::config(
                 format!("{field}.max_retry_after_seconds"),
-                "must be ≥ 0 seconds",
+                format!("must be between 0 and {MAX_WAIT_SECONDS} seconds (one day)"),
             ));
         }
         if let Some(b) = &self.budget {
-            if b.requests == 0 || b.per_seconds.is_nan() || b.per_seconds <= 0.0 {
+            if b.requests == 0 || !(b.per_seconds > 0.0 && b.per_seconds <= MAX_WAIT_SECONDS) {
                 return Err(SourceError::config(
                     format!("{field}.budget"),
                     "needs requests ≥ 1 and per_seconds > 0, e.g. {requests: 10, per_seconds: 1}",
@@ -106,6 +106,20 @@ impl HttpSettings {
         }
         Ok(())
     }
+}
+
+/// The longest wait a setting may name (one day).
+const MAX_WAIT_SECONDS: f64 = 86_400.0;
+/// A `Retry-After` longer than this (a year) is read as this: a server may send any number,
+/// and a wait that large ends the chunk `Throttled` anyway.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(365 * 86_400);
+
+/// Seconds as a `Duration`, never panicking: negative or NaN is zero, too large is `max`.
+fn secs(s: f64, max: Duration) -> Duration {
+    if s.is_nan() || s <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(s).map_or(max, |d| d.min(max))
 }
 
 /// A sliding-window limiter: at most `n` request starts in any `per` interval.
@@ -120,7 +134,10 @@ impl RateLimiter {
     pub fn new(budget: &RequestBudget) -> Self {
         RateLimiter {
             n: budget.requests as usize,
-            per: Duration::from_secs_f64(budget.per_seconds),
+            per: secs(
+                budget.per_seconds,
+                Duration::from_secs_f64(MAX_WAIT_SECONDS),
+            ),
             starts: tokio::sync::Mutex::new(VecDeque::new()),
         }
     }
@@ -222,6 +239,9 @@ pub struct HttpClient {
     limiter: Option<Arc<RateLimiter>>,
     pub auth: Arc<Authenticator>,
     error_hook: Option<ErrorHook>,
+    /// Whether the API has answered any request of this client: a refused connection before
+    /// that is a wrong host or port (fail at once), after it a restarting server (retry).
+    answered: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl HttpClient {
@@ -249,6 +269,7 @@ impl HttpClient {
             limiter,
             auth,
             error_hook: None,
+            answered: Default::default(),
         })
     }
 
@@ -283,8 +304,12 @@ impl HttpClient {
             .with_min_delay(Duration::from_millis(s.backoff_initial_ms))
             .with_max_delay(Duration::from_millis(s.backoff_max_ms))
             .with_max_times(s.max_retries);
-        let cap = Duration::from_secs_f64(s.max_retry_after_seconds);
+        let cap = secs(s.max_retry_after_seconds, MAX_RETRY_AFTER);
         let reauthed = std::sync::atomic::AtomicBool::new(false);
+        // Retries are summed up in one log line per request, not one line per attempt.
+        let retries = std::sync::atomic::AtomicUsize::new(0);
+        let waited = Mutex::new((Duration::ZERO, String::new()));
+        let started = std::time::Instant::now();
         let result = (|| self.attempt(req, &reauthed, raw))
             .retry(backoff)
             .sleep(tokio::time::sleep)
@@ -306,10 +331,38 @@ impl HttpClient {
             })
             .notify(|e, wait| {
                 if let Attempt::Retry { message, .. } = e {
-                    tracing::warn!(wait_ms = wait.as_millis() as u64, "{message}; retrying");
+                    retries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let mut w = waited.lock().expect("retry log lock");
+                    w.0 += wait;
+                    w.1 = message.clone();
+                    tracing::debug!(wait_ms = wait.as_millis() as u64, "{message}; retrying");
                 }
             })
             .await;
+        let n = retries.load(std::sync::atomic::Ordering::SeqCst);
+        if n > 0 {
+            let (wait, last) = waited.lock().expect("retry log lock").clone();
+            let took = started.elapsed();
+            match &result {
+                Ok(_) => tracing::info!(
+                    retries = n,
+                    waited_ms = wait.as_millis() as u64,
+                    took_ms = took.as_millis() as u64,
+                    "{} {}: answered after {n} retries (last failure: {last})",
+                    req.method,
+                    self.redact(&req.url)
+                ),
+                Err(_) => tracing::warn!(
+                    retries = n,
+                    waited_ms = wait.as_millis() as u64,
+                    took_ms = took.as_millis() as u64,
+                    "{} {}: giving up after {n} retries in {:.1} s (last failure: {last})",
+                    req.method,
+                    self.redact(&req.url),
+                    took.as_secs_f64()
+                ),
+            }
+        }
         result.map_err(|e| match e {
             Attempt::Fail(e) => e,
             Attempt::Reauth => self.auth.auth_error(
@@ -374,12 +427,37 @@ impl HttpClient {
         let resp = match self.client.execute(request).await {
             Ok(r) => r,
             Err(e) => {
+                let host = request_host(&shown);
                 let what = if e.is_timeout() {
                     format!(
                         "timed out after {} ms (http.timeout_ms)",
                         self.settings.timeout_ms
                     )
                 } else if e.is_connect() {
+                    // Retrying cannot fix a name that does not resolve, a TLS handshake that
+                    // fails, or a wrong host/port that refused the very first connection.
+                    let cause = connect_cause(&e);
+                    let first = !self.answered.load(std::sync::atomic::Ordering::SeqCst);
+                    let fix = match cause {
+                        ConnectCause::Dns => Some(format!(
+                            "the host name {host} does not resolve (DNS): check the connector's base URL / instance / subdomain setting"
+                        )),
+                        ConnectCause::Tls => Some(format!(
+                            "the TLS handshake with {host} failed: check that the URL's scheme and port are right (https on a plain-HTTP port fails this way) and that the server's certificate is valid"
+                        )),
+                        ConnectCause::Refused if first => Some(format!(
+                            "{host} refused the connection: nothing listens there; check the host and port of the connector's URL"
+                        )),
+                        _ => None,
+                    };
+                    if let Some(fix) = fix {
+                        return Err(Attempt::Fail(SourceError::Rejected {
+                            message: format!(
+                                "{method} {shown}: cannot connect ({}): {fix}",
+                                root_cause(&e)
+                            ),
+                        }));
+                    }
                     "cannot connect".into()
                 } else {
                     "request failed".into()
@@ -391,6 +469,8 @@ impl HttpClient {
                 });
             }
         };
+        self.answered
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let status = resp.status();
         let code = status.as_u16();
         let retry_after = resp
@@ -547,6 +627,67 @@ pub fn redact_url_str(url: &str, secret_param: Option<&str>) -> String {
     u.to_string()
 }
 
+/// `host:port` of a URL, for messages.
+fn request_host(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            let h = u.host_str()?.to_string();
+            Some(match u.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h,
+            })
+        })
+        .unwrap_or_else(|| "the host".into())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnectCause {
+    Dns,
+    Tls,
+    Refused,
+    Other,
+}
+
+/// Why a connection could not be made, from the error's source chain: hyper-util names DNS
+/// failures `dns error`, rustls handshake failures surface as `InvalidData` I/O errors, a closed
+/// port as `ConnectionRefused`.
+fn connect_cause(e: &(dyn std::error::Error + 'static)) -> ConnectCause {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if text.starts_with("dns error") || text.contains("failed to lookup address") {
+            return ConnectCause::Dns;
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return ConnectCause::Refused,
+                std::io::ErrorKind::InvalidData => return ConnectCause::Tls,
+                _ => {}
+            }
+        }
+        // rustls's own messages ("received corrupt message of type InvalidContentType",
+        // "invalid peer certificate: UnknownIssuer", "received fatal alert: …").
+        let lower = text.to_ascii_lowercase();
+        if [
+            "certificate",
+            "tls",
+            "handshake",
+            "corrupt message",
+            "fatal alert",
+            "peer is incompatible",
+            "peer misbehaved",
+        ]
+        .iter()
+        .any(|k| lower.contains(k))
+        {
+            return ConnectCause::Tls;
+        }
+        cur = c.source();
+    }
+    ConnectCause::Other
+}
+
 fn full_jitter(d: Duration) -> Duration {
     use rand::Rng;
     let ms = d.as_millis() as u64;
@@ -556,16 +697,21 @@ fn full_jitter(d: Duration) -> Duration {
 /// `Retry-After` as delay-seconds or an HTTP date (RFC 9110 §10.2.3). Dates in the past are 0.
 pub fn parse_retry_after(v: &str, now: SystemTime) -> Option<Duration> {
     let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if let Ok(n) = v.parse::<u64>() {
+        return Some(Duration::from_secs(n).min(MAX_RETRY_AFTER));
     }
-    if let Ok(secs) = v.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Some(Duration::from_secs_f64(secs));
+    if let Ok(n) = v.parse::<f64>() {
+        // `1e20` does not fit a Duration: capped, not a panic.
+        if n >= 0.0 {
+            return Some(secs(n, MAX_RETRY_AFTER));
         }
     }
     let at = httpdate::parse_http_date(v).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(
+        at.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
@@ -589,6 +735,7 @@ fn snippet(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn retry_after_forms() {
@@ -625,6 +772,110 @@ mod tests {
         assert!(s.validate("source.properties.http").is_err());
         assert!(HttpSettings::default().validate("x").is_ok());
         assert!(serde_json::from_value::<HttpSettings>(serde_json::json!({"retries": 1})).is_err());
+    }
+
+    #[test]
+    fn a_huge_retry_after_is_capped_not_a_panic() {
+        // Duration::from_secs_f64(1e20) panicked (issue #13).
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(parse_retry_after("1e20", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("inf", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            parse_retry_after("18446744073709551615", now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            parse_retry_after("1.5", now),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(parse_retry_after("NaN", now), None);
+        assert_eq!(parse_retry_after("-3", now), None);
+        // Settings that would not fit a Duration are refused up front, and never panic.
+        for bad in [
+            json!({"max_retry_after_seconds": 1e300}),
+            json!({"budget": {"requests": 1, "per_seconds": 1e300}}),
+        ] {
+            let s: HttpSettings = serde_json::from_value(bad).unwrap();
+            assert!(s.validate("source.properties.http").is_err());
+        }
+        assert_eq!(secs(1e300, Duration::from_secs(5)), Duration::from_secs(5));
+    }
+
+    fn quick() -> HttpSettings {
+        // The defaults: 5 retries, backoff from 500 ms.
+        HttpSettings::default()
+    }
+
+    async fn send(url: &str) -> (Result<Option<HttpResponse>, SourceError>, Duration) {
+        let c = HttpClient::new(quick(), Arc::new(Authenticator::none()), "t").unwrap();
+        let t0 = std::time::Instant::now();
+        let r = c.send(&HttpRequest::get(url)).await;
+        (r, t0.elapsed())
+    }
+
+    #[tokio::test]
+    async fn a_refused_first_connection_fails_at_once_naming_the_host() {
+        let port = crate::connector::testing::closed_port().await;
+        let (r, took) = send(&format!("http://127.0.0.1:{port}/api/x?api_key=s3cret")).await;
+        let e = r.unwrap_err();
+        assert!(took < Duration::from_millis(500), "{took:?}: {e}");
+        assert_eq!(e.kind(), crate::error::ErrorKind::SourceRejected, "{e}");
+        let m = e.to_string();
+        assert!(
+            m.contains(&format!("127.0.0.1:{port}")) && m.contains("refused"),
+            "{m}"
+        );
+        assert!(!m.contains("s3cret"), "{m}");
+    }
+
+    #[tokio::test]
+    async fn dns_and_tls_failures_fail_at_once() {
+        let (r, took) = send("http://ferry-test-host.invalid/api").await;
+        let e = r.unwrap_err();
+        assert!(took < Duration::from_secs(2), "{took:?}: {e}");
+        assert!(e.to_string().contains("does not resolve"), "{e}");
+        // https against a plain-HTTP server: the handshake fails.
+        let srv = crate::connector::testing::serve(vec![crate::connector::testing::Canned::json(
+            200,
+            json!({}),
+        )])
+        .await;
+        let (r, took) = send(&srv.url.replace("http://", "https://")).await;
+        let e = r.unwrap_err();
+        assert!(took < Duration::from_millis(500), "{took:?}: {e}");
+        assert!(e.to_string().contains("TLS handshake"), "{e}");
+        assert_eq!(srv.count(), 1, "no retries");
+    }
+
+    #[tokio::test]
+    async fn not_found_and_forbidden_on_the_first_call_are_not_retried() {
+        use crate::connector::testing::{serve, Canned};
+        for status in [404u16, 403, 401] {
+            let srv = serve(vec![Canned::json(status, json!({"error": "nope"}))]).await;
+            let (r, took) = send(&format!("{}/api/v2/tickets", srv.url)).await;
+            let e = r.unwrap_err();
+            assert!(took < Duration::from_millis(500), "{status}: {took:?}");
+            assert_eq!(srv.count(), 1, "{status} retried");
+            assert!(e.to_string().contains("/api/v2/tickets"), "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_after_the_api_answered_is_retried() {
+        use crate::connector::testing::{serve, Canned};
+        let srv = serve(vec![Canned::json(200, json!({"ok": true}))]).await;
+        let mut s = quick();
+        s.max_retries = 2;
+        s.backoff_initial_ms = 1;
+        s.backoff_max_ms = 2;
+        let c = HttpClient::new(s, Arc::new(Authenticator::none()), "t").unwrap();
+        c.send(&HttpRequest::get(&srv.url)).await.unwrap();
+        let url = srv.url.clone();
+        drop(srv);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let e = c.send(&HttpRequest::get(url)).await.unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::Retryable, "{e}");
+        assert!(e.to_string().contains("after 2 retries"), "{e}");
     }
 
     #[tokio::test(start_paused = true)]

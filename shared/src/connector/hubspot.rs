@@ -35,11 +35,14 @@
 //! - **Incremental reads** use the search API on the object's last-modified property
 //!   (`lastmodifieddate` for contacts, `hs_lastmodifieddate` otherwise; the flow's field, or
 //!   `updatedAt`, maps to it), `GT start` and `LTE end` in epoch milliseconds, sorted ascending.
-//!   **A search stops at 10,000 results**: before `after` would pass the cap, the window is
-//!   re-sliced from the last modified time read (`GTE` that time), and records at that very
-//!   time already read are skipped by id, so a window with any number of changes is read
-//!   completely and exactly once. More than 10,000 records sharing one millisecond cannot be
-//!   sliced and fail the read with a clear message.
+//!   **Pages are time slices, not offsets**: after each page the next search starts at the last
+//!   modified time read (`GTE` that time), records at that very time already read skipped by
+//!   id. Offsets (`after`) shift when a record of the window is updated during the read (it
+//!   leaves the sorted results), which would skip a record for good; and **a search stops at
+//!   10,000 results**, which slices never reach. So a window with any number of changes, even
+//!   changing while it is read, is read completely and exactly once. `after` is followed only
+//!   inside one millisecond; more than 10,000 records sharing one cannot be read and fail the
+//!   read with a clear message.
 //! - **Archived records** are hidden from search and from the list endpoint unless
 //!   `archived=true` is asked for, which returns only archived ones: with `include_archived`
 //!   they are read in a second phase (`archived: true`, `archivedAt`), for windows those whose
@@ -534,35 +537,57 @@ impl HubSpotSource {
                         message: format!("{}: paging.next.after did not move forward ({a}); stopping instead of looping", resp.url),
                     });
                 }
-                if a + limit <= SEARCH_CAP {
-                    Some(HsCursor::Search {
-                        lo,
-                        seen,
-                        after: a,
-                        tail,
-                        tail_ids,
-                    })
-                } else {
-                    // The next page would pass the 10,000-result cap: start a new slice at the
-                    // latest time read, skipping the records already read at that time.
-                    let t = tail.expect("a full slice read records");
-                    if lo == Some(t) {
-                        return Err(SourceError::Rejected {
-                            message: format!(
-                                "more than {SEARCH_CAP} {} share the {prop} value {}: the search API cannot page past {SEARCH_CAP} results and the window cannot be sliced finer",
-                                req.entity,
-                                DateTime::<Utc>::from_timestamp_millis(t).map(|d| d.to_rfc3339()).unwrap_or_default()
-                            ),
-                        });
-                    }
-                    tracing::info!(entity = %req.entity, after = a, "search result cap reached; slicing the window at the last modified time read");
-                    Some(HsCursor::Search {
+                match tail {
+                    // Re-slice at the latest time read instead of following the `after`
+                    // offset: a record of the window updated during the read leaves the sorted
+                    // result set (its new time is past the window end), the offsets shift and
+                    // the next page would skip a record never read. A slice starting at the
+                    // last time read (`GTE`, ids already read at it skipped) does not shift.
+                    Some(t) if lo != Some(t) => Some(HsCursor::Search {
                         lo: Some(t),
                         seen: tail_ids,
                         after: 0,
                         tail: None,
                         tail_ids: vec![],
-                    })
+                    }),
+                    // The whole page shares the slice's start time: page on by offset, up to
+                    // the cap (more than that many records in one millisecond cannot be read).
+                    Some(t) => {
+                        if a + limit > SEARCH_CAP {
+                            return Err(SourceError::Rejected {
+                                message: format!(
+                                    "more than {SEARCH_CAP} {} share the {prop} value {}: the search API cannot page past {SEARCH_CAP} results and the window cannot be sliced finer",
+                                    req.entity,
+                                    DateTime::<Utc>::from_timestamp_millis(t).map(|d| d.to_rfc3339()).unwrap_or_default()
+                                ),
+                            });
+                        }
+                        Some(HsCursor::Search {
+                            lo,
+                            seen,
+                            after: a,
+                            tail,
+                            tail_ids,
+                        })
+                    }
+                    // A page with no records that still names a next one: follow it while
+                    // the cap allows (nothing was read that a shift could skip).
+                    None if a + limit <= SEARCH_CAP => Some(HsCursor::Search {
+                        lo,
+                        seen,
+                        after: a,
+                        tail,
+                        tail_ids,
+                    }),
+                    // `expect` here panicked on such an answer (issue #13).
+                    None => {
+                        return Err(SourceError::Rejected {
+                            message: format!(
+                                "{}: paging.next.after is {a} (past the {SEARCH_CAP}-result search cap) but the slice returned no records to continue from; stopping instead of skipping results",
+                                resp.url
+                            ),
+                        });
+                    }
                 }
             }
         };
@@ -661,15 +686,27 @@ fn coerce(v: &Value, ty: &FieldType) -> Value {
 
 #[async_trait]
 impl Source for HubSpotSource {
+    /// The objects, each checked with one authenticated call to its properties endpoint: a
+    /// refused token is `AuthFailed`; an object the token has no scope for (403) is listed as
+    /// such. <https://developers.hubspot.com/docs/api-reference/latest/crm/properties/guide.md>
     async fn list_entities(&self) -> Result<Vec<EntityInfo>, SourceError> {
-        Ok(OBJECTS
-            .iter()
-            .map(|(name, label, lm)| EntityInfo {
+        let mut out = vec![];
+        for (name, label, lm) in OBJECTS {
+            let mut r = HttpRequest::get(format!("{}/crm/v3/properties/{name}", self.base));
+            r.query = vec![("archived".into(), "false".into())];
+            r.ignore_status = vec![403];
+            let readable = self.http.send(&r).await?.is_some();
+            out.push(EntityInfo {
                 name: (*name).into(),
                 label: (*label).into(),
-                description: Some(format!("CRM v3 {name}; incremental on {lm}")),
-            })
-            .collect())
+                description: Some(if readable {
+                    format!("CRM v3 {name}; incremental on {lm}")
+                } else {
+                    format!("CRM v3 {name}: not readable with this token (403: add the crm.objects.{name}.read scope)")
+                }),
+            });
+        }
+        Ok(out)
     }
 
     async fn describe(&self, entity: &str) -> Result<EntityDescription, SourceError> {
@@ -790,6 +827,39 @@ mod tests {
             json!("2026-03-04")
         );
         assert_eq!(hs_type("enumeration"), FieldType::String);
+    }
+
+    #[tokio::test]
+    async fn an_empty_page_past_the_search_cap_is_an_error_not_a_panic() {
+        use crate::connector::testing::{serve, Canned};
+        let srv = serve(vec![
+            Canned::json(
+                200,
+                json!({"results": [{"name": "lastmodifieddate", "type": "datetime", "label": "Last modified"}]}),
+            ),
+            // No results, yet a next page past the 10,000 cap: `tail.expect(…)` panicked here.
+            Canned::json(200, json!({"total": 0, "results": [], "paging": {"next": {"after": "9950"}}})),
+        ])
+        .await;
+        let s = HubSpotSource::new(
+            &props(json!({"base_url": srv.url, "page_size": 100})),
+            Authenticator::none(),
+        )
+        .unwrap();
+        let end = Utc::now();
+        let req = ReadRequest {
+            entity: "contacts".into(),
+            window: Some(Window {
+                start: Some(end - chrono::Duration::hours(1)),
+                end,
+            }),
+            incremental_field: Some("lastmodifieddate".into()),
+            page_size: None,
+            filters: vec![],
+        };
+        let e = s.read_page(&req, None).await.unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::SourceRejected, "{e}");
+        assert!(e.to_string().contains("9950"), "{e}");
     }
 
     #[test]

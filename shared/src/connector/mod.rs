@@ -4,12 +4,15 @@
 pub mod auth;
 pub mod http;
 pub mod hubspot;
+pub mod link;
 pub mod normalize;
 pub mod rest;
 pub mod salesforce;
 pub mod sample;
 pub mod servicenow;
 pub mod slack;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod zendesk;
 
 use crate::error::{ErrorKind, StepError};
@@ -251,6 +254,11 @@ pub trait Source: Send + Sync {
     /// Which filters this source can apply itself (default: none; transform-batch runs them).
     fn pushdown(&self) -> crate::transform::FilterPushdown {
         crate::transform::FilterPushdown::none()
+    }
+    /// Warnings gathered since the last call (e.g. a Slack channel skipped because the token
+    /// cannot read it), for the run record; each is also logged when it happens.
+    fn take_warnings(&self) -> Vec<String> {
+        vec![]
     }
 }
 

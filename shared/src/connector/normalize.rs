@@ -98,7 +98,8 @@ pub fn value(v: &Value, t: &FieldType) -> Result<Value, String> {
     if !matches!(t, FieldType::String | FieldType::Json) && v.as_str() == Some("") {
         return Ok(Value::Null);
     }
-    let bad = || format!("{v} is not a {}", type_label(t));
+    // The value itself is not quoted: error messages never carry record values.
+    let bad = || format!("{} is not a {}", describe(v), type_label(t));
     Ok(match t {
         FieldType::Json => Value::String(v.to_string()),
         FieldType::String => match v {
@@ -134,12 +135,11 @@ pub fn value(v: &Value, t: &FieldType) -> Result<Value, String> {
             _ => return Err(bad()),
         },
         FieldType::Timestamp => Value::String(rfc3339(time(v).ok_or_else(bad)?)),
-        FieldType::Date => match v {
-            Value::String(s)
-                if s.len() >= 10
-                    && chrono::NaiveDate::parse_from_str(&s[..10], "%Y-%m-%d").is_ok() =>
-            {
-                Value::String(s[..10].to_string())
+        // The first ten characters, on a char boundary: `s[..10]` panicked on text such as
+        // "2026-01-0é" whose byte 10 falls inside a character.
+        FieldType::Date => match v.as_str().and_then(|s| s.get(..10)) {
+            Some(d) if chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_ok() => {
+                Value::String(d.to_string())
             }
             _ => return Err(bad()),
         },
@@ -209,6 +209,18 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
+/// What a value is, without its content.
+fn describe(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("a text value ({} characters)", s.chars().count()),
+        Value::Number(_) => "a number".into(),
+        Value::Bool(_) => "a boolean".into(),
+        Value::Array(a) => format!("a list of {} items", a.len()),
+        Value::Object(_) => "an object".into(),
+        Value::Null => "null".into(),
+    }
+}
+
 fn type_label(t: &FieldType) -> &'static str {
     match t {
         FieldType::String => "string",
@@ -248,9 +260,8 @@ mod tests {
             value(&json!("2026-01-01T10:00:00+02:00"), &ts).unwrap(),
             json!("2026-01-01T08:00:00Z")
         );
-        assert!(value(&json!("yesterday"), &ts)
-            .unwrap_err()
-            .contains("datetime"));
+        let e = value(&json!("yesterday"), &ts).unwrap_err();
+        assert!(e.contains("datetime") && !e.contains("yesterday"), "{e}");
         assert_eq!(value(&json!("42"), &FieldType::Integer).unwrap(), json!(42));
         assert_eq!(value(&json!(""), &FieldType::Integer).unwrap(), Value::Null);
         assert_eq!(value(&json!(""), &FieldType::String).unwrap(), json!(""));
@@ -264,6 +275,19 @@ mod tests {
         };
         assert_eq!(value(&json!(["a", 1]), &arr).unwrap(), json!(["a", "1"]));
         assert_eq!(value(&json!(1), &FieldType::Boolean).unwrap(), json!(true));
+    }
+
+    #[test]
+    fn dates_are_cut_on_char_boundaries() {
+        let d = FieldType::Date;
+        assert_eq!(
+            value(&json!("2026-01-02T10:00:00Z"), &d).unwrap(),
+            json!("2026-01-02")
+        );
+        // Byte 10 inside a multi-byte character: an error, not a panic.
+        assert!(value(&json!("2026-01-0é"), &d).is_err());
+        assert!(value(&json!("日付2026-01-02"), &d).is_err());
+        assert!(value(&json!("2026"), &d).is_err());
     }
 
     #[test]
@@ -285,6 +309,7 @@ mod tests {
         let keys: Vec<&String> = r.as_object().unwrap().keys().collect();
         assert_eq!(keys.len(), 3);
         let e = shape(&json!({"id": "five"}), &fields).unwrap_err();
-        assert!(e.contains("`id`") && e.contains("five"), "{e}");
+        assert!(e.contains("`id`") && e.contains("text value"), "{e}");
+        assert!(!e.contains("five"), "no record value in errors: {e}");
     }
 }

@@ -774,7 +774,14 @@ impl RestSource {
                                 .map(|u| u.to_string())
                                 .unwrap_or_else(|_| s.to_string())
                         }),
-                    Paginator::LinkHeader { rel, .. } => link_next(&resp.headers, rel, &req.url),
+                    Paginator::LinkHeader { rel, .. } => {
+                        match super::link::target(&resp.headers, rel, &req.url, &resp.url)? {
+                            super::link::LinkTarget::Found(u) => Some(u),
+                            super::link::LinkTarget::NoHeader | super::link::LinkTarget::Absent => {
+                                None
+                            }
+                        }
+                    }
                     _ => unreachable!(),
                 };
                 let next = self.advance(
@@ -1169,31 +1176,6 @@ fn place(r: &mut HttpRequest, placement: Placement, name: &str, v: Value) {
     }
 }
 
-/// The `rel` target of a `Link` header, resolved against the request URL.
-fn link_next(headers: &reqwest::header::HeaderMap, rel: &str, base: &str) -> Option<String> {
-    for h in headers.get_all(reqwest::header::LINK) {
-        let s = h.to_str().ok()?;
-        for part in s.split(',') {
-            let mut segs = part.split(';');
-            let target = segs.next()?.trim();
-            let target = target.strip_prefix('<')?.strip_suffix('>')?;
-            let is_rel = segs.any(|p| {
-                let p = p.trim();
-                p.strip_prefix("rel=")
-                    .map(|r| r.trim_matches('"').split_whitespace().any(|x| x == rel))
-                    .unwrap_or(false)
-            });
-            if is_rel {
-                return url::Url::parse(base)
-                    .and_then(|b| b.join(target))
-                    .map(|u| u.to_string())
-                    .ok();
-            }
-        }
-    }
-    None
-}
-
 fn infer_type(v: &Value) -> FieldType {
     match v {
         Value::Bool(_) => FieldType::Boolean,
@@ -1372,22 +1354,6 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("parent.endpoint"));
-    }
-
-    #[test]
-    fn link_header_next() {
-        let mut h = reqwest::header::HeaderMap::new();
-        h.insert(
-            reqwest::header::LINK,
-            "<https://a/x?page=1>; rel=\"prev\", </x?page=3>; rel=\"next\""
-                .parse()
-                .unwrap(),
-        );
-        assert_eq!(
-            link_next(&h, "next", "https://a/x?page=2").as_deref(),
-            Some("https://a/x?page=3")
-        );
-        assert_eq!(link_next(&h, "last", "https://a/x"), None);
     }
 
     #[test]

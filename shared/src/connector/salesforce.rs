@@ -65,6 +65,8 @@ use std::collections::HashMap;
 
 pub const DEFAULT_API_VERSION: &str = "v62.0";
 const LOGIN_URL: &str = "https://login.salesforce.com";
+/// SOQL allows five levels of child-to-parent relationships (`Account.Owner.Manager.Name`).
+const MAX_RELATIONSHIP_DEPTH: usize = 5;
 const SANDBOX_LOGIN_URL: &str = "https://test.salesforce.com";
 
 /// Which API reads the records.
@@ -186,10 +188,11 @@ impl SalesforceConfig {
                 ));
             }
             for (i, f) in fs.iter().enumerate() {
-                if !is_name(f) {
+                let segs: Vec<&str> = f.split('.').collect();
+                if segs.len() > MAX_RELATIONSHIP_DEPTH + 1 || !segs.iter().all(|s| is_name(s)) {
                     return Err(SourceError::config(
                         format!("source.properties.fields[{i}]"),
-                        format!("'{f}' is not a field API name (letters, digits and _, e.g. Name or Region__c)"),
+                        format!("'{f}' is not a field API name (letters, digits and _, e.g. Name or Region__c) or a relationship path of at most {MAX_RELATIONSHIP_DEPTH} relationships (e.g. Owner.Name)"),
                     ));
                 }
             }
@@ -237,18 +240,46 @@ pub enum Kind {
     Text,
     Integer,
     Float,
+    /// Money and percentages: exact decimals with the describe's precision and scale.
+    Decimal {
+        precision: u8,
+        scale: i8,
+    },
     Boolean,
     Timestamp,
     Date,
 }
 
 impl Kind {
+    /// The kind of a describe field (`type`, and `precision`/`scale` for currency and percent).
+    fn of_field(f: &Value) -> Option<Kind> {
+        let t = f.get("type").and_then(Value::as_str)?;
+        match t {
+            "currency" | "percent" => {
+                // Salesforce: precision = total digits, scale = digits after the point
+                // (currency defaults to 18, 2). Arrow's Decimal128 holds up to 38 digits.
+                let p = f.get("precision").and_then(Value::as_u64).unwrap_or(0);
+                let sc = f.get("scale").and_then(Value::as_u64).unwrap_or(2).min(37);
+                let p = if p == 0 { 18 } else { p }.clamp(sc + 1, 38);
+                Some(Kind::Decimal {
+                    precision: p as u8,
+                    scale: sc as i8,
+                })
+            }
+            other => Kind::of(other),
+        }
+    }
+
     /// `None`: a field the connector leaves out (base64), or a compound (handled apart).
     fn of(sf_type: &str) -> Option<Kind> {
         Some(match sf_type {
             "boolean" => Kind::Boolean,
             "int" | "long" => Kind::Integer,
-            "double" | "currency" | "percent" => Kind::Float,
+            "currency" | "percent" => Kind::Decimal {
+                precision: 18,
+                scale: 2,
+            },
+            "double" => Kind::Float,
             "date" => Kind::Date,
             "datetime" => Kind::Timestamp,
             "base64" | "address" | "location" => return None,
@@ -263,6 +294,7 @@ impl Kind {
             Kind::Text => FieldType::String,
             Kind::Integer => FieldType::Integer,
             Kind::Float => FieldType::Float,
+            Kind::Decimal { precision, scale } => FieldType::Decimal { precision, scale },
             Kind::Boolean => FieldType::Boolean,
             Kind::Timestamp => FieldType::Timestamp,
             Kind::Date => FieldType::Date,
@@ -281,6 +313,13 @@ enum Column {
     Compound {
         name: String,
         parts: Vec<(String, String, Kind)>,
+    },
+    /// A field of a related record (`Owner.Name`): a flat column named by its path, typed from
+    /// the related object's describe; null when a relationship on the way is empty.
+    Related {
+        name: String,
+        path: Vec<String>,
+        kind: Kind,
     },
 }
 
@@ -339,6 +378,7 @@ pub struct SalesforceSource {
     http: HttpClient,
     incremental_field: Option<String>,
     described: tokio::sync::Mutex<HashMap<String, Described>>,
+    raw_describes: tokio::sync::Mutex<HashMap<String, Arc<Vec<Value>>>>,
 }
 
 /// Salesforce error bodies: `[{"message": …, "errorCode": …}]`.
@@ -413,18 +453,39 @@ fn typed(kind: Kind, field: &str, v: Cell<'_>) -> Result<Value, String> {
                     .as_i64()
                     .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
                     .map(Value::from)
-                    .ok_or_else(|| format!("{field}: {n} is not an integer")),
+                    .ok_or_else(|| format!("{field}: a number that is not an integer")),
                 (Kind::Float, Value::Number(n)) => Ok(Value::from(n.as_f64().unwrap_or(f64::NAN))),
+                (Kind::Decimal { precision, scale }, Value::Number(n)) => {
+                    decimal(&n.to_string(), precision, scale).ok_or_else(|| {
+                        format!("{field}: a number does not fit decimal({precision}, {scale})")
+                    })
+                }
                 (Kind::Text, v) => Ok(Value::String(v.to_string())),
-                (k, v) => Err(format!("{field}: {v} is not a {k:?} value")),
-            }
+                // The value itself stays out of the message.
+                (k, v) => Err(format!(
+                    "{field}: a JSON {} is not a {k:?} value",
+                    match v {
+                        Value::Object(_) => "object",
+                        Value::Array(_) => "array",
+                        Value::Number(_) => "number",
+                        _ => "value",
+                    }
+                )),
+            };
         }
     };
-    let bad = || format!("{field}: '{text}' is not a {kind:?} value");
+    // Record values stay out of messages: only the value's length is named.
+    let bad = || {
+        format!(
+            "{field}: a value of {} characters is not a {kind:?} value",
+            text.chars().count()
+        )
+    };
     Ok(match kind {
         Kind::Text => Value::String(text.to_string()),
         Kind::Integer => Value::from(text.parse::<i64>().map_err(|_| bad())?),
         Kind::Float => Value::from(text.parse::<f64>().map_err(|_| bad())?),
+        Kind::Decimal { precision, scale } => decimal(text, precision, scale).ok_or_else(bad)?,
         Kind::Boolean => match text {
             "true" | "TRUE" | "True" => Value::Bool(true),
             "false" | "FALSE" | "False" => Value::Bool(false),
@@ -438,6 +499,58 @@ fn typed(kind: Kind, field: &str, v: Cell<'_>) -> Result<Value, String> {
                 .to_string(),
         ),
     })
+}
+
+/// A decimal's exact text at `scale` (`1500.5` at scale 2 is `"1500.50"`), parsed by Arrow's
+/// decimal parser (the one that later reads it into Decimal128); `None` if it is not a number
+/// or does not fit `precision`.
+fn decimal(text: &str, precision: u8, scale: i8) -> Option<Value> {
+    use arrow::datatypes::{Decimal128Type, DecimalType};
+    let v = arrow::compute::kernels::cast_utils::parse_decimal::<Decimal128Type>(
+        text.trim(),
+        precision,
+        scale,
+    )
+    .ok()?;
+    Some(Value::String(Decimal128Type::format_decimal(
+        v, precision, scale,
+    )))
+}
+
+/// JSON text with every number literal turned into a string literal of the same text, so that
+/// money survives parsing exactly: serde_json reads numbers as 64-bit floats, which cannot hold
+/// `98765432109876.54`. Strings (with their escapes) are copied untouched.
+pub fn numbers_as_text(json: &str) -> String {
+    let b = json.as_bytes();
+    let mut out = String::with_capacity(json.len() + 64);
+    let mut i = 0;
+    let mut last = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < b.len() && matches!(b[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+                out.push_str(&json[last..start]);
+                out.push('"');
+                out.push_str(&json[start..i]);
+                out.push('"');
+                last = i;
+            }
+            _ => i += 1,
+        }
+    }
+    out.push_str(&json[last.min(json.len())..]);
+    out
 }
 
 enum Cell<'a> {
@@ -545,6 +658,7 @@ impl SalesforceSource {
             http,
             incremental_field: incremental_field.map(String::from),
             described: Default::default(),
+            raw_describes: Default::default(),
         })
     }
 
@@ -603,6 +717,117 @@ impl SalesforceSource {
         Ok(d)
     }
 
+    /// The `fields` of an object's describe, read once per object.
+    async fn describe_fields(&self, object: &str) -> Result<Arc<Vec<Value>>, SourceError> {
+        if let Some(f) = self.raw_describes.lock().await.get(object) {
+            return Ok(f.clone());
+        }
+        let mut req = HttpRequest::get(
+            self.data_url(&format!("sobjects/{object}/describe"))
+                .await?,
+        );
+        req.ignore_status = vec![404];
+        let Some(resp) = self.http.send(&req).await? else {
+            return Err(SourceError::config(
+                "source.entity",
+                format!("'{object}' is not an object of this Salesforce org (describe answered 404 NOT_FOUND); list them with `ferry entities FLOW`"),
+            ));
+        };
+        let fields = resp
+            .body
+            .get("fields")
+            .and_then(Value::as_array)
+            .cloned()
+            .ok_or_else(|| SourceError::Rejected {
+                message: format!("{}: the describe response has no `fields` array", resp.url),
+            })?;
+        let fields = Arc::new(fields);
+        self.raw_describes
+            .lock()
+            .await
+            .insert(object.to_string(), fields.clone());
+        Ok(fields)
+    }
+
+    /// A relationship path of the flow's `fields` (`Owner.Name`), resolved through the
+    /// describes: each step a reference field's `relationshipName` on the current object (to
+    /// the first of its `referenceTo` objects), the last a plain field. The column is named by
+    /// the path in the API's own casing, as Bulk API 2.0 names its CSV column.
+    /// <https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_relationships_query_using.htm>
+    async fn related(
+        &self,
+        entity: &str,
+        wanted: &str,
+        i: usize,
+    ) -> Result<(FieldInfo, Column), SourceError> {
+        let err = |why: String| {
+            SourceError::config(
+                format!("source.properties.fields[{i}]"),
+                format!("'{wanted}': {why}"),
+            )
+        };
+        let segs: Vec<&str> = wanted.split('.').collect();
+        let mut object = entity.to_string();
+        let mut path = vec![];
+        for rel in &segs[..segs.len() - 1] {
+            let fields = self.describe_fields(&object).await?;
+            let f = fields
+                .iter()
+                .find(|f| {
+                    f.get("relationshipName")
+                        .and_then(Value::as_str)
+                        .is_some_and(|r| r.eq_ignore_ascii_case(rel))
+                })
+                .ok_or_else(|| {
+                    err(format!(
+                        "{object} has no relationship named {rel} (a lookup's relationship name, e.g. Owner for OwnerId; custom ones end in __r)"
+                    ))
+                })?;
+            path.push(
+                f.get("relationshipName")
+                    .and_then(Value::as_str)
+                    .unwrap_or(rel)
+                    .to_string(),
+            );
+            object = f
+                .get("referenceTo")
+                .and_then(Value::as_array)
+                .and_then(|a| a.first())
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    err(format!(
+                        "the relationship {rel} of {object} names no object"
+                    ))
+                })?
+                .to_string();
+        }
+        let last = segs[segs.len() - 1];
+        let fields = self.describe_fields(&object).await?;
+        let f = fields
+            .iter()
+            .find(|f| {
+                f.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| n.eq_ignore_ascii_case(last))
+            })
+            .ok_or_else(|| err(format!("{object} has no field {last}")))?;
+        let kind = Kind::of_field(f).ok_or_else(|| {
+            err(format!(
+                "{object}.{last} is a compound or base64 field, which ferry does not read through a relationship; list its components"
+            ))
+        })?;
+        path.push(
+            f.get("name")
+                .and_then(Value::as_str)
+                .unwrap_or(last)
+                .to_string(),
+        );
+        let name = path.join(".");
+        let mut info = FieldInfo::new(&name, kind.field_type());
+        info.label = f.get("label").and_then(Value::as_str).map(String::from);
+        Ok((info, Column::Related { name, path, kind }))
+    }
+
     async fn fetch_description(&self, entity: &str) -> Result<Described, SourceError> {
         if !is_name(entity) {
             return Err(SourceError::config(
@@ -610,31 +835,15 @@ impl SalesforceSource {
                 format!("'{entity}' is not an sObject API name, e.g. Account or Invoice__c"),
             ));
         }
-        let mut req = HttpRequest::get(
-            self.data_url(&format!("sobjects/{entity}/describe"))
-                .await?,
-        );
-        req.ignore_status = vec![404];
-        let Some(resp) = self.http.send(&req).await? else {
-            return Err(SourceError::config(
-                "source.entity",
-                format!("'{entity}' is not an object of this Salesforce org (describe answered 404 NOT_FOUND); list them with `ferry entities FLOW`"),
-            ));
-        };
-        let fields = resp
-            .body
-            .get("fields")
-            .and_then(Value::as_array)
-            .ok_or_else(|| SourceError::Rejected {
-                message: format!("{}: the describe response has no `fields` array", resp.url),
-            })?;
+        let fields = self.describe_fields(entity).await?;
+        let fields = fields.as_slice();
         let s = |f: &Value, k: &str| f.get(k).and_then(Value::as_str).map(String::from);
         let mut components: HashMap<String, Vec<(String, String, Kind, bool)>> = HashMap::new();
         for f in fields {
-            if let (Some(c), Some(n), Some(t)) =
+            if let (Some(c), Some(n), Some(_)) =
                 (s(f, "compoundFieldName"), s(f, "name"), s(f, "type"))
             {
-                if let Some(k) = Kind::of(&t) {
+                if let Some(k) = Kind::of_field(f) {
                     let nillable = f.get("nillable").and_then(Value::as_bool).unwrap_or(true);
                     components.entry(c.clone()).or_default().push((
                         sub_name(&c, &n),
@@ -655,7 +864,7 @@ impl SalesforceSource {
                 continue; // read as part of its compound
             }
             let nillable = f.get("nillable").and_then(Value::as_bool).unwrap_or(true);
-            let (mut info, col) = match Kind::of(&t) {
+            let (mut info, col) = match Kind::of_field(f) {
                 Some(k) => {
                     kinds.insert(name.clone(), k);
                     (
@@ -706,6 +915,10 @@ impl SalesforceSource {
             Some(wanted) => {
                 let mut out = vec![];
                 for (i, w) in wanted.iter().enumerate() {
+                    if w.contains('.') {
+                        out.push(self.related(entity, w, i).await?);
+                        continue;
+                    }
                     match all.iter().find(|(f, _)| f.name.eq_ignore_ascii_case(w)) {
                         Some(x) => out.push(x.clone()),
                         None => {
@@ -753,7 +966,7 @@ impl SalesforceSource {
         let soql_fields = chosen
             .iter()
             .flat_map(|(_, c)| match c {
-                Column::Plain { name, .. } => vec![name.clone()],
+                Column::Plain { name, .. } | Column::Related { name, .. } => vec![name.clone()],
                 Column::Compound { parts, .. } => parts.iter().map(|(_, n, _)| n.clone()).collect(),
             })
             .collect();
@@ -873,6 +1086,29 @@ impl SalesforceSource {
                     Column::Plain { name, kind } => {
                         rec.insert(name.clone(), get(name, *kind)?);
                     }
+                    Column::Related { name, path, kind } => {
+                        // Bulk CSV names the column by its path; REST nests the related
+                        // records (`"Owner": {"attributes": …, "Name": …}`, null when empty).
+                        let v = match row.get(name) {
+                            Some(_) => get(name, *kind)?,
+                            None => {
+                                let mut cur = match row.get(&path[0]) {
+                                    Some(CellOwned::Json(v)) => Some(v),
+                                    _ => None,
+                                };
+                                for seg in &path[1..] {
+                                    cur = cur.and_then(|v| v.get(seg)).filter(|v| !v.is_null());
+                                }
+                                let cell = cur.unwrap_or(&Value::Null);
+                                typed(*kind, name, Cell::Json(cell)).map_err(|m| {
+                                    SourceError::Rejected {
+                                        message: format!("{} {}: {m}", req.entity, row_id(&row)),
+                                    }
+                                })?
+                            }
+                        };
+                        rec.insert(name.clone(), v);
+                    }
                     Column::Compound { name, parts } => {
                         let mut o = Map::new();
                         for (sub, src, k) in parts {
@@ -920,7 +1156,25 @@ impl SalesforceSource {
             r.query.push(("q".into(), q));
         }
         let r = self.with_batch_size(r, req);
-        let (body, bytes) = self.get_json(r).await?;
+        // Read the body as text and keep every number's digits (money must stay exact).
+        let resp = self
+            .http
+            .send_raw(&r)
+            .await?
+            .ok_or_else(|| SourceError::Rejected {
+                message: format!("{} returned no data", self.http.redact(&r.url)),
+            })?;
+        let bytes = resp.bytes;
+        let body: Value =
+            serde_json::from_str(&numbers_as_text(resp.body.as_str().unwrap_or_default()))
+                .map_err(|e| {
+                    let message = format!("{}: the query response is not JSON ({e})", resp.url);
+                    if e.is_eof() {
+                        SourceError::Transient { message }
+                    } else {
+                        SourceError::Rejected { message }
+                    }
+                })?;
         let records = body
             .get("records")
             .and_then(Value::as_array)
@@ -1241,9 +1495,72 @@ mod tests {
                 "{k:?} {j}"
             );
         }
-        assert!(typed(Kind::Integer, "f", Cell::Csv(&"x".to_string()))
-            .unwrap_err()
-            .contains("'x'"));
+        let e = typed(Kind::Integer, "f", Cell::Csv(&"xyz".to_string())).unwrap_err();
+        assert!(
+            e.contains("f:") && !e.contains("xyz"),
+            "no record value: {e}"
+        );
+    }
+
+    #[test]
+    fn money_is_an_exact_decimal_with_the_describe_scale() {
+        let k = Kind::of_field(&json!({"type": "currency", "precision": 18, "scale": 2})).unwrap();
+        assert_eq!(
+            k,
+            Kind::Decimal {
+                precision: 18,
+                scale: 2
+            }
+        );
+        assert_eq!(
+            k.field_type(),
+            FieldType::Decimal {
+                precision: 18,
+                scale: 2
+            }
+        );
+        let pct = Kind::of_field(&json!({"type": "percent", "precision": 5, "scale": 3})).unwrap();
+        // REST JSON numbers read through `numbers_as_text`, Bulk CSV text: the same exact value.
+        let body: Value = serde_json::from_str(&numbers_as_text(
+            r#"{"done": true, "totalSize": 2, "records": [{"AnnualRevenue": 98765432109876.54, "Pct": 12.5, "Name": "a 1.5, \"2\" \\ 3", "N": -4e3}]}"#,
+        ))
+        .unwrap();
+        let r = &body["records"][0];
+        assert_eq!(r["Name"], json!("a 1.5, \"2\" \\ 3"), "strings untouched");
+        assert_eq!(body["done"], json!(true));
+        assert_eq!(
+            typed(k, "AnnualRevenue", Cell::Json(&r["AnnualRevenue"])).unwrap(),
+            json!("98765432109876.54"),
+            "a float would give 98765432109876.5 or …56"
+        );
+        assert_eq!(
+            typed(k, "AnnualRevenue", Cell::Csv(&"98765432109876.54".into())).unwrap(),
+            json!("98765432109876.54")
+        );
+        assert_eq!(
+            typed(k, "f", Cell::Csv(&"1.0E7".into())).unwrap(),
+            json!("10000000.00")
+        );
+        assert_eq!(
+            typed(pct, "Pct", Cell::Json(&r["Pct"])).unwrap(),
+            json!("12.500")
+        );
+        assert_eq!(
+            typed(k, "N", Cell::Json(&r["N"])).unwrap(),
+            json!("-4000.00")
+        );
+        assert_eq!(
+            typed(k, "f", Cell::Csv(&String::new())).unwrap(),
+            Value::Null
+        );
+        assert!(
+            typed(pct, "Pct", Cell::Csv(&"123456.7".into())).is_err(),
+            "does not fit"
+        );
+        assert_eq!(
+            numbers_as_text("[1,-2.5e3,\"3\"]"),
+            "[\"1\",\"-2.5e3\",\"3\"]"
+        );
     }
 
     #[test]
@@ -1299,6 +1616,14 @@ mod tests {
         );
         let e = SalesforceConfig::parse(&p(json!({"fields": ["Id", "Name; DROP"]}))).unwrap_err();
         assert!(e.to_string().contains("source.properties.fields[1]"), "{e}");
+        assert!(SalesforceConfig::parse(&p(
+            json!({"fields": ["Id", "Owner.Name", "Account.Owner.Manager.Name"]})
+        ))
+        .is_ok());
+        for bad in ["Owner.", ".Name", "A.B.C.D.E.F.G"] {
+            let e = SalesforceConfig::parse(&p(json!({"fields": [bad]}))).unwrap_err();
+            assert!(e.to_string().contains("fields[0]"), "{bad}: {e}");
+        }
         let e = SalesforceConfig::parse(&p(json!({"bulk": true}))).unwrap_err();
         assert!(e.to_string().contains("bulk"), "{e}");
         assert_eq!(

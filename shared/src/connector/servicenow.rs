@@ -10,6 +10,7 @@
 //!     instance_url: https://acme.service-now.com
 //!     fields: [number, short_description, state, priority, sys_updated_on]   # optional
 //!     query: active=true             # optional encoded query, ANDed with the window
+//!     include_deleted: false         # true: deleted records too, from sys_audit_delete
 //!     display_value: false           # false (default) | true | all
 //!     page_size: 1000                # sysparm_limit
 //!     http: { max_retries: 5 }
@@ -44,10 +45,17 @@
 //!   empty while the `Link` header still names a next page (rows hidden by ACLs are removed
 //!   after the limit is applied, so pages can be short or empty).
 //! - **The window is `(start, end]`**: `f>start^f<=end` in UTC `YYYY-MM-DD HH:MM:SS`.
-//! - **Invalid query parts are silently ignored** by the instance: the incremental field and
-//!   `fields` are checked against `sys_dictionary` first, records outside the window are dropped
+//! - **Invalid query parts are silently ignored** by the instance: the incremental field,
+//!   `fields` and every field named in `query` are checked against `sys_dictionary` first (a
+//!   misspelt `activ=true` would return every row), records outside the window are dropped
 //!   client-side, and a page that does not move past the keyset (the paging condition was
 //!   ignored) fails the read instead of looping.
+//! - **The `Link` header holds raw commas** (the echoed `sysparm_fields=a,b,c`): it is parsed
+//!   per RFC 8288 by [`super::link`]; a header that does not parse, or a link without `rel`,
+//!   is an error, never "last page". Only an answer without any `Link` header is read until a
+//!   short page.
+//! - **Deleted records** (`include_deleted`): after the live rows, the table's
+//!   `sys_audit_delete` rows (by deletion time, in the window) as `sys_deleted: true` rows.
 //! - **Everything is a string** in Table API JSON (`"5"`, `"true"`, `""` for empty). Values are
 //!   typed from `sys_dictionary.internal_type`: integers, floats, booleans, `glide_date_time` to
 //!   RFC 3339 UTC, `glide_date` to dates; `""` becomes null.
@@ -64,6 +72,7 @@
 
 use super::auth::Authenticator;
 use super::http::{HttpClient, HttpRequest, HttpResponse, HttpSettings};
+use super::link::LinkTarget;
 use super::*;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
@@ -93,6 +102,10 @@ pub struct ServiceNowConfig {
     pub display_value: Option<Value>,
     #[serde(default)]
     pub page_size: Option<u32>,
+    /// Also read the table's deleted records from `sys_audit_delete` (after the live rows),
+    /// as rows with `sys_deleted: true`.
+    #[serde(default)]
+    pub include_deleted: bool,
     #[serde(default)]
     pub http: HttpSettings,
 }
@@ -240,6 +253,9 @@ struct SnCursor {
     after_id: Option<String>,
     #[serde(default, skip_serializing_if = "is_zero")]
     offset: u64,
+    /// Reading `sys_audit_delete` (after the live rows, with `include_deleted`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    deleted: bool,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -296,9 +312,11 @@ impl ServiceNowSource {
         let mut out = vec![];
         let mut resp = self.get(table, query).await?;
         for _ in 0..MAX_META_PAGES {
-            out.extend(result_rows(&resp)?);
-            match link_next(&resp.headers, &resp.url) {
-                Some(next) if !result_rows(&resp)?.is_empty() => resp = self.get_url(&next).await?,
+            let rows = result_rows(&resp)?;
+            let empty = rows.is_empty();
+            out.extend(rows);
+            match super::link::target(&resp.headers, "next", &self.base, &resp.url)? {
+                LinkTarget::Found(next) if !empty => resp = self.get_url(&next).await?,
                 _ => return Ok(out),
             }
         }
@@ -421,6 +439,7 @@ impl ServiceNowSource {
         table: &str,
         must: &[&str],
     ) -> Result<Vec<&'a Column>, SourceError> {
+        self.check_query(meta, table)?;
         let Some(fs) = &self.cfg.fields else {
             return Ok(meta.columns.iter().collect());
         };
@@ -452,33 +471,28 @@ impl ServiceNowSource {
         if let Some(q) = self.cfg.query.as_deref().filter(|q| !q.trim().is_empty()) {
             base.push(q.trim_matches('^').to_string());
         }
-        if let (Some(f), Some(w)) = (field, window) {
-            if let Some(s) = w.start {
-                base.push(format!("{f}>{}", s.format(SN_TIME)));
-            }
-            base.push(format!("{f}<={}", w.end.format(SN_TIME)));
-        }
-        let with = |extra: &[String]| {
-            base.iter()
-                .chain(extra)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("^")
+        keyset_query(base, field, window, c)
+    }
+
+    /// Every field the flow's encoded query names must be a column of the table: the instance
+    /// silently drops a condition on an unknown field and returns every row.
+    fn check_query(&self, meta: &TableMeta, table: &str) -> Result<(), SourceError> {
+        let Some(q) = self.cfg.query.as_deref() else {
+            return Ok(());
         };
-        match (
-            field.filter(|_| window.is_some()),
-            &c.after_time,
-            &c.after_id,
-        ) {
-            (Some(f), Some(t), Some(id)) => format!(
-                "{}^NQ{}^ORDERBY{f}^ORDERBYsys_id",
-                with(&[format!("{f}>{t}")]),
-                with(&[format!("{f}={t}"), format!("sys_id>{id}")])
-            ),
-            (Some(f), _, _) => with(&[format!("ORDERBY{f}"), "ORDERBYsys_id".into()]),
-            (None, _, Some(id)) => with(&[format!("sys_id>{id}"), "ORDERBYsys_id".into()]),
-            (None, _, None) => with(&["ORDERBYsys_id".into()]),
+        for (field, term) in query_fields(q)? {
+            // A dot-walk (`caller_id.name`) starts at a reference column of this table.
+            let head = field.split('.').next().unwrap_or(&field);
+            if !meta.types.contains_key(head) {
+                return Err(SourceError::config(
+                    "source.properties.query",
+                    format!(
+                        "'{head}' (in the condition `{term}`) is not a column of {table}: the Table API would silently ignore that condition and return every row; fix the field name (`ferry entities FLOW --describe {table}` lists the columns)"
+                    ),
+                ));
+            }
         }
+        Ok(())
     }
 
     /// One record as ferry writes it: typed actual values, display values as asked.
@@ -513,8 +527,79 @@ impl ServiceNowSource {
                 }
             }
         }
+        if self.cfg.include_deleted {
+            out.insert("sys_deleted".into(), Value::Bool(false));
+        }
         out
     }
+}
+
+/// `base` conditions ANDed with the window on `field` and the keyset after the cursor, ordered
+/// for keyset paging.
+fn keyset_query(
+    base: Vec<String>,
+    field: Option<&str>,
+    window: Option<&Window>,
+    c: &SnCursor,
+) -> String {
+    let mut base = base;
+    if let (Some(f), Some(w)) = (field, window) {
+        if let Some(s) = w.start {
+            base.push(format!("{f}>{}", s.format(SN_TIME)));
+        }
+        base.push(format!("{f}<={}", w.end.format(SN_TIME)));
+    }
+    let with = |extra: &[String]| {
+        base.iter()
+            .chain(extra)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("^")
+    };
+    match (
+        field.filter(|_| window.is_some()),
+        &c.after_time,
+        &c.after_id,
+    ) {
+        (Some(f), Some(t), Some(id)) => format!(
+            "{}^NQ{}^ORDERBY{f}^ORDERBYsys_id",
+            with(&[format!("{f}>{t}")]),
+            with(&[format!("{f}={t}"), format!("sys_id>{id}")])
+        ),
+        (Some(f), _, _) => with(&[format!("ORDERBY{f}"), "ORDERBYsys_id".into()]),
+        (None, _, Some(id)) => with(&[format!("sys_id>{id}"), "ORDERBYsys_id".into()]),
+        (None, _, None) => with(&["ORDERBYsys_id".into()]),
+    }
+}
+
+/// The fields an encoded query's conditions name, with the condition they appear in.
+/// Conditions are separated by `^` (`^OR` starts an alternative); a condition is a field name
+/// (lower-case letters, digits, `_`, and `.` for dot-walks) followed by an operator
+/// (`=`, `!=`, `>`, `IN`, `LIKE`, `STARTSWITH`, `ISEMPTY`, …).
+/// <https://servicenow.github.io/sdk/guides/encoded-query-guide>
+fn query_fields(q: &str) -> Result<Vec<(String, String)>, SourceError> {
+    let mut out = vec![];
+    for term in q.split('^').map(str::trim).filter(|t| !t.is_empty()) {
+        // `EQ` ends a query in URLs copied from list views; it names no field.
+        if term == "EQ" {
+            continue;
+        }
+        let cond = term.strip_prefix("OR").unwrap_or(term);
+        let end = cond
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.'))
+            .unwrap_or(cond.len());
+        let (field, op) = cond.split_at(end);
+        if field.is_empty() || op.is_empty() || field.starts_with('.') || field.ends_with('.') {
+            return Err(SourceError::config(
+                "source.properties.query",
+                format!(
+                    "`{term}` is not a condition ferry can check (a lower-case field name followed by an operator, e.g. active=true or priority<=2); conditions are joined with ^ (AND) or ^OR"
+                ),
+            ));
+        }
+        out.push((field.to_string(), term.to_string()));
+    }
+    Ok(out)
 }
 
 /// `result` rows of a Table API answer.
@@ -622,31 +707,16 @@ fn parse_sn_time(s: &str) -> Option<DateTime<Utc>> {
         })
 }
 
-/// The `rel="next"` target of a `Link` header.
-fn link_next(headers: &reqwest::header::HeaderMap, base: &str) -> Option<String> {
-    for h in headers.get_all(reqwest::header::LINK) {
-        let Ok(s) = h.to_str() else { continue };
-        for part in s.split(',') {
-            let mut segs = part.split(';');
-            let Some(target) = segs.next().map(str::trim) else {
-                continue;
-            };
-            let Some(target) = target.strip_prefix('<').and_then(|t| t.strip_suffix('>')) else {
-                continue;
-            };
-            if segs.any(|p| {
-                p.trim()
-                    .strip_prefix("rel=")
-                    .is_some_and(|r| r.trim_matches('"') == "next")
-            }) {
-                return url::Url::parse(base)
-                    .and_then(|b| b.join(target))
-                    .map(|u| u.to_string())
-                    .ok();
-            }
-        }
-    }
-    None
+/// Whether a Table API answer names a next page: `Some(true/false)` from its `Link` header
+/// (RFC 8288, raw commas and all), `None` when it has no `Link` header.
+fn link_more(resp: &HttpResponse, req_url: &str) -> Result<Option<bool>, SourceError> {
+    Ok(
+        match super::link::target(&resp.headers, "next", req_url, &resp.url)? {
+            LinkTarget::NoHeader => None,
+            LinkTarget::Absent => Some(false),
+            LinkTarget::Found(_) => Some(true),
+        },
+    )
 }
 
 #[async_trait]
@@ -710,6 +780,9 @@ impl Source for ServiceNowSource {
                 ));
             }
         }
+        if self.cfg.include_deleted {
+            fields.push(FieldInfo::new("sys_deleted", FieldType::Boolean).required());
+        }
         Ok(EntityDescription {
             entity: entity.into(),
             fields,
@@ -752,6 +825,9 @@ impl Source for ServiceNowSource {
                 message: format!("the resume cursor {v} is not a servicenow cursor ({e})"),
             })?,
         };
+        if c.deleted {
+            return self.read_deleted(req, field, c).await;
+        }
         let limit = self.page_size(req);
         let mut query = vec![
             (
@@ -785,9 +861,9 @@ impl Source for ServiceNowSource {
         }
         let resp = self.get(table, query).await?;
         let rows = result_rows(&resp)?;
-        let has_link = resp.headers.contains_key(reqwest::header::LINK);
-        let more = link_next(&resp.headers, &resp.url).is_some()
-            || (!has_link && rows.len() as u32 >= limit);
+        // The end of data is the absence of a `Link rel="next"`; only an instance that sends no
+        // Link header at all is read until a short page.
+        let more = link_more(&resp, &self.base)?.unwrap_or(rows.len() as u32 >= limit);
         let mut records = Vec::with_capacity(rows.len());
         let mut last: Option<(Option<String>, String)> = None;
         for raw in &rows {
@@ -843,6 +919,112 @@ impl Source for ServiceNowSource {
                     after_time: t,
                     after_id: Some(id),
                     offset: 0,
+                    deleted: false,
+                })
+            }
+            None => more.then(|| SnCursor {
+                offset: c.offset + limit as u64,
+                ..c.clone()
+            }),
+        };
+        // After the live rows, the deleted ones.
+        let next = next.or_else(|| {
+            self.cfg.include_deleted.then(|| SnCursor {
+                deleted: true,
+                ..Default::default()
+            })
+        });
+        Ok(Page {
+            records,
+            next: next.map(|n| serde_json::to_value(n).expect("cursor serializes")),
+            bytes: resp.bytes,
+        })
+    }
+}
+
+impl ServiceNowSource {
+    /// One page of the table's deleted records: `sys_audit_delete` rows whose `tablename` is
+    /// the table, by deletion time (`sys_created_on`, the window applies to it) and sys_id.
+    /// Each becomes `{sys_id: documentkey, <incremental field>: deleted at, sys_deleted: true}`.
+    /// <https://support.servicenow.com/kb?id=kb_article_view&sysparm_article=KB0724183>,
+    /// <https://hi.service-now.com/kb_view.do?sysparm_article=KB0634666>
+    async fn read_deleted(
+        &self,
+        req: &ReadRequest,
+        field: Option<&str>,
+        c: SnCursor,
+    ) -> Result<Page, SourceError> {
+        let table = req.entity.as_str();
+        let limit = self.page_size(req);
+        let key = field.map(|_| "sys_created_on");
+        let mut query = vec![
+            (
+                "sysparm_query".to_string(),
+                keyset_query(
+                    vec![format!("tablename={table}")],
+                    key,
+                    req.window.as_ref(),
+                    &c,
+                ),
+            ),
+            ("sysparm_limit".into(), limit.to_string()),
+            (
+                "sysparm_fields".into(),
+                "sys_id,tablename,documentkey,sys_created_on".into(),
+            ),
+            ("sysparm_exclude_reference_link".into(), "true".into()),
+        ];
+        if c.offset > 0 {
+            query.push(("sysparm_offset".into(), c.offset.to_string()));
+        }
+        let resp = self.get("sys_audit_delete", query).await?;
+        let rows = result_rows(&resp)?;
+        let more = link_more(&resp, &self.base)?.unwrap_or(rows.len() as u32 >= limit);
+        let inc = req.incremental_field.as_deref().unwrap_or("sys_updated_on");
+        let mut records = vec![];
+        let mut last: Option<(Option<String>, String)> = None;
+        for r in &rows {
+            let (Some(id), Some(doc), Some(at)) = (
+                text(r.get("sys_id")).filter(|s| !s.is_empty()),
+                text(r.get("documentkey")).filter(|s| !s.is_empty()),
+                text(r.get("sys_created_on")).and_then(parse_sn_time),
+            ) else {
+                return Err(SourceError::Rejected {
+                    message: format!("{}: a sys_audit_delete row lacks sys_id, documentkey or a sys_created_on date/time", resp.url),
+                });
+            };
+            // The instance drops conditions on fields it does not know: keep the table's rows
+            // in the window only.
+            let ours = text(r.get("tablename")) == Some(table);
+            if ours && req.window.as_ref().is_none_or(|w| w.contains(at)) {
+                let mut o = Map::new();
+                o.insert("sys_id".into(), Value::String(doc.into()));
+                o.insert(
+                    inc.into(),
+                    Value::String(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                );
+                o.insert("sys_deleted".into(), Value::Bool(true));
+                records.push(Value::Object(o));
+            }
+            last = Some((
+                key.and(text(r.get("sys_created_on")).map(String::from)),
+                id.to_string(),
+            ));
+        }
+        let next = match last {
+            Some((t, id)) => {
+                if c.after_id.is_some()
+                    && (c.after_time.clone(), c.after_id.clone()) >= (t.clone(), Some(id.clone()))
+                {
+                    return Err(SourceError::Rejected {
+                        message: format!("{}: the page did not move past the last sys_audit_delete row read; the instance ignored the paging condition, stopping instead of looping", resp.url),
+                    });
+                }
+                more.then_some(SnCursor {
+                    after_time: t,
+                    after_id: Some(id),
+                    offset: 0,
+                    deleted: true,
                 })
             }
             None => more.then(|| SnCursor {
@@ -929,6 +1111,7 @@ mod tests {
             after_time: Some("2026-01-01 05:00:00".into()),
             after_id: Some("abc".into()),
             offset: 0,
+            deleted: false,
         };
         assert_eq!(
             s.encoded_query(Some("sys_updated_on"), Some(&w), &c),
@@ -940,11 +1123,46 @@ mod tests {
             after_time: None,
             after_id: Some("abc".into()),
             offset: 0,
+            deleted: false,
         };
         assert_eq!(
             s.encoded_query(None, None, &c),
             "active=true^sys_id>abc^ORDERBYsys_id"
         );
+    }
+
+    #[test]
+    fn query_conditions_name_their_fields() {
+        let fields: Vec<String> = query_fields(
+            "active=true^priority<=2^ORstate=6^caller_id.nameSTARTSWITHAb^short_descriptionLIKEdisk^assigned_toISEMPTY^EQ",
+        )
+        .unwrap()
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect();
+        assert_eq!(
+            fields,
+            [
+                "active",
+                "priority",
+                "state",
+                "caller_id.name",
+                "short_description",
+                "assigned_to"
+            ]
+        );
+        for bad in ["active", "=true", "Active=true", "a=1^^", "caller_id.=x"] {
+            let r = query_fields(bad);
+            if bad == "a=1^^" {
+                assert!(r.is_ok());
+                continue;
+            }
+            let e = r.unwrap_err();
+            assert!(
+                e.to_string().contains("source.properties.query"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]
@@ -978,15 +1196,22 @@ mod tests {
     }
 
     #[test]
-    fn link_header() {
+    fn link_header_with_raw_commas_names_the_next_page() {
         let mut h = reqwest::header::HeaderMap::new();
         h.insert(
             reqwest::header::LINK,
-            "<https://a.service-now.com/api/now/table/incident?sysparm_offset=0>;rel=\"first\",<https://a.service-now.com/api/now/table/incident?sysparm_offset=10>;rel=\"next\"".parse().unwrap(),
+            "<https://a.service-now.com/api/now/table/incident?sysparm_fields=number,sys_id&sysparm_offset=0>;rel=\"first\",<https://a.service-now.com/api/now/table/incident?sysparm_fields=number,sys_id&sysparm_offset=10>;rel=\"next\"".parse().unwrap(),
         );
+        let resp = HttpResponse {
+            status: 200,
+            headers: h,
+            body: json!({"result": []}),
+            bytes: 0,
+            url: "u".into(),
+        };
         assert_eq!(
-            link_next(&h, "https://a.service-now.com/api/now/table/incident").as_deref(),
-            Some("https://a.service-now.com/api/now/table/incident?sysparm_offset=10")
+            link_more(&resp, "https://a.service-now.com").unwrap(),
+            Some(true)
         );
     }
 }

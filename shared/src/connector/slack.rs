@@ -5,7 +5,7 @@
 //! source:
 //!   connector: slack
 //!   profile: slack-acme          # {"type": "bearer", "token": "xoxb-…"}  (bot or user token)
-//!   entity: messages             # conversations | users | messages
+//!   entity: messages             # conversations | users | messages | replies
 //!   properties:
 //!     channels: [C0123456789]    # messages: the conversations to read (IDs, not names)
 //!     types: public_channel,private_channel   # conversations: conversations.list `types`
@@ -51,7 +51,10 @@
 //! - Archived channels are listed by `conversations.list` unless `exclude_archived` is set,
 //!   and their history stays readable; deleted users stay in `users.list` with `deleted: true`.
 //! - Thread replies are not part of `conversations.history` (only thread parents and replies
-//!   also sent to the channel): `conversations.replies` is not read.
+//!   also sent to the channel): the `replies` entity finds thread parents in the history and
+//!   reads each thread with `conversations.replies`.
+//! - A channel the token cannot read (`channel_not_found`, `not_in_channel`) is skipped with a
+//!   warning (`on_channel_error: skip`, the default) or fails the run (`fail`).
 //!
 //! Documentation:
 //! - <https://docs.slack.dev/reference/methods/conversations.history>
@@ -110,7 +113,22 @@ const ENTITIES: &[EntityDef] = &[
         default_incremental: "posted_at",
         fields: message_fields,
     },
+    EntityDef {
+        name: "replies",
+        label:
+            "Thread replies in the channels of source.properties.channels (conversations.replies)",
+        method: "conversations.replies",
+        key: "messages",
+        default_incremental: "posted_at",
+        fields: reply_fields,
+    },
 ];
+
+fn reply_fields() -> Vec<FieldInfo> {
+    let mut f = message_fields();
+    f.push(s("parent_user_id"));
+    f
+}
 
 fn conversation_fields() -> Vec<FieldInfo> {
     vec![
@@ -206,8 +224,28 @@ pub struct SlackConfig {
     /// `limit` per request.
     #[serde(default)]
     pub page_size: Option<u32>,
+    /// A channel the token cannot read (`channel_not_found`, `not_in_channel`): `skip` it with
+    /// a warning (default) or `fail` the run.
+    #[serde(default)]
+    pub on_channel_error: OnChannelError,
+    /// `replies`: threads whose parent was posted up to this many days before the window
+    /// start are searched for new replies (a reply is posted after its parent).
+    #[serde(default = "default_replies_lookback")]
+    pub replies_lookback_days: u32,
     #[serde(default)]
     pub http: HttpSettings,
+}
+
+fn default_replies_lookback() -> u32 {
+    30
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnChannelError {
+    #[default]
+    Skip,
+    Fail,
 }
 
 const TYPES: &[&str] = &["public_channel", "private_channel", "mpim", "im"];
@@ -216,7 +254,7 @@ impl SlackConfig {
     pub fn parse(props: &Map<String, Value>, entity: &str) -> Result<Self, SourceError> {
         let cfg: SlackConfig = parse_properties(
             props,
-            Some("slack takes channels, types, exclude_archived, page_size, base_url, http"),
+            Some("slack takes channels, types, exclude_archived, page_size, on_channel_error, replies_lookback_days, base_url, http"),
         )?;
         cfg.check(entity)?;
         Ok(cfg)
@@ -250,10 +288,16 @@ impl SlackConfig {
                 ));
             }
         }
-        if entity == "messages" && self.channels.is_empty() {
+        if matches!(entity, "messages" | "replies") && self.channels.is_empty() {
             return Err(SourceError::config(
                 "source.properties.channels",
-                "the messages entity reads the channels listed here: add their IDs, e.g. channels: [C0123456789] (the bot must be a member: /invite @your-app)",
+                format!("the {entity} entity reads the channels listed here: add their IDs, e.g. channels: [C0123456789] (the bot must be a member: /invite @your-app)"),
+            ));
+        }
+        if self.replies_lookback_days > 3650 {
+            return Err(SourceError::config(
+                "source.properties.replies_lookback_days",
+                "must be at most 3650 (ten years)",
             ));
         }
         if let Some(t) = &self.types {
@@ -304,6 +348,15 @@ struct SCursor {
     cursor: Option<String>,
     #[serde(default)]
     pages: u64,
+    /// `replies`: thread parents (their `ts`) of the channel still to read, the first one
+    /// being read with `reply_cursor`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    parents: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reply_cursor: Option<String>,
+    /// `replies`: the channel's history has been scanned for parents to its end.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    history_done: bool,
 }
 
 /// The slack connector bound to one flow.
@@ -311,6 +364,7 @@ pub struct SlackSource {
     base: String,
     cfg: SlackConfig,
     http: HttpClient,
+    warnings: std::sync::Mutex<Vec<String>>,
 }
 
 /// A window bound as Slack writes timestamps: seconds and microseconds.
@@ -328,7 +382,12 @@ impl SlackSource {
         let base = cfg.base_url.clone().unwrap_or_else(|| DEFAULT_BASE.into());
         let base = base.trim_end_matches('/').to_string();
         let http = HttpClient::new(cfg.http.clone(), Arc::new(auth), &base)?;
-        Ok(SlackSource { base, cfg, http })
+        Ok(SlackSource {
+            base,
+            cfg,
+            http,
+            warnings: Default::default(),
+        })
     }
 
     fn request(&self, def: &EntityDef, req: &ReadRequest, c: &SCursor) -> HttpRequest {
@@ -370,6 +429,262 @@ impl SlackSource {
             r.query.push(("cursor".into(), cur.clone()));
         }
         r
+    }
+
+    /// The cursor of the next channel of `channels` (`None` after the last).
+    fn next_channel(&self, c: &SCursor, pages: u64) -> Option<SCursor> {
+        (c.channel + 1 < self.cfg.channels.len()).then(|| SCursor {
+            channel: c.channel + 1,
+            pages,
+            ..Default::default()
+        })
+    }
+
+    /// A channel the token cannot read: with `on_channel_error: skip`, an empty page that
+    /// moves on to the next channel (and a warning); `None`: not a channel error, or `fail`.
+    fn channel_error(
+        &self,
+        def: &EntityDef,
+        url: &str,
+        body: &Value,
+        c: &SCursor,
+        channel: &str,
+        bytes: u64,
+    ) -> Result<Option<Page>, SourceError> {
+        let code = body.get("error").and_then(Value::as_str).unwrap_or("");
+        if !matches!(code, "channel_not_found" | "not_in_channel")
+            || self.cfg.on_channel_error == OnChannelError::Fail
+        {
+            return Ok(None);
+        }
+        let w = format!(
+            "slack {} ({url}): channel {channel} skipped ({code}): the token cannot read it, so its {} in this window are not read; invite the app (/invite @your-app) or fix the ID in source.properties.channels, or set on_channel_error: fail to fail the run instead",
+            def.method, def.name
+        );
+        tracing::warn!(channel, code, "{w}");
+        self.warnings.lock().expect("warnings lock").push(w);
+        Ok(Some(Page {
+            records: vec![],
+            next: self
+                .next_channel(c, c.pages + 1)
+                .map(|n| serde_json::to_value(n).expect("cursor serializes")),
+            bytes,
+        }))
+    }
+
+    fn limit(&self, req: &ReadRequest) -> String {
+        req.page_size
+            .or(self.cfg.page_size)
+            .unwrap_or(DEFAULT_LIMIT)
+            .clamp(1, MAX_LIMIT)
+            .to_string()
+    }
+
+    /// `replies`: per channel, scan `conversations.history` for thread parents that may have
+    /// replies in the window (posted up to `replies_lookback_days` before its start, with a
+    /// `latest_reply` after it), then read each thread with `conversations.replies`, keeping
+    /// the replies (not the parent, which every answer repeats first) posted in the window.
+    /// <https://docs.slack.dev/reference/methods/conversations.replies>
+    async fn read_replies(
+        &self,
+        def: &EntityDef,
+        req: &ReadRequest,
+        mut c: SCursor,
+    ) -> Result<Page, SourceError> {
+        let Some(channel) = self.cfg.channels.get(c.channel).cloned() else {
+            return Ok(Page {
+                records: vec![],
+                next: None,
+                bytes: 0,
+            });
+        };
+        let pages = c.pages + 1;
+        let send = |r: HttpRequest| async move {
+            self.http.send(&r).await?.ok_or_else(|| SourceError::Fatal {
+                message: "an ignored status answered a Slack request".into(),
+            })
+        };
+        let Some(parent) = c.parents.first().cloned() else {
+            if c.history_done {
+                return Ok(Page {
+                    records: vec![],
+                    next: self
+                        .next_channel(&c, pages)
+                        .map(|n| serde_json::to_value(n).expect("cursor serializes")),
+                    bytes: 0,
+                });
+            }
+            // Scan one history page for thread parents.
+            let hist = entity_def("messages")?;
+            let mut r = HttpRequest::get(format!("{}/conversations.history", self.base));
+            r.query = vec![
+                ("channel".into(), channel.clone()),
+                ("limit".into(), self.limit(req)),
+            ];
+            if let Some(w) = &req.window {
+                if let Some(s) = w.start {
+                    let back = chrono::Duration::days(self.cfg.replies_lookback_days as i64);
+                    let from = s.checked_sub_signed(back).unwrap_or(s);
+                    r.query.push(("oldest".into(), slack_ts(from)));
+                }
+                r.query.push(("latest".into(), slack_ts(w.end)));
+                r.query.push(("inclusive".into(), "true".into()));
+            }
+            if let Some(cur) = &c.cursor {
+                r.query.push(("cursor".into(), cur.clone()));
+            }
+            let resp = send(r).await?;
+            let body = &resp.body;
+            if body.get("ok").and_then(Value::as_bool) != Some(true) {
+                if let Some(p) =
+                    self.channel_error(def, &resp.url, body, &c, &channel, resp.bytes)?
+                {
+                    return Ok(p);
+                }
+                return Err(self.api_error(hist, &resp.url, body, &resp.headers, Some(&channel)));
+            }
+            let msgs = body.get("messages").and_then(Value::as_array).ok_or_else(|| {
+                SourceError::Rejected {
+                    message: format!("slack conversations.history ({}) answered ok=true without a `messages` array", resp.url),
+                }
+            })?;
+            let start = req.window.and_then(|w| w.start);
+            c.parents = msgs
+                .iter()
+                .filter(|m| m.get("reply_count").and_then(Value::as_u64).unwrap_or(0) > 0)
+                .filter(|m| {
+                    // A thread whose latest reply is not after the window start has nothing new.
+                    let latest = m.get("latest_reply").and_then(normalize::time);
+                    start.is_none_or(|s| latest.is_none_or(|l| l > s))
+                })
+                .filter_map(|m| m.get("ts").and_then(Value::as_str).map(String::from))
+                .collect();
+            let next_cursor = body
+                .pointer("/response_metadata/next_cursor")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(String::from);
+            if next_cursor.is_some() && next_cursor == c.cursor {
+                return Err(SourceError::Rejected {
+                    message: format!("slack conversations.history ({}) handed back the cursor it was given; the API is looping", resp.url),
+                });
+            }
+            c.history_done = next_cursor.is_none();
+            c.cursor = next_cursor;
+            c.pages = pages;
+            let next = if c.parents.is_empty() && c.history_done {
+                self.next_channel(&c, pages)
+            } else {
+                Some(c)
+            };
+            return Ok(Page {
+                records: vec![],
+                next: next.map(|n| serde_json::to_value(n).expect("cursor serializes")),
+                bytes: resp.bytes,
+            });
+        };
+        // Read one page of the first pending thread.
+        let mut r = HttpRequest::get(format!("{}/conversations.replies", self.base));
+        r.query = vec![
+            ("channel".into(), channel.clone()),
+            ("ts".into(), parent.clone()),
+            ("limit".into(), self.limit(req)),
+        ];
+        if let Some(w) = &req.window {
+            if let Some(s) = w.start {
+                r.query.push(("oldest".into(), slack_ts(s)));
+            }
+            r.query.push(("latest".into(), slack_ts(w.end)));
+            r.query.push(("inclusive".into(), "true".into()));
+        }
+        if let Some(rc) = &c.reply_cursor {
+            r.query.push(("cursor".into(), rc.clone()));
+        }
+        let resp = send(r).await?;
+        let body = &resp.body;
+        let mut records = vec![];
+        let mut reply_next = None;
+        if body.get("ok").and_then(Value::as_bool) != Some(true) {
+            let code = body.get("error").and_then(Value::as_str).unwrap_or("");
+            if code == "thread_not_found" {
+                // The parent was deleted since the history scan: nothing to read there.
+                tracing::info!(channel = %channel, thread = %parent, "thread gone before its replies were read");
+            } else if let Some(p) =
+                self.channel_error(def, &resp.url, body, &c, &channel, resp.bytes)?
+            {
+                return Ok(p);
+            } else {
+                return Err(self.api_error(def, &resp.url, body, &resp.headers, Some(&channel)));
+            }
+        } else {
+            let items = body.get("messages").and_then(Value::as_array).ok_or_else(|| {
+                SourceError::Rejected {
+                    message: format!("slack conversations.replies ({}) answered ok=true without a `messages` array", resp.url),
+                }
+            })?;
+            let fields = (def.fields)();
+            for item in items {
+                if item.get("ts").and_then(Value::as_str) == Some(parent.as_str()) {
+                    continue; // the parent, repeated at the head of every thread
+                }
+                let mut item = item.clone();
+                if let Some(o) = item.as_object_mut() {
+                    o.insert("channel".into(), Value::String(channel.clone()));
+                    let posted = o.get("ts").cloned().unwrap_or(Value::Null);
+                    o.insert("posted_at".into(), posted);
+                }
+                let rec =
+                    normalize::shape(&item, &fields).map_err(|why| SourceError::Rejected {
+                        message: format!(
+                            "slack conversations.replies ({}): a reply in thread {parent}: {why}",
+                            resp.url
+                        ),
+                    })?;
+                if let Some(w) = &req.window {
+                    match rec.get("posted_at").and_then(normalize::time) {
+                        Some(t) if w.contains(t) => {}
+                        Some(_) => continue,
+                        None => {
+                            return Err(SourceError::Rejected {
+                                message: format!("slack conversations.replies ({}): a reply in thread {parent} has no ts", resp.url),
+                            })
+                        }
+                    }
+                }
+                records.push(rec);
+            }
+            reply_next = body
+                .pointer("/response_metadata/next_cursor")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(String::from);
+            if reply_next.is_some() && reply_next == c.reply_cursor {
+                return Err(SourceError::Rejected {
+                    message: format!("slack conversations.replies ({}) handed back the cursor it was given; the API is looping", resp.url),
+                });
+            }
+        }
+        c.pages = pages;
+        let next = match reply_next {
+            Some(rc) => {
+                c.reply_cursor = Some(rc);
+                Some(c)
+            }
+            None => {
+                c.parents.remove(0);
+                c.reply_cursor = None;
+                if c.parents.is_empty() && c.history_done {
+                    self.next_channel(&c, pages)
+                } else {
+                    Some(c)
+                }
+            }
+        };
+        Ok(Page {
+            records,
+            next: next.map(|n| serde_json::to_value(n).expect("cursor serializes")),
+            bytes: resp.bytes,
+        })
     }
 
     /// Map `{"ok": false, "error": …}` to the framework's error kinds.
@@ -430,15 +745,40 @@ impl SlackSource {
 
 #[async_trait]
 impl Source for SlackSource {
+    /// The entities, after `auth.test` (one cheap authenticated call) proves the token works;
+    /// methods are shown on the configured `base_url`.
+    /// <https://docs.slack.dev/reference/methods/auth.test>
     async fn list_entities(&self) -> Result<Vec<EntityInfo>, SourceError> {
+        let def = EntityDef {
+            name: "auth",
+            label: "auth.test",
+            method: "auth.test",
+            key: "user_id",
+            default_incremental: "",
+            fields: Vec::new,
+        };
+        let resp = self
+            .http
+            .send(&HttpRequest::get(format!("{}/auth.test", self.base)))
+            .await?
+            .ok_or_else(|| SourceError::Fatal {
+                message: "an ignored status answered a Slack request".into(),
+            })?;
+        if resp.body.get("ok").and_then(Value::as_bool) != Some(true) {
+            return Err(self.api_error(&def, &resp.url, &resp.body, &resp.headers, None));
+        }
         Ok(ENTITIES
             .iter()
             .map(|e| EntityInfo {
                 name: e.name.into(),
                 label: e.label.into(),
-                description: Some(format!("GET {}/{}", DEFAULT_BASE, e.method)),
+                description: Some(format!("GET {}/{}", self.base, e.method)),
             })
             .collect())
+    }
+
+    fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock().expect("warnings lock"))
     }
 
     async fn describe(&self, entity: &str) -> Result<EntityDescription, SourceError> {
@@ -455,10 +795,13 @@ impl Source for SlackSource {
         cursor: Option<&Value>,
     ) -> Result<Page, SourceError> {
         let def = entity_def(&req.entity)?;
-        if def.name == "messages" && self.cfg.channels.is_empty() {
+        if matches!(def.name, "messages" | "replies") && self.cfg.channels.is_empty() {
             return Err(SourceError::config(
                 "source.properties.channels",
-                "the messages entity needs the channel IDs to read, e.g. channels: [C0123456789]",
+                format!(
+                    "the {} entity needs the channel IDs to read, e.g. channels: [C0123456789]",
+                    def.name
+                ),
             ));
         }
         let c: SCursor = match cursor {
@@ -467,6 +810,9 @@ impl Source for SlackSource {
                 message: format!("slack: the resume cursor {v} is not a slack cursor ({e})"),
             })?,
         };
+        if def.name == "replies" {
+            return self.read_replies(def, req, c).await;
+        }
         let channel = (def.name == "messages")
             .then(|| self.cfg.channels.get(c.channel).cloned())
             .flatten();
@@ -481,9 +827,16 @@ impl Source for SlackSource {
             .http
             .send(&self.request(def, req, &c))
             .await?
-            .expect("no ignored statuses");
+            .ok_or_else(|| SourceError::Fatal {
+                message: "an ignored status answered a Slack request".into(),
+            })?;
         let body = &resp.body;
         if body.get("ok").and_then(Value::as_bool) != Some(true) {
+            if let Some(ch) = &channel {
+                if let Some(p) = self.channel_error(def, &resp.url, body, &c, ch, resp.bytes)? {
+                    return Ok(p);
+                }
+            }
             return Err(self.api_error(def, &resp.url, body, &resp.headers, channel.as_deref()));
         }
         if let Some(w) = body.get("warning") {
@@ -554,6 +907,7 @@ impl Source for SlackSource {
                     channel: c.channel,
                     cursor: Some(nc.into()),
                     pages,
+                    ..Default::default()
                 })
             }
             None => {
@@ -562,13 +916,9 @@ impl Source for SlackSource {
                         message: format!("slack {} ({}) says has_more but gives no response_metadata.next_cursor", def.method, resp.url),
                     });
                 }
-                (def.name == "messages" && c.channel + 1 < self.cfg.channels.len()).then(|| {
-                    SCursor {
-                        channel: c.channel + 1,
-                        cursor: None,
-                        pages,
-                    }
-                })
+                (def.name == "messages")
+                    .then(|| self.next_channel(&c, pages))
+                    .flatten()
             }
         };
         Ok(Page {

@@ -465,13 +465,41 @@ fn boundary_key(r: &Value, sort_field: &str) -> Option<(String, DateTime<Utc>)> 
 
 #[async_trait]
 impl Source for ZendeskSource {
+    /// The entities, after one authenticated call (`GET /api/v2/users/me.json`, "Show Self")
+    /// proves the profile works: a refused credential is `AuthFailed`, not a list.
+    /// <https://developer.zendesk.com/api-reference/ticketing/users/users/>
     async fn list_entities(&self) -> Result<Vec<EntityInfo>, SourceError> {
+        let mut r = HttpRequest::get(format!("{}/api/v2/users/me.json", self.base));
+        r.headers = vec![("Accept".into(), "application/json".into())];
+        let resp = self
+            .http
+            .send(&r)
+            .await?
+            .ok_or_else(|| SourceError::Fatal {
+                message: "an ignored status answered a Zendesk request".into(),
+            })?;
+        // Without valid credentials Show Self answers the anonymous user (no id).
+        let user = resp.body.get("user");
+        if user.and_then(|u| u.get("id")).is_none_or(Value::is_null) {
+            return Err(self.http.auth.auth_error(format!(
+                "{} answered as the anonymous user: the credentials were not accepted; put an admin's `email/token` and API token (or an OAuth token) into the profile's secret",
+                resp.url
+            )));
+        }
+        let admin = user.and_then(|u| u.get("role")).and_then(Value::as_str) == Some("admin");
         Ok(ENTITIES
             .iter()
             .map(|e| EntityInfo {
                 name: e.name.into(),
                 label: e.label.into(),
-                description: Some(format!("GET {}", e.path)),
+                description: Some(if admin || !e.path.contains("/incremental/") {
+                    format!("GET {}{}", self.base, e.path)
+                } else {
+                    format!(
+                        "GET {}{} (admin only: the profile's user is not an admin)",
+                        self.base, e.path
+                    )
+                }),
             })
             .collect())
     }

@@ -234,7 +234,11 @@ fn make(object: &str, i: u64, cfg: &HsConfig) -> Rec {
 
 struct Inner {
     cfg: HsConfig,
-    data: HashMap<String, Vec<Rec>>,
+    /// Records per object; edits (`touch`) change them while a read pages.
+    data: Mutex<HashMap<String, Vec<Rec>>>,
+    /// (data request number, object, record numbers): edit those records, at the time of that
+    /// request, once the mock has answered that many data requests.
+    scheduled: Mutex<Vec<(u64, String, Vec<u64>)>>,
     common: super::Common,
     /// Search request bodies, in order.
     search_bodies: Mutex<Vec<Value>>,
@@ -274,7 +278,8 @@ impl HubSpotMock {
         };
         let inner = Arc::new(Inner {
             cfg,
-            data,
+            data: Mutex::new(data),
+            scheduled: Mutex::new(vec![]),
             common: Default::default(),
             search_bodies: Mutex::new(vec![]),
             tokens: Mutex::new((BTreeSet::new(), refresh, 0)),
@@ -316,6 +321,31 @@ impl HubSpotMock {
         make("contacts", i, &self.inner.cfg).modified
     }
 
+    /// Edit records `is` of `object` now: their last-modified time becomes the current time
+    /// (as a user's edit in HubSpot would).
+    pub fn touch(&self, object: &str, is: &[u64]) {
+        touch(&self.inner, object, is);
+    }
+
+    /// Edit records `is` of `object` once `after` data requests have been answered (while a
+    /// run pages).
+    pub fn touch_after(&self, after: u64, object: &str, is: &[u64]) {
+        self.inner
+            .scheduled
+            .lock()
+            .unwrap()
+            .push((after, object.to_string(), is.to_vec()));
+    }
+
+    /// (id, last-modified) of every live record of `object`.
+    pub fn versions(&self, object: &str) -> BTreeSet<(String, DateTime<Utc>)> {
+        self.inner.data.lock().unwrap()[object]
+            .iter()
+            .filter(|r| !r.archived)
+            .map(|r| (r.id.to_string(), r.modified))
+            .collect()
+    }
+
     /// Ids of `object`'s records modified in `(start, end]`, archived or not as asked.
     pub fn ids_in(
         &self,
@@ -324,12 +354,24 @@ impl HubSpotMock {
         end: Option<DateTime<Utc>>,
         archived: bool,
     ) -> BTreeSet<String> {
-        self.inner.data[object]
+        self.inner.data.lock().unwrap()[object]
             .iter()
             .filter(|r| r.archived == archived)
             .filter(|r| start.is_none_or(|s| r.modified > s) && end.is_none_or(|e| r.modified <= e))
             .map(|r| r.id.to_string())
             .collect()
+    }
+}
+
+fn touch(s: &Inner, object: &str, is: &[u64]) {
+    let now = Utc::now();
+    let mut data = s.data.lock().unwrap();
+    for r in data.get_mut(object).unwrap() {
+        if is.contains(&(r.id - 1000)) {
+            r.modified = now;
+            r.props
+                .insert(last_modified_property(object).into(), json!(iso(now)));
+        }
     }
 }
 
@@ -369,7 +411,8 @@ async fn list(
     Path(object): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let Some(recs) = s.data.get(&object) else {
+    let data = s.data.lock().unwrap();
+    let Some(recs) = data.get(&object) else {
         return error(
             StatusCode::BAD_REQUEST,
             "VALIDATION_ERROR",
@@ -443,12 +486,18 @@ fn filter_ok(r: &Rec, f: &Value) -> Result<bool, String> {
     })
 }
 
+/// CRM search: filterGroups (OR) of filters (AND), one sort, `limit` ≤ 200, `after` offsets,
+/// default properties per object, at most 10,000 results per query (paging past them: 400).
+/// <https://developers.hubspot.com/docs-beta/crm/search>,
+/// <https://developers.hubspot.com/docs/api-reference/2026-03/crm/search-the-crm>,
+/// <https://docs.aws.amazon.com/glue/latest/dg/hubspot-connector-limitations.md>
 async fn search(
     State(s): State<S>,
     Path(object): Path<String>,
     body: axum::Json<Value>,
 ) -> Response {
-    let Some(recs) = s.data.get(&object) else {
+    let data = s.data.lock().unwrap();
+    let Some(recs) = data.get(&object) else {
         return error(
             StatusCode::BAD_REQUEST,
             "VALIDATION_ERROR",
@@ -628,6 +677,20 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
             "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
         )
     } else {
+        // Edits scheduled for this point of the read happen before it is answered.
+        let answered = s
+            .common
+            .data_requests
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let due: Vec<(u64, String, Vec<u64>)> = {
+            let mut sch = s.scheduled.lock().unwrap();
+            let (due, later) = sch.drain(..).partition(|(n, _, _)| *n <= answered);
+            *sch = later;
+            due
+        };
+        for (_, object, is) in due {
+            touch(&s, &object, &is);
+        }
         match s.common.next_fault() {
             Some(Fault::Status {
                 status: 429,

@@ -108,6 +108,8 @@ struct Inner {
     revoked: Mutex<bool>,
     token_requests: AtomicU64,
     touched: Mutex<HashMap<u64, DateTime<Utc>>>,
+    /// (data request number, ids): edit those records (now) when that request arrives.
+    scheduled: Mutex<Vec<(u64, Vec<u64>)>>,
     queries: Mutex<Vec<(Vec<u64>, Vec<String>)>>,
     jobs: Mutex<Vec<Job>>,
 }
@@ -140,6 +142,7 @@ impl SalesforceMock {
             revoked: Mutex::new(false),
             token_requests: AtomicU64::new(0),
             touched: Default::default(),
+            scheduled: Default::default(),
             queries: Default::default(),
             jobs: Default::default(),
         });
@@ -202,6 +205,27 @@ impl SalesforceMock {
         for i in ids {
             t.insert(i, at);
         }
+    }
+
+    /// Edit records `ids` (now) when the `n`-th authorized data request arrives: a user
+    /// editing while a run pages.
+    pub fn touch_on_request(&self, n: u64, ids: &[u64]) {
+        self.inner.scheduled.lock().unwrap().push((n, ids.to_vec()));
+    }
+
+    /// (Id, SystemModstamp as ferry writes it) of every live record now.
+    pub fn versions(&self) -> BTreeSet<(String, String)> {
+        (1..=self.inner.cfg.accounts)
+            .filter(|i| !is_deleted(*i))
+            .map(|i| {
+                (
+                    account_id(i),
+                    stamp(&self.inner, i)
+                        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                        .to_string(),
+                )
+            })
+            .collect()
     }
 
     pub fn modstamp_of(&self, i: u64) -> DateTime<Utc> {
@@ -269,6 +293,9 @@ const FIELDS: &[(&str, &str, Option<&str>, bool, &str)] = &[
     ("Name", "string", None, false, "Account Name"),
     ("Industry", "picklist", None, true, "Industry"),
     ("AnnualRevenue", "currency", None, true, "Annual Revenue"),
+    ("Discount__c", "percent", None, true, "Discount"),
+    ("OwnerId", "reference", None, false, "Owner ID"),
+    ("ParentId", "reference", None, true, "Parent Account ID"),
     ("NumberOfEmployees", "int", None, true, "Employees"),
     ("IsPartner", "boolean", None, false, "Partner"),
     (
@@ -359,6 +386,8 @@ enum V {
     Text(String),
     Int(i64),
     Float(f64),
+    /// An exact decimal, written as a JSON number / CSV text with these digits.
+    Dec(String),
     Bool(bool),
     Time(DateTime<Utc>),
 }
@@ -373,6 +402,13 @@ fn value(s: &Inner, i: u64, field: &str) -> V {
         "Industry" if i.is_multiple_of(4) => V::Null,
         "Industry" => V::Text(["Energy", "Retail", "Banking"][(i % 3) as usize].into()),
         "AnnualRevenue" if i.is_multiple_of(5) => V::Null,
+        // More digits than a 64-bit float holds: only an exact decimal path keeps them.
+        "AnnualRevenue" if i.is_multiple_of(13) => V::Dec(format!("98765432109{i:03}.57")),
+        "Discount__c" if i.is_multiple_of(3) => V::Null,
+        "Discount__c" => V::Dec(format!("{}.{:02}", i % 100, i % 97)),
+        "OwnerId" => V::Text(format!("005Mk{:013}", 1 + i % 4)),
+        "ParentId" if i.is_multiple_of(8) => V::Text(account_id(i - 1)),
+        "ParentId" => V::Null,
         "AnnualRevenue" if i.is_multiple_of(9) => V::Float(i as f64 * 1.0e9),
         "AnnualRevenue" => V::Float(i as f64 * 1000.5),
         "NumberOfEmployees" if i.is_multiple_of(6) => V::Null,
@@ -427,11 +463,38 @@ fn rest_value(s: &Inner, i: u64, field: &str) -> Value {
         }
         return Value::Object(o);
     }
+    if let Some((rel, rest)) = field.split_once('.') {
+        // REST nests related records: `"Owner": {"attributes": {…}, "Name": "User 2"}`;
+        // an empty lookup is `null`.
+        let (_, _, to) = RELATIONSHIPS.iter().find(|r| r.1 == rel).unwrap();
+        let key = rest.split('.').next().unwrap();
+        let inner = match rel {
+            "Owner" => match related_value(s, i, field) {
+                V::Null => Value::Null,
+                V::Text(t) | V::Dec(t) => Value::String(t),
+                V::Bool(b) => json!(b),
+                V::Int(n) => json!(n),
+                V::Float(f) => json!(f),
+                V::Time(t) => Value::String(t.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()),
+            },
+            _ if !i.is_multiple_of(8) => return Value::Null,
+            _ => rest_value(s, i - 1, rest),
+        };
+        let mut o = serde_json::Map::new();
+        o.insert(
+            "attributes".into(),
+            json!({"type": to, "url": format!("/services/data/v62.0/sobjects/{to}/x")}),
+        );
+        o.insert(key.into(), inner);
+        return Value::Object(o);
+    }
     match value(s, i, field) {
         V::Null => Value::Null,
         V::Text(t) => Value::String(t),
         V::Int(n) => json!(n),
         V::Float(f) => json!(f),
+        // The digits go into the body as a number literal (see `exact_numbers`).
+        V::Dec(d) => Value::String(format!("{EXACT}{d}")),
         V::Bool(b) => json!(b),
         V::Time(t) => Value::String(t.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()),
     }
@@ -439,15 +502,55 @@ fn rest_value(s: &Inner, i: u64, field: &str) -> Value {
 
 /// Bulk CSV text: datetimes as `…000Z`, large doubles in E notation, null as empty.
 fn csv_value(s: &Inner, i: u64, field: &str) -> String {
-    match value(s, i, field) {
+    let v = if field.contains('.') {
+        related_value(s, i, field)
+    } else {
+        value(s, i, field)
+    };
+    match v {
         V::Null => String::new(),
-        V::Text(t) => t,
+        V::Text(t) | V::Dec(t) => t,
         V::Int(n) => n.to_string(),
         V::Float(f) if f.abs() >= 1.0e7 => format!("{f:E}"),
         V::Float(f) => f.to_string(),
         V::Bool(b) => b.to_string(),
         V::Time(t) => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
     }
+}
+
+/// Merge `v` into `into` (objects key by key, recursively; `null` stays `null`).
+fn merge(into: &mut Value, v: Value) {
+    match (into, v) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, x) in b {
+                merge(a.entry(k).or_insert(Value::Null), x);
+            }
+        }
+        (slot @ Value::Null, v) => *slot = v,
+        _ => {}
+    }
+}
+
+/// Marks a string that `exact_numbers` turns into a JSON number literal of its digits.
+const EXACT: &str = "\u{1}num:";
+
+/// A JSON body with the marked strings written as number literals of their exact digits, as
+/// Salesforce writes currency values (`"AnnualRevenue": 98765432109123.57`).
+fn exact_numbers(body: &Value) -> String {
+    let text = body.to_string();
+    let marker = serde_json::to_string(EXACT).unwrap();
+    let marker = &marker[1..marker.len() - 1];
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find(&format!("\"{marker}")) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1 + marker.len()..];
+        let end = after.find('"').unwrap();
+        out.push_str(&after[..end]);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn csv_cell(v: &str) -> String {
@@ -501,23 +604,118 @@ async fn sobjects(Path(_v): Path<String>) -> Response {
     .into_response()
 }
 
+/// Lookups of Account: (field, relationshipName, referenceTo).
+const RELATIONSHIPS: &[(&str, &str, &str)] = &[
+    ("OwnerId", "Owner", "User"),
+    ("ParentId", "Parent", "Account"),
+];
+
+/// User's fields (name, type, label), for `Owner.…` paths.
+const USER_FIELDS: &[(&str, &str, &str)] = &[
+    ("Id", "id", "User ID"),
+    ("Name", "string", "Full Name"),
+    ("Email", "email", "Email"),
+    ("IsActive", "boolean", "Active"),
+];
+
+/// `describe`: fields with `type`, `precision`/`scale` (total digits and digits after the
+/// point of currency, percent and double fields), `relationshipName`/`referenceTo` of lookups.
+/// <https://developer.salesforce.com/docs/platform/apex-ref/references/apex-ref/apex-methods-system-fields-describe.html>
 async fn describe(Path((_v, name)): Path<(String, String)>) -> Response {
-    if name != "Account" {
-        return sf_error(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            "The requested resource does not exist",
-        );
-    }
-    let fields: Vec<Value> = FIELDS
-        .iter()
-        .map(|(n, t, c, nil, label)| {
-            json!({"name": n, "type": t, "compoundFieldName": c, "nillable": nil, "label": label,
-            "soapType": "xsd:string", "filterable": true})
-        })
-        .collect();
-    axum::Json(json!({"name": "Account", "label": "Account", "queryable": true, "fields": fields}))
+    let fields: Vec<Value> = match name.as_str() {
+        "Account" => FIELDS
+            .iter()
+            .map(|(n, t, c, nil, label)| {
+                let (precision, scale) = match *t {
+                    "currency" => (18, 2),
+                    "percent" => (5, 2),
+                    "double" => (18, 15),
+                    _ => (0, 0),
+                };
+                let rel = RELATIONSHIPS.iter().find(|r| r.0 == *n);
+                json!({"name": n, "type": t, "compoundFieldName": c, "nillable": nil, "label": label,
+                "soapType": "xsd:string", "filterable": true, "precision": precision, "scale": scale,
+                "relationshipName": rel.map(|r| r.1), "referenceTo": rel.map(|r| vec![r.2]).unwrap_or_default()})
+            })
+            .collect(),
+        "User" => USER_FIELDS
+            .iter()
+            .map(|(n, t, label)| {
+                json!({"name": n, "type": t, "compoundFieldName": null, "nillable": *n == "Email", "label": label,
+                "precision": 0, "scale": 0, "relationshipName": null, "referenceTo": []})
+            })
+            .collect(),
+        _ => {
+            return sf_error(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "The requested resource does not exist",
+            )
+        }
+    };
+    axum::Json(json!({"name": name, "label": name, "queryable": true, "fields": fields}))
         .into_response()
+}
+
+/// A relationship path of Account (`Owner.Name`, `Parent.Owner.Email`) in the API's casing,
+/// or `None` when SOQL would refuse it.
+fn relationship_path(f: &str) -> Option<String> {
+    let segs: Vec<&str> = f.split('.').collect();
+    let mut object = "Account";
+    let mut out = vec![];
+    for rel in &segs[..segs.len() - 1] {
+        let (_, r, to) = RELATIONSHIPS
+            .iter()
+            .filter(|_| object == "Account")
+            .find(|r| r.1.eq_ignore_ascii_case(rel))?;
+        out.push(r.to_string());
+        object = to;
+    }
+    let last = segs[segs.len() - 1];
+    let name = match object {
+        "Account" => {
+            FIELDS
+                .iter()
+                .find(|x| x.0.eq_ignore_ascii_case(last) && x.1 != "address")?
+                .0
+        }
+        _ => {
+            USER_FIELDS
+                .iter()
+                .find(|x| x.0.eq_ignore_ascii_case(last))?
+                .0
+        }
+    };
+    out.push(name.to_string());
+    Some(out.join("."))
+}
+
+/// The value at a relationship path of record `i`: Owner is user `1 + i % 4`, inactive for
+/// user 4; every 8th account has account `i - 1` as its parent, the others none.
+fn related_value(s: &Inner, i: u64, path: &str) -> V {
+    let segs: Vec<&str> = path.split('.').collect();
+    match segs[0] {
+        "Owner" => {
+            let u = 1 + i % 4;
+            match segs[1] {
+                "Id" => V::Text(format!("005Mk{u:013}")),
+                "Name" => V::Text(format!("User {u}")),
+                "Email" if u == 2 => V::Null,
+                "Email" => V::Text(format!("user{u}@acme.test")),
+                "IsActive" => V::Bool(u != 4),
+                _ => V::Null,
+            }
+        }
+        "Parent" if i.is_multiple_of(8) => {
+            let rest = segs[1..].join(".");
+            if rest.contains('.') {
+                related_value(s, i - 1, &rest)
+            } else {
+                value(s, i - 1, &rest)
+            }
+        }
+        _ => V::Null,
+    }
 }
 
 struct Soql {
@@ -551,8 +749,21 @@ fn parse_soql(q: &str) -> Result<Soql, Response> {
     } else {
         sel.split(',').map(|f| f.trim().to_string()).collect()
     };
-    for f in &fields {
-        if field_type(f).is_none() {
+    let mut fields = fields;
+    for f in fields.iter_mut() {
+        if f.contains('.') {
+            // Relationship fields are case-insensitive in SOQL; results use the API's casing.
+            match relationship_path(f) {
+                Some(p) => *f = p,
+                None => {
+                    return Err(sf_error(
+                        StatusCode::BAD_REQUEST,
+                        "INVALID_FIELD",
+                        &format!("Didn't understand relationship '{}' in field path. If you are attempting to use a custom relationship, be sure to append the '__r' after the custom relationship name.", f.split('.').next().unwrap_or("")),
+                    ))
+                }
+            }
+        } else if field_type(f).is_none() {
             return Err(sf_error(
                 StatusCode::BAD_REQUEST,
                 "INVALID_FIELD",
@@ -621,6 +832,11 @@ fn batch_size(h: &HeaderMap) -> usize {
         .clamp(200, 2000)
 }
 
+/// One page of a query: `totalSize`, `done`, `records` and, while not done, `nextRecordsUrl`
+/// (a queryAll's says `query` too). The result set is fixed when the query runs (the locator
+/// pages through it); each page shows the records as they are when it is served.
+/// <https://developer.salesforce.com/docs/platform/api-rest/guide/dome-query.html>,
+/// <https://developer.salesforce.com/docs/platform/api-rest/guide/resources-queryall-more-results.html>
 fn query_page(s: &Inner, v: &str, qid: usize, offset: usize, size: usize) -> Response {
     let (ids, fields) = s.queries.lock().unwrap()[qid].clone();
     let end = (offset + size).min(ids.len());
@@ -630,7 +846,15 @@ fn query_page(s: &Inner, v: &str, qid: usize, offset: usize, size: usize) -> Res
             let mut o = serde_json::Map::new();
             o.insert("attributes".into(), json!({"type": "Account", "url": format!("/services/data/{v}/sobjects/Account/{}", account_id(*i))}));
             for f in &fields {
-                o.insert(f.clone(), rest_value(s, *i, f));
+                let v = rest_value(s, *i, f);
+                match f.split_once('.') {
+                    // Related fields nest under their relationship, all in one object:
+                    // `"Owner": {"attributes": …, "Name": …, "IsActive": …}`.
+                    Some((rel, _)) => merge(o.entry(rel.to_string()).or_insert(Value::Null), v),
+                    None => {
+                        o.insert(f.clone(), v);
+                    }
+                }
             }
             Value::Object(o)
         })
@@ -640,7 +864,11 @@ fn query_page(s: &Inner, v: &str, qid: usize, offset: usize, size: usize) -> Res
         // queryAll locators say `query` too, as Salesforce's do.
         body["nextRecordsUrl"] = json!(format!("/services/data/{v}/query/01gMk{qid:08}-{end}"));
     }
-    axum::Json(body).into_response()
+    (
+        [("content-type", "application/json;charset=UTF-8")],
+        exact_numbers(&body),
+    )
+        .into_response()
 }
 
 async fn run_query(
@@ -896,6 +1124,22 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
             )
         } else {
             let n = s.data_requests.fetch_add(1, Ordering::SeqCst) + 1;
+            let due: Vec<u64> = {
+                let mut sch = s.scheduled.lock().unwrap();
+                let (due, later): (Vec<_>, Vec<_>) = sch.drain(..).partition(|(k, _)| *k <= n);
+                *sch = later;
+                due.into_iter().flat_map(|(_, ids)| ids).collect()
+            };
+            if !due.is_empty() {
+                // SystemModstamp has milliseconds; an edit lands at the current time.
+                let now = Utc::now();
+                let now = now
+                    - ChronoDuration::nanoseconds(now.timestamp_subsec_nanos() as i64 % 1_000_000);
+                let mut t = s.touched.lock().unwrap();
+                for i in due {
+                    t.insert(i, now);
+                }
+            }
             let mut fault = s
                 .on_request
                 .lock()

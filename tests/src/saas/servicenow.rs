@@ -98,6 +98,9 @@ struct Tables {
 struct Inner {
     cfg: SnConfig,
     tables: Mutex<Tables>,
+    /// (data requests answered, incidents): edit those incidents, at the time of the next
+    /// request, once the mock has answered that many (a user editing while ferry pages).
+    scheduled: Mutex<Vec<(u64, Vec<u64>)>>,
     common: super::Common,
     tokens: Mutex<(BTreeSet<String>, String, u64)>,
 }
@@ -247,6 +250,11 @@ fn seed(cfg: &SnConfig) -> Tables {
         dict.push(r);
     }
     t.rows.insert("sys_dictionary".into(), dict);
+    // Deleted records (System Definition > Deleted Records): one row per deletion, `tablename`
+    // and `documentkey` (the deleted record's sys_id), `sys_created_on` the time of deletion.
+    // <https://support.servicenow.com/kb?id=kb_article_view&sysparm_article=KB0724183>,
+    // <https://hi.service-now.com/kb_view.do?sysparm_article=KB0634666>
+    t.rows.insert("sys_audit_delete".into(), vec![]);
     t.rows.insert(
         "incident".into(),
         (1..=cfg.incidents).map(incident).collect(),
@@ -275,6 +283,7 @@ impl ServiceNowMock {
         };
         let inner = Arc::new(Inner {
             tables: Mutex::new(seed(&cfg)),
+            scheduled: Mutex::new(vec![]),
             cfg,
             common: Default::default(),
             tokens: Mutex::new((BTreeSet::new(), refresh, 0)),
@@ -322,6 +331,55 @@ impl ServiceNowMock {
                 r.insert("sys_updated_on".into(), sn_time(at));
             }
         }
+    }
+
+    /// Edit incidents `is` (their `sys_updated_on` becomes the time of the edit) once `after`
+    /// data requests have been answered.
+    pub fn touch_after(&self, after: u64, is: &[u64]) {
+        self.inner
+            .scheduled
+            .lock()
+            .unwrap()
+            .push((after, is.to_vec()));
+    }
+
+    /// (number, sys_updated_on as RFC 3339) of every incident as the instance holds it now.
+    pub fn versions(&self) -> BTreeSet<(u64, String)> {
+        let t = self.inner.tables.lock().unwrap();
+        t.rows["incident"]
+            .iter()
+            .map(|r| {
+                (
+                    r["number"][3..].parse::<u64>().unwrap(),
+                    format!("{}Z", r["sys_updated_on"].replace(' ', "T")),
+                )
+            })
+            .collect()
+    }
+
+    /// Delete incident `i` at `at`: the row goes, a `sys_audit_delete` row records it.
+    pub fn delete(&self, i: u64, at: DateTime<Utc>) {
+        let mut t = self.inner.tables.lock().unwrap();
+        let id = sys_id(i);
+        t.rows
+            .get_mut("incident")
+            .unwrap()
+            .retain(|r| r["sys_id"] != id);
+        let audit = t.rows.get_mut("sys_audit_delete").unwrap();
+        let mut r = Row::new();
+        r.insert(
+            "sys_id".into(),
+            format!("a{:031x}", i * 7 + audit.len() as u64),
+        );
+        r.insert("tablename".into(), "incident".into());
+        r.insert("documentkey".into(), id);
+        r.insert("display_value".into(), format!("INC{i:07}"));
+        r.insert("sys_created_on".into(), sn_time(at));
+        r.insert(
+            "payload".into(),
+            format!("<?xml version=\"1.0\"?><incident><number>INC{i:07}</number></incident>"),
+        );
+        audit.push(r);
     }
 
     /// Numbers of the incidents (visible to the API user) updated in `(start, end]`.
@@ -496,10 +554,17 @@ fn display_of(table: &str, field: &str, ty: &str, v: &str) -> String {
     }
 }
 
+/// `GET /api/now/table/{table}`: "If part of the query is invalid, such as by specifying an
+/// invalid field name, the instance ignores the invalid part"; `sysparm_fields` comma-separated;
+/// `Link` (first/prev/next/last, raw commas in the echoed `sysparm_fields`, `%2C` inside
+/// `sysparm_query`) and `X-Total-Count` headers.
+/// <https://docs.servicenow.com/bundle/geneva-servicenow-platform/page/integrate/inbound_rest/reference/r_TableAPI-GET.html>,
+/// <https://githubissues.com/ServiceNowITOM/ansible-sn-inventory/15>
 async fn table(
     State(s): State<S>,
     Path(table): Path<String>,
     Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
     let t = s.tables.lock().unwrap();
     let Some(rows) = t.rows.get(&table) else {
@@ -518,7 +583,10 @@ async fn table(
             .iter()
             .find_map(|tb| t.columns.get(&(tb.clone(), f.to_string())).cloned())
     };
-    let meta_table = matches!(table.as_str(), "sys_db_object" | "sys_dictionary");
+    let meta_table = matches!(
+        table.as_str(),
+        "sys_db_object" | "sys_dictionary" | "sys_audit_delete"
+    );
     let known = |f: &str| meta_table || col_type(f).is_some();
     let all = run_query(
         rows,
@@ -546,7 +614,11 @@ async fn table(
         .map(String::as_str)
         .unwrap_or("false");
     let exclude_links = q.get("sysparm_exclude_reference_link").map(String::as_str) == Some("true");
-    let base_url = format!("http://{}", "instance");
+    // Links (reference links, `Link` header) are absolute URLs on the instance's own host.
+    let base_url = format!(
+        "http://{}",
+        super::header(&headers, "host").unwrap_or("instance")
+    );
     let result: Vec<Value> = page
         .iter()
         .map(|r| {
@@ -592,11 +664,27 @@ async fn table(
         pairs.retain(|(k, _)| k != "sysparm_offset");
         pairs.push(("sysparm_offset".into(), off.to_string()));
         pairs.sort();
-        let mut ser = url::form_urlencoded::Serializer::new(String::new());
-        for (k, v) in pairs {
-            ser.append_pair(&k, &v);
-        }
-        format!("</api/now/table/{table}?{}>;rel=\"{rel}\"", ser.finish())
+        // A real instance echoes the request's parameters with raw commas
+        // (`sysparm_fields=number,short_description`) inside the `<…>` of each link value.
+        let query: Vec<String> = pairs
+            .into_iter()
+            .map(|(k, v)| {
+                let kv = url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair(&k, &v)
+                    .finish();
+                // As an instance writes it: the field list with raw commas, the encoded
+                // query percent-encoded (commas as %2C).
+                if k == "sysparm_fields" {
+                    kv.replace("%2C", ",")
+                } else {
+                    kv
+                }
+            })
+            .collect();
+        format!(
+            "<{base_url}/api/now/table/{table}?{}>;rel=\"{rel}\"",
+            query.join("&")
+        )
     };
     let mut links = vec![link_at(0, "first")];
     if offset > 0 {
@@ -683,6 +771,26 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
         );
         r
     } else {
+        let answered = s
+            .common
+            .data_requests
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let due: Vec<u64> = {
+            let mut sch = s.scheduled.lock().unwrap();
+            let (due, later): (Vec<_>, Vec<_>) = sch.drain(..).partition(|(n, _)| *n <= answered);
+            *sch = later;
+            due.into_iter().flat_map(|(_, is)| is).collect()
+        };
+        if !due.is_empty() {
+            let now = Utc::now();
+            let mut t = s.tables.lock().unwrap();
+            for r in t.rows.get_mut("incident").unwrap() {
+                let i: u64 = r["number"][3..].parse().unwrap();
+                if due.contains(&i) {
+                    r.insert("sys_updated_on".into(), sn_time(now));
+                }
+            }
+        }
         match s.common.next_fault() {
             Some(Fault::Status {
                 status: 429,

@@ -73,6 +73,11 @@ struct Inner {
     /// `conversations.history` answers `missing_scope` for this scope.
     missing_scope: Mutex<Option<String>>,
     pages_served: AtomicU64,
+    /// Messages posted while the mock runs: (channel, number, micro-epoch ts).
+    posted: Mutex<Vec<(String, u64, i64)>>,
+    /// (data requests answered, channels): post one message to each of those channels, at the
+    /// time of the next request, once the mock has answered that many.
+    scheduled: Mutex<Vec<(u64, Vec<String>)>>,
 }
 
 type S = Arc<Inner>;
@@ -128,11 +133,15 @@ impl SlackMock {
             short_pages: AtomicBool::new(false),
             missing_scope: Mutex::new(None),
             pages_served: AtomicU64::new(0),
+            posted: Mutex::new(vec![]),
+            scheduled: Mutex::new(vec![]),
         });
         let app = Router::new()
             .route("/api/conversations.list", get(conversations_list))
             .route("/api/users.list", get(users_list))
             .route("/api/conversations.history", get(history))
+            .route("/api/conversations.replies", get(replies))
+            .route("/api/auth.test", get(auth_test))
             .layer(axum::middleware::from_fn_with_state(inner.clone(), gate))
             .with_state(inner.clone());
         let (addr, task) = super::serve(app, "slack").await;
@@ -169,6 +178,27 @@ impl SlackMock {
         self.inner.common.log.lock().unwrap().clone()
     }
 
+    /// Post one message to each of `channels` once `after` data requests have been answered
+    /// (people keep talking while ferry pages).
+    pub fn post_after(&self, after: u64, channels: &[&str]) {
+        self.inner
+            .scheduled
+            .lock()
+            .unwrap()
+            .push((after, channels.iter().map(|c| c.to_string()).collect()));
+    }
+
+    /// (channel, ts) of every message in `channels`, seeded and posted.
+    pub fn all_message_keys(&self, channels: &[&str]) -> BTreeSet<(String, String)> {
+        let mut out = self.message_keys(channels, None, None);
+        for (c, _, m) in self.inner.posted.lock().unwrap().iter() {
+            if channels.contains(&c.as_str()) {
+                out.insert((c.clone(), ts_text(*m)));
+            }
+        }
+        out
+    }
+
     /// (channel, ts) of the messages of `channels` posted in `(start, end]`.
     pub fn message_keys(
         &self,
@@ -192,6 +222,31 @@ impl SlackMock {
         }
         out
     }
+    /// (channel, ts) of the thread replies in `channels` posted in `(start, end]`.
+    pub fn reply_keys(
+        &self,
+        channels: &[&str],
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+    ) -> BTreeSet<(String, String)> {
+        let (lo, hi) = (
+            start.map(|t| t.timestamp_micros()),
+            end.map(|t| t.timestamp_micros()),
+        );
+        let mut out = BTreeSet::new();
+        for c in channels {
+            let k = channel_number(c);
+            for j in (1..=self.inner.cfg.messages).filter(|j| j.is_multiple_of(6)) {
+                for r in 1..=2 {
+                    let m = reply_micros(j, k, r);
+                    if lo.is_none_or(|l| m > l) && hi.is_none_or(|h| m <= h) {
+                        out.insert((c.to_string(), ts_text(m)));
+                    }
+                }
+            }
+        }
+        out
+    }
     pub fn user_ids(&self) -> BTreeSet<String> {
         (1..=self.inner.cfg.users)
             .map(|i| format!("U{i:010}"))
@@ -209,6 +264,8 @@ impl SlackMock {
 
 type Q = HashMap<String, String>;
 
+/// Cursor pagination: `response_metadata.next_cursor`, `""` at the end.
+/// <https://docs.slack.dev/apis/web-api/pagination>
 fn ok(mut v: Value, next: Option<String>) -> Response {
     v["ok"] = json!(true);
     v["response_metadata"] = json!({"next_cursor": next.unwrap_or_default()});
@@ -273,6 +330,7 @@ fn channel_json(c: &(&str, &str, bool, bool, bool)) -> Value {
     })
 }
 
+/// <https://docs.slack.dev/reference/methods/conversations.list>
 async fn conversations_list(State(s): State<S>, Query(q): Query<Q>) -> Response {
     let types = q
         .get("types")
@@ -297,6 +355,7 @@ async fn conversations_list(State(s): State<S>, Query(q): Query<Q>) -> Response 
     }
 }
 
+/// <https://docs.slack.dev/reference/methods/users.list>
 async fn users_list(State(s): State<S>, Query(q): Query<Q>) -> Response {
     let n = s.cfg.users as usize;
     match paged(&s, "ul", &q, n, n.max(1), 1000) {
@@ -325,6 +384,10 @@ async fn users_list(State(s): State<S>, Query(q): Query<Q>) -> Response {
     }
 }
 
+/// `conversations.history`: newest first; `oldest`/`latest` exclusive unless `inclusive`;
+/// `limit` ≤ 999 and "fewer than the requested number of items may be returned"; a bot token
+/// reads only conversations it is a member of (`not_in_channel`).
+/// <https://docs.slack.dev/reference/methods/conversations.history>
 async fn history(State(s): State<S>, Query(q): Query<Q>) -> Response {
     if let Some(scope) = s.missing_scope.lock().unwrap().clone() {
         return axum::Json(json!({"ok": false, "error": "missing_scope", "needed": scope, "provided": "users:read,channels:read"})).into_response();
@@ -353,8 +416,18 @@ async fn history(State(s): State<S>, Query(q): Query<Q>) -> Response {
             .and_then(|v| parse_ts(v))
             .unwrap_or(i64::MAX)
     };
+    // The channel's messages: the seeded ones and those posted since (`post_after`).
+    let posted: Vec<(u64, i64)> = s
+        .posted
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(c, _, _)| c == ch)
+        .map(|(_, j, m)| (*j, *m))
+        .collect();
     let mut msgs: Vec<(u64, i64)> = (1..=s.cfg.messages)
         .map(|j| (j, message_micros(j, k)))
+        .chain(posted)
         .filter(|(_, m)| {
             if inclusive {
                 *m >= oldest && *m <= latest
@@ -364,39 +437,134 @@ async fn history(State(s): State<S>, Query(q): Query<Q>) -> Response {
         })
         .collect();
     msgs.sort_by_key(|(_, m)| std::cmp::Reverse(*m)); // newest first
-    match paged(&s, "h", &q, msgs.len(), 100, 999) {
+                                                      // The cursor names the last message served ("next_ts"), so messages posted meanwhile (newer,
+                                                      // at the head of the list) do not shift the pages that follow.
+                                                      // <https://docs.slack.dev/apis/web-api/pagination>
+    let before = match q.get("cursor").filter(|c| !c.is_empty()) {
+        None => i64::MAX,
+        Some(c) => match untoken(c).and_then(|t| {
+            let mut it = t.split(':');
+            (it.next()? == "next_ts").then_some(())?;
+            it.next()?.parse::<i64>().ok()
+        }) {
+            Some(b) => b,
+            None => return api_error("invalid_cursor"),
+        },
+    };
+    msgs.retain(|(_, m)| *m < before);
+    let mut n = limit(&q, 100, 999);
+    let serial = s.pages_served.fetch_add(1, Ordering::SeqCst);
+    if s.short_pages.load(Ordering::SeqCst) {
+        n = if serial % 2 == 1 { 0 } else { (n / 3).max(1) };
+    }
+    let take = n.min(msgs.len());
+    let next = if take < msgs.len() {
+        // An empty page hands out a cursor at its bound, with a serial so it is a new token.
+        let bound = if take == 0 { before } else { msgs[take - 1].1 };
+        Some(token(&format!("next_ts:{bound}:{serial}")))
+    } else {
+        None
+    };
+    let page: Vec<Value> = msgs[..take]
+        .iter()
+        .map(|(j, m)| {
+            let mut v = json!({
+                "type": "message", "user": format!("U{:010}", 1 + j % 5), "text": format!("message {j} in {}", c.1),
+                "ts": ts_text(*m), "team": "T0000000001",
+                "blocks": [{"type": "rich_text", "block_id": format!("b{j}")}],
+            });
+            if j.is_multiple_of(4) {
+                v["subtype"] = json!("bot_message");
+                v["bot_id"] = json!("B0000000001");
+                v.as_object_mut().unwrap().remove("user");
+            }
+            if j.is_multiple_of(6) && *j <= s.cfg.messages {
+                v["thread_ts"] = json!(ts_text(*m));
+                v["reply_count"] = json!(2);
+                v["reply_users_count"] = json!(1);
+                v["latest_reply"] = json!(ts_text(*m + 5_000_000));
+            }
+            if j.is_multiple_of(9) {
+                v["edited"] = json!({"user": "U0000000002", "ts": ts_text(*m + 9_000_000)});
+                v["reactions"] = json!([{"name": "tada", "users": ["U0000000003"], "count": 1}]);
+            }
+            v
+        })
+        .collect();
+    ok(
+        json!({"messages": page, "has_more": next.is_some(), "pin_count": 0}),
+        next,
+    )
+}
+
+async fn auth_test(State(s): State<S>) -> Response {
+    axum::Json(
+        json!({"ok": true, "url": "https://acme.slack.com/", "team": "Acme", "user": "ferry-bot",
+        "team_id": "T0000000001", "user_id": "U0000000042", "bot_id": "B0000000001",
+        "is_enterprise_install": false, "token_prefix": &s.cfg.token[..4.min(s.cfg.token.len())]}),
+    )
+    .into_response()
+}
+
+/// Reply `r` (1-based) of the thread started by message `j` of channel `k` (a thread parent
+/// when `j` is a multiple of 6): posted `2.5 s * r` after its parent.
+pub fn reply_micros(j: u64, k: u64, r: u64) -> i64 {
+    message_micros(j, k) + 2_500_000 * r as i64
+}
+
+/// `conversations.replies?channel&ts&oldest&latest&inclusive&limit&cursor`: the thread's
+/// messages oldest first, the parent always first, then the replies in `oldest`/`latest`
+/// (exclusive unless `inclusive`); a `ts` that is no message answers `thread_not_found`.
+/// <https://docs.slack.dev/reference/methods/conversations.replies>
+async fn replies(State(s): State<S>, Query(q): Query<Q>) -> Response {
+    let Some(c) = q
+        .get("channel")
+        .and_then(|ch| CHANNELS.iter().find(|c| c.0 == ch))
+    else {
+        return api_error("channel_not_found");
+    };
+    if !c.4 {
+        return api_error("not_in_channel");
+    }
+    let k = channel_number(c.0);
+    let Some(parent) = q.get("ts").and_then(|t| parse_ts(t)) else {
+        return api_error("thread_not_found");
+    };
+    let Some(j) = (1..=s.cfg.messages).find(|j| message_micros(*j, k) == parent) else {
+        return api_error("thread_not_found");
+    };
+    let inclusive = q.get("inclusive").is_some_and(|v| v == "true" || v == "1");
+    let oldest = q.get("oldest").and_then(|v| parse_ts(v)).unwrap_or(0);
+    let latest = q
+        .get("latest")
+        .and_then(|v| parse_ts(v))
+        .unwrap_or(i64::MAX);
+    let n = if j.is_multiple_of(6) { 2 } else { 0 };
+    let rs: Vec<(u64, i64)> = (1..=n)
+        .map(|r| (r, reply_micros(j, k, r)))
+        .filter(|(_, m)| {
+            if inclusive {
+                *m >= oldest && *m <= latest
+            } else {
+                *m > oldest && *m < latest
+            }
+        })
+        .collect();
+    match paged(&s, &format!("r{j}"), &q, rs.len(), 1000, 1000) {
         Err(r) => r,
         Ok((a, b, next)) => {
-            let page: Vec<Value> = msgs[a..b]
-                .iter()
-                .map(|(j, m)| {
-                    let mut v = json!({
-                        "type": "message", "user": format!("U{:010}", 1 + j % 5), "text": format!("message {j} in {}", c.1),
-                        "ts": ts_text(*m), "team": "T0000000001",
-                        "blocks": [{"type": "rich_text", "block_id": format!("b{j}")}],
-                    });
-                    if j.is_multiple_of(4) {
-                        v["subtype"] = json!("bot_message");
-                        v["bot_id"] = json!("B0000000001");
-                        v.as_object_mut().unwrap().remove("user");
-                    }
-                    if j.is_multiple_of(6) {
-                        v["thread_ts"] = json!(ts_text(*m));
-                        v["reply_count"] = json!(2);
-                        v["reply_users_count"] = json!(1);
-                        v["latest_reply"] = json!(ts_text(*m + 5_000_000));
-                    }
-                    if j.is_multiple_of(9) {
-                        v["edited"] = json!({"user": "U0000000002", "ts": ts_text(*m + 9_000_000)});
-                        v["reactions"] = json!([{"name": "tada", "users": ["U0000000003"], "count": 1}]);
-                    }
-                    v
-                })
-                .collect();
-            ok(
-                json!({"messages": page, "has_more": next.is_some(), "pin_count": 0}),
-                next,
-            )
+            let mut msgs = vec![json!({
+                "type": "message", "user": format!("U{:010}", 1 + j % 5), "text": format!("message {j} in {}", c.1),
+                "ts": ts_text(parent), "thread_ts": ts_text(parent), "reply_count": n, "reply_users_count": 1,
+                "latest_reply": ts_text(reply_micros(j, k, n.max(1))),
+            })];
+            for (r, m) in &rs[a..b] {
+                msgs.push(json!({
+                    "type": "message", "user": "U0000000003", "text": format!("reply {r} to {j}"),
+                    "ts": ts_text(*m), "thread_ts": ts_text(parent), "parent_user_id": format!("U{:010}", 1 + j % 5),
+                }));
+            }
+            ok(json!({"messages": msgs, "has_more": next.is_some()}), next)
         }
     }
 }
@@ -411,6 +579,19 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
         None => api_error("not_authed"),
         Some(t) if t != s.cfg.token => api_error("invalid_auth"),
         Some(_) => {
+            let answered = s.common.data_requests.load(Ordering::SeqCst);
+            let due: Vec<String> = {
+                let mut sch = s.scheduled.lock().unwrap();
+                let (due, later): (Vec<_>, Vec<_>) =
+                    sch.drain(..).partition(|(n, _)| *n <= answered);
+                *sch = later;
+                due.into_iter().flat_map(|(_, c)| c).collect()
+            };
+            for c in due {
+                let mut p = s.posted.lock().unwrap();
+                let j = s.cfg.messages + 1 + p.len() as u64;
+                p.push((c, j, Utc::now().timestamp_micros()));
+            }
             let code = s.api_errors.lock().unwrap().pop_front();
             match (code, s.common.next_fault()) {
                 (Some(code), _) => api_error(&code),

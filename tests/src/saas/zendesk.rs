@@ -77,6 +77,13 @@ struct Inner {
     repeat_boundary: AtomicBool,
     /// Hand out the same cursor forever.
     endless: AtomicBool,
+    /// Items changed within this many seconds are not exported yet (Zendesk: 60).
+    export_delay_seconds: std::sync::atomic::AtomicU64,
+    /// Tickets updated since the mock started: id -> new `updated_at` (= generated time).
+    touched: std::sync::Mutex<HashMap<u64, DateTime<Utc>>>,
+    /// (data requests answered, ticket ids): update those tickets, at the time of the next
+    /// request, once the mock has answered that many.
+    scheduled: std::sync::Mutex<Vec<(u64, Vec<u64>)>>,
 }
 
 type S = Arc<Inner>;
@@ -119,6 +126,36 @@ fn iso(t: DateTime<Utc>) -> String {
 }
 
 impl ZendeskMock {
+    /// Items changed within `secs` seconds are not exported yet (Zendesk's is 60, the
+    /// default); tests of records changing during a read set it lower to stay quick.
+    pub fn set_export_delay(&self, secs: u64) {
+        self.inner
+            .export_delay_seconds
+            .store(secs, Ordering::SeqCst);
+    }
+
+    /// Update tickets `ids` (now) once `after` data requests have been answered.
+    pub fn touch_after(&self, after: u64, ids: &[u64]) {
+        self.inner
+            .scheduled
+            .lock()
+            .unwrap()
+            .push((after, ids.to_vec()));
+    }
+
+    /// (id, updated_at) of every ticket now.
+    pub fn ticket_versions(&self) -> BTreeSet<(u64, String)> {
+        let t = self.inner.touched.lock().unwrap();
+        (1..=self.inner.cfg.tickets)
+            .map(|i| {
+                (
+                    i,
+                    iso(t.get(&i).copied().unwrap_or_else(|| ticket_updated_at(i))),
+                )
+            })
+            .collect()
+    }
+
     pub async fn start(cfg: ZendeskMockConfig) -> ZendeskMock {
         let inner = Arc::new(Inner {
             cfg,
@@ -126,6 +163,9 @@ impl ZendeskMock {
             ignore_start_time: AtomicBool::new(false),
             repeat_boundary: AtomicBool::new(false),
             endless: AtomicBool::new(false),
+            export_delay_seconds: std::sync::atomic::AtomicU64::new(60),
+            touched: Default::default(),
+            scheduled: Default::default(),
         });
         let app = Router::new()
             .route(
@@ -135,6 +175,7 @@ impl ZendeskMock {
             .route("/api/v2/incremental/users/cursor.json", get(users_export))
             .route("/api/v2/incremental/organizations.json", get(orgs_export))
             .route("/api/v2/groups.json", get(groups))
+            .route("/api/v2/users/me.json", get(me))
             .route("/api/v2/ticket_fields.json", get(ticket_fields))
             .layer(axum::middleware::from_fn_with_state(inner.clone(), gate))
             .with_state(inner.clone());
@@ -328,7 +369,10 @@ fn base_of(headers: &HeaderMap) -> String {
     format!("http://{}", header(headers, "host").unwrap_or("localhost"))
 }
 
-/// Common start_time handling: required, an integer, older than a minute.
+/// Common start_time handling: required, an integer, older than a minute ("items created or
+/// changed within the minute prior to your request are excluded"; `start_time` inclusive: "all
+/// the items that were created or changed on or after the start time").
+/// <https://developer.zendesk.com/documentation/ticketing/managing-tickets/using-the-incremental-export-api>
 fn start_time(q: &Q) -> Result<i64, Response> {
     let Some(v) = q.get("start_time") else {
         return Err(bad_request(
@@ -362,31 +406,48 @@ fn per_page(q: &Q) -> usize {
 fn cursor_export(
     s: &S,
     q: &Q,
-    key: &str,
+    key_name: &str,
     path: &str,
     base: &str,
     mut items: Vec<(u64, DateTime<Utc>, Value)>,
 ) -> Response {
-    let (st, pos) = match q.get("cursor") {
+    // The cursor names the last item served (its time and id): an item updated while a
+    // client pages moves to the end of the stream (it is served again there) and shifts
+    // nothing in between. <https://developer.zendesk.com/documentation/ticketing/managing-tickets/using-the-incremental-export-api>
+    let (st, after): (i64, Option<(i64, u64)>) = match q.get("cursor") {
         Some(c) => match untoken(c).and_then(|t| {
-            let (a, b) = t.split_once(':')?;
-            Some((a.parse::<i64>().ok()?, b.parse::<usize>().ok()?))
+            let mut it = t.split(':');
+            let st = it.next()?.parse::<i64>().ok()?;
+            let last = match (it.next(), it.next()) {
+                (Some(a), Some(b)) if !a.is_empty() => Some((a.parse().ok()?, b.parse().ok()?)),
+                _ => None,
+            };
+            Some((st, last))
         }) {
             Some(x) => x,
             None => return bad_request("InvalidPaginationParameter", "invalid cursor"),
         },
         None => match start_time(q) {
-            Ok(st) => (st, 0),
+            Ok(st) => (st, None),
             Err(r) => return r,
         },
     };
-    let cutoff = Utc::now() - ChronoDuration::seconds(60);
+    let cutoff =
+        Utc::now() - ChronoDuration::seconds(s.export_delay_seconds.load(Ordering::SeqCst) as i64);
     items.retain(|(_, t, _)| {
         *t <= cutoff && (s.ignore_start_time.load(Ordering::SeqCst) || t.timestamp() >= st)
     });
-    items.sort_by_key(|(id, t, _)| (*t, *id));
+    items.sort_by_key(|(id, t, _)| (t.timestamp(), *id));
+    let key = |(id, t, _): &(u64, DateTime<Utc>, Value)| (t.timestamp(), *id);
+    let pos = match after {
+        None => 0,
+        Some(last) => items
+            .iter()
+            .position(|x| key(x) > last)
+            .unwrap_or(items.len()),
+    };
     let n = per_page(q);
-    let from = if pos > 0 && s.repeat_boundary.load(Ordering::SeqCst) {
+    let from = if pos > 0 && after.is_some() && s.repeat_boundary.load(Ordering::SeqCst) {
         pos - 1
     } else {
         pos
@@ -395,33 +456,68 @@ fn cursor_export(
     let to = (pos + n).min(items.len());
     let page: Vec<Value> = items[from..to].iter().map(|(_, _, v)| v.clone()).collect();
     let end = to >= items.len();
-    let next_pos = if s.endless.load(Ordering::SeqCst) {
-        pos
-    } else {
-        to
+    let cursor_at = |k: Option<(i64, u64)>| match k {
+        Some((t, id)) => token(&format!("{st}:{t}:{id}")),
+        None => token(&format!("{st}::")),
     };
-    let after = token(&format!("{st}:{next_pos}"));
-    let before = token(&format!("{st}:{pos}"));
+    let last = if to > 0 {
+        Some(key(&items[to - 1]))
+    } else {
+        after
+    };
+    let after_c = if s.endless.load(Ordering::SeqCst) {
+        cursor_at(after)
+    } else {
+        cursor_at(last)
+    };
+    let before = cursor_at(after);
     json_response(json!({
-        key: page,
-        "after_url": format!("{base}{path}?cursor={after}"),
-        "after_cursor": after,
+        key_name: page,
+        "after_url": format!("{base}{path}?cursor={after_c}"),
+        "after_cursor": after_c,
         "before_url": format!("{base}{path}?cursor={before}"),
         "before_cursor": before,
         "end_of_stream": end && !s.endless.load(Ordering::SeqCst),
     }))
 }
 
+/// "Show Self" (`GET /api/v2/users/me`): the authenticated user; allowed for anonymous users,
+/// who get a user without an id. The gate refuses bad credentials with 401.
+/// <https://developer.zendesk.com/api-reference/ticketing/users/users/>
+async fn me(headers: HeaderMap) -> Response {
+    let base = base_of(&headers);
+    json_response(
+        json!({"user": {"id": 1000, "url": format!("{base}/api/v2/users/1000.json"),
+        "name": "Agent Admin", "email": "agent@acme.test", "role": "admin", "active": true}}),
+    )
+}
+
 fn json_response(v: Value) -> Response {
     axum::Json(v).into_response()
 }
 
+/// Cursor-based incremental ticket export: `start_time`, then `cursor=<after_cursor>` until
+/// `end_of_stream`; 10 requests a minute.
+/// <https://developer.zendesk.com/api-reference/ticketing/ticket-management/incremental_exports/>
 async fn tickets_export(State(s): State<S>, headers: HeaderMap, Query(q): Query<Q>) -> Response {
     let base = base_of(&headers);
     let exclude_deleted = q.get("exclude_deleted").is_some_and(|v| v == "true");
     let items = (1..=s.cfg.tickets)
         .filter(|i| !(exclude_deleted && i.is_multiple_of(10)))
-        .map(|i| (i, ticket_generated(i), ticket(i, &base)))
+        .map(|i| {
+            let mut v = ticket(i, &base);
+            let touched = s.touched.lock().unwrap().get(&i).copied();
+            let generated = match touched {
+                // An update moves both times (a user's change, not a system one).
+                Some(t) => {
+                    v["updated_at"] = json!(iso(t));
+                    v["generated_timestamp"] = json!(t.timestamp());
+                    t
+                }
+                None => ticket_generated(i),
+            };
+            (i, generated, v)
+        })
         .collect();
     cursor_export(
         &s,
@@ -448,6 +544,9 @@ async fn users_export(State(s): State<S>, headers: HeaderMap, Query(q): Query<Q>
     )
 }
 
+/// Time-based export: the next page starts at `end_time`, inclusive, so items of that second
+/// come again ("the exported data may contain duplicate items").
+/// <https://developer.zendesk.com/documentation/ticketing/managing-tickets/using-the-incremental-export-api>
 async fn orgs_export(State(s): State<S>, headers: HeaderMap, Query(q): Query<Q>) -> Response {
     let base = base_of(&headers);
     let st = match start_time(&q) {
@@ -551,6 +650,20 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
     let resp = if !authorized(&s, req.headers()) {
         status_response(401, None, json!({"error": "Couldn't authenticate you"}))
     } else {
+        let answered = s.common.data_requests.load(Ordering::SeqCst);
+        let due: Vec<u64> = {
+            let mut sch = s.scheduled.lock().unwrap();
+            let (due, later): (Vec<_>, Vec<_>) = sch.drain(..).partition(|(n, _)| *n <= answered);
+            *sch = later;
+            due.into_iter().flat_map(|(_, ids)| ids).collect()
+        };
+        if !due.is_empty() {
+            let now = Utc::now();
+            let mut t = s.touched.lock().unwrap();
+            for i in due {
+                t.insert(i, now);
+            }
+        }
         match s.common.next_fault() {
             Some(Fault::Status {
                 status: 429,
