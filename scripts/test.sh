@@ -8,7 +8,8 @@
 #    ASL interpreter and an IAM policy simulator, pinned in tests/harness/package-lock.json.
 # 3. Runs the offline deployment checks when their script exists (cfn-lint, sam validate,
 #    ASL validator).
-# 4. Builds and runs every Rust test in the workspace (cargo-nextest when installed).
+# 4. Builds and runs every Rust test in the workspace (cargo-nextest when installed), with the
+#    CLI's `remote` feature (the deployed-stack tests drive `ferry --remote`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -32,7 +33,7 @@ fi
 
 echo "==> cargo tests"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast --failure-output final "$@"
+  cargo nextest run --workspace --features ferry-cli/remote --no-fail-fast --failure-output final "$@"
 else
-  cargo test --workspace --no-fail-fast "$@"
+  cargo test --workspace --features ferry-cli/remote --no-fail-fast "$@"
 fi

@@ -33,16 +33,6 @@ pub struct Imported {
     pub notes: Vec<String>,
 }
 
-/// Connector names ferry knows (available or planned), by AppFlow `connectorType`.
-const CONNECTORS: &[(&str, &str)] = &[
-    ("salesforce", "salesforce"),
-    ("zendesk", "zendesk"),
-    ("servicenow", "servicenow"),
-    ("slack", "slack"),
-    ("hubspot", "hubspot"),
-    ("customconnector", "rest"),
-];
-
 /// Top-level keys of a CreateFlow request, DescribeFlow output or `AWS::AppFlow::Flow`
 /// `Properties` that the importer reads or knowingly ignores (DescribeFlow's read-only fields).
 const KNOWN_TOP_LEVEL: &[&str] = &[
@@ -732,10 +722,9 @@ impl Translator {
         let ct = s.get("connectorType").and_then(text).unwrap_or_default();
         let forced = self.set.get("connector").cloned();
         let connector = forced.clone().or_else(|| {
-            CONNECTORS
-                .iter()
-                .find(|(a, _)| a.eq_ignore_ascii_case(&ct))
-                .map(|(_, f)| f.to_string())
+            ferry::connector::REGISTRY
+                .by_appflow_type(&ct)
+                .map(|c| c.name().to_string())
         });
         let connector = match connector {
             Some(c) => c,

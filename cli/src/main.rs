@@ -5,7 +5,9 @@ mod out;
 mod backfill;
 mod import_appflow;
 mod profiles;
+#[cfg(feature = "remote")]
 mod remote;
+mod remote_args;
 mod validate;
 
 use anyhow::{Context, Result};
@@ -72,7 +74,7 @@ enum Cmd {
         #[arg(long, value_name = "TIME", requires = "from")]
         to: Option<String>,
         #[command(flatten)]
-        remote: remote::RemoteArgs,
+        remote: remote_args::RemoteArgs,
     },
     /// Stop a run: locally, the `ferry run` process running it ends it as Canceled (or, if that
     /// process is gone, it is ended here); with --remote, StopExecution, and the run ends
@@ -81,21 +83,21 @@ enum Cmd {
         /// The run id (the execution name).
         run_id: String,
         #[command(flatten)]
-        remote: remote::RemoteArgs,
+        remote: remote_args::RemoteArgs,
     },
     /// Flow definitions.
     Flows {
         #[command(subcommand)]
         cmd: FlowsCmd,
         #[command(flatten)]
-        remote: remote::RemoteArgs,
+        remote: remote_args::RemoteArgs,
     },
     /// Run history.
     Runs {
         #[command(subcommand)]
         cmd: RunsCmd,
         #[command(flatten)]
-        remote: remote::RemoteArgs,
+        remote: remote_args::RemoteArgs,
     },
     /// Connector profiles (credentials) of the embedded engine.
     Profiles {
@@ -265,7 +267,7 @@ async fn check_against_source(
     text: Option<&str>,
     origin: &str,
     ctx: &ConnectorContext,
-) -> Result<ferry::flow::check::SourceCheck> {
+) -> Result<ferry::connector::check::SourceCheck> {
     let (problems, check) = validate::source_problems(flow, text, ctx).await;
     if problems.is_empty() {
         Ok(check)
@@ -339,6 +341,7 @@ async fn real_main(cli: Cli) -> Result<i32> {
         | Cmd::Runs { remote, .. } => Some(remote.clone()),
         _ => None,
     };
+    #[cfg(feature = "remote")]
     if let Some(args) = remote_args.filter(|r| r.remote) {
         let r = remote::Remote::new(args, json_out).await;
         return match cli.cmd {
@@ -359,6 +362,10 @@ async fn real_main(cli: Cli) -> Result<i32> {
             }
             _ => unreachable!("only commands with a remote mode get here"),
         };
+    }
+    #[cfg(not(feature = "remote"))]
+    if remote_args.is_some_and(|r| r.remote) {
+        return Err(out::invalid_argument(NO_REMOTE.to_string()));
     }
     match cli.cmd {
         Cmd::Stop { run_id, .. } => {
@@ -437,12 +444,21 @@ fn parse_properties(list: &[String]) -> Result<Vec<(String, Value)>> {
         .collect()
 }
 
+/// What `--remote` (and an `s3:` destination on the embedded engine) says in a build without
+/// the `remote` feature.
+#[cfg(not(feature = "remote"))]
+const NO_REMOTE: &str = "this ferry was built without AWS support (remote mode and s3: destinations); \
+    build it with `cargo install --path cli --features remote` (or `cargo run --release --features remote -- ...`)";
+
 fn open_deps(home: &Path) -> Result<ferry::steps::Deps> {
     let cwd = std::env::current_dir()?;
     // `s3:` destinations are written with the user's own AWS credentials (default chain).
-    let s3: Arc<dyn ferry::ports::DestinationResolver> =
-        Arc::new(ferry::adapters::s3::LazyS3Resolver::default());
-    local::embedded_deps(home, &cwd, Some(s3))
+    #[cfg(feature = "remote")]
+    let s3: Option<Arc<dyn ferry::ports::DestinationResolver>> =
+        Some(Arc::new(ferry::adapters::s3::LazyS3Resolver::default()));
+    #[cfg(not(feature = "remote"))]
+    let s3: Option<Arc<dyn ferry::ports::DestinationResolver>> = None;
+    local::embedded_deps(home, &cwd, s3)
         .with_context(|| format!("cannot open the ferry state in {}", home.display()))
 }
 
@@ -567,7 +583,7 @@ async fn run_command(
             for f in &check.pushed_down {
                 outln!(
                     "pushdown   filter `{}` applied by the source: the records it excludes are never transferred, so they are not counted as read or filtered",
-                    ferry::flow::check::describe_filter(f)
+                    ferry::connector::check::describe_filter(f)
                 );
             }
         }

@@ -2,8 +2,8 @@
 //! (unless `--offline`) the checks only the source can make.
 
 use crate::out::{CliError, Problem};
+use ferry::connector::check::SourceCheck;
 use ferry::connector::ConnectorContext;
-use ferry::flow::check::SourceCheck;
 use ferry::flow::{Flow, FlowError};
 use saphyr_parser::{Event, Parser};
 use std::collections::HashMap;
@@ -156,7 +156,7 @@ pub async fn source_problems(
     text: Option<&str>,
     ctx: &ConnectorContext,
 ) -> (Vec<Problem>, SourceCheck) {
-    let check = ferry::flow::check::check_flow(flow, ctx).await;
+    let check = ferry::connector::check::check_flow(flow, ctx).await;
     let map = text.map(positions).unwrap_or_default();
     let problems = check
         .errors

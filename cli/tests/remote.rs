@@ -1,3 +1,4 @@
+#![cfg(feature = "remote")]
 //! Remote mode as a user runs it: the `ferry` binary against a moto server (DynamoDB, Step
 //! Functions, EventBridge Scheduler) through the SDK's own `AWS_ENDPOINT_URL`.
 

@@ -9,7 +9,9 @@ pub mod adapters;
 pub mod connector;
 pub mod error;
 pub mod flow;
+#[cfg(feature = "aws")]
 pub mod lambda;
+#[cfg(feature = "local")]
 pub mod local;
 pub mod model;
 pub mod output;

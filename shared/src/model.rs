@@ -287,3 +287,26 @@ pub fn report_detail(
         "error": rec.error.as_ref().map(|e| json!({"name": e.error, "message": e.message})),
     })
 }
+
+/// A datetime value: RFC 3339 text, or epoch seconds/milliseconds as a number.
+pub fn parse_time(v: &serde_json::Value) -> Option<DateTime<Utc>> {
+    match v {
+        serde_json::Value::String(s) => DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .ok()
+            .or_else(|| {
+                chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+                    .ok()
+                    .map(|n| n.and_utc())
+            }),
+        serde_json::Value::Number(n) => {
+            let x = n.as_i64()?;
+            if x > 100_000_000_000 {
+                DateTime::from_timestamp_millis(x)
+            } else {
+                DateTime::from_timestamp(x, 0)
+            }
+        }
+        _ => None,
+    }
+}

@@ -1,9 +1,78 @@
-//! From connector metadata and JSON records to Arrow: schemas, decoding, fingerprints.
+//! The field vocabulary connectors declare ([`FieldType`], [`FieldInfo`]) and its Arrow side:
+//! schemas, decoding, fingerprints.
 
-use crate::connector::{FieldInfo, FieldType};
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+
+/// The type a connector declares for a field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum FieldType {
+    String,
+    Integer,
+    Float,
+    Decimal {
+        precision: u8,
+        scale: i8,
+    },
+    Boolean,
+    /// UTC instant.
+    Timestamp,
+    Date,
+    Object {
+        fields: Vec<FieldInfo>,
+    },
+    Array {
+        item: Box<FieldType>,
+    },
+    /// Unknown or free-form JSON: kept as JSON text.
+    Json,
+}
+
+/// What a connector says about one field (AppFlow's DescribeConnectorEntity).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldInfo {
+    pub name: String,
+    #[serde(flatten)]
+    pub data_type: FieldType,
+    #[serde(default)]
+    pub nullable: bool,
+    #[serde(default)]
+    pub primary_key: bool,
+    /// Can drive incremental pulls (a datetime the source filters on).
+    #[serde(default)]
+    pub incremental: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+impl FieldInfo {
+    pub fn new(name: &str, data_type: FieldType) -> Self {
+        FieldInfo {
+            name: name.into(),
+            data_type,
+            nullable: true,
+            primary_key: false,
+            incremental: false,
+            label: None,
+        }
+    }
+    pub fn required(mut self) -> Self {
+        self.nullable = false;
+        self
+    }
+    pub fn key(mut self) -> Self {
+        self.primary_key = true;
+        self.nullable = false;
+        self
+    }
+    pub fn incremental(mut self) -> Self {
+        self.incremental = true;
+        self
+    }
+}
 
 /// The Arrow type of a declared field type. Timestamps are UTC microseconds; decimals keep their
 /// precision and scale; objects are structs; free-form JSON is text.
@@ -189,36 +258,6 @@ fn merge_type(name: &str, a: &DataType, b: &DataType, warnings: &mut Vec<String>
     }
 }
 
-/// A batch in `schema`: columns in its order, cast to its types (nested values to JSON text
-/// where the target is text), missing columns null.
-pub fn conform(
-    batch: &RecordBatch,
-    schema: &SchemaRef,
-) -> Result<RecordBatch, arrow::error::ArrowError> {
-    if batch.schema().fields() == schema.fields() {
-        return Ok(batch.clone());
-    }
-    let cols = schema
-        .fields()
-        .iter()
-        .map(|f| match batch.column_by_name(f.name()) {
-            None => Ok(arrow::array::new_null_array(
-                f.data_type(),
-                batch.num_rows(),
-            )),
-            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
-            Some(c) if f.data_type() == &DataType::Utf8 => crate::output::to_text(c)
-                .map_err(|e| arrow::error::ArrowError::CastError(e.to_string())),
-            Some(c) => arrow::compute::cast(c, f.data_type()),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    RecordBatch::try_new_with_options(
-        schema.clone(),
-        cols,
-        &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
-    )
-}
-
 /// A stable description of a schema: field names and types, as JSON.
 pub fn fingerprint(schema: &Schema) -> serde_json::Value {
     serde_json::Value::Array(
@@ -327,7 +366,7 @@ mod tests {
             ("b", DataType::Utf8),
             ("z", DataType::Int64),
         ]));
-        let c = conform(&batch, &wider).unwrap();
+        let c = crate::output::conform(&batch, &wider).unwrap();
         let b = c
             .column(1)
             .as_any()

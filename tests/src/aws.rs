@@ -139,6 +139,7 @@ impl AwsEnv {
             event_bus: unique("ferry-bus"),
             secret_prefix: format!("{}/profiles/", unique("ferry")),
             kms_key_id: None,
+            stack_name: None,
         };
         let output_bucket = unique("lake");
         ferry::adapters::dynamodb::create_table(&clients.dynamodb, &settings.table)

@@ -181,3 +181,94 @@ async fn output_writes_are_confined_to_the_output_prefix() {
         }
     }
 }
+
+/// A profile's secret is readable only when it carries this stack's tag (`ferry:stack`):
+/// a secret under the same prefix that was not given to the stack (untagged, or tagged for
+/// another stack) is refused to the functions, and the run fails naming the profile. The same
+/// flow with a tagged secret (what `SecretsManagerStore` creates for the stack) reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn functions_read_only_the_secrets_tagged_for_their_stack() {
+    let stack = Stack::deploy_with(StackOptions {
+        retry_interval_ms: Some(20),
+        ..Default::default()
+    })
+    .await;
+    let deps = stack.deps();
+    let prefix = stack.outputs["SecretPrefix"].clone();
+    let admin = aws_sdk_secretsmanager::Client::new(&stack.conf);
+    let secret = json!({"type": "api_key", "header": "x-api-key", "key": "k-123"}).to_string();
+    // Untagged, and tagged for another stack: both under this stack's prefix.
+    admin
+        .create_secret()
+        .name(format!("{prefix}untagged"))
+        .secret_string(&secret)
+        .send()
+        .await
+        .unwrap();
+    admin
+        .create_secret()
+        .name(format!("{prefix}other"))
+        .secret_string(&secret)
+        .tags(
+            aws_sdk_secretsmanager::types::Tag::builder()
+                .key("ferry:stack")
+                .value("another-stack")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // Tagged for this stack by ferry's own store.
+    deps.secrets
+        .put_secret(
+            "mine",
+            &ferry::ports::Secret::new(serde_json::from_str(&secret).unwrap()),
+        )
+        .await
+        .unwrap();
+    let b = &stack.output_bucket;
+    for (profile, readable) in [("untagged", false), ("other", false), ("mine", true)] {
+        let f = Flow::parse(
+            &format!(
+                r#"
+name: prof-{profile}
+source:
+  connector: sample
+  profile: {profile}
+  entity: accounts
+  properties: {{ records: 10, as_of: "2026-01-01T00:00:00Z" }}
+destination:
+  s3: {{ bucket: {b}, prefix: p-{profile} }}
+  format: jsonl
+trigger: {{ on_demand: {{}} }}
+"#
+            ),
+            "p.yaml",
+        )
+        .unwrap();
+        deps.flows.put_flow(&f, chrono::Utc::now()).await.unwrap();
+        let e = stack
+            .run(&json!({"flow": format!("prof-{profile}"), "trigger": "on_demand"}))
+            .await;
+        let refused: Vec<_> = stack
+            .denials()
+            .into_iter()
+            .filter(|d| {
+                d.action == "secretsmanager:GetSecretValue"
+                    && d.resource.contains(&format!("{prefix}{profile}"))
+            })
+            .collect();
+        if readable {
+            assert_eq!(e.status, "SUCCEEDED", "{profile}: {e:?}");
+            assert!(refused.is_empty(), "{profile}: {refused:?}");
+        } else {
+            assert_eq!(e.status, "FAILED", "{profile}: {e:?}");
+            assert!(!refused.is_empty(), "{profile}: no refusal recorded");
+            let cause = e.cause.clone().unwrap_or_default();
+            assert!(
+                cause.contains(profile) && cause.contains("AccessDenied"),
+                "{profile}: the cause names the profile and the refusal: {cause}"
+            );
+        }
+    }
+}

@@ -39,6 +39,9 @@ pub struct AwsSettings {
     pub secret_prefix: String,
     /// `FERRY_KMS_KEY_ID`: SSE-KMS key for staging, new secrets and destinations without their own.
     pub kms_key_id: Option<String>,
+    /// `FERRY_STACK_NAME`: the stack; secrets ferry creates are tagged `ferry:stack=<name>`, the
+    /// tag the functions' roles require to read a profile's secret (docs/security.md).
+    pub stack_name: Option<String>,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -61,6 +64,7 @@ impl AwsSettings {
             secret_prefix: var("FERRY_SECRET_PREFIX")
                 .unwrap_or_else(|| DEFAULT_SECRET_PREFIX.into()),
             kms_key_id: var("FERRY_KMS_KEY_ID"),
+            stack_name: var("FERRY_STACK_NAME"),
         })
     }
 }
@@ -120,7 +124,8 @@ pub fn aws_deps(clients: &Clients, settings: &AwsSettings) -> Deps {
         )),
         secrets: Arc::new(
             SecretsManagerStore::new(clients.secrets.clone(), settings.secret_prefix.clone())
-                .with_kms_key(settings.kms_key_id.clone()),
+                .with_kms_key(settings.kms_key_id.clone())
+                .with_stack_tag(settings.stack_name.clone()),
         ),
         events: Arc::new(EventBridgeSink::new(
             clients.events.clone(),

@@ -150,7 +150,7 @@ impl DestinationResolver for LocalResolver {
             Location::S3(_) => match &self.s3 {
                 Some(r) => r.resolve(location).await,
                 None => Err(StoreError::Invalid(format!(
-                    "destination {location} is on S3, but this engine has no S3 access configured"
+                    "destination {location} is on S3, but this engine has no S3 access configured (the ferry CLI writes s3: destinations when built with `--features remote`)"
                 ))),
             },
         }

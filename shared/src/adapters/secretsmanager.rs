@@ -8,10 +8,15 @@ use crate::ports::{Secret, SecretStore};
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
 
+/// The tag key that binds a profile's secret to a stack (the roles' condition key is
+/// `secretsmanager:ResourceTag/ferry:stack`).
+pub const STACK_TAG: &str = "ferry:stack";
+
 pub struct SecretsManagerStore {
     client: Client,
     prefix: String,
     kms_key_id: Option<String>,
+    stack: Option<String>,
 }
 
 impl SecretsManagerStore {
@@ -20,11 +25,18 @@ impl SecretsManagerStore {
             client,
             prefix: prefix.into(),
             kms_key_id: None,
+            stack: None,
         }
     }
     /// Encrypt secrets this store creates with this KMS key (the account default otherwise).
     pub fn with_kms_key(mut self, key: Option<String>) -> Self {
         self.kms_key_id = key;
+        self
+    }
+    /// Tag secrets this store creates `ferry:stack=<stack>`: the functions' roles read only
+    /// secrets with their stack's tag (docs/security.md).
+    pub fn with_stack_tag(mut self, stack: Option<String>) -> Self {
+        self.stack = stack;
         self
     }
     /// The secret that holds a profile.
@@ -94,6 +106,12 @@ impl SecretStore for SecretsManagerStore {
                     .name(&name)
                     .description(format!("ferry connector profile '{profile}'"))
                     .set_kms_key_id(self.kms_key_id.clone())
+                    .set_tags(self.stack.as_ref().map(|s| {
+                        vec![aws_sdk_secretsmanager::types::Tag::builder()
+                            .key(STACK_TAG)
+                            .value(s)
+                            .build()]
+                    }))
                     .secret_string(text)
                     .send()
                     .await

@@ -13,6 +13,13 @@
 //! {"type": "none", "headers": {"X-Org": "42"}}
 //! ```
 //!
+//! Every kind also takes `hosts`: the hosts the profile's credentials may be sent to
+//! (`["api.acme.com", "*.zendesk.com"]`). A profile is bound to its hosts: a request to any
+//! other host — a flow pointing the profile elsewhere, or an API's next link to another host —
+//! is refused before credentials are attached, naming the profile and the host. A profile without
+//! `hosts` is bound to the first host it is used with in a run (and the host the OAuth token
+//! endpoint names as `instance_url`). Credentials go over https only, except to loopback hosts.
+//!
 //! OAuth2 access tokens are refreshed shortly before they expire and when the API answers 401.
 //! One refresh is shared by every request in flight (they wait on the same lock and see the new
 //! token), and the refreshed tokens are written back to the profile's secret so the next run —
@@ -117,6 +124,11 @@ pub struct Authenticator {
     secrets: Option<Arc<dyn SecretStore>>,
     client: reqwest::Client,
     refreshes: AtomicU64,
+    /// The hosts the profile names (`hosts`), if it does.
+    hosts: Option<Vec<String>>,
+    /// Hosts learnt in this run: the first host used (profiles without `hosts`) and the token
+    /// endpoint's `instance_url` host.
+    bound: std::sync::Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -188,8 +200,29 @@ impl Authenticator {
             Some(h) => serde_json::from_value(h.clone())
                 .map_err(|_| auth_err("`headers` must map header names to text values".into()))?,
         };
+        let hosts: Option<Vec<String>> = match raw.get("hosts") {
+            None => None,
+            Some(h) => {
+                let list: Vec<String> = serde_json::from_value(h.clone()).map_err(|_| {
+                    auth_err("`hosts` must be a list of host names such as [\"api.acme.com\", \"*.zendesk.com\"]".into())
+                })?;
+                for h in &list {
+                    let bare = h.strip_prefix("*.").unwrap_or(h);
+                    if bare.is_empty()
+                        || bare.contains(['/', ':', '*', ' '])
+                        || url::Host::parse(bare).is_err()
+                    {
+                        return Err(auth_err(format!(
+                            "`hosts` entry '{h}' is not a host name; write it without scheme, port or path, e.g. \"api.acme.com\" or \"*.zendesk.com\""
+                        )));
+                    }
+                }
+                Some(list.into_iter().map(|h| h.to_ascii_lowercase()).collect())
+            }
+        };
         let mut spec_obj = raw.clone();
         spec_obj.remove("headers");
+        spec_obj.remove("hosts");
         if !spec_obj.contains_key("type") {
             spec_obj.insert("type".into(), "none".into());
         }
@@ -209,6 +242,13 @@ impl Authenticator {
                 // serde's message names fields and variants, not values.
                 auth_err(format!("the secret is not a valid credential: {e}"))
             })?;
+        if let AuthSpec::Oauth2ClientCredentials { token_url, .. }
+        | AuthSpec::Oauth2RefreshToken { token_url, .. } = &spec
+        {
+            if let Err(m) = transport_ok(token_url) {
+                return Err(auth_err(format!("token_url: {m}")));
+            }
+        }
         if let AuthSpec::ApiKey { header, query, .. } = &spec {
             if header.is_some() == query.is_some() {
                 return Err(auth_err(
@@ -217,13 +257,12 @@ impl Authenticator {
                 ));
             }
         }
-        Ok(Self::build(
-            Some(profile.to_string()),
-            spec,
-            headers,
-            raw,
-            Some(secrets),
-        ))
+        let mut a = Self::build(Some(profile.to_string()), spec, headers, raw, Some(secrets));
+        a.hosts = hosts;
+        if let Some(u) = a.state.get_mut().instance_url.clone() {
+            a.bind_instance(&u);
+        }
+        Ok(a)
     }
 
     fn build(
@@ -272,6 +311,72 @@ impl Authenticator {
                 .build()
                 .expect("a plain reqwest client builds"),
             refreshes: AtomicU64::new(0),
+            hosts: None,
+            bound: std::sync::Mutex::new(vec![]),
+        }
+    }
+
+    /// Whether requests carry anything from the profile.
+    fn has_credentials(&self) -> bool {
+        !matches!(self.spec, AuthSpec::None) || !self.headers.is_empty()
+    }
+
+    /// May the profile's credentials go to `url`? Refuses plain http to a non-loopback host and
+    /// any host the profile is not bound to (see the module docs), naming the profile and the
+    /// host. Requests without credentials (no profile) are not restricted.
+    pub fn check_destination(&self, url: &str) -> Result<(), SourceError> {
+        if !self.has_credentials() {
+            return Ok(());
+        }
+        transport_ok(url).map_err(|m| self.auth_error(m))?;
+        let host = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(|h| h.to_ascii_lowercase()))
+            .unwrap_or_default();
+        let mut bound = self.bound.lock().unwrap_or_else(|e| e.into_inner());
+        let matches = |pattern: &str| match pattern.strip_prefix("*.") {
+            Some(domain) => host.ends_with(&format!(".{domain}")),
+            None => pattern == host,
+        };
+        if bound.iter().any(|b| matches(b)) {
+            return Ok(());
+        }
+        match &self.hosts {
+            Some(declared) if declared.iter().any(|h| matches(h)) => Ok(()),
+            Some(declared) => Err(self.auth_error(format!(
+                "refused to send its credentials to host '{host}': the profile is bound to {}; \
+                 a flow may not point a profile at another host and a next link to another host is not followed \
+                 (if '{host}' is the vendor's, add it to the profile's \"hosts\")",
+                declared.join(", ")
+            ))),
+            None if bound.is_empty() => {
+                tracing::info!(
+                    profile = self.profile.as_deref().unwrap_or_default(),
+                    host = %host,
+                    "the profile names no \"hosts\"; it is bound to the first host it is used with in this run (add \"hosts\": [\"{host}\"] to its secret to pin it)"
+                );
+                bound.push(host);
+                Ok(())
+            }
+            None => Err(self.auth_error(format!(
+                "refused to send its credentials to host '{host}': in this run the profile is bound to {} \
+                 (a next link to another host is not followed); name the hosts it may use in its secret's \"hosts\"",
+                bound.join(", ")
+            ))),
+        }
+    }
+
+    /// Bind the host the token endpoint named (`instance_url`): it came from the profile's own
+    /// token endpoint.
+    fn bind_instance(&self, instance_url: &str) {
+        if let Some(h) = url::Url::parse(instance_url)
+            .ok()
+            .and_then(|u| u.host_str().map(|h| h.to_ascii_lowercase()))
+        {
+            let mut bound = self.bound.lock().unwrap_or_else(|e| e.into_inner());
+            if !bound.contains(&h) {
+                bound.push(h);
+            }
         }
     }
 
@@ -308,6 +413,32 @@ impl Authenticator {
             AuthSpec::ApiKey { query, .. } => query.as_deref(),
             _ => None,
         }
+    }
+
+    /// `url` without the profile's query-string credential (`api_key` with `query`). An API that
+    /// echoes the key into its next links would otherwise carry it into the page cursor, and so
+    /// into the execution state and history; [`apply`](Self::apply) adds it back to the request.
+    pub fn strip_credentials(&self, url: &str) -> String {
+        let Some(param) = self.secret_query_param() else {
+            return url.to_string();
+        };
+        let Ok(mut u) = url::Url::parse(url) else {
+            return url.to_string();
+        };
+        if !u.query_pairs().any(|(k, _)| k == param) {
+            return url.to_string();
+        }
+        let kept: Vec<(String, String)> = u
+            .query_pairs()
+            .filter(|(k, _)| k != param)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        if kept.is_empty() {
+            u.set_query(None);
+        } else {
+            u.query_pairs_mut().clear().extend_pairs(kept);
+        }
+        u.to_string()
     }
 
     fn is_oauth(&self) -> bool {
@@ -479,6 +610,7 @@ impl Authenticator {
             st.refresh = Some(r);
         }
         if let Some(u) = tok.instance_url {
+            self.bind_instance(&u);
             st.instance_url = Some(u);
         }
         st.generation += 1;
@@ -523,6 +655,29 @@ fn expiry(now: DateTime<Utc>, expires_in: i64) -> Option<DateTime<Utc>> {
     chrono::TimeDelta::try_seconds(expires_in).and_then(|d| now.checked_add_signed(d))
 }
 
+/// Credentials travel over https, or plain http to a loopback host (tests, local proxies).
+fn transport_ok(url: &str) -> Result<(), String> {
+    let u = url::Url::parse(url)
+        .map_err(|_| format!("'{}' is not a URL", super::http::redact_url_str(url, None)))?;
+    match u.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(&u) => Ok(()),
+        scheme => Err(format!(
+            "refused to send its credentials over {scheme}:// to host '{}'; use https (plain http is accepted only for loopback hosts)",
+            u.host_str().unwrap_or_default()
+        )),
+    }
+}
+
+fn is_loopback(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,6 +697,105 @@ mod tests {
         let e = auth(json!({"type": "api_key", "key": "k"})).unwrap_err();
         assert!(e.to_string().contains("exactly one of `header`"), "{e}");
         assert!(auth(json!({"type": "carrier_pigeon"})).is_err());
+    }
+
+    #[test]
+    fn a_profile_with_hosts_goes_only_to_them_and_only_over_https() {
+        let a = auth(
+            json!({"type": "bearer", "token": "t-1", "hosts": ["api.acme.com", "*.zendesk.com"]}),
+        )
+        .unwrap();
+        a.check_destination("https://api.acme.com/v1/x").unwrap();
+        a.check_destination("https://acme.zendesk.com/api/v2")
+            .unwrap();
+        a.check_destination("https://API.ACME.COM/v1").unwrap();
+        let e = a
+            .check_destination("https://evil.example/v1/x")
+            .unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains("'crm'") && m.contains("'evil.example'") && m.contains("api.acme.com"),
+            "{m}"
+        );
+        assert_eq!(e.kind(), crate::error::ErrorKind::AuthFailed);
+        // `*.zendesk.com` is a subdomain, not a suffix of any text.
+        assert!(a.check_destination("https://evilzendesk.com/").is_err());
+        assert!(a
+            .check_destination("https://zendesk.com.evil.example/")
+            .is_err());
+        let e = a.check_destination("http://api.acme.com/v1").unwrap_err();
+        assert!(
+            e.to_string().contains("use https") && e.to_string().contains("'crm'"),
+            "{e}"
+        );
+        // Loopback hosts (tests, local proxies) may use plain http, but still must be named.
+        let l = auth(json!({"type": "bearer", "token": "t", "hosts": ["127.0.0.1", "localhost"]}))
+            .unwrap();
+        l.check_destination("http://127.0.0.1:8080/x").unwrap();
+        l.check_destination("http://localhost:1/x").unwrap();
+        assert!(l.check_destination("http://10.0.0.1/x").is_err());
+        // Hosts are host names.
+        for bad in [
+            json!(["https://api.acme.com"]),
+            json!(["api.acme.com/v1"]),
+            json!("api.acme.com"),
+        ] {
+            let e = auth(json!({"type": "bearer", "token": "t-secret", "hosts": bad})).unwrap_err();
+            assert!(
+                e.to_string().contains("hosts") && !e.to_string().contains("t-secret"),
+                "{e}"
+            );
+        }
+        // A token endpoint over plain http to a real host is refused when the profile is read.
+        let e = auth(json!({"type": "oauth2_client_credentials", "token_url": "http://login.acme.com/token", "client_id": "c", "client_secret": "s"})).unwrap_err();
+        assert!(
+            e.to_string().contains("token_url") && e.to_string().contains("https"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_profile_without_hosts_is_bound_to_its_first_host() {
+        let a = auth(json!({"type": "basic", "username": "u", "password": "p"})).unwrap();
+        a.check_destination("https://acme.zendesk.com/api/v2/tickets")
+            .unwrap();
+        a.check_destination("https://acme.zendesk.com/api/v2/tickets?page=2")
+            .unwrap();
+        // A next link (or anything else) to another host is refused.
+        let e = a
+            .check_destination("https://collector.evil.example/steal")
+            .unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains("'collector.evil.example'") && m.contains("acme.zendesk.com"),
+            "{m}"
+        );
+        // No credentials, no restriction.
+        let none = Authenticator::none();
+        none.check_destination("http://anything.example/").unwrap();
+        none.check_destination("https://other.example/").unwrap();
+    }
+
+    #[test]
+    fn cursors_lose_the_query_string_key() {
+        let a =
+            auth(json!({"type": "api_key", "key": "canary-key-77", "query": "api_key"})).unwrap();
+        let u = a.strip_credentials("https://api.acme.com/items?page=2&api_key=canary-key-77&x=1");
+        assert!(!u.contains("canary-key-77"), "{u}");
+        assert!(u.contains("page=2") && u.contains("x=1"), "{u}");
+        assert_eq!(
+            a.strip_credentials("https://api.acme.com/items?api_key=canary-key-77"),
+            "https://api.acme.com/items"
+        );
+        assert_eq!(
+            a.strip_credentials("https://api.acme.com/items?page=3"),
+            "https://api.acme.com/items?page=3"
+        );
+        let h = auth(json!({"type": "api_key", "key": "k", "header": "X-Key"})).unwrap();
+        assert_eq!(
+            h.strip_credentials("https://a.b/?api_key=k"),
+            "https://a.b/?api_key=k"
+        );
     }
 
     #[tokio::test]

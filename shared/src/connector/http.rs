@@ -411,7 +411,13 @@ impl HttpClient {
         if let Some(b) = &req.body {
             rb = rb.json(b);
         }
+        // Credentials are added to the builder first (an OAuth token fetch binds the host its
+        // endpoint names), and the request is refused before it is sent if the profile may not
+        // go to its host.
         let (rb, applied) = self.auth.apply(rb).await.map_err(Attempt::Fail)?;
+        self.auth
+            .check_destination(&req.url)
+            .map_err(Attempt::Fail)?;
         let request = rb.build().map_err(|e| {
             Attempt::Fail(SourceError::config(
                 "source.properties",

@@ -424,9 +424,7 @@ impl HubSpotSource {
             let rec = self.record(meta, raw, &resp.url)?;
             // Archived records in a window: those archived inside it.
             if let (true, Some(w)) = (archived, &req.window) {
-                let at = rec
-                    .get("archivedAt")
-                    .and_then(crate::steps::fetch_page::parse_time);
+                let at = rec.get("archivedAt").and_then(crate::model::parse_time);
                 if !at.is_some_and(|t| w.contains(t)) {
                     continue;
                 }
@@ -498,7 +496,7 @@ impl HubSpotSource {
         for raw in raws {
             let rec = self.record(meta, raw, &resp.url)?;
             let id = rec["id"].as_str().unwrap_or_default().to_string();
-            let t = rec.get(prop).and_then(crate::steps::fetch_page::parse_time).ok_or_else(|| SourceError::Rejected {
+            let t = rec.get(prop).and_then(crate::model::parse_time).ok_or_else(|| SourceError::Rejected {
                 message: format!("{}: record id={id} has no {prop}; every searched record needs its last-modified time", resp.url),
             })?;
             let ms = t.timestamp_millis();
@@ -785,6 +783,40 @@ impl Source for HubSpotSource {
                 .await
             }
         }
+    }
+}
+
+/// The `hubspot` connector in the [registry](super::registry).
+pub struct Connector;
+
+impl super::registry::Connector for Connector {
+    fn name(&self) -> &'static str {
+        "hubspot"
+    }
+    fn appflow_type(&self) -> Option<&'static str> {
+        Some("Hubspot")
+    }
+    fn oauth_client_auth(&self) -> super::auth::ClientAuth {
+        super::auth::ClientAuth::Body
+    }
+    fn validate(
+        &self,
+        entity: &str,
+        props: &serde_json::Map<String, serde_json::Value>,
+    ) -> Vec<crate::flow::FieldError> {
+        validate(entity, props)
+    }
+    fn build(
+        &self,
+        source: &crate::flow::SourceConfig,
+        profile: Option<super::Profile<'_>>,
+    ) -> Result<Box<dyn super::Source>, super::SourceError> {
+        let p = profile
+            .ok_or_else(|| super::registry::profile_required("hubspot", "its credentials"))?;
+        Ok(Box::new(HubSpotSource::new(
+            &source.properties,
+            p.authenticator()?,
+        )?))
     }
 }
 

@@ -1,11 +1,13 @@
-//! Sources: the trait every connector implements, the field metadata they declare, and the
-//! registry that builds one from a flow's `source` section.
+//! Sources: the trait every connector implements, what they describe, and [`build`], which
+//! makes one from a flow's `source` section through the [`registry`].
 
 pub mod auth;
+pub mod check;
 pub mod http;
 pub mod hubspot;
 pub mod link;
 pub mod normalize;
+pub mod registry;
 pub mod rest;
 pub mod salesforce;
 pub mod sample;
@@ -23,19 +25,6 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Connectors this build can run.
-pub const CONNECTORS: &[&str] = &[
-    "sample",
-    "rest",
-    "salesforce",
-    "zendesk",
-    "servicenow",
-    "hubspot",
-    "slack",
-];
-/// Connectors named in the design that this build does not have yet.
-pub const PLANNED: &[&str] = &[];
 
 /// A connector's typed `source.properties`: a refusal names the property's path
 /// (`source.properties.http.timeout_ms`) and, when `takes` is given, what the connector takes.
@@ -62,96 +51,8 @@ pub fn parse_properties<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// Whether a connector reads credentials from a profile.
-pub fn needs_profile(connector: &str) -> bool {
-    !matches!(connector, "sample" | "rest")
-}
-
-/// Connector-specific checks of `source.properties` (no network).
-pub fn validate_properties(
-    connector: &str,
-    entity: &str,
-    props: &serde_json::Map<String, serde_json::Value>,
-) -> Vec<FieldError> {
-    match connector {
-        "sample" => sample::validate(entity, props),
-        "rest" => rest::validate(entity, props),
-        "salesforce" => salesforce::validate(entity, props),
-        "zendesk" => zendesk::validate(entity, props),
-        "slack" => slack::validate(entity, props),
-        "servicenow" => servicenow::validate(entity, props),
-        "hubspot" => hubspot::validate(entity, props),
-        _ => vec![],
-    }
-}
-
-/// The type a connector declares for a field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "type")]
-pub enum FieldType {
-    String,
-    Integer,
-    Float,
-    Decimal {
-        precision: u8,
-        scale: i8,
-    },
-    Boolean,
-    /// UTC instant.
-    Timestamp,
-    Date,
-    Object {
-        fields: Vec<FieldInfo>,
-    },
-    Array {
-        item: Box<FieldType>,
-    },
-    /// Unknown or free-form JSON: kept as JSON text.
-    Json,
-}
-
-/// What a connector says about one field (AppFlow's DescribeConnectorEntity).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FieldInfo {
-    pub name: String,
-    #[serde(flatten)]
-    pub data_type: FieldType,
-    #[serde(default)]
-    pub nullable: bool,
-    #[serde(default)]
-    pub primary_key: bool,
-    /// Can drive incremental pulls (a datetime the source filters on).
-    #[serde(default)]
-    pub incremental: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label: Option<String>,
-}
-
-impl FieldInfo {
-    pub fn new(name: &str, data_type: FieldType) -> Self {
-        FieldInfo {
-            name: name.into(),
-            data_type,
-            nullable: true,
-            primary_key: false,
-            incremental: false,
-            label: None,
-        }
-    }
-    pub fn required(mut self) -> Self {
-        self.nullable = false;
-        self
-    }
-    pub fn key(mut self) -> Self {
-        self.primary_key = true;
-        self.nullable = false;
-        self
-    }
-    pub fn incremental(mut self) -> Self {
-        self.incremental = true;
-        self
-    }
-}
+pub use crate::schema::{FieldInfo, FieldType};
+pub use registry::{Connector, Profile, REGISTRY};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntityInfo {
@@ -273,6 +174,16 @@ pub async fn build(
     source: &SourceConfig,
     ctx: &ConnectorContext,
 ) -> Result<Box<dyn Source>, SourceError> {
+    let connector = REGISTRY.get(&source.connector).ok_or_else(|| {
+        SourceError::config(
+            "source.connector",
+            format!(
+                "unknown connector '{}'; use one of: {}",
+                source.connector,
+                REGISTRY.names().join(", ")
+            ),
+        )
+    })?;
     let secret: Option<Secret> = match &source.profile {
         Some(profile) => {
             let s = ctx
@@ -297,82 +208,14 @@ pub async fn build(
         }
         None => None,
     };
-    match source.connector.as_str() {
-        "sample" => Ok(Box::new(sample::SampleSource::from_properties(
-            &source.properties,
-        )?)),
-        "rest" => {
-            let auth = match (&source.profile, &secret) {
-                (Some(p), Some(s)) => auth::Authenticator::from_secret(p, s, ctx.secrets.clone())?,
-                _ => auth::Authenticator::none(),
-            };
-            Ok(Box::new(rest::RestSource::new(
-                &source.properties,
-                source.incremental.as_ref().map(|i| i.field.as_str()),
-                auth,
-            )?))
-        }
-        "salesforce" => match (&source.profile, &secret) {
-            (Some(p), Some(s)) => Ok(Box::new(salesforce::SalesforceSource::new(
-                &source.properties,
-                source.incremental.as_ref().map(|i| i.field.as_str()),
-                p,
-                s,
-                ctx.secrets.clone(),
-            )?)),
-            _ => Err(SourceError::config(
-                "source.profile",
-                "the salesforce connector needs a profile: a secret with client_id, client_secret and refresh_token (see docs/connectors/salesforce.md)",
-            )),
-        },
-        "zendesk" => Ok(Box::new(zendesk::ZendeskSource::new(
-            &source.properties,
-            profile_auth(source, &secret, ctx, auth::ClientAuth::Basic)?,
-        )?)),
-        "slack" => Ok(Box::new(slack::SlackSource::new(
-            &source.properties,
-            &source.entity,
-            profile_auth(source, &secret, ctx, auth::ClientAuth::Basic)?,
-        )?)),
-        "servicenow" => Ok(Box::new(servicenow::ServiceNowSource::new(
-            &source.properties,
-            profile_auth(source, &secret, ctx, auth::ClientAuth::Body)?,
-        )?)),
-        "hubspot" => Ok(Box::new(hubspot::HubSpotSource::new(
-            &source.properties,
-            profile_auth(source, &secret, ctx, auth::ClientAuth::Body)?,
-        )?)),
-        other if PLANNED.contains(&other) => Err(SourceError::config(
-            "source.connector",
-            format!("the {other} connector is not available in this build of ferry yet"),
-        )),
-        other => {
-            let _ = secret;
-            Err(SourceError::config(
-                "source.connector",
-                format!("unknown connector '{other}'"),
-            ))
-        }
-    }
-}
-
-/// The profile's authenticator, for connectors that need one.
-fn profile_auth(
-    source: &SourceConfig,
-    secret: &Option<Secret>,
-    ctx: &ConnectorContext,
-    oauth_client_auth: auth::ClientAuth,
-) -> Result<auth::Authenticator, SourceError> {
-    match (&source.profile, secret) {
-        (Some(p), Some(s)) => {
-            auth::Authenticator::from_secret_with(p, s, ctx.secrets.clone(), oauth_client_auth)
-        }
-        _ => Err(SourceError::config(
-            "source.profile",
-            format!(
-                "the {} connector needs a connector profile with credentials; set source.profile",
-                source.connector
-            ),
-        )),
-    }
+    let profile = match (&source.profile, &secret) {
+        (Some(name), Some(secret)) => Some(Profile {
+            name,
+            secret,
+            secrets: ctx.secrets.clone(),
+            client_auth: connector.oauth_client_auth(),
+        }),
+        _ => None,
+    };
+    connector.build(source, profile)
 }

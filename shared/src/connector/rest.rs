@@ -642,7 +642,7 @@ impl RestSource {
             }
             if let (Some((p, cp)), Some(w)) = (&ep.cursor_path, window) {
                 let v = cp.query(node).first();
-                let t = v.and_then(crate::steps::fetch_page::parse_time);
+                let t = v.and_then(crate::model::parse_time);
                 let Some(t) = t else {
                     let id = ep
                         .cfg
@@ -784,6 +784,8 @@ impl RestSource {
                     }
                     _ => unreachable!(),
                 };
+                // The cursor lands in the execution state: never with a credential in it.
+                let next = next.map(|u| self.http.auth.strip_credentials(&u));
                 let next = self.advance(
                     ep,
                     &resp,
@@ -1309,6 +1311,46 @@ impl Source for RestSource {
                 .await
             }
         }
+    }
+}
+
+/// The `rest` connector in the [registry](super::registry).
+pub struct Connector;
+
+impl super::registry::Connector for Connector {
+    fn name(&self) -> &'static str {
+        "rest"
+    }
+    fn appflow_type(&self) -> Option<&'static str> {
+        Some("CustomConnector")
+    }
+    fn needs_profile(&self) -> bool {
+        false
+    }
+    fn static_description(&self) -> bool {
+        true
+    }
+    fn validate(
+        &self,
+        entity: &str,
+        props: &serde_json::Map<String, serde_json::Value>,
+    ) -> Vec<crate::flow::FieldError> {
+        validate(entity, props)
+    }
+    fn build(
+        &self,
+        source: &crate::flow::SourceConfig,
+        profile: Option<super::Profile<'_>>,
+    ) -> Result<Box<dyn super::Source>, super::SourceError> {
+        let auth = match profile {
+            Some(p) => p.authenticator()?,
+            None => super::auth::Authenticator::none(),
+        };
+        Ok(Box::new(RestSource::new(
+            &source.properties,
+            source.incremental.as_ref().map(|i| i.field.as_str()),
+            auth,
+        )?))
     }
 }
 

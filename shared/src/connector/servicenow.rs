@@ -1040,6 +1040,40 @@ impl ServiceNowSource {
     }
 }
 
+/// The `servicenow` connector in the [registry](super::registry).
+pub struct Connector;
+
+impl super::registry::Connector for Connector {
+    fn name(&self) -> &'static str {
+        "servicenow"
+    }
+    fn appflow_type(&self) -> Option<&'static str> {
+        Some("Servicenow")
+    }
+    fn oauth_client_auth(&self) -> super::auth::ClientAuth {
+        super::auth::ClientAuth::Body
+    }
+    fn validate(
+        &self,
+        entity: &str,
+        props: &serde_json::Map<String, serde_json::Value>,
+    ) -> Vec<crate::flow::FieldError> {
+        validate(entity, props)
+    }
+    fn build(
+        &self,
+        source: &crate::flow::SourceConfig,
+        profile: Option<super::Profile<'_>>,
+    ) -> Result<Box<dyn super::Source>, super::SourceError> {
+        let p = profile
+            .ok_or_else(|| super::registry::profile_required("servicenow", "its credentials"))?;
+        Ok(Box::new(ServiceNowSource::new(
+            &source.properties,
+            p.authenticator()?,
+        )?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -929,6 +929,41 @@ impl Source for SlackSource {
     }
 }
 
+/// The `slack` connector in the [registry](super::registry).
+pub struct Connector;
+
+impl super::registry::Connector for Connector {
+    fn name(&self) -> &'static str {
+        "slack"
+    }
+    fn appflow_type(&self) -> Option<&'static str> {
+        Some("Slack")
+    }
+    fn static_description(&self) -> bool {
+        true
+    }
+    fn validate(
+        &self,
+        entity: &str,
+        props: &serde_json::Map<String, serde_json::Value>,
+    ) -> Vec<crate::flow::FieldError> {
+        validate(entity, props)
+    }
+    fn build(
+        &self,
+        source: &crate::flow::SourceConfig,
+        profile: Option<super::Profile<'_>>,
+    ) -> Result<Box<dyn super::Source>, super::SourceError> {
+        let p =
+            profile.ok_or_else(|| super::registry::profile_required("slack", "its credentials"))?;
+        Ok(Box::new(SlackSource::new(
+            &source.properties,
+            &source.entity,
+            p.authenticator()?,
+        )?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,6 @@
 //!
 //! The format is documented in `docs/flows.md`; keep the two in step.
 
-pub mod check;
 pub mod collect;
 pub mod schedule;
 pub mod tasks;
@@ -621,6 +620,23 @@ pub struct EventTrigger {
     pub mode: ScheduleMode,
 }
 
+/// What flow validation needs to know about connectors. The connector registry
+/// (`crate::connector::registry`) implements it; `Flow::parse`/`from_value`/`validate` there
+/// bind the built-in registry, so this module never imports a connector.
+pub trait SourceRules {
+    /// Every connector name this build can run, for messages.
+    fn connector_names(&self) -> Vec<&'static str>;
+    /// Whether `connector` needs `source.profile`; `None` when there is no such connector.
+    fn needs_profile(&self, connector: &str) -> Option<bool>;
+    /// The connector's own checks of `source.entity` and `source.properties` (no network).
+    fn validate_properties(
+        &self,
+        connector: &str,
+        entity: &str,
+        props: &serde_json::Map<String, serde_json::Value>,
+    ) -> Vec<FieldError>;
+}
+
 impl Flow {
     /// What a run report says of this flow.
     pub fn reported(&self) -> crate::model::ReportedFlow {
@@ -636,7 +652,11 @@ impl Flow {
 impl Flow {
     /// Parse YAML or JSON (JSON is YAML, but a `.json` origin gives JSON's error messages) and
     /// validate. `origin` names the input in messages (a file path).
-    pub fn parse(text: &str, origin: &str) -> Result<Flow, FlowError> {
+    pub fn parse_with(
+        text: &str,
+        origin: &str,
+        rules: &dyn SourceRules,
+    ) -> Result<Flow, FlowError> {
         let is_json = origin.ends_with(".json") || text.trim_start().starts_with('{');
         let value: serde_json::Value = if is_json {
             serde_json::from_str(text).map_err(|e| FlowError::Syntax {
@@ -651,16 +671,20 @@ impl Flow {
                 message: e.to_string(),
             })?
         };
-        Self::from_value(value, origin)
+        Self::from_value_with(value, origin, rules)
     }
 
     /// Deserialize from a JSON value and validate, reporting every problem at once.
-    pub fn from_value(value: serde_json::Value, origin: &str) -> Result<Flow, FlowError> {
+    pub fn from_value_with(
+        value: serde_json::Value,
+        origin: &str,
+        rules: &dyn SourceRules,
+    ) -> Result<Flow, FlowError> {
         let collected = collect::deserialize_all::<Flow>(value, explain_serde);
         let mut errors = collected.errors.clone();
         if let Some(flow) = &collected.value {
             errors.extend(
-                flow.validate()
+                flow.validate_with(rules)
                     .into_iter()
                     .filter(|e| !collected.is_repaired(&e.path)),
             );
@@ -685,8 +709,9 @@ impl Flow {
         }
     }
 
-    /// Every problem in the flow, each naming its field and the fix. Empty means valid.
-    pub fn validate(&self) -> Vec<FieldError> {
+    /// Every problem in the flow, each naming its field and the fix, with the connector's own
+    /// checks from `rules` (the connector registry). Empty means valid.
+    pub fn validate_with(&self, rules: &dyn SourceRules) -> Vec<FieldError> {
         let mut errs = Vec::new();
         validate_name(&self.name, &mut errs);
         if let Some(d) = &self.description {
@@ -697,7 +722,7 @@ impl Flow {
                 ));
             }
         }
-        self.validate_source(&mut errs);
+        self.validate_source(rules, &mut errs);
         self.validate_destination(&mut errs);
         for (i, t) in self.tasks.iter().enumerate() {
             t.validate(&format!("tasks[{i}]"), &mut errs);
@@ -720,45 +745,30 @@ impl Flow {
         errs
     }
 
-    fn validate_source(&self, errs: &mut Vec<FieldError>) {
+    fn validate_source(&self, rules: &dyn SourceRules, errs: &mut Vec<FieldError>) {
         let s = &self.source;
-        let known = crate::connector::CONNECTORS;
-        let planned = crate::connector::PLANNED;
-        if planned.contains(&s.connector.as_str()) {
-            errs.push(FieldError::new(
-                "source.connector",
-                format!(
-                    "the {} connector is not available in this build of ferry yet; available: {}",
-                    s.connector,
-                    known.join(", ")
-                ),
-            ));
-        }
-        if !known.contains(&s.connector.as_str()) && !planned.contains(&s.connector.as_str()) {
-            errs.push(FieldError::new(
+        match rules.needs_profile(&s.connector) {
+            None => errs.push(FieldError::new(
                 "source.connector",
                 format!(
                     "unknown connector '{}'; use one of: {}",
                     s.connector,
-                    [known, planned].concat().join(", ")
+                    rules.connector_names().join(", ")
                 ),
-            ));
-        } else {
-            if crate::connector::needs_profile(&s.connector) && s.profile.is_none() {
-                errs.push(FieldError::new(
-                    "source.profile",
-                    format!(
-                        "the {} connector needs a connector profile naming its credentials; add `profile: <name>` \
-                         and create the secret (see docs/connectors.md)",
-                        s.connector
-                    ),
-                ));
+            )),
+            Some(needs_profile) => {
+                if needs_profile && s.profile.is_none() {
+                    errs.push(FieldError::new(
+                        "source.profile",
+                        format!(
+                            "the {} connector needs a connector profile naming its credentials; add `profile: <name>` \
+                             and create the secret (see docs/connectors.md)",
+                            s.connector
+                        ),
+                    ));
+                }
+                errs.extend(rules.validate_properties(&s.connector, &s.entity, &s.properties));
             }
-            errs.extend(crate::connector::validate_properties(
-                &s.connector,
-                &s.entity,
-                &s.properties,
-            ));
         }
         if let Some(p) = &s.profile {
             if p.trim().is_empty() {

@@ -116,6 +116,37 @@ pub fn prepare(batch: &RecordBatch, dest: &DestinationConfig) -> Result<RecordBa
     RecordBatch::try_new(schema, cols).map_err(arrow_err("text columns"))
 }
 
+/// A batch in `schema`: columns in its order, cast to its types (nested values to JSON text
+/// where the target is text), missing columns null.
+pub fn conform(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch.clone());
+    }
+    let cols = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            None => Ok(arrow::array::new_null_array(
+                f.data_type(),
+                batch.num_rows(),
+            )),
+            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
+            Some(c) if f.data_type() == &DataType::Utf8 => {
+                to_text(c).map_err(|e| arrow::error::ArrowError::CastError(e.to_string()))
+            }
+            Some(c) => arrow::compute::cast(c, f.data_type()),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new_with_options(
+        schema.clone(),
+        cols,
+        &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )
+}
+
 /// A column as text: nested values as JSON, timestamps as RFC 3339, other scalars by arrow's
 /// cast (decimals keep every digit of their scale).
 pub fn to_text(col: &ArrayRef) -> Result<ArrayRef, OutputError> {

@@ -88,7 +88,9 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
         };
         bytes += page.bytes;
         for r in &page.records {
-            let ts = inc_field.and_then(|f| r.get(f)).and_then(parse_time);
+            let ts = inc_field
+                .and_then(|f| r.get(f))
+                .and_then(crate::model::parse_time);
             if let (Some(w), Some(t)) = (req.window, ts) {
                 // Sources that ignore the window filter still get the right records.
                 if !w.contains(t) {
@@ -148,27 +150,4 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
         records,
         bytes,
     })
-}
-
-/// A datetime value: RFC 3339 text, or epoch seconds/milliseconds as a number.
-pub fn parse_time(v: &serde_json::Value) -> Option<DateTime<Utc>> {
-    match v {
-        serde_json::Value::String(s) => DateTime::parse_from_rfc3339(s)
-            .map(|t| t.with_timezone(&Utc))
-            .ok()
-            .or_else(|| {
-                chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
-                    .ok()
-                    .map(|n| n.and_utc())
-            }),
-        serde_json::Value::Number(n) => {
-            let x = n.as_i64()?;
-            if x > 100_000_000_000 {
-                DateTime::from_timestamp_millis(x)
-            } else {
-                DateTime::from_timestamp(x, 0)
-            }
-        }
-        _ => None,
-    }
 }

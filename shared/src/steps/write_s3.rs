@@ -411,7 +411,7 @@ impl<'a> Out<'a> {
             let mut offset = start as u64;
             for s in crate::output::slices(&rows, slice_rows(target, self.bytes_per_row)) {
                 let n = s.num_rows() as u64;
-                let s = crate::schema::conform(&s, schema)
+                let s = crate::output::conform(&s, schema)
                     .and_then(|s| {
                         crate::output::prepare(&s, dest)
                             .map_err(|e| arrow::error::ArrowError::CastError(e.to_string()))

@@ -104,6 +104,8 @@ pub struct Gate {
     pub forward: reqwest::Client,
     pub admin_secrets: aws_sdk_secretsmanager::Client,
     pub secret_arns: Mutex<HashMap<String, String>>,
+    /// Tags by secret ARN (refreshed when a secret is first seen).
+    pub secret_tags: Mutex<HashMap<String, Vec<(String, String)>>>,
     pub decisions: Mutex<Vec<Decision>>,
     /// Fault injection for the deployed campaign (off unless set).
     pub faults: Mutex<Option<GateFaults>>,
@@ -469,12 +471,13 @@ fn dynamodb_checks(
 }
 
 impl Gate {
-    async fn secret_arn(&self, id: &str) -> String {
-        if id.starts_with("arn:") {
-            return id.to_string();
-        }
+    /// A secret's ARN and its tags (the `secretsmanager:ResourceTag/...` condition keys IAM
+    /// evaluates), as the admin sees them.
+    async fn secret_info(&self, id: &str) -> (String, Vec<(String, String)>) {
         if let Some(a) = self.secret_arns.lock().unwrap().get(id) {
-            return a.clone();
+            if let Some(t) = self.secret_tags.lock().unwrap().get(a) {
+                return (a.clone(), t.clone());
+            }
         }
         match self
             .admin_secrets
@@ -485,14 +488,32 @@ impl Gate {
         {
             Ok(d) => {
                 let arn = d.arn().unwrap_or_default().to_string();
+                let tags: Vec<(String, String)> = d
+                    .tags()
+                    .iter()
+                    .map(|t| {
+                        (
+                            t.key().unwrap_or_default().to_string(),
+                            t.value().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect();
                 self.secret_arns
                     .lock()
                     .unwrap()
                     .insert(id.to_string(), arn.clone());
-                arn
+                self.secret_tags
+                    .lock()
+                    .unwrap()
+                    .insert(arn.clone(), tags.clone());
+                (arn, tags)
             }
             // A secret that does not exist is authorized against its would-be ARN.
-            Err(_) => format!("arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{id}-xxxxxx"),
+            Err(_) if id.starts_with("arn:") => (id.to_string(), vec![]),
+            Err(_) => (
+                format!("arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{id}-xxxxxx"),
+                vec![],
+            ),
         }
     }
 
@@ -530,10 +551,17 @@ impl Gate {
                     .as_str()
                     .or(req["Name"].as_str())
                     .unwrap_or_default();
-                Ok(vec![simple(
-                    format!("secretsmanager:{op}"),
-                    self.secret_arn(id).await,
-                )])
+                let (arn, tags) = self.secret_info(id).await;
+                let mut context = tls.clone();
+                for (k, v) in tags {
+                    context.insert(format!("secretsmanager:ResourceTag/{k}"), json!(v));
+                }
+                Ok(vec![Check {
+                    action: format!("secretsmanager:{op}"),
+                    resource: arn,
+                    context,
+                    resource_policy: None,
+                }])
             }
             "events" => {
                 let mut out = vec![];

@@ -656,6 +656,7 @@ impl Stack {
                 .expect("client"),
             admin_secrets: aws_sdk_secretsmanager::Client::new(&conf),
             secret_arns: Mutex::new(HashMap::new()),
+            secret_tags: Mutex::new(HashMap::new()),
             decisions: Mutex::new(vec![]),
             faults: Mutex::new(None),
             killer: std::sync::OnceLock::new(),
@@ -777,6 +778,7 @@ impl Stack {
                 .cloned()
                 .unwrap_or_default(),
             kms_key_id: None,
+            stack_name: Some(self.name.clone()),
         };
         ferry::adapters::aws::aws_deps(&ferry::adapters::aws::Clients::new(&self.conf), &settings)
     }

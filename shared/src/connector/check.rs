@@ -4,9 +4,9 @@
 //! connector's describe / list-entities calls, and for connectors whose description needs no
 //! request, one page of one record.
 
-use super::tasks::FilterSpec;
-use super::{FieldError, Flow};
 use crate::connector::{self, ConnectorContext, FieldType, ReadRequest, Source, SourceError};
+use crate::flow::tasks::FilterSpec;
+use crate::flow::{FieldError, Flow};
 
 /// What checking a flow against its source found.
 #[derive(Debug, Default)]
@@ -15,9 +15,6 @@ pub struct SourceCheck {
     /// The filters the source applies itself (pushed down), when the flow is valid.
     pub pushed_down: Vec<FilterSpec>,
 }
-
-/// Connectors whose `describe` makes no request, so the credentials are tried with one page.
-const STATIC_DESCRIPTION: &[&str] = &["zendesk", "slack", "rest"];
 
 /// A source error as a flow problem, at the field it is about.
 pub fn source_problem(e: &SourceError) -> FieldError {
@@ -61,7 +58,7 @@ pub async fn against_source(flow: &Flow, source: &dyn Source) -> SourceCheck {
                         let names: Vec<&str> = list.iter().map(|x| x.name.as_str()).collect();
                         p = FieldError::new(
                             "source.entity",
-                            match super::collect::closest(entity, names.iter().copied()) {
+                            match crate::flow::collect::closest(entity, names.iter().copied()) {
                                 Some(c) => format!(
                                     "the {} source has no entity '{entity}'; did you mean `{c}`?",
                                     flow.source.connector
@@ -125,7 +122,9 @@ pub async fn against_source(flow: &Flow, source: &dyn Source) -> SourceCheck {
     // The credentials: describe made an authenticated request, except for these connectors.
     if out.errors.is_empty()
         && flow.source.profile.is_some()
-        && STATIC_DESCRIPTION.contains(&flow.source.connector.as_str())
+        && connector::registry::REGISTRY
+            .get(&flow.source.connector)
+            .is_some_and(|c| c.static_description())
     {
         let req = ReadRequest {
             entity: entity.clone(),

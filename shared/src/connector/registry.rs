@@ -1,0 +1,197 @@
+//! The connectors this build has: one static list. Adding a connector is a module (its config,
+//! source and types), one line in [`REGISTRY`], its docs and its tests.
+//!
+//! The registry is what flow validation consults ([`crate::flow::SourceRules`]): the flow module
+//! never imports a connector; `Flow::parse`, `Flow::from_value` and `Flow::validate` below bind
+//! the built-in registry for callers that do not pass one.
+
+use super::auth::{Authenticator, ClientAuth};
+use super::{Source, SourceError};
+use crate::flow::{FieldError, Flow, FlowError, SourceConfig, SourceRules};
+use crate::ports::{Secret, SecretStore};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// One kind of source: what flow validation, `ferry flows import-appflow` and the steps need to
+/// know about it, and how to build it for a flow.
+pub trait Connector: Send + Sync {
+    /// The name flows use in `source.connector`.
+    fn name(&self) -> &'static str;
+    /// AppFlow's `connectorType` this connector stands in for (`ferry flows import-appflow`).
+    fn appflow_type(&self) -> Option<&'static str> {
+        None
+    }
+    /// Whether a flow must name a connector profile (credentials) for it.
+    fn needs_profile(&self) -> bool {
+        true
+    }
+    /// How OAuth client credentials go to the token endpoint when the profile does not say
+    /// (`client_auth: basic|body`): the vendor's documented default.
+    fn oauth_client_auth(&self) -> ClientAuth {
+        ClientAuth::Basic
+    }
+    /// Whether `describe` answers without a request (so `ferry validate` tries the credentials
+    /// with one page instead).
+    fn static_description(&self) -> bool {
+        false
+    }
+    /// Checks of `source.entity` and `source.properties` without the network.
+    fn validate(&self, entity: &str, props: &Map<String, Value>) -> Vec<FieldError>;
+    /// The source for one flow; `profile` is the flow's loaded profile, if it names one.
+    fn build(
+        &self,
+        source: &SourceConfig,
+        profile: Option<Profile<'_>>,
+    ) -> Result<Box<dyn Source>, SourceError>;
+}
+
+/// A flow's connector profile, loaded: its name, its secret, and the store refreshed OAuth
+/// tokens are written back to.
+pub struct Profile<'a> {
+    pub name: &'a str,
+    pub secret: &'a Secret,
+    pub secrets: Arc<dyn SecretStore>,
+    /// The connector's OAuth client-auth default ([`Connector::oauth_client_auth`]).
+    pub client_auth: ClientAuth,
+}
+
+impl Profile<'_> {
+    /// The authenticator the profile's secret describes.
+    pub fn authenticator(&self) -> Result<Authenticator, SourceError> {
+        Authenticator::from_secret_with(
+            self.name,
+            self.secret,
+            self.secrets.clone(),
+            self.client_auth,
+        )
+    }
+}
+
+/// The error for a connector that needs a profile and was given none.
+pub fn profile_required(connector: &str, what: &str) -> SourceError {
+    SourceError::config(
+        "source.profile",
+        format!("the {connector} connector needs a connector profile ({what}); set source.profile"),
+    )
+}
+
+/// A set of connectors, looked up by name.
+pub struct Registry {
+    connectors: &'static [&'static dyn Connector],
+}
+
+/// Every connector this build can run.
+pub static REGISTRY: Registry = Registry {
+    connectors: &[
+        &super::sample::Connector,
+        &super::rest::Connector,
+        &super::salesforce::Connector,
+        &super::zendesk::Connector,
+        &super::servicenow::Connector,
+        &super::hubspot::Connector,
+        &super::slack::Connector,
+    ],
+};
+
+impl Registry {
+    pub fn get(&self, name: &str) -> Option<&'static dyn Connector> {
+        self.connectors.iter().copied().find(|c| c.name() == name)
+    }
+    pub fn names(&self) -> Vec<&'static str> {
+        self.connectors.iter().map(|c| c.name()).collect()
+    }
+    /// The connector standing in for AppFlow's `connectorType` (case-insensitive).
+    pub fn by_appflow_type(&self, connector_type: &str) -> Option<&'static dyn Connector> {
+        self.connectors.iter().copied().find(|c| {
+            c.appflow_type()
+                .is_some_and(|t| t.eq_ignore_ascii_case(connector_type))
+        })
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &'static dyn Connector> + '_ {
+        self.connectors.iter().copied()
+    }
+}
+
+impl SourceRules for Registry {
+    fn connector_names(&self) -> Vec<&'static str> {
+        self.names()
+    }
+    fn needs_profile(&self, connector: &str) -> Option<bool> {
+        self.get(connector).map(|c| c.needs_profile())
+    }
+    fn validate_properties(
+        &self,
+        connector: &str,
+        entity: &str,
+        props: &Map<String, Value>,
+    ) -> Vec<FieldError> {
+        self.get(connector)
+            .map(|c| c.validate(entity, props))
+            .unwrap_or_default()
+    }
+}
+
+/// Parsing and validation with the built-in connectors.
+impl Flow {
+    /// Parse YAML or JSON and validate against the built-in connectors (see
+    /// [`Flow::parse_with`]).
+    pub fn parse(text: &str, origin: &str) -> Result<Flow, FlowError> {
+        Flow::parse_with(text, origin, &REGISTRY)
+    }
+    /// Deserialize and validate against the built-in connectors, every problem at once.
+    pub fn from_value(value: Value, origin: &str) -> Result<Flow, FlowError> {
+        Flow::from_value_with(value, origin, &REGISTRY)
+    }
+    /// Every problem in the flow (empty means valid), with the built-in connectors' checks.
+    pub fn validate(&self) -> Vec<FieldError> {
+        self.validate_with(&REGISTRY)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_appflow_types_map_back() {
+        let names = REGISTRY.names();
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(
+            sorted.len(),
+            names.len(),
+            "duplicate connector name in {names:?}"
+        );
+        for c in REGISTRY.iter() {
+            if let Some(t) = c.appflow_type() {
+                assert_eq!(REGISTRY.by_appflow_type(t).unwrap().name(), c.name());
+            }
+        }
+        assert_eq!(
+            REGISTRY.by_appflow_type("SALESFORCE").unwrap().name(),
+            "salesforce"
+        );
+        assert_eq!(
+            REGISTRY.by_appflow_type("CustomConnector").unwrap().name(),
+            "rest"
+        );
+        assert!(REGISTRY.get("nope").is_none());
+    }
+
+    #[test]
+    fn unknown_connector_is_named_with_the_choices() {
+        let errs = Flow::parse(
+            "name: f\nsource:\n  connector: marketoo\n  entity: leads\ndestination:\n  local: out\n",
+            "f.yaml",
+        )
+        .unwrap_err()
+        .errors();
+        let e = errs.iter().find(|e| e.path == "source.connector").unwrap();
+        assert!(e.message.contains("unknown connector 'marketoo'"), "{e}");
+        assert!(
+            e.message.contains("salesforce") && e.message.contains("rest"),
+            "{e}"
+        );
+    }
+}
