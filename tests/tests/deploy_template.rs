@@ -289,6 +289,7 @@ fn functions_get_the_environment_they_read() {
         ("FERRY_EVENT_BUS", json!({"Ref": "EventBus"})),
         ("FERRY_SECRET_PREFIX", json!({"Ref": "SecretPrefix"})),
         ("FERRY_KMS_KEY_ID", json!({"Ref": "KmsKeyArn"})),
+        ("FERRY_STACK_NAME", json!({"Ref": "AWS::StackName"})),
         ("RUST_LOG", json!({"Ref": "LogLevel"})),
     ];
     for (k, v) in &expect {

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
 
 /// The tag key that binds a profile's secret to a stack (the roles' condition key is
-/// `secretsmanager:ResourceTag/ferry:stack`).
+/// `aws:ResourceTag/ferry:stack`).
 pub const STACK_TAG: &str = "ferry:stack";
 
 pub struct SecretsManagerStore {

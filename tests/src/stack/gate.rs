@@ -471,7 +471,7 @@ fn dynamodb_checks(
 }
 
 impl Gate {
-    /// A secret's ARN and its tags (the `secretsmanager:ResourceTag/...` condition keys IAM
+    /// A secret's ARN and its tags (the `aws:ResourceTag/...` condition keys IAM
     /// evaluates), as the admin sees them.
     async fn secret_info(&self, id: &str) -> (String, Vec<(String, String)>) {
         if let Some(a) = self.secret_arns.lock().unwrap().get(id) {
@@ -554,7 +554,7 @@ impl Gate {
                 let (arn, tags) = self.secret_info(id).await;
                 let mut context = tls.clone();
                 for (k, v) in tags {
-                    context.insert(format!("secretsmanager:ResourceTag/{k}"), json!(v));
+                    context.insert(format!("aws:ResourceTag/{k}"), json!(v));
                 }
                 Ok(vec![Check {
                     action: format!("secretsmanager:{op}"),
