@@ -186,6 +186,10 @@ struct Inner {
     token_requests: AtomicU64,
     endless: AtomicBool,
     broken_link: AtomicBool,
+    /// `/next/tickets` hands out absolute next URLs on this host (same port) instead of
+    /// relative ones: an API, proxy or attacker steering the client to another host.
+    next_host: Mutex<Option<String>>,
+    port: AtomicU64,
 }
 
 type S = Arc<Inner>;
@@ -226,12 +230,15 @@ impl Mock {
             token_requests: AtomicU64::new(0),
             endless: AtomicBool::new(false),
             broken_link: AtomicBool::new(false),
+            next_host: Mutex::new(None),
+            port: AtomicU64::new(0),
         });
         let app = router(inner.clone());
         let listener = tokio::net::TcpListener::bind(bind)
             .await
             .expect("bind mock server");
         let addr = listener.local_addr().unwrap();
+        inner.port.store(addr.port() as u64, Ordering::SeqCst);
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("mock server");
         });
@@ -261,6 +268,11 @@ impl Mock {
     /// Serve `Link` headers whose link values lack `rel` (a broken server or proxy).
     pub fn set_link_without_rel(&self, on: bool) {
         self.inner.broken_link.store(on, Ordering::SeqCst);
+    }
+
+    /// `/next/tickets` answers with absolute next URLs on `host` (this server's port).
+    pub fn set_next_host(&self, host: Option<&str>) {
+        *self.inner.next_host.lock().unwrap() = host.map(str::to_string);
     }
 
     pub fn set_endless_cursor(&self, on: bool) {
@@ -542,9 +554,13 @@ async fn next_url(State(s): State<S>, Query(q): Query<Q>) -> Response {
         .filter(|i| *i > after)
         .take(lim)
         .collect();
+    let origin = match s.next_host.lock().unwrap().as_deref() {
+        Some(h) => format!("http://{h}:{}", s.port.load(Ordering::SeqCst)),
+        None => String::new(),
+    };
     let next = match page.last() {
         Some(last) if ids.last() != Some(last) => Value::String(format!(
-            "/next/tickets?{}",
+            "{origin}/next/tickets?{}",
             query_with(&q, "after", last.to_string())
         )),
         _ => Value::Null,

@@ -1,0 +1,246 @@
+//! Profiles own their hosts (docs/security.md): for every connector, a flow that points a
+//! profile at a host the profile is not bound to, or at a plain-http host, is refused before any
+//! request carries the credentials, with a message naming the profile and the host; and a next
+//! link to another host is not followed with the credentials (see also the unit tests in
+//! `shared/src/connector/auth.rs`).
+
+use ferry::connector::{ConnectorContext, ReadRequest, SourceError};
+use ferry::flow::Flow;
+use ferry::ports::{Secret, SecretStore};
+use ferry_tests::saas::salesforce::{SalesforceMock, SfConfig};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+const FAST_HTTP: &str = r#"{"timeout_ms": 3000, "max_retries": 0}"#;
+
+/// (connector, entity, properties pointing at `base`, a secret of the connector's kind).
+fn cases(base: &str) -> Vec<(&'static str, &'static str, Value, Value)> {
+    let http: Value = serde_json::from_str(FAST_HTTP).unwrap();
+    vec![
+        (
+            "rest",
+            "items",
+            json!({"base_url": base, "http": http, "endpoints": {"items": {"path": "/items", "records": "$.data[*]"}}}),
+            json!({"type": "api_key", "key": "canary-key", "header": "X-Key"}),
+        ),
+        (
+            "zendesk",
+            "tickets",
+            json!({"base_url": base, "http": http}),
+            json!({"type": "basic", "username": "agent@acme.test/token", "password": "canary-pw"}),
+        ),
+        (
+            "servicenow",
+            "incident",
+            json!({"instance_url": base, "http": http}),
+            json!({"type": "basic", "username": "svc", "password": "canary-pw"}),
+        ),
+        (
+            "hubspot",
+            "contacts",
+            json!({"base_url": base, "http": http}),
+            json!({"type": "bearer", "token": "canary-token"}),
+        ),
+        (
+            "slack",
+            "conversations",
+            json!({"base_url": base, "http": http}),
+            json!({"type": "bearer", "token": "xoxb-canary"}),
+        ),
+    ]
+}
+
+async fn read_first_page(
+    connector: &str,
+    entity: &str,
+    props: &Value,
+    secret: Value,
+) -> Result<(), SourceError> {
+    let secrets = Arc::new(ferry::adapters::memory::MemorySecrets::default());
+    secrets
+        .put_secret("crm", &Secret::new(secret))
+        .await
+        .unwrap();
+    let flow = Flow::parse(
+        &format!(
+            "name: hosts\nsource:\n  connector: {connector}\n  profile: crm\n  entity: {entity}\n  properties: {}\ndestination:\n  local: out\n",
+            serde_json::to_string(props).unwrap()
+        ),
+        "hosts.yaml",
+    )
+    .unwrap_or_else(|e| panic!("{connector}: {e}"));
+    let source = ferry::connector::build(&flow.source, &ConnectorContext { secrets }).await?;
+    let req = ReadRequest {
+        entity: entity.into(),
+        window: None,
+        incremental_field: None,
+        page_size: Some(10),
+        filters: vec![],
+    };
+    source.read_page(&req, None).await.map(|_| ())
+}
+
+fn assert_refused(connector: &str, r: Result<(), SourceError>, host: &str, why: &str) {
+    let e = r.expect_err(&format!("{connector}: the request must be refused"));
+    let m = e.to_string();
+    assert!(
+        matches!(e, SourceError::Auth { .. }),
+        "{connector}: an auth refusal, got {e:?}"
+    );
+    assert!(
+        m.contains("'crm'") && m.contains(&format!("'{host}'")) && m.contains(why),
+        "{connector}: the message names the profile, the host '{host}' and '{why}': {m}"
+    );
+    assert!(!m.contains("canary"), "{connector}: no credential in {m}");
+}
+
+/// The profile names its hosts; the flow points it at another one. Nothing listens there: the
+/// refusal comes before any connection.
+#[tokio::test]
+async fn a_flow_cannot_point_a_profile_at_another_host() {
+    for (connector, entity, props, mut secret) in cases("http://127.0.0.1:9") {
+        secret["hosts"] = json!(["api.vendor.example"]);
+        let r = read_first_page(connector, entity, &props, secret).await;
+        assert_refused(connector, r, "127.0.0.1", "bound to api.vendor.example");
+    }
+}
+
+/// Credentials never travel over plain http to a real host.
+#[tokio::test]
+async fn plain_http_is_refused_except_on_loopback() {
+    for (connector, entity, props, secret) in cases("http://api.vendor.example") {
+        let r = read_first_page(connector, entity, &props, secret).await;
+        assert_refused(connector, r, "api.vendor.example", "use https");
+    }
+}
+
+/// Salesforce: the token endpoint (the profile's own) names the instance; a flow's
+/// `instance_url` on another host is refused.
+#[tokio::test]
+async fn salesforce_keeps_to_the_instance_its_token_endpoint_names() {
+    let mock = SalesforceMock::start(SfConfig::default()).await;
+    let http: Value = serde_json::from_str(FAST_HTTP).unwrap();
+    let elsewhere = mock.url().replace("127.0.0.1", "localhost");
+    let mut secret = mock.secret();
+    secret["hosts"] = json!(["login.salesforce.com"]);
+    let r = read_first_page(
+        "salesforce",
+        "Account",
+        &json!({"api": "rest", "instance_url": elsewhere, "http": http}),
+        secret,
+    )
+    .await;
+    assert_refused("salesforce", r, "localhost", "bound to");
+    // Without the flow's override the instance from the token response is used and allowed.
+    let mut secret = mock.secret();
+    secret["hosts"] = json!(["login.salesforce.com"]);
+    read_first_page(
+        "salesforce",
+        "Account",
+        &json!({"api": "rest", "http": http}),
+        secret,
+    )
+    .await
+    .expect("the token endpoint's instance is the profile's");
+}
+
+fn next_url_flow(mock: &ferry_tests::Mock) -> Value {
+    json!({
+        "base_url": mock.url(),
+        "http": serde_json::from_str::<Value>(FAST_HTTP).unwrap(),
+        "endpoints": {"tickets": {"path": "/next/tickets", "records": "$.data[*]",
+            "paginator": {"type": "next_url", "path": "$.next"}}}
+    })
+}
+
+async fn pages(
+    props: &Value,
+    secret: Value,
+) -> (
+    Result<ferry::connector::Page, SourceError>,
+    Option<Result<ferry::connector::Page, SourceError>>,
+) {
+    let secrets = Arc::new(ferry::adapters::memory::MemorySecrets::default());
+    secrets
+        .put_secret("crm", &Secret::new(secret))
+        .await
+        .unwrap();
+    let flow = Flow::parse(
+        &format!(
+            "name: nx\nsource:\n  connector: rest\n  profile: crm\n  entity: tickets\n  properties: {}\ndestination:\n  local: out\n",
+            serde_json::to_string(props).unwrap()
+        ),
+        "nx.yaml",
+    )
+    .unwrap();
+    let source = ferry::connector::build(&flow.source, &ConnectorContext { secrets })
+        .await
+        .unwrap();
+    let req = ReadRequest {
+        entity: "tickets".into(),
+        window: None,
+        incremental_field: None,
+        page_size: Some(10),
+        filters: vec![],
+    };
+    let first = source.read_page(&req, None).await;
+    let second = match &first {
+        Ok(p) => match &p.next {
+            Some(c) => Some(source.read_page(&req, Some(c)).await),
+            None => None,
+        },
+        Err(_) => None,
+    };
+    (first, second)
+}
+
+/// An API (or anything between) that hands out a next link on another host does not get the
+/// profile's credentials: the second request is refused, naming the profile and the host.
+#[tokio::test]
+async fn a_next_link_to_another_host_is_not_followed() {
+    let mock = ferry_tests::Mock::start(Default::default()).await;
+    mock.set_next_host(Some("localhost"));
+    let (first, second) = pages(
+        &next_url_flow(&mock),
+        json!({"type": "api_key", "key": "canary-key", "header": "X-Key"}),
+    )
+    .await;
+    assert_eq!(first.unwrap().records.len(), 25);
+    assert_refused(
+        "rest",
+        second.expect("a second page was asked for").map(|_| ()),
+        "localhost",
+        "bound to 127.0.0.1",
+    );
+    // The other host never saw a request (it is the same server: one data request only).
+    assert_eq!(mock.requests().len(), 1, "{:?}", mock.requests());
+}
+
+/// An API that echoes a query-string key into its next links does not put the key into the
+/// cursor (which lands in the execution state and history); the next request still carries it.
+#[tokio::test]
+async fn a_query_string_key_never_reaches_the_cursor() {
+    let mock = ferry_tests::Mock::start(Default::default()).await;
+    let (first, second) = pages(
+        &next_url_flow(&mock),
+        json!({"type": "api_key", "key": "canary-key-5150", "query": "api_key"}),
+    )
+    .await;
+    let first = first.unwrap();
+    let cursor = serde_json::to_string(first.next.as_ref().unwrap()).unwrap();
+    assert!(cursor.contains("after="), "{cursor}");
+    assert!(
+        !cursor.contains("canary-key-5150"),
+        "the cursor holds the key: {cursor}"
+    );
+    assert_eq!(second.unwrap().unwrap().records.len(), 25);
+    let seen = mock.requests();
+    assert_eq!(seen.len(), 2);
+    for r in &seen {
+        assert_eq!(
+            r.query.matches("api_key=canary-key-5150").count(),
+            1,
+            "every request carries the key once: {r:?}"
+        );
+    }
+}
