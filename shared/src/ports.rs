@@ -186,6 +186,11 @@ impl Secret {
     pub fn expose(&self) -> &serde_json::Value {
         &self.0
     }
+    /// A digest of the value: the version of stores that keep no version of their own.
+    pub fn digest(&self) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(self.0.to_string().as_bytes()))
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -204,8 +209,28 @@ impl fmt::Display for Secret {
 #[async_trait]
 pub trait SecretStore: Send + Sync {
     async fn get_secret(&self, profile: &str) -> Result<Option<Secret>, StoreError>;
-    /// Write a secret back (refreshed OAuth tokens).
+    /// Write a secret (a new profile, or credentials replaced by their owner).
     async fn put_secret(&self, profile: &str, secret: &Secret) -> Result<(), StoreError>;
+    /// The secret and the version it is at (opaque), for [`put_secret_if`](Self::put_secret_if).
+    /// The default version is a digest of the value.
+    async fn get_secret_versioned(
+        &self,
+        profile: &str,
+    ) -> Result<Option<(Secret, String)>, StoreError> {
+        Ok(self.get_secret(profile).await?.map(|s| {
+            let v = s.digest();
+            (s, v)
+        }))
+    }
+    /// Write `secret` only if the stored secret is still at `version` (refreshed OAuth tokens:
+    /// two runs sharing a profile must not overwrite each other's rotated refresh token).
+    /// `Ok(false)`: another writer got there first and nothing was written.
+    async fn put_secret_if(
+        &self,
+        profile: &str,
+        secret: &Secret,
+        version: &str,
+    ) -> Result<bool, StoreError>;
 }
 
 /// A run report or flow event (EventBridge in production, a JSON-lines log locally).

@@ -64,6 +64,19 @@ impl SecretStore for MemorySecrets {
             .insert(profile.to_string(), secret.clone());
         Ok(())
     }
+    async fn put_secret_if(
+        &self,
+        profile: &str,
+        secret: &Secret,
+        version: &str,
+    ) -> Result<bool, StoreError> {
+        let mut all = self.secrets.lock().unwrap();
+        if all.get(profile).map(Secret::digest).as_deref() != Some(version) {
+            return Ok(false);
+        }
+        all.insert(profile.to_string(), secret.clone());
+        Ok(true)
+    }
 }
 
 #[derive(Default)]

@@ -61,9 +61,59 @@ impl SecretStore for SecretsFile {
 
     async fn put_secret(&self, profile: &str, secret: &Secret) -> Result<(), StoreError> {
         let _g = self.lock.lock().await;
+        let _f = self.file_lock().await?;
         let mut all = self.load().await?;
         all.insert(profile.to_string(), secret.clone());
         self.save(&all).await
+    }
+
+    async fn put_secret_if(
+        &self,
+        profile: &str,
+        secret: &Secret,
+        version: &str,
+    ) -> Result<bool, StoreError> {
+        let _g = self.lock.lock().await;
+        let _f = self.file_lock().await?;
+        let mut all = self.load().await?;
+        if all.get(profile).map(Secret::digest).as_deref() != Some(version) {
+            return Ok(false);
+        }
+        all.insert(profile.to_string(), secret.clone());
+        self.save(&all).await?;
+        Ok(true)
+    }
+}
+
+/// An exclusive `flock` on `<secrets file>.lock`, held while it lives: two `ferry` processes
+/// sharing a profile write back one at a time.
+struct FileLock(#[allow(dead_code)] std::fs::File);
+
+impl SecretsFile {
+    async fn file_lock(&self) -> Result<FileLock, StoreError> {
+        let path = self.path.with_extension("lock");
+        tokio::task::spawn_blocking(move || {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::io::AsRawFd;
+                // SAFETY: flock on a descriptor this function owns; released when `f` closes.
+                if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(FileLock(f))
+        })
+        .await
+        .map_err(|e| StoreError::backend("lock secrets", e))?
+        .map_err(|e| StoreError::backend("lock secrets", e))
     }
 }
 

@@ -12,6 +12,9 @@ use aws_sdk_secretsmanager::Client;
 /// `aws:ResourceTag/ferry:stack`).
 pub const STACK_TAG: &str = "ferry:stack";
 
+/// The label of a written-back version until it becomes `AWSCURRENT`.
+const PENDING_STAGE: &str = "ferry-pending";
+
 pub struct SecretsManagerStore {
     client: Client,
     prefix: String,
@@ -48,8 +51,24 @@ impl SecretsManagerStore {
 #[async_trait]
 impl SecretStore for SecretsManagerStore {
     async fn get_secret(&self, profile: &str) -> Result<Option<Secret>, StoreError> {
+        Ok(self.get_secret_versioned(profile).await?.map(|(s, _)| s))
+    }
+
+    /// The version is the `VersionId` that holds `AWSCURRENT`.
+    async fn get_secret_versioned(
+        &self,
+        profile: &str,
+    ) -> Result<Option<(Secret, String)>, StoreError> {
         let name = self.secret_name(profile);
-        let out = match self.client.get_secret_value().secret_id(&name).send().await {
+        // AWSCURRENT explicitly (the documented default): the version write-backs move.
+        let out = match self
+            .client
+            .get_secret_value()
+            .secret_id(&name)
+            .version_stage("AWSCURRENT")
+            .send()
+            .await
+        {
             Ok(o) => o,
             Err(e)
                 if e.as_service_error()
@@ -82,7 +101,54 @@ impl SecretStore for SecretsManagerStore {
                 "secret '{name}' of profile '{profile}' is JSON but not an object; store a JSON object such as {{\"auth_type\": \"oauth2\", ...}}"
             )));
         }
-        Ok(Some(Secret::new(value)))
+        let version = out.version_id.unwrap_or_default();
+        Ok(Some((Secret::new(value), version)))
+    }
+
+    /// Compare-and-swap with version stages (Secrets Manager has no conditional put): the new
+    /// value is stored as a version labelled `ferry-pending`, then `AWSCURRENT` is moved to it
+    /// from `version`, which Secrets Manager refuses when `AWSCURRENT` is no longer there
+    /// (another run wrote first). The losing version keeps only the pending label and is
+    /// cleaned up by Secrets Manager like any version without `AWSCURRENT`/`AWSPREVIOUS`.
+    async fn put_secret_if(
+        &self,
+        profile: &str,
+        secret: &Secret,
+        version: &str,
+    ) -> Result<bool, StoreError> {
+        let name = self.secret_name(profile);
+        let put = self
+            .client
+            .put_secret_value()
+            .secret_id(&name)
+            .secret_string(secret.expose().to_string())
+            .version_stages(PENDING_STAGE)
+            .send()
+            .await
+            .map_err(|e| super::sdk_error(format!("secretsmanager PutSecretValue {name}"), e))?;
+        let new_version = put.version_id.unwrap_or_default();
+        match self
+            .client
+            .update_secret_version_stage()
+            .secret_id(&name)
+            .version_stage("AWSCURRENT")
+            .move_to_version_id(&new_version)
+            .remove_from_version_id(version)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_invalid_parameter_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(super::sdk_error(
+                format!("secretsmanager UpdateSecretVersionStage {name}"),
+                e,
+            )),
+        }
     }
 
     async fn put_secret(&self, profile: &str, secret: &Secret) -> Result<(), StoreError> {

@@ -111,6 +111,8 @@ struct TokenState {
     /// Bumped by every refresh, so a request that got 401 with an old token does not trigger a
     /// second refresh when another request already did one.
     generation: u64,
+    /// The version of the profile's secret these tokens were last reconciled with.
+    version: Option<String>,
 }
 
 /// Applies a profile's credentials to requests.
@@ -296,6 +298,7 @@ impl Authenticator {
                 refresh: Some(refresh_token.clone()),
                 instance_url: instance_url.clone(),
                 generation: 0,
+                version: None,
             },
             _ => TokenState::default(),
         };
@@ -515,7 +518,91 @@ impl Authenticator {
         Ok(true)
     }
 
+    /// Get a fresh access token. Runs sharing a profile coordinate through its secret: a token
+    /// another run already refreshed (and wrote back) is taken instead of refreshing again; a
+    /// refresh token refused because another run rotated it is replaced by the one that run
+    /// writes back; and the write-back is conditional on the secret version this refresh
+    /// started from, so a run that lost the race takes the winner's tokens instead of
+    /// overwriting them.
     async fn refresh(&self, st: &mut TokenState) -> Result<(), SourceError> {
+        let started_from = self.read_stored().await?;
+        if let Some((raw, version)) = &started_from {
+            st.version = Some(version.clone());
+            if self.adopt(st, raw) {
+                return Ok(());
+            }
+        }
+        if let Err((e, refused)) = self.token_request(st).await {
+            if !refused || started_from.is_none() {
+                return Err(e);
+            }
+            // Another run may have rotated the refresh token: wait for its write-back.
+            for wait_ms in [50u64, 100, 200, 400, 800, 1600] {
+                tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+                if let Some((raw, version)) = self.read_stored().await? {
+                    if st.version.as_deref() != Some(version.as_str()) {
+                        st.version = Some(version);
+                        if self.adopt(st, &raw) {
+                            return Ok(());
+                        }
+                        // A newer refresh token but no usable access token: use it.
+                        return Box::pin(self.refresh(st)).await;
+                    }
+                }
+            }
+            return Err(e);
+        }
+        self.write_back(st, started_from).await
+    }
+
+    /// The profile's secret as stored now, with its version.
+    async fn read_stored(
+        &self,
+    ) -> Result<Option<(serde_json::Map<String, serde_json::Value>, String)>, SourceError> {
+        let (Some(profile), Some(store)) = (&self.profile, &self.secrets) else {
+            return Ok(None);
+        };
+        let got = store
+            .get_secret_versioned(profile)
+            .await
+            .map_err(|e| self.auth_error(format!("cannot read its secret: {e}")))?;
+        Ok(got.and_then(|(s, v)| s.expose().as_object().cloned().map(|m| (m, v))))
+    }
+
+    /// Take tokens another run stored: its (rotated) refresh token always, its access token when
+    /// it differs from ours and is not about to expire (`true`: nothing left to refresh).
+    fn adopt(&self, st: &mut TokenState, raw: &serde_json::Map<String, serde_json::Value>) -> bool {
+        let text = |k: &str| raw.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        if let (Some(r), AuthSpec::Oauth2RefreshToken { .. }) = (text("refresh_token"), &self.spec)
+        {
+            st.refresh = Some(r);
+        }
+        let access = text("access_token");
+        let expires_at = text("expires_at")
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        let fresh = expires_at.is_none_or(|exp| {
+            exp.checked_sub_signed(chrono::Duration::seconds(REFRESH_MARGIN_SECONDS))
+                .is_some_and(|t| t > Utc::now())
+        });
+        if access.is_none() || access == st.access || !fresh {
+            return false;
+        }
+        st.access = access;
+        st.expires_at = expires_at;
+        if let Some(u) = text("instance_url") {
+            self.bind_instance(&u);
+            st.instance_url = Some(u);
+        }
+        st.generation += 1;
+        tracing::info!(profile = ?self.profile, "took the access token another run refreshed");
+        true
+    }
+
+    /// Ask the token endpoint for a new access token. `Err((e, true))`: the refresh token was
+    /// refused (`invalid_grant`), which is what a run sees when another run sharing the profile
+    /// rotated it first.
+    async fn token_request(&self, st: &mut TokenState) -> Result<(), (SourceError, bool)> {
         let (token_url, mut form, client, client_auth) = match &self.spec {
             AuthSpec::Oauth2ClientCredentials {
                 token_url,
@@ -553,6 +640,7 @@ impl Authenticator {
             ),
             _ => return Ok(()),
         };
+        let grant_refused = matches!(self.spec, AuthSpec::Oauth2RefreshToken { .. });
         let mut post = self.client.post(token_url);
         match client_auth {
             ClientAuth::Basic => post = post.basic_auth(&client.0, client.1.as_ref()),
@@ -563,27 +651,31 @@ impl Authenticator {
                 }
             }
         }
-        let resp = post
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| SourceError::Transient {
-                message: format!(
-                    "connector profile '{}': the token endpoint {} is unreachable: {}",
-                    self.profile.as_deref().unwrap_or("(none)"),
-                    super::http::redact_url_str(token_url, None),
-                    e.without_url()
-                ),
-            })?;
+        let resp = post.form(&form).send().await.map_err(|e| {
+            (
+                SourceError::Transient {
+                    message: format!(
+                        "connector profile '{}': the token endpoint {} is unreachable: {}",
+                        self.profile.as_deref().unwrap_or("(none)"),
+                        super::http::redact_url_str(token_url, None),
+                        e.without_url()
+                    ),
+                },
+                false,
+            )
+        })?;
         let status = resp.status();
         let body = resp.bytes().await.unwrap_or_default();
         if status.is_server_error() || status.as_u16() == 429 {
-            return Err(SourceError::Transient {
-                message: format!(
-                    "connector profile '{}': the token endpoint answered {status}",
-                    self.profile.as_deref().unwrap_or("(none)")
-                ),
-            });
+            return Err((
+                SourceError::Transient {
+                    message: format!(
+                        "connector profile '{}': the token endpoint answered {status}",
+                        self.profile.as_deref().unwrap_or("(none)")
+                    ),
+                },
+                false,
+            ));
         }
         if !status.is_success() {
             // OAuth2 error bodies carry `error` codes (invalid_grant, invalid_client), no secrets.
@@ -595,14 +687,21 @@ impl Authenticator {
                 AuthSpec::Oauth2RefreshToken { .. } => "the refresh token was refused (revoked or expired): authorize again and put the new refresh token into the profile's secret",
                 _ => "the client credentials were refused: check client_id and client_secret in the profile's secret",
             };
-            return Err(self.auth_error(format!(
-                "token refresh failed with {status} ({code}): {hint}"
-            )));
+            let refused = grant_refused && code == "invalid_grant";
+            return Err((
+                self.auth_error(format!(
+                    "token refresh failed with {status} ({code}): {hint}"
+                )),
+                refused,
+            ));
         }
         let tok: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
-            self.auth_error(format!(
-                "the token endpoint answered {status} without an `access_token` in a JSON body"
-            ))
+            (
+                self.auth_error(format!(
+                    "the token endpoint answered {status} without an `access_token` in a JSON body"
+                )),
+                false,
+            )
         })?;
         st.access = Some(tok.access_token);
         st.expires_at = tok.expires_in.and_then(|s| expiry(Utc::now(), s));
@@ -616,14 +715,23 @@ impl Authenticator {
         st.generation += 1;
         self.refreshes.fetch_add(1, Ordering::SeqCst);
         tracing::info!(profile = ?self.profile, kind = self.kind(), "access token refreshed");
-        self.write_back(st).await
+        Ok(())
     }
 
-    async fn write_back(&self, st: &TokenState) -> Result<(), SourceError> {
+    async fn write_back(
+        &self,
+        st: &mut TokenState,
+        started_from: Option<(serde_json::Map<String, serde_json::Value>, String)>,
+    ) -> Result<(), SourceError> {
         let (Some(profile), Some(store)) = (&self.profile, &self.secrets) else {
             return Ok(());
         };
-        let mut raw = self.raw.clone();
+        // The stored secret, not ours from the start of the run: the owner may have changed
+        // other fields since.
+        let mut raw = started_from
+            .as_ref()
+            .map(|(r, _)| r.clone())
+            .unwrap_or_else(|| self.raw.clone());
         if let Some(a) = &st.access {
             raw.insert("access_token".into(), a.clone().into());
         }
@@ -637,14 +745,31 @@ impl Authenticator {
         if let Some(u) = &st.instance_url {
             raw.insert("instance_url".into(), u.clone().into());
         }
-        store
-            .put_secret(profile, &Secret::new(serde_json::Value::Object(raw)))
+        let secret = Secret::new(serde_json::Value::Object(raw));
+        let err = |e: crate::error::StoreError| {
+            self.auth_error(format!(
+                "the token was refreshed but could not be written back to the secret: {e}"
+            ))
+        };
+        let Some((_, version)) = started_from else {
+            return store.put_secret(profile, &secret).await.map_err(err);
+        };
+        if store
+            .put_secret_if(profile, &secret, &version)
             .await
-            .map_err(|e| {
-                self.auth_error(format!(
-                    "the token was refreshed but could not be written back to the secret: {e}"
-                ))
-            })
+            .map_err(err)?
+        {
+            st.version = None;
+            return Ok(());
+        }
+        // Another run wrote first: keep its tokens (its refresh token is the one the provider
+        // now honours when it rotates them), do not overwrite them.
+        tracing::info!(profile = ?self.profile, "another run wrote back its refreshed token first; using it");
+        if let Some((raw, version)) = self.read_stored().await? {
+            st.version = Some(version);
+            self.adopt(st, &raw);
+        }
+        Ok(())
     }
 }
 

@@ -210,7 +210,7 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 /// What a value is, without its content.
-fn describe(v: &Value) -> String {
+pub(crate) fn describe(v: &Value) -> String {
     match v {
         Value::String(s) => format!("a text value ({} characters)", s.chars().count()),
         Value::Number(_) => "a number".into(),

@@ -628,7 +628,7 @@ impl RestSource {
         window: Option<&Window>,
     ) -> Result<Vec<Value>, SourceError> {
         let mut out = Vec::new();
-        for node in ep.records.query(&resp.body).all() {
+        for (i, node) in ep.records.query(&resp.body).all().into_iter().enumerate() {
             if !node.is_object() {
                 return Err(SourceError::Rejected {
                     message: format!(
@@ -644,24 +644,18 @@ impl RestSource {
                 let v = cp.query(node).first();
                 let t = v.and_then(crate::model::parse_time);
                 let Some(t) = t else {
-                    let id = ep
-                        .cfg
-                        .primary_key
-                        .as_deref()
-                        .and_then(|k| node.get(k))
-                        .map(|v| {
-                            format!(
-                                " (record {k}={v})",
-                                k = ep.cfg.primary_key.as_deref().unwrap_or("")
-                            )
-                        })
-                        .unwrap_or_default();
+                    // Position and type only: messages reach logs, the execution's cause, the
+                    // run record and events, which have other readers than the data.
                     return Err(SourceError::Rejected {
                         message: format!(
-                            "{}.incremental.cursor_path: a record from {}{id} has {} at {p}; every record needs a datetime there to place it in the window (fix cursor_path or the flow's incremental.field)",
+                            "{}.incremental.cursor_path: record {} of the page from {} has {} at {p}; every record needs a datetime there to place it in the window (fix cursor_path or the flow's incremental.field)",
                             ep.field,
+                            i + 1,
                             resp.url,
-                            match v { None => "no value".to_string(), Some(v) => format!("the non-datetime value {v}") }
+                            match v {
+                                None => "no value".to_string(),
+                                Some(v) => format!("{} (not a datetime)", super::normalize::describe(v)),
+                            }
                         ),
                     });
                 };
