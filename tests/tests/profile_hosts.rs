@@ -244,3 +244,81 @@ async fn a_query_string_key_never_reaches_the_cursor() {
         );
     }
 }
+
+/// The embedded engine's execution history (every state's input and output, as Step Functions
+/// keeps them) of a multi-chunk run whose API echoes a query-string key into its next links:
+/// the key is in none of it — the cursor between chunks is stored without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_echoed_key_is_not_in_the_execution_history() {
+    use ferry::local::asl::Observer;
+    use ferry::steps::start_run::RunRequest;
+    #[derive(Default)]
+    struct History(std::sync::Mutex<Vec<String>>);
+    impl Observer for History {
+        fn state_entered(&self, name: &str, input: &Value) {
+            self.0.lock().unwrap().push(format!("{name} in {input}"));
+        }
+        fn state_exited(&self, name: &str, output: &Value) {
+            self.0.lock().unwrap().push(format!("{name} out {output}"));
+        }
+    }
+    let canary = "CANARY-history-4242";
+    let mock = ferry_tests::Mock::start(ferry_tests::MockConfig {
+        tickets: 100,
+        auth: ferry_tests::MockAuth::ApiKeyQuery {
+            param: "api_key".into(),
+            key: canary.into(),
+        },
+        ..Default::default()
+    })
+    .await;
+    let local = ferry_tests::harness::Local::new();
+    local
+        .put_secret(
+            "crm",
+            json!({"type": "api_key", "key": canary, "query": "api_key"}),
+        )
+        .await;
+    let flow = Flow::parse(
+        &format!(
+            "name: echo\nsource:\n  connector: rest\n  profile: crm\n  entity: tickets\n  chunk: {{ records: 25 }}\n  properties: {}\ndestination:\n  local: out\n  format: jsonl\n",
+            serde_json::to_string(&next_url_flow(&mock)).unwrap()
+        ),
+        "echo.yaml",
+    )
+    .unwrap();
+    local
+        .engine
+        .deps
+        .flows
+        .put_flow(&flow, chrono::Utc::now())
+        .await
+        .unwrap();
+    let history = History::default();
+    let out = local
+        .engine
+        .run(
+            RunRequest {
+                flow: "echo".into(),
+                trigger: None,
+                mode: None,
+                window: None,
+            },
+            &history,
+        )
+        .await;
+    let run = out.record.expect("a run record");
+    assert_eq!(run.status, ferry::model::RunStatus::Successful, "{run:?}");
+    assert_eq!(run.records_written, 100);
+    let h = history.0.lock().unwrap();
+    assert!(
+        h.iter().any(|s| s.contains("after=")),
+        "the history holds the cursors between chunks: {h:#?}"
+    );
+    for s in h.iter() {
+        assert!(
+            !s.contains(canary),
+            "the key is in the execution history: {s}"
+        );
+    }
+}

@@ -1,0 +1,221 @@
+//! Canaries (docs/security.md): a canary credential goes through a run of every connector — the
+//! credential refused, and for `rest` also a successful run whose API echoes a query-string key
+//! into its next links — and nothing ferry emits may hold it: the CLI's output with debug logs,
+//! `ferry runs list/get`, and every file of the embedded engine's state (SQLite store with flows,
+//! state, cursors and run records; the event log; staging) and of the output (manifests) except
+//! the secrets file itself.
+
+use ferry_tests::saas::hubspot::{HsConfig, HubSpotMock};
+use ferry_tests::saas::salesforce::{SalesforceMock, SfConfig};
+use ferry_tests::saas::servicenow::{ServiceNowMock, SnConfig};
+use ferry_tests::saas::slack::SlackMock;
+use ferry_tests::saas::zendesk::ZendeskMock;
+use ferry_tests::{Mock, MockAuth, MockConfig};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::Output;
+
+async fn ferry(dir: &Path, args: &[&str]) -> Output {
+    let (dir, args): (std::path::PathBuf, Vec<String>) = (
+        dir.to_path_buf(),
+        args.iter().map(|s| s.to_string()).collect(),
+    );
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(&args)
+            .current_dir(&dir)
+            .env("FERRY_HOME", dir.join(".ferry"))
+            .env("FERRY_LOG", "debug")
+            .env_remove("FERRY_REMOTE")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Every file under `dir` but the secrets file, as (path, bytes).
+fn files(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files(&p, out);
+        } else if p.file_name().is_some_and(|n| n != "secrets.json") {
+            out.push((
+                p.display().to_string(),
+                std::fs::read(&p).unwrap_or_default(),
+            ));
+        }
+    }
+}
+
+/// Register `secret` as profile `canary`, run `flow` (expecting `ok`), and look everywhere.
+async fn run_and_look(name: &str, secret: Value, flow: String, ok: bool, canary: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("secret.json"), secret.to_string()).unwrap();
+    std::fs::write(d.join("flow.yaml"), flow).unwrap();
+    let mut said = String::new();
+    let o = ferry(d, &["profiles", "put", "canary", "--file", "secret.json"]).await;
+    assert!(o.status.success(), "{name}: {}", text(&o));
+    said.push_str(&text(&o));
+    let o = ferry(d, &["run", "flow.yaml", "--json"]).await;
+    assert_eq!(o.status.success(), ok, "{name}: {}", text(&o));
+    said.push_str(&text(&o));
+    if !ok {
+        assert!(
+            text(&o).contains("canary"),
+            "{name}: the failure names the profile: {}",
+            text(&o)
+        );
+    }
+    for args in [
+        vec!["runs", "list", "canary-flow", "--json"],
+        vec!["flows", "get", "canary-flow"],
+    ] {
+        let o = ferry(d, &args).await;
+        said.push_str(&text(&o));
+    }
+    assert!(
+        !said.contains(canary),
+        "{name}: the canary is in the CLI output:\n{said}"
+    );
+    let mut all = vec![];
+    files(d, &mut all);
+    for (path, bytes) in all {
+        if path.ends_with("secret.json") {
+            continue;
+        }
+        let hay = String::from_utf8_lossy(&bytes);
+        assert!(!hay.contains(canary), "{name}: the canary is in {path}");
+    }
+}
+
+fn flow(connector: &str, entity: &str, props: Value) -> String {
+    format!(
+        "name: canary-flow\nsource:\n  connector: {connector}\n  profile: canary\n  entity: {entity}\n  properties: {props}\ndestination:\n  local: out\n  format: jsonl\n"
+    )
+}
+
+fn http() -> Value {
+    json!({"timeout_ms": 3000, "max_retries": 0})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_canary_credential_appears_nowhere_for_any_connector() {
+    let zd = ZendeskMock::start(Default::default()).await;
+    let hs = HubSpotMock::start(HsConfig::default()).await;
+    let sn = ServiceNowMock::start(SnConfig::default()).await;
+    let sl = SlackMock::start(Default::default()).await;
+    let sf = SalesforceMock::start(SfConfig::default()).await;
+    let api = Mock::start(MockConfig {
+        auth: MockAuth::ApiKeyHeader {
+            header: "X-Key".into(),
+            key: "the-right-key".into(),
+        },
+        ..Default::default()
+    })
+    .await;
+    let canary = "CANARY-7f3c9a";
+    let mut sf_secret = sf.secret();
+    sf_secret["client_secret"] = json!(canary);
+    let cases: Vec<(&str, Value, String)> = vec![
+        (
+            "rest",
+            json!({"type": "api_key", "key": canary, "header": "X-Key"}),
+            flow(
+                "rest",
+                "tickets",
+                json!({"base_url": api.url(), "http": http(), "endpoints": {"tickets": {"path": "/next/tickets", "records": "$.data[*]", "paginator": {"type": "next_url", "path": "$.next"}}}}),
+            ),
+        ),
+        (
+            "zendesk",
+            json!({"type": "basic", "username": "agent@acme.test/token", "password": canary}),
+            flow(
+                "zendesk",
+                "tickets",
+                json!({"base_url": zd.url(), "http": http()}),
+            ),
+        ),
+        (
+            "hubspot",
+            json!({"type": "bearer", "token": canary}),
+            flow(
+                "hubspot",
+                "contacts",
+                json!({"base_url": hs.url(), "http": http()}),
+            ),
+        ),
+        (
+            "servicenow",
+            json!({"type": "basic", "username": "ferry.integration", "password": canary}),
+            flow(
+                "servicenow",
+                "incident",
+                json!({"instance_url": sn.url(), "http": http()}),
+            ),
+        ),
+        (
+            "slack",
+            json!({"type": "bearer", "token": canary}),
+            flow(
+                "slack",
+                "conversations",
+                json!({"base_url": sl.url(), "http": http()}),
+            ),
+        ),
+        (
+            "salesforce",
+            sf_secret,
+            flow(
+                "salesforce",
+                "Account",
+                json!({"api": "rest", "http": http()}),
+            ),
+        ),
+    ];
+    for (name, secret, f) in cases {
+        run_and_look(name, secret, f, false, canary).await;
+    }
+}
+
+/// A successful run whose API echoes the query-string key into every next link: the key is in
+/// no cursor, state, run record, event, manifest or log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_echoed_canary_key_appears_nowhere_after_a_successful_run() {
+    let canary = "CANARY-echoed-5150";
+    let api = Mock::start(MockConfig {
+        tickets: 120,
+        auth: MockAuth::ApiKeyQuery {
+            param: "api_key".into(),
+            key: canary.into(),
+        },
+        ..Default::default()
+    })
+    .await;
+    run_and_look(
+        "rest (success)",
+        json!({"type": "api_key", "key": canary, "query": "api_key"}),
+        flow(
+            "rest",
+            "tickets",
+            json!({"base_url": api.url(), "http": http(), "endpoints": {"tickets": {"path": "/next/tickets", "records": "$.data[*]", "paginator": {"type": "next_url", "path": "$.next"}}}}),
+        ),
+        true,
+        canary,
+    )
+    .await;
+    // Every request carried the key (so the echo really happened in the next links).
+    let seen = api.requests();
+    assert!(seen.len() >= 5, "{seen:?}");
+    assert!(seen.iter().all(|r| r.query.contains(canary)), "{seen:?}");
+}
