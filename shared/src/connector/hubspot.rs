@@ -787,38 +787,19 @@ impl Source for HubSpotSource {
 }
 
 /// The `hubspot` connector in the [registry](super::registry).
-pub struct Connector;
-
-impl super::registry::Connector for Connector {
-    fn name(&self) -> &'static str {
-        "hubspot"
-    }
-    fn appflow_type(&self) -> Option<&'static str> {
-        Some("Hubspot")
-    }
-    fn oauth_client_auth(&self) -> super::auth::ClientAuth {
-        super::auth::ClientAuth::Body
-    }
-    fn validate(
-        &self,
-        entity: &str,
-        props: &serde_json::Map<String, serde_json::Value>,
-    ) -> Vec<crate::flow::FieldError> {
-        validate(entity, props)
-    }
-    fn build(
-        &self,
-        source: &crate::flow::SourceConfig,
-        profile: Option<super::Profile<'_>>,
-    ) -> Result<Box<dyn super::Source>, super::SourceError> {
-        let p = profile
-            .ok_or_else(|| super::registry::profile_required("hubspot", "its credentials"))?;
-        Ok(Box::new(HubSpotSource::new(
-            &source.properties,
-            p.authenticator()?,
-        )?))
-    }
-}
+pub static CONNECTOR: super::registry::Spec = super::registry::Spec {
+    name: "hubspot",
+    appflow_type: Some("Hubspot"),
+    needs_profile: true,
+    oauth_client_auth: super::auth::ClientAuth::Body,
+    static_description: false,
+    validate,
+    build: |source, profile| {
+        let auth =
+            super::registry::require(profile, "hubspot", "its credentials")?.authenticator()?;
+        Ok(Box::new(HubSpotSource::new(&source.properties, auth)?))
+    },
+};
 
 #[cfg(test)]
 mod tests {

@@ -67,12 +67,60 @@ impl Profile<'_> {
     }
 }
 
-/// The error for a connector that needs a profile and was given none.
-pub fn profile_required(connector: &str, what: &str) -> SourceError {
-    SourceError::config(
-        "source.profile",
-        format!("the {connector} connector needs a connector profile ({what}); set source.profile"),
-    )
+/// The flow's profile, or the error for a connector that needs one and was given none.
+pub fn require<'a>(
+    profile: Option<Profile<'a>>,
+    connector: &str,
+    what: &str,
+) -> Result<Profile<'a>, SourceError> {
+    profile.ok_or_else(|| {
+        SourceError::config(
+            "source.profile",
+            format!(
+                "the {connector} connector needs a connector profile ({what}); set source.profile"
+            ),
+        )
+    })
+}
+
+/// A connector described as data: what most connectors are. Each connector module declares
+/// one `pub static CONNECTOR: Spec`.
+pub struct Spec {
+    pub name: &'static str,
+    pub appflow_type: Option<&'static str>,
+    pub needs_profile: bool,
+    pub oauth_client_auth: ClientAuth,
+    pub static_description: bool,
+    pub validate: fn(&str, &Map<String, Value>) -> Vec<FieldError>,
+    pub build: fn(&SourceConfig, Option<Profile<'_>>) -> Result<Box<dyn Source>, SourceError>,
+}
+
+impl Connector for Spec {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn appflow_type(&self) -> Option<&'static str> {
+        self.appflow_type
+    }
+    fn needs_profile(&self) -> bool {
+        self.needs_profile
+    }
+    fn oauth_client_auth(&self) -> ClientAuth {
+        self.oauth_client_auth
+    }
+    fn static_description(&self) -> bool {
+        self.static_description
+    }
+    fn validate(&self, entity: &str, props: &Map<String, Value>) -> Vec<FieldError> {
+        (self.validate)(entity, props)
+    }
+    fn build(
+        &self,
+        source: &SourceConfig,
+        profile: Option<Profile<'_>>,
+    ) -> Result<Box<dyn Source>, SourceError> {
+        (self.build)(source, profile)
+    }
 }
 
 /// A set of connectors, looked up by name.
@@ -83,13 +131,13 @@ pub struct Registry {
 /// Every connector this build can run.
 pub static REGISTRY: Registry = Registry {
     connectors: &[
-        &super::sample::Connector,
-        &super::rest::Connector,
-        &super::salesforce::Connector,
-        &super::zendesk::Connector,
-        &super::servicenow::Connector,
-        &super::hubspot::Connector,
-        &super::slack::Connector,
+        &super::sample::CONNECTOR,
+        &super::rest::CONNECTOR,
+        &super::salesforce::CONNECTOR,
+        &super::zendesk::CONNECTOR,
+        &super::servicenow::CONNECTOR,
+        &super::hubspot::CONNECTOR,
+        &super::slack::CONNECTOR,
     ],
 };
 

@@ -1309,33 +1309,14 @@ impl Source for RestSource {
 }
 
 /// The `rest` connector in the [registry](super::registry).
-pub struct Connector;
-
-impl super::registry::Connector for Connector {
-    fn name(&self) -> &'static str {
-        "rest"
-    }
-    fn appflow_type(&self) -> Option<&'static str> {
-        Some("CustomConnector")
-    }
-    fn needs_profile(&self) -> bool {
-        false
-    }
-    fn static_description(&self) -> bool {
-        true
-    }
-    fn validate(
-        &self,
-        entity: &str,
-        props: &serde_json::Map<String, serde_json::Value>,
-    ) -> Vec<crate::flow::FieldError> {
-        validate(entity, props)
-    }
-    fn build(
-        &self,
-        source: &crate::flow::SourceConfig,
-        profile: Option<super::Profile<'_>>,
-    ) -> Result<Box<dyn super::Source>, super::SourceError> {
+pub static CONNECTOR: super::registry::Spec = super::registry::Spec {
+    name: "rest",
+    appflow_type: Some("CustomConnector"),
+    needs_profile: false,
+    oauth_client_auth: super::auth::ClientAuth::Basic,
+    static_description: true,
+    validate,
+    build: |source, profile| {
         let auth = match profile {
             Some(p) => p.authenticator()?,
             None => super::auth::Authenticator::none(),
@@ -1345,8 +1326,8 @@ impl super::registry::Connector for Connector {
             source.incremental.as_ref().map(|i| i.field.as_str()),
             auth,
         )?))
-    }
-}
+    },
+};
 
 #[cfg(test)]
 mod tests {

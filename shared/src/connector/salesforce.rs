@@ -1438,36 +1438,19 @@ impl Source for SalesforceSource {
 }
 
 /// The `salesforce` connector in the [registry](super::registry).
-pub struct Connector;
-
-impl super::registry::Connector for Connector {
-    fn name(&self) -> &'static str {
-        "salesforce"
-    }
-    fn appflow_type(&self) -> Option<&'static str> {
-        Some("Salesforce")
-    }
-    fn oauth_client_auth(&self) -> super::auth::ClientAuth {
-        super::auth::ClientAuth::Body
-    }
-    fn validate(
-        &self,
-        entity: &str,
-        props: &serde_json::Map<String, serde_json::Value>,
-    ) -> Vec<crate::flow::FieldError> {
-        validate(entity, props)
-    }
-    fn build(
-        &self,
-        source: &crate::flow::SourceConfig,
-        profile: Option<super::Profile<'_>>,
-    ) -> Result<Box<dyn super::Source>, super::SourceError> {
-        let p = profile.ok_or_else(|| {
-            super::registry::profile_required(
-                "salesforce",
-                "a secret with client_id, client_secret and refresh_token; see docs/connectors/salesforce.md",
-            )
-        })?;
+pub static CONNECTOR: super::registry::Spec = super::registry::Spec {
+    name: "salesforce",
+    appflow_type: Some("Salesforce"),
+    needs_profile: true,
+    oauth_client_auth: super::auth::ClientAuth::Body,
+    static_description: false,
+    validate,
+    build: |source, profile| {
+        let p = super::registry::require(
+            profile,
+            "salesforce",
+            "a secret with client_id, client_secret and refresh_token; see docs/connectors/salesforce.md",
+        )?;
         Ok(Box::new(SalesforceSource::new(
             &source.properties,
             source.incremental.as_ref().map(|i| i.field.as_str()),
@@ -1475,8 +1458,8 @@ impl super::registry::Connector for Connector {
             p.secret,
             p.secrets.clone(),
         )?))
-    }
-}
+    },
+};
 
 #[cfg(test)]
 mod tests {

@@ -544,30 +544,15 @@ impl Source for SampleSource {
 }
 
 /// The `sample` connector in the [registry](super::registry).
-pub struct Connector;
-
-impl super::registry::Connector for Connector {
-    fn name(&self) -> &'static str {
-        "sample"
-    }
-    fn needs_profile(&self) -> bool {
-        false
-    }
-    fn validate(
-        &self,
-        entity: &str,
-        props: &serde_json::Map<String, serde_json::Value>,
-    ) -> Vec<crate::flow::FieldError> {
-        validate(entity, props)
-    }
-    fn build(
-        &self,
-        source: &crate::flow::SourceConfig,
-        _profile: Option<super::Profile<'_>>,
-    ) -> Result<Box<dyn super::Source>, super::SourceError> {
-        Ok(Box::new(SampleSource::from_properties(&source.properties)?))
-    }
-}
+pub static CONNECTOR: super::registry::Spec = super::registry::Spec {
+    name: "sample",
+    appflow_type: None,
+    needs_profile: false,
+    oauth_client_auth: super::auth::ClientAuth::Basic,
+    static_description: false,
+    validate,
+    build: |source, _profile| Ok(Box::new(SampleSource::from_properties(&source.properties)?)),
+};
 
 #[cfg(test)]
 mod tests {

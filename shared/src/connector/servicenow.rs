@@ -1041,38 +1041,19 @@ impl ServiceNowSource {
 }
 
 /// The `servicenow` connector in the [registry](super::registry).
-pub struct Connector;
-
-impl super::registry::Connector for Connector {
-    fn name(&self) -> &'static str {
-        "servicenow"
-    }
-    fn appflow_type(&self) -> Option<&'static str> {
-        Some("Servicenow")
-    }
-    fn oauth_client_auth(&self) -> super::auth::ClientAuth {
-        super::auth::ClientAuth::Body
-    }
-    fn validate(
-        &self,
-        entity: &str,
-        props: &serde_json::Map<String, serde_json::Value>,
-    ) -> Vec<crate::flow::FieldError> {
-        validate(entity, props)
-    }
-    fn build(
-        &self,
-        source: &crate::flow::SourceConfig,
-        profile: Option<super::Profile<'_>>,
-    ) -> Result<Box<dyn super::Source>, super::SourceError> {
-        let p = profile
-            .ok_or_else(|| super::registry::profile_required("servicenow", "its credentials"))?;
-        Ok(Box::new(ServiceNowSource::new(
-            &source.properties,
-            p.authenticator()?,
-        )?))
-    }
-}
+pub static CONNECTOR: super::registry::Spec = super::registry::Spec {
+    name: "servicenow",
+    appflow_type: Some("Servicenow"),
+    needs_profile: true,
+    oauth_client_auth: super::auth::ClientAuth::Body,
+    static_description: false,
+    validate,
+    build: |source, profile| {
+        let auth =
+            super::registry::require(profile, "servicenow", "its credentials")?.authenticator()?;
+        Ok(Box::new(ServiceNowSource::new(&source.properties, auth)?))
+    },
+};
 
 #[cfg(test)]
 mod tests {

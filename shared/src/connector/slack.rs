@@ -930,39 +930,23 @@ impl Source for SlackSource {
 }
 
 /// The `slack` connector in the [registry](super::registry).
-pub struct Connector;
-
-impl super::registry::Connector for Connector {
-    fn name(&self) -> &'static str {
-        "slack"
-    }
-    fn appflow_type(&self) -> Option<&'static str> {
-        Some("Slack")
-    }
-    fn static_description(&self) -> bool {
-        true
-    }
-    fn validate(
-        &self,
-        entity: &str,
-        props: &serde_json::Map<String, serde_json::Value>,
-    ) -> Vec<crate::flow::FieldError> {
-        validate(entity, props)
-    }
-    fn build(
-        &self,
-        source: &crate::flow::SourceConfig,
-        profile: Option<super::Profile<'_>>,
-    ) -> Result<Box<dyn super::Source>, super::SourceError> {
-        let p =
-            profile.ok_or_else(|| super::registry::profile_required("slack", "its credentials"))?;
+pub static CONNECTOR: super::registry::Spec = super::registry::Spec {
+    name: "slack",
+    appflow_type: Some("Slack"),
+    needs_profile: true,
+    oauth_client_auth: super::auth::ClientAuth::Basic,
+    static_description: true,
+    validate,
+    build: |source, profile| {
+        let auth =
+            super::registry::require(profile, "slack", "its credentials")?.authenticator()?;
         Ok(Box::new(SlackSource::new(
             &source.properties,
             &source.entity,
-            p.authenticator()?,
+            auth,
         )?))
-    }
-}
+    },
+};
 
 #[cfg(test)]
 mod tests {

@@ -717,38 +717,19 @@ fn snippet(v: &Value) -> String {
 }
 
 /// The `zendesk` connector in the [registry](super::registry).
-pub struct Connector;
-
-impl super::registry::Connector for Connector {
-    fn name(&self) -> &'static str {
-        "zendesk"
-    }
-    fn appflow_type(&self) -> Option<&'static str> {
-        Some("Zendesk")
-    }
-    fn static_description(&self) -> bool {
-        true
-    }
-    fn validate(
-        &self,
-        entity: &str,
-        props: &serde_json::Map<String, serde_json::Value>,
-    ) -> Vec<crate::flow::FieldError> {
-        validate(entity, props)
-    }
-    fn build(
-        &self,
-        source: &crate::flow::SourceConfig,
-        profile: Option<super::Profile<'_>>,
-    ) -> Result<Box<dyn super::Source>, super::SourceError> {
-        let p = profile
-            .ok_or_else(|| super::registry::profile_required("zendesk", "its credentials"))?;
-        Ok(Box::new(ZendeskSource::new(
-            &source.properties,
-            p.authenticator()?,
-        )?))
-    }
-}
+pub static CONNECTOR: super::registry::Spec = super::registry::Spec {
+    name: "zendesk",
+    appflow_type: Some("Zendesk"),
+    needs_profile: true,
+    oauth_client_auth: super::auth::ClientAuth::Basic,
+    static_description: true,
+    validate,
+    build: |source, profile| {
+        let auth =
+            super::registry::require(profile, "zendesk", "its credentials")?.authenticator()?;
+        Ok(Box::new(ZendeskSource::new(&source.properties, auth)?))
+    },
+};
 
 #[cfg(test)]
 mod tests {
