@@ -1,6 +1,7 @@
 //! Adapters behind the ports: embedded ones (SQLite, local directory, secrets file, event log)
 //! for laptops and tests, in-memory ones for unit tests, AWS ones for production.
 
+pub mod catalog_file;
 pub mod event_log;
 pub mod localfs;
 pub mod memory;
@@ -11,6 +12,7 @@ pub mod sqlite;
 pub mod aws;
 pub mod dynamodb;
 pub mod eventbridge;
+pub mod glue;
 pub mod metrics;
 pub mod s3;
 pub mod scheduler;
