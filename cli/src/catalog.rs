@@ -34,8 +34,21 @@ pub async fn show(deps: &Deps, flow: &Flow, json_out: bool) -> Result<i32> {
     }
     outln!("table      {}.{}", t.database, t.name);
     outln!("location   {}", t.storage.location);
-    outln!("format     {} ({})", t.parameters.get("classification").cloned().unwrap_or_default(), t.storage.serde_library);
-    outln!("schema     version {}", t.parameters.get(ferry::catalog::SCHEMA_VERSION).cloned().unwrap_or_default());
+    outln!(
+        "format     {} ({})",
+        t.parameters
+            .get("classification")
+            .cloned()
+            .unwrap_or_default(),
+        t.storage.serde_library
+    );
+    outln!(
+        "schema     version {}",
+        t.parameters
+            .get(ferry::catalog::SCHEMA_VERSION)
+            .cloned()
+            .unwrap_or_default()
+    );
     outln!("columns");
     for c in &t.columns {
         outln!("  {:<32} {}", c.name, c.data_type);
@@ -49,7 +62,10 @@ pub async fn show(deps: &Deps, flow: &Flow, json_out: bool) -> Result<i32> {
     if ferry::catalog::projected(&t) {
         outln!(
             "partitions projected: {}",
-            t.parameters.get("storage.location.template").cloned().unwrap_or_default()
+            t.parameters
+                .get("storage.location.template")
+                .cloned()
+                .unwrap_or_default()
         );
     } else if !parts.is_empty() {
         outln!("partitions ({})", parts.len());
@@ -63,14 +79,23 @@ pub async fn show(deps: &Deps, flow: &Flow, json_out: bool) -> Result<i32> {
 /// Rebuild the flow's table from its committed runs' manifests.
 pub async fn sync(deps: &Deps, flow: &Flow, json_out: bool) -> Result<i32> {
     let cfg = catalog_config(flow)?;
-    let store = deps.destinations.resolve(&flow.destination.location()).await?;
+    let store = deps
+        .destinations
+        .resolve(&flow.destination.location())
+        .await?;
     let warnings = ferry::catalog::sync(deps.catalog.as_ref(), store.as_ref(), flow).await?;
     let name = cfg.table_name(&flow.name);
     let parts = deps.catalog.list_partitions(&cfg.database, &name).await?;
     if json_out {
-        out::json(&json!({ "table": format!("{}.{name}", cfg.database), "partitions": parts.len(), "warnings": warnings }));
+        out::json(
+            &json!({ "table": format!("{}.{name}", cfg.database), "partitions": parts.len(), "warnings": warnings }),
+        );
     } else {
-        outln!("catalog table {}.{name} is in step with the committed runs ({} partitions)", cfg.database, parts.len());
+        outln!(
+            "catalog table {}.{name} is in step with the committed runs ({} partitions)",
+            cfg.database,
+            parts.len()
+        );
         for w in &warnings {
             outln!("warning: {w}");
         }
@@ -86,7 +111,10 @@ fn lit(s: &str) -> String {
 /// Run SQL over the flow's committed output with the DuckDB command line: a view named after
 /// the flow's table (or `flow`) over exactly the files the manifests list.
 pub async fn query(deps: &Deps, flow: &Flow, sql: &str) -> Result<i32> {
-    let store = deps.destinations.resolve(&flow.destination.location()).await?;
+    let store = deps
+        .destinations
+        .resolve(&flow.destination.location())
+        .await?;
     let manifests = ferry::catalog::manifests(store.as_ref(), flow).await?;
     let files: Vec<String> = manifests
         .iter()
@@ -120,7 +148,11 @@ pub async fn query(deps: &Deps, flow: &Flow, sql: &str) -> Result<i32> {
     let bin = std::env::var_os("FERRY_DUCKDB")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("duckdb"));
-    let status = match std::process::Command::new(&bin).arg("-c").arg(&script).status() {
+    let status = match std::process::Command::new(&bin)
+        .arg("-c")
+        .arg(&script)
+        .status()
+    {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(out::CliError::new(

@@ -758,7 +758,11 @@ impl Translator {
         }
         let mut c = Map::new();
         c.insert("database".into(), json!(database));
-        if let Some(p) = g.get("tablePrefix").and_then(text).filter(|p| !p.is_empty()) {
+        if let Some(p) = g
+            .get("tablePrefix")
+            .and_then(text)
+            .filter(|p| !p.is_empty())
+        {
             let mut prefix = glue_name(&p);
             if !prefix.ends_with('_') {
                 prefix.push('_');

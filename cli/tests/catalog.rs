@@ -63,7 +63,10 @@ fn run_show_sync_and_query_the_local_catalog() {
         .iter()
         .map(|c| (c["name"].as_str().unwrap(), c["type"].as_str().unwrap()))
         .collect();
-    assert!(cols.contains(&("annual_revenue", "decimal(18,2)")), "{cols:?}");
+    assert!(
+        cols.contains(&("annual_revenue", "decimal(18,2)")),
+        "{cols:?}"
+    );
     assert!(!cols.iter().any(|(n, _)| *n == "country"));
     let location = t["storage"]["location"].as_str().unwrap();
     assert!(

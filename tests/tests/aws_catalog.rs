@@ -82,7 +82,10 @@ async fn setup(dest: &str, exclude: &[&str]) -> Setup {
     let db = unique("lake").replace('-', "_");
     let dest = dest.replace("$DB", &db);
     deps.flows
-        .put_flow(&flow(&name, &env.output_bucket, &dest, exclude), clock.now())
+        .put_flow(
+            &flow(&name, &env.output_bucket, &dest, exclude),
+            clock.now(),
+        )
         .await
         .unwrap();
     let engine = Engine::new(deps.clone()).unwrap();
@@ -211,7 +214,14 @@ impl Setup {
             }))
             .await
             .unwrap();
-        let f = self.deps.flows.get_flow(&self.name, None).await.unwrap().unwrap().flow;
+        let f = self
+            .deps
+            .flows
+            .get_flow(&self.name, None)
+            .await
+            .unwrap()
+            .unwrap()
+            .flow;
         ferry::catalog::manifests(store.as_ref(), &f).await.unwrap()
     }
 }
@@ -259,7 +269,10 @@ async fn two_runs_add_a_partition_and_a_column_and_glue_reads_exactly_the_commit
         .map(|k| (k.name.as_str(), k.data_type.as_str()))
         .collect();
     assert_eq!(keys, [("dt", "string"), ("country", "string")]);
-    assert!(!t1.columns.iter().any(|c| c.name == "internal_notes" || c.name == "country"));
+    assert!(!t1
+        .columns
+        .iter()
+        .any(|c| c.name == "internal_notes" || c.name == "country"));
     let col = |t: &CatalogTable, n: &str| {
         t.columns
             .iter()
@@ -303,10 +316,14 @@ async fn two_runs_add_a_partition_and_a_column_and_glue_reads_exactly_the_commit
     // A failed run (its writes fail) registers nothing.
     s.clock.advance(Duration::days(1));
     let mut failing = s.deps.clone();
-    let (dest, fail) =
-        FailingDestination::wrap(failing.destinations.clone(), true, |k| k.ends_with(".parquet"));
+    let (dest, fail) = FailingDestination::wrap(failing.destinations.clone(), true, |k| {
+        k.ends_with(".parquet")
+    });
     failing.destinations = dest;
-    let out = Engine::new(failing).unwrap().run(request(&s.name), &Quiet).await;
+    let out = Engine::new(failing)
+        .unwrap()
+        .run(request(&s.name), &Quiet)
+        .await;
     assert!(!out.succeeded());
     assert_eq!(out.record.unwrap().status, RunStatus::Error);
     fail.store(false, Ordering::SeqCst);
@@ -331,7 +348,14 @@ async fn two_runs_add_a_partition_and_a_column_and_glue_reads_exactly_the_commit
     }
 
     // Retried registration (a retried finalize, a resync): nothing changes, nothing fails.
-    let f = s.deps.flows.get_flow(&s.name, None).await.unwrap().unwrap().flow;
+    let f = s
+        .deps
+        .flows
+        .get_flow(&s.name, None)
+        .await
+        .unwrap()
+        .unwrap()
+        .flow;
     let store = s
         .deps
         .destinations
@@ -475,7 +499,11 @@ async fn every_format_with_and_without_partition_by_reads_back_from_the_catalog(
         if extra.is_empty() {
             assert!(t.partition_keys.is_empty());
         } else {
-            let key = if format == "csv" { "country_partition" } else { "country" };
+            let key = if format == "csv" {
+                "country_partition"
+            } else {
+                "country"
+            };
             assert_eq!(t.partition_keys[0].name, key);
             // The partition value is the row's own.
             for row in rows {

@@ -44,7 +44,8 @@ impl CatalogFile {
 
     fn write(&self, f: &TableFile) -> Result<(), StoreError> {
         let p = self.path(&f.table.database, &f.table.name);
-        let body = serde_json::to_vec_pretty(f).map_err(|e| StoreError::backend("encode catalog", e))?;
+        let body =
+            serde_json::to_vec_pretty(f).map_err(|e| StoreError::backend("encode catalog", e))?;
         // Write then rename: a reader never sees half a file.
         let tmp = p.with_extension("json.tmp");
         std::fs::write(&tmp, body)
@@ -92,9 +93,9 @@ impl Catalog for CatalogFile {
         _storage: &StorageDescriptor,
         _columns: &[CatalogColumn],
     ) -> Result<(), StoreError> {
-        let mut f = self.read(database, table)?.ok_or_else(|| {
-            StoreError::NotFound(format!("catalog table {database}.{table}"))
-        })?;
+        let mut f = self
+            .read(database, table)?
+            .ok_or_else(|| StoreError::NotFound(format!("catalog table {database}.{table}")))?;
         for p in partitions {
             if !f.partitions.iter().any(|q| q.values == p.values) {
                 f.partitions.push(p.clone());

@@ -34,7 +34,11 @@ fn columns(cols: &[CatalogColumn]) -> Result<Vec<g::Column>, StoreError> {
         .collect()
 }
 
-fn descriptor(s: &StorageDescriptor, cols: &[CatalogColumn], location: &str) -> Result<g::StorageDescriptor, StoreError> {
+fn descriptor(
+    s: &StorageDescriptor,
+    cols: &[CatalogColumn],
+    location: &str,
+) -> Result<g::StorageDescriptor, StoreError> {
     let mut serde = g::SerDeInfo::builder().serialization_library(&s.serde_library);
     for (k, v) in &s.serde_parameters {
         serde = serde.parameters(k, v);
@@ -89,7 +93,13 @@ impl Catalog for GlueCatalog {
             .description("ferry flows' output tables")
             .build()
             .map_err(|e| build_err("database input", e))?;
-        match self.client.create_database().database_input(input).send().await {
+        match self
+            .client
+            .create_database()
+            .database_input(input)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e)
                 if e.as_service_error()
@@ -131,12 +141,23 @@ impl Catalog for GlueCatalog {
         Ok(Some(CatalogTable {
             database: database.to_string(),
             name: t.name().to_string(),
-            columns: sd.map(|s| s.columns().iter().map(column_of).collect()).unwrap_or_default(),
+            columns: sd
+                .map(|s| s.columns().iter().map(column_of).collect())
+                .unwrap_or_default(),
             partition_keys: t.partition_keys().iter().map(column_of).collect(),
             storage: StorageDescriptor {
-                location: sd.and_then(|s| s.location()).unwrap_or_default().to_string(),
-                input_format: sd.and_then(|s| s.input_format()).unwrap_or_default().to_string(),
-                output_format: sd.and_then(|s| s.output_format()).unwrap_or_default().to_string(),
+                location: sd
+                    .and_then(|s| s.location())
+                    .unwrap_or_default()
+                    .to_string(),
+                input_format: sd
+                    .and_then(|s| s.input_format())
+                    .unwrap_or_default()
+                    .to_string(),
+                output_format: sd
+                    .and_then(|s| s.output_format())
+                    .unwrap_or_default()
+                    .to_string(),
                 serde_library: serde
                     .and_then(|s| s.serialization_library())
                     .unwrap_or_default()
@@ -210,7 +231,9 @@ impl Catalog for GlueCatalog {
                 .set_partition_input_list(Some(inputs))
                 .send()
                 .await
-                .map_err(|e| sdk_error(format!("glue:BatchCreatePartition {database}.{table}"), e))?;
+                .map_err(|e| {
+                    sdk_error(format!("glue:BatchCreatePartition {database}.{table}"), e)
+                })?;
             // A partition that exists already (a retry, a resync) is what we want.
             let failed: Vec<String> = out
                 .errors()

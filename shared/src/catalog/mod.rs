@@ -11,9 +11,7 @@ use crate::flow::{
     Compression, DateGranularity, DestinationConfig, Flow, Format, HierarchyPart, PrefixType,
 };
 use crate::model::Manifest;
-use crate::ports::{
-    Catalog, CatalogColumn, CatalogPartition, CatalogTable, StorageDescriptor,
-};
+use crate::ports::{Catalog, CatalogColumn, CatalogPartition, CatalogTable, StorageDescriptor};
 use arrow::datatypes::{DataType, Field, Fields, Schema};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -51,7 +49,11 @@ pub fn glue_type(t: &DataType) -> String {
             "struct<{}>",
             fields
                 .iter()
-                .map(|f| format!("{}:{}", f.name().to_ascii_lowercase(), glue_type(f.data_type())))
+                .map(|f| format!(
+                    "{}:{}",
+                    f.name().to_ascii_lowercase(),
+                    glue_type(f.data_type())
+                ))
                 .collect::<Vec<_>>()
                 .join(",")
         ),
@@ -86,10 +88,17 @@ pub struct PartitionScheme {
 impl PartitionScheme {
     pub fn of(dest: &DestinationConfig) -> Self {
         let l = &dest.layout;
-        let folders = matches!(l.prefix_type, PrefixType::Path | PrefixType::PathAndFilename);
+        let folders = matches!(
+            l.prefix_type,
+            PrefixType::Path | PrefixType::PathAndFilename
+        );
         PartitionScheme {
             schema_version: folders && l.hierarchy.contains(&HierarchyPart::SchemaVersion),
-            date: if folders { l.date } else { DateGranularity::None },
+            date: if folders {
+                l.date
+            } else {
+                DateGranularity::None
+            },
             fields: l.partition_by.clone(),
         }
     }
@@ -125,7 +134,10 @@ impl PartitionScheme {
         let n = self.date_depth();
         if n > 0 {
             let d = segs.get(i..i + n)?;
-            if !d.iter().all(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit())) {
+            if !d
+                .iter()
+                .all(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()))
+            {
                 return None;
             }
             values.push(d.join("/"));
@@ -319,7 +331,12 @@ pub fn table_for(
         Format::Csv | Format::Jsonl => {
             p.insert(
                 "compressionType".into(),
-                if dest.compression() == Compression::Gzip { "gzip" } else { "none" }.into(),
+                if dest.compression() == Compression::Gzip {
+                    "gzip"
+                } else {
+                    "none"
+                }
+                .into(),
             );
         }
     }
@@ -349,7 +366,10 @@ pub fn table_for(
             p.insert("projection.dt.format".into(), fmt.into());
             p.insert(
                 "projection.dt.range".into(),
-                format!("{},NOW", first_dt.unwrap_or("2000/01/01/00/00".get(..fmt.len()).unwrap_or("2000"))),
+                format!(
+                    "{},NOW",
+                    first_dt.unwrap_or("2000/01/01/00/00".get(..fmt.len()).unwrap_or("2000"))
+                ),
             );
             p.insert("projection.dt.interval".into(), "1".into());
             p.insert("projection.dt.interval.unit".into(), unit.into());
@@ -423,7 +443,11 @@ pub fn widen(old: &DataType, new: &DataType, format: Format) -> Option<DataType>
 /// allow), new columns appended; a change old files cannot be read as is refused — the old
 /// column stays — with a warning. `None` if nothing can be updated (another layout or format:
 /// a new table is needed), with the warning saying so.
-pub fn evolve(old: &CatalogTable, new: &CatalogTable, format: Format) -> (CatalogTable, Vec<String>) {
+pub fn evolve(
+    old: &CatalogTable,
+    new: &CatalogTable,
+    format: Format,
+) -> (CatalogTable, Vec<String>) {
     let mut warnings = vec![];
     let table = format!("{}.{}", old.database, old.name);
     if old.partition_keys != new.partition_keys
@@ -475,7 +499,12 @@ pub fn evolve(old: &CatalogTable, new: &CatalogTable, format: Format) -> (Catalo
     if format == Format::Csv {
         // CSV is read by position: new columns must come after every old one, in file order.
         let old_names: Vec<&String> = a.fields().iter().map(|f| f.name()).collect();
-        let new_prefix: Vec<&String> = b.fields().iter().take(old_names.len()).map(|f| f.name()).collect();
+        let new_prefix: Vec<&String> = b
+            .fields()
+            .iter()
+            .take(old_names.len())
+            .map(|f| f.name())
+            .collect();
         if !added.is_empty() && new_prefix != old_names {
             warnings.push(format!(
                 "catalog table {table}: new CSV columns ({}) do not come after the old ones, and CSV is read by position; the table was left as it is: use Parquet or JSON lines, or start a new table (destination.catalog.table)",
@@ -501,10 +530,14 @@ pub fn evolve(old: &CatalogTable, new: &CatalogTable, format: Format) -> (Catalo
     );
     // The schema version never goes back (a sync replays manifests in commit order).
     let v = |t: &CatalogTable| -> u32 {
-        t.parameters.get(SCHEMA_VERSION).and_then(|v| v.parse().ok()).unwrap_or(0)
+        t.parameters
+            .get(SCHEMA_VERSION)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
     };
     let version = v(old).max(v(new));
-    t.parameters.insert(SCHEMA_VERSION.into(), version.to_string());
+    t.parameters
+        .insert(SCHEMA_VERSION.into(), version.to_string());
     if t.parameters.contains_key("projection.schema_version.range") {
         t.parameters.insert(
             "projection.schema_version.range".into(),
@@ -518,7 +551,8 @@ pub fn evolve(old: &CatalogTable, new: &CatalogTable, format: Format) -> (Catalo
     ) {
         let start = |r: &str| r.split(',').next().unwrap_or_default().to_string();
         let s = start(o).min(start(n));
-        t.parameters.insert("projection.dt.range".into(), format!("{s},NOW"));
+        t.parameters
+            .insert("projection.dt.range".into(), format!("{s},NOW"));
     }
     (t, warnings)
 }
@@ -526,7 +560,10 @@ pub fn evolve(old: &CatalogTable, new: &CatalogTable, format: Format) -> (Catalo
 fn cols(c: &[CatalogColumn]) -> String {
     format!(
         "[{}]",
-        c.iter().map(|c| format!("{} {}", c.name, c.data_type)).collect::<Vec<_>>().join(", ")
+        c.iter()
+            .map(|c| format!("{} {}", c.name, c.data_type))
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 
@@ -587,10 +624,15 @@ pub async fn apply(
             }
         }
     }
-    let existing = catalog.get_table(&cfg.database, &cfg.table_name(&flow.name)).await?;
+    let existing = catalog
+        .get_table(&cfg.database, &cfg.table_name(&flow.name))
+        .await?;
     let mut table = existing.clone();
     for m in &manifests {
-        let Some(schema) = m.schema.as_ref().and_then(|s| crate::schema::schema_from_json(s).ok())
+        let Some(schema) = m
+            .schema
+            .as_ref()
+            .and_then(|s| crate::schema::schema_from_json(s).ok())
         else {
             warnings.push(format!(
                 "run {}: its manifest has no schema (written by an older ferry); the catalog table keeps its columns",
@@ -598,7 +640,14 @@ pub async fn apply(
             ));
             continue;
         };
-        let desired = table_for(flow, cfg, &schema, m.schema_version, location, first_dt.as_deref());
+        let desired = table_for(
+            flow,
+            cfg,
+            &schema,
+            m.schema_version,
+            location,
+            first_dt.as_deref(),
+        );
         table = Some(match table {
             None => desired,
             Some(old) => {
@@ -617,7 +666,13 @@ pub async fn apply(
     if !projected(&table) && !table.partition_keys.is_empty() && !parts.is_empty() {
         let parts: Vec<CatalogPartition> = parts.into_iter().collect();
         catalog
-            .add_partitions(&table.database, &table.name, &parts, &table.storage, &table.columns)
+            .add_partitions(
+                &table.database,
+                &table.name,
+                &parts,
+                &table.storage,
+                &table.columns,
+            )
             .await?;
     }
     Ok(warnings)
@@ -635,7 +690,10 @@ pub fn dest_prefix(flow: &Flow) -> String {
 /// commit): the next run, or `ferry catalog sync`, rebuilds it from every manifest. Under the
 /// table's folder in a `_`-folder, which Athena and Hive skip.
 pub fn resync_marker_key(flow: &Flow) -> String {
-    format!("{}_catalog/resync-needed", table_key(&dest_prefix(flow), &flow.name))
+    format!(
+        "{}_catalog/resync-needed",
+        table_key(&dest_prefix(flow), &flow.name)
+    )
 }
 
 /// Every committed run's manifest, in commit order.
@@ -674,7 +732,11 @@ pub async fn register(
     };
     let key = table_key(&dest_prefix(flow), &flow.name);
     let location = store.uri(&key);
-    let location = if location.ends_with('/') { location } else { format!("{location}/") };
+    let location = if location.ends_with('/') {
+        location
+    } else {
+        format!("{location}/")
+    };
     apply(catalog, flow, cfg, &key, &location, manifests).await
 }
 
@@ -707,7 +769,11 @@ pub async fn after_commit(
         return vec![];
     };
     let marker = resync_marker_key(flow);
-    let behind = store.list(&marker).await.map(|l| !l.is_empty()).unwrap_or(true);
+    let behind = store
+        .list(&marker)
+        .await
+        .map(|l| !l.is_empty())
+        .unwrap_or(true);
     let result = if behind {
         sync(catalog, store, flow).await
     } else {
@@ -717,7 +783,11 @@ pub async fn after_commit(
         Ok(w) => w,
         Err(e) => {
             let _ = store
-                .put(&marker, manifest.run_id.clone().into_bytes(), &Default::default())
+                .put(
+                    &marker,
+                    manifest.run_id.clone().into_bytes(),
+                    &Default::default(),
+                )
                 .await;
             tracing::warn!(flow = %flow.name, run_id = %manifest.run_id, error = %e, "catalog update failed after the commit");
             vec![format!(

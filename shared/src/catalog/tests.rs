@@ -99,9 +99,15 @@ fn cfg(f: &Flow) -> CatalogConfig {
 fn csv_and_json_storage_descriptors() {
     let f = flow("  format: csv\n  compression: gzip\n  csv: { delimiter: ';' }\n  layout: { partition_by: [country] }");
     let t = table_for(&f, &cfg(&f), &accounts(), 3, LOC, None);
-    assert_eq!(t.storage.serde_library, "org.apache.hadoop.hive.serde2.OpenCSVSerde");
+    assert_eq!(
+        t.storage.serde_library,
+        "org.apache.hadoop.hive.serde2.OpenCSVSerde"
+    );
     assert_eq!(t.storage.serde_parameters["separatorChar"], ";");
-    assert_eq!(t.storage.input_format, "org.apache.hadoop.mapred.TextInputFormat");
+    assert_eq!(
+        t.storage.input_format,
+        "org.apache.hadoop.mapred.TextInputFormat"
+    );
     assert!(t.storage.compressed);
     assert_eq!(t.parameters["skip.header.line.count"], "1");
     assert_eq!(t.parameters["compressionType"], "gzip");
@@ -112,7 +118,10 @@ fn csv_and_json_storage_descriptors() {
 
     let f = flow("  format: jsonl\n  layout: { partition_by: [country, employees] }");
     let t = table_for(&f, &cfg(&f), &accounts(), 1, LOC, None);
-    assert_eq!(t.storage.serde_library, "org.openx.data.jsonserde.JsonSerDe");
+    assert_eq!(
+        t.storage.serde_library,
+        "org.openx.data.jsonserde.JsonSerDe"
+    );
     assert_eq!(t.parameters["classification"], "json");
     assert_eq!(t.parameters["compressionType"], "none");
     assert!(!t.parameters.contains_key("skip.header.line.count"));
@@ -121,8 +130,14 @@ fn csv_and_json_storage_descriptors() {
     assert_eq!(
         t.partition_keys,
         vec![
-            CatalogColumn { name: "country".into(), data_type: "string".into() },
-            CatalogColumn { name: "employees".into(), data_type: "bigint".into() },
+            CatalogColumn {
+                name: "country".into(),
+                data_type: "string".into()
+            },
+            CatalogColumn {
+                name: "employees".into(),
+                data_type: "bigint".into()
+            },
         ]
     );
     assert!(!projected(&t), "values of a field cannot be projected");
@@ -172,7 +187,9 @@ fn partition_values_from_keys() {
         .unwrap();
     assert_eq!(values, ["2", "2026/03/04", NULL_PARTITION, ""]);
     assert!(s.parse("_manifests/run-1.json").is_none());
-    assert!(s.parse("schemaVersion_2/2026/03/x/country=US/tier=a/r/p").is_none());
+    assert!(s
+        .parse("schemaVersion_2/2026/03/x/country=US/tier=a/r/p")
+        .is_none());
     assert_eq!(unescape("%25%3D%C3%A9x"), "%=éx");
     // Round trip with the layout's own escaping.
     for v in ["a/b", "..", "x=y%z", "ü", ""] {
@@ -188,7 +205,10 @@ fn evolution_appends_widens_and_refuses() {
         ("id", DataType::Utf8),
         ("n", DataType::Int32),
         ("x", DataType::Float32),
-        ("s", DataType::Struct(Fields::from(vec![Field::new("a", DataType::Utf8, true)]))),
+        (
+            "s",
+            DataType::Struct(Fields::from(vec![Field::new("a", DataType::Utf8, true)])),
+        ),
         ("k", DataType::Int64),
     ]);
     let v2 = schema(vec![
@@ -225,14 +245,20 @@ fn evolution_appends_widens_and_refuses() {
         ]
     );
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(warnings[0].contains("'k'") && warnings[0].contains("bigint to string"), "{warnings:?}");
+    assert!(
+        warnings[0].contains("'k'") && warnings[0].contains("bigint to string"),
+        "{warnings:?}"
+    );
     assert_eq!(t.parameters[SCHEMA_VERSION], "2");
     // Text formats read anything as text.
     assert_eq!(
         widen(&DataType::Int64, &DataType::Utf8, Format::Jsonl),
         Some(DataType::Utf8)
     );
-    assert_eq!(widen(&DataType::Int64, &DataType::Float64, Format::Parquet), None);
+    assert_eq!(
+        widen(&DataType::Int64, &DataType::Float64, Format::Parquet),
+        None
+    );
     // Idempotent: evolving to the same table changes nothing.
     let (again, w) = evolve(&t, &new, Format::Parquet);
     assert_eq!(again.columns, t.columns);
@@ -244,13 +270,29 @@ fn csv_columns_only_append_at_the_end() {
     let f = flow("  format: csv");
     let c = cfg(&f);
     let v1 = schema(vec![("id", DataType::Utf8), ("n", DataType::Int64)]);
-    let appended = schema(vec![("id", DataType::Utf8), ("n", DataType::Int64), ("z", DataType::Utf8)]);
-    let inserted = schema(vec![("id", DataType::Utf8), ("z", DataType::Utf8), ("n", DataType::Int64)]);
+    let appended = schema(vec![
+        ("id", DataType::Utf8),
+        ("n", DataType::Int64),
+        ("z", DataType::Utf8),
+    ]);
+    let inserted = schema(vec![
+        ("id", DataType::Utf8),
+        ("z", DataType::Utf8),
+        ("n", DataType::Int64),
+    ]);
     let old = table_for(&f, &c, &v1, 1, LOC, None);
-    let (t, w) = evolve(&old, &table_for(&f, &c, &appended, 2, LOC, None), Format::Csv);
+    let (t, w) = evolve(
+        &old,
+        &table_for(&f, &c, &appended, 2, LOC, None),
+        Format::Csv,
+    );
     assert!(w.is_empty(), "{w:?}");
     assert_eq!(t.columns.len(), 3);
-    let (t, w) = evolve(&old, &table_for(&f, &c, &inserted, 2, LOC, None), Format::Csv);
+    let (t, w) = evolve(
+        &old,
+        &table_for(&f, &c, &inserted, 2, LOC, None),
+        Format::Csv,
+    );
     assert_eq!(t, old);
     assert!(w[0].contains("by position"), "{w:?}");
 }

@@ -120,9 +120,11 @@ impl CatalogConfig {
                 (Location::S3(out), Location::S3(err)) => {
                     out.bucket == err.bucket && inside_table(&err.prefix, &out.prefix, flow)
                 }
-                (Location::Local { path: out }, Location::Local { path: err }) => {
-                    inside_table(err.trim_start_matches("./"), out.trim_start_matches("./"), flow)
-                }
+                (Location::Local { path: out }, Location::Local { path: err }) => inside_table(
+                    err.trim_start_matches("./"),
+                    out.trim_start_matches("./"),
+                    flow,
+                ),
                 _ => false,
             };
             if inside {
@@ -139,13 +141,16 @@ impl CatalogConfig {
 /// table's location (`<out>/<flow>/`).
 fn inside_table(err: &str, out: &str, flow: &str) -> bool {
     let (e, o) = (err.trim_matches('/'), out.trim_matches('/'));
-    let table = if o.is_empty() { flow.to_string() } else { format!("{o}/{flow}") };
+    let table = if o.is_empty() {
+        flow.to_string()
+    } else {
+        format!("{o}/{flow}")
+    };
     e == o || e == table || e.starts_with(&format!("{table}/"))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::flow::Flow;
 
     fn flow(dest_extra: &str) -> Result<Flow, crate::flow::FlowError> {
@@ -192,9 +197,11 @@ destination:
         }
         let err = flow("  catalog: { database: crm, tabel: x }").unwrap_err();
         assert!(err.to_string().contains("tabel"), "{err}");
-        let err = flow("  catalog: { database: crm }\n  layout: { partition_by: [dt] }").unwrap_err();
+        let err =
+            flow("  catalog: { database: crm }\n  layout: { partition_by: [dt] }").unwrap_err();
         assert!(
-            err.to_string().contains("destination.layout.partition_by[0]"),
+            err.to_string()
+                .contains("destination.layout.partition_by[0]"),
             "{err}"
         );
         // Outside the table location: fine.

@@ -352,8 +352,7 @@ async fn succeed(deps: &Deps, run: &RunContext) -> Result<RunRecord, StepError> 
     // 4. After the commit: catalog, report, metrics, staging. Best effort: the run is
     //    committed; a catalog failure is a warning, repaired by the next run.
     let catalog_warnings =
-        crate::catalog::after_commit(deps.catalog.as_ref(), store.as_ref(), &flow, &manifest)
-            .await;
+        crate::catalog::after_commit(deps.catalog.as_ref(), store.as_ref(), &flow, &manifest).await;
     if !catalog_warnings.is_empty() {
         rec.warnings.extend(catalog_warnings);
         rec.warnings = cap_warnings(std::mem::take(&mut rec.warnings));
@@ -405,7 +404,11 @@ async fn catalog_again(deps: &Deps, run: &RunContext) {
     if flow.destination.catalog.is_none() {
         return;
     }
-    let Ok(store) = deps.destinations.resolve(&flow.destination.location()).await else {
+    let Ok(store) = deps
+        .destinations
+        .resolve(&flow.destination.location())
+        .await
+    else {
         return;
     };
     let key = manifest_key(&dest_prefix(&flow), &flow.name, &run.run_id);
@@ -413,7 +416,8 @@ async fn catalog_again(deps: &Deps, run: &RunContext) {
         return;
     };
     if let Ok(m) = serde_json::from_slice::<Manifest>(&body) {
-        let w = crate::catalog::after_commit(deps.catalog.as_ref(), store.as_ref(), &flow, &m).await;
+        let w =
+            crate::catalog::after_commit(deps.catalog.as_ref(), store.as_ref(), &flow, &m).await;
         if !w.is_empty() {
             tracing::warn!(run_id = %run.run_id, warnings = ?w, "catalog update on a retried finalize");
         }
