@@ -131,6 +131,8 @@ def files_under(d):
 
 
 con = duckdb.connect()
+# Partition values come from the catalog, never from folder names (DuckDB would otherwise read
+# `country=null/` as the text 'null' in place of the file's own column).
 con.execute("SET TimeZone = 'UTC'")
 fmt = params["classification"]
 serde = table["storage"]["serde_parameters"]
@@ -144,7 +146,7 @@ for values, location in parts:
     read += 1
     flist = "[" + ", ".join(lit(f) for f in files) + "]"
     if fmt == "parquet":
-        rel = f"read_parquet({flist}, union_by_name = true)"
+        rel = f"read_parquet({flist}, union_by_name = true, hive_partitioning = false)"
         have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()}
         select = [
             f'CAST("{c["name"]}" AS {duck(c["type"])}) AS "{c["name"]}"' if c["name"] in have
@@ -155,11 +157,13 @@ for values, location in parts:
         header = params.get("skip.header.line.count", "0") != "0"
         rel = (f"read_csv({flist}, header = {str(header).lower()}, delim = {lit(serde['separatorChar'])}, "
                f"quote = {lit(serde['quoteChar'])}, escape = {lit(serde['escapeChar'])}, "
-               f"columns = {columns_struct}, null_padding = true, auto_detect = false)")
+               f"columns = {columns_struct}, null_padding = true, auto_detect = false, "
+               f"hive_partitioning = false)")
         select = [f'"{c["name"]}"' for c in cols]
     else:
         assert fmt == "json", fmt
-        rel = f"read_json({flist}, format = 'newline_delimited', columns = {columns_struct})"
+        rel = (f"read_json({flist}, format = 'newline_delimited', columns = {columns_struct}, "
+               f"hive_partitioning = false)")
         select = [f'"{c["name"]}"' for c in cols]
     for k, v in zip(keys, values):
         value = "NULL" if v == "__HIVE_DEFAULT_PARTITION__" else lit(v)
