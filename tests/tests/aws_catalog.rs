@@ -570,4 +570,32 @@ async fn a_catalog_failure_keeps_the_run_and_the_next_run_repairs_the_table() {
         read["rows"].as_array().unwrap().len() as u64,
         r1.records_written + r2.records_written
     );
+
+    // A retried finalize of a committed run (a crash between the commit and the catalog
+    // update) registers the run again: the table comes back.
+    s.env
+        .clients
+        .glue
+        .delete_table()
+        .database_name(&s.db)
+        .name(s.table_name())
+        .send()
+        .await
+        .unwrap();
+    let again = ferry::steps::finalize::handle(
+        &s.deps,
+        ferry::steps::finalize::FinalizeInput {
+            run: ferry::steps::RunContext::from_record(&r2),
+            error: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.status, RunStatus::Successful);
+    assert_eq!(s.table().await.parameters["ferry.flow"], s.name);
+    assert!(s
+        .partitions()
+        .await
+        .iter()
+        .any(|p| p.values[0] == "2026/01/02"));
 }
