@@ -688,16 +688,16 @@ impl Translator {
         if !tags.is_empty() {
             flow.insert("tags".into(), Value::Object(tags));
         }
-        if v.get("metadataCatalogConfig")
-            .is_some_and(|x| !x.is_null() && x != &json!({}))
+        if let Some(glue) = v
+            .get("metadataCatalogConfig")
+            .and_then(|m| m.get("glueDataCatalog"))
+            .filter(|g| !g.is_null())
         {
-            // ferry's flow model has no catalog setting yet (`destination.catalog`).
-            self.problem(
-                "metadataCatalogConfig",
-                "Glue Data Catalog registration is not yet supported by ferry flows; the output is \
-                 written, but no Glue table is created or updated (register it with a Glue crawler \
-                 or by hand)",
-            );
+            if let Some(catalog) = self.catalog(glue, &ok_name) {
+                if let Some(d) = flow.get_mut("destination").and_then(Value::as_object_mut) {
+                    d.insert("catalog".into(), catalog);
+                }
+            }
         }
         match v.get("flowStatus").and_then(text).as_deref() {
             None | Some("Active") | Some("Draft") => {}
@@ -715,6 +715,60 @@ impl Translator {
             }
         }
         Value::Object(flow)
+    }
+
+    /// AppFlow's `metadataCatalogConfig.glueDataCatalog` as `destination.catalog`: the database,
+    /// the table prefix (AppFlow puts it before each table name). The role is not needed: the
+    /// finalize function's own role registers the table.
+    fn catalog(&mut self, g: &Value, flow: &str) -> Option<Value> {
+        let at = "metadataCatalogConfig.glueDataCatalog";
+        let glue_name = |s: &str| -> String {
+            s.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        };
+        let Some(db) = g.get("databaseName").and_then(text) else {
+            self.problem(
+                format!("{at}.databaseName"),
+                "is missing; set destination.catalog.database to the Glue database",
+            );
+            return None;
+        };
+        let database = glue_name(&db);
+        if database != db {
+            self.note(format!(
+                "{at}.databaseName '{db}' has characters Athena does not allow in names; imported as '{database}'"
+            ));
+        }
+        let mut c = Map::new();
+        c.insert("database".into(), json!(database));
+        if let Some(p) = g
+            .get("tablePrefix")
+            .and_then(text)
+            .filter(|p| !p.is_empty())
+        {
+            let mut prefix = glue_name(&p);
+            if !prefix.ends_with('_') {
+                prefix.push('_');
+            }
+            self.note(format!(
+                "{at}.tablePrefix '{p}': the table is '{prefix}{}'",
+                ferry::flow::catalog::default_table(flow)
+            ));
+            c.insert("table_prefix".into(), json!(prefix));
+        }
+        if g.get("roleArn").and_then(text).is_some() {
+            self.note(format!(
+                "{at}.roleArn is not used: ferry's finalize function registers the table with its own role (docs/deploy.md, Glue permissions)"
+            ));
+        }
+        Some(Value::Object(c))
     }
 
     fn source(&mut self, s: &Value, pull_mode: Option<&str>) -> Map<String, Value> {

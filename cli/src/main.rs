@@ -3,6 +3,7 @@
 #[macro_use]
 mod out;
 mod backfill;
+mod catalog;
 mod import_appflow;
 mod profiles;
 #[cfg(feature = "remote")]
@@ -104,6 +105,20 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ProfilesCmd,
     },
+    /// The data catalog table of a flow with `destination.catalog` (the embedded engine's
+    /// catalog under FERRY_HOME; deployed, the Glue Data Catalog is kept by the functions).
+    Catalog {
+        #[command(subcommand)]
+        cmd: CatalogCmd,
+    },
+    /// Run SQL over a flow's committed output with the DuckDB command line (`duckdb` on PATH or
+    /// FERRY_DUCKDB): a view named after the flow's table over the files its manifests list.
+    Query {
+        /// A registered flow's name.
+        flow: String,
+        /// The SQL, e.g. "SELECT count(*) FROM crm_accounts".
+        sql: String,
+    },
     /// What a connector offers: entities, or one entity's fields.
     Entities {
         /// A flow file or registered flow whose source to ask.
@@ -169,6 +184,21 @@ pub(crate) enum RunsCmd {
     Get {
         /// The run id.
         run_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatalogCmd {
+    /// Print the flow's table: location, format, columns, partition keys, partitions.
+    Show {
+        /// A registered flow's name.
+        flow: String,
+    },
+    /// Rebuild the flow's table and partitions from its committed runs' manifests (after a
+    /// catalog failure, or a table dropped by hand).
+    Sync {
+        /// A registered flow's name.
+        flow: String,
     },
 }
 
@@ -396,6 +426,24 @@ async fn real_main(cli: Cli) -> Result<i32> {
         Cmd::Runs { cmd, .. } => {
             let deps = open_deps(&home)?;
             runs_command(deps.flows.as_ref(), deps.runs.as_ref(), cmd, "", json_out).await
+        }
+        Cmd::Catalog { cmd } => {
+            let deps = open_deps(&home)?;
+            match cmd {
+                CatalogCmd::Show { flow } => {
+                    let f = registered(&home, &flow).await?;
+                    catalog::show(&deps, &f, json_out).await
+                }
+                CatalogCmd::Sync { flow } => {
+                    let f = registered(&home, &flow).await?;
+                    catalog::sync(&deps, &f, json_out).await
+                }
+            }
+        }
+        Cmd::Query { flow, sql } => {
+            let deps = open_deps(&home)?;
+            let f = registered(&home, &flow).await?;
+            catalog::query(&deps, &f, &sql).await
         }
         Cmd::Entities { flow, describe } => {
             let f = if looks_like_file(&flow) {

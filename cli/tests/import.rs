@@ -339,15 +339,24 @@ fn salesforce_event_flow_is_a_reported_loss() {
 }
 
 #[test]
-fn glue_catalog_is_reported_as_not_yet_supported() {
-    let (code, f, problems, _) = import("api-salesforce-glue.json", &[]);
-    assert_eq!(code, 2);
-    assert_eq!(problems.len(), 1, "{problems:?}");
-    assert!(
-        problems[0].contains("metadataCatalogConfig") && problems[0].contains("not yet supported"),
-        "{problems:?}"
-    );
+fn glue_catalog_settings_become_destination_catalog() {
+    let (code, f, problems, notes) = import("api-salesforce-glue.json", &[]);
+    assert_eq!(problems, Vec::<String>::new());
+    assert_eq!(code, 0);
     validates("glue", &f);
+    assert_eq!(
+        f["destination"]["catalog"],
+        json!({ "database": "salesforce_raw", "table_prefix": "sfdc_" })
+    );
+    let flow = ferry::flow::Flow::from_value(f.clone(), "glue").unwrap();
+    assert_eq!(
+        flow.destination.catalog.unwrap().table_name(&flow.name),
+        "sfdc_sfdc_contact_catalog"
+    );
+    assert!(
+        notes.iter().any(|n| n.contains("roleArn is not used")),
+        "{notes:?}"
+    );
     assert_eq!(f["source"]["properties"], json!({ "api": "rest" }));
     assert_eq!(
         f["trigger"],
@@ -499,7 +508,7 @@ fn not_equal_values_numeric_validation_date_cast() {
 #[test]
 fn problems_write_nothing_unless_partial() {
     let dir = tempfile::tempdir().unwrap();
-    let f = fixture("api-salesforce-glue.json");
+    let f = fixture("api-salesforce-event.json");
     let o = ferry(
         dir.path(),
         &["flows", "import-appflow", &f, "-o", "flow.yaml"],
@@ -507,7 +516,7 @@ fn problems_write_nothing_unless_partial() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("metadataCatalogConfig") && err.contains("nothing written"),
+        err.contains("triggerConfig.triggerType") && err.contains("nothing written"),
         "{err}"
     );
     assert!(!dir.path().join("flow.yaml").exists());
@@ -526,7 +535,7 @@ fn problems_write_nothing_unless_partial() {
     assert_eq!(o.status.code(), Some(2));
     let written = std::fs::read_to_string(dir.path().join("flow.yaml")).unwrap();
     assert!(
-        written.contains("# TODO AppFlow metadataCatalogConfig"),
+        written.contains("# TODO AppFlow triggerConfig.triggerType"),
         "{written}"
     );
     // The written file is a flow ferry validates.

@@ -6,6 +6,7 @@
 //! ([`steps`]) and the embedded state-machine engine ([`local`]).
 
 pub mod adapters;
+pub mod catalog;
 pub mod connector;
 pub mod error;
 pub mod flow;

@@ -237,6 +237,10 @@ pub struct Manifest {
     pub bytes_written: u64,
     pub committed_at: DateTime<Utc>,
     pub objects: Vec<OutputObject>,
+    /// The Arrow schema the objects were written with (`schema::schema_to_json`), so the
+    /// catalog can be rebuilt from manifests alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<serde_json::Value>,
 }
 
 /// AppFlow's run report detail fields, under ferry's names for ferry's things.

@@ -308,3 +308,77 @@ pub trait DestinationResolver: Send + Sync {
         location: &crate::flow::Location,
     ) -> Result<Arc<dyn BlobStore>, StoreError>;
 }
+
+/// A column of a catalog table: its name and Hive/Glue type (`bigint`, `decimal(18,2)`,
+/// `struct<a:string>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogColumn {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub data_type: String,
+}
+
+/// Where a table's (or a partition's) files are and how to read them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct StorageDescriptor {
+    /// `s3://bucket/prefix/flow/` (a local directory for the embedded catalog).
+    pub location: String,
+    pub input_format: String,
+    pub output_format: String,
+    pub serde_library: String,
+    #[serde(default)]
+    pub serde_parameters: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub compressed: bool,
+}
+
+/// A table as ferry registers it in a data catalog (Glue's `TableInput`, in domain terms).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogTable {
+    pub database: String,
+    pub name: String,
+    pub columns: Vec<CatalogColumn>,
+    pub partition_keys: Vec<CatalogColumn>,
+    pub storage: StorageDescriptor,
+    /// Table parameters: `classification`, `ferry.schema_version`, `ferry.flow`, partition
+    /// projection, ...
+    pub parameters: std::collections::BTreeMap<String, String>,
+}
+
+/// One partition: its values (in partition-key order) and where its files are.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CatalogPartition {
+    pub values: Vec<String>,
+    pub location: String,
+}
+
+/// A data catalog: the AWS Glue Data Catalog in production, a file per table locally. Every
+/// write is idempotent (a retry changes nothing).
+#[async_trait]
+pub trait Catalog: Send + Sync {
+    async fn database_exists(&self, database: &str) -> Result<bool, StoreError>;
+    /// Create a database; one that exists already is a success.
+    async fn create_database(&self, database: &str) -> Result<(), StoreError>;
+    async fn get_table(
+        &self,
+        database: &str,
+        table: &str,
+    ) -> Result<Option<CatalogTable>, StoreError>;
+    /// Create the table, or replace its definition when it exists.
+    async fn put_table(&self, table: &CatalogTable) -> Result<(), StoreError>;
+    /// Add partitions; ones that exist already are left as they are (a success).
+    async fn add_partitions(
+        &self,
+        database: &str,
+        table: &str,
+        partitions: &[CatalogPartition],
+        storage: &StorageDescriptor,
+        columns: &[CatalogColumn],
+    ) -> Result<(), StoreError>;
+    /// Every partition of the table, sorted.
+    async fn list_partitions(
+        &self,
+        database: &str,
+        table: &str,
+    ) -> Result<Vec<CatalogPartition>, StoreError>;
+}

@@ -271,8 +271,16 @@ fn trigger_roles_start_only_this_state_machine() {
 /// Every grant of every function role, resolved with the stack's default parameters: (function,
 /// Sid, actions, resources, conditions). Named placeholders stand for this stack's resources.
 fn function_grants(tpl: &Value) -> Vec<String> {
+    function_grants_with(tpl, &Default::default())
+}
+
+/// [`function_grants`] with some parameters set.
+fn function_grants_with(
+    tpl: &Value,
+    parameters: &std::collections::BTreeMap<String, String>,
+) -> Vec<String> {
     use ferry_tests::stack::template::{merge_globals, Physical, Resolver};
-    let mut r = Resolver::new(tpl, "STACK", &Default::default());
+    let mut r = Resolver::new(tpl, "STACK", parameters);
     for (id, res) in tpl["Resources"].as_object().unwrap() {
         let arn = match res["Type"].as_str().unwrap() {
             "AWS::DynamoDB::Table" => "arn:aws:dynamodb:REGION:ACCOUNT:table/TABLE".to_string(),
@@ -404,4 +412,27 @@ fn a_widened_grant_fails_the_review() {
         e.contains("WriteS3Function | StageCarry | s3:PutObject s3:DeleteObject"),
         "{e}"
     );
+}
+
+/// With `CatalogDatabase` set, finalize (and only finalize) may use the Glue actions the
+/// catalog update needs, on that database and its tables only; unset, nothing in Glue.
+#[test]
+fn glue_grants_only_the_catalog_database() {
+    let tpl = deploy_support::template();
+    let none: Vec<String> = function_grants(&tpl)
+        .into_iter()
+        .filter(|g| g.contains("glue:"))
+        .collect();
+    assert!(none.is_empty(), "{none:?}");
+    let params = [("CatalogDatabase".to_string(), "lake".to_string())].into();
+    let glue: Vec<String> = function_grants_with(&tpl, &params)
+        .into_iter()
+        .filter(|g| g.contains("glue:"))
+        .collect();
+    assert_eq!(
+        glue,
+        ["FinalizeFunction | CatalogTables | glue:GetDatabase glue:CreateDatabase glue:GetTable glue:CreateTable glue:UpdateTable glue:BatchCreatePartition | arn:aws:glue:REGION:ACCOUNT:catalog arn:aws:glue:REGION:ACCOUNT:database/lake arn:aws:glue:REGION:ACCOUNT:table/lake/* | -"],
+    );
+    // No delete, no other database's tables.
+    assert!(!glue[0].contains("Delete") && !glue[0].contains("database/*"));
 }

@@ -93,6 +93,7 @@ pub struct Clients {
     pub s3: aws_sdk_s3::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
     pub events: aws_sdk_eventbridge::Client,
+    pub glue: aws_sdk_glue::Client,
 }
 
 impl Clients {
@@ -102,6 +103,7 @@ impl Clients {
             s3: s3_client(conf),
             secrets: aws_sdk_secretsmanager::Client::new(conf),
             events: aws_sdk_eventbridge::Client::new(conf),
+            glue: aws_sdk_glue::Client::new(conf),
         }
     }
 }
@@ -134,6 +136,7 @@ pub fn aws_deps(clients: &Clients, settings: &AwsSettings) -> Deps {
         )),
         clock: Arc::new(SystemClock),
         metrics: Arc::new(crate::ports::NoMetrics),
+        catalog: Arc::new(super::glue::GlueCatalog::new(clients.glue.clone())),
         settings: Settings::default(),
     }
 }

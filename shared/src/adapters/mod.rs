@@ -1,6 +1,7 @@
 //! Adapters behind the ports: embedded ones (SQLite, local directory, secrets file, event log)
 //! for laptops and tests, in-memory ones for unit tests, AWS ones for production.
 
+pub mod catalog_file;
 pub mod event_log;
 pub mod localfs;
 pub mod memory;
@@ -15,6 +16,8 @@ pub mod aws;
 pub mod dynamodb;
 #[cfg(feature = "aws")]
 pub mod eventbridge;
+#[cfg(feature = "aws")]
+pub mod glue;
 pub mod metrics;
 #[cfg(feature = "aws")]
 pub mod s3;

@@ -3,6 +3,7 @@
 //!
 //! The format is documented in `docs/flows.md`; keep the two in step.
 
+pub mod catalog;
 pub mod collect;
 pub mod schedule;
 pub mod tasks;
@@ -322,6 +323,9 @@ pub struct DestinationConfig {
     pub parquet: ParquetOptions,
     #[serde(default)]
     pub csv: CsvOptions,
+    /// Register the output as a table in the data catalog (Glue on AWS, a file locally).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<catalog::CatalogConfig>,
 }
 
 fn yes() -> bool {
@@ -923,6 +927,9 @@ impl Flow {
                 "destination.csv.delimiter",
                 "must be a single ASCII character other than a quote or a line break",
             ));
+        }
+        if let Some(c) = &d.catalog {
+            c.validate(&self.name, d, errs);
         }
         let l = &d.layout;
         if l.partition_by.len() > 10 {

@@ -279,6 +279,9 @@ pub fn embedded_deps(
         events: Arc::new(EventLog::new(home.join("events.jsonl"))),
         clock: Arc::new(SystemClock),
         metrics: Arc::new(crate::ports::NoMetrics),
+        catalog: Arc::new(crate::adapters::catalog_file::CatalogFile::new(
+            home.join("catalog"),
+        )),
         settings: Settings {
             lease_holder: Some(local_holder()),
             ..Settings::default()

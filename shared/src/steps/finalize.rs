@@ -252,7 +252,9 @@ async fn run_objects(
 async fn succeed(deps: &Deps, run: &RunContext) -> Result<RunRecord, StepError> {
     let rec = base_record(deps, run).await?;
     if rec.status == RunStatus::Successful || deps.runs.is_committed(&run.run_id).await? {
-        // A retried finalize of a run that committed: the commit stands, nothing changes.
+        // A retried finalize of a run that committed: the commit stands, nothing changes —
+        // but the catalog update after it may not have happened (idempotent: done again).
+        catalog_again(deps, run).await;
         return deps.runs.get_run(&run.run_id).await?.ok_or_else(|| {
             StepError::fatal(format!(
                 "run {} committed but its record is gone",
@@ -291,7 +293,10 @@ async fn succeed(deps: &Deps, run: &RunContext) -> Result<RunRecord, StepError> 
         }
     }
 
-    // 2. The manifest: the commit marker listing every object.
+    // 2. The manifest: the commit marker listing every object (and their schema, so the
+    //    catalog can be rebuilt from manifests alone).
+    let staged = super::staging::StagedSchema::get(deps, run).await?;
+    let written = written_schema(deps, run, &flow, &staged, rec.chunks).await;
     let key = manifest_key(&dest_prefix(&flow), &flow.name, &run.run_id);
     let manifest = Manifest {
         flow: flow.name.clone(),
@@ -305,6 +310,7 @@ async fn succeed(deps: &Deps, run: &RunContext) -> Result<RunRecord, StepError> 
         bytes_written: rec.bytes_written,
         committed_at: now,
         objects: files,
+        schema: written,
     };
     let body = serde_json::to_vec_pretty(&manifest).map_err(|e| internal("encode manifest", e))?;
     store
@@ -319,7 +325,6 @@ async fn succeed(deps: &Deps, run: &RunContext) -> Result<RunRecord, StepError> 
         .await?;
 
     // 3. The commit: watermark, lease, final record — one conditional write.
-    let staged = super::staging::StagedSchema::get(deps, run).await?;
     rec.status = RunStatus::Successful;
     rec.manifest_key = Some(store.uri(&key));
     rec.watermark_after = super::window::next_watermark(run.mode, &run.window);
@@ -344,7 +349,17 @@ async fn succeed(deps: &Deps, run: &RunContext) -> Result<RunRecord, StepError> 
         return Err(e.into());
     }
 
-    // 4. After the commit: report, metrics, staging. Best effort: the run is committed.
+    // 4. After the commit: catalog, report, metrics, staging. Best effort: the run is
+    //    committed; a catalog failure is a warning, repaired by the next run.
+    let catalog_warnings =
+        crate::catalog::after_commit(deps.catalog.as_ref(), store.as_ref(), &flow, &manifest).await;
+    if !catalog_warnings.is_empty() {
+        rec.warnings.extend(catalog_warnings);
+        rec.warnings = cap_warnings(std::mem::take(&mut rec.warnings));
+        if let Err(e) = deps.runs.put_run(&rec).await {
+            tracing::warn!(run_id = %run.run_id, error = %e, "could not add the catalog warnings to the run record");
+        }
+    }
     report(deps, &flow, &rec).await;
     if let Err(e) = deps
         .staging
@@ -355,6 +370,58 @@ async fn succeed(deps: &Deps, run: &RunContext) -> Result<RunRecord, StepError> 
     }
     tracing::info!(flow = %flow.name, run_id = %run.run_id, records = rec.records_written, files = rec.files_written, "run succeeded");
     Ok(rec)
+}
+
+/// The schema the run's objects were written with: the flow's tasks over the declared source
+/// schema, or over the schema inferred from the data (the last chunk's, the widest).
+async fn written_schema(
+    deps: &Deps,
+    run: &RunContext,
+    flow: &Flow,
+    staged: &super::staging::StagedSchema,
+    chunks: u32,
+) -> Option<serde_json::Value> {
+    let mut source = staged.source_schema().ok()?;
+    if source.fields().is_empty() {
+        let last = chunks.checked_sub(1)?;
+        let body = super::staging::get_optional(deps, &super::staging::inferred_key(run, last))
+            .await
+            .ok()??;
+        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        source = crate::schema::schema_from_json(&v).ok()?;
+    }
+    let plan = crate::transform::Plan::compile(&flow.tasks, source).ok()?;
+    let out = crate::output::output_schema(&plan.output_schema(), &flow.destination);
+    Some(crate::schema::schema_to_json(&out))
+}
+
+/// A retried finalize of a committed run: register its manifest in the catalog again (a
+/// crash may have come between the commit and the catalog update). Best effort.
+async fn catalog_again(deps: &Deps, run: &RunContext) {
+    let Ok((flow, _)) = load_flow(deps, &run.flow, Some(run.flow_version)).await else {
+        return;
+    };
+    if flow.destination.catalog.is_none() {
+        return;
+    }
+    let Ok(store) = deps
+        .destinations
+        .resolve(&flow.destination.location())
+        .await
+    else {
+        return;
+    };
+    let key = manifest_key(&dest_prefix(&flow), &flow.name, &run.run_id);
+    let Ok(body) = store.get(&key).await else {
+        return;
+    };
+    if let Ok(m) = serde_json::from_slice::<Manifest>(&body) {
+        let w =
+            crate::catalog::after_commit(deps.catalog.as_ref(), store.as_ref(), &flow, &m).await;
+        if !w.is_empty() {
+            tracing::warn!(run_id = %run.run_id, warnings = ?w, "catalog update on a retried finalize");
+        }
+    }
 }
 
 async fn fail(deps: &Deps, run: &RunContext, err: &CaughtError) -> Result<RunRecord, StepError> {

@@ -35,6 +35,8 @@ pub struct Deps {
     pub events: Arc<dyn EventSink>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<dyn crate::ports::Metrics>,
+    /// Where `destination.catalog` tables go (Glue on AWS, a file per table locally).
+    pub catalog: Arc<dyn crate::ports::Catalog>,
     pub settings: Settings,
 }
 
