@@ -279,7 +279,7 @@ impl Node {
     fn field(&self, name: &str, record: &SchemaRef) -> Field {
         let f = Field::new(name, self.data_type(record), true);
         match self {
-            Node::Meta => f.with_metadata([(JSON_VALUE.to_string(), "1".to_string())].into()),
+            Node::Meta => f.with_metadata([(JSON_VALUE, "1")]),
             _ => f,
         }
     }
@@ -547,8 +547,13 @@ pub fn infer_json_lines(body: &[u8]) -> Result<(Schema, Vec<String>), arrow::err
         let one = arrow::json::reader::infer_json_schema_from_iterator(std::iter::once(Ok(v)))?;
         let (m, w) = merge(&schema, &nullable(&one));
         schema = m.as_ref().clone();
+        // One warning per field: a field once widened stays text.
         for w in w {
-            if !warnings.contains(&w) {
+            let field = w.split('\'').nth(1).unwrap_or_default().to_string();
+            if !warnings
+                .iter()
+                .any(|x: &String| x.split('\'').nth(1) == Some(field.as_str()))
+            {
                 warnings.push(w);
             }
         }

@@ -32,9 +32,9 @@
 //! the page tokens seen, so an API that hands out the same token twice fails instead of looping.
 
 use super::auth::Authenticator;
-use arrow::array::Array as _;
 use super::http::{HttpClient, HttpRequest, HttpResponse, HttpSettings};
 use super::*;
+use arrow::array::Array as _;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::{json, Map, Value};

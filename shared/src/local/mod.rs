@@ -258,6 +258,8 @@ impl Engine {
         let invoker: Box<dyn TaskInvoker> = match &self.wrap {
             // Fault campaigns count and break each invocation: steps run only when asked.
             Some(w) => w(plain),
+            // `FERRY_PREFETCH=0` runs the chunks one after another (the bench's comparison).
+            None if std::env::var_os("FERRY_PREFETCH").is_some_and(|v| v == "0") => Box::new(plain),
             None => Box::new(plain.prefetching(slot.clone())),
         };
         let mut execution = Box::pin(self.machine.execute(input, ctx, invoker.as_ref(), observer));

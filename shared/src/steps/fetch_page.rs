@@ -73,7 +73,9 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
     let mut chunk = Chunk::new(schema, inc_field, req.window);
     let (mut records, mut bytes) = (0u64, 0u64);
     let mut has_more = true;
-    let mut arrow_pages = !chunk.infer;
+    // `FERRY_ARROW_PAGES=0` reads values instead (the bench's comparison, docs/performance.md).
+    let mut arrow_pages =
+        !chunk.infer && std::env::var_os("FERRY_ARROW_PAGES").is_none_or(|v| v != "0");
     let budget_time = std::time::Duration::from_secs(budget.seconds);
     loop {
         // The seconds budget holds inside a page too: a page still arriving when the chunk's
