@@ -806,8 +806,21 @@ impl RestSource {
                             resp.body = v;
                             Some(resp)
                         }
-                        // Not JSON (truncated?): the standard path retries and says what is wrong.
-                        Err(_) => self.fetch(req).await?,
+                        // Truncated: the standard path asks again, retrying as it does.
+                        Err(e) if e.is_eof() => self.fetch(req).await?,
+                        Err(e) => {
+                            let s = String::from_utf8_lossy(&text[..text.len().min(200)])
+                                .replace(['\n', '\r'], " ");
+                            return Err(SourceError::Rejected {
+                                message: format!(
+                                    "{} {} answered {} with a body that is not valid JSON ({e}); it starts with: {s}{}",
+                                    req.method,
+                                    resp.url,
+                                    resp.status,
+                                    if text.len() > 200 { "…" } else { "" }
+                                ),
+                            });
+                        }
                     }
                 }
             }
