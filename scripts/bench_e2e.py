@@ -63,7 +63,8 @@ def ferry_flow(url, style, out):
                 },
             },
         },
-        "destination": {"local": out, "format": "parquet"},
+        # Relative to the working directory ferry runs in (the bench's work directory).
+        "destination": {"local": os.path.basename(out), "format": "parquet"},
         "trigger": {"on_demand": {}},
     }
     return json.dumps(flow)
