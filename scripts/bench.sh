@@ -6,7 +6,12 @@
 #   sizing           the 1,000,000-record run in 64 MB files on the embedded engine
 #   lambda-memory    each function's peak memory at the default chunk budget, release binaries
 #                    behind the deployed-stack harness (docs/deploy.md, "Function sizing")
-# Usage: scripts/bench.sh [transform|output|rest_throughput|sizing|lambda-memory ...]   (default: all)
+#   e2e              ferry's rest connector vs dlt's rest_api source against the same fast local
+#                    API (bench-api), 1,000,000 records, cursor and offset paging, interleaved,
+#                    rows checked: records/s, MB/s, CPU %, peak RSS, ferry ÷ dlt
+#                    (scripts/bench_e2e.py; docs/performance.md)
+# Usage: scripts/bench.sh [transform|output|rest_throughput|sizing|lambda-memory|e2e ...]
+#        (default: all but e2e)
 # Always --workspace: building a single package changes feature unification and rebuilds the
 # AWS SDK crates.
 set -euo pipefail
@@ -24,8 +29,12 @@ for b in "${which[@]}"; do
       FERRY_HARNESS_BIN_DIR="$PWD/target/release" FERRY_TEST_PYTHON="$PWD/.venv/bin/python" \
         FERRY_MOTO_SERVER="$PWD/.venv/bin/moto_server" \
         cargo test --workspace --test stack_sizing -- --nocapture ;;
+    e2e)
+      scripts/setup-venv.sh
+      cargo build --release --workspace --bins
+      .venv/bin/python scripts/bench_e2e.py ;;
     transform|output|rest_throughput)
       cargo bench --workspace --bench "$b" ;;
-    *) echo "unknown bench '$b' (transform | output | rest_throughput | sizing | lambda-memory)" >&2; exit 2 ;;
+    *) echo "unknown bench '$b' (transform | output | rest_throughput | sizing | lambda-memory | e2e)" >&2; exit 2 ;;
   esac
 done

@@ -873,6 +873,15 @@ struct Progress {
     bar: Option<ProgressBar>,
     records: AtomicU64,
     started: Instant,
+    /// `FERRY_STEP_TIMES=1`: time spent in each state, printed on stderr at the end (the
+    /// bench's per-step breakdown, docs/performance.md).
+    step_times: Option<std::sync::Mutex<StepTimes>>,
+}
+
+#[derive(Default)]
+struct StepTimes {
+    entered: std::collections::HashMap<String, Instant>,
+    total: std::collections::BTreeMap<String, (Duration, u32)>,
 }
 
 impl Progress {
@@ -890,11 +899,25 @@ impl Progress {
             bar,
             records: AtomicU64::new(0),
             started: Instant::now(),
+            step_times: std::env::var_os("FERRY_STEP_TIMES")
+                .is_some_and(|v| v != "0")
+                .then(Default::default),
         }
     }
     fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
+        }
+        if let Some(t) = &self.step_times {
+            let t = t.lock().unwrap_or_else(|e| e.into_inner());
+            let wall = self.started.elapsed().as_secs_f64();
+            for (name, (d, n)) in &t.total {
+                eprintln!(
+                    "step {name:<16} {:>8.2}s {:>5.1}% of {wall:.2}s wall, {n} invocation(s)",
+                    d.as_secs_f64(),
+                    100.0 * d.as_secs_f64() / wall.max(1e-9)
+                );
+            }
         }
     }
     fn message(&self, state: &str) -> String {
@@ -910,11 +933,23 @@ impl Progress {
 
 impl Observer for Progress {
     fn state_entered(&self, name: &str, _input: &serde_json::Value) {
+        if let Some(t) = &self.step_times {
+            let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
+            t.entered.insert(name.to_string(), Instant::now());
+        }
         if let Some(b) = &self.bar {
             b.set_message(self.message(name));
         }
     }
     fn state_exited(&self, name: &str, output: &serde_json::Value) {
+        if let Some(t) = &self.step_times {
+            let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(at) = t.entered.remove(name) {
+                let e = t.total.entry(name.to_string()).or_default();
+                e.0 += at.elapsed();
+                e.1 += 1;
+            }
+        }
         if name == "Fetch Chunk" {
             if let Some(n) = output.pointer("/page/records").and_then(|v| v.as_u64()) {
                 self.records.fetch_add(n, Ordering::Relaxed);

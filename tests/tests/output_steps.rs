@@ -54,8 +54,20 @@ destination:
     .unwrap();
     assert_eq!(fetched.records, 500);
     assert!(!fetched.has_more);
-    // Spoil three records: not JSON, a wrong type, not an object.
-    let raw = deps.staging.get(&fetched.raw_key).await.unwrap();
+    // fetch-page staged the records decoded (Arrow). Stage them again as JSON lines (what a
+    // source without declared fields stages), spoiling three: not JSON, a wrong type, not an
+    // object; transform-batch decodes record by record and rejects only those.
+    let (batch, rejects) = ferry::steps::staging::get_raw_chunk(&deps, &fetched.raw_key)
+        .await
+        .unwrap();
+    assert!(rejects.is_empty());
+    let mut raw = Vec::new();
+    {
+        let mut w = arrow::json::LineDelimitedWriter::new(&mut raw);
+        w.write(&batch).unwrap();
+        w.finish().unwrap();
+    }
+    let raw_key = ferry::steps::staging::raw_key(&run, 0);
     let mut lines: Vec<String> = String::from_utf8(raw)
         .unwrap()
         .lines()
@@ -66,7 +78,7 @@ destination:
     lines[30] = "[1,2,3]".into();
     deps.staging
         .put(
-            &fetched.raw_key,
+            &raw_key,
             (lines.join("\n") + "\n").into_bytes(),
             &Default::default(),
         )
@@ -77,7 +89,7 @@ destination:
         transform_batch::TransformInput {
             run: run.clone(),
             chunk: 0,
-            raw_key: fetched.raw_key.clone(),
+            raw_key: raw_key.clone(),
         },
     )
     .await

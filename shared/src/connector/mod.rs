@@ -94,6 +94,23 @@ pub struct Page {
     pub bytes: u64,
 }
 
+/// Records of a page as Arrow, decoded straight from the response bytes with the run's
+/// schema, or as JSON values where a response did not fit it (fetch-page decodes those record
+/// by record, rejecting only the records at fault).
+#[derive(Debug)]
+pub enum PageRecords {
+    Arrow(arrow::record_batch::RecordBatch),
+    Values(Vec<serde_json::Value>),
+}
+
+/// A page read by [`Source::read_page_arrow`]: its responses' records in order.
+#[derive(Debug)]
+pub struct ArrowPage {
+    pub parts: Vec<PageRecords>,
+    pub next: Option<serde_json::Value>,
+    pub bytes: u64,
+}
+
 /// Why a source read failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -152,6 +169,18 @@ pub trait Source: Send + Sync {
         req: &ReadRequest,
         cursor: Option<&serde_json::Value>,
     ) -> Result<Page, SourceError>;
+    /// One page decoded straight to Arrow with `schema` (the run's source schema), without a
+    /// `serde_json::Value` per record: records outside the request's window are *not* dropped
+    /// (fetch-page filters the Arrow column). `Ok(None)`: this source or entity cannot, use
+    /// [`read_page`](Self::read_page) (the default).
+    async fn read_page_arrow(
+        &self,
+        _req: &ReadRequest,
+        _cursor: Option<&serde_json::Value>,
+        _schema: &arrow::datatypes::SchemaRef,
+    ) -> Result<Option<ArrowPage>, SourceError> {
+        Ok(None)
+    }
     /// Which filters this source can apply itself (default: none; transform-batch runs them).
     fn pushdown(&self) -> crate::transform::FilterPushdown {
         crate::transform::FilterPushdown::none()

@@ -34,6 +34,7 @@
 use super::auth::Authenticator;
 use super::http::{HttpClient, HttpRequest, HttpResponse, HttpSettings};
 use super::*;
+use arrow::array::Array as _;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::{json, Map, Value};
@@ -102,12 +103,35 @@ pub struct EndpointConfig {
     pub label: Option<String>,
 }
 
+/// A declared field: `{name: id, type: integer}`; objects list their `fields`, arrays name
+/// their `items` (a type name, or `{type: object, fields: [...]}`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FieldDecl {
     pub name: String,
     #[serde(rename = "type", default = "FieldDecl::default_type")]
     pub data_type: String,
+    /// The fields of an `object`.
+    #[serde(default)]
+    pub fields: Option<Vec<FieldDecl>>,
+    /// The element type of an `array`.
+    #[serde(default)]
+    pub items: Option<Box<ItemDecl>>,
+}
+
+/// An array's element type: `string`, or `{type: object, fields: [...]}` / `{type: array, items: ...}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ItemDecl {
+    Name(String),
+    Typed {
+        #[serde(rename = "type")]
+        data_type: String,
+        #[serde(default)]
+        fields: Option<Vec<FieldDecl>>,
+        #[serde(default)]
+        items: Option<Box<ItemDecl>>,
+    },
 }
 
 impl FieldDecl {
@@ -270,6 +294,9 @@ struct Endpoint {
     total: Option<JsonPath>,
     total_pages: Option<JsonPath>,
     next_url: Option<JsonPath>,
+    /// The records' path and the paging fields' paths as plain field names, when every one of
+    /// them is that simple: pages can then be decoded straight to Arrow.
+    arrow_paths: Option<(Vec<String>, Vec<Vec<String>>)>,
 }
 
 fn compile(field: &str, path: &str) -> Result<JsonPath, SourceError> {
@@ -391,6 +418,42 @@ impl Endpoint {
                 .transpose()?
             }
         };
+        if let Some(decl) = &cfg.fields {
+            declared_fields(&format!("{f}.fields"), decl)?;
+        }
+        let arrow_paths = (|| {
+            let records = crate::schema::simple_path(&cfg.records, true)?;
+            let meta_paths = match &cfg.paginator {
+                Paginator::Single | Paginator::LinkHeader { .. } => vec![],
+                Paginator::NextUrl { path, .. } => vec![path.clone()],
+                Paginator::Cursor {
+                    token_path,
+                    has_more_path,
+                    ..
+                } => token_path.iter().chain(has_more_path).cloned().collect(),
+                Paginator::Offset {
+                    total_path,
+                    has_more_path,
+                    ..
+                } => total_path.iter().chain(has_more_path).cloned().collect(),
+                Paginator::PageNumber {
+                    total_path,
+                    total_pages_path,
+                    has_more_path,
+                    ..
+                } => total_path
+                    .iter()
+                    .chain(total_pages_path)
+                    .chain(has_more_path)
+                    .cloned()
+                    .collect(),
+            };
+            let meta = meta_paths
+                .iter()
+                .map(|p| crate::schema::simple_path(p, false).filter(|p| !p.is_empty()))
+                .collect::<Option<Vec<_>>>()?;
+            Some((records, meta))
+        })();
         Ok(Endpoint {
             name: name.into(),
             cfg: cfg.clone(),
@@ -402,7 +465,86 @@ impl Endpoint {
             total,
             total_pages,
             next_url,
+            arrow_paths,
         })
+    }
+
+    /// How to decode this endpoint's pages straight to Arrow with `schema`, if it can be: with
+    /// a window, the record's cursor must be a top-level datetime column (fetch-page filters
+    /// on it); returns that column's name too.
+    fn page_shape(
+        &self,
+        schema: &arrow::datatypes::SchemaRef,
+        window: Option<&Window>,
+    ) -> Option<(crate::schema::PageShape, Option<String>)> {
+        if self.cfg.parent.is_some() {
+            return None;
+        }
+        let cursor_col = match (window, &self.cursor_path) {
+            (None, _) | (Some(_), None) => None,
+            (Some(_), Some((p, _))) => {
+                let [name] = crate::schema::simple_path(p, false)?.try_into().ok()?;
+                let f = schema.field_with_name(&name).ok()?;
+                if !matches!(f.data_type(), arrow::datatypes::DataType::Timestamp(..)) {
+                    return None;
+                }
+                Some(name)
+            }
+        };
+        let (records, meta) = self.arrow_paths.clone()?;
+        Some((
+            crate::schema::PageShape::new(records, meta, schema.clone())?,
+            cursor_col,
+        ))
+    }
+}
+
+/// One response's records: as Arrow (decoded straight from the body) or as JSON values.
+enum Recs {
+    Values(Vec<Value>),
+    Arrow(arrow::record_batch::RecordBatch),
+}
+
+impl Recs {
+    fn len(&self) -> usize {
+        match self {
+            Recs::Values(v) => v.len(),
+            Recs::Arrow(b) => b.num_rows(),
+        }
+    }
+}
+
+/// What one step of an endpoint's paging read: its responses' records in order.
+struct StepPage {
+    recs: Vec<Recs>,
+    next: Option<Value>,
+    bytes: u64,
+}
+
+impl StepPage {
+    fn empty() -> Self {
+        StepPage {
+            recs: vec![],
+            next: None,
+            bytes: 0,
+        }
+    }
+
+    fn into_page(self) -> Page {
+        Page {
+            records: self
+                .recs
+                .into_iter()
+                .flat_map(|r| match r {
+                    Recs::Values(v) => v,
+                    Recs::Arrow(_) => {
+                        unreachable!("Arrow records are only asked for by read_page_arrow")
+                    }
+                })
+                .collect(),
+            next: self.next,
+            bytes: self.bytes,
+        }
     }
 }
 
@@ -413,6 +555,8 @@ pub struct RestSource {
     http: HttpClient,
     endpoints: BTreeMap<String, Endpoint>,
     concurrency: usize,
+    /// Warnings for the run record (fields widened to JSON text by inference).
+    warnings: std::sync::Mutex<Vec<String>>,
 }
 
 pub(super) fn validate(
@@ -519,6 +663,7 @@ impl RestSource {
             cfg,
             http,
             endpoints,
+            warnings: Default::default(),
         })
     }
 
@@ -620,6 +765,72 @@ impl RestSource {
         self.http.send(r).await
     }
 
+    /// Send one page request and take its records: with `shape`, straight from the body's
+    /// bytes to Arrow (the window is applied later, on the Arrow column); otherwise, or when
+    /// the page does not fit the shape (a record of another type), as JSON values in the
+    /// window. Also returns how many records the response held. `Ok(None)`: an ignored status.
+    async fn fetch_records(
+        &self,
+        ep: &Endpoint,
+        req: &HttpRequest,
+        window: Option<&Window>,
+        shape: Option<&(crate::schema::PageShape, Option<String>)>,
+    ) -> Result<Option<(HttpResponse, Recs, usize)>, SourceError> {
+        let resp = match shape {
+            None => self.fetch(req).await?,
+            Some((shape, cursor_col)) => {
+                let Some(mut resp) = self.http.send_raw(req).await? else {
+                    return Ok(None);
+                };
+                let body = std::mem::take(&mut resp.body);
+                let text = body.as_str().unwrap_or_default().as_bytes();
+                if let Ok(page) = shape.decode(text) {
+                    // A record without its cursor value: the values path names it.
+                    let complete = cursor_col.as_ref().is_none_or(|c| {
+                        page.batch
+                            .column_by_name(c)
+                            .is_some_and(|a| a.null_count() == 0)
+                    });
+                    if complete {
+                        resp.body = page.meta;
+                        let n = page.batch.num_rows();
+                        return Ok(Some((resp, Recs::Arrow(page.batch), n)));
+                    }
+                }
+                if text.iter().all(u8::is_ascii_whitespace) {
+                    resp.body = Value::Null;
+                    Some(resp)
+                } else {
+                    match serde_json::from_slice(text) {
+                        Ok(v) => {
+                            resp.body = v;
+                            Some(resp)
+                        }
+                        // Truncated: the standard path asks again, retrying as it does.
+                        Err(e) if e.is_eof() => self.fetch(req).await?,
+                        Err(e) => {
+                            let s = String::from_utf8_lossy(&text[..text.len().min(200)])
+                                .replace(['\n', '\r'], " ");
+                            return Err(SourceError::Rejected {
+                                message: format!(
+                                    "{} {} answered {} with a body that is not valid JSON ({e}); it starts with: {s}{}",
+                                    req.method,
+                                    resp.url,
+                                    resp.status,
+                                    if text.len() > 200 { "…" } else { "" }
+                                ),
+                            });
+                        }
+                    }
+                }
+            }
+        };
+        let Some(resp) = resp else { return Ok(None) };
+        let raw = ep.records.query(&resp.body).all().len();
+        let recs = self.records(ep, &resp, window)?;
+        Ok(Some((resp, Recs::Values(recs), raw)))
+    }
+
     /// Records of a response, in-window, as objects.
     fn records(
         &self,
@@ -700,8 +911,9 @@ impl RestSource {
         let mut cursor = None;
         loop {
             let p = self
-                .read_one(ep, parent, window, page_size, cursor.as_ref(), 1)
-                .await?;
+                .read_one(ep, parent, window, page_size, cursor.as_ref(), 1, None)
+                .await?
+                .into_page();
             out.extend(p.records);
             bytes += p.bytes;
             match p.next {
@@ -721,39 +933,32 @@ impl RestSource {
         page_size: Option<u32>,
         cursor: Option<&Value>,
         fan_out: usize,
-    ) -> Result<Page, SourceError> {
+        shape: Option<&(crate::schema::PageShape, Option<String>)>,
+    ) -> Result<StepPage, SourceError> {
         let url = self.url_for(ep, parent)?;
         let c = Cursor::from_value(cursor, &ep.field)?;
         let max_pages = ep.cfg.paginator.max_pages();
         let mut req = self.base_request(ep, url.clone(), window);
         let mut seen = c.seen.clone();
         match &ep.cfg.paginator {
-            Paginator::Single => {
-                let resp = self.fetch(&req).await?;
-                let (records, bytes) = match resp {
-                    None => (vec![], 0),
-                    Some(r) => (self.records(ep, &r, window)?, r.bytes),
-                };
-                Ok(Page {
-                    records,
+            Paginator::Single => Ok(match self.fetch_records(ep, &req, window, shape).await? {
+                None => StepPage::empty(),
+                Some((r, recs, _)) => StepPage {
+                    recs: vec![recs],
                     next: None,
-                    bytes,
-                })
-            }
+                    bytes: r.bytes,
+                },
+            }),
             Paginator::NextUrl { .. } | Paginator::LinkHeader { .. } => {
                 if let Some(Value::String(u)) = &c.next {
                     // The next URL carries every parameter already.
                     req.url = u.clone();
                     req.query.clear();
                 }
-                let Some(resp) = self.fetch(&req).await? else {
-                    return Ok(Page {
-                        records: vec![],
-                        next: None,
-                        bytes: 0,
-                    });
+                let Some((resp, recs, raw)) = self.fetch_records(ep, &req, window, shape).await?
+                else {
+                    return Ok(StepPage::empty());
                 };
-                let records = self.records(ep, &resp, window)?;
                 let next = match &ep.cfg.paginator {
                     Paginator::NextUrl { .. } => ep
                         .next_url
@@ -783,15 +988,16 @@ impl RestSource {
                 let next = self.advance(
                     ep,
                     &resp,
-                    &records,
+                    recs.len(),
+                    raw,
                     c.pages + 1,
                     max_pages,
                     next.map(Value::String),
                     &mut seen,
                 )?;
-                Ok(Page {
+                Ok(StepPage {
                     bytes: resp.bytes,
-                    records,
+                    recs: vec![recs],
                     next: next.map(|n| {
                         Cursor {
                             pages: c.pages + 1,
@@ -812,14 +1018,10 @@ impl RestSource {
                 if let Some(t) = &c.next {
                     place(&mut req, *placement, param, t.clone());
                 }
-                let Some(resp) = self.fetch(&req).await? else {
-                    return Ok(Page {
-                        records: vec![],
-                        next: None,
-                        bytes: 0,
-                    });
+                let Some((resp, recs, raw)) = self.fetch_records(ep, &req, window, shape).await?
+                else {
+                    return Ok(StepPage::empty());
                 };
-                let records = self.records(ep, &resp, window)?;
                 let token = match (&ep.token_path, token_header) {
                     (Some(p), _) => p.query(&resp.body).first().cloned(),
                     (None, Some(h)) => resp
@@ -843,15 +1045,16 @@ impl RestSource {
                 let next = self.advance(
                     ep,
                     &resp,
-                    &records,
+                    recs.len(),
+                    raw,
                     c.pages + 1,
                     max_pages,
                     token,
                     &mut seen,
                 )?;
-                Ok(Page {
+                Ok(StepPage {
                     bytes: resp.bytes,
-                    records,
+                    recs: vec![recs],
                     next: next.map(|n| {
                         Cursor {
                             pages: c.pages + 1,
@@ -864,7 +1067,7 @@ impl RestSource {
                 })
             }
             Paginator::Offset { .. } | Paginator::PageNumber { .. } => {
-                self.read_numbered(ep, req, window, page_size, c, fan_out)
+                self.read_numbered(ep, req, window, page_size, c, fan_out, shape)
                     .await
             }
         }
@@ -880,7 +1083,8 @@ impl RestSource {
         page_size: Option<u32>,
         c: Cursor,
         fan_out: usize,
-    ) -> Result<Page, SourceError> {
+        shape: Option<&(crate::schema::PageShape, Option<String>)>,
+    ) -> Result<StepPage, SourceError> {
         let max_pages = ep.cfg.paginator.max_pages();
         let (size, first) = match &ep.cfg.paginator {
             Paginator::Offset { limit, .. } => (page_size.map(u64::from).unwrap_or(*limit), 0),
@@ -944,8 +1148,11 @@ impl RestSource {
         let reqs: Vec<HttpRequest> = (0..n).map(|i| request_at(pos + i * step)).collect();
         // Futures collected first: a stream holding the mapping closure is not `Send` for every
         // lifetime, which `async_trait` requires.
-        let futs: Vec<_> = reqs.iter().map(|r| self.fetch(r)).collect();
-        let resps: Vec<Option<HttpResponse>> = stream::iter(futs)
+        let futs: Vec<_> = reqs
+            .iter()
+            .map(|r| self.fetch_records(ep, r, window, shape))
+            .collect();
+        let resps: Vec<Option<(HttpResponse, Recs, usize)>> = stream::iter(futs)
             .buffered(self.concurrency.max(1))
             .try_collect()
             .await?;
@@ -956,13 +1163,13 @@ impl RestSource {
         let mut fetched = 0u64;
         for resp in resps {
             fetched += 1;
-            let Some(resp) = resp else {
+            let Some((resp, recs, raw_count)) = resp else {
                 stop = true;
                 break;
             };
             bytes += resp.bytes;
-            let raw_count = ep.records.query(&resp.body).all().len() as u64;
-            records.extend(self.records(ep, &resp, window)?);
+            let raw_count = raw_count as u64;
+            records.push(recs);
             if total.is_none() {
                 total = match &ep.cfg.paginator {
                     Paginator::Offset { .. } => Self::first_u64(&ep.total, &resp.body),
@@ -986,8 +1193,8 @@ impl RestSource {
         if total_pages.is_some_and(|tp| next_done >= tp) || max_pages.is_some_and(|m| pages >= m) {
             stop = true;
         }
-        Ok(Page {
-            records,
+        Ok(StepPage {
+            recs: records,
             bytes,
             next: (!stop).then(|| {
                 Cursor {
@@ -1007,7 +1214,8 @@ impl RestSource {
         &self,
         ep: &Endpoint,
         resp: &HttpResponse,
-        records: &[Value],
+        kept: usize,
+        raw: usize,
         pages: u64,
         max_pages: Option<u64>,
         token: Option<Value>,
@@ -1018,10 +1226,7 @@ impl RestSource {
             return Ok(None);
         }
         // An empty page ends paging only when the API gives no explicit has_more.
-        if records.is_empty()
-            && ep.records.query(&resp.body).all().is_empty()
-            && ep.has_more.is_none()
-        {
+        if kept == 0 && raw == 0 && ep.has_more.is_none() {
             return Ok(None);
         }
         if max_pages.is_some_and(|m| pages >= m) {
@@ -1060,8 +1265,10 @@ impl RestSource {
                 req.page_size,
                 cursor,
                 self.concurrency,
+                None,
             )
-            .await?;
+            .await?
+            .into_page();
         let futs: Vec<_> = parents
             .records
             .iter()
@@ -1172,26 +1379,27 @@ fn place(r: &mut HttpRequest, placement: Placement, name: &str, v: Value) {
     }
 }
 
-fn infer_type(v: &Value) -> FieldType {
-    match v {
-        Value::Bool(_) => FieldType::Boolean,
-        Value::Number(n) if n.is_i64() || n.is_u64() => FieldType::Integer,
-        Value::Number(_) => FieldType::Float,
-        Value::String(s) if DateTime::parse_from_rfc3339(s).is_ok() => FieldType::Timestamp,
-        Value::String(_) => FieldType::String,
-        Value::Array(a) => FieldType::Array {
-            item: Box::new(
-                a.iter()
-                    .find(|x| !x.is_null())
-                    .map(infer_type)
-                    .unwrap_or(FieldType::Json),
-            ),
-        },
-        Value::Object(_) | Value::Null => FieldType::Json,
-    }
-}
+const TYPE_NAMES: &str = "string, integer, float, boolean, timestamp, date, json, object (with fields) or array (with items)";
 
-fn declared_type(field: &str, t: &str) -> Result<FieldType, SourceError> {
+/// The type of a declared field; `field` is its path in the flow, for errors.
+fn declared_type(
+    field: &str,
+    t: &str,
+    fields: Option<&[FieldDecl]>,
+    items: Option<&ItemDecl>,
+) -> Result<FieldType, SourceError> {
+    if fields.is_some() && t != "object" {
+        return Err(SourceError::config(
+            format!("{field}.fields"),
+            format!("only an `object` field lists fields; this one is `{t}` (set `type: object`, or remove `fields`)"),
+        ));
+    }
+    if items.is_some() && t != "array" {
+        return Err(SourceError::config(
+            format!("{field}.items"),
+            format!("only an `array` field names its items; this one is `{t}` (set `type: array`, or remove `items`)"),
+        ));
+    }
     Ok(match t {
         "string" => FieldType::String,
         "integer" => FieldType::Integer,
@@ -1200,13 +1408,191 @@ fn declared_type(field: &str, t: &str) -> Result<FieldType, SourceError> {
         "timestamp" => FieldType::Timestamp,
         "date" => FieldType::Date,
         "json" => FieldType::Json,
+        "object" => {
+            let Some(fields) = fields.filter(|f| !f.is_empty()) else {
+                return Err(SourceError::config(
+                    format!("{field}.fields"),
+                    "an `object` field lists its fields, e.g. `fields: [{name: city}, {name: zip, type: integer}]` (or use `type: json` to keep it as JSON text)",
+                ));
+            };
+            FieldType::Object {
+                fields: declared_fields(&format!("{field}.fields"), fields)?,
+            }
+        }
+        "array" => {
+            let item = match items {
+                None => {
+                    return Err(SourceError::config(
+                        format!("{field}.items"),
+                        "an `array` field names its items' type, e.g. `items: string` or `items: {type: object, fields: [{name: id, type: integer}]}`",
+                    ))
+                }
+                Some(ItemDecl::Name(n)) => declared_type(&format!("{field}.items"), n, None, None)?,
+                Some(ItemDecl::Typed {
+                    data_type,
+                    fields,
+                    items,
+                }) => declared_type(
+                    &format!("{field}.items"),
+                    data_type,
+                    fields.as_deref(),
+                    items.as_deref(),
+                )?,
+            };
+            FieldType::Array {
+                item: Box::new(item),
+            }
+        }
         other => {
             return Err(SourceError::config(
-                field,
-                format!("unknown type '{other}'; use string, integer, float, boolean, timestamp, date or json"),
+                format!("{field}.type"),
+                format!("unknown type '{other}'; use {TYPE_NAMES}"),
             ))
         }
     })
+}
+
+/// Declared fields as connector metadata; `path` is where they are in the flow.
+fn declared_fields(path: &str, decl: &[FieldDecl]) -> Result<Vec<FieldInfo>, SourceError> {
+    let mut names = std::collections::BTreeSet::new();
+    decl.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let at = format!("{path}[{i}]");
+            if !names.insert(d.name.as_str()) {
+                return Err(SourceError::config(
+                    format!("{at}.name"),
+                    format!("'{}' is declared twice", d.name),
+                ));
+            }
+            declared_type(&at, &d.data_type, d.fields.as_deref(), d.items.as_deref())
+                .map(|t| FieldInfo::new(&d.name, t))
+        })
+        .collect()
+}
+
+/// A field's shape as seen in sample records, before it becomes a [`FieldType`].
+#[derive(Debug, Clone, PartialEq)]
+enum Shape {
+    /// Only nulls (or empty arrays) so far.
+    Unknown,
+    Scalar(FieldType),
+    Object(Vec<(String, Shape)>),
+    Array(Box<Shape>),
+    /// Seen in shapes that do not merge: kept as JSON text.
+    Json,
+}
+
+impl Shape {
+    fn of(v: &Value) -> Shape {
+        match v {
+            Value::Null => Shape::Unknown,
+            Value::Bool(_) => Shape::Scalar(FieldType::Boolean),
+            Value::Number(n) if n.is_i64() || n.is_u64() => Shape::Scalar(FieldType::Integer),
+            Value::Number(_) => Shape::Scalar(FieldType::Float),
+            Value::String(s) if DateTime::parse_from_rfc3339(s).is_ok() => {
+                Shape::Scalar(FieldType::Timestamp)
+            }
+            Value::String(_) => Shape::Scalar(FieldType::String),
+            Value::Array(a) => Shape::Array(Box::new(a.iter().fold(Shape::Unknown, |acc, x| {
+                // Conflicts inside one array are reported where the field is merged.
+                acc.merge(Shape::of(x), "", &mut vec![])
+            }))),
+            Value::Object(o) => {
+                Shape::Object(o.iter().map(|(k, v)| (k.clone(), Shape::of(v))).collect())
+            }
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Shape::Unknown => "null",
+            Shape::Scalar(FieldType::Boolean) => "a boolean",
+            Shape::Scalar(FieldType::Integer | FieldType::Float) => "a number",
+            Shape::Scalar(_) => "a string",
+            Shape::Object(_) => "an object",
+            Shape::Array(_) => "an array",
+            Shape::Json => "JSON",
+        }
+    }
+
+    /// Both shapes as one; shapes that do not merge widen to JSON text, with a warning naming
+    /// the field (`path`).
+    fn merge(self, other: Shape, path: &str, warnings: &mut Vec<String>) -> Shape {
+        use FieldType as F;
+        match (self, other) {
+            (a, b) if a == b => a,
+            (Shape::Unknown, x) | (x, Shape::Unknown) => x,
+            (Shape::Json, _) | (_, Shape::Json) => Shape::Json,
+            (Shape::Scalar(F::Integer), Shape::Scalar(F::Float))
+            | (Shape::Scalar(F::Float), Shape::Scalar(F::Integer)) => Shape::Scalar(F::Float),
+            // Text of which only some values look like datetimes is text.
+            (Shape::Scalar(F::Timestamp), Shape::Scalar(F::String))
+            | (Shape::Scalar(F::String), Shape::Scalar(F::Timestamp)) => Shape::Scalar(F::String),
+            (Shape::Object(mut a), Shape::Object(b)) => {
+                for (k, vb) in b {
+                    let sub = format!("{path}.{k}");
+                    match a.iter_mut().find(|(ka, _)| *ka == k) {
+                        Some((_, va)) => {
+                            let v = std::mem::replace(va, Shape::Unknown);
+                            *va = v.merge(vb, &sub, warnings);
+                        }
+                        None => a.push((k, vb)),
+                    }
+                }
+                Shape::Object(a)
+            }
+            (Shape::Array(a), Shape::Array(b)) => {
+                Shape::Array(Box::new(a.merge(*b, &format!("{path}[]"), warnings)))
+            }
+            (a, b) => {
+                if !path.is_empty() {
+                    warnings.push(format!(
+                        "field '{}' arrived as {} and as {}; it is written as JSON text",
+                        path.trim_start_matches('.'),
+                        a.name(),
+                        b.name()
+                    ));
+                }
+                Shape::Json
+            }
+        }
+    }
+
+    fn field_type(self) -> FieldType {
+        match self {
+            Shape::Unknown | Shape::Json => FieldType::Json,
+            Shape::Scalar(t) => t,
+            // An empty object carries nothing Arrow can hold as a struct: keep it as text.
+            Shape::Object(f) if f.is_empty() => FieldType::Json,
+            Shape::Object(f) => FieldType::Object {
+                fields: f
+                    .into_iter()
+                    .map(|(k, s)| FieldInfo::new(&k, s.field_type()))
+                    .collect(),
+            },
+            Shape::Array(i) => FieldType::Array {
+                item: Box::new(i.field_type()),
+            },
+        }
+    }
+}
+
+/// Fields inferred from sample records: objects become structs, arrays lists, and a field
+/// whose shapes conflict becomes JSON text (with a warning naming it).
+fn infer_fields(records: &[Value], warnings: &mut Vec<String>) -> Vec<FieldInfo> {
+    let mut shape = Shape::Unknown;
+    for r in records.iter().filter(|r| r.is_object()) {
+        shape = shape.merge(Shape::of(r), "", warnings);
+    }
+    // The top level merged as objects; its fields are the columns.
+    match shape {
+        Shape::Object(f) => f
+            .into_iter()
+            .map(|(k, s)| FieldInfo::new(&k, s.field_type()))
+            .collect(),
+        _ => vec![],
+    }
 }
 
 #[async_trait]
@@ -1247,14 +1633,10 @@ impl Source for RestSource {
             f
         };
         let fields = match &ep.cfg.fields {
-            Some(decl) => decl
-                .iter()
-                .enumerate()
-                .map(|(i, d)| {
-                    declared_type(&format!("{}.fields[{i}].type", ep.field), &d.data_type)
-                        .map(|t| mark(FieldInfo::new(&d.name, t)))
-                })
-                .collect::<Result<Vec<_>, _>>()?,
+            Some(decl) => declared_fields(&format!("{}.fields", ep.field), decl)?
+                .into_iter()
+                .map(mark)
+                .collect(),
             None => {
                 let req = ReadRequest {
                     entity: entity.into(),
@@ -1264,18 +1646,18 @@ impl Source for RestSource {
                     filters: vec![],
                 };
                 let page = self.read_page(&req, None).await?;
-                let mut fields: Vec<FieldInfo> = vec![];
-                for r in page.records.iter().filter_map(Value::as_object) {
-                    for (k, v) in r {
-                        match fields.iter_mut().find(|f| &f.name == k) {
-                            Some(f) if f.data_type == FieldType::Json && !v.is_null() => {
-                                f.data_type = infer_type(v)
-                            }
-                            Some(_) => {}
-                            None => fields.push(mark(FieldInfo::new(k, infer_type(v)))),
-                        }
-                    }
+                let mut warnings = vec![];
+                let fields = infer_fields(&page.records, &mut warnings)
+                    .into_iter()
+                    .map(mark)
+                    .collect();
+                for w in &warnings {
+                    tracing::warn!(endpoint = %ep.name, "{w}");
                 }
+                self.warnings
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(warnings);
                 fields
             }
         };
@@ -1283,6 +1665,10 @@ impl Source for RestSource {
             entity: entity.into(),
             fields,
         })
+    }
+
+    fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     async fn read_page(
@@ -1293,18 +1679,54 @@ impl Source for RestSource {
         let ep = self.endpoint(&req.entity)?;
         match &ep.cfg.parent {
             Some(p) => self.read_children(ep, p, req, cursor).await,
-            None => {
-                self.read_one(
+            None => self
+                .read_one(
                     ep,
                     None,
                     req.window.as_ref(),
                     req.page_size,
                     cursor,
                     self.concurrency,
+                    None,
                 )
                 .await
-            }
+                .map(StepPage::into_page),
         }
+    }
+
+    async fn read_page_arrow(
+        &self,
+        req: &ReadRequest,
+        cursor: Option<&Value>,
+        schema: &arrow::datatypes::SchemaRef,
+    ) -> Result<Option<ArrowPage>, SourceError> {
+        let ep = self.endpoint(&req.entity)?;
+        let Some(shape) = ep.page_shape(schema, req.window.as_ref()) else {
+            return Ok(None);
+        };
+        let step = self
+            .read_one(
+                ep,
+                None,
+                req.window.as_ref(),
+                req.page_size,
+                cursor,
+                self.concurrency,
+                Some(&shape),
+            )
+            .await?;
+        Ok(Some(ArrowPage {
+            parts: step
+                .recs
+                .into_iter()
+                .map(|r| match r {
+                    Recs::Arrow(b) => PageRecords::Arrow(b),
+                    Recs::Values(v) => PageRecords::Values(v),
+                })
+                .collect(),
+            next: step.next,
+            bytes: step.bytes,
+        }))
     }
 }
 
@@ -1389,16 +1811,113 @@ mod tests {
 
     #[test]
     fn inference() {
-        assert_eq!(
-            infer_type(&json!("2026-01-01T00:00:00Z")),
-            FieldType::Timestamp
+        let mut w = vec![];
+        let f = infer_fields(
+            &[
+                json!({"t": "2026-01-01T00:00:00Z", "n": 3, "x": [1.5], "a": {"b": 1, "c": null}, "z": null, "m": 1}),
+                json!({"n": 2.5, "a": {"b": 2, "d": ["x"]}, "lines": [{"q": 1}, {"q": 2, "r": true}], "m": {"k": 1}, "e": {}}),
+            ],
+            &mut w,
         );
-        assert_eq!(infer_type(&json!(3)), FieldType::Integer);
+        let t = |n: &str| f.iter().find(|x| x.name == n).unwrap().data_type.clone();
+        assert_eq!(t("t"), FieldType::Timestamp);
+        assert_eq!(t("n"), FieldType::Float);
         assert_eq!(
-            infer_type(&json!([1.5])),
+            t("x"),
             FieldType::Array {
                 item: Box::new(FieldType::Float)
             }
         );
+        assert_eq!(
+            t("a"),
+            FieldType::Object {
+                fields: vec![
+                    FieldInfo::new("b", FieldType::Integer),
+                    FieldInfo::new("c", FieldType::Json),
+                    FieldInfo::new(
+                        "d",
+                        FieldType::Array {
+                            item: Box::new(FieldType::String)
+                        }
+                    ),
+                ]
+            }
+        );
+        assert_eq!(
+            t("lines"),
+            FieldType::Array {
+                item: Box::new(FieldType::Object {
+                    fields: vec![
+                        FieldInfo::new("q", FieldType::Integer),
+                        FieldInfo::new("r", FieldType::Boolean)
+                    ]
+                })
+            }
+        );
+        // Only nulls, an empty object, conflicting shapes: JSON text; only the conflict warns.
+        assert_eq!(t("z"), FieldType::Json);
+        assert_eq!(t("e"), FieldType::Json);
+        assert_eq!(t("m"), FieldType::Json);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("'m'") && w[0].contains("JSON text"), "{w:?}");
+    }
+
+    #[test]
+    fn declared_objects_and_arrays() {
+        let decl: Vec<FieldDecl> = serde_json::from_value(json!([
+            {"name": "id", "type": "integer"},
+            {"name": "address", "type": "object", "fields": [{"name": "city"}, {"name": "zip", "type": "integer"}]},
+            {"name": "tags", "type": "array", "items": "string"},
+            {"name": "lines", "type": "array", "items": {"type": "object", "fields": [{"name": "sku"}]}},
+        ]))
+        .unwrap();
+        let f = declared_fields("f", &decl).unwrap();
+        assert_eq!(
+            f[1].data_type,
+            FieldType::Object {
+                fields: vec![
+                    FieldInfo::new("city", FieldType::String),
+                    FieldInfo::new("zip", FieldType::Integer)
+                ]
+            }
+        );
+        assert_eq!(
+            f[3].data_type,
+            FieldType::Array {
+                item: Box::new(FieldType::Object {
+                    fields: vec![FieldInfo::new("sku", FieldType::String)]
+                })
+            }
+        );
+        for (bad, field, says) in [
+            (
+                json!([{"name": "a", "type": "object"}]),
+                "f[0].fields",
+                "lists its fields",
+            ),
+            (
+                json!([{"name": "a", "type": "array"}]),
+                "f[0].items",
+                "items: string",
+            ),
+            (
+                json!([{"name": "a", "fields": []}]),
+                "f[0].fields",
+                "type: object",
+            ),
+            (
+                json!([{"name": "a", "type": "array", "items": "nope"}]),
+                "f[0].items.type",
+                "unknown type 'nope'",
+            ),
+            (json!([{"name": "a"}, {"name": "a"}]), "f[1].name", "twice"),
+        ] {
+            let decl: Vec<FieldDecl> = serde_json::from_value(bad).unwrap();
+            let e = declared_fields("f", &decl).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("{field}:")) && e.contains(says),
+                "{e}"
+            );
+        }
     }
 }

@@ -43,6 +43,70 @@ pub fn local_substitutions() -> HashMap<String, String> {
 /// Calls the step a Task's resource names, in process (the same dispatch the Lambdas use).
 pub struct StepInvoker {
     pub deps: Deps,
+    /// Fetch the next chunk while the current one is transformed and written (see
+    /// [`StepInvoker::prefetching`]).
+    prefetch: Option<PrefetchSlot>,
+}
+
+/// Where a [`StepInvoker`] keeps its running prefetch; the engine holds it too, to stop the
+/// prefetch before it ends a run.
+pub type PrefetchSlot = Arc<std::sync::Mutex<Option<Prefetch>>>;
+
+/// Stop the prefetch in `slot`, if one runs, and wait until it has stopped.
+pub async fn stop_prefetch(slot: &PrefetchSlot) {
+    let p = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(p) = p {
+        p.task.abort();
+        let _ = p.task.await;
+    }
+}
+
+/// A fetch-page started ahead of the state machine: the input it will be asked with, and the
+/// running step.
+pub struct Prefetch {
+    input: serde_json::Value,
+    task: tokio::task::JoinHandle<Result<serde_json::Value, StepError>>,
+}
+
+impl StepInvoker {
+    pub fn new(deps: Deps) -> Self {
+        StepInvoker {
+            deps,
+            prefetch: None,
+        }
+    }
+
+    /// The same invoker, overlapping chunks: when fetch-page answers that there is more, the
+    /// next fetch-page (with the input the state machine will send it: the same run, the
+    /// returned cursor, the next chunk) starts at once, in the background, while this chunk's
+    /// transform-batch and write-s3 run. The state machine's own Fetch Chunk then takes that
+    /// result — or, if it asks anything else, the prefetch is stopped and the step runs as
+    /// asked. Results are committed in order and the state machine's semantics are unchanged:
+    /// every step a chunk writes is keyed by (run, chunk), and a failure's cleanup runs only
+    /// after the prefetch has stopped.
+    pub fn prefetching(mut self, slot: PrefetchSlot) -> Self {
+        self.prefetch = Some(slot);
+        self
+    }
+
+    /// Take the prefetch that is running, if any.
+    fn take_prefetch(&self) -> Option<Prefetch> {
+        self.prefetch
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+}
+
+impl Drop for StepInvoker {
+    fn drop(&mut self) {
+        if let Some(m) = &self.prefetch {
+            if let Some(p) = m.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                p.task.abort();
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -58,9 +122,50 @@ impl TaskInvoker for StepInvoker {
                 format!("the embedded engine has no step for resource '{resource}'"),
             ));
         };
-        steps::dispatch(&self.deps, step, input)
-            .await
-            .map_err(|e| TaskFailure::new(e.kind.as_str(), e.message))
+        let fail = |e: StepError| TaskFailure::new(e.kind.as_str(), e.message);
+        if self.prefetch.is_none() {
+            return steps::dispatch(&self.deps, step, input).await.map_err(fail);
+        }
+        let mut ahead = None;
+        if !matches!(step, steps::Step::TransformBatch | steps::Step::WriteS3) {
+            if let Some(p) = self.take_prefetch() {
+                if step == steps::Step::FetchPage && p.input == input {
+                    ahead = Some(p.task);
+                } else {
+                    p.task.abort();
+                    let _ = p.task.await;
+                }
+            }
+        }
+        let out = match ahead {
+            Some(task) => match task.await {
+                Ok(r) => r,
+                // The prefetch panicked or was cancelled: run the step as asked.
+                Err(_) => steps::dispatch(&self.deps, step, input.clone()).await,
+            },
+            None => steps::dispatch(&self.deps, step, input.clone()).await,
+        };
+        if step == steps::Step::FetchPage {
+            if let Ok(o) = &out {
+                if o.get("has_more") == Some(&serde_json::Value::Bool(true)) {
+                    let next = serde_json::json!({
+                        "run": input.get("run").cloned().unwrap_or_default(),
+                        "cursor": o.get("cursor").cloned().unwrap_or_default(),
+                        "chunk": o.get("next_chunk").cloned().unwrap_or_default(),
+                    });
+                    let deps = self.deps.clone();
+                    let payload = next.clone();
+                    let task = tokio::spawn(async move {
+                        steps::dispatch(&deps, steps::Step::FetchPage, payload).await
+                    });
+                    if let Some(m) = &self.prefetch {
+                        *m.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(Prefetch { input: next, task });
+                    }
+                }
+            }
+        }
+        out.map_err(fail)
     }
 }
 
@@ -148,12 +253,14 @@ impl Engine {
             start_time: self.deps.clock.now(),
         };
         let input = serde_json::to_value(&request).expect("a run request serializes");
-        let plain = StepInvoker {
-            deps: self.deps.clone(),
-        };
+        let plain = StepInvoker::new(self.deps.clone());
+        let slot = PrefetchSlot::default();
         let invoker: Box<dyn TaskInvoker> = match &self.wrap {
+            // Fault campaigns count and break each invocation: steps run only when asked.
             Some(w) => w(plain),
-            None => Box::new(plain),
+            // `FERRY_PREFETCH=0` runs the chunks one after another (the bench's comparison).
+            None if std::env::var_os("FERRY_PREFETCH").is_some_and(|v| v == "0") => Box::new(plain),
+            None => Box::new(plain.prefetching(slot.clone())),
         };
         let mut execution = Box::pin(self.machine.execute(input, ctx, invoker.as_ref(), observer));
         let result = tokio::select! {
@@ -161,6 +268,7 @@ impl Engine {
             _ = cancel => {
                 // The run stops where it is: nothing of the execution runs any more.
                 drop(execution);
+                stop_prefetch(&slot).await;
                 let cause = "stopped (Ctrl-C or `ferry stop`) before it finished";
                 let _ = steps::finalize::reap(&self.deps, &run_id, steps::finalize::CANCELED, cause).await;
                 Err(ExecutionFailure {
@@ -170,6 +278,7 @@ impl Engine {
                 })
             }
         };
+        stop_prefetch(&slot).await;
         if let Err(f) = &result {
             // As the stack's reaper does on a FAILED execution: a run the failure path could
             // not end (it failed too) is ended now; an ended run is left as it is.

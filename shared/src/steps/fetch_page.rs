@@ -1,8 +1,10 @@
 //! fetch-page: pull one chunk (many source pages, up to the flow's budget) into staging.
 
 use super::*;
-use crate::connector::ReadRequest;
+use crate::connector::{ArrowPage, PageRecords, ReadRequest};
 use crate::model::{ChunkResult, ChunkStage};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FetchInput {
@@ -37,15 +39,15 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
     let (flow, _) = load_flow(deps, &run.flow, Some(run.flow_version)).await?;
     let source = build_source(deps, &flow).await?;
     let budget = &flow.source.chunk;
+    let schema = super::staging::StagedSchema::get(deps, run)
+        .await?
+        .source_schema()?;
     // Filters the source can apply itself; transform-batch re-applies them (idempotent).
     let caps = source.pushdown();
     let filters = if caps.ops.is_empty() || flow.tasks.is_empty() {
         vec![]
     } else {
-        let schema = super::staging::StagedSchema::get(deps, run)
-            .await?
-            .source_schema()?;
-        crate::transform::Plan::compile(&flow.tasks, schema)
+        crate::transform::Plan::compile(&flow.tasks, schema.clone())
             .map(|p| p.split_pushdown(&caps).0)
             .unwrap_or_default()
     };
@@ -66,19 +68,46 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
     } else {
         Some(input.cursor.clone())
     };
-    let mut body: Vec<u8> = Vec::new();
-    let (mut records, mut bytes, mut dropped) = (0u64, 0u64, 0u64);
-    let mut max_cursor = None;
+    // Records go from the source's bytes to Arrow here, once, in the run's source schema; a
+    // source that declares no fields stages JSON lines for transform-batch to infer from.
+    let mut chunk = Chunk::new(schema, inc_field, req.window);
+    let (mut records, mut bytes) = (0u64, 0u64);
     let mut has_more = true;
+    // `FERRY_ARROW_PAGES=0` reads values instead (the bench's comparison, docs/performance.md).
+    let mut arrow_pages =
+        !chunk.infer && std::env::var_os("FERRY_ARROW_PAGES").is_none_or(|v| v != "0");
     let budget_time = std::time::Duration::from_secs(budget.seconds);
     loop {
         // The seconds budget holds inside a page too: a page still arriving when the chunk's
         // time is up ends the chunk before it (the next chunk asks for it again), so a slow
         // source cannot push fetch-page past its Lambda timeout.
         let left = budget_time.saturating_sub(started.elapsed());
-        let page = match tokio::time::timeout(left + page_grace(budget.seconds), source.read_page(&req, cursor.as_ref())).await {
-            Ok(page) => page?,
-            Err(_) if records > 0 || dropped > 0 => break,
+        let read = async {
+            if arrow_pages {
+                if let Some(p) = source
+                    .read_page_arrow(&req, cursor.as_ref(), &chunk.schema)
+                    .await?
+                {
+                    return Ok((p, true));
+                }
+            }
+            source.read_page(&req, cursor.as_ref()).await.map(|p| {
+                let page = ArrowPage {
+                    parts: vec![PageRecords::Values(p.records)],
+                    next: p.next,
+                    bytes: p.bytes,
+                };
+                (page, false)
+            })
+        };
+        let page: ArrowPage = match tokio::time::timeout(left + page_grace(budget.seconds), read).await {
+            Ok(Ok((page, arrow))) => {
+                // A source that reads values (not Arrow) is not asked for Arrow again.
+                arrow_pages = arrow;
+                page
+            }
+            Ok(Err(e)) => return Err(StepError::from(e)),
+            Err(_) if chunk.lines > 0 || chunk.dropped > 0 => break,
             Err(_) => {
                 return Err(StepError::retryable(format!(
                     "chunk {}: the source sent no complete page within the chunk's time budget ({}s, source.chunk.seconds); it is slow or stuck",
@@ -87,41 +116,24 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
             }
         };
         bytes += page.bytes;
-        for r in &page.records {
-            let ts = inc_field
-                .and_then(|f| r.get(f))
-                .and_then(crate::model::parse_time);
-            if let (Some(w), Some(t)) = (req.window, ts) {
-                // Sources that ignore the window filter still get the right records.
-                if !w.contains(t) {
-                    dropped += 1;
-                    continue;
-                }
-            }
-            if let Some(t) = ts {
-                max_cursor = max_cursor.max(Some(t));
-            }
-            serde_json::to_writer(&mut body, r).map_err(|e| internal("encode record", e))?;
-            body.push(b'\n');
-            records += 1;
+        for part in page.parts {
+            chunk.add(part)?;
         }
+        records = chunk.lines as u64;
         cursor = page.next;
         if cursor.is_none() {
             has_more = false;
             break;
         }
         if records >= budget.records
-            || body.len() as u64 >= budget.megabytes * 1024 * 1024
+            || bytes.max(chunk.json.len() as u64) >= budget.megabytes * 1024 * 1024
             || started.elapsed().as_secs() >= budget.seconds
         {
             break;
         }
     }
-    let raw_key = super::staging::raw_key(run, input.chunk);
-    deps.staging
-        .put(&raw_key, body, &Default::default())
-        .await?;
-    let mut warnings = vec![];
+    let (raw_key, dropped, max_cursor) = chunk.stage(deps, run, input.chunk).await?;
+    let mut warnings = source.take_warnings();
     if dropped > 0 {
         warnings.push(format!("{dropped} records outside the window were dropped (the source ignored the window filter)"));
     }
@@ -150,4 +162,182 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
         records,
         bytes,
     })
+}
+
+/// A chunk being read: its records as Arrow batches (one per response), the records that did
+/// not decode (with their line and text), the window filter and the cursor maximum.
+struct Chunk<'a> {
+    schema: SchemaRef,
+    /// The source declares no fields: records are kept as JSON lines (`json`).
+    infer: bool,
+    inc_field: Option<&'a str>,
+    window: Option<crate::model::Window>,
+    batches: Vec<RecordBatch>,
+    rejected: Vec<super::staging::RawReject>,
+    json: Vec<u8>,
+    /// Records in the window so far (the next record's line number).
+    lines: usize,
+    dropped: u64,
+    max_cursor: Option<DateTime<Utc>>,
+}
+
+impl<'a> Chunk<'a> {
+    fn new(
+        schema: SchemaRef,
+        inc_field: Option<&'a str>,
+        window: Option<crate::model::Window>,
+    ) -> Self {
+        Chunk {
+            infer: schema.fields().is_empty(),
+            schema,
+            inc_field,
+            window,
+            batches: vec![],
+            rejected: vec![],
+            json: vec![],
+            lines: 0,
+            dropped: 0,
+            max_cursor: None,
+        }
+    }
+
+    fn add(&mut self, part: PageRecords) -> Result<(), StepError> {
+        match part {
+            PageRecords::Arrow(b) => self.add_batch(b),
+            PageRecords::Values(v) => self.add_values(v),
+        }
+    }
+
+    /// Records decoded straight to Arrow: the window and the cursor maximum on the column.
+    fn add_batch(&mut self, batch: RecordBatch) -> Result<(), StepError> {
+        use arrow::array::Array;
+        let times = match self.inc_field.and_then(|f| batch.column_by_name(f)) {
+            Some(c) => Some(
+                arrow::compute::cast(
+                    c,
+                    &arrow::datatypes::DataType::Timestamp(
+                        arrow::datatypes::TimeUnit::Microsecond,
+                        None,
+                    ),
+                )
+                .map_err(|e| internal("read the incremental field", e))?,
+            ),
+            None => None,
+        };
+        let Some(times) = times else {
+            self.lines += batch.num_rows();
+            self.batches.push(batch);
+            return Ok(());
+        };
+        let times = times
+            .as_any()
+            .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+            .expect("cast to microseconds");
+        let in_window = |t: i64| {
+            self.window
+                .is_none_or(|w| DateTime::from_timestamp_micros(t).is_none_or(|t| w.contains(t)))
+        };
+        let keep: arrow::array::BooleanArray = times
+            .iter()
+            .map(|t| Some(t.is_none_or(in_window)))
+            .collect();
+        let kept = keep.true_count();
+        self.dropped += (batch.num_rows() - kept) as u64;
+        let batch = if kept == batch.num_rows() {
+            batch
+        } else {
+            arrow::compute::filter_record_batch(&batch, &keep)
+                .map_err(|e| internal("apply the window", e))?
+        };
+        let times = if kept == times.len() {
+            times.clone()
+        } else {
+            arrow::compute::filter(times, &keep)
+                .map_err(|e| internal("apply the window", e))?
+                .as_any()
+                .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+                .expect("same type")
+                .clone()
+        };
+        if let Some(m) = arrow::compute::max(&times) {
+            self.max_cursor = self.max_cursor.max(DateTime::from_timestamp_micros(m));
+        }
+        self.lines += batch.num_rows();
+        self.batches.push(batch);
+        Ok(())
+    }
+
+    /// Records as JSON values (sources that read values, pages that did not fit the schema):
+    /// the window on each record, then decoded record by record where a page fails, so only
+    /// the records at fault are rejected (their line and text kept).
+    fn add_values(&mut self, records: Vec<serde_json::Value>) -> Result<(), StepError> {
+        let mut body = Vec::new();
+        let mut n = 0usize;
+        for r in &records {
+            let ts = self
+                .inc_field
+                .and_then(|f| r.get(f))
+                .and_then(crate::model::parse_time);
+            if let (Some(w), Some(t)) = (self.window, ts) {
+                // Sources that ignore the window filter still get the right records.
+                if !w.contains(t) {
+                    self.dropped += 1;
+                    continue;
+                }
+            }
+            if let Some(t) = ts {
+                self.max_cursor = self.max_cursor.max(Some(t));
+            }
+            serde_json::to_writer(&mut body, r).map_err(|e| internal("encode record", e))?;
+            body.push(b'\n');
+            n += 1;
+        }
+        if self.infer {
+            self.json.extend_from_slice(&body);
+            self.lines += n;
+            return Ok(());
+        }
+        let d = crate::schema::decode_tolerant(&body, self.schema.clone(), false)
+            .map_err(|e| internal("decode records", e))?;
+        if !d.bad.is_empty() {
+            let lines: Vec<&[u8]> = body
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .collect();
+            for (i, reason) in d.bad {
+                self.rejected.push(super::staging::RawReject {
+                    line: self.lines + i,
+                    reason,
+                    raw: String::from_utf8_lossy(lines.get(i).copied().unwrap_or_default())
+                        .into_owned(),
+                });
+            }
+        }
+        self.lines += n;
+        self.batches.push(d.batch);
+        Ok(())
+    }
+
+    /// Stage the chunk; returns its key, the records dropped outside the window and the
+    /// cursor maximum.
+    async fn stage(
+        self,
+        deps: &Deps,
+        run: &RunContext,
+        chunk: u32,
+    ) -> Result<(String, u64, Option<DateTime<Utc>>), StepError> {
+        let key = if self.infer {
+            let key = super::staging::raw_key(run, chunk);
+            deps.staging
+                .put(&key, self.json, &Default::default())
+                .await?;
+            key
+        } else {
+            let key = super::staging::raw_arrow_key(run, chunk);
+            super::staging::put_raw_chunk(deps, &key, &self.schema, &self.batches, &self.rejected)
+                .await?;
+            key
+        };
+        Ok((key, self.dropped, self.max_cursor))
+    }
 }

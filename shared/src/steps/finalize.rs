@@ -277,6 +277,9 @@ async fn succeed(deps: &Deps, run: &RunContext) -> Result<RunRecord, StepError> 
             ));
         }
     }
+    if let Some(msg) = all_rejected(&rec, flow.destination.max_rejected.is_some()) {
+        return Err(StepError::new(crate::error::ErrorKind::SourceRejected, msg));
+    }
     let now = deps.clock.now();
     let store = deps
         .destinations
@@ -422,6 +425,19 @@ async fn catalog_again(deps: &Deps, run: &RunContext) {
             tracing::warn!(run_id = %run.run_id, warnings = ?w, "catalog update on a retried finalize");
         }
     }
+}
+
+/// A run whose every record was rejected wrote nothing the user asked for: it fails rather
+/// than ending Successful with 0 rows, unless the flow set `destination.max_rejected` (its
+/// policy then decides).
+fn all_rejected(rec: &RunRecord, policy_set: bool) -> Option<String> {
+    let kept = rec.records_processed.saturating_sub(rec.records_filtered);
+    (!policy_set && rec.records_rejected > 0 && rec.records_rejected >= kept).then(|| {
+        format!(
+            "all {} records were rejected (none matched the source's schema or passed the flow's validate tasks), so nothing was committed and the watermark did not move; see the run's warnings and the rejected records at destination.error_location, then fix the declared fields or the tasks (or set destination.max_rejected to accept such runs)",
+            rec.records_rejected
+        )
+    })
 }
 
 async fn fail(deps: &Deps, run: &RunContext, err: &CaughtError) -> Result<RunRecord, StepError> {

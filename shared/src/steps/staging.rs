@@ -5,7 +5,9 @@
 //! | key | written by | read by |
 //! |---|---|---|
 //! | `schema.json` | start-run | fetch-page (pushdown), transform-batch, finalize |
-//! | `raw/chunk-NNNNNN.jsonl` | fetch-page | transform-batch |
+//! | `raw/chunk-NNNNNN.arrow` | fetch-page: the chunk's records as Arrow IPC (LZ4 buffers), in the source schema | transform-batch |
+//! | `raw/chunk-NNNNNN.rejected.jsonl` | fetch-page: records that did not decode (line, reason, raw text) | transform-batch |
+//! | `raw/chunk-NNNNNN.jsonl` | fetch-page, for a source that declares no fields (JSON lines; the schema is inferred) | transform-batch |
 //! | `inferred/chunk-NNNNNN.json` | transform-batch (schemas inferred from data) | transform-batch |
 //! | `batch/chunk-NNNNNN.arrow` | transform-batch | write-s3 |
 //! | `rejected/chunk-NNNNNN.jsonl` | transform-batch | write-s3 (publishes them) |
@@ -26,8 +28,110 @@ pub fn schema_key(run: &RunContext) -> String {
     format!("{}/schema.json", run.staging_prefix)
 }
 
+/// The staged records of a source that declares no fields: JSON lines, inferred later.
 pub fn raw_key(run: &RunContext, chunk: u32) -> String {
     format!("{}/raw/chunk-{chunk:06}.jsonl", run.staging_prefix)
+}
+
+/// The staged records of a chunk, decoded once by fetch-page: Arrow IPC.
+pub fn raw_arrow_key(run: &RunContext, chunk: u32) -> String {
+    format!("{}/raw/chunk-{chunk:06}.arrow", run.staging_prefix)
+}
+
+/// The records of a chunk fetch-page could not decode, staged beside its Arrow file.
+pub fn raw_rejected_key(raw_arrow_key: &str) -> String {
+    format!(
+        "{}.rejected.jsonl",
+        raw_arrow_key
+            .strip_suffix(".arrow")
+            .unwrap_or(raw_arrow_key)
+    )
+}
+
+/// Whether a staged raw chunk is Arrow (else JSON lines).
+pub fn is_arrow(raw_key: &str) -> bool {
+    raw_key.ends_with(".arrow")
+}
+
+/// IPC footer metadata: how many records of the chunk did not decode (staged beside it).
+const REJECTED_META: &str = "ferry.rejected";
+
+/// A record fetch-page could not decode: its line in the chunk (0-based, counting every
+/// record in the window), why, and its text as the source sent it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RawReject {
+    pub line: usize,
+    pub reason: String,
+    pub raw: String,
+}
+
+/// Stage a chunk's decoded records as Arrow IPC, buffers LZ4-compressed, one IPC batch per
+/// source page (never concatenated: one copy of the records in memory), and the records that
+/// did not decode beside it (only when there are some). Returns the bytes staged.
+pub async fn put_raw_chunk(
+    deps: &Deps,
+    key: &str,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    rejected: &[RawReject],
+) -> Result<u64, StepError> {
+    let mut buf = Vec::new();
+    {
+        let opts = arrow::ipc::writer::IpcWriteOptions::default()
+            .try_with_compression(Some(arrow::ipc::CompressionType::LZ4_FRAME))
+            .map_err(|e| internal("stage chunk", e))?;
+        let mut w = arrow::ipc::writer::FileWriter::try_new_with_options(&mut buf, schema, opts)
+            .map_err(|e| internal("stage chunk", e))?;
+        w.write_metadata(REJECTED_META, rejected.len().to_string());
+        for b in batches.iter().filter(|b| b.num_rows() > 0) {
+            w.write(b).map_err(|e| internal("stage chunk", e))?;
+        }
+        w.finish().map_err(|e| internal("stage chunk", e))?;
+    }
+    if !rejected.is_empty() {
+        let mut body = Vec::new();
+        for r in rejected {
+            serde_json::to_writer(&mut body, r).map_err(|e| internal("stage rejected", e))?;
+            body.push(b'\n');
+        }
+        deps.staging
+            .put(&raw_rejected_key(key), body, &Default::default())
+            .await?;
+    }
+    let n = buf.len() as u64;
+    deps.staging.put(key, buf, &Default::default()).await?;
+    Ok(n)
+}
+
+/// A staged chunk read back: its records as one batch and the records that did not decode.
+pub async fn get_raw_chunk(
+    deps: &Deps,
+    key: &str,
+) -> Result<(RecordBatch, Vec<RawReject>), StepError> {
+    let bytes = deps.staging.get(key).await?;
+    let r = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
+        .map_err(|e| internal("read staged chunk", e))?;
+    let schema = r.schema();
+    let n_rejected: usize = r
+        .custom_metadata()
+        .get(REJECTED_META)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let batches = r
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| internal("read staged chunk", e))?;
+    let batch = arrow::compute::concat_batches(&schema, &batches)
+        .map_err(|e| internal("read staged chunk", e))?;
+    let rejected = if n_rejected == 0 {
+        vec![]
+    } else {
+        let body = deps.staging.get(&raw_rejected_key(key)).await?;
+        body.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).map_err(|e| internal("read staged rejected", e)))
+            .collect::<Result<Vec<RawReject>, _>>()?
+    };
+    Ok((batch, rejected))
 }
 
 pub fn inferred_key(run: &RunContext, chunk: u32) -> String {
@@ -53,6 +157,10 @@ pub struct StagedSchema {
     /// `schema::schema_to_json` of the source schema.
     pub source: serde_json::Value,
     pub output_fingerprint: serde_json::Value,
+    /// What describing the source found worth saying (fields widened to JSON text by
+    /// inference); transform-batch reports them with the run's first chunk.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl StagedSchema {
@@ -60,6 +168,7 @@ impl StagedSchema {
         StagedSchema {
             source: crate::schema::schema_to_json(source),
             output_fingerprint,
+            warnings: vec![],
         }
     }
 

@@ -138,7 +138,9 @@ pub async fn handle(deps: &Deps, input: StartRunInput) -> Result<StartRunOutput,
             schema_version,
             staging_prefix: format!("staging/{}/{}", flow.name, run_id),
         };
-        super::staging::StagedSchema::new(&source_schema, fp).put(deps, &run).await?;
+        let mut staged = super::staging::StagedSchema::new(&source_schema, fp);
+        staged.warnings = source.take_warnings();
+        staged.put(deps, &run).await?;
         let record = RunRecord {
             run_id: run_id.clone(),
             flow: flow.name.clone(),

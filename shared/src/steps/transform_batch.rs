@@ -26,16 +26,56 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
     let run = &input.run;
     super::renew_lease(deps, run).await?;
     let (flow, _) = load_flow(deps, &run.flow, Some(run.flow_version)).await?;
-    let declared = staging::StagedSchema::get(deps, run)
-        .await?
-        .source_schema()?;
+    let staged = staging::StagedSchema::get(deps, run).await?;
+    let declared = staged.source_schema()?;
+    // What describing the source warned about is reported once, with the first chunk.
+    let mut warnings = if input.chunk == 0 {
+        staged.warnings
+    } else {
+        vec![]
+    };
+    // fetch-page decoded the records once, to Arrow: read them, never parse them again.
+    if staging::is_arrow(&input.raw_key) {
+        let (batch, rejects) = staging::get_raw_chunk(deps, &input.raw_key).await?;
+        let bad: std::collections::BTreeSet<usize> = rejects.iter().map(|r| r.line).collect();
+        let decoded = crate::schema::Decoded {
+            lines: (0..batch.num_rows() + rejects.len())
+                .filter(|l| !bad.contains(l))
+                .collect(),
+            bad: rejects.iter().map(|r| (r.line, r.reason.clone())).collect(),
+            batch,
+        };
+        let raw: std::collections::BTreeMap<usize, String> =
+            rejects.into_iter().map(|r| (r.line, r.raw)).collect();
+        let source_schema = decoded.batch.schema();
+        let record_of = |line: usize| match raw.get(&line) {
+            Some(text) => serde_json::from_str(text)
+                .unwrap_or_else(|_| serde_json::Value::String(text.clone())),
+            None => decoded
+                .lines
+                .binary_search(&line)
+                .ok()
+                .and_then(|row| row_json(&decoded.batch, row))
+                .unwrap_or(serde_json::Value::Null),
+        };
+        return finish(
+            deps,
+            &input,
+            &flow,
+            source_schema,
+            &decoded,
+            &record_of,
+            warnings,
+        )
+        .await;
+    }
     let raw = deps.staging.get(&input.raw_key).await?;
-    let mut warnings = vec![];
     // A source that declares no fields gets its schema from the data, merged across chunks.
     let infer = declared.fields().is_empty();
     let source_schema = if infer {
-        let seen = crate::schema::infer_json_lines(&raw)
+        let (seen, w) = crate::schema::infer_json_lines(&raw)
             .map_err(|e| internal("infer the schema of the records", e))?;
+        warnings.extend(w);
         let prev = match input.chunk {
             0 => None,
             n => read_inferred(deps, run, n - 1).await?,
@@ -60,6 +100,60 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
     } else {
         declared
     };
+    let decoded =
+        crate::schema::decode_tolerant(&raw, source_schema.clone(), infer).map_err(|e| {
+            StepError::new(
+                crate::error::ErrorKind::SourceRejected,
+                format!(
+                    "chunk {}: records do not match the source's declared types: {e}",
+                    input.chunk
+                ),
+            )
+        })?;
+    let lines: Vec<&[u8]> = raw
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .collect();
+    let record_of = |line: usize| {
+        let text = lines.get(line).copied().unwrap_or_default();
+        serde_json::from_slice::<serde_json::Value>(text)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(text).into()))
+    };
+    finish(
+        deps,
+        &input,
+        &flow,
+        source_schema,
+        &decoded,
+        &record_of,
+        warnings,
+    )
+    .await
+}
+
+/// One row of a batch as a JSON object (a rejected record's text, for records fetch-page
+/// decoded).
+fn row_json(batch: &arrow::record_batch::RecordBatch, row: usize) -> Option<serde_json::Value> {
+    let mut buf = Vec::new();
+    {
+        let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
+        w.write(&batch.slice(row, 1)).ok()?;
+        w.finish().ok()?;
+    }
+    serde_json::from_slice(&buf).ok()
+}
+
+/// The tasks on the decoded records, the rejected records staged, the batch staged.
+async fn finish(
+    deps: &Deps,
+    input: &TransformInput,
+    flow: &crate::flow::Flow,
+    source_schema: arrow::datatypes::SchemaRef,
+    decoded: &crate::schema::Decoded,
+    record_of: &(dyn Fn(usize) -> serde_json::Value + Sync),
+    mut warnings: Vec<String>,
+) -> Result<TransformOutput, StepError> {
+    let run = &input.run;
     let plan =
         crate::transform::Plan::compile(&flow.tasks, source_schema.clone()).map_err(|errs| {
             StepError::invalid_flow(
@@ -69,18 +163,9 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
                     .join("; "),
             )
         })?;
-    let decoded = crate::schema::decode_tolerant(&raw, source_schema, infer).map_err(|e| {
-        StepError::new(
-            crate::error::ErrorKind::SourceRejected,
-            format!(
-                "chunk {}: records do not match the source's declared types: {e}",
-                input.chunk
-            ),
-        )
-    })?;
     // terminate_run surfaces as its own error kind (SourceRejected), task bugs as InvalidFlow.
     let applied = plan.apply(&decoded.batch).map_err(StepError::from)?;
-    let mut rejected: Vec<(usize, String)> = decoded.bad;
+    let mut rejected: Vec<(usize, String)> = decoded.bad.clone();
     rejected.extend(
         applied
             .rejected
@@ -104,9 +189,9 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
         stage_rejected(
             deps,
             run,
-            &flow,
+            flow,
             input.chunk,
-            &raw,
+            record_of,
             &rejected,
             &mut warnings,
         )
@@ -165,7 +250,7 @@ async fn stage_rejected(
     run: &RunContext,
     flow: &crate::flow::Flow,
     chunk: u32,
-    raw: &[u8],
+    record_of: &(dyn Fn(usize) -> serde_json::Value + Sync),
     rejected: &[(usize, String)],
     warnings: &mut Vec<String>,
 ) -> Result<(), StepError> {
@@ -176,15 +261,9 @@ async fn stage_rejected(
         ));
         return Ok(());
     }
-    let lines: Vec<&[u8]> = raw
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-        .collect();
     let mut body = Vec::new();
     for (line, reason) in rejected {
-        let text = lines.get(*line).copied().unwrap_or_default();
-        let record = serde_json::from_slice::<serde_json::Value>(text)
-            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(text).into()));
+        let record = record_of(*line);
         serde_json::to_writer(
             &mut body,
             &serde_json::json!({
