@@ -25,13 +25,14 @@ for b in "${which[@]}"; do
       cargo test --release --workspace --test output_e2e -- --ignored --nocapture one_million_records_in_64_mb_files ;;
     lambda-memory)
       scripts/setup-venv.sh && scripts/setup-harness.sh
-      cargo build --release --workspace --bins
+      cargo build --release --workspace --features ferry-cli/remote --bins
       FERRY_HARNESS_BIN_DIR="$PWD/target/release" FERRY_TEST_PYTHON="$PWD/.venv/bin/python" \
         FERRY_MOTO_SERVER="$PWD/.venv/bin/moto_server" \
         cargo test --workspace --test stack_sizing -- --nocapture ;;
     e2e)
       scripts/setup-venv.sh
-      cargo build --release --workspace --bins
+      .venv/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/bench-requirements.txt
+      cargo build --release --workspace --features ferry-cli/remote --bins
       .venv/bin/python scripts/bench_e2e.py ;;
     transform|output|rest_throughput)
       cargo bench --workspace --bench "$b" ;;

@@ -23,11 +23,11 @@ export FERRY_FAULT_P="${FERRY_FAULT_P:-0.05}"
 profile=()
 if [ "${FERRY_FAULTS_RELEASE:-0}" = 1 ]; then
   profile=(--release)
-  cargo build --release --workspace --bins
+  cargo build --release --workspace --features ferry-cli/remote --bins
   export FERRY_HARNESS_BIN_DIR="$PWD/target/release"
 else
   # The deployed campaign runs the functions' binaries the test build makes.
-  cargo test --workspace --no-run >/dev/null 2>&1 || cargo test --workspace --no-run
+  cargo test --workspace --features ferry-cli/remote --no-run >/dev/null 2>&1 || cargo test --workspace --features ferry-cli/remote --no-run
 fi
 echo "=== embedded engine: $n schedules"
 FERRY_FAULT_SCHEDULES="$n" cargo test "${profile[@]}" --workspace --test faults -- --nocapture \
