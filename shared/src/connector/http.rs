@@ -36,6 +36,10 @@ pub struct HttpSettings {
     /// process (shared by every source using the same profile).
     #[serde(default)]
     pub budget: Option<RequestBudget>,
+    /// A response body (after gzip) larger than this fails the page instead of filling memory:
+    /// lower the page size. Bounded by what fetch-page's memory holds.
+    #[serde(default = "d::max_response_mb")]
+    pub max_response_mb: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
@@ -68,7 +72,13 @@ mod d {
     pub fn per_seconds() -> f64 {
         1.0
     }
+    pub fn max_response_mb() -> u64 {
+        64
+    }
 }
+
+/// The largest `http.max_response_mb` (fetch-page's memory holds the page and its records).
+pub const MAX_RESPONSE_MB: u64 = 512;
 
 impl Default for HttpSettings {
     fn default() -> Self {
@@ -78,6 +88,12 @@ impl Default for HttpSettings {
 
 impl HttpSettings {
     pub fn validate(&self, field: &str) -> Result<(), SourceError> {
+        if self.max_response_mb == 0 || self.max_response_mb > MAX_RESPONSE_MB {
+            return Err(SourceError::config(
+                format!("{field}.max_response_mb"),
+                format!("must be between 1 and {MAX_RESPONSE_MB} (MB of one response body)"),
+            ));
+        }
         if self.timeout_ms == 0 {
             return Err(SourceError::config(
                 format!("{field}.timeout_ms"),
@@ -113,6 +129,19 @@ const MAX_WAIT_SECONDS: f64 = 86_400.0;
 /// A `Retry-After` longer than this (a year) is read as this: a server may send any number,
 /// and a wait that large ends the chunk `Throttled` anyway.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(365 * 86_400);
+
+enum BodyError {
+    Read(reqwest::Error),
+    TooLarge(u64),
+}
+
+fn too_large(shown: &str, mb: u64) -> SourceError {
+    SourceError::Rejected {
+        message: format!(
+            "{shown}: the response body is larger than http.max_response_mb ({mb} MB); lower the page size (source.chunk.page_size or the endpoint's limit) or raise http.max_response_mb"
+        ),
+    }
+}
 
 /// Seconds as a `Duration`, never panicking: negative or NaN is zero, too large is `max`.
 fn secs(s: f64, max: Duration) -> Duration {
@@ -283,6 +312,22 @@ impl HttpClient {
     /// as `Value::String` (lossy UTF-8).
     pub async fn send_raw(&self, req: &HttpRequest) -> Result<Option<HttpResponse>, SourceError> {
         self.send_inner(req, true).await
+    }
+
+    /// A response body, streamed, refused once it passes `http.max_response_mb`.
+    async fn read_body(&self, mut resp: reqwest::Response) -> Result<bytes::Bytes, BodyError> {
+        let cap = self.settings.max_response_mb.saturating_mul(1024 * 1024);
+        if resp.content_length().is_some_and(|n| n > cap) {
+            return Err(BodyError::TooLarge(self.settings.max_response_mb));
+        }
+        let mut buf = bytes::BytesMut::new();
+        while let Some(part) = resp.chunk().await.map_err(BodyError::Read)? {
+            if (buf.len() + part.len()) as u64 > cap {
+                return Err(BodyError::TooLarge(self.settings.max_response_mb));
+            }
+            buf.extend_from_slice(&part);
+        }
+        Ok(buf.freeze())
     }
 
     pub fn settings(&self) -> &HttpSettings {
@@ -506,9 +551,10 @@ impl HttpClient {
         let mut resp = Some(resp);
         let mut early: Option<bytes::Bytes> = None;
         if let Some(hook) = self.error_hook.filter(|_| !status.is_success()) {
-            let b = match resp.take().expect("response").bytes().await {
+            let b = match self.read_body(resp.take().expect("response")).await {
                 Ok(b) => b,
-                Err(e) => {
+                Err(BodyError::TooLarge(m)) => return Err(Attempt::Fail(too_large(&shown, m))),
+                Err(BodyError::Read(e)) => {
                     return Err(Attempt::Retry {
                         message: format!(
                             "{method} {shown} answered {status} but the body could not be read (truncated?): {}",
@@ -538,11 +584,12 @@ impl HttpClient {
         }
         let body = match early {
             Some(b) => Ok(b),
-            None => resp.take().expect("response").bytes().await,
+            None => self.read_body(resp.take().expect("response")).await,
         };
         let body = match body {
             Ok(b) => b,
-            Err(e) => {
+            Err(BodyError::TooLarge(m)) => return Err(Attempt::Fail(too_large(&shown, m))),
+            Err(BodyError::Read(e)) => {
                 return Err(Attempt::Retry {
                     message: format!(
                         "{method} {shown} answered {status} but the body could not be read (truncated?): {}",
@@ -817,6 +864,30 @@ mod tests {
         let t0 = std::time::Instant::now();
         let r = c.send(&HttpRequest::get(url)).await;
         (r, t0.elapsed())
+    }
+
+    #[tokio::test]
+    async fn a_response_larger_than_the_cap_fails_the_page_without_reading_it_all() {
+        use crate::connector::testing::{serve, Canned};
+        let big = serde_json::json!({"data": "x".repeat(2 * 1024 * 1024)});
+        let srv = serve(vec![Canned::json(200, big)]).await;
+        let mut settings = quick();
+        settings.max_response_mb = 1;
+        let c = HttpClient::new(settings, Arc::new(Authenticator::none()), "t").unwrap();
+        let e = c
+            .send(&HttpRequest::get(format!("{}/big", srv.url)))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::SourceRejected, "{e}");
+        assert!(e.to_string().contains("http.max_response_mb (1 MB)"), "{e}");
+        assert_eq!(srv.count(), 1, "not retried");
+        let mut bad = quick();
+        bad.max_response_mb = 0;
+        assert!(bad
+            .validate("source.properties.http")
+            .unwrap_err()
+            .to_string()
+            .contains("max_response_mb"));
     }
 
     #[tokio::test]
