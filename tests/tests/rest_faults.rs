@@ -262,10 +262,13 @@ async fn a_missing_cursor_field_fails_the_run() {
     assert!(
         f.cause.contains("$.modified_at")
             && f.cause.contains("cursor_path")
-            && f.cause.contains("id=1"),
+            && f.cause.contains("record 1 of the page"),
         "{}",
         f.cause
     );
+    // The position, never the record's values (docs/security.md): the cause reaches logs, the
+    // execution history, the run record and events.
+    assert!(!f.cause.contains("id=1"), "{}", f.cause);
 }
 
 #[tokio::test]
