@@ -171,6 +171,14 @@ async fn a_channel_the_token_cannot_read_is_skipped_with_a_warning() {
     let out = local.run(&flow("slack-skip", "messages", &p, "")).await;
     assert!(out.succeeded(), "{:?}", out.failure);
     assert_eq!(local.output("out/slack-skip").len(), 50);
+    // The skipped channels reach the run record (and so `ferry runs get` and the end report).
+    let warnings = out.record.as_ref().unwrap().warnings.join("\n");
+    for skipped in ["C0000000009", "C0000000077"] {
+        assert!(
+            warnings.contains(skipped),
+            "{skipped} not in the run's warnings: {warnings}"
+        );
+    }
     // `fail` keeps the old behaviour.
     let mut strict = chans;
     strict["on_channel_error"] = json!("fail");
