@@ -177,10 +177,11 @@ async fn profiles_test_against_zendesk() {
     assert_eq!(o.status.code(), Some(1), "{t}");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["error"]["name"], "AuthFailed", "{t}");
-    // The connector's words for Zendesk's 401 (shared/src/connector/http.rs keeps the status,
-    // not the body).
+    // The status, the vendor's own words (Zendesk's 401 body) and the fix.
     assert!(
-        t.contains("401 Unauthorized") && t.contains("were refused"),
+        t.contains("401 Unauthorized")
+            && t.contains("Couldn't authenticate you")
+            && t.contains("were refused"),
         "{t}"
     );
     assert!(

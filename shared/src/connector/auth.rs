@@ -319,6 +319,21 @@ impl Authenticator {
         }
     }
 
+    /// Vendor text for a message: at most 200 characters, and any string value of the profile's
+    /// secret (a token the vendor echoed) replaced by `<redacted>`.
+    pub(crate) fn mask(&self, text: &str) -> String {
+        let mut out: String = text.chars().take(200).collect();
+        for v in self.raw.values().filter_map(|v| v.as_str()) {
+            if v.len() >= 6 && out.contains(v) {
+                out = out.replace(v, "<redacted>");
+            }
+        }
+        if text.chars().count() > 200 {
+            out.push('…');
+        }
+        out
+    }
+
     /// Whether requests carry anything from the profile.
     fn has_credentials(&self) -> bool {
         !matches!(self.spec, AuthSpec::None) || !self.headers.is_empty()
@@ -678,16 +693,25 @@ impl Authenticator {
             ));
         }
         if !status.is_success() {
-            // OAuth2 error bodies carry `error` codes (invalid_grant, invalid_client), no secrets.
-            let code = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
-                .unwrap_or_else(|| "no error code".into());
+            // OAuth2 error bodies (RFC 6749 §5.2) carry an `error` code (invalid_grant,
+            // invalid_client) and may carry the vendor's `error_description`, shown capped and
+            // with any of the profile's own values masked.
+            let err_body = serde_json::from_slice::<serde_json::Value>(&body).ok();
+            let field = |k: &str| {
+                err_body
+                    .as_ref()
+                    .and_then(|v| v.get(k).and_then(|e| e.as_str()).map(String::from))
+            };
+            let code = field("error").unwrap_or_else(|| "no error code".into());
+            let code = match field("error_description") {
+                Some(d) => format!("{code}: \"{}\"", self.mask(&d)),
+                None => code,
+            };
             let hint = match self.spec {
                 AuthSpec::Oauth2RefreshToken { .. } => "the refresh token was refused (revoked or expired): authorize again and put the new refresh token into the profile's secret",
                 _ => "the client credentials were refused: check client_id and client_secret in the profile's secret",
             };
-            let refused = grant_refused && code == "invalid_grant";
+            let refused = grant_refused && code.starts_with("invalid_grant");
             return Err((
                 self.auth_error(format!(
                     "token refresh failed with {status} ({code}): {hint}"
@@ -920,6 +944,35 @@ mod tests {
         assert_eq!(
             h.strip_credentials("https://a.b/?api_key=k"),
             "https://a.b/?api_key=k"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_refresh_names_the_vendors_description_but_no_secret() {
+        use crate::connector::testing::{serve, Canned};
+        let srv = serve(vec![Canned::json(
+            400,
+            json!({"error": "invalid_grant", "error_description": "expired access/refresh token rt-canary-9"}),
+        )])
+        .await;
+        let a = auth(
+            json!({"type": "oauth2_refresh_token", "token_url": format!("{}/token", srv.url),
+            "client_id": "cid", "client_secret": "cs-canary-1", "refresh_token": "rt-canary-9"}),
+        )
+        .unwrap();
+        let e = a
+            .apply(reqwest::Client::new().get("http://127.0.0.1:1/"))
+            .await
+            .unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains("'crm'")
+                && m.contains("invalid_grant: \"expired access/refresh token <redacted>\""),
+            "{m}"
+        );
+        assert!(
+            !m.contains("rt-canary-9") && !m.contains("cs-canary-1"),
+            "{m}"
         );
     }
 

@@ -543,8 +543,16 @@ impl HttpClient {
             {
                 return Err(Attempt::Reauth);
             }
+            // The vendor's words (capped, the profile's own values masked): what `ferry profiles
+            // test` and a failed run show the user.
+            let said = match self.read_body(resp).await {
+                Ok(b) if !b.is_empty() => {
+                    format!(" (the API said: {})", self.auth.mask(&snippet(&b)))
+                }
+                _ => String::new(),
+            };
             return Err(Attempt::Fail(self.auth.auth_error(format!(
-                "{method} {shown} answered 401 Unauthorized: the credentials ({}) were refused; update the profile's secret",
+                "{method} {shown} answered 401 Unauthorized{said}: the credentials ({}) were refused; update the profile's secret",
                 self.auth.kind()
             ))));
         }
