@@ -50,12 +50,14 @@ fn cases(base: &str) -> Vec<(&'static str, &'static str, Value, Value)> {
     ]
 }
 
-async fn read_first_page(
+/// The `connector` source of a flow on `entity` with `props`, its profile `crm` holding
+/// `secret`, and the request for its first pages.
+async fn source_for(
     connector: &str,
     entity: &str,
     props: &Value,
     secret: Value,
-) -> Result<(), SourceError> {
+) -> Result<(Box<dyn ferry::connector::Source>, ReadRequest), SourceError> {
     let secrets = Arc::new(ferry::adapters::memory::MemorySecrets::default());
     secrets
         .put_secret("crm", &Secret::new(secret))
@@ -77,6 +79,16 @@ async fn read_first_page(
         page_size: Some(10),
         filters: vec![],
     };
+    Ok((source, req))
+}
+
+async fn read_first_page(
+    connector: &str,
+    entity: &str,
+    props: &Value,
+    secret: Value,
+) -> Result<(), SourceError> {
+    let (source, req) = source_for(connector, entity, props, secret).await?;
     source.read_page(&req, None).await.map(|_| ())
 }
 
@@ -160,29 +172,7 @@ async fn pages(
     Result<ferry::connector::Page, SourceError>,
     Option<Result<ferry::connector::Page, SourceError>>,
 ) {
-    let secrets = Arc::new(ferry::adapters::memory::MemorySecrets::default());
-    secrets
-        .put_secret("crm", &Secret::new(secret))
-        .await
-        .unwrap();
-    let flow = Flow::parse(
-        &format!(
-            "name: nx\nsource:\n  connector: rest\n  profile: crm\n  entity: tickets\n  properties: {}\ndestination:\n  local: out\n",
-            serde_json::to_string(props).unwrap()
-        ),
-        "nx.yaml",
-    )
-    .unwrap();
-    let source = ferry::connector::build(&flow.source, &ConnectorContext { secrets })
-        .await
-        .unwrap();
-    let req = ReadRequest {
-        entity: "tickets".into(),
-        window: None,
-        incremental_field: None,
-        page_size: Some(10),
-        filters: vec![],
-    };
+    let (source, req) = source_for("rest", "tickets", props, secret).await.unwrap();
     let first = source.read_page(&req, None).await;
     let second = match &first {
         Ok(p) => match &p.next {
