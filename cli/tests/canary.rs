@@ -15,31 +15,11 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Output;
 
-async fn ferry(dir: &Path, args: &[&str]) -> Output {
-    let (dir, args): (std::path::PathBuf, Vec<String>) = (
-        dir.to_path_buf(),
-        args.iter().map(|s| s.to_string()).collect(),
-    );
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .args(&args)
-            .current_dir(&dir)
-            .env("FERRY_HOME", dir.join(".ferry"))
-            .env("FERRY_LOG", "debug")
-            .env_remove("FERRY_REMOTE")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
+mod support;
+use support::text;
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+async fn ferry(dir: &Path, args: &[&str]) -> Output {
+    support::ferry_logging(dir, args, Some("debug")).await
 }
 
 /// Every file under `dir` but the secrets file, as (path, bytes).

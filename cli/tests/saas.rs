@@ -5,32 +5,11 @@ use ferry_tests::saas::zendesk::{ZendeskMock, ZendeskMockConfig};
 use std::path::Path;
 use std::process::Output;
 
-async fn ferry(dir: &Path, args: &[&str]) -> Output {
-    let (dir, args): (std::path::PathBuf, Vec<String>) = (
-        dir.to_path_buf(),
-        args.iter().map(|s| s.to_string()).collect(),
-    );
-    // Blocking wait off the runtime's workers: the mock server runs on them meanwhile.
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .args(&args)
-            .current_dir(&dir)
-            .env("FERRY_HOME", dir.join(".ferry"))
-            .env_remove("FERRY_LOG")
-            .env_remove("FERRY_REMOTE")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
+mod support;
+use support::text;
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+async fn ferry(dir: &Path, args: &[&str]) -> Output {
+    support::ferry_logging(dir, args, None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
