@@ -111,8 +111,6 @@ struct TokenState {
     /// Bumped by every refresh, so a request that got 401 with an old token does not trigger a
     /// second refresh when another request already did one.
     generation: u64,
-    /// The version of the profile's secret these tokens were last reconciled with.
-    version: Option<String>,
 }
 
 /// Applies a profile's credentials to requests.
@@ -298,7 +296,6 @@ impl Authenticator {
                 refresh: Some(refresh_token.clone()),
                 instance_url: instance_url.clone(),
                 generation: 0,
-                version: None,
             },
             _ => TokenState::default(),
         };
@@ -503,14 +500,7 @@ impl Authenticator {
             AuthSpec::Bearer { token } => rb = rb.bearer_auth(token),
             AuthSpec::Oauth2ClientCredentials { .. } | AuthSpec::Oauth2RefreshToken { .. } => {
                 let mut st = self.state.lock().await;
-                let fresh = match (&st.access, st.expires_at) {
-                    (None, _) => false,
-                    (Some(_), None) => true,
-                    (Some(_), Some(exp)) => exp
-                        .checked_sub_signed(chrono::Duration::seconds(REFRESH_MARGIN_SECONDS))
-                        .is_none_or(|t| t > Utc::now()),
-                };
-                if !fresh {
+                if st.access.is_none() || !fresh(st.expires_at) {
                     self.refresh(&mut st).await?;
                 }
                 generation = st.generation;
@@ -541,8 +531,7 @@ impl Authenticator {
     /// overwriting them.
     async fn refresh(&self, st: &mut TokenState) -> Result<(), SourceError> {
         let started_from = self.read_stored().await?;
-        if let Some((raw, version)) = &started_from {
-            st.version = Some(version.clone());
+        if let Some((raw, _)) = &started_from {
             if self.adopt(st, raw) {
                 return Ok(());
             }
@@ -551,12 +540,13 @@ impl Authenticator {
             if !refused || started_from.is_none() {
                 return Err(e);
             }
-            // Another run may have rotated the refresh token: wait for its write-back.
+            // Another run may have rotated the refresh token: wait for its write-back (a
+            // version other than the one this refresh started from).
+            let started_version = started_from.as_ref().map(|(_, v)| v.as_str());
             for wait_ms in [50u64, 100, 200, 400, 800, 1600] {
                 tokio::time::sleep(Duration::from_millis(wait_ms)).await;
                 if let Some((raw, version)) = self.read_stored().await? {
-                    if st.version.as_deref() != Some(version.as_str()) {
-                        st.version = Some(version);
+                    if started_version != Some(version.as_str()) {
                         if self.adopt(st, &raw) {
                             return Ok(());
                         }
@@ -596,11 +586,7 @@ impl Authenticator {
         let expires_at = text("expires_at")
             .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
             .map(|t| t.with_timezone(&Utc));
-        let fresh = expires_at.is_none_or(|exp| {
-            exp.checked_sub_signed(chrono::Duration::seconds(REFRESH_MARGIN_SECONDS))
-                .is_some_and(|t| t > Utc::now())
-        });
-        if access.is_none() || access == st.access || !fresh {
+        if access.is_none() || access == st.access || !fresh(expires_at) {
             return false;
         }
         st.access = access;
@@ -703,6 +689,7 @@ impl Authenticator {
                     .and_then(|v| v.get(k).and_then(|e| e.as_str()).map(String::from))
             };
             let code = field("error").unwrap_or_else(|| "no error code".into());
+            let refused = grant_refused && code == "invalid_grant";
             let code = match field("error_description") {
                 Some(d) => format!("{code}: \"{}\"", self.mask(&d)),
                 None => code,
@@ -711,7 +698,6 @@ impl Authenticator {
                 AuthSpec::Oauth2RefreshToken { .. } => "the refresh token was refused (revoked or expired): authorize again and put the new refresh token into the profile's secret",
                 _ => "the client credentials were refused: check client_id and client_secret in the profile's secret",
             };
-            let refused = grant_refused && code.starts_with("invalid_grant");
             return Err((
                 self.auth_error(format!(
                     "token refresh failed with {status} ({code}): {hint}"
@@ -783,18 +769,25 @@ impl Authenticator {
             .await
             .map_err(err)?
         {
-            st.version = None;
             return Ok(());
         }
         // Another run wrote first: keep its tokens (its refresh token is the one the provider
         // now honours when it rotates them), do not overwrite them.
         tracing::info!(profile = ?self.profile, "another run wrote back its refreshed token first; using it");
-        if let Some((raw, version)) = self.read_stored().await? {
-            st.version = Some(version);
+        if let Some((raw, _)) = self.read_stored().await? {
             self.adopt(st, &raw);
         }
         Ok(())
     }
+}
+
+/// Whether a token expiring at `expires_at` is good for more than the refresh margin (no known
+/// expiry: good until a 401).
+fn fresh(expires_at: Option<DateTime<Utc>>) -> bool {
+    expires_at.is_none_or(|exp| {
+        exp.checked_sub_signed(chrono::Duration::seconds(REFRESH_MARGIN_SECONDS))
+            .is_none_or(|t| t > Utc::now())
+    })
 }
 
 /// When a token given `expires_in` seconds at `now` expires. A value too large for a date
