@@ -778,7 +778,7 @@ impl Translator {
         let connector = forced.clone().or_else(|| {
             ferry::connector::REGISTRY
                 .by_appflow_type(&ct)
-                .map(|c| c.name().to_string())
+                .map(|c| c.name.to_string())
         });
         let connector = match connector {
             Some(c) => c,

@@ -124,7 +124,7 @@ pub async fn against_source(flow: &Flow, source: &dyn Source) -> SourceCheck {
         && flow.source.profile.is_some()
         && connector::registry::REGISTRY
             .get(&flow.source.connector)
-            .is_some_and(|c| c.static_description())
+            .is_some_and(|c| c.static_description)
     {
         let req = ReadRequest {
             entity: entity.clone(),

@@ -787,7 +787,7 @@ impl Source for HubSpotSource {
 }
 
 /// The `hubspot` connector in the [registry](super::registry).
-pub static CONNECTOR: super::registry::Spec = super::registry::Spec {
+pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
     name: "hubspot",
     appflow_type: Some("Hubspot"),
     needs_profile: true,

@@ -242,9 +242,9 @@ pub async fn build(
             name,
             secret,
             secrets: ctx.secrets.clone(),
-            client_auth: connector.oauth_client_auth(),
+            client_auth: connector.oauth_client_auth,
         }),
         _ => None,
     };
-    connector.build(source, profile)
+    (connector.build)(source, profile)
 }

@@ -12,39 +12,6 @@ use crate::ports::{Secret, SecretStore};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
-/// One kind of source: what flow validation, `ferry flows import-appflow` and the steps need to
-/// know about it, and how to build it for a flow.
-pub trait Connector: Send + Sync {
-    /// The name flows use in `source.connector`.
-    fn name(&self) -> &'static str;
-    /// AppFlow's `connectorType` this connector stands in for (`ferry flows import-appflow`).
-    fn appflow_type(&self) -> Option<&'static str> {
-        None
-    }
-    /// Whether a flow must name a connector profile (credentials) for it.
-    fn needs_profile(&self) -> bool {
-        true
-    }
-    /// How OAuth client credentials go to the token endpoint when the profile does not say
-    /// (`client_auth: basic|body`): the vendor's documented default.
-    fn oauth_client_auth(&self) -> ClientAuth {
-        ClientAuth::Basic
-    }
-    /// Whether `describe` answers without a request (so `ferry validate` tries the credentials
-    /// with one page instead).
-    fn static_description(&self) -> bool {
-        false
-    }
-    /// Checks of `source.entity` and `source.properties` without the network.
-    fn validate(&self, entity: &str, props: &Map<String, Value>) -> Vec<FieldError>;
-    /// The source for one flow; `profile` is the flow's loaded profile, if it names one.
-    fn build(
-        &self,
-        source: &SourceConfig,
-        profile: Option<Profile<'_>>,
-    ) -> Result<Box<dyn Source>, SourceError>;
-}
-
 /// A flow's connector profile, loaded: its name, its secret, and the store refreshed OAuth
 /// tokens are written back to.
 pub struct Profile<'a> {
@@ -83,49 +50,31 @@ pub fn require<'a>(
     })
 }
 
-/// A connector described as data: what most connectors are. Each connector module declares
-/// one `pub static CONNECTOR: Spec`.
-pub struct Spec {
+/// One kind of source, described as data: what flow validation, `ferry flows import-appflow`
+/// and the steps need to know about it, and how to build it for a flow. Each connector module
+/// declares one `pub static CONNECTOR: Connector`.
+pub struct Connector {
+    /// The name flows use in `source.connector`.
     pub name: &'static str,
+    /// AppFlow's `connectorType` this connector stands in for (`ferry flows import-appflow`).
     pub appflow_type: Option<&'static str>,
+    /// Whether a flow must name a connector profile (credentials) for it.
     pub needs_profile: bool,
+    /// How OAuth client credentials go to the token endpoint when the profile does not say
+    /// (`client_auth: basic|body`): the vendor's documented default.
     pub oauth_client_auth: ClientAuth,
+    /// Whether `describe` answers without a request (so `ferry validate` tries the credentials
+    /// with one page instead).
     pub static_description: bool,
+    /// Checks of `source.entity` and `source.properties` without the network.
     pub validate: fn(&str, &Map<String, Value>) -> Vec<FieldError>,
+    /// The source for one flow; the profile is the flow's loaded profile, if it names one.
     pub build: fn(&SourceConfig, Option<Profile<'_>>) -> Result<Box<dyn Source>, SourceError>,
-}
-
-impl Connector for Spec {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    fn appflow_type(&self) -> Option<&'static str> {
-        self.appflow_type
-    }
-    fn needs_profile(&self) -> bool {
-        self.needs_profile
-    }
-    fn oauth_client_auth(&self) -> ClientAuth {
-        self.oauth_client_auth
-    }
-    fn static_description(&self) -> bool {
-        self.static_description
-    }
-    fn validate(&self, entity: &str, props: &Map<String, Value>) -> Vec<FieldError> {
-        (self.validate)(entity, props)
-    }
-    fn build(
-        &self,
-        source: &SourceConfig,
-        profile: Option<Profile<'_>>,
-    ) -> Result<Box<dyn Source>, SourceError> {
-        (self.build)(source, profile)
-    }
 }
 
 /// A set of connectors, looked up by name.
 pub struct Registry {
-    connectors: &'static [&'static dyn Connector],
+    connectors: &'static [&'static Connector],
 }
 
 /// Every connector this build can run.
@@ -142,20 +91,20 @@ pub static REGISTRY: Registry = Registry {
 };
 
 impl Registry {
-    pub fn get(&self, name: &str) -> Option<&'static dyn Connector> {
-        self.connectors.iter().copied().find(|c| c.name() == name)
+    pub fn get(&self, name: &str) -> Option<&'static Connector> {
+        self.connectors.iter().copied().find(|c| c.name == name)
     }
     pub fn names(&self) -> Vec<&'static str> {
-        self.connectors.iter().map(|c| c.name()).collect()
+        self.connectors.iter().map(|c| c.name).collect()
     }
     /// The connector standing in for AppFlow's `connectorType` (case-insensitive).
-    pub fn by_appflow_type(&self, connector_type: &str) -> Option<&'static dyn Connector> {
+    pub fn by_appflow_type(&self, connector_type: &str) -> Option<&'static Connector> {
         self.connectors.iter().copied().find(|c| {
-            c.appflow_type()
+            c.appflow_type
                 .is_some_and(|t| t.eq_ignore_ascii_case(connector_type))
         })
     }
-    pub fn iter(&self) -> impl Iterator<Item = &'static dyn Connector> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = &'static Connector> + '_ {
         self.connectors.iter().copied()
     }
 }
@@ -165,7 +114,7 @@ impl SourceRules for Registry {
         self.names()
     }
     fn needs_profile(&self, connector: &str) -> Option<bool> {
-        self.get(connector).map(|c| c.needs_profile())
+        self.get(connector).map(|c| c.needs_profile)
     }
     fn validate_properties(
         &self,
@@ -174,7 +123,7 @@ impl SourceRules for Registry {
         props: &Map<String, Value>,
     ) -> Vec<FieldError> {
         self.get(connector)
-            .map(|c| c.validate(entity, props))
+            .map(|c| (c.validate)(entity, props))
             .unwrap_or_default()
     }
 }
@@ -212,16 +161,16 @@ mod tests {
             "duplicate connector name in {names:?}"
         );
         for c in REGISTRY.iter() {
-            if let Some(t) = c.appflow_type() {
-                assert_eq!(REGISTRY.by_appflow_type(t).unwrap().name(), c.name());
+            if let Some(t) = c.appflow_type {
+                assert_eq!(REGISTRY.by_appflow_type(t).unwrap().name, c.name);
             }
         }
         assert_eq!(
-            REGISTRY.by_appflow_type("SALESFORCE").unwrap().name(),
+            REGISTRY.by_appflow_type("SALESFORCE").unwrap().name,
             "salesforce"
         );
         assert_eq!(
-            REGISTRY.by_appflow_type("CustomConnector").unwrap().name(),
+            REGISTRY.by_appflow_type("CustomConnector").unwrap().name,
             "rest"
         );
         assert!(REGISTRY.get("nope").is_none());

@@ -1731,7 +1731,7 @@ impl Source for RestSource {
 }
 
 /// The `rest` connector in the [registry](super::registry).
-pub static CONNECTOR: super::registry::Spec = super::registry::Spec {
+pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
     name: "rest",
     appflow_type: Some("CustomConnector"),
     needs_profile: false,

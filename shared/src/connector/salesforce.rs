@@ -1438,7 +1438,7 @@ impl Source for SalesforceSource {
 }
 
 /// The `salesforce` connector in the [registry](super::registry).
-pub static CONNECTOR: super::registry::Spec = super::registry::Spec {
+pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
     name: "salesforce",
     appflow_type: Some("Salesforce"),
     needs_profile: true,

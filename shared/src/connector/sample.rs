@@ -544,7 +544,7 @@ impl Source for SampleSource {
 }
 
 /// The `sample` connector in the [registry](super::registry).
-pub static CONNECTOR: super::registry::Spec = super::registry::Spec {
+pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
     name: "sample",
     appflow_type: None,
     needs_profile: false,

@@ -1041,7 +1041,7 @@ impl ServiceNowSource {
 }
 
 /// The `servicenow` connector in the [registry](super::registry).
-pub static CONNECTOR: super::registry::Spec = super::registry::Spec {
+pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
     name: "servicenow",
     appflow_type: Some("Servicenow"),
     needs_profile: true,

@@ -930,7 +930,7 @@ impl Source for SlackSource {
 }
 
 /// The `slack` connector in the [registry](super::registry).
-pub static CONNECTOR: super::registry::Spec = super::registry::Spec {
+pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
     name: "slack",
     appflow_type: Some("Slack"),
     needs_profile: true,

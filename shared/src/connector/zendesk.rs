@@ -717,7 +717,7 @@ fn snippet(v: &Value) -> String {
 }
 
 /// The `zendesk` connector in the [registry](super::registry).
-pub static CONNECTOR: super::registry::Spec = super::registry::Spec {
+pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
     name: "zendesk",
     appflow_type: Some("Zendesk"),
     needs_profile: true,
