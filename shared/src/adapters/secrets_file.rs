@@ -28,6 +28,7 @@ impl SecretsFile {
     /// Remove a profile; false when there was none.
     pub async fn delete(&self, profile: &str) -> Result<bool, StoreError> {
         let _g = self.lock.lock().await;
+        let _f = self.file_lock().await?;
         let mut all = self.load().await?;
         if all.remove(profile).is_none() {
             return Ok(false);
