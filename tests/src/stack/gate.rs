@@ -103,9 +103,8 @@ pub struct Gate {
     pub table_hash_keys: HashMap<String, String>,
     pub forward: reqwest::Client,
     pub admin_secrets: aws_sdk_secretsmanager::Client,
-    pub secret_arns: Mutex<HashMap<String, String>>,
-    /// Tags by secret ARN (refreshed when a secret is first seen).
-    pub secret_tags: Mutex<HashMap<String, Vec<(String, String)>>>,
+    /// Secrets by the id a caller used: their ARN and tags, as first seen.
+    pub secrets: Mutex<HashMap<String, (String, Vec<(String, String)>)>>,
     pub decisions: Mutex<Vec<Decision>>,
     /// Fault injection for the deployed campaign (off unless set).
     pub faults: Mutex<Option<GateFaults>>,
@@ -474,10 +473,8 @@ impl Gate {
     /// A secret's ARN and its tags (the `aws:ResourceTag/...` condition keys IAM
     /// evaluates), as the admin sees them.
     async fn secret_info(&self, id: &str) -> (String, Vec<(String, String)>) {
-        if let Some(a) = self.secret_arns.lock().unwrap().get(id) {
-            if let Some(t) = self.secret_tags.lock().unwrap().get(a) {
-                return (a.clone(), t.clone());
-            }
+        if let Some(known) = self.secrets.lock().unwrap().get(id) {
+            return known.clone();
         }
         match self
             .admin_secrets
@@ -498,14 +495,10 @@ impl Gate {
                         )
                     })
                     .collect();
-                self.secret_arns
+                self.secrets
                     .lock()
                     .unwrap()
-                    .insert(id.to_string(), arn.clone());
-                self.secret_tags
-                    .lock()
-                    .unwrap()
-                    .insert(arn.clone(), tags.clone());
+                    .insert(id.to_string(), (arn.clone(), tags.clone()));
                 (arn, tags)
             }
             // A secret that does not exist is authorized against its would-be ARN.

@@ -655,8 +655,7 @@ impl Stack {
                 .build()
                 .expect("client"),
             admin_secrets: aws_sdk_secretsmanager::Client::new(&conf),
-            secret_arns: Mutex::new(HashMap::new()),
-            secret_tags: Mutex::new(HashMap::new()),
+            secrets: Mutex::new(HashMap::new()),
             decisions: Mutex::new(vec![]),
             faults: Mutex::new(None),
             killer: std::sync::OnceLock::new(),
