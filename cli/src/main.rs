@@ -1,9 +1,12 @@
 //! `ferry`: validate and run flows on the embedded engine, inspect flows and runs.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 #[macro_use]
 mod out;
 mod backfill;
 mod catalog;
+mod connect;
 mod import_appflow;
 mod profiles;
 #[cfg(feature = "remote")]
@@ -240,6 +243,54 @@ enum ProfilesCmd {
         /// The profile name.
         name: String,
     },
+    /// Connect an account by the vendor's OAuth consent (authorization code with PKCE) and
+    /// store the profile: salesforce, hubspot, zendesk, servicenow, slack.
+    Connect {
+        /// The connector: salesforce, hubspot, zendesk, servicenow or slack.
+        connector: String,
+        /// The profile name (letters, digits, `_`, `-`, `.`, `@`).
+        name: String,
+        /// The OAuth app's client id (Salesforce: consumer key).
+        #[arg(long, env = "FERRY_CLIENT_ID")]
+        client_id: String,
+        /// A file holding the OAuth app's client secret (default: the FERRY_CLIENT_SECRET
+        /// environment variable; not needed for a PKCE public client).
+        #[arg(long, value_name = "FILE")]
+        client_secret_file: Option<PathBuf>,
+        /// The account's login host: acme.zendesk.com, acme.service-now.com,
+        /// test.salesforce.com (sandbox) or a My Domain; a test server for fixed-host vendors.
+        #[arg(long)]
+        host: Option<String>,
+        /// The loopback port of the redirect URL registered with the app
+        /// (http://localhost:PORT/callback, or 127.0.0.1 where the vendor says so).
+        #[arg(long, default_value_t = connect::DEFAULT_PORT)]
+        port: u16,
+        /// Scopes instead of the connector's read-only default (repeatable).
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// Print the consent URL without opening a browser.
+        #[arg(long)]
+        no_browser: bool,
+        /// Seconds to wait for the consent.
+        #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+        timeout: u64,
+        /// Store the profile in the deployed stack's Secrets Manager instead of the local
+        /// secrets file.
+        #[arg(long)]
+        remote: bool,
+        /// The stack the secret is for: tagged `ferry:stack=<name>` so its functions may read
+        /// it (with --remote).
+        #[arg(long, env = "FERRY_STACK_NAME", value_name = "STACK")]
+        stack_name: Option<String>,
+        /// Secret name prefix (with --remote).
+        #[arg(
+            long,
+            env = "FERRY_SECRET_PREFIX",
+            default_value = "ferry/profiles/",
+            value_name = "PREFIX"
+        )]
+        secret_prefix: String,
+    },
 }
 
 #[tokio::main]
@@ -343,6 +394,34 @@ async fn real_main(cli: Cli) -> Result<i32> {
                     profiles::put(&home, &name, &file, connector.as_deref(), props, json_out).await
                 }
                 ProfilesCmd::List => profiles::list(&home, json_out).await,
+                ProfilesCmd::Connect {
+                    connector,
+                    name,
+                    client_id,
+                    client_secret_file,
+                    host,
+                    port,
+                    scopes,
+                    no_browser,
+                    timeout,
+                    remote,
+                    stack_name,
+                    secret_prefix,
+                } => {
+                    let dest = connect_destination(remote, stack_name, secret_prefix).await?;
+                    let args = connect::ConnectArgs {
+                        connector,
+                        name,
+                        client_id,
+                        client_secret_file,
+                        host,
+                        port,
+                        scopes,
+                        no_browser,
+                        timeout: Duration::from_secs(timeout),
+                    };
+                    connect::connect(&home, args, dest, json_out).await
+                }
                 ProfilesCmd::Delete { name } => profiles::delete(&home, &name, json_out).await,
                 ProfilesCmd::Test {
                     name,
@@ -483,6 +562,35 @@ async fn real_main(cli: Cli) -> Result<i32> {
         Cmd::Validate { .. } | Cmd::Profiles { .. } => {
             unreachable!("handled above")
         }
+    }
+}
+
+/// Where `profiles connect` stores the profile.
+async fn connect_destination(
+    remote: bool,
+    stack_name: Option<String>,
+    secret_prefix: String,
+) -> Result<connect::Destination> {
+    if !remote {
+        return Ok(connect::Destination::Local);
+    }
+    #[cfg(feature = "remote")]
+    {
+        let stack = stack_name.ok_or_else(|| {
+            out::invalid_argument(
+                "--remote needs the stack the profile is for: pass --stack-name or set FERRY_STACK_NAME (its functions read only secrets tagged with their stack)",
+            )
+        })?;
+        let conf = ferry::adapters::aws::sdk_config().await;
+        let store =
+            ferry::adapters::secretsmanager::SecretsManagerStore::from_config(&conf, secret_prefix)
+                .with_stack_tag(Some(stack));
+        Ok(connect::Destination::Remote(Box::new(store)))
+    }
+    #[cfg(not(feature = "remote"))]
+    {
+        let _ = (stack_name, secret_prefix);
+        Err(out::invalid_argument(NO_REMOTE))
     }
 }
 
@@ -888,10 +996,9 @@ impl Progress {
     fn new(show: bool) -> Self {
         let bar = (show && std::io::stderr().is_terminal()).then(|| {
             let b = ProgressBar::new_spinner();
-            b.set_style(
-                ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
-                    .expect("a valid template"),
-            );
+            if let Ok(style) = ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}") {
+                b.set_style(style);
+            }
             b.enable_steady_tick(Duration::from_millis(120));
             b
         });

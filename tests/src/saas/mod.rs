@@ -3,6 +3,7 @@
 //! request log and fault/auth toggles like [`crate::Mock`].
 
 pub mod hubspot;
+pub mod oauth;
 pub mod salesforce;
 pub mod servicenow;
 pub mod slack;
