@@ -975,11 +975,11 @@ fn print_summary(r: &RunRecord) {
     }
 }
 
-/// A progress line on stderr fed by the state machine's state transitions. The engine reports
-/// chunks (a fetch-page invocation pulls many pages), so counts move once per chunk.
+/// A progress line on stderr: the state from the state machine's transitions, records and
+/// records/s from every page fetch-page reads (`ferry::steps::progress`).
 struct Progress {
     bar: Option<ProgressBar>,
-    records: AtomicU64,
+    records: std::sync::Arc<AtomicU64>,
     started: Instant,
     /// `FERRY_STEP_TIMES=1`: time spent in each state, printed on stderr at the end (the
     /// bench's per-step breakdown, docs/performance.md).
@@ -1002,10 +1002,19 @@ impl Progress {
             b.enable_steady_tick(Duration::from_millis(120));
             b
         });
+        let records = std::sync::Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        if let Some(b) = bar.clone() {
+            let records = records.clone();
+            ferry::steps::progress::listen(move |n| {
+                let total = records.fetch_add(n, Ordering::Relaxed) + n;
+                b.set_message(progress_message("Fetch Chunk", total, started));
+            });
+        }
         Progress {
             bar,
-            records: AtomicU64::new(0),
-            started: Instant::now(),
+            records,
+            started,
             step_times: std::env::var_os("FERRY_STEP_TIMES")
                 .is_some_and(|v| v != "0")
                 .then(Default::default),
@@ -1013,6 +1022,7 @@ impl Progress {
     }
     fn finish(&self) {
         if let Some(b) = &self.bar {
+            ferry::steps::progress::stop_listening();
             b.finish_and_clear();
         }
         if let Some(t) = &self.step_times {
@@ -1028,14 +1038,17 @@ impl Progress {
         }
     }
     fn message(&self, state: &str) -> String {
-        let n = self.records.load(Ordering::Relaxed);
-        let secs = self.started.elapsed().as_secs_f64().max(0.001);
-        format!(
-            "{state} — {} records fetched ({} records/s)",
-            out::thousands(n),
-            out::thousands((n as f64 / secs) as u64)
-        )
+        progress_message(state, self.records.load(Ordering::Relaxed), self.started)
     }
+}
+
+fn progress_message(state: &str, records: u64, started: Instant) -> String {
+    let secs = started.elapsed().as_secs_f64().max(0.001);
+    format!(
+        "{state} — {} records fetched ({} records/s)",
+        out::thousands(records),
+        out::thousands((records as f64 / secs) as u64)
+    )
 }
 
 impl Observer for Progress {
@@ -1048,21 +1061,13 @@ impl Observer for Progress {
             b.set_message(self.message(name));
         }
     }
-    fn state_exited(&self, name: &str, output: &serde_json::Value) {
+    fn state_exited(&self, name: &str, _output: &serde_json::Value) {
         if let Some(t) = &self.step_times {
             let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(at) = t.entered.remove(name) {
                 let e = t.total.entry(name.to_string()).or_default();
                 e.0 += at.elapsed();
                 e.1 += 1;
-            }
-        }
-        if name == "Fetch Chunk" {
-            if let Some(n) = output.pointer("/page/records").and_then(|v| v.as_u64()) {
-                self.records.fetch_add(n, Ordering::Relaxed);
-            }
-            if let Some(b) = &self.bar {
-                b.set_message(self.message(name));
             }
         }
     }

@@ -125,10 +125,12 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
             }
         };
         bytes += page.bytes;
+        let before = chunk.lines + chunk.dropped as usize;
         for part in page.parts {
             chunk.add(part)?;
         }
         records = chunk.lines as u64;
+        super::progress::page_read((chunk.lines + chunk.dropped as usize - before) as u64);
         cursor = page.next;
         if cursor.is_none() {
             has_more = false;
@@ -141,6 +143,9 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
             break;
         }
     }
+    // Fenced: a run ended from outside (stopped, reaped) while the pages arrived has lost its
+    // lease and had its staging removed; staging the chunk now would leave it behind.
+    super::renew_lease(deps, run).await?;
     let (raw_key, dropped, max_cursor) = chunk.stage(deps, run, input.chunk).await?;
     let mut warnings = source.take_warnings();
     if dropped > 0 {

@@ -492,6 +492,9 @@ impl<'a> Out<'a> {
             content_type: Some(encoded.content_type.to_string()),
             content_encoding: encoded.content_encoding.map(str::to_string),
         };
+        // Fenced: a run ended from outside (stopped, reaped) while this step encoded has lost
+        // its lease, and its cleanup already ran; an upload now would be an orphan.
+        super::renew_lease(self.deps, self.run).await?;
         self.store.put(&key, encoded.body, &opts).await?;
         self.files.push(OutputObject {
             uri: self.store.uri(&key),
