@@ -286,7 +286,7 @@ fn merge(config: &mut Map<String, Value>, k: &str, v: Value) {
 }
 
 macro_rules! builtin_connector {
-    ($(#[$doc:meta])* $stat:ident, $name:literal, $builtin:ident) => {
+    ($(#[$doc:meta])* $stat:ident, $name:literal, $builtin:ident, $kinds:expr) => {
         $(#[$doc])*
         pub static $stat: Connector = Connector {
             name: $name,
@@ -295,6 +295,8 @@ macro_rules! builtin_connector {
             appflow_type: None,
             needs_profile: true,
             oauth_client_auth: super::auth::ClientAuth::Basic,
+            auth_kinds: $kinds,
+            consent: None,
             static_description: true,
             validate: |entity, props| $builtin.validate(entity, props),
             build: |source, profile| $builtin.build(source, profile),
@@ -306,20 +308,25 @@ builtin_connector!(
     /// Stripe: charges, customers, invoices, events (`declarative/stripe.yaml`).
     STRIPE_CONNECTOR,
     "stripe",
-    STRIPE
+    STRIPE,
+    // The key as a bearer token or as the basic-auth user name.
+    &["bearer", "basic"]
 );
 builtin_connector!(
     /// Shopify Admin REST API: orders, customers, products (`declarative/shopify.yaml`).
     SHOPIFY_CONNECTOR,
     "shopify",
-    SHOPIFY
+    SHOPIFY,
+    // The access token in `X-Shopify-Access-Token`.
+    &["api_key"]
 );
 builtin_connector!(
     /// GitHub REST API: issues, pull requests, commits of one repository
     /// (`declarative/github.yaml`).
     GITHUB_CONNECTOR,
     "github",
-    GITHUB
+    GITHUB,
+    &["bearer"]
 );
 
 #[cfg(test)]
