@@ -1062,6 +1062,64 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn rate_limit_headers_are_read() {
+        let rule: RateLimitRule = serde_json::from_value(serde_json::json!({
+            "remaining_header": "X-RateLimit-Remaining", "reset_header": "X-RateLimit-Reset",
+            "bucket_header": "X-Shopify-Shop-Api-Call-Limit", "leak_per_second": 2, "reserve": 1
+        }))
+        .unwrap();
+        rule.validate("http.rate_limit").unwrap();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let h = |pairs: &[(&'static str, &str)]| {
+            let mut m = reqwest::header::HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, v.parse().unwrap());
+            }
+            m
+        };
+        // Plenty left, bucket with room: no pause.
+        let r = rule.read(
+            &h(&[
+                ("x-ratelimit-remaining", "4999"),
+                ("x-ratelimit-reset", "4600"),
+                ("x-shopify-shop-api-call-limit", "10/40"),
+            ]),
+            now,
+        );
+        assert_eq!(r.pause(), None);
+        // One left (the reserve): wait for the reset, 30 s away.
+        let r = rule.read(
+            &h(&[("x-ratelimit-remaining", "1"), ("x-ratelimit-reset", "1030")]),
+            now,
+        );
+        assert_eq!(r.pause(), Some(Duration::from_secs(30)));
+        // A reset in the past: no wait.
+        let r = rule.read(
+            &h(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "900")]),
+            now,
+        );
+        assert_eq!(r.pause(), Some(Duration::ZERO));
+        // 40/40 with reserve 1: two places to free at 2/s.
+        let r = rule.read(&h(&[("x-shopify-shop-api-call-limit", "40/40")]), now);
+        assert_eq!(r.pause(), Some(Duration::from_secs(1)));
+        let r = rule.read(&h(&[("x-shopify-shop-api-call-limit", "38/40")]), now);
+        assert_eq!(r.pause(), None);
+        // Garbage is ignored, never a panic.
+        let r = rule.read(&h(&[("x-shopify-shop-api-call-limit", "lots")]), now);
+        assert_eq!(r.pause(), None);
+
+        for (bad, field) in [
+            (serde_json::json!({"remaining_header": "X"}), "http.rate_limit"),
+            (serde_json::json!({"bucket_header": "X"}), "http.rate_limit.leak_per_second"),
+            (serde_json::json!({"throttle_statuses": [401]}), "http.rate_limit.throttle_statuses"),
+        ] {
+            let rule: RateLimitRule = serde_json::from_value(bad).unwrap();
+            let e = rule.validate("http.rate_limit").unwrap_err().to_string();
+            assert!(e.starts_with(&format!("{field}:")), "{e}");
+        }
+    }
+
+    #[test]
     fn retry_after_forms() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         assert_eq!(parse_retry_after("0", now), Some(Duration::ZERO));

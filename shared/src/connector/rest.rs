@@ -2064,6 +2064,64 @@ mod tests {
     }
 
     #[test]
+    fn declared_decimals_and_record_shaping() {
+        let decl: Vec<FieldDecl> = serde_json::from_value(json!([
+            {"name": "id", "type": "integer"},
+            {"name": "price", "type": "decimal", "precision": 20, "scale": 3},
+            {"name": "created", "type": "timestamp"},
+            {"name": "meta", "type": "json"},
+            {"name": "lines", "type": "array", "items": {"type": "object", "fields": [{"name": "qty", "type": "integer"}]}},
+        ]))
+        .unwrap();
+        let f = declared_fields("f", &decl).unwrap();
+        assert_eq!(
+            f[1].data_type,
+            FieldType::Decimal {
+                precision: 20,
+                scale: 3
+            }
+        );
+        let shaped = shape_declared(
+            &json!({"id": "7", "price": "0.10", "created": 1405641735, "meta": {"a": 1},
+                    "lines": [{"qty": "2", "extra": true}], "undeclared": 1}),
+            &f,
+        )
+        .unwrap();
+        assert_eq!(
+            shaped,
+            json!({"id": 7, "price": "0.10", "created": "2014-07-18T00:02:15Z", "meta": {"a": 1},
+                   "lines": [{"qty": 2}]})
+        );
+        assert!(shape_declared(&json!({"price": "ten"}), &f).is_err());
+        for (bad, says) in [
+            (json!([{"name": "a", "type": "decimal"}]), "scale: 2"),
+            (json!([{"name": "a", "type": "decimal", "precision": 50, "scale": 2}]), "1-38"),
+            (json!([{"name": "a", "type": "string", "scale": 2}]), "only a `decimal`"),
+        ] {
+            let decl: Vec<FieldDecl> = serde_json::from_value(bad).unwrap();
+            let e = declared_fields("f", &decl).unwrap_err().to_string();
+            assert!(e.starts_with("f[0].scale:") && e.contains(says), "{e}");
+        }
+    }
+
+    #[test]
+    fn sorted_needs_a_token_paginator() {
+        let c = RestConfig::parse(&props(json!({"base_url": "http://h", "endpoints": {"t": {
+            "path": "/t", "records": "$[*]",
+            "paginator": {"type": "page_number"},
+            "incremental": {"set": {}, "sorted": "descending", "cursor_path": "$.u"}}}})))
+        .unwrap();
+        let e = c.check("t", None).unwrap_err().to_string();
+        assert!(e.contains("incremental.sorted"), "{e}");
+        let c = RestConfig::parse(&props(json!({"base_url": "http://h", "endpoints": {"t": {
+            "path": "/t", "records": "$[*]", "paginator": {"type": "link_header"},
+            "incremental": {"set": {}, "cursor_path": "$.u"}}}})))
+        .unwrap();
+        let e = c.check("t", None).unwrap_err().to_string();
+        assert!(e.contains("sorted: descending"), "{e}");
+    }
+
+    #[test]
     fn declared_objects_and_arrays() {
         let decl: Vec<FieldDecl> = serde_json::from_value(json!([
             {"name": "id", "type": "integer"},

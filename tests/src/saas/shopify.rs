@@ -263,8 +263,16 @@ fn touch(s: &Inner, resource: &str, is: &[u64]) {
 /// What a `page_info` token carries: the first request's filters and where the page starts.
 fn page_token(filters: &Map<String, Value>, after_id: u64) -> String {
     use base64::Engine;
-    let v = json!({"f": filters, "after": after_id, "pad": "~~?>"});
-    base64::engine::general_purpose::STANDARD.encode(v.to_string())
+    // Padded so that every token ends in `=` (and percent-encodes in a URL): trailing spaces
+    // are still the same JSON.
+    let mut text = json!({"f": filters, "after": after_id}).to_string();
+    loop {
+        let t = base64::engine::general_purpose::STANDARD.encode(&text);
+        if t.ends_with('=') {
+            return t;
+        }
+        text.push(' ');
+    }
 }
 
 fn read_token(t: &str) -> Option<(Map<String, Value>, u64)> {
