@@ -137,7 +137,8 @@ mod stripe {
         assert_eq!(n, set.len(), "duplicates");
         assert_eq!(set, mock.ids_in("invoices", Some(from), None));
         assert_eq!(set.len(), 250 - 92);
-        let first = &mock.requests()[0];
+        let reqs = mock.requests();
+        let first = &reqs[0];
         assert!(
             first
                 .query

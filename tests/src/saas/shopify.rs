@@ -395,7 +395,9 @@ async fn list(
             ),
         })
         .collect();
-    let mut resp = axum::Json(json!({ resource.clone(): page })).into_response();
+    let mut body = Map::new();
+    body.insert(resource.clone(), Value::Array(page));
+    let mut resp = axum::Json(Value::Object(body)).into_response();
     if matching.len() > limit {
         let last = matching[limit - 1].id;
         let mut next = url::form_urlencoded::Serializer::new(String::new());
