@@ -87,7 +87,13 @@ mod stripe {
         let mock = StripeMock::start(StripeConfig::default()).await;
         let local = local().await;
         let out = local
-            .run(&flow("st-full", "stripe", "charges", &props(&mock, json!({})), ""))
+            .run(&flow(
+                "st-full",
+                "stripe",
+                "charges",
+                &props(&mock, json!({})),
+                "",
+            ))
             .await;
         assert!(out.succeeded(), "{:?}", out.failure);
         let rows = local.output("out/st-full");
@@ -112,10 +118,15 @@ mod stripe {
             .filter(|r| r.path == "/v1/charges")
             .collect();
         assert_eq!(reqs.len(), 3, "250 charges in pages of 100");
-        assert!(reqs.iter().all(|r| r.status == 200 && r.query.contains("limit=100")));
+        assert!(reqs
+            .iter()
+            .all(|r| r.status == 200 && r.query.contains("limit=100")));
         assert!(!reqs[0].query.contains("starting_after"));
         assert!(reqs[1].query.contains("starting_after=ch_"));
-        assert!(!reqs[0].query.contains("created"), "a complete run has no window");
+        assert!(
+            !reqs[0].query.contains("created"),
+            "a complete run has no window"
+        );
     }
 
     #[tokio::test]
@@ -177,7 +188,10 @@ mod stripe {
             "stripe",
             "customers",
             &props(&mock, json!({})),
-            &format!("{}  chunk: {{ records: 100 }}\n", incremental("created", from)),
+            &format!(
+                "{}  chunk: {{ records: 100 }}\n",
+                incremental("created", from)
+            ),
         );
         mock.create_after(2, "customers", 4);
         let out = local.run(&yaml).await;
@@ -200,14 +214,23 @@ mod stripe {
             vec![Fault::status(500), Fault::Truncated, Fault::status(429)],
         );
         let out = local
-            .run(&flow("st-faults", "stripe", "events", &props(&mock, json!({})), ""))
+            .run(&flow(
+                "st-faults",
+                "stripe",
+                "events",
+                &props(&mock, json!({})),
+                "",
+            ))
             .await;
         assert!(out.succeeded(), "{:?}", out.failure);
         let (n, set) = ids(&local.output("out/st-faults"));
         assert_eq!(n, set.len(), "duplicates");
         assert_eq!(set, mock.ids_in("events", None, None));
         let statuses: BTreeSet<u16> = mock.requests().iter().map(|r| r.status).collect();
-        assert!(statuses.contains(&429) && statuses.contains(&500), "{statuses:?}");
+        assert!(
+            statuses.contains(&429) && statuses.contains(&500),
+            "{statuses:?}"
+        );
     }
 
     #[tokio::test]
@@ -219,11 +242,20 @@ mod stripe {
         )
         .await;
         let out = local
-            .run(&flow("st-auth", "stripe", "charges", &props(&mock, json!({})), ""))
+            .run(&flow(
+                "st-auth",
+                "stripe",
+                "charges",
+                &props(&mock, json!({})),
+                "",
+            ))
             .await;
         let (error, cause) = failure(&out);
         assert_eq!(error, "AuthFailed", "{cause}");
-        assert!(cause.contains("'stripe'") && cause.contains("401"), "{cause}");
+        assert!(
+            cause.contains("'stripe'") && cause.contains("401"),
+            "{cause}"
+        );
         assert!(!cause.contains("sk_live_revoked_9999"), "{cause}");
     }
 
@@ -234,7 +266,13 @@ mod stripe {
         let mock = StripeMock::start(StripeConfig::default()).await;
         let local = local_with("stripe", json!({"type": "bearer", "token": KEY})).await;
         let out = local
-            .run(&flow("st-hosts", "stripe", "charges", &props(&mock, json!({})), ""))
+            .run(&flow(
+                "st-hosts",
+                "stripe",
+                "charges",
+                &props(&mock, json!({})),
+                "",
+            ))
             .await;
         let (error, cause) = failure(&out);
         assert_eq!(error, "AuthFailed", "{cause}");
@@ -256,7 +294,13 @@ mod stripe {
         assert!(e.contains("source.entity") && e.contains("charges"), "{e}");
         // A property the rest connector does not know.
         let e = ferry::flow::Flow::parse(
-            &flow("st-bad", "stripe", "charges", &props(&mock, json!({"pagesize": 5})), ""),
+            &flow(
+                "st-bad",
+                "stripe",
+                "charges",
+                &props(&mock, json!({"pagesize": 5})),
+                "",
+            ),
             "f.yaml",
         )
         .unwrap_err()
@@ -276,7 +320,8 @@ mod stripe {
         let (error, cause) = failure(&out);
         assert_eq!(error, "InvalidFlow", "{cause}");
         assert!(
-            cause.contains("source.incremental.field") && cause.contains("incremental.field: created"),
+            cause.contains("source.incremental.field")
+                && cause.contains("incremental.field: created"),
             "{cause}"
         );
         // Whole-second timestamps need an offset.
@@ -318,7 +363,14 @@ mod stripe {
         let rows = local.output("ferry-out/stripe-charges");
         let (n, set) = ids(&rows);
         assert_eq!(n, set.len());
-        assert_eq!(set, mock.ids_in("charges", Some(mock.created(0) - chrono::Duration::days(1)), None));
+        assert_eq!(
+            set,
+            mock.ids_in(
+                "charges",
+                Some(mock.created(0) - chrono::Duration::days(1)),
+                None
+            )
+        );
     }
 }
 
@@ -354,7 +406,13 @@ mod shopify {
         let mock = ShopifyMock::start(ShopifyConfig::default()).await;
         let local = local().await;
         let out = local
-            .run(&flow("sh-full", "shopify", "orders", &props(&mock, json!({})), ""))
+            .run(&flow(
+                "sh-full",
+                "shopify",
+                "orders",
+                &props(&mock, json!({})),
+                "",
+            ))
             .await;
         assert!(out.succeeded(), "{:?}", out.failure);
         let rows = local.output("out/sh-full");
@@ -372,12 +430,19 @@ mod shopify {
         assert_eq!(money(&r["line_items"][0]["price"]), "199.000", "{r}");
         assert_eq!(r["line_items"][0]["quantity"], json!(1));
         let updated = r["updated_at"].as_str().unwrap();
-        assert!(updated.starts_with("2026-04-01T08:00:01"), "shop offset read: {updated}");
+        assert!(
+            updated.starts_with("2026-04-01T08:00:01"),
+            "shop offset read: {updated}"
+        );
         let r = rows
             .iter()
             .find(|r| r["order_number"] == json!(1010))
             .unwrap();
-        assert_eq!(money(&r["total_price"]), "20000.000", "JPY has no minor unit: {r}");
+        assert_eq!(
+            money(&r["total_price"]),
+            "20000.000",
+            "JPY has no minor unit: {r}"
+        );
         let reqs: Vec<_> = mock.requests();
         assert_eq!(reqs.len(), 1, "230 orders fit one page of 250");
         assert!(reqs[0].query.contains("status=any") && reqs[0].query.contains("limit=250"));
@@ -393,7 +458,10 @@ mod shopify {
             "sh-inc",
             "shopify",
             "products",
-            &props(&mock, json!({"endpoints": {"products": {"params": {"limit": "25"}}}})),
+            &props(
+                &mock,
+                json!({"endpoints": {"products": {"params": {"limit": "25"}}}}),
+            ),
             &incremental("updated_at", from),
         );
         let out = local.run(&yaml).await;
@@ -404,13 +472,21 @@ mod shopify {
         assert_eq!(set.len(), 230 - 41);
         let reqs = mock.requests();
         assert!(reqs.iter().all(|r| r.status == 200), "{reqs:?}");
-        assert!(reqs[0].query.contains("updated_at_min=") && reqs[0].query.contains("updated_at_max="));
+        assert!(
+            reqs[0].query.contains("updated_at_min=") && reqs[0].query.contains("updated_at_max=")
+        );
         // Later pages carry page_info (percent-encoded as the Link gave it) and limit only.
         assert!(reqs.len() >= 8);
         for r in &reqs[1..] {
-            assert!(r.query.contains("page_info=") && !r.query.contains("updated_at"), "{}", r.query);
+            assert!(
+                r.query.contains("page_info=") && !r.query.contains("updated_at"),
+                "{}",
+                r.query
+            );
         }
-        assert!(reqs.iter().any(|r| r.query.contains("%3D") || r.query.contains("%2B") || r.query.contains("%2F")));
+        assert!(reqs.iter().any(|r| r.query.contains("%3D")
+            || r.query.contains("%2B")
+            || r.query.contains("%2F")));
         let out = local.run(&yaml).await;
         assert!(out.succeeded(), "{:?}", out.failure);
         assert_eq!(local.output("out/sh-inc").len(), n, "nothing changed");
@@ -427,8 +503,14 @@ mod shopify {
             "sh-moving",
             "shopify",
             "customers",
-            &props(&mock, json!({"endpoints": {"customers": {"params": {"limit": "30"}}}})),
-            &format!("{}  chunk: {{ records: 60 }}\n", incremental("updated_at", from)),
+            &props(
+                &mock,
+                json!({"endpoints": {"customers": {"params": {"limit": "30"}}}}),
+            ),
+            &format!(
+                "{}  chunk: {{ records: 60 }}\n",
+                incremental("updated_at", from)
+            ),
         );
         mock.touch_after(2, "customers", &[5, 6, 150, 151, 152]);
         let out = local.run(&yaml).await;
@@ -439,7 +521,12 @@ mod shopify {
         let got: BTreeSet<(u64, String)> = local
             .output("out/sh-moving")
             .iter()
-            .map(|r| (r["id"].as_u64().unwrap(), r["updated_at"].as_str().unwrap().to_string()))
+            .map(|r| {
+                (
+                    r["id"].as_u64().unwrap(),
+                    r["updated_at"].as_str().unwrap().to_string(),
+                )
+            })
             .collect();
         let got_ids: BTreeSet<u64> = got.iter().map(|(i, _)| *i).collect();
         for (id, t) in mock.versions("customers") {
@@ -468,11 +555,17 @@ mod shopify {
             json!({"http": {"rate_limit": {"leak_per_second": 20}},
                    "endpoints": {"orders": {"params": {"limit": "10"}}}}),
         );
-        let out = local.run(&flow("sh-bucket", "shopify", "orders", &p, "")).await;
+        let out = local
+            .run(&flow("sh-bucket", "shopify", "orders", &p, ""))
+            .await;
         assert!(out.succeeded(), "{:?}", out.failure);
         let reqs = mock.requests();
         assert_eq!(reqs.len(), 23);
-        assert!(reqs.iter().all(|r| r.status == 200), "no 429: {:?}", reqs.iter().map(|r| r.status).collect::<Vec<_>>());
+        assert!(
+            reqs.iter().all(|r| r.status == 200),
+            "no 429: {:?}",
+            reqs.iter().map(|r| r.status).collect::<Vec<_>>()
+        );
         let (n, set) = ids(&local.output("out/sh-bucket"));
         assert_eq!((n, set.len()), (230, 230));
 
@@ -488,9 +581,14 @@ mod shopify {
             json!({"http": {"rate_limit": null, "max_retries": 8},
                    "endpoints": {"orders": {"params": {"limit": "10"}}}}),
         );
-        let out = local.run(&flow("sh-bucket2", "shopify", "orders", &p, "")).await;
+        let out = local
+            .run(&flow("sh-bucket2", "shopify", "orders", &p, ""))
+            .await;
         assert!(out.succeeded(), "{:?}", out.failure);
-        assert!(mock.requests().iter().any(|r| r.status == 429), "the mock's bucket is real");
+        assert!(
+            mock.requests().iter().any(|r| r.status == 429),
+            "the mock's bucket is real"
+        );
         assert_eq!(local.output("out/sh-bucket2").len(), 230);
     }
 
@@ -498,9 +596,17 @@ mod shopify {
     async fn faults_are_retried_without_loss_or_duplicates() {
         let mock = ShopifyMock::start(ShopifyConfig::default()).await;
         let local = local().await;
-        mock.fault_every(2, vec![Fault::status(503), Fault::Truncated, Fault::throttle("0.2")]);
-        let p = props(&mock, json!({"endpoints": {"orders": {"params": {"limit": "20"}}}}));
-        let out = local.run(&flow("sh-faults", "shopify", "orders", &p, "")).await;
+        mock.fault_every(
+            2,
+            vec![Fault::status(503), Fault::Truncated, Fault::throttle("0.2")],
+        );
+        let p = props(
+            &mock,
+            json!({"endpoints": {"orders": {"params": {"limit": "20"}}}}),
+        );
+        let out = local
+            .run(&flow("sh-faults", "shopify", "orders", &p, ""))
+            .await;
         assert!(out.succeeded(), "{:?}", out.failure);
         let (n, set) = ids(&local.output("out/sh-faults"));
         assert_eq!(n, set.len(), "duplicates");
@@ -516,11 +622,20 @@ mod shopify {
         )
         .await;
         let out = local
-            .run(&flow("sh-auth", "shopify", "orders", &props(&mock, json!({})), ""))
+            .run(&flow(
+                "sh-auth",
+                "shopify",
+                "orders",
+                &props(&mock, json!({})),
+                "",
+            ))
             .await;
         let (error, cause) = failure(&out);
         assert_eq!(error, "AuthFailed", "{cause}");
-        assert!(cause.contains("'shopify'") && cause.contains("401"), "{cause}");
+        assert!(
+            cause.contains("'shopify'") && cause.contains("401"),
+            "{cause}"
+        );
         assert!(!cause.contains("shpat_wrong_1234"), "{cause}");
     }
 
@@ -586,7 +701,13 @@ mod github {
         let mock = GitHubMock::start(GitHubConfig::default()).await;
         let local = local().await;
         let out = local
-            .run(&flow("gh-full", "github", "issues", &props(&mock, json!({})), ""))
+            .run(&flow(
+                "gh-full",
+                "github",
+                "issues",
+                &props(&mock, json!({})),
+                "",
+            ))
             .await;
         assert!(out.succeeded(), "{:?}", out.failure);
         let rows = local.output("out/gh-full");
@@ -601,7 +722,12 @@ mod github {
         assert_eq!(r["comments"], json!(3));
         let reqs = mock.requests();
         assert_eq!(reqs.len(), 3, "260 issues in pages of 100");
-        for q in ["state=all", "sort=updated", "direction=desc", "per_page=100"] {
+        for q in [
+            "state=all",
+            "sort=updated",
+            "direction=desc",
+            "per_page=100",
+        ] {
             assert!(reqs.iter().all(|r| r.query.contains(q)), "{q}: {reqs:?}");
         }
     }
@@ -626,9 +752,18 @@ mod github {
         assert_eq!(set, mock.ids_in(false, Some(from)));
         assert!(!set.contains(&(1_296_269_000 + 43)) && set.contains(&(1_296_269_000 + 45)));
         let reqs = mock.requests();
-        assert!(reqs[0].query.contains("since=2026-05-01T09%3A00%3A21Z"), "{}", reqs[0].query);
+        assert!(
+            reqs[0].query.contains("since=2026-05-01T09%3A00%3A21Z"),
+            "{}",
+            reqs[0].query
+        );
         // The Link URLs echo since percent-encoded; they are followed as given.
-        assert!(reqs.len() > 2 && reqs[1..].iter().all(|r| r.query.contains("since=") && r.query.contains("page=")));
+        assert!(
+            reqs.len() > 2
+                && reqs[1..]
+                    .iter()
+                    .all(|r| r.query.contains("since=") && r.query.contains("page="))
+        );
         let out = local.run(&yaml).await;
         assert!(out.succeeded(), "{:?}", out.failure);
         assert_eq!(local.output("out/gh-inc").len(), n);
@@ -660,13 +795,25 @@ mod github {
             .iter()
             .filter(|r| r.path.ends_with("/pulls"))
             .count();
-        assert_eq!(pulls, 2, "65 pull requests in 7 pages; the second reaches the start");
+        assert_eq!(
+            pulls, 2,
+            "65 pull requests in 7 pages; the second reaches the start"
+        );
         // A complete run reads them all.
         let out = local
-            .run(&flow("gh-pulls-all", "github", "pulls", &props(&mock, per_page("pulls", 10)), ""))
+            .run(&flow(
+                "gh-pulls-all",
+                "github",
+                "pulls",
+                &props(&mock, per_page("pulls", 10)),
+                "",
+            ))
             .await;
         assert!(out.succeeded(), "{:?}", out.failure);
-        assert_eq!(ids(&local.output("out/gh-pulls-all")).1, mock.ids_in(true, None));
+        assert_eq!(
+            ids(&local.output("out/gh-pulls-all")).1,
+            mock.ids_in(true, None)
+        );
     }
 
     #[tokio::test]
@@ -693,7 +840,10 @@ mod github {
         assert_eq!(shas, mock.shas_in(Some(from)));
         let r = &rows[0];
         assert_eq!(r["committed_at"], r["commit"]["committer"]["date"]);
-        assert!(r["commit"]["message"].as_str().unwrap().starts_with("Fix all the bugs"));
+        assert!(r["commit"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Fix all the bugs"));
     }
 
     /// Issues edited while a run pages move to the first page (newest first): the pages behind
@@ -708,7 +858,10 @@ mod github {
             "github",
             "issues",
             &props(&mock, per_page("issues", 20)),
-            &format!("{}  chunk: {{ records: 30 }}\n", incremental("updated_at", from)),
+            &format!(
+                "{}  chunk: {{ records: 30 }}\n",
+                incremental("updated_at", from)
+            ),
         );
         mock.touch_after(3, &[5, 6, 250, 251, 150]);
         let out = local.run(&yaml).await;
@@ -719,7 +872,12 @@ mod github {
         let got: BTreeSet<(u64, String)> = local
             .output("out/gh-moving")
             .iter()
-            .map(|r| (r["id"].as_u64().unwrap(), r["updated_at"].as_str().unwrap().to_string()))
+            .map(|r| {
+                (
+                    r["id"].as_u64().unwrap(),
+                    r["updated_at"].as_str().unwrap().to_string(),
+                )
+            })
             .collect();
         for (id, t) in mock.issue_versions() {
             assert!(
@@ -739,11 +897,20 @@ mod github {
         let local = local().await;
         mock.set_remaining(2, 2);
         let out = local
-            .run(&flow("gh-rl", "github", "issues", &props(&mock, per_page("issues", 50)), ""))
+            .run(&flow(
+                "gh-rl",
+                "github",
+                "issues",
+                &props(&mock, per_page("issues", 50)),
+                "",
+            ))
             .await;
         assert!(out.succeeded(), "{:?}", out.failure);
         let reqs = mock.requests();
-        assert!(reqs.iter().all(|r| r.status == 200), "waited instead of a 403: {reqs:?}");
+        assert!(
+            reqs.iter().all(|r| r.status == 200),
+            "waited instead of a 403: {reqs:?}"
+        );
         assert!(
             reqs[2].at.duration_since(reqs[1].at) >= Duration::from_millis(900),
             "the third request waited for the reset"
@@ -753,7 +920,13 @@ mod github {
         let mock = GitHubMock::start(GitHubConfig::default()).await;
         mock.secondary_limit(Some("1"));
         let out = local
-            .run(&flow("gh-rl2", "github", "commits", &props(&mock, json!({})), ""))
+            .run(&flow(
+                "gh-rl2",
+                "github",
+                "commits",
+                &props(&mock, json!({})),
+                "",
+            ))
             .await;
         assert!(out.succeeded(), "{:?}", out.failure);
         let reqs = mock.requests();
@@ -762,8 +935,13 @@ mod github {
         // Without retry-after: "wait at least one minute" (here the flow says one second).
         let mock = GitHubMock::start(GitHubConfig::default()).await;
         mock.secondary_limit(None);
-        let p = props(&mock, json!({"http": {"rate_limit": {"default_wait_seconds": 1}}}));
-        let out = local.run(&flow("gh-rl3", "github", "commits", &p, "")).await;
+        let p = props(
+            &mock,
+            json!({"http": {"rate_limit": {"default_wait_seconds": 1}}}),
+        );
+        let out = local
+            .run(&flow("gh-rl3", "github", "commits", &p, ""))
+            .await;
         assert!(out.succeeded(), "{:?}", out.failure);
         let reqs = mock.requests();
         assert!(reqs[1].at.duration_since(reqs[0].at) >= Duration::from_millis(950));
@@ -772,7 +950,13 @@ mod github {
         let mock = GitHubMock::start(GitHubConfig::default()).await;
         mock.push_faults([Fault::status(403)]);
         let out = local
-            .run(&flow("gh-403", "github", "issues", &props(&mock, json!({})), ""))
+            .run(&flow(
+                "gh-403",
+                "github",
+                "issues",
+                &props(&mock, json!({})),
+                "",
+            ))
             .await;
         let (error, cause) = failure(&out);
         assert_eq!(error, "AuthFailed", "{cause}");
@@ -783,9 +967,18 @@ mod github {
     async fn faults_are_retried_without_loss_or_duplicates() {
         let mock = GitHubMock::start(GitHubConfig::default()).await;
         let local = local().await;
-        mock.fault_every(2, vec![Fault::status(502), Fault::Truncated, Fault::throttle("0")]);
+        mock.fault_every(
+            2,
+            vec![Fault::status(502), Fault::Truncated, Fault::throttle("0")],
+        );
         let out = local
-            .run(&flow("gh-faults", "github", "issues", &props(&mock, per_page("issues", 25)), ""))
+            .run(&flow(
+                "gh-faults",
+                "github",
+                "issues",
+                &props(&mock, per_page("issues", 25)),
+                "",
+            ))
             .await;
         assert!(out.succeeded(), "{:?}", out.failure);
         let (n, set) = ids(&local.output("out/gh-faults"));
@@ -802,15 +995,30 @@ mod github {
         )
         .await;
         let out = local
-            .run(&flow("gh-auth", "github", "issues", &props(&mock, json!({})), ""))
+            .run(&flow(
+                "gh-auth",
+                "github",
+                "issues",
+                &props(&mock, json!({})),
+                "",
+            ))
             .await;
         let (error, cause) = failure(&out);
         assert_eq!(error, "AuthFailed", "{cause}");
-        assert!(cause.contains("'github'") && cause.contains("401"), "{cause}");
+        assert!(
+            cause.contains("'github'") && cause.contains("401"),
+            "{cause}"
+        );
         assert!(!cause.contains("ghp_revoked_5678"), "{cause}");
         // A repository name with a slash would change the path: refused with the rule.
         let e = ferry::flow::Flow::parse(
-            &flow("gh-bad", "github", "issues", &props(&mock, json!({"repo": "a/../b"})), ""),
+            &flow(
+                "gh-bad",
+                "github",
+                "issues",
+                &props(&mock, json!({"repo": "a/../b"})),
+                "",
+            ),
             "f.yaml",
         )
         .unwrap_err()
@@ -830,7 +1038,10 @@ mod github {
         let local = local().await;
         let text = text
             .replace("owner: octocat", &format!("owner: {OWNER}"))
-            .replace("repo: hello-world", &format!("repo: {REPO}\n    base_url: \"{}\"", mock.url()))
+            .replace(
+                "repo: hello-world",
+                &format!("repo: {REPO}\n    base_url: \"{}\"", mock.url()),
+            )
             .replace("format: parquet", "format: jsonl")
             .replace("compression: zstd", "compression: none");
         assert!(text.contains(&mock.url()), "{text}");
@@ -838,6 +1049,9 @@ mod github {
         assert!(out.succeeded(), "{:?}", out.failure);
         let (n, set) = ids(&local.output("ferry-out/github-issues"));
         assert_eq!(n, set.len());
-        assert_eq!(set, mock.ids_in(false, Some(mock.updated(0) - chrono::Duration::days(1))));
+        assert_eq!(
+            set,
+            mock.ids_in(false, Some(mock.updated(0) - chrono::Duration::days(1)))
+        );
     }
 }

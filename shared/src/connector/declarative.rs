@@ -79,10 +79,7 @@ impl Builtin {
     /// an error here is a defect of ferry, not of the flow.
     pub fn definition(&self) -> Result<Definition, SourceError> {
         serde_yaml::from_str(self.yaml).map_err(|e| SourceError::Fatal {
-            message: format!(
-                "the built-in {} definition does not parse: {e}",
-                self.name
-            ),
+            message: format!("the built-in {} definition does not parse: {e}", self.name),
         })
     }
 
@@ -358,7 +355,11 @@ mod tests {
             let cfg = RestConfig::parse(&config).unwrap();
             for (name, ep) in &cfg.endpoints {
                 assert!(b.validate(name, &p).is_empty(), "{}: {name}", b.name);
-                assert!(ep.fields.is_some(), "{}: {name} declares its fields", b.name);
+                assert!(
+                    ep.fields.is_some(),
+                    "{}: {name} declares its fields",
+                    b.name
+                );
                 assert!(ep.primary_key.is_some(), "{}: {name} has a key", b.name);
             }
             assert!(
@@ -381,8 +382,10 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("not a valid shop"), "{e}");
         let c = SHOPIFY
-            .resolve(&props(json!({"shop": "acme-store", "http": {"max_retries": 1},
-                                     "endpoints": {"orders": {"params": {"limit": "50"}}}})))
+            .resolve(&props(
+                json!({"shop": "acme-store", "http": {"max_retries": 1},
+                                     "endpoints": {"orders": {"params": {"limit": "50"}}}}),
+            ))
             .unwrap();
         assert_eq!(
             c["base_url"],
@@ -395,10 +398,7 @@ mod tests {
         assert_eq!(c["endpoints"]["orders"]["params"]["status"], json!("any"));
         // Unknown properties are refused by the rest checks, naming the path.
         let errs = SHOPIFY.validate("orders", &props(json!({"shop": "a", "colour": "red"})));
-        assert!(
-            errs.iter().any(|e| e.path.contains("colour")),
-            "{errs:?}"
-        );
+        assert!(errs.iter().any(|e| e.path.contains("colour")), "{errs:?}");
         let errs = GITHUB.validate("issues", &props(json!({"owner": "octocat"})));
         assert!(
             errs.iter().any(|e| e.path == "source.properties.repo"),
@@ -406,7 +406,8 @@ mod tests {
         );
         let errs = STRIPE.validate("refunds", &props(json!({})));
         assert!(
-            errs.iter().any(|e| e.path == "source.entity" && e.message.contains("charges")),
+            errs.iter()
+                .any(|e| e.path == "source.entity" && e.message.contains("charges")),
             "{errs:?}"
         );
     }

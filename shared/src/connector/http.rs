@@ -786,9 +786,7 @@ impl HttpClient {
                 if said {
                     let wait = retry_after
                         .or(if rate.spent { rate.reset } else { None })
-                        .or(rule
-                            .default_wait_seconds
-                            .map(|w| secs(w, MAX_RETRY_AFTER)));
+                        .or(rule.default_wait_seconds.map(|w| secs(w, MAX_RETRY_AFTER)));
                     return Err(Attempt::Retry {
                         message: format!("{method} {shown} answered {status} (rate limited)"),
                         retry_after: wait,
@@ -1089,7 +1087,10 @@ mod tests {
         assert_eq!(r.pause(), None);
         // One left (the reserve): wait for the reset, 30 s away.
         let r = rule.read(
-            &h(&[("x-ratelimit-remaining", "1"), ("x-ratelimit-reset", "1030")]),
+            &h(&[
+                ("x-ratelimit-remaining", "1"),
+                ("x-ratelimit-reset", "1030"),
+            ]),
             now,
         );
         assert_eq!(r.pause(), Some(Duration::from_secs(30)));
@@ -1109,9 +1110,18 @@ mod tests {
         assert_eq!(r.pause(), None);
 
         for (bad, field) in [
-            (serde_json::json!({"remaining_header": "X"}), "http.rate_limit"),
-            (serde_json::json!({"bucket_header": "X"}), "http.rate_limit.leak_per_second"),
-            (serde_json::json!({"throttle_statuses": [401]}), "http.rate_limit.throttle_statuses"),
+            (
+                serde_json::json!({"remaining_header": "X"}),
+                "http.rate_limit",
+            ),
+            (
+                serde_json::json!({"bucket_header": "X"}),
+                "http.rate_limit.leak_per_second",
+            ),
+            (
+                serde_json::json!({"throttle_statuses": [401]}),
+                "http.rate_limit.throttle_statuses",
+            ),
         ] {
             let rule: RateLimitRule = serde_json::from_value(bad).unwrap();
             let e = rule.validate("http.rate_limit").unwrap_err().to_string();

@@ -2095,8 +2095,14 @@ mod tests {
         assert!(shape_declared(&json!({"price": "ten"}), &f).is_err());
         for (bad, says) in [
             (json!([{"name": "a", "type": "decimal"}]), "scale: 2"),
-            (json!([{"name": "a", "type": "decimal", "precision": 50, "scale": 2}]), "1-38"),
-            (json!([{"name": "a", "type": "string", "scale": 2}]), "only a `decimal`"),
+            (
+                json!([{"name": "a", "type": "decimal", "precision": 50, "scale": 2}]),
+                "1-38",
+            ),
+            (
+                json!([{"name": "a", "type": "string", "scale": 2}]),
+                "only a `decimal`",
+            ),
         ] {
             let decl: Vec<FieldDecl> = serde_json::from_value(bad).unwrap();
             let e = declared_fields("f", &decl).unwrap_err().to_string();

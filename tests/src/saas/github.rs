@@ -337,9 +337,10 @@ async fn list(
             "https://docs.github.com/rest",
         );
     }
-    let params: Vec<(String, String)> = url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect();
+    let params: Vec<(String, String)> =
+        url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let per_page = get("per_page")
         .and_then(|v| v.parse::<usize>().ok())
@@ -371,7 +372,9 @@ async fn list(
             cs.sort_by(|a, b| b.date.cmp(&a.date).then(b.sha.cmp(&a.sha)));
             cs.iter()
                 .enumerate()
-                .filter(|(_, c)| since.is_none_or(|t| c.date >= t) && until.is_none_or(|t| c.date <= t))
+                .filter(|(_, c)| {
+                    since.is_none_or(|t| c.date >= t) && until.is_none_or(|t| c.date <= t)
+                })
                 .map(|(i, c)| c.json(cs.get(i + 1).map(|p| p.sha.as_str())))
                 .collect()
         }
@@ -400,7 +403,13 @@ async fn list(
                 }
             });
             is.iter()
-                .map(|i| if what == "pulls" { i.as_pull() } else { i.as_issue() })
+                .map(|i| {
+                    if what == "pulls" {
+                        i.as_pull()
+                    } else {
+                        i.as_issue()
+                    }
+                })
                 .collect()
         }
     };
@@ -419,7 +428,10 @@ async fn list(
             ser.append_pair(k, v);
         }
         ser.append_pair("page", &p.to_string());
-        format!("<http://{host}/repos/{owner}/{repo}/{what}?{}>", ser.finish())
+        format!(
+            "<http://{host}/repos/{owner}/{repo}/{what}?{}>",
+            ser.finish()
+        )
     };
     let mut links = vec![];
     if page > 1 {
@@ -441,7 +453,10 @@ async fn list(
 
 fn authorized(s: &S, headers: &HeaderMap) -> bool {
     header(headers, "authorization")
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("token ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("token "))
+        })
         .is_some_and(|t| t == s.cfg.token)
 }
 
@@ -518,7 +533,10 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
                         touch(&s, &ns);
                     }
                     match s.common.next_fault() {
-                        Some(Fault::Status { status, retry_after }) => status_response(
+                        Some(Fault::Status {
+                            status,
+                            retry_after,
+                        }) => status_response(
                             status,
                             retry_after.as_deref(),
                             json!({"message": "Server Error"}),

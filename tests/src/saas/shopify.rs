@@ -283,11 +283,7 @@ fn read_token(t: &str) -> Option<(Map<String, Value>, u64)> {
 }
 
 fn bad_request(msg: &str) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        axum::Json(json!({"errors": msg})),
-    )
-        .into_response()
+    (StatusCode::BAD_REQUEST, axum::Json(json!({"errors": msg}))).into_response()
 }
 
 fn parse_time(v: &str) -> Option<DateTime<Utc>> {
@@ -303,14 +299,23 @@ async fn list(
     RawQuery(q): RawQuery,
 ) -> Response {
     let Some(resource) = resource.strip_suffix(".json").map(String::from) else {
-        return (StatusCode::NOT_FOUND, axum::Json(json!({"errors": "Not Found"}))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"errors": "Not Found"})),
+        )
+            .into_response();
     };
     if !RESOURCES.contains(&resource.as_str()) || version != VERSION {
-        return (StatusCode::NOT_FOUND, axum::Json(json!({"errors": "Not Found"}))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"errors": "Not Found"})),
+        )
+            .into_response();
     }
-    let params: Vec<(String, String)> = url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect();
+    let params: Vec<(String, String)> =
+        url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     // https://shopify.dev/docs/api/usage/pagination-rest: default 50, maximum 250.
     let limit = get("limit")
@@ -477,7 +482,10 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
                 touch(&s, &resource, &is);
             }
             match s.common.next_fault() {
-                Some(Fault::Status { status, retry_after }) => status_response(
+                Some(Fault::Status {
+                    status,
+                    retry_after,
+                }) => status_response(
                     status,
                     retry_after.as_deref(),
                     json!({"errors": "Internal Server Error"}),
@@ -492,8 +500,12 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
         };
         r.headers_mut().insert(
             "x-shopify-shop-api-call-limit",
-            HeaderValue::from_str(&format!("{}/{}", fill.ceil() as u64, s.cfg.bucket_size as u64))
-                .unwrap(),
+            HeaderValue::from_str(&format!(
+                "{}/{}",
+                fill.ceil() as u64,
+                s.cfg.bucket_size as u64
+            ))
+            .unwrap(),
         );
         r
     };

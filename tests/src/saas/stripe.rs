@@ -81,7 +81,11 @@ fn prefix(object: &str) -> &'static str {
 
 /// Object `i` (1-based) of a kind: an id with letters of both cases and digits, as Stripe's.
 fn make(object: &str, seq: u64, created: i64) -> Obj {
-    let id = format!("{}{}Xy{seq:06}", prefix(object), ["A", "b", "Q"][(seq % 3) as usize]);
+    let id = format!(
+        "{}{}Xy{seq:06}",
+        prefix(object),
+        ["A", "b", "Q"][(seq % 3) as usize]
+    );
     let body = match object {
         "charges" => json!({
             "id": id, "object": "charge",
@@ -273,9 +277,10 @@ fn invalid(message: &str) -> Response {
 /// A list endpoint, as <https://docs.stripe.com/api/pagination> and the objects' list pages
 /// describe it.
 async fn list(State(s): State<S>, Path(object): Path<String>, RawQuery(q): RawQuery) -> Response {
-    let params: Vec<(String, String)> = url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect();
+    let params: Vec<(String, String)> =
+        url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
     if !OBJECTS.contains(&object.as_str()) {
         return error(
             StatusCode::NOT_FOUND,
@@ -309,7 +314,9 @@ async fn list(State(s): State<S>, Path(object): Path<String>, RawQuery(q): RawQu
         }
     }
     if after.is_some() && before.is_some() {
-        return invalid("You may only specify one of these parameters: ending_before, starting_after.");
+        return invalid(
+            "You may only specify one of these parameters: ending_before, starting_after.",
+        );
     }
     let data = s.data.lock().unwrap();
     let mut all: Vec<&Obj> = data[&object].iter().collect();
@@ -395,7 +402,13 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
     let resp = if !authorized(&s, req.headers()) {
         let shown = header(req.headers(), "authorization")
             .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|k| format!("{}****{}", &k[..k.len().min(8)], &k[k.len().saturating_sub(4)..]))
+            .map(|k| {
+                format!(
+                    "{}****{}",
+                    &k[..k.len().min(8)],
+                    &k[k.len().saturating_sub(4)..]
+                )
+            })
             .unwrap_or_default();
         error(
             StatusCode::UNAUTHORIZED,
@@ -419,7 +432,10 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
         }
         match s.common.next_fault() {
             // https://docs.stripe.com/rate-limits: 429, no Retry-After.
-            Some(Fault::Status { status: 429, retry_after }) => {
+            Some(Fault::Status {
+                status: 429,
+                retry_after,
+            }) => {
                 let mut r = error(
                     StatusCode::TOO_MANY_REQUESTS,
                     "invalid_request_error",
@@ -427,12 +443,14 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
                     "Too many requests hit the API too quickly. We recommend an exponential backoff of your requests.",
                 );
                 if let Some(ra) = retry_after {
-                    r.headers_mut()
-                        .insert("retry-after", ra.parse().unwrap());
+                    r.headers_mut().insert("retry-after", ra.parse().unwrap());
                 }
                 r
             }
-            Some(Fault::Status { status, retry_after }) => status_response(
+            Some(Fault::Status {
+                status,
+                retry_after,
+            }) => status_response(
                 status,
                 retry_after.as_deref(),
                 json!({"error": {"type": "api_error", "message": "An unknown error occurred"}}),
