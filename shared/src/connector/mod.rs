@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod check;
 pub mod consent;
+pub mod declarative;
 pub mod http;
 pub mod hubspot;
 pub mod link;

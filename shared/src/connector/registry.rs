@@ -92,6 +92,9 @@ pub static REGISTRY: Registry = Registry {
         &super::servicenow::CONNECTOR,
         &super::hubspot::CONNECTOR,
         &super::slack::CONNECTOR,
+        &super::declarative::STRIPE_CONNECTOR,
+        &super::declarative::SHOPIFY_CONNECTOR,
+        &super::declarative::GITHUB_CONNECTOR,
     ],
 };
 
