@@ -240,6 +240,7 @@ impl Default for HttpSettings {
             max_retry_after_seconds: d::max_retry_after_seconds(),
             budget: None,
             max_response_mb: d::max_response_mb(),
+            rate_limit: None,
         }
     }
 }
