@@ -370,6 +370,57 @@ mod tests {
         }
     }
 
+    /// Money is decimal (Shopify's text) or integer minor units (Stripe's), never float; times
+    /// are timestamps; each entity's incremental field is marked.
+    #[tokio::test]
+    async fn declared_types_are_what_the_vendors_send() {
+        use crate::connector::{FieldType, Source};
+        let source = |b: &Builtin, p: Value| {
+            RestSource::new(
+                &b.resolve(&props(p)).unwrap(),
+                None,
+                super::super::auth::Authenticator::none(),
+            )
+            .unwrap()
+        };
+        let ty = |d: &crate::connector::EntityDescription, n: &str| {
+            d.fields
+                .iter()
+                .find(|f| f.name == n)
+                .unwrap_or_else(|| panic!("no {n}"))
+                .clone()
+        };
+        let shop = source(&SHOPIFY, json!({"shop": "acme"}));
+        let d = shop.describe("orders").await.unwrap();
+        let dec = FieldType::Decimal {
+            precision: 20,
+            scale: 3,
+        };
+        assert_eq!(ty(&d, "total_price").data_type, dec);
+        assert!(ty(&d, "updated_at").incremental);
+        assert!(ty(&d, "id").primary_key);
+        match &ty(&d, "line_items").data_type {
+            FieldType::Array { item } => match item.as_ref() {
+                FieldType::Object { fields } => {
+                    assert!(fields
+                        .iter()
+                        .any(|f| f.name == "price" && f.data_type == dec))
+                }
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+        let stripe = source(&STRIPE, json!({}));
+        let d = stripe.describe("charges").await.unwrap();
+        assert_eq!(ty(&d, "amount").data_type, FieldType::Integer);
+        assert_eq!(ty(&d, "created").data_type, FieldType::Timestamp);
+        assert!(ty(&d, "created").incremental);
+        let gh = source(&GITHUB, json!({"owner": "o", "repo": "r"}));
+        let d = gh.describe("commits").await.unwrap();
+        assert!(ty(&d, "committed_at").incremental);
+        assert!(ty(&d, "sha").primary_key);
+    }
+
     #[test]
     fn variables_are_checked_and_overrides_merge() {
         let e = SHOPIFY.resolve(&props(json!({}))).unwrap_err();

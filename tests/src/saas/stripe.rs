@@ -126,7 +126,7 @@ fn make(object: &str, seq: u64, created: i64) -> Obj {
         }),
         _ => json!({
             "id": id, "object": "event",
-            "type": ["charge.succeeded", "invoice.paid", "customer.updated"][(seq % 3) as usize],
+            "type": (["charge.succeeded", "invoice.paid", "customer.updated"][(seq % 3) as usize]),
             "api_version": "2025-01-27.acacia", "livemode": false, "pending_webhooks": 0,
             "created": created,
             "data": {"object": {"id": format!("ch_{seq}"), "object": "charge", "amount": 100}},
