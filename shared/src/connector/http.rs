@@ -603,8 +603,11 @@ impl HttpClient {
                     message: format!("{message} (still throttled after {} retries)", s.max_retries),
                     retry_after,
                 },
-                _ => SourceError::Transient {
-                    message: format!("{message} (after {} retries)", s.max_retries),
+                _ => SourceError::Unavailable {
+                    message: format!(
+                        "{message} (after {} retries; raise source.properties.http.max_retries to wait longer)",
+                        s.max_retries
+                    ),
                 },
             },
         })
