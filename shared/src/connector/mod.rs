@@ -3,9 +3,12 @@
 
 pub mod auth;
 pub mod check;
+pub mod ga4;
 pub mod http;
 pub mod hubspot;
+pub mod jira;
 pub mod link;
+pub mod marketo;
 pub mod normalize;
 pub mod registry;
 pub mod rest;

@@ -87,6 +87,9 @@ pub static REGISTRY: Registry = Registry {
         &super::servicenow::CONNECTOR,
         &super::hubspot::CONNECTOR,
         &super::slack::CONNECTOR,
+        &super::jira::CONNECTOR,
+        &super::marketo::CONNECTOR,
+        &super::ga4::CONNECTOR,
     ],
 };
 
