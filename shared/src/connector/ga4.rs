@@ -46,8 +46,8 @@
 //!   of `2d` so that a day is read once it is final.
 //! - **Each day is its own report request** (`dateRanges` one day, ordered by every dimension),
 //!   paged with `limit`/`offset` against the first page's `rowCount`: if a later page of the same
-//!   day reports another `rowCount` (GA4 still processing the day), the read stops with a
-//!   retryable error instead of skipping or repeating rows. A day that fits in one page is read
+//!   day reports another `rowCount` (GA4 still processing the day), the run fails naming the
+//!   day (its window is read again whole by the next run) instead of skipping or repeating rows. A day that fits in one page is read
 //!   atomically. Complete reads ask for `2015-08-14` (GA4's earliest date) to `today`.
 //! - **Metric values arrive as text**; they are typed from the response's `metricHeaders`:
 //!   integers, floats, and currency as a decimal (38, 6) — never a float.
@@ -642,12 +642,15 @@ impl Source for Ga4Source {
         let row_count = b.get("rowCount").and_then(Value::as_u64).unwrap_or(0);
         if let Some(rc) = c.row_count {
             if rc != row_count {
-                return Err(SourceError::Transient {
-                    message: format!(
-                        "ga4: {}: the report for {start_date} had {rc} rows at offset 0 and {row_count} at offset {}: GA4 is still processing that day; set a larger page_size (a day read in one request is consistent) or a larger incremental.offset",
-                        resp.url, c.offset
+                // Not retried: the pages already delivered cannot be taken back, and paging on
+                // would skip or repeat rows. The run fails; its window is read again whole.
+                return Err(Self::rejected(
+                    &resp.url,
+                    format!(
+                        "the report for {start_date} had {rc} rows at offset 0 and {row_count} at offset {}: GA4 is still processing that day; set a larger page_size (a day read in one request is consistent) or a larger incremental.offset",
+                        c.offset
                     ),
-                });
+                ));
             }
         }
         if b.pointer("/metadata/dataLossFromOtherRow").and_then(Value::as_bool) == Some(true) {

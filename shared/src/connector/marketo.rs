@@ -14,6 +14,7 @@
 //!     poll_seconds: 30                   # between job status checks
 //!     max_wait_minutes: 120              # a job still queued after this fails the read
 //!     history_start: 2020-01-01T00:00:00Z   # where complete reads start
+//!     file_part_bytes: 8388608           # the file is read in Range parts of this size
 //!   incremental: { field: updatedAt }    # leads: updatedAt | createdAt; activities: activityDate
 //! ```
 //!
@@ -97,6 +98,9 @@ pub struct MarketoConfig {
     pub max_wait_minutes: f64,
     #[serde(default)]
     pub history_start: Option<DateTime<Utc>>,
+    /// Bytes of the file asked for per `Range` request (default 8 MiB).
+    #[serde(default)]
+    pub file_part_bytes: Option<u64>,
     #[serde(default)]
     pub http: HttpSettings,
 }
@@ -112,7 +116,7 @@ impl MarketoConfig {
     pub fn parse(props: &Map<String, Value>) -> Result<Self, SourceError> {
         let c: MarketoConfig = parse_properties(
             props,
-            Some("marketo takes munchkin_id, base_url, fields, activity_type_ids, poll_seconds, max_wait_minutes, history_start, http"),
+            Some("marketo takes munchkin_id, base_url, fields, activity_type_ids, poll_seconds, max_wait_minutes, history_start, file_part_bytes, http"),
         )?;
         c.check()?;
         Ok(c)
@@ -178,6 +182,12 @@ impl MarketoConfig {
             return Err(SourceError::config(
                 "source.properties.max_wait_minutes",
                 "must be more than 0 and at most 1440 (a day)",
+            ));
+        }
+        if self.file_part_bytes.is_some_and(|b| !(1024..=512 * 1024 * 1024).contains(&b)) {
+            return Err(SourceError::config(
+                "source.properties.file_part_bytes",
+                "must be between 1024 and 536870912 (512 MiB)",
             ));
         }
         self.http.validate("source.properties.http")
@@ -349,6 +359,10 @@ impl MarketoSource {
             http,
             describe: Default::default(),
         })
+    }
+
+    fn part_bytes(&self) -> u64 {
+        self.cfg.file_part_bytes.unwrap_or(FILE_PART_BYTES)
     }
 
     fn verdict(&self, code: &str, message: &str, url: &str) -> Verdict {
@@ -835,7 +849,7 @@ impl Source for MarketoSource {
                                     offset: 0,
                                     size,
                                     header: vec![],
-                                    part: FILE_PART_BYTES,
+                                    part: self.part_bytes(),
                                 }
                             }
                         }
@@ -995,7 +1009,7 @@ impl Source for MarketoSource {
                             offset: next_offset,
                             size,
                             header,
-                            part: FILE_PART_BYTES.max(part / 2),
+                            part: self.part_bytes().max(part / 2),
                         })
                     };
                     return Ok(Page {

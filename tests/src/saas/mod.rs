@@ -2,7 +2,10 @@
 //! auth headers, error bodies and rate-limit answers, over a deterministic data set, with a
 //! request log and fault/auth toggles like [`crate::Mock`].
 
+pub mod ga4;
 pub mod hubspot;
+pub mod jira;
+pub mod marketo;
 pub mod salesforce;
 pub mod servicenow;
 pub mod slack;
