@@ -786,8 +786,9 @@ impl Translator {
                 self.problem(
                     "sourceFlowConfig.connectorType",
                     format!(
-                        "ferry has no {ct} connector (it has salesforce, zendesk, servicenow, slack, hubspot, rest, sample); \
+                        "ferry has no {ct} connector (it has {}); \
                          the flow keeps '{}' so you can swap in another connector (or --set connector=NAME)",
+                        ferry::connector::REGISTRY.names().join(", "),
                         ct.to_lowercase()
                     ),
                 );
@@ -795,6 +796,14 @@ impl Translator {
             }
         };
         out.insert("connector".into(), json!(connector));
+        if connector == "ga4" && forced.is_none() {
+            self.problem(
+                "sourceFlowConfig.connectorType",
+                "AppFlow's GoogleAnalytics connector reads Universal Analytics (the v3 Reporting API, retired by Google); \
+                 ferry's ga4 reads GA4 properties: set source.properties.property_id and a report under source.properties.reports \
+                 named like source.entity (dimensions, metrics; docs/connectors/ga4.md)",
+            );
+        }
         if let Some(p) = s.get("connectorProfileName").and_then(text) {
             out.insert("profile".into(), json!(p));
         }

@@ -301,11 +301,10 @@ mod jira {
         let (n, set) = strings(&rows, "id");
         assert_eq!(n, set.len());
         assert_eq!(set, mock.history_ids_in(from, chrono::Utc::now()));
-        assert!(rows.iter().all(|r| r["issue_key"]
-            .as_str()
-            .unwrap()
-            .starts_with("OPS-")
-            && r["items"].as_str().unwrap().contains("toString")));
+        assert!(rows
+            .iter()
+            .all(|r| r["issue_key"].as_str().unwrap().starts_with("OPS-")
+                && r["items"].as_str().unwrap().contains("toString")));
         assert!(mock
             .requests()
             .iter()
@@ -330,7 +329,11 @@ mod jira {
         let out = local.run(&flow("jira-bad", "jira", "issues", &p, "")).await;
         let f = out.failure.expect("the run fails");
         assert_eq!(f.error, "AuthFailed", "{f:?}");
-        assert!(f.cause.contains("'jira'") && f.cause.contains("401"), "{}", f.cause);
+        assert!(
+            f.cause.contains("'jira'") && f.cause.contains("401"),
+            "{}",
+            f.cause
+        );
         assert!(!f.cause.contains("ATATT-revoked-999"), "{}", f.cause);
         let e = JiraSource::new(
             p.as_object().unwrap(),
@@ -343,7 +346,10 @@ mod jira {
         assert_eq!(e.kind(), ferry::error::ErrorKind::AuthFailed, "{e}");
 
         local
-            .put_secret("jira", json!({"type": "bearer", "token": "jira-3lo-access"}))
+            .put_secret(
+                "jira",
+                json!({"type": "bearer", "token": "jira-3lo-access"}),
+            )
             .await;
         let out = local.run(&flow("jira-3lo", "jira", "issues", &p, "")).await;
         assert!(out.succeeded(), "{:?}", out.failure);
@@ -394,7 +400,10 @@ mod jira {
         let mock = JiraMock::start(JiraConfig::default()).await;
         let local = local().await;
         let text = text
-            .replace("    site: acme\n", &format!("    base_url: {}\n", mock.url()))
+            .replace(
+                "    site: acme\n",
+                &format!("    base_url: {}\n", mock.url()),
+            )
             .replace("format: parquet", "format: jsonl")
             .replace("compression: zstd", "compression: none");
         assert!(text.contains(&mock.url()));
@@ -438,7 +447,10 @@ mod marketo {
         l
     }
 
-    fn window(start: chrono::DateTime<chrono::Utc>, end: chrono::DateTime<chrono::Utc>) -> Option<Window> {
+    fn window(
+        start: chrono::DateTime<chrono::Utc>,
+        end: chrono::DateTime<chrono::Utc>,
+    ) -> Option<Window> {
         Some(Window {
             start: Some(start),
             end,
@@ -462,7 +474,10 @@ mod marketo {
         let f = |n: &str| d.fields.iter().find(|f| f.name == n).unwrap().clone();
         assert!(f("id").primary_key);
         assert_eq!(f("leadScore").data_type, FieldType::Integer);
-        assert!(matches!(f("annualRevenue").data_type, FieldType::Decimal { .. }));
+        assert!(matches!(
+            f("annualRevenue").data_type,
+            FieldType::Decimal { .. }
+        ));
         assert_eq!(f("unsubscribed").data_type, FieldType::Boolean);
         assert!(f("updatedAt").incremental);
         let e = source(&mock, json!({"fields": ["email", "emial"]}))
@@ -512,7 +527,10 @@ mod marketo {
             })
             .await;
             let src = source(&mock, json!({"file_part_bytes": 1024}));
-            let (s, e) = (mock.updated(0) - chrono::Duration::seconds(1), mock.updated(60));
+            let (s, e) = (
+                mock.updated(0) - chrono::Duration::seconds(1),
+                mock.updated(60),
+            );
             let rows = read_all(&src, &req("leads", "updatedAt", window(s, e))).await;
             let (n, set) = strings(&rows, "id");
             assert_eq!(n, set.len());
@@ -539,7 +557,10 @@ mod marketo {
     async fn errors_in_200_bodies_refresh_retry_or_throttle() {
         let mock = MarketoMock::start(MarketoConfig::default()).await;
         let src = source(&mock, json!({}));
-        let (s, e) = (mock.updated(0) - chrono::Duration::seconds(1), mock.updated(20));
+        let (s, e) = (
+            mock.updated(0) - chrono::Duration::seconds(1),
+            mock.updated(20),
+        );
         src.describe("leads").await.unwrap();
         assert_eq!(mock.tokens_issued(), 1);
         // An expired token (602 in a 200 body) is refreshed once and the call sent again; a
@@ -558,7 +579,10 @@ mod marketo {
         assert_eq!(e1.kind(), ferry::error::ErrorKind::Throttled, "{e1}");
         assert!(e1.to_string().contains("quota"), "{e1}");
         // No updatedAt filter on this subscription (1035): the flow's field is named.
-        mock.push_error("1035", "Unsupported filter type for target subscription: updatedAt");
+        mock.push_error(
+            "1035",
+            "Unsupported filter type for target subscription: updatedAt",
+        );
         let e2 = src
             .read_page(&req("leads", "updatedAt", window(s, e)), None)
             .await
@@ -575,7 +599,13 @@ mod marketo {
         s["client_secret"] = json!("wrong-secret-123");
         local.put_secret("marketo", s).await;
         let out = local
-            .run(&flow("mk-bad", "marketo", "leads", &props(&mock, json!({})), ""))
+            .run(&flow(
+                "mk-bad",
+                "marketo",
+                "leads",
+                &props(&mock, json!({})),
+                "",
+            ))
             .await;
         let f = out.failure.expect("the run fails");
         assert_eq!(f.error, "AuthFailed", "{f:?}");
@@ -602,7 +632,9 @@ mod marketo {
         let (n, set) = strings(&rows, "marketoGUID");
         assert_eq!(n, set.len());
         assert_eq!(set, mock.activity_ids_in(from, chrono::Utc::now()));
-        assert!(rows.iter().all(|r| r["attributes"].as_str().unwrap().contains("direct")));
+        assert!(rows
+            .iter()
+            .all(|r| r["attributes"].as_str().unwrap().contains("direct")));
     }
 
     /// Leads edited while the export job runs are in the file as they were when it was written
@@ -632,12 +664,18 @@ mod marketo {
         let got: BTreeSet<(u64, String)> = local
             .output("out/mk-moving")
             .iter()
-            .map(|r| (r["id"].as_u64().unwrap(), r["updatedAt"].as_str().unwrap().to_string()))
+            .map(|r| {
+                (
+                    r["id"].as_u64().unwrap(),
+                    r["updatedAt"].as_str().unwrap().to_string(),
+                )
+            })
             .collect();
         for (id, t) in mock.versions() {
             let t = t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
             assert!(
-                got.iter().any(|(i, g)| *i == id && g.starts_with(t.trim_end_matches('Z'))),
+                got.iter()
+                    .any(|(i, g)| *i == id && g.starts_with(t.trim_end_matches('Z'))),
                 "lead {id} as of {t} was never delivered"
             );
         }
@@ -695,7 +733,11 @@ mod ga4 {
     }
 
     fn source(mock: &Ga4Mock, extra: Value) -> Ga4Source {
-        Ga4Source::new(props(mock, extra).as_object().unwrap(), auth("ga4", secret(mock))).unwrap()
+        Ga4Source::new(
+            props(mock, extra).as_object().unwrap(),
+            auth("ga4", secret(mock)),
+        )
+        .unwrap()
     }
 
     async fn local(mock: &Ga4Mock) -> Local {
@@ -724,11 +766,18 @@ mod ga4 {
         assert_eq!(f("country").data_type, FieldType::String);
         assert_eq!(f("sessions").data_type, FieldType::Integer);
         assert_eq!(f("engagementRate").data_type, FieldType::Float);
-        assert!(matches!(f("purchaseRevenue").data_type, FieldType::Decimal { scale: 6, .. }));
+        assert!(matches!(
+            f("purchaseRevenue").data_type,
+            FieldType::Decimal { scale: 6, .. }
+        ));
         let bad = json!({"reports": {"traffic": {"dimensions": ["date"], "metrics": ["sessions", "bounces"]}}});
         let e = source(&mock, bad).describe("traffic").await.unwrap_err();
         assert_eq!(e.kind(), ferry::error::ErrorKind::InvalidFlow);
-        assert!(e.to_string().contains("source.properties.reports.traffic.metrics[1]"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("source.properties.reports.traffic.metrics[1]"),
+            "{e}"
+        );
     }
 
     #[tokio::test]
@@ -747,7 +796,10 @@ mod ga4 {
         let out = local.run(&yaml).await;
         assert!(out.succeeded(), "{:?}", out.failure);
         let rows = local.output("out/ga-inc");
-        let days: BTreeSet<String> = rows.iter().map(|r| r["date"].as_str().unwrap().to_string()).collect();
+        let days: BTreeSet<String> = rows
+            .iter()
+            .map(|r| r["date"].as_str().unwrap().to_string())
+            .collect();
         // 2026-01-05's midnight is the window's (exclusive) start.
         assert_eq!(days.first().unwrap(), "2026-01-06");
         assert!(days.last().unwrap().as_str() <= "2026-01-20");
@@ -755,7 +807,10 @@ mod ga4 {
         let want = mock.sessions_by_day_country();
         for r in &rows {
             let d = day(r["date"].as_str().unwrap());
-            assert_eq!(r["sessions"], json!(want[&(d, r["country"].as_str().unwrap().to_string())]));
+            assert_eq!(
+                r["sessions"],
+                json!(want[&(d, r["country"].as_str().unwrap().to_string())])
+            );
             assert!(r["engagementRate"].is_f64());
         }
         // Currency as a decimal, not a float.
@@ -768,15 +823,26 @@ mod ga4 {
                 v => v.as_f64().unwrap(),
             })
             .sum();
-        assert!((total * 100.0 - cents as f64).abs() < 0.5, "{total} vs {cents}");
+        assert!(
+            (total * 100.0 - cents as f64).abs() < 0.5,
+            "{total} vs {cents}"
+        );
         let bodies = mock.bodies();
-        assert_eq!(bodies[0]["dateRanges"], json!([{"startDate": "2026-01-06", "endDate": "2026-01-06"}]));
-        assert!(bodies.iter().all(|b| b["orderBys"][0]["dimension"]["dimensionName"] == json!("date")));
+        assert_eq!(
+            bodies[0]["dateRanges"],
+            json!([{"startDate": "2026-01-06", "endDate": "2026-01-06"}])
+        );
+        assert!(bodies
+            .iter()
+            .all(|b| b["orderBys"][0]["dimension"]["dimensionName"] == json!("date")));
         let n = rows.len();
         let out = local.run(&yaml).await;
         assert!(out.succeeded(), "{:?}", out.failure);
         let again = local.output("out/ga-inc").len() - n;
-        assert!(again <= 5, "a day is read by one run only ({again} more rows)");
+        assert!(
+            again <= 5,
+            "a day is read by one run only ({again} more rows)"
+        );
     }
 
     #[tokio::test]
@@ -798,11 +864,19 @@ mod ga4 {
         assert_eq!(rows.len(), 3 * 60);
         let keys: BTreeSet<String> = rows
             .iter()
-            .map(|r| format!("{}|{}|{}|{}", r["date"], r["country"], r["deviceCategory"], r["sessionDefaultChannelGroup"]))
+            .map(|r| {
+                format!(
+                    "{}|{}|{}|{}",
+                    r["date"], r["country"], r["deviceCategory"], r["sessionDefaultChannelGroup"]
+                )
+            })
             .collect();
         assert_eq!(keys.len(), rows.len(), "a row twice");
         let offsets: Vec<Value> = mock.bodies().iter().map(|b| b["offset"].clone()).collect();
-        assert_eq!(offsets, [json!("0"), json!("50"), json!("100"), json!("150")]);
+        assert_eq!(
+            offsets,
+            [json!("0"), json!("50"), json!("100"), json!("150")]
+        );
         assert_eq!(mock.bodies()[0]["dateRanges"][0]["endDate"], json!("today"));
     }
 
@@ -850,7 +924,10 @@ mod ga4 {
         let out = local.run(&yaml).await;
         assert!(out.succeeded(), "{:?}", out.failure);
         let rows = local.output("out/ga-late");
-        let day10: Vec<&Value> = rows.iter().filter(|r| r["date"] == json!("2026-01-10")).collect();
+        let day10: Vec<&Value> = rows
+            .iter()
+            .filter(|r| r["date"] == json!("2026-01-10"))
+            .collect();
         assert_eq!(day10.len(), 61, "the day with its late row, once");
     }
 
@@ -862,11 +939,21 @@ mod ga4 {
         s["refresh_token"] = json!("1//revoked-token-42");
         local.put_secret("ga4", s).await;
         let out = local
-            .run(&flow("ga-bad", "ga4", "traffic", &props(&mock, json!({})), ""))
+            .run(&flow(
+                "ga-bad",
+                "ga4",
+                "traffic",
+                &props(&mock, json!({})),
+                "",
+            ))
             .await;
         let f = out.failure.expect("the run fails");
         assert_eq!(f.error, "AuthFailed", "{f:?}");
-        assert!(f.cause.contains("'ga4'") && f.cause.contains("invalid_grant"), "{}", f.cause);
+        assert!(
+            f.cause.contains("'ga4'") && f.cause.contains("invalid_grant"),
+            "{}",
+            f.cause
+        );
         assert!(!f.cause.contains("revoked-token-42"), "{}", f.cause);
     }
 
@@ -883,9 +970,15 @@ mod ga4 {
         let text = text
             .replace(
                 "    property_id: \"123456789\"\n",
-                &format!("    property_id: \"123456789\"\n    base_url: {}\n", mock.url()),
+                &format!(
+                    "    property_id: \"123456789\"\n    base_url: {}\n",
+                    mock.url()
+                ),
             )
-            .replace("first_execution_from: 2026-01-01", "first_execution_from: 2026-01-01T00:00:00Z")
+            .replace(
+                "first_execution_from: 2026-01-01",
+                "first_execution_from: 2026-01-01T00:00:00Z",
+            )
             .replace("    offset: 2d\n", &offset_to(day("2026-01-15")))
             .replace("format: parquet", "format: jsonl")
             .replace("compression: zstd", "compression: none");

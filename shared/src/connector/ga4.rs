@@ -132,7 +132,10 @@ impl Ga4Config {
         let u = url::Url::parse(&self.base_url).map_err(|e| {
             SourceError::config(
                 "source.properties.base_url",
-                format!("'{}' is not an absolute URL ({e}); leave it out for {DEFAULT_BASE_URL}", self.base_url),
+                format!(
+                    "'{}' is not an absolute URL ({e}); leave it out for {DEFAULT_BASE_URL}",
+                    self.base_url
+                ),
             )
         })?;
         if !matches!(u.scheme(), "http" | "https") {
@@ -453,10 +456,7 @@ impl Ga4Source {
             let Some((label, ty)) = meta.metrics.get(m) else {
                 return Err(SourceError::config(
                     format!("{at}.metrics[{i}]"),
-                    format!(
-                        "'{m}' is not a metric of property {}",
-                        self.cfg.property_id
-                    ),
+                    format!("'{m}' is not a metric of property {}", self.cfg.property_id),
                 ));
             };
             let mut f = FieldInfo::new(m, metric_type(ty));
@@ -653,7 +653,10 @@ impl Source for Ga4Source {
                 ));
             }
         }
-        if b.pointer("/metadata/dataLossFromOtherRow").and_then(Value::as_bool) == Some(true) {
+        if b.pointer("/metadata/dataLossFromOtherRow")
+            .and_then(Value::as_bool)
+            == Some(true)
+        {
             self.warn(format!("ga4 report {}: some rows were folded into an `(other)` row by GA4 (high-cardinality dimensions); fewer dimensions avoid it", req.entity));
         }
         if b.pointer("/metadata/samplingMetadatas")
@@ -673,7 +676,10 @@ impl Source for Ga4Source {
             let dv = row.get("dimensionValues").and_then(Value::as_array);
             let mv = row.get("metricValues").and_then(Value::as_array);
             let (Some(dv), Some(mv)) = (dv, mv) else {
-                return Err(Self::rejected(&resp.url, format!("row {n} has no dimensionValues/metricValues")));
+                return Err(Self::rejected(
+                    &resp.url,
+                    format!("row {n} has no dimensionValues/metricValues"),
+                ));
             };
             if dv.len() != dims.len() || mv.len() != mets.len() {
                 return Err(Self::rejected(
@@ -823,11 +829,7 @@ mod tests {
 
     #[test]
     fn a_window_is_the_days_whose_midnight_it_holds() {
-        let t = |s: &str| {
-            DateTime::parse_from_rfc3339(s)
-                .unwrap()
-                .with_timezone(&Utc)
-        };
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
         let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
         let w = Window {
             start: Some(t("2026-02-01T00:00:00Z")),

@@ -178,7 +178,9 @@ impl JiraConfig {
                 if f.is_empty() || f.contains(',') || f.starts_with('*') || f.starts_with('-') {
                     return Err(SourceError::config(
                         format!("source.properties.fields[{i}]"),
-                        format!("'{f}' is not a field id (e.g. summary, status, customfield_10016)"),
+                        format!(
+                            "'{f}' is not a field id (e.g. summary, status, customfield_10016)"
+                        ),
                     ));
                 }
             }
@@ -779,10 +781,13 @@ impl Source for JiraSource {
                 let (histories, b) = self.changelog(&id).await?;
                 bytes += b;
                 for h in histories {
-                    let Some(created) = h.get("created").and_then(Value::as_str).and_then(jira_time)
+                    let Some(created) =
+                        h.get("created").and_then(Value::as_str).and_then(jira_time)
                     else {
                         return Err(SourceError::Rejected {
-                            message: format!("jira: a changelog history of issue {id} has no `created` datetime"),
+                            message: format!(
+                                "jira: a changelog history of issue {id} has no `created` datetime"
+                            ),
                         });
                     };
                     if req.window.as_ref().is_some_and(|w| !w.contains(created)) {

@@ -184,7 +184,10 @@ impl MarketoConfig {
                 "must be more than 0 and at most 1440 (a day)",
             ));
         }
-        if self.file_part_bytes.is_some_and(|b| !(1024..=512 * 1024 * 1024).contains(&b)) {
+        if self
+            .file_part_bytes
+            .is_some_and(|b| !(1024..=512 * 1024 * 1024).contains(&b))
+        {
             return Err(SourceError::config(
                 "source.properties.file_part_bytes",
                 "must be between 1024 and 536870912 (512 MiB)",
@@ -425,7 +428,10 @@ impl MarketoSource {
             if body.get("success").and_then(Value::as_bool) != Some(false) {
                 if raw {
                     return Err(SourceError::Rejected {
-                        message: format!("marketo: {} answered JSON where a CSV file was expected", resp.url),
+                        message: format!(
+                            "marketo: {} answered JSON where a CSV file was expected",
+                            resp.url
+                        ),
                     });
                 }
                 return Ok(resp);
@@ -513,7 +519,11 @@ impl MarketoSource {
                     .and_then(Value::as_str)
                     .unwrap_or(&name)
                     .to_string();
-                let ty = lead_type(f.get("dataType").and_then(Value::as_str).unwrap_or("string"));
+                let ty = lead_type(
+                    f.get("dataType")
+                        .and_then(Value::as_str)
+                        .unwrap_or("string"),
+                );
                 Some((name, label, ty))
             })
             .collect();
@@ -575,7 +585,10 @@ impl MarketoSource {
     }
 
     /// The filter field and the job ranges of a read.
-    fn plan(&self, req: &ReadRequest) -> Result<(String, Vec<(DateTime<Utc>, DateTime<Utc>)>), SourceError> {
+    fn plan(
+        &self,
+        req: &ReadRequest,
+    ) -> Result<(String, Vec<(DateTime<Utc>, DateTime<Utc>)>), SourceError> {
         let field = match (req.entity.as_str(), req.incremental_field.as_deref()) {
             ("activities", None | Some("activityDate") | Some("createdAt")) => "createdAt",
             ("activities", Some(f)) => {
@@ -826,7 +839,11 @@ impl Source for MarketoSource {
                     ));
                     let resp = self.call(&r, false).await?;
                     bytes += resp.bytes;
-                    let st = resp.body.pointer("/result/0").cloned().unwrap_or(Value::Null);
+                    let st = resp
+                        .body
+                        .pointer("/result/0")
+                        .cloned()
+                        .unwrap_or(Value::Null);
                     let status = st.get("status").and_then(Value::as_str).unwrap_or("");
                     match status {
                         "Completed" => {
@@ -897,7 +914,9 @@ impl Source for MarketoSource {
                         }
                         other => {
                             return Err(SourceError::Rejected {
-                                message: format!("marketo: export job {export_id} has the status '{other}'"),
+                                message: format!(
+                                    "marketo: export job {export_id} has the status '{other}'"
+                                ),
                             })
                         }
                     }
@@ -928,14 +947,11 @@ impl Source for MarketoSource {
                     };
                     let whole = resp.status == 200;
                     let last_part = whole || last >= size;
-                    let (header, rows, consumed) = Self::parse_part(
-                        buf,
-                        (!header.is_empty()).then_some(header),
-                        last_part,
-                    )
-                    .map_err(|why| SourceError::Rejected {
-                        message: format!("marketo: export job {export_id}: {why}"),
-                    })?;
+                    let (header, rows, consumed) =
+                        Self::parse_part(buf, (!header.is_empty()).then_some(header), last_part)
+                            .map_err(|why| SourceError::Rejected {
+                                message: format!("marketo: export job {export_id}: {why}"),
+                            })?;
                     if header.is_empty() && !last_part {
                         // Not even the header fits in the part: ask for a bigger one.
                         return Ok(Page {
@@ -956,7 +972,9 @@ impl Source for MarketoSource {
                     }
                     if header.is_empty() {
                         return Err(SourceError::Rejected {
-                            message: format!("marketo: export job {export_id}: the file has no header row"),
+                            message: format!(
+                                "marketo: export job {export_id}: the file has no header row"
+                            ),
                         });
                     }
                     let idx: Vec<(usize, &Column)> = columns
@@ -965,20 +983,32 @@ impl Source for MarketoSource {
                         .collect();
                     if let Some(c) = columns.iter().find(|c| !header.contains(&c.name)) {
                         return Err(SourceError::Rejected {
-                            message: format!("marketo: export job {export_id}: the file has no `{}` column", c.name),
+                            message: format!(
+                                "marketo: export job {export_id}: the file has no `{}` column",
+                                c.name
+                            ),
                         });
                     }
                     let inc = req.incremental_field.clone().unwrap_or_else(|| {
-                        if req.entity == "leads" { "createdAt".into() } else { "activityDate".into() }
+                        if req.entity == "leads" {
+                            "createdAt".into()
+                        } else {
+                            "activityDate".into()
+                        }
                     });
                     let mut records = Vec::with_capacity(rows.len());
                     for (n, row) in rows.iter().enumerate() {
                         let mut rec = Map::new();
                         for (i, col) in &idx {
                             let v = row.get(*i).map(String::as_str).unwrap_or("null");
-                            let t = Self::typed(v, &col.ty).map_err(|why| SourceError::Rejected {
-                                message: format!("marketo: export job {export_id} row {}: `{}`: {why}", n + 1, col.name),
-                            })?;
+                            let t =
+                                Self::typed(v, &col.ty).map_err(|why| SourceError::Rejected {
+                                    message: format!(
+                                        "marketo: export job {export_id} row {}: `{}`: {why}",
+                                        n + 1,
+                                        col.name
+                                    ),
+                                })?;
                             rec.insert(col.name.clone(), t);
                         }
                         if let Some(w) = &req.window {
@@ -1032,9 +1062,8 @@ pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
     static_description: false,
     validate,
     build: |source, profile| {
-        let auth =
-            super::registry::require(profile, "marketo", "its OAuth client credentials")?
-                .authenticator()?;
+        let auth = super::registry::require(profile, "marketo", "its OAuth client credentials")?
+            .authenticator()?;
         Ok(Box::new(MarketoSource::new(&source.properties, auth)?))
     },
 };
@@ -1101,7 +1130,14 @@ mod tests {
             Value::Null
         );
         assert_eq!(
-            MarketoSource::typed("12.50", &FieldType::Decimal { precision: 38, scale: 6 }).unwrap(),
+            MarketoSource::typed(
+                "12.50",
+                &FieldType::Decimal {
+                    precision: 38,
+                    scale: 6
+                }
+            )
+            .unwrap(),
             json!("12.50")
         );
     }

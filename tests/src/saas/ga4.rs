@@ -42,7 +42,12 @@ pub const PROPERTY: &str = "123456789";
 const COUNTRIES: [&str; 5] = ["Brazil", "Germany", "India", "Japan", "United States"];
 const DEVICES: [&str; 3] = ["desktop", "mobile", "tablet"];
 const CHANNELS: [&str; 4] = ["Direct", "Email", "Organic Search", "Paid Search"];
-pub const DIMENSIONS: [&str; 4] = ["date", "country", "deviceCategory", "sessionDefaultChannelGroup"];
+pub const DIMENSIONS: [&str; 4] = [
+    "date",
+    "country",
+    "deviceCategory",
+    "sessionDefaultChannelGroup",
+];
 /// (name, type).
 pub const METRICS: [(&str, &str); 5] = [
     ("sessions", "TYPE_INTEGER"),
@@ -203,7 +208,9 @@ impl Ga4Mock {
 fn api_error(status: StatusCode, state: &str, message: &str) -> Response {
     (
         status,
-        axum::Json(json!({"error": {"code": status.as_u16(), "message": message, "status": state}})),
+        axum::Json(
+            json!({"error": {"code": status.as_u16(), "message": message, "status": state}}),
+        ),
     )
         .into_response()
 }
@@ -214,7 +221,11 @@ async fn metadata_path(State(s): State<S>, Path(id): Path<String>) -> Response {
 
 fn meta_for(_s: &S, id: &str) -> Response {
     if id != PROPERTY {
-        return api_error(StatusCode::FORBIDDEN, "PERMISSION_DENIED", "User does not have sufficient permissions for this property.");
+        return api_error(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            "User does not have sufficient permissions for this property.",
+        );
     }
     let dims: Vec<Value> = DIMENSIONS
         .iter()
@@ -224,7 +235,10 @@ fn meta_for(_s: &S, id: &str) -> Response {
         .iter()
         .map(|(m, t)| json!({"apiName": m, "uiName": m, "type": t, "category": "Mock"}))
         .collect();
-    axum::Json(json!({"name": format!("properties/{id}/metadata"), "dimensions": dims, "metrics": mets})).into_response()
+    axum::Json(
+        json!({"name": format!("properties/{id}/metadata"), "dimensions": dims, "metrics": mets}),
+    )
+    .into_response()
 }
 
 fn parse_day(s: &str, today: NaiveDate) -> Option<NaiveDate> {
@@ -248,28 +262,58 @@ fn int64(v: Option<&Value>) -> Option<u64> {
     }
 }
 
-async fn run_report(State(s): State<S>, Path(target): Path<String>, body: axum::Json<Value>) -> Response {
+async fn run_report(
+    State(s): State<S>,
+    Path(target): Path<String>,
+    body: axum::Json<Value>,
+) -> Response {
     let Some(id) = target.strip_suffix(":runReport") else {
         return api_error(StatusCode::NOT_FOUND, "NOT_FOUND", "Method not found.");
     };
     if id != PROPERTY {
-        return api_error(StatusCode::FORBIDDEN, "PERMISSION_DENIED", "User does not have sufficient permissions for this property.");
+        return api_error(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            "User does not have sufficient permissions for this property.",
+        );
     }
     s.bodies.lock().unwrap().push(body.0.clone());
     if let Some(m) = s.quota.lock().unwrap().pop_front() {
         return api_error(StatusCode::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED", &m);
     }
     const KNOWN: [&str; 13] = [
-        "dateRanges", "dimensions", "metrics", "limit", "offset", "orderBys", "keepEmptyRows",
-        "returnPropertyQuota", "dimensionFilter", "metricFilter", "currencyCode", "cohortSpec", "metricAggregations",
+        "dateRanges",
+        "dimensions",
+        "metrics",
+        "limit",
+        "offset",
+        "orderBys",
+        "keepEmptyRows",
+        "returnPropertyQuota",
+        "dimensionFilter",
+        "metricFilter",
+        "currencyCode",
+        "cohortSpec",
+        "metricAggregations",
     ];
-    if let Some(k) = body.as_object().and_then(|o| o.keys().find(|k| !KNOWN.contains(&k.as_str()))) {
-        return api_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", &format!("Invalid JSON payload received. Unknown name \"{k}\": Cannot find field."));
+    if let Some(k) = body
+        .as_object()
+        .and_then(|o| o.keys().find(|k| !KNOWN.contains(&k.as_str())))
+    {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            &format!("Invalid JSON payload received. Unknown name \"{k}\": Cannot find field."),
+        );
     }
     let names = |k: &str| -> Vec<String> {
         body.get(k)
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|d| d.get("name").and_then(Value::as_str).map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|d| d.get("name").and_then(Value::as_str).map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let dims = names("dimensions");
@@ -287,13 +331,27 @@ async fn run_report(State(s): State<S>, Path(target): Path<String>, body: axum::
     let today = Utc::now().date_naive();
     let range = body.pointer("/dateRanges/0");
     let (Some(from), Some(to)) = (
-        range.and_then(|r| r.get("startDate")).and_then(Value::as_str).and_then(|d| parse_day(d, today)),
-        range.and_then(|r| r.get("endDate")).and_then(Value::as_str).and_then(|d| parse_day(d, today)),
+        range
+            .and_then(|r| r.get("startDate"))
+            .and_then(Value::as_str)
+            .and_then(|d| parse_day(d, today)),
+        range
+            .and_then(|r| r.get("endDate"))
+            .and_then(Value::as_str)
+            .and_then(|d| parse_day(d, today)),
     ) else {
-        return api_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "A date range must have a valid startDate and endDate.");
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "A date range must have a valid startDate and endDate.",
+        );
     };
     if from < NaiveDate::from_ymd_opt(2015, 8, 14).unwrap() || from > to {
-        return api_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "Invalid date range: startDate must be on or after 2015-08-14 and not after endDate.");
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "Invalid date range: startDate must be on or after 2015-08-14 and not after endDate.",
+        );
     }
     // Server-side cap: "limit … cannot exceed 250,000".
     let limit = int64(body.get("limit")).unwrap_or(10_000).min(250_000) as usize;
@@ -341,7 +399,10 @@ async fn run_report(State(s): State<S>, Path(target): Path<String>, body: axum::
         .collect();
     // Without orderBys rows come by the first metric, descending (so paging without an order
     // is not stable); the connector orders by every dimension.
-    let ordered = body.get("orderBys").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+    let ordered = body
+        .get("orderBys")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
     if !ordered {
         rows.sort_by(|a, b| b.1.first().cmp(&a.1.first()));
     }
@@ -373,7 +434,9 @@ async fn run_report(State(s): State<S>, Path(target): Path<String>, body: axum::
 }
 
 async fn token(State(s): State<S>, body: String) -> Response {
-    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
     let ok = form.get("grant_type").map(String::as_str) == Some("refresh_token")
         && form.get("client_id") == Some(&s.cfg.client_id)
         && form.get("client_secret") == Some(&s.cfg.client_secret)
@@ -405,7 +468,10 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
     } else if !authorized(&s, req.headers()) {
         api_error(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.")
     } else {
-        let answered = s.common.data_requests.load(std::sync::atomic::Ordering::SeqCst);
+        let answered = s
+            .common
+            .data_requests
+            .load(std::sync::atomic::Ordering::SeqCst);
         let due: Vec<NaiveDate> = {
             let mut l = s.late.lock().unwrap();
             let (due, later): (Vec<_>, Vec<_>) = l.drain(..).partition(|(n, _)| *n <= answered);
@@ -425,7 +491,10 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
             });
         }
         match s.common.next_fault() {
-            Some(crate::Fault::Status { status, retry_after }) => super::status_response(
+            Some(crate::Fault::Status {
+                status,
+                retry_after,
+            }) => super::status_response(
                 status,
                 retry_after.as_deref(),
                 json!({"error": {"code": status, "message": "The service is currently unavailable.", "status": "UNAVAILABLE"}}),
@@ -438,6 +507,7 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
             None => next.run(req).await,
         }
     };
-    s.common.record(at, &method, &path, &query, resp.status().as_u16());
+    s.common
+        .record(at, &method, &path, &query, resp.status().as_u16());
     resp
 }

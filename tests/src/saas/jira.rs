@@ -109,7 +109,9 @@ impl Issue {
 
 fn orig_updated(n: u64, same: u64) -> DateTime<Utc> {
     let same = if same == 0 { 3 } else { same };
-    base_time() + ChronoDuration::seconds(((n / same) * 20) as i64) + ChronoDuration::milliseconds(123)
+    base_time()
+        + ChronoDuration::seconds(((n / same) * 20) as i64)
+        + ChronoDuration::milliseconds(123)
 }
 
 /// A datetime as Jira writes it: the user's offset, milliseconds, `+0530`.
@@ -188,7 +190,11 @@ impl JiraMock {
     }
     /// Edit issues `ns` once `after` data requests have been answered.
     pub fn touch_after(&self, after: u64, ns: &[u64]) {
-        self.inner.scheduled.lock().unwrap().push((after, ns.to_vec()));
+        self.inner
+            .scheduled
+            .lock()
+            .unwrap()
+            .push((after, ns.to_vec()));
     }
     /// (id, updated) of every issue now.
     pub fn versions(&self) -> BTreeSet<(String, DateTime<Utc>)> {
@@ -201,7 +207,11 @@ impl JiraMock {
             .collect()
     }
     /// Ids of issues updated in `(start, end]`.
-    pub fn ids_in(&self, start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> BTreeSet<String> {
+    pub fn ids_in(
+        &self,
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+    ) -> BTreeSet<String> {
         self.inner
             .issues
             .lock()
@@ -264,14 +274,46 @@ fn field_list() -> Vec<Value> {
                "clauseNames": [id], "schema": schema})
     };
     vec![
-        f("summary", "Summary", json!({"type": "string", "system": "summary"})),
-        f("status", "Status", json!({"type": "status", "system": "status"})),
-        f("labels", "Labels", json!({"type": "array", "items": "string", "system": "labels"})),
-        f("assignee", "Assignee", json!({"type": "user", "system": "assignee"})),
-        f("duedate", "Due date", json!({"type": "date", "system": "duedate"})),
-        f("created", "Created", json!({"type": "datetime", "system": "created"})),
-        f("updated", "Updated", json!({"type": "datetime", "system": "updated"})),
-        f("customfield_10016", "Story point estimate", json!({"type": "number", "custom": "com.pyxis.greenhopper.jira:jsw-story-points", "customId": 10016})),
+        f(
+            "summary",
+            "Summary",
+            json!({"type": "string", "system": "summary"}),
+        ),
+        f(
+            "status",
+            "Status",
+            json!({"type": "status", "system": "status"}),
+        ),
+        f(
+            "labels",
+            "Labels",
+            json!({"type": "array", "items": "string", "system": "labels"}),
+        ),
+        f(
+            "assignee",
+            "Assignee",
+            json!({"type": "user", "system": "assignee"}),
+        ),
+        f(
+            "duedate",
+            "Due date",
+            json!({"type": "date", "system": "duedate"}),
+        ),
+        f(
+            "created",
+            "Created",
+            json!({"type": "datetime", "system": "created"}),
+        ),
+        f(
+            "updated",
+            "Updated",
+            json!({"type": "datetime", "system": "updated"}),
+        ),
+        f(
+            "customfield_10016",
+            "Story point estimate",
+            json!({"type": "number", "custom": "com.pyxis.greenhopper.jira:jsw-story-points", "customId": 10016}),
+        ),
         // No schema, not navigable: left out of a default read.
         json!({"id": "thumbnail", "name": "Images", "custom": false, "navigable": false, "searchable": false}),
     ]
@@ -286,13 +328,37 @@ fn issue_fields(i: &Issue, asked: &[String]) -> Value {
     for f in asked {
         let v = match f.as_str() {
             "summary" => json!(format!("Issue {} \"quoted\", with, commas", i.n)),
-            "status" => json!({"name": ["To Do", "In Progress", "Done"][(i.n % 3) as usize], "id": (i.n % 3).to_string()}),
-            "labels" => json!(if i.n.is_multiple_of(2) { vec!["backend", "p1"] } else { vec![] }),
-            "assignee" => if i.n.is_multiple_of(4) { Value::Null } else { json!({"accountId": format!("acc-{}", i.n % 5), "displayName": format!("User {}", i.n % 5)}) },
-            "duedate" => if i.n.is_multiple_of(5) { Value::Null } else { json!(format!("2026-03-{:02}", 1 + i.n % 28)) },
+            "status" => {
+                json!({"name": ["To Do", "In Progress", "Done"][(i.n % 3) as usize], "id": (i.n % 3).to_string()})
+            }
+            "labels" => json!(if i.n.is_multiple_of(2) {
+                vec!["backend", "p1"]
+            } else {
+                vec![]
+            }),
+            "assignee" => {
+                if i.n.is_multiple_of(4) {
+                    Value::Null
+                } else {
+                    json!({"accountId": format!("acc-{}", i.n % 5), "displayName": format!("User {}", i.n % 5)})
+                }
+            }
+            "duedate" => {
+                if i.n.is_multiple_of(5) {
+                    Value::Null
+                } else {
+                    json!(format!("2026-03-{:02}", 1 + i.n % 28))
+                }
+            }
             "created" => json!(jira_text(i.created())),
             "updated" => json!(jira_text(i.updated)),
-            "customfield_10016" => if i.n.is_multiple_of(3) { Value::Null } else { json!((i.n % 8) as f64 + 0.5) },
+            "customfield_10016" => {
+                if i.n.is_multiple_of(3) {
+                    Value::Null
+                } else {
+                    json!((i.n % 8) as f64 + 0.5)
+                }
+            }
             // Unknown ids are left out without a word.
             _ => continue,
         };
@@ -318,15 +384,25 @@ fn parse_jql(jql: &str) -> Result<(Vec<Cond>, bool), String> {
     let ordered = match order.as_deref() {
         None => false,
         Some("updated asc, id asc") | Some("updated asc") => true,
-        Some(o) => return Err(format!("Error in the JQL Query: unsupported order '{o}' (mock)")),
+        Some(o) => {
+            return Err(format!(
+                "Error in the JQL Query: unsupported order '{o}' (mock)"
+            ))
+        }
     };
-    let re = regex::Regex::new(r#"^updated\s*(>=|<=|>|<)\s*"(\d{4}/\d{2}/\d{2} \d{2}:\d{2})"$"#).unwrap();
+    let re = regex::Regex::new(r#"^updated\s*(>=|<=|>|<)\s*"(\d{4}/\d{2}/\d{2} \d{2}:\d{2})"$"#)
+        .unwrap();
     let mut out = vec![];
     for part in cond.split(" AND ") {
-        let p = part.trim().trim_start_matches('(').trim_end_matches(')').trim();
+        let p = part
+            .trim()
+            .trim_start_matches('(')
+            .trim_end_matches(')')
+            .trim();
         if let Some(c) = re.captures(p) {
-            let local = NaiveDateTime::parse_from_str(&c[2], "%Y/%m/%d %H:%M")
-                .map_err(|e| format!("Date value '{}' for field 'updated' is invalid: {e}", &c[2]))?;
+            let local = NaiveDateTime::parse_from_str(&c[2], "%Y/%m/%d %H:%M").map_err(|e| {
+                format!("Date value '{}' for field 'updated' is invalid: {e}", &c[2])
+            })?;
             // The user's zone, not UTC.
             let t = user_offset()
                 .from_local_datetime(&local)
@@ -343,7 +419,9 @@ fn parse_jql(jql: &str) -> Result<(Vec<Cond>, bool), String> {
         } else if let Some(k) = p.strip_prefix("project = ") {
             out.push(Cond::Project(k.trim().to_string()));
         } else {
-            return Err(format!("Error in the JQL Query: '{p}' is not understood (mock)"));
+            return Err(format!(
+                "Error in the JQL Query: '{p}' is not understood (mock)"
+            ));
         }
     }
     if out.is_empty() {
@@ -364,7 +442,11 @@ fn matches(i: &Issue, conds: &[Cond]) -> bool {
 }
 
 async fn search(State(s): State<S>, body: axum::Json<Value>) -> Response {
-    let jql = body.get("jql").and_then(Value::as_str).unwrap_or("").to_string();
+    let jql = body
+        .get("jql")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     s.jqls.lock().unwrap().push(jql.clone());
     let (conds, ordered) = match parse_jql(&jql) {
         Ok(x) => x,
@@ -373,7 +455,11 @@ async fn search(State(s): State<S>, body: axum::Json<Value>) -> Response {
     let asked: Vec<String> = body
         .get("fields")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     let mut max = body.get("maxResults").and_then(Value::as_u64).unwrap_or(50) as usize;
     // "API may return fewer items per page where a large number of fields is requested."
@@ -382,9 +468,16 @@ async fn search(State(s): State<S>, body: axum::Json<Value>) -> Response {
     }
     let offset = match body.get("nextPageToken").and_then(Value::as_str) {
         None => 0,
-        Some(t) => match super::untoken(t).and_then(|o| o.strip_prefix("o:").and_then(|n| n.parse::<usize>().ok())) {
+        Some(t) => match super::untoken(t)
+            .and_then(|o| o.strip_prefix("o:").and_then(|n| n.parse::<usize>().ok()))
+        {
             Some(o) => o,
-            None => return error(StatusCode::BAD_REQUEST, "The provided next page token is invalid or expired."),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "The provided next page token is invalid or expired.",
+                )
+            }
         },
     };
     let issues = s.issues.lock().unwrap();
@@ -416,10 +509,17 @@ async fn changelog(
 ) -> Response {
     let issues = s.issues.lock().unwrap();
     let Some(i) = issues.iter().find(|i| i.id() == id) else {
-        return error(StatusCode::NOT_FOUND, "Issue does not exist or you do not have permission to see it.");
+        return error(
+            StatusCode::NOT_FOUND,
+            "Issue does not exist or you do not have permission to see it.",
+        );
     };
     let start: usize = q.get("startAt").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let max: usize = q.get("maxResults").and_then(|v| v.parse().ok()).unwrap_or(100).min(100);
+    let max: usize = q
+        .get("maxResults")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100)
+        .min(100);
     let all = i.histories();
     let values: Vec<Value> = all
         .iter()
@@ -438,7 +538,10 @@ async fn changelog(
 
 fn authorized(s: &S, h: &HeaderMap) -> bool {
     let got = h.get("authorization").and_then(|v| v.to_str().ok());
-    let basic = format!("Basic {}", super::b64(&format!("{}:{}", s.cfg.email, s.cfg.api_token)));
+    let basic = format!(
+        "Basic {}",
+        super::b64(&format!("{}:{}", s.cfg.email, s.cfg.api_token))
+    );
     got == Some(basic.as_str()) || got == Some(format!("Bearer {}", s.cfg.bearer).as_str())
 }
 
@@ -448,9 +551,15 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let resp = if !authorized(&s, req.headers()) {
-        error(StatusCode::UNAUTHORIZED, "Client must be authenticated to access this resource.")
+        error(
+            StatusCode::UNAUTHORIZED,
+            "Client must be authenticated to access this resource.",
+        )
     } else {
-        let answered = s.common.data_requests.load(std::sync::atomic::Ordering::SeqCst);
+        let answered = s
+            .common
+            .data_requests
+            .load(std::sync::atomic::Ordering::SeqCst);
         let due: Vec<Vec<u64>> = {
             let mut sch = s.scheduled.lock().unwrap();
             let (due, later): (Vec<_>, Vec<_>) = sch.drain(..).partition(|(n, _)| *n <= answered);
@@ -461,19 +570,33 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
             touch(&s, &ns);
         }
         match s.common.next_fault() {
-            Some(Fault::Status { status: 429, retry_after }) => {
+            Some(Fault::Status {
+                status: 429,
+                retry_after,
+            }) => {
                 let mut r = error(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded.");
                 let h = r.headers_mut();
                 if let Some(ra) = retry_after {
                     h.insert("retry-after", HeaderValue::from_str(&ra).unwrap());
                 }
-                h.insert("x-ratelimit-reset", HeaderValue::from_static("2026-02-01T00:01Z"));
-                h.insert("ratelimit-reason", HeaderValue::from_static("jira-burst-based"));
+                h.insert(
+                    "x-ratelimit-reset",
+                    HeaderValue::from_static("2026-02-01T00:01Z"),
+                );
+                h.insert(
+                    "ratelimit-reason",
+                    HeaderValue::from_static("jira-burst-based"),
+                );
                 r
             }
-            Some(Fault::Status { status, retry_after }) => {
-                super::status_response(status, retry_after.as_deref(), json!({"errorMessages": ["Internal server error"], "errors": {}}))
-            }
+            Some(Fault::Status {
+                status,
+                retry_after,
+            }) => super::status_response(
+                status,
+                retry_after.as_deref(),
+                json!({"errorMessages": ["Internal server error"], "errors": {}}),
+            ),
             Some(Fault::Slow(d)) => {
                 tokio::time::sleep(d).await;
                 next.run(req).await
@@ -482,6 +605,7 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
             None => next.run(req).await,
         }
     };
-    s.common.record(at, &method, &path, &query, resp.status().as_u16());
+    s.common
+        .record(at, &method, &path, &query, resp.status().as_u16());
     resp
 }

@@ -147,11 +147,29 @@ fn lead_value(l: &Lead, f: &str) -> String {
         "id" => i.to_string(),
         "email" => format!("lead{i}@example.com"),
         "firstName" => format!("First{i}"),
-        "lastName" => if i.is_multiple_of(5) { "null".into() } else { format!("Last{i}") },
+        "lastName" => {
+            if i.is_multiple_of(5) {
+                "null".into()
+            } else {
+                format!("Last{i}")
+            }
+        }
         // Commas, quotes and a line break inside a field.
-        "company" => if i.is_multiple_of(4) { format!("Acme, Inc. \"Branch {i}\"\nWest") } else { format!("Co {i}") },
+        "company" => {
+            if i.is_multiple_of(4) {
+                format!("Acme, Inc. \"Branch {i}\"\nWest")
+            } else {
+                format!("Co {i}")
+            }
+        }
         "leadScore" => (i % 100).to_string(),
-        "annualRevenue" => if i.is_multiple_of(6) { "null".into() } else { format!("{}.{:02}", i * 1000, i % 100) },
+        "annualRevenue" => {
+            if i.is_multiple_of(6) {
+                "null".into()
+            } else {
+                format!("{}.{:02}", i * 1000, i % 100)
+            }
+        }
         "unsubscribed" => (i.is_multiple_of(3)).to_string(),
         "createdAt" => t(l.created),
         "updatedAt" => t(l.updated),
@@ -195,7 +213,12 @@ impl MarketoMock {
         let leads = (1..=cfg.leads)
             .map(|i| {
                 let u = orig_updated(i, &cfg);
-                Lead { id: i, updated: u, created: u - ChronoDuration::days(30), edits: 0 }
+                Lead {
+                    id: i,
+                    updated: u,
+                    created: u - ChronoDuration::days(30),
+                    edits: 0,
+                }
             })
             .collect();
         let inner = Arc::new(Inner {
@@ -231,7 +254,11 @@ impl MarketoMock {
     }
     /// Answer the next data request with Marketo error `code` in an HTTP 200 body.
     pub fn push_error(&self, code: &str, message: &str) {
-        self.inner.errors.lock().unwrap().push_back((code.into(), message.into()));
+        self.inner
+            .errors
+            .lock()
+            .unwrap()
+            .push_back((code.into(), message.into()));
     }
     /// The current access token expires now (the API answers 602 until a new one is fetched).
     pub fn expire_token(&self) {
@@ -243,21 +270,44 @@ impl MarketoMock {
     }
     /// Create bodies' filters: (entity, field, startAt, endAt).
     pub fn jobs(&self) -> Vec<(String, String, DateTime<Utc>, DateTime<Utc>)> {
-        self.inner.jobs.lock().unwrap().iter().map(|j| (j.entity.clone(), j.field.clone(), j.from, j.to)).collect()
+        self.inner
+            .jobs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|j| (j.entity.clone(), j.field.clone(), j.from, j.to))
+            .collect()
     }
     pub fn updated(&self, i: u64) -> DateTime<Utc> {
         orig_updated(i, &self.inner.cfg)
     }
     /// Edit leads `ids` once `after` data requests have been answered.
     pub fn touch_after(&self, after: u64, ids: &[u64]) {
-        self.inner.scheduled.lock().unwrap().push((after, ids.to_vec()));
+        self.inner
+            .scheduled
+            .lock()
+            .unwrap()
+            .push((after, ids.to_vec()));
     }
     /// (id, updatedAt) of every lead now.
     pub fn versions(&self) -> BTreeSet<(u64, DateTime<Utc>)> {
-        self.inner.leads.lock().unwrap().iter().map(|l| (l.id, l.updated)).collect()
+        self.inner
+            .leads
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|l| (l.id, l.updated))
+            .collect()
     }
     pub fn ids_in(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> BTreeSet<u64> {
-        self.inner.leads.lock().unwrap().iter().filter(|l| l.updated > start && l.updated <= end).map(|l| l.id).collect()
+        self.inner
+            .leads
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.updated > start && l.updated <= end)
+            .map(|l| l.id)
+            .collect()
     }
     pub fn activity_ids_in(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> BTreeSet<String> {
         self.inner
@@ -273,7 +323,8 @@ impl MarketoMock {
 }
 
 fn ok(result: Value) -> Response {
-    axum::Json(json!({"requestId": "e42b#14272d07d78", "success": true, "result": result})).into_response()
+    axum::Json(json!({"requestId": "e42b#14272d07d78", "success": true, "result": result}))
+        .into_response()
 }
 
 /// An error in an HTTP 200 body, as Marketo answers them.
@@ -281,14 +332,26 @@ fn mk_error(code: &str, message: &str) -> Response {
     axum::Json(json!({"requestId": "e42b#14272d07d78", "success": false, "errors": [{"code": code, "message": message}]})).into_response()
 }
 
-async fn token(State(s): State<S>, Query(q): Query<HashMap<String, String>>, body: String) -> Response {
-    let mut p: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+async fn token(
+    State(s): State<S>,
+    Query(q): Query<HashMap<String, String>>,
+    body: String,
+) -> Response {
+    let mut p: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
     p.extend(q);
     let ok = p.get("grant_type").map(String::as_str) == Some("client_credentials")
         && p.get("client_id") == Some(&s.cfg.client_id)
         && p.get("client_secret") == Some(&s.cfg.client_secret);
     if !ok {
-        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "unauthorized", "error_description": "Bad client credentials"}))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(
+                json!({"error": "unauthorized", "error_description": "Bad client credentials"}),
+            ),
+        )
+            .into_response();
     }
     let mut tk = s.token.lock().unwrap();
     // The same token until it expires.
@@ -314,43 +377,97 @@ fn parse_t(v: Option<&Value>) -> Option<DateTime<Utc>> {
         .map(|d| d.with_timezone(&Utc))
 }
 
-async fn create(State(s): State<S>, Path(entity): Path<String>, body: axum::Json<Value>) -> Response {
+async fn create(
+    State(s): State<S>,
+    Path(entity): Path<String>,
+    body: axum::Json<Value>,
+) -> Response {
     if entity != "leads" && entity != "activities" {
         return (StatusCode::NOT_FOUND, "").into_response();
     }
     if body.get("format").and_then(Value::as_str).unwrap_or("CSV") != "CSV" {
         return mk_error("1003", "Invalid format");
     }
-    let filter = body.get("filter").and_then(Value::as_object).cloned().unwrap_or_default();
-    let dates: Vec<&String> = filter.keys().filter(|k| *k == "createdAt" || *k == "updatedAt").collect();
+    let filter = body
+        .get("filter")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let dates: Vec<&String> = filter
+        .keys()
+        .filter(|k| *k == "createdAt" || *k == "updatedAt")
+        .collect();
     if dates.len() != 1 || (entity == "activities" && dates[0] != "createdAt") {
         return mk_error("1003", "Invalid filter: exactly one date range filter (createdAt, or updatedAt for leads) is required");
     }
     let field = dates[0].clone();
-    let (Some(from), Some(to)) = (parse_t(filter[&field].get("startAt")), parse_t(filter[&field].get("endAt"))) else {
+    let (Some(from), Some(to)) = (
+        parse_t(filter[&field].get("startAt")),
+        parse_t(filter[&field].get("endAt")),
+    ) else {
         return mk_error("1003", "startAt and endAt are required in ISO-8601 format");
     };
     if to - from > ChronoDuration::days(31) || to < from {
         return mk_error("1003", "Date range in filter exceeds 31 days");
     }
     let fields: Vec<String> = if entity == "leads" {
-        let f: Vec<String> = body.get("fields").and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default();
-        if let Some(bad) = f.iter().find(|x| !LEAD_FIELDS.iter().any(|l| l.0 == x.as_str())) {
+        let f: Vec<String> = body
+            .get("fields")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(bad) = f
+            .iter()
+            .find(|x| !LEAD_FIELDS.iter().any(|l| l.0 == x.as_str()))
+        {
             return mk_error("1003", &format!("Invalid field '{bad}'"));
         }
         f
     } else {
-        ["marketoGUID", "leadId", "activityDate", "activityTypeId", "campaignId", "primaryAttributeValueId", "primaryAttributeValue", "attributes"].map(String::from).to_vec()
+        [
+            "marketoGUID",
+            "leadId",
+            "activityDate",
+            "activityTypeId",
+            "campaignId",
+            "primaryAttributeValueId",
+            "primaryAttributeValue",
+            "attributes",
+        ]
+        .map(String::from)
+        .to_vec()
     };
     let mut jobs = s.jobs.lock().unwrap();
-    let id = format!("{:08x}-1c3a-4a2b-9f3e-{:012x}", jobs.len() + 1, jobs.len() + 1);
-    jobs.push(Job { id: id.clone(), entity, field, from, to, fields, status: "Created".into(), polls: 0, file: None, records: 0 });
+    let id = format!(
+        "{:08x}-1c3a-4a2b-9f3e-{:012x}",
+        jobs.len() + 1,
+        jobs.len() + 1
+    );
+    jobs.push(Job {
+        id: id.clone(),
+        entity,
+        field,
+        from,
+        to,
+        fields,
+        status: "Created".into(),
+        polls: 0,
+        file: None,
+        records: 0,
+    });
     ok(json!([{"exportId": id, "format": "CSV", "status": "Created", "createdAt": t(Utc::now())}]))
 }
 
 async fn enqueue(State(s): State<S>, Path((_e, id)): Path<(String, String)>) -> Response {
     let mut jobs = s.jobs.lock().unwrap();
-    let queued = jobs.iter().filter(|j| j.status == "Queued" || j.status == "Processing").count();
+    let queued = jobs
+        .iter()
+        .filter(|j| j.status == "Queued" || j.status == "Processing")
+        .count();
     let Some(j) = jobs.iter_mut().find(|j| j.id == id) else {
         return mk_error("1003", "Export job not found");
     };
@@ -363,14 +480,27 @@ async fn enqueue(State(s): State<S>, Path((_e, id)): Path<(String, String)>) -> 
 
 fn write_file(s: &Inner, j: &Job) -> (String, u64) {
     let leads = s.leads.lock().unwrap();
-    let mut out = j.fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(",");
+    let mut out = j
+        .fields
+        .iter()
+        .map(|f| csv_field(f))
+        .collect::<Vec<_>>()
+        .join(",");
     out.push('\n');
     let mut n = 0;
     if j.entity == "leads" {
         for l in leads.iter() {
-            let at = if j.field == "updatedAt" { l.updated } else { l.created };
+            let at = if j.field == "updatedAt" {
+                l.updated
+            } else {
+                l.created
+            };
             if at >= j.from && at <= j.to {
-                let row: Vec<String> = j.fields.iter().map(|f| csv_field(&lead_value(l, f))).collect();
+                let row: Vec<String> = j
+                    .fields
+                    .iter()
+                    .map(|f| csv_field(&lead_value(l, f)))
+                    .collect();
                 out.push_str(&row.join(","));
                 out.push('\n');
                 n += 1;
@@ -381,8 +511,22 @@ fn write_file(s: &Inner, j: &Job) -> (String, u64) {
             for (guid, lead, at, ty) in activities(l) {
                 if at >= j.from && at <= j.to {
                     let attrs = json!([{"name": "Source", "value": "Web, \"direct\""}]).to_string();
-                    let row = [guid, lead.to_string(), t(at), ty.to_string(), "null".into(), (lead * 10).to_string(), format!("Page {lead}"), attrs];
-                    out.push_str(&row.iter().map(|v| csv_field(v)).collect::<Vec<_>>().join(","));
+                    let row = [
+                        guid,
+                        lead.to_string(),
+                        t(at),
+                        ty.to_string(),
+                        "null".into(),
+                        (lead * 10).to_string(),
+                        format!("Page {lead}"),
+                        attrs,
+                    ];
+                    out.push_str(
+                        &row.iter()
+                            .map(|v| csv_field(v))
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    );
                     out.push('\n');
                     n += 1;
                 }
@@ -399,7 +543,11 @@ async fn status(State(s): State<S>, Path((_e, id)): Path<(String, String)>) -> R
     };
     if j.status == "Queued" || j.status == "Processing" {
         j.polls += 1;
-        j.status = if j.polls >= s.cfg.polls_to_complete { "Completed".into() } else { "Processing".into() };
+        j.status = if j.polls >= s.cfg.polls_to_complete {
+            "Completed".into()
+        } else {
+            "Processing".into()
+        };
         if j.status == "Completed" {
             // The file is written when the job completes: what the data is then.
             let job = j.clone();
@@ -408,7 +556,8 @@ async fn status(State(s): State<S>, Path((_e, id)): Path<(String, String)>) -> R
             j.records = n;
         }
     }
-    let mut r = json!({"exportId": j.id, "format": "CSV", "status": j.status, "createdAt": t(Utc::now())});
+    let mut r =
+        json!({"exportId": j.id, "format": "CSV", "status": j.status, "createdAt": t(Utc::now())});
     if let Some(f) = &j.file {
         r["numberOfRecords"] = json!(j.records);
         r["fileSize"] = json!(f.len());
@@ -418,9 +567,17 @@ async fn status(State(s): State<S>, Path((_e, id)): Path<(String, String)>) -> R
     ok(json!([r]))
 }
 
-async fn file(State(s): State<S>, Path((_e, id)): Path<(String, String)>, headers: HeaderMap) -> Response {
+async fn file(
+    State(s): State<S>,
+    Path((_e, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
     let jobs = s.jobs.lock().unwrap();
-    let Some(f) = jobs.iter().find(|j| j.id == id).and_then(|j| j.file.clone()) else {
+    let Some(f) = jobs
+        .iter()
+        .find(|j| j.id == id)
+        .and_then(|j| j.file.clone())
+    else {
         return mk_error("1003", "Export job not in completed state");
     };
     let range = headers
@@ -433,8 +590,12 @@ async fn file(State(s): State<S>, Path((_e, id)): Path<(String, String)>, header
         Some((a, b)) if !s.cfg.ignore_range && a < f.len() => {
             let b = b.min(f.len() - 1);
             let mut r = (StatusCode::PARTIAL_CONTENT, f.as_bytes()[a..=b].to_vec()).into_response();
-            r.headers_mut().insert("content-range", HeaderValue::from_str(&format!("bytes {a}-{b}/{}", f.len())).unwrap());
-            r.headers_mut().insert("content-type", HeaderValue::from_static("text/csv"));
+            r.headers_mut().insert(
+                "content-range",
+                HeaderValue::from_str(&format!("bytes {a}-{b}/{}", f.len())).unwrap(),
+            );
+            r.headers_mut()
+                .insert("content-type", HeaderValue::from_static("text/csv"));
             r
         }
         _ => (StatusCode::OK, [("content-type", "text/csv")], f).into_response(),
@@ -461,16 +622,26 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
             Some(b) if Some(&b) != tk.0.as_ref() => mk_error("601", "Access token invalid"),
             Some(_) if tk.1 => mk_error("602", "Access token expired"),
             Some(_) => {
-                let answered = s.common.data_requests.load(std::sync::atomic::Ordering::SeqCst);
+                let answered = s
+                    .common
+                    .data_requests
+                    .load(std::sync::atomic::Ordering::SeqCst);
                 let due: Vec<Vec<u64>> = {
                     let mut sch = s.scheduled.lock().unwrap();
-                    let (due, later): (Vec<_>, Vec<_>) = sch.drain(..).partition(|(n, _)| *n <= answered);
+                    let (due, later): (Vec<_>, Vec<_>) =
+                        sch.drain(..).partition(|(n, _)| *n <= answered);
                     *sch = later;
                     due.into_iter().map(|(_, ids)| ids).collect()
                 };
                 let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
                 for ids in due {
-                    for l in s.leads.lock().unwrap().iter_mut().filter(|l| ids.contains(&l.id)) {
+                    for l in s
+                        .leads
+                        .lock()
+                        .unwrap()
+                        .iter_mut()
+                        .filter(|l| ids.contains(&l.id))
+                    {
                         l.updated = now;
                         l.edits += 1;
                     }
@@ -478,9 +649,17 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
                 let err = s.errors.lock().unwrap().pop_front();
                 match (err, s.common.next_fault()) {
                     (Some((c, m)), _) => mk_error(&c, &m),
-                    (None, Some(crate::Fault::Status { status, retry_after })) => {
-                        super::status_response(status, retry_after.as_deref(), json!({"requestId": "x", "success": false, "errors": [{"code": "502", "message": "Bad Gateway"}]}))
-                    }
+                    (
+                        None,
+                        Some(crate::Fault::Status {
+                            status,
+                            retry_after,
+                        }),
+                    ) => super::status_response(
+                        status,
+                        retry_after.as_deref(),
+                        json!({"requestId": "x", "success": false, "errors": [{"code": "502", "message": "Bad Gateway"}]}),
+                    ),
                     (None, Some(crate::Fault::Slow(d))) => {
                         tokio::time::sleep(d).await;
                         next.run(req).await
@@ -491,6 +670,7 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
             }
         }
     };
-    s.common.record(at, &method, &path, &query, resp.status().as_u16());
+    s.common
+        .record(at, &method, &path, &query, resp.status().as_u16());
     resp
 }
