@@ -509,9 +509,9 @@ mod marketo {
         for w in jobs.windows(2) {
             assert_eq!(w[1].2, w[0].3 + chrono::Duration::seconds(1));
         }
-        let r = rows.iter().find(|r| r["id"] == json!(8)).unwrap();
-        assert_eq!(r["company"], json!("Acme, Inc. \"Branch 8\"\nWest"));
-        assert_eq!(r["annualRevenue"], json!("8000.08"));
+        let r = rows.iter().find(|r| r["id"] == json!(16)).unwrap();
+        assert_eq!(r["company"], json!("Acme, Inc. \"Branch 16\"\nWest"));
+        assert_eq!(r["annualRevenue"], json!("16000.16"));
         assert_eq!(r["unsubscribed"], json!(false));
         let r = rows.iter().find(|r| r["id"] == json!(15)).unwrap();
         assert_eq!(r["lastName"], Value::Null, "`null` in the CSV");
@@ -915,8 +915,8 @@ mod ga4 {
             &props(&mock, json!({"page_size": 25})),
             &incremental("date", from, &offset_to(day("2026-01-11"))),
         );
-        // Requests: token, metadata, then day 01-10 pages at offsets 0, 25, …
-        mock.late_row_after(2, day("2026-01-10"));
+        // Day 01-10 pages at offsets 0, 25, 50: a row arrives before the second.
+        mock.late_row_after(1, day("2026-01-10"));
         let out = local.run(&yaml).await;
         let f = out.failure.expect("the run fails");
         assert_eq!(f.error, "SourceRejected", "{f:?}");

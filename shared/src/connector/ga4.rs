@@ -348,14 +348,12 @@ fn quota_hook(status: u16, body: &[u8]) -> Option<SourceError> {
     let v: Value = serde_json::from_slice(body).ok()?;
     let msg = v.pointer("/error/message").and_then(Value::as_str)?;
     let lower = msg.to_ascii_lowercase();
-    let wait = if lower.contains("per day") {
-        // Property-day quotas refill at the property's midnight; an hour is a safe next look.
-        std::time::Duration::from_secs(3600)
-    } else if lower.contains("per hour") {
-        std::time::Duration::from_secs(3600)
-    } else {
+    // Hourly tokens refill within the hour; daily ones at the property's midnight, which an
+    // hourly look finds without knowing the property's time zone.
+    if !(lower.contains("per hour") || lower.contains("per day")) {
         return None;
-    };
+    }
+    let wait = std::time::Duration::from_secs(3600);
     Some(SourceError::Throttled {
         message: format!("ga4: the Data API quota is exhausted (429 RESOURCE_EXHAUSTED: {msg}); the chunk ends here and is retried later"),
         retry_after: Some(wait),

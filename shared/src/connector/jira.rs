@@ -363,7 +363,7 @@ impl JiraSource {
         if let Some(tz) = *self.tz.lock().await {
             return Ok(tz);
         }
-        let tz = match &self.cfg.time_zone {
+        let tz: chrono_tz::Tz = match &self.cfg.time_zone {
             Some(t) => t.parse().expect("checked"),
             None => {
                 let me = self.myself().await?;

@@ -96,8 +96,8 @@ struct Inner {
     bodies: Mutex<Vec<Value>>,
     /// Quota messages to answer the next runReports with (429 RESOURCE_EXHAUSTED).
     quota: Mutex<VecDeque<String>>,
-    /// (after n data requests, day): a late fact arrives for that day (GA4 still processing).
-    late: Mutex<Vec<(u64, NaiveDate)>>,
+    /// (after n runReports, day): a late fact arrives for that day (GA4 still processing).
+    late: Mutex<Vec<(usize, NaiveDate)>>,
     tokens: Mutex<(Vec<String>, u64)>,
 }
 
@@ -180,8 +180,8 @@ impl Ga4Mock {
     pub fn exhaust(&self, message: &str) {
         self.inner.quota.lock().unwrap().push_back(message.into());
     }
-    /// A late row for `day` arrives once `after` data requests were answered.
-    pub fn late_row_after(&self, after: u64, day: NaiveDate) {
+    /// A late row for `day` arrives once `after` runReport requests were answered.
+    pub fn late_row_after(&self, after: usize, day: NaiveDate) {
         self.inner.late.lock().unwrap().push((after, day));
     }
     /// Sessions per (date, country) over the mock's facts, for checks.
@@ -278,6 +278,25 @@ async fn run_report(
         );
     }
     s.bodies.lock().unwrap().push(body.0.clone());
+    let answered = s.bodies.lock().unwrap().len() - 1;
+    let due: Vec<NaiveDate> = {
+        let mut l = s.late.lock().unwrap();
+        let (due, later): (Vec<_>, Vec<_>) = l.drain(..).partition(|(n, _)| *n <= answered);
+        *l = later;
+        due.into_iter().map(|(_, d)| d).collect()
+    };
+    for day in due {
+        // A late row: a country the day had not seen yet.
+        s.facts.lock().unwrap().push(Fact {
+            day,
+            dims: ["Aaland Islands".into(), "mobile".into(), "Direct".into()],
+            sessions: 1,
+            users: 1,
+            engaged: 1,
+            duration_s: 3.0,
+            revenue_cents: 0,
+        });
+    }
     if let Some(m) = s.quota.lock().unwrap().pop_front() {
         return api_error(StatusCode::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED", &m);
     }
@@ -468,28 +487,6 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
     } else if !authorized(&s, req.headers()) {
         api_error(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.")
     } else {
-        let answered = s
-            .common
-            .data_requests
-            .load(std::sync::atomic::Ordering::SeqCst);
-        let due: Vec<NaiveDate> = {
-            let mut l = s.late.lock().unwrap();
-            let (due, later): (Vec<_>, Vec<_>) = l.drain(..).partition(|(n, _)| *n <= answered);
-            *l = later;
-            due.into_iter().map(|(_, d)| d).collect()
-        };
-        for day in due {
-            // A late row: a country the day had not seen yet.
-            s.facts.lock().unwrap().push(Fact {
-                day,
-                dims: ["Aaland Islands".into(), "mobile".into(), "Direct".into()],
-                sessions: 1,
-                users: 1,
-                engaged: 1,
-                duration_s: 3.0,
-                revenue_cents: 0,
-            });
-        }
         match s.common.next_fault() {
             Some(crate::Fault::Status {
                 status,

@@ -62,7 +62,7 @@ impl Default for MarketoConfig {
         MarketoConfig {
             leads: 120,
             same_time: 2,
-            spacing: 6 * 3600,
+            spacing: 36 * 3600,
             polls_to_complete: 2,
             ignore_range: false,
             client_id: "mkto-client".into(),
