@@ -329,7 +329,8 @@ fn issue_fields(i: &Issue, asked: &[String]) -> Value {
         let v = match f.as_str() {
             "summary" => json!(format!("Issue {} \"quoted\", with, commas", i.n)),
             "status" => {
-                json!({"name": ["To Do", "In Progress", "Done"][(i.n % 3) as usize], "id": (i.n % 3).to_string()})
+                let name = ["To Do", "In Progress", "Done"][(i.n % 3) as usize];
+                json!({"name": name, "id": (i.n % 3).to_string()})
             }
             "labels" => json!(if i.n.is_multiple_of(2) {
                 vec!["backend", "p1"]
