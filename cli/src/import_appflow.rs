@@ -1593,11 +1593,11 @@ mod tests {
         let i = import_(&fixture("api-marketo-between.json")).unwrap();
         assert_eq!(
             paths(&i),
-            [
-                "sourceFlowConfig.connectorType",
-                "destinationFlowConfigList[0].destinationConnectorProperties.S3.bucketKey"
-            ]
+            ["destinationFlowConfigList[0].destinationConnectorProperties.S3.bucketKey"]
         );
+        // AppFlow's Marketo is ferry's marketo (bulk extract); its munchkin_id is set by hand.
+        assert_eq!(i.flow["source"]["connector"], json!("marketo"));
+        assert_eq!(i.flow["source"]["entity"], json!("leads"));
         assert_eq!(
             i.flow["trigger"],
             json!({ "scheduled": { "expression": "rate(1 minute)", "mode": "complete" } })
@@ -1609,6 +1609,25 @@ mod tests {
                 { "map": { "from": "company" } }
             ])
         );
+    }
+
+    #[test]
+    fn google_analytics_maps_to_ga4_with_a_problem_saying_it_read_universal_analytics() {
+        let def = json!({
+            "flowName": "ga", "triggerConfig": { "triggerType": "OnDemand" },
+            "sourceFlowConfig": { "connectorType": "GoogleAnalytics", "connectorProfileName": "ga",
+                "sourceConnectorProperties": { "GoogleAnalytics": { "object": "traffic" } } },
+            "destinationFlowConfigList": [{ "connectorType": "S3", "destinationConnectorProperties": { "S3": { "bucketName": "lake" } } }],
+            "tasks": [{ "taskType": "Map_all", "sourceFields": [], "taskProperties": {} }]
+        });
+        let i = import_(&def.to_string()).unwrap();
+        assert_eq!(i.flow["source"]["connector"], json!("ga4"));
+        let p = i
+            .problems
+            .iter()
+            .find(|p| p.path == "sourceFlowConfig.connectorType")
+            .expect("a problem on the connector type");
+        assert!(p.message.contains("Universal Analytics"), "{}", p.message);
     }
 
     #[test]

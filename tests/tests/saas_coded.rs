@@ -37,11 +37,17 @@ fn incremental(field: &str, from: chrono::DateTime<chrono::Utc>, more: &str) -> 
     )
 }
 
+/// The authenticator a flow's profile gets (the profile is named like its connector, whose
+/// OAuth client-auth default applies).
 fn auth(profile: &str, secret: Value) -> Authenticator {
-    Authenticator::from_secret(
+    Authenticator::from_secret_with(
         profile,
         &Secret::new(secret),
         Arc::new(ferry::adapters::memory::MemorySecrets::default()),
+        ferry::connector::REGISTRY
+            .get(profile)
+            .unwrap()
+            .oauth_client_auth,
     )
     .unwrap()
 }
