@@ -71,6 +71,9 @@ fn default_incremental_field(connector: &str, entity: &str) -> Option<String> {
             ("slack", _) => "updated",
             ("hubspot", "contacts") => "lastmodifieddate",
             ("hubspot", _) => "hs_lastmodifieddate",
+            ("marketo", "activities") => "activityDate",
+            ("marketo", _) => "updatedAt",
+            ("ga4", _) => "date",
             _ => return None,
         }
         .to_string(),

@@ -360,6 +360,45 @@ mod jira {
         let out = local.run(&flow("jira-3lo", "jira", "issues", &p, "")).await;
         assert!(out.succeeded(), "{:?}", out.failure);
         assert_eq!(local.output("out/jira-3lo").len(), 20);
+
+        // OAuth 2.0 (3LO): the refresh token rotates and is written back to the profile.
+        local
+            .put_secret("jira", json!({"type": "oauth2_refresh_token", "token_url": format!("{}/oauth/token", mock.url()),
+                "client_id": "jira-3lo-client", "client_secret": "jira-3lo-secret", "refresh_token": "jira-rt-0"}))
+            .await;
+        let out = local
+            .run(&flow("jira-oauth", "jira", "issues", &p, ""))
+            .await;
+        assert!(out.succeeded(), "{:?}", out.failure);
+        assert_eq!(local.output("out/jira-oauth").len(), 20);
+        assert_ne!(mock.refresh_token(), "jira-rt-0");
+        assert_eq!(
+            local.secret("jira")["refresh_token"],
+            json!(mock.refresh_token())
+        );
+    }
+
+    /// A profile bound to its site (`hosts`) is not sent to another host, whatever the flow's
+    /// base_url says (docs/security.md).
+    #[tokio::test]
+    async fn a_profile_bound_to_its_site_is_not_sent_elsewhere() {
+        let mock = JiraMock::start(JiraConfig {
+            issues: 5,
+            ..Default::default()
+        })
+        .await;
+        let mut s = secret();
+        s["hosts"] = json!(["acme.atlassian.net"]);
+        let e = JiraSource::new(
+            props(&mock, json!({})).as_object().unwrap(),
+            auth("jira", s),
+        )
+        .unwrap()
+        .list_entities()
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("127.0.0.1"), "{e}");
+        assert!(mock.requests().is_empty(), "nothing was sent");
     }
 
     #[tokio::test]

@@ -56,6 +56,10 @@ pub struct JiraConfig {
     pub api_token: String,
     /// An OAuth access token accepted as a bearer token.
     pub bearer: String,
+    /// OAuth 2.0 (3LO) client and the first refresh token (rotated at every refresh).
+    pub client_id: String,
+    pub client_secret: String,
+    pub refresh_token: String,
 }
 
 impl Default for JiraConfig {
@@ -66,6 +70,9 @@ impl Default for JiraConfig {
             email: "me@acme.example".into(),
             api_token: "ATATT-jira-token".into(),
             bearer: "jira-3lo-access".into(),
+            client_id: "jira-3lo-client".into(),
+            client_secret: "jira-3lo-secret".into(),
+            refresh_token: "jira-rt-0".into(),
         }
     }
 }
@@ -128,6 +135,8 @@ struct Inner {
     common: super::Common,
     /// JQL of each search, in order.
     jqls: Mutex<Vec<String>>,
+    /// (current refresh token, access tokens issued).
+    oauth: Mutex<(String, Vec<String>)>,
 }
 
 type S = Arc<Inner>;
@@ -154,18 +163,21 @@ impl JiraMock {
                 edits: 0,
             })
             .collect();
+        let cfg_refresh = cfg.refresh_token.clone();
         let inner = Arc::new(Inner {
             cfg,
             issues: Mutex::new(issues),
             scheduled: Mutex::new(vec![]),
             common: Default::default(),
             jqls: Mutex::new(vec![]),
+            oauth: Mutex::new((cfg_refresh, vec![])),
         });
         let app = Router::new()
             .route("/rest/api/3/myself", get(myself))
             .route("/rest/api/3/field", get(fields))
             .route("/rest/api/3/search/jql", post(search))
             .route("/rest/api/3/issue/{id}/changelog", get(changelog))
+            .route("/oauth/token", post(oauth_token))
             .layer(axum::middleware::from_fn_with_state(inner.clone(), gate))
             .with_state(inner.clone());
         let (addr, task) = super::serve(app, "jira").await;
@@ -180,6 +192,10 @@ impl JiraMock {
     }
     pub fn requests(&self) -> Vec<Seen> {
         self.inner.common.log.lock().unwrap().clone()
+    }
+    /// The refresh token the mock accepts now (Atlassian rotates it at every refresh).
+    pub fn refresh_token(&self) -> String {
+        self.inner.oauth.lock().unwrap().0.clone()
     }
     pub fn jqls(&self) -> Vec<String> {
         self.inner.jqls.lock().unwrap().clone()
@@ -537,8 +553,48 @@ async fn changelog(
     .into_response()
 }
 
+/// `POST /oauth/token` of auth.atlassian.com: `grant_type=refresh_token` with the client id and
+/// secret in the body (JSON in Atlassian's examples; a form body is accepted too); refresh tokens
+/// rotate, so the one just used stops working.
+/// <https://developer.atlassian.com/cloud/jira/platform/oauth-2-3lo-apps/#use-a-refresh-token-to-get-another-access-token-and-refresh-token-pair>
+async fn oauth_token(State(s): State<S>, body: String) -> Response {
+    let p: HashMap<String, String> = match serde_json::from_str::<Value>(&body) {
+        Ok(Value::Object(m)) => m
+            .into_iter()
+            .filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_string())))
+            .collect(),
+        _ => url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect(),
+    };
+    let mut o = s.oauth.lock().unwrap();
+    let ok = p.get("grant_type").map(String::as_str) == Some("refresh_token")
+        && p.get("client_id") == Some(&s.cfg.client_id)
+        && p.get("client_secret") == Some(&s.cfg.client_secret)
+        && p.get("refresh_token") == Some(&o.0);
+    if !ok {
+        return (
+            StatusCode::FORBIDDEN,
+            axum::Json(json!({"error": "invalid_grant", "error_description": "Unknown or invalid refresh token."})),
+        )
+            .into_response();
+    }
+    let n = o.1.len() + 1;
+    let access = format!("jira-3lo-at-{n}");
+    o.1.push(access.clone());
+    o.0 = format!("jira-rt-{n}");
+    axum::Json(json!({"access_token": access, "refresh_token": o.0, "expires_in": 3600,
+                      "scope": "read:jira-work read:jira-user offline_access", "token_type": "Bearer"}))
+    .into_response()
+}
+
 fn authorized(s: &S, h: &HeaderMap) -> bool {
     let got = h.get("authorization").and_then(|v| v.to_str().ok());
+    if let Some(t) = got.and_then(|g| g.strip_prefix("Bearer ")) {
+        if s.oauth.lock().unwrap().1.iter().any(|a| a == t) {
+            return true;
+        }
+    }
     let basic = format!(
         "Basic {}",
         super::b64(&format!("{}:{}", s.cfg.email, s.cfg.api_token))
@@ -551,7 +607,9 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    let resp = if !authorized(&s, req.headers()) {
+    let resp = if path == "/oauth/token" {
+        next.run(req).await
+    } else if !authorized(&s, req.headers()) {
         error(
             StatusCode::UNAUTHORIZED,
             "Client must be authenticated to access this resource.",
