@@ -329,6 +329,13 @@ enum MkCursor {
     },
 }
 
+/// A lead field of `describe2`: name, label, type.
+type LeadField = (String, String, FieldType);
+/// An export job's inclusive date range.
+type JobRange = (DateTime<Utc>, DateTime<Utc>);
+/// A part of a job's file: its header, its whole records, and the bytes they took.
+type Part = (Vec<String>, Vec<Vec<String>>, u64);
+
 /// A column of a job's file and its type.
 #[derive(Debug, Clone)]
 struct Column {
@@ -341,7 +348,7 @@ pub struct MarketoSource {
     cfg: MarketoConfig,
     base: String,
     http: HttpClient,
-    describe: tokio::sync::Mutex<Option<std::sync::Arc<Vec<(String, String, FieldType)>>>>,
+    describe: tokio::sync::Mutex<Option<std::sync::Arc<Vec<LeadField>>>>,
 }
 
 /// What one Marketo error code means for the request.
@@ -495,9 +502,7 @@ impl MarketoSource {
         }
     }
 
-    async fn lead_fields(
-        &self,
-    ) -> Result<std::sync::Arc<Vec<(String, String, FieldType)>>, SourceError> {
+    async fn lead_fields(&self) -> Result<std::sync::Arc<Vec<LeadField>>, SourceError> {
         if let Some(d) = &*self.describe.lock().await {
             return Ok(d.clone());
         }
@@ -534,7 +539,7 @@ impl MarketoSource {
 
     /// The lead columns read: the flow's (checked) or every field; id, createdAt, updatedAt
     /// always.
-    async fn lead_columns(&self) -> Result<Vec<(String, String, FieldType)>, SourceError> {
+    async fn lead_columns(&self) -> Result<Vec<LeadField>, SourceError> {
         let all = self.lead_fields().await?;
         let mut out: Vec<(String, String, FieldType)> = match &self.cfg.fields {
             None => all.to_vec(),
@@ -585,10 +590,7 @@ impl MarketoSource {
     }
 
     /// The filter field and the job ranges of a read.
-    fn plan(
-        &self,
-        req: &ReadRequest,
-    ) -> Result<(String, Vec<(DateTime<Utc>, DateTime<Utc>)>), SourceError> {
+    fn plan(&self, req: &ReadRequest) -> Result<(String, Vec<JobRange>), SourceError> {
         let field = match (req.entity.as_str(), req.incremental_field.as_deref()) {
             ("activities", None | Some("activityDate") | Some("createdAt")) => "createdAt",
             ("activities", Some(f)) => {
@@ -679,7 +681,7 @@ impl MarketoSource {
         buf: &[u8],
         header: Option<Vec<String>>,
         last_part: bool,
-    ) -> Result<(Vec<String>, Vec<Vec<String>>, u64), String> {
+    ) -> Result<Part, String> {
         let mut rdr = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
