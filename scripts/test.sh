@@ -10,6 +10,8 @@
 #    ASL validator).
 # 4. Builds and runs every Rust test in the workspace (cargo-nextest when installed), with the
 #    CLI's `remote` feature (the deployed-stack tests drive `ferry --remote`).
+# 5. Runs clippy over the library and every binary (not their tests): the crate roots deny
+#    `unwrap_used` and `expect_used`, so a panic-on-error outside tests fails CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -37,3 +39,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --features ferry-cli/remote --no-fail-fast "$@"
 fi
+
+echo "==> clippy: no unwrap/expect outside tests"
+cargo clippy --workspace --lib --bins --features ferry-cli/remote --quiet -- -A clippy::all

@@ -397,7 +397,9 @@ impl Resolver<'_> {
                     .collect(),
             ),
             Value::Object(m) if m.len() == 1 => {
-                let (k, arg) = m.into_iter().next().expect("one member");
+                let Some((k, arg)) = m.into_iter().next() else {
+                    return Value::Object(Map::new());
+                };
                 match k.as_str() {
                     "Ref" => match arg {
                         Value::String(n) => self.reference(&n, at),
@@ -665,12 +667,13 @@ impl Translator {
         }
         let (tasks, partition) = self.tasks(v.get("tasks"));
         if !partition.is_empty() {
-            destination
+            if let Some(layout) = destination
                 .entry("layout")
                 .or_insert_with(|| json!({}))
                 .as_object_mut()
-                .expect("layout is an object")
-                .insert("partition_by".into(), json!(partition));
+            {
+                layout.insert("partition_by".into(), json!(partition));
+            }
         }
         flow.insert("destination".into(), Value::Object(destination));
         if !tasks.is_empty() {

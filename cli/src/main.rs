@@ -1,9 +1,12 @@
 //! `ferry`: validate and run flows on the embedded engine, inspect flows and runs.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 #[macro_use]
 mod out;
 mod backfill;
 mod catalog;
+mod connect;
 mod import_appflow;
 mod profiles;
 #[cfg(feature = "remote")]
@@ -240,6 +243,54 @@ enum ProfilesCmd {
         /// The profile name.
         name: String,
     },
+    /// Connect an account by the vendor's OAuth consent (authorization code with PKCE) and
+    /// store the profile: salesforce, hubspot, zendesk, servicenow, slack.
+    Connect {
+        /// The connector: salesforce, hubspot, zendesk, servicenow or slack.
+        connector: String,
+        /// The profile name (letters, digits, `_`, `-`, `.`, `@`).
+        name: String,
+        /// The OAuth app's client id (Salesforce: consumer key).
+        #[arg(long, env = "FERRY_CLIENT_ID")]
+        client_id: String,
+        /// A file holding the OAuth app's client secret (default: the FERRY_CLIENT_SECRET
+        /// environment variable; not needed for a PKCE public client).
+        #[arg(long, value_name = "FILE")]
+        client_secret_file: Option<PathBuf>,
+        /// The account's login host: acme.zendesk.com, acme.service-now.com,
+        /// test.salesforce.com (sandbox) or a My Domain; a test server for fixed-host vendors.
+        #[arg(long)]
+        host: Option<String>,
+        /// The loopback port of the redirect URL registered with the app
+        /// (http://localhost:PORT/callback, or 127.0.0.1 where the vendor says so).
+        #[arg(long, default_value_t = connect::DEFAULT_PORT)]
+        port: u16,
+        /// Scopes instead of the connector's read-only default (repeatable).
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// Print the consent URL without opening a browser.
+        #[arg(long)]
+        no_browser: bool,
+        /// Seconds to wait for the consent.
+        #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+        timeout: u64,
+        /// Store the profile in the deployed stack's Secrets Manager instead of the local
+        /// secrets file.
+        #[arg(long)]
+        remote: bool,
+        /// The stack the secret is for: tagged `ferry:stack=<name>` so its functions may read
+        /// it (with --remote).
+        #[arg(long, env = "FERRY_STACK_NAME", value_name = "STACK")]
+        stack_name: Option<String>,
+        /// Secret name prefix (with --remote).
+        #[arg(
+            long,
+            env = "FERRY_SECRET_PREFIX",
+            default_value = "ferry/profiles/",
+            value_name = "PREFIX"
+        )]
+        secret_prefix: String,
+    },
 }
 
 #[tokio::main]
@@ -343,6 +394,34 @@ async fn real_main(cli: Cli) -> Result<i32> {
                     profiles::put(&home, &name, &file, connector.as_deref(), props, json_out).await
                 }
                 ProfilesCmd::List => profiles::list(&home, json_out).await,
+                ProfilesCmd::Connect {
+                    connector,
+                    name,
+                    client_id,
+                    client_secret_file,
+                    host,
+                    port,
+                    scopes,
+                    no_browser,
+                    timeout,
+                    remote,
+                    stack_name,
+                    secret_prefix,
+                } => {
+                    let dest = connect_destination(remote, stack_name, secret_prefix).await?;
+                    let args = connect::ConnectArgs {
+                        connector,
+                        name,
+                        client_id,
+                        client_secret_file,
+                        host,
+                        port,
+                        scopes,
+                        no_browser,
+                        timeout: Duration::from_secs(timeout),
+                    };
+                    connect::connect(&home, args, dest, json_out).await
+                }
                 ProfilesCmd::Delete { name } => profiles::delete(&home, &name, json_out).await,
                 ProfilesCmd::Test {
                     name,
@@ -483,6 +562,35 @@ async fn real_main(cli: Cli) -> Result<i32> {
         Cmd::Validate { .. } | Cmd::Profiles { .. } => {
             unreachable!("handled above")
         }
+    }
+}
+
+/// Where `profiles connect` stores the profile.
+async fn connect_destination(
+    remote: bool,
+    stack_name: Option<String>,
+    secret_prefix: String,
+) -> Result<connect::Destination> {
+    if !remote {
+        return Ok(connect::Destination::Local);
+    }
+    #[cfg(feature = "remote")]
+    {
+        let stack = stack_name.ok_or_else(|| {
+            out::invalid_argument(
+                "--remote needs the stack the profile is for: pass --stack-name or set FERRY_STACK_NAME (its functions read only secrets tagged with their stack)",
+            )
+        })?;
+        let conf = ferry::adapters::aws::sdk_config().await;
+        let store =
+            ferry::adapters::secretsmanager::SecretsManagerStore::from_config(&conf, secret_prefix)
+                .with_stack_tag(Some(stack));
+        Ok(connect::Destination::Remote(Box::new(store)))
+    }
+    #[cfg(not(feature = "remote"))]
+    {
+        let _ = (stack_name, secret_prefix);
+        Err(out::invalid_argument(NO_REMOTE))
     }
 }
 
@@ -867,11 +975,11 @@ fn print_summary(r: &RunRecord) {
     }
 }
 
-/// A progress line on stderr fed by the state machine's state transitions. The engine reports
-/// chunks (a fetch-page invocation pulls many pages), so counts move once per chunk.
+/// A progress line on stderr: the state from the state machine's transitions, records and
+/// records/s from every page fetch-page reads (`ferry::steps::progress`).
 struct Progress {
     bar: Option<ProgressBar>,
-    records: AtomicU64,
+    records: std::sync::Arc<AtomicU64>,
     started: Instant,
     /// `FERRY_STEP_TIMES=1`: time spent in each state, printed on stderr at the end (the
     /// bench's per-step breakdown, docs/performance.md).
@@ -888,17 +996,25 @@ impl Progress {
     fn new(show: bool) -> Self {
         let bar = (show && std::io::stderr().is_terminal()).then(|| {
             let b = ProgressBar::new_spinner();
-            b.set_style(
-                ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
-                    .expect("a valid template"),
-            );
+            if let Ok(style) = ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}") {
+                b.set_style(style);
+            }
             b.enable_steady_tick(Duration::from_millis(120));
             b
         });
+        let records = std::sync::Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        if let Some(b) = bar.clone() {
+            let records = records.clone();
+            ferry::steps::progress::listen(move |n| {
+                let total = records.fetch_add(n, Ordering::Relaxed) + n;
+                b.set_message(progress_message("Fetch Chunk", total, started));
+            });
+        }
         Progress {
             bar,
-            records: AtomicU64::new(0),
-            started: Instant::now(),
+            records,
+            started,
             step_times: std::env::var_os("FERRY_STEP_TIMES")
                 .is_some_and(|v| v != "0")
                 .then(Default::default),
@@ -906,6 +1022,7 @@ impl Progress {
     }
     fn finish(&self) {
         if let Some(b) = &self.bar {
+            ferry::steps::progress::stop_listening();
             b.finish_and_clear();
         }
         if let Some(t) = &self.step_times {
@@ -921,14 +1038,17 @@ impl Progress {
         }
     }
     fn message(&self, state: &str) -> String {
-        let n = self.records.load(Ordering::Relaxed);
-        let secs = self.started.elapsed().as_secs_f64().max(0.001);
-        format!(
-            "{state} — {} records fetched ({} records/s)",
-            out::thousands(n),
-            out::thousands((n as f64 / secs) as u64)
-        )
+        progress_message(state, self.records.load(Ordering::Relaxed), self.started)
     }
+}
+
+fn progress_message(state: &str, records: u64, started: Instant) -> String {
+    let secs = started.elapsed().as_secs_f64().max(0.001);
+    format!(
+        "{state} — {} records fetched ({} records/s)",
+        out::thousands(records),
+        out::thousands((records as f64 / secs) as u64)
+    )
 }
 
 impl Observer for Progress {
@@ -941,21 +1061,13 @@ impl Observer for Progress {
             b.set_message(self.message(name));
         }
     }
-    fn state_exited(&self, name: &str, output: &serde_json::Value) {
+    fn state_exited(&self, name: &str, _output: &serde_json::Value) {
         if let Some(t) = &self.step_times {
             let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(at) = t.entered.remove(name) {
                 let e = t.total.entry(name.to_string()).or_default();
                 e.0 += at.elapsed();
                 e.1 += 1;
-            }
-        }
-        if name == "Fetch Chunk" {
-            if let Some(n) = output.pointer("/page/records").and_then(|v| v.as_u64()) {
-                self.records.fetch_add(n, Ordering::Relaxed);
-            }
-            if let Some(b) = &self.bar {
-                b.set_message(self.message(name));
             }
         }
     }

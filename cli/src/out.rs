@@ -120,8 +120,10 @@ pub fn error_json(e: &anyhow::Error) -> Value {
 /// The keys of a run record, in order, each present in `--json` output (`null` or `[]` when
 /// empty), plus `duration_seconds`.
 pub fn run_json(r: &RunRecord) -> Value {
-    let mut v = serde_json::to_value(r).unwrap_or_else(|_| json!({}));
-    let m = v.as_object_mut().expect("a run record is an object");
+    let mut m = match serde_json::to_value(r) {
+        Ok(Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
     for k in ["manifest_key", "max_cursor", "watermark_after"] {
         m.entry(k).or_insert(Value::Null);
     }
@@ -138,7 +140,7 @@ pub fn run_json(r: &RunRecord) -> Value {
         "duration_seconds".into(),
         json!(duration(r).num_milliseconds() as f64 / 1000.0),
     );
-    v
+    Value::Object(m)
 }
 
 /// How long a run took (so far, for one in progress: until its last update).

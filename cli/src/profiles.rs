@@ -9,6 +9,7 @@ use crate::out::{invalid_argument, not_found, CliError};
 use anyhow::{Context, Result};
 use ferry::adapters::secrets_file::SecretsFile;
 use ferry::connector::auth::{Authenticator, ClientAuth};
+use ferry::connector::registry::REGISTRY;
 use ferry::connector::{ConnectorContext, ReadRequest, SourceError};
 use ferry::flow::SourceConfig;
 use ferry::ports::{Secret, SecretStore};
@@ -49,33 +50,42 @@ fn save_meta(home: &Path, meta: &BTreeMap<String, ProfileMeta>) -> Result<()> {
         .with_context(|| format!("cannot write {}", meta_path(home).display()))
 }
 
-/// The auth kinds each connector takes (docs/connectors/<name>.md).
+/// Record what is not secret about a profile: its connector and the properties `profiles
+/// test` (and flows) need.
+fn remember_meta(
+    home: &Path,
+    name: &str,
+    connector: Option<&str>,
+    properties: Vec<(String, Value)>,
+) -> Result<ProfileMeta> {
+    let mut meta = load_meta(home)?;
+    let entry = meta.entry(name.to_string()).or_default();
+    if let Some(c) = connector {
+        entry.connector = Some(c.to_string());
+    }
+    entry.properties.extend(properties);
+    let entry = entry.clone();
+    save_meta(home, &meta)?;
+    Ok(entry)
+}
+
+/// [`remember_meta`] for a connected profile.
+pub fn remember(
+    home: &Path,
+    name: &str,
+    connector: &str,
+    properties: Vec<(String, Value)>,
+) -> Result<()> {
+    remember_meta(home, name, Some(connector), properties).map(|_| ())
+}
+
+/// The auth kinds a connector takes (docs/connectors/<name>.md); `None`: not a connector that
+/// takes a profile.
 fn auth_kinds(connector: &str) -> Option<&'static [&'static str]> {
-    Some(match connector {
-        "salesforce" => &[
-            "oauth2_refresh_token",
-            "oauth2_client_credentials",
-            "bearer",
-        ],
-        "zendesk" => &["basic", "bearer", "oauth2_refresh_token"],
-        "servicenow" => &[
-            "basic",
-            "oauth2_refresh_token",
-            "oauth2_client_credentials",
-            "bearer",
-        ],
-        "hubspot" => &["bearer", "oauth2_refresh_token"],
-        "slack" => &["bearer"],
-        "rest" => &[
-            "none",
-            "api_key",
-            "basic",
-            "bearer",
-            "oauth2_client_credentials",
-            "oauth2_refresh_token",
-        ],
-        _ => return None,
-    })
+    REGISTRY
+        .get(connector)
+        .map(|c| c.auth_kinds)
+        .filter(|k| !k.is_empty())
 }
 
 /// Check a secret's shape for a connector (or, without one, for any connector). Messages name
@@ -106,10 +116,16 @@ pub fn check_secret(connector: Option<&str>, v: &Value) -> Result<(), String> {
         }
     };
     if let Some(c) = connector {
-        let kinds = auth_kinds(c).ok_or_else(|| match c {
-            "sample" => "the sample connector takes no profile".to_string(),
-            other => format!(
-                "unknown connector '{other}'; use one of salesforce, zendesk, servicenow, hubspot, slack, rest"
+        let kinds = auth_kinds(c).ok_or_else(|| match REGISTRY.get(c) {
+            Some(_) => format!("the {c} connector takes no profile"),
+            None => format!(
+                "unknown connector '{c}'; use one of {}",
+                REGISTRY
+                    .iter()
+                    .filter(|k| !k.auth_kinds.is_empty())
+                    .map(|k| k.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         })?;
         if !kinds.contains(&kind.as_str()) {
@@ -185,14 +201,7 @@ pub async fn put(
     })?;
     let secrets = SecretsFile::new(home.join("secrets.json"));
     secrets.put_secret(name, &Secret::new(v)).await?;
-    let mut meta = load_meta(home)?;
-    let entry = meta.entry(name.to_string()).or_default();
-    if let Some(c) = connector {
-        entry.connector = Some(c.to_string());
-    }
-    entry.properties.extend(properties);
-    let entry = entry.clone();
-    save_meta(home, &meta)?;
+    let entry = remember_meta(home, name, connector, properties)?;
     if json_out {
         crate::out::json(&json!({ "name": name, "connector": entry.connector, "stored": true }));
     } else {

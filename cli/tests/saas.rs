@@ -187,3 +187,299 @@ async fn profiles_test_against_zendesk() {
     assert!(!t.contains("revoked-token"), "{t}");
     assert!(!d.join("out").exists());
 }
+
+// ---- `ferry profiles connect`: the OAuth consent against each vendor mock ----
+
+/// What one `profiles connect` run did.
+struct Connected {
+    output: Output,
+    /// The callback page the "browser" saw.
+    page: String,
+}
+
+/// Run `ferry profiles connect CONNECTOR NAME ...` against a mock at `host`, playing the user's
+/// browser: open the printed consent URL (the mock's authorize endpoint answers with a
+/// redirect) and follow the redirect to ferry's loopback listener. `before` is requested on
+/// the listener first (e.g. a forged callback), with its status returned in the page text.
+async fn connect(
+    dir: &Path,
+    connector: &str,
+    name: &str,
+    client_id: &str,
+    client_secret: Option<&str>,
+    host: &str,
+    forged_first: bool,
+) -> Connected {
+    use std::io::BufRead;
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+    c.args([
+        "profiles",
+        "connect",
+        connector,
+        name,
+        "--client-id",
+        client_id,
+        "--host",
+        host,
+        "--port",
+        "0",
+        "--no-browser",
+        "--timeout",
+        "60",
+        "--json",
+    ])
+    .current_dir(dir)
+    .env("FERRY_HOME", dir.join(".ferry"))
+    .env_remove("FERRY_REMOTE")
+    .env_remove("FERRY_CLIENT_ID")
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    match client_secret {
+        Some(s) => c.env("FERRY_CLIENT_SECRET", s),
+        None => c.env_remove("FERRY_CLIENT_SECRET"),
+    };
+    let mut child = c.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            if let (Some(url), Some(_)) = (line.trim().strip_prefix("http"), tx.as_ref()) {
+                let _ = tx.take().unwrap().send(format!("http{url}"));
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut page = String::new();
+    if let Ok(Ok(url)) = tokio::time::timeout(std::time::Duration::from_secs(30), rx).await {
+        let r = browser.get(&url).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 302, "the consent page should redirect");
+        let back = r.headers()["location"].to_str().unwrap().to_string();
+        if forged_first {
+            let u = url::Url::parse(&back).unwrap();
+            let forged = format!(
+                "{}://{}/callback?code=stolen&state=not-ours",
+                u.scheme(),
+                u.authority()
+            );
+            let f = browser.get(&forged).send().await.unwrap();
+            page.push_str(&format!("forged: {}\n", f.status().as_u16()));
+        }
+        let r = browser.get(&back).send().await.unwrap();
+        page.push_str(&r.text().await.unwrap());
+    }
+    let output = tokio::task::spawn_blocking(move || {
+        let mut out = child.wait_with_output().unwrap();
+        out.stderr = reader.join().unwrap().into_bytes();
+        out
+    })
+    .await
+    .unwrap();
+    Connected { output, page }
+}
+
+fn host_of(url: &str) -> String {
+    url::Url::parse(url).unwrap().authority().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_connect_runs_the_consent_for_every_oauth_connector() {
+    use ferry_tests::saas::hubspot::{HsAuth, HsConfig, HubSpotMock};
+    use ferry_tests::saas::salesforce::{SalesforceMock, SfConfig};
+    use ferry_tests::saas::servicenow::{ServiceNowMock, SnAuth, SnConfig};
+    use ferry_tests::saas::slack::{SlackMock, SlackMockConfig};
+    use ferry_tests::saas::zendesk::{self, ZendeskMock};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let json = |o: &Output| -> serde_json::Value {
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(o)))
+    };
+
+    // Salesforce: web server flow with PKCE; the refresh token and the org's instance_url
+    // land in the secret; `profiles test` then lists the org's objects with it.
+    let sf = SalesforceMock::start(SfConfig::default()).await;
+    let (id, secret) = SalesforceMock::client();
+    let c = connect(
+        d,
+        "salesforce",
+        "sf",
+        id,
+        Some(secret),
+        &host_of(&sf.url()),
+        false,
+    )
+    .await;
+    let t = text(&c.output);
+    assert!(c.output.status.success(), "{t}");
+    assert!(c.page.contains("connected"), "{}", c.page);
+    assert_eq!(json(&c.output)["type"], "oauth2_refresh_token", "{t}");
+    let asked = sf.consent().last_request.lock().unwrap().clone();
+    assert_eq!(asked["code_challenge_method"], "S256");
+    assert_eq!(asked["scope"], "api refresh_token");
+    assert!(!t.contains(secret), "the client secret was printed:\n{t}");
+    let o = ferry(d, &["profiles", "test", "sf"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+
+    // HubSpot: no PKCE on its documented authorize request; the secret is required.
+    let hs = HubSpotMock::start(HsConfig {
+        auth: HsAuth::OAuth {
+            client_id: "hs-client".into(),
+            client_secret: "hs-secret-1".into(),
+            refresh_token: "hs-refresh-1".into(),
+        },
+        ..Default::default()
+    })
+    .await;
+    let c = connect(
+        d,
+        "hubspot",
+        "hs",
+        "hs-client",
+        None,
+        &host_of(&hs.url()),
+        false,
+    )
+    .await;
+    assert!(!c.output.status.success());
+    assert!(
+        text(&c.output).contains("client secret"),
+        "{}",
+        text(&c.output)
+    );
+    let c = connect(
+        d,
+        "hubspot",
+        "hs",
+        "hs-client",
+        Some("hs-secret-1"),
+        &host_of(&hs.url()),
+        false,
+    )
+    .await;
+    assert!(c.output.status.success(), "{}", text(&c.output));
+    assert!(!hs
+        .consent()
+        .last_request
+        .lock()
+        .unwrap()
+        .contains_key("code_challenge"));
+    let o = ferry(d, &["profiles", "test", "hs"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+
+    // ServiceNow: state is required; PKCE; the instance URL is remembered for tests and flows.
+    let sn = ServiceNowMock::start(SnConfig {
+        auth: SnAuth::OAuth {
+            client_id: "sn-client".into(),
+            client_secret: "sn-secret-1".into(),
+            refresh_token: "sn-refresh-1".into(),
+        },
+        ..Default::default()
+    })
+    .await;
+    let c = connect(
+        d,
+        "servicenow",
+        "sn",
+        "sn-client",
+        Some("sn-secret-1"),
+        &host_of(&sn.url()),
+        false,
+    )
+    .await;
+    assert!(c.output.status.success(), "{}", text(&c.output));
+    assert_eq!(
+        json(&c.output)["properties"]["instance_url"],
+        sn.url(),
+        "{}",
+        text(&c.output)
+    );
+    let o = ferry(d, &["profiles", "test", "sn"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+
+    // Slack: a PKCE app's localhost redirect gets user scopes only; without token rotation the
+    // profile is the user token itself.
+    let sl = SlackMock::start(SlackMockConfig::default()).await;
+    let c = connect(
+        d,
+        "slack",
+        "sl",
+        ferry_tests::saas::slack::OAUTH_CLIENT_ID,
+        None,
+        &host_of(&sl.url()),
+        false,
+    )
+    .await;
+    assert!(c.output.status.success(), "{}", text(&c.output));
+    assert_eq!(json(&c.output)["type"], "bearer");
+    let asked = sl.consent().last_request.lock().unwrap().clone();
+    assert!(
+        asked["user_scope"].contains("channels:history,"),
+        "{asked:?}"
+    );
+    assert!(!asked.contains_key("scope"), "{asked:?}");
+    let o = ferry(d, &["profiles", "test", "sl"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+
+    // Zendesk: a forged callback (another state) is turned away while ferry keeps waiting for
+    // the real one; the rotated refresh token works; a revoked grant makes `profiles test`
+    // fail with Zendesk's own words and no secret.
+    let zd = ZendeskMock::start(Default::default()).await;
+    let c = connect(
+        d,
+        "zendesk",
+        "zd",
+        zendesk::OAUTH_CLIENT_ID,
+        Some(zendesk::OAUTH_CLIENT_SECRET),
+        &host_of(&zd.url()),
+        true,
+    )
+    .await;
+    assert!(c.output.status.success(), "{}", text(&c.output));
+    assert!(c.page.starts_with("forged: 400"), "{}", c.page);
+    let o = ferry(d, &["profiles", "test", "zd"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    zd.revoke_oauth();
+    let o = ferry(d, &["profiles", "test", "zd"]).await;
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(t.contains("invalid_grant"), "{t}");
+    for s in [zendesk::OAUTH_CLIENT_SECRET, "zd-rt-1", "zd-at-1"] {
+        assert!(!t.contains(s), "{s} printed:\n{t}");
+    }
+
+    // A refused consent stores nothing.
+    zd.consent()
+        .deny
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let c = connect(
+        d,
+        "zendesk",
+        "zd-denied",
+        zendesk::OAUTH_CLIENT_ID,
+        Some(zendesk::OAUTH_CLIENT_SECRET),
+        &host_of(&zd.url()),
+        false,
+    )
+    .await;
+    let t = text(&c.output);
+    assert!(!c.output.status.success(), "{t}");
+    assert!(
+        t.contains("access_denied") && t.contains("nothing was stored"),
+        "{t}"
+    );
+    let o = ferry(d, &["profiles", "list", "--json"]).await;
+    assert!(!text(&o).contains("zd-denied"), "{}", text(&o));
+
+    // A connector without a consent says what to do instead.
+    let o = ferry(d, &["profiles", "connect", "rest", "r", "--client-id", "x"]).await;
+    assert!(!o.status.success());
+    assert!(text(&o).contains("profiles put"), "{}", text(&o));
+}

@@ -5,6 +5,8 @@
 //! layout ([`output`]), the ports and their adapters ([`ports`], [`adapters`]), the steps of a run
 //! ([`steps`]) and the embedded state-machine engine ([`local`]).
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod adapters;
 pub mod catalog;
 pub mod connector;

@@ -286,17 +286,26 @@ impl ManualClock {
         ManualClock(Arc::new(std::sync::Mutex::new(t)))
     }
     pub fn set(&self, t: DateTime<Utc>) {
-        *self.0.lock().unwrap() = t;
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = t;
     }
     pub fn advance(&self, d: chrono::Duration) {
-        let mut g = self.0.lock().unwrap();
+        let mut g = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *g += d;
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap()
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -508,9 +508,10 @@ impl PageShape {
         let mut set = |path: &[String], v: serde_json::Value| {
             let mut at = &mut meta;
             for seg in &path[..path.len() - 1] {
-                at = at
-                    .as_object_mut()
-                    .expect("objects all the way down")
+                let Some(o) = at.as_object_mut() else {
+                    return;
+                };
+                at = o
                     .entry(seg.clone())
                     .or_insert_with(|| serde_json::Value::Object(Default::default()));
             }

@@ -172,3 +172,58 @@ destination:
         assert_eq!(body.len() as u64, o.bytes);
     }
 }
+
+/// `ferry run`'s progress line moves with every page fetch-page reads, not once per chunk: a
+/// 500-record chunk of 100-record pages reports five pages of 100.
+#[tokio::test(flavor = "multi_thread")]
+async fn fetch_page_reports_every_page_as_it_reads_it() {
+    let home = tempfile::tempdir().unwrap();
+    let base = tempfile::tempdir().unwrap();
+    let deps = embedded_deps(home.path(), base.path(), None).unwrap();
+    let f = Flow::parse(
+        r#"
+name: pages
+source:
+  connector: sample
+  entity: accounts
+  properties: { records: 500 }
+  chunk: { page_size: 100 }
+destination:
+  local: out
+  format: jsonl
+"#,
+        "test",
+    )
+    .unwrap();
+    deps.flows.put_flow(&f, chrono::Utc::now()).await.unwrap();
+    let started = start_run::handle(
+        &deps,
+        start_run::StartRunInput {
+            request: start_run::RunRequest {
+                flow: "pages".into(),
+                mode: Some(PullMode::Complete),
+                ..Default::default()
+            },
+            execution_id: "exec-1".into(),
+            execution_name: "run-1".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let pages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = pages.clone();
+    ferry::steps::progress::listen(move |n| seen.lock().unwrap().push(n));
+    let fetched = fetch_page::handle(
+        &deps,
+        fetch_page::FetchInput {
+            run: started.run,
+            cursor: serde_json::Value::Null,
+            chunk: 0,
+        },
+    )
+    .await
+    .unwrap();
+    ferry::steps::progress::stop_listening();
+    assert_eq!(fetched.records, 500);
+    assert_eq!(*pages.lock().unwrap(), vec![100; 5]);
+}

@@ -4,6 +4,8 @@
 //! `ferry::steps::transform_batch::handle`, and a step error reaches Step Functions with its stable name
 //! as `errorType`.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use ferry::lambda::{self, Step};
 use ferry::steps::transform_batch;
 

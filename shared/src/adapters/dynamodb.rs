@@ -85,6 +85,11 @@ where
     super::sdk_error(format!("dynamodb {what}"), e)
 }
 
+/// A request the SDK's builder refused (a required field left unset).
+fn built(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::backend("dynamodb: build the request", e)
+}
+
 fn js(e: serde_json::Error) -> StoreError {
     StoreError::backend("dynamodb: stored JSON", e)
 }
@@ -251,16 +256,16 @@ impl DynamoStore {
             let mut reqs: Vec<WriteRequest> = batch
                 .iter()
                 .map(|k| {
-                    WriteRequest::builder()
+                    Ok(WriteRequest::builder()
                         .delete_request(
                             DeleteRequest::builder()
                                 .set_key(Some(k.clone()))
                                 .build()
-                                .expect("key is set"),
+                                .map_err(built)?,
                         )
-                        .build()
+                        .build())
                 })
-                .collect();
+                .collect::<Result<_, StoreError>>()?;
             let mut attempt = 0u32;
             while !reqs.is_empty() {
                 let out = self
@@ -394,13 +399,13 @@ impl FlowStore for DynamoStore {
             .table_name(&self.table)
             .set_item(Some(head_item.clone()))
             .build()
-            .expect("table and item are set");
+            .map_err(built)?;
             let version_put = Put::builder()
                 .table_name(&self.table)
                 .set_item(Some(version_item))
                 .condition_expression("attribute_not_exists(pk)")
                 .build()
-                .expect("table and item are set");
+                .map_err(built)?;
             let r = self
                 .client
                 .transact_write_items()
@@ -851,37 +856,37 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
             .attribute_name(name)
             .attribute_type(ScalarAttributeType::S)
             .build()
-            .expect("name and type are set")
+            .map_err(built)
     };
     let key = |name: &str, t: KeyType| {
         KeySchemaElement::builder()
             .attribute_name(name)
             .key_type(t)
             .build()
-            .expect("name and type are set")
+            .map_err(built)
     };
     client
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
-        .attribute_definitions(attr("gsi1pk"))
-        .attribute_definitions(attr("gsi1sk"))
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
+        .attribute_definitions(attr("pk")?)
+        .attribute_definitions(attr("sk")?)
+        .attribute_definitions(attr("gsi1pk")?)
+        .attribute_definitions(attr("gsi1sk")?)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
         .global_secondary_indexes(
             GlobalSecondaryIndex::builder()
                 .index_name(GSI1)
-                .key_schema(key("gsi1pk", KeyType::Hash))
-                .key_schema(key("gsi1sk", KeyType::Range))
+                .key_schema(key("gsi1pk", KeyType::Hash)?)
+                .key_schema(key("gsi1sk", KeyType::Range)?)
                 .projection(
                     Projection::builder()
                         .projection_type(ProjectionType::All)
                         .build(),
                 )
                 .build()
-                .expect("index fields are set"),
+                .map_err(built)?,
         )
         .send()
         .await
@@ -894,7 +899,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
                 .attribute_name("expires_at")
                 .enabled(true)
                 .build()
-                .expect("fields are set"),
+                .map_err(built)?,
         )
         .send()
         .await

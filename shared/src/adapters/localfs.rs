@@ -47,7 +47,9 @@ impl BlobStore for LocalDir {
             .map_err(io(format!("create {}", dir.display())))?;
         let tmp = dir.join(format!(
             ".{}.tmp-{}",
-            path.file_name().unwrap().to_string_lossy(),
+            path.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default(),
             uuid::Uuid::new_v4()
         ));
         tokio::fs::write(&tmp, body)

@@ -16,14 +16,14 @@ impl BlobStore for MemoryBlobs {
     async fn put(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<(), StoreError> {
         self.objects
             .lock()
-            .unwrap()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(key.to_string(), (body, opts.clone()));
         Ok(())
     }
     async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         self.objects
             .lock()
-            .unwrap()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(key)
             .map(|(b, _)| b.clone())
             .ok_or_else(|| StoreError::NotFound(key.into()))
@@ -32,14 +32,17 @@ impl BlobStore for MemoryBlobs {
         Ok(self
             .objects
             .lock()
-            .unwrap()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .keys()
             .filter(|k| k.starts_with(prefix))
             .cloned()
             .collect())
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.objects.lock().unwrap().remove(key);
+        self.objects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
         Ok(())
     }
     fn uri(&self, key: &str) -> String {
@@ -55,12 +58,17 @@ pub struct MemorySecrets {
 #[async_trait]
 impl SecretStore for MemorySecrets {
     async fn get_secret(&self, profile: &str) -> Result<Option<Secret>, StoreError> {
-        Ok(self.secrets.lock().unwrap().get(profile).cloned())
+        Ok(self
+            .secrets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(profile)
+            .cloned())
     }
     async fn put_secret(&self, profile: &str, secret: &Secret) -> Result<(), StoreError> {
         self.secrets
             .lock()
-            .unwrap()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(profile.to_string(), secret.clone());
         Ok(())
     }
@@ -70,7 +78,10 @@ impl SecretStore for MemorySecrets {
         secret: &Secret,
         version: &str,
     ) -> Result<bool, StoreError> {
-        let mut all = self.secrets.lock().unwrap();
+        let mut all = self
+            .secrets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if all.get(profile).map(Secret::digest).as_deref() != Some(version) {
             return Ok(false);
         }
@@ -87,7 +98,10 @@ pub struct MemoryEvents {
 #[async_trait]
 impl EventSink for MemoryEvents {
     async fn publish(&self, event: &Event) -> Result<(), StoreError> {
-        self.events.lock().unwrap().push(event.clone());
+        self.events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(event.clone());
         Ok(())
     }
 }

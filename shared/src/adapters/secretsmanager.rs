@@ -31,6 +31,10 @@ impl SecretsManagerStore {
             stack: None,
         }
     }
+    /// A store with a client from the SDK configuration.
+    pub fn from_config(conf: &aws_config::SdkConfig, prefix: impl Into<String>) -> Self {
+        Self::new(Client::new(conf), prefix)
+    }
     /// Encrypt secrets this store creates with this KMS key (the account default otherwise).
     pub fn with_kms_key(mut self, key: Option<String>) -> Self {
         self.kms_key_id = key;

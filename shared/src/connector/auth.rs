@@ -306,6 +306,10 @@ impl Authenticator {
             raw,
             state: tokio::sync::Mutex::new(state),
             secrets,
+            #[allow(
+                clippy::expect_used,
+                reason = "a builder with only a timeout fails only when rustls cannot start, which no request could survive"
+            )]
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()

@@ -475,7 +475,7 @@ impl Ga4Source {
     fn days(window: &Window) -> Option<(NaiveDate, NaiveDate)> {
         let first = match window.start {
             Some(s) => s.date_naive().checked_add_days(Days::new(1))?,
-            None => NaiveDate::parse_from_str(EARLIEST, "%Y-%m-%d").expect("valid"),
+            None => NaiveDate::from_ymd_opt(2015, 8, 14)?,
         };
         let last = window.end.date_naive();
         (first <= last).then_some((first, last))
@@ -483,7 +483,10 @@ impl Ga4Source {
 
     fn warn(&self, w: String) {
         tracing::warn!("{w}");
-        let mut ws = self.warnings.lock().expect("warnings lock");
+        let mut ws = self
+            .warnings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !ws.contains(&w) {
             ws.push(w);
         }
@@ -716,7 +719,7 @@ impl Source for Ga4Source {
                     .and_then(Value::as_str)
                     .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
             ) {
-                let midnight: DateTime<Utc> = d.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+                let midnight: DateTime<Utc> = d.and_time(chrono::NaiveTime::MIN).and_utc();
                 if !w.contains(midnight) {
                     continue;
                 }
@@ -742,13 +745,18 @@ impl Source for Ga4Source {
         };
         Ok(Page {
             records,
-            next: next.map(|n| serde_json::to_value(n).expect("cursor serializes")),
+            next: next.map(|n| super::cursor_json(&n)).transpose()?,
             bytes: resp.bytes,
         })
     }
 
     fn take_warnings(&self) -> Vec<String> {
-        std::mem::take(&mut *self.warnings.lock().expect("warnings lock"))
+        std::mem::take(
+            &mut *self
+                .warnings
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 }
 
@@ -760,6 +768,8 @@ pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
     appflow_type: Some("GoogleAnalytics"),
     needs_profile: true,
     oauth_client_auth: super::auth::ClientAuth::Body,
+    auth_kinds: &["oauth2_refresh_token", "bearer"],
+    consent: None,
     static_description: false,
     validate,
     build: |source, profile| {

@@ -82,7 +82,16 @@ pub const MAX_RESPONSE_MB: u64 = 512;
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        serde_json::from_value(serde_json::json!({})).expect("defaults deserialize")
+        HttpSettings {
+            timeout_ms: d::timeout_ms(),
+            connect_timeout_ms: d::connect_timeout_ms(),
+            max_retries: d::max_retries(),
+            backoff_initial_ms: d::backoff_initial_ms(),
+            backoff_max_ms: d::backoff_max_ms(),
+            max_retry_after_seconds: d::max_retry_after_seconds(),
+            budget: None,
+            max_response_mb: d::max_response_mb(),
+        }
     }
 }
 
@@ -177,7 +186,7 @@ impl RateLimiter {
         let key = format!("{key}|{}|{}", budget.requests, budget.per_seconds);
         REG.get_or_init(Default::default)
             .lock()
-            .expect("limiter registry lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry(key)
             .or_insert_with(|| Arc::new(RateLimiter::new(budget)))
             .clone()
@@ -198,8 +207,10 @@ impl RateLimiter {
                 q.push_back(now);
                 return;
             }
-            let wait = self.per - now.duration_since(*q.front().expect("non-empty"));
-            tokio::time::sleep(wait).await;
+            if let Some(oldest) = q.front() {
+                let wait = self.per.saturating_sub(now.duration_since(*oldest));
+                tokio::time::sleep(wait).await;
+            }
         }
     }
 }
@@ -377,7 +388,9 @@ impl HttpClient {
             .notify(|e, wait| {
                 if let Attempt::Retry { message, .. } = e {
                     retries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let mut w = waited.lock().expect("retry log lock");
+                    let mut w = waited
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     w.0 += wait;
                     w.1 = message.clone();
                     tracing::debug!(wait_ms = wait.as_millis() as u64, "{message}; retrying");
@@ -386,7 +399,10 @@ impl HttpClient {
             .await;
         let n = retries.load(std::sync::atomic::Ordering::SeqCst);
         if n > 0 {
-            let (wait, last) = waited.lock().expect("retry log lock").clone();
+            let (wait, last) = waited
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
             let took = started.elapsed();
             match &result {
                 Ok(_) => tracing::info!(
@@ -556,10 +572,11 @@ impl HttpClient {
                 self.auth.kind()
             ))));
         }
-        let mut resp = Some(resp);
-        let mut early: Option<bytes::Bytes> = None;
-        if let Some(hook) = self.error_hook.filter(|_| !status.is_success()) {
-            let b = match self.read_body(resp.take().expect("response")).await {
+        // The body: read here when an error hook must look at it (`Ok`), else still unread.
+        let pending = match self.error_hook.filter(|_| !status.is_success()) {
+            None => Err(resp),
+            Some(hook) => {
+                let b = match self.read_body(resp).await {
                 Ok(b) => b,
                 Err(BodyError::TooLarge(m)) => return Err(Attempt::Fail(too_large(&shown, m))),
                 Err(BodyError::Read(e)) => {
@@ -573,11 +590,12 @@ impl HttpClient {
                     })
                 }
             };
-            if let Some(e) = hook(code, &b) {
-                return Err(Attempt::Fail(e));
+                if let Some(e) = hook(code, &b) {
+                    return Err(Attempt::Fail(e));
+                }
+                Ok(b)
             }
-            early = Some(b);
-        }
+        };
         if code == 403 {
             return Err(Attempt::Fail(self.auth.auth_error(format!(
                 "{method} {shown} answered 403 Forbidden: the credentials lack permission for this endpoint"
@@ -590,9 +608,9 @@ impl HttpClient {
                 throttled: code == 429,
             });
         }
-        let body = match early {
-            Some(b) => Ok(b),
-            None => self.read_body(resp.take().expect("response")).await,
+        let body = match pending {
+            Ok(b) => Ok(b),
+            Err(resp) => self.read_body(resp).await,
         };
         let body = match body {
             Ok(b) => b,
@@ -775,7 +793,7 @@ pub fn parse_retry_after(v: &str, now: SystemTime) -> Option<Duration> {
     )
 }
 
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;
     while let Some(s) = cur.source() {
         cur = s;
@@ -824,6 +842,12 @@ mod tests {
             "{u}"
         );
         assert!(u.contains("page=2"), "{u}");
+    }
+
+    #[test]
+    fn the_default_settings_are_what_an_empty_http_block_means() {
+        let empty: HttpSettings = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(HttpSettings::default(), empty);
     }
 
     #[test]

@@ -446,7 +446,7 @@ impl HubSpotSource {
         };
         Ok(Page {
             records,
-            next: next.map(to_value),
+            next: next.map(to_value).transpose()?,
             bytes: resp.bytes,
         })
     }
@@ -591,14 +591,14 @@ impl HubSpotSource {
         };
         Ok(Page {
             records,
-            next: next.map(to_value),
+            next: next.map(to_value).transpose()?,
             bytes: resp.bytes,
         })
     }
 }
 
-fn to_value(c: HsCursor) -> Value {
-    serde_json::to_value(c).expect("cursor serializes")
+fn to_value(c: HsCursor) -> Result<Value, SourceError> {
+    super::cursor_json(&c)
 }
 
 fn results(resp: &HttpResponse) -> Result<&Vec<Value>, SourceError> {
@@ -792,6 +792,8 @@ pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
     appflow_type: Some("Hubspot"),
     needs_profile: true,
     oauth_client_auth: super::auth::ClientAuth::Body,
+    auth_kinds: &["bearer", "oauth2_refresh_token"],
+    consent: Some(&super::consent::HUBSPOT),
     static_description: false,
     validate,
     build: |source, profile| {
@@ -885,7 +887,7 @@ mod tests {
             tail_ids: vec!["7".into()],
         };
         assert_eq!(
-            serde_json::from_value::<HsCursor>(to_value(c.clone())).unwrap(),
+            serde_json::from_value::<HsCursor>(to_value(c.clone()).unwrap()).unwrap(),
             c
         );
         let c = HsCursor::List {
@@ -893,7 +895,7 @@ mod tests {
             archived: true,
         };
         assert_eq!(
-            serde_json::from_value::<HsCursor>(to_value(c.clone())).unwrap(),
+            serde_json::from_value::<HsCursor>(to_value(c.clone()).unwrap()).unwrap(),
             c
         );
     }

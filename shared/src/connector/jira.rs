@@ -66,7 +66,7 @@ use super::auth::Authenticator;
 use super::http::{HttpClient, HttpRequest, HttpResponse, HttpSettings};
 use super::normalize::{self, fields};
 use super::*;
-use chrono::{DateTime, Duration as ChronoDuration, LocalResult, TimeZone, Utc};
+use chrono::{DateTime, Duration as ChronoDuration, LocalResult, TimeZone, Timelike, Utc};
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
 
@@ -204,11 +204,12 @@ impl JiraConfig {
         self.http.validate("source.properties.http")
     }
 
+    /// The API root (`check` made sure one of `site` and `base_url` is set).
     fn base(&self) -> String {
         match (&self.site, &self.base_url) {
             (Some(s), _) => format!("https://{s}.atlassian.net"),
             (None, Some(u)) => u.trim_end_matches('/').to_string(),
-            (None, None) => unreachable!("checked"),
+            (None, None) => String::new(),
         }
     }
 }
@@ -282,13 +283,9 @@ fn shape_value(v: &Value, ty: &FieldType) -> Result<Value, String> {
 fn jql_time(t: DateTime<Utc>, tz: chrono_tz::Tz, later: bool) -> String {
     let local = t.with_timezone(&tz).naive_local();
     let floored = local
-        .date()
-        .and_hms_opt(
-            chrono::Timelike::hour(&local),
-            chrono::Timelike::minute(&local),
-            0,
-        )
-        .expect("valid time");
+        .with_second(0)
+        .and_then(|l| l.with_nanosecond(0))
+        .unwrap_or(local);
     let floored = match tz.from_local_datetime(&floored) {
         // Jira may read the repeated hour either way: widen by an hour.
         LocalResult::Ambiguous(_, _) if later => floored + ChronoDuration::hours(1),
@@ -364,7 +361,12 @@ impl JiraSource {
             return Ok(tz);
         }
         let tz: chrono_tz::Tz = match &self.cfg.time_zone {
-            Some(t) => t.parse().expect("checked"),
+            Some(t) => t.parse().map_err(|_| {
+                SourceError::config(
+                    "source.properties.time_zone",
+                    format!("'{t}' is not an IANA time zone name"),
+                )
+            })?,
             None => {
                 let me = self.myself().await?;
                 let name = me.get("timeZone").and_then(Value::as_str).unwrap_or("UTC");
@@ -471,7 +473,7 @@ impl JiraSource {
         if let Some(q) = &self.cfg.jql {
             parts.push(format!("({q})"));
         }
-        let lo = DateTime::<Utc>::from_timestamp_millis(lo).expect("valid ms");
+        let lo = DateTime::<Utc>::from_timestamp_millis(lo).unwrap_or_default();
         parts.push(format!("updated >= \"{}\"", jql_time(lo, tz, false)));
         if let Some(hi) = hi {
             let next_minute = hi + ChronoDuration::minutes(1);
@@ -763,7 +765,7 @@ impl Source for JiraSource {
             }
             Ok(Page {
                 records,
-                next: next.map(|n| serde_json::to_value(n).expect("cursor serializes")),
+                next: next.map(|n| super::cursor_json(&n)).transpose()?,
                 bytes,
             })
         } else {
@@ -806,7 +808,7 @@ impl Source for JiraSource {
             }
             Ok(Page {
                 records,
-                next: next.map(|n| serde_json::to_value(n).expect("cursor serializes")),
+                next: next.map(|n| super::cursor_json(&n)).transpose()?,
                 bytes,
             })
         }
@@ -820,6 +822,8 @@ pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
     appflow_type: None,
     needs_profile: true,
     oauth_client_auth: super::auth::ClientAuth::Body,
+    auth_kinds: &["basic", "bearer", "oauth2_refresh_token"],
+    consent: None,
     static_description: false,
     validate,
     build: |source, profile| {

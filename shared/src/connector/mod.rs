@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod check;
+pub mod consent;
 pub mod ga4;
 pub mod http;
 pub mod hubspot;
@@ -151,6 +152,14 @@ impl SourceError {
             message: message.into(),
         }
     }
+}
+
+/// A connector's cursor as the JSON the run's state carries. Cursors are plain structs, so
+/// this fails only on a programming error, which fails the page instead of the process.
+pub(crate) fn cursor_json<T: Serialize>(cursor: &T) -> Result<serde_json::Value, SourceError> {
+    serde_json::to_value(cursor).map_err(|e| SourceError::Fatal {
+        message: format!("the page cursor could not be serialized: {e}"),
+    })
 }
 
 impl From<SourceError> for StepError {

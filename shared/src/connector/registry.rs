@@ -63,6 +63,11 @@ pub struct Connector {
     /// How OAuth client credentials go to the token endpoint when the profile does not say
     /// (`client_auth: basic|body`): the vendor's documented default.
     pub oauth_client_auth: ClientAuth,
+    /// The profile secret `type`s the connector takes (docs/connectors/<name>.md); empty for a
+    /// connector that takes no profile.
+    pub auth_kinds: &'static [&'static str],
+    /// How `ferry profiles connect` runs the vendor's OAuth consent, where it has one.
+    pub consent: Option<&'static super::consent::Consent>,
     /// Whether `describe` answers without a request (so `ferry validate` tries the credentials
     /// with one page instead).
     pub static_description: bool,

@@ -651,7 +651,12 @@ impl RestSource {
     ) -> Result<Self, SourceError> {
         let cfg = RestConfig::parse(props)?;
         cfg.check("", incremental_field)?;
-        let base = url::Url::parse(&cfg.base_url).expect("checked");
+        let base = url::Url::parse(&cfg.base_url).map_err(|e| {
+            SourceError::config(
+                "source.properties.base_url",
+                format!("is not a URL ({e}); write it as https://api.example.com"),
+            )
+        })?;
         let mut endpoints = BTreeMap::new();
         for (name, ep) in &cfg.endpoints {
             endpoints.insert(name.clone(), Endpoint::new(name, ep, incremental_field)?);
@@ -691,9 +696,8 @@ impl RestSource {
     fn url_for(&self, ep: &Endpoint, parent: Option<&Value>) -> Result<String, SourceError> {
         let mut path = ep.cfg.path.clone();
         if let Some(p) = parent {
-            let re = regex::Regex::new(r"\{([A-Za-z0-9_.]+)\}").expect("static regex");
             let mut err = None;
-            path = re
+            path = PLACEHOLDER
                 .replace_all(&path, |c: &regex::Captures| {
                     match p.get(&c[1]).filter(|v| !v.is_null()) {
                         Some(Value::String(s)) => s.clone(),
@@ -998,15 +1002,17 @@ impl RestSource {
                 Ok(StepPage {
                     bytes: resp.bytes,
                     recs: vec![recs],
-                    next: next.map(|n| {
-                        Cursor {
-                            pages: c.pages + 1,
-                            next: Some(n),
-                            seen,
-                            total: None,
-                        }
-                        .to_value()
-                    }),
+                    next: next
+                        .map(|n| {
+                            Cursor {
+                                pages: c.pages + 1,
+                                next: Some(n),
+                                seen,
+                                total: None,
+                            }
+                            .to_value()
+                        })
+                        .transpose()?,
                 })
             }
             Paginator::Cursor {
@@ -1055,15 +1061,17 @@ impl RestSource {
                 Ok(StepPage {
                     bytes: resp.bytes,
                     recs: vec![recs],
-                    next: next.map(|n| {
-                        Cursor {
-                            pages: c.pages + 1,
-                            next: Some(n),
-                            seen,
-                            total: None,
-                        }
-                        .to_value()
-                    }),
+                    next: next
+                        .map(|n| {
+                            Cursor {
+                                pages: c.pages + 1,
+                                next: Some(n),
+                                seen,
+                                total: None,
+                            }
+                            .to_value()
+                        })
+                        .transpose()?,
                 })
             }
             Paginator::Offset { .. } | Paginator::PageNumber { .. } => {
@@ -1196,15 +1204,17 @@ impl RestSource {
         Ok(StepPage {
             recs: records,
             bytes,
-            next: (!stop).then(|| {
-                Cursor {
-                    pages,
-                    next: Some(json!(next_pos)),
-                    seen: vec![],
-                    total,
-                }
-                .to_value()
-            }),
+            next: (!stop)
+                .then(|| {
+                    Cursor {
+                        pages,
+                        next: Some(json!(next_pos)),
+                        seen: vec![],
+                        total,
+                    }
+                    .to_value()
+                })
+                .transpose()?,
         })
     }
 
@@ -1321,10 +1331,19 @@ impl Cursor {
             }),
         }
     }
-    fn to_value(&self) -> Value {
-        serde_json::to_value(self).expect("cursor serializes")
+    fn to_value(&self) -> Result<Value, SourceError> {
+        super::cursor_json(self)
     }
 }
+
+/// A `{field}` placeholder of a child endpoint's path.
+static PLACEHOLDER: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    #[allow(
+        clippy::expect_used,
+        reason = "a constant pattern; every child-endpoint test compiles it"
+    )]
+    regex::Regex::new(r"\{([A-Za-z0-9_.]+)\}").expect("static regex")
+});
 
 fn token_hash(t: &Value) -> String {
     use sha2::Digest;
@@ -1736,6 +1755,15 @@ pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
     appflow_type: Some("CustomConnector"),
     needs_profile: false,
     oauth_client_auth: super::auth::ClientAuth::Basic,
+    auth_kinds: &[
+        "none",
+        "api_key",
+        "basic",
+        "bearer",
+        "oauth2_client_credentials",
+        "oauth2_refresh_token",
+    ],
+    consent: None,
     static_description: true,
     validate,
     build: |source, profile| {

@@ -59,7 +59,7 @@
 use super::auth::Authenticator;
 use super::http::{HttpClient, HttpRequest, HttpSettings};
 use super::*;
-use chrono::{DateTime, NaiveDate, Timelike, Utc};
+use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
@@ -408,7 +408,7 @@ fn error_hook(status: u16, body: &[u8]) -> Option<SourceError> {
 
 /// SOQL dateTime literal of a lower bound `t` (records `> t`), widened to whole seconds.
 fn soql_lower(field: &str, t: DateTime<Utc>) -> String {
-    let s = t.with_nanosecond(0).expect("0 ns is valid");
+    let s = t.trunc_subsecs(0);
     let lit = s.format("%Y-%m-%dT%H:%M:%SZ");
     if s == t {
         format!("{field} > {lit}")
@@ -419,7 +419,7 @@ fn soql_lower(field: &str, t: DateTime<Utc>) -> String {
 
 /// SOQL dateTime literal of an upper bound `t` (records `<= t`), widened to whole seconds.
 fn soql_upper(field: &str, t: DateTime<Utc>) -> String {
-    let s = t.with_nanosecond(0).expect("0 ns is valid");
+    let s = t.trunc_subsecs(0);
     if s == t {
         format!("{field} <= {}", s.format("%Y-%m-%dT%H:%M:%SZ"))
     } else {
@@ -1004,10 +1004,9 @@ impl SalesforceSource {
     }
 
     fn where_clause(&self, d: &Described, req: &ReadRequest) -> Result<String, SourceError> {
-        let Some(f) = self.window_field(d, req)? else {
+        let (Some(f), Some(w)) = (self.window_field(d, req)?, req.window.as_ref()) else {
             return Ok(String::new());
         };
-        let w = req.window.as_ref().expect("checked");
         let mut conds = vec![];
         if let Some(s) = w.start {
             conds.push(soql_lower(f, s));
@@ -1195,12 +1194,9 @@ impl SalesforceSource {
         let done = body.get("done").and_then(Value::as_bool).unwrap_or(true);
         let next = body.get("nextRecordsUrl").and_then(Value::as_str);
         let next = match (done, next) {
-            (false, Some(n)) => Some(
-                serde_json::to_value(Cursor::Rest {
-                    next: n.to_string(),
-                })
-                .expect("cursor"),
-            ),
+            (false, Some(n)) => Some(super::cursor_json(&Cursor::Rest {
+                next: n.to_string(),
+            })?),
             (false, None) => {
                 return Err(SourceError::Rejected {
                     message: "Salesforce said the query is not done but gave no nextRecordsUrl"
@@ -1283,7 +1279,7 @@ impl SalesforceSource {
                     };
                     return Ok(Page {
                         records: vec![],
-                        next: Some(serde_json::to_value(next).expect("cursor")),
+                        next: Some(super::cursor_json(&next)?),
                         bytes: 0,
                     });
                 }
@@ -1327,15 +1323,16 @@ impl SalesforceSource {
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty() && *v != "null")
             .map(String::from);
-        let next = next_locator.map(|l| {
-            serde_json::to_value(Cursor::Bulk {
-                job,
-                version,
-                complete: true,
-                locator: Some(l),
+        let next = next_locator
+            .map(|l| {
+                super::cursor_json(&Cursor::Bulk {
+                    job,
+                    version,
+                    complete: true,
+                    locator: Some(l),
+                })
             })
-            .expect("cursor")
-        });
+            .transpose()?;
         Ok(Page {
             records,
             next,
@@ -1443,6 +1440,12 @@ pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
     appflow_type: Some("Salesforce"),
     needs_profile: true,
     oauth_client_auth: super::auth::ClientAuth::Body,
+    auth_kinds: &[
+        "oauth2_refresh_token",
+        "oauth2_client_credentials",
+        "bearer",
+    ],
+    consent: Some(&super::consent::SALESFORCE),
     static_description: false,
     validate,
     build: |source, profile| {

@@ -10,7 +10,7 @@
 //! function of the record's index, so two runs see the same values.
 
 use super::*;
-use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
 use serde_json::{json, Value};
 
 const ENTITIES: &[(&str, &str)] = &[
@@ -21,6 +21,11 @@ const ENTITIES: &[(&str, &str)] = &[
 ];
 const SPAN_SECONDS: i64 = 90 * 86_400;
 const DEFAULT_RECORDS: u64 = 10_000;
+/// The earliest opportunity close date.
+const FIRST_CLOSE: NaiveDate = match NaiveDate::from_ymd_opt(2024, 1, 1) {
+    Some(d) => d,
+    None => panic!("2024-01-01 is a date"),
+};
 const DEFAULT_PAGE: u32 = 1_000;
 
 pub struct SampleSource {
@@ -182,8 +187,7 @@ impl SampleSource {
                 "updated_at": ts(updated),
             }),
             "opportunities" => {
-                let close = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()
-                    + ChronoDuration::days((r.at(5) % 1000) as i64);
+                let close = FIRST_CLOSE + ChronoDuration::days((r.at(5) % 1000) as i64);
                 json!({
                     "id": format!("OPP-{id:08}"),
                     "account_id": format!("ACC-{:08}", r.at(1) % self.records.max(1) + 1),
@@ -489,7 +493,7 @@ impl Source for SampleSource {
         let as_of = self
             .as_of
             .or(req.window.map(|w| w.end))
-            .unwrap_or_else(|| Utc.timestamp_opt(0, 0).unwrap());
+            .unwrap_or(DateTime::UNIX_EPOCH);
         let window = req.window.as_ref();
         let (lo, hi) = if req.incremental_field.as_deref() == Some("created_at") {
             (0, self.records) // filtered below, record by record
@@ -549,6 +553,8 @@ pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
     appflow_type: None,
     needs_profile: false,
     oauth_client_auth: super::auth::ClientAuth::Basic,
+    auth_kinds: &[],
+    consent: None,
     static_description: false,
     validate,
     build: |source, _profile| Ok(Box::new(SampleSource::from_properties(&source.properties)?)),

@@ -903,15 +903,16 @@ impl Source for ServiceNowSource {
             Some((t, id)) => {
                 // The page must move past the keyset; if it does not, the paging condition
                 // was ignored and the same rows would come back forever.
-                let prev = (c.after_time.clone(), c.after_id.clone());
-                if prev.1.is_some()
-                    && (prev.0.clone(), prev.1.clone().unwrap()) >= (t.clone(), id.clone())
-                {
+                let stuck = c
+                    .after_id
+                    .as_ref()
+                    .is_some_and(|pid| (&c.after_time, pid) >= (&t, &id));
+                if stuck {
                     return Err(SourceError::Rejected {
                         message: format!(
                             "{}: the page did not move past the last row read (sys_id={}); the instance ignored the paging condition, stopping instead of reading the same rows again",
                             resp.url,
-                            prev.1.unwrap_or_default()
+                            c.after_id.clone().unwrap_or_default()
                         ),
                     });
                 }
@@ -936,7 +937,7 @@ impl Source for ServiceNowSource {
         });
         Ok(Page {
             records,
-            next: next.map(|n| serde_json::to_value(n).expect("cursor serializes")),
+            next: next.map(|n| super::cursor_json(&n)).transpose()?,
             bytes: resp.bytes,
         })
     }
@@ -1034,7 +1035,7 @@ impl ServiceNowSource {
         };
         Ok(Page {
             records,
-            next: next.map(|n| serde_json::to_value(n).expect("cursor serializes")),
+            next: next.map(|n| super::cursor_json(&n)).transpose()?,
             bytes: resp.bytes,
         })
     }
@@ -1046,6 +1047,13 @@ pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
     appflow_type: Some("Servicenow"),
     needs_profile: true,
     oauth_client_auth: super::auth::ClientAuth::Body,
+    auth_kinds: &[
+        "basic",
+        "oauth2_refresh_token",
+        "oauth2_client_credentials",
+        "bearer",
+    ],
+    consent: Some(&super::consent::SERVICENOW),
     static_description: false,
     validate,
     build: |source, profile| {

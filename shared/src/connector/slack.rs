@@ -462,12 +462,16 @@ impl SlackSource {
             def.method, def.name
         );
         tracing::warn!(channel, code, "{w}");
-        self.warnings.lock().expect("warnings lock").push(w);
+        self.warnings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(w);
         Ok(Some(Page {
             records: vec![],
             next: self
                 .next_channel(c, c.pages + 1)
-                .map(|n| serde_json::to_value(n).expect("cursor serializes")),
+                .map(|n| super::cursor_json(&n))
+                .transpose()?,
             bytes,
         }))
     }
@@ -510,7 +514,8 @@ impl SlackSource {
                     records: vec![],
                     next: self
                         .next_channel(&c, pages)
-                        .map(|n| serde_json::to_value(n).expect("cursor serializes")),
+                        .map(|n| super::cursor_json(&n))
+                        .transpose()?,
                     bytes: 0,
                 });
             }
@@ -579,7 +584,7 @@ impl SlackSource {
             };
             return Ok(Page {
                 records: vec![],
-                next: next.map(|n| serde_json::to_value(n).expect("cursor serializes")),
+                next: next.map(|n| super::cursor_json(&n)).transpose()?,
                 bytes: resp.bytes,
             });
         };
@@ -682,7 +687,7 @@ impl SlackSource {
         };
         Ok(Page {
             records,
-            next: next.map(|n| serde_json::to_value(n).expect("cursor serializes")),
+            next: next.map(|n| super::cursor_json(&n)).transpose()?,
             bytes: resp.bytes,
         })
     }
@@ -778,7 +783,12 @@ impl Source for SlackSource {
     }
 
     fn take_warnings(&self) -> Vec<String> {
-        std::mem::take(&mut *self.warnings.lock().expect("warnings lock"))
+        std::mem::take(
+            &mut *self
+                .warnings
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     async fn describe(&self, entity: &str) -> Result<EntityDescription, SourceError> {
@@ -923,7 +933,7 @@ impl Source for SlackSource {
         };
         Ok(Page {
             records,
-            next: next.map(|n| serde_json::to_value(n).expect("cursor serializes")),
+            next: next.map(|n| super::cursor_json(&n)).transpose()?,
             bytes: resp.bytes,
         })
     }
@@ -935,6 +945,8 @@ pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
     appflow_type: Some("Slack"),
     needs_profile: true,
     oauth_client_auth: super::auth::ClientAuth::Basic,
+    auth_kinds: &["bearer", "oauth2_refresh_token"],
+    consent: Some(&super::consent::SLACK),
     static_description: true,
     validate,
     build: |source, profile| {

@@ -529,7 +529,9 @@ impl Source for ZendeskSource {
             .http
             .send(&request)
             .await?
-            .expect("no ignored statuses");
+            .ok_or_else(|| SourceError::Fatal {
+                message: format!("{}: no response to read", def.key),
+            })?;
         let body = &resp.body;
         let items = match body.get(def.key) {
             Some(Value::Array(a)) => a,
@@ -697,7 +699,7 @@ impl Source for ZendeskSource {
         };
         Ok(Page {
             records,
-            next: next.map(|n| serde_json::to_value(n).expect("cursor serializes")),
+            next: next.map(|n| super::cursor_json(&n)).transpose()?,
             bytes: resp.bytes,
         })
     }
@@ -722,6 +724,8 @@ pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
     appflow_type: Some("Zendesk"),
     needs_profile: true,
     oauth_client_auth: super::auth::ClientAuth::Basic,
+    auth_kinds: &["basic", "bearer", "oauth2_refresh_token"],
+    consent: Some(&super::consent::ZENDESK),
     static_description: true,
     validate,
     build: |source, profile| {

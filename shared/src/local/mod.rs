@@ -252,6 +252,10 @@ impl Engine {
             state_machine_id: "ferry:local:flow-run".into(),
             start_time: self.deps.clock.now(),
         };
+        #[allow(
+            clippy::expect_used,
+            reason = "a RunRequest is strings, numbers and times: serde_json cannot refuse it"
+        )]
         let input = serde_json::to_value(&request).expect("a run request serializes");
         let plain = StepInvoker::new(self.deps.clone());
         let slot = PrefetchSlot::default();

@@ -28,6 +28,15 @@ pub struct FetchOutput {
 
 /// How long a page may still take past the chunk's seconds budget before the chunk ends: the
 /// budget itself, up to a minute (a 720 s budget then ends by 780 s, inside fetch-page's 840 s).
+/// The incremental column, already cast to microsecond timestamps.
+fn micros(
+    a: &arrow::array::ArrayRef,
+) -> Result<&arrow::array::TimestampMicrosecondArray, StepError> {
+    a.as_any()
+        .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+        .ok_or_else(|| internal("read the incremental field", "not a microsecond timestamp"))
+}
+
 fn page_grace(budget_seconds: u64) -> std::time::Duration {
     std::time::Duration::from_secs(budget_seconds.clamp(1, 60))
 }
@@ -116,10 +125,12 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
             }
         };
         bytes += page.bytes;
+        let before = chunk.lines + chunk.dropped as usize;
         for part in page.parts {
             chunk.add(part)?;
         }
         records = chunk.lines as u64;
+        super::progress::page_read((chunk.lines + chunk.dropped as usize - before) as u64);
         cursor = page.next;
         if cursor.is_none() {
             has_more = false;
@@ -132,6 +143,9 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
             break;
         }
     }
+    // Fenced: a run ended from outside (stopped, reaped) while the pages arrived has lost its
+    // lease and had its staging removed; staging the chunk now would leave it behind.
+    super::renew_lease(deps, run).await?;
     let (raw_key, dropped, max_cursor) = chunk.stage(deps, run, input.chunk).await?;
     let mut warnings = source.take_warnings();
     if dropped > 0 {
@@ -210,7 +224,6 @@ impl<'a> Chunk<'a> {
 
     /// Records decoded straight to Arrow: the window and the cursor maximum on the column.
     fn add_batch(&mut self, batch: RecordBatch) -> Result<(), StepError> {
-        use arrow::array::Array;
         let times = match self.inc_field.and_then(|f| batch.column_by_name(f)) {
             Some(c) => Some(
                 arrow::compute::cast(
@@ -229,10 +242,7 @@ impl<'a> Chunk<'a> {
             self.batches.push(batch);
             return Ok(());
         };
-        let times = times
-            .as_any()
-            .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
-            .expect("cast to microseconds");
+        let times = micros(&times)?;
         let in_window = |t: i64| {
             self.window
                 .is_none_or(|w| DateTime::from_timestamp_micros(t).is_none_or(|t| w.contains(t)))
@@ -252,12 +262,11 @@ impl<'a> Chunk<'a> {
         let times = if kept == times.len() {
             times.clone()
         } else {
-            arrow::compute::filter(times, &keep)
-                .map_err(|e| internal("apply the window", e))?
-                .as_any()
-                .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
-                .expect("same type")
-                .clone()
+            micros(
+                &arrow::compute::filter(times, &keep)
+                    .map_err(|e| internal("apply the window", e))?,
+            )?
+            .clone()
         };
         if let Some(m) = arrow::compute::max(&times) {
             self.max_cursor = self.max_cursor.max(DateTime::from_timestamp_micros(m));

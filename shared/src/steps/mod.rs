@@ -5,6 +5,7 @@
 pub mod fetch_page;
 pub mod finalize;
 pub mod lease;
+pub mod progress;
 pub mod staging;
 pub mod start_run;
 pub mod transform_batch;

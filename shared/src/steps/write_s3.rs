@@ -417,18 +417,24 @@ impl<'a> Out<'a> {
                             .map_err(|e| arrow::error::ArrowError::CastError(e.to_string()))
                     })
                     .map_err(|e| internal("shape rows for output", e))?;
-                if writer.is_none() {
-                    let w = FileWriter::new(out_schema.clone(), dest)
-                        .map_err(|e| internal("encode output", e))?;
-                    writer = Some((w, c, offset));
-                }
-                let (w, _, _) = writer.as_mut().expect("opened above");
+                let (w, _, _) = match &mut writer {
+                    Some(open) => open,
+                    None => writer.insert((
+                        FileWriter::new(out_schema.clone(), dest)
+                            .map_err(|e| internal("encode output", e))?,
+                        c,
+                        offset,
+                    )),
+                };
                 w.write(&s, dest)
                     .map_err(|e| internal("encode output", e))?;
                 offset += n;
-                if let Some(t) = target {
-                    if w.reached(t).map_err(|e| internal("encode output", e))? {
-                        let (w, _, _) = writer.take().expect("open");
+                let full = match target {
+                    Some(t) => w.reached(t).map_err(|e| internal("encode output", e))?,
+                    None => false,
+                };
+                if full {
+                    if let Some((w, _, _)) = writer.take() {
                         let (bytes, rows) = self.upload(w, &p.partition, key_chunk, part).await?;
                         measured.0 += bytes;
                         measured.1 += rows;
@@ -486,6 +492,9 @@ impl<'a> Out<'a> {
             content_type: Some(encoded.content_type.to_string()),
             content_encoding: encoded.content_encoding.map(str::to_string),
         };
+        // Fenced: a run ended from outside (stopped, reaped) while this step encoded has lost
+        // its lease, and its cleanup already ran; an upload now would be an orphan.
+        super::renew_lease(self.deps, self.run).await?;
         self.store.put(&key, encoded.body, &opts).await?;
         self.files.push(OutputObject {
             uri: self.store.uri(&key),
@@ -556,10 +565,10 @@ pub fn partitions(
                 ))
             })?;
             let t = crate::output::to_text(c).map_err(|e| internal("partition value", e))?;
-            Ok(t.as_any()
+            t.as_any()
                 .downcast_ref::<arrow::array::StringArray>()
-                .expect("text")
-                .clone())
+                .cloned()
+                .ok_or_else(|| internal("partition value", "not text"))
         })
         .collect::<Result<_, StepError>>()?;
     let mut groups: BTreeMap<Partition, Vec<u32>> = BTreeMap::new();

@@ -326,7 +326,7 @@ pub(crate) fn validate(a: &ArrayRef, check: &Check) -> R<BooleanArray> {
 /// `map` with a type: arrow's cast (failures become null), or a strftime format for text into
 /// dates/timestamps and dates/timestamps into text.
 pub fn cast(a: &ArrayRef, to: &DataType, format: Option<&str>) -> R<ArrayRef> {
-    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+    let epoch = chrono::DateTime::UNIX_EPOCH.date_naive();
     match (a.data_type(), to, format) {
         (DataType::Utf8, DataType::Date32, Some(f)) => {
             let s = strings(a)?;

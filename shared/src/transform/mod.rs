@@ -620,6 +620,10 @@ impl Plan {
     pub fn apply(&self, batch: &RecordBatch) -> Result<Applied, TransformError> {
         let rows = batch.num_rows();
         let mut cols: Vec<Option<ArrayRef>> = batch.columns().iter().cloned().map(Some).collect();
+        #[allow(
+            clippy::expect_used,
+            reason = "compile() gives every step only slots that an earlier step or the input wrote"
+        )]
         let col = |cols: &Vec<Option<ArrayRef>>, s: usize| -> ArrayRef {
             cols[s]
                 .clone()
@@ -720,13 +724,15 @@ impl Plan {
                     let failing = (0..rows).filter(|r| fail.value(*r));
                     match action {
                         ValidateAction::TerminateRun => {
-                            let row = failing.into_iter().next().expect("true_count > 0");
-                            return Err(TransformError::Terminated {
-                                index,
-                                field: field.clone(),
-                                row,
-                                reason,
-                            });
+                            // true_count > 0: there is a failing row.
+                            if let Some(row) = failing.into_iter().next() {
+                                return Err(TransformError::Terminated {
+                                    index,
+                                    field: field.clone(),
+                                    row,
+                                    reason,
+                                });
+                            }
                         }
                         ValidateAction::DropRecord => {
                             for row in failing {

@@ -15,7 +15,7 @@
 
 use crate::{Fault, Seen};
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -243,6 +243,7 @@ struct Inner {
     /// Search request bodies, in order.
     search_bodies: Mutex<Vec<Value>>,
     tokens: Mutex<(BTreeSet<String>, String, u64)>,
+    codes: super::oauth::AuthCodes,
 }
 
 type S = Arc<Inner>;
@@ -283,16 +284,23 @@ impl HubSpotMock {
             common: Default::default(),
             search_bodies: Mutex::new(vec![]),
             tokens: Mutex::new((BTreeSet::new(), refresh, 0)),
+            codes: Default::default(),
         });
         let app = Router::new()
             .route("/crm/v3/objects/{object}", get(list))
             .route("/crm/v3/objects/{object}/search", post(search))
             .route("/crm/v3/properties/{object}", get(props))
             .route("/oauth/v1/token", post(token))
+            .route("/oauth/authorize", get(authorize))
             .layer(axum::middleware::from_fn_with_state(inner.clone(), gate))
             .with_state(inner.clone());
         let (addr, task) = super::serve(app, "hubspot").await;
         HubSpotMock { addr, inner, task }
+    }
+
+    /// The authorization-code grant's state (refuse the next consent, the last request).
+    pub fn consent(&self) -> &super::oauth::AuthCodes {
+        &self.inner.codes
     }
 
     pub fn url(&self) -> String {
@@ -626,6 +634,22 @@ async fn token(State(s): State<S>, _headers: HeaderMap, body: String) -> Respons
     // HubSpot takes the client credentials as form fields only (OAuth token endpoint docs).
     let body_ok = form.get("client_id") == Some(client_id)
         && form.get("client_secret") == Some(client_secret);
+    if body_ok && form.get("grant_type").map(String::as_str) == Some("authorization_code") {
+        // https://developers.hubspot.com/docs/apps/legacy-apps/authentication/working-with-oauth
+        // (step 4: exchange the code; all parameters in the form body).
+        if let Err((_, d)) = s.codes.redeem(&form) {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"status": "BAD_AUTH_CODE", "message": d})),
+            )
+                .into_response();
+        }
+        let mut tk = s.tokens.lock().unwrap();
+        tk.2 += 1;
+        let at = format!("hs-at-{}", tk.2);
+        tk.0.insert(at.clone());
+        return axum::Json(json!({"token_type": "bearer", "refresh_token": tk.1, "access_token": at, "expires_in": 1800})).into_response();
+    }
     let mut tk = s.tokens.lock().unwrap();
     if !body_ok
         || form.get("grant_type").map(String::as_str) != Some("refresh_token")
@@ -637,6 +661,23 @@ async fn token(State(s): State<S>, _headers: HeaderMap, body: String) -> Respons
     let at = format!("hs-at-{}", tk.2);
     tk.0.insert(at.clone());
     axum::Json(json!({"token_type": "bearer", "refresh_token": tk.1, "access_token": at, "expires_in": 1800})).into_response()
+}
+
+/// The consent page (app.hubspot.com/oauth/authorize): `client_id`, `scope` (space-separated),
+/// `redirect_uri`, `state`; the user approves and is sent back with `code` (and `state`), or
+/// with `error`/`error_description`. No PKCE parameters are documented for it.
+/// https://developers.hubspot.com/docs/apps/legacy-apps/authentication/working-with-oauth
+async fn authorize(State(s): State<S>, RawQuery(q): RawQuery) -> Response {
+    let HsAuth::OAuth { client_id, .. } = &s.cfg.auth else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let d = super::oauth::Dialect {
+        client_id: client_id.clone(),
+        scope_param: "scope",
+        require_state: false,
+        pkce: super::oauth::Pkce::Unsupported,
+    };
+    s.codes.authorize(&d, q.as_deref().unwrap_or(""))
 }
 
 fn authorized(s: &S, headers: &HeaderMap) -> bool {
@@ -668,7 +709,7 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
     } else {
         (req, None)
     };
-    let resp = if path == "/oauth/v1/token" {
+    let resp = if path == "/oauth/v1/token" || path == "/oauth/authorize" {
         next.run(req).await
     } else if !authorized(&s, req.headers()) {
         error(

@@ -6,6 +6,7 @@ pub mod ga4;
 pub mod hubspot;
 pub mod jira;
 pub mod marketo;
+pub mod oauth;
 pub mod salesforce;
 pub mod servicenow;
 pub mod slack;

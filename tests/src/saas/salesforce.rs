@@ -12,7 +12,7 @@
 //! SOQL dateTime literals must be whole seconds (`2026-01-01T00:00:00Z`), as Salesforce requires.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -112,6 +112,7 @@ struct Inner {
     scheduled: Mutex<Vec<(u64, Vec<u64>)>>,
     queries: Mutex<Vec<(Vec<u64>, Vec<String>)>>,
     jobs: Mutex<Vec<Job>>,
+    codes: super::oauth::AuthCodes,
 }
 
 type S = Arc<Inner>;
@@ -145,6 +146,7 @@ impl SalesforceMock {
             scheduled: Default::default(),
             queries: Default::default(),
             jobs: Default::default(),
+            codes: Default::default(),
         });
         let app = router(inner.clone());
         let (addr, task) = super::serve(app, "salesforce").await;
@@ -174,6 +176,17 @@ impl SalesforceMock {
     /// The `n`-th authorized data request (counting from 1) gets `fault`.
     pub fn fault_on_request(&self, n: u64, fault: SfFault) {
         self.inner.on_request.lock().unwrap().insert(n, fault);
+    }
+
+    /// The authorization-code grant's state: refuse the next consent, see the last authorize
+    /// request.
+    pub fn consent(&self) -> &super::oauth::AuthCodes {
+        &self.inner.codes
+    }
+
+    /// The OAuth client this server knows.
+    pub fn client() -> (&'static str, &'static str) {
+        (CLIENT_ID, CLIENT_SECRET)
     }
 
     pub fn revoke_refresh_token(&self) {
@@ -262,6 +275,7 @@ fn stamp(s: &Inner, i: u64) -> DateTime<Utc> {
 fn router(s: S) -> Router {
     Router::new()
         .route("/services/oauth2/token", post(token))
+        .route("/services/oauth2/authorize", get(authorize))
         .route("/services/data/{v}/sobjects", get(sobjects))
         .route("/services/data/{v}/sobjects/{name}/describe", get(describe))
         .route("/services/data/{v}/query", get(query))
@@ -569,6 +583,40 @@ async fn token(State(s): State<S>, body: String) -> Response {
         )
             .into_response()
     };
+    if form.get("grant_type").map(String::as_str) == Some("authorization_code") {
+        // Web server flow: the client secret is required unless the app turned "Require
+        // Secret for Web Server Flow" off (PKCE alone then proves the client). This app
+        // requires it when sent without PKCE.
+        // https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_oauth_web_server_flow.htm
+        if form
+            .get("client_secret")
+            .is_some_and(|c| c != CLIENT_SECRET)
+            || (form.get("client_secret").is_none() && form.get("code_verifier").is_none())
+        {
+            return bad("invalid_client", "invalid client credentials");
+        }
+        let grant = match s.codes.redeem(&form) {
+            Ok(g) => g,
+            Err((code, d)) => return bad(code, &d),
+        };
+        let n = s.token_requests.load(Ordering::SeqCst);
+        let at = format!("00DMk!AQ.access-{n}");
+        s.tokens.lock().unwrap().insert(at.clone(), true);
+        let url = s.url.lock().unwrap().clone();
+        // A refresh token only with the `refresh_token` (offline_access) scope.
+        let refresh = grant
+            .scope
+            .split(' ')
+            .any(|x| x == "refresh_token" || x == "offline_access")
+            .then_some(REFRESH_TOKEN);
+        return axum::Json(json!({
+            "access_token": at, "refresh_token": refresh, "signature": "c2lnbmF0dXJl",
+            "scope": grant.scope, "instance_url": url,
+            "id": format!("{url}/id/00DMk0000000001/005Mk0000000001"),
+            "token_type": "Bearer", "issued_at": Utc::now().timestamp_millis().to_string()
+        }))
+        .into_response();
+    }
     if form.get("grant_type").map(String::as_str) != Some("refresh_token") {
         return bad("unsupported_grant_type", "grant type not supported");
     }
@@ -592,6 +640,18 @@ async fn token(State(s): State<S>, body: String) -> Response {
         "token_type": "Bearer", "issued_at": Utc::now().timestamp_millis().to_string()
     }))
     .into_response()
+}
+
+/// The consent page: the user approves and is sent back to the callback URL.
+/// https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_oauth_web_server_flow.htm
+async fn authorize(State(s): State<S>, RawQuery(q): RawQuery) -> Response {
+    let d = super::oauth::Dialect {
+        client_id: CLIENT_ID.into(),
+        scope_param: "scope",
+        require_state: false,
+        pkce: super::oauth::Pkce::Optional,
+    };
+    s.codes.authorize(&d, q.as_deref().unwrap_or(""))
 }
 
 async fn sobjects(Path(_v): Path<String>) -> Response {
@@ -1108,7 +1168,7 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let headers = req.headers().clone();
-    let resp = if path == "/services/oauth2/token" {
+    let resp = if path == "/services/oauth2/token" || path == "/services/oauth2/authorize" {
         next.run(req).await
     } else {
         let tok = headers

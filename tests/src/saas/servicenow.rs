@@ -16,7 +16,7 @@
 
 use crate::{Fault, Seen};
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -103,6 +103,7 @@ struct Inner {
     scheduled: Mutex<Vec<(u64, Vec<u64>)>>,
     common: super::Common,
     tokens: Mutex<(BTreeSet<String>, String, u64)>,
+    codes: super::oauth::AuthCodes,
 }
 
 type S = Arc<Inner>;
@@ -287,14 +288,21 @@ impl ServiceNowMock {
             cfg,
             common: Default::default(),
             tokens: Mutex::new((BTreeSet::new(), refresh, 0)),
+            codes: Default::default(),
         });
         let app = Router::new()
             .route("/api/now/table/{table}", get(table))
             .route("/oauth_token.do", post(token))
+            .route("/oauth_auth.do", get(authorize))
             .layer(axum::middleware::from_fn_with_state(inner.clone(), gate))
             .with_state(inner.clone());
         let (addr, task) = super::serve(app, "servicenow").await;
         ServiceNowMock { addr, inner, task }
+    }
+
+    /// The authorization-code grant's state (refuse the next consent, the last request).
+    pub fn consent(&self) -> &super::oauth::AuthCodes {
+        &self.inner.codes
     }
 
     pub fn url(&self) -> String {
@@ -724,6 +732,23 @@ async fn token(State(s): State<S>, _headers: HeaderMap, body: String) -> Respons
         )
             .into_response();
     }
+    if form.get("grant_type").map(String::as_str) == Some("authorization_code") {
+        // Authorization code grant: code, redirect_uri, client_id and client_secret (private
+        // client) or code_verifier (public client), form-encoded.
+        // https://www.servicenow.com/docs/r/zurich/platform-security/authentication/authorization-workflow.html
+        if let Err((e, d)) = s.codes.redeem(&form) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"error_description": d, "error": e})),
+            )
+                .into_response();
+        }
+        let mut tk = s.tokens.lock().unwrap();
+        tk.2 += 1;
+        let at = format!("sn-at-{}", tk.2);
+        tk.0.insert(at.clone());
+        return axum::Json(json!({"access_token": at, "refresh_token": tk.1, "scope": "useraccount", "token_type": "Bearer", "expires_in": 1799})).into_response();
+    }
     let mut tk = s.tokens.lock().unwrap();
     if form.get("grant_type").map(String::as_str) != Some("refresh_token")
         || form.get("refresh_token") != Some(&tk.1)
@@ -738,6 +763,23 @@ async fn token(State(s): State<S>, _headers: HeaderMap, body: String) -> Respons
     let at = format!("sn-at-{}", tk.2);
     tk.0.insert(at.clone());
     axum::Json(json!({"access_token": at, "refresh_token": tk.1, "scope": "useraccount", "token_type": "Bearer", "expires_in": 1799})).into_response()
+}
+
+/// `oauth_auth.do`: `response_type=code`, `client_id`, `redirect_uri`, `scope`, and `state`,
+/// which new instances require (`glide.oauth.state.parameter.required`); PKCE S256 for public
+/// clients.
+/// https://www.servicenow.com/docs/r/zurich/platform-security/authentication/authorization-workflow.html
+async fn authorize(State(s): State<S>, RawQuery(q): RawQuery) -> Response {
+    let SnAuth::OAuth { client_id, .. } = &s.cfg.auth else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let d = super::oauth::Dialect {
+        client_id: client_id.clone(),
+        scope_param: "scope",
+        require_state: true,
+        pkce: super::oauth::Pkce::Optional,
+    };
+    s.codes.authorize(&d, q.as_deref().unwrap_or(""))
 }
 
 fn authorized(s: &S, headers: &HeaderMap) -> bool {
@@ -757,7 +799,7 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    let resp = if path == "/oauth_token.do" {
+    let resp = if path == "/oauth_token.do" || path == "/oauth_auth.do" {
         next.run(req).await
     } else if !authorized(&s, req.headers()) {
         let mut r = error(

@@ -10,6 +10,12 @@
 //!   `channel_not_found`, `not_in_channel`); throttling is HTTP 429 with `Retry-After` and
 //!   `{"ok": false, "error": "ratelimited"}`.
 //! - `next_cursor` is `""` on the last page; unknown arguments are ignored.
+//! - OAuth v2 with PKCE from a localhost redirect: `GET /oauth/v2/authorize` with `client_id`,
+//!   `user_scope` (comma-separated; such redirects cannot ask for bot scopes), `redirect_uri`,
+//!   `state`, `code_challenge`/`code_challenge_method=S256`; `POST /api/oauth.v2.access`
+//!   (form) answers `{"ok": true, "authed_user": {"access_token": "xoxp-…", …}}`, errors
+//!   `{"ok": false, "error": "invalid_code"}` (<https://docs.slack.dev/authentication/using-pkce>,
+//!   <https://docs.slack.dev/reference/methods/oauth.v2.access>).
 //!
 //! Data (times from [`crate::base_time`]): member channels `C0000000001` (general),
 //! `C0000000002` (random), `G0000000003` (private), `C0000000004` (archived); `C0000000009`
@@ -20,10 +26,10 @@
 use super::{header, status_response, token, untoken, with_body_fault, Common};
 use crate::{base_time, Fault, Seen};
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::Request;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -78,7 +84,13 @@ struct Inner {
     /// (data requests answered, channels): post one message to each of those channels, at the
     /// time of the next request, once the mock has answered that many.
     scheduled: Mutex<Vec<(u64, Vec<String>)>>,
+    codes: super::oauth::AuthCodes,
+    /// User tokens issued through OAuth, accepted like the configured token.
+    user_tokens: Mutex<BTreeSet<String>>,
 }
+
+/// The Slack app's client id the mock knows.
+pub const OAUTH_CLIENT_ID: &str = "1234567890.0987654321";
 
 type S = Arc<Inner>;
 
@@ -135,8 +147,12 @@ impl SlackMock {
             pages_served: AtomicU64::new(0),
             posted: Mutex::new(vec![]),
             scheduled: Mutex::new(vec![]),
+            codes: Default::default(),
+            user_tokens: Default::default(),
         });
         let app = Router::new()
+            .route("/oauth/v2/authorize", get(authorize))
+            .route("/api/oauth.v2.access", post(oauth_access))
             .route("/api/conversations.list", get(conversations_list))
             .route("/api/users.list", get(users_list))
             .route("/api/conversations.history", get(history))
@@ -146,6 +162,11 @@ impl SlackMock {
             .with_state(inner.clone());
         let (addr, task) = super::serve(app, "slack").await;
         SlackMock { addr, inner, task }
+    }
+
+    /// The authorization-code grant's state (refuse the next consent, the last request).
+    pub fn consent(&self) -> &super::oauth::AuthCodes {
+        &self.inner.codes
     }
 
     /// The Web API base, `…/api`.
@@ -271,6 +292,40 @@ fn ok(mut v: Value, next: Option<String>) -> Response {
     v["response_metadata"] = json!({"next_cursor": next.unwrap_or_default()});
     axum::Json(v).into_response()
 }
+/// The consent page for a PKCE app's localhost redirect: user scopes only.
+/// <https://docs.slack.dev/authentication/using-pkce>
+async fn authorize(State(s): State<S>, RawQuery(q): RawQuery) -> Response {
+    let d = super::oauth::Dialect {
+        client_id: OAUTH_CLIENT_ID.into(),
+        scope_param: "user_scope",
+        require_state: false,
+        pkce: super::oauth::Pkce::Optional,
+    };
+    s.codes.authorize(&d, q.as_deref().unwrap_or(""))
+}
+
+/// `oauth.v2.access`: the code exchange; a PKCE app sends `code_verifier` instead of the
+/// secret. Errors are HTTP 200 `{"ok": false, "error": ...}`.
+/// <https://docs.slack.dev/reference/methods/oauth.v2.access>
+async fn oauth_access(State(s): State<S>, body: String) -> Response {
+    let p = super::oauth::params(None, &body);
+    match s.codes.redeem(&p) {
+        Err((e, _)) => api_error(match e {
+            "invalid_client" => "invalid_client_id",
+            _ => "invalid_code",
+        }),
+        Ok(g) => {
+            let t = format!("xoxp-user-{}", s.user_tokens.lock().unwrap().len() + 1);
+            s.user_tokens.lock().unwrap().insert(t.clone());
+            axum::Json(json!({"ok": true, "app_id": "A0KRD7HC3",
+                "authed_user": {"id": "U0000000001", "scope": g.scope, "access_token": t, "token_type": "user"},
+                "team": {"id": "T9TK3CUKW", "name": "Acme"}, "enterprise": null,
+                "is_enterprise_install": false}))
+            .into_response()
+        }
+    }
+}
+
 fn api_error(code: &str) -> Response {
     axum::Json(json!({"ok": false, "error": code})).into_response()
 }
@@ -575,9 +630,13 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let auth = header(req.headers(), "authorization").map(String::from);
+    let oauth = path == "/oauth/v2/authorize" || path == "/api/oauth.v2.access";
     let resp = match auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")) {
+        _ if oauth => next.run(req).await,
         None => api_error("not_authed"),
-        Some(t) if t != s.cfg.token => api_error("invalid_auth"),
+        Some(t) if t != s.cfg.token && !s.user_tokens.lock().unwrap().contains(t) => {
+            api_error("invalid_auth")
+        }
         Some(_) => {
             let answered = s.common.data_requests.load(Ordering::SeqCst);
             let due: Vec<String> = {

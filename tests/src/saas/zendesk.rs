@@ -11,7 +11,12 @@
 //! - `GET /api/v2/{groups,ticket_fields}.json?page[size]&page[after]`
 //!   → `{..., "meta": {"has_more", "after_cursor", "before_cursor"}, "links": {"next", "prev"}}`.
 //! - Auth: HTTP basic `{email}/token:{api_token}` or `Authorization: Bearer <oauth token>`;
-//!   refusals are `401 {"error": "Couldn't authenticate you"}`.
+//!   refusals are `401 {"error": "Couldn't authenticate you"}`. OAuth clients: the consent page
+//!   `GET /oauth/authorizations/new` (PKCE S256) and `POST /oauth/tokens` (JSON body, as
+//!   Zendesk's examples; form bodies accepted too) with the `authorization_code` and
+//!   `refresh_token` grants; a refresh rotates both tokens, the previous ones stop working
+//!   (<https://developer.zendesk.com/documentation/ticketing/working-with-oauth/oauth-pkce>,
+//!   <https://support.zendesk.com/hc/en-us/articles/9182123625370>).
 //! - Throttling: `429` with `Retry-After` and `{"error": "APIRateLimitExceeded", ...}`.
 //!
 //! Data (times from [`crate::base_time`]): ticket `i` updated at `BASE + i min`, status
@@ -23,10 +28,10 @@
 use super::{b64, header, status_response, token, untoken, with_body_fault, Common};
 use crate::{base_time, Fault, Seen};
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::{HeaderMap, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde_json::{json, Value};
@@ -84,7 +89,14 @@ struct Inner {
     /// (data requests answered, ticket ids): update those tickets, at the time of the next
     /// request, once the mock has answered that many.
     scheduled: std::sync::Mutex<Vec<(u64, Vec<u64>)>>,
+    codes: super::oauth::AuthCodes,
+    /// OAuth tokens handed out: (valid access tokens, the current refresh token, serial).
+    oauth: std::sync::Mutex<(BTreeSet<String>, Option<String>, u64)>,
 }
+
+/// The OAuth client the mock knows (Admin Center > Apps and integrations > OAuth clients).
+pub const OAUTH_CLIENT_ID: &str = "ferry_zd";
+pub const OAUTH_CLIENT_SECRET: &str = "zd-client-secret-1";
 
 type S = Arc<Inner>;
 
@@ -166,8 +178,12 @@ impl ZendeskMock {
             export_delay_seconds: std::sync::atomic::AtomicU64::new(60),
             touched: Default::default(),
             scheduled: Default::default(),
+            codes: Default::default(),
+            oauth: Default::default(),
         });
         let app = Router::new()
+            .route("/oauth/authorizations/new", get(authorize))
+            .route("/oauth/tokens", post(oauth_tokens))
             .route(
                 "/api/v2/incremental/tickets/cursor.json",
                 get(tickets_export),
@@ -185,6 +201,14 @@ impl ZendeskMock {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+    /// The authorization-code grant's state (refuse the next consent, the last request).
+    pub fn consent(&self) -> &super::oauth::AuthCodes {
+        &self.inner.codes
+    }
+    /// An admin revokes the OAuth grant: its access and refresh tokens stop working.
+    pub fn revoke_oauth(&self) {
+        *self.inner.oauth.lock().unwrap() = Default::default();
     }
     pub fn config(&self) -> &ZendeskMockConfig {
         &self.inner.cfg
@@ -632,8 +656,74 @@ async fn ticket_fields(State(s): State<S>, headers: HeaderMap, Query(q): Query<Q
     )
 }
 
+/// The consent page: `response_type=code`, `client_id` (the client's unique identifier),
+/// `redirect_uri`, `scope` (space-separated), `state`, `code_challenge` +
+/// `code_challenge_method=S256`.
+/// <https://developer.zendesk.com/documentation/ticketing/working-with-oauth/oauth-pkce>
+async fn authorize(State(s): State<S>, RawQuery(q): RawQuery) -> Response {
+    let d = super::oauth::Dialect {
+        client_id: OAUTH_CLIENT_ID.into(),
+        scope_param: "scope",
+        require_state: false,
+        pkce: super::oauth::Pkce::Optional,
+    };
+    s.codes.authorize(&d, q.as_deref().unwrap_or(""))
+}
+
+/// `POST /oauth/tokens`: the `authorization_code` grant (`code`, `client_id`, `client_secret`
+/// and/or `code_verifier`, `redirect_uri`) and the `refresh_token` grant, which rotates: the
+/// previous access and refresh tokens are deleted. Errors: `400 {"error": "invalid_grant",
+/// "error_description": ...}`.
+/// <https://developer.zendesk.com/api-reference/ticketing/oauth/grant_type_tokens/>
+async fn oauth_tokens(State(s): State<S>, headers: HeaderMap, body: String) -> Response {
+    let p = super::oauth::params(header(&headers, "content-type"), &body);
+    let refused =
+        |e: &str, d: &str| status_response(400, None, json!({"error": e, "error_description": d}));
+    if p.get("client_id").map(String::as_str) != Some(OAUTH_CLIENT_ID)
+        || p.get("client_secret")
+            .is_some_and(|c| c != OAUTH_CLIENT_SECRET)
+    {
+        return refused("invalid_client", "Client authentication failed");
+    }
+    match p.get("grant_type").map(String::as_str) {
+        Some("authorization_code") => {
+            if let Err((e, d)) = s.codes.redeem(&p) {
+                return refused(e, &d);
+            }
+        }
+        Some("refresh_token") => {
+            let current = s.oauth.lock().unwrap().1.clone();
+            if current.is_none() || p.get("refresh_token") != current.as_ref() {
+                return refused(
+                    "invalid_grant",
+                    "The provided access grant is invalid, expired, or revoked (e.g. invalid assertion, expired authorization token, bad end-user password credentials, or mismatching authorization code and redirection URI).",
+                );
+            }
+        }
+        _ => return refused("unsupported_grant_type", "grant type not supported"),
+    }
+    let mut o = s.oauth.lock().unwrap();
+    o.2 += 1;
+    let (at, rt) = (format!("zd-at-{}", o.2), format!("zd-rt-{}", o.2));
+    // Rotation: the previous tokens are deleted.
+    o.0.clear();
+    o.0.insert(at.clone());
+    o.1 = Some(rt.clone());
+    axum::Json(
+        json!({"access_token": at, "token_type": "bearer", "scope": "read",
+        "refresh_token": rt, "expires_in": 1800, "refresh_token_expires_in": 2_592_000}),
+    )
+    .into_response()
+}
+
 fn authorized(s: &S, h: &HeaderMap) -> bool {
     let got = header(h, "authorization");
+    if got
+        .and_then(|g| g.strip_prefix("Bearer "))
+        .is_some_and(|t| s.oauth.lock().unwrap().0.contains(t))
+    {
+        return true;
+    }
     match &s.cfg.auth {
         ZendeskAuth::Token { email, token } => {
             got == Some(format!("Basic {}", b64(&format!("{email}/token:{token}"))).as_str())
@@ -647,7 +737,9 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    let resp = if !authorized(&s, req.headers()) {
+    let resp = if path.starts_with("/oauth/") {
+        next.run(req).await
+    } else if !authorized(&s, req.headers()) {
         status_response(401, None, json!({"error": "Couldn't authenticate you"}))
     } else {
         let answered = s.common.data_requests.load(Ordering::SeqCst);

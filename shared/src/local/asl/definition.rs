@@ -23,7 +23,7 @@ pub enum IoPath {
 
 impl Default for IoPath {
     fn default() -> Self {
-        IoPath::Path(ReferencePath::parse("$").expect("valid"))
+        IoPath::Path(ReferencePath::whole_input())
     }
 }
 
@@ -491,7 +491,7 @@ fn parse_template(map: &Map<String, Value>, field: &str) -> Result<Option<Templa
 
 fn parse_result_path(map: &Map<String, Value>) -> Result<ResultPath, FieldError> {
     match map.get("ResultPath") {
-        None => Ok(ResultPath::Path(ReferencePath::parse("$").expect("valid"))),
+        None => Ok(ResultPath::Path(ReferencePath::whole_input())),
         Some(v) => retry::parse_result_path(v).map_err(|e| e.within("ResultPath")),
     }
 }
@@ -646,7 +646,13 @@ fn parse_choice(map: &Map<String, Value>) -> Result<ChoiceState, FieldError> {
             field: choice::choice_field(i, &e.field),
             ..e
         })?;
-        choices.push((rule, next.expect("top-level rules have Next")));
+        let Some(next) = next else {
+            return Err(FieldError::invalid(
+                choice::choice_field(i, "Next"),
+                "required: the name of the state to go to",
+            ));
+        };
+        choices.push((rule, next));
     }
     Ok(ChoiceState {
         choices,
@@ -655,6 +661,7 @@ fn parse_choice(map: &Map<String, Value>) -> Result<ChoiceState, FieldError> {
 }
 
 fn parse_wait(map: &Map<String, Value>) -> Result<WaitState, FieldError> {
+    let missing = |field: &str| FieldError::invalid(field, "required");
     let present: Vec<&str> = ["Seconds", "SecondsPath", "Timestamp", "TimestampPath"]
         .into_iter()
         .filter(|f| map.contains_key(*f))
@@ -666,10 +673,12 @@ fn parse_wait(map: &Map<String, Value>) -> Result<WaitState, FieldError> {
         ));
     }
     let wait = match present[0] {
-        "Seconds" => WaitFor::Seconds(integer(map, "Seconds", 0, 99_999_999)?.expect("present")),
-        "SecondsPath" => {
-            WaitFor::SecondsPath(parse_path_field(map, "SecondsPath")?.expect("present"))
-        }
+        "Seconds" => WaitFor::Seconds(
+            integer(map, "Seconds", 0, 99_999_999)?.ok_or_else(|| missing("Seconds"))?,
+        ),
+        "SecondsPath" => WaitFor::SecondsPath(
+            parse_path_field(map, "SecondsPath")?.ok_or_else(|| missing("SecondsPath"))?,
+        ),
         "Timestamp" => match map.get("Timestamp") {
             Some(Value::String(s)) => {
                 WaitFor::Timestamp(choice::parse_timestamp(s).ok_or_else(|| {
@@ -686,7 +695,9 @@ fn parse_wait(map: &Map<String, Value>) -> Result<WaitState, FieldError> {
                 ))
             }
         },
-        _ => WaitFor::TimestampPath(parse_path_field(map, "TimestampPath")?.expect("present")),
+        _ => WaitFor::TimestampPath(
+            parse_path_field(map, "TimestampPath")?.ok_or_else(|| missing("TimestampPath"))?,
+        ),
     };
     Ok(WaitState {
         wait,

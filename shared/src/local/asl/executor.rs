@@ -53,7 +53,12 @@ impl Executor<'_> {
                     cause: format!(
                         "The execution exceeded the state machine's TimeoutSeconds ({seconds} s)"
                     ),
-                    state: Some(current.lock().expect("not poisoned").clone()),
+                    state: Some(
+                        current
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .clone(),
+                    ),
                 }),
             },
         }
@@ -75,7 +80,9 @@ impl Executor<'_> {
                     state: Some(name),
                 });
             }
-            *current_name.lock().expect("not poisoned") = name.clone();
+            *current_name
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = name.clone();
             let state = &self.definition.states[&name];
             self.observer.state_entered(&name, &data);
             match self.run_state(&name, state, data).await? {

@@ -525,7 +525,9 @@ impl Call {
                     match piece {
                         FormatPiece::Text(t) => out.push_str(t),
                         FormatPiece::Hole => {
-                            let v = next.next().expect("hole count checked");
+                            let Some(v) = next.next() else {
+                                return Err(fail("more placeholders than values".into()));
+                            };
                             match v {
                                 Value::String(s) => out.push_str(s),
                                 Value::Number(n) => out.push_str(&n.to_string()),

@@ -39,6 +39,15 @@ const UNSUPPORTED_HINT: &str =
     "only reference paths are supported ($, $.field, $['field'], $.array[0], $$.Context.Field)";
 
 impl ReferencePath {
+    /// `$`: the whole input.
+    pub fn whole_input() -> ReferencePath {
+        ReferencePath {
+            root: Root::Input,
+            segments: Vec::new(),
+            text: "$".into(),
+        }
+    }
+
     /// Parses a reference path. The error message says what is wrong and what is supported.
     pub fn parse(text: &str) -> Result<ReferencePath, String> {
         let chars: Vec<char> = text.chars().collect();

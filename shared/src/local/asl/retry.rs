@@ -277,7 +277,7 @@ fn parse_catcher(value: &Value, is_last: bool) -> Result<Catcher, FieldError> {
         }
     };
     let result_path = match map.get("ResultPath") {
-        None => ResultPath::Path(ReferencePath::parse("$").expect("valid")),
+        None => ResultPath::Path(ReferencePath::whole_input()),
         Some(v) => parse_result_path(v).map_err(|e| e.within("ResultPath"))?,
     };
     Ok(Catcher {
