@@ -71,6 +71,9 @@ fn default_incremental_field(connector: &str, entity: &str) -> Option<String> {
             ("slack", _) => "updated",
             ("hubspot", "contacts") => "lastmodifieddate",
             ("hubspot", _) => "hs_lastmodifieddate",
+            ("marketo", "activities") => "activityDate",
+            ("marketo", _) => "updatedAt",
+            ("ga4", _) => "date",
             _ => return None,
         }
         .to_string(),
@@ -789,8 +792,9 @@ impl Translator {
                 self.problem(
                     "sourceFlowConfig.connectorType",
                     format!(
-                        "ferry has no {ct} connector (it has salesforce, zendesk, servicenow, slack, hubspot, rest, sample); \
+                        "ferry has no {ct} connector (it has {}); \
                          the flow keeps '{}' so you can swap in another connector (or --set connector=NAME)",
+                        ferry::connector::REGISTRY.names().join(", "),
                         ct.to_lowercase()
                     ),
                 );
@@ -798,6 +802,14 @@ impl Translator {
             }
         };
         out.insert("connector".into(), json!(connector));
+        if connector == "ga4" && forced.is_none() {
+            self.problem(
+                "sourceFlowConfig.connectorType",
+                "AppFlow's GoogleAnalytics connector reads Universal Analytics (the v3 Reporting API, retired by Google); \
+                 ferry's ga4 reads GA4 properties: set source.properties.property_id and a report under source.properties.reports \
+                 named like source.entity (dimensions, metrics; docs/connectors/ga4.md)",
+            );
+        }
         if let Some(p) = s.get("connectorProfileName").and_then(text) {
             out.insert("profile".into(), json!(p));
         }
@@ -1587,11 +1599,11 @@ mod tests {
         let i = import_(&fixture("api-marketo-between.json")).unwrap();
         assert_eq!(
             paths(&i),
-            [
-                "sourceFlowConfig.connectorType",
-                "destinationFlowConfigList[0].destinationConnectorProperties.S3.bucketKey"
-            ]
+            ["destinationFlowConfigList[0].destinationConnectorProperties.S3.bucketKey"]
         );
+        // AppFlow's Marketo is ferry's marketo (bulk extract); its munchkin_id is set by hand.
+        assert_eq!(i.flow["source"]["connector"], json!("marketo"));
+        assert_eq!(i.flow["source"]["entity"], json!("leads"));
         assert_eq!(
             i.flow["trigger"],
             json!({ "scheduled": { "expression": "rate(1 minute)", "mode": "complete" } })
@@ -1603,6 +1615,25 @@ mod tests {
                 { "map": { "from": "company" } }
             ])
         );
+    }
+
+    #[test]
+    fn google_analytics_maps_to_ga4_with_a_problem_saying_it_read_universal_analytics() {
+        let def = json!({
+            "flowName": "ga", "triggerConfig": { "triggerType": "OnDemand" },
+            "sourceFlowConfig": { "connectorType": "GoogleAnalytics", "connectorProfileName": "ga",
+                "sourceConnectorProperties": { "GoogleAnalytics": { "object": "traffic" } } },
+            "destinationFlowConfigList": [{ "connectorType": "S3", "destinationConnectorProperties": { "S3": { "bucketName": "lake" } } }],
+            "tasks": [{ "taskType": "Map_all", "sourceFields": [], "taskProperties": {} }]
+        });
+        let i = import_(&def.to_string()).unwrap();
+        assert_eq!(i.flow["source"]["connector"], json!("ga4"));
+        let p = i
+            .problems
+            .iter()
+            .find(|p| p.path == "sourceFlowConfig.connectorType")
+            .expect("a problem on the connector type");
+        assert!(p.message.contains("Universal Analytics"), "{}", p.message);
     }
 
     #[test]

@@ -527,6 +527,14 @@ impl Authenticator {
         Ok(true)
     }
 
+    /// The API refused the access token in its own way instead of with a 401 (Marketo answers
+    /// HTTP 200 with error 601/602 in the body): refresh it as a 401 would. `Ok(false)`: the
+    /// profile has no token to refresh.
+    pub async fn token_refused(&self) -> Result<bool, SourceError> {
+        let generation = self.state.lock().await.generation;
+        self.on_unauthorized(Applied { generation }).await
+    }
+
     /// Get a fresh access token. Runs sharing a profile coordinate through its secret: a token
     /// another run already refreshed (and wrote back) is taken instead of refreshing again; a
     /// refresh token refused because another run rotated it is replaced by the one that run

@@ -95,6 +95,9 @@ pub static REGISTRY: Registry = Registry {
         &super::declarative::STRIPE_CONNECTOR,
         &super::declarative::SHOPIFY_CONNECTOR,
         &super::declarative::GITHUB_CONNECTOR,
+        &super::jira::CONNECTOR,
+        &super::marketo::CONNECTOR,
+        &super::ga4::CONNECTOR,
     ],
 };
 

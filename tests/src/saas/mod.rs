@@ -3,7 +3,10 @@
 //! request log and fault/auth toggles like [`crate::Mock`].
 
 pub mod github;
+pub mod ga4;
 pub mod hubspot;
+pub mod jira;
+pub mod marketo;
 pub mod oauth;
 pub mod salesforce;
 pub mod servicenow;
