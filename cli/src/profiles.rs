@@ -277,6 +277,9 @@ fn probe_entity(connector: &str) -> Option<&'static str> {
         "servicenow" => "sys_user",
         "hubspot" => "contacts",
         "slack" => "users",
+        "stripe" => "customers",
+        "shopify" => "products",
+        "github" => "issues",
         _ => return None,
     })
 }

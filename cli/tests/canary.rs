@@ -38,7 +38,7 @@ fn files(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
 }
 
 /// Register `secret` as profile `canary`, run `flow` (expecting `ok`), and look everywhere.
-async fn run_and_look(name: &str, secret: Value, flow: String, ok: bool, canary: &str) {
+async fn run_and_look(name: &str, secret: Value, flow: String, ok: bool, canary: &str) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("secret.json"), secret.to_string()).unwrap();
@@ -50,6 +50,7 @@ async fn run_and_look(name: &str, secret: Value, flow: String, ok: bool, canary:
     let o = ferry(d, &["run", "flow.yaml", "--json"]).await;
     assert_eq!(o.status.success(), ok, "{name}: {}", text(&o));
     said.push_str(&text(&o));
+    let record: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
     if !ok {
         assert!(
             text(&o).contains("canary"),
@@ -77,6 +78,7 @@ async fn run_and_look(name: &str, secret: Value, flow: String, ok: bool, canary:
         let hay = String::from_utf8_lossy(&bytes);
         assert!(!hay.contains(canary), "{name}: the canary is in {path}");
     }
+    record
 }
 
 fn flow(connector: &str, entity: &str, props: Value) -> String {
@@ -198,4 +200,42 @@ async fn an_echoed_canary_key_appears_nowhere_after_a_successful_run() {
     let seen = api.requests();
     assert!(seen.len() >= 5, "{seen:?}");
     assert!(seen.iter().all(|r| r.query.contains(canary)), "{seen:?}");
+}
+
+/// A canary *record value* (not a credential) in records the flow refuses — a value of the
+/// wrong type for a declared field, and a value a `validate` task drops — appears nowhere:
+/// rejection reasons name the field, the record's position and the expected type, never the
+/// value (docs/security.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_record_value_in_refused_records_appears_nowhere() {
+    let canary = "CANARY-record-8086";
+    let api = Mock::start(MockConfig {
+        tickets: 60,
+        ..Default::default()
+    })
+    .await;
+    // Ticket 7: a text where the flow declares an integer. Ticket 11: a subject the validate
+    // task refuses.
+    api.override_field(7, "priority", json!(canary));
+    api.override_field(11, "subject", json!(canary));
+    let props = json!({"base_url": api.url(), "http": http(), "endpoints": {"tickets": {
+        "path": "/next/tickets", "records": "$.data[*]",
+        "paginator": {"type": "next_url", "path": "$.next"},
+        "fields": [{"name": "id", "type": "integer"}, {"name": "subject"},
+                   {"name": "priority", "type": "integer"}, {"name": "updated_at", "type": "timestamp"}]}}});
+    let flow = format!(
+        "{}tasks:\n  - validate: {{ field: subject, matches: \"^Ticket [0-9]+$\" }}\n",
+        flow("rest", "tickets", props)
+    );
+    let rec = run_and_look(
+        "rest (refused record values)",
+        json!({"type": "none"}),
+        flow,
+        true,
+        canary,
+    )
+    .await;
+    // Both records were served and refused; the other 58 written.
+    assert_eq!(rec["records_written"], 58, "{rec}");
+    assert_eq!(rec["records_rejected"], 2, "{rec}");
 }

@@ -21,6 +21,11 @@ pub enum ErrorKind {
     AuthFailed,
     /// The source refused the request or sent something we cannot read.
     SourceRejected,
+    /// The source kept failing (5xx, timeouts, connection errors) through the connector's own
+    /// retries (`http.max_retries`). Not retried by the state machine: the connector's retries
+    /// are the run's whole budget for a failing source, so its time to fail is what
+    /// `source.properties.http` says, not that multiplied by the state machine's retries.
+    SourceUnavailable,
     /// Anything else; not retried.
     Fatal,
 }
@@ -33,6 +38,7 @@ impl ErrorKind {
             ErrorKind::InvalidFlow => "InvalidFlow",
             ErrorKind::AuthFailed => "AuthFailed",
             ErrorKind::SourceRejected => "SourceRejected",
+            ErrorKind::SourceUnavailable => "SourceUnavailable",
             ErrorKind::Fatal => "Fatal",
         }
     }
@@ -44,6 +50,7 @@ impl ErrorKind {
             "InvalidFlow" => ErrorKind::InvalidFlow,
             "AuthFailed" => ErrorKind::AuthFailed,
             "SourceRejected" => ErrorKind::SourceRejected,
+            "SourceUnavailable" => ErrorKind::SourceUnavailable,
             "Fatal" => ErrorKind::Fatal,
             _ => return None,
         })

@@ -190,6 +190,8 @@ struct Inner {
     /// relative ones: an API, proxy or attacker steering the client to another host.
     next_host: Mutex<Option<String>>,
     port: AtomicU64,
+    /// (ticket id, field, value): served instead of that field's generated value.
+    overrides: Mutex<Vec<(u64, String, Value)>>,
 }
 
 type S = Arc<Inner>;
@@ -232,6 +234,7 @@ impl Mock {
             broken_link: AtomicBool::new(false),
             next_host: Mutex::new(None),
             port: AtomicU64::new(0),
+            overrides: Mutex::new(vec![]),
         });
         let app = router(inner.clone());
         let listener = tokio::net::TcpListener::bind(bind)
@@ -280,6 +283,15 @@ impl Mock {
     }
 
     /// The OAuth refresh token stops working.
+    /// Serve `value` as ticket `id`'s `field` (a record the flow's schema does not expect).
+    pub fn override_field(&self, id: u64, field: &str, value: Value) {
+        self.inner
+            .overrides
+            .lock()
+            .unwrap()
+            .push((id, field.to_string(), value));
+    }
+
     pub fn revoke_refresh_token(&self) {
         self.inner.oauth.lock().unwrap().revoked = true;
     }
@@ -395,8 +407,19 @@ fn num(q: &Q, k: &str, default: u64) -> u64 {
     q.get(k).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn records(ids: &[u64]) -> Vec<Value> {
-    ids.iter().map(|i| ticket(*i)).collect()
+fn records(s: &S, ids: &[u64]) -> Vec<Value> {
+    let overrides = s.overrides.lock().unwrap();
+    ids.iter()
+        .map(|i| {
+            let mut t = ticket(*i);
+            for (id, field, v) in overrides.iter() {
+                if id == i {
+                    t[field.as_str()] = v.clone();
+                }
+            }
+            t
+        })
+        .collect()
 }
 
 /// Cursor tokens are opaque to clients: "c" + hex of the next index.
@@ -423,7 +446,7 @@ fn cursor_slice(s: &S, q: &Q, tok: Option<&str>) -> Result<(Vec<Value>, Option<S
     };
     let limit = num(q, "limit", s.cfg.default_page) as usize;
     let end = (start + limit).min(ids.len());
-    let page = records(&ids[start.min(ids.len())..end]);
+    let page = records(&s, &ids[start.min(ids.len())..end]);
     let next = if s.endless.load(Ordering::SeqCst) {
         Some(token_for(start)) // the same token again: a looping API
     } else {
@@ -437,7 +460,7 @@ async fn offset(State(s): State<S>, Query(q): Query<Q>) -> Response {
     let off = num(&q, "offset", 0) as usize;
     let lim = num(&q, "limit", s.cfg.default_page) as usize;
     let page = &ids[off.min(ids.len())..(off + lim).min(ids.len())];
-    axum::Json(json!({"data": records(page), "total": ids.len()})).into_response()
+    axum::Json(json!({"data": records(&s, page), "total": ids.len()})).into_response()
 }
 
 async fn page(State(s): State<S>, Query(q): Query<Q>) -> Response {
@@ -446,7 +469,7 @@ async fn page(State(s): State<S>, Query(q): Query<Q>) -> Response {
     let per = num(&q, "per_page", s.cfg.default_page).max(1) as usize;
     let lo = ((p - 1) * per).min(ids.len());
     let page = &ids[lo..(lo + per).min(ids.len())];
-    axum::Json(json!({"items": records(page), "page": p, "total_pages": ids.len().div_ceil(per)}))
+    axum::Json(json!({"items": records(&s, page), "page": p, "total_pages": ids.len().div_ceil(per)}))
         .into_response()
 }
 
@@ -520,7 +543,7 @@ async fn link(State(s): State<S>, Query(q): Query<Q>) -> Response {
     let per = num(&q, "per_page", s.cfg.default_page).max(1) as usize;
     let lo = ((p - 1) * per).min(ids.len());
     let hi = (lo + per).min(ids.len());
-    let mut r = axum::Json(Value::Array(records(&ids[lo..hi]))).into_response();
+    let mut r = axum::Json(Value::Array(records(&s, &ids[lo..hi]))).into_response();
     // Link values carry raw commas in their URLs (echoed parameters) and a quoted title
     // with a comma and a semicolon: only an RFC 8288 parser reads them right.
     let mut links = vec![format!(
@@ -565,11 +588,11 @@ async fn next_url(State(s): State<S>, Query(q): Query<Q>) -> Response {
         )),
         _ => Value::Null,
     };
-    axum::Json(json!({"data": records(&page), "next": next})).into_response()
+    axum::Json(json!({"data": records(&s, &page), "next": next})).into_response()
 }
 
 async fn single(State(s): State<S>, Query(q): Query<Q>) -> Response {
-    axum::Json(json!({"data": records(&filtered(&s, &q))})).into_response()
+    axum::Json(json!({"data": records(&s, &filtered(&s, &q))})).into_response()
 }
 
 async fn comments(State(s): State<S>, Path(id): Path<u64>) -> Response {

@@ -319,3 +319,40 @@ async fn records_outside_the_window_are_dropped_when_the_api_ignores_the_filter(
         }
     }
 }
+
+/// A source that keeps answering 5xx gets the connector's retries and no more: the chunk fails
+/// `SourceUnavailable`, which the state machine does not retry on top (docs/connectors.md, "One
+/// retry budget"). With `max_retries: 2` that is exactly three requests — before, the state
+/// machine's six attempts multiplied them to eighteen.
+#[tokio::test]
+async fn a_persistent_5xx_spends_the_connectors_retries_and_no_more() {
+    let mock = Mock::start(MockConfig {
+        tickets: 40,
+        ..Default::default()
+    })
+    .await;
+    let local = Local::new();
+    mock.fault_every(1, vec![Fault::status(503)]);
+    let f = failing_run(
+        &local,
+        "unavailable",
+        &cursor_props(
+            &mock,
+            json!({"max_retries": 2, "backoff_initial_ms": 1, "backoff_max_ms": 5}),
+        ),
+        INCREMENTAL,
+    )
+    .await;
+    assert_eq!(f.error, "SourceUnavailable", "{f:?}");
+    assert!(
+        f.cause.contains("503") && f.cause.contains("max_retries"),
+        "{}",
+        f.cause
+    );
+    let tried = mock
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/cursor/tickets")
+        .count();
+    assert_eq!(tried, 3, "1 attempt + 2 retries: {:?}", mock.requests());
+}

@@ -40,6 +40,155 @@ pub struct HttpSettings {
     /// lower the page size. Bounded by what fetch-page's memory holds.
     #[serde(default = "d::max_response_mb")]
     pub max_response_mb: u64,
+    /// The vendor's rate-limit headers, read from every response (see [`RateLimitRule`]).
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitRule>,
+}
+
+/// How an API tells its clients to slow down, besides `429` + `Retry-After` (which every
+/// connector honours): a remaining-requests header with a reset time (GitHub's
+/// `X-RateLimit-Remaining` / `X-RateLimit-Reset`), a leaky bucket's `used/size` header (Shopify's
+/// `X-Shopify-Shop-Api-Call-Limit: 32/40`), and statuses other than 429 that mean "rate limited"
+/// when the response says so (GitHub answers 403 to a spent primary limit or a secondary limit).
+///
+/// Requests wait before they are sent while the API's allowance is spent; a wait longer than
+/// `max_retry_after_seconds` ends the chunk `Throttled` (the state machine retries it later).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitRule {
+    /// Header with the requests left in the current window.
+    #[serde(default)]
+    pub remaining_header: Option<String>,
+    /// Header with the instant the window resets, in UTC epoch seconds.
+    #[serde(default)]
+    pub reset_header: Option<String>,
+    /// Header `used/size` of a leaky bucket.
+    #[serde(default)]
+    pub bucket_header: Option<String>,
+    /// Requests the bucket drains per second (with `bucket_header`).
+    #[serde(default)]
+    pub leak_per_second: Option<f64>,
+    /// Requests kept free: requests wait once the window has no more than this many left, or
+    /// the bucket no more than this many free places.
+    #[serde(default)]
+    pub reserve: u32,
+    /// Statuses besides 429 that are a rate limit when the response has a `Retry-After`, says
+    /// no requests remain, or its body contains `throttle_body`; otherwise they keep their
+    /// usual meaning (403: the credentials lack permission).
+    #[serde(default)]
+    pub throttle_statuses: Vec<u16>,
+    /// Text (case-insensitive) in a throttle status's body that marks it as a rate limit.
+    #[serde(default)]
+    pub throttle_body: Option<String>,
+    /// The wait when a rate-limited response names no time.
+    #[serde(default)]
+    pub default_wait_seconds: Option<f64>,
+}
+
+impl RateLimitRule {
+    fn validate(&self, field: &str) -> Result<(), SourceError> {
+        if self.remaining_header.is_some() != self.reset_header.is_some() {
+            return Err(SourceError::config(
+                field,
+                "remaining_header and reset_header go together, e.g. {remaining_header: X-RateLimit-Remaining, reset_header: X-RateLimit-Reset}",
+            ));
+        }
+        match (&self.bucket_header, self.leak_per_second) {
+            (Some(_), None) => {
+                return Err(SourceError::config(
+                    format!("{field}.leak_per_second"),
+                    "a bucket_header needs the bucket's leak rate in requests per second, e.g. leak_per_second: 2",
+                ))
+            }
+            (_, Some(l)) if !(l > 0.0 && l <= 1e6) => {
+                return Err(SourceError::config(
+                    format!("{field}.leak_per_second"),
+                    "must be a number of requests per second > 0",
+                ))
+            }
+            _ => {}
+        }
+        if let Some(w) = self.default_wait_seconds {
+            if !(0.0..=MAX_WAIT_SECONDS).contains(&w) {
+                return Err(SourceError::config(
+                    format!("{field}.default_wait_seconds"),
+                    format!("must be between 0 and {MAX_WAIT_SECONDS} seconds"),
+                ));
+            }
+        }
+        if let Some(s) = self
+            .throttle_statuses
+            .iter()
+            .find(|s| !(400..600).contains(*s) || **s == 401)
+        {
+            return Err(SourceError::config(
+                format!("{field}.throttle_statuses"),
+                format!("{s} cannot mean rate limited (use 4xx/5xx statuses other than 401, e.g. [403])"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// What a response's headers say: requests left and when the window resets, and how long
+    /// a full bucket needs to drain to the reserve.
+    fn read(&self, h: &reqwest::header::HeaderMap, now: SystemTime) -> RateState {
+        let get = |name: &Option<String>| {
+            name.as_deref()
+                .and_then(|n| h.get(n))
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        };
+        let remaining = get(&self.remaining_header).and_then(|v| v.parse::<u64>().ok());
+        let reset = get(&self.reset_header)
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|epoch| {
+                (SystemTime::UNIX_EPOCH + Duration::from_secs(epoch))
+                    .duration_since(now)
+                    .unwrap_or(Duration::ZERO)
+                    .min(MAX_RETRY_AFTER)
+            });
+        let spent = remaining.is_some_and(|r| r <= u64::from(self.reserve));
+        let bucket_wait = get(&self.bucket_header)
+            .and_then(|v| v.split_once('/'))
+            .and_then(|(u, s)| Some((u.trim().parse::<f64>().ok()?, s.trim().parse::<f64>().ok()?)))
+            .and_then(|(used, size)| {
+                let free = size - used;
+                let want = f64::from(self.reserve) + 1.0;
+                (free < want).then(|| {
+                    secs(
+                        (want - free) / self.leak_per_second.unwrap_or(1.0),
+                        MAX_RETRY_AFTER,
+                    )
+                })
+            });
+        RateState {
+            spent,
+            reset,
+            bucket_wait,
+        }
+    }
+}
+
+/// A response's rate-limit headers, read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RateState {
+    /// No more requests than the reserve remain in the window.
+    spent: bool,
+    /// Time until the window resets.
+    reset: Option<Duration>,
+    /// Time the bucket needs to drain down to the reserve.
+    bucket_wait: Option<Duration>,
+}
+
+impl RateState {
+    /// How long the next request should wait.
+    fn pause(&self) -> Option<Duration> {
+        let window = if self.spent { self.reset } else { None };
+        match (window, self.bucket_wait) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
@@ -91,6 +240,7 @@ impl Default for HttpSettings {
             max_retry_after_seconds: d::max_retry_after_seconds(),
             budget: None,
             max_response_mb: d::max_response_mb(),
+            rate_limit: None,
         }
     }
 }
@@ -120,6 +270,9 @@ impl HttpSettings {
                 format!("{field}.max_retry_after_seconds"),
                 format!("must be between 0 and {MAX_WAIT_SECONDS} seconds (one day)"),
             ));
+        }
+        if let Some(r) = &self.rate_limit {
+            r.validate(&format!("{field}.rate_limit"))?;
         }
         if let Some(b) = &self.budget {
             if b.requests == 0 || !(b.per_seconds > 0.0 && b.per_seconds <= MAX_WAIT_SECONDS) {
@@ -282,6 +435,9 @@ pub struct HttpClient {
     /// Whether the API has answered any request of this client: a refused connection before
     /// that is a wrong host or port (fail at once), after it a restarting server (retry).
     answered: Arc<std::sync::atomic::AtomicBool>,
+    /// No request before this instant: the API's rate-limit headers said its allowance is
+    /// spent ([`RateLimitRule`]).
+    pause_until: Arc<Mutex<Option<tokio::time::Instant>>>,
 }
 
 impl HttpClient {
@@ -310,6 +466,7 @@ impl HttpClient {
             auth,
             error_hook: None,
             answered: Default::default(),
+            pause_until: Default::default(),
         })
     }
 
@@ -446,8 +603,11 @@ impl HttpClient {
                     message: format!("{message} (still throttled after {} retries)", s.max_retries),
                     retry_after,
                 },
-                _ => SourceError::Transient {
-                    message: format!("{message} (after {} retries)", s.max_retries),
+                _ => SourceError::Unavailable {
+                    message: format!(
+                        "{message} (after {} retries; raise source.properties.http.max_retries to wait longer)",
+                        s.max_retries
+                    ),
                 },
             },
         })
@@ -459,6 +619,7 @@ impl HttpClient {
         reauthed: &std::sync::atomic::AtomicBool,
         raw: bool,
     ) -> Result<Option<HttpResponse>, Attempt> {
+        self.wait_for_allowance().await.map_err(Attempt::Fail)?;
         if let Some(l) = &self.limiter {
             l.acquire().await;
         }
@@ -549,6 +710,14 @@ impl HttpClient {
             return Ok(None);
         }
         let headers = resp.headers().clone();
+        let rate = self
+            .settings
+            .rate_limit
+            .as_ref()
+            .map(|r| r.read(&headers, SystemTime::now()));
+        if let Some(p) = rate.and_then(|r| r.pause()) {
+            self.pause_for(p);
+        }
         if code == 401 {
             if !reauthed.swap(true, std::sync::atomic::Ordering::SeqCst)
                 && self
@@ -596,6 +765,40 @@ impl HttpClient {
                 Ok(b)
             }
         };
+        let mut pending = pending;
+        if let (Some(rule), Some(rate)) = (&self.settings.rate_limit, rate) {
+            if code == 429 || rule.throttle_statuses.contains(&code) {
+                let mut said = code == 429 || rate.spent || retry_after.is_some();
+                if !said {
+                    if let Some(text) = &rule.throttle_body {
+                        let b = match pending {
+                            Ok(b) => b,
+                            Err(resp) => match self.read_body(resp).await {
+                                Ok(b) => b,
+                                Err(BodyError::TooLarge(m)) => {
+                                    return Err(Attempt::Fail(too_large(&shown, m)))
+                                }
+                                Err(BodyError::Read(_)) => bytes::Bytes::new(),
+                            },
+                        };
+                        said = String::from_utf8_lossy(&b)
+                            .to_lowercase()
+                            .contains(&text.to_lowercase());
+                        pending = Ok(b);
+                    }
+                }
+                if said {
+                    let wait = retry_after
+                        .or(if rate.spent { rate.reset } else { None })
+                        .or(rule.default_wait_seconds.map(|w| secs(w, MAX_RETRY_AFTER)));
+                    return Err(Attempt::Retry {
+                        message: format!("{method} {shown} answered {status} (rate limited)"),
+                        retry_after: wait,
+                        throttled: true,
+                    });
+                }
+            }
+        }
         if code == 403 {
             return Err(Attempt::Fail(self.auth.auth_error(format!(
                 "{method} {shown} answered 403 Forbidden: the credentials lack permission for this endpoint"
@@ -665,6 +868,50 @@ impl HttpClient {
             bytes,
             url: shown,
         }))
+    }
+
+    /// Hold every request of this client back for `d` (a later, longer pause wins).
+    fn pause_for(&self, d: Duration) {
+        let until = tokio::time::Instant::now() + d;
+        let mut p = self
+            .pause_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if p.is_none_or(|cur| cur < until) {
+            *p = Some(until);
+        }
+    }
+
+    /// Wait while the API's rate-limit headers said its allowance is spent; a wait longer than
+    /// `max_retry_after_seconds` ends the chunk `Throttled` instead.
+    async fn wait_for_allowance(&self) -> Result<(), SourceError> {
+        let until = *self
+            .pause_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(until) = until else { return Ok(()) };
+        let now = tokio::time::Instant::now();
+        if until <= now {
+            return Ok(());
+        }
+        let wait = until - now;
+        let cap = secs(self.settings.max_retry_after_seconds, MAX_RETRY_AFTER);
+        if wait > cap {
+            return Err(SourceError::Throttled {
+                message: format!(
+                    "the API's rate-limit headers say its allowance is spent for {:.0}s, longer than http.max_retry_after_seconds ({:.0}s); the chunk ends here and is retried later",
+                    wait.as_secs_f64(),
+                    cap.as_secs_f64()
+                ),
+                retry_after: Some(wait),
+            });
+        }
+        tracing::debug!(
+            wait_ms = wait.as_millis() as u64,
+            "waiting for the API's rate-limit allowance"
+        );
+        tokio::time::sleep(wait).await;
+        Ok(())
     }
 
     /// A URL as shown to users: secret query values and user info replaced.
@@ -815,6 +1062,76 @@ fn snippet(body: &[u8]) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn rate_limit_headers_are_read() {
+        let rule: RateLimitRule = serde_json::from_value(serde_json::json!({
+            "remaining_header": "X-RateLimit-Remaining", "reset_header": "X-RateLimit-Reset",
+            "bucket_header": "X-Shopify-Shop-Api-Call-Limit", "leak_per_second": 2, "reserve": 1
+        }))
+        .unwrap();
+        rule.validate("http.rate_limit").unwrap();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let h = |pairs: &[(&'static str, &str)]| {
+            let mut m = reqwest::header::HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, v.parse().unwrap());
+            }
+            m
+        };
+        // Plenty left, bucket with room: no pause.
+        let r = rule.read(
+            &h(&[
+                ("x-ratelimit-remaining", "4999"),
+                ("x-ratelimit-reset", "4600"),
+                ("x-shopify-shop-api-call-limit", "10/40"),
+            ]),
+            now,
+        );
+        assert_eq!(r.pause(), None);
+        // One left (the reserve): wait for the reset, 30 s away.
+        let r = rule.read(
+            &h(&[
+                ("x-ratelimit-remaining", "1"),
+                ("x-ratelimit-reset", "1030"),
+            ]),
+            now,
+        );
+        assert_eq!(r.pause(), Some(Duration::from_secs(30)));
+        // A reset in the past: no wait.
+        let r = rule.read(
+            &h(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "900")]),
+            now,
+        );
+        assert_eq!(r.pause(), Some(Duration::ZERO));
+        // 40/40 with reserve 1: two places to free at 2/s.
+        let r = rule.read(&h(&[("x-shopify-shop-api-call-limit", "40/40")]), now);
+        assert_eq!(r.pause(), Some(Duration::from_secs(1)));
+        let r = rule.read(&h(&[("x-shopify-shop-api-call-limit", "38/40")]), now);
+        assert_eq!(r.pause(), None);
+        // Garbage is ignored, never a panic.
+        let r = rule.read(&h(&[("x-shopify-shop-api-call-limit", "lots")]), now);
+        assert_eq!(r.pause(), None);
+
+        for (bad, field) in [
+            (
+                serde_json::json!({"remaining_header": "X"}),
+                "http.rate_limit",
+            ),
+            (
+                serde_json::json!({"bucket_header": "X"}),
+                "http.rate_limit.leak_per_second",
+            ),
+            (
+                serde_json::json!({"throttle_statuses": [401]}),
+                "http.rate_limit.throttle_statuses",
+            ),
+        ] {
+            let rule: RateLimitRule = serde_json::from_value(bad).unwrap();
+            let e = rule.validate("http.rate_limit").unwrap_err().to_string();
+            assert!(e.starts_with(&format!("{field}:")), "{e}");
+        }
+    }
 
     #[test]
     fn retry_after_forms() {

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod check;
 pub mod consent;
+pub mod declarative;
 pub mod ga4;
 pub mod http;
 pub mod hubspot;
@@ -125,6 +126,9 @@ pub enum SourceError {
     },
     #[error("{message}")]
     Transient { message: String },
+    /// Still failing after the connector's retries: the retry budget is spent.
+    #[error("{message}")]
+    Unavailable { message: String },
     #[error("connector profile '{profile}': {message}")]
     Auth { profile: String, message: String },
     #[error("{message}")]
@@ -140,6 +144,7 @@ impl SourceError {
         match self {
             SourceError::Throttled { .. } => ErrorKind::Throttled,
             SourceError::Transient { .. } => ErrorKind::Retryable,
+            SourceError::Unavailable { .. } => ErrorKind::SourceUnavailable,
             SourceError::Auth { .. } => ErrorKind::AuthFailed,
             SourceError::Rejected { .. } => ErrorKind::SourceRejected,
             SourceError::Config { .. } => ErrorKind::InvalidFlow,

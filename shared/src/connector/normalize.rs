@@ -116,7 +116,26 @@ pub fn value(v: &Value, t: &FieldType) -> Result<Value, String> {
             Value::String(s) => Value::from(s.trim().parse::<i64>().map_err(|_| bad())?),
             _ => return Err(bad()),
         },
-        FieldType::Float | FieldType::Decimal { .. } => match v {
+        // Decimal text stays text: Arrow reads it into the decimal column exactly, where a
+        // float would round money (`"0.10"` is not 0.1 as f64).
+        FieldType::Decimal { .. } => match v {
+            Value::Number(_) => v.clone(),
+            Value::String(s) => {
+                let t = s.trim();
+                arrow::compute::kernels::cast_utils::parse_decimal::<
+                    arrow::datatypes::Decimal128Type,
+                >(t, 38, 0)
+                .or_else(|_| {
+                    arrow::compute::kernels::cast_utils::parse_decimal::<
+                        arrow::datatypes::Decimal128Type,
+                    >(t, 38, 9)
+                })
+                .map_err(|_| bad())?;
+                Value::String(t.to_string())
+            }
+            _ => return Err(bad()),
+        },
+        FieldType::Float => match v {
             Value::Number(_) => v.clone(),
             Value::String(s) => {
                 let x: f64 = s.trim().parse().map_err(|_| bad())?;

@@ -99,6 +99,15 @@ pub struct EndpointConfig {
     /// Statuses that mean "no records here" (e.g. 404 for a parent deleted meanwhile).
     #[serde(default)]
     pub ignore_status: Vec<u16>,
+    /// Top-level fields that mark a record as not of this endpoint: a record with a non-null
+    /// value in any of them is left out (GitHub's issues list returns pull requests too, each
+    /// with a `pull_request` key).
+    #[serde(default)]
+    pub skip_records_with: Vec<String>,
+    /// Top-level fields computed from a JSONPath of the record, e.g. `committed_at:
+    /// $.commit.committer.date`, so a nested value can be a column or the incremental field.
+    #[serde(default)]
+    pub derived: BTreeMap<String, String>,
     #[serde(default)]
     pub label: Option<String>,
 }
@@ -117,6 +126,12 @@ pub struct FieldDecl {
     /// The element type of an `array`.
     #[serde(default)]
     pub items: Option<Box<ItemDecl>>,
+    /// A `decimal`'s digits in all (1-38, default 38) and after the point (`scale`, required):
+    /// money sent as `"19.99"` or `19.99` is read exactly, never through a float.
+    #[serde(default)]
+    pub precision: Option<u8>,
+    #[serde(default)]
+    pub scale: Option<i8>,
 }
 
 /// An array's element type: `string`, or `{type: object, fields: [...]}` / `{type: array, items: ...}`.
@@ -175,6 +190,17 @@ pub struct IncrementalInjection {
     /// Default: `$.<source.incremental.field>`.
     #[serde(default)]
     pub cursor_path: Option<String>,
+    /// `descending`: the API returns records newest first (by the cursor value) and has no
+    /// parameter for the window's start, so paging stops after the first page holding a record
+    /// at or before the start (GitHub's pull request list sorted by `updated`).
+    #[serde(default)]
+    pub sorted: Option<SortOrder>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SortOrder {
+    Descending,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -294,6 +320,11 @@ struct Endpoint {
     total: Option<JsonPath>,
     total_pages: Option<JsonPath>,
     next_url: Option<JsonPath>,
+    /// `derived` fields with their paths compiled.
+    derived: Vec<(String, JsonPath)>,
+    /// Declared fields: records read as values are shaped to them (epoch seconds to
+    /// timestamps, numeric text to numbers; see [`super::normalize`]).
+    declared: Option<Vec<FieldInfo>>,
     /// The records' path and the paging fields' paths as plain field names, when every one of
     /// them is that simple: pages can then be decoded straight to Arrow.
     arrow_paths: Option<(Vec<String>, Vec<Vec<String>>)>,
@@ -394,10 +425,10 @@ impl Endpoint {
         let cursor_path = match &cfg.incremental {
             None => None,
             Some(inc) => {
-                if inc.set.is_empty() {
+                if inc.set.is_empty() && inc.sorted.is_none() {
                     return Err(SourceError::config(
                         format!("{f}.incremental.set"),
-                        "name at least one parameter, e.g. {updated_since: \"{start}\"}",
+                        "name at least one parameter, e.g. {updated_since: \"{start}\"} (or, for an API that sorts newest first and has no such parameter, `sorted: descending`)",
                     ));
                 }
                 for (k, t) in &inc.set {
@@ -418,10 +449,34 @@ impl Endpoint {
                 .transpose()?
             }
         };
-        if let Some(decl) = &cfg.fields {
-            declared_fields(&format!("{f}.fields"), decl)?;
+        let declared = cfg
+            .fields
+            .as_ref()
+            .map(|decl| declared_fields(&format!("{f}.fields"), decl))
+            .transpose()?;
+        let derived = cfg
+            .derived
+            .iter()
+            .map(|(k, p)| Ok((k.clone(), compile(&format!("{f}.derived.{k}"), p)?)))
+            .collect::<Result<Vec<_>, SourceError>>()?;
+        let sorted = cfg.incremental.as_ref().and_then(|i| i.sorted).is_some();
+        if sorted
+            && matches!(
+                cfg.paginator,
+                Paginator::Offset { .. } | Paginator::PageNumber { .. }
+            )
+        {
+            return Err(SourceError::config(
+                format!("{f}.incremental.sorted"),
+                "works with the link_header, next_url, cursor and single paginators (offset and page numbers shift while records change)",
+            ));
         }
+        // Records that are reshaped, left out or looked at one by one are read as values.
+        let plain = derived.is_empty() && cfg.skip_records_with.is_empty() && !sorted;
         let arrow_paths = (|| {
+            if !plain {
+                return None;
+            }
             let records = crate::schema::simple_path(&cfg.records, true)?;
             let meta_paths = match &cfg.paginator {
                 Paginator::Single | Paginator::LinkHeader { .. } => vec![],
@@ -465,6 +520,8 @@ impl Endpoint {
             total,
             total_pages,
             next_url,
+            derived,
+            declared,
             arrow_paths,
         })
     }
@@ -855,6 +912,24 @@ impl RestSource {
                     ),
                 });
             }
+            let mut rec = node.clone();
+            if !ep.derived.is_empty() {
+                if let Some(o) = rec.as_object_mut() {
+                    for (k, path) in &ep.derived {
+                        let v = path.query(node).first().cloned().unwrap_or(Value::Null);
+                        o.insert(k.clone(), v);
+                    }
+                }
+            }
+            if ep
+                .cfg
+                .skip_records_with
+                .iter()
+                .any(|k| rec.get(k).is_some_and(|v| !v.is_null()))
+            {
+                continue;
+            }
+            let node = &rec;
             if let (Some((p, cp)), Some(w)) = (&ep.cursor_path, window) {
                 let v = cp.query(node).first();
                 let t = v.and_then(crate::model::parse_time);
@@ -879,9 +954,42 @@ impl RestSource {
                     continue;
                 }
             }
-            out.push(node.clone());
+            // A record that does not fit its declared fields is kept as it came: fetch-page
+            // rejects it alone, naming the field.
+            match &ep.declared {
+                Some(fields) => out.push(shape_declared(&rec, fields).unwrap_or(rec)),
+                None => out.push(rec),
+            }
         }
         Ok(out)
+    }
+
+    /// For an endpoint whose records come newest first (`incremental.sorted: descending`):
+    /// whether this response reached the window's start, so no later page can hold a record
+    /// inside the window.
+    fn passed_start(ep: &Endpoint, body: &Value, window: Option<&Window>) -> bool {
+        let (Some(inc), Some(start)) = (&ep.cfg.incremental, window.and_then(|w| w.start)) else {
+            return false;
+        };
+        if inc.sorted != Some(SortOrder::Descending) {
+            return false;
+        }
+        let Some((_, cp)) = &ep.cursor_path else {
+            return false;
+        };
+        ep.records.query(body).all().into_iter().any(|node| {
+            let mut rec = node.clone();
+            if let Some(o) = rec.as_object_mut() {
+                for (k, path) in &ep.derived {
+                    let v = path.query(node).first().cloned().unwrap_or(Value::Null);
+                    o.insert(k.clone(), v);
+                }
+            }
+            cp.query(&rec)
+                .first()
+                .and_then(crate::model::parse_time)
+                .is_some_and(|t| t <= start)
+        })
     }
 
     fn first_u64(path: &Option<JsonPath>, body: &Value) -> Option<u64> {
@@ -989,6 +1097,7 @@ impl RestSource {
                 };
                 // The cursor lands in the execution state: never with a credential in it.
                 let next = next.map(|u| self.http.auth.strip_credentials(&u));
+                let next = next.filter(|_| !Self::passed_start(ep, &resp.body, window));
                 let next = self.advance(
                     ep,
                     &resp,
@@ -1038,6 +1147,13 @@ impl RestSource {
                     _ => None,
                 }
                 .filter(|t| !t.is_null() && t.as_str() != Some(""));
+                if Self::passed_start(ep, &resp.body, window) {
+                    return Ok(StepPage {
+                        bytes: resp.bytes,
+                        recs: vec![recs],
+                        next: None,
+                    });
+                }
                 if token.is_none() && Self::has_more(ep, &resp.body) == Some(true) {
                     return Err(SourceError::Rejected {
                         message: format!(
@@ -1309,6 +1425,31 @@ impl RestSource {
     }
 }
 
+/// A record shaped to its endpoint's declared fields (exactly those, in order): timestamps
+/// from epoch seconds or text to RFC 3339, numeric text to numbers, decimal text kept exact;
+/// `json` fields stay as they came (the decoder writes them as JSON text).
+fn shape_declared(rec: &Value, fields: &[FieldInfo]) -> Result<Value, String> {
+    let mut out = Map::with_capacity(fields.len());
+    for f in fields {
+        let v = rec.get(&f.name).unwrap_or(&Value::Null);
+        out.insert(f.name.clone(), shape_value(v, &f.data_type)?);
+    }
+    Ok(Value::Object(out))
+}
+
+fn shape_value(v: &Value, t: &FieldType) -> Result<Value, String> {
+    match (t, v) {
+        (_, Value::Null) | (FieldType::Json, _) => Ok(v.clone()),
+        (FieldType::Object { fields }, Value::Object(_)) => shape_declared(v, fields),
+        (FieldType::Array { item }, Value::Array(items)) => items
+            .iter()
+            .map(|x| shape_value(x, item))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+        _ => super::normalize::value(v, t),
+    }
+}
+
 /// Where an endpoint's pagination stands.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Cursor {
@@ -1398,7 +1539,7 @@ fn place(r: &mut HttpRequest, placement: Placement, name: &str, v: Value) {
     }
 }
 
-const TYPE_NAMES: &str = "string, integer, float, boolean, timestamp, date, json, object (with fields) or array (with items)";
+const TYPE_NAMES: &str = "string, integer, float, decimal (with scale), boolean, timestamp, date, json, object (with fields) or array (with items)";
 
 /// The type of a declared field; `field` is its path in the flow, for errors.
 fn declared_type(
@@ -1406,7 +1547,14 @@ fn declared_type(
     t: &str,
     fields: Option<&[FieldDecl]>,
     items: Option<&ItemDecl>,
+    digits: (Option<u8>, Option<i8>),
 ) -> Result<FieldType, SourceError> {
+    if (digits.0.is_some() || digits.1.is_some()) && t != "decimal" {
+        return Err(SourceError::config(
+            format!("{field}.scale"),
+            format!("only a `decimal` field has precision and scale; this one is `{t}` (set `type: decimal`, or remove them)"),
+        ));
+    }
     if fields.is_some() && t != "object" {
         return Err(SourceError::config(
             format!("{field}.fields"),
@@ -1427,6 +1575,22 @@ fn declared_type(
         "timestamp" => FieldType::Timestamp,
         "date" => FieldType::Date,
         "json" => FieldType::Json,
+        "decimal" => {
+            let precision = digits.0.unwrap_or(38);
+            let Some(scale) = digits.1 else {
+                return Err(SourceError::config(
+                    format!("{field}.scale"),
+                    "a `decimal` field names its digits after the point, e.g. `scale: 2` for money in units with cents (and `precision`, default 38)",
+                ));
+            };
+            if !(1..=38).contains(&precision) || scale < 0 || scale as u8 > precision {
+                return Err(SourceError::config(
+                    format!("{field}.scale"),
+                    format!("precision {precision}, scale {scale}: precision is 1-38 digits and scale 0..=precision"),
+                ));
+            }
+            FieldType::Decimal { precision, scale }
+        }
         "object" => {
             let Some(fields) = fields.filter(|f| !f.is_empty()) else {
                 return Err(SourceError::config(
@@ -1446,7 +1610,9 @@ fn declared_type(
                         "an `array` field names its items' type, e.g. `items: string` or `items: {type: object, fields: [{name: id, type: integer}]}`",
                     ))
                 }
-                Some(ItemDecl::Name(n)) => declared_type(&format!("{field}.items"), n, None, None)?,
+                Some(ItemDecl::Name(n)) => {
+                    declared_type(&format!("{field}.items"), n, None, None, (None, None))?
+                }
                 Some(ItemDecl::Typed {
                     data_type,
                     fields,
@@ -1456,6 +1622,7 @@ fn declared_type(
                     data_type,
                     fields.as_deref(),
                     items.as_deref(),
+                    (None, None),
                 )?,
             };
             FieldType::Array {
@@ -1484,8 +1651,14 @@ fn declared_fields(path: &str, decl: &[FieldDecl]) -> Result<Vec<FieldInfo>, Sou
                     format!("'{}' is declared twice", d.name),
                 ));
             }
-            declared_type(&at, &d.data_type, d.fields.as_deref(), d.items.as_deref())
-                .map(|t| FieldInfo::new(&d.name, t))
+            declared_type(
+                &at,
+                &d.data_type,
+                d.fields.as_deref(),
+                d.items.as_deref(),
+                (d.precision, d.scale),
+            )
+            .map(|t| FieldInfo::new(&d.name, t))
         })
         .collect()
 }
@@ -1888,6 +2061,70 @@ mod tests {
         assert_eq!(t("m"), FieldType::Json);
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].contains("'m'") && w[0].contains("JSON text"), "{w:?}");
+    }
+
+    #[test]
+    fn declared_decimals_and_record_shaping() {
+        let decl: Vec<FieldDecl> = serde_json::from_value(json!([
+            {"name": "id", "type": "integer"},
+            {"name": "price", "type": "decimal", "precision": 20, "scale": 3},
+            {"name": "created", "type": "timestamp"},
+            {"name": "meta", "type": "json"},
+            {"name": "lines", "type": "array", "items": {"type": "object", "fields": [{"name": "qty", "type": "integer"}]}},
+        ]))
+        .unwrap();
+        let f = declared_fields("f", &decl).unwrap();
+        assert_eq!(
+            f[1].data_type,
+            FieldType::Decimal {
+                precision: 20,
+                scale: 3
+            }
+        );
+        let shaped = shape_declared(
+            &json!({"id": "7", "price": "0.10", "created": 1405641735, "meta": {"a": 1},
+                    "lines": [{"qty": "2", "extra": true}], "undeclared": 1}),
+            &f,
+        )
+        .unwrap();
+        assert_eq!(
+            shaped,
+            json!({"id": 7, "price": "0.10", "created": "2014-07-18T00:02:15Z", "meta": {"a": 1},
+                   "lines": [{"qty": 2}]})
+        );
+        assert!(shape_declared(&json!({"price": "ten"}), &f).is_err());
+        for (bad, says) in [
+            (json!([{"name": "a", "type": "decimal"}]), "scale: 2"),
+            (
+                json!([{"name": "a", "type": "decimal", "precision": 50, "scale": 2}]),
+                "1-38",
+            ),
+            (
+                json!([{"name": "a", "type": "string", "scale": 2}]),
+                "only a `decimal`",
+            ),
+        ] {
+            let decl: Vec<FieldDecl> = serde_json::from_value(bad).unwrap();
+            let e = declared_fields("f", &decl).unwrap_err().to_string();
+            assert!(e.starts_with("f[0].scale:") && e.contains(says), "{e}");
+        }
+    }
+
+    #[test]
+    fn sorted_needs_a_token_paginator() {
+        let c = RestConfig::parse(&props(json!({"base_url": "http://h", "endpoints": {"t": {
+            "path": "/t", "records": "$[*]",
+            "paginator": {"type": "page_number"},
+            "incremental": {"set": {}, "sorted": "descending", "cursor_path": "$.u"}}}})))
+        .unwrap();
+        let e = c.check("t", None).unwrap_err().to_string();
+        assert!(e.contains("incremental.sorted"), "{e}");
+        let c = RestConfig::parse(&props(json!({"base_url": "http://h", "endpoints": {"t": {
+            "path": "/t", "records": "$[*]", "paginator": {"type": "link_header"},
+            "incremental": {"set": {}, "cursor_path": "$.u"}}}})))
+        .unwrap();
+        let e = c.check("t", None).unwrap_err().to_string();
+        assert!(e.contains("sorted: descending"), "{e}");
     }
 
     #[test]

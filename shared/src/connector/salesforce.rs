@@ -559,47 +559,24 @@ enum Cell<'a> {
 }
 
 /// RFC 4180 CSV as Bulk API 2.0 writes it: a header row, `"` quoting with `""` escapes,
-/// quoted commas and line breaks, LF or CRLF line endings.
+/// quoted commas and line breaks, LF or CRLF line endings (read by the `csv` crate). A body cut
+/// inside a quoted value — an odd number of `"` — is refused as truncated instead of read as
+/// a shorter last record.
 pub fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, String> {
-    let mut rows = vec![];
-    let mut row: Vec<String> = vec![];
-    let mut cell = String::new();
-    let mut quoted = false;
-    let mut chars = text.chars().peekable();
-    let mut any = false;
-    while let Some(c) = chars.next() {
-        any = true;
-        if quoted {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    cell.push('"');
-                }
-                '"' => quoted = false,
-                c => cell.push(c),
-            }
-            continue;
-        }
-        match c {
-            '"' if cell.is_empty() => quoted = true,
-            ',' => row.push(std::mem::take(&mut cell)),
-            '\r' if chars.peek() == Some(&'\n') => {}
-            '\n' => {
-                row.push(std::mem::take(&mut cell));
-                rows.push(std::mem::take(&mut row));
-                any = false;
-            }
-            c => cell.push(c),
-        }
-    }
-    if quoted {
+    if text.bytes().filter(|b| *b == b'"').count() % 2 == 1 {
         return Err("a quoted value is not closed (truncated CSV?)".into());
     }
-    if any {
-        row.push(cell);
-        rows.push(row);
-    }
-    Ok(rows)
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    reader
+        .records()
+        .map(|r| {
+            r.map(|rec| rec.iter().map(str::to_string).collect())
+                .map_err(|e| format!("not CSV: {e}"))
+        })
+        .collect()
 }
 
 impl SalesforceSource {

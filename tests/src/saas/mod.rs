@@ -2,6 +2,7 @@
 //! auth headers, error bodies and rate-limit answers, over a deterministic data set, with a
 //! request log and fault/auth toggles like [`crate::Mock`].
 
+pub mod github;
 pub mod ga4;
 pub mod hubspot;
 pub mod jira;
@@ -9,7 +10,9 @@ pub mod marketo;
 pub mod oauth;
 pub mod salesforce;
 pub mod servicenow;
+pub mod shopify;
 pub mod slack;
+pub mod stripe;
 pub mod zendesk;
 
 use crate::{Fault, Seen};
