@@ -469,8 +469,10 @@ async fn page(State(s): State<S>, Query(q): Query<Q>) -> Response {
     let per = num(&q, "per_page", s.cfg.default_page).max(1) as usize;
     let lo = ((p - 1) * per).min(ids.len());
     let page = &ids[lo..(lo + per).min(ids.len())];
-    axum::Json(json!({"items": records(&s, page), "page": p, "total_pages": ids.len().div_ceil(per)}))
-        .into_response()
+    axum::Json(
+        json!({"items": records(&s, page), "page": p, "total_pages": ids.len().div_ceil(per)}),
+    )
+    .into_response()
 }
 
 async fn cursor(State(s): State<S>, Query(q): Query<Q>) -> Response {

@@ -21,7 +21,9 @@ pub fn source_problem(e: &SourceError) -> FieldError {
     match e {
         SourceError::Config { field, message } => FieldError::new(field.clone(), message.clone()),
         SourceError::Auth { .. } => FieldError::new("source.profile", e.to_string()),
-        SourceError::Throttled { message, .. } | SourceError::Transient { message } => {
+        SourceError::Throttled { message, .. }
+        | SourceError::Transient { message }
+        | SourceError::Unavailable { message } => {
             FieldError::new(
                 "source",
                 format!("the source could not be reached ({message}); try again, or check offline with `--offline`"),

@@ -2,8 +2,8 @@
 //! auth headers, error bodies and rate-limit answers, over a deterministic data set, with a
 //! request log and fault/auth toggles like [`crate::Mock`].
 
-pub mod github;
 pub mod ga4;
+pub mod github;
 pub mod hubspot;
 pub mod jira;
 pub mod marketo;
