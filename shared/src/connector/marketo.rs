@@ -485,7 +485,8 @@ impl MarketoSource {
                                 retry_after: Some(std::time::Duration::from_secs(20)),
                             }
                         } else {
-                            SourceError::Transient { message }
+                            // The retry budget is spent here, as the HTTP client's is.
+                            SourceError::Unavailable { message }
                         });
                     }
                     let base = s
