@@ -10,7 +10,11 @@
 #                    API (bench-api), 1,000,000 records, cursor and offset paging, interleaved,
 #                    rows checked: records/s, MB/s, CPU %, peak RSS, ferry ÷ dlt
 #                    (scripts/bench_e2e.py; docs/performance.md)
-# Usage: scripts/bench.sh [transform|output|rest_throughput|sizing|lambda-memory|e2e ...]
+#   slices           a 5,000,000-record backfill of the sample connector on the embedded engine
+#                    with 1, 2, 4 and 8 slices (records/s, peak RSS), then the same backfill in
+#                    5,000 chunks of 1,000 records under the engine's enforced AWS limits
+#                    (scripts/bench_slices.sh; docs/output.md, "Slices")
+# Usage: scripts/bench.sh [transform|output|rest_throughput|sizing|lambda-memory|e2e|slices ...]
 #        (default: all but e2e)
 # Always --workspace: building a single package changes feature unification and rebuilds the
 # AWS SDK crates.
@@ -34,8 +38,10 @@ for b in "${which[@]}"; do
       .venv/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/bench-requirements.txt
       cargo build --release --workspace --features ferry-cli/remote --bins
       .venv/bin/python scripts/bench_e2e.py ;;
+    slices)
+      scripts/bench_slices.sh ;;
     transform|output|rest_throughput)
       cargo bench --workspace --bench "$b" ;;
-    *) echo "unknown bench '$b' (transform | output | rest_throughput | sizing | lambda-memory | e2e)" >&2; exit 2 ;;
+    *) echo "unknown bench '$b' (transform | output | rest_throughput | sizing | lambda-memory | e2e | slices)" >&2; exit 2 ;;
   esac
 done

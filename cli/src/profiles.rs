@@ -328,6 +328,8 @@ pub async fn test(
         properties: props,
         incremental: None,
         chunk: Default::default(),
+        parallelism: None,
+        slice: None,
     };
     let ctx = ConnectorContext { secrets };
     let result: Result<String, SourceError> = async {

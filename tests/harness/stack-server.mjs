@@ -23,7 +23,7 @@
 // `listening <port>` on stdout once ready.
 
 import http from 'node:http';
-import { randomUUID } from 'node:crypto';
+import { randomUUID, createHash, createHmac } from 'node:crypto';
 
 // DEVIATION (Node.js): aws-local-stepfunctions 3 calls Promise.withResolvers (Node >= 22); the
 // machine has Node 20. Same semantics, per the TC39 proposal.
@@ -41,12 +41,15 @@ if (!Promise.withResolvers) {
 const { StateMachine, ExecutionAbortedError } = await import('aws-local-stepfunctions');
 const { LambdaClient, InvokeCommand } = await import('@aws-sdk/client-lambda');
 const { runSimulation } = await import('@cloud-copilot/iam-simulate');
+// Installed with @aws-sdk/client-lambda (its request signer).
+const { SignatureV4 } = await import('@smithy/signature-v4');
 
 const REGION = process.env.AWS_REGION || 'us-east-1';
 const ACCOUNT = process.env.ACCOUNT_ID || '123456789012';
 const LAMBDA_ENDPOINT = process.env.LAMBDA_ENDPOINT;
 const EVENTS_URL = process.env.EVENTS_URL || '';
 const RETRY_INTERVAL_MS = process.env.RETRY_INTERVAL_MS ? Number(process.env.RETRY_INTERVAL_MS) : undefined;
+const S3_ENDPOINT = process.env.S3_ENDPOINT || '';
 
 const lambda = LAMBDA_ENDPOINT
   ? new LambdaClient({
@@ -152,7 +155,99 @@ function forInterpreter(definition) {
     }
   };
   walk(copy.States);
+  withItemReaders(copy.States);
   return copy;
+}
+
+// DEVIATION (Distributed Map ItemReader): aws-local-stepfunctions 3.0.0 runs every Map inline
+// over an array in the state (ItemsPath); it has no ItemReader, no child executions and no
+// tolerated-failure thresholds. The definition given to the interpreter therefore reads the
+// items itself: a Map state N with an ItemReader becomes a Task state N, whose handler does the
+// reader's `arn:aws:states:::s3:getObject` (ReaderConfig.InputType JSON) as the state machine's
+// role — signed, through the IAM gate, so the role's s3:GetObject grant is checked — with the
+// reader's Parameters, into $.__harness_items, then the Map (renamed "N (items)") over
+// ItemsPath $.__harness_items. Each item still runs the ItemProcessor with the ItemSelector,
+// MaxConcurrencyPath and the Map's Catch; what is NOT exercised here: child executions with their
+// own history and $$.Execution (the processor does not read them), and
+// ToleratedFailureCount (0 in flow-run: a failed item fails the Map here too, with the item's
+// own error instead of States.ExceedToleratedFailureThreshold; finalize accepts both).
+const READER_PREFIX = 'arn:aws:lambda:us-east-1:000000000000:function:harness-item-reader-';
+
+class Sha256 {
+  constructor(secret) {
+    this.hash = secret ? createHmac('sha256', secret) : createHash('sha256');
+  }
+  update(data) {
+    this.hash.update(typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
+  }
+  async digest() {
+    return new Uint8Array(this.hash.digest());
+  }
+}
+
+const s3Signer = new SignatureV4({
+  service: 's3',
+  region: REGION,
+  sha256: Sha256,
+  credentials: {
+    accessKeyId: process.env.SFN_ACCESS_KEY_ID || 'ASIASTATESHARNESS',
+    secretAccessKey: process.env.SFN_SECRET_ACCESS_KEY || 'harness',
+  },
+});
+
+/** The ItemReader's s3:getObject: the JSON array in s3://Bucket/Key. Retries 5xx (the gate may
+ * inject transient failures; Step Functions retries its own reads). */
+async function readItems(params) {
+  if (!S3_ENDPOINT) throw new TaskError('States.ItemReaderFailed', 'S3_ENDPOINT is not set');
+  const { Bucket, Key } = params || {};
+  const url = new URL(`${S3_ENDPOINT}/${Bucket}/${Key.split('/').map(encodeURIComponent).join('/')}`);
+  for (let attempt = 0; ; attempt++) {
+    const req = await s3Signer.sign({
+      method: 'GET',
+      protocol: url.protocol,
+      hostname: url.hostname,
+      port: Number(url.port),
+      path: url.pathname,
+      headers: { host: url.host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' },
+    });
+    const res = await fetch(url, { headers: req.headers });
+    const text = await res.text();
+    if (res.ok) {
+      const items = JSON.parse(text);
+      if (!Array.isArray(items)) throw new TaskError('States.ItemReaderFailed', `s3://${Bucket}/${Key} is not a JSON array`);
+      return items;
+    }
+    if (res.status >= 500 && attempt < 5) continue;
+    throw new TaskError('States.ItemReaderFailed', `s3:GetObject s3://${Bucket}/${Key}: ${res.status} ${text.slice(0, 300)}`);
+  }
+}
+
+function withItemReaders(states) {
+  for (const [name, st] of Object.entries({ ...states })) {
+    const proc = st.ItemProcessor || st.Iterator;
+    if (proc) withItemReaders(proc.States);
+    if (st.Type !== 'Map' || !st.ItemReader) continue;
+    const mapName = `${name} (items)`;
+    const reader = {
+      Type: 'Task',
+      Resource: READER_PREFIX + name.replace(/[^A-Za-z0-9_-]/g, '-'),
+      Parameters: st.ItemReader.Parameters || {},
+      ResultPath: '$.__harness_items',
+      Next: mapName,
+    };
+    if (st.Catch) reader.Catch = st.Catch;
+    const map = { ...st, ItemsPath: '$.__harness_items' };
+    delete map.ItemReader;
+    delete map.Label;
+    delete map.ToleratedFailureCount;
+    delete map.ToleratedFailurePercentage;
+    if (map.ItemProcessor) {
+      map.ItemProcessor = { ...map.ItemProcessor };
+      delete map.ItemProcessor.ProcessorConfig;
+    }
+    states[name] = reader;
+    states[mapName] = map;
+  }
 }
 
 // ------------------------------------------------------------------------------------ executions
@@ -248,6 +343,9 @@ function start(machine, name, input) {
   const handlers = {};
   for (const [state, resource] of Object.entries(taskStates(machine.definition))) {
     handlers[state] = (taskInput) => invokeLambda(resource, taskInput);
+  }
+  for (const [state, resource] of Object.entries(taskStates(forInterpreter(machine.definition)))) {
+    if (resource.startsWith(READER_PREFIX)) handlers[state] = (params) => readItems(params);
   }
   const retryIntervalOverrides = {};
   if (RETRY_INTERVAL_MS !== undefined) {

@@ -474,6 +474,16 @@ impl TaskInvoker for FaultyInvoker {
         }
         once().await
     }
+
+    /// The Map's ItemReader is Step Functions' own read, not a step: no faults.
+    async fn read_items(
+        &self,
+        resource: &str,
+        parameters: Value,
+        config: &Value,
+    ) -> Result<Value, TaskFailure> {
+        self.inner.read_items(resource, parameters, config).await
+    }
 }
 
 /// The sources the campaign runs.

@@ -236,7 +236,10 @@ async fn handler_errors_carry_the_stable_name_and_a_lost_lease_keeps_the_waterma
     )
     .await
     .unwrap();
-    assert_eq!(failed["status"], json!("Error"));
+    // It answers the error the execution ends with ("Run Failed" reads it).
+    assert_eq!(failed["Error"], json!("Fatal"));
+    let rec = deps.runs.get_run(&run_id).await.unwrap().unwrap();
+    assert_eq!(rec.status, ferry::model::RunStatus::Error);
     let state = deps.runs.get_state(&name).await.unwrap();
     assert_eq!(state.watermark, None);
     assert_eq!(

@@ -2,7 +2,7 @@
 //! run report detail types, and the state-transition count the cost model uses.
 
 use regex::Regex;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -121,28 +121,53 @@ fn run_report_detail_types_match_the_code() {
     }
 }
 
-/// States a successful run enters for `chunks` chunks, walking flow-run.asl.json's happy path.
+/// States a successful run of one slice enters for `chunks` chunks (at most one child's 500),
+/// walking flow-run.asl.json's happy path, into the "Run Slices" Map's processor: fetch-page
+/// answers `has_more` until the last chunk, never `pause`; after the round no slice is left.
 fn transitions(asl: &Value, chunks: u32) -> u32 {
-    let states = asl["States"].as_object().unwrap();
-    let mut at = asl["StartAt"].as_str().unwrap().to_string();
-    let mut n = 0;
-    let mut left = chunks;
-    loop {
-        n += 1;
-        let s = &states[&at];
-        match s["Type"].as_str().unwrap() {
-            "Choice" => {
-                left -= 1;
-                at = if left > 0 {
-                    s["Choices"][0]["Next"].as_str().unwrap().to_string()
-                } else {
-                    s["Default"].as_str().unwrap().to_string()
-                };
+    fn walk(machine: &Value, left: &mut u32) -> u32 {
+        let states = machine["States"].as_object().unwrap();
+        let mut at = machine["StartAt"].as_str().unwrap().to_string();
+        let mut n = 0;
+        loop {
+            n += 1;
+            let s = &states[&at];
+            if s["Resource"] == "${FetchPageFunctionArn}" {
+                *left -= 1;
             }
-            _ if s["End"] == true => return n,
-            _ => at = s["Next"].as_str().unwrap().to_string(),
+            match s["Type"].as_str().unwrap() {
+                "Map" => {
+                    n += walk(&s["ItemProcessor"], left);
+                    at = s["Next"].as_str().unwrap().to_string();
+                }
+                "Choice" => {
+                    let value = |var: &str| match var {
+                        "$.page.has_more" => json!(*left > 0),
+                        "$.page.pause" => json!(false),
+                        "$.slices.count" => json!(0),
+                        other => panic!("the walker does not know {other}"),
+                    };
+                    let hit = s["Choices"].as_array().unwrap().iter().find(|c| {
+                        let v = value(c["Variable"].as_str().unwrap());
+                        match (&c["BooleanEquals"], &c["NumericGreaterThan"]) {
+                            (Value::Bool(b), _) => v == json!(*b),
+                            (_, Value::Number(x)) => v.as_f64().unwrap() > x.as_f64().unwrap(),
+                            _ => panic!("the walker does not know the rule {c}"),
+                        }
+                    });
+                    at = match hit {
+                        Some(c) => c["Next"].as_str().unwrap().to_string(),
+                        None => s["Default"].as_str().unwrap().to_string(),
+                    };
+                }
+                "Succeed" => return n,
+                _ if s["End"] == true => return n,
+                _ => at = s["Next"].as_str().unwrap().to_string(),
+            }
         }
     }
+    let mut left = chunks;
+    walk(asl, &mut left)
 }
 
 /// The cost model's "a run is A × chunks + B transitions" matches the state machine.

@@ -33,9 +33,10 @@ fn every_asl_placeholder_is_substituted_and_every_substitution_used() {
     let problems = check_substitutions(&asl, &substitutions(&tpl));
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     // And the check is not vacuous: the definition does use placeholders.
+    // Five functions and the staging bucket ("Run Slices" reads its slice list there).
     assert_eq!(
         asl_placeholders(&asl).len(),
-        5,
+        6,
         "{:?}",
         asl_placeholders(&asl)
     );
@@ -215,7 +216,19 @@ fn each_function_times_out_before_the_task_state_that_calls_it() {
     let subs = substitutions(&tpl);
     let asl: Value = serde_json::from_str(&read(ASL)).expect("ASL is JSON");
     let mut checked = 0;
+    // The parent's Task states and those of the "Run Slices" Map's processor.
+    let mut all = vec![];
     for (name, state) in asl["States"].as_object().expect("States") {
+        all.push((name, state));
+        for (n, st) in state["ItemProcessor"]["States"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            all.push((n, st));
+        }
+    }
+    for (name, state) in all {
         if state["Type"] != "Task" {
             continue;
         }
@@ -235,7 +248,7 @@ fn each_function_times_out_before_the_task_state_that_calls_it() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 7, "the seven Task states of flow-run");
+    assert_eq!(checked, 9, "the nine Task states of flow-run");
 }
 
 #[test]
@@ -267,9 +280,15 @@ fn state_machine_logs_traces_and_invokes_only_its_functions() {
         })
         .collect();
     let substituted: BTreeSet<String> = substitutions(&tpl)
-        .values()
-        .map(substituted_function)
+        .iter()
+        .filter(|(k, _)| k.ends_with("FunctionArn"))
+        .map(|(_, v)| substituted_function(v))
         .collect();
+    // The one other substitution: the staging bucket the Map's ItemReader reads.
+    assert_eq!(
+        substitutions(&tpl)["StagingBucketName"],
+        json!({"Ref": "StagingBucket"})
+    );
     assert_eq!(
         invoked, substituted,
         "the role invokes exactly the substituted functions"

@@ -100,6 +100,7 @@ async fn run_to_finalize(e: &Env, f: &Flow, run_id: &str) -> RunContext {
                 run: run.clone(),
                 cursor,
                 chunk,
+                slice: None,
             },
         )
         .await
@@ -379,6 +380,7 @@ async fn runs_without_an_execution_id_folder_never_share_keys() {
             run: started.run.clone(),
             cursor: serde_json::Value::Null,
             chunk: 0,
+            slice: None,
         },
     )
     .await
@@ -468,6 +470,7 @@ async fn every_step_renews_the_lease() {
             run: run.clone(),
             cursor: serde_json::Value::Null,
             chunk: 0,
+            slice: None,
         },
     )
     .await

@@ -48,6 +48,7 @@ destination:
             run: run.clone(),
             cursor: serde_json::Value::Null,
             chunk: 0,
+            slice: None,
         },
     )
     .await

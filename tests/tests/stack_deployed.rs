@@ -488,3 +488,54 @@ async fn the_reaper_ends_a_run_whose_execution_was_aborted() {
         "staging removed"
     );
 }
+
+/// A sliced run on the deployed stack: the Distributed Map "Run Slices" with its ItemReader over
+/// the staged slice list, read as the state machine's role through the IAM gate. The independent
+/// interpreter runs Map states inline only (no child executions, no ItemReader of its own):
+/// tests/harness/stack-server.mjs reads the items for it ("DEVIATION (Distributed Map
+/// ItemReader)") and each slice runs the real processor states and functions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sliced_flow_on_the_deployed_stack() {
+    let stack = Stack::deploy().await;
+    let b = &stack.output_bucket;
+    let flow = Flow::parse(
+        &format!(
+            "name: sliced
+source:
+  connector: sample
+  entity: accounts
+  properties: {{ records: 3000, page_size: 400 }}
+  incremental: {{ field: updated_at, first_execution_from: 2000-01-01T00:00:00Z }}
+  chunk: {{ records: 400 }}
+  slice: {{ count: 2, records: 1000 }}
+  parallelism: 3
+destination:
+  s3: {{ bucket: {b}, prefix: raw }}
+  format: parquet
+trigger:
+  on_demand: {{}}
+"
+        ),
+        "sliced.yaml",
+    )
+    .expect("flow parses");
+    register(&stack, &flow).await;
+    let run = stack.run(&on_demand("sliced")).await;
+    assert!(run.succeeded(), "{}", fail_report(&stack, &run));
+    assert!(stack.denials().is_empty(), "{:#?}", stack.denials());
+    let c = stack
+        .assert_committed(&run, "raw/sliced/", "parquet", Some("id"))
+        .await;
+    assert_eq!(c.record.records_written, 3_000, "{:?}", c.record);
+    assert_eq!(c.read["rows"].as_u64(), Some(3_000));
+    let slices: std::collections::BTreeSet<u32> = stack
+        .deps()
+        .runs
+        .chunk_results(&c.record.run_id)
+        .await
+        .expect("chunk results")
+        .iter()
+        .map(|r| r.chunk / ferry::steps::slices::STRIDE)
+        .collect();
+    assert!(slices.len() >= 3, "slices that read records: {slices:?}");
+}

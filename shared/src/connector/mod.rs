@@ -207,6 +207,32 @@ pub trait Source: Send + Sync {
     fn take_warnings(&self) -> Vec<String> {
         vec![]
     }
+    /// How a run of this source can be cut into slices read independently and in parallel
+    /// (`steps::slices`). Default: it cannot; a run is one slice.
+    fn slicing(&self, _entity: &str) -> Slicing {
+        Slicing::None
+    }
+    /// How many records the request's window holds, where the source can tell cheaply (a count
+    /// query): start-run cuts dense parts of a window narrower. `Ok(None)`: it cannot.
+    async fn count(&self, _req: &ReadRequest) -> Result<Option<u64>, SourceError> {
+        Ok(None)
+    }
+    /// The end of the run's whole window, told before any read: a source whose data depends on
+    /// the window it is asked for (the sample) keeps one data set across the run's slices.
+    fn set_run_end(&mut self, _end: chrono::DateTime<chrono::Utc>) {}
+}
+
+/// What slicing a source supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slicing {
+    /// One slice per run.
+    None,
+    /// Time slices of the incremental field's window: a slice reads `(start, end]` of its own.
+    Time {
+        /// Slices run at once unless the flow sets `source.parallelism`: what the API's
+        /// documented limits allow for one client.
+        parallelism: u32,
+    },
 }
 
 /// What building a connector needs besides the flow.

@@ -1859,6 +1859,21 @@ impl Source for RestSource {
         })
     }
 
+    /// Time slices for endpoints that send the window to the API (`incremental.set` with
+    /// `{start}`): each slice asks for its own `(start, end]`. Two at once by default: a generic
+    /// API's rate limits are unknown, `source.parallelism` raises it.
+    fn slicing(&self, entity: &str) -> Slicing {
+        match self.endpoint(entity) {
+            Ok(ep) => match &ep.cfg.incremental {
+                Some(inc) if inc.set.values().any(|t| t.contains("{start}")) => {
+                    Slicing::Time { parallelism: 2 }
+                }
+                _ => Slicing::None,
+            },
+            Err(_) => Slicing::None,
+        }
+    }
+
     fn take_warnings(&self) -> Vec<String> {
         std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|e| e.into_inner()))
     }

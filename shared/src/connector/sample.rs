@@ -3,7 +3,8 @@
 //!
 //! Data model: an entity holds `records` records (property, default 10,000). Record `j`
 //! (0-based) was last updated at `as_of - 90 days + j * step`, `step = 90 days / records`, where
-//! `as_of` is the end of the window being read (or the `as_of` property, to pin the data set).
+//! `as_of` is the end of the run's window (or of the window being read when no run says; or the
+//! `as_of` property, to pin the data set), so every slice of a run reads the same data set.
 //! Records are served in `updated_at` order, `page_size` per page; the cursor is the next
 //! index. A window `(start, end]` maps to a contiguous index range, so an incremental run reads
 //! exactly the records updated in its window and no page is wasted. Every other field is a pure
@@ -32,6 +33,9 @@ pub struct SampleSource {
     records: u64,
     page_size: Option<u32>,
     as_of: Option<DateTime<Utc>>,
+    /// The end of the run's whole window ([`Source::set_run_end`]): the data set every slice of
+    /// the run reads, when `as_of` does not pin one.
+    run_end: Option<DateTime<Utc>>,
     seed: u64,
     latency: Option<std::time::Duration>,
 }
@@ -63,6 +67,7 @@ impl SampleSource {
             records: DEFAULT_RECORDS,
             page_size: None,
             as_of: None,
+            run_end: None,
             seed: 0,
             latency: None,
         };
@@ -103,6 +108,15 @@ impl SampleSource {
 
     fn step_micros(&self) -> i64 {
         (SPAN_SECONDS * 1_000_000) / self.records.max(1) as i64
+    }
+
+    /// The data set a request reads: as of the `as_of` property, else the run's window end,
+    /// else the request's window end.
+    fn as_of_for(&self, req: &ReadRequest) -> DateTime<Utc> {
+        self.as_of
+            .or(self.run_end)
+            .or(req.window.map(|w| w.end))
+            .unwrap_or(DateTime::UNIX_EPOCH)
     }
 
     /// `updated_at` of record `j` for a data set as of `as_of`.
@@ -477,6 +491,24 @@ impl Source for SampleSource {
         })
     }
 
+    /// Time slices; no API, so as many at once as the engine runs.
+    fn slicing(&self, _entity: &str) -> Slicing {
+        Slicing::Time { parallelism: 8 }
+    }
+
+    /// The window's records, exactly (the window maps to an index range).
+    async fn count(&self, req: &ReadRequest) -> Result<Option<u64>, SourceError> {
+        if req.incremental_field.as_deref() != Some("updated_at") {
+            return Ok(None);
+        }
+        let (lo, hi) = self.index_range(req.window.as_ref(), self.as_of_for(req));
+        Ok(Some(hi.saturating_sub(lo)))
+    }
+
+    fn set_run_end(&mut self, end: DateTime<Utc>) {
+        self.run_end = Some(end);
+    }
+
     async fn read_page(
         &self,
         req: &ReadRequest,
@@ -490,10 +522,7 @@ impl Source for SampleSource {
                 ));
             }
         }
-        let as_of = self
-            .as_of
-            .or(req.window.map(|w| w.end))
-            .unwrap_or(DateTime::UNIX_EPOCH);
+        let as_of = self.as_of_for(req);
         let window = req.window.as_ref();
         let (lo, hi) = if req.incremental_field.as_deref() == Some("created_at") {
             (0, self.records) // filtered below, record by record

@@ -113,6 +113,33 @@ pub struct SourceConfig {
     /// How much one fetch-page invocation pulls before handing over.
     #[serde(default)]
     pub chunk: ChunkBudget,
+    /// At most this many slices of a run read at once (default: the connector's, from its API
+    /// limits; docs/flows.md "Slices").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<u32>,
+    /// How a run's window is cut into slices read in parallel (default: one slice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice: Option<SliceConfig>,
+}
+
+/// `source.slice`: size hints for cutting a run's window into slices.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SliceConfig {
+    /// Cut the window into this many slices of equal length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// Cut until a slice holds at most about this many records (sources that can count; the
+    /// others cut by `count` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<u64>,
+}
+
+impl SliceConfig {
+    /// The most slices one run may have.
+    pub const MAX_SLICES: u32 = 10_000;
+    /// The most slices read at once (a Distributed Map runs up to 10,000 child executions).
+    pub const MAX_PARALLELISM: u32 = 1_000;
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -827,6 +854,48 @@ impl Flow {
                 "must be greater than 0",
             ));
         }
+        if let Some(p) = s.parallelism {
+            if p == 0 || p > SliceConfig::MAX_PARALLELISM {
+                errs.push(FieldError::new(
+                    "source.parallelism",
+                    format!(
+                        "{p} is out of range; set how many slices read at once, from 1 to {}",
+                        SliceConfig::MAX_PARALLELISM
+                    ),
+                ));
+            }
+        }
+        if let Some(slice) = &s.slice {
+            if let Some(n) = slice.count {
+                if n == 0 || n > SliceConfig::MAX_SLICES {
+                    errs.push(FieldError::new(
+                        "source.slice.count",
+                        format!(
+                            "{n} is out of range; cut the window into 1 to {} slices",
+                            SliceConfig::MAX_SLICES
+                        ),
+                    ));
+                }
+            }
+            if slice.records == Some(0) {
+                errs.push(FieldError::new(
+                    "source.slice.records",
+                    "must be greater than 0 (the most records one slice should hold)",
+                ));
+            }
+            if slice.count.is_none() && slice.records.is_none() {
+                errs.push(FieldError::new(
+                    "source.slice",
+                    "is empty; set count (slices of equal length) or records (the most records per slice), e.g. `slice: { count: 8 }`",
+                ));
+            }
+            if s.incremental.is_none() {
+                errs.push(FieldError::new(
+                    "source.slice",
+                    "slices cut the incremental field's window; set source.incremental.field too (or remove source.slice)",
+                ));
+            }
+        }
     }
 
     fn validate_destination(&self, errs: &mut Vec<FieldError>) {
@@ -1178,6 +1247,7 @@ fn example_for(field: &str) -> Option<&'static str> {
         "properties" => "{ records: 1000 }",
         "incremental" => "{ field: updated_at }",
         "chunk" => "{ records: 100000 }",
+        "slice" => "{ count: 8 }",
         "parquet" => "{ row_group_size: 65536 }",
         "csv" => "{ header: true, delimiter: \",\" }",
         "layout" => "{ date: day }",

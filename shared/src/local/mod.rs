@@ -33,10 +33,21 @@ pub const RESOURCES: [(&str, &str); 5] = [
     ("FinalizeFunctionArn", "ferry:local:finalize"),
 ];
 
+/// The staging bucket the "Run Slices" ItemReader names; the embedded engine reads the key
+/// from its own staging store, whatever the bucket.
+pub const LOCAL_STAGING_BUCKET: &str = "ferry-local-staging";
+
+/// The resource of the Map's ItemReader (Step Functions' S3 GetObject integration).
+pub const S3_GET_OBJECT: &str = "arn:aws:states:::s3:getObject";
+
 pub fn local_substitutions() -> HashMap<String, String> {
     RESOURCES
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain([(
+            "StagingBucketName".to_string(),
+            LOCAL_STAGING_BUCKET.to_string(),
+        )])
         .collect()
 }
 
@@ -46,18 +57,55 @@ pub struct StepInvoker {
     /// Fetch the next chunk while the current one is transformed and written (see
     /// [`StepInvoker::prefetching`]).
     prefetch: Option<PrefetchSlot>,
+    /// Run each step on a tokio task of its own (see [`StepInvoker::parallel`]).
+    tasks: Option<PrefetchSlot>,
 }
 
-/// Where a [`StepInvoker`] keeps its running prefetch; the engine holds it too, to stop the
-/// prefetch before it ends a run.
-pub type PrefetchSlot = Arc<std::sync::Mutex<Option<Prefetch>>>;
+/// What an engine's invoker has running besides the state machine: the prefetches (one per
+/// slice) and, when steps run on tasks of their own, those tasks. The engine holds it too, to
+/// stop everything before it ends a run.
+pub type PrefetchSlot = Arc<InFlight>;
 
-/// Stop the prefetch in `slot`, if one runs, and wait until it has stopped.
+#[derive(Default)]
+pub struct InFlight {
+    /// Running prefetches, by slice index (`None`: a step input without a slice).
+    prefetch: std::sync::Mutex<HashMap<Option<u64>, Prefetch>>,
+    /// Steps running on tasks of their own.
+    tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl InFlight {
+    fn take_prefetch(&self, slice: Option<u64>) -> Option<Prefetch> {
+        self.prefetch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&slice)
+    }
+
+    fn take_all_prefetches(&self) -> Vec<Prefetch> {
+        self.prefetch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, p)| p)
+            .collect()
+    }
+}
+
+/// Stop every prefetch and step task in `slot`, and wait until they have stopped.
 pub async fn stop_prefetch(slot: &PrefetchSlot) {
-    let p = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-    if let Some(p) = p {
+    for p in slot.take_all_prefetches() {
         p.task.abort();
         let _ = p.task.await;
+    }
+    let tasks: Vec<_> = std::mem::take(&mut *slot.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+    for t in &tasks {
+        t.abort();
+    }
+    for t in &tasks {
+        while !t.is_finished() {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
     }
 }
 
@@ -68,41 +116,81 @@ pub struct Prefetch {
     task: tokio::task::JoinHandle<Result<serde_json::Value, StepError>>,
 }
 
+/// Aborts its task when dropped (the state machine stopped waiting for it).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The slice a step input belongs to.
+fn slice_of(input: &serde_json::Value) -> Option<u64> {
+    input.get("slice")?.get("index")?.as_u64()
+}
+
 impl StepInvoker {
     pub fn new(deps: Deps) -> Self {
         StepInvoker {
             deps,
             prefetch: None,
+            tasks: None,
         }
     }
 
     /// The same invoker, overlapping chunks: when fetch-page answers that there is more, the
-    /// next fetch-page (with the input the state machine will send it: the same run, the
-    /// returned cursor, the next chunk) starts at once, in the background, while this chunk's
-    /// transform-batch and write-s3 run. The state machine's own Fetch Chunk then takes that
-    /// result — or, if it asks anything else, the prefetch is stopped and the step runs as
+    /// next fetch-page (with the input the state machine will send it: the same run and slice,
+    /// the returned cursor, the next chunk) starts at once, in the background, while this
+    /// chunk's transform-batch and write-s3 run. The state machine's own Fetch Chunk then takes
+    /// that result — or, if it asks anything else, the prefetch is stopped and the step runs as
     /// asked. Results are committed in order and the state machine's semantics are unchanged:
     /// every step a chunk writes is keyed by (run, chunk), and a failure's cleanup runs only
-    /// after the prefetch has stopped.
+    /// after the prefetch has stopped. Each slice has its own prefetch; a slice that pauses
+    /// (its child ends, the slice goes on in the next round) starts none.
     pub fn prefetching(mut self, slot: PrefetchSlot) -> Self {
         self.prefetch = Some(slot);
         self
     }
 
-    /// Take the prefetch that is running, if any.
-    fn take_prefetch(&self) -> Option<Prefetch> {
-        self.prefetch
-            .as_ref()?
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
+    /// The same invoker, running every step on a tokio task of its own, so the slices a Map
+    /// runs at once use every core (the interpreter itself runs them concurrently on one task).
+    /// The tasks are tracked in `slot` and stopped with [`stop_prefetch`].
+    pub fn parallel(mut self, slot: PrefetchSlot) -> Self {
+        self.tasks = Some(slot);
+        self
+    }
+
+    async fn run_step(
+        &self,
+        step: steps::Step,
+        input: serde_json::Value,
+    ) -> Result<serde_json::Value, StepError> {
+        let Some(slot) = &self.tasks else {
+            return steps::dispatch(&self.deps, step, input).await;
+        };
+        let deps = self.deps.clone();
+        let task = tokio::spawn(async move { steps::dispatch(&deps, step, input).await });
+        {
+            let mut tasks = slot.tasks.lock().unwrap_or_else(|e| e.into_inner());
+            tasks.retain(|t| !t.is_finished());
+            tasks.push(task.abort_handle());
+        }
+        let mut guard = AbortOnDrop(task);
+        match (&mut guard.0).await {
+            Ok(r) => r,
+            Err(e) => Err(StepError::fatal(format!(
+                "the {} step stopped before it answered: {e}",
+                step.name()
+            ))),
+        }
     }
 }
 
 impl Drop for StepInvoker {
     fn drop(&mut self) {
         if let Some(m) = &self.prefetch {
-            if let Some(p) = m.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            for p in m.take_all_prefetches() {
                 p.task.abort();
             }
         }
@@ -123,50 +211,112 @@ impl TaskInvoker for StepInvoker {
             ));
         };
         let fail = |e: StepError| TaskFailure::new(e.kind.as_str(), e.message);
-        if self.prefetch.is_none() {
-            return steps::dispatch(&self.deps, step, input).await.map_err(fail);
-        }
+        let Some(slot) = &self.prefetch else {
+            return self.run_step(step, input).await.map_err(fail);
+        };
         let mut ahead = None;
-        if !matches!(step, steps::Step::TransformBatch | steps::Step::WriteS3) {
-            if let Some(p) = self.take_prefetch() {
-                if step == steps::Step::FetchPage && p.input == input {
+        let stale = match step {
+            steps::Step::FetchPage => match slot.take_prefetch(slice_of(&input)) {
+                Some(p) if p.input == input => {
                     ahead = Some(p.task);
-                } else {
-                    p.task.abort();
-                    let _ = p.task.await;
+                    vec![]
                 }
-            }
+                Some(p) => vec![p],
+                None => vec![],
+            },
+            steps::Step::StartRun | steps::Step::Finalize => slot.take_all_prefetches(),
+            steps::Step::TransformBatch | steps::Step::WriteS3 => vec![],
+        };
+        for p in stale {
+            p.task.abort();
+            let _ = p.task.await;
         }
         let out = match ahead {
             Some(task) => match task.await {
                 Ok(r) => r,
                 // The prefetch panicked or was cancelled: run the step as asked.
-                Err(_) => steps::dispatch(&self.deps, step, input.clone()).await,
+                Err(_) => self.run_step(step, input.clone()).await,
             },
-            None => steps::dispatch(&self.deps, step, input.clone()).await,
+            None => self.run_step(step, input.clone()).await,
         };
         if step == steps::Step::FetchPage {
             if let Ok(o) = &out {
-                if o.get("has_more") == Some(&serde_json::Value::Bool(true)) {
-                    let next = serde_json::json!({
-                        "run": input.get("run").cloned().unwrap_or_default(),
-                        "cursor": o.get("cursor").cloned().unwrap_or_default(),
-                        "chunk": o.get("next_chunk").cloned().unwrap_or_default(),
-                    });
+                let more = o.get("has_more") == Some(&serde_json::Value::Bool(true));
+                let pause = o.get("pause") == Some(&serde_json::Value::Bool(true));
+                if more && !pause {
+                    let mut next = input.clone();
+                    if let Some(obj) = next.as_object_mut() {
+                        obj.insert(
+                            "cursor".into(),
+                            o.get("cursor").cloned().unwrap_or_default(),
+                        );
+                        obj.insert(
+                            "chunk".into(),
+                            o.get("next_chunk").cloned().unwrap_or_default(),
+                        );
+                    }
                     let deps = self.deps.clone();
                     let payload = next.clone();
                     let task = tokio::spawn(async move {
                         steps::dispatch(&deps, steps::Step::FetchPage, payload).await
                     });
-                    if let Some(m) = &self.prefetch {
-                        *m.lock().unwrap_or_else(|e| e.into_inner()) =
-                            Some(Prefetch { input: next, task });
-                    }
+                    let key = slice_of(&next);
+                    slot.prefetch
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(key, Prefetch { input: next, task });
                 }
             }
         }
         out.map_err(fail)
     }
+
+    /// The "Run Slices" ItemReader: the staged slice list, from this engine's staging store
+    /// (on AWS, Step Functions reads the same key from the staging bucket).
+    async fn read_items(
+        &self,
+        resource: &str,
+        parameters: serde_json::Value,
+        config: &serde_json::Value,
+    ) -> Result<serde_json::Value, TaskFailure> {
+        read_staged_items(&self.deps, resource, parameters, config).await
+    }
+}
+
+/// Reads a Map's items the way Step Functions' ItemReader does with `s3:getObject` and
+/// `ReaderConfig.InputType: JSON` — a JSON array in one object — from the staging store.
+pub async fn read_staged_items(
+    deps: &Deps,
+    resource: &str,
+    parameters: serde_json::Value,
+    config: &serde_json::Value,
+) -> Result<serde_json::Value, TaskFailure> {
+    let failed = |m: String| TaskFailure::new(asl::error_names::ITEM_READER_FAILED, m);
+    if resource != S3_GET_OBJECT {
+        return Err(failed(format!(
+            "the embedded engine reads Map items only with {S3_GET_OBJECT}, not '{resource}'"
+        )));
+    }
+    if config.get("InputType").and_then(|t| t.as_str()) != Some("JSON") {
+        return Err(failed(
+            "the embedded engine's ItemReader reads ReaderConfig.InputType JSON only".into(),
+        ));
+    }
+    let key = parameters
+        .get("Key")
+        .and_then(|k| k.as_str())
+        .ok_or_else(|| failed("the ItemReader's Parameters have no Key".into()))?;
+    let body = deps
+        .staging
+        .get(key)
+        .await
+        .map_err(|e| failed(format!("could not read the items at '{key}': {e}")))?;
+    let items: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| failed(format!("the items at '{key}' are not JSON: {e}")))?;
+    if !items.is_array() {
+        return Err(failed(format!("the items at '{key}' are not a JSON array")));
+    }
+    Ok(items)
 }
 
 /// The result of one run on the embedded engine.
@@ -263,8 +413,10 @@ impl Engine {
             // Fault campaigns count and break each invocation: steps run only when asked.
             Some(w) => w(plain),
             // `FERRY_PREFETCH=0` runs the chunks one after another (the bench's comparison).
-            None if std::env::var_os("FERRY_PREFETCH").is_some_and(|v| v == "0") => Box::new(plain),
-            None => Box::new(plain.prefetching(slot.clone())),
+            None if std::env::var_os("FERRY_PREFETCH").is_some_and(|v| v == "0") => {
+                Box::new(plain.parallel(slot.clone()))
+            }
+            None => Box::new(plain.prefetching(slot.clone()).parallel(slot.clone())),
         };
         let mut execution = Box::pin(self.machine.execute(input, ctx, invoker.as_ref(), observer));
         let result = tokio::select! {

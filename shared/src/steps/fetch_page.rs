@@ -13,6 +13,9 @@ pub struct FetchInput {
     #[serde(default)]
     pub cursor: serde_json::Value,
     pub chunk: u32,
+    /// The slice this chunk belongs to (a child of "Run Slices"); absent: the run's window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice: Option<super::slices::SliceItem>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,6 +27,10 @@ pub struct FetchOutput {
     pub raw_key: String,
     pub records: u64,
     pub bytes: u64,
+    /// The slice has more, but its child execution has fetched its share of chunks: it ends
+    /// here and the slice continues in the next round (its progress is staged).
+    #[serde(default)]
+    pub pause: bool,
 }
 
 /// How long a page may still take past the chunk's seconds budget before the chunk ends: the
@@ -46,7 +53,15 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
     let started = std::time::Instant::now();
     super::renew_lease(deps, run).await?;
     let (flow, _) = load_flow(deps, &run.flow, Some(run.flow_version)).await?;
-    let source = build_source(deps, &flow).await?;
+    let mut source = build_source(deps, &flow).await?;
+    // A slice reads its own part of the window, of the run's data set.
+    let slice_window = input.slice.as_ref().and_then(|s| s.window);
+    if let Some(slice) = &input.slice {
+        super::slices::check_chunk(slice.index, input.chunk)?;
+        if slice_window.is_some() {
+            source.set_run_end(run.window.end);
+        }
+    }
     let budget = &flow.source.chunk;
     let schema = super::staging::StagedSchema::get(deps, run)
         .await?
@@ -62,7 +77,7 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
     };
     let req = ReadRequest {
         entity: flow.source.entity.clone(),
-        window: run.source_window(),
+        window: slice_window.or(run.source_window()),
         incremental_field: match run.mode {
             crate::model::PullMode::Complete => None,
             _ => flow.source.incremental.as_ref().map(|i| i.field.clone()),
@@ -166,15 +181,43 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
             schema: None,
         })
         .await?;
-    tracing::info!(flow = %run.flow, run_id = %run.run_id, chunk = input.chunk, records, bytes, has_more, "chunk fetched");
+    let cursor = cursor.unwrap_or(serde_json::Value::Null);
+    let pause = has_more
+        && input
+            .slice
+            .as_ref()
+            .is_some_and(|s| input.chunk >= s.pause_at);
+    if let Some(slice) = &input.slice {
+        if pause || !has_more {
+            // Where the slice goes on in the next round (or that it is done): read by start-run's
+            // "Plan Next Round" once every child of the round has ended.
+            let progress = super::slices::SliceProgress {
+                index: slice.index,
+                cursor: cursor.clone(),
+                next_chunk: input.chunk + 1,
+                done: !has_more,
+            };
+            let body = serde_json::to_vec(&progress)
+                .map_err(|e| internal("encode the slice's progress", e))?;
+            deps.staging
+                .put(
+                    &super::slices::progress_key(run, slice.index),
+                    body,
+                    &Default::default(),
+                )
+                .await?;
+        }
+    }
+    tracing::info!(flow = %run.flow, run_id = %run.run_id, chunk = input.chunk, records, bytes, has_more, pause, "chunk fetched");
     Ok(FetchOutput {
         chunk: input.chunk,
         next_chunk: input.chunk + 1,
-        cursor: cursor.unwrap_or(serde_json::Value::Null),
+        cursor,
         has_more,
         raw_key,
         records,
         bytes,
+        pause,
     })
 }
 

@@ -59,8 +59,20 @@ pub struct FinalizeInput {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum FinalizeEvent {
+    /// First: a [`FinalizeInput`] would also read it (without its `slice`).
+    SliceFailed(SliceFailure),
     Run(FinalizeInput),
     ExecutionEnded(ExecutionStatusChange),
+}
+
+/// A slice's child execution caught an error ("Record Slice Failure"): kept in staging so the
+/// run's failure path names the slice's error rather than the Map's
+/// `States.ExceedToleratedFailureThreshold`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SliceFailure {
+    pub run: RunContext,
+    pub slice: super::slices::SliceItem,
+    pub error: CaughtError,
 }
 
 /// The parts of a "Step Functions Execution Status Change" event the reaper reads.
@@ -88,6 +100,9 @@ pub struct StatusChangeDetail {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum FinalizeOutput {
+    /// The failure path's answer: the error the execution ends with ("Run Failed" reads it) —
+    /// a failed slice's own error rather than the Map's `States.ExceedToleratedFailureThreshold`.
+    Failed(CaughtError),
     Run(Box<RunRecord>),
     Reaped {
         run_id: String,
@@ -97,7 +112,33 @@ pub enum FinalizeOutput {
 
 pub async fn handle_event(deps: &Deps, event: FinalizeEvent) -> Result<FinalizeOutput, StepError> {
     match event {
-        FinalizeEvent::Run(input) => Ok(FinalizeOutput::Run(Box::new(handle(deps, input).await?))),
+        FinalizeEvent::Run(input) => match &input.error {
+            None => Ok(FinalizeOutput::Run(Box::new(handle(deps, input).await?))),
+            Some(err) => {
+                // Read before the failure path removes the run's staging.
+                let reported = slice_error(deps, &input.run, err)
+                    .await
+                    .unwrap_or_else(|| err.clone());
+                handle(deps, input).await?;
+                Ok(FinalizeOutput::Failed(reported))
+            }
+        },
+        FinalizeEvent::SliceFailed(f) => {
+            let body = serde_json::to_vec(&f.error)
+                .map_err(|e| internal("encode the slice's error", e))?;
+            deps.staging
+                .put(
+                    &super::slices::failure_key(&f.run, f.slice.index),
+                    body,
+                    &Default::default(),
+                )
+                .await?;
+            tracing::warn!(run_id = %f.run.run_id, slice = f.slice.index, error = %f.error.error, "slice failed");
+            Ok(FinalizeOutput::Reaped {
+                run_id: f.run.run_id,
+                status: None,
+            })
+        }
         FinalizeEvent::ExecutionEnded(change) => reap_execution(deps, &change).await,
     }
 }
@@ -191,7 +232,8 @@ async fn totals(
                 processed += r.records;
                 bytes_in += r.bytes;
                 max_cursor = max_cursor.max(r.max_cursor);
-                chunks = chunks.max(r.chunk + 1);
+                // Slices number their chunks apart (steps::slices): count them.
+                chunks += 1;
             }
             ChunkStage::Transform => {
                 filtered += r.filtered;
@@ -376,7 +418,8 @@ async fn succeed(deps: &Deps, run: &RunContext) -> Result<RunRecord, StepError> 
 }
 
 /// The schema the run's objects were written with: the flow's tasks over the declared source
-/// schema, or over the schema inferred from the data (the last chunk's, the widest).
+/// schema, or over the schema inferred from the data (the last chunk's, the widest; a source
+/// without declared fields is never sliced, so its chunks are numbered 0..chunks).
 async fn written_schema(
     deps: &Deps,
     run: &RunContext,
@@ -440,7 +483,26 @@ fn all_rejected(rec: &RunRecord, policy_set: bool) -> Option<String> {
     })
 }
 
+/// The error a failed slice recorded, when the Map reports only that its children failed.
+async fn slice_error(deps: &Deps, run: &RunContext, err: &CaughtError) -> Option<CaughtError> {
+    if err.error != "States.ExceedToleratedFailureThreshold" {
+        return None;
+    }
+    let mut keys = deps
+        .staging
+        .list(&super::slices::failures_prefix(run))
+        .await
+        .ok()?;
+    keys.sort();
+    let body = super::staging::get_optional(deps, keys.first()?)
+        .await
+        .ok()??;
+    serde_json::from_slice(&body).ok()
+}
+
 async fn fail(deps: &Deps, run: &RunContext, err: &CaughtError) -> Result<RunRecord, StepError> {
+    let slice_err = slice_error(deps, run, err).await;
+    let err = slice_err.as_ref().unwrap_or(err);
     let now = deps.clock.now();
     let mut rec = base_record(deps, run).await?;
     if rec.status == RunStatus::Successful || deps.runs.is_committed(&run.run_id).await? {

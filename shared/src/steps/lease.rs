@@ -32,14 +32,24 @@ fn longest_wait(retrier: &Value) -> f64 {
     }
 }
 
-/// For each Task state: (name, TimeoutSeconds, longest retry wait) — the gap a lease must span.
+/// For each Task state, those of Map processors included: (name, TimeoutSeconds, longest
+/// retry wait) — the gap a lease must span.
 pub fn gaps(asl: &str) -> Result<Vec<(String, f64, f64)>, String> {
     let def: Value = serde_json::from_str(asl).map_err(|e| format!("state machine JSON: {e}"))?;
-    let states = def["States"]
+    let mut out = vec![];
+    task_gaps(&def, &mut out)?;
+    Ok(out)
+}
+
+fn task_gaps(machine: &Value, out: &mut Vec<(String, f64, f64)>) -> Result<(), String> {
+    let states = machine["States"]
         .as_object()
         .ok_or("state machine has no States")?;
-    let mut out = vec![];
     for (name, st) in states {
+        if st["Type"] == "Map" {
+            task_gaps(&st["ItemProcessor"], out)?;
+            continue;
+        }
         if st["Type"] != "Task" {
             continue;
         }
@@ -52,7 +62,7 @@ pub fn gaps(asl: &str) -> Result<Vec<(String, f64, f64)>, String> {
             .unwrap_or(0.0);
         out.push((name.clone(), timeout, wait));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The lease a run on `asl` needs: the longest renewal gap plus [`MARGIN`].
@@ -80,7 +90,7 @@ mod tests {
     fn the_lease_outlives_every_gap_between_renewals() {
         let ttl = ttl_for(FLOW_RUN_ASL).unwrap();
         let gaps = gaps(FLOW_RUN_ASL).unwrap();
-        assert_eq!(gaps.len(), 7, "every Task state: {gaps:?}");
+        assert_eq!(gaps.len(), 9, "every Task state: {gaps:?}");
         for (name, timeout, wait) in &gaps {
             assert!(
                 ttl.as_secs_f64() >= timeout + wait + MARGIN.as_secs_f64(),

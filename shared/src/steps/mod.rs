@@ -6,6 +6,7 @@ pub mod fetch_page;
 pub mod finalize;
 pub mod lease;
 pub mod progress;
+pub mod slices;
 pub mod staging;
 pub mod start_run;
 pub mod transform_batch;
@@ -209,7 +210,7 @@ pub async fn dispatch(
         serde_json::to_value(out).map_err(|e| internal("encode the step's output", e))
     }
     match step {
-        Step::StartRun => call(payload, |i| start_run::handle(deps, i)).await,
+        Step::StartRun => call(payload, |i| start_run::handle_event(deps, i)).await,
         Step::FetchPage => call(payload, |i| fetch_page::handle(deps, i)).await,
         Step::TransformBatch => call(payload, |i| transform_batch::handle(deps, i)).await,
         Step::WriteS3 => call(payload, |i| write_s3::handle(deps, i)).await,

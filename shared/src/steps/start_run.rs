@@ -1,6 +1,8 @@
 //! start-run: load the flow, take the run lease, compute the window, record the run.
 
+use super::slices::{self, SliceItem, SlicePlan, SliceProgress};
 use super::*;
+use crate::connector::{ReadRequest, Slicing};
 use crate::error::StoreError;
 use crate::model::{RunRecord, RunStatus};
 use crate::ports::{Event, FlowStatus};
@@ -40,6 +42,198 @@ pub struct PageState {
 pub struct StartRunOutput {
     pub run: RunContext,
     pub page: PageState,
+    /// The first round of slices (the state machine's "Run Slices" reads their list).
+    pub slices: SlicePlan,
+}
+
+/// "Plan Next Round": after a round of slices, the slices that paused with more to read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NextRoundInput {
+    pub run: RunContext,
+    pub slices: SlicePlan,
+}
+
+/// What start-run's function is invoked with: a run to start, or a round of slices to follow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StartRunEvent {
+    Start(StartRunInput),
+    NextRound(NextRoundInput),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StartRunResult {
+    Started(Box<StartRunOutput>),
+    Round(SlicePlan),
+}
+
+pub async fn handle_event(deps: &Deps, event: StartRunEvent) -> Result<StartRunResult, StepError> {
+    match event {
+        StartRunEvent::Start(input) => Ok(StartRunResult::Started(Box::new(
+            handle(deps, input).await?,
+        ))),
+        StartRunEvent::NextRound(input) => {
+            Ok(StartRunResult::Round(next_round(deps, input).await?))
+        }
+    }
+}
+
+/// The next round: every slice of this round that paused (its child reached
+/// [`slices::CHUNKS_PER_CHILD`]) continues from its staged progress in a new child execution.
+pub async fn next_round(deps: &Deps, input: NextRoundInput) -> Result<SlicePlan, StepError> {
+    let run = &input.run;
+    super::renew_lease(deps, run).await?;
+    let body = deps.staging.get(&input.slices.key).await?;
+    let items: Vec<SliceItem> =
+        serde_json::from_slice(&body).map_err(|e| internal("read the staged slice list", e))?;
+    let mut next = Vec::new();
+    for item in items {
+        let key = slices::progress_key(run, item.index);
+        let progress = super::staging::get_optional(deps, &key)
+            .await?
+            .ok_or_else(|| {
+                StepError::fatal(format!(
+                    "slice {} of round {} left no progress in staging ({key}); the run cannot continue safely (rerun it)",
+                    item.index, input.slices.round
+                ))
+            })?;
+        let p: SliceProgress = serde_json::from_slice(&progress)
+            .map_err(|e| internal("read a slice's progress", e))?;
+        if p.done {
+            continue;
+        }
+        slices::check_chunk(item.index, p.next_chunk)?;
+        next.push(SliceItem {
+            index: item.index,
+            window: item.window,
+            cursor: p.cursor,
+            next_chunk: p.next_chunk,
+            pause_at: p.next_chunk + slices::CHUNKS_PER_CHILD - 1,
+        });
+    }
+    let round = input.slices.round + 1;
+    let key = slices::round_key(run, round);
+    let body = serde_json::to_vec(&next).map_err(|e| internal("encode the slice list", e))?;
+    deps.staging.put(&key, body, &Default::default()).await?;
+    tracing::info!(flow = %run.flow, run_id = %run.run_id, round, slices = next.len(), "next round of slices");
+    Ok(SlicePlan {
+        key,
+        count: next.len() as u32,
+        round,
+        parallelism: input.slices.parallelism,
+        total: input.slices.total,
+    })
+}
+
+/// Cut the run's window into slices (`source.slice`, where the source can read time slices and
+/// the run has a window with a start), stage the first round's list and point at it.
+async fn plan_slices(
+    deps: &Deps,
+    flow: &crate::flow::Flow,
+    source: &dyn Source,
+    run: &RunContext,
+    infer: bool,
+    warnings: &mut Vec<String>,
+) -> Result<SlicePlan, StepError> {
+    let slicing = source.slicing(&flow.source.entity);
+    let mut windows: Vec<Option<Window>> = vec![None];
+    if let Some(cfg) = &flow.source.slice {
+        match (slicing, run.source_window(), infer) {
+            _ if flow.destination.single_file => warnings.push(
+                "source.slice: destination.single_file writes one object per partition, which needs the run read as one slice".into(),
+            ),
+            (_, _, true) => warnings.push(
+                "source.slice: the entity declares no fields (its schema is inferred chunk after chunk), so the run is one slice".into(),
+            ),
+            (Slicing::None, _, _) => warnings.push(format!(
+                "source.slice: the {} connector cannot read {} in slices, so the run is one slice",
+                flow.source.connector, flow.source.entity
+            )),
+            (
+                Slicing::Time { .. },
+                Some(Window {
+                    start: Some(start),
+                    end,
+                }),
+                false,
+            ) => {
+                let base = ReadRequest {
+                    entity: flow.source.entity.clone(),
+                    window: None,
+                    incremental_field: flow.source.incremental.as_ref().map(|i| i.field.clone()),
+                    page_size: flow.source.chunk.page_size,
+                    filters: vec![],
+                };
+                windows = cut(source, &base, start, end, cfg)
+                    .await?
+                    .into_iter()
+                    .map(Some)
+                    .collect();
+            }
+            (Slicing::Time { .. }, _, false) => warnings.push(
+                "source.slice: a complete run has no window to cut, so it is one slice".into(),
+            ),
+        }
+    }
+    let default_parallelism = match slicing {
+        Slicing::Time { parallelism } => parallelism,
+        Slicing::None => 1,
+    };
+    let parallelism = flow
+        .source
+        .parallelism
+        .unwrap_or(default_parallelism)
+        .clamp(1, windows.len().max(1) as u32);
+    let items: Vec<SliceItem> = windows
+        .into_iter()
+        .enumerate()
+        .map(|(i, w)| SliceItem::new(i as u32, w))
+        .collect();
+    let key = slices::round_key(run, 0);
+    let body = serde_json::to_vec(&items).map_err(|e| internal("encode the slice list", e))?;
+    deps.staging.put(&key, body, &Default::default()).await?;
+    Ok(SlicePlan {
+        key,
+        count: items.len() as u32,
+        round: 0,
+        parallelism,
+        total: items.len() as u32,
+    })
+}
+
+/// `count` slices of equal length, then (with `records` and a source that counts) each slice
+/// holding more than `records` records halved until it does not: narrower where dense.
+async fn cut(
+    source: &dyn Source,
+    base: &ReadRequest,
+    start: chrono::DateTime<Utc>,
+    end: chrono::DateTime<Utc>,
+    cfg: &crate::flow::SliceConfig,
+) -> Result<Vec<Window>, StepError> {
+    let mut todo = slices::split_even(start, end, cfg.count.unwrap_or(1));
+    todo.reverse();
+    let mut out = Vec::new();
+    while let Some(w) = todo.pop() {
+        if let (Some(max), Some(s)) = (cfg.records, w.start) {
+            let room = (out.len() + todo.len() + 2) as u32 <= slices::MAX_SLICES;
+            let splittable = (w.end - s).num_microseconds().unwrap_or(i64::MAX) >= 2;
+            if room && splittable {
+                let req = ReadRequest {
+                    window: Some(w),
+                    ..base.clone()
+                };
+                if source.count(&req).await?.is_some_and(|n| n > max) {
+                    let mut halves = slices::split_even(s, w.end, 2);
+                    halves.reverse();
+                    todo.extend(halves);
+                    continue;
+                }
+            }
+        }
+        out.push(w);
+    }
+    Ok(out)
 }
 
 pub async fn handle(deps: &Deps, input: StartRunInput) -> Result<StartRunOutput, StepError> {
@@ -71,7 +265,7 @@ pub async fn handle(deps: &Deps, input: StartRunInput) -> Result<StartRunOutput,
     if let Some(errors) = flow.destination.error_location() {
         deps.destinations.resolve(&errors).await?;
     }
-    let source = build_source(deps, flow).await?;
+    let mut source = build_source(deps, flow).await?;
     let description = source.describe(&flow.source.entity).await?;
     let source_schema = crate::schema::arrow_schema(&description.fields);
     let plan =
@@ -140,6 +334,18 @@ pub async fn handle(deps: &Deps, input: StartRunInput) -> Result<StartRunOutput,
         };
         let mut staged = super::staging::StagedSchema::new(&source_schema, fp);
         staged.warnings = source.take_warnings();
+        if flow.source.slice.is_some() {
+            source.set_run_end(window.end);
+        }
+        let plan = plan_slices(
+            deps,
+            flow,
+            source.as_ref(),
+            &run,
+            source_schema.fields().is_empty(),
+            &mut staged.warnings,
+        )
+        .await?;
         staged.put(deps, &run).await?;
         let record = RunRecord {
             run_id: run_id.clone(),
@@ -177,10 +383,11 @@ pub async fn handle(deps: &Deps, input: StartRunInput) -> Result<StartRunOutput,
             tracing::warn!(flow = %flow.name, run_id = %run_id, error = %e, "could not publish the start report");
         }
         deps.metrics.run_started(&flow.name, now);
-        tracing::info!(flow = %flow.name, run_id = %run_id, mode = ?mode, start = ?window.start, end = %window.end, "run started");
+        tracing::info!(flow = %flow.name, run_id = %run_id, mode = ?mode, start = ?window.start, end = %window.end, slices = plan.count, "run started");
         Ok::<_, StepError>(StartRunOutput {
             run,
             page: PageState { cursor: serde_json::Value::Null, next_chunk: 0, has_more: true },
+            slices: plan,
         })
     }
     .await;

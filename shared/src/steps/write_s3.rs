@@ -105,7 +105,8 @@ pub async fn handle(deps: &Deps, input: WriteInput) -> Result<WriteOutput, StepE
         None => BTreeMap::new(),
     };
     let schema = current.as_ref().map(|b| b.schema());
-    let prev = if input.chunk == 0 {
+    // The first chunk of a slice (chunk 0 of an unsliced run) starts with nothing carried.
+    let prev = if super::slices::is_first_chunk(input.chunk) {
         Carry::default()
     } else {
         read_carry(deps, run, input.chunk - 1).await?.ok_or_else(|| {

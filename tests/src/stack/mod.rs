@@ -527,6 +527,9 @@ impl Stack {
             ),
             ("SFN_ACCESS_KEY_ID", sfn_akid.clone()),
             ("SFN_SECRET_ACCESS_KEY", "harness".to_string()),
+            // The Distributed Map's ItemReader reads S3 as the state machine's role, through
+            // the IAM gate (stack-server.mjs, "ItemReader").
+            ("S3_ENDPOINT", format!("http://127.0.0.1:{gate_port}")),
         ];
         if let Some(ms) = opts.retry_interval_ms {
             node_env.push(("RETRY_INTERVAL_MS", ms.to_string()));
@@ -610,6 +613,15 @@ impl Stack {
         }
         let sm_role = &roles[&format!("{sm_id}Role")];
         let sm_role_name = sm_role.arn.rsplit('/').next().unwrap_or_default();
+        // The state machine's own AWS calls (the ItemReader's s3:GetObject) go through the gate.
+        principals.insert(
+            sfn_akid.clone(),
+            Principal {
+                arn: format!("arn:aws:sts::{ACCOUNT}:assumed-role/{sm_role_name}/states-harness"),
+                logical_id: sm_id.clone(),
+                policies: sm_role.policies.clone(),
+            },
+        );
         let callers: HashMap<String, Principal> = [(
             sfn_akid,
             Principal {

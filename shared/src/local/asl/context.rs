@@ -10,8 +10,9 @@
 //! }
 //! ```
 //!
-//! (`Execution.RoleArn`, `Task.Token` and `Map.*` are not available locally; a path to them
-//! fails like any path that matches nothing.)
+//! `Map.Item.Index` and `Map.Item.Value` exist in a Map state's `ItemSelector`.
+//! (`Execution.RoleArn` and `Task.Token` are not available locally; a path to them fails like
+//! any path that matches nothing.)
 
 use super::path::{lookup_segments, ReferencePath, Root, Segment};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -71,12 +72,15 @@ pub(super) fn format_time(time: &DateTime<Utc>) -> String {
 
 /// The context object of the state being run. Built cheaply per state: the execution
 /// input is borrowed, and only the part a `$$` path selects is cloned.
+#[derive(Clone, Copy)]
 pub(super) struct ContextObject<'a> {
     pub execution: &'a ExecutionContext,
     pub execution_input: &'a Value,
     pub state_name: &'a str,
     pub entered_time: &'a str,
     pub retry_count: u32,
+    /// In a Map state's `ItemSelector`: the item's index and value (`$$.Map.Item`).
+    pub map_item: Option<(usize, &'a Value)>,
 }
 
 impl ContextObject<'_> {
@@ -123,6 +127,13 @@ impl ContextObject<'_> {
             Some("Execution") => (execution(), &segments[1..]),
             Some("State") => (state(), &segments[1..]),
             Some("StateMachine") => (state_machine(), &segments[1..]),
+            Some("Map") => {
+                let (index, value) = self.map_item?;
+                (
+                    json!({"Item": {"Index": index, "Value": value}}),
+                    &segments[1..],
+                )
+            }
             _ => return None,
         };
         lookup_segments(rest, &top).cloned()
@@ -158,6 +169,7 @@ mod tests {
             state_name: "Test",
             entered_time: "2019-03-26T20:14:13.200Z",
             retry_count: 2,
+            map_item: None,
         };
         let get = |p: &str| ctx.resolve(ReferencePath::parse(p).unwrap().segments());
         assert_eq!(get("$$.Execution.Id"), Some(json!(exec.execution_id)));

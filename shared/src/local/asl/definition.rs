@@ -90,10 +90,53 @@ pub struct FailState {
     pub cause: Option<Source>,
 }
 
+/// `ItemProcessor.ProcessorConfig.Mode` of a Map state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapMode {
+    /// Iterations run inside the parent execution (their events count in its history).
+    Inline,
+    /// Each item runs as a child execution with its own history (Distributed Map).
+    Distributed,
+}
+
+/// `ItemReader`: where a Map state reads its items from (instead of its input).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemReader {
+    /// e.g. `arn:aws:states:::s3:getObject`.
+    pub resource: String,
+    pub parameters: Option<Template>,
+    /// `ReaderConfig` as written (`InputType`, `MaxItems`, ...), handed to the reader.
+    pub reader_config: Value,
+    /// `ReaderConfig.MaxItems`.
+    pub max_items: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapState {
+    pub mode: MapMode,
+    /// The states each item runs through (`ItemProcessor`).
+    pub processor: Box<Definition>,
+    pub items_path: Option<ReferencePath>,
+    pub item_reader: Option<ItemReader>,
+    pub item_selector: Option<Template>,
+    /// 0 = no limit (AWS: up to 40 inline iterations, 10,000 child executions at once).
+    pub max_concurrency: u64,
+    pub max_concurrency_path: Option<ReferencePath>,
+    pub tolerated_failure_count: Option<u64>,
+    pub tolerated_failure_percentage: Option<f64>,
+    pub label: Option<String>,
+    pub result_selector: Option<Template>,
+    pub result_path: ResultPath,
+    pub retry: Vec<Retrier>,
+    pub catch: Vec<Catcher>,
+    pub transition: Transition,
+}
+
 /// The type-specific part of a state.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
     Task(TaskState),
+    Map(MapState),
     Pass(PassState),
     Choice(ChoiceState),
     Wait(WaitState),
@@ -118,7 +161,7 @@ pub struct Definition {
     pub timeout_seconds: Option<u64>,
 }
 
-const SUPPORTED_TYPES: &str = "Task, Pass, Choice, Wait, Succeed, Fail";
+const SUPPORTED_TYPES: &str = "Task, Pass, Choice, Wait, Succeed, Fail, Map";
 
 /// Fields that belong to JSONata states, or to features this interpreter lacks.
 fn unsupported_field(field: &str) -> Option<&'static str> {
@@ -128,8 +171,14 @@ fn unsupported_field(field: &str) -> Option<&'static str> {
         "Credentials" => "cross-account Credentials are not supported by the local interpreter",
         "TimeoutSecondsPath" => "TimeoutSecondsPath is not supported by the local interpreter; use TimeoutSeconds",
         "HeartbeatSecondsPath" => "HeartbeatSecondsPath is not supported by the local interpreter; use HeartbeatSeconds",
-        "Items" | "ItemsPath" | "ItemProcessor" | "Iterator" | "ItemSelector" | "ItemReader" | "ItemBatcher"
-        | "ResultWriter" | "MaxConcurrency" | "Branches" => "belongs to Map/Parallel states, which are not supported",
+        "Items" | "ItemsPath" | "ItemProcessor" | "ItemSelector" | "ItemReader"
+        | "MaxConcurrency" | "MaxConcurrencyPath" | "ToleratedFailureCount" | "ToleratedFailurePercentage"
+        | "Label" => "belongs to Map states",
+        "Iterator" => "is the legacy name of ItemProcessor, which the local interpreter requires",
+        "ItemBatcher" => "ItemBatcher is not supported by the local interpreter",
+        "ResultWriter" => "ResultWriter is not supported by the local interpreter; keep the Map's results small (ResultSelector / ResultPath: null)",
+        "ToleratedFailureCountPath" | "ToleratedFailurePercentagePath" => "the ...Path forms of the tolerated failure fields are not supported by the local interpreter",
+        "Branches" => "belongs to Parallel states, which are not supported",
         _ => return None,
     })
 }
@@ -203,7 +252,38 @@ fn allowed_fields(state_type: &str) -> &'static [&'static str] {
             "ErrorPath",
             "CausePath",
         ],
+        "Map" => &[
+            "Type",
+            "Comment",
+            "QueryLanguage",
+            "InputPath",
+            "OutputPath",
+            "ItemsPath",
+            "ItemProcessor",
+            "ItemReader",
+            "ItemSelector",
+            "MaxConcurrency",
+            "MaxConcurrencyPath",
+            "ToleratedFailureCount",
+            "ToleratedFailurePercentage",
+            "Label",
+            "ResultSelector",
+            "ResultPath",
+            "Retry",
+            "Catch",
+            "Next",
+            "End",
+        ],
         _ => &[],
+    }
+}
+
+/// The Task resources of a state, its Map processor's included.
+pub fn resources(state: &State) -> Vec<&str> {
+    match &state.kind {
+        Kind::Task(task) => vec![task.resource.as_str()],
+        Kind::Map(map) => map.processor.states.values().flat_map(resources).collect(),
+        _ => vec![],
     }
 }
 
@@ -337,6 +417,16 @@ pub fn parse(text: &str, subs: &HashMap<String, String>) -> Result<Definition, A
         }
     }
     check_query_language(top).map_err(top_error)?;
+    parse_machine(top, None)
+}
+
+/// The states of a machine or of a Map's `ItemProcessor` (`within`: the Map state's name, for
+/// errors about the processor's own fields).
+fn parse_machine(top: &Map<String, Value>, within: Option<&str>) -> Result<Definition, AslError> {
+    let top_error = |e: FieldError| match within {
+        None => e.at_state(None),
+        Some(map) => e.within("ItemProcessor").at_state(Some(map)),
+    };
     let comment = optional_string(top, "Comment").map_err(top_error)?;
     if let Some(version) = optional_string(top, "Version").map_err(top_error)? {
         if version != "1.0" {
@@ -357,8 +447,8 @@ pub fn parse(text: &str, subs: &HashMap<String, String>) -> Result<Definition, A
         }
         None => {
             return Err(AslError::MissingField {
-                state: None,
-                field: "StartAt".into(),
+                state: within.map(str::to_string),
+                field: within.map_or("StartAt", |_| "ItemProcessor.StartAt").into(),
             })
         }
     };
@@ -372,8 +462,8 @@ pub fn parse(text: &str, subs: &HashMap<String, String>) -> Result<Definition, A
         }
         None => {
             return Err(AslError::MissingField {
-                state: None,
-                field: "States".into(),
+                state: within.map(str::to_string),
+                field: within.map_or("States", |_| "ItemProcessor.States").into(),
             })
         }
     };
@@ -523,8 +613,8 @@ fn parse_state(name: &str, value: &Value) -> Result<State, AslError> {
         }
     };
     match state_type {
-        "Task" | "Pass" | "Choice" | "Wait" | "Succeed" | "Fail" => {}
-        "Map" | "Parallel" => {
+        "Task" | "Pass" | "Choice" | "Wait" | "Succeed" | "Fail" | "Map" => {}
+        "Parallel" => {
             return Err(at(FieldError::unsupported(
                 "Type",
                 format!("{state_type} states are not supported by the local interpreter; supported state types: {SUPPORTED_TYPES}"),
@@ -561,6 +651,7 @@ fn parse_state(name: &str, value: &Value) -> Result<State, AslError> {
     let output_path = parse_io_path(map, "OutputPath").map_err(at)?;
     let kind = match state_type {
         "Task" => Kind::Task(parse_task(map).map_err(at)?),
+        "Map" => Kind::Map(parse_map(name, map)?),
         "Pass" => Kind::Pass(PassState {
             result: map.get("Result").cloned(),
             parameters: parse_template(map, "Parameters").map_err(at)?,
@@ -627,6 +718,219 @@ fn parse_task(map: &Map<String, Value>) -> Result<TaskState, FieldError> {
         timeout_seconds,
         heartbeat_seconds,
         transition: parse_transition(map)?,
+    })
+}
+
+fn parse_map(name: &str, map: &Map<String, Value>) -> Result<MapState, AslError> {
+    let at = |e: FieldError| e.at_state(Some(name));
+    let processor = match map.get("ItemProcessor") {
+        Some(Value::Object(p)) => p,
+        Some(_) => {
+            return Err(at(FieldError::invalid(
+                "ItemProcessor",
+                "must be an object with StartAt and States",
+            )))
+        }
+        None => {
+            return Err(AslError::MissingField {
+                state: Some(name.into()),
+                field: "ItemProcessor".into(),
+            })
+        }
+    };
+    for key in processor.keys() {
+        if !matches!(
+            key.as_str(),
+            "Comment" | "StartAt" | "States" | "ProcessorConfig"
+        ) {
+            return Err(AslError::UnknownField {
+                state: Some(name.into()),
+                field: format!("ItemProcessor.{key}"),
+                state_type: "Map".into(),
+                allowed: "ItemProcessor: Comment, StartAt, States, ProcessorConfig".into(),
+            });
+        }
+    }
+    let mode = match processor.get("ProcessorConfig") {
+        None => MapMode::Inline,
+        Some(Value::Object(config)) => {
+            for key in config.keys() {
+                if !matches!(key.as_str(), "Mode" | "ExecutionType") {
+                    return Err(at(FieldError::invalid(
+                        format!("ItemProcessor.ProcessorConfig.{key}"),
+                        "unknown field (allowed: Mode, ExecutionType)",
+                    )));
+                }
+            }
+            let mode = match config.get("Mode") {
+                None => MapMode::Inline,
+                Some(Value::String(m)) if m == "INLINE" => MapMode::Inline,
+                Some(Value::String(m)) if m == "DISTRIBUTED" => MapMode::Distributed,
+                Some(other) => {
+                    return Err(at(FieldError::invalid(
+                        "ItemProcessor.ProcessorConfig.Mode",
+                        format!("must be \"INLINE\" or \"DISTRIBUTED\", got {other}"),
+                    )))
+                }
+            };
+            match (mode, config.get("ExecutionType")) {
+                (MapMode::Inline, Some(_)) => {
+                    return Err(at(FieldError::invalid(
+                        "ItemProcessor.ProcessorConfig.ExecutionType",
+                        "only a DISTRIBUTED Map has an ExecutionType",
+                    )))
+                }
+                (MapMode::Distributed, None) => {
+                    return Err(at(FieldError::invalid(
+                        "ItemProcessor.ProcessorConfig.ExecutionType",
+                        "a DISTRIBUTED Map needs ExecutionType \"STANDARD\" or \"EXPRESS\"",
+                    )))
+                }
+                (_, Some(Value::String(t))) if t != "STANDARD" && t != "EXPRESS" => {
+                    return Err(at(FieldError::invalid(
+                        "ItemProcessor.ProcessorConfig.ExecutionType",
+                        format!("must be \"STANDARD\" or \"EXPRESS\", got \"{t}\""),
+                    )))
+                }
+                _ => {}
+            }
+            mode
+        }
+        Some(_) => {
+            return Err(at(FieldError::invalid(
+                "ItemProcessor.ProcessorConfig",
+                "must be an object",
+            )))
+        }
+    };
+    let processor = parse_machine(processor, Some(name))?;
+    let item_reader = match map.get("ItemReader") {
+        None => None,
+        Some(Value::Object(r)) => {
+            if mode == MapMode::Inline {
+                return Err(at(FieldError::invalid(
+                    "ItemReader",
+                    "only a DISTRIBUTED Map reads its items with an ItemReader",
+                )));
+            }
+            for key in r.keys() {
+                if !matches!(key.as_str(), "Resource" | "Parameters" | "ReaderConfig") {
+                    return Err(at(FieldError::invalid(
+                        format!("ItemReader.{key}"),
+                        "unknown field (allowed: Resource, Parameters, ReaderConfig)",
+                    )));
+                }
+            }
+            let resource = match r.get("Resource") {
+                Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                _ => {
+                    return Err(at(FieldError::invalid(
+                        "ItemReader.Resource",
+                        "an ItemReader needs a Resource such as arn:aws:states:::s3:getObject",
+                    )))
+                }
+            };
+            let reader_config = r.get("ReaderConfig").cloned().unwrap_or(Value::Null);
+            let max_items = match &reader_config {
+                Value::Object(c) => integer(c, "MaxItems", 1, 100_000_000)
+                    .map_err(|e| at(e.within("ItemReader.ReaderConfig")))?,
+                Value::Null => None,
+                _ => {
+                    return Err(at(FieldError::invalid(
+                        "ItemReader.ReaderConfig",
+                        "must be an object",
+                    )))
+                }
+            };
+            Some(ItemReader {
+                resource,
+                parameters: parse_template(r, "Parameters")
+                    .map_err(|e| at(e.within("ItemReader")))?,
+                reader_config,
+                max_items,
+            })
+        }
+        Some(_) => return Err(at(FieldError::invalid("ItemReader", "must be an object"))),
+    };
+    if item_reader.is_some() && map.contains_key("ItemsPath") {
+        return Err(at(FieldError::invalid(
+            "ItemsPath",
+            "a Map that reads its items with an ItemReader cannot also have ItemsPath",
+        )));
+    }
+    if mode == MapMode::Inline {
+        for field in [
+            "ToleratedFailureCount",
+            "ToleratedFailurePercentage",
+            "Label",
+        ] {
+            if map.contains_key(field) {
+                return Err(at(FieldError::invalid(
+                    field,
+                    "only a DISTRIBUTED Map has this field",
+                )));
+            }
+        }
+    }
+    if map.contains_key("MaxConcurrency") && map.contains_key("MaxConcurrencyPath") {
+        return Err(at(FieldError::invalid(
+            "MaxConcurrencyPath",
+            "a Map state cannot have both MaxConcurrency and MaxConcurrencyPath",
+        )));
+    }
+    let tolerated_failure_percentage = match map.get("ToleratedFailurePercentage") {
+        None => None,
+        Some(v) => match v.as_f64() {
+            Some(p) if (0.0..=100.0).contains(&p) => Some(p),
+            _ => {
+                return Err(at(FieldError::invalid(
+                    "ToleratedFailurePercentage",
+                    format!("must be a number from 0 to 100, got {v}"),
+                )))
+            }
+        },
+    };
+    let label = optional_string(map, "Label").map_err(at)?;
+    if let Some(l) = &label {
+        if l.chars().count() > 40
+            || l.chars()
+                .any(|c| c.is_whitespace() || "<>{}[]?*\"#%\\^|~`$&,;:/".contains(c))
+        {
+            return Err(at(FieldError::invalid(
+                "Label",
+                "must be at most 40 characters, without whitespace or any of <>{}[]?*\"#%\\^|~`$&,;:/",
+            )));
+        }
+    }
+    Ok(MapState {
+        mode,
+        processor: Box::new(processor),
+        items_path: parse_path_field(map, "ItemsPath").map_err(at)?,
+        item_reader,
+        item_selector: parse_template(map, "ItemSelector").map_err(at)?,
+        max_concurrency: integer(map, "MaxConcurrency", 0, 10_000)
+            .map_err(at)?
+            .unwrap_or(0),
+        max_concurrency_path: parse_path_field(map, "MaxConcurrencyPath").map_err(at)?,
+        tolerated_failure_count: integer(map, "ToleratedFailureCount", 0, 100_000_000)
+            .map_err(at)?,
+        tolerated_failure_percentage,
+        label,
+        result_selector: parse_template(map, "ResultSelector").map_err(at)?,
+        result_path: parse_result_path(map).map_err(at)?,
+        retry: map
+            .get("Retry")
+            .map(|v| retry::parse_retry(v).map_err(|e| e.within("Retry")))
+            .transpose()
+            .map_err(at)?
+            .unwrap_or_default(),
+        catch: map
+            .get("Catch")
+            .map(|v| retry::parse_catch(v).map_err(|e| e.within("Catch")))
+            .transpose()
+            .map_err(at)?
+            .unwrap_or_default(),
+        transition: parse_transition(map).map_err(at)?,
     })
 }
 
@@ -776,6 +1080,7 @@ fn check_targets(definition: &Definition, raw_states: &Map<String, Value>) -> Re
         let state = &definition.states[name];
         let transition = match &state.kind {
             Kind::Task(t) => Some(&t.transition),
+            Kind::Map(m) => Some(&m.transition),
             Kind::Pass(p) => Some(&p.transition),
             Kind::Wait(w) => Some(&w.transition),
             Kind::Choice(_) | Kind::Succeed | Kind::Fail(_) => None,
@@ -785,14 +1090,17 @@ fn check_targets(definition: &Definition, raw_states: &Map<String, Value>) -> Re
                 return Err(missing(name, "Next".into(), next));
             }
         }
-        match &state.kind {
-            Kind::Task(task) => {
-                for (i, catcher) in task.catch.iter().enumerate() {
-                    if !exists(&catcher.next) {
-                        return Err(missing(name, format!("Catch[{i}].Next"), &catcher.next));
-                    }
-                }
+        let catchers = match &state.kind {
+            Kind::Task(task) => &task.catch[..],
+            Kind::Map(map) => &map.catch[..],
+            _ => &[],
+        };
+        for (i, catcher) in catchers.iter().enumerate() {
+            if !exists(&catcher.next) {
+                return Err(missing(name, format!("Catch[{i}].Next"), &catcher.next));
             }
+        }
+        match &state.kind {
             Kind::Choice(choice_state) => {
                 for (i, (_, next)) in choice_state.choices.iter().enumerate() {
                     if !exists(next) {

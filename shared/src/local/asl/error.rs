@@ -17,6 +17,13 @@ pub mod names {
     pub const NO_CHOICE_MATCHED: &str = "States.NoChoiceMatched";
     /// `ResultPath` could not be applied to the state's raw input (e.g. the input is not an object).
     pub const RESULT_PATH_MATCH_FAILURE: &str = "States.ResultPathMatchFailure";
+    /// A state's input or output, or a task's result, is larger than 256 KiB. Terminal: never
+    /// retried, and `States.ALL` does not catch it (as in AWS).
+    pub const DATA_LIMIT_EXCEEDED: &str = "States.DataLimitExceeded";
+    /// A Distributed Map's child executions failed more than its tolerated failure threshold.
+    pub const EXCEED_TOLERATED_FAILURE_THRESHOLD: &str = "States.ExceedToleratedFailureThreshold";
+    /// A Map state's ItemReader could not read its items.
+    pub const ITEM_READER_FAILED: &str = "States.ItemReaderFailed";
 }
 
 /// Where a definition error was found: the state machine top level or a named state.
@@ -233,8 +240,10 @@ impl StateError {
         StateError::new(names::RUNTIME, cause)
     }
 
+    /// Errors that fail the execution at once: `States.Runtime` and `States.DataLimitExceeded`
+    /// are never retried, and `States.ALL` does not catch them.
     pub fn is_runtime(&self) -> bool {
-        self.error == names::RUNTIME
+        self.error == names::RUNTIME || self.error == names::DATA_LIMIT_EXCEEDED
     }
 
     pub fn into_failure(self, state: &str) -> ExecutionFailure {

@@ -694,6 +694,7 @@ mod tests {
             state_name: "S",
             entered_time: "2024-01-01T00:00:00.000Z",
             retry_count: 0,
+            map_item: None,
         };
         parse(text).expect("parses").evaluate(&input, &ctx)
     }

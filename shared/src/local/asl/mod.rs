@@ -25,8 +25,23 @@
 //!   `HeartbeatSeconds` (accepted, not enforced: there is no heartbeat API locally);
 //!   state machine `TimeoutSeconds`.
 //!
+//! - `Map` (module `executor`): `ItemProcessor` with `ProcessorConfig.Mode` `INLINE` (iterations
+//!   in the execution's own history) or `DISTRIBUTED` (each item a child execution with its own
+//!   history and `$$.Execution`), `ItemsPath` or `ItemReader` (read by
+//!   [`TaskInvoker::read_items`]; `ReaderConfig.MaxItems`), `ItemSelector` with `$$.Map.Item`,
+//!   `MaxConcurrency`/`MaxConcurrencyPath` (items run concurrently), `ToleratedFailureCount`,
+//!   `ToleratedFailurePercentage`, `Label`, `ResultSelector`, `ResultPath`, `Retry`, `Catch`.
+//!
+//! # AWS limits, enforced
+//! An execution's history holds at most 25,000 events, counted per state as AWS writes them
+//! (`executor::History`); past it the execution fails with `States.Runtime` and no Catch runs.
+//! A state's input or output, a task's input or result, a Map item's input and the execution
+//! input are at most 256 KiB of JSON; past it the state fails with `States.DataLimitExceeded`
+//! (terminal, as in AWS). Both limits can be lowered ([`StateMachine::with_limits`]) but are on
+//! by default.
+//!
 //! # Rejected when parsing
-//! `Map` and `Parallel` states, JSONata (`QueryLanguage: "JSONata"`, `Arguments`, `Output`,
+//! `Parallel` states, `ItemBatcher`, `ResultWriter`, the legacy `Iterator`, JSONata (`QueryLanguage: "JSONata"`, `Arguments`, `Output`,
 //! `Condition`), `Assign`, `Credentials`, `TimeoutSecondsPath`, `HeartbeatSecondsPath`,
 //! non-reference JSONPath (`..`, `*`, slices, filters), other intrinsic functions, unknown fields, `${Placeholder}`s without a substitution, and transitions
 //! to states that do not exist.
@@ -54,6 +69,30 @@ use std::time::Duration;
 /// The default limit on state transitions per execution (a guard against endless loops).
 pub const DEFAULT_MAX_TRANSITIONS: u64 = 1_000_000;
 
+/// AWS Step Functions' quota on the events in one execution's history.
+pub const MAX_HISTORY_EVENTS: u64 = 25_000;
+
+/// AWS Step Functions' quota on a state's input or output (256 KiB of UTF-8 JSON).
+pub const MAX_PAYLOAD_BYTES: usize = 262_144;
+
+/// The AWS limits the interpreter enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Events in one execution's history (a Distributed Map's children have their own).
+    pub history_events: u64,
+    /// Bytes of a state's input or output, as JSON.
+    pub payload_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            history_events: MAX_HISTORY_EVENTS,
+            payload_bytes: MAX_PAYLOAD_BYTES,
+        }
+    }
+}
+
 /// Runs the work of Task states.
 #[async_trait::async_trait]
 pub trait TaskInvoker: Send + Sync {
@@ -61,6 +100,21 @@ pub trait TaskInvoker: Send + Sync {
     /// (after InputPath + Parameters). An `Err` is a task error, matched by `Retry`/`Catch`
     /// `ErrorEquals` on its `error` name.
     async fn invoke(&self, resource: &str, input: Value) -> Result<Value, TaskFailure>;
+
+    /// Reads the items of a Map state's `ItemReader` (`resource` e.g.
+    /// `arn:aws:states:::s3:getObject`, `parameters` its evaluated `Parameters`, `config` its
+    /// `ReaderConfig`). The default has no reader.
+    async fn read_items(
+        &self,
+        resource: &str,
+        _parameters: Value,
+        _config: &Value,
+    ) -> Result<Value, TaskFailure> {
+        Err(TaskFailure::new(
+            error::names::ITEM_READER_FAILED,
+            format!("this engine has no item reader for '{resource}'"),
+        ))
+    }
 }
 
 /// Receives progress notifications (all methods default to doing nothing).
@@ -86,6 +140,7 @@ pub struct StateMachine {
     definition: definition::Definition,
     max_transitions: u64,
     time_scale: f64,
+    limits: Limits,
 }
 
 impl StateMachine {
@@ -99,6 +154,7 @@ impl StateMachine {
             definition: definition::parse(definition, substitutions)?,
             max_transitions: DEFAULT_MAX_TRANSITIONS,
             time_scale: 1.0,
+            limits: Limits::default(),
         })
     }
 
@@ -118,6 +174,12 @@ impl StateMachine {
     /// (tests and fault campaigns; the number and order of retries are unchanged).
     pub fn with_time_scale(mut self, scale: f64) -> Self {
         self.time_scale = scale.clamp(0.0, 1.0);
+        self
+    }
+
+    /// Enforce other limits than AWS's (tests); the default is [`Limits::default`].
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -143,10 +205,7 @@ impl StateMachine {
         self.definition
             .states
             .values()
-            .filter_map(|s| match &s.kind {
-                definition::Kind::Task(task) => Some(task.resource.as_str()),
-                _ => None,
-            })
+            .flat_map(|s| definition::resources(s))
             .collect()
     }
 
@@ -158,7 +217,20 @@ impl StateMachine {
         invoker: &dyn TaskInvoker,
         observer: &dyn Observer,
     ) -> Result<Value, ExecutionFailure> {
-        executor::Executor {
+        self.execute_counted(input, ctx, invoker, observer).await.0
+    }
+
+    /// [`StateMachine::execute`], also returning how many events the execution's history
+    /// holds (as AWS counts them; a Distributed Map's children are not in it).
+    pub async fn execute_counted(
+        &self,
+        input: Value,
+        ctx: ExecutionContext,
+        invoker: &dyn TaskInvoker,
+        observer: &dyn Observer,
+    ) -> (Result<Value, ExecutionFailure>, u64) {
+        let history = executor::History::new(self.limits.history_events);
+        let result = executor::Executor {
             definition: &self.definition,
             context: &ctx,
             execution_input: &input,
@@ -166,8 +238,31 @@ impl StateMachine {
             observer,
             max_transitions: self.max_transitions,
             time_scale: self.time_scale,
+            limits: self.limits,
+            history: &history,
+            abort: None,
         }
         .run()
-        .await
+        .await;
+        (result, history.events())
+    }
+
+    /// The names of the states of every Map state's processor, sorted (with their Map's name).
+    pub fn processor_state_names(&self) -> Vec<(String, Vec<String>)> {
+        let mut out: Vec<(String, Vec<String>)> = self
+            .definition
+            .states
+            .iter()
+            .filter_map(|(name, s)| match &s.kind {
+                definition::Kind::Map(m) => {
+                    let mut names: Vec<String> = m.processor.states.keys().cloned().collect();
+                    names.sort_unstable();
+                    Some((name.clone(), names))
+                }
+                _ => None,
+            })
+            .collect();
+        out.sort();
+        out
     }
 }

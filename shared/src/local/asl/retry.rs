@@ -58,6 +58,10 @@ pub fn error_matches(error_equals: &[String], error: &str) -> bool {
     if error == names::RUNTIME {
         return false;
     }
+    if error == names::DATA_LIMIT_EXCEEDED {
+        // Terminal: only the exact name matches (AWS: States.ALL does not catch it).
+        return error_equals.iter().any(|name| name == error);
+    }
     error_equals.iter().any(|name| {
         name == error
             || name == names::ALL

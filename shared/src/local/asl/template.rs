@@ -174,6 +174,7 @@ mod tests {
             state_name: "S",
             entered_time: "2024-01-01T00:00:00.000Z",
             retry_count: 0,
+            map_item: None,
         };
         Template::compile_payload(&template)
             .unwrap()

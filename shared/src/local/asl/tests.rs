@@ -1433,21 +1433,23 @@ fn execute_future_is_send() {
 // ---------------------------------------------------------------- parse-time rejection
 
 #[test]
-fn rejects_map_and_parallel_states() {
-    for state_type in ["Map", "Parallel"] {
-        let err = parse_error(
-            &json!({"StartAt": "M", "States": {"M": {"Type": state_type, "End": true}}}),
-        );
-        assert!(
-            matches!(&err, AslError::Unsupported { state: Some(s), field, .. } if s == "M" && field == "Type"),
-            "{err}"
-        );
-        assert!(
-            err.to_string()
-                .contains("Task, Pass, Choice, Wait, Succeed, Fail"),
-            "{err}"
-        );
-    }
+fn rejects_parallel_states_and_maps_without_a_processor() {
+    let err =
+        parse_error(&json!({"StartAt": "M", "States": {"M": {"Type": "Parallel", "End": true}}}));
+    assert!(
+        matches!(&err, AslError::Unsupported { state: Some(s), field, .. } if s == "M" && field == "Type"),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("Task, Pass, Choice, Wait, Succeed, Fail, Map"),
+        "{err}"
+    );
+    let err = parse_error(&json!({"StartAt": "M", "States": {"M": {"Type": "Map", "End": true}}}));
+    assert!(
+        matches!(&err, AslError::MissingField { state: Some(s), field } if s == "M" && field == "ItemProcessor"),
+        "{err}"
+    );
     let err =
         parse_error(&json!({"StartAt": "M", "States": {"M": {"Type": "Activity", "End": true}}}));
     assert!(matches!(err, AslError::InvalidField { .. }), "{err}");
@@ -1681,4 +1683,412 @@ fn accepts_comments_everywhere() {
         "C": {"Type": "Choice", "Comment": "c", "Choices": [{"Comment": "c", "Variable": "$.a", "IsPresent": true, "Next": "S"}], "Default": "S"},
         "S": {"Type": "Succeed", "Comment": "c"}}});
     machine(&definition);
+}
+
+// ---------------------------------------------------------------- AWS limits
+
+/// The chunk loop of a run in one execution (the shape flow-run had before slices): start,
+/// then fetch -> transform -> write per chunk while there is more, flush, finalize; a Catch on
+/// every Task into a failure path.
+fn chunk_loop() -> Value {
+    let task = |resource: &str, next: &str, result_path: Value| {
+        json!({"Type": "Task", "Resource": resource, "ResultPath": result_path, "Next": next,
+               "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Finalize Failed Run"}]})
+    };
+    json!({"StartAt": "Start Run", "States": {
+        "Start Run": task("start", "Fetch Chunk", json!("$")),
+        "Fetch Chunk": {"Type": "Task", "Resource": "fetch", "Parameters": {"chunk.$": "$.page.next_chunk"},
+                        "ResultPath": "$.page", "Next": "Transform Batch",
+                        "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Finalize Failed Run"}]},
+        "Transform Batch": task("transform", "Write Output", json!("$.batch")),
+        "Write Output": task("write", "More Data?", Value::Null),
+        "More Data?": {"Type": "Choice", "Choices": [{"Variable": "$.page.has_more", "BooleanEquals": true, "Next": "Fetch Chunk"}], "Default": "Flush Output"},
+        "Flush Output": task("write", "Finalize Run", Value::Null),
+        "Finalize Run": {"Type": "Task", "Resource": "finalize", "End": true},
+        "Finalize Failed Run": {"Type": "Task", "Resource": "finalize-failed", "Next": "Run Failed"},
+        "Run Failed": {"Type": "Fail", "Error": "RunFailed"}}})
+}
+
+/// fetch answers `chunks` chunks (has_more until the last); everything else `{}`.
+fn chunk_invoker(chunks: u64) -> FakeInvoker {
+    FakeInvoker::new(move |resource, input, _| match resource {
+        "start" => Ok(json!({"page": {"next_chunk": 0, "has_more": true}})),
+        "fetch" => {
+            let chunk = input["chunk"].as_u64().unwrap();
+            Ok(json!({"next_chunk": chunk + 1, "has_more": chunk + 1 < chunks}))
+        }
+        _ => Ok(json!({})),
+    })
+}
+
+#[tokio::test]
+async fn history_events_are_counted_as_aws_writes_them() {
+    // 17 events per chunk (3 Tasks × 5, a Choice × 2) and 17 around them: ExecutionStarted,
+    // Start Run, Flush Output, Finalize Run (5 each), ExecutionSucceeded.
+    let invoker = chunk_invoker(1_400);
+    let (result, events) = machine(&chunk_loop())
+        .execute_counted(json!({}), ctx(), &invoker, &NoopObserver)
+        .await;
+    result.expect("1,400 chunks fit in one execution");
+    assert_eq!(events, 17 * 1_400 + 17);
+}
+
+#[tokio::test]
+async fn a_long_chunk_loop_dies_at_25000_events_without_its_catch() {
+    let invoker = chunk_invoker(1_600);
+    let (result, events) = machine(&chunk_loop())
+        .execute_counted(json!({}), ctx(), &invoker, &NoopObserver)
+        .await;
+    let failure = result.expect_err("1,600 chunks do not fit in 25,000 events");
+    assert_eq!(failure.error, "States.Runtime", "{failure}");
+    assert!(failure.cause.contains("25000"), "{failure}");
+    // (25,000 - 6) / 17 = 1,470 chunks fit; the history ends in chunk 1,471.
+    let fetches = invoker.calls().iter().filter(|(r, _)| r == "fetch").count();
+    assert_eq!(fetches, 1_471);
+    // States.Runtime skips Catch: the failure path never ran.
+    assert!(invoker.calls().iter().all(|(r, _)| r != "finalize-failed"));
+    assert!(events > 25_000);
+}
+
+#[tokio::test]
+async fn payloads_over_256_kib_fail_the_execution_uncaught() {
+    let big = "x".repeat(MAX_PAYLOAD_BYTES);
+    let invoker = FakeInvoker::returning(json!({ "records": big }));
+    let definition = json!({"StartAt": "T", "States": {
+        "T": {"Type": "Task", "Resource": "arn:task", "End": true,
+              "Retry": [{"ErrorEquals": ["States.ALL"], "MaxAttempts": 3}],
+              "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}]},
+        "Caught": {"Type": "Succeed"}}});
+    let failure = run(&definition, json!({}), &invoker).await.unwrap_err();
+    assert_eq!(failure.error, "States.DataLimitExceeded", "{failure}");
+    assert!(failure.cause.contains("262144"), "{failure}");
+    assert_eq!(invoker.calls().len(), 1, "not retried");
+    // Just under the limit passes (the result is a JSON object of the string).
+    let fits = "x".repeat(MAX_PAYLOAD_BYTES - 100);
+    let invoker = FakeInvoker::returning(json!({ "records": fits }));
+    run(&definition, json!({}), &invoker).await.unwrap();
+    // A too-large execution input fails at once.
+    let failure = run(&one_pass(json!({})), json!({ "x": big }), &invoker)
+        .await
+        .unwrap_err();
+    assert_eq!(failure.error, "States.DataLimitExceeded");
+}
+
+#[tokio::test]
+async fn limits_can_be_lowered() {
+    let m = machine(&chunk_loop()).with_limits(Limits {
+        history_events: 100,
+        payload_bytes: MAX_PAYLOAD_BYTES,
+    });
+    let invoker = chunk_invoker(10);
+    let failure = m
+        .execute(json!({}), ctx(), &invoker, &NoopObserver)
+        .await
+        .unwrap_err();
+    assert_eq!(failure.error, "States.Runtime");
+}
+
+// ---------------------------------------------------------------- Map
+
+/// A Map over `$.items` whose processor runs one Task "arn:item" on each item.
+fn inline_map(fields: Value) -> Value {
+    let mut state = json!({"Type": "Map", "ItemsPath": "$.items", "End": true,
+        "ItemProcessor": {"StartAt": "Item", "States": {"Item": {"Type": "Task", "Resource": "arn:item", "End": true}}}});
+    state
+        .as_object_mut()
+        .unwrap()
+        .extend(fields.as_object().unwrap().clone());
+    json!({"StartAt": "M", "States": {"M": state}})
+}
+
+#[tokio::test]
+async fn inline_map_runs_each_item_with_item_selector_and_keeps_order() {
+    let invoker = FakeInvoker::new(|_, input, _| Ok(json!({"got": input})));
+    let definition = inline_map(json!({
+        "ItemSelector": {"index.$": "$$.Map.Item.Index", "value.$": "$$.Map.Item.Value", "tag.$": "$.tag"},
+        "ResultSelector": {"n.$": "States.ArrayLength($)", "all.$": "$"},
+        "ResultPath": "$.result"}));
+    let out = run(
+        &definition,
+        json!({"tag": "t", "items": ["a", "b", "c"]}),
+        &invoker,
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["result"]["n"], json!(3));
+    assert_eq!(
+        out["result"]["all"][2],
+        json!({"got": {"index": 2, "value": "c", "tag": "t"}})
+    );
+    assert_eq!(out["tag"], json!("t"), "ResultPath keeps the input");
+}
+
+#[tokio::test(start_paused = true)]
+async fn map_items_run_concurrently_up_to_max_concurrency() {
+    let invoker = SlowInvoker {
+        delay: Duration::from_secs(10),
+    };
+    let items: Vec<u32> = (0..8).collect();
+    let started = Instant::now();
+    run(
+        &inline_map(json!({"MaxConcurrency": 2})),
+        json!({"items": items}),
+        &invoker,
+    )
+    .await
+    .unwrap();
+    assert_eq!(started.elapsed().as_secs(), 40, "8 items, 2 at a time");
+    let started = Instant::now();
+    run(&inline_map(json!({})), json!({"items": items}), &invoker)
+        .await
+        .unwrap();
+    assert_eq!(started.elapsed().as_secs(), 10, "no limit: all at once");
+}
+
+#[tokio::test]
+async fn an_inline_iteration_failure_is_the_maps_and_can_be_caught() {
+    let invoker = FakeInvoker::new(|_, input, _| {
+        if input == &json!(2) {
+            Err(TaskFailure::new("Boom", "item 2"))
+        } else {
+            Ok(input.clone())
+        }
+    });
+    let definition = json!({"StartAt": "M", "States": {
+        "M": {"Type": "Map", "ItemsPath": "$.items", "Next": "Done",
+              "ItemProcessor": {"StartAt": "Item", "States": {"Item": {"Type": "Task", "Resource": "arn:item", "End": true}}},
+              "Catch": [{"ErrorEquals": ["Boom"], "ResultPath": "$.error", "Next": "Done"}]},
+        "Done": {"Type": "Succeed"}}});
+    let out = run(&definition, json!({"items": [1, 2, 3]}), &invoker)
+        .await
+        .unwrap();
+    assert_eq!(out["error"]["Error"], json!("Boom"));
+}
+
+/// Answers Tasks like [`FakeInvoker`] and reads Map items from a fixed list.
+struct ReadingInvoker {
+    inner: FakeInvoker,
+    items: Value,
+    reads: Mutex<Vec<Value>>,
+}
+
+#[async_trait::async_trait]
+impl TaskInvoker for ReadingInvoker {
+    async fn invoke(&self, resource: &str, input: Value) -> Result<Value, TaskFailure> {
+        self.inner.invoke(resource, input).await
+    }
+    async fn read_items(
+        &self,
+        resource: &str,
+        parameters: Value,
+        config: &Value,
+    ) -> Result<Value, TaskFailure> {
+        assert_eq!(resource, "arn:aws:states:::s3:getObject");
+        assert_eq!(config["InputType"], json!("JSON"));
+        self.reads.lock().unwrap().push(parameters);
+        Ok(self.items.clone())
+    }
+}
+
+/// A Distributed Map reading its items with an ItemReader; each child loops `$.n` times
+/// through a Task and a Choice (7 events per turn) before it succeeds.
+fn distributed_map(fields: Value) -> Value {
+    let mut state = json!({"Type": "Map", "Next": "Done",
+        "ItemReader": {"Resource": "arn:aws:states:::s3:getObject", "ReaderConfig": {"InputType": "JSON"},
+                       "Parameters": {"Bucket": "b", "Key.$": "$.key"}},
+        "ItemSelector": {"n.$": "$$.Map.Item.Value", "i": 0},
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+            "StartAt": "Turn", "States": {
+                "Turn": {"Type": "Task", "Resource": "arn:turn", "ResultPath": "$.i", "Next": "Again?"},
+                "Again?": {"Type": "Choice", "Choices": [{"Variable": "$.i", "NumericLessThanPath": "$.n", "Next": "Turn"}], "Default": "End"},
+                "End": {"Type": "Succeed", "OutputPath": "$.i"}}},
+        "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Done"}]});
+    state
+        .as_object_mut()
+        .unwrap()
+        .extend(fields.as_object().unwrap().clone());
+    json!({"StartAt": "M", "States": {"M": state, "Done": {"Type": "Succeed"}}})
+}
+
+fn turns() -> FakeInvoker {
+    FakeInvoker::new(|_, input, _| {
+        let i = input["i"].as_u64().unwrap();
+        if input["n"] == json!(13) {
+            return Err(TaskFailure::new("Unlucky", "item 13 always fails"));
+        }
+        Ok(json!(i + 1))
+    })
+}
+
+#[tokio::test]
+async fn distributed_children_have_their_own_histories() {
+    // Four children of 2,000 turns: 14,000+ events each, 56,000 together — more than one
+    // execution may hold, fine as child executions.
+    let invoker = ReadingInvoker {
+        inner: turns(),
+        items: json!([2000, 2000, 2000, 2000]),
+        reads: Mutex::new(vec![]),
+    };
+    let definition = distributed_map(json!({"MaxConcurrency": 4, "ResultPath": "$.out"}));
+    let (result, events) = machine(&definition)
+        .execute_counted(
+            json!({"key": "staging/f/r/slices/round-0000.json"}),
+            ctx(),
+            &invoker,
+            &NoopObserver,
+        )
+        .await;
+    let out = result.unwrap();
+    assert_eq!(out["out"], json!([2000, 2000, 2000, 2000]));
+    assert_eq!(
+        invoker.reads.lock().unwrap().clone(),
+        vec![json!({"Bucket": "b", "Key": "staging/f/r/slices/round-0000.json"})]
+    );
+    // The parent: ExecutionStarted, the Map (Entered, Started, MapRunStarted,
+    // MapRunSucceeded, Succeeded, Exited), Done (2), ExecutionSucceeded.
+    assert_eq!(events, 1 + 6 + 2 + 1);
+
+    // The same children inline: one history, over the limit.
+    let inline = json!({"StartAt": "M", "States": {"M": {"Type": "Map", "ItemsPath": "$.items", "End": true,
+        "ItemSelector": {"n.$": "$$.Map.Item.Value", "i": 0},
+        "ItemProcessor": definition["States"]["M"]["ItemProcessor"].clone()}}});
+    let mut inline = inline;
+    inline["States"]["M"]["ItemProcessor"]
+        .as_object_mut()
+        .unwrap()
+        .remove("ProcessorConfig");
+    let failure = run(
+        &inline,
+        json!({"items": [2000, 2000, 2000, 2000]}),
+        &turns(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(failure.error, "States.Runtime");
+
+    // A child past 25,000 events fails on its own, and the Map fails with it.
+    let invoker = ReadingInvoker {
+        inner: turns(),
+        items: json!([4000]),
+        reads: Mutex::new(vec![]),
+    };
+    let out = machine(&distributed_map(json!({})))
+        .execute(json!({"key": "k"}), ctx(), &invoker, &NoopObserver)
+        .await
+        .unwrap();
+    assert_eq!(
+        out["error"]["Error"],
+        json!("States.ExceedToleratedFailureThreshold")
+    );
+    assert!(
+        out["error"]["Cause"]
+            .as_str()
+            .unwrap()
+            .contains("States.Runtime"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn distributed_map_tolerates_the_failures_it_is_told_to() {
+    let items = json!([1, 13, 2, 3]);
+    let reading = |items: &Value| ReadingInvoker {
+        inner: turns(),
+        items: items.clone(),
+        reads: Mutex::new(vec![]),
+    };
+    // No tolerance: one failed child fails the Map (caught here), naming the child's error.
+    let out = machine(&distributed_map(json!({})))
+        .execute(json!({"key": "k"}), ctx(), &reading(&items), &NoopObserver)
+        .await
+        .unwrap();
+    assert_eq!(
+        out["error"]["Error"],
+        json!("States.ExceedToleratedFailureThreshold")
+    );
+    assert!(
+        out["error"]["Cause"].as_str().unwrap().contains("Unlucky"),
+        "{out}"
+    );
+    // One tolerated failure: the Map succeeds, the failed child's result is null.
+    let out = machine(&distributed_map(
+        json!({"ToleratedFailureCount": 1, "ResultPath": "$.out"}),
+    ))
+    .execute(json!({"key": "k"}), ctx(), &reading(&items), &NoopObserver)
+    .await
+    .unwrap();
+    assert_eq!(out["out"], json!([1, null, 2, 3]));
+    // 25 % tolerated of four items: one failure passes, two do not.
+    let two = json!([13, 1, 13, 2]);
+    let out = machine(&distributed_map(json!({"ToleratedFailurePercentage": 25})))
+        .execute(json!({"key": "k"}), ctx(), &reading(&two), &NoopObserver)
+        .await
+        .unwrap();
+    assert_eq!(
+        out["error"]["Error"],
+        json!("States.ExceedToleratedFailureThreshold")
+    );
+    // MaxItems caps what the reader hands over.
+    let mut capped = distributed_map(json!({"ResultPath": "$.out"}));
+    capped["States"]["M"]["ItemReader"]["ReaderConfig"]["MaxItems"] = json!(2);
+    let out = machine(&capped)
+        .execute(
+            json!({"key": "k"}),
+            ctx(),
+            &reading(&json!([1, 2, 3])),
+            &NoopObserver,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out["out"], json!([1, 2]));
+}
+
+#[test]
+fn map_fields_are_checked_when_parsing() {
+    let with = |fields: Value| {
+        let mut d = distributed_map(json!({}));
+        d["States"]["M"]
+            .as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().unwrap().clone());
+        d
+    };
+    for (fields, field) in [
+        (json!({"ResultWriter": {}}), "ResultWriter"),
+        (json!({"ItemBatcher": {}}), "ItemBatcher"),
+        (json!({"Iterator": {}}), "Iterator"),
+        (json!({"ItemsPath": "$.items"}), "ItemsPath"),
+        (
+            json!({"ToleratedFailurePercentage": 101}),
+            "ToleratedFailurePercentage",
+        ),
+        (
+            json!({"MaxConcurrency": 2, "MaxConcurrencyPath": "$.n"}),
+            "MaxConcurrencyPath",
+        ),
+        (json!({"Label": "a b"}), "Label"),
+    ] {
+        let err = parse_error(&with(fields));
+        assert_eq!(err.state(), Some("M"), "{err}");
+        assert_eq!(err.field(), field, "{err}");
+    }
+    // An inline Map has no ItemReader, and a DISTRIBUTED one needs an ExecutionType.
+    let err = parse_error(&inline_map(
+        json!({"ItemReader": {"Resource": "arn:aws:states:::s3:getObject"}}),
+    ));
+    assert_eq!(err.field(), "ItemReader");
+    let mut d = distributed_map(json!({}));
+    d["States"]["M"]["ItemProcessor"]["ProcessorConfig"]
+        .as_object_mut()
+        .unwrap()
+        .remove("ExecutionType");
+    assert_eq!(
+        parse_error(&d).field(),
+        "ItemProcessor.ProcessorConfig.ExecutionType"
+    );
+    // A processor's states are checked like a machine's, and cannot leave the processor.
+    let mut d = distributed_map(json!({}));
+    d["States"]["M"]["ItemProcessor"]["States"]["Again?"]["Default"] = json!("Done");
+    let err = parse_error(&d);
+    assert!(matches!(err, AslError::MissingTarget { .. }), "{err}");
 }

@@ -1,0 +1,311 @@
+//! Slices end to end on the embedded engine (the real flow-run.asl.json, its Distributed Map
+//! "Run Slices", the real steps): a sliced run writes exactly the records of the unsliced run,
+//! for the sample and the `rest` connector; a run longer than one execution can hold continues
+//! in rounds of bounded child executions; a failing slice fails the run with its own error and
+//! leaves nothing behind, and the rerun commits every record once.
+
+use chrono::Utc;
+use ferry::flow::Flow;
+use ferry::local::asl::NoopObserver;
+use ferry::local::RunOutcome;
+use ferry::model::{RunStatus, Window};
+use ferry::steps::slices::STRIDE;
+use ferry::steps::start_run::RunRequest;
+use ferry_tests::harness::{rest_flow, Local};
+use ferry_tests::{base_time, updated_at, Fault, Mock, MockConfig};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+async fn run_window(local: &Local, flow_yaml: &str, window: Option<Window>) -> RunOutcome {
+    let flow = Flow::parse(flow_yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
+    local
+        .engine
+        .deps
+        .flows
+        .put_flow(&flow, Utc::now())
+        .await
+        .unwrap();
+    local
+        .engine
+        .run(
+            RunRequest {
+                flow: flow.name.clone(),
+                trigger: None,
+                mode: None,
+                window,
+            },
+            &NoopObserver,
+        )
+        .await
+}
+
+/// The slices a run's chunks belong to (chunk numbers are `slice × STRIDE + n`).
+async fn slices_of(local: &Local, run_id: &str) -> BTreeSet<u32> {
+    local
+        .engine
+        .deps
+        .runs
+        .chunk_results(run_id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.chunk / STRIDE)
+        .collect()
+}
+
+/// Records by id, each at most once (a duplicate fails the test).
+fn by_id(records: Vec<Value>, drop: &[&str]) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for mut r in records {
+        let id = r["id"].to_string();
+        if let Some(o) = r.as_object_mut() {
+            for f in drop {
+                o.remove(*f);
+            }
+        }
+        assert!(out.insert(id.clone(), r).is_none(), "record {id} twice");
+    }
+    out
+}
+
+fn sample_flow(name: &str, records: u64, chunk: u64, source_extra: &str) -> String {
+    format!(
+        "name: {name}
+source:
+  connector: sample
+  entity: accounts
+  properties: {{ records: {records}, page_size: {chunk} }}
+  incremental: {{ field: updated_at, first_execution_from: 2000-01-01T00:00:00Z }}
+  chunk: {{ records: {chunk} }}
+{source_extra}destination:
+  local: out
+  format: jsonl
+  compression: none
+trigger:
+  on_demand: {{}}
+"
+    )
+}
+
+#[tokio::test]
+async fn a_sliced_sample_run_writes_exactly_the_records_of_the_unsliced_run() {
+    let unsliced = Local::new();
+    let out = unsliced.run(&sample_flow("crm", 6_000, 400, "")).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    assert_eq!(slices_of(&unsliced, &out.run_id).await, BTreeSet::from([0]));
+    // Timestamps follow the run's window end ("now"), which differs between the two runs.
+    let drop = ["updated_at", "created_at", "last_activity_date"];
+    let expected = by_id(unsliced.output("out/crm"), &drop);
+    assert_eq!(expected.len(), 6_000);
+
+    let sliced = Local::new();
+    // 26 years cut in 4: the data (the last 90 days) falls in the last slice, which the
+    // sample's exact counts halve until each part holds at most 1,000 records.
+    let extra = "  slice: { count: 4, records: 1000 }\n  parallelism: 3\n";
+    let out = sliced.run(&sample_flow("crm", 6_000, 400, extra)).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    let rec = out.record.as_ref().unwrap();
+    assert_eq!(rec.status, RunStatus::Successful);
+    assert_eq!(rec.records_written, 6_000);
+    let used = slices_of(&sliced, &out.run_id).await;
+    assert!(used.len() >= 6, "slices holding records: {used:?}");
+    let got = by_id(sliced.output("out/crm"), &drop);
+    assert_eq!(got, expected, "same rows, exactly once");
+    // One commit: the watermark is the run's window end, the manifest one file.
+    assert_eq!(sliced.watermark("crm").await, Some(rec.window.end));
+    let manifests = std::fs::read_dir(sliced.base.path().join("out/crm/_manifests"))
+        .unwrap()
+        .count();
+    assert_eq!(manifests, 1);
+}
+
+/// Counts the states entered (the transitions Step Functions bills), children's included.
+#[derive(Default)]
+struct Transitions(std::sync::Mutex<BTreeMap<String, u64>>);
+
+impl ferry::local::asl::Observer for Transitions {
+    fn state_entered(&self, name: &str, _input: &Value) {
+        *self.0.lock().unwrap().entry(name.to_string()).or_default() += 1;
+    }
+}
+
+#[tokio::test]
+async fn a_run_too_long_for_one_execution_continues_in_new_child_executions() {
+    // 1,600 chunks: 17 events each would put one execution at 27,200 events, past the
+    // 25,000 the embedded engine enforces. The slice's children read 500 chunks each.
+    let local = Local::new();
+    let flow = Flow::parse(&sample_flow("long", 1_600, 1, ""), "t.yaml").unwrap();
+    local
+        .engine
+        .deps
+        .flows
+        .put_flow(&flow, Utc::now())
+        .await
+        .unwrap();
+    let seen = Transitions::default();
+    let out = local
+        .engine
+        .run(
+            RunRequest {
+                flow: "long".into(),
+                trigger: None,
+                mode: None,
+                window: None,
+            },
+            &seen,
+        )
+        .await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    let seen = seen.0.into_inner().unwrap();
+    // Four rounds: three children paused after 500 chunks, the fourth read 100 and flushed.
+    assert_eq!(seen["Run Slices"], 4, "{seen:?}");
+    assert_eq!(seen["Slice Paused"], 3, "{seen:?}");
+    assert_eq!(seen["Fetch Chunk"], 1_600);
+    // The cost model of docs/deploy.md: 4c + 2k + p + 3r + 2.
+    let total: u64 = seen.values().sum();
+    assert_eq!(total, 4 * 1_600 + 2 + 3 + 3 * 4 + 2, "{seen:?}");
+    let rec = out.record.unwrap();
+    assert_eq!(rec.chunks, 1_600);
+    assert_eq!(rec.records_written, 1_600);
+    let got = by_id(local.output("out/long"), &[]);
+    assert_eq!(got.len(), 1_600, "every record once");
+}
+
+fn rest_props(mock: &Mock) -> Value {
+    json!({
+        "base_url": mock.url(),
+        "endpoints": {"tickets": {
+            "path": "/cursor/tickets", "records": "$.data[*]", "params": {"limit": "7"},
+            "paginator": {"type": "cursor", "token_path": "$.meta.next_cursor", "param": "cursor", "has_more_path": "$.meta.has_more"},
+            "incremental": {"set": {"updated_since": "{start}", "updated_before": "{end}"}},
+            "fields": [
+                {"name": "id", "type": "integer"},
+                {"name": "subject", "type": "string"},
+                {"name": "status", "type": "string"},
+                {"name": "priority", "type": "integer"},
+                {"name": "updated_at", "type": "timestamp"},
+                {"name": "tags", "type": "array", "items": "string"}
+            ]}}
+    })
+}
+
+const REST_INC: &str = "  incremental:\n    field: updated_at\n  chunk: { records: 20 }\n";
+
+#[tokio::test]
+async fn a_sliced_rest_run_writes_exactly_the_records_of_the_unsliced_run() {
+    let mock = Mock::start(MockConfig {
+        tickets: 300,
+        ..Default::default()
+    })
+    .await;
+    // A backfill over the tickets' times: ticket i at BASE + i minutes.
+    let window = Window {
+        start: Some(base_time()),
+        end: updated_at(300),
+    };
+    let unsliced = Local::new();
+    let flow = rest_flow("tix", "tickets", None, &rest_props(&mock), REST_INC);
+    let out = run_window(&unsliced, &flow, Some(window)).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    let expected = by_id(unsliced.output("out/tix"), &[]);
+    assert_eq!(expected.len(), 300);
+
+    let sliced = Local::new();
+    let extra = format!("{REST_INC}  slice: {{ count: 7 }}\n  parallelism: 4\n");
+    let flow = rest_flow("tix", "tickets", None, &rest_props(&mock), &extra);
+    let out = run_window(&sliced, &flow, Some(window)).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    assert_eq!(
+        slices_of(&sliced, &out.run_id).await,
+        (0..7).collect::<BTreeSet<u32>>()
+    );
+    // Each slice asked the API for its own window.
+    let since: BTreeSet<String> = mock
+        .requests()
+        .iter()
+        .filter_map(|r| {
+            r.query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("updated_since=").map(str::to_string))
+        })
+        .collect();
+    assert!(since.len() >= 7, "{since:?}");
+    assert_eq!(by_id(sliced.output("out/tix"), &[]), expected);
+}
+
+#[tokio::test]
+async fn a_failing_slice_fails_the_run_with_its_error_and_the_rerun_commits_every_record_once() {
+    let mock = Mock::start(MockConfig {
+        tickets: 200,
+        ..Default::default()
+    })
+    .await;
+    let window = Window {
+        start: Some(base_time()),
+        end: updated_at(200),
+    };
+    let local = Local::new();
+    let extra = format!("{REST_INC}  slice: {{ count: 4 }}\n  parallelism: 2\n");
+    let flow = rest_flow("fail", "tickets", None, &rest_props(&mock), &extra);
+    // A request some way into the run is refused (400: not retried).
+    mock.fault_every(9, vec![Fault::status(400)]);
+    let out = run_window(&local, &flow, Some(window)).await;
+    let failure = out.failure.expect("the run fails");
+    let rec = out.record.unwrap();
+    assert_eq!(rec.status, RunStatus::Error);
+    let err = rec.error.unwrap();
+    assert_eq!(
+        err.error, "SourceRejected",
+        "the slice's error, not the Map's: {failure:?}"
+    );
+    // Nothing of the failed run stays: no output, no manifest, no staging.
+    assert!(local.output("out/fail").is_empty());
+    assert!(
+        !local.base.path().join("out/fail/_manifests").exists()
+            || std::fs::read_dir(local.base.path().join("out/fail/_manifests"))
+                .unwrap()
+                .count()
+                == 0
+    );
+    assert!(!local
+        .home
+        .path()
+        .join("staging/fail")
+        .join(&out.run_id)
+        .exists());
+
+    mock.fault_every(0, vec![]);
+    let out = run_window(&local, &flow, Some(window)).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    let got = by_id(local.output("out/fail"), &[]);
+    let ids: BTreeSet<u64> = got.values().map(|r| r["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, (1..=200).collect::<BTreeSet<u64>>());
+}
+
+#[test]
+fn slice_settings_are_checked() {
+    let err = |extra: &str| {
+        Flow::parse(
+            &format!(
+                "name: f\nsource:\n  connector: sample\n  entity: accounts\n{extra}destination:\n  local: out\n"
+            ),
+            "f.yaml",
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    let e = err("  slice: { count: 4 }\n");
+    assert!(
+        e.contains("source.slice") && e.contains("incremental"),
+        "{e}"
+    );
+    let inc = "  incremental: { field: updated_at }\n";
+    let e = err(&format!("{inc}  slice: {{ count: 0 }}\n"));
+    assert!(e.contains("source.slice.count"), "{e}");
+    let e = err(&format!("{inc}  slice: {{}}\n"));
+    assert!(e.contains("source.slice") && e.contains("count"), "{e}");
+    let e = err(&format!("{inc}  parallelism: 0\n"));
+    assert!(e.contains("source.parallelism"), "{e}");
+    let e = err(&format!("{inc}  slice: {{ count: 2, size: 3 }}\n"));
+    assert!(e.contains("size"), "{e}");
+}
