@@ -220,6 +220,7 @@ destination:
             run: started.run,
             cursor: serde_json::Value::Null,
             chunk: 0,
+            slice: None,
         },
     )
     .await

@@ -537,7 +537,7 @@ impl Executor<'_> {
                 (Err(f), MapMode::Distributed) => {
                     failures += 1;
                     outputs.push(Value::Null);
-                    first_failure.get_or_insert((index, f));
+                    let (i, f) = first_failure.get_or_insert((index, f)).clone();
                     let over_count = |n: u64| failures as u64 > n;
                     let over_share = |p: f64| failures as f64 * 100.0 > p * total as f64;
                     let over = match (
@@ -549,9 +549,8 @@ impl Executor<'_> {
                         (None, Some(p)) => over_share(p),
                         (Some(n), Some(p)) => over_count(n) || over_share(p),
                     };
-                    if over {
+                    if over && failed.is_none() {
                         stop.store(true, Ordering::SeqCst);
-                        let (i, f) = first_failure.take().expect("set above");
                         failed = Some(StateError::new(
                             names::EXCEED_TOLERATED_FAILURE_THRESHOLD,
                             format!(
