@@ -549,6 +549,15 @@ async fn real_main(cli: Cli) -> Result<i32> {
                     }
                 }
                 Some(entity) => {
+                    // A connector that describes from its own tables answers without a
+                    // request: try the profile with its entity listing first, so a wrong
+                    // credential is not met with a field list.
+                    let static_description = ferry::connector::registry::REGISTRY
+                        .get(&f.source.connector)
+                        .is_some_and(|c| c.static_description);
+                    if static_description && f.source.profile.is_some() {
+                        source.list_entities().await?;
+                    }
                     let d = source.describe(&entity).await?;
                     if json_out {
                         out::json(&json!({ "entity": d.entity, "fields": d.fields }));

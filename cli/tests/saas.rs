@@ -91,6 +91,12 @@ async fn profiles_entities_and_a_run_against_zendesk() {
         !t.contains("wrong-token") && !t.contains("zd-token-1"),
         "{t}"
     );
+    // Zendesk's fields come from ferry's own tables, but `--describe` still tries the
+    // credentials first: a refused profile is not met with a field list.
+    let o = ferry(d, &["entities", "tickets.yaml", "--describe", "tickets"]).await;
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(t.contains("zendesk-acme") && !t.contains("subject"), "{t}");
 }
 
 /// `profiles test`: one cheap authenticated call through the connector; a refused token gets
