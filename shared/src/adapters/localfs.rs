@@ -52,12 +52,17 @@ impl BlobStore for LocalDir {
                 .unwrap_or_default(),
             uuid::Uuid::new_v4()
         ));
+        // A put cancelled mid-write (its step stopped with the run) leaves nothing behind, as
+        // an interrupted S3 PutObject does: the guard removes the temporary file unless the
+        // rename happened.
+        let mut guard = TmpGuard(Some(tmp.clone()));
         tokio::fs::write(&tmp, body)
             .await
             .map_err(io(format!("write {}", tmp.display())))?;
         tokio::fs::rename(&tmp, &path)
             .await
             .map_err(io(format!("rename into {}", path.display())))?;
+        guard.0 = None;
         Ok(())
     }
 
@@ -155,6 +160,17 @@ impl DestinationResolver for LocalResolver {
                     "destination {location} is on S3, but this engine has no S3 access configured (the ferry CLI writes s3: destinations when built with `--features remote`)"
                 ))),
             },
+        }
+    }
+}
+
+/// Removes a temporary file when dropped while still armed.
+struct TmpGuard(Option<PathBuf>);
+
+impl Drop for TmpGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
         }
     }
 }
