@@ -823,7 +823,7 @@ fn transport_ok(url: &str) -> Result<(), String> {
     }
 }
 
-fn is_loopback(u: &url::Url) -> bool {
+pub(crate) fn is_loopback(u: &url::Url) -> bool {
     match u.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),

@@ -89,10 +89,12 @@ pub fn challenge(verifier: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier))
 }
 
-/// `https://host` — or `http://` for a loopback host (a test server or a local proxy).
+/// `https://host` — or `http://` for a loopback host (a test server or a local proxy), by the
+/// same rule the authenticator applies to credentials ([`super::auth::is_loopback`]).
 fn origin(host: &str) -> String {
-    let bare = host.split(':').next().unwrap_or(host);
-    if matches!(bare, "127.0.0.1" | "localhost") || host.starts_with("[::1]") {
+    let loopback =
+        url::Url::parse(&format!("http://{host}")).is_ok_and(|u| super::auth::is_loopback(&u));
+    if loopback {
         format!("http://{host}")
     } else {
         format!("https://{host}")

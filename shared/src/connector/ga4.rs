@@ -129,21 +129,11 @@ impl Ga4Config {
                 format!("'{}' is not a GA4 property id: give the number only (Admin > Property details), e.g. \"123456789\", not G-XXXX or properties/…", self.property_id),
             ));
         }
-        let u = url::Url::parse(&self.base_url).map_err(|e| {
-            SourceError::config(
-                "source.properties.base_url",
-                format!(
-                    "'{}' is not an absolute URL ({e}); leave it out for {DEFAULT_BASE_URL}",
-                    self.base_url
-                ),
-            )
-        })?;
-        if !matches!(u.scheme(), "http" | "https") {
-            return Err(SourceError::config(
-                "source.properties.base_url",
-                "must be an http or https URL",
-            ));
-        }
+        super::http_url(
+            "source.properties.base_url",
+            &self.base_url,
+            &format!("leave it out for {DEFAULT_BASE_URL}"),
+        )?;
         if self.reports.is_empty() {
             return Err(SourceError::config(
                 "source.properties.reports",
@@ -546,12 +536,7 @@ impl Source for Ga4Source {
                 }
             }
         }
-        let mut c: GaCursor = match cursor {
-            None | Some(Value::Null) => GaCursor::default(),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| SourceError::Fatal {
-                message: format!("ga4: the resume cursor {v} is not a ga4 cursor ({e})"),
-            })?,
-        };
+        let mut c: GaCursor = super::cursor_from("ga4", cursor)?.unwrap_or_default();
         let range = match &req.window {
             Some(w) => match Self::days(w) {
                 None => {

@@ -105,21 +105,11 @@ impl HubSpotConfig {
     }
 
     fn check(&self, entity: &str) -> Result<(), SourceError> {
-        let u = url::Url::parse(&self.base_url).map_err(|e| {
-            SourceError::config(
-                "source.properties.base_url",
-                format!(
-                    "'{}' is not an absolute URL ({e}); leave it out for {DEFAULT_BASE_URL}",
-                    self.base_url
-                ),
-            )
-        })?;
-        if !matches!(u.scheme(), "http" | "https") {
-            return Err(SourceError::config(
-                "source.properties.base_url",
-                "must be an http or https URL",
-            ));
-        }
+        super::http_url(
+            "source.properties.base_url",
+            &self.base_url,
+            &format!("leave it out for {DEFAULT_BASE_URL}"),
+        )?;
         if !entity.is_empty() && object(entity).is_none() {
             return Err(SourceError::config(
                 "source.entity",
@@ -743,23 +733,19 @@ impl Source for HubSpotSource {
         };
         let must: Vec<&str> = prop.iter().map(String::as_str).collect();
         let props = self.selected(&meta, &req.entity, &must)?;
-        let c = match cursor {
-            None | Some(Value::Null) => match &prop {
-                Some(_) => HsCursor::Search {
-                    lo: None,
-                    seen: vec![],
-                    after: 0,
-                    tail: None,
-                    tail_ids: vec![],
-                },
-                None => HsCursor::List {
-                    after: None,
-                    archived: false,
-                },
+        let c = match super::cursor_from("hubspot", cursor)? {
+            Some(c) => c,
+            None if prop.is_some() => HsCursor::Search {
+                lo: None,
+                seen: vec![],
+                after: 0,
+                tail: None,
+                tail_ids: vec![],
             },
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| SourceError::Fatal {
-                message: format!("the resume cursor {v} is not a hubspot cursor ({e})"),
-            })?,
+            None => HsCursor::List {
+                after: None,
+                archived: false,
+            },
         };
         match c {
             HsCursor::List { after, archived } => {

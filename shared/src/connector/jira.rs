@@ -139,18 +139,7 @@ impl JiraConfig {
                 }
             }
             (None, Some(u)) => {
-                let p = url::Url::parse(u).map_err(|e| {
-                    SourceError::config(
-                        "source.properties.base_url",
-                        format!("'{u}' is not an absolute URL ({e}); e.g. https://acme.atlassian.net"),
-                    )
-                })?;
-                if !matches!(p.scheme(), "http" | "https") {
-                    return Err(SourceError::config(
-                        "source.properties.base_url",
-                        "must be an http or https URL",
-                    ));
-                }
+                super::http_url("source.properties.base_url", u, "e.g. https://acme.atlassian.net")?;
             }
         }
         if let Some(q) = &self.jql {
@@ -733,12 +722,7 @@ impl Source for JiraSource {
         cursor: Option<&Value>,
     ) -> Result<Page, SourceError> {
         let (name, _) = entity_def(&req.entity)?;
-        let c: JCursor = match cursor {
-            None | Some(Value::Null) => JCursor::default(),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| SourceError::Fatal {
-                message: format!("jira: the resume cursor {v} is not a jira cursor ({e})"),
-            })?,
-        };
+        let c: JCursor = super::cursor_from("jira", cursor)?.unwrap_or_default();
         if *name == "issues" {
             let fields = self.selected().await?;
             if let Some(f) = &req.incremental_field {

@@ -142,18 +142,7 @@ impl MarketoConfig {
                 }
             }
             (None, Some(u)) => {
-                let p = url::Url::parse(u).map_err(|e| {
-                    SourceError::config(
-                        "source.properties.base_url",
-                        format!("'{u}' is not an absolute URL ({e}); e.g. https://123-ABC-456.mktorest.com"),
-                    )
-                })?;
-                if !matches!(p.scheme(), "http" | "https") {
-                    return Err(SourceError::config(
-                        "source.properties.base_url",
-                        "must be an http or https URL",
-                    ));
-                }
+                super::http_url("source.properties.base_url", u, "e.g. https://123-ABC-456.mktorest.com")?;
             }
         }
         if let Some(fs) = &self.fields {
@@ -793,15 +782,10 @@ impl Source for MarketoSource {
         entity_def(&req.entity)?;
         let (filter_field, slices) = self.plan(req)?;
         let columns = self.columns(&req.entity).await?;
-        let mut c: MkCursor = match cursor {
-            None | Some(Value::Null) => MkCursor::Create {
-                slice: 0,
-                attempt: 0,
-            },
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| SourceError::Fatal {
-                message: format!("marketo: the resume cursor {v} is not a marketo cursor ({e})"),
-            })?,
-        };
+        let mut c: MkCursor = super::cursor_from("marketo", cursor)?.unwrap_or(MkCursor::Create {
+            slice: 0,
+            attempt: 0,
+        });
         let started = std::time::Instant::now();
         let poll = std::time::Duration::from_secs_f64(self.cfg.poll_seconds);
         let done = |slice: usize| -> Option<MkCursor> {

@@ -167,6 +167,36 @@ pub(crate) fn cursor_json<T: Serialize>(cursor: &T) -> Result<serde_json::Value,
     })
 }
 
+/// A flow's API base URL property (`field`, e.g. `source.properties.base_url`): absolute, http or
+/// https. `hint` ends the message when it does not parse (an example or the default).
+pub(crate) fn http_url(field: &str, u: &str, hint: &str) -> Result<url::Url, SourceError> {
+    let parsed = url::Url::parse(u).map_err(|e| {
+        SourceError::config(field, format!("'{u}' is not an absolute URL ({e}); {hint}"))
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(SourceError::config(field, "must be an http or https URL"));
+    }
+    Ok(parsed)
+}
+
+/// A resume cursor from the run's state (`None` for the first page), as `connector` wrote it
+/// with [`cursor_json`]. Anything else fails the page naming the connector.
+pub(crate) fn cursor_from<T: serde::de::DeserializeOwned>(
+    connector: &str,
+    cursor: Option<&serde_json::Value>,
+) -> Result<Option<T>, SourceError> {
+    match cursor {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => serde_json::from_value(v.clone())
+            .map(Some)
+            .map_err(|e| SourceError::Fatal {
+                message: format!(
+                    "{connector}: the resume cursor {v} is not a {connector} cursor ({e})"
+                ),
+            }),
+    }
+}
+
 impl From<SourceError> for StepError {
     fn from(e: SourceError) -> Self {
         StepError::new(e.kind(), e.to_string())

@@ -638,21 +638,11 @@ impl RestConfig {
     }
 
     fn check(&self, entity: &str, incremental_field: Option<&str>) -> Result<(), SourceError> {
-        let base = url::Url::parse(&self.base_url).map_err(|e| {
-            SourceError::config(
-                "source.properties.base_url",
-                format!(
-                    "'{}' is not an absolute URL ({e}); e.g. https://api.example.com/v2",
-                    self.base_url
-                ),
-            )
-        })?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(SourceError::config(
-                "source.properties.base_url",
-                "must be an http or https URL",
-            ));
-        }
+        super::http_url(
+            "source.properties.base_url",
+            &self.base_url,
+            "e.g. https://api.example.com/v2",
+        )?;
         self.http.validate("source.properties.http")?;
         if self.concurrency == Some(0) {
             return Err(SourceError::config(

@@ -1374,14 +1374,7 @@ impl Source for SalesforceSource {
         cursor: Option<&Value>,
     ) -> Result<Page, SourceError> {
         let d = self.described(&req.entity).await?;
-        let cursor: Option<Cursor> = match cursor {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(
-                serde_json::from_value(v.clone()).map_err(|e| SourceError::Fatal {
-                    message: format!("the resume cursor {v} is not a salesforce cursor ({e})"),
-                })?,
-            ),
-        };
+        let cursor: Option<Cursor> = super::cursor_from("salesforce", cursor)?;
         match cursor {
             Some(Cursor::Rest { next }) => {
                 let url = format!("{}{}", self.instance().await?, next);

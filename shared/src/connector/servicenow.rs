@@ -819,12 +819,7 @@ impl Source for ServiceNowSource {
         }
         let must: Vec<&str> = field.into_iter().collect();
         let selected = self.selected(&meta, table, &must)?;
-        let c: SnCursor = match cursor {
-            None | Some(Value::Null) => SnCursor::default(),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| SourceError::Fatal {
-                message: format!("the resume cursor {v} is not a servicenow cursor ({e})"),
-            })?,
-        };
+        let c: SnCursor = super::cursor_from("servicenow", cursor)?.unwrap_or_default();
         if c.deleted {
             return self.read_deleted(req, field, c).await;
         }

@@ -262,18 +262,11 @@ impl SlackConfig {
 
     fn check(&self, entity: &str) -> Result<(), SourceError> {
         if let Some(u) = &self.base_url {
-            let parsed = url::Url::parse(u).map_err(|e| {
-                SourceError::config(
-                    "source.properties.base_url",
-                    format!("'{u}' is not an absolute URL ({e}); the default is {DEFAULT_BASE}"),
-                )
-            })?;
-            if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(SourceError::config(
-                    "source.properties.base_url",
-                    "must be an http or https URL",
-                ));
-            }
+            super::http_url(
+                "source.properties.base_url",
+                u,
+                &format!("the default is {DEFAULT_BASE}"),
+            )?;
         }
         for (i, c) in self.channels.iter().enumerate() {
             let ok = c.len() >= 9
@@ -814,12 +807,7 @@ impl Source for SlackSource {
                 ),
             ));
         }
-        let c: SCursor = match cursor {
-            None | Some(Value::Null) => SCursor::default(),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| SourceError::Fatal {
-                message: format!("slack: the resume cursor {v} is not a slack cursor ({e})"),
-            })?,
-        };
+        let c: SCursor = super::cursor_from("slack", cursor)?.unwrap_or_default();
         if def.name == "replies" {
             return self.read_replies(def, req, c).await;
         }

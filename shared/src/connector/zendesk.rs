@@ -313,18 +313,7 @@ impl ZendeskConfig {
                 }
             }
             (None, Some(u)) => {
-                let parsed = url::Url::parse(u).map_err(|e| {
-                    SourceError::config(
-                        "source.properties.base_url",
-                        format!("'{u}' is not an absolute URL ({e}); e.g. https://acme.zendesk.com"),
-                    )
-                })?;
-                if !matches!(parsed.scheme(), "http" | "https") {
-                    return Err(SourceError::config(
-                        "source.properties.base_url",
-                        "must be an http or https URL",
-                    ));
-                }
+                super::http_url("source.properties.base_url", u, "e.g. https://acme.zendesk.com")?;
             }
         }
         if let Some(p) = self.page_size {
@@ -518,12 +507,7 @@ impl Source for ZendeskSource {
         cursor: Option<&Value>,
     ) -> Result<Page, SourceError> {
         let def = entity_def(&req.entity)?;
-        let c: ZCursor = match cursor {
-            None | Some(Value::Null) => ZCursor::default(),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| SourceError::Fatal {
-                message: format!("zendesk: the resume cursor {v} is not a zendesk cursor ({e})"),
-            })?,
-        };
+        let c: ZCursor = super::cursor_from("zendesk", cursor)?.unwrap_or_default();
         let request = self.request(def, req, &c);
         let resp = self
             .http
