@@ -26,13 +26,13 @@ for b in "${which[@]}"; do
   echo "=== $b"
   case "$b" in
     sizing)
-      cargo test --release --workspace --test output_e2e -- --ignored --nocapture one_million_records_in_64_mb_files ;;
+      cargo test --release --workspace --test integration -- --ignored --nocapture output_e2e::one_million_records_in_64_mb_files ;;
     lambda-memory)
       scripts/setup-venv.sh && scripts/setup-harness.sh
       cargo build --release --workspace --features ferry-cli/remote --bins
       FERRY_HARNESS_BIN_DIR="$PWD/target/release" FERRY_TEST_PYTHON="$PWD/.venv/bin/python" \
         FERRY_MOTO_SERVER="$PWD/.venv/bin/moto_server" \
-        cargo test --workspace --test stack_sizing -- --nocapture ;;
+        cargo test --workspace --test integration -- --nocapture stack_sizing:: ;;
     e2e)
       scripts/setup-venv.sh
       .venv/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/bench-requirements.txt

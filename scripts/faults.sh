@@ -30,10 +30,10 @@ else
   cargo test --workspace --features ferry-cli/remote --no-run >/dev/null 2>&1 || cargo test --workspace --features ferry-cli/remote --no-run
 fi
 echo "=== embedded engine: $n schedules"
-FERRY_FAULT_SCHEDULES="$n" cargo test "${profile[@]}" --workspace --test faults -- --nocapture \
-  seeded_fault_schedules_commit_every_record_exactly_once
+FERRY_FAULT_SCHEDULES="$n" cargo test "${profile[@]}" --workspace --test integration -- --nocapture \
+  faults::seeded_fault_schedules_commit_every_record_exactly_once
 if [ "$deployed" -gt 0 ]; then
   echo "=== deployed stack: $deployed schedules"
   FERRY_DEPLOYED_FAULT_SCHEDULES="$deployed" \
-    cargo test "${profile[@]}" --workspace --test faults -- --nocapture deployed
+    cargo test "${profile[@]}" --workspace --test integration -- --nocapture faults::deployed
 fi

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Output;
 
-mod support;
+use crate::support;
 use support::text;
 
 async fn ferry(dir: &Path, args: &[&str]) -> Output {

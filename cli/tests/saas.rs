@@ -5,7 +5,7 @@ use ferry_tests::saas::zendesk::{ZendeskMock, ZendeskMockConfig};
 use std::path::Path;
 use std::process::Output;
 
-mod support;
+use crate::support;
 use support::text;
 
 async fn ferry(dir: &Path, args: &[&str]) -> Output {

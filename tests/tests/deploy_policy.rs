@@ -2,7 +2,7 @@
 //! reviewed ones in `JUSTIFIED_WILDCARDS`, and each function reaches only its own resources.
 //! Every rule is also run on a deliberately broken copy to prove it can fail.
 
-mod deploy_support;
+use crate::deploy_support;
 
 use deploy_support::*;
 use serde_json::{json, Value};

@@ -3,7 +3,7 @@
 //! the CLI reads. (cfn-lint, `sam validate --lint` and the ASL validator run in
 //! scripts/check-deploy.sh; these tests need no tools beyond cargo.)
 
-mod deploy_support;
+use crate::deploy_support;
 
 use deploy_support::*;
 use serde_json::{json, Map, Value};

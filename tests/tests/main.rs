@@ -1,0 +1,43 @@
+//! ferry's integration tests, one binary: each file is a module, so a test is named
+//! `file::test` (`cargo nextest run --workspace stack_deployed::`).
+
+mod deploy_support;
+mod architecture;
+mod aws_catalog;
+mod aws_e2e;
+mod aws_events;
+mod aws_lambda;
+mod aws_s3;
+mod aws_scheduler;
+mod aws_store;
+mod deploy_docs;
+mod deploy_policy;
+mod deploy_template;
+mod exactly_once;
+mod faults;
+mod output_e2e;
+mod output_roundtrip;
+mod output_steps;
+mod profile_hosts;
+mod profile_refresh;
+mod rest_auth;
+mod rest_faults;
+mod rest_inference;
+mod rest_paging;
+mod saas_coded;
+mod saas_declarative;
+mod saas_hubspot;
+mod saas_salesforce;
+mod saas_servicenow;
+mod saas_slack;
+mod saas_zendesk;
+mod skeleton_e2e;
+mod slices;
+mod stack_denials;
+mod stack_deployed;
+mod stack_differential;
+mod stack_lambda_failures;
+mod stack_least_privilege;
+mod stack_sizing;
+mod store_contract_sqlite;
+mod tasks_e2e;
