@@ -267,13 +267,10 @@ async fn a_failing_slice_fails_the_run_with_its_error_and_the_rerun_commits_ever
                 .count()
                 == 0
     );
-    // Staging is not asserted empty: a fetch-page already running in another slice when this
-    // one failed can still stage its chunk after the failure path cleaned up (seen under load,
-    // about 1 run in 10; the same gap as on AWS, docs/architecture.md). Nothing reads it —
-    // no manifest names it, the rerun below starts from the watermark — and staging expires.
-    // Closing it (the Map waiting for its running steps before the failure path) is open in
-    // the scale-out issue.
-    let _ = files_under(&local.home.path().join("staging/fail").join(&out.run_id));
+    // A fetch-page running in another slice when this one failed either failed its fenced
+    // write or removed what it staged (steps::fenced_put): staging is empty.
+    let left = files_under(&local.home.path().join("staging/fail").join(&out.run_id));
+    assert!(left.is_empty(), "staging of the failed run: {left:?}");
 
     mock.fault_every(0, vec![]);
     let out = run_window(&local, &flow, Some(window)).await;

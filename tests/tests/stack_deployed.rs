@@ -470,6 +470,10 @@ async fn the_reaper_ends_a_run_whose_execution_was_aborted() {
         .find(|d| d.function == "FinalizeFunction" && d.event["detail"]["status"] == "ABORTED")
         .unwrap_or_else(|| panic!("the reaper was not invoked: {d:#?}"));
     assert!(reaped.outcome.is_ok(), "{reaped:?}");
+    // The step the stop interrupted runs on (Lambda does not stop with the execution): its
+    // fenced write fails or removes itself (steps::fenced_put). Wait for it, then nothing of the
+    // run may be left.
+    stack.wait_idle(std::time::Duration::from_secs(60)).await;
     let rec = deps.runs.get_run("abort-me").await.unwrap().unwrap();
     assert_eq!(rec.status, ferry::model::RunStatus::Canceled, "{rec:?}");
     let state = deps.runs.get_state("aborted").await.unwrap();

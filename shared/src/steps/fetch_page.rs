@@ -158,9 +158,8 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
             break;
         }
     }
-    // Fenced: a run ended from outside (stopped, reaped) while the pages arrived has lost its
-    // lease and had its staging removed; staging the chunk now would leave it behind.
-    super::renew_lease(deps, run).await?;
+    // Staged by fenced writes (super::fenced_put): a run ended from outside while the pages
+    // arrived leaves nothing behind.
     let (raw_key, dropped, max_cursor) = chunk.stage(deps, run, input.chunk).await?;
     let mut warnings = source.take_warnings();
     if dropped > 0 {
@@ -199,12 +198,7 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
             };
             let body = serde_json::to_vec(&progress)
                 .map_err(|e| internal("encode the slice's progress", e))?;
-            deps.staging
-                .put(
-                    &super::slices::progress_key(run, slice.index),
-                    body,
-                    &Default::default(),
-                )
+            super::fenced_stage(deps, run, &super::slices::progress_key(run, slice.index), body)
                 .await?;
         }
     }
@@ -380,13 +374,11 @@ impl<'a> Chunk<'a> {
     ) -> Result<(String, u64, Option<DateTime<Utc>>), StepError> {
         let key = if self.infer {
             let key = super::staging::raw_key(run, chunk);
-            deps.staging
-                .put(&key, self.json, &Default::default())
-                .await?;
+            super::fenced_stage(deps, run, &key, self.json).await?;
             key
         } else {
             let key = super::staging::raw_arrow_key(run, chunk);
-            super::staging::put_raw_chunk(deps, &key, &self.schema, &self.batches, &self.rejected)
+            super::staging::put_raw_chunk(deps, run, &key, &self.schema, &self.batches, &self.rejected)
                 .await?;
             key
         };

@@ -126,13 +126,13 @@ pub async fn handle_event(deps: &Deps, event: FinalizeEvent) -> Result<FinalizeO
         FinalizeEvent::SliceFailed(f) => {
             let body = serde_json::to_vec(&f.error)
                 .map_err(|e| internal("encode the slice's error", e))?;
-            deps.staging
-                .put(
-                    &super::slices::failure_key(&f.run, f.slice.index),
-                    body,
-                    &Default::default(),
-                )
-                .await?;
+            super::fenced_stage(
+                deps,
+                &f.run,
+                &super::slices::failure_key(&f.run, f.slice.index),
+                body,
+            )
+            .await?;
             tracing::warn!(run_id = %f.run.run_id, slice = f.slice.index, error = %f.error.error, "slice failed");
             Ok(FinalizeOutput::Reaped {
                 run_id: f.run.run_id,
@@ -525,6 +525,16 @@ async fn fail(deps: &Deps, run: &RunContext, err: &CaughtError) -> Result<RunRec
         return Ok(rec);
     }
     let _ = totals(deps, run, &mut rec).await;
+    // The lease goes first: it fences the run's writers (super::fenced_put), so a step still
+    // running (an aborted execution's Lambda goes on) either fails before it writes or removes
+    // what it wrote; what landed before this point the cleanup below sees. Idempotent: a retry
+    // of this path holds no lease any more and counts nothing twice.
+    let failures = if err.error == CANCELED {
+        deps.runs.release_lease(&run.flow, &run.run_id).await?;
+        0
+    } else {
+        deps.runs.record_failure(&run.flow, &run.run_id).await?
+    };
     // Nothing this run wrote is presented as output: manifest first, then its objects.
     cleanup(deps, run).await?;
     rec.records_written = 0;
@@ -540,12 +550,6 @@ async fn fail(deps: &Deps, run: &RunContext, err: &CaughtError) -> Result<RunRec
         message: err.message(),
     });
     rec.last_updated_at = now;
-    let failures = if rec.status == RunStatus::Canceled {
-        deps.runs.release_lease(&run.flow, &run.run_id).await?;
-        0
-    } else {
-        deps.runs.record_failure(&run.flow, &run.run_id).await?
-    };
     deps.runs.put_run(&rec).await?;
     if let Ok((flow, _)) = load_flow(deps, &run.flow, Some(run.flow_version)).await {
         report(deps, &flow, &rec).await;

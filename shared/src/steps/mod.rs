@@ -143,6 +143,44 @@ pub(crate) async fn renew_lease(deps: &Deps, run: &RunContext) -> Result<(), Ste
         })
 }
 
+/// Write one object of a run, fenced by the run's lease (the run's outputs and staging alike).
+///
+/// A run can be ended from outside while a step is still running: stopped, reaped after a
+/// runtime error, timed out. The end releases the lease first and removes what the run wrote
+/// after (finalize's failure path). So: the renewal before the write fails a step whose run has
+/// already ended; the renewal after it tells whether the end came while the write was in flight.
+/// If the lease still holds, the write landed before the end's removal began and that removal
+/// sees it; if not, the removal may have listed before the write landed, so the step removes
+/// what it wrote itself and fails. Either way nothing the run wrote survives its end.
+pub(crate) async fn fenced_put(
+    deps: &Deps,
+    run: &RunContext,
+    store: &dyn BlobStore,
+    key: &str,
+    body: Vec<u8>,
+    opts: &crate::ports::PutOptions,
+) -> Result<(), StepError> {
+    renew_lease(deps, run).await?;
+    store.put(key, body, opts).await?;
+    if let Err(e) = renew_lease(deps, run).await {
+        if let Err(d) = store.delete(key).await {
+            tracing::warn!(run_id = %run.run_id, key, error = %d, "could not remove a write that landed after its run ended; the run's cleanup or the lifecycle rule will");
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// [`fenced_put`] into staging.
+pub(crate) async fn fenced_stage(
+    deps: &Deps,
+    run: &RunContext,
+    key: &str,
+    body: Vec<u8>,
+) -> Result<(), StepError> {
+    fenced_put(deps, run, deps.staging.as_ref(), key, body, &Default::default()).await
+}
+
 pub(crate) fn internal(what: &str, e: impl std::fmt::Display) -> StepError {
     StepError::new(ErrorKind::Fatal, format!("{what}: {e}"))
 }

@@ -70,6 +70,7 @@ pub struct RawReject {
 /// did not decode beside it (only when there are some). Returns the bytes staged.
 pub async fn put_raw_chunk(
     deps: &Deps,
+    run: &RunContext,
     key: &str,
     schema: &SchemaRef,
     batches: &[RecordBatch],
@@ -94,12 +95,10 @@ pub async fn put_raw_chunk(
             serde_json::to_writer(&mut body, r).map_err(|e| internal("stage rejected", e))?;
             body.push(b'\n');
         }
-        deps.staging
-            .put(&raw_rejected_key(key), body, &Default::default())
-            .await?;
+        super::fenced_stage(deps, run, &raw_rejected_key(key), body).await?;
     }
     let n = buf.len() as u64;
-    deps.staging.put(key, buf, &Default::default()).await?;
+    super::fenced_stage(deps, run, key, buf).await?;
     Ok(n)
 }
 

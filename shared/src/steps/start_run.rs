@@ -115,7 +115,7 @@ pub async fn next_round(deps: &Deps, input: NextRoundInput) -> Result<SlicePlan,
     let round = input.slices.round + 1;
     let key = slices::round_key(run, round);
     let body = serde_json::to_vec(&next).map_err(|e| internal("encode the slice list", e))?;
-    deps.staging.put(&key, body, &Default::default()).await?;
+    super::fenced_stage(deps, run, &key, body).await?;
     tracing::info!(flow = %run.flow, run_id = %run.run_id, round, slices = next.len(), "next round of slices");
     Ok(SlicePlan {
         key,

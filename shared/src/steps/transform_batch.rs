@@ -88,14 +88,14 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
                 m
             }
         };
-        deps.staging
-            .put(
-                &staging::inferred_key(run, input.chunk),
-                serde_json::to_vec(&crate::schema::schema_to_json(&merged))
-                    .map_err(|e| internal("stage inferred schema", e))?,
-                &Default::default(),
-            )
-            .await?;
+        super::fenced_stage(
+            deps,
+            run,
+            &staging::inferred_key(run, input.chunk),
+            serde_json::to_vec(&crate::schema::schema_to_json(&merged))
+                .map_err(|e| internal("stage inferred schema", e))?,
+        )
+        .await?;
         merged
     } else {
         declared
@@ -199,9 +199,7 @@ async fn finish(
     }
     let buf = staging::encode_batch(&applied.batch)?;
     let batch_key = staging::batch_key(run, input.chunk);
-    deps.staging
-        .put(&batch_key, buf, &Default::default())
-        .await?;
+    super::fenced_stage(deps, run, &batch_key, buf).await?;
     let rows = applied.batch.num_rows() as u64;
     deps.runs
         .put_chunk_result(&ChunkResult {
@@ -278,11 +276,13 @@ async fn stage_rejected(
         .map_err(|e| internal("encode rejected record", e))?;
         body.push(b'\n');
     }
-    deps.staging
-        .put(
-            &staging::rejected_key(run, chunk),
-            body,
-            &crate::ports::PutOptions {
+    super::fenced_put(
+        deps,
+        run,
+        deps.staging.as_ref(),
+        &staging::rejected_key(run, chunk),
+        body,
+        &crate::ports::PutOptions {
                 content_type: Some("application/x-ndjson".into()),
                 content_encoding: None,
             },

@@ -183,13 +183,13 @@ pub async fn handle(deps: &Deps, input: WriteInput) -> Result<WriteOutput, StepE
     if measured.1 > 0 {
         carry.bytes_per_row = Some(measured.0 as f64 / measured.1 as f64);
     }
-    deps.staging
-        .put(
-            &staging::carry_key(run, input.chunk),
-            serde_json::to_vec(&carry).map_err(|e| internal("encode carry", e))?,
-            &Default::default(),
-        )
-        .await?;
+    super::fenced_stage(
+        deps,
+        run,
+        &staging::carry_key(run, input.chunk),
+        serde_json::to_vec(&carry).map_err(|e| internal("encode carry", e))?,
+    )
+    .await?;
     out.commit(input.chunk).await
 }
 
@@ -212,16 +212,18 @@ async fn publish_rejected(
         Location::Local { .. } => String::new(),
     };
     let store = deps.destinations.resolve(&location).await?;
-    store
-        .put(
-            &crate::output::layout::rejected_key(&prefix, &flow.name, &run.run_id, chunk),
-            body,
-            &PutOptions {
-                content_type: Some("application/x-ndjson".into()),
-                content_encoding: None,
-            },
-        )
-        .await?;
+    super::fenced_put(
+        deps,
+        run,
+        store.as_ref(),
+        &crate::output::layout::rejected_key(&prefix, &flow.name, &run.run_id, chunk),
+        body,
+        &PutOptions {
+            content_type: Some("application/x-ndjson".into()),
+            content_encoding: None,
+        },
+    )
+    .await?;
     Ok(())
 }
 
@@ -493,10 +495,17 @@ impl<'a> Out<'a> {
             content_type: Some(encoded.content_type.to_string()),
             content_encoding: encoded.content_encoding.map(str::to_string),
         };
-        // Fenced: a run ended from outside (stopped, reaped) while this step encoded has lost
-        // its lease, and its cleanup already ran; an upload now would be an orphan.
-        super::renew_lease(self.deps, self.run).await?;
-        self.store.put(&key, encoded.body, &opts).await?;
+        // Fenced: a run ended from outside (stopped, reaped) while this step encoded leaves no
+        // orphan behind (super::fenced_put).
+        super::fenced_put(
+            self.deps,
+            self.run,
+            self.store.as_ref(),
+            &key,
+            encoded.body,
+            &opts,
+        )
+        .await?;
         self.files.push(OutputObject {
             uri: self.store.uri(&key),
             key,

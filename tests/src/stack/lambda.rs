@@ -181,6 +181,11 @@ impl Function {
 
     /// Kill the instances serving an invocation now (a crash: their invocations end with
     /// `Runtime.ExitError`).
+    /// Is an invocation running?
+    pub fn is_busy(&self) -> bool {
+        !self.busy.lock().unwrap().is_empty()
+    }
+
     pub fn kill_busy(&self) {
         for pid in self.busy.lock().unwrap().iter() {
             if let Ok(pid) = i32::try_from(*pid) {

@@ -951,6 +951,17 @@ impl Stack {
         }
     }
 
+    /// Wait until no function is running an invocation (at most `timeout`): a Lambda invoked by
+    /// an execution that has ended (stopped, failed) runs on to its end, as on AWS.
+    pub async fn wait_idle(&self, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.lambda.functions.values().any(|f| f.is_busy())
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Per-invocation costs (peak RSS, duration, error).
     pub fn invocations(&self) -> Vec<InvocationStat> {
         self.lambda.stats.lock().unwrap().clone()
