@@ -1855,7 +1855,12 @@ impl Source for RestSource {
     fn slicing(&self, entity: &str) -> Slicing {
         match self.endpoint(entity) {
             Ok(ep) => match &ep.cfg.incremental {
-                Some(inc) if inc.set.values().any(|t| t.contains("{start}")) => {
+                // Both ends sent: a slice asks for its own window. With only a start (GitHub's
+                // `since`) every slice would read on to the present, each re-reading the next.
+                Some(inc)
+                    if inc.set.values().any(|t| t.contains("{start}"))
+                        && inc.set.values().any(|t| t.contains("{end}")) =>
+                {
                     Slicing::Time { parallelism: 2 }
                 }
                 _ => Slicing::None,
