@@ -879,11 +879,11 @@ impl Translator {
         match connector.as_str() {
             "zendesk" if !needs(&properties, &["subdomain", "base_url"]) => self.problem(
                 "sourceFlowConfig.connectorProfileName",
-                "the Zendesk subdomain is part of the AppFlow connector profile, not the flow; pass --set properties.subdomain=SUBDOMAIN",
+                "the Zendesk subdomain is part of the AppFlow connector profile, not the flow; pass --set properties.subdomain=SUBDOMAIN, and bind the ferry profile to that host (`ferry profiles put NAME --file creds.json --host SUBDOMAIN.zendesk.com`, docs/security.md)",
             ),
             "servicenow" if !needs(&properties, &["instance_url"]) => self.problem(
                 "sourceFlowConfig.connectorProfileName",
-                "the ServiceNow instance is part of the AppFlow connector profile, not the flow; pass --set properties.instance_url=https://INSTANCE.service-now.com",
+                "the ServiceNow instance is part of the AppFlow connector profile, not the flow; pass --set properties.instance_url=https://INSTANCE.service-now.com, and bind the ferry profile to that host (`ferry profiles put NAME --file creds.json --host INSTANCE.service-now.com`, docs/security.md)",
             ),
             _ => {}
         }

@@ -218,11 +218,25 @@ enum ProfilesCmd {
         /// knows what to call.
         #[arg(long)]
         connector: Option<String>,
+        /// A host the profile's credentials may go to, e.g. `acme.zendesk.com` or
+        /// `*.zendesk.com` (repeatable; added to the secret's "hosts"). A request to any other
+        /// host is refused.
+        #[arg(long = "host", value_name = "HOST")]
+        hosts: Vec<String>,
         /// A connector property `profiles test` needs, e.g. `subdomain=acme` (repeatable).
         #[arg(long = "property", value_name = "KEY=VALUE")]
         properties: Vec<String>,
     },
-    /// Stored profiles: name, connector and auth type (never a secret value).
+    /// Bind a stored profile to the hosts its credentials may go to (a profile stored before
+    /// profiles had to name them is refused until it does).
+    Migrate {
+        /// The profile name.
+        name: String,
+        /// A host, e.g. `acme.zendesk.com` or `*.zendesk.com` (repeatable).
+        #[arg(long = "host", value_name = "HOST", required = true)]
+        hosts: Vec<String>,
+    },
+    /// Stored profiles: name, connector, auth type and hosts (never a secret value).
     List,
     /// One cheap authenticated call through the connector; the vendor's error on failure.
     Test {
@@ -388,10 +402,23 @@ async fn real_main(cli: Cli) -> Result<i32> {
                     name,
                     file,
                     connector,
+                    hosts,
                     properties,
                 } => {
                     let props = parse_properties(&properties)?;
-                    profiles::put(&home, &name, &file, connector.as_deref(), props, json_out).await
+                    profiles::put(
+                        &home,
+                        &name,
+                        &file,
+                        connector.as_deref(),
+                        &hosts,
+                        props,
+                        json_out,
+                    )
+                    .await
+                }
+                ProfilesCmd::Migrate { name, hosts } => {
+                    profiles::migrate(&home, &name, &hosts, json_out).await
                 }
                 ProfilesCmd::List => profiles::list(&home, json_out).await,
                 ProfilesCmd::Connect {

@@ -1,4 +1,7 @@
-//! `ferry profiles put|list|test|delete`: connector credentials of the embedded engine.
+//! `ferry profiles put|list|test|delete|migrate`: connector credentials of the embedded engine.
+//!
+//! A profile names the hosts its credentials may go to (`"hosts"` in the secret, `--host` to
+//! `put` and `migrate`); a request to any other host is refused (docs/security.md).
 //!
 //! Secrets live in `<FERRY_HOME>/secrets.json` (mode 0600). What is not secret — which
 //! connector a profile is for, and connector properties `profiles test` needs (a Zendesk
@@ -171,11 +174,75 @@ pub fn parse_property(s: &str) -> Result<(String, Value), String> {
     Ok((k.trim().to_string(), v))
 }
 
+/// Add `hosts` to a secret's `"hosts"` (lower case, each once).
+fn add_hosts(v: &mut Value, hosts: &[String]) {
+    if hosts.is_empty() {
+        return;
+    }
+    let Some(obj) = v.as_object_mut() else {
+        return;
+    };
+    let list = obj.entry("hosts").or_insert_with(|| json!([]));
+    if !list.is_array() {
+        return; // check_secret names the field
+    }
+    let arr = list.as_array_mut().expect("checked");
+    for h in hosts {
+        let h = json!(h.trim().to_ascii_lowercase());
+        if !arr.contains(&h) {
+            arr.push(h);
+        }
+    }
+}
+
+/// The hosts a secret names (empty: none).
+fn hosts_of(v: &Value) -> Vec<String> {
+    v.get("hosts")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A secret with credentials must name the hosts they may go to. Salesforce's is the
+/// exception: its token endpoint (in the secret or the connector's default login host) names
+/// the instance.
+fn require_hosts(connector: Option<&str>, v: &Value) -> Result<(), String> {
+    let kind = v.get("type").and_then(Value::as_str);
+    let salesforce = connector == Some("salesforce")
+        || (connector.is_none() && kind.is_none() && v.get("refresh_token").is_some());
+    if kind == Some("none") || salesforce || !hosts_of(v).is_empty() {
+        return Ok(());
+    }
+    let example = match connector.unwrap_or_default() {
+        "zendesk" => "acme.zendesk.com",
+        "servicenow" => "acme.service-now.com",
+        "hubspot" => "api.hubapi.com",
+        "slack" => "slack.com",
+        "stripe" => "api.stripe.com",
+        "github" => "api.github.com",
+        "shopify" => "acme.myshopify.com",
+        "jira" => "acme.atlassian.net",
+        "marketo" => "123-abc-456.mktorest.com",
+        "ga4" => "analyticsdata.googleapis.com",
+        _ => "api.acme.com",
+    };
+    Err(format!(
+        "the secret names no hosts its credentials may go to; pass --host (e.g. --host {example}) or add \"hosts\": [\"{example}\"] to it (docs/security.md)"
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
 pub async fn put(
     home: &Path,
     name: &str,
     file: &Path,
     connector: Option<&str>,
+    hosts: &[String],
     properties: Vec<(String, Value)>,
     json_out: bool,
 ) -> Result<i32> {
@@ -190,15 +257,19 @@ pub async fn put(
             e
         ))
     })?;
-    check_secret(connector, &v).map_err(|m| {
-        CliError::new(
-            "InvalidArgument",
-            format!(
-                "{}: not a valid secret for profile '{name}': {m}",
-                file.display()
-            ),
-        )
-    })?;
+    let mut v = v;
+    add_hosts(&mut v, hosts);
+    check_secret(connector, &v)
+        .and_then(|()| require_hosts(connector, &v))
+        .map_err(|m| {
+            CliError::new(
+                "InvalidArgument",
+                format!(
+                    "{}: not a valid secret for profile '{name}': {m}",
+                    file.display()
+                ),
+            )
+        })?;
     let secrets = SecretsFile::new(home.join("secrets.json"));
     secrets.put_secret(name, &Secret::new(v)).await?;
     let entry = remember_meta(home, name, connector, properties)?;
@@ -218,19 +289,54 @@ pub async fn put(
     Ok(0)
 }
 
+/// Bind a stored profile to hosts: what a profile from before hosts were required needs
+/// (the refusal names this command and the host).
+pub async fn migrate(home: &Path, name: &str, hosts: &[String], json_out: bool) -> Result<i32> {
+    let secrets = SecretsFile::new(home.join("secrets.json"));
+    let Some(secret) = secrets.get_secret(name).await? else {
+        return Err(not_found(format!(
+            "no profile '{name}'; `ferry profiles list` shows the stored ones"
+        )));
+    };
+    let mut v = secret.expose().clone();
+    add_hosts(&mut v, hosts);
+    let connector = load_meta(home)?.get(name).and_then(|m| m.connector.clone());
+    check_secret(connector.as_deref(), &v).map_err(|m| {
+        CliError::new(
+            "InvalidArgument",
+            format!("profile '{name}' with these hosts is not valid: {m}"),
+        )
+    })?;
+    secrets.put_secret(name, &Secret::new(v.clone())).await?;
+    let hosts = hosts_of(&v);
+    if json_out {
+        crate::out::json(&json!({ "name": name, "hosts": hosts }));
+    } else {
+        outln!(
+            "profile '{name}' now sends its credentials only to: {}",
+            hosts.join(", ")
+        );
+    }
+    Ok(0)
+}
+
 pub async fn list(home: &Path, json_out: bool) -> Result<i32> {
     let secrets = SecretsFile::new(home.join("secrets.json"));
     let meta = load_meta(home)?;
     let mut rows = vec![];
     for name in secrets.list().await? {
-        let kind = secrets.get_secret(&name).await?.and_then(|s| {
+        let secret = secrets.get_secret(&name).await?;
+        let kind = secret.as_ref().and_then(|s| {
             s.expose()
                 .get("type")
                 .and_then(Value::as_str)
                 .map(String::from)
         });
+        let hosts = secret.map(|s| hosts_of(s.expose())).unwrap_or_default();
         let m = meta.get(&name).cloned().unwrap_or_default();
-        rows.push(json!({ "name": name, "connector": m.connector, "auth_type": kind }));
+        rows.push(
+            json!({ "name": name, "connector": m.connector, "auth_type": kind, "hosts": hosts }),
+        );
     }
     if json_out {
         crate::out::json(&Value::Array(rows));
@@ -240,11 +346,20 @@ pub async fn list(home: &Path, json_out: bool) -> Result<i32> {
         outln!("no profiles; store one with `ferry profiles put NAME --file creds.json --connector CONNECTOR`");
     }
     for r in rows {
+        let hosts: Vec<&str> = r["hosts"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
         outln!(
-            "{:<32} {:<12} {}",
+            "{:<32} {:<12} {:<24} {}",
             r["name"].as_str().unwrap_or_default(),
             r["connector"].as_str().unwrap_or("-"),
-            r["auth_type"].as_str().unwrap_or("-")
+            r["auth_type"].as_str().unwrap_or("-"),
+            if hosts.is_empty() {
+                "(no hosts: `ferry profiles migrate` binds it)".to_string()
+            } else {
+                hosts.join(",")
+            }
         );
     }
     Ok(0)

@@ -112,7 +112,7 @@ async fn a_refused_canary_credential_appears_nowhere_for_any_connector() {
     let cases: Vec<(&str, Value, String)> = vec![
         (
             "rest",
-            json!({"type": "api_key", "key": canary, "header": "X-Key"}),
+            json!({"type": "api_key", "hosts": ["127.0.0.1"], "key": canary, "header": "X-Key"}),
             flow(
                 "rest",
                 "tickets",
@@ -121,7 +121,7 @@ async fn a_refused_canary_credential_appears_nowhere_for_any_connector() {
         ),
         (
             "zendesk",
-            json!({"type": "basic", "username": "agent@acme.test/token", "password": canary}),
+            json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "agent@acme.test/token", "password": canary}),
             flow(
                 "zendesk",
                 "tickets",
@@ -130,7 +130,7 @@ async fn a_refused_canary_credential_appears_nowhere_for_any_connector() {
         ),
         (
             "hubspot",
-            json!({"type": "bearer", "token": canary}),
+            json!({"type": "bearer", "hosts": ["127.0.0.1"], "token": canary}),
             flow(
                 "hubspot",
                 "contacts",
@@ -139,7 +139,7 @@ async fn a_refused_canary_credential_appears_nowhere_for_any_connector() {
         ),
         (
             "servicenow",
-            json!({"type": "basic", "username": "ferry.integration", "password": canary}),
+            json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "ferry.integration", "password": canary}),
             flow(
                 "servicenow",
                 "incident",
@@ -148,7 +148,7 @@ async fn a_refused_canary_credential_appears_nowhere_for_any_connector() {
         ),
         (
             "slack",
-            json!({"type": "bearer", "token": canary}),
+            json!({"type": "bearer", "hosts": ["127.0.0.1"], "token": canary}),
             flow(
                 "slack",
                 "conversations",
@@ -186,7 +186,7 @@ async fn an_echoed_canary_key_appears_nowhere_after_a_successful_run() {
     .await;
     run_and_look(
         "rest (success)",
-        json!({"type": "api_key", "key": canary, "query": "api_key"}),
+        json!({"type": "api_key", "hosts": ["127.0.0.1"], "key": canary, "query": "api_key"}),
         flow(
             "rest",
             "tickets",

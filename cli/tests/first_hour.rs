@@ -465,20 +465,26 @@ fn profiles_put_list_delete() {
         ("zd", "[1, 2]", vec![], "must be a JSON object"),
         ("zd", r#"{"type": "bogus"}"#, vec![], "bogus"),
         (
+            "zd",
+            r#"{"type": "basic", "username": "u", "password": "t0ps3cret"}"#,
+            vec!["--connector", "zendesk"],
+            "pass --host (e.g. --host acme.zendesk.com)",
+        ),
+        (
             "a/../x",
-            r#"{"type": "bearer", "token": "t0ps3cret"}"#,
+            r#"{"type": "bearer", "hosts": ["127.0.0.1"], "token": "t0ps3cret"}"#,
             vec![],
             "'a/../x' is not a profile name",
         ),
         (
             "sl",
-            r#"{"type": "basic", "username": "u", "password": "t0ps3cret"}"#,
+            r#"{"type": "basic", "hosts": ["127.0.0.1"], "username": "u", "password": "t0ps3cret"}"#,
             vec!["--connector", "slack"],
             "not a credential the slack connector takes",
         ),
         (
             "zd",
-            r#"{"type": "basic", "username": "u", "pasword": "t0ps3cret"}"#,
+            r#"{"type": "basic", "hosts": ["127.0.0.1"], "username": "u", "pasword": "t0ps3cret"}"#,
             vec!["--connector", "zendesk"],
             "pasword",
         ),
@@ -495,7 +501,7 @@ fn profiles_put_list_delete() {
     write(
         d,
         "creds.json",
-        r#"{"type": "basic", "username": "agent@acme.test/token", "password": "t0ps3cret"}"#,
+        r#"{"type": "basic", "hosts": ["127.0.0.1"], "username": "agent@acme.test/token", "password": "t0ps3cret"}"#,
     );
     let o = ferry(
         d,
@@ -522,7 +528,7 @@ fn profiles_put_list_delete() {
     let v = json(&ferry(d, &["profiles", "list", "--json"]));
     assert_eq!(
         v,
-        serde_json::json!([{ "name": "zd", "connector": "zendesk", "auth_type": "basic" }])
+        serde_json::json!([{ "name": "zd", "connector": "zendesk", "auth_type": "basic", "hosts": ["127.0.0.1"] }])
     );
     assert!(ferry(d, &["profiles", "delete", "zd"]).status.success());
     let o = ferry(d, &["profiles", "delete", "zd"]);

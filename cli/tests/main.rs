@@ -1,7 +1,6 @@
 //! The `ferry` command's integration tests, one binary: each file is a module
 //! (`cargo nextest run --workspace canary::`).
 
-mod support;
 mod canary;
 mod catalog;
 mod cli;
@@ -10,3 +9,4 @@ mod import;
 mod remote;
 mod saas;
 mod stop_local;
+mod support;

@@ -23,7 +23,7 @@ async fn profiles_entities_and_a_run_against_zendesk() {
     let d = dir.path();
     std::fs::write(
         d.join("zendesk.json"),
-        r#"{"type": "basic", "username": "agent@acme.test/token", "password": "zd-token-1"}"#,
+        r#"{"type": "basic", "hosts": ["127.0.0.1"], "username": "agent@acme.test/token", "password": "zd-token-1"}"#,
     )
     .unwrap();
     std::fs::write(
@@ -69,7 +69,7 @@ async fn profiles_entities_and_a_run_against_zendesk() {
     // secret.
     std::fs::write(
         d.join("zendesk.json"),
-        r#"{"type": "basic", "username": "agent@acme.test/token", "password": "wrong-token"}"#,
+        r#"{"type": "basic", "hosts": ["127.0.0.1"], "username": "agent@acme.test/token", "password": "wrong-token"}"#,
     )
     .unwrap();
     assert!(ferry(
@@ -113,7 +113,7 @@ async fn profiles_test_against_zendesk() {
     let base = format!("base_url={}", mock.url());
     std::fs::write(
         d.join("zendesk.json"),
-        r#"{"type": "basic", "username": "agent@acme.test/token", "password": "zd-token-1"}"#,
+        r#"{"type": "basic", "hosts": ["127.0.0.1"], "username": "agent@acme.test/token", "password": "zd-token-1"}"#,
     )
     .unwrap();
     let o = ferry(
@@ -139,7 +139,7 @@ async fn profiles_test_against_zendesk() {
 
     std::fs::write(
         d.join("zendesk.json"),
-        r#"{"type": "basic", "username": "agent@acme.test/token", "password": "revoked-token"}"#,
+        r#"{"type": "basic", "hosts": ["127.0.0.1"], "username": "agent@acme.test/token", "password": "revoked-token"}"#,
     )
     .unwrap();
     assert!(ferry(
@@ -488,4 +488,56 @@ async fn profiles_connect_runs_the_consent_for_every_oauth_connector() {
     let o = ferry(d, &["profiles", "connect", "rest", "r", "--client-id", "x"]).await;
     assert!(!o.status.success());
     assert!(text(&o).contains("profiles put"), "{}", text(&o));
+}
+
+/// A profile stored before profiles had to name their hosts is refused before anything is
+/// sent, with the command that binds it; `profiles migrate` binds it and the same run works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_without_hosts_is_refused_until_migrated() {
+    let mock = ZendeskMock::start(ZendeskMockConfig {
+        tickets: 7,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The secrets file as an older ferry wrote it: no "hosts".
+    std::fs::create_dir_all(d.join(".ferry")).unwrap();
+    std::fs::write(
+        d.join(".ferry/secrets.json"),
+        r#"{"legacy": {"type": "basic", "username": "agent@acme.test/token", "password": "zd-token-1"}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("tickets.yaml"),
+        format!(
+            "name: zd-legacy\nsource:\n  connector: zendesk\n  profile: legacy\n  entity: tickets\n  properties: {{ base_url: \"{}\" }}\ndestination:\n  local: out\n  format: jsonl\n",
+            mock.url()
+        ),
+    )
+    .unwrap();
+    let o = ferry(d, &["validate", "tickets.yaml"]).await;
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains("source.profile")
+            && t.contains("'127.0.0.1'")
+            && t.contains("ferry profiles migrate legacy --host 127.0.0.1"),
+        "{t}"
+    );
+    assert!(!t.contains("zd-token-1"), "{t}");
+    assert!(mock.requests().is_empty(), "nothing was sent to the host");
+    let o = ferry(d, &["profiles", "list"]).await;
+    assert!(text(&o).contains("no hosts"), "{}", text(&o));
+
+    let o = ferry(d, &["profiles", "migrate", "legacy", "--host", "127.0.0.1"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("127.0.0.1"), "{}", text(&o));
+    let o = ferry(d, &["run", "tickets.yaml", "--json"]).await;
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let rec: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rec["records_written"], 7, "{t}");
+    let o = ferry(d, &["profiles", "migrate", "nobody", "--host", "x.example"]).await;
+    assert!(!o.status.success() && text(&o).contains("no profile 'nobody'"));
 }

@@ -42,7 +42,7 @@ fn text(o: &Output) -> String {
 fn start_slow(dir: &Path) -> (Child, String) {
     std::fs::write(dir.join("slow.yaml"), SLOW).unwrap();
     #[allow(clippy::zombie_processes)] // the caller waits on it (or kills and waits)
-    let child = ferry(dir)
+    let mut child = ferry(dir)
         .args(["run", "slow.yaml", "--json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -60,6 +60,10 @@ fn start_slow(dir: &Path) -> (Child, String) {
             // Let it write a chunk or two.
             std::thread::sleep(Duration::from_millis(1500));
             return (child, id.to_string());
+        }
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            panic!("`ferry run` ended before its run showed up: {}", text(&out));
         }
         assert!(Instant::now() < deadline, "the run never showed up: {t}");
         std::thread::sleep(Duration::from_millis(100));

@@ -576,7 +576,7 @@ impl Source {
     async fn secrets(&self, store: &MemorySecrets) {
         match &self.server {
             Server::Zendesk(_) => store
-                .put_secret("zd", &Secret::new(json!({"type": "basic", "username": "agent@acme.test/token", "password": "zd-token-1"})))
+                .put_secret("zd", &Secret::new(json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "agent@acme.test/token", "password": "zd-token-1"})))
                 .await
                 .unwrap(),
             Server::Salesforce(m) => store.put_secret("sfdc", &Secret::new(m.secret())).await.unwrap(),

@@ -802,6 +802,19 @@ pub mod harness {
             }
         }
 
+        /// The slices a run's chunks belong to (chunk numbers are `slice × STRIDE + n`).
+        pub async fn slices_of(&self, run_id: &str) -> std::collections::BTreeSet<u32> {
+            self.engine
+                .deps
+                .runs
+                .chunk_results(run_id)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.chunk / ferry::steps::slices::STRIDE)
+                .collect()
+        }
+
         pub async fn put_secret(&self, profile: &str, v: Value) {
             self.secrets
                 .put_secret(profile, &Secret::new(v))

@@ -32,8 +32,18 @@ fn module_of(file: &Path) -> String {
     first.trim_end_matches(".rs").to_string()
 }
 
-/// Code without `#[cfg(test)]` modules (tests may reach anywhere) and comments.
+/// Code without `#[cfg(test)]` modules or `#![cfg(test)]` files (tests may reach anywhere) and
+/// comments.
 fn production_code(text: &str) -> String {
+    // A whole file of tests (`#![cfg(test)]`).
+    if text
+        .lines()
+        .map(str::trim)
+        .find(|t| !t.is_empty() && !t.starts_with("//"))
+        == Some("#![cfg(test)]")
+    {
+        return String::new();
+    }
     let mut out = String::new();
     let mut skip_depth: Option<usize> = None;
     let mut depth = 0usize;

@@ -1,7 +1,6 @@
 //! ferry's integration tests, one binary: each file is a module, so a test is named
 //! `file::test` (`cargo nextest run --workspace stack_deployed::`).
 
-mod deploy_support;
 mod architecture;
 mod aws_catalog;
 mod aws_e2e;
@@ -12,6 +11,7 @@ mod aws_scheduler;
 mod aws_store;
 mod deploy_docs;
 mod deploy_policy;
+mod deploy_support;
 mod deploy_template;
 mod exactly_once;
 mod faults;
@@ -33,6 +33,7 @@ mod saas_slack;
 mod saas_zendesk;
 mod skeleton_e2e;
 mod slices;
+mod stack_canary;
 mod stack_denials;
 mod stack_deployed;
 mod stack_differential;

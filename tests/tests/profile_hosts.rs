@@ -42,6 +42,12 @@ fn cases(base: &str) -> Vec<(&'static str, &'static str, Value, Value)> {
             json!({"type": "bearer", "token": "canary-token"}),
         ),
         (
+            "jira",
+            "issues",
+            json!({"base_url": base, "http": http}),
+            json!({"type": "basic", "username": "me@acme.example", "password": "canary-pw"}),
+        ),
+        (
             "slack",
             "conversations",
             json!({"base_url": base, "http": http}),
@@ -115,6 +121,36 @@ async fn a_flow_cannot_point_a_profile_at_another_host() {
         let r = read_first_page(connector, entity, &props, secret).await;
         assert_refused(connector, r, "127.0.0.1", "bound to api.vendor.example");
     }
+}
+
+/// A profile that names no hosts (one stored before profiles had to) sends its credentials
+/// nowhere: the first request is refused, naming the host and the command that binds it.
+#[tokio::test]
+async fn a_profile_without_hosts_is_refused_with_the_command_that_binds_it() {
+    for (connector, entity, props, secret) in cases("http://127.0.0.1:9") {
+        let r = read_first_page(connector, entity, &props, secret).await;
+        assert_refused(
+            connector,
+            r,
+            "127.0.0.1",
+            "ferry profiles migrate crm --host 127.0.0.1",
+        );
+    }
+}
+
+/// A Salesforce flow's `login_url` receives the refresh token: it must be a profile host.
+#[tokio::test]
+async fn a_salesforce_login_url_must_be_a_profile_host() {
+    let secret = json!({"client_id": "c", "client_secret": "canary-s", "refresh_token": "canary-r",
+        "hosts": ["login.salesforce.com"]});
+    let props = json!({"api": "rest", "login_url": "https://login.evil.example"});
+    let r = read_first_page("salesforce", "Account", &props, secret).await;
+    assert_refused(
+        "salesforce",
+        r,
+        "login.evil.example",
+        "ferry profiles migrate crm --host login.evil.example",
+    );
 }
 
 /// Credentials never travel over plain http to a real host.
@@ -192,7 +228,7 @@ async fn a_next_link_to_another_host_is_not_followed() {
     mock.set_next_host(Some("localhost"));
     let (first, second) = pages(
         &next_url_flow(&mock),
-        json!({"type": "api_key", "key": "canary-key", "header": "X-Key"}),
+        json!({"type": "api_key", "key": "canary-key", "header": "X-Key", "hosts": ["127.0.0.1"]}),
     )
     .await;
     assert_eq!(first.unwrap().records.len(), 25);
@@ -213,7 +249,7 @@ async fn a_query_string_key_never_reaches_the_cursor() {
     let mock = ferry_tests::Mock::start(Default::default()).await;
     let (first, second) = pages(
         &next_url_flow(&mock),
-        json!({"type": "api_key", "key": "canary-key-5150", "query": "api_key"}),
+        json!({"type": "api_key", "key": "canary-key-5150", "query": "api_key", "hosts": ["127.0.0.1"]}),
     )
     .await;
     let first = first.unwrap();
@@ -266,7 +302,7 @@ async fn an_echoed_key_is_not_in_the_execution_history() {
     local
         .put_secret(
             "crm",
-            json!({"type": "api_key", "key": canary, "query": "api_key"}),
+            json!({"type": "api_key", "key": canary, "query": "api_key", "hosts": ["127.0.0.1"]}),
         )
         .await;
     let flow = Flow::parse(

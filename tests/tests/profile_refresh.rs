@@ -29,9 +29,11 @@ async fn rounds(store: Arc<dyn SecretStore>, n: usize) {
     store
         .put_secret(
             PROFILE,
-            &Secret::new(json!({"type": "oauth2_refresh_token",
+            &Secret::new(
+                json!({"type": "oauth2_refresh_token", "hosts": ["127.0.0.1"],
                 "token_url": format!("{}/oauth/token", mock.url()),
-                "client_id": "cid", "client_secret": "csecret", "refresh_token": "rt-0"})),
+                "client_id": "cid", "client_secret": "csecret", "refresh_token": "rt-0"}),
+            ),
         )
         .await
         .unwrap();

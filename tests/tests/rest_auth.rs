@@ -57,29 +57,29 @@ async fn static_credentials_are_sent_and_refusals_name_the_profile() {
                 header: "X-API-Key".into(),
                 key: "k-123".into(),
             },
-            json!({"type": "api_key", "header": "X-API-Key", "key": "k-123"}),
-            json!({"type": "api_key", "header": "X-API-Key", "key": "wrong-key"}),
+            json!({"type": "api_key", "hosts": ["127.0.0.1"], "header": "X-API-Key", "key": "k-123"}),
+            json!({"type": "api_key", "hosts": ["127.0.0.1"], "header": "X-API-Key", "key": "wrong-key"}),
         ),
         (
             MockAuth::ApiKeyQuery {
                 param: "api_key".into(),
                 key: "q-456".into(),
             },
-            json!({"type": "api_key", "query": "api_key", "key": "q-456"}),
-            json!({"type": "api_key", "query": "api_key", "key": "wrong-key"}),
+            json!({"type": "api_key", "hosts": ["127.0.0.1"], "query": "api_key", "key": "q-456"}),
+            json!({"type": "api_key", "hosts": ["127.0.0.1"], "query": "api_key", "key": "wrong-key"}),
         ),
         (
             MockAuth::Basic {
                 user: "ann".into(),
                 password: "pw-789".into(),
             },
-            json!({"type": "basic", "username": "ann", "password": "pw-789"}),
-            json!({"type": "basic", "username": "ann", "password": "wrong-key"}),
+            json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "ann", "password": "pw-789"}),
+            json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "ann", "password": "wrong-key"}),
         ),
         (
             MockAuth::Bearer("tok-000".into()),
-            json!({"type": "bearer", "token": "tok-000", "headers": {"X-Tenant": "t1"}}),
-            json!({"type": "bearer", "token": "wrong-key"}),
+            json!({"type": "bearer", "hosts": ["127.0.0.1"], "token": "tok-000", "headers": {"X-Tenant": "t1"}}),
+            json!({"type": "bearer", "hosts": ["127.0.0.1"], "token": "wrong-key"}),
         ),
     ];
     for (auth, good, bad) in cases {
@@ -128,7 +128,7 @@ async fn expired_access_token_is_refreshed_once_under_concurrency_and_written_ba
     .await;
     let store = Arc::new(MemorySecrets::default());
     // A stored access token the server does not know (it expired): the first requests get 401.
-    let secret = json!({"type": "oauth2_refresh_token", "token_url": format!("{}/oauth/token", mock.url()),
+    let secret = json!({"type": "oauth2_refresh_token", "hosts": ["127.0.0.1"], "token_url": format!("{}/oauth/token", mock.url()),
         "client_id": "cid", "client_secret": "csecret", "refresh_token": "rt-0",
         "access_token": "stale", "expires_at": "2099-01-01T00:00:00Z"});
     store
@@ -199,7 +199,7 @@ async fn token_near_expiry_is_refreshed_before_use() {
     let store = Arc::new(MemorySecrets::default());
     // Client credentials: the first request fetches a token; its 30 s lifetime is inside the
     // refresh margin, so every page refreshes ahead of time instead of meeting a 401.
-    let secret = json!({"type": "oauth2_client_credentials", "token_url": format!("{}/oauth/token", mock.url()),
+    let secret = json!({"type": "oauth2_client_credentials", "hosts": ["127.0.0.1"], "token_url": format!("{}/oauth/token", mock.url()),
         "client_id": "cid", "client_secret": "csecret"});
     let src = source(&mock, secret, store, 1);
     assert_eq!(read_all(&src).await.unwrap(), 20);
@@ -222,7 +222,7 @@ async fn revoked_refresh_token_fails_the_run_auth_failed_naming_the_profile() {
     mock.revoke_refresh_token();
     let local = Local::new();
     local
-        .put_secret("helpdesk", json!({"type": "oauth2_refresh_token", "token_url": format!("{}/oauth/token", mock.url()),
+        .put_secret("helpdesk", json!({"type": "oauth2_refresh_token", "hosts": ["127.0.0.1"], "token_url": format!("{}/oauth/token", mock.url()),
             "client_id": "cid", "client_secret": "csecret", "refresh_token": "rt-0"}))
         .await;
     let props = Value::Object(offset_props(&mock, 4));
@@ -260,7 +260,7 @@ async fn a_flow_with_a_profile_reads_through_the_engine_and_writes_tokens_back()
     .await;
     let local = Local::new();
     local
-        .put_secret("helpdesk", json!({"type": "oauth2_refresh_token", "token_url": format!("{}/oauth/token", mock.url()),
+        .put_secret("helpdesk", json!({"type": "oauth2_refresh_token", "hosts": ["127.0.0.1"], "token_url": format!("{}/oauth/token", mock.url()),
             "client_id": "cid", "client_secret": "csecret", "refresh_token": "rt-0"}))
         .await;
     let props = Value::Object(offset_props(&mock, 4));

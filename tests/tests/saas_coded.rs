@@ -86,7 +86,7 @@ mod jira {
     use ferry_tests::Fault;
 
     fn secret() -> Value {
-        json!({"type": "basic", "username": "me@acme.example", "password": "ATATT-jira-token"})
+        json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "me@acme.example", "password": "ATATT-jira-token"})
     }
 
     fn props(mock: &JiraMock, extra: Value) -> Value {
@@ -108,14 +108,13 @@ mod jira {
     }
 
     /// A backfill of `window` (what `ferry run --from/--to` asks for).
-    async fn run_window(
-        local: &Local,
-        yaml: &str,
-        window: Window,
-    ) -> ferry::local::RunOutcome {
+    async fn run_window(local: &Local, yaml: &str, window: Window) -> ferry::local::RunOutcome {
         let flow = ferry::flow::Flow::parse(yaml, "test.yaml").unwrap();
         let deps = &local.engine.deps;
-        deps.flows.put_flow(&flow, chrono::Utc::now()).await.unwrap();
+        deps.flows
+            .put_flow(&flow, chrono::Utc::now())
+            .await
+            .unwrap();
         local
             .engine
             .run(
@@ -154,24 +153,26 @@ mod jira {
 
         let sliced = local().await;
         let extra = format!("{inc}  slice: {{ count: 4 }}\n  parallelism: 3\n");
-        let yaml = flow("jira-bf", "jira", "issues", &props(&mock, json!({})), &extra);
+        let yaml = flow(
+            "jira-bf",
+            "jira",
+            "issues",
+            &props(&mock, json!({})),
+            &extra,
+        );
         let out = run_window(&sliced, &yaml, window).await;
         assert!(out.succeeded(), "{:?}", out.failure);
-        let slices: BTreeSet<u32> = sliced
-            .engine
-            .deps
-            .runs
-            .chunk_results(&out.run_id)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.chunk / ferry::steps::slices::STRIDE)
-            .collect();
+        let slices = sliced.slices_of(&out.run_id).await;
         assert_eq!(slices, (0..4).collect::<BTreeSet<u32>>());
         // Each slice's search is bounded by its own window on both ends.
         let starts: BTreeSet<String> = mock.jqls()[before..]
             .iter()
-            .filter_map(|q| q.split("updated >= ").nth(1).and_then(|s| s.get(..18)).map(str::to_string))
+            .filter_map(|q| {
+                q.split("updated >= ")
+                    .nth(1)
+                    .and_then(|s| s.get(..18))
+                    .map(str::to_string)
+            })
             .collect();
         assert!(starts.len() >= 4, "{starts:?}");
         let got = sliced.output("out/jira-bf");
@@ -407,7 +408,7 @@ mod jira {
         local
             .put_secret(
                 "jira",
-                json!({"type": "basic", "username": "me@acme.example", "password": "ATATT-revoked-999"}),
+                json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "me@acme.example", "password": "ATATT-revoked-999"}),
             )
             .await;
         let p = props(&mock, json!({}));
@@ -422,7 +423,10 @@ mod jira {
         assert!(!f.cause.contains("ATATT-revoked-999"), "{}", f.cause);
         let e = JiraSource::new(
             p.as_object().unwrap(),
-            auth("jira", json!({"type": "bearer", "token": "nope"})),
+            auth(
+                "jira",
+                json!({"type": "bearer", "hosts": ["127.0.0.1"], "token": "nope"}),
+            ),
         )
         .unwrap()
         .list_entities()
@@ -433,7 +437,7 @@ mod jira {
         local
             .put_secret(
                 "jira",
-                json!({"type": "bearer", "token": "jira-3lo-access"}),
+                json!({"type": "bearer", "hosts": ["127.0.0.1"], "token": "jira-3lo-access"}),
             )
             .await;
         let out = local.run(&flow("jira-3lo", "jira", "issues", &p, "")).await;
@@ -442,7 +446,7 @@ mod jira {
 
         // OAuth 2.0 (3LO): the refresh token rotates and is written back to the profile.
         local
-            .put_secret("jira", json!({"type": "oauth2_refresh_token", "token_url": format!("{}/oauth/token", mock.url()),
+            .put_secret("jira", json!({"type": "oauth2_refresh_token", "hosts": ["127.0.0.1"], "token_url": format!("{}/oauth/token", mock.url()),
                 "client_id": "jira-3lo-client", "client_secret": "jira-3lo-secret", "refresh_token": "jira-rt-0"}))
             .await;
         let out = local
@@ -546,7 +550,7 @@ mod marketo {
     use ferry_tests::saas::marketo::{MarketoConfig, MarketoMock};
 
     fn secret(mock: &MarketoMock) -> Value {
-        json!({"type": "oauth2_client_credentials", "token_url": format!("{}/identity/oauth/token", mock.url()),
+        json!({"type": "oauth2_client_credentials", "hosts": ["127.0.0.1"], "token_url": format!("{}/identity/oauth/token", mock.url()),
                "client_id": "mkto-client", "client_secret": "mkto-secret"})
     }
 
@@ -839,7 +843,7 @@ mod ga4 {
     use ferry_tests::saas::ga4::{Ga4Config, Ga4Mock};
 
     fn secret(mock: &Ga4Mock) -> Value {
-        json!({"type": "oauth2_refresh_token", "token_url": format!("{}/token", mock.url()),
+        json!({"type": "oauth2_refresh_token", "hosts": ["127.0.0.1"], "token_url": format!("{}/token", mock.url()),
                "client_id": "ga-client.apps.googleusercontent.com", "client_secret": "ga-secret",
                "refresh_token": "1//ga-refresh"})
     }
@@ -1053,6 +1057,80 @@ mod ga4 {
             .filter(|r| r["date"] == json!("2026-01-10"))
             .collect();
         assert_eq!(day10.len(), 61, "the day with its late row, once");
+    }
+
+    /// A service account's JSON key, put into the secret as Google's console downloads it:
+    /// ferry signs the JWT bearer assertion with it (the mock checks the signature and the
+    /// claims against the account's public key), and a run reads the reports with the token.
+    #[tokio::test]
+    async fn a_service_account_key_file_reads_reports() {
+        let mock = Ga4Mock::start(Ga4Config::default()).await;
+        let local = Local::new();
+        local.put_secret("ga4", mock.service_account_secret()).await;
+        let from = day("2026-01-05").and_hms_opt(0, 0, 0).unwrap().and_utc();
+        let yaml = flow(
+            "ga-sa",
+            "ga4",
+            "traffic",
+            &props(&mock, json!({})),
+            &incremental("date", from, &offset_to(day("2026-01-12"))),
+        );
+        let out = local.run(&yaml).await;
+        assert!(out.succeeded(), "{:?}", out.failure);
+        assert!(!local.output("out/ga-sa").is_empty());
+        let tokens = mock
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/token")
+            .count();
+        assert_eq!(
+            tokens, 1,
+            "one assertion per run, the token reused by every chunk"
+        );
+
+        // Another account's key (here: the same email, a key Google does not hold): refused,
+        // naming the profile and Google's reason, never the key.
+        let mut other = mock.service_account_secret();
+        other["client_email"] = json!("someone-else@acme-analytics.iam.gserviceaccount.com");
+        let bad = Local::new();
+        bad.put_secret("ga4", other).await;
+        let out = bad
+            .run(&flow(
+                "ga-sa-bad",
+                "ga4",
+                "traffic",
+                &props(&mock, json!({})),
+                "",
+            ))
+            .await;
+        let f = out.failure.expect("the run fails");
+        assert_eq!(f.error, "AuthFailed", "{f:?}");
+        assert!(
+            f.cause.contains("'ga4'")
+                && f.cause.contains("invalid_grant")
+                && f.cause.contains("Invalid JWT Signature"),
+            "{}",
+            f.cause
+        );
+        assert!(!f.cause.contains("PRIVATE KEY"), "{}", f.cause);
+    }
+
+    /// A key file whose private key is not a PEM RSA key is refused when the profile is read,
+    /// naming the field, without echoing it.
+    #[tokio::test]
+    async fn a_service_account_key_that_is_not_pem_is_refused_naming_the_field() {
+        let mock = Ga4Mock::start(Ga4Config::default()).await;
+        let mut s = mock.service_account_secret();
+        s["private_key"] = json!("canary-not-a-key-1234");
+        let e = ferry::connector::auth::Authenticator::from_secret(
+            "ga4",
+            &ferry::ports::Secret::new(s),
+            std::sync::Arc::new(ferry::adapters::memory::MemorySecrets::default()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("private_key") && e.contains("'ga4'"), "{e}");
+        assert!(!e.contains("canary-not-a-key"), "{e}");
     }
 
     #[tokio::test]

@@ -45,7 +45,10 @@ fn incremental(field: &str, from: chrono::DateTime<chrono::Utc>) -> String {
 async fn local_with_token() -> Local {
     let local = Local::new();
     local
-        .put_secret("hubspot", json!({"type": "bearer", "token": TOKEN}))
+        .put_secret(
+            "hubspot",
+            json!({"type": "bearer", "hosts": ["127.0.0.1"], "token": TOKEN}),
+        )
         .await;
     local
 }
@@ -53,7 +56,7 @@ async fn local_with_token() -> Local {
 fn source(mock: &HubSpotMock, extra: Value) -> HubSpotSource {
     let auth = Authenticator::from_secret(
         "hubspot",
-        &Secret::new(json!({"type": "bearer", "token": TOKEN})),
+        &Secret::new(json!({"type": "bearer", "hosts": ["127.0.0.1"], "token": TOKEN})),
         Arc::new(ferry::adapters::memory::MemorySecrets::default()),
     )
     .unwrap();
@@ -369,7 +372,7 @@ async fn refused_credentials_end_the_run_auth_failed_naming_the_profile() {
     local
         .put_secret(
             "hubspot",
-            json!({"type": "bearer", "token": "pat-revoked-123"}),
+            json!({"type": "bearer", "hosts": ["127.0.0.1"], "token": "pat-revoked-123"}),
         )
         .await;
     let out = local
@@ -400,7 +403,7 @@ async fn an_oauth_profile_refreshes_its_token_and_reads() {
     .await;
     let local = Local::new();
     local
-        .put_secret("hubspot", json!({"type": "oauth2_refresh_token", "token_url": format!("{}/oauth/v1/token", mock.url()),
+        .put_secret("hubspot", json!({"type": "oauth2_refresh_token", "hosts": ["127.0.0.1"], "token_url": format!("{}/oauth/v1/token", mock.url()),
             "client_id": "hs-cid", "client_secret": "hs-csec", "refresh_token": "hs-rt"}))
         .await;
     let out = local
@@ -591,7 +594,7 @@ async fn entity_listing_authenticates() {
     let mock = HubSpotMock::start(HsConfig::default()).await;
     let auth = Authenticator::from_secret(
         "hubspot",
-        &Secret::new(json!({"type": "bearer", "token": "pat-na1-wrong"})),
+        &Secret::new(json!({"type": "bearer", "hosts": ["127.0.0.1"], "token": "pat-na1-wrong"})),
         Arc::new(ferry::adapters::memory::MemorySecrets::default()),
     )
     .unwrap();
@@ -606,4 +609,40 @@ async fn entity_listing_authenticates() {
         .requests()
         .iter()
         .any(|r| r.path == "/crm/v3/properties/deals" && r.status == 200));
+}
+
+/// The properties list is read once per run (start-run stages it), not on every fetch-page:
+/// a run of 9 chunks asks for it as often as a run of one.
+#[tokio::test]
+async fn properties_are_read_once_per_run_whatever_the_chunks() {
+    let mut reads = vec![];
+    for (name, chunk) in [("hs-one-chunk", 1000), ("hs-nine-chunks", 50)] {
+        let mock = HubSpotMock::start(HsConfig {
+            records: 430,
+            ..Default::default()
+        })
+        .await;
+        let local = local_with_token().await;
+        let out = local
+            .run(&flow(
+                name,
+                "contacts",
+                &props(&mock, json!({})),
+                &format!("  chunk: {{ records: {chunk} }}\n"),
+            ))
+            .await;
+        assert!(out.succeeded(), "{:?}", out.failure);
+        assert_eq!(local.output(&format!("out/{name}")).len(), 430 - 430 / 25);
+        reads.push(
+            mock.requests()
+                .iter()
+                .filter(|r| r.path == "/crm/v3/properties/contacts")
+                .count(),
+        );
+    }
+    assert_eq!(
+        reads[0], reads[1],
+        "property reads grow with chunks: {reads:?}"
+    );
+    assert_eq!(reads[0], 1, "one read per run: {reads:?}");
 }

@@ -880,16 +880,7 @@ async fn a_sliced_first_run_cut_by_count_writes_exactly_the_records_of_the_unsli
         .run(&flow("sf-sl", &props(json!({})), &extra, "jsonl"))
         .await;
     assert!(out.succeeded(), "{:?}", out.failure);
-    let slices: BTreeSet<u32> = sliced
-        .engine
-        .deps
-        .runs
-        .chunk_results(&out.run_id)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.chunk / ferry::steps::slices::STRIDE)
-        .collect();
+    let slices = sliced.slices_of(&out.run_id).await;
     // 450 accounts, at most 120 a slice: at least four slices read records.
     assert!(slices.len() >= 4, "{slices:?}");
     let soqls: Vec<String> = mock.requests()[before..]
@@ -897,7 +888,9 @@ async fn a_sliced_first_run_cut_by_count_writes_exactly_the_records_of_the_unsli
         .filter_map(soql_of)
         .collect();
     assert!(
-        soqls.iter().any(|q| q.starts_with("SELECT COUNT() FROM Account WHERE ")),
+        soqls
+            .iter()
+            .any(|q| q.starts_with("SELECT COUNT() FROM Account WHERE ")),
         "start-run counted the windows: {soqls:?}"
     );
     let lower_bounds: BTreeSet<&str> = soqls

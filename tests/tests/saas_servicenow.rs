@@ -49,7 +49,7 @@ async fn local_with_profile() -> Local {
     local
         .put_secret(
             "snow",
-            json!({"type": "basic", "username": "ferry.integration", "password": PASSWORD}),
+            json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "ferry.integration", "password": PASSWORD}),
         )
         .await;
     local
@@ -59,7 +59,7 @@ fn source(mock: &ServiceNowMock, extra: Value) -> ServiceNowSource {
     let auth = Authenticator::from_secret(
         "snow",
         &Secret::new(
-            json!({"type": "basic", "username": "ferry.integration", "password": PASSWORD}),
+            json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "ferry.integration", "password": PASSWORD}),
         ),
         Arc::new(ferry::adapters::memory::MemorySecrets::default()),
     )
@@ -427,7 +427,7 @@ async fn refused_credentials_end_the_run_auth_failed_naming_the_profile() {
     local
         .put_secret(
             "snow",
-            json!({"type": "basic", "username": "ferry.integration", "password": "wrong-pass"}),
+            json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "ferry.integration", "password": "wrong-pass"}),
         )
         .await;
     let out = local
@@ -459,7 +459,7 @@ async fn an_oauth_profile_refreshes_its_token_and_reads() {
     .await;
     let local = Local::new();
     local
-        .put_secret("snow", json!({"type": "oauth2_refresh_token", "token_url": format!("{}/oauth_token.do", mock.url()),
+        .put_secret("snow", json!({"type": "oauth2_refresh_token", "hosts": ["127.0.0.1"], "token_url": format!("{}/oauth_token.do", mock.url()),
             "client_id": "cid", "client_secret": "csec", "refresh_token": "sn-rt"}))
         .await;
     let out = local
@@ -837,4 +837,103 @@ async fn rows_edited_while_a_run_pages_are_not_lost_at_the_next_run() {
             v.1
         );
     }
+}
+
+/// The table's dictionary (`sys_db_object`, `sys_dictionary`) is read once per run (start-run
+/// stages it), not on every fetch-page: a run of 14 chunks asks for it as often as a run of one.
+#[tokio::test]
+async fn table_metadata_is_read_once_per_run_whatever_the_chunks() {
+    let mut reads = vec![];
+    for (name, chunk) in [("snow-one-chunk", 1000), ("snow-many-chunks", 10)] {
+        let mock = ServiceNowMock::start(SnConfig {
+            incidents: 137,
+            ..Default::default()
+        })
+        .await;
+        let local = local_with_profile().await;
+        let out = local
+            .run(&flow(
+                name,
+                "incident",
+                &props(&mock, json!({"page_size": 10})),
+                &format!("  chunk: {{ records: {chunk} }}\n"),
+            ))
+            .await;
+        assert!(out.succeeded(), "{:?}", out.failure);
+        assert_eq!(local.output(&format!("out/{name}")).len(), 137);
+        let dict = mock.table_requests("sys_dictionary").len();
+        let tables = mock.table_requests("sys_db_object").len();
+        reads.push((dict, tables));
+    }
+    assert_eq!(
+        reads[0], reads[1],
+        "metadata reads grow with chunks: {reads:?}"
+    );
+    assert_eq!(reads[0].0, 1, "one dictionary read per run: {reads:?}");
+}
+
+/// A first run cut into four time slices (run three at once) writes exactly the rows of the
+/// unsliced run, value for value, each once; every slice's query bounds its own window on both
+/// ends.
+#[tokio::test]
+async fn a_sliced_first_run_writes_exactly_the_rows_of_the_unsliced_run() {
+    let mock = ServiceNowMock::start(SnConfig {
+        incidents: 230,
+        ..Default::default()
+    })
+    .await;
+    let from = updated_on(0) - chrono::Duration::minutes(1);
+    let unsliced = local_with_profile().await;
+    let out = unsliced
+        .run(&flow(
+            "snow-sl",
+            "incident",
+            &props(&mock, json!({"page_size": 25})),
+            &incremental(from),
+        ))
+        .await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    let mut expected = unsliced.output("out/snow-sl");
+    assert_eq!(expected.len(), 230);
+    let before = mock.table_requests("incident").len();
+
+    let sliced = local_with_profile().await;
+    let extra = format!(
+        "{}  slice: {{ count: 4 }}\n  parallelism: 3\n",
+        incremental(from)
+    );
+    let out = sliced
+        .run(&flow(
+            "snow-sl",
+            "incident",
+            &props(&mock, json!({"page_size": 25})),
+            &extra,
+        ))
+        .await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    assert_eq!(
+        sliced.slices_of(&out.run_id).await,
+        (0..4).collect::<BTreeSet<u32>>()
+    );
+    let ends: BTreeSet<String> = mock.table_requests("incident")[before..]
+        .iter()
+        .filter_map(|r| {
+            let q: String = url::form_urlencoded::parse(r.query.as_bytes())
+                .find(|(k, _)| k == "sysparm_query")?
+                .1
+                .into_owned();
+            q.split("sys_updated_on<=")
+                .nth(1)
+                .and_then(|s| s.get(..19))
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(ends.len() >= 4, "each slice bounds its own end: {ends:?}");
+    let mut got = sliced.output("out/snow-sl");
+    let key = |r: &Value| number(r);
+    expected.sort_by_key(key);
+    got.sort_by_key(key);
+    let nums: BTreeSet<u64> = got.iter().map(number).collect();
+    assert_eq!(nums.len(), got.len(), "duplicates across slices");
+    assert_eq!(got, expected, "the same rows, value for value");
 }

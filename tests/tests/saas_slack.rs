@@ -23,7 +23,7 @@ const PROFILE: &str = "slack-acme";
 const MEMBER: [&str; 4] = ["C0000000001", "C0000000002", "G0000000003", "C0000000004"];
 
 fn secret(token: &str) -> Value {
-    json!({"type": "bearer", "token": token})
+    json!({"type": "bearer", "hosts": ["127.0.0.1"], "token": token})
 }
 
 fn props(mock: &SlackMock, extra: Value) -> Value {

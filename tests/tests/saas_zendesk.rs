@@ -21,7 +21,7 @@ use std::time::Duration;
 const PROFILE: &str = "zendesk-acme";
 
 fn token_secret() -> Value {
-    json!({"type": "basic", "username": "agent@acme.test/token", "password": "zd-token-1"})
+    json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "agent@acme.test/token", "password": "zd-token-1"})
 }
 
 fn props(mock: &ZendeskMock, extra: Value) -> Value {
@@ -115,8 +115,7 @@ async fn entities_and_fields_are_described() {
 #[tokio::test]
 async fn entity_listing_authenticates() {
     let mock = ZendeskMock::start(Default::default()).await;
-    let bad =
-        json!({"type": "basic", "username": "agent@acme.test/token", "password": "zd-wrong-9"});
+    let bad = json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "agent@acme.test/token", "password": "zd-wrong-9"});
     let e = source(&mock, json!({}), bad)
         .list_entities()
         .await
@@ -393,7 +392,7 @@ async fn full_then_incremental_runs_read_every_record_once() {
 async fn refused_credentials_end_the_run_auth_failed_naming_the_profile() {
     let mock = ZendeskMock::start(Default::default()).await;
     let local = Local::new();
-    local.put_secret(PROFILE, json!({"type": "basic", "username": "agent@acme.test/token", "password": "wrong-token-xyz"})).await;
+    local.put_secret(PROFILE, json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "agent@acme.test/token", "password": "wrong-token-xyz"})).await;
     let out = local
         .run(&flow("zd-auth", "tickets", &props(&mock, json!({})), ""))
         .await;
@@ -423,13 +422,17 @@ async fn oauth_bearer_tokens_work() {
     let src = source(
         &mock,
         json!({}),
-        json!({"type": "bearer", "token": "oauth-at-1"}),
+        json!({"type": "bearer", "hosts": ["127.0.0.1"], "token": "oauth-at-1"}),
     );
     assert_eq!(
         read_all(&src, &req("groups", None)).await.unwrap().len(),
         12
     );
-    let bad = source(&mock, json!({}), json!({"type": "bearer", "token": "nope"}));
+    let bad = source(
+        &mock,
+        json!({}),
+        json!({"type": "bearer", "hosts": ["127.0.0.1"], "token": "nope"}),
+    );
     let e = read_all(&bad, &req("groups", None)).await.unwrap_err();
     assert_eq!(e.kind(), ferry::error::ErrorKind::AuthFailed, "{e}");
 }

@@ -9,7 +9,6 @@ use ferry::flow::Flow;
 use ferry::local::asl::NoopObserver;
 use ferry::local::RunOutcome;
 use ferry::model::{RunStatus, Window};
-use ferry::steps::slices::STRIDE;
 use ferry::steps::start_run::RunRequest;
 use ferry_tests::harness::{rest_flow, Local};
 use ferry_tests::{base_time, updated_at, Fault, Mock, MockConfig};
@@ -37,20 +36,6 @@ async fn run_window(local: &Local, flow_yaml: &str, window: Option<Window>) -> R
             &NoopObserver,
         )
         .await
-}
-
-/// The slices a run's chunks belong to (chunk numbers are `slice × STRIDE + n`).
-async fn slices_of(local: &Local, run_id: &str) -> BTreeSet<u32> {
-    local
-        .engine
-        .deps
-        .runs
-        .chunk_results(run_id)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.chunk / STRIDE)
-        .collect()
 }
 
 /// Records by id, each at most once (a duplicate fails the test).
@@ -92,7 +77,7 @@ async fn a_sliced_sample_run_writes_exactly_the_records_of_the_unsliced_run() {
     let unsliced = Local::new();
     let out = unsliced.run(&sample_flow("crm", 6_000, 400, "")).await;
     assert!(out.succeeded(), "{:?}", out.failure);
-    assert_eq!(slices_of(&unsliced, &out.run_id).await, BTreeSet::from([0]));
+    assert_eq!(unsliced.slices_of(&out.run_id).await, BTreeSet::from([0]));
     // Timestamps follow the run's window end ("now"), which differs between the two runs.
     let drop = ["updated_at", "created_at", "last_activity_date"];
     let expected = by_id(unsliced.output("out/crm"), &drop);
@@ -107,7 +92,7 @@ async fn a_sliced_sample_run_writes_exactly_the_records_of_the_unsliced_run() {
     let rec = out.record.as_ref().unwrap();
     assert_eq!(rec.status, RunStatus::Successful);
     assert_eq!(rec.records_written, 6_000);
-    let used = slices_of(&sliced, &out.run_id).await;
+    let used = sliced.slices_of(&out.run_id).await;
     assert!(used.len() >= 6, "slices holding records: {used:?}");
     let got = by_id(sliced.output("out/crm"), &drop);
     assert_eq!(got, expected, "same rows, exactly once");
@@ -216,7 +201,7 @@ async fn a_sliced_rest_run_writes_exactly_the_records_of_the_unsliced_run() {
     let out = run_window(&sliced, &flow, Some(window)).await;
     assert!(out.succeeded(), "{:?}", out.failure);
     assert_eq!(
-        slices_of(&sliced, &out.run_id).await,
+        sliced.slices_of(&out.run_id).await,
         (0..7).collect::<BTreeSet<u32>>()
     );
     // Each slice asked the API for its own window.

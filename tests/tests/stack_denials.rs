@@ -196,7 +196,9 @@ async fn functions_read_only_the_secrets_tagged_for_their_stack() {
     let deps = stack.deps();
     let prefix = stack.outputs["SecretPrefix"].clone();
     let admin = aws_sdk_secretsmanager::Client::new(&stack.conf);
-    let secret = json!({"type": "api_key", "header": "x-api-key", "key": "k-123"}).to_string();
+    let secret =
+        json!({"type": "api_key", "hosts": ["127.0.0.1"], "header": "x-api-key", "key": "k-123"})
+            .to_string();
     // Untagged, and tagged for another stack: both under this stack's prefix.
     admin
         .create_secret()

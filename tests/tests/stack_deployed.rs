@@ -171,7 +171,7 @@ trigger: {{ on_demand: {{}} }}
         .secrets
         .put_secret(
             &profile,
-            &ferry::ports::Secret::new(json!({"type": "basic", "username": "agent@acme.test/token", "password": "zd-token-1"})),
+            &ferry::ports::Secret::new(json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "agent@acme.test/token", "password": "zd-token-1"})),
         )
         .await
         .unwrap();

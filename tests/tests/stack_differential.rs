@@ -159,7 +159,7 @@ async fn the_embedded_engine_and_the_deployed_stack_write_the_same_output() {
     .await;
     let profile = format!("zendesk-{}", stack.name);
     let secret = ferry::ports::Secret::new(
-        json!({"type": "basic", "username": "agent@acme.test/token", "password": "zd-token-1"}),
+        json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "agent@acme.test/token", "password": "zd-token-1"}),
     );
 
     // The embedded engine, writing to the same bucket (through moto) under another prefix.

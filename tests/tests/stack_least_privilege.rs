@@ -176,7 +176,7 @@ async fn every_grant_is_used_and_no_call_is_refused() {
     })
     .await;
     let profile = format!("api-{}", stack.name);
-    let secret = json!({"type": "oauth2_refresh_token", "token_url": format!("{}/oauth/token", api.url()),
+    let secret = json!({"type": "oauth2_refresh_token", "hosts": ["127.0.0.1"], "token_url": format!("{}/oauth/token", api.url()),
         "client_id": "cid", "client_secret": "csecret", "refresh_token": "rt-0"});
     deps.secrets
         .put_secret(&profile, &ferry::ports::Secret::new(secret))

@@ -66,6 +66,13 @@ fn db(e: rusqlite::Error) -> StoreError {
     StoreError::backend("sqlite", e)
 }
 
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 fn js(e: serde_json::Error) -> StoreError {
     StoreError::backend("sqlite: stored JSON", e)
 }
@@ -85,50 +92,64 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::backend(format!("create {}", dir.display()), e))?;
         }
-        let conn = Connection::open(path).map_err(db)?;
-        Self::init(conn)
+        // Two processes opening a new database at once (a `ferry run` creating it while
+        // `ferry runs list` polls) can meet SQLITE_BUSY where no busy handler is consulted:
+        // switching to WAL and creating the schema take an exclusive lock. Such an open is
+        // retried; any other error is returned at once.
+        let mut attempt = 0;
+        loop {
+            match Connection::open(path).and_then(Self::init) {
+                Ok(conn) => {
+                    return Ok(SqliteStore {
+                        conn: Mutex::new(conn),
+                    })
+                }
+                Err(e) if is_busy(&e) && attempt < 50 => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => return Err(db(e)),
+            }
+        }
     }
 
     /// A private database in memory (unit tests).
     pub fn in_memory() -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory().map_err(db)?)
+        let conn = Connection::open_in_memory()
+            .and_then(Self::init)
+            .map_err(db)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
     }
 
-    fn init(conn: Connection) -> Result<Self, StoreError> {
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(db)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db)?;
-        conn.execute_batch(SCHEMA).map_err(db)?;
+    fn init(conn: Connection) -> rusqlite::Result<Connection> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.execute_batch(SCHEMA)?;
         // Columns added after the first release: added to older databases in place.
         for (col, ty) in [
             ("lease_holder", "TEXT"),
             ("lease_watermark", "TEXT"),
             ("committed_run_id", "TEXT"),
         ] {
-            let exists: bool = conn
-                .query_row(
-                    "SELECT COUNT(*) FROM pragma_table_info('flow_state') WHERE name = ?1",
-                    params![col],
-                    |r| r.get::<_, i64>(0),
-                )
-                .map_err(db)?
-                > 0;
+            let exists: bool = conn.query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('flow_state') WHERE name = ?1",
+                params![col],
+                |r| r.get::<_, i64>(0),
+            )? > 0;
             if !exists {
-                conn.execute_batch(&format!("ALTER TABLE flow_state ADD COLUMN {col} {ty}"))
-                    .map_err(db)?;
+                conn.execute_batch(&format!("ALTER TABLE flow_state ADD COLUMN {col} {ty}"))?;
                 if col == "lease_watermark" {
                     // A run in flight across the upgrade started from the current watermark.
                     conn.execute_batch(
                         "UPDATE flow_state SET lease_watermark = watermark WHERE lease_run_id IS NOT NULL",
                     )
-                    .map_err(db)?;
+                    ?;
                 }
             }
         }
-        Ok(SqliteStore {
-            conn: Mutex::new(conn),
-        })
+        Ok(conn)
     }
 
     fn with<T>(
@@ -227,7 +248,11 @@ impl FlowStore for SqliteStore {
     async fn put_flow(&self, flow: &Flow, now: DateTime<Utc>) -> Result<StoredFlow, StoreError> {
         let def = serde_json::to_string(flow).map_err(js)?;
         self.with(|c| {
-            let tx = c.transaction().map_err(db)?;
+            // IMMEDIATE: a deferred transaction that reads and then writes fails at once with
+            // SQLITE_BUSY (no busy wait) when another process wrote in between (WAL snapshots).
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db)?;
             let latest: Option<(u32, String, String)> = tx
                 .query_row(
                     "SELECT version, definition, created_at FROM flows WHERE name = ?1 ORDER BY version DESC LIMIT 1",

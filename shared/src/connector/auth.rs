@@ -10,6 +10,8 @@
 //! {"type": "oauth2_client_credentials", "token_url": "…", "client_id": "…", "client_secret": "…", "scope": "…"}
 //! {"type": "oauth2_refresh_token", "token_url": "…", "client_id": "…", "client_secret": "…",
 //!  "refresh_token": "…", "access_token": "…", "expires_at": "2026-01-01T00:00:00Z"}
+//! {"type": "service_account", "client_email": "…@….iam.gserviceaccount.com", "private_key": "-----BEGIN PRIVATE KEY-----…",
+//!  "token_uri": "https://oauth2.googleapis.com/token", "scope": "…"}   // a Google key file as downloaded
 //! {"type": "none", "headers": {"X-Org": "42"}}
 //! ```
 //!
@@ -17,8 +19,9 @@
 //! (`["api.acme.com", "*.zendesk.com"]`). A profile is bound to its hosts: a request to any
 //! other host — a flow pointing the profile elsewhere, or an API's next link to another host —
 //! is refused before credentials are attached, naming the profile and the host. A profile without
-//! `hosts` is bound to the first host it is used with in a run (and the host the OAuth token
-//! endpoint names as `instance_url`). Credentials go over https only, except to loopback hosts.
+//! `hosts` goes nowhere but the host its own OAuth token endpoint names as `instance_url`; the
+//! refusal names the command that binds it (`ferry profiles migrate NAME --host HOST`).
+//! Credentials go over https only, except to loopback hosts.
 //!
 //! OAuth2 access tokens are refreshed shortly before they expire and when the API answers 401.
 //! One refresh is shared by every request in flight (they wait on the same lock and see the new
@@ -36,6 +39,24 @@ use std::time::Duration;
 
 /// Refresh an access token this long before it expires.
 const REFRESH_MARGIN_SECONDS: i64 = 60;
+
+/// Google's token endpoint, where a service account key names no other.
+fn google_token_uri() -> String {
+    "https://oauth2.googleapis.com/token".into()
+}
+
+/// What a service account asks for unless its secret says `scope`.
+const GOOGLE_DEFAULT_SCOPE: &str = "https://www.googleapis.com/auth/analytics.readonly";
+
+/// The JWT bearer grant's assertion (RFC 7523 §3; Google's claim set).
+#[derive(serde::Serialize)]
+struct Assertion<'a> {
+    iss: &'a str,
+    scope: &'a str,
+    aud: &'a str,
+    iat: i64,
+    exp: i64,
+}
 
 #[derive(Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -73,6 +94,37 @@ enum AuthSpec {
         instance_url: Option<String>,
         #[serde(default)]
         client_auth: ClientAuth,
+    },
+    /// A Google Cloud service account's JSON key as the console downloads it (its `type` is
+    /// `service_account`): access tokens by the JWT bearer grant (RFC 7523), an assertion
+    /// signed RS256 with `private_key` (<https://developers.google.com/identity/protocols/oauth2/service-account>).
+    ServiceAccount {
+        client_email: String,
+        private_key: String,
+        #[serde(default)]
+        private_key_id: Option<String>,
+        #[serde(default = "google_token_uri")]
+        token_uri: String,
+        /// Space-separated scopes (default: Google Analytics read-only, what `ga4` reads).
+        #[serde(default)]
+        scope: Option<String>,
+        #[serde(default)]
+        access_token: Option<String>,
+        #[serde(default)]
+        expires_at: Option<DateTime<Utc>>,
+        // The key file's other fields, kept as they are and not used.
+        #[serde(default)]
+        project_id: Option<String>,
+        #[serde(default)]
+        client_id: Option<String>,
+        #[serde(default)]
+        auth_uri: Option<String>,
+        #[serde(default)]
+        auth_provider_x509_cert_url: Option<String>,
+        #[serde(default)]
+        client_x509_cert_url: Option<String>,
+        #[serde(default)]
+        universe_domain: Option<String>,
     },
     Oauth2RefreshToken {
         token_url: String,
@@ -126,8 +178,8 @@ pub struct Authenticator {
     refreshes: AtomicU64,
     /// The hosts the profile names (`hosts`), if it does.
     hosts: Option<Vec<String>>,
-    /// Hosts learnt in this run: the first host used (profiles without `hosts`) and the token
-    /// endpoint's `instance_url` host.
+    /// Hosts learnt in this run: the host of the `instance_url` the profile's own token endpoint
+    /// named (or the secret stores).
     bound: std::sync::Mutex<Vec<String>>,
 }
 
@@ -194,7 +246,7 @@ impl Authenticator {
             .expose()
             .as_object()
             .cloned()
-            .ok_or_else(|| auth_err("the secret must be a JSON object with a `type` field (api_key, basic, bearer, oauth2_client_credentials, oauth2_refresh_token, none)".into()))?;
+            .ok_or_else(|| auth_err("the secret must be a JSON object with a `type` field (api_key, basic, bearer, oauth2_client_credentials, oauth2_refresh_token, service_account, none)".into()))?;
         let headers: BTreeMap<String, String> = match raw.get("headers") {
             None => BTreeMap::new(),
             Some(h) => serde_json::from_value(h.clone())
@@ -249,6 +301,21 @@ impl Authenticator {
                 return Err(auth_err(format!("token_url: {m}")));
             }
         }
+        if let AuthSpec::ServiceAccount {
+            token_uri,
+            private_key,
+            ..
+        } = &spec
+        {
+            if let Err(m) = transport_ok(token_uri) {
+                return Err(auth_err(format!("token_uri: {m}")));
+            }
+            if jsonwebtoken::EncodingKey::from_rsa_pem(private_key.as_bytes()).is_err() {
+                return Err(auth_err(
+                    "private_key is not an RSA private key in PEM form (\"-----BEGIN PRIVATE KEY-----\n…\"); put the service account's JSON key file into the secret as it was downloaded".into(),
+                ));
+            }
+        }
         if let AuthSpec::ApiKey { header, query, .. } = &spec {
             if header.is_some() == query.is_some() {
                 return Err(auth_err(
@@ -282,6 +349,15 @@ impl Authenticator {
                 access: access_token.clone(),
                 expires_at: *expires_at,
                 instance_url: instance_url.clone(),
+                ..Default::default()
+            },
+            AuthSpec::ServiceAccount {
+                access_token,
+                expires_at,
+                ..
+            } => TokenState {
+                access: access_token.clone(),
+                expires_at: *expires_at,
                 ..Default::default()
             },
             AuthSpec::Oauth2RefreshToken {
@@ -352,11 +428,8 @@ impl Authenticator {
             .ok()
             .and_then(|u| u.host_str().map(|h| h.to_ascii_lowercase()))
             .unwrap_or_default();
-        let mut bound = self.bound.lock().unwrap_or_else(|e| e.into_inner());
-        let matches = |pattern: &str| match pattern.strip_prefix("*.") {
-            Some(domain) => host.ends_with(&format!(".{domain}")),
-            None => pattern == host,
-        };
+        let bound = self.bound.lock().unwrap_or_else(|e| e.into_inner());
+        let matches = |pattern: &str| host_matches(pattern, &host);
         if bound.iter().any(|b| matches(b)) {
             return Ok(());
         }
@@ -368,20 +441,23 @@ impl Authenticator {
                  (if '{host}' is the vendor's, add it to the profile's \"hosts\")",
                 declared.join(", ")
             ))),
-            None if bound.is_empty() => {
-                tracing::info!(
-                    profile = self.profile.as_deref().unwrap_or_default(),
-                    host = %host,
-                    "the profile names no \"hosts\"; it is bound to the first host it is used with in this run (add \"hosts\": [\"{host}\"] to its secret to pin it)"
-                );
-                bound.push(host);
-                Ok(())
+            None => {
+                let profile = self.profile.as_deref().unwrap_or("NAME");
+                Err(self.auth_error(format!(
+                    "refused to send its credentials to host '{host}': the profile names no \"hosts\" \
+                     its credentials may go to{}; if '{host}' is the vendor's host for this profile, \
+                     bind it: `ferry profiles migrate {profile} --host {host}` (a local profile) or \
+                     add \"hosts\": [\"{host}\"] to its secret (docs/security.md)",
+                    if bound.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " (only {}, named by its own token endpoint)",
+                            bound.join(", ")
+                        )
+                    }
+                )))
             }
-            None => Err(self.auth_error(format!(
-                "refused to send its credentials to host '{host}': in this run the profile is bound to {} \
-                 (a next link to another host is not followed); name the hosts it may use in its secret's \"hosts\"",
-                bound.join(", ")
-            ))),
         }
     }
 
@@ -412,6 +488,7 @@ impl Authenticator {
             AuthSpec::Bearer { .. } => "bearer",
             AuthSpec::Oauth2ClientCredentials { .. } => "oauth2_client_credentials",
             AuthSpec::Oauth2RefreshToken { .. } => "oauth2_refresh_token",
+            AuthSpec::ServiceAccount { .. } => "service_account",
         }
     }
 
@@ -463,7 +540,9 @@ impl Authenticator {
     fn is_oauth(&self) -> bool {
         matches!(
             self.spec,
-            AuthSpec::Oauth2ClientCredentials { .. } | AuthSpec::Oauth2RefreshToken { .. }
+            AuthSpec::Oauth2ClientCredentials { .. }
+                | AuthSpec::Oauth2RefreshToken { .. }
+                | AuthSpec::ServiceAccount { .. }
         )
     }
 
@@ -502,7 +581,9 @@ impl Authenticator {
                 rb = rb.basic_auth(username, Some(password));
             }
             AuthSpec::Bearer { token } => rb = rb.bearer_auth(token),
-            AuthSpec::Oauth2ClientCredentials { .. } | AuthSpec::Oauth2RefreshToken { .. } => {
+            AuthSpec::Oauth2ClientCredentials { .. }
+            | AuthSpec::Oauth2RefreshToken { .. }
+            | AuthSpec::ServiceAccount { .. } => {
                 let mut st = self.state.lock().await;
                 if st.access.is_none() || !fresh(st.expires_at) {
                     self.refresh(&mut st).await?;
@@ -632,7 +713,7 @@ impl Authenticator {
                 (
                     token_url,
                     form,
-                    (client_id.clone(), Some(client_secret.clone())),
+                    Some((client_id.clone(), Some(client_secret.clone()))),
                     *client_auth,
                 )
             }
@@ -648,18 +729,61 @@ impl Authenticator {
                     ("grant_type", "refresh_token".to_string()),
                     ("refresh_token", st.refresh.clone().unwrap_or_default()),
                 ],
-                (client_id.clone(), client_secret.clone()),
+                Some((client_id.clone(), client_secret.clone())),
                 *client_auth,
             ),
+            AuthSpec::ServiceAccount {
+                client_email,
+                private_key,
+                private_key_id,
+                token_uri,
+                scope,
+                ..
+            } => {
+                // The assertion is the client's authentication: no client id or secret.
+                let now = Utc::now().timestamp();
+                let claims = Assertion {
+                    iss: client_email,
+                    scope: scope.as_deref().unwrap_or(GOOGLE_DEFAULT_SCOPE),
+                    aud: token_uri,
+                    iat: now,
+                    exp: now + 3600,
+                };
+                let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+                header.kid = private_key_id.clone();
+                let jwt = jsonwebtoken::EncodingKey::from_rsa_pem(private_key.as_bytes())
+                    .and_then(|k| jsonwebtoken::encode(&header, &claims, &k))
+                    .map_err(|_| {
+                        (
+                            self.auth_error(
+                                "cannot sign the token request with private_key (not an RSA key in PEM form)",
+                            ),
+                            false,
+                        )
+                    })?;
+                (
+                    token_uri,
+                    vec![
+                        (
+                            "grant_type",
+                            "urn:ietf:params:oauth:grant-type:jwt-bearer".to_string(),
+                        ),
+                        ("assertion", jwt),
+                    ],
+                    None,
+                    ClientAuth::Body,
+                )
+            }
             _ => return Ok(()),
         };
         let grant_refused = matches!(self.spec, AuthSpec::Oauth2RefreshToken { .. });
         let mut post = self.client.post(token_url);
-        match client_auth {
-            ClientAuth::Basic => post = post.basic_auth(&client.0, client.1.as_ref()),
-            ClientAuth::Body => {
-                form.push(("client_id", client.0.clone()));
-                if let Some(s) = &client.1 {
+        match (client_auth, &client) {
+            (_, None) => {}
+            (ClientAuth::Basic, Some(c)) => post = post.basic_auth(&c.0, c.1.as_ref()),
+            (ClientAuth::Body, Some(c)) => {
+                form.push(("client_id", c.0.clone()));
+                if let Some(s) = &c.1 {
                     form.push(("client_secret", s.clone()));
                 }
             }
@@ -708,6 +832,7 @@ impl Authenticator {
             };
             let hint = match self.spec {
                 AuthSpec::Oauth2RefreshToken { .. } => "the refresh token was refused (revoked or expired): authorize again and put the new refresh token into the profile's secret",
+                AuthSpec::ServiceAccount { .. } => "the service account's assertion was refused: check that the key is current (not deleted in IAM) and that client_email is the key's account",
                 _ => "the client credentials were refused: check client_id and client_secret in the profile's secret",
             };
             return Err((
@@ -823,6 +948,15 @@ fn transport_ok(url: &str) -> Result<(), String> {
     }
 }
 
+/// Does `host` (lower case) match a profile's `hosts` entry (`api.acme.com`, `*.zendesk.com`)?
+pub(crate) fn host_matches(pattern: &str, host: &str) -> bool {
+    let pattern = pattern.to_ascii_lowercase();
+    match pattern.strip_prefix("*.") {
+        Some(domain) => host.ends_with(&format!(".{domain}")),
+        None => pattern == host,
+    }
+}
+
 pub(crate) fn is_loopback(u: &url::Url) -> bool {
     match u.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -909,19 +1043,28 @@ mod tests {
     }
 
     #[test]
-    fn a_profile_without_hosts_is_bound_to_its_first_host() {
-        let a = auth(json!({"type": "basic", "username": "u", "password": "p"})).unwrap();
-        a.check_destination("https://acme.zendesk.com/api/v2/tickets")
-            .unwrap();
-        a.check_destination("https://acme.zendesk.com/api/v2/tickets?page=2")
-            .unwrap();
-        // A next link (or anything else) to another host is refused.
+    fn a_profile_without_hosts_sends_its_credentials_nowhere_and_says_how_to_bind_it() {
+        let a = auth(json!({"type": "basic", "username": "u", "password": "p-secret"})).unwrap();
         let e = a
-            .check_destination("https://collector.evil.example/steal")
+            .check_destination("https://acme.zendesk.com/api/v2/tickets")
             .unwrap_err();
         let m = e.to_string();
         assert!(
-            m.contains("'collector.evil.example'") && m.contains("acme.zendesk.com"),
+            m.contains("'acme.zendesk.com'")
+                && m.contains("ferry profiles migrate crm --host acme.zendesk.com")
+                && !m.contains("p-secret"),
+            "{m}"
+        );
+        // The host its own token endpoint named is its own.
+        a.bind_instance("https://acme.my.salesforce.com");
+        a.check_destination("https://acme.my.salesforce.com/services/data")
+            .unwrap();
+        let m = a
+            .check_destination("https://collector.evil.example/steal")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            m.contains("'collector.evil.example'") && m.contains("acme.my.salesforce.com"),
             "{m}"
         );
         // No credentials, no restriction.

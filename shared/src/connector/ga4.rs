@@ -37,7 +37,9 @@
 //! - Quotas: 429 `RESOURCE_EXHAUSTED` when a property's tokens per hour/day or concurrent
 //!   requests run out: <https://developers.google.com/analytics/devguides/reporting/data/v1/quotas>
 //! - OAuth 2.0 refresh tokens at `https://oauth2.googleapis.com/token`:
-//!   <https://developers.google.com/identity/protocols/oauth2/web-server#offline>
+//!   <https://developers.google.com/identity/protocols/oauth2/web-server#offline>; or a service
+//!   account's key file (`"type": "service_account"`, the JWT bearer grant in `connector::auth`):
+//!   <https://developers.google.com/identity/protocols/oauth2/service-account#httprest>
 //!
 //! How reading works:
 //! - **Windows are days.** The `date` dimension is the incremental field (a date column); a day
@@ -753,7 +755,7 @@ pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
     appflow_type: Some("GoogleAnalytics"),
     needs_profile: true,
     oauth_client_auth: super::auth::ClientAuth::Body,
-    auth_kinds: &["oauth2_refresh_token", "bearer"],
+    auth_kinds: &["oauth2_refresh_token", "service_account", "bearer"],
     consent: None,
     static_description: false,
     validate,

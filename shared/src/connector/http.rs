@@ -313,6 +313,28 @@ fn secs(s: f64, max: Duration) -> Duration {
     Duration::try_from_secs_f64(s).map_or(max, |d| d.min(max))
 }
 
+/// How many slices of a run read at once, each in a process of its own (Lambda): see
+/// [`set_budget_share`].
+static BUDGET_SHARE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+/// This process reads one of `n` slices that run at the same time in separate processes (the
+/// deployed stack's Lambdas): request budgets built from now on allow `1/n` of their requests
+/// (at least one), so that the slices together keep to the budget. `1`: the whole budget — the
+/// embedded engine's slices share one process and so one limiter per profile.
+pub fn set_budget_share(n: u32) {
+    BUDGET_SHARE.store(n.max(1), std::sync::atomic::Ordering::SeqCst);
+}
+
+impl RequestBudget {
+    /// What one of `n` processes reading at once may use.
+    pub fn share(&self, n: u32) -> RequestBudget {
+        RequestBudget {
+            requests: (self.requests / n.max(1)).max(1),
+            per_seconds: self.per_seconds,
+        }
+    }
+}
+
 /// A sliding-window limiter: at most `n` request starts in any `per` interval.
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -333,9 +355,11 @@ impl RateLimiter {
         }
     }
 
-    /// One limiter per (profile or base URL, budget) in this process.
+    /// One limiter per (profile or base URL, budget) in this process, for this process's share
+    /// of the budget ([`set_budget_share`]).
     pub fn shared(key: &str, budget: &RequestBudget) -> Arc<RateLimiter> {
         static REG: OnceLock<Mutex<HashMap<String, Arc<RateLimiter>>>> = OnceLock::new();
+        let budget = &budget.share(BUDGET_SHARE.load(std::sync::atomic::Ordering::SeqCst));
         let key = format!("{key}|{}|{}", budget.requests, budget.per_seconds);
         REG.get_or_init(Default::default)
             .lock()
@@ -1062,6 +1086,19 @@ fn snippet(body: &[u8]) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_slice_in_a_process_of_its_own_takes_its_share_of_the_budget() {
+        let b = RequestBudget {
+            requests: 10,
+            per_seconds: 1.0,
+        };
+        assert_eq!(b.share(1), b);
+        assert_eq!(b.share(4).requests, 2);
+        assert_eq!(b.share(4).per_seconds, 1.0);
+        assert_eq!(b.share(30).requests, 1, "never less than one request");
+        assert_eq!(b.share(0).requests, 10);
+    }
 
     #[test]
     fn rate_limit_headers_are_read() {

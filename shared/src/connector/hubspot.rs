@@ -3,8 +3,8 @@
 //! ```yaml
 //! source:
 //!   connector: hubspot
-//!   profile: hubspot               # private app: {"type": "bearer", "token": "pat-…"}
-//!                                  # or OAuth2: {"type": "oauth2_refresh_token",
+//!   profile: hubspot               # private app: {"type": "bearer", "hosts": ["api.hubapi.com"], "token": "pat-…"}
+//!                                  # or OAuth2: {"type": "oauth2_refresh_token", "hosts": ["api.hubapi.com"],
 //!                                  #   "token_url": "https://api.hubapi.com/oauth/v1/token", …}
 //!   entity: contacts
 //!   properties:
@@ -166,8 +166,9 @@ fn object(entity: &str) -> Option<&'static (&'static str, &'static str, &'static
     OBJECTS.iter().find(|o| o.0 == entity)
 }
 
-/// Properties of an object: name -> type, in output order.
-#[derive(Debug)]
+/// Properties of an object: name -> type, in output order (read once per run:
+/// `fetch_metadata`).
+#[derive(Debug, Serialize, Deserialize)]
 struct ObjectMeta {
     props: Vec<(String, FieldType, Option<String>)>,
     types: HashMap<String, FieldType>,
@@ -718,6 +719,22 @@ impl Source for HubSpotSource {
             entity: entity.into(),
             fields,
         })
+    }
+
+    async fn fetch_metadata(&self, entity: &str) -> Result<Option<Value>, SourceError> {
+        let m = self.object_meta(entity).await?;
+        serde_json::to_value(&*m)
+            .map(Some)
+            .map_err(|e| super::metadata_error("hubspot", e))
+    }
+
+    fn use_fetch_metadata(&mut self, entity: &str, data: &Value) -> Result<(), SourceError> {
+        let m: ObjectMeta = serde_json::from_value(data.clone())
+            .map_err(|e| super::metadata_error("hubspot", e))?;
+        self.meta
+            .get_mut()
+            .insert(entity.to_string(), std::sync::Arc::new(m));
+        Ok(())
     }
 
     async fn read_page(

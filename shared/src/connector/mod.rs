@@ -2,6 +2,8 @@
 //! makes one from a flow's `source` section through the [`registry`].
 
 pub mod auth;
+#[cfg(test)]
+mod canary_tests;
 pub mod check;
 pub mod consent;
 pub mod declarative;
@@ -250,6 +252,34 @@ pub trait Source: Send + Sync {
     /// The end of the run's whole window, told before any read: a source whose data depends on
     /// the window it is asked for (the sample) keeps one data set across the run's slices.
     fn set_run_end(&mut self, _end: chrono::DateTime<chrono::Utc>) {}
+    /// What `read_page` needs to know about `entity` besides the flow (a type dictionary,
+    /// property list), read once per run: start-run stages it beside the run's schema and
+    /// fetch-page hands it back with [`use_fetch_metadata`](Self::use_fetch_metadata), so a chunk
+    /// does not read it again. `Ok(None)`: the source needs none (the default).
+    async fn fetch_metadata(
+        &self,
+        _entity: &str,
+    ) -> Result<Option<serde_json::Value>, SourceError> {
+        Ok(None)
+    }
+    /// Take the metadata [`fetch_metadata`](Self::fetch_metadata) gave at the run's start.
+    fn use_fetch_metadata(
+        &mut self,
+        _entity: &str,
+        _data: &serde_json::Value,
+    ) -> Result<(), SourceError> {
+        Ok(())
+    }
+}
+
+/// Staged fetch metadata that does not decode (written by another ferry version mid-run):
+/// an internal error, not the user's.
+pub(crate) fn metadata_error(connector: &str, e: impl std::fmt::Display) -> SourceError {
+    SourceError::Fatal {
+        message: format!(
+            "{connector}: the run's staged metadata does not decode ({e}); start the run again"
+        ),
+    }
 }
 
 /// What slicing a source supports.

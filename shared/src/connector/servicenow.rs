@@ -3,7 +3,7 @@
 //! ```yaml
 //! source:
 //!   connector: servicenow
-//!   profile: snow                    # basic: {"type": "basic", "username": …, "password": …}
+//!   profile: snow                    # basic: {"type": "basic", "hosts": ["acme.service-now.com"], "username": …, "password": …}
 //!                                    # or OAuth2 (token_url https://<instance>/oauth_token.do)
 //!   entity: incident                 # any table name (sys_db_object.name)
 //!   properties:
@@ -226,8 +226,8 @@ pub(super) fn validate(entity: &str, props: &Map<String, Value>) -> Vec<crate::f
 /// A column: name, type, and the table it is inherited from.
 type Column = (String, FieldType, Option<String>);
 
-/// What `sys_dictionary` says about a table.
-#[derive(Debug)]
+/// What `sys_dictionary` says about a table (read once per run: `fetch_metadata`).
+#[derive(Debug, Serialize, Deserialize)]
 struct TableMeta {
     /// Every column with its dictionary type, in output order.
     columns: Vec<Column>,
@@ -789,6 +789,30 @@ impl Source for ServiceNowSource {
         })
     }
 
+    /// Time slices of the window field: each slice's `sysparm_query` bounds both ends
+    /// (`field>start^field<=end`), and so does its read of deleted rows. Four at once by
+    /// default: each slice is one request at a time, well inside the per-instance inbound REST
+    /// rate-limit rules and semaphores an instance has by default (a 429 backs the slice off).
+    fn slicing(&self, _entity: &str) -> Slicing {
+        Slicing::Time { parallelism: 4 }
+    }
+
+    async fn fetch_metadata(&self, entity: &str) -> Result<Option<Value>, SourceError> {
+        let m = self.table_meta(entity).await?;
+        serde_json::to_value(&*m)
+            .map(Some)
+            .map_err(|e| super::metadata_error("servicenow", e))
+    }
+
+    fn use_fetch_metadata(&mut self, entity: &str, data: &Value) -> Result<(), SourceError> {
+        let m: TableMeta = serde_json::from_value(data.clone())
+            .map_err(|e| super::metadata_error("servicenow", e))?;
+        self.meta
+            .get_mut()
+            .insert(entity.to_string(), std::sync::Arc::new(m));
+        Ok(())
+    }
+
     async fn read_page(
         &self,
         req: &ReadRequest,
@@ -876,7 +900,8 @@ impl Source for ServiceNowSource {
                             message: format!(
                                 "{}: row sys_id={id} of {table} has {} in {f}; every row needs a UTC date/time (YYYY-MM-DD HH:MM:SS) there to place it in the window",
                                 resp.url,
-                                if t.is_empty() { "no value".to_string() } else { format!("'{t}'") }
+                                // The value itself is customer data: not in the message.
+                                if t.is_empty() { "no value" } else { "a value that is not a date/time" }
                             ),
                         });
                     };

@@ -4,7 +4,7 @@
 //! ```yaml
 //! source:
 //!   connector: slack
-//!   profile: slack-acme          # {"type": "bearer", "token": "xoxb-…"}  (bot or user token)
+//!   profile: slack-acme          # {"type": "bearer", "hosts": ["slack.com"], "token": "xoxb-…"}  (bot or user token)
 //!   entity: messages             # conversations | users | messages | replies
 //!   properties:
 //!     channels: [C0123456789]    # messages: the conversations to read (IDs, not names)

@@ -4,7 +4,7 @@
 //! ```yaml
 //! source:
 //!   connector: zendesk
-//!   profile: zendesk-acme        # {"type": "basic", "username": "me@acme.com/token", "password": "<API token>"}
+//!   profile: zendesk-acme        # {"type": "basic", "hosts": ["acme.zendesk.com"], "username": "me@acme.com/token", "password": "<API token>"}
 //!   entity: tickets              # tickets | users | organizations | groups | ticket_fields
 //!   properties:
 //!     subdomain: acme            # https://acme.zendesk.com  (or base_url: https://support.acme.com)

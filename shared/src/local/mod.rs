@@ -549,6 +549,7 @@ pub fn embedded_deps(
         )),
         settings: Settings {
             lease_holder: Some(local_holder()),
+            one_process: true,
             ..Settings::default()
         },
     })

@@ -53,6 +53,11 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
     let started = std::time::Instant::now();
     super::renew_lease(deps, run).await?;
     let (flow, _) = load_flow(deps, &run.flow, Some(run.flow_version)).await?;
+    // Slices reading at once in processes of their own split the flow's request budget.
+    crate::connector::http::set_budget_share(match &input.slice {
+        Some(s) if !deps.settings.one_process => s.parallelism,
+        _ => 1,
+    });
     let mut source = build_source(deps, &flow).await?;
     // A slice reads its own part of the window, of the run's data set.
     let slice_window = input.slice.as_ref().and_then(|s| s.window);
@@ -63,9 +68,11 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
         }
     }
     let budget = &flow.source.chunk;
-    let schema = super::staging::StagedSchema::get(deps, run)
-        .await?
-        .source_schema()?;
+    let staged = super::staging::StagedSchema::get(deps, run).await?;
+    if let Some(m) = &staged.fetch_metadata {
+        source.use_fetch_metadata(&flow.source.entity, m)?;
+    }
+    let schema = staged.source_schema()?;
     // Filters the source can apply itself; transform-batch re-applies them (idempotent).
     let caps = source.pushdown();
     let filters = if caps.ops.is_empty() || flow.tasks.is_empty() {
@@ -198,8 +205,13 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
             };
             let body = serde_json::to_vec(&progress)
                 .map_err(|e| internal("encode the slice's progress", e))?;
-            super::fenced_stage(deps, run, &super::slices::progress_key(run, slice.index), body)
-                .await?;
+            super::fenced_stage(
+                deps,
+                run,
+                &super::slices::progress_key(run, slice.index),
+                body,
+            )
+            .await?;
         }
     }
     tracing::info!(flow = %run.flow, run_id = %run.run_id, chunk = input.chunk, records, bytes, has_more, pause, "chunk fetched");
@@ -378,8 +390,15 @@ impl<'a> Chunk<'a> {
             key
         } else {
             let key = super::staging::raw_arrow_key(run, chunk);
-            super::staging::put_raw_chunk(deps, run, &key, &self.schema, &self.batches, &self.rejected)
-                .await?;
+            super::staging::put_raw_chunk(
+                deps,
+                run,
+                &key,
+                &self.schema,
+                &self.batches,
+                &self.rejected,
+            )
+            .await?;
             key
         };
         Ok((key, self.dropped, self.max_cursor))

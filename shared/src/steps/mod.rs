@@ -52,6 +52,10 @@ pub struct Settings {
     /// Who holds the leases this engine takes: `local:<host>:<pid>` for the embedded engine (a
     /// run whose process died is found by it), `None` on AWS.
     pub lease_holder: Option<String>,
+    /// Whether a run's slices run in this one process (the embedded engine: they share its
+    /// request-budget limiters) rather than each in a process of its own (Lambda: each takes
+    /// its share of the budget).
+    pub one_process: bool,
 }
 
 impl Default for Settings {
@@ -61,6 +65,7 @@ impl Default for Settings {
             lease_ttl: lease::default_ttl(),
             event_source: "ferry".into(),
             lease_holder: None,
+            one_process: false,
         }
     }
 }
@@ -178,7 +183,15 @@ pub(crate) async fn fenced_stage(
     key: &str,
     body: Vec<u8>,
 ) -> Result<(), StepError> {
-    fenced_put(deps, run, deps.staging.as_ref(), key, body, &Default::default()).await
+    fenced_put(
+        deps,
+        run,
+        deps.staging.as_ref(),
+        key,
+        body,
+        &Default::default(),
+    )
+    .await
 }
 
 pub(crate) fn internal(what: &str, e: impl std::fmt::Display) -> StepError {

@@ -55,6 +55,19 @@ pub struct SliceItem {
     pub next_chunk: u32,
     /// The child pauses after fetching this chunk if the slice has more.
     pub pause_at: u32,
+    /// How many slices run at once (the Map's MaxConcurrency): on the deployed stack each
+    /// slice's fetch-page takes this share of the flow's request budget
+    /// (`connector::http::set_budget_share`), so the run as a whole keeps to it.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub parallelism: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 impl SliceItem {
@@ -66,6 +79,7 @@ impl SliceItem {
             cursor: serde_json::Value::Null,
             next_chunk,
             pause_at: next_chunk + CHUNKS_PER_CHILD - 1,
+            parallelism: 1,
         }
     }
 }
@@ -166,6 +180,22 @@ mod tests {
         // A window shorter than the count gets fewer, non-empty slices.
         let tiny = split_even(s, s + Duration::microseconds(3), 8);
         assert_eq!(tiny.len(), 3);
+    }
+
+    #[test]
+    fn a_slice_item_carries_its_share_of_the_parallelism() {
+        // Lists staged before the field existed read as one slice at a time.
+        let old: SliceItem = serde_json::from_value(serde_json::json!(
+            {"index": 1, "window": null, "cursor": null, "next_chunk": 100000, "pause_at": 100499}
+        ))
+        .unwrap();
+        assert_eq!(old.parallelism, 1);
+        let item = SliceItem {
+            parallelism: 4,
+            ..SliceItem::new(1, None)
+        };
+        let back: SliceItem = serde_json::from_value(serde_json::to_value(&item).unwrap()).unwrap();
+        assert_eq!(back, item);
     }
 
     #[test]

@@ -160,6 +160,11 @@ pub struct StagedSchema {
     /// inference); transform-batch reports them with the run's first chunk.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// What the source reads about the entity once per run (`Source::fetch_metadata`: a
+    /// ServiceNow table's dictionary, HubSpot's property list); every fetch-page hands it back
+    /// instead of reading it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_metadata: Option<serde_json::Value>,
 }
 
 impl StagedSchema {
@@ -168,6 +173,7 @@ impl StagedSchema {
             source: crate::schema::schema_to_json(source),
             output_fingerprint,
             warnings: vec![],
+            fetch_metadata: None,
         }
     }
 

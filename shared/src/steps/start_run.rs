@@ -110,6 +110,7 @@ pub async fn next_round(deps: &Deps, input: NextRoundInput) -> Result<SlicePlan,
             cursor: p.cursor,
             next_chunk: p.next_chunk,
             pause_at: p.next_chunk + slices::CHUNKS_PER_CHILD - 1,
+            parallelism: item.parallelism,
         });
     }
     let round = input.slices.round + 1;
@@ -188,7 +189,10 @@ async fn plan_slices(
     let items: Vec<SliceItem> = windows
         .into_iter()
         .enumerate()
-        .map(|(i, w)| SliceItem::new(i as u32, w))
+        .map(|(i, w)| SliceItem {
+            parallelism,
+            ..SliceItem::new(i as u32, w)
+        })
         .collect();
     let key = slices::round_key(run, 0);
     let body = serde_json::to_vec(&items).map_err(|e| internal("encode the slice list", e))?;
@@ -334,6 +338,8 @@ pub async fn handle(deps: &Deps, input: StartRunInput) -> Result<StartRunOutput,
         };
         let mut staged = super::staging::StagedSchema::new(&source_schema, fp);
         staged.warnings = source.take_warnings();
+        // Read once here (describe has usually read it already), not on every chunk.
+        staged.fetch_metadata = source.fetch_metadata(&flow.source.entity).await?;
         if flow.source.slice.is_some() {
             source.set_run_end(window.end);
         }

@@ -283,10 +283,10 @@ async fn stage_rejected(
         &staging::rejected_key(run, chunk),
         body,
         &crate::ports::PutOptions {
-                content_type: Some("application/x-ndjson".into()),
-                content_encoding: None,
-            },
-        )
-        .await?;
+            content_type: Some("application/x-ndjson".into()),
+            content_encoding: None,
+        },
+    )
+    .await?;
     Ok(())
 }

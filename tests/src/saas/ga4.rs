@@ -19,6 +19,13 @@
 //! - Google's token endpoint (`grant_type=refresh_token`, 400 `invalid_grant` for a revoked
 //!   token; the refresh token is not rotated) and 401 `UNAUTHENTICATED` for a bad access token:
 //!   <https://developers.google.com/identity/protocols/oauth2/web-server#offline>
+//! - Service accounts: the JWT bearer grant (`grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`,
+//!   `assertion`): a JWT signed RS256 with the account's key, claims `iss` (the account's email),
+//!   `scope`, `aud` (the token URI), `iat`, `exp` at most one hour after `iat`; a bad signature
+//!   or claim set is 400 `invalid_grant` ("Invalid JWT Signature.", "Invalid JWT: Token must be
+//!   a short-lived token (60 minutes) and in a reasonable timeframe."). The mock checks the
+//!   signature against `tests/fixtures/keys/ga4-test-service-account.pub.pem`:
+//!   <https://developers.google.com/identity/protocols/oauth2/service-account#httprest>
 //!
 //! Data: for each day from `first_day` for `days` days, 60 facts (5 countries × 3 devices × 4
 //! channels) with deterministic sessions, users, engagement, duration and revenue (in cents);
@@ -64,6 +71,8 @@ pub struct Ga4Config {
     pub client_id: String,
     pub client_secret: String,
     pub refresh_token: String,
+    /// The service account whose key (`tests/fixtures/keys`) the token endpoint accepts.
+    pub service_account: String,
 }
 
 impl Default for Ga4Config {
@@ -74,6 +83,7 @@ impl Default for Ga4Config {
             client_id: "ga-client.apps.googleusercontent.com".into(),
             client_secret: "ga-secret".into(),
             refresh_token: "1//ga-refresh".into(),
+            service_account: "ferry-reader@acme-analytics.iam.gserviceaccount.com".into(),
         }
     }
 }
@@ -165,6 +175,24 @@ impl Ga4Mock {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// A service account key file as Google's console downloads it, pointed at this server.
+    pub fn service_account_secret(&self) -> Value {
+        json!({
+            "type": "service_account",
+            "project_id": "acme-analytics",
+            "private_key_id": "0123456789abcdef0123456789abcdef01234567",
+            "private_key": SERVICE_ACCOUNT_KEY,
+            "client_email": self.inner.cfg.service_account,
+            "client_id": "104242424242424242424",
+            "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+            "token_uri": format!("{}/token", self.url()),
+            "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
+            "client_x509_cert_url": "https://www.googleapis.com/robot/v1/metadata/x509/ferry-reader%40acme-analytics.iam.gserviceaccount.com",
+            "universe_domain": "googleapis.com",
+            "hosts": ["127.0.0.1"],
+        })
     }
     pub fn requests(&self) -> Vec<Seen> {
         self.inner.common.log.lock().unwrap().clone()
@@ -456,6 +484,18 @@ async fn token(State(s): State<S>, body: String) -> Response {
     let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
         .into_owned()
         .collect();
+    if form.get("grant_type").map(String::as_str)
+        == Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+    {
+        if let Err(why) = check_assertion(&s, form.get("assertion").map(String::as_str)) {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error": "invalid_grant", "error_description": why})),
+            )
+                .into_response();
+        }
+        return issue_token(&s);
+    }
     let ok = form.get("grant_type").map(String::as_str) == Some("refresh_token")
         && form.get("client_id") == Some(&s.cfg.client_id)
         && form.get("client_secret") == Some(&s.cfg.client_secret)
@@ -463,11 +503,66 @@ async fn token(State(s): State<S>, body: String) -> Response {
     if !ok {
         return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."}))).into_response();
     }
+    issue_token(&s)
+}
+
+fn issue_token(s: &S) -> Response {
     let mut t = s.tokens.lock().unwrap();
     t.1 += 1;
     let at = format!("ya29.mock-{}", t.1);
     t.0.push(at.clone());
     axum::Json(json!({"access_token": at, "expires_in": 3599, "scope": "https://www.googleapis.com/auth/analytics.readonly", "token_type": "Bearer"})).into_response()
+}
+
+/// The test service account's key pair (generated for the tests: `tests/fixtures/keys`).
+pub const SERVICE_ACCOUNT_KEY: &str =
+    include_str!("../../fixtures/keys/ga4-test-service-account.pem");
+const SERVICE_ACCOUNT_PUBLIC_KEY: &str =
+    include_str!("../../fixtures/keys/ga4-test-service-account.pub.pem");
+
+#[derive(serde::Deserialize)]
+struct Claims {
+    iss: String,
+    scope: String,
+    iat: i64,
+    exp: i64,
+}
+
+/// Google's checks of a JWT bearer assertion, with its error texts.
+fn check_assertion(s: &S, assertion: Option<&str>) -> Result<(), &'static str> {
+    let jwt = assertion.ok_or("Invalid JWT: no assertion.")?;
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(SERVICE_ACCOUNT_PUBLIC_KEY.as_bytes())
+        .expect("the test public key");
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    // `aud` is the token URI the key file names: this server's /token.
+    v.validate_aud = false;
+    let claims = jsonwebtoken::decode::<Claims>(jwt, &key, &v)
+        .map_err(|_| "Invalid JWT Signature.")?
+        .claims;
+    let aud = jsonwebtoken::decode::<Value>(jwt, &key, &v)
+        .ok()
+        .and_then(|d| {
+            d.claims
+                .get("aud")
+                .and_then(Value::as_str)
+                .map(String::from)
+        })
+        .unwrap_or_default();
+    let now = chrono::Utc::now().timestamp();
+    if claims.exp - claims.iat > 3600 || claims.iat > now + 60 || claims.exp < now {
+        return Err("Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.");
+    }
+    if claims.iss != s.cfg.service_account || !aud.ends_with("/token") {
+        return Err("Invalid JWT Signature.");
+    }
+    if !claims
+        .scope
+        .split(' ')
+        .any(|x| x == "https://www.googleapis.com/auth/analytics.readonly")
+    {
+        return Err("Invalid scope for this API: analytics.readonly is needed.");
+    }
+    Ok(())
 }
 
 fn authorized(s: &S, h: &HeaderMap) -> bool {

@@ -1,0 +1,229 @@
+//! Nothing secret and nothing from a record reaches what other people read, on the deployed
+//! stack (docs/security.md): a run whose API echoes the profile's query-string key into its next
+//! links and serves a canary value in a field the flow declares as an integer. The key and the
+//! value must appear in none of: the execution's history (every state's input and output, as
+//! `GetExecutionHistory` returns it), the functions' logs at debug level, the run record, the
+//! table's items, the events on the bus and the output bucket (but the rejected records' file,
+//! which is the data); nor the key in what is left in staging.
+
+use ferry::flow::Flow;
+use ferry_tests::stack::{Stack, StackOptions};
+use ferry_tests::{Mock, MockAuth, MockConfig};
+use serde_json::json;
+
+const KEY: &str = "CANARY-key-31337";
+const VALUE: &str = "CANARY-value-27182";
+
+async fn bodies(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, String)> {
+    let mut out = vec![];
+    let mut token = None;
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .unwrap();
+        for o in page.contents() {
+            let key = o.key().unwrap_or_default().to_string();
+            let body = s3
+                .get_object()
+                .bucket(bucket)
+                .key(&key)
+                .send()
+                .await
+                .unwrap()
+                .body
+                .collect()
+                .await
+                .unwrap()
+                .into_bytes();
+            out.push((key, String::from_utf8_lossy(&body).into_owned()));
+        }
+        token = page.next_continuation_token().map(String::from);
+        if token.is_none() {
+            return out;
+        }
+    }
+}
+
+fn assert_clean(place: &str, text: &str) {
+    for canary in [KEY, VALUE] {
+        assert!(
+            !text.contains(canary),
+            "{canary} is in {place}:\n{}",
+            &text[text.find(canary).unwrap().saturating_sub(300)..]
+                .chars()
+                .take(800)
+                .collect::<String>()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn canaries_appear_nowhere_on_the_deployed_stack() {
+    let stack = Stack::deploy_with(StackOptions {
+        parameters: [("LogLevel".to_string(), "debug".to_string())].into(),
+        ..Default::default()
+    })
+    .await;
+    let api = Mock::start(MockConfig {
+        tickets: 100,
+        auth: MockAuth::ApiKeyQuery {
+            param: "api_key".into(),
+            key: KEY.into(),
+        },
+        ..Default::default()
+    })
+    .await;
+    api.override_field(7, "priority", json!(VALUE));
+    // Every event on the stack's bus, as a user's alerting would see them.
+    let sqs = aws_sdk_sqs::Client::new(&stack.conf);
+    let events = aws_sdk_eventbridge::Client::new(&stack.conf);
+    let queue = sqs
+        .create_queue()
+        .queue_name("canary-events")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    let bus = stack.outputs["EventBusName"].clone();
+    events
+        .put_rule()
+        .name("canary-all")
+        .event_bus_name(&bus)
+        .event_pattern(json!({"source": ["ferry"]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    events
+        .put_targets()
+        .rule("canary-all")
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("queue")
+                .arn(queue_arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let deps = stack.deps();
+    deps.secrets
+        .put_secret(
+            "canary",
+            &ferry::ports::Secret::new(
+                json!({"type": "api_key", "key": KEY, "query": "api_key", "hosts": ["127.0.0.1"]}),
+            ),
+        )
+        .await
+        .unwrap();
+    let props = json!({"base_url": api.url(), "http": {"timeout_ms": 5000, "max_retries": 1},
+        "endpoints": {"tickets": {"path": "/next/tickets", "records": "$.data[*]",
+            "paginator": {"type": "next_url", "path": "$.next"},
+            "fields": [{"name": "id", "type": "integer"}, {"name": "subject"},
+                       {"name": "priority", "type": "integer"}, {"name": "updated_at", "type": "timestamp"}]}}});
+    let b = &stack.output_bucket;
+    let flow = Flow::parse(
+        &format!(
+            "name: canary\nsource:\n  connector: rest\n  profile: canary\n  entity: tickets\n  chunk: {{ records: 25 }}\n  properties: {props}\ndestination:\n  s3: {{ bucket: {b}, prefix: raw }}\n  format: jsonl\n  error_location: s3://{b}/rejected\ntrigger: {{ on_demand: {{}} }}\n"
+        ),
+        "canary.yaml",
+    )
+    .unwrap();
+    deps.flows
+        .put_flow(&flow, chrono::Utc::now())
+        .await
+        .unwrap();
+    let arn = stack
+        .start(&json!({"flow": "canary", "trigger": "on_demand"}), None)
+        .await;
+    let e = stack.wait(&arn, std::time::Duration::from_secs(300)).await;
+    assert_eq!(e.status, "SUCCEEDED", "{e:?}\n{}", stack.logs());
+    let runs = deps.runs.list_runs("canary", 10).await.unwrap();
+    let run = &runs[0];
+    assert_eq!(run.records_written, 99, "{run:?}");
+    assert_eq!(run.records_rejected, 1, "{run:?}");
+    assert!(run.chunks >= 4, "a multi-chunk run: {run:?}");
+
+    // The execution history, every event, as the wire carries it (the harness answers
+    // GetExecutionHistory with its interpreter's events and their inputs and outputs).
+    let history: serde_json::Value = reqwest::Client::new()
+        .post(&stack.sfn_endpoint)
+        .header("x-amz-target", "AWSStepFunctions.GetExecutionHistory")
+        .json(&json!({"executionArn": arn, "maxResults": 1000}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let text = history.to_string();
+    assert!(
+        text.contains("after="),
+        "the history holds the cursors between chunks: {}",
+        &text[..text.len().min(2000)]
+    );
+    assert_clean("the execution history", &text);
+    assert_clean("the execution's output", &format!("{e:?}"));
+    let logs = stack.logs();
+    assert!(
+        logs.contains("DEBUG"),
+        "the functions logged at debug level"
+    );
+    assert_clean("the functions' logs", &logs);
+    assert_clean("the run record", &format!("{runs:?}"));
+    let table = aws_sdk_dynamodb::Client::new(&stack.conf)
+        .scan()
+        .table_name(&stack.outputs["TableName"])
+        .send()
+        .await
+        .unwrap();
+    assert_clean("the table", &format!("{:?}", table.items()));
+    let mut seen = String::new();
+    for _ in 0..5 {
+        let m = sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        for msg in m.messages() {
+            seen.push_str(msg.body().unwrap_or_default());
+        }
+    }
+    assert!(seen.contains("ferry"), "the run's events arrived: {seen}");
+    assert_clean("the events", &seen);
+    let s3 = aws_sdk_s3::Client::new(&stack.conf);
+    let mut rejected = false;
+    for (key, body) in bodies(&s3, b).await {
+        if key.starts_with("rejected/") {
+            // The refused record itself, for the user to fix: the one place it belongs.
+            rejected |= body.contains(VALUE);
+            continue;
+        }
+        assert_clean(&format!("s3://{b}/{key}"), &body);
+    }
+    assert!(rejected, "the refused record is kept in the error location");
+    // Staging holds records by design (private, expiring); never the key.
+    for (key, body) in bodies(&s3, &stack.staging_bucket).await {
+        assert!(!body.contains(KEY), "the key is in staging {key}");
+    }
+}
