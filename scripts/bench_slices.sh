@@ -7,18 +7,20 @@
 # Figures are printed, never asserted (docs/output.md, "Slices").
 # Usage: scripts/bench_slices.sh [RECORDS] [SLICES...]
 #        PROFILE=debug uses the test build's binary (quick looks only; figures in docs are release);
-#        CHUNKS5000=0 skips the 5,000-chunk run.
+#        CHUNKS5000=0 skips the 5,000-chunk run; FERRY_BIN=path uses that ferry binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 records="${1:-5000000}"
 shift || true
 counts=("$@")
 [ ${#counts[@]} -eq 0 ] && counts=(1 2 4 8)
-if [ "${PROFILE:-release}" = debug ]; then
-  cargo build --workspace --features ferry-cli/remote --bins
+if [ -n "${FERRY_BIN:-}" ]; then
+  ferry="$FERRY_BIN"   # a ferry binary already built (e.g. the quickstart's release build)
+elif [ "${PROFILE:-release}" = debug ]; then
+  cargo build -p ferry-cli --bins
   ferry="$PWD/target/debug/ferry"
 else
-  cargo build --release --workspace --features ferry-cli/remote --bins
+  cargo build --release -p ferry-cli --bins   # the embedded engine needs no AWS SDK
   ferry="$PWD/target/release/ferry"
 fi
 work="$(mktemp -d)"

@@ -217,7 +217,7 @@ fn api_properties(connector: &str, consent: &Consent, p: &Pending) -> Vec<(Strin
             None => vec![("base_url".into(), json!(base))],
         },
         "servicenow" => vec![("instance_url".into(), json!(base))],
-        "hubspot" if !fixed => vec![("base_url".into(), json!(base))],
+        "hubspot" | "ga4" if !fixed => vec![("base_url".into(), json!(base))],
         // Slack's Web API base includes its `/api` path.
         "slack" if !fixed => vec![("base_url".into(), json!(format!("{base}/api")))],
         _ => vec![],

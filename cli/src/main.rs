@@ -258,9 +258,9 @@ enum ProfilesCmd {
         name: String,
     },
     /// Connect an account by the vendor's OAuth consent (authorization code with PKCE) and
-    /// store the profile: salesforce, hubspot, zendesk, servicenow, slack.
+    /// store the profile: salesforce, hubspot, zendesk, servicenow, slack, ga4.
     Connect {
-        /// The connector: salesforce, hubspot, zendesk, servicenow or slack.
+        /// The connector: salesforce, hubspot, zendesk, servicenow, slack or ga4.
         connector: String,
         /// The profile name (letters, digits, `_`, `-`, `.`, `@`).
         name: String,

@@ -170,6 +170,90 @@ async fn a_refused_canary_credential_appears_nowhere_for_any_connector() {
     }
 }
 
+/// The same for the newer sources: a refused canary credential of each (a key, a password, a
+/// client secret at a token endpoint, a refresh token) appears nowhere ferry writes or prints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_canary_credential_appears_nowhere_for_the_newer_connectors() {
+    use ferry_tests::saas::ga4::{Ga4Config, Ga4Mock};
+    use ferry_tests::saas::github::{GitHubConfig, GitHubMock, OWNER, REPO};
+    use ferry_tests::saas::jira::{JiraConfig, JiraMock};
+    use ferry_tests::saas::marketo::{MarketoConfig, MarketoMock};
+    use ferry_tests::saas::shopify::{ShopifyConfig, ShopifyMock};
+    use ferry_tests::saas::stripe::{StripeConfig, StripeMock};
+    let canary = "CANARY-8e1d44";
+    let st = StripeMock::start(StripeConfig::default()).await;
+    let sh = ShopifyMock::start(ShopifyConfig::default()).await;
+    let gh = GitHubMock::start(GitHubConfig::default()).await;
+    let ji = JiraMock::start(JiraConfig::default()).await;
+    let mk = MarketoMock::start(MarketoConfig::default()).await;
+    let ga = Ga4Mock::start(Ga4Config::default()).await;
+    let cases: Vec<(&str, Value, String)> = vec![
+        (
+            "stripe",
+            json!({"type": "bearer", "hosts": ["127.0.0.1"], "token": canary}),
+            flow(
+                "stripe",
+                "charges",
+                json!({"base_url": st.url(), "http": http()}),
+            ),
+        ),
+        (
+            "shopify",
+            json!({"type": "api_key", "hosts": ["127.0.0.1"], "key": canary, "header": "X-Shopify-Access-Token"}),
+            flow(
+                "shopify",
+                "orders",
+                json!({"shop": "acme-store", "base_url": sh.url(), "http": http()}),
+            ),
+        ),
+        (
+            "github",
+            json!({"type": "bearer", "hosts": ["127.0.0.1"], "token": canary}),
+            flow(
+                "github",
+                "issues",
+                json!({"owner": OWNER, "repo": REPO, "base_url": gh.url(), "http": http()}),
+            ),
+        ),
+        (
+            "jira",
+            json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "me@acme.example", "password": canary}),
+            flow(
+                "jira",
+                "issues",
+                json!({"base_url": ji.url(), "http": http()}),
+            ),
+        ),
+        (
+            "marketo",
+            json!({"type": "oauth2_client_credentials", "hosts": ["127.0.0.1"],
+                   "token_url": format!("{}/identity/oauth/token", mk.url()),
+                   "client_id": "mkto-client", "client_secret": canary}),
+            flow(
+                "marketo",
+                "leads",
+                json!({"base_url": mk.url(), "poll_seconds": 0.01, "http": http()}),
+            ),
+        ),
+        (
+            "ga4",
+            json!({"type": "oauth2_refresh_token", "hosts": ["127.0.0.1"],
+                   "token_url": format!("{}/token", ga.url()),
+                   "client_id": "ga-client.apps.googleusercontent.com", "client_secret": "ga-secret",
+                   "refresh_token": canary}),
+            flow(
+                "ga4",
+                "traffic",
+                json!({"property_id": "123456789", "base_url": ga.url(), "http": http(),
+                       "reports": {"traffic": {"dimensions": ["date", "country"], "metrics": ["sessions"]}}}),
+            ),
+        ),
+    ];
+    for (name, secret, f) in cases {
+        run_and_look(name, secret, f, false, canary).await;
+    }
+}
+
 /// A successful run whose API echoes the query-string key into every next link: the key is in
 /// no cursor, state, run record, event, manifest or log line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -541,3 +541,61 @@ async fn a_profile_without_hosts_is_refused_until_migrated() {
     let o = ferry(d, &["profiles", "migrate", "nobody", "--host", "x.example"]).await;
     assert!(!o.status.success() && text(&o).contains("no profile 'nobody'"));
 }
+
+/// `profiles connect ga4`: Google's installed-app consent with PKCE and offline access, a
+/// loopback redirect on 127.0.0.1; the stored profile (refresh token, bound to the hosts the
+/// consent used) then checks a GA4 flow against the Data API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_connect_runs_googles_consent_for_ga4() {
+    use ferry_tests::saas::ga4::{Ga4Config, Ga4Mock};
+    let ga = Ga4Mock::start(Ga4Config::default()).await;
+    let cfg = Ga4Config::default();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let c = connect(
+        d,
+        "ga4",
+        "ga",
+        &cfg.client_id,
+        Some(&cfg.client_secret),
+        &host_of(&ga.url()),
+        false,
+    )
+    .await;
+    let t = text(&c.output);
+    assert!(c.output.status.success(), "{t}");
+    assert!(c.page.contains("connected"), "{}", c.page);
+    let v: serde_json::Value = serde_json::from_slice(&c.output.stdout).unwrap();
+    assert_eq!(v["type"], "oauth2_refresh_token", "{t}");
+    assert_eq!(v["properties"]["base_url"], ga.url(), "{t}");
+    let asked = ga.consent().last_request.lock().unwrap().clone();
+    assert_eq!(asked["code_challenge_method"], "S256");
+    assert_eq!(asked["access_type"], "offline");
+    assert_eq!(
+        asked["scope"],
+        "https://www.googleapis.com/auth/analytics.readonly"
+    );
+    assert!(asked["redirect_uri"].starts_with("http://127.0.0.1:"));
+    assert!(
+        !t.contains(&cfg.client_secret) && !t.contains(&cfg.refresh_token),
+        "{t}"
+    );
+    let secrets = std::fs::read_to_string(d.join(".ferry/secrets.json")).unwrap();
+    assert!(secrets.contains(&cfg.refresh_token) && secrets.contains("\"hosts\""));
+
+    std::fs::write(
+        d.join("ga.yaml"),
+        format!(
+            "name: ga-traffic\nsource:\n  connector: ga4\n  profile: ga\n  entity: traffic\n  properties:\n    property_id: \"123456789\"\n    base_url: \"{}\"\n    reports:\n      traffic: {{ dimensions: [date, country], metrics: [sessions] }}\ndestination:\n  local: out\n",
+            ga.url()
+        ),
+    )
+    .unwrap();
+    let o = ferry(d, &["validate", "ga.yaml"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("checked against the ga4 source"),
+        "{}",
+        text(&o)
+    );
+}

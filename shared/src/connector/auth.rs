@@ -98,6 +98,8 @@ enum AuthSpec {
     /// A Google Cloud service account's JSON key as the console downloads it (its `type` is
     /// `service_account`): access tokens by the JWT bearer grant (RFC 7523), an assertion
     /// signed RS256 with `private_key` (<https://developers.google.com/identity/protocols/oauth2/service-account>).
+    /// The key file's other fields are accepted as they are and not read.
+    #[allow(dead_code)]
     ServiceAccount {
         client_email: String,
         private_key: String,

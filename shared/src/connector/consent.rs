@@ -376,6 +376,29 @@ pub static HUBSPOT: Consent = Consent {
     docs: "https://developers.hubspot.com/docs/apps/legacy-apps/authentication/working-with-oauth",
 };
 
+/// Google (the `ga4` connector), an installed app's consent: fixed Google hosts (`--host` only
+/// for a stand-in server), PKCE S256, a loopback redirect on `127.0.0.1`, `access_type=offline`
+/// for a refresh token and `prompt=consent` so that a second connect gets one too; the code is
+/// redeemed with the client secret in the form body.
+pub static GOOGLE: Consent = Consent {
+    authorize: "https://accounts.google.com/o/oauth2/v2/auth",
+    token: "https://oauth2.googleapis.com/token",
+    api_host: Some("analyticsdata.googleapis.com"),
+    default_host: Some("accounts.google.com"),
+    host_hint: "accounts.google.com (Google's own; another host only for a stand-in server)",
+    scopes: &["https://www.googleapis.com/auth/analytics.readonly"],
+    scope_param: "scope",
+    scope_separator: " ",
+    pkce: true,
+    body: TokenBody::Form,
+    shape: TokenShape::Standard,
+    redirect_host: "127.0.0.1",
+    extra: &[("access_type", "offline"), ("prompt", "consent")],
+    client_auth: ClientAuth::Body,
+    needs_client_secret: true,
+    docs: "https://developers.google.com/identity/protocols/oauth2/native-app",
+};
+
 /// Zendesk: the account's subdomain hosts both endpoints; PKCE S256; a JSON token request;
 /// refresh tokens rotate.
 pub static ZENDESK: Consent = Consent {

@@ -756,7 +756,7 @@ pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
     needs_profile: true,
     oauth_client_auth: super::auth::ClientAuth::Body,
     auth_kinds: &["oauth2_refresh_token", "service_account", "bearer"],
-    consent: None,
+    consent: Some(&super::consent::GOOGLE),
     static_description: false,
     validate,
     build: |source, profile| {

@@ -23,7 +23,7 @@ mod tests;
 use crate::error::ErrorKind;
 use crate::flow::tasks::{
     ArithmeticOp, ArithmeticSpec, CastType, FilterOp, FilterSpec, MapField, MaskSpec, MergePart,
-    TaskSpec, ValidateAction, ValidateCheck,
+    MergeSpec, TaskSpec, ValidateAction, ValidateCheck, ValidateSpec,
 };
 use crate::flow::FieldError;
 use arrow::array::{ArrayRef, BooleanArray};
@@ -377,39 +377,10 @@ impl Plan {
                 }
                 TaskSpec::Map(m) => {
                     selecting = true;
-                    let Some(src) = b.resolve(i, &m.from, at("from")) else {
+                    let Some(slot) = compile_map(&mut b, i, m, &at) else {
                         continue;
                     };
                     let to = m.to.clone().unwrap_or_else(|| m.from.clone());
-                    let slot = match m.cast {
-                        // A new name gets its own slot, so a later mask of one leaves the other.
-                        None if m.to.as_ref().is_some_and(|t| *t != m.from) => {
-                            let o = b.new_slot(b.types[src].clone());
-                            b.modified[o] = b.modified[src];
-                            b.steps.push((i, Step::Copy { from: src, out: o }));
-                            o
-                        }
-                        None => src,
-                        Some(c) => match cast_target(m, c, &b.types[src]) {
-                            Ok(dt) => {
-                                let o = b.new_slot(dt.clone());
-                                b.steps.push((
-                                    i,
-                                    Step::Cast {
-                                        from: src,
-                                        out: o,
-                                        to: dt,
-                                        format: m.format.clone(),
-                                    },
-                                ));
-                                o
-                            }
-                            Err(e) => {
-                                b.errs.push(FieldError::new(at("type"), e));
-                                continue;
-                            }
-                        },
-                    };
                     if to != m.from {
                         claim(&to, &mut out, &mut b, "to");
                     } else if !out.contains(&to) {
@@ -470,95 +441,16 @@ impl Plan {
                     }
                 }
                 TaskSpec::Merge(m) => {
-                    let Ok(parts) = m.parts() else {
-                        b.errs.push(FieldError::new(at("format"), "is not a valid format"));
-                        continue;
-                    };
-                    let mut slots = vec![];
-                    let mut ok = true;
-                    for p in parts {
-                        match p {
-                            MergePart::Text(t) => slots.push(Err(t)),
-                            MergePart::Field(f) => match b.resolve(i, &f, at("format")) {
-                                Some(s) if is_textable(&b.types[s]) => slots.push(Ok(s)),
-                                Some(s) => {
-                                    b.errs.push(FieldError::new(
-                                        at("format"),
-                                        format!("'{f}' is {}; merge takes scalar fields", b.types[s]),
-                                    ));
-                                    ok = false;
-                                }
-                                None => ok = false,
-                            },
-                        }
-                    }
-                    if ok {
-                        let o = b.new_slot(DataType::Utf8);
-                        b.steps.push((i, Step::Merge { parts: slots, out: o }));
+                    if let Some(o) = compile_merge(&mut b, i, m, &at) {
                         claim(&m.to, &mut out, &mut b, "to");
                         b.names.insert(m.to.clone(), o);
                     }
                 }
                 TaskSpec::Validate(v) => {
                     validated = true;
-                    let Some(s) = b.resolve(i, &v.field, at("field")) else {
-                        continue;
-                    };
-                    let t = b.types[s].clone();
-                    let check = match (&v.check, &v.matches) {
-                        (Some(ValidateCheck::NonNull), _) => Check::NonNull,
-                        (Some(c @ (ValidateCheck::NonZero | ValidateCheck::NonNegative)), _) => {
-                            if !kernels::is_numeric(&t) {
-                                b.errs.push(FieldError::new(
-                                    at("field"),
-                                    format!("'{}' is {t}; non_zero/non_negative need a number (cast it with `map: {{ from: {}, type: float }}` first)", v.field, v.field),
-                                ));
-                                continue;
-                            }
-                            if *c == ValidateCheck::NonZero {
-                                Check::NonZero
-                            } else {
-                                Check::NonNegative
-                            }
-                        }
-                        (Some(ValidateCheck::Numeric), _) => {
-                            if !(kernels::is_numeric(&t) || t == DataType::Utf8) {
-                                b.errs.push(FieldError::new(
-                                    at("field"),
-                                    format!("'{}' is {t}; numeric checks text or number fields", v.field),
-                                ));
-                                continue;
-                            }
-                            Check::Numeric
-                        }
-                        (None, Some(re)) => {
-                            if !is_textable(&t) {
-                                b.errs.push(FieldError::new(
-                                    at("field"),
-                                    format!("'{}' is {t}; matches checks scalar fields", v.field),
-                                ));
-                                continue;
-                            }
-                            if regex::Regex::new(re).is_err() {
-                                b.errs.push(FieldError::new(at("matches"), "is not a valid regular expression"));
-                                continue;
-                            }
-                            Check::Matches(re.clone())
-                        }
-                        _ => {
-                            b.errs.push(FieldError::new(at(""), "needs `check` or `matches`"));
-                            continue;
-                        }
-                    };
-                    b.steps.push((
-                        i,
-                        Step::Validate {
-                            slot: s,
-                            field: v.field.clone(),
-                            check,
-                            action: v.action,
-                        },
-                    ));
+                    if let Some(step) = compile_validate(&mut b, i, v, &at) {
+                        b.steps.push((i, step));
+                    }
                 }
                 TaskSpec::Partition(_) => b.errs.push(FieldError::new(
                     at(""),
@@ -933,6 +825,148 @@ fn compile_cond(
         _ => 1,
     };
     (args.len() == want).then_some(Cond::Leaf { slot, op, args })
+}
+
+/// A `map` task: the slot holding its value (the source's, a copy under a new name, or a
+/// cast); `None` when it is refused (the error is recorded).
+fn compile_map(
+    b: &mut Builder,
+    i: usize,
+    m: &MapField,
+    at: &dyn Fn(&str) -> String,
+) -> Option<usize> {
+    let src = b.resolve(i, &m.from, at("from"))?;
+    Some(match m.cast {
+        // A new name gets its own slot, so a later mask of one leaves the other.
+        None if m.to.as_ref().is_some_and(|t| *t != m.from) => {
+            let o = b.new_slot(b.types[src].clone());
+            b.modified[o] = b.modified[src];
+            b.steps.push((i, Step::Copy { from: src, out: o }));
+            o
+        }
+        None => src,
+        Some(c) => match cast_target(m, c, &b.types[src]) {
+            Ok(dt) => {
+                let o = b.new_slot(dt.clone());
+                b.steps.push((
+                    i,
+                    Step::Cast {
+                        from: src,
+                        out: o,
+                        to: dt,
+                        format: m.format.clone(),
+                    },
+                ));
+                o
+            }
+            Err(e) => {
+                b.errs.push(FieldError::new(at("type"), e));
+                return None;
+            }
+        },
+    })
+}
+
+/// A `merge` task: the slot of the merged text, its step added; `None` when refused.
+fn compile_merge(
+    b: &mut Builder,
+    i: usize,
+    m: &MergeSpec,
+    at: &dyn Fn(&str) -> String,
+) -> Option<usize> {
+    let Ok(parts) = m.parts() else {
+        b.errs
+            .push(FieldError::new(at("format"), "is not a valid format"));
+        return None;
+    };
+    let mut slots = vec![];
+    let mut ok = true;
+    for p in parts {
+        match p {
+            MergePart::Text(t) => slots.push(Err(t)),
+            MergePart::Field(f) => match b.resolve(i, &f, at("format")) {
+                Some(s) if is_textable(&b.types[s]) => slots.push(Ok(s)),
+                Some(s) => {
+                    b.errs.push(FieldError::new(
+                        at("format"),
+                        format!("'{f}' is {}; merge takes scalar fields", b.types[s]),
+                    ));
+                    ok = false;
+                }
+                None => ok = false,
+            },
+        }
+    }
+    if !ok {
+        return None;
+    }
+    let o = b.new_slot(DataType::Utf8);
+    b.steps.push((
+        i,
+        Step::Merge {
+            parts: slots,
+            out: o,
+        },
+    ));
+    Some(o)
+}
+
+/// A `validate` task's step; `None` when refused (the error is recorded).
+fn compile_validate(
+    b: &mut Builder,
+    i: usize,
+    v: &ValidateSpec,
+    at: &dyn Fn(&str) -> String,
+) -> Option<Step> {
+    let s = b.resolve(i, &v.field, at("field"))?;
+    let t = b.types[s].clone();
+    let refuse = |b: &mut Builder, path: String, message: String| -> Option<Step> {
+        b.errs.push(FieldError::new(path, message));
+        None
+    };
+    let check = match (&v.check, &v.matches) {
+        (Some(ValidateCheck::NonNull), _) => Check::NonNull,
+        (Some(c @ (ValidateCheck::NonZero | ValidateCheck::NonNegative)), _) => {
+            if !kernels::is_numeric(&t) {
+                return refuse(b, at("field"), format!("'{}' is {t}; non_zero/non_negative need a number (cast it with `map: {{ from: {}, type: float }}` first)", v.field, v.field));
+            }
+            if *c == ValidateCheck::NonZero {
+                Check::NonZero
+            } else {
+                Check::NonNegative
+            }
+        }
+        (Some(ValidateCheck::Numeric), _) => {
+            if !(kernels::is_numeric(&t) || t == DataType::Utf8) {
+                return refuse(
+                    b,
+                    at("field"),
+                    format!("'{}' is {t}; numeric checks text or number fields", v.field),
+                );
+            }
+            Check::Numeric
+        }
+        (None, Some(re)) => {
+            if !is_textable(&t) {
+                return refuse(
+                    b,
+                    at("field"),
+                    format!("'{}' is {t}; matches checks scalar fields", v.field),
+                );
+            }
+            if regex::Regex::new(re).is_err() {
+                return refuse(b, at("matches"), "is not a valid regular expression".into());
+            }
+            Check::Matches(re.clone())
+        }
+        _ => return refuse(b, at(""), "needs `check` or `matches`".into()),
+    };
+    Some(Step::Validate {
+        slot: s,
+        field: v.field.clone(),
+        check,
+        action: v.action,
+    })
 }
 
 fn compile_arithmetic(

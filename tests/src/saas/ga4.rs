@@ -26,6 +26,12 @@
 //!   a short-lived token (60 minutes) and in a reasonable timeframe."). The mock checks the
 //!   signature against `tests/fixtures/keys/ga4-test-service-account.pub.pem`:
 //!   <https://developers.google.com/identity/protocols/oauth2/service-account#httprest>
+//! - The consent (`ferry profiles connect ga4`): `GET /o/oauth2/v2/auth` with `client_id`,
+//!   `redirect_uri` (a loopback `http://127.0.0.1:PORT`), `response_type=code`, `scope`,
+//!   `state`, `code_challenge`/`code_challenge_method=S256`, `access_type=offline` (without it
+//!   Google issues no refresh token); the code is redeemed at the token endpoint with
+//!   `grant_type=authorization_code`, `code`, `client_id`, `client_secret`, `redirect_uri`,
+//!   `code_verifier`: <https://developers.google.com/identity/protocols/oauth2/native-app>
 //!
 //! Data: for each day from `first_day` for `days` days, 60 facts (5 countries × 3 devices × 4
 //! channels) with deterministic sessions, users, engagement, duration and revenue (in cents);
@@ -109,6 +115,9 @@ struct Inner {
     /// (after n runReports, day): a late fact arrives for that day (GA4 still processing).
     late: Mutex<Vec<(usize, NaiveDate)>>,
     tokens: Mutex<(Vec<String>, u64)>,
+    codes: super::oauth::AuthCodes,
+    /// Whether the last consent asked for offline access (a refresh token).
+    offline: std::sync::atomic::AtomicBool,
 }
 
 type S = Arc<Inner>;
@@ -162,11 +171,14 @@ impl Ga4Mock {
             quota: Mutex::new(VecDeque::new()),
             late: Mutex::new(vec![]),
             tokens: Mutex::new((vec![], 0)),
+            codes: Default::default(),
+            offline: Default::default(),
         });
         let app = Router::new()
             .route("/v1beta/properties/{target}", post(run_report))
             .route("/v1beta/properties/{id}/metadata", get(metadata_path))
             .route("/token", post(token))
+            .route("/o/oauth2/v2/auth", get(authorize))
             .layer(axum::middleware::from_fn_with_state(inner.clone(), gate))
             .with_state(inner.clone());
         let (addr, task) = super::serve(app, "ga4").await;
@@ -175,6 +187,11 @@ impl Ga4Mock {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The authorization-code grant's state (the last consent request).
+    pub fn consent(&self) -> &super::oauth::AuthCodes {
+        &self.inner.codes
     }
 
     /// A service account key file as Google's console downloads it, pointed at this server.
@@ -496,6 +513,32 @@ async fn token(State(s): State<S>, body: String) -> Response {
         }
         return issue_token(&s);
     }
+    if form.get("grant_type").map(String::as_str) == Some("authorization_code") {
+        let client_ok = form.get("client_id") == Some(&s.cfg.client_id)
+            && form.get("client_secret") == Some(&s.cfg.client_secret);
+        let redeemed = s.codes.redeem(&form);
+        if !client_ok || redeemed.is_err() {
+            let (error, d) = match redeemed {
+                Err((e, d)) if client_ok => (e, d),
+                _ => ("invalid_client", "The OAuth client was not found.".into()),
+            };
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error": error, "error_description": d})),
+            )
+                .into_response();
+        }
+        let mut t = s.tokens.lock().unwrap();
+        t.1 += 1;
+        let at = format!("ya29.mock-{}", t.1);
+        t.0.push(at.clone());
+        let mut out = json!({"access_token": at, "expires_in": 3599, "scope": "https://www.googleapis.com/auth/analytics.readonly", "token_type": "Bearer"});
+        // A refresh token only for offline access.
+        if s.offline.load(std::sync::atomic::Ordering::SeqCst) {
+            out["refresh_token"] = json!(s.cfg.refresh_token);
+        }
+        return axum::Json(out).into_response();
+    }
     let ok = form.get("grant_type").map(String::as_str) == Some("refresh_token")
         && form.get("client_id") == Some(&s.cfg.client_id)
         && form.get("client_secret") == Some(&s.cfg.client_secret)
@@ -565,6 +608,26 @@ fn check_assertion(s: &S, assertion: Option<&str>) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Google's consent screen for an installed app: the user approves and is sent back to the
+/// loopback redirect with `code` and `state` (see the module docs).
+async fn authorize(
+    State(s): State<S>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> Response {
+    let q = q.unwrap_or_default();
+    let offline = url::form_urlencoded::parse(q.as_bytes())
+        .any(|(k, v)| k == "access_type" && v == "offline");
+    s.offline
+        .store(offline, std::sync::atomic::Ordering::SeqCst);
+    let d = super::oauth::Dialect {
+        client_id: s.cfg.client_id.clone(),
+        scope_param: "scope",
+        require_state: false,
+        pkce: super::oauth::Pkce::Optional,
+    };
+    s.codes.authorize(&d, &q)
+}
+
 fn authorized(s: &S, h: &HeaderMap) -> bool {
     h.get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -577,7 +640,7 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    let resp = if path == "/token" {
+    let resp = if path == "/token" || path == "/o/oauth2/v2/auth" {
         next.run(req).await
     } else if !authorized(&s, req.headers()) {
         api_error(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.")
