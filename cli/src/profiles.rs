@@ -182,11 +182,13 @@ fn add_hosts(v: &mut Value, hosts: &[String]) {
     let Some(obj) = v.as_object_mut() else {
         return;
     };
-    let list = obj.entry("hosts").or_insert_with(|| json!([]));
-    if !list.is_array() {
-        return; // check_secret names the field
-    }
-    let arr = list.as_array_mut().expect("checked");
+    let Some(arr) = obj
+        .entry("hosts")
+        .or_insert_with(|| json!([]))
+        .as_array_mut()
+    else {
+        return; // not a list: check_secret names the field
+    };
     for h in hosts {
         let h = json!(h.trim().to_ascii_lowercase());
         if !arr.contains(&h) {

@@ -47,34 +47,52 @@ fn moto_binary() -> PathBuf {
 }
 
 fn start() -> Moto {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port on 127.0.0.1")
-        .port();
+    // A free port is only free until someone takes it: another test process (nextest runs
+    // each test in its own) can bind it between our probe and moto's bind, and then the
+    // "listening" check below would find *that* server. So moto's own answer is checked, and
+    // a start that lost its port is tried again on another.
     let bin = moto_binary();
-    let child = Command::new(&bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start {} ({e}); run scripts/setup-venv.sh or set FERRY_MOTO_SERVER",
-                bin.display()
-            )
-        });
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
+    let mut attempt = 0;
+    let (endpoint, child) = loop {
+        attempt += 1;
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port on 127.0.0.1")
+            .port();
+        let mut child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {} ({e}); run scripts/setup-venv.sh or set FERRY_MOTO_SERVER",
+                    bin.display()
+                )
+            });
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut ours = false;
+        while Instant::now() < deadline {
+            if child.try_wait().ok().flatten().is_some() {
+                break; // moto exited: its port was taken
+            }
+            if is_moto(port) {
+                ours = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
+        if ours {
+            break (endpoint, child);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
         assert!(
-            Instant::now() < deadline,
-            "moto_server did not listen on {endpoint} within 30s"
+            attempt < 5,
+            "moto_server did not answer on {endpoint} within 30s ({attempt} ports tried)"
         );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    };
     // The SDK reads these when it loads its config; set before any client exists.
     std::env::set_var("AWS_ENDPOINT_URL", &endpoint);
     std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
@@ -89,6 +107,26 @@ fn start() -> Moto {
         endpoint,
         child: Mutex::new(Some(child)),
     }
+}
+
+/// Whether the server on `port` is moto: its management API (`/moto-api/data.json`) answers
+/// 200, where another server answers 404 or nothing.
+fn is_moto(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if s.write_all(
+        b"GET /moto-api/data.json HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    )
+    .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    // "HTTP/1.0 200" or "HTTP/1.1 200".
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
 }
 
 /// The shared moto server's endpoint, starting it on first use.
@@ -173,4 +211,53 @@ impl AwsEnv {
     pub fn deps(&self) -> ferry::steps::Deps {
         aws::aws_deps(&self.clients, &self.settings)
     }
+}
+
+/// Every `ferry` event on `bus` lands in a fresh SQS queue (a rule with target, as a user's
+/// alerting would subscribe); returns the queue URL.
+pub async fn subscribe_events(conf: &aws_config::SdkConfig, bus: &str) -> String {
+    let sqs = aws_sdk_sqs::Client::new(conf);
+    let events = aws_sdk_eventbridge::Client::new(conf);
+    let url = sqs
+        .create_queue()
+        .queue_name(unique("ferry-events"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    let rule = unique("all-ferry");
+    events
+        .put_rule()
+        .name(&rule)
+        .event_bus_name(bus)
+        .event_pattern(serde_json::json!({"source": ["ferry"]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    events
+        .put_targets()
+        .rule(&rule)
+        .event_bus_name(bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("queue")
+                .arn(arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    url
 }

@@ -37,54 +37,6 @@ trigger:
     .unwrap()
 }
 
-/// Every `ferry` event on the bus lands in a fresh queue; returns the queue URL.
-async fn subscribe(env: &AwsEnv, sqs: &aws_sdk_sqs::Client) -> String {
-    let url = sqs
-        .create_queue()
-        .queue_name(unique("ferry-events"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    let rule = unique("all-ferry");
-    env.clients
-        .events
-        .put_rule()
-        .name(&rule)
-        .event_bus_name(&env.settings.event_bus)
-        .event_pattern(json!({"source": ["ferry"]}).to_string())
-        .send()
-        .await
-        .unwrap();
-    env.clients
-        .events
-        .put_targets()
-        .rule(&rule)
-        .event_bus_name(&env.settings.event_bus)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("queue")
-                .arn(arn)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    url
-}
-
 /// Receive until `n` events arrived (or 20 s passed), in arrival order.
 async fn receive(sqs: &aws_sdk_sqs::Client, url: &str, n: usize) -> Vec<Value> {
     let mut got = vec![];
@@ -122,7 +74,7 @@ fn of_type<'a>(events: &'a [Value], detail_type: &str) -> Vec<&'a Value> {
 async fn run_reports_and_deactivation_reach_the_bus() {
     let env = AwsEnv::new().await;
     let sqs = aws_sdk_sqs::Client::new(&env.conf);
-    let queue = subscribe(&env, &sqs).await;
+    let queue = ferry_tests::aws::subscribe_events(&env.conf, &env.settings.event_bus).await;
     let t0: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
     let clock = ManualClock::new(t0);
     let mut deps = env.deps();

@@ -80,48 +80,8 @@ async fn canaries_appear_nowhere_on_the_deployed_stack() {
     api.override_field(7, "priority", json!(VALUE));
     // Every event on the stack's bus, as a user's alerting would see them.
     let sqs = aws_sdk_sqs::Client::new(&stack.conf);
-    let events = aws_sdk_eventbridge::Client::new(&stack.conf);
-    let queue = sqs
-        .create_queue()
-        .queue_name("canary-events")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    let bus = stack.outputs["EventBusName"].clone();
-    events
-        .put_rule()
-        .name("canary-all")
-        .event_bus_name(&bus)
-        .event_pattern(json!({"source": ["ferry"]}).to_string())
-        .send()
-        .await
-        .unwrap();
-    events
-        .put_targets()
-        .rule("canary-all")
-        .event_bus_name(&bus)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("queue")
-                .arn(queue_arn)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let queue =
+        ferry_tests::aws::subscribe_events(&stack.conf, &stack.outputs["EventBusName"]).await;
 
     let deps = stack.deps();
     deps.secrets
