@@ -48,6 +48,22 @@ async fn bodies(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, String)> 
     }
 }
 
+/// An execution's history, every event, as the wire carries it (the harness answers
+/// GetExecutionHistory with its interpreter's events and their inputs and outputs).
+async fn history(stack: &Stack, arn: &str) -> String {
+    let v: serde_json::Value = reqwest::Client::new()
+        .post(&stack.sfn_endpoint)
+        .header("x-amz-target", "AWSStepFunctions.GetExecutionHistory")
+        .json(&json!({"executionArn": arn, "maxResults": 1000}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v.to_string()
+}
+
 fn assert_clean(place: &str, text: &str) {
     for canary in [KEY, VALUE] {
         assert!(
@@ -121,19 +137,7 @@ async fn canaries_appear_nowhere_on_the_deployed_stack() {
     assert_eq!(run.records_rejected, 1, "{run:?}");
     assert!(run.chunks >= 4, "a multi-chunk run: {run:?}");
 
-    // The execution history, every event, as the wire carries it (the harness answers
-    // GetExecutionHistory with its interpreter's events and their inputs and outputs).
-    let history: serde_json::Value = reqwest::Client::new()
-        .post(&stack.sfn_endpoint)
-        .header("x-amz-target", "AWSStepFunctions.GetExecutionHistory")
-        .json(&json!({"executionArn": arn, "maxResults": 1000}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let text = history.to_string();
+    let text = history(&stack, &arn).await;
     assert!(
         text.contains("after="),
         "the history holds the cursors between chunks: {}",
@@ -186,4 +190,134 @@ async fn canaries_appear_nowhere_on_the_deployed_stack() {
     for (key, body) in bodies(&s3, &stack.staging_bucket).await {
         assert!(!body.contains(KEY), "the key is in staging {key}");
     }
+}
+
+/// A refused canary credential of each connector, run on the deployed stack: every run fails
+/// `AuthFailed` naming its profile, and the credential is in no execution's history, no
+/// function log (debug level), no run record (where the run got that far) and no item of the
+/// table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refused_canary_credentials_appear_nowhere_on_the_deployed_stack() {
+    use ferry_tests::saas::hubspot::{HsConfig, HubSpotMock};
+    use ferry_tests::saas::jira::{JiraConfig, JiraMock};
+    use ferry_tests::saas::salesforce::{SalesforceMock, SfConfig};
+    use ferry_tests::saas::servicenow::{ServiceNowMock, SnConfig};
+    use ferry_tests::saas::slack::SlackMock;
+    use ferry_tests::saas::stripe::{StripeConfig, StripeMock};
+    use ferry_tests::saas::zendesk::ZendeskMock;
+    const CRED: &str = "CANARY-cred-60221";
+    let stack = Stack::deploy_with(StackOptions {
+        parameters: [("LogLevel".to_string(), "debug".to_string())].into(),
+        ..Default::default()
+    })
+    .await;
+    let zd = ZendeskMock::start(Default::default()).await;
+    let sn = ServiceNowMock::start(SnConfig::default()).await;
+    let hs = HubSpotMock::start(HsConfig::default()).await;
+    let sl = SlackMock::start(Default::default()).await;
+    let ji = JiraMock::start(JiraConfig::default()).await;
+    let st = StripeMock::start(StripeConfig::default()).await;
+    let sf = SalesforceMock::start(SfConfig::default()).await;
+    let mut sf_secret = sf.secret();
+    sf_secret["client_secret"] = json!(CRED);
+    sf_secret["hosts"] = json!(["127.0.0.1"]);
+    let http = json!({"timeout_ms": 3000, "max_retries": 0});
+    let cases = vec![
+        (
+            "zendesk",
+            "tickets",
+            json!({"base_url": zd.url(), "http": http}),
+            json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "agent@acme.test/token", "password": CRED}),
+        ),
+        (
+            "servicenow",
+            "incident",
+            json!({"instance_url": sn.url(), "http": http}),
+            json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "ferry.integration", "password": CRED}),
+        ),
+        (
+            "hubspot",
+            "contacts",
+            json!({"base_url": hs.url(), "http": http}),
+            json!({"type": "bearer", "hosts": ["127.0.0.1"], "token": CRED}),
+        ),
+        (
+            "slack",
+            "conversations",
+            json!({"base_url": sl.url(), "http": http}),
+            json!({"type": "bearer", "hosts": ["127.0.0.1"], "token": CRED}),
+        ),
+        (
+            "jira",
+            "issues",
+            json!({"base_url": ji.url(), "http": http}),
+            json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "me@acme.example", "password": CRED}),
+        ),
+        (
+            "stripe",
+            "charges",
+            json!({"base_url": st.url(), "http": http}),
+            json!({"type": "bearer", "hosts": ["127.0.0.1"], "token": CRED}),
+        ),
+        (
+            "salesforce",
+            "Account",
+            json!({"api": "rest", "http": http}),
+            sf_secret,
+        ),
+    ];
+    let deps = stack.deps();
+    let b = &stack.output_bucket;
+    let mut histories = String::new();
+    for (connector, entity, props, secret) in cases {
+        let profile = format!("cred-{connector}");
+        deps.secrets
+            .put_secret(&profile, &ferry::ports::Secret::new(secret))
+            .await
+            .unwrap();
+        let name = format!("refused-{connector}");
+        let flow = Flow::parse(
+            &format!(
+                "name: {name}\nsource:\n  connector: {connector}\n  profile: {profile}\n  entity: {entity}\n  properties: {props}\ndestination:\n  s3: {{ bucket: {b}, prefix: {connector} }}\n  format: jsonl\ntrigger: {{ on_demand: {{}} }}\n"
+            ),
+            "refused.yaml",
+        )
+        .unwrap();
+        deps.flows
+            .put_flow(&flow, chrono::Utc::now())
+            .await
+            .unwrap();
+        let arn = stack
+            .start(&json!({"flow": name, "trigger": "on_demand"}), None)
+            .await;
+        let e = stack.wait(&arn, std::time::Duration::from_secs(120)).await;
+        assert_eq!(e.status, "FAILED", "{connector}: {e:?}");
+        let cause = e.cause.clone().unwrap_or_default();
+        assert!(
+            cause.contains(&profile) && e.error.as_deref() == Some("AuthFailed"),
+            "{connector}: the failure names the profile: {e:?}"
+        );
+        assert!(!format!("{e:?}").contains(CRED), "{connector}: {e:?}");
+        let runs = deps.runs.list_runs(&name, 5).await.unwrap();
+        // (A source refused while start-run describes it fails before any run record.)
+        assert!(!format!("{runs:?}").contains(CRED), "{connector}: {runs:?}");
+        histories.push_str(&history(&stack, &arn).await);
+    }
+    assert!(
+        !histories.contains(CRED),
+        "a credential is in an execution history"
+    );
+    let logs = stack.logs();
+    assert!(logs.contains("DEBUG"));
+    assert!(
+        !logs.contains(CRED),
+        "a credential is in the functions' logs"
+    );
+    let table = aws_sdk_dynamodb::Client::new(&stack.conf)
+        .scan()
+        .table_name(&stack.outputs["TableName"])
+        .send()
+        .await
+        .unwrap();
+    assert!(!format!("{:?}", table.items()).contains(CRED));
 }
