@@ -31,6 +31,8 @@ pub struct ConnectArgs {
     pub scopes: Vec<String>,
     pub no_browser: bool,
     pub timeout: Duration,
+    /// Jira: the site the profile is for (`acme.atlassian.net`) when the token reaches several.
+    pub site: Option<String>,
 }
 
 /// Where the connected profile goes.
@@ -54,6 +56,54 @@ fn client_secret(file: Option<&Path>) -> Result<Option<String>> {
             .ok()
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())),
+    }
+}
+
+/// A Jira 3LO token reaches the sites the user granted; the API base is
+/// `https://api.atlassian.com/ex/jira/<cloud id>`. One site (or the one `--site` names) becomes
+/// the flow's `base_url`.
+async fn jira_site(
+    p: &Pending,
+    secret: &Value,
+    site: Option<&str>,
+) -> Result<Vec<(String, Value)>> {
+    let token = secret
+        .get("access_token")
+        .or_else(|| secret.get("token"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let sites = ferry::connector::consent::jira_sites(p, token)
+        .await
+        .map_err(|m| {
+            CliError::new(
+                "AuthFailed",
+                format!("jira: cannot list the sites the token reaches ({m}); nothing was stored"),
+            )
+        })?;
+    let chosen: Vec<&(String, String)> = sites
+        .iter()
+        .filter(|(_, url)| {
+            site.is_none_or(|want| {
+                url.trim_end_matches('/')
+                    .ends_with(want.trim_end_matches('/'))
+            })
+        })
+        .collect();
+    match chosen.as_slice() {
+        [(id, _)] => Ok(vec![(
+            "base_url".into(),
+            json!(ferry::connector::consent::jira_api_base(p, id)),
+        )]),
+        _ => Err(invalid_argument(format!(
+            "the token reaches {} Jira site(s){}: pass --site with one of {} (nothing was stored)",
+            chosen.len(),
+            site.map(|s| format!(" matching '{s}'")).unwrap_or_default(),
+            sites
+                .iter()
+                .map(|(_, u)| u.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
     }
 }
 
@@ -147,7 +197,10 @@ pub async fn connect(
             ),
         )
     })?;
-    let properties = api_properties(&args.connector, consent, &pending);
+    let mut properties = api_properties(&args.connector, consent, &pending);
+    if args.connector == "jira" {
+        properties.extend(jira_site(&pending, &value, args.site.as_deref()).await?);
+    }
     match dest {
         Destination::Local => {
             SecretsFile::new(home.join("secrets.json"))

@@ -258,9 +258,9 @@ enum ProfilesCmd {
         name: String,
     },
     /// Connect an account by the vendor's OAuth consent (authorization code with PKCE) and
-    /// store the profile: salesforce, hubspot, zendesk, servicenow, slack, ga4.
+    /// store the profile: salesforce, hubspot, zendesk, servicenow, slack, ga4, jira.
     Connect {
-        /// The connector: salesforce, hubspot, zendesk, servicenow, slack or ga4.
+        /// The connector: salesforce, hubspot, zendesk, servicenow, slack, ga4 or jira.
         connector: String,
         /// The profile name (letters, digits, `_`, `-`, `.`, `@`).
         name: String,
@@ -285,6 +285,9 @@ enum ProfilesCmd {
         /// Print the consent URL without opening a browser.
         #[arg(long)]
         no_browser: bool,
+        /// Jira: the site (e.g. acme.atlassian.net) when the consent grants several.
+        #[arg(long)]
+        site: Option<String>,
         /// Seconds to wait for the consent.
         #[arg(long, default_value_t = 300, value_name = "SECONDS")]
         timeout: u64,
@@ -430,6 +433,7 @@ async fn real_main(cli: Cli) -> Result<i32> {
                     port,
                     scopes,
                     no_browser,
+                    site,
                     timeout,
                     remote,
                     stack_name,
@@ -446,6 +450,7 @@ async fn real_main(cli: Cli) -> Result<i32> {
                         scopes,
                         no_browser,
                         timeout: Duration::from_secs(timeout),
+                        site,
                     };
                     connect::connect(&home, args, dest, json_out).await
                 }

@@ -599,3 +599,55 @@ async fn profiles_connect_runs_googles_consent_for_ga4() {
         text(&o)
     );
 }
+
+/// `profiles connect jira`: Atlassian's 3LO consent (audience, offline access, a JSON code
+/// exchange); the site the token reaches becomes the flow's `base_url`
+/// (`…/ex/jira/<cloud id>`), and a flow with the stored profile reads its issues there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_connect_runs_atlassians_consent_for_jira() {
+    use ferry_tests::saas::jira::{JiraConfig, JiraMock, CLOUD_ID};
+    let cfg = JiraConfig::default();
+    let ji = JiraMock::start(JiraConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let c = connect(
+        d,
+        "jira",
+        "ji",
+        &cfg.client_id,
+        Some(&cfg.client_secret),
+        &host_of(&ji.url()),
+        false,
+    )
+    .await;
+    let t = text(&c.output);
+    assert!(c.output.status.success(), "{t}");
+    assert!(c.page.contains("connected"), "{}", c.page);
+    let v: serde_json::Value = serde_json::from_slice(&c.output.stdout).unwrap();
+    assert_eq!(v["type"], "oauth2_refresh_token", "{t}");
+    let base = format!("{}/ex/jira/{CLOUD_ID}", ji.url());
+    assert_eq!(v["properties"]["base_url"], base, "{t}");
+    let asked = ji.consent().last_request.lock().unwrap().clone();
+    assert_eq!(asked["audience"], "api.atlassian.com");
+    assert_eq!(
+        asked["scope"],
+        "read:jira-work read:jira-user offline_access"
+    );
+    assert!(!t.contains(&cfg.client_secret), "{t}");
+    std::fs::write(
+        d.join("ji.yaml"),
+        format!(
+            "name: ji-issues\nsource:\n  connector: jira\n  profile: ji\n  entity: issues\n  properties: {{ base_url: \"{base}\" }}\ndestination:\n  local: out\n  format: jsonl\n"
+        ),
+    )
+    .unwrap();
+    let o = ferry(d, &["run", "ji.yaml", "--json"]).await;
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let rec: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rec["records_written"], cfg.issues, "{t}");
+    assert!(ji
+        .requests()
+        .iter()
+        .any(|r| r.path == format!("/ex/jira/{CLOUD_ID}/rest/api/3/search/jql")));
+}

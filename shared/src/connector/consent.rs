@@ -399,6 +399,30 @@ pub static GOOGLE: Consent = Consent {
     docs: "https://developers.google.com/identity/protocols/oauth2/native-app",
 };
 
+/// Atlassian (the `jira` connector), OAuth 2.0 (3LO): fixed hosts (`--host` only for a
+/// stand-in server), `audience=api.atlassian.com` and `prompt=consent` on the authorize
+/// request, `offline_access` for a refresh token (rotating), the code redeemed with a JSON body
+/// holding the client secret. The API is `api.atlassian.com/ex/jira/<cloud id>`: after the
+/// exchange `ferry profiles connect` asks `/oauth/token/accessible-resources` for the site.
+pub static ATLASSIAN: Consent = Consent {
+    authorize: "https://auth.atlassian.com/authorize",
+    token: "https://auth.atlassian.com/oauth/token",
+    api_host: Some("api.atlassian.com"),
+    default_host: Some("auth.atlassian.com"),
+    host_hint: "auth.atlassian.com (Atlassian's own; another host only for a stand-in server)",
+    scopes: &["read:jira-work", "read:jira-user", "offline_access"],
+    scope_param: "scope",
+    scope_separator: " ",
+    pkce: false,
+    body: TokenBody::Json,
+    shape: TokenShape::Standard,
+    redirect_host: "localhost",
+    extra: &[("audience", "api.atlassian.com"), ("prompt", "consent")],
+    client_auth: ClientAuth::Body,
+    needs_client_secret: true,
+    docs: "https://developer.atlassian.com/cloud/jira/platform/oauth-2-3lo-apps/",
+};
+
 /// Zendesk: the account's subdomain hosts both endpoints; PKCE S256; a JSON token request;
 /// refresh tokens rotate.
 pub static ZENDESK: Consent = Consent {
@@ -468,6 +492,52 @@ pub static SLACK: Consent = Consent {
     needs_client_secret: false,
     docs: "https://docs.slack.dev/authentication/using-pkce",
 };
+
+/// The Jira sites a 3LO access token reaches, as `(cloud id, site URL)`:
+/// `GET https://api.atlassian.com/oauth/token/accessible-resources` (the consent's API host).
+/// <https://developer.atlassian.com/cloud/jira/platform/oauth-2-3lo-apps/#3--make-calls-to-the-api-using-the-access-token>
+pub async fn jira_sites(p: &Pending, access_token: &str) -> Result<Vec<(String, String)>, String> {
+    let url = format!("{}/oauth/token/accessible-resources", api_origin(p));
+    let resp = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| format!("cannot start an HTTP client: {e}"))?
+        .get(&url)
+        .bearer_auth(access_token)
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {}", super::http::root_cause(&e)))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!("GET {url} answered {status}"));
+    }
+    let sites: Vec<Value> = resp
+        .json()
+        .await
+        .map_err(|_| format!("GET {url}: not a JSON list of sites"))?;
+    Ok(sites
+        .iter()
+        .filter_map(|s| {
+            Some((
+                s.get("id")?.as_str()?.to_string(),
+                s.get("url")?.as_str()?.to_string(),
+            ))
+        })
+        .collect())
+}
+
+/// The Jira REST base of a site reached by 3LO: `https://api.atlassian.com/ex/jira/<cloud id>`.
+pub fn jira_api_base(p: &Pending, cloud_id: &str) -> String {
+    format!("{}/ex/jira/{cloud_id}", api_origin(p))
+}
+
+/// `scheme://api_host` of a consent (the scheme its token endpoint uses: http for a loopback
+/// stand-in).
+fn api_origin(p: &Pending) -> String {
+    let scheme = p.token_url.split_once("://").map_or("https", |(s, _)| s);
+    format!("{scheme}://{}", p.api_host)
+}
 
 #[cfg(test)]
 mod tests {

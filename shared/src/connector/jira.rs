@@ -818,7 +818,7 @@ pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
     needs_profile: true,
     oauth_client_auth: super::auth::ClientAuth::Body,
     auth_kinds: &["basic", "bearer", "oauth2_refresh_token"],
-    consent: None,
+    consent: Some(&super::consent::ATLASSIAN),
     static_description: false,
     validate,
     build: |source, profile| {

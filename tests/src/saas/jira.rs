@@ -18,6 +18,13 @@
 //!   <https://developer.atlassian.com/cloud/jira/platform/rate-limiting/>
 //! - Basic auth with email and API token, or a bearer token (OAuth 2.0 3LO); 401 with
 //!   `errorMessages` otherwise: <https://developer.atlassian.com/cloud/jira/platform/basic-auth-for-rest-apis/>
+//! - OAuth 2.0 (3LO) consent (`ferry profiles connect jira`): `GET /authorize` with
+//!   `audience=api.atlassian.com`, `client_id`, `scope`, `redirect_uri`, `state`,
+//!   `response_type=code`, `prompt=consent`; the code is redeemed at `POST /oauth/token` with a
+//!   JSON body (`grant_type=authorization_code`, `client_id`, `client_secret`, `code`,
+//!   `redirect_uri`); `GET /oauth/token/accessible-resources` lists the sites the token reaches
+//!   (`id` is the cloud id), and the API is served under `/ex/jira/{cloudid}/rest/api/3/...` as
+//!   well: <https://developer.atlassian.com/cloud/jira/platform/oauth-2-3lo-apps/>
 //!
 //! Data: issue `i` (1..=n) has id `10000 + i`, key `OPS-i` and `updated` = `BASE + (i /
 //! same_time) * 20 s + 123 ms`, so three issues share each 20 seconds and every minute holds
@@ -137,7 +144,11 @@ struct Inner {
     jqls: Mutex<Vec<String>>,
     /// (current refresh token, access tokens issued).
     oauth: Mutex<(String, Vec<String>)>,
+    codes: super::oauth::AuthCodes,
 }
+
+/// The cloud id of the mock's one site (accessible-resources).
+pub const CLOUD_ID: &str = "11223344-a1b2-3b33-c444-def123456789";
 
 type S = Arc<Inner>;
 
@@ -171,6 +182,7 @@ impl JiraMock {
             common: Default::default(),
             jqls: Mutex::new(vec![]),
             oauth: Mutex::new((cfg_refresh, vec![])),
+            codes: Default::default(),
         });
         let app = Router::new()
             .route("/rest/api/3/myself", get(myself))
@@ -178,6 +190,19 @@ impl JiraMock {
             .route("/rest/api/3/search/jql", post(search))
             .route("/rest/api/3/issue/{id}/changelog", get(changelog))
             .route("/oauth/token", post(oauth_token))
+            .route("/authorize", get(authorize))
+            .route(
+                "/oauth/token/accessible-resources",
+                get(accessible_resources),
+            )
+            // 3LO: the same API under api.atlassian.com/ex/jira/{cloudid}.
+            .route("/ex/jira/{cloud}/rest/api/3/myself", get(myself))
+            .route("/ex/jira/{cloud}/rest/api/3/field", get(fields))
+            .route("/ex/jira/{cloud}/rest/api/3/search/jql", post(search))
+            .route(
+                "/ex/jira/{cloud}/rest/api/3/issue/{id}/changelog",
+                get(changelog_3lo),
+            )
             .layer(axum::middleware::from_fn_with_state(inner.clone(), gate))
             .with_state(inner.clone());
         let (addr, task) = super::serve(app, "jira").await;
@@ -196,6 +221,10 @@ impl JiraMock {
     /// The refresh token the mock accepts now (Atlassian rotates it at every refresh).
     pub fn refresh_token(&self) -> String {
         self.inner.oauth.lock().unwrap().0.clone()
+    }
+    /// The authorization-code grant's state (the last consent request).
+    pub fn consent(&self) -> &super::oauth::AuthCodes {
+        &self.inner.codes
     }
     pub fn jqls(&self) -> Vec<String> {
         self.inner.jqls.lock().unwrap().clone()
@@ -568,6 +597,31 @@ async fn oauth_token(State(s): State<S>, body: String) -> Response {
             .collect(),
     };
     let mut o = s.oauth.lock().unwrap();
+    if p.get("grant_type").map(String::as_str) == Some("authorization_code") {
+        let client_ok = p.get("client_id") == Some(&s.cfg.client_id)
+            && p.get("client_secret") == Some(&s.cfg.client_secret);
+        let redeemed = s.codes.redeem(&p);
+        if !client_ok {
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"error": "access_denied", "error_description": "Unauthorized"})),
+            )
+                .into_response();
+        }
+        if let Err((e, d)) = redeemed {
+            return (
+                StatusCode::FORBIDDEN,
+                axum::Json(json!({"error": e, "error_description": d})),
+            )
+                .into_response();
+        }
+        let n = o.1.len() + 1;
+        let access = format!("jira-3lo-at-{n}");
+        o.1.push(access.clone());
+        return axum::Json(json!({"access_token": access, "refresh_token": o.0, "expires_in": 3600,
+                                 "scope": "read:jira-work read:jira-user offline_access", "token_type": "Bearer"}))
+        .into_response();
+    }
     let ok = p.get("grant_type").map(String::as_str) == Some("refresh_token")
         && p.get("client_id") == Some(&s.cfg.client_id)
         && p.get("client_secret") == Some(&s.cfg.client_secret)
@@ -586,6 +640,35 @@ async fn oauth_token(State(s): State<S>, body: String) -> Response {
     axum::Json(json!({"access_token": access, "refresh_token": o.0, "expires_in": 3600,
                       "scope": "read:jira-work read:jira-user offline_access", "token_type": "Bearer"}))
     .into_response()
+}
+
+/// Atlassian's consent screen: the user grants the app access and is sent back with `code`.
+async fn authorize(
+    State(s): State<S>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> Response {
+    let d = super::oauth::Dialect {
+        client_id: s.cfg.client_id.clone(),
+        scope_param: "scope",
+        require_state: false,
+        pkce: super::oauth::Pkce::Unsupported,
+    };
+    s.codes.authorize(&d, q.as_deref().unwrap_or(""))
+}
+
+/// The sites a 3LO token reaches (one here).
+async fn accessible_resources() -> Response {
+    axum::Json(json!([{"id": CLOUD_ID, "url": "https://acme.atlassian.net", "name": "acme",
+        "scopes": ["read:jira-work", "read:jira-user"], "avatarUrl": "https://site-admin-avatar-cdn.prod.public.atl-paas.net/avatars/240/site.png"}]))
+    .into_response()
+}
+
+async fn changelog_3lo(
+    State(s): State<S>,
+    Path((_cloud, id)): Path<(String, String)>,
+    q: Query<HashMap<String, String>>,
+) -> Response {
+    changelog(State(s), Path(id), q).await
 }
 
 fn authorized(s: &S, h: &HeaderMap) -> bool {
@@ -607,7 +690,7 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    let resp = if path == "/oauth/token" {
+    let resp = if path == "/oauth/token" || path == "/authorize" {
         next.run(req).await
     } else if !authorized(&s, req.headers()) {
         error(
