@@ -197,10 +197,7 @@ pub async fn connect(
             ),
         )
     })?;
-    let mut properties = api_properties(&args.connector, consent, &pending);
-    if args.connector == "jira" {
-        properties.extend(jira_site(&pending, &value, args.site.as_deref()).await?);
-    }
+    let properties = api_properties(&args, consent, &pending, &value).await?;
     match dest {
         Destination::Local => {
             SecretsFile::new(home.join("secrets.json"))
@@ -258,13 +255,15 @@ pub async fn connect(
 /// The flow properties that point a connector at the connected account's API host, where the
 /// connector cannot find it alone (a Zendesk subdomain, a ServiceNow instance, a stand-in
 /// server for a fixed-host vendor). Salesforce's API host is the token's `instance_url`.
-fn api_properties(connector: &str, consent: &Consent, p: &Pending) -> Vec<(String, Value)> {
-    let base = match p.token_url.split_once("://") {
-        Some((scheme, _)) => format!("{scheme}://{}", p.api_host),
-        None => return vec![],
-    };
+async fn api_properties(
+    args: &ConnectArgs,
+    consent: &Consent,
+    p: &Pending,
+    secret: &Value,
+) -> Result<Vec<(String, Value)>> {
+    let base = p.api_origin();
     let fixed = consent.api_host.is_some_and(|h| h == p.api_host);
-    match connector {
+    Ok(match args.connector.as_str() {
         "zendesk" => match p.api_host.strip_suffix(".zendesk.com") {
             Some(sub) => vec![("subdomain".into(), json!(sub))],
             None => vec![("base_url".into(), json!(base))],
@@ -273,8 +272,10 @@ fn api_properties(connector: &str, consent: &Consent, p: &Pending) -> Vec<(Strin
         "hubspot" | "ga4" if !fixed => vec![("base_url".into(), json!(base))],
         // Slack's Web API base includes its `/api` path.
         "slack" if !fixed => vec![("base_url".into(), json!(format!("{base}/api")))],
+        // Jira's 3LO base names the site's cloud id, which only the token can tell.
+        "jira" => jira_site(p, secret, args.site.as_deref()).await?,
         _ => vec![],
-    }
+    })
 }
 
 /// Serve the redirect until the vendor sends the code (or its refusal) with our state.

@@ -98,13 +98,10 @@ pub fn check_secret(connector: Option<&str>, v: &Value) -> Result<(), String> {
         return Err("the secret must be a JSON object, e.g. {\"type\": \"basic\", \"username\": \"...\", \"password\": \"...\"}".into());
     };
     let mut spec = obj.clone();
-    let salesforce_shape = ["client_id", "refresh_token"]
-        .iter()
-        .all(|k| spec.contains_key(*k));
     let kind = match spec.get("type") {
         Some(Value::String(t)) => t.clone(),
         Some(_) => return Err("`type` must be text, e.g. \"basic\"".into()),
-        None if connector == Some("salesforce") || (connector.is_none() && salesforce_shape) => {
+        None if salesforce_secret(connector, obj) => {
             // The Salesforce connector fills these in (docs/connectors/salesforce.md).
             spec.insert("type".into(), json!("oauth2_refresh_token"));
             "oauth2_refresh_token".into()
@@ -210,13 +207,26 @@ fn hosts_of(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A secret for the Salesforce connector, which completes it (`type`, `token_url`): the
+/// connector is named, or, without one, the secret has no `type` but a client id and a refresh
+/// token.
+fn salesforce_secret(connector: Option<&str>, obj: &Map<String, Value>) -> bool {
+    connector == Some("salesforce")
+        || (connector.is_none()
+            && !obj.contains_key("type")
+            && ["client_id", "refresh_token"]
+                .iter()
+                .all(|k| obj.contains_key(*k)))
+}
+
 /// A secret with credentials must name the hosts they may go to. Salesforce's is the
 /// exception: its token endpoint (in the secret or the connector's default login host) names
 /// the instance.
 fn require_hosts(connector: Option<&str>, v: &Value) -> Result<(), String> {
     let kind = v.get("type").and_then(Value::as_str);
-    let salesforce = connector == Some("salesforce")
-        || (connector.is_none() && kind.is_none() && v.get("refresh_token").is_some());
+    let salesforce = v
+        .as_object()
+        .is_some_and(|o| salesforce_secret(connector, o));
     if kind == Some("none") || salesforce || !hosts_of(v).is_empty() {
         return Ok(());
     }
@@ -251,7 +261,7 @@ pub async fn put(
     ferry::flow::validate_profile_name(name).map_err(invalid_argument)?;
     let text = std::fs::read_to_string(file)
         .map_err(|e| invalid_argument(format!("cannot read {}: {e}", file.display())))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| {
+    let mut v: Value = serde_json::from_str(&text).map_err(|e| {
         invalid_argument(format!(
             "{} is not JSON ({}); write the secret as a JSON object",
             file.display(),
@@ -259,7 +269,6 @@ pub async fn put(
             e
         ))
     })?;
-    let mut v = v;
     add_hosts(&mut v, hosts);
     check_secret(connector, &v)
         .and_then(|()| require_hosts(connector, &v))

@@ -292,6 +292,15 @@ async fn connect(
     Connected { output, page }
 }
 
+/// A consent that went through: the command's output and its `--json` answer.
+fn connected(c: &Connected) -> (String, serde_json::Value) {
+    let t = text(&c.output);
+    assert!(c.output.status.success(), "{t}");
+    assert!(c.page.contains("connected"), "{}", c.page);
+    let v = serde_json::from_slice(&c.output.stdout).unwrap_or_else(|_| panic!("{t}"));
+    (t, v)
+}
+
 fn host_of(url: &str) -> String {
     url::Url::parse(url).unwrap().authority().to_string()
 }
@@ -562,10 +571,7 @@ async fn profiles_connect_runs_googles_consent_for_ga4() {
         false,
     )
     .await;
-    let t = text(&c.output);
-    assert!(c.output.status.success(), "{t}");
-    assert!(c.page.contains("connected"), "{}", c.page);
-    let v: serde_json::Value = serde_json::from_slice(&c.output.stdout).unwrap();
+    let (t, v) = connected(&c);
     assert_eq!(v["type"], "oauth2_refresh_token", "{t}");
     assert_eq!(v["properties"]["base_url"], ga.url(), "{t}");
     let asked = ga.consent().last_request.lock().unwrap().clone();
@@ -620,10 +626,7 @@ async fn profiles_connect_runs_atlassians_consent_for_jira() {
         false,
     )
     .await;
-    let t = text(&c.output);
-    assert!(c.output.status.success(), "{t}");
-    assert!(c.page.contains("connected"), "{}", c.page);
-    let v: serde_json::Value = serde_json::from_slice(&c.output.stdout).unwrap();
+    let (t, v) = connected(&c);
     assert_eq!(v["type"], "oauth2_refresh_token", "{t}");
     let base = format!("{}/ex/jira/{CLOUD_ID}", ji.url());
     assert_eq!(v["properties"]["base_url"], base, "{t}");

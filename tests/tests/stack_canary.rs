@@ -7,45 +7,56 @@
 //! which is the data); nor the key in what is left in staging.
 
 use ferry::flow::Flow;
-use ferry_tests::stack::{Stack, StackOptions};
+use ferry_tests::stack::{Execution, Stack, StackOptions};
 use ferry_tests::{Mock, MockAuth, MockConfig};
 use serde_json::json;
 
 const KEY: &str = "CANARY-key-31337";
 const VALUE: &str = "CANARY-value-27182";
 
-async fn bodies(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, String)> {
+/// The template deployed with its functions logging at debug level.
+async fn debug_stack() -> Stack {
+    Stack::deploy_with(StackOptions {
+        parameters: [("LogLevel".to_string(), "debug".to_string())].into(),
+        ..Default::default()
+    })
+    .await
+}
+
+/// Register `flow` and run it on demand to its end.
+async fn register_and_run(stack: &Stack, flow: &Flow) -> (String, Execution) {
+    stack
+        .deps()
+        .flows
+        .put_flow(flow, chrono::Utc::now())
+        .await
+        .unwrap();
+    let arn = stack
+        .start(&json!({"flow": flow.name, "trigger": "on_demand"}), None)
+        .await;
+    let e = stack.wait(&arn, std::time::Duration::from_secs(300)).await;
+    (arn, e)
+}
+
+/// Every item of the stack's table, as text.
+async fn table_text(stack: &Stack) -> String {
+    let table = aws_sdk_dynamodb::Client::new(&stack.conf)
+        .scan()
+        .table_name(&stack.outputs["TableName"])
+        .send()
+        .await
+        .unwrap();
+    format!("{:?}", table.items())
+}
+
+/// Every object of `bucket` with its text (the harness's own listing and reads).
+async fn bodies(stack: &Stack, bucket: &str) -> Vec<(String, String)> {
     let mut out = vec![];
-    let mut token = None;
-    loop {
-        let page = s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .set_continuation_token(token)
-            .send()
-            .await
-            .unwrap();
-        for o in page.contents() {
-            let key = o.key().unwrap_or_default().to_string();
-            let body = s3
-                .get_object()
-                .bucket(bucket)
-                .key(&key)
-                .send()
-                .await
-                .unwrap()
-                .body
-                .collect()
-                .await
-                .unwrap()
-                .into_bytes();
-            out.push((key, String::from_utf8_lossy(&body).into_owned()));
-        }
-        token = page.next_continuation_token().map(String::from);
-        if token.is_none() {
-            return out;
-        }
+    for key in stack.keys(bucket, "").await {
+        let body = stack.get(bucket, &key).await;
+        out.push((key, String::from_utf8_lossy(&body).into_owned()));
     }
+    out
 }
 
 /// An execution's history, every event, as the wire carries it (the harness answers
@@ -79,11 +90,7 @@ fn assert_clean(place: &str, text: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn canaries_appear_nowhere_on_the_deployed_stack() {
-    let stack = Stack::deploy_with(StackOptions {
-        parameters: [("LogLevel".to_string(), "debug".to_string())].into(),
-        ..Default::default()
-    })
-    .await;
+    let stack = debug_stack().await;
     let api = Mock::start(MockConfig {
         tickets: 100,
         auth: MockAuth::ApiKeyQuery {
@@ -122,14 +129,7 @@ async fn canaries_appear_nowhere_on_the_deployed_stack() {
         "canary.yaml",
     )
     .unwrap();
-    deps.flows
-        .put_flow(&flow, chrono::Utc::now())
-        .await
-        .unwrap();
-    let arn = stack
-        .start(&json!({"flow": "canary", "trigger": "on_demand"}), None)
-        .await;
-    let e = stack.wait(&arn, std::time::Duration::from_secs(300)).await;
+    let (arn, e) = register_and_run(&stack, &flow).await;
     assert_eq!(e.status, "SUCCEEDED", "{e:?}\n{}", stack.logs());
     let runs = deps.runs.list_runs("canary", 10).await.unwrap();
     let run = &runs[0];
@@ -152,13 +152,7 @@ async fn canaries_appear_nowhere_on_the_deployed_stack() {
     );
     assert_clean("the functions' logs", &logs);
     assert_clean("the run record", &format!("{runs:?}"));
-    let table = aws_sdk_dynamodb::Client::new(&stack.conf)
-        .scan()
-        .table_name(&stack.outputs["TableName"])
-        .send()
-        .await
-        .unwrap();
-    assert_clean("the table", &format!("{:?}", table.items()));
+    assert_clean("the table", &table_text(&stack).await);
     let mut seen = String::new();
     for _ in 0..5 {
         let m = sqs
@@ -175,9 +169,8 @@ async fn canaries_appear_nowhere_on_the_deployed_stack() {
     }
     assert!(seen.contains("ferry"), "the run's events arrived: {seen}");
     assert_clean("the events", &seen);
-    let s3 = aws_sdk_s3::Client::new(&stack.conf);
     let mut rejected = false;
-    for (key, body) in bodies(&s3, b).await {
+    for (key, body) in bodies(&stack, b).await {
         if key.starts_with("rejected/") {
             // The refused record itself, for the user to fix: the one place it belongs.
             rejected |= body.contains(VALUE);
@@ -187,7 +180,7 @@ async fn canaries_appear_nowhere_on_the_deployed_stack() {
     }
     assert!(rejected, "the refused record is kept in the error location");
     // Staging holds records by design (private, expiring); never the key.
-    for (key, body) in bodies(&s3, &stack.staging_bucket).await {
+    for (key, body) in bodies(&stack, &stack.staging_bucket).await {
         assert!(!body.contains(KEY), "the key is in staging {key}");
     }
 }
@@ -206,11 +199,7 @@ async fn refused_canary_credentials_appear_nowhere_on_the_deployed_stack() {
     use ferry_tests::saas::stripe::{StripeConfig, StripeMock};
     use ferry_tests::saas::zendesk::ZendeskMock;
     const CRED: &str = "CANARY-cred-60221";
-    let stack = Stack::deploy_with(StackOptions {
-        parameters: [("LogLevel".to_string(), "debug".to_string())].into(),
-        ..Default::default()
-    })
-    .await;
+    let stack = debug_stack().await;
     let zd = ZendeskMock::start(Default::default()).await;
     let sn = ServiceNowMock::start(SnConfig::default()).await;
     let hs = HubSpotMock::start(HsConfig::default()).await;
@@ -283,14 +272,7 @@ async fn refused_canary_credentials_appear_nowhere_on_the_deployed_stack() {
             "refused.yaml",
         )
         .unwrap();
-        deps.flows
-            .put_flow(&flow, chrono::Utc::now())
-            .await
-            .unwrap();
-        let arn = stack
-            .start(&json!({"flow": name, "trigger": "on_demand"}), None)
-            .await;
-        let e = stack.wait(&arn, std::time::Duration::from_secs(120)).await;
+        let (arn, e) = register_and_run(&stack, &flow).await;
         assert_eq!(e.status, "FAILED", "{connector}: {e:?}");
         let cause = e.cause.clone().unwrap_or_default();
         assert!(
@@ -313,11 +295,5 @@ async fn refused_canary_credentials_appear_nowhere_on_the_deployed_stack() {
         !logs.contains(CRED),
         "a credential is in the functions' logs"
     );
-    let table = aws_sdk_dynamodb::Client::new(&stack.conf)
-        .scan()
-        .table_name(&stack.outputs["TableName"])
-        .send()
-        .await
-        .unwrap();
-    assert!(!format!("{:?}", table.items()).contains(CRED));
+    assert!(!table_text(&stack).await.contains(CRED));
 }

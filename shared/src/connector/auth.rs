@@ -45,6 +45,16 @@ fn google_token_uri() -> String {
     "https://oauth2.googleapis.com/token".into()
 }
 
+/// Fields of a Google service-account key file that ferry does not use.
+const GOOGLE_KEY_FILE_EXTRAS: &[&str] = &[
+    "project_id",
+    "client_id",
+    "auth_uri",
+    "auth_provider_x509_cert_url",
+    "client_x509_cert_url",
+    "universe_domain",
+];
+
 /// What a service account asks for unless its secret says `scope`.
 const GOOGLE_DEFAULT_SCOPE: &str = "https://www.googleapis.com/auth/analytics.readonly";
 
@@ -98,8 +108,7 @@ enum AuthSpec {
     /// A Google Cloud service account's JSON key as the console downloads it (its `type` is
     /// `service_account`): access tokens by the JWT bearer grant (RFC 7523), an assertion
     /// signed RS256 with `private_key` (<https://developers.google.com/identity/protocols/oauth2/service-account>).
-    /// The key file's other fields are accepted as they are and not read.
-    #[allow(dead_code)]
+    /// The key file's other fields ([`GOOGLE_KEY_FILE_EXTRAS`]) are accepted and not read.
     ServiceAccount {
         client_email: String,
         private_key: String,
@@ -114,19 +123,6 @@ enum AuthSpec {
         access_token: Option<String>,
         #[serde(default)]
         expires_at: Option<DateTime<Utc>>,
-        // The key file's other fields, kept as they are and not used.
-        #[serde(default)]
-        project_id: Option<String>,
-        #[serde(default)]
-        client_id: Option<String>,
-        #[serde(default)]
-        auth_uri: Option<String>,
-        #[serde(default)]
-        auth_provider_x509_cert_url: Option<String>,
-        #[serde(default)]
-        client_x509_cert_url: Option<String>,
-        #[serde(default)]
-        universe_domain: Option<String>,
     },
     Oauth2RefreshToken {
         token_url: String,
@@ -180,6 +176,8 @@ pub struct Authenticator {
     refreshes: AtomicU64,
     /// The hosts the profile names (`hosts`), if it does.
     hosts: Option<Vec<String>>,
+    /// A service account's private key, parsed once when the secret is read.
+    signing_key: Option<jsonwebtoken::EncodingKey>,
     /// Hosts learnt in this run: the host of the `instance_url` the profile's own token endpoint
     /// named (or the secret stores).
     bound: std::sync::Mutex<Vec<String>>,
@@ -277,6 +275,12 @@ impl Authenticator {
         let mut spec_obj = raw.clone();
         spec_obj.remove("headers");
         spec_obj.remove("hosts");
+        if spec_obj.get("type").and_then(|t| t.as_str()) == Some("service_account") {
+            // A Google key file as downloaded: fields ferry does not use.
+            for k in GOOGLE_KEY_FILE_EXTRAS {
+                spec_obj.remove(*k);
+            }
+        }
         if !spec_obj.contains_key("type") {
             spec_obj.insert("type".into(), "none".into());
         }
@@ -303,6 +307,7 @@ impl Authenticator {
                 return Err(auth_err(format!("token_url: {m}")));
             }
         }
+        let mut signing_key = None;
         if let AuthSpec::ServiceAccount {
             token_uri,
             private_key,
@@ -312,11 +317,13 @@ impl Authenticator {
             if let Err(m) = transport_ok(token_uri) {
                 return Err(auth_err(format!("token_uri: {m}")));
             }
-            if jsonwebtoken::EncodingKey::from_rsa_pem(private_key.as_bytes()).is_err() {
-                return Err(auth_err(
-                    "private_key is not an RSA private key in PEM form (\"-----BEGIN PRIVATE KEY-----\n…\"); put the service account's JSON key file into the secret as it was downloaded".into(),
-                ));
-            }
+            signing_key = Some(
+                jsonwebtoken::EncodingKey::from_rsa_pem(private_key.as_bytes()).map_err(|_| {
+                    auth_err(
+                        "private_key is not an RSA private key in PEM form (\"-----BEGIN PRIVATE KEY-----\n…\"); put the service account's JSON key file into the secret as it was downloaded".into(),
+                    )
+                })?,
+            );
         }
         if let AuthSpec::ApiKey { header, query, .. } = &spec {
             if header.is_some() == query.is_some() {
@@ -328,6 +335,7 @@ impl Authenticator {
         }
         let mut a = Self::build(Some(profile.to_string()), spec, headers, raw, Some(secrets));
         a.hosts = hosts;
+        a.signing_key = signing_key;
         if let Some(u) = a.state.get_mut().instance_url.clone() {
             a.bind_instance(&u);
         }
@@ -394,6 +402,7 @@ impl Authenticator {
                 .expect("a plain reqwest client builds"),
             refreshes: AtomicU64::new(0),
             hosts: None,
+            signing_key: None,
             bound: std::sync::Mutex::new(vec![]),
         }
     }
@@ -431,7 +440,12 @@ impl Authenticator {
             .and_then(|u| u.host_str().map(|h| h.to_ascii_lowercase()))
             .unwrap_or_default();
         let bound = self.bound.lock().unwrap_or_else(|e| e.into_inner());
-        let matches = |pattern: &str| host_matches(pattern, &host);
+        // Entries of `hosts` are lower-cased when the secret is read.
+        let matches = |pattern: &str| match pattern.strip_prefix("*.") {
+            Some(domain) => host.ends_with(&format!(".{domain}")),
+            None => pattern == host,
+        };
+        let profile = self.profile.as_deref().unwrap_or("NAME");
         if bound.iter().any(|b| matches(b)) {
             return Ok(());
         }
@@ -440,12 +454,11 @@ impl Authenticator {
             Some(declared) => Err(self.auth_error(format!(
                 "refused to send its credentials to host '{host}': the profile is bound to {}; \
                  a flow may not point a profile at another host and a next link to another host is not followed \
-                 (if '{host}' is the vendor's, add it to the profile's \"hosts\")",
+                 (if '{host}' is the vendor's, add it: `ferry profiles migrate {profile} --host {host}` \
+                 or \"hosts\" in its secret)",
                 declared.join(", ")
             ))),
-            None => {
-                let profile = self.profile.as_deref().unwrap_or("NAME");
-                Err(self.auth_error(format!(
+            None => Err(self.auth_error(format!(
                     "refused to send its credentials to host '{host}': the profile names no \"hosts\" \
                      its credentials may go to{}; if '{host}' is the vendor's host for this profile, \
                      bind it: `ferry profiles migrate {profile} --host {host}` (a local profile) or \
@@ -458,8 +471,7 @@ impl Authenticator {
                             bound.join(", ")
                         )
                     }
-                )))
-            }
+                ))),
         }
     }
 
@@ -736,7 +748,6 @@ impl Authenticator {
             ),
             AuthSpec::ServiceAccount {
                 client_email,
-                private_key,
                 private_key_id,
                 token_uri,
                 scope,
@@ -753,16 +764,17 @@ impl Authenticator {
                 };
                 let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
                 header.kid = private_key_id.clone();
-                let jwt = jsonwebtoken::EncodingKey::from_rsa_pem(private_key.as_bytes())
-                    .and_then(|k| jsonwebtoken::encode(&header, &claims, &k))
-                    .map_err(|_| {
-                        (
-                            self.auth_error(
-                                "cannot sign the token request with private_key (not an RSA key in PEM form)",
-                            ),
-                            false,
-                        )
-                    })?;
+                let unsigned = || {
+                    (
+                        self.auth_error(
+                            "cannot sign the token request with private_key; put the service account's JSON key file into the secret as it was downloaded",
+                        ),
+                        false,
+                    )
+                };
+                // Parsed when the secret was read (`from_secret_with` refuses a bad key).
+                let key = self.signing_key.as_ref().ok_or_else(unsigned)?;
+                let jwt = jsonwebtoken::encode(&header, &claims, key).map_err(|_| unsigned())?;
                 (
                     token_uri,
                     vec![
@@ -947,15 +959,6 @@ fn transport_ok(url: &str) -> Result<(), String> {
             "refused to send its credentials over {scheme}:// to host '{}'; use https (plain http is accepted only for loopback hosts)",
             u.host_str().unwrap_or_default()
         )),
-    }
-}
-
-/// Does `host` (lower case) match a profile's `hosts` entry (`api.acme.com`, `*.zendesk.com`)?
-pub(crate) fn host_matches(pattern: &str, host: &str) -> bool {
-    let pattern = pattern.to_ascii_lowercase();
-    match pattern.strip_prefix("*.") {
-        Some(domain) => host.ends_with(&format!(".{domain}")),
-        None => pattern == host,
     }
 }
 

@@ -116,6 +116,15 @@ pub fn normalize_host(given: &str) -> Result<String, String> {
     Ok(t.to_ascii_lowercase())
 }
 
+impl Pending {
+    /// `scheme://api_host`: the connected account's API origin (with the scheme its token
+    /// endpoint uses: http for a loopback stand-in).
+    pub fn api_origin(&self) -> String {
+        let scheme = self.token_url.split_once("://").map_or("https", |(s, _)| s);
+        format!("{scheme}://{}", self.api_host)
+    }
+}
+
 impl Consent {
     /// Start a consent: the URL to open and what the exchange must send back.
     pub fn begin(
@@ -497,7 +506,7 @@ pub static SLACK: Consent = Consent {
 /// `GET https://api.atlassian.com/oauth/token/accessible-resources` (the consent's API host).
 /// <https://developer.atlassian.com/cloud/jira/platform/oauth-2-3lo-apps/#3--make-calls-to-the-api-using-the-access-token>
 pub async fn jira_sites(p: &Pending, access_token: &str) -> Result<Vec<(String, String)>, String> {
-    let url = format!("{}/oauth/token/accessible-resources", api_origin(p));
+    let url = format!("{}/oauth/token/accessible-resources", p.api_origin());
     let resp = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .build()
@@ -529,14 +538,7 @@ pub async fn jira_sites(p: &Pending, access_token: &str) -> Result<Vec<(String, 
 
 /// The Jira REST base of a site reached by 3LO: `https://api.atlassian.com/ex/jira/<cloud id>`.
 pub fn jira_api_base(p: &Pending, cloud_id: &str) -> String {
-    format!("{}/ex/jira/{cloud_id}", api_origin(p))
-}
-
-/// `scheme://api_host` of a consent (the scheme its token endpoint uses: http for a loopback
-/// stand-in).
-fn api_origin(p: &Pending) -> String {
-    let scheme = p.token_url.split_once("://").map_or("https", |(s, _)| s);
-    format!("{scheme}://{}", p.api_host)
+    format!("{}/ex/jira/{cloud_id}", p.api_origin())
 }
 
 #[cfg(test)]

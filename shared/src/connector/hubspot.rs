@@ -457,14 +457,7 @@ impl HubSpotSource {
         mut tail_ids: Vec<String>,
     ) -> Result<Page, SourceError> {
         let limit = self.page_size(req, SEARCH_MAX) as u64;
-        let end_ms = window.end.timestamp_millis();
-        let mut filters = vec![];
-        match (lo, window.start) {
-            (Some(l), _) => filters.push(json!({"propertyName": prop, "operator": "GTE", "value": l.to_string()})),
-            (None, Some(s)) => filters.push(json!({"propertyName": prop, "operator": "GT", "value": s.timestamp_millis().to_string()})),
-            (None, None) => {}
-        }
-        filters.push(json!({"propertyName": prop, "operator": "LTE", "value": end_ms.to_string()}));
+        let filters = window_filters(prop, window, lo);
         let mut body = json!({
             "filterGroups": [{"filters": filters}],
             "sorts": [{"propertyName": prop, "direction": "ASCENDING"}],
@@ -623,6 +616,19 @@ fn hs_type(t: &str) -> FieldType {
     }
 }
 
+/// The search filters of a window on `prop` (epoch milliseconds): `GT start` — or `GTE lo`
+/// where a read past the search cap resumes at a modified time — and `LTE end`.
+fn window_filters(prop: &str, window: &Window, lo: Option<i64>) -> Vec<Value> {
+    let mut filters = vec![];
+    match (lo, window.start) {
+        (Some(l), _) => filters.push(json!({"propertyName": prop, "operator": "GTE", "value": l.to_string()})),
+        (None, Some(s)) => filters.push(json!({"propertyName": prop, "operator": "GT", "value": s.timestamp_millis().to_string()})),
+        (None, None) => {}
+    }
+    filters.push(json!({"propertyName": prop, "operator": "LTE", "value": window.end.timestamp_millis().to_string()}));
+    filters
+}
+
 /// Property values are text; type them. `""` is an empty value.
 fn coerce(v: &Value, ty: &FieldType) -> Value {
     let s = match v {
@@ -722,15 +728,11 @@ impl Source for HubSpotSource {
     }
 
     async fn fetch_metadata(&self, entity: &str) -> Result<Option<Value>, SourceError> {
-        let m = self.object_meta(entity).await?;
-        serde_json::to_value(&*m)
-            .map(Some)
-            .map_err(|e| super::metadata_error("hubspot", e))
+        super::stage_metadata("hubspot", &*self.object_meta(entity).await?)
     }
 
     fn use_fetch_metadata(&mut self, entity: &str, data: &Value) -> Result<(), SourceError> {
-        let m: ObjectMeta = serde_json::from_value(data.clone())
-            .map_err(|e| super::metadata_error("hubspot", e))?;
+        let m: ObjectMeta = super::staged_metadata("hubspot", data)?;
         self.meta
             .get_mut()
             .insert(entity.to_string(), std::sync::Arc::new(m));
@@ -753,11 +755,7 @@ impl Source for HubSpotSource {
         };
         let meta = self.object_meta(&req.entity).await?;
         let prop = self.search_property(&meta, &req.entity, f)?;
-        let mut filters = vec![];
-        if let Some(s) = w.start {
-            filters.push(json!({"propertyName": prop, "operator": "GT", "value": s.timestamp_millis().to_string()}));
-        }
-        filters.push(json!({"propertyName": prop, "operator": "LTE", "value": w.end.timestamp_millis().to_string()}));
+        let filters = window_filters(&prop, w, None);
         let mut r = HttpRequest::get(format!(
             "{}/crm/v3/objects/{}/search",
             self.base, req.entity

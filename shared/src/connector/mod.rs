@@ -272,14 +272,29 @@ pub trait Source: Send + Sync {
     }
 }
 
-/// Staged fetch metadata that does not decode (written by another ferry version mid-run):
-/// an internal error, not the user's.
-pub(crate) fn metadata_error(connector: &str, e: impl std::fmt::Display) -> SourceError {
-    SourceError::Fatal {
+/// Metadata a source stages once per run ([`Source::fetch_metadata`]), as JSON.
+pub(crate) fn stage_metadata<T: serde::Serialize>(
+    connector: &str,
+    m: &T,
+) -> Result<Option<serde_json::Value>, SourceError> {
+    serde_json::to_value(m)
+        .map(Some)
+        .map_err(|e| SourceError::Fatal {
+            message: format!("{connector}: cannot stage the entity's metadata ({e})"),
+        })
+}
+
+/// Staged metadata back ([`Source::use_fetch_metadata`]). Staged by another ferry version
+/// mid-run, it may not decode: an internal error, not the user's.
+pub(crate) fn staged_metadata<T: serde::de::DeserializeOwned>(
+    connector: &str,
+    data: &serde_json::Value,
+) -> Result<T, SourceError> {
+    T::deserialize(data).map_err(|e| SourceError::Fatal {
         message: format!(
             "{connector}: the run's staged metadata does not decode ({e}); start the run again"
         ),
-    }
+    })
 }
 
 /// What slicing a source supports.

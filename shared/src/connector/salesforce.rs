@@ -600,32 +600,6 @@ impl SalesforceSource {
         if raw.get("type").and_then(Value::as_str) == Some("oauth2_refresh_token")
             && !raw.contains_key("token_url")
         {
-            if let Some(login) = &cfg.login_url {
-                // The refresh token goes to the login URL: a flow may choose it only among the
-                // hosts its profile names (docs/security.md).
-                let host = url::Url::parse(login)
-                    .ok()
-                    .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
-                    .unwrap_or_default();
-                let named = raw
-                    .get("hosts")
-                    .and_then(Value::as_array)
-                    .is_some_and(|hs| {
-                        hs.iter()
-                            .filter_map(Value::as_str)
-                            .any(|h| super::auth::host_matches(h, &host))
-                    });
-                if !named {
-                    return Err(SourceError::Auth {
-                        profile: profile.into(),
-                        message: format!(
-                            "refused to send its refresh token to the flow's login_url host '{host}': \
-                             the profile does not name it in its \"hosts\"; add it with \
-                             `ferry profiles migrate {profile} --host {host}` or put \"token_url\" in the secret"
-                        ),
-                    });
-                }
-            }
             let host = cfg.login_url.clone().unwrap_or_else(|| {
                 (if cfg.sandbox {
                     SANDBOX_LOGIN_URL
@@ -646,6 +620,11 @@ impl SalesforceSource {
             secrets,
             super::auth::ClientAuth::Body,
         )?;
+        if let Some(login) = &cfg.login_url {
+            // The refresh token goes to the flow's login URL: like any request carrying the
+            // profile's credentials, only to a host the profile names (docs/security.md).
+            auth.check_destination(login)?;
+        }
         Self::with_auth(cfg, incremental_field, auth)
     }
 

@@ -798,15 +798,11 @@ impl Source for ServiceNowSource {
     }
 
     async fn fetch_metadata(&self, entity: &str) -> Result<Option<Value>, SourceError> {
-        let m = self.table_meta(entity).await?;
-        serde_json::to_value(&*m)
-            .map(Some)
-            .map_err(|e| super::metadata_error("servicenow", e))
+        super::stage_metadata("servicenow", &*self.table_meta(entity).await?)
     }
 
     fn use_fetch_metadata(&mut self, entity: &str, data: &Value) -> Result<(), SourceError> {
-        let m: TableMeta = serde_json::from_value(data.clone())
-            .map_err(|e| super::metadata_error("servicenow", e))?;
+        let m: TableMeta = super::staged_metadata("servicenow", data)?;
         self.meta
             .get_mut()
             .insert(entity.to_string(), std::sync::Arc::new(m));
