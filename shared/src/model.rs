@@ -241,6 +241,39 @@ pub struct Manifest {
     /// catalog can be rebuilt from manifests alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<serde_json::Value>,
+    /// A slice's own manifest (`source.slice.commit: slice`): the slice's index in its run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice: Option<u32>,
+    /// A run's manifest when its slices committed on their own: their manifests' keys. Each
+    /// object is listed by exactly one manifest (a slice's, or the run's `objects`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slices: Vec<String>,
+}
+
+/// One slice committed on its own (`source.slice.commit: slice`), kept in the flow's state
+/// while it matters: until the watermark passes it (incremental), or until a backfill over its
+/// window commits. The next run reads around it, so its records are never read twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedSlice {
+    pub run_id: String,
+    pub index: u32,
+    /// The run's mode: an incremental run's slices matter to incremental runs, a backfill's to
+    /// backfills.
+    pub mode: PullMode,
+    /// The part of the window the slice read: `(start, end]`.
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// The slice's manifest (a key under the destination).
+    pub manifest: String,
+    pub records: u64,
+}
+
+/// The committed slices of a flow with the revision they are at (each change is a new
+/// revision, written only over the one it read).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SliceLedger {
+    pub rev: u64,
+    pub slices: Vec<CommittedSlice>,
 }
 
 /// AppFlow's run report detail fields, under ferry's names for ferry's things.

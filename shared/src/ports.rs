@@ -4,7 +4,7 @@
 
 use crate::error::StoreError;
 use crate::flow::Flow;
-use crate::model::{ChunkResult, FlowState, RunRecord};
+use crate::model::{ChunkResult, CommittedSlice, FlowState, RunRecord, SliceLedger};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -93,6 +93,24 @@ pub trait RunStore: Send + Sync {
     /// Remove all state of a flow (on delete).
     async fn delete_state(&self, flow: &str) -> Result<(), StoreError>;
 
+    /// The flow's committed slices (`source.slice.commit: slice`) and their revision; an empty
+    /// ledger at revision 0 when there are none.
+    async fn slice_ledger(&self, flow: &str) -> Result<SliceLedger, StoreError>;
+    /// Replace the committed slices with `slices` (revision `rev + 1`), only while `run_id`
+    /// holds the lease and the ledger is still at `rev`; with `watermark`, move the watermark
+    /// there in the same write (forward only: a watermark already at or past it stays), and the
+    /// watermark the run started from with it, so the run's own commit still holds.
+    /// `Ok(false)`: the ledger moved on meanwhile (another slice committed): read it again.
+    /// `Conflict`: the lease is not `run_id`'s.
+    async fn put_slice_ledger(
+        &self,
+        flow: &str,
+        run_id: &str,
+        rev: u64,
+        slices: &[CommittedSlice],
+        watermark: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError>;
+
     async fn put_run(&self, run: &RunRecord) -> Result<(), StoreError>;
     async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError>;
     /// A flow's runs, newest first, at most `limit`.
@@ -131,6 +149,9 @@ pub struct StateCommit {
     pub schema: Option<serde_json::Value>,
     /// The run's final record, stored in the same atomic write as the commit.
     pub record: Option<crate::model::RunRecord>,
+    /// The flow's committed slices after this commit (those it made obsolete left out);
+    /// `None` leaves them as they are.
+    pub slices: Option<Vec<CommittedSlice>>,
 }
 
 /// Options for one object write.

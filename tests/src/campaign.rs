@@ -29,7 +29,9 @@ use ferry::error::StoreError;
 use ferry::flow::{Flow, Location};
 use ferry::local::asl::{NoopObserver, TaskFailure, TaskInvoker};
 use ferry::local::{embedded_deps, Engine, StepInvoker};
-use ferry::model::{ChunkResult, FlowState, Manifest, RunRecord, RunStatus};
+use ferry::model::{
+    ChunkResult, CommittedSlice, FlowState, Manifest, RunRecord, RunStatus, SliceLedger,
+};
 use ferry::ports::{
     BlobStore, DestinationResolver, Event, EventSink, FlowStatus, FlowStore, LeaseClaim,
     ManualClock, PutOptions, RunStore, Secret, SecretStore, StateCommit, StoredFlow,
@@ -53,6 +55,9 @@ pub enum FaultKind {
     SourceThrottle,
     SourceError,
     RacingTrigger,
+    /// One slice's reads fail for a whole run (a 400, not retried) while the others commit on
+    /// their own: the run fails with a gap in its committed slices, and the next run resumes.
+    SliceFails,
 }
 
 /// Where a crash happened (for reports).
@@ -74,8 +79,20 @@ tokio::task_local! {
 /// Side effects in the order they happened.
 #[derive(Debug, Clone)]
 enum Effect {
-    Deleted { seq: u64, key: String },
-    Committed { seq: u64, run_id: String },
+    Deleted {
+        seq: u64,
+        key: String,
+    },
+    Committed {
+        seq: u64,
+        run_id: String,
+    },
+    /// A slice committed on its own (`source.slice.commit: slice`).
+    SliceCommitted {
+        seq: u64,
+        run_id: String,
+        index: u32,
+    },
 }
 
 /// The seeded fault scheduler shared by the faulty ports.
@@ -368,6 +385,42 @@ impl RunStore for FaultyRuns {
     async fn delete_state(&self, flow: &str) -> Result<(), StoreError> {
         self.runs.delete_state(flow).await
     }
+    async fn slice_ledger(&self, flow: &str) -> Result<SliceLedger, StoreError> {
+        guarded(
+            &self.plan,
+            "slice_ledger",
+            false,
+            self.runs.slice_ledger(flow),
+        )
+        .await
+    }
+    async fn put_slice_ledger(
+        &self,
+        flow: &str,
+        run_id: &str,
+        rev: u64,
+        slices: &[CommittedSlice],
+        watermark: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        let plan = self.plan.clone();
+        let runs = self.runs.clone();
+        let (f, r) = (flow.to_string(), run_id.to_string());
+        guarded(&self.plan, "put_slice_ledger", true, async move {
+            let before = runs.slice_ledger(&f).await?;
+            let out = runs.put_slice_ledger(&f, &r, rev, slices, watermark).await;
+            if matches!(out, Ok(true)) {
+                for c in slices.iter().filter(|c| !before.slices.contains(c)) {
+                    plan.effect(|seq| Effect::SliceCommitted {
+                        seq,
+                        run_id: c.run_id.clone(),
+                        index: c.index,
+                    });
+                }
+            }
+            out
+        })
+        .await
+    }
     async fn put_run(&self, run: &RunRecord) -> Result<(), StoreError> {
         guarded(&self.plan, "put_run", true, self.runs.put_run(run)).await
     }
@@ -584,8 +637,15 @@ impl Source {
         }
     }
 
-    fn source_yaml(&self, chunk: u64) -> String {
+    /// The flow's `source` section; `sliced`: three slices, two at once, each committing on
+    /// its own (`source.slice.commit: slice`), for the sources that read time slices.
+    fn source_yaml(&self, chunk: u64, sliced: bool) -> String {
         let (from, _, _) = self.timeline();
+        let slices = if sliced {
+            "  slice: { count: 3, commit: slice }\n  parallelism: 2\n"
+        } else {
+            ""
+        };
         let inc = |field: &str| {
             format!(
                 "  incremental: {{ field: {field}, first_execution_from: \"{}\" }}\n",
@@ -594,19 +654,25 @@ impl Source {
         };
         match &self.server {
             Server::None => format!(
-                "  connector: sample\n  entity: accounts\n  properties: {{ records: {SAMPLE_RECORDS}, page_size: 25, as_of: \"{}\" }}\n{}  chunk: {{ records: {chunk} }}\n",
+                "  connector: sample\n  entity: accounts\n  properties: {{ records: {SAMPLE_RECORDS}, page_size: 25, as_of: \"{}\" }}\n{}  chunk: {{ records: {chunk} }}\n{slices}",
                 Self::sample_as_of().to_rfc3339(),
                 inc("updated_at")
             ),
             Server::Rest(m) => {
+                // A sliced run sends both ends of each slice's window.
+                let set = if sliced {
+                    json!({"updated_since": "{start}", "updated_before": "{end}"})
+                } else {
+                    json!({"q": "updated_at>={start}"})
+                };
                 let props = json!({
                     "base_url": m.url(),
                     "http": serde_json::from_str::<Value>(FAST_HTTP).unwrap(),
                     "endpoints": {"tickets": {"path": "/cursor/tickets", "records": "$.data[*]", "params": {"limit": "20"},
-                        "incremental": {"set": {"q": "updated_at>={start}"}},
+                        "incremental": {"set": set},
                         "paginator": {"type": "cursor", "token_path": "$.meta.next_cursor", "param": "cursor", "has_more_path": "$.meta.has_more"}}}
                 });
-                format!("  connector: rest\n  entity: tickets\n  properties: {props}\n{}  chunk: {{ records: {chunk} }}\n", inc("updated_at"))
+                format!("  connector: rest\n  entity: tickets\n  properties: {props}\n{}  chunk: {{ records: {chunk} }}\n{slices}", inc("updated_at"))
             }
             Server::Zendesk(m) => {
                 let props = json!({"base_url": m.url(), "exclude_deleted": true, "http": serde_json::from_str::<Value>(FAST_HTTP).unwrap()});
@@ -712,6 +778,10 @@ pub struct Outcome {
     pub records_lost: u64,
     pub records_duplicated: u64,
     pub violations: Vec<String>,
+    /// The flow ran sliced, each slice committing on its own.
+    pub sliced: bool,
+    /// Slices that committed on their own.
+    pub slices_committed: u64,
 }
 
 /// Every file under `dir`, relative, with `/` separators.
@@ -791,10 +861,12 @@ pub async fn schedule(seed: u64, kind: SourceKind, runs: usize, p: f64) -> Outco
         2 => "  layout: { prefix_type: filename, hierarchy: [schema_version] }\n".to_string(),
         _ => "  layout: { hierarchy: [], date: hour }\n  file_size_mb: 1\n".to_string(),
     };
+    // Sources that read time slices run sliced, committing per slice, in a share of schedules.
+    let sliced = matches!(kind, SourceKind::Sample | SourceKind::Rest) && rng.random_bool(0.4);
     let name = "campaign";
     let yaml = format!(
         "name: {name}\nsource:\n{}destination:\n  local: out\n  format: jsonl\n  compression: none\n{layout}tasks:\n  - map_all: {{}}\ntrigger: {{ on_demand: {{}} }}\n",
-        source.source_yaml(chunk)
+        source.source_yaml(chunk, sliced)
     );
     let flow = Flow::parse(&yaml, "campaign.yaml")
         .unwrap_or_else(|e| panic!("campaign flow: {e}\n{yaml}"));
@@ -817,6 +889,21 @@ pub async fn schedule(seed: u64, kind: SourceKind, runs: usize, p: f64) -> Outco
         if faulty && rng.random_bool(0.35) {
             source.fault(&plan);
         }
+        if let (true, Server::Rest(m)) = (sliced, &source.server) {
+            // The first run's first slice (its window starts at first_execution_from) fails
+            // after the other slices had time to commit.
+            let failing = faulty && i == 0 && rng.random_bool(0.6);
+            if failing {
+                plan.count(FaultKind::SliceFails);
+            }
+            let from = source.timeline().0.format("%Y-%m-%dT%H:%M:%S").to_string();
+            let text = format!("updated_since={from}");
+            m.fail_queries(failing.then_some((
+                text.as_str(),
+                std::time::Duration::from_millis(1500),
+                400,
+            )));
+        }
         if faulty && i == 0 && rng.random_bool(0.3) {
             // A second trigger races the first.
             plan.count(FaultKind::RacingTrigger);
@@ -838,6 +925,7 @@ pub async fn schedule(seed: u64, kind: SourceKind, runs: usize, p: f64) -> Outco
     // The checks, over the real (unfaulted) stores and files.
     let mut o = Outcome {
         faults: plan.counts(),
+        sliced,
         ..Default::default()
     };
     let state = clean.runs.get_state(name).await.expect("state");
@@ -866,9 +954,23 @@ pub async fn schedule(seed: u64, kind: SourceKind, runs: usize, p: f64) -> Outco
             ));
         }
     }
+    let effects = plan.effects.lock().unwrap().clone();
+    // When each run, and each slice that committed on its own, committed.
+    let commit_seq: BTreeMap<(String, Option<u32>), u64> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Committed { seq, run_id } => Some(((run_id.clone(), None), *seq)),
+            Effect::SliceCommitted { seq, run_id, index } => {
+                Some(((run_id.clone(), Some(*index)), *seq))
+            }
+            _ => None,
+        })
+        .collect();
+    o.slices_committed = commit_seq.keys().filter(|(_, s)| s.is_some()).count() as u64;
     let out_dir = base.path().join("out");
     let files = files_under(&out_dir);
-    let mut manifested: BTreeMap<String, String> = BTreeMap::new(); // key -> run
+    // key -> (run, the slice whose own manifest lists it)
+    let mut manifested: BTreeMap<String, (String, Option<u32>)> = BTreeMap::new();
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     for f in files.iter().filter(|f| f.contains("/_manifests/")) {
         let m: Manifest = match std::fs::read(out_dir.join(f))
@@ -881,15 +983,19 @@ pub async fn schedule(seed: u64, kind: SourceKind, runs: usize, p: f64) -> Outco
                 continue;
             }
         };
-        if !committed_runs.contains(&m.run_id) {
+        let committed = match m.slice {
+            None => committed_runs.contains(&m.run_id),
+            Some(i) => commit_seq.contains_key(&(m.run_id.clone(), Some(i))),
+        };
+        if !committed {
             o.violations.push(format!(
-                "manifest {f} of run {} which did not commit",
-                m.run_id
+                "manifest {f} of run {} (slice {:?}) which did not commit",
+                m.run_id, m.slice
             ));
             continue;
         }
         for obj in &m.objects {
-            manifested.insert(obj.key.clone(), m.run_id.clone());
+            manifested.insert(obj.key.clone(), (m.run_id.clone(), m.slice));
             let path = out_dir.join(&obj.key);
             let Ok(text) = std::fs::read_to_string(&path) else {
                 o.violations.push(format!(
@@ -926,20 +1032,13 @@ pub async fn schedule(seed: u64, kind: SourceKind, runs: usize, p: f64) -> Outco
         }
     }
     // No committed object deleted after its commit.
-    let effects = plan.effects.lock().unwrap().clone();
-    let commit_seq: BTreeMap<String, u64> = effects
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Committed { seq, run_id } => Some((run_id.clone(), *seq)),
-            _ => None,
-        })
-        .collect();
     for e in &effects {
         if let Effect::Deleted { seq, key } = e {
-            if let Some(run) = manifested.get(key) {
-                if commit_seq.get(run).is_some_and(|c| seq > c) {
+            if let Some(owner) = manifested.get(key) {
+                if commit_seq.get(owner).is_some_and(|c| seq > c) {
                     o.violations.push(format!(
-                        "committed object {key} of run {run} was deleted after the commit"
+                        "committed object {key} of run {} (slice {:?}) was deleted after the commit",
+                        owner.0, owner.1
                     ));
                 }
             }
@@ -993,6 +1092,9 @@ pub struct Figures {
     pub records_lost: u64,
     pub records_duplicated: u64,
     pub violations: Vec<(u64, String)>,
+    /// Schedules whose flow committed per slice, and the slices that committed on their own.
+    pub sliced: u64,
+    pub slices_committed: u64,
 }
 
 impl Figures {
@@ -1007,6 +1109,8 @@ impl Figures {
         }
         self.runs_committed += o.runs_committed;
         self.runs_failed_cleanly += o.runs_failed_cleanly;
+        self.sliced += u64::from(o.sliced);
+        self.slices_committed += o.slices_committed;
         self.records_lost += o.records_lost;
         self.records_duplicated += o.records_duplicated;
         self.violations.extend(
@@ -1031,6 +1135,10 @@ impl Figures {
         for (k, n) in &self.faults {
             s.push_str(&format!("  {k:?}: {n}\n"));
         }
+        s.push_str(&format!(
+            "schedules committing per slice: {} ({} slices committed on their own)\n",
+            self.sliced, self.slices_committed
+        ));
         s.push_str(&format!("runs committed: {}\n", self.runs_committed));
         s.push_str(&format!(
             "runs failed cleanly: {}\n",

@@ -179,6 +179,8 @@ struct OAuthState {
 struct Inner {
     cfg: MockConfig,
     faults: Mutex<VecDeque<Fault>>,
+    /// Data requests whose query contains the text wait, then get the status.
+    failing_query: Mutex<Option<(String, Duration, u16)>>,
     periodic: Mutex<Option<(u64, Vec<Fault>)>>,
     data_requests: AtomicU64,
     log: Mutex<Vec<Seen>>,
@@ -222,6 +224,7 @@ impl Mock {
         let inner = Arc::new(Inner {
             cfg,
             faults: Mutex::new(VecDeque::new()),
+            failing_query: Mutex::new(None),
             periodic: Mutex::new(None),
             data_requests: AtomicU64::new(0),
             log: Mutex::new(vec![]),
@@ -260,6 +263,13 @@ impl Mock {
     /// Faults for the next data requests, in order, one each.
     pub fn push_faults(&self, faults: impl IntoIterator<Item = Fault>) {
         self.inner.faults.lock().unwrap().extend(faults);
+    }
+
+    /// Every data request whose query string contains `text` waits `delay`, then gets `status`
+    /// (one slice's window failing while the others are read); `None` stops it.
+    pub fn fail_queries(&self, failing: Option<(&str, Duration, u16)>) {
+        *self.inner.failing_query.lock().unwrap() =
+            failing.map(|(t, d, st)| (t.to_string(), d, st));
     }
 
     /// Every `every`-th data request gets the next fault of `faults` (round robin).
@@ -710,6 +720,13 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
     } else {
         let n = s.data_requests.fetch_add(1, Ordering::SeqCst) + 1;
         let mut fault = s.faults.lock().unwrap().pop_front();
+        let failing = s.failing_query.lock().unwrap().clone();
+        if let Some((_, delay, status)) = failing.filter(|(t, _, _)| {
+            query.contains(t.as_str()) || query.replace("%3A", ":").contains(t.as_str())
+        }) {
+            tokio::time::sleep(delay).await;
+            fault = Some(Fault::status(status));
+        }
         if fault.is_none() {
             if let Some((every, fs)) = &*s.periodic.lock().unwrap() {
                 if *every > 0 && n.is_multiple_of(*every) && !fs.is_empty() {

@@ -4,7 +4,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 use ferry::error::StoreError;
-use ferry::model::{PullMode, RunRecord, RunStatus, TriggerType, Window};
+use ferry::model::{
+    CommittedSlice, PullMode, RunRecord, RunStatus, SliceLedger, TriggerType, Window,
+};
 use ferry::ports::{LeaseClaim, RunStore, StateCommit};
 use std::future::Future;
 use std::pin::Pin;
@@ -67,6 +69,100 @@ where
     a_committed_run_is_never_counted_as_failed(store, "c-failed").await;
     a_stopped_run_releases_only_its_own_lease(store, "c-stop").await;
     the_lease_names_its_holder(store, "c-holder").await;
+    committed_slices_hold_only_under_the_lease_and_move_the_watermark_forward(store, "c-slices")
+        .await;
+}
+
+fn committed(run: &str, index: u32, start: DateTime<Utc>, end: DateTime<Utc>) -> CommittedSlice {
+    CommittedSlice {
+        run_id: run.into(),
+        index,
+        mode: PullMode::Incremental,
+        start,
+        end,
+        manifest: format!("f/_manifests/{run}-slice-{index:06}.json"),
+        records: 10,
+    }
+}
+
+/// The slice ledger (`source.slice.commit: slice`): written only by the lease holder over the
+/// revision it read, the watermark moved with it only forward, kept across the run's end and
+/// the next run's start, replaced by a run's commit.
+pub async fn committed_slices_hold_only_under_the_lease_and_move_the_watermark_forward<
+    S: RunStore,
+>(
+    s: &S,
+    f: &str,
+) {
+    let t0 = t("2026-03-01T00:00:00Z");
+    let h = |n: i64| t0 + Duration::hours(n);
+    assert_eq!(s.slice_ledger(f).await.unwrap(), SliceLedger::default());
+    s.acquire_lease(f, &claim("s1", h(10)), t0).await.unwrap();
+    let a = committed("s1", 1, h(1), h(2));
+    // Slice 1 commits out of order: the watermark stays.
+    assert!(s
+        .put_slice_ledger(f, "s1", 0, &[a.clone()], None)
+        .await
+        .unwrap());
+    let l = s.slice_ledger(f).await.unwrap();
+    assert_eq!((l.rev, l.slices.clone()), (1, vec![a.clone()]));
+    assert_eq!(s.get_state(f).await.unwrap().watermark, None);
+    // A writer that read revision 0 is told to read again, and changes nothing.
+    let b = committed("s1", 0, h(0), h(1));
+    assert!(!s
+        .put_slice_ledger(f, "s1", 0, &[b.clone()], Some(h(2)))
+        .await
+        .unwrap());
+    assert_eq!(s.slice_ledger(f).await.unwrap(), l);
+    // Slice 0 commits: the prefix reaches the end of slice 1.
+    let both = vec![a.clone(), b.clone()];
+    assert!(s
+        .put_slice_ledger(f, "s1", 1, &both, Some(h(2)))
+        .await
+        .unwrap());
+    assert_eq!(s.get_state(f).await.unwrap().watermark, Some(h(2)));
+    // Never backwards.
+    assert!(s
+        .put_slice_ledger(f, "s1", 2, &both, Some(h(1)))
+        .await
+        .unwrap());
+    assert_eq!(s.get_state(f).await.unwrap().watermark, Some(h(2)));
+    // Another run cannot write it.
+    let e = s
+        .put_slice_ledger(f, "other", 3, &[], None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Conflict(_)), "{e:?}");
+    assert_eq!(s.slice_ledger(f).await.unwrap().rev, 3);
+    // The run fails: its committed slices stay for the next run, which may commit the run over
+    // the moved watermark (its own start) and replace the ledger in the same write.
+    s.record_failure(f, "s1").await.unwrap();
+    assert_eq!(s.slice_ledger(f).await.unwrap().slices, both);
+    let st = s.acquire_lease(f, &claim("s2", h(20)), h(3)).await.unwrap();
+    assert_eq!(st.watermark, Some(h(2)));
+    let e = s.put_slice_ledger(f, "s1", 3, &[], None).await.unwrap_err();
+    assert!(
+        matches!(e, StoreError::Conflict(_)),
+        "the failed run's lease is gone: {e:?}"
+    );
+    let c = committed("s2", 0, h(2), h(3));
+    assert!(s
+        .put_slice_ledger(f, "s2", 3, &[a.clone(), b.clone(), c], Some(h(3)))
+        .await
+        .unwrap());
+    let commit = StateCommit {
+        watermark: Some(h(4)),
+        schema_version: 1,
+        schema: None,
+        record: Some(record(f, "s2", h(4))),
+        slices: Some(vec![]),
+    };
+    let st = s.commit_success(f, "s2", &commit).await.unwrap();
+    assert_eq!(st.watermark, Some(h(4)));
+    let l = s.slice_ledger(f).await.unwrap();
+    assert!(l.slices.is_empty() && l.rev == 5, "{l:?}");
+    s.delete_state(f).await.unwrap();
+    assert_eq!(s.slice_ledger(f).await.unwrap(), SliceLedger::default());
 }
 
 pub async fn lease_semantics<S: RunStore>(s: &S, f: &str) {
@@ -126,6 +222,7 @@ pub async fn lease_semantics<S: RunStore>(s: &S, f: &str) {
         schema_version: 2,
         schema: Some(serde_json::json!({"fp": "abc"})),
         record: Some(record(f, "r3", t0)),
+        slices: None,
     };
     let st = s.commit_success(f, "r3", &commit).await.unwrap();
     assert_eq!(st.watermark, Some(t0));
@@ -152,6 +249,7 @@ pub async fn lease_semantics<S: RunStore>(s: &S, f: &str) {
                 schema_version: 2,
                 schema: None,
                 record: None,
+                slices: None,
             },
         )
         .await
@@ -180,6 +278,7 @@ pub async fn a_commit_with_a_lost_lease_does_not_move_the_watermark<S: RunStore>
         schema_version: 1,
         schema: None,
         record: Some(record(f, "r1l", t0)),
+        slices: None,
     };
     match s.commit_success(f, "r1l", &late).await {
         Err(StoreError::Conflict(m)) => {
@@ -225,6 +324,7 @@ where
         schema_version: 1,
         schema: None,
         record: None,
+        slices: None,
     };
     match s.commit_success(f, "rm", &commit).await {
         Err(StoreError::Conflict(m)) => assert!(m.contains("moved by someone else"), "{m}"),
@@ -249,6 +349,7 @@ pub async fn a_retried_commit_is_a_success_and_changes_nothing<S: RunStore>(s: &
         schema_version: 1,
         schema: None,
         record: Some(record(f, "rr", t0)),
+        slices: None,
     };
     let first = s.commit_success(f, "rr", &commit).await.unwrap();
     let again = s.commit_success(f, "rr", &commit).await.unwrap();
@@ -280,6 +381,7 @@ pub async fn a_committed_run_is_never_counted_as_failed<S: RunStore>(s: &S, f: &
         schema_version: 1,
         schema: None,
         record: None,
+        slices: None,
     };
     s.commit_success(f, "rf", &commit).await.unwrap();
     assert_eq!(s.record_failure(f, "rf").await.unwrap(), 0);

@@ -248,7 +248,7 @@ fn each_function_times_out_before_the_task_state_that_calls_it() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 9, "the nine Task states of flow-run");
+    assert_eq!(checked, 10, "the ten Task states of flow-run");
 }
 
 #[test]

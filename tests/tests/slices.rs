@@ -146,9 +146,9 @@ async fn a_run_too_long_for_one_execution_continues_in_new_child_executions() {
     assert_eq!(seen["Run Slices"], 4, "{seen:?}");
     assert_eq!(seen["Slice Paused"], 3, "{seen:?}");
     assert_eq!(seen["Fetch Chunk"], 1_600);
-    // The cost model of docs/deploy.md: 4c + 2k + p + 3r + 2.
+    // The cost model of docs/deploy.md: 4c + 3k + p + 3r + 2.
     let total: u64 = seen.values().sum();
-    assert_eq!(total, 4 * 1_600 + 2 + 3 + 3 * 4 + 2, "{seen:?}");
+    assert_eq!(total, 4 * 1_600 + 3 + 3 + 3 * 4 + 2, "{seen:?}");
     let rec = out.record.unwrap();
     assert_eq!(rec.chunks, 1_600);
     assert_eq!(rec.records_written, 1_600);
@@ -263,6 +263,185 @@ async fn a_failing_slice_fails_the_run_with_its_error_and_the_rerun_commits_ever
     let got = by_id(local.output("out/fail"), &[]);
     let ids: BTreeSet<u64> = got.values().map(|r| r["id"].as_u64().unwrap()).collect();
     assert_eq!(ids, (1..=200).collect::<BTreeSet<u64>>());
+}
+
+/// The slice manifests under a local destination, by run: `(run, slice)` of each.
+fn slice_manifests(local: &Local, flow: &str) -> BTreeSet<(String, u32)> {
+    let dir = local.base.path().join(format!("out/{flow}/_manifests"));
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let m: ferry::model::Manifest =
+                serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+            Some((m.run_id, m.slice?))
+        })
+        .collect()
+}
+
+/// Ids of the tickets in the output, each at most once.
+fn ticket_ids(local: &Local, flow: &str) -> BTreeSet<u64> {
+    by_id(local.output(&format!("out/{flow}")), &[])
+        .values()
+        .map(|r| r["id"].as_u64().unwrap())
+        .collect()
+}
+
+/// The `updated_since` of every data request the mock saw from `from` on.
+fn windows_asked(mock: &Mock, from: usize) -> BTreeSet<String> {
+    mock.requests()[from..]
+        .iter()
+        .filter_map(|r| {
+            r.query.split('&').find_map(|kv| {
+                kv.strip_prefix("updated_since=")
+                    .map(|v| v.replace("%3A", ":"))
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_incremental_run_committing_per_slice_resumes_from_the_slices_that_did_not_commit() {
+    let mock = Mock::start(MockConfig {
+        tickets: 200,
+        ..Default::default()
+    })
+    .await;
+    let mut local = Local::new();
+    let clock = ferry::ports::ManualClock::new(updated_at(200));
+    local.engine.deps.clock = std::sync::Arc::new(clock.clone());
+    let extra = format!(
+        "  incremental:\n    field: updated_at\n    first_execution_from: {}\n  chunk: {{ records: 20 }}\n  slice: {{ count: 4, commit: slice }}\n  parallelism: 4\n",
+        base_time().to_rfc3339()
+    );
+    let flow = rest_flow("inc", "tickets", None, &rest_props(&mock), &extra);
+    // Four slices of 50 minutes: tickets 1-50, 51-100, 101-150, 151-200. Slice 2's requests
+    // (its window starts 100 minutes in) fail once the others had time to commit.
+    mock.fail_queries(Some((
+        "updated_since=2026-01-01T01:40:00",
+        std::time::Duration::from_secs(3),
+        400,
+    )));
+    let out = run_window(&local, &flow, None).await;
+    let rec = out.record.expect("a run record");
+    assert_eq!(rec.status, RunStatus::Error, "{:?}", out.failure);
+    assert_eq!(rec.error.as_ref().unwrap().error, "SourceRejected");
+    // Slices 0, 1 and 3 committed on their own and stay; slice 2 left nothing.
+    assert_eq!(
+        slice_manifests(&local, "inc"),
+        [0, 1, 3]
+            .into_iter()
+            .map(|i| (out.run_id.clone(), i))
+            .collect()
+    );
+    let committed: BTreeSet<u64> = (1..=100).chain(151..=200).collect();
+    assert_eq!(ticket_ids(&local, "inc"), committed);
+    assert_eq!(rec.records_written, 150);
+    assert!(
+        rec.warnings
+            .iter()
+            .any(|w| w.contains("3 slices committed before the run failed")),
+        "{:?}",
+        rec.warnings
+    );
+    // The watermark passed the committed prefix (slices 0 and 1), not the gap.
+    assert_eq!(
+        local.watermark("inc").await,
+        Some(base_time() + chrono::Duration::minutes(100))
+    );
+
+    // The next run reads only what did not commit: the gap and what is new since.
+    mock.fail_queries(None);
+    clock.set(updated_at(200) + chrono::Duration::minutes(30));
+    let seen = mock.requests().len();
+    let out = run_window(&local, &flow, None).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    let rec = out.record.unwrap();
+    assert_eq!(rec.records_written, 50, "slice 2's tickets only");
+    assert!(
+        rec.warnings
+            .iter()
+            .any(|w| w.contains("resuming: 1 slices")),
+        "{:?}",
+        rec.warnings
+    );
+    // It asks from the gap's start on, and for nothing that starts inside slice 3's
+    // committed window (150-200 minutes in).
+    let asked: Vec<chrono::DateTime<Utc>> = windows_asked(&mock, seen)
+        .iter()
+        .map(|t| t.parse().unwrap())
+        .collect();
+    let minute = |m| base_time() + chrono::Duration::minutes(m);
+    assert_eq!(asked.iter().min(), Some(&minute(100)), "{asked:?}");
+    assert!(
+        asked.iter().all(|t| *t < minute(150) || *t >= minute(200)),
+        "the resumed run read a committed slice again: {asked:?}"
+    );
+    assert_eq!(
+        ticket_ids(&local, "inc"),
+        (1..=200).collect(),
+        "every record exactly once"
+    );
+    assert_eq!(local.watermark("inc").await, Some(rec.window.end));
+    let ledger = local.engine.deps.runs.slice_ledger("inc").await.unwrap();
+    assert!(ledger.slices.is_empty(), "{ledger:?}");
+}
+
+#[tokio::test]
+async fn a_backfill_committing_per_slice_resumes_when_run_again() {
+    let mock = Mock::start(MockConfig {
+        tickets: 200,
+        ..Default::default()
+    })
+    .await;
+    let window = Window {
+        start: Some(base_time()),
+        end: updated_at(200),
+    };
+    let local = Local::new();
+    let extra = format!("{REST_INC}  slice: {{ count: 4, commit: slice }}\n  parallelism: 4\n");
+    let flow = rest_flow("bf", "tickets", None, &rest_props(&mock), &extra);
+    // Slice 1 (tickets 51-100, from 50 minutes in) fails.
+    mock.fail_queries(Some((
+        "updated_since=2026-01-01T00:50:00",
+        std::time::Duration::from_secs(3),
+        400,
+    )));
+    let out = run_window(&local, &flow, Some(window)).await;
+    let rec = out.record.expect("a run record");
+    assert_eq!(rec.status, RunStatus::Error, "{:?}", out.failure);
+    let committed: BTreeSet<u64> = (1..=50).chain(101..=200).collect();
+    assert_eq!(ticket_ids(&local, "bf"), committed);
+    // A backfill never moves the watermark.
+    assert_eq!(local.watermark("bf").await, None);
+
+    mock.fail_queries(None);
+    let seen = mock.requests().len();
+    let out = run_window(&local, &flow, Some(window)).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    assert_eq!(out.record.unwrap().records_written, 50);
+    assert_eq!(
+        windows_asked(&mock, seen),
+        BTreeSet::from(["2026-01-01T00:50:00Z".to_string()])
+    );
+    assert_eq!(ticket_ids(&local, "bf"), (1..=200).collect());
+    // The run's manifest lists its slice's manifest, not its objects twice.
+    let runs: BTreeSet<String> = slice_manifests(&local, "bf")
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
+    assert_eq!(runs.len(), 2);
+    // A successful backfill forgets the slices it covered: the same backfill again reads all.
+    assert!(local
+        .engine
+        .deps
+        .runs
+        .slice_ledger("bf")
+        .await
+        .unwrap()
+        .slices
+        .is_empty());
 }
 
 #[test]

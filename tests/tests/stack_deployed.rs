@@ -543,3 +543,57 @@ trigger:
         .collect();
     assert!(slices.len() >= 3, "slices that read records: {slices:?}");
 }
+
+/// Slices that commit on their own (`source.slice.commit: slice`) on the deployed stack: the
+/// "Commit Slice" state with the template's finalize role (its manifest, the flow's committed
+/// slices and the watermark in the state item), then the run's one manifest naming theirs.
+#[tokio::test]
+async fn slices_committing_on_their_own_on_the_deployed_stack() {
+    let stack = Stack::deploy().await;
+    let b = &stack.output_bucket;
+    let flow = Flow::parse(
+        &format!(
+            "name: perslice
+source:
+  connector: sample
+  entity: accounts
+  properties: {{ records: 2000, page_size: 400 }}
+  incremental: {{ field: updated_at, first_execution_from: 2000-01-01T00:00:00Z }}
+  chunk: {{ records: 400 }}
+  slice: {{ count: 2, records: 800, commit: slice }}
+  parallelism: 3
+destination:
+  s3: {{ bucket: {b}, prefix: raw }}
+  format: parquet
+trigger:
+  on_demand: {{}}
+"
+        ),
+        "perslice.yaml",
+    )
+    .expect("flow parses");
+    register(&stack, &flow).await;
+    let run = stack.run(&on_demand("perslice")).await;
+    assert!(run.succeeded(), "{}", fail_report(&stack, &run));
+    assert!(stack.denials().is_empty(), "{:#?}", stack.denials());
+    let c = stack
+        .assert_committed(&run, "raw/perslice/", "parquet", Some("id"))
+        .await;
+    assert_eq!(c.record.records_written, 2_000, "{:?}", c.record);
+    assert_eq!(c.read["rows"].as_u64(), Some(2_000));
+    let manifests: Vec<String> = stack
+        .keys(b, "raw/perslice/_manifests/")
+        .await
+        .into_iter()
+        .filter(|k| k.contains("-slice-"))
+        .collect();
+    assert!(manifests.len() >= 3, "slice manifests: {manifests:?}");
+    // The run's commit replaced the flow's committed slices: none left to read around.
+    let ledger = stack
+        .deps()
+        .runs
+        .slice_ledger("perslice")
+        .await
+        .expect("ledger");
+    assert!(ledger.slices.is_empty(), "{ledger:?}");
+}

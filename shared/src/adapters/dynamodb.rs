@@ -5,7 +5,7 @@
 
 use crate::error::StoreError;
 use crate::flow::Flow;
-use crate::model::{ChunkResult, FlowState, Lease, RunRecord};
+use crate::model::{ChunkResult, CommittedSlice, FlowState, Lease, RunRecord, SliceLedger};
 use crate::ports::{FlowStatus, FlowStore, LeaseClaim, RunStore, StateCommit, StoredFlow};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -115,6 +115,21 @@ fn transaction_conflict<R>(
             .any(|r| r.code() == Some("TransactionConflict")),
         _ => false,
     }
+}
+
+/// The committed slices kept in a flow's state item (`slices`, JSON; `slices_rev`).
+fn ledger_from_item(item: Option<&Item>) -> Result<SliceLedger, StoreError> {
+    let Some(item) = item else {
+        return Ok(SliceLedger::default());
+    };
+    Ok(SliceLedger {
+        rev: get_n(item, "slices_rev").unwrap_or(0),
+        slices: get_s(item, "slices")
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(js)?
+            .unwrap_or_default(),
+    })
 }
 
 fn state_from_item(flow: &str, item: Option<&Item>) -> Result<FlowState, StoreError> {
@@ -631,6 +646,14 @@ impl RunStore for DynamoStore {
             names.insert("#schema".into(), "schema".into());
             values.insert(":schema".into(), s(schema.to_string()));
         }
+        if let Some(slices) = &commit.slices {
+            set.push("slices = :slices, slices_rev = if_not_exists(slices_rev, :zero) + :one");
+            values.insert(
+                ":slices".into(),
+                s(serde_json::to_string(slices).map_err(js)?),
+            );
+            values.insert(":one".into(), n(1));
+        }
         set.push("committed_run_id = :r");
         let update = aws_sdk_dynamodb::types::Update::builder()
             .table_name(&self.table)
@@ -750,6 +773,82 @@ impl RunStore for DynamoStore {
             .await
             .map_err(|e| ddb("DeleteItem", e))?;
         Ok(())
+    }
+
+    async fn slice_ledger(&self, flow: &str) -> Result<SliceLedger, StoreError> {
+        let item = self.get_item(flow_pk(flow), STATE).await?;
+        ledger_from_item(item.as_ref())
+    }
+
+    async fn put_slice_ledger(
+        &self,
+        flow: &str,
+        run_id: &str,
+        rev: u64,
+        slices: &[CommittedSlice],
+        watermark: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        let current = self.get_item(flow_pk(flow), STATE).await?;
+        let state = state_from_item(flow, current.as_ref())?;
+        let advance = watermark.filter(|w| state.watermark.is_none_or(|c| c < *w));
+        let mut set = vec!["slices = :slices", "slices_rev = :next"];
+        let mut cond = vec![
+            "lease_run_id = :r".to_string(),
+            if rev == 0 {
+                "(attribute_not_exists(slices_rev) OR slices_rev = :rev)".to_string()
+            } else {
+                "slices_rev = :rev".to_string()
+            },
+        ];
+        let mut values: Item = [
+            (":r".to_string(), s(run_id)),
+            (
+                ":slices".to_string(),
+                s(serde_json::to_string(slices).map_err(js)?),
+            ),
+            (":rev".to_string(), n(rev)),
+            (":next".to_string(), n(rev + 1)),
+        ]
+        .into();
+        if let Some(w) = advance {
+            set.push("watermark = :w");
+            set.push("lease_watermark = :w");
+            values.insert(":w".into(), s(ts(w)));
+            values.insert(":none".into(), s(""));
+            // As the run's commit: a watermark moved behind the run's back is never absorbed.
+            cond.push(
+                "((attribute_not_exists(watermark) AND lease_watermark = :none) OR watermark = lease_watermark)"
+                    .into(),
+            );
+        }
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(flow_pk(flow), STATE)))
+            .update_expression(format!("SET {}", set.join(", ")))
+            .condition_expression(cond.join(" AND "))
+            .set_expression_attribute_values(Some(values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => {
+                let old = self.state_on_condition_failure(flow, &e).await?;
+                let holder = old.as_ref().and_then(|i| get_s(i, "lease_run_id"));
+                if holder == Some(run_id) && ledger_from_item(old.as_ref())?.rev != rev {
+                    return Ok(false);
+                }
+                Err(Self::lease_conflict(
+                    flow,
+                    run_id,
+                    old.as_ref(),
+                    "committing its slice",
+                ))
+            }
+            Err(e) => Err(ddb("UpdateItem (slice ledger)", e)),
+        }
     }
 
     async fn put_run(&self, run: &RunRecord) -> Result<(), StoreError> {

@@ -5,7 +5,7 @@
 
 use crate::error::StoreError;
 use crate::flow::Flow;
-use crate::model::{ChunkResult, FlowState, Lease, RunRecord};
+use crate::model::{ChunkResult, CommittedSlice, FlowState, Lease, RunRecord, SliceLedger};
 use crate::ports::{FlowStatus, FlowStore, LeaseClaim, RunStore, StateCommit, StoredFlow};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -132,6 +132,8 @@ impl SqliteStore {
             ("lease_holder", "TEXT"),
             ("lease_watermark", "TEXT"),
             ("committed_run_id", "TEXT"),
+            ("slices", "TEXT"),
+            ("slices_rev", "INTEGER NOT NULL DEFAULT 0"),
         ] {
             let exists: bool = conn.query_row(
                 "SELECT COUNT(*) FROM pragma_table_info('flow_state') WHERE name = ?1",
@@ -209,6 +211,28 @@ impl SqliteStore {
                 .map_err(js)?,
             consecutive_failures: cf,
             last_run_id: last,
+        })
+    }
+
+    fn read_ledger(c: &Connection, flow: &str) -> Result<SliceLedger, StoreError> {
+        let row: Option<(Option<String>, i64)> = c
+            .query_row(
+                "SELECT slices, slices_rev FROM flow_state WHERE flow = ?1",
+                params![flow],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(db)?;
+        let Some((slices, rev)) = row else {
+            return Ok(SliceLedger::default());
+        };
+        Ok(SliceLedger {
+            rev: u64::try_from(rev).unwrap_or_default(),
+            slices: slices
+                .map(|s| serde_json::from_str(&s))
+                .transpose()
+                .map_err(js)?
+                .unwrap_or_default(),
         })
     }
 
@@ -418,6 +442,12 @@ impl RunStore for SqliteStore {
         commit: &StateCommit,
     ) -> Result<FlowState, StoreError> {
         let schema = commit.schema.as_ref().map(|s| s.to_string());
+        let slices = commit
+            .slices
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(js)?;
         let record = commit
             .record
             .as_ref()
@@ -465,6 +495,13 @@ impl RunStore for SqliteStore {
                         "run {run_id} no longer holds the lease of flow '{flow}' (it expired or was released); the watermark was not moved: committing the run was refused"
                     ),
                 }));
+            }
+            if let Some(slices) = &slices {
+                tx.execute(
+                    "UPDATE flow_state SET slices = ?2, slices_rev = slices_rev + 1 WHERE flow = ?1",
+                    params![flow, slices],
+                )
+                .map_err(db)?;
             }
             tx.execute(
                 "INSERT OR REPLACE INTO commits (run_id, flow, committed_at, watermark) VALUES (?1, ?2, ?3, ?4)",
@@ -537,6 +574,66 @@ impl RunStore for SqliteStore {
             c.execute("DELETE FROM flow_state WHERE flow = ?1", params![flow])
                 .map_err(db)?;
             Ok(())
+        })
+    }
+
+    async fn slice_ledger(&self, flow: &str) -> Result<SliceLedger, StoreError> {
+        self.with(|c| Self::read_ledger(c, flow))
+    }
+
+    async fn put_slice_ledger(
+        &self,
+        flow: &str,
+        run_id: &str,
+        rev: u64,
+        slices: &[CommittedSlice],
+        watermark: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(slices).map_err(js)?;
+        self.with(|c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db)?;
+            let row: Option<(Option<String>, Option<String>, Option<String>)> = tx
+                .query_row(
+                    "SELECT lease_run_id, watermark, lease_watermark FROM flow_state WHERE flow = ?1",
+                    params![flow],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(db)?;
+            let (holder, wm, lease_wm) = row.unwrap_or((None, None, None));
+            if holder.as_deref() != Some(run_id) {
+                return Err(StoreError::Conflict(format!(
+                    "run {run_id} no longer holds the lease of flow '{flow}'; committing its slice was refused"
+                )));
+            }
+            if Self::read_ledger(&tx, flow)?.rev != rev {
+                return Ok(false);
+            }
+            let current = parse_ts(wm.clone());
+            let advance = match watermark {
+                Some(w) if current.is_none_or(|c| c < w) => {
+                    if wm != lease_wm {
+                        // As the run's commit: a watermark moved behind the run's back is
+                        // never silently absorbed.
+                        return Err(StoreError::Conflict(format!(
+                            "the watermark of flow '{flow}' was moved by someone else while run {run_id} held the lease; moving it past the committed slices was refused"
+                        )));
+                    }
+                    Some(ts(w))
+                }
+                _ => None,
+            };
+            tx.execute(
+                "UPDATE flow_state SET slices = ?2, slices_rev = ?3,
+                     watermark = COALESCE(?4, watermark), lease_watermark = COALESCE(?4, lease_watermark)
+                 WHERE flow = ?1",
+                params![flow, json, i64::try_from(rev + 1).unwrap_or(i64::MAX), advance],
+            )
+            .map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(true)
         })
     }
 

@@ -133,11 +133,36 @@ pub struct SliceConfig {
     /// others cut by `count` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records: Option<u64>,
+    /// `run` (default): the run commits once, after every slice. `slice`: each slice commits
+    /// on its own as it ends (its own manifest), the watermark follows the committed prefix,
+    /// and a failed run's next run reads only the slices that did not commit.
+    #[serde(default, skip_serializing_if = "SliceCommit::is_run")]
+    pub commit: SliceCommit,
+}
+
+/// `source.slice.commit`: when a sliced run's output becomes committed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SliceCommit {
+    /// Once, after every slice ended (one manifest).
+    #[default]
+    Run,
+    /// Each slice as it ends (a manifest per slice); a failed run resumes from the rest.
+    Slice,
+}
+
+impl SliceCommit {
+    fn is_run(&self) -> bool {
+        *self == SliceCommit::Run
+    }
 }
 
 impl SliceConfig {
     /// The most slices one run may have.
     pub const MAX_SLICES: u32 = 10_000;
+    /// The most slices of a run that commits per slice (each committed slice is kept in the
+    /// flow's state until the watermark passes it).
+    pub const MAX_COMMITTED_SLICES: u32 = 1_000;
     /// The most slices read at once (a Distributed Map runs up to 10,000 child executions).
     pub const MAX_PARALLELISM: u32 = 1_000;
 }
@@ -867,12 +892,20 @@ impl Flow {
         }
         if let Some(slice) = &s.slice {
             if let Some(n) = slice.count {
-                if n == 0 || n > SliceConfig::MAX_SLICES {
+                let max = match slice.commit {
+                    SliceCommit::Run => SliceConfig::MAX_SLICES,
+                    SliceCommit::Slice => SliceConfig::MAX_COMMITTED_SLICES,
+                };
+                if n == 0 || n > max {
                     errs.push(FieldError::new(
                         "source.slice.count",
                         format!(
-                            "{n} is out of range; cut the window into 1 to {} slices",
-                            SliceConfig::MAX_SLICES
+                            "{n} is out of range; cut the window into 1 to {max} slices{}",
+                            if slice.commit == SliceCommit::Slice {
+                                " (with commit: slice)"
+                            } else {
+                                ""
+                            }
                         ),
                     ));
                 }

@@ -131,6 +131,21 @@ pub fn key_of_run(key: &str, run_id: &str) -> bool {
         || name.contains(&format!("-{tail}"))
 }
 
+/// The chunk number an object of a run was written for: the `<chunk>` of its file name's
+/// `part-<chunk>-<n>` (or of `rejected-<chunk>`).
+pub fn chunk_of_key(key: &str) -> Option<u32> {
+    let name = key.rsplit('/').next()?;
+    let at = name
+        .rfind("part-")
+        .map(|i| i + "part-".len())
+        .or_else(|| name.rfind("rejected-").map(|i| i + "rejected-".len()))?;
+    let digits: String = name[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
 /// The key of a chunk's rejected records under the error location:
 /// `[<prefix>/]<flow>/<run_id>/rejected-<chunk>.jsonl` (fixed by (run, chunk): retries overwrite).
 pub fn rejected_key(prefix: &str, flow: &str, run_id: &str, chunk: u32) -> String {
@@ -458,6 +473,15 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_chunk_of_a_key_is_read_from_its_file_name() {
+        assert_eq!(chunk_of_key("f/2026/r1/part-00007-000.parquet"), Some(7));
+        assert_eq!(chunk_of_key("f/r1-part-300002-001.jsonl.gz"), Some(300_002));
+        assert_eq!(chunk_of_key("f/part-x/r1-part-00003-000.csv"), Some(3));
+        assert_eq!(chunk_of_key("e/f/r1/rejected-100004.jsonl"), Some(100_004));
+        assert_eq!(chunk_of_key("f/_manifests/r1.json"), None);
     }
 
     #[test]

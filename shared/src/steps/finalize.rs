@@ -59,6 +59,8 @@ pub struct FinalizeInput {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum FinalizeEvent {
+    /// First (as `SliceFailed`): a [`FinalizeInput`] would also read it.
+    CommitSlice(SliceCommitInput),
     /// First: a [`FinalizeInput`] would also read it (without its `slice`).
     SliceFailed(SliceFailure),
     Run(FinalizeInput),
@@ -73,6 +75,13 @@ pub struct SliceFailure {
     pub run: RunContext,
     pub slice: super::slices::SliceItem,
     pub error: CaughtError,
+}
+
+/// "Commit Slice": a slice of a run that commits per slice (`source.slice.commit: slice`) ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SliceCommitInput {
+    pub run: RunContext,
+    pub commit_slice: super::slices::SliceItem,
 }
 
 /// The parts of a "Step Functions Execution Status Change" event the reaper reads.
@@ -139,8 +148,208 @@ pub async fn handle_event(deps: &Deps, event: FinalizeEvent) -> Result<FinalizeO
                 status: None,
             })
         }
+        FinalizeEvent::CommitSlice(c) => {
+            commit_slice(deps, &c.run, &c.commit_slice).await?;
+            Ok(FinalizeOutput::Reaped {
+                run_id: c.run.run_id,
+                status: None,
+            })
+        }
         FinalizeEvent::ExecutionEnded(change) => reap_execution(deps, &change).await,
     }
+}
+
+/// The key of slice `index`'s own manifest: `<prefix>/<flow>/_manifests/<run>-slice-NNNNNN.json`.
+fn slice_manifest_key(flow: &Flow, run: &RunContext, index: u32) -> String {
+    manifest_key(
+        &dest_prefix(flow),
+        &flow.name,
+        &format!("{}-slice-{index:06}", run.run_id),
+    )
+}
+
+/// Whether an object (by its chunk number) belongs to one of `committed`'s slices.
+fn in_committed(key: &str, committed: &[crate::model::CommittedSlice]) -> bool {
+    crate::output::layout::chunk_of_key(key).is_some_and(|c| {
+        let s = super::slices::slice_of_chunk(c);
+        committed.iter().any(|x| x.index == s)
+    })
+}
+
+/// A run's own committed slices, as the flow's ledger holds them.
+async fn committed_slices_of(
+    deps: &Deps,
+    run: &RunContext,
+) -> Result<Vec<crate::model::CommittedSlice>, StepError> {
+    Ok(deps
+        .runs
+        .slice_ledger(&run.flow)
+        .await?
+        .slices
+        .into_iter()
+        .filter(|c| c.run_id == run.run_id)
+        .collect())
+}
+
+/// "Commit Slice": commit one slice of a run on its own. Its leftovers go, its manifest is
+/// written, then the flow's ledger records the slice and — an incremental run — moves the
+/// watermark to the end of the committed prefix of the run's window, in one conditional write
+/// that holds only while the run holds the lease. Refused: the manifest goes again. A retry of
+/// a committed slice changes nothing.
+async fn commit_slice(
+    deps: &Deps,
+    run: &RunContext,
+    item: &super::slices::SliceItem,
+) -> Result<(), StepError> {
+    super::renew_lease(deps, run).await?;
+    let ledger = deps.runs.slice_ledger(&run.flow).await?;
+    if ledger
+        .slices
+        .iter()
+        .any(|c| c.run_id == run.run_id && c.index == item.index)
+    {
+        return Ok(());
+    }
+    let window = item.window.filter(|w| w.start.is_some()).ok_or_else(|| {
+        StepError::fatal(format!(
+            "slice {} of run {} has no window of its own, so it cannot commit on its own",
+            item.index, run.run_id
+        ))
+    })?;
+    let (flow, _) = load_flow(deps, &run.flow, Some(run.flow_version)).await?;
+    let mut results = deps.runs.chunk_results(&run.run_id).await?;
+    results.retain(|r| super::slices::slice_of_chunk(r.chunk) == item.index);
+    let mut rec = base_record(deps, run).await?;
+    let files = totals_of(results, &mut rec);
+    check_rejected(&flow, &rec, &format!("slice {}", item.index))?;
+    let store = deps
+        .destinations
+        .resolve(&flow.destination.location())
+        .await?;
+    // Leftovers of this slice's crashed attempts go before its manifest vouches for it.
+    let listed: std::collections::BTreeSet<&str> = files.iter().map(|f| f.key.as_str()).collect();
+    for k in run_objects(store.as_ref(), &flow, run).await? {
+        let ours = crate::output::layout::chunk_of_key(&k)
+            .is_some_and(|c| super::slices::slice_of_chunk(c) == item.index);
+        if ours && !listed.contains(k.as_str()) {
+            tracing::info!(run_id = %run.run_id, key = %k, "removing an object no chunk result recorded");
+            store.delete(&k).await?;
+        }
+    }
+    let staged = super::staging::StagedSchema::get(deps, run).await?;
+    let key = slice_manifest_key(&flow, run, item.index);
+    let manifest = Manifest {
+        flow: flow.name.clone(),
+        flow_version: run.flow_version,
+        run_id: run.run_id.clone(),
+        execution_id: run.execution_id.clone(),
+        window,
+        mode: run.mode,
+        schema_version: run.schema_version,
+        records_written: rec.records_written,
+        bytes_written: rec.bytes_written,
+        committed_at: deps.clock.now(),
+        objects: files,
+        schema: written_schema(deps, run, &flow, &staged, rec.chunks).await,
+        slice: Some(item.index),
+        slices: vec![],
+    };
+    put_manifest(store.as_ref(), &key, &manifest).await?;
+    let this = crate::model::CommittedSlice {
+        run_id: run.run_id.clone(),
+        index: item.index,
+        mode: run.mode,
+        start: window.start.unwrap_or(window.end),
+        end: window.end,
+        manifest: key.clone(),
+        records: rec.records_written,
+    };
+    for _ in 0..100 {
+        let ledger = deps.runs.slice_ledger(&run.flow).await?;
+        if ledger.slices.contains(&this) {
+            break;
+        }
+        let mut slices = ledger.slices;
+        slices.push(this.clone());
+        let watermark = match (run.mode, run.window.start) {
+            (PullMode::Incremental, Some(from)) => {
+                let parts: Vec<_> = slices
+                    .iter()
+                    .filter(|c| c.mode == PullMode::Incremental)
+                    .map(|c| (c.start, c.end))
+                    .collect();
+                let low = super::slices::low_watermark(from, &parts).min(run.window.end);
+                (low > from).then_some(low)
+            }
+            _ => None,
+        };
+        match deps
+            .runs
+            .put_slice_ledger(&run.flow, &run.run_id, ledger.rev, &slices, watermark)
+            .await
+        {
+            Ok(true) => {
+                tracing::info!(flow = %run.flow, run_id = %run.run_id, slice = item.index, records = this.records, watermark = ?watermark, "slice committed");
+                let w = crate::catalog::after_commit(
+                    deps.catalog.as_ref(),
+                    store.as_ref(),
+                    &flow,
+                    &manifest,
+                )
+                .await;
+                if !w.is_empty() {
+                    tracing::warn!(run_id = %run.run_id, warnings = ?w, "catalog update after a slice's commit");
+                }
+                return Ok(());
+            }
+            Ok(false) => continue,
+            Err(StoreError::Conflict(m)) => {
+                // Refused: the manifest must not vouch for objects the failure path removes.
+                store.delete(&key).await?;
+                return Err(StepError::fatal(m));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StepError::retryable(format!(
+        "slice {} of run {}: the flow's committed slices kept changing while it committed; retrying",
+        item.index, run.run_id
+    )))
+}
+
+async fn put_manifest(store: &dyn BlobStore, key: &str, m: &Manifest) -> Result<(), StepError> {
+    let body = serde_json::to_vec_pretty(m).map_err(|e| internal("encode manifest", e))?;
+    store
+        .put(
+            key,
+            body,
+            &PutOptions {
+                content_type: Some("application/json".into()),
+                content_encoding: None,
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// The flow's `destination.max_rejected` policy, and a run (or slice) whose every record was
+/// rejected: nothing of it may commit.
+fn check_rejected(flow: &Flow, rec: &RunRecord, what: &str) -> Result<(), StepError> {
+    if let Some(limit) = &flow.destination.max_rejected {
+        if limit.exceeded(rec.records_rejected, rec.records_processed) {
+            return Err(StepError::new(
+                crate::error::ErrorKind::SourceRejected,
+                format!(
+                    "{} of {} records of the {what} were rejected, more than destination.max_rejected ({limit}); nothing of it was committed and the watermark did not move past it (see the rejected records at destination.error_location, fix the source or the tasks, or raise the limit)",
+                    rec.records_rejected, rec.records_processed
+                ),
+            ));
+        }
+    }
+    if let Some(msg) = all_rejected(rec, flow.destination.max_rejected.is_some()) {
+        return Err(StepError::new(crate::error::ErrorKind::SourceRejected, msg));
+    }
+    Ok(())
 }
 
 /// The reaper: an execution of the flow-run state machine that ended FAILED, TIMED_OUT or
@@ -220,6 +429,14 @@ async fn totals(
     rec: &mut RunRecord,
 ) -> Result<Vec<crate::model::OutputObject>, StepError> {
     let results = deps.runs.chunk_results(&run.run_id).await?;
+    Ok(totals_of(results, rec))
+}
+
+/// [`totals`] over the given chunk results (a run's, or one slice's).
+fn totals_of(
+    results: Vec<crate::model::ChunkResult>,
+    rec: &mut RunRecord,
+) -> Vec<crate::model::OutputObject> {
     let mut files = vec![];
     let (mut processed, mut bytes_in, mut filtered, mut rejected, mut written, mut bytes_out) =
         (0, 0, 0, 0, 0, 0);
@@ -257,7 +474,7 @@ async fn totals(
     rec.chunks = chunks;
     rec.max_cursor = max_cursor;
     rec.warnings = cap_warnings(warnings);
-    Ok(files)
+    files
 }
 
 fn dest_prefix(flow: &Flow) -> String {
@@ -308,19 +525,32 @@ async fn succeed(deps: &Deps, run: &RunContext) -> Result<RunRecord, StepError> 
     super::renew_lease(deps, run).await?;
     let (flow, _) = load_flow(deps, &run.flow, Some(run.flow_version)).await?;
     let files = totals(deps, run, &mut rec).await?;
-    if let Some(limit) = &flow.destination.max_rejected {
-        if limit.exceeded(rec.records_rejected, rec.records_processed) {
-            return Err(StepError::new(
-                crate::error::ErrorKind::SourceRejected,
-                format!(
-                    "{} of {} records were rejected, more than destination.max_rejected ({limit}); nothing was committed and the watermark did not move (see the rejected records at destination.error_location, fix the source or the tasks, or raise the limit)",
-                    rec.records_rejected, rec.records_processed
-                ),
-            ));
+    let ledger = deps.runs.slice_ledger(&run.flow).await?;
+    let mine: Vec<_> = ledger
+        .slices
+        .iter()
+        .filter(|c| c.run_id == run.run_id)
+        .cloned()
+        .collect();
+    if mine.is_empty() {
+        check_rejected(&flow, &rec, "run")?;
+    } else {
+        // Committed slices were checked as they committed; the rest is checked here.
+        let mut rest = rec.clone();
+        let results: Vec<_> = deps
+            .runs
+            .chunk_results(&run.run_id)
+            .await?
+            .into_iter()
+            .filter(|r| {
+                let s = super::slices::slice_of_chunk(r.chunk);
+                !mine.iter().any(|c| c.index == s)
+            })
+            .collect();
+        if !results.is_empty() {
+            totals_of(results, &mut rest);
+            check_rejected(&flow, &rest, "run's other slices")?;
         }
-    }
-    if let Some(msg) = all_rejected(&rec, flow.destination.max_rejected.is_some()) {
-        return Err(StepError::new(crate::error::ErrorKind::SourceRejected, msg));
     }
     let now = deps.clock.now();
     let store = deps
@@ -343,7 +573,10 @@ async fn succeed(deps: &Deps, run: &RunContext) -> Result<RunRecord, StepError> 
     let staged = super::staging::StagedSchema::get(deps, run).await?;
     let written = written_schema(deps, run, &flow, &staged, rec.chunks).await;
     let key = manifest_key(&dest_prefix(&flow), &flow.name, &run.run_id);
-    let manifest = Manifest {
+    // Objects of slices that committed on their own are listed by their slices' manifests.
+    let (by_slices, own): (Vec<_>, Vec<_>) =
+        files.into_iter().partition(|f| in_committed(&f.key, &mine));
+    let mut manifest = Manifest {
         flow: flow.name.clone(),
         flow_version: run.flow_version,
         run_id: run.run_id.clone(),
@@ -354,20 +587,31 @@ async fn succeed(deps: &Deps, run: &RunContext) -> Result<RunRecord, StepError> 
         records_written: rec.records_written,
         bytes_written: rec.bytes_written,
         committed_at: now,
-        objects: files,
+        objects: own,
         schema: written,
+        slice: None,
+        slices: mine.iter().map(|c| c.manifest.clone()).collect(),
     };
-    let body = serde_json::to_vec_pretty(&manifest).map_err(|e| internal("encode manifest", e))?;
-    store
-        .put(
-            &key,
-            body,
-            &PutOptions {
-                content_type: Some("application/json".into()),
-                content_encoding: None,
-            },
-        )
-        .await?;
+    put_manifest(store.as_ref(), &key, &manifest).await?;
+    // The flow's committed slices this commit makes obsolete: an incremental run's window
+    // covers every incremental slice up to its end; a backfill the backfills' slices inside
+    // its window.
+    let keep: Vec<_> = ledger
+        .slices
+        .iter()
+        .filter(|c| {
+            c.run_id != run.run_id
+                && match (run.mode, c.mode) {
+                    (PullMode::Incremental, PullMode::Incremental) => c.end > run.window.end,
+                    (PullMode::Backfill, PullMode::Backfill) => {
+                        !(run.window.start.is_none_or(|s| c.start >= s) && c.end <= run.window.end)
+                    }
+                    _ => true,
+                }
+        })
+        .cloned()
+        .collect();
+    let slices = (keep.len() != ledger.slices.len()).then_some(keep);
 
     // 3. The commit: watermark, lease, final record — one conditional write.
     rec.status = RunStatus::Successful;
@@ -379,6 +623,7 @@ async fn succeed(deps: &Deps, run: &RunContext) -> Result<RunRecord, StepError> 
         schema_version: run.schema_version,
         schema: Some(staged.output_fingerprint),
         record: Some(rec.clone()),
+        slices,
     };
     if let Err(e) = deps
         .runs
@@ -396,6 +641,7 @@ async fn succeed(deps: &Deps, run: &RunContext) -> Result<RunRecord, StepError> 
 
     // 4. After the commit: catalog, report, metrics, staging. Best effort: the run is
     //    committed; a catalog failure is a warning, repaired by the next run.
+    manifest.objects.extend(by_slices);
     let catalog_warnings =
         crate::catalog::after_commit(deps.catalog.as_ref(), store.as_ref(), &flow, &manifest).await;
     if !catalog_warnings.is_empty() {
@@ -521,10 +767,11 @@ async fn fail(deps: &Deps, run: &RunContext, err: &CaughtError) -> Result<RunRec
     if matches!(rec.status, RunStatus::Error | RunStatus::Canceled) && rec.error.is_some() {
         // Already ended by an earlier failure path (a reaper after the Catch): cleanup again,
         // idempotently, and keep the first error.
-        cleanup(deps, run).await?;
+        let kept = committed_slices_of(deps, run).await?;
+        cleanup(deps, run, &kept).await?;
         return Ok(rec);
     }
-    let _ = totals(deps, run, &mut rec).await;
+    let files = totals(deps, run, &mut rec).await.unwrap_or_default();
     // The lease goes first: it fences the run's writers (super::fenced_put), so a step still
     // running (an aborted execution's Lambda goes on) either fails before it writes or removes
     // what it wrote; what landed before this point the cleanup below sees. Idempotent: a retry
@@ -535,11 +782,29 @@ async fn fail(deps: &Deps, run: &RunContext, err: &CaughtError) -> Result<RunRec
     } else {
         deps.runs.record_failure(&run.flow, &run.run_id).await?
     };
-    // Nothing this run wrote is presented as output: manifest first, then its objects.
-    cleanup(deps, run).await?;
-    rec.records_written = 0;
-    rec.bytes_written = 0;
-    rec.files_written = 0;
+    // Nothing this run wrote is presented as output — except what its slices committed on
+    // their own (read after the lease went: no slice commits after that): manifest first,
+    // then its objects.
+    let kept = committed_slices_of(deps, run).await?;
+    cleanup(deps, run, &kept).await?;
+    let stays: Vec<_> = files
+        .iter()
+        .filter(|f| in_committed(&f.key, &kept))
+        .collect();
+    rec.records_written = kept.iter().map(|c| c.records).sum();
+    rec.bytes_written = stays.iter().map(|f| f.bytes).sum();
+    rec.files_written = stays.len() as u64;
+    if !kept.is_empty() {
+        let mut idx: Vec<u32> = kept.iter().map(|c| c.index).collect();
+        idx.sort_unstable();
+        rec.warnings.push(format!(
+            "{} slices committed before the run failed (slices {}; {} records): their output stays, listed by their own manifests, and the flow's next run reads only the rest of the window",
+            kept.len(),
+            idx.iter().map(u32::to_string).collect::<Vec<_>>().join(", "),
+            rec.records_written
+        ));
+        rec.warnings = cap_warnings(std::mem::take(&mut rec.warnings));
+    }
     rec.status = if err.error == CANCELED {
         RunStatus::Canceled
     } else {
@@ -580,8 +845,13 @@ async fn fail(deps: &Deps, run: &RunContext, err: &CaughtError) -> Result<RunRec
 pub const CANCELED: &str = "Canceled";
 
 /// Remove everything an uncommitted run left: its manifest (first: readers trust it), every
-/// object under its own keys, its rejected records, its staging folder. Idempotent.
-async fn cleanup(deps: &Deps, run: &RunContext) -> Result<(), StepError> {
+/// object under its own keys, its rejected records, its staging folder — all but what the
+/// slices in `kept` committed on their own. Idempotent.
+async fn cleanup(
+    deps: &Deps,
+    run: &RunContext,
+    kept: &[crate::model::CommittedSlice],
+) -> Result<(), StepError> {
     if deps.runs.is_committed(&run.run_id).await? {
         return Err(StepError::fatal(format!(
             "run {} committed: refusing to remove its output",
@@ -596,8 +866,20 @@ async fn cleanup(deps: &Deps, run: &RunContext) -> Result<(), StepError> {
         store
             .delete(&manifest_key(&dest_prefix(&flow), &flow.name, &run.run_id))
             .await?;
+        // Manifests of slices that did not commit (written, then refused or cut short).
+        let slice_manifests = slice_manifest_key(&flow, run, 0);
+        if let Some((dir, _)) = slice_manifests.rsplit_once('/') {
+            let mine = format!("{dir}/{}-slice-", run.run_id);
+            for k in store.list(&format!("{dir}/")).await? {
+                if k.starts_with(&mine) && !kept.iter().any(|c| c.manifest == k) {
+                    store.delete(&k).await?;
+                }
+            }
+        }
         for k in run_objects(store.as_ref(), &flow, run).await? {
-            store.delete(&k).await?;
+            if !in_committed(&k, kept) {
+                store.delete(&k).await?;
+            }
         }
         if let Some(location) = flow.destination.error_location() {
             let prefix = match &location {
@@ -607,7 +889,15 @@ async fn cleanup(deps: &Deps, run: &RunContext) -> Result<(), StepError> {
             let errors = deps.destinations.resolve(&location).await?;
             let folder = crate::output::layout::rejected_key(&prefix, &flow.name, &run.run_id, 0);
             if let Some((dir, _)) = folder.rsplit_once('/') {
-                errors.delete_prefix(&format!("{dir}/")).await?;
+                if kept.is_empty() {
+                    errors.delete_prefix(&format!("{dir}/")).await?;
+                } else {
+                    for k in errors.list(&format!("{dir}/")).await? {
+                        if !in_committed(&k, kept) {
+                            errors.delete(&k).await?;
+                        }
+                    }
+                }
             }
         }
     }

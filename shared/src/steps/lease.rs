@@ -90,7 +90,7 @@ mod tests {
     fn the_lease_outlives_every_gap_between_renewals() {
         let ttl = ttl_for(FLOW_RUN_ASL).unwrap();
         let gaps = gaps(FLOW_RUN_ASL).unwrap();
-        assert_eq!(gaps.len(), 9, "every Task state: {gaps:?}");
+        assert_eq!(gaps.len(), 10, "every Task state: {gaps:?}");
         for (name, timeout, wait) in &gaps {
             assert!(
                 ttl.as_secs_f64() >= timeout + wait + MARGIN.as_secs_f64(),

@@ -60,6 +60,9 @@ pub struct SliceItem {
     /// (`connector::http::set_budget_share`), so the run as a whole keeps to it.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub parallelism: u32,
+    /// The slice commits on its own when it ends ("Commit Slice": `source.slice.commit: slice`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub commit: bool,
 }
 
 fn one() -> u32 {
@@ -80,8 +83,65 @@ impl SliceItem {
             next_chunk,
             pause_at: next_chunk + CHUNKS_PER_CHILD - 1,
             parallelism: 1,
+            commit: false,
         }
     }
+}
+
+/// Which slice a chunk number belongs to.
+pub fn slice_of_chunk(chunk: u32) -> u32 {
+    chunk / STRIDE
+}
+
+/// What is left of `(start, end]` once the committed windows are taken out, in order.
+pub fn subtract(window: Window, committed: &[(DateTime<Utc>, DateTime<Utc>)]) -> Vec<Window> {
+    let Some(start) = window.start else {
+        return vec![window];
+    };
+    let mut taken: Vec<(DateTime<Utc>, DateTime<Utc>)> = committed
+        .iter()
+        .copied()
+        .filter(|(s, e)| s < e && *e > start && *s < window.end)
+        .collect();
+    taken.sort();
+    let mut out = vec![];
+    let mut at = start;
+    for (s, e) in taken {
+        if s > at {
+            out.push(Window {
+                start: Some(at),
+                end: s.min(window.end),
+            });
+        }
+        at = at.max(e);
+        if at >= window.end {
+            return out;
+        }
+    }
+    if at < window.end {
+        out.push(Window {
+            start: Some(at),
+            end: window.end,
+        });
+    }
+    out
+}
+
+/// The low watermark: from `from`, how far the committed windows reach without a gap (`from`
+/// itself when the first part is not committed).
+pub fn low_watermark(
+    from: DateTime<Utc>,
+    committed: &[(DateTime<Utc>, DateTime<Utc>)],
+) -> DateTime<Utc> {
+    let mut parts = committed.to_vec();
+    parts.sort();
+    let mut at = from;
+    for (s, e) in parts {
+        if s <= at && e > at {
+            at = e;
+        }
+    }
+    at
 }
 
 /// Where a round's slice list is (`$.slices`): a pointer, never the list.
@@ -180,6 +240,58 @@ mod tests {
         // A window shorter than the count gets fewer, non-empty slices.
         let tiny = split_even(s, s + Duration::microseconds(3), 8);
         assert_eq!(tiny.len(), 3);
+    }
+
+    fn ts(h: i64) -> DateTime<Utc> {
+        "2024-01-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap() + Duration::hours(h)
+    }
+
+    #[test]
+    fn subtracting_committed_windows_leaves_exactly_the_gaps() {
+        let w = Window {
+            start: Some(ts(0)),
+            end: ts(10),
+        };
+        let got = subtract(w, &[(ts(2), ts(4)), (ts(6), ts(7)), (ts(9), ts(12))]);
+        let want: Vec<Window> = [(0, 2), (4, 6), (7, 9)]
+            .iter()
+            .map(|(a, b)| Window {
+                start: Some(ts(*a)),
+                end: ts(*b),
+            })
+            .collect();
+        assert_eq!(got, want);
+        // Nothing committed: the window itself; everything committed: nothing.
+        assert_eq!(subtract(w, &[]), vec![w]);
+        assert!(subtract(w, &[(ts(-1), ts(3)), (ts(3), ts(11))]).is_empty());
+        // Overlapping committed windows (two runs' slices) are taken out once.
+        assert_eq!(
+            subtract(w, &[(ts(1), ts(5)), (ts(3), ts(8))]),
+            vec![
+                Window {
+                    start: Some(ts(0)),
+                    end: ts(1)
+                },
+                Window {
+                    start: Some(ts(8)),
+                    end: ts(10)
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn the_low_watermark_stops_at_the_first_gap() {
+        // Slices 0 and 1 committed, 2 not, 3 committed: the watermark may pass 0 and 1 only.
+        let committed = [(ts(3), ts(4)), (ts(0), ts(1)), (ts(1), ts(2))];
+        assert_eq!(low_watermark(ts(0), &committed), ts(2));
+        // The first slice not committed: the watermark stays.
+        assert_eq!(low_watermark(ts(0), &[(ts(1), ts(2))]), ts(0));
+        // A committed window reaching back before the start (an earlier run's) counts.
+        assert_eq!(
+            low_watermark(ts(1), &[(ts(0), ts(3)), (ts(3), ts(5))]),
+            ts(5)
+        );
     }
 
     #[test]

@@ -111,6 +111,7 @@ pub async fn next_round(deps: &Deps, input: NextRoundInput) -> Result<SlicePlan,
             next_chunk: p.next_chunk,
             pause_at: p.next_chunk + slices::CHUNKS_PER_CHILD - 1,
             parallelism: item.parallelism,
+            commit: item.commit,
         });
     }
     let round = input.slices.round + 1;
@@ -128,7 +129,8 @@ pub async fn next_round(deps: &Deps, input: NextRoundInput) -> Result<SlicePlan,
 }
 
 /// Cut the run's window into slices (`source.slice`, where the source can read time slices and
-/// the run has a window with a start), stage the first round's list and point at it.
+/// the run has a window with a start), leave out what earlier runs' slices committed, stage
+/// the first round's list and point at it.
 async fn plan_slices(
     deps: &Deps,
     flow: &crate::flow::Flow,
@@ -139,6 +141,7 @@ async fn plan_slices(
 ) -> Result<SlicePlan, StepError> {
     let slicing = source.slicing(&flow.source.entity);
     let mut windows: Vec<Option<Window>> = vec![None];
+    let mut commit = false;
     if let Some(cfg) = &flow.source.slice {
         match (slicing, run.source_window(), infer) {
             _ if flow.destination.single_file => warnings.push(
@@ -171,12 +174,14 @@ async fn plan_slices(
                     .into_iter()
                     .map(Some)
                     .collect();
+                commit = cfg.commit == crate::flow::SliceCommit::Slice;
             }
             (Slicing::Time { .. }, _, false) => warnings.push(
                 "source.slice: a complete run has no window to cut, so it is one slice".into(),
             ),
         }
     }
+    let windows = around_committed(deps, flow, run, slicing, infer, windows, warnings).await?;
     let default_parallelism = match slicing {
         Slicing::Time { parallelism } => parallelism,
         Slicing::None => 1,
@@ -191,6 +196,7 @@ async fn plan_slices(
         .enumerate()
         .map(|(i, w)| SliceItem {
             parallelism,
+            commit: commit && w.is_some(),
             ..SliceItem::new(i as u32, w)
         })
         .collect();
@@ -204,6 +210,65 @@ async fn plan_slices(
         parallelism,
         total: items.len() as u32,
     })
+}
+
+/// The slices to read, leaving out the windows that slices of earlier runs committed
+/// (`source.slice.commit: slice`: a failed run's next run reads only what did not commit). An
+/// incremental run reads around incremental runs' slices, a backfill around backfills'.
+async fn around_committed(
+    deps: &Deps,
+    flow: &crate::flow::Flow,
+    run: &RunContext,
+    slicing: Slicing,
+    infer: bool,
+    windows: Vec<Option<Window>>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Option<Window>>, StepError> {
+    let (Some(window), PullMode::Incremental | PullMode::Backfill) =
+        (run.source_window(), run.mode)
+    else {
+        return Ok(windows);
+    };
+    let ledger = deps.runs.slice_ledger(&flow.name).await?;
+    let start = window.start.unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+    let committed: Vec<&crate::model::CommittedSlice> = ledger
+        .slices
+        .iter()
+        .filter(|c| c.mode == run.mode && c.end > start && c.start < window.end)
+        .collect();
+    if committed.is_empty() {
+        return Ok(windows);
+    }
+    let runs: std::collections::BTreeSet<&str> =
+        committed.iter().map(|c| c.run_id.as_str()).collect();
+    let runs = runs.into_iter().collect::<Vec<_>>().join(", ");
+    if infer || slicing == Slicing::None || window.start.is_none() {
+        return Err(StepError::invalid_flow(format!(
+            "{} slices committed by earlier runs of flow '{}' ({runs}) lie in this run's window, and this run cannot read around them ({}); restore the flow's earlier source (declared fields and a connector that reads time slices), so that no record is written twice",
+            committed.len(),
+            flow.name,
+            if infer {
+                "the entity declares no fields"
+            } else if slicing == Slicing::None {
+                "the source cannot read time slices"
+            } else {
+                "the run's window has no start"
+            }
+        )));
+    }
+    let taken: Vec<_> = committed.iter().map(|c| (c.start, c.end)).collect();
+    let out: Vec<Option<Window>> = windows
+        .into_iter()
+        .flat_map(|w| slices::subtract(w.unwrap_or(window), &taken))
+        .map(Some)
+        .collect();
+    let records: u64 = committed.iter().map(|c| c.records).sum();
+    warnings.push(format!(
+        "resuming: {} slices committed by earlier runs ({runs}; {records} records) are not read again; this run reads the {} other parts of its window",
+        committed.len(),
+        out.len()
+    ));
+    Ok(out)
 }
 
 /// `count` slices of equal length, then (with `records` and a source that counts) each slice

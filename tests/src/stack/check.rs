@@ -188,6 +188,14 @@ impl Stack {
         assert_eq!(manifest.run_id, run_id);
         assert_eq!(manifest.records_written, record.records_written);
         let mut listed: Vec<String> = manifest.objects.iter().map(|o| o.key.clone()).collect();
+        // Slices that committed on their own list their objects in their own manifests.
+        for key in &manifest.slices {
+            let m: Manifest =
+                serde_json::from_slice(&self.get(&bucket, key).await).expect("slice manifest JSON");
+            assert_eq!(m.run_id, run_id, "slice manifest {key} of another run");
+            assert!(m.slice.is_some(), "{key} is not a slice's manifest");
+            listed.extend(m.objects.iter().map(|o| o.key.clone()));
+        }
         listed.sort();
         let keys: Vec<String> = self
             .keys(&bucket, prefix)
