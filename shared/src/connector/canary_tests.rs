@@ -97,3 +97,83 @@ async fn slack_names_the_field_not_the_value() {
     let r = s.read_page(&req("conversations", "created"), None).await;
     assert_refused_without_value("slack", "created", r);
 }
+
+/// Every typed-value path of the connectors (the shared `normalize::value`, and the vendor
+/// coercions of Salesforce, Marketo, Jira and GA4), fed a canary where another type is due —
+/// as JSON text, as a JSON object, as a CSV cell — refuses it with a message that does not
+/// carry the value. These messages become the page's `Rejected` error.
+#[test]
+fn no_typed_value_path_puts_the_value_in_its_message() {
+    use crate::schema::FieldType;
+    use serde_json::json;
+    let types = [
+        FieldType::Integer,
+        FieldType::Float,
+        FieldType::Decimal {
+            precision: 18,
+            scale: 2,
+        },
+        FieldType::Boolean,
+        FieldType::Timestamp,
+        FieldType::Date,
+    ];
+    let values = [
+        json!(CANARY),
+        json!({ "nested": CANARY }),
+        json!([CANARY]),
+        json!(format!("{CANARY} 12")),
+    ];
+    let mut refused = 0;
+    let mut check = |path: &str, r: Result<Value, String>| {
+        if let Err(m) = r {
+            refused += 1;
+            assert!(!m.contains(CANARY), "{path}: the value is in: {m}");
+            assert!(m.len() < 300, "{path}: a bounded message: {m}");
+        }
+    };
+    for t in &types {
+        for v in &values {
+            check(&format!("normalize {t:?}"), super::normalize::value(v, t));
+            check(&format!("jira {t:?}"), super::jira::shape_value(v, t));
+        }
+        check(
+            &format!("marketo {t:?}"),
+            super::marketo::MarketoSource::typed(CANARY, t),
+        );
+    }
+    use super::salesforce::{typed, Cell, Kind};
+    let kinds = [
+        Kind::Integer,
+        Kind::Float,
+        Kind::Decimal {
+            precision: 18,
+            scale: 2,
+        },
+        Kind::Boolean,
+        Kind::Timestamp,
+        Kind::Date,
+    ];
+    let csv = CANARY.to_string();
+    for k in kinds {
+        check(
+            &format!("salesforce csv {k:?}"),
+            typed(k, "Field__c", Cell::Csv(&csv)),
+        );
+        for v in &values {
+            check(
+                &format!("salesforce json {k:?}"),
+                typed(k, "Field__c", Cell::Json(v)),
+            );
+        }
+    }
+    for ty in [
+        "TYPE_INTEGER",
+        "TYPE_FLOAT",
+        "TYPE_CURRENCY",
+        "TYPE_SECONDS",
+    ] {
+        check(&format!("ga4 {ty}"), super::ga4::metric_value(CANARY, ty));
+    }
+    // Every path refused (a path that accepted a canary as a number would make this vacuous).
+    assert!(refused >= 80, "only {refused} refusals");
+}

@@ -230,7 +230,7 @@ pub fn metric_type(t: &str) -> FieldType {
 }
 
 /// A metric value typed: integers and floats as numbers, currency as decimal text.
-fn metric_value(v: &str, ty: &str) -> Result<Value, String> {
+pub(super) fn metric_value(v: &str, ty: &str) -> Result<Value, String> {
     let v = v.trim();
     if v.is_empty() {
         return Ok(Value::Null);

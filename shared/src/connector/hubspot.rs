@@ -477,18 +477,19 @@ impl HubSpotSource {
         let raws = results(&resp)?;
         let mut records = vec![];
         let mut tail = tail;
-        for raw in raws {
+        for (n, raw) in raws.into_iter().enumerate() {
             let rec = self.record(meta, raw, &resp.url)?;
             let id = rec["id"].as_str().unwrap_or_default().to_string();
+            // Messages name the record's position on the page, never its values (its id included).
             let t = rec.get(prop).and_then(crate::model::parse_time).ok_or_else(|| SourceError::Rejected {
-                message: format!("{}: record id={id} has no {prop}; every searched record needs its last-modified time", resp.url),
+                message: format!("{}: result {n} of the page has no {prop}; every searched record needs its last-modified time", resp.url),
             })?;
             let ms = t.timestamp_millis();
             match tail {
                 Some(tm) if tm == ms => tail_ids.push(id.clone()),
                 Some(tm) if tm > ms => {
                     return Err(SourceError::Rejected {
-                        message: format!("{}: results are not sorted by {prop} ascending (id={id}); the slicing of large windows relies on it", resp.url),
+                        message: format!("{}: results are not sorted by {prop} ascending (result {n} of the page); the slicing of large windows relies on it", resp.url),
                     })
                 }
                 _ => {

@@ -257,7 +257,7 @@ pub fn jira_time(s: &str) -> Option<DateTime<Utc>> {
 }
 
 /// One value shaped to its type (Jira datetimes made RFC 3339 first).
-fn shape_value(v: &Value, ty: &FieldType) -> Result<Value, String> {
+pub(super) fn shape_value(v: &Value, ty: &FieldType) -> Result<Value, String> {
     match (ty, v) {
         (FieldType::Timestamp, Value::String(s)) if !s.is_empty() => match jira_time(s) {
             Some(t) => Ok(Value::String(normalize::rfc3339(t))),
@@ -510,7 +510,7 @@ impl JiraSource {
         let mut out = vec![];
         let mut last: Option<DateTime<Utc>> = None;
         let mut keys: Vec<(String, DateTime<Utc>)> = vec![];
-        for issue in issues {
+        for (n, issue) in issues.iter().enumerate() {
             let id = match issue.get("id") {
                 Some(Value::String(s)) => s.clone(),
                 Some(Value::Number(n)) => n.to_string(),
@@ -521,7 +521,11 @@ impl JiraSource {
                 .and_then(Value::as_str)
                 .and_then(jira_time)
                 .ok_or_else(|| {
-                    Self::rejected(&resp.url, format!("issue {id} has no `updated` datetime"))
+                    // The issue's position on the page, never its id or key (record values).
+                    Self::rejected(
+                        &resp.url,
+                        format!("issue {n} of the page has no `updated` datetime"),
+                    )
                 })?;
             let k = format!("{id}@{}", updated.timestamp_millis());
             last = last.max(Some(updated));
@@ -583,9 +587,11 @@ impl JiraSource {
         Ok((out, next, resp.bytes))
     }
 
+    /// One issue as a record; `n` is its position on the page (what messages name).
     fn issue_record(
         &self,
         issue: &Value,
+        n: usize,
         fields: &[JField],
         url: &str,
     ) -> Result<Value, SourceError> {
@@ -608,11 +614,7 @@ impl JiraSource {
             let shaped = shape_value(v, &jf.ty).map_err(|why| {
                 Self::rejected(
                     url,
-                    format!(
-                        "issue {} field `{}`: {why}",
-                        issue.get("key").unwrap_or(&Value::Null),
-                        jf.id
-                    ),
+                    format!("issue {n} of the page, field `{}`: {why}", jf.id),
                 )
             })?;
             rec.insert(jf.id.clone(), shaped);
@@ -751,12 +753,12 @@ impl Source for JiraSource {
             let (issues, next, bytes) = self.search_page(req, c, &ids, true).await?;
             let url = format!("{}/rest/api/3/search/jql", self.base);
             let mut records = Vec::with_capacity(issues.len());
-            for (issue, updated) in issues {
+            for (n, (issue, updated)) in issues.into_iter().enumerate() {
                 // The exact window, on milliseconds (the query was minute-wide).
                 if req.window.as_ref().is_some_and(|w| !w.contains(updated)) {
                     continue;
                 }
-                records.push(self.issue_record(&issue, &fields, &url)?);
+                records.push(self.issue_record(&issue, n, &fields, &url)?);
             }
             Ok(Page {
                 records,
@@ -768,7 +770,7 @@ impl Source for JiraSource {
                 .search_page(req, c, &["updated".to_string()], false)
                 .await?;
             let mut records = vec![];
-            for (issue, _) in issues {
+            for (n, (issue, _)) in issues.into_iter().enumerate() {
                 let id = match issue.get("id") {
                     Some(Value::String(s)) => s.clone(),
                     Some(v) => v.to_string(),
@@ -783,7 +785,7 @@ impl Source for JiraSource {
                     else {
                         return Err(SourceError::Rejected {
                             message: format!(
-                                "jira: a changelog history of issue {id} has no `created` datetime"
+                                "jira: a changelog history of issue {n} of the page has no `created` datetime"
                             ),
                         });
                     };

@@ -708,7 +708,7 @@ impl MarketoSource {
         Ok((header.unwrap_or_default(), rows, consumed))
     }
 
-    fn typed(v: &str, ty: &FieldType) -> Result<Value, String> {
+    pub(super) fn typed(v: &str, ty: &FieldType) -> Result<Value, String> {
         if v == "null" || (v.is_empty() && *ty != FieldType::String) {
             return Ok(Value::Null);
         }

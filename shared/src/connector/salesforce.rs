@@ -441,7 +441,7 @@ fn canonical_time(t: DateTime<Utc>) -> String {
 }
 
 /// A REST JSON value or a Bulk CSV cell as the output value of its kind.
-fn typed(kind: Kind, field: &str, v: Cell<'_>) -> Result<Value, String> {
+pub(super) fn typed(kind: Kind, field: &str, v: Cell<'_>) -> Result<Value, String> {
     let text = match v {
         Cell::Json(Value::Null) => return Ok(Value::Null),
         Cell::Json(Value::String(s)) | Cell::Csv(s) if s.is_empty() => return Ok(Value::Null),
@@ -553,7 +553,7 @@ pub fn numbers_as_text(json: &str) -> String {
     out
 }
 
-enum Cell<'a> {
+pub(super) enum Cell<'a> {
     Json(&'a Value),
     Csv(&'a String),
 }
@@ -1050,7 +1050,8 @@ impl SalesforceSource {
     ) -> Result<Vec<Value>, SourceError> {
         let wf = self.window_field(d, req)?;
         let mut out = vec![];
-        for row in rows {
+        for (n, row) in rows.into_iter().enumerate() {
+            let at = row_at(n);
             let get = |name: &str, kind: Kind| -> Result<Value, SourceError> {
                 let v = match row.get(name) {
                     None => Cell::Json(&Value::Null),
@@ -1058,7 +1059,7 @@ impl SalesforceSource {
                     Some(CellOwned::Csv(s)) => Cell::Csv(s),
                 };
                 typed(kind, name, v).map_err(|m| SourceError::Rejected {
-                    message: format!("{} {}: {m}", req.entity, row_id(&row)),
+                    message: format!("{} {at}: {m}", req.entity),
                 })
             };
             let mut rec = Map::new();
@@ -1083,7 +1084,7 @@ impl SalesforceSource {
                                 let cell = cur.unwrap_or(&Value::Null);
                                 typed(*kind, name, Cell::Json(cell)).map_err(|m| {
                                     SourceError::Rejected {
-                                        message: format!("{} {}: {m}", req.entity, row_id(&row)),
+                                        message: format!("{} {at}: {m}", req.entity),
                                     }
                                 })?
                             }
@@ -1112,9 +1113,8 @@ impl SalesforceSource {
                     None => {
                         return Err(SourceError::Rejected {
                             message: format!(
-                                "{} {}: no {f} value to place it in the window",
-                                req.entity,
-                                row_id(&row)
+                                "{} {at}: no {f} value to place it in the window",
+                                req.entity
                             ),
                         })
                     }
@@ -1328,11 +1328,10 @@ enum CellOwned {
     Csv(String),
 }
 
-fn row_id(row: &HashMap<String, CellOwned>) -> String {
-    match row.get("Id") {
-        Some(CellOwned::Json(Value::String(s))) | Some(CellOwned::Csv(s)) => format!("Id={s}"),
-        _ => "(no Id)".into(),
-    }
+/// How a message names a record: its position in the page, never a value of it (its `Id`
+/// included: docs/security.md).
+fn row_at(n: usize) -> String {
+    format!("record {n} of the page")
 }
 
 #[async_trait]

@@ -881,7 +881,7 @@ impl Source for ServiceNowSource {
         let more = link_more(&resp, &self.base)?.unwrap_or(rows.len() as u32 >= limit);
         let mut records = Vec::with_capacity(rows.len());
         let mut last: Option<(Option<String>, String)> = None;
-        for raw in &rows {
+        for (n, raw) in rows.iter().enumerate() {
             let id = text(raw.get("sys_id"))
                 .filter(|s| !s.is_empty())
                 .ok_or_else(|| SourceError::Rejected {
@@ -894,7 +894,7 @@ impl Source for ServiceNowSource {
                     let Some(parsed) = parse_sn_time(t) else {
                         return Err(SourceError::Rejected {
                             message: format!(
-                                "{}: row sys_id={id} of {table} has {} in {f}; every row needs a UTC date/time (YYYY-MM-DD HH:MM:SS) there to place it in the window",
+                                "{}: row {n} of the page of {table} has {} in {f}; every row needs a UTC date/time (YYYY-MM-DD HH:MM:SS) there to place it in the window",
                                 resp.url,
                                 // The value itself is customer data: not in the message.
                                 if t.is_empty() { "no value" } else { "a value that is not a date/time" }
@@ -926,9 +926,8 @@ impl Source for ServiceNowSource {
                 if stuck {
                     return Err(SourceError::Rejected {
                         message: format!(
-                            "{}: the page did not move past the last row read (sys_id={}); the instance ignored the paging condition, stopping instead of reading the same rows again",
-                            resp.url,
-                            c.after_id.clone().unwrap_or_default()
+                            "{}: the page did not move past the last row read; the instance ignored the paging condition, stopping instead of reading the same rows again",
+                            resp.url
                         ),
                     });
                 }

@@ -541,7 +541,8 @@ impl Source for ZendeskSource {
         let mut last_t: Option<DateTime<Utc>> = None;
         let mut keys: Vec<(String, DateTime<Utc>)> = Vec::new();
         let mut fresh = 0usize;
-        for item in items {
+        // Messages name a record by its position in the page, never by a value (its id included).
+        for (n, item) in items.iter().enumerate() {
             if let Some((k, t)) = boundary_key(item, def.sort_field) {
                 if previous.contains(k.as_str()) {
                     continue; // repeated at the page boundary
@@ -551,14 +552,7 @@ impl Source for ZendeskSource {
                 fresh += 1;
             }
             let rec = normalize::shape(item, &fields).map_err(|why| {
-                self.rejected(
-                    &resp.url,
-                    format!(
-                        "{} id={}: {why}",
-                        def.name,
-                        item.get("id").unwrap_or(&Value::Null)
-                    ),
-                )
+                self.rejected(&resp.url, format!("{} {n} of the page: {why}", def.name))
             })?;
             if let Some(w) = &req.window {
                 let t = rec.get(&inc_field).and_then(normalize::time);
@@ -569,9 +563,8 @@ impl Source for ZendeskSource {
                         return Err(self.rejected(
                             &resp.url,
                             format!(
-                                "{} id={} has no datetime in `{inc_field}`, the flow's incremental field; pick a field every record has (updated_at)",
-                                def.name,
-                                item.get("id").unwrap_or(&Value::Null)
+                                "{} {n} of the page has no datetime in `{inc_field}`, the flow's incremental field; pick a field every record has (updated_at)",
+                                def.name
                             ),
                         ))
                     }
