@@ -172,6 +172,9 @@ where
             plan.pick(&[FaultKind::CrashBefore, FaultKind::TransientRead])
         };
         plan.count(kind);
+        if tracing_faults() {
+            eprintln!("fault: {kind:?} at {op}");
+        }
         match kind {
             FaultKind::CrashBefore => {
                 *inv.crashed.lock().unwrap() = Some(Crash {
@@ -206,6 +209,12 @@ where
         }
     }
     f.await
+}
+
+/// `FERRY_FAULT_TRACE=1`: print every fault as it is injected and, for a schedule that broke
+/// an invariant, its runs (for reproducing one seed: `FERRY_FAULT_SEED=N FERRY_FAULT_SCHEDULES=1`).
+fn tracing_faults() -> bool {
+    std::env::var("FERRY_FAULT_TRACE").is_ok_and(|v| v == "1")
 }
 
 /// Objects (staging, destinations) that fail on plan.
@@ -935,6 +944,12 @@ pub async fn schedule(seed: u64, kind: SourceKind, runs: usize, p: f64) -> Outco
     }
     let mut committed_runs = BTreeSet::new();
     for r in clean.runs.list_runs(name, 1000).await.expect("runs") {
+        if tracing_faults() {
+            eprintln!(
+                "run {} {:?} error {:?} written {} warnings {:?}",
+                r.run_id, r.status, r.error, r.records_written, r.warnings
+            );
+        }
         match r.status {
             RunStatus::Successful => {
                 committed_runs.insert(r.run_id.clone());
@@ -1162,6 +1177,11 @@ impl Figures {
 
 /// Run `seeds` schedules, cycling through the sources.
 pub async fn run(seeds: std::ops::Range<u64>, runs: usize, p: f64) -> Figures {
+    run_seeds(seeds, runs, p).await
+}
+
+/// Run the given seeds' schedules, cycling through the sources by seed.
+pub async fn run_seeds(seeds: impl IntoIterator<Item = u64>, runs: usize, p: f64) -> Figures {
     let mut f = Figures::default();
     for seed in seeds {
         let kind = SOURCES[(seed % SOURCES.len() as u64) as usize];

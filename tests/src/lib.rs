@@ -194,6 +194,22 @@ struct Inner {
     port: AtomicU64,
     /// (ticket id, field, value): served instead of that field's generated value.
     overrides: Mutex<Vec<(u64, String, Value)>>,
+    /// Tickets updated since the server started: id -> new `updated_at`.
+    touched: Mutex<HashMap<u64, DateTime<Utc>>>,
+    /// (after n data requests, ids): updates scheduled for later.
+    scheduled: Mutex<Vec<(u64, Vec<u64>)>>,
+}
+
+impl Inner {
+    /// Ticket `id`'s `updated_at` now.
+    fn updated(&self, id: u64) -> DateTime<Utc> {
+        self.touched
+            .lock()
+            .unwrap()
+            .get(&id)
+            .copied()
+            .unwrap_or_else(|| updated_at(id))
+    }
 }
 
 type S = Arc<Inner>;
@@ -238,6 +254,8 @@ impl Mock {
             next_host: Mutex::new(None),
             port: AtomicU64::new(0),
             overrides: Mutex::new(vec![]),
+            touched: Mutex::new(HashMap::new()),
+            scheduled: Mutex::new(vec![]),
         });
         let app = router(inner.clone());
         let listener = tokio::net::TcpListener::bind(bind)
@@ -329,6 +347,24 @@ impl Mock {
         self.inner.log.lock().unwrap().clone()
     }
 
+    /// Update tickets `ids` once `after` data requests have been answered: their `updated_at`
+    /// moves to the next whole second (after the window end of a run paging at that moment),
+    /// and the window filters see the new value (a record edited while a run pages).
+    pub fn touch_after(&self, after: u64, ids: &[u64]) {
+        self.inner
+            .scheduled
+            .lock()
+            .unwrap()
+            .push((after, ids.to_vec()));
+    }
+
+    /// (id, updated_at) of every ticket now.
+    pub fn versions(&self) -> BTreeSet<(u64, DateTime<Utc>)> {
+        (1..=self.inner.cfg.tickets)
+            .map(|i| (i, self.inner.updated(i)))
+            .collect()
+    }
+
     /// Ids of the tickets updated in `(start, end]` (all when `None`).
     pub fn ids_in(
         &self,
@@ -369,14 +405,14 @@ fn router(s: S) -> Router {
         .with_state(s)
 }
 
-fn ticket(id: u64) -> Value {
+fn ticket(id: u64, updated: DateTime<Utc>) -> Value {
     let status = ["open", "pending", "solved"][(id % 3) as usize];
     json!({
         "id": id,
         "subject": format!("Ticket {id}"),
         "status": status,
         "priority": id % 5,
-        "updated_at": updated_at(id).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "updated_at": updated.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "tags": [format!("t{}", id % 4)],
     })
 }
@@ -407,7 +443,7 @@ fn filtered(s: &S, q: &Q) -> Vec<u64> {
     }
     (1..=s.cfg.tickets)
         .filter(|i| {
-            let t = updated_at(*i);
+            let t = s.updated(*i);
             lo.is_none_or(|l| t >= l) && hi.is_none_or(|h| t <= h)
         })
         .collect()
@@ -421,7 +457,7 @@ fn records(s: &S, ids: &[u64]) -> Vec<Value> {
     let overrides = s.overrides.lock().unwrap();
     ids.iter()
         .map(|i| {
-            let mut t = ticket(*i);
+            let mut t = ticket(*i, s.updated(*i));
             for (id, field, v) in overrides.iter() {
                 if id == i {
                     t[field.as_str()] = v.clone();
@@ -719,6 +755,20 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
             .into_response()
     } else {
         let n = s.data_requests.fetch_add(1, Ordering::SeqCst) + 1;
+        let due: Vec<u64> = {
+            let mut sch = s.scheduled.lock().unwrap();
+            let (due, later): (Vec<_>, Vec<_>) = sch.drain(..).partition(|(a, _)| *a < n);
+            *sch = later;
+            due.into_iter().flat_map(|(_, ids)| ids).collect()
+        };
+        if !due.is_empty() {
+            let now = Utc::now();
+            let next_second = DateTime::from_timestamp(now.timestamp() + 1, 0).unwrap_or(now);
+            let mut t = s.touched.lock().unwrap();
+            for id in due {
+                t.insert(id, next_second);
+            }
+        }
         let mut fault = s.faults.lock().unwrap().pop_front();
         let failing = s.failing_query.lock().unwrap().clone();
         if let Some((_, delay, status)) = failing.filter(|(t, _, _)| {

@@ -400,3 +400,63 @@ async fn a_link_header_without_rel_is_an_error_not_the_last_page() {
     assert_eq!(e.kind(), ferry::error::ErrorKind::SourceRejected, "{e}");
     assert!(e.to_string().contains("rel"), "{e}");
 }
+
+/// Records updated while a run pages (some already read, some not yet) are all delivered in
+/// their latest version once the next incremental run has run: the updated ones leave this
+/// run's window (their `updated_at` is past its end) and fall in the next one's; keyset paging
+/// (`after` the last id) does not shift by the records that left, so none is skipped.
+#[tokio::test]
+async fn records_updated_while_a_run_pages_are_not_lost_at_the_next_run() {
+    let mock = Mock::start(MockConfig {
+        tickets: 90,
+        ..Default::default()
+    })
+    .await;
+    let local = Local::new();
+    let ep = json!({"path": "/next/tickets", "records": "$.data[*]", "params": {"limit": "10"},
+        "paginator": {"type": "next_url", "path": "$.next"},
+        "incremental": {"set": {"updated_since": "{start}", "updated_before": "{end}"}}});
+    let p = Value::Object(props(&mock, ep, json!({})));
+    let from = ferry_tests::updated_at(1) - chrono::Duration::minutes(1);
+    let yaml = rest_flow(
+        "rest-moving",
+        "tickets",
+        None,
+        &p,
+        &format!(
+            "  incremental:\n    field: updated_at\n    first_execution_from: {}\n  chunk: {{ records: 20 }}\n",
+            from.to_rfc3339()
+        ),
+    );
+    // After three pages (tickets 1-30 read): two read tickets and two unread ones change.
+    mock.touch_after(3, &[2, 5, 70, 71]);
+    let out = local.run(&yaml).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let out = local.run(&yaml).await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    let got: BTreeSet<(u64, i64)> = local
+        .output("out/rest-moving")
+        .iter()
+        .map(|r| {
+            let t = chrono::DateTime::parse_from_rfc3339(r["updated_at"].as_str().unwrap())
+                .unwrap()
+                .timestamp();
+            (r["id"].as_u64().unwrap(), t)
+        })
+        .collect();
+    let now = mock.versions();
+    assert_eq!(
+        now.iter()
+            .filter(|(i, t)| *t != ferry_tests::updated_at(*i))
+            .count(),
+        4,
+        "the updates happened"
+    );
+    for (id, t) in &now {
+        assert!(
+            got.contains(&(*id, t.timestamp())),
+            "ticket {id} as of {t} was never delivered"
+        );
+    }
+}

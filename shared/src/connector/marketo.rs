@@ -924,8 +924,32 @@ impl Source for MarketoSource {
                         Self::export_path(&req.entity)
                     ));
                     r.headers = vec![("Range".into(), format!("bytes={offset}-{}", last - 1))];
-                    let resp = self.call(&r, true).await?;
-                    bytes += resp.bytes;
+                    // A body shorter than what was asked for was cut on the way (a proxy, a
+                    // dropped connection): read as is, its last records would be lost or half
+                    // read. The part is asked for again (within the connector's retries).
+                    let mut retries = 0usize;
+                    let resp = loop {
+                        let resp = self.call(&r, true).await?;
+                        bytes += resp.bytes;
+                        let got = resp.body.as_str().unwrap_or_default().len() as u64;
+                        let expected = if resp.status == 200 {
+                            size
+                        } else {
+                            last - offset
+                        };
+                        if size == 0 || got >= expected {
+                            break resp;
+                        }
+                        if retries >= self.http.settings().max_retries {
+                            return Err(SourceError::Transient {
+                                message: format!(
+                                    "marketo: export job {export_id}: a file part came back with {got} of the {expected} bytes asked for (truncated), {retries} times"
+                                ),
+                            });
+                        }
+                        retries += 1;
+                        tracing::warn!(export_id = %export_id, got, expected, "a truncated file part: asking again");
+                    };
                     let text = resp.body.as_str().unwrap_or_default().as_bytes();
                     // A server that ignores Range answers the whole file.
                     let buf: &[u8] = if resp.status == 200 && offset > 0 {

@@ -858,7 +858,16 @@ async fn cleanup(
             run.run_id
         )));
     }
-    if let Ok((flow, _)) = load_flow(deps, &run.flow, Some(run.flow_version)).await {
+    // A failure to read the flow is an error (retried), never a reason to skip the output: only
+    // a flow version that is gone (the flow deleted meanwhile) leaves nothing to locate it by.
+    let stored = deps
+        .flows
+        .get_flow(&run.flow, Some(run.flow_version))
+        .await?;
+    if stored.is_none() {
+        tracing::warn!(run_id = %run.run_id, flow = %run.flow, version = run.flow_version, "the run's flow version is gone: its output cannot be located to remove it");
+    }
+    if let Some(flow) = stored.map(|s| s.flow) {
         let store = deps
             .destinations
             .resolve(&flow.destination.location())

@@ -114,6 +114,8 @@ struct Inner {
     quota: Mutex<VecDeque<String>>,
     /// (after n runReports, day): a late fact arrives for that day (GA4 still processing).
     late: Mutex<Vec<(usize, NaiveDate)>>,
+    /// (after n runReports, message): a quota answer scheduled for later.
+    quota_after: Mutex<Vec<(usize, String)>>,
     tokens: Mutex<(Vec<String>, u64)>,
     codes: super::oauth::AuthCodes,
     /// Whether the last consent asked for offline access (a refresh token).
@@ -170,6 +172,7 @@ impl Ga4Mock {
             bodies: Mutex::new(vec![]),
             quota: Mutex::new(VecDeque::new()),
             late: Mutex::new(vec![]),
+            quota_after: Mutex::new(vec![]),
             tokens: Mutex::new((vec![], 0)),
             codes: Default::default(),
             offline: Default::default(),
@@ -216,6 +219,22 @@ impl Ga4Mock {
     }
     pub fn push_faults(&self, faults: impl IntoIterator<Item = crate::Fault>) {
         self.inner.common.faults.lock().unwrap().extend(faults);
+    }
+    /// Every `every`-th API request gets the next fault of `faults` (round robin). A 5xx is
+    /// answered with Google's error body (`{"error": {"code", "message", "status"}}`,
+    /// `UNAVAILABLE` for 503): <https://cloud.google.com/apis/design/errors#http_mapping>,
+    /// <https://developers.google.com/analytics/devguides/reporting/data/v1/quotas>
+    pub fn fault_every(&self, every: u64, faults: Vec<crate::Fault>) {
+        *self.inner.common.periodic.lock().unwrap() = Some((every, faults));
+    }
+    /// The runReport after `after` runReports were answered gets 429 `RESOURCE_EXHAUSTED`
+    /// with `message` (a quota running out in the middle of a run).
+    pub fn exhaust_after(&self, after: usize, message: &str) {
+        self.inner
+            .quota_after
+            .lock()
+            .unwrap()
+            .push((after, message.into()));
     }
     /// runReport bodies, in order.
     pub fn bodies(&self) -> Vec<Value> {
@@ -341,6 +360,15 @@ async fn run_report(
             duration_s: 3.0,
             revenue_cents: 0,
         });
+    }
+    {
+        let mut q = s.quota_after.lock().unwrap();
+        let (due, later): (Vec<_>, Vec<_>) = q.drain(..).partition(|(n, _)| *n <= answered);
+        *q = later;
+        s.quota
+            .lock()
+            .unwrap()
+            .extend(due.into_iter().map(|(_, m)| m));
     }
     if let Some(m) = s.quota.lock().unwrap().pop_front() {
         return api_error(StatusCode::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED", &m);

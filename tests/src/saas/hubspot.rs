@@ -8,6 +8,10 @@
 //! (`{"status": "error", "message", "correlationId", "category"}`) and 429 with
 //! `errorType: RATE_LIMIT`.
 //!
+//! Each behaviour names the page it follows next to its handler: objects list
+//! ([`list`]), search ([`search`]), properties ([`props`]), error bodies ([`error`]),
+//! 429 answers ([`gate`]), OAuth ([`token`], [`authorize`]).
+//!
 //! Data: `n` records per object; record `i` (1..=n) has id `1000 + i` and last-modified time
 //! `BASE + (i / same_time) seconds` (`same_time` records share each millisecond value, so a
 //! search slice boundary falls inside a group of equal times); every `archived_every`-th record
@@ -383,6 +387,8 @@ fn touch(s: &Inner, object: &str, is: &[u64]) {
     }
 }
 
+/// HubSpot's error body: `status: "error"`, `message`, `correlationId`, `category`.
+/// <https://developers.hubspot.com/docs/faq/api-error-responses>
 fn error(status: StatusCode, category: &str, message: &str) -> Response {
     (
         status,
@@ -414,6 +420,11 @@ fn object_json(o: &str, r: &Rec, props: &[String]) -> Value {
     v
 }
 
+/// Objects list: `limit` (at most 100), the `after` cursor from `paging.next.after` (absent on
+/// the last page), `properties` (unknown names ignored; the default properties when none are
+/// asked), `archived=true` for archived records only.
+/// <https://developers.hubspot.com/docs/api-reference/latest/crm/objects/companies/get-companies>,
+/// <https://developers.hubspot.com/docs/guides/api/crm/understanding-the-crm>
 async fn list(
     State(s): State<S>,
     Path(object): Path<String>,
@@ -600,6 +611,11 @@ async fn search(
     axum::Json(out).into_response()
 }
 
+/// Read all properties of an object type: `results` of `name`, `label`, `type`, `fieldType`,
+/// `groupName`, `hidden`, `calculated`, `hasUniqueValue`, `formField`; an unknown object type is
+/// a 400 `VALIDATION_ERROR`.
+/// <https://developers.hubspot.com/docs/api-reference/legacy/crm/properties/get-properties>,
+/// <https://developers.hubspot.com/docs/api-reference/latest/crm/properties/guide>
 async fn props(State(_s): State<S>, Path(object): Path<String>) -> Response {
     if !OBJECTS.contains(&object.as_str()) {
         return error(
@@ -712,6 +728,8 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
     let resp = if path == "/oauth/v1/token" || path == "/oauth/authorize" {
         next.run(req).await
     } else if !authorized(&s, req.headers()) {
+        // 401 with category INVALID_AUTHENTICATION for a missing, bad or expired token:
+        // https://developers.hubspot.com/docs/faq/api-error-responses
         error(
             StatusCode::UNAUTHORIZED,
             "INVALID_AUTHENTICATION",
@@ -733,6 +751,10 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
             touch(&s, &object, &is);
         }
         match s.common.next_fault() {
+            // 429 when a limit is hit: `errorType: RATE_LIMIT`, `policyName` (SECONDLY, DAILY,
+            // …) naming the limit, and the `X-HubSpot-RateLimit-*` headers of the burst window.
+            // https://developers.hubspot.com/docs/guides/apps/api-usage/usage-details,
+            // https://developers.hubspot.com/docs/api/usage-details
             Some(Fault::Status {
                 status: 429,
                 retry_after,
@@ -758,6 +780,8 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
                 }
                 r
             }
+            // Other statuses with the common error body (5xx: HubSpot's side, retried).
+            // https://developers.hubspot.com/docs/faq/api-error-responses
             Some(Fault::Status { status, .. }) => error(
                 StatusCode::from_u16(status).unwrap(),
                 "INTERNAL_ERROR",

@@ -215,6 +215,13 @@ impl JiraMock {
     pub fn push_faults(&self, faults: impl IntoIterator<Item = Fault>) {
         self.inner.common.faults.lock().unwrap().extend(faults);
     }
+    /// Every `every`-th data request gets the next fault of `faults` (round robin). A 5xx is
+    /// answered with Jira's error body (`errorMessages`, `errors`), as the REST API's status
+    /// codes section describes:
+    /// <https://developer.atlassian.com/cloud/jira/platform/rest/v3/intro/#status-codes>
+    pub fn fault_every(&self, every: u64, faults: Vec<Fault>) {
+        *self.inner.common.periodic.lock().unwrap() = Some((every, faults));
+    }
     pub fn requests(&self) -> Vec<Seen> {
         self.inner.common.log.lock().unwrap().clone()
     }

@@ -101,6 +101,8 @@ struct Inner {
     /// Marketo error (code, message) answered to the next data requests, in 200 bodies.
     errors: Mutex<VecDeque<(String, String)>>,
     scheduled: Mutex<Vec<(u64, Vec<u64>)>>,
+    /// (after n data requests, code, message): errors scheduled for later.
+    errors_after: Mutex<Vec<(u64, String, String)>>,
     /// (token, expired), and tokens handed out.
     token: Mutex<(Option<String>, bool, u64)>,
 }
@@ -228,6 +230,7 @@ impl MarketoMock {
             common: Default::default(),
             errors: Mutex::new(VecDeque::new()),
             scheduled: Mutex::new(vec![]),
+            errors_after: Mutex::new(vec![]),
             token: Mutex::new((None, false, 0)),
         });
         let app = Router::new()
@@ -252,6 +255,22 @@ impl MarketoMock {
     pub fn push_faults(&self, faults: impl IntoIterator<Item = crate::Fault>) {
         self.inner.common.faults.lock().unwrap().extend(faults);
     }
+    /// Every `every`-th data request gets the next fault of `faults` (round robin). A 5xx is
+    /// an HTTP-level error (Marketo's 502 "Bad Gateway" when the remote server is busy or
+    /// answers badly), unlike the API errors of 200 bodies:
+    /// <https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/error-codes>
+    pub fn fault_every(&self, every: u64, faults: Vec<crate::Fault>) {
+        *self.inner.common.periodic.lock().unwrap() = Some((every, faults));
+    }
+    /// The data request after `after` data requests were answered gets Marketo error `code` in
+    /// an HTTP 200 body (e.g. 1029, the daily export quota, in the middle of a run).
+    pub fn error_after(&self, after: u64, code: &str, message: &str) {
+        self.inner
+            .errors_after
+            .lock()
+            .unwrap()
+            .push((after, code.into(), message.into()));
+    }
     /// Answer the next data request with Marketo error `code` in an HTTP 200 body.
     pub fn push_error(&self, code: &str, message: &str) {
         self.inner
@@ -259,6 +278,10 @@ impl MarketoMock {
             .lock()
             .unwrap()
             .push_back((code.into(), message.into()));
+    }
+    /// Errors pushed or scheduled that were not answered yet.
+    pub fn pending_errors(&self) -> usize {
+        self.inner.errors.lock().unwrap().len() + self.inner.errors_after.lock().unwrap().len()
     }
     /// The current access token expires now (the API answers 602 until a new one is fetched).
     pub fn expire_token(&self) {
@@ -645,6 +668,16 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
                         l.updated = now;
                         l.edits += 1;
                     }
+                }
+                {
+                    let mut ea = s.errors_after.lock().unwrap();
+                    let (due, later): (Vec<_>, Vec<_>) =
+                        ea.drain(..).partition(|(n, _, _)| *n <= answered);
+                    *ea = later;
+                    s.errors
+                        .lock()
+                        .unwrap()
+                        .extend(due.into_iter().map(|(_, c, m)| (c, m)));
                 }
                 let err = s.errors.lock().unwrap().pop_front();
                 match (err, s.common.next_fault()) {

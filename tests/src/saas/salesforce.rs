@@ -10,6 +10,11 @@
 //! comma, quotes and a line break; nulls in several columns by `i` modulo small numbers; the
 //! billing address is null for every 7th. `touch` moves records' `SystemModstamp` to a new time.
 //! SOQL dateTime literals must be whole seconds (`2026-01-01T00:00:00Z`), as Salesforce requires.
+//!
+//! Each behaviour names the documentation page it follows next to its handler: status codes
+//! and error bodies ([`sf_error`], [`gate`]), Bulk API 2.0 query jobs ([`create_job`],
+//! [`job_info`], [`job_results`]), SOQL paging ([`query_page`], [`batch_size`]), describe
+//! ([`sobjects`], [`describe`]), OAuth ([`token`], [`authorize`]).
 
 use axum::body::Body;
 use axum::extract::{Path, Query, RawQuery, State};
@@ -55,7 +60,8 @@ pub enum SfFault {
         status: u16,
         retry_after: Option<String>,
     },
-    /// 403 `REQUEST_LIMIT_EXCEEDED`.
+    /// 403 `REQUEST_LIMIT_EXCEEDED`: the org's API request limit is used up.
+    /// <https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm>
     RequestLimit,
 }
 
@@ -292,6 +298,9 @@ fn router(s: S) -> Router {
         .with_state(s)
 }
 
+/// Salesforce's error body: an array of `{"message", "errorCode"}` (`fields` where a field is
+/// at fault).
+/// <https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm>
 fn sf_error(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
@@ -571,6 +580,11 @@ fn csv_cell(v: &str) -> String {
     format!("\"{}\"", v.replace('"', "\"\""))
 }
 
+/// The token endpoint: the refresh token flow (`grant_type=refresh_token`, `client_id`,
+/// `client_secret`, `refresh_token` in the form; `access_token` and `instance_url` in the
+/// answer; 400 `invalid_grant` for a revoked token) and the web server flow's code exchange.
+/// <https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_oauth_refresh_token_flow.htm>,
+/// <https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_oauth_web_server_flow.htm>
 async fn token(State(s): State<S>, body: String) -> Response {
     s.token_requests.fetch_add(1, Ordering::SeqCst);
     let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
@@ -654,6 +668,9 @@ async fn authorize(State(s): State<S>, RawQuery(q): RawQuery) -> Response {
     s.codes.authorize(&d, q.as_deref().unwrap_or(""))
 }
 
+/// Describe Global: `encoding`, `maxBatchSize`, `sobjects` with `name`, `label`, `queryable`,
+/// `custom`, `urls`.
+/// <https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_describeGlobal.htm>
 async fn sobjects(Path(_v): Path<String>) -> Response {
     axum::Json(json!({"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": [
         {"name": "Account", "label": "Account", "queryable": true, "custom": false, "urls": {}},
@@ -680,7 +697,8 @@ const USER_FIELDS: &[(&str, &str, &str)] = &[
 
 /// `describe`: fields with `type`, `precision`/`scale` (total digits and digits after the
 /// point of currency, percent and double fields), `relationshipName`/`referenceTo` of lookups.
-/// <https://developer.salesforce.com/docs/platform/apex-ref/references/apex-ref/apex-methods-system-fields-describe.html>
+/// <https://developer.salesforce.com/docs/platform/apex-ref/references/apex-ref/apex-methods-system-fields-describe.html>,
+/// <https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_describe.htm>
 async fn describe(Path((_v, name)): Path<(String, String)>) -> Response {
     let fields: Vec<Value> = match name.as_str() {
         "Account" => FIELDS
@@ -848,6 +866,7 @@ fn parse_soql(q: &str) -> Result<Soql, Response> {
             ));
         }
         // Whole seconds only: YYYY-MM-DDThh:mm:ssZ.
+        // https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_select_dateformats.htm
         let t = chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%SZ")
             .map_err(|_| malformed(&format!("line 1:{}: value of filter criterion for field '{f}' must be of type dateTime and should not be enclosed in quotes", q.find(v).unwrap_or(0))))?
             .and_utc();
@@ -883,6 +902,9 @@ fn matching(s: &Inner, q: &Soql, all: bool) -> Vec<u64> {
         .collect()
 }
 
+/// `Sforce-Query-Options: batchSize=n`: 200 to 2,000 records per page (2,000 by default); a
+/// size outside the range is served as the nearest (the size is a hint, not a promise).
+/// <https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_queryoptions.htm>
 fn batch_size(h: &HeaderMap) -> usize {
     h.get("sforce-query-options")
         .and_then(|v| v.to_str().ok())
@@ -1008,6 +1030,11 @@ fn job_json(id: usize, j: &Job, state: &str) -> Value {
            "lineEnding": "LF", "columnDelimiter": "COMMA", "numberRecordsProcessed": j.ids.len()})
 }
 
+/// Bulk API 2.0 Create a Query Job: `operation` `query` or `queryAll` (deleted records too),
+/// `query`; the answer is the job info in state `UploadComplete`. Aggregate functions such as
+/// COUNT() and compound address/geolocation fields are refused.
+/// <https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/query_create_job.htm>,
+/// <https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/queries.htm>
 async fn create_job(
     State(s): State<S>,
     Path(v): Path<String>,
@@ -1060,6 +1087,9 @@ fn job_index(id: &str) -> Option<usize> {
     id.strip_prefix("750Mk")?.parse().ok()
 }
 
+/// Get Information About a Query Job: `state` `UploadComplete`, `InProgress`, `JobComplete` or
+/// `Failed` (with `errorMessage`), `numberRecordsProcessed`; 404 `NOT_FOUND` for an unknown id.
+/// <https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/query_get_one_job.htm>
 async fn job_info(State(s): State<S>, Path((_v, id)): Path<(String, String)>) -> Response {
     let mut jobs = s.jobs.lock().unwrap();
     let Some(j) = job_index(&id).and_then(|n| jobs.get_mut(n)) else {
@@ -1091,6 +1121,12 @@ fn decode_locator(l: &str) -> Option<usize> {
     usize::from_str_radix(l.strip_prefix("TWs")?, 16).ok()
 }
 
+/// Get Results for a Query Job: CSV of at most `maxRecords` rows from `locator` (the first set
+/// without one); the `Sforce-Locator` header names the next set, the text `null` on the last;
+/// `Sforce-NumberOfRecords` counts this set's rows. The job must be `JobComplete` (400
+/// otherwise), and results are read with the API version the job was created with (409
+/// otherwise). A locator can be read again as long as the job exists.
+/// <https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/query_get_job_results.htm>
 async fn job_results(
     State(s): State<S>,
     Path((v, id)): Path<(String, String)>,
@@ -1177,6 +1213,8 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
             .and_then(|v| v.strip_prefix("Bearer "));
         let ok = tok.is_some_and(|t| s.tokens.lock().unwrap().get(t).copied().unwrap_or(false));
         if !ok {
+            // 401 `INVALID_SESSION_ID`: the session ID or OAuth token expired or is invalid.
+            // https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm
             sf_error(
                 StatusCode::UNAUTHORIZED,
                 "INVALID_SESSION_ID",
@@ -1214,6 +1252,8 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
                 }
             }
             match fault {
+                // Other statuses with Salesforce's error body (503 SERVER_UNAVAILABLE: the server
+                // is busy). https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm
                 Some(SfFault::Status {
                     status,
                     retry_after,
@@ -1229,6 +1269,10 @@ async fn gate(State(s): State<S>, req: Request<Body>, next: axum::middleware::Ne
                     }
                     r
                 }
+                // 403 with errorCode REQUEST_LIMIT_EXCEEDED: the org's API request limit is
+                // exceeded (it does not come back within seconds; not a 429).
+                // https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm,
+                // https://developer.salesforce.com/docs/atlas.en-us.salesforce_app_limits_cheatsheet.meta/salesforce_app_limits_cheatsheet/salesforce_app_limits_platform_api.htm
                 Some(SfFault::RequestLimit) => sf_error(
                     StatusCode::FORBIDDEN,
                     "REQUEST_LIMIT_EXCEEDED",
