@@ -297,3 +297,93 @@ async fn refused_canary_credentials_appear_nowhere_on_the_deployed_stack() {
     );
     assert!(!table_text(&stack).await.contains(CRED));
 }
+
+/// A canary record value where a vendor connector's own typing refuses it (Zendesk's ticket
+/// `updated_at`), run on the deployed stack: the page is refused,
+/// the run fails `SourceRejected` naming the field, and the value is in no execution history,
+/// function log (debug level), run record, table item, event or object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_canary_value_refused_by_a_vendor_connector_appears_nowhere_on_the_deployed_stack() {
+    use ferry_tests::saas::zendesk::ZendeskMock;
+    const VAL: &str = "CANARY-vendor-value-16180";
+    let stack = debug_stack().await;
+    let sqs = aws_sdk_sqs::Client::new(&stack.conf);
+    let queue =
+        ferry_tests::aws::subscribe_events(&stack.conf, &stack.outputs["EventBusName"]).await;
+    let zd = ZendeskMock::start(Default::default()).await;
+    zd.override_field(7, "updated_at", json!(VAL));
+    let http = json!({"timeout_ms": 3000, "max_retries": 0});
+    let cases = vec![(
+        "zendesk",
+        "tickets",
+        "updated_at",
+        json!({"base_url": zd.url(), "http": http}),
+        json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "agent@acme.test/token", "password": "zd-token-1"}),
+    )];
+    let deps = stack.deps();
+    let b = &stack.output_bucket;
+    let mut seen_everywhere = String::new();
+    for (connector, entity, field, props, secret) in cases {
+        let profile = format!("value-{connector}");
+        deps.secrets
+            .put_secret(&profile, &ferry::ports::Secret::new(secret))
+            .await
+            .unwrap();
+        let name = format!("value-{connector}");
+        let flow = Flow::parse(
+            &format!(
+                "name: {name}\nsource:\n  connector: {connector}\n  profile: {profile}\n  entity: {entity}\n  incremental: {{ field: {field}, first_execution_from: 2000-01-01T00:00:00Z }}\n  properties: {props}\ndestination:\n  s3: {{ bucket: {b}, prefix: {connector} }}\n  format: jsonl\ntrigger: {{ on_demand: {{}} }}\n"
+            ),
+            "value.yaml",
+        )
+        .unwrap();
+        let (arn, e) = register_and_run(&stack, &flow).await;
+        assert_eq!(e.status, "FAILED", "{connector}: {e:?}\n{}", stack.logs());
+        assert_eq!(
+            e.error.as_deref(),
+            Some("SourceRejected"),
+            "{connector}: {e:?}"
+        );
+        let cause = e.cause.clone().unwrap_or_default();
+        assert!(
+            cause.contains(field),
+            "{connector}: the failure names the field: {cause}"
+        );
+        let runs = deps.runs.list_runs(&name, 5).await.unwrap();
+        assert_eq!(runs.len(), 1, "{connector}: {runs:?}");
+        seen_everywhere.push_str(&format!("{e:?}{runs:?}"));
+        seen_everywhere.push_str(&history(&stack, &arn).await);
+    }
+    let logs = stack.logs();
+    assert!(
+        logs.contains("DEBUG"),
+        "the functions logged at debug level"
+    );
+    seen_everywhere.push_str(&logs);
+    seen_everywhere.push_str(&table_text(&stack).await);
+    for _ in 0..5 {
+        let m = sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        for msg in m.messages() {
+            seen_everywhere.push_str(msg.body().unwrap_or_default());
+        }
+    }
+    assert!(
+        seen_everywhere.contains("ferry End Flow Run Report"),
+        "the runs' events arrived"
+    );
+    for (key, body) in bodies(&stack, b).await {
+        seen_everywhere.push_str(&key);
+        seen_everywhere.push_str(&body);
+    }
+    assert!(
+        !seen_everywhere.contains(VAL),
+        "the refused record value reached what others read"
+    );
+}

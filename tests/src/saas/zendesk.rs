@@ -86,6 +86,8 @@ struct Inner {
     export_delay_seconds: std::sync::atomic::AtomicU64,
     /// Tickets updated since the mock started: id -> new `updated_at` (= generated time).
     touched: std::sync::Mutex<HashMap<u64, DateTime<Utc>>>,
+    /// (ticket, field, value) served instead of the generated value.
+    overrides: std::sync::Mutex<Vec<(u64, String, Value)>>,
     /// (data requests answered, ticket ids): update those tickets, at the time of the next
     /// request, once the mock has answered that many.
     scheduled: std::sync::Mutex<Vec<(u64, Vec<u64>)>>,
@@ -146,6 +148,15 @@ impl ZendeskMock {
             .store(secs, Ordering::SeqCst);
     }
 
+    /// Serve `value` as ticket `id`'s `field` (a value ferry must refuse: the canary tests).
+    pub fn override_field(&self, id: u64, field: &str, value: Value) {
+        self.inner
+            .overrides
+            .lock()
+            .unwrap()
+            .push((id, field.to_string(), value));
+    }
+
     /// Update tickets `ids` (now) once `after` data requests have been answered.
     pub fn touch_after(&self, after: u64, ids: &[u64]) {
         self.inner
@@ -177,6 +188,7 @@ impl ZendeskMock {
             endless: AtomicBool::new(false),
             export_delay_seconds: std::sync::atomic::AtomicU64::new(60),
             touched: Default::default(),
+            overrides: Default::default(),
             scheduled: Default::default(),
             codes: Default::default(),
             oauth: Default::default(),
@@ -530,6 +542,11 @@ async fn tickets_export(State(s): State<S>, headers: HeaderMap, Query(q): Query<
         .filter(|i| !(exclude_deleted && i.is_multiple_of(10)))
         .map(|i| {
             let mut v = ticket(i, &base);
+            for (id, field, value) in s.overrides.lock().unwrap().iter() {
+                if *id == i {
+                    v[field.as_str()] = value.clone();
+                }
+            }
             let touched = s.touched.lock().unwrap().get(&i).copied();
             let generated = match touched {
                 // An update moves both times (a user's change, not a system one).
