@@ -1131,327 +1131,449 @@ impl Translator {
     /// ferry tasks (in ferry order) and the partition keys.
     fn tasks(&mut self, list: Option<&Value>) -> (Vec<Value>, Vec<String>) {
         let list = list.and_then(Value::as_array).cloned().unwrap_or_default();
-        let (mut filters, mut validates, mut masks, mut computed, mut selects) =
-            (vec![], vec![], vec![], vec![], vec![]);
-        let mut projection: Option<Vec<String>> = None;
-        let mut partition = vec![];
-        let has_map = list.iter().any(|t| {
-            matches!(
-                t.get("taskType")
-                    .and_then(Value::as_str)
-                    .map(str::to_lowercase)
-                    .as_deref(),
-                Some("map" | "map_all" | "passthrough")
-            )
-        });
+        let has_map = has_map_task(&list);
+        let mut out = TaskOut::default();
         for (i, t) in list.iter().enumerate() {
-            let at = format!("tasks[{i}]");
-            let kind = t.get("taskType").and_then(text).unwrap_or_default();
-            let op = t
+            let t = TaskIn::read(i, t);
+            self.task(&t, &mut out);
+        }
+        out.finish(has_map)
+    }
+
+    /// Translates one AppFlow task into the group of `out` that its type belongs to.
+    fn task(&mut self, t: &TaskIn, out: &mut TaskOut) {
+        match t.kind.to_lowercase().as_str() {
+            "filter" if t.op == "PROJECTION" => out.projection = Some(t.src.clone()),
+            "filter" => out.filters.extend(self.filter_task(t)),
+            "map" | "passthrough" => out.selects.extend(self.map_task(t)),
+            "map_all" => out.selects.push(map_all_task(t)),
+            "mask" => out.masks.extend(self.mask_task(t)),
+            "truncate" => out.masks.extend(self.truncate_task(t)),
+            "arithmetic" => out.computed.extend(self.arithmetic_task(t)),
+            "merge" => out.computed.extend(self.merge_task(t)),
+            "validate" => out.validates.extend(self.validate_task(t)),
+            "partition" => out.partition.extend(partition_keys(t)),
+            other => self.problem(
+                format!("{}.taskType", t.at),
+                format!("'{other}' is not an AppFlow task type ferry knows"),
+            ),
+        }
+    }
+
+    /// Whether the task has exactly one source field; records a problem when not.
+    fn need_one(&mut self, t: &TaskIn) -> bool {
+        if t.src.len() != 1 {
+            self.problem(
+                format!("{}.sourceFields", t.at),
+                format!("{} takes one source field, found {}", t.kind, t.src.len()),
+            );
+            false
+        } else {
+            true
+        }
+    }
+
+    /// A `Filter` task (other than `PROJECTION`) as a ferry `filter` task.
+    fn filter_task(&mut self, t: &TaskIn) -> Option<Value> {
+        if !self.need_one(t) {
+            return None;
+        }
+        match filter_condition(t) {
+            Ok(Some(f)) => Some(json!({ "filter": f })),
+            Ok(None) => {
+                self.problem(
+                    format!("{}.taskProperties", t.at),
+                    format!(
+                        "{} needs VALUE/VALUES (or LOWER_BOUND and UPPER_BOUND for BETWEEN)",
+                        t.op
+                    ),
+                );
+                None
+            }
+            Err(()) => {
+                self.problem(
+                    format!("{}.connectorOperator", t.at),
+                    format!("{} is not a filter operator", t.op),
+                );
+                None
+            }
+        }
+    }
+
+    /// A `Map` or `Passthrough` task as a ferry `map` selection.
+    fn map_task(&mut self, t: &TaskIn) -> Option<Value> {
+        if !self.need_one(t) {
+            return None;
+        }
+        let mut m = Map::new();
+        m.insert("from".into(), json!(t.first));
+        if let Some(d) = &t.dest {
+            if *d != t.first {
+                m.insert("to".into(), json!(d));
+            }
+        }
+        if let Some(c) = self.map_cast(t) {
+            m.insert("type".into(), json!(c));
+        }
+        Some(json!({ "map": m }))
+    }
+
+    /// The ferry cast a `Map` task's DESTINATION_DATA_TYPE asks for, if any; records a
+    /// problem when that type has no ferry equivalent.
+    fn map_cast(&mut self, t: &TaskIn) -> Option<&'static str> {
+        let to_t = t.prop("DESTINATION_DATA_TYPE");
+        let from_t = t.prop("SOURCE_DATA_TYPE");
+        let dt = to_t.as_deref()?;
+        match cast_type(dt) {
+            Some(c) if from_t.as_deref().and_then(cast_type) != Some(c) && c != "string" => Some(c),
+            Some("string")
+                if from_t
+                    .as_deref()
+                    .and_then(cast_type)
+                    .is_some_and(|f| f != "string") =>
+            {
+                Some("string")
+            }
+            Some(_) => None,
+            None => {
+                self.problem(
+                    format!("{}.taskProperties.DESTINATION_DATA_TYPE", t.at),
+                    format!("'{dt}' has no ferry type (string, integer, float, decimal, boolean, date, timestamp); the field is mapped without a cast"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A `Mask` task as a ferry `mask` task.
+    fn mask_task(&mut self, t: &TaskIn) -> Option<Value> {
+        if !self.need_one(t) {
+            return None;
+        }
+        let mut m = Map::new();
+        m.insert("field".into(), json!(t.first));
+        let n = t.prop("MASK_LENGTH").and_then(|n| n.parse::<u64>().ok());
+        match (t.op.as_str(), n) {
+            ("MASK_ALL", _) => {}
+            ("MASK_FIRST_N", Some(n)) => {
+                m.insert("first".into(), json!(n));
+            }
+            ("MASK_LAST_N", Some(n)) => {
+                m.insert("last".into(), json!(n));
+            }
+            (o, _) => {
+                self.problem(
+                    t.at.to_string(),
+                    format!("mask operator {o} needs MASK_LENGTH (a number)"),
+                );
+                return None;
+            }
+        }
+        if let Some(c) = t.prop("MASK_VALUE").and_then(|c| c.chars().next()) {
+            m.insert("char".into(), json!(c.to_string()));
+        }
+        Some(json!({ "mask": m }))
+    }
+
+    /// A `Truncate` task as a ferry `truncate` task.
+    fn truncate_task(&mut self, t: &TaskIn) -> Option<Value> {
+        if !self.need_one(t) {
+            return None;
+        }
+        match t
+            .prop("TRUNCATE_LENGTH")
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            Some(n) => Some(json!({ "truncate": { "field": t.first, "length": n } })),
+            None => {
+                self.problem(
+                    format!("{}.taskProperties.TRUNCATE_LENGTH", t.at),
+                    "is missing or not a number",
+                );
+                None
+            }
+        }
+    }
+
+    /// An `Arithmetic` task as a ferry `arithmetic` task writing a new field.
+    fn arithmetic_task(&mut self, t: &TaskIn) -> Option<Value> {
+        let at = &t.at;
+        let ord = t
+            .prop("MATH_OPERATION_FIELDS_ORDER")
+            .map(|o| list_property(&json!(o)))
+            .filter(|o| o.len() == 2);
+        let fields = ord.unwrap_or(t.src.clone());
+        if fields.is_empty() {
+            self.problem(
+                format!("{at}.sourceFields"),
+                "arithmetic needs two source fields (or one and a VALUE)",
+            );
+            return None;
+        }
+        let aop = match t.op.as_str() {
+            "ADDITION" => "add",
+            "SUBTRACTION" => "subtract",
+            "MULTIPLICATION" => "multiply",
+            "DIVISION" => "divide",
+            o => {
+                self.problem(
+                    format!("{at}.connectorOperator"),
+                    format!("{o} is not an arithmetic operator"),
+                );
+                return None;
+            }
+        };
+        let Some(to) = t.dest.clone() else {
+            self.problem(
+                format!("{at}.destinationField"),
+                "is missing; arithmetic writes a new field",
+            );
+            return None;
+        };
+        let right = match (fields.get(1), t.prop("VALUE")) {
+            (Some(f), _) => json!(f),
+            (None, Some(v)) => serde_json::from_str::<serde_json::Number>(&v)
+                .map(Value::Number)
+                .unwrap_or(json!(v)),
+            _ => {
+                self.problem(
+                    format!("{at}.sourceFields"),
+                    "arithmetic needs two source fields (or one and a VALUE)",
+                );
+                return None;
+            }
+        };
+        Some(json!({ "arithmetic": { "to": to, "left": fields[0], "op": aop, "right": right } }))
+    }
+
+    /// A `Merge` task as a ferry `merge` task writing a new field.
+    fn merge_task(&mut self, t: &TaskIn) -> Option<Value> {
+        let Some(to) = t.dest.clone() else {
+            self.problem(
+                format!("{}.destinationField", t.at),
+                "is missing; merge writes a new field",
+            );
+            return None;
+        };
+        let fmt = t.prop("CONCAT_FORMAT").unwrap_or_default();
+        if fmt.contains('{') {
+            self.problem(
+                format!("{}.taskProperties.CONCAT_FORMAT", t.at),
+                format!(
+                    "'{fmt}' is not translated; write a ferry format such as \"{{{}}}\"",
+                    t.src.join("} {")
+                ),
+            );
+            return None;
+        }
+        // CONCAT_FORMAT without placeholders is the separator between the fields.
+        let esc = |s: &str| s.replace('{', "{{").replace('}', "}}");
+        let format = t
+            .src
+            .iter()
+            .map(|f| format!("{{{f}}}"))
+            .collect::<Vec<_>>()
+            .join(&esc(&fmt));
+        Some(json!({ "merge": { "to": to, "format": format } }))
+    }
+
+    /// A `Validate` task as a ferry `validate` task.
+    fn validate_task(&mut self, t: &TaskIn) -> Option<Value> {
+        if !self.need_one(t) {
+            return None;
+        }
+        let check = match t.op.as_str() {
+            "VALIDATE_NON_NULL" => "non_null",
+            "VALIDATE_NON_ZERO" => "non_zero",
+            "VALIDATE_NON_NEGATIVE" => "non_negative",
+            "VALIDATE_NUMERIC" => "numeric",
+            o => {
+                self.problem(
+                    format!("{}.connectorOperator", t.at),
+                    format!("{o} is not a validation"),
+                );
+                return None;
+            }
+        };
+        let action = match t
+            .prop("VALIDATION_ACTION")
+            .unwrap_or("DropRecord".into())
+            .to_lowercase()
+            .as_str()
+        {
+            "droprecord" | "drop_record" | "no_op" => "drop_record",
+            _ => "terminate_run",
+        };
+        Some(json!({ "validate": { "field": t.first, "check": check, "action": action } }))
+    }
+}
+
+/// The fields of one AppFlow task that every task type reads.
+struct TaskIn {
+    /// Where the task is, for problems: `tasks[i]`.
+    at: String,
+    /// taskType as written.
+    kind: String,
+    /// connectorOperator, upper-cased (`NO_OP` when absent).
+    op: String,
+    /// sourceFields.
+    src: Vec<String>,
+    /// destinationField, when present and not empty.
+    dest: Option<String>,
+    /// taskProperties.
+    props: Map<String, Value>,
+    /// The first source field (empty when there is none).
+    first: String,
+}
+
+impl TaskIn {
+    /// Reads task `t`, the `i`th of the list.
+    fn read(i: usize, t: &Value) -> Self {
+        let src: Vec<String> = t
+            .get("sourceFields")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(text).collect())
+            .unwrap_or_default();
+        TaskIn {
+            at: format!("tasks[{i}]"),
+            kind: t.get("taskType").and_then(text).unwrap_or_default(),
+            op: t
                 .get("connectorOperator")
                 .and_then(only_value)
                 .and_then(text)
                 .unwrap_or_else(|| "NO_OP".into())
-                .to_uppercase();
-            let src: Vec<String> = t
-                .get("sourceFields")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(text).collect())
-                .unwrap_or_default();
-            let dest = t
+                .to_uppercase(),
+            dest: t
                 .get("destinationField")
                 .and_then(text)
-                .filter(|d| !d.is_empty());
-            let props = task_properties(t.get("taskProperties"));
-            let prop = |k: &str| props.get(k).and_then(text);
-            let first = src.first().cloned().unwrap_or_default();
-            let need_one = |me: &mut Self| {
-                if src.len() != 1 {
-                    me.problem(
-                        format!("{at}.sourceFields"),
-                        format!("{kind} takes one source field, found {}", src.len()),
-                    );
-                    false
-                } else {
-                    true
-                }
-            };
-            match kind.to_lowercase().as_str() {
-                "filter" if op == "PROJECTION" => projection = Some(src.clone()),
-                "filter" => {
-                    if !need_one(self) {
-                        continue;
-                    }
-                    let dt = prop("DATA_TYPE");
-                    let val = |k: &str| props.get(k).map(|v| filter_value(v, dt.as_deref()));
-                    let values = props.get("VALUES").map(|v| {
-                        list_property(v)
-                            .into_iter()
-                            .map(|x| filter_value(&json!(x), dt.as_deref()))
-                            .collect::<Vec<_>>()
-                    });
-                    let simple = |o: &str| match (&values, val("VALUE")) {
-                        (_, Some(v)) => Some(json!({ "field": first, "op": o, "value": v })),
-                        (Some(vs), None) if vs.len() == 1 => {
-                            Some(json!({ "field": first, "op": o, "value": vs[0] }))
-                        }
-                        _ => None,
-                    };
-                    let f = match op.as_str() {
-                        "EQUAL_TO" => match &values {
-                            Some(vs) if vs.len() > 1 => {
-                                Some(json!({ "field": first, "op": "in", "values": vs }))
-                            }
-                            _ => simple("equal"),
-                        },
-                        "NOT_EQUAL_TO" => match &values {
-                            Some(vs) if vs.len() > 1 => Some(
-                                json!({ "all": vs.iter().map(|v| json!({ "field": first, "op": "not_equal", "value": v })).collect::<Vec<_>>() }),
-                            ),
-                            _ => simple("not_equal"),
-                        },
-                        "LESS_THAN" => simple("less"),
-                        "LESS_THAN_OR_EQUAL_TO" => simple("less_or_equal"),
-                        "GREATER_THAN" => simple("greater"),
-                        "GREATER_THAN_OR_EQUAL_TO" => simple("greater_or_equal"),
-                        "CONTAINS" => match &values {
-                            Some(vs) if vs.len() > 1 => Some(
-                                json!({ "any": vs.iter().map(|v| json!({ "field": first, "op": "contains", "value": text(v).unwrap_or_default() })).collect::<Vec<_>>() }),
-                            ),
-                            _ => simple("contains").map(|mut f| {
-                                f["value"] = json!(text(&f["value"]).unwrap_or_default());
-                                f
-                            }),
-                        },
-                        "BETWEEN" => match (val("LOWER_BOUND"), val("UPPER_BOUND")) {
-                            (Some(lo), Some(hi)) => Some(
-                                json!({ "field": first, "op": "between", "min": lo, "max": hi }),
-                            ),
-                            _ => None,
-                        },
-                        other => {
-                            self.problem(
-                                format!("{at}.connectorOperator"),
-                                format!("{other} is not a filter operator"),
-                            );
-                            continue;
-                        }
-                    };
-                    match f {
-                        Some(f) => filters.push(json!({ "filter": f })),
-                        None => self.problem(
-                            format!("{at}.taskProperties"),
-                            format!("{op} needs VALUE/VALUES (or LOWER_BOUND and UPPER_BOUND for BETWEEN)"),
-                        ),
-                    }
-                }
-                "map" | "passthrough" => {
-                    if !need_one(self) {
-                        continue;
-                    }
-                    let mut m = Map::new();
-                    m.insert("from".into(), json!(first));
-                    if let Some(d) = &dest {
-                        if *d != first {
-                            m.insert("to".into(), json!(d));
-                        }
-                    }
-                    let to_t = prop("DESTINATION_DATA_TYPE");
-                    let from_t = prop("SOURCE_DATA_TYPE");
-                    if let Some(dt) = to_t.as_deref() {
-                        match cast_type(dt) {
-                            Some(c) if from_t.as_deref().and_then(cast_type) != Some(c) && c != "string" => {
-                                m.insert("type".into(), json!(c));
-                            }
-                            Some("string") if from_t.as_deref().and_then(cast_type).is_some_and(|f| f != "string") => {
-                                m.insert("type".into(), json!("string"));
-                            }
-                            Some(_) => {}
-                            None => self.problem(
-                                format!("{at}.taskProperties.DESTINATION_DATA_TYPE"),
-                                format!("'{dt}' has no ferry type (string, integer, float, decimal, boolean, date, timestamp); the field is mapped without a cast"),
-                            ),
-                        }
-                    }
-                    selects.push(json!({ "map": m }));
-                }
-                "map_all" => {
-                    let exclude = props
-                        .get("EXCLUDE_SOURCE_FIELDS_LIST")
-                        .map(list_property)
-                        .unwrap_or_default();
-                    selects.push(json!({ "map_all": { "exclude": exclude } }));
-                }
-                "mask" => {
-                    if !need_one(self) {
-                        continue;
-                    }
-                    let mut m = Map::new();
-                    m.insert("field".into(), json!(first));
-                    let n = prop("MASK_LENGTH").and_then(|n| n.parse::<u64>().ok());
-                    match (op.as_str(), n) {
-                        ("MASK_ALL", _) => {}
-                        ("MASK_FIRST_N", Some(n)) => {
-                            m.insert("first".into(), json!(n));
-                        }
-                        ("MASK_LAST_N", Some(n)) => {
-                            m.insert("last".into(), json!(n));
-                        }
-                        (o, _) => {
-                            self.problem(
-                                at.to_string(),
-                                format!("mask operator {o} needs MASK_LENGTH (a number)"),
-                            );
-                            continue;
-                        }
-                    }
-                    if let Some(c) = prop("MASK_VALUE").and_then(|c| c.chars().next()) {
-                        m.insert("char".into(), json!(c.to_string()));
-                    }
-                    masks.push(json!({ "mask": m }));
-                }
-                "truncate" => {
-                    if !need_one(self) {
-                        continue;
-                    }
-                    match prop("TRUNCATE_LENGTH").and_then(|n| n.parse::<u64>().ok()) {
-                        Some(n) => {
-                            masks.push(json!({ "truncate": { "field": first, "length": n } }))
-                        }
-                        None => self.problem(
-                            format!("{at}.taskProperties.TRUNCATE_LENGTH"),
-                            "is missing or not a number",
-                        ),
-                    }
-                }
-                "arithmetic" => {
-                    let ord = prop("MATH_OPERATION_FIELDS_ORDER")
-                        .map(|o| list_property(&json!(o)))
-                        .filter(|o| o.len() == 2);
-                    let fields = ord.unwrap_or(src.clone());
-                    if fields.is_empty() {
-                        self.problem(
-                            format!("{at}.sourceFields"),
-                            "arithmetic needs two source fields (or one and a VALUE)",
-                        );
-                        continue;
-                    }
-                    let aop = match op.as_str() {
-                        "ADDITION" => "add",
-                        "SUBTRACTION" => "subtract",
-                        "MULTIPLICATION" => "multiply",
-                        "DIVISION" => "divide",
-                        o => {
-                            self.problem(
-                                format!("{at}.connectorOperator"),
-                                format!("{o} is not an arithmetic operator"),
-                            );
-                            continue;
-                        }
-                    };
-                    let Some(to) = dest.clone() else {
-                        self.problem(
-                            format!("{at}.destinationField"),
-                            "is missing; arithmetic writes a new field",
-                        );
-                        continue;
-                    };
-                    let right = match (fields.get(1), prop("VALUE")) {
-                        (Some(f), _) => json!(f),
-                        (None, Some(v)) => serde_json::from_str::<serde_json::Number>(&v)
-                            .map(Value::Number)
-                            .unwrap_or(json!(v)),
-                        _ => {
-                            self.problem(
-                                format!("{at}.sourceFields"),
-                                "arithmetic needs two source fields (or one and a VALUE)",
-                            );
-                            continue;
-                        }
-                    };
-                    computed.push(json!({ "arithmetic": { "to": to, "left": fields[0], "op": aop, "right": right } }));
-                }
-                "merge" => {
-                    let Some(to) = dest.clone() else {
-                        self.problem(
-                            format!("{at}.destinationField"),
-                            "is missing; merge writes a new field",
-                        );
-                        continue;
-                    };
-                    let fmt = prop("CONCAT_FORMAT").unwrap_or_default();
-                    if fmt.contains('{') {
-                        self.problem(
-                            format!("{at}.taskProperties.CONCAT_FORMAT"),
-                            format!("'{fmt}' is not translated; write a ferry format such as \"{{{}}}\"", src.join("} {")),
-                        );
-                        continue;
-                    }
-                    // CONCAT_FORMAT without placeholders is the separator between the fields.
-                    let esc = |s: &str| s.replace('{', "{{").replace('}', "}}");
-                    let format = src
-                        .iter()
-                        .map(|f| format!("{{{f}}}"))
-                        .collect::<Vec<_>>()
-                        .join(&esc(&fmt));
-                    computed.push(json!({ "merge": { "to": to, "format": format } }));
-                }
-                "validate" => {
-                    if !need_one(self) {
-                        continue;
-                    }
-                    let check = match op.as_str() {
-                        "VALIDATE_NON_NULL" => "non_null",
-                        "VALIDATE_NON_ZERO" => "non_zero",
-                        "VALIDATE_NON_NEGATIVE" => "non_negative",
-                        "VALIDATE_NUMERIC" => "numeric",
-                        o => {
-                            self.problem(
-                                format!("{at}.connectorOperator"),
-                                format!("{o} is not a validation"),
-                            );
-                            continue;
-                        }
-                    };
-                    let action = match prop("VALIDATION_ACTION")
-                        .unwrap_or("DropRecord".into())
-                        .to_lowercase()
-                        .as_str()
-                    {
-                        "droprecord" | "drop_record" | "no_op" => "drop_record",
-                        _ => "terminate_run",
-                    };
-                    validates.push(
-                        json!({ "validate": { "field": first, "check": check, "action": action } }),
-                    );
-                }
-                "partition" => {
-                    let keys = props
-                        .get("ORDERED_PARTITION_KEYS_LIST")
-                        .map(list_property)
-                        .filter(|k| !k.is_empty())
-                        .unwrap_or(src.clone());
-                    partition.extend(keys);
-                }
-                other => self.problem(
-                    format!("{at}.taskType"),
-                    format!("'{other}' is not an AppFlow task type ferry knows"),
-                ),
-            }
+                .filter(|d| !d.is_empty()),
+            props: task_properties(t.get("taskProperties")),
+            first: src.first().cloned().unwrap_or_default(),
+            src,
         }
-        if let Some(p) = projection {
+    }
+
+    /// A task property as text.
+    fn prop(&self, k: &str) -> Option<String> {
+        self.props.get(k).and_then(text)
+    }
+}
+
+/// ferry tasks gathered by kind, in the order ferry runs them, plus what shapes them.
+#[derive(Default)]
+struct TaskOut {
+    filters: Vec<Value>,
+    validates: Vec<Value>,
+    masks: Vec<Value>,
+    computed: Vec<Value>,
+    selects: Vec<Value>,
+    /// The fields of the last `PROJECTION` filter.
+    projection: Option<Vec<String>>,
+    partition: Vec<String>,
+}
+
+impl TaskOut {
+    /// The ferry tasks in ferry order and the partition keys; the projection becomes a
+    /// leading `project` selection unless the flow has maps.
+    fn finish(mut self, has_map: bool) -> (Vec<Value>, Vec<String>) {
+        if let Some(p) = self.projection {
             // AppFlow's projection says what is pulled; with maps, the maps choose the output.
             if !has_map && !p.is_empty() {
-                selects.insert(0, json!({ "project": p }));
+                self.selects.insert(0, json!({ "project": p }));
             }
         }
-        let mut out = filters;
-        out.extend(validates);
-        out.extend(masks);
-        out.extend(computed);
-        out.extend(selects);
-        (out, partition)
+        let mut out = self.filters;
+        out.extend(self.validates);
+        out.extend(self.masks);
+        out.extend(self.computed);
+        out.extend(self.selects);
+        (out, self.partition)
     }
+}
+
+/// Whether any task is a `Map`, `Map_all` or `Passthrough`.
+fn has_map_task(list: &[Value]) -> bool {
+    list.iter().any(|t| {
+        matches!(
+            t.get("taskType")
+                .and_then(Value::as_str)
+                .map(str::to_lowercase)
+                .as_deref(),
+            Some("map" | "map_all" | "passthrough")
+        )
+    })
+}
+
+/// The condition of a `Filter` task: `Ok(None)` when the operator lacks its values,
+/// `Err(())` when the operator is not a filter operator.
+fn filter_condition(t: &TaskIn) -> Result<Option<Value>, ()> {
+    let first = &t.first;
+    let dt = t.prop("DATA_TYPE");
+    let val = |k: &str| t.props.get(k).map(|v| filter_value(v, dt.as_deref()));
+    let values = t.props.get("VALUES").map(|v| {
+        list_property(v)
+            .into_iter()
+            .map(|x| filter_value(&json!(x), dt.as_deref()))
+            .collect::<Vec<_>>()
+    });
+    let simple = |o: &str| match (&values, val("VALUE")) {
+        (_, Some(v)) => Some(json!({ "field": first, "op": o, "value": v })),
+        (Some(vs), None) if vs.len() == 1 => {
+            Some(json!({ "field": first, "op": o, "value": vs[0] }))
+        }
+        _ => None,
+    };
+    Ok(match t.op.as_str() {
+        "EQUAL_TO" => match &values {
+            Some(vs) if vs.len() > 1 => Some(json!({ "field": first, "op": "in", "values": vs })),
+            _ => simple("equal"),
+        },
+        "NOT_EQUAL_TO" => match &values {
+            Some(vs) if vs.len() > 1 => Some(
+                json!({ "all": vs.iter().map(|v| json!({ "field": first, "op": "not_equal", "value": v })).collect::<Vec<_>>() }),
+            ),
+            _ => simple("not_equal"),
+        },
+        "LESS_THAN" => simple("less"),
+        "LESS_THAN_OR_EQUAL_TO" => simple("less_or_equal"),
+        "GREATER_THAN" => simple("greater"),
+        "GREATER_THAN_OR_EQUAL_TO" => simple("greater_or_equal"),
+        "CONTAINS" => match &values {
+            Some(vs) if vs.len() > 1 => Some(
+                json!({ "any": vs.iter().map(|v| json!({ "field": first, "op": "contains", "value": text(v).unwrap_or_default() })).collect::<Vec<_>>() }),
+            ),
+            _ => simple("contains").map(|mut f| {
+                f["value"] = json!(text(&f["value"]).unwrap_or_default());
+                f
+            }),
+        },
+        "BETWEEN" => match (val("LOWER_BOUND"), val("UPPER_BOUND")) {
+            (Some(lo), Some(hi)) => {
+                Some(json!({ "field": first, "op": "between", "min": lo, "max": hi }))
+            }
+            _ => None,
+        },
+        _ => return Err(()),
+    })
+}
+
+/// The fields a `Map_all` task leaves out, as a ferry `map_all` selection.
+fn map_all_task(t: &TaskIn) -> Value {
+    let exclude = t
+        .props
+        .get("EXCLUDE_SOURCE_FIELDS_LIST")
+        .map(list_property)
+        .unwrap_or_default();
+    json!({ "map_all": { "exclude": exclude } })
+}
+
+/// A `Partition` task's keys: ORDERED_PARTITION_KEYS_LIST, else the source fields.
+fn partition_keys(t: &TaskIn) -> Vec<String> {
+    t.props
+        .get("ORDERED_PARTITION_KEYS_LIST")
+        .map(list_property)
+        .filter(|k| !k.is_empty())
+        .unwrap_or(t.src.clone())
 }
 
 /// `--set KEY=VALUE` pairs.
