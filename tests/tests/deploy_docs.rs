@@ -141,20 +141,37 @@ fn transitions(asl: &Value, chunks: u32) -> u32 {
                     at = s["Next"].as_str().unwrap().to_string();
                 }
                 "Choice" => {
+                    // A run that commits once (the default): its slices carry no `commit`.
                     let value = |var: &str| match var {
-                        "$.page.has_more" => json!(*left > 0),
-                        "$.page.pause" => json!(false),
-                        "$.slices.count" => json!(0),
+                        "$.page.has_more" => Some(json!(*left > 0)),
+                        "$.page.pause" => Some(json!(false)),
+                        "$.slices.count" => Some(json!(0)),
+                        "$.slice.commit" => None,
                         other => panic!("the walker does not know {other}"),
                     };
-                    let hit = s["Choices"].as_array().unwrap().iter().find(|c| {
+                    fn holds(c: &Value, value: &dyn Fn(&str) -> Option<Value>) -> bool {
+                        if let Some(all) = c["And"].as_array() {
+                            return all.iter().all(|r| holds(r, value));
+                        }
                         let v = value(c["Variable"].as_str().unwrap());
-                        match (&c["BooleanEquals"], &c["NumericGreaterThan"]) {
-                            (Value::Bool(b), _) => v == json!(*b),
-                            (_, Value::Number(x)) => v.as_f64().unwrap() > x.as_f64().unwrap(),
+                        match (
+                            &c["BooleanEquals"],
+                            &c["NumericGreaterThan"],
+                            &c["IsPresent"],
+                        ) {
+                            (_, _, Value::Bool(p)) => v.is_some() == *p,
+                            (Value::Bool(b), _, _) => v == Some(json!(*b)),
+                            (_, Value::Number(x), _) => {
+                                v.and_then(|v| v.as_f64()).unwrap() > x.as_f64().unwrap()
+                            }
                             _ => panic!("the walker does not know the rule {c}"),
                         }
-                    });
+                    }
+                    let hit = s["Choices"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|c| holds(c, &value));
                     at = match hit {
                         Some(c) => c["Next"].as_str().unwrap().to_string(),
                         None => s["Default"].as_str().unwrap().to_string(),

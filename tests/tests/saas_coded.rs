@@ -1151,16 +1151,8 @@ mod ga4 {
         };
         let rows = read_all(&src, &req).await;
         assert_eq!(rows.len(), 3 * 60);
-        let keys: BTreeSet<String> = rows
-            .iter()
-            .map(|r| {
-                format!(
-                    "{}|{}|{}|{}",
-                    r["date"], r["country"], r["deviceCategory"], r["sessionDefaultChannelGroup"]
-                )
-            })
-            .collect();
-        assert_eq!(keys.len(), rows.len(), "a row twice");
+        let (n, keys) = detail_keys(&rows);
+        assert_eq!(keys.len(), n, "a row twice");
         let offsets: Vec<Value> = mock.bodies().iter().map(|b| b["offset"].clone()).collect();
         assert_eq!(
             offsets,

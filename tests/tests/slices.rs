@@ -220,15 +220,7 @@ async fn a_sliced_rest_run_writes_exactly_the_records_of_the_unsliced_run() {
 
 #[tokio::test]
 async fn a_failing_slice_fails_the_run_with_its_error_and_the_rerun_commits_every_record_once() {
-    let mock = Mock::start(MockConfig {
-        tickets: 200,
-        ..Default::default()
-    })
-    .await;
-    let window = Window {
-        start: Some(base_time()),
-        end: updated_at(200),
-    };
+    let (mock, window) = two_hundred_tickets().await;
     let local = Local::new();
     let extra = format!("{REST_INC}  slice: {{ count: 4 }}\n  parallelism: 2\n");
     let flow = rest_flow("fail", "tickets", None, &rest_props(&mock), &extra);
@@ -263,6 +255,20 @@ async fn a_failing_slice_fails_the_run_with_its_error_and_the_rerun_commits_ever
     let got = by_id(local.output("out/fail"), &[]);
     let ids: BTreeSet<u64> = got.values().map(|r| r["id"].as_u64().unwrap()).collect();
     assert_eq!(ids, (1..=200).collect::<BTreeSet<u64>>());
+}
+
+/// A mock API of 200 tickets, one a minute from `base_time()`, and the window that holds them.
+async fn two_hundred_tickets() -> (Mock, Window) {
+    let mock = Mock::start(MockConfig {
+        tickets: 200,
+        ..Default::default()
+    })
+    .await;
+    let window = Window {
+        start: Some(base_time()),
+        end: updated_at(200),
+    };
+    (mock, window)
 }
 
 /// The slice manifests under a local destination, by run: `(run, slice)` of each.
@@ -390,15 +396,7 @@ async fn an_incremental_run_committing_per_slice_resumes_from_the_slices_that_di
 
 #[tokio::test]
 async fn a_backfill_committing_per_slice_resumes_when_run_again() {
-    let mock = Mock::start(MockConfig {
-        tickets: 200,
-        ..Default::default()
-    })
-    .await;
-    let window = Window {
-        start: Some(base_time()),
-        end: updated_at(200),
-    };
+    let (mock, window) = two_hundred_tickets().await;
     let local = Local::new();
     let extra = format!("{REST_INC}  slice: {{ count: 4, commit: slice }}\n  parallelism: 4\n");
     let flow = rest_flow("bf", "tickets", None, &rest_props(&mock), &extra);

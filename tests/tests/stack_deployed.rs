@@ -501,37 +501,7 @@ async fn the_reaper_ends_a_run_whose_execution_was_aborted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sliced_flow_on_the_deployed_stack() {
     let stack = Stack::deploy().await;
-    let b = &stack.output_bucket;
-    let flow = Flow::parse(
-        &format!(
-            "name: sliced
-source:
-  connector: sample
-  entity: accounts
-  properties: {{ records: 3000, page_size: 400 }}
-  incremental: {{ field: updated_at, first_execution_from: 2000-01-01T00:00:00Z }}
-  chunk: {{ records: 400 }}
-  slice: {{ count: 2, records: 1000 }}
-  parallelism: 3
-destination:
-  s3: {{ bucket: {b}, prefix: raw }}
-  format: parquet
-trigger:
-  on_demand: {{}}
-"
-        ),
-        "sliced.yaml",
-    )
-    .expect("flow parses");
-    register(&stack, &flow).await;
-    let run = stack.run(&on_demand("sliced")).await;
-    assert!(run.succeeded(), "{}", fail_report(&stack, &run));
-    assert!(stack.denials().is_empty(), "{:#?}", stack.denials());
-    let c = stack
-        .assert_committed(&run, "raw/sliced/", "parquet", Some("id"))
-        .await;
-    assert_eq!(c.record.records_written, 3_000, "{:?}", c.record);
-    assert_eq!(c.read["rows"].as_u64(), Some(3_000));
+    let c = run_sliced_sample(&stack, "sliced", 3_000, "count: 2, records: 1000").await;
     let slices: std::collections::BTreeSet<u32> = stack
         .deps()
         .runs
@@ -551,36 +521,13 @@ trigger:
 async fn slices_committing_on_their_own_on_the_deployed_stack() {
     let stack = Stack::deploy().await;
     let b = &stack.output_bucket;
-    let flow = Flow::parse(
-        &format!(
-            "name: perslice
-source:
-  connector: sample
-  entity: accounts
-  properties: {{ records: 2000, page_size: 400 }}
-  incremental: {{ field: updated_at, first_execution_from: 2000-01-01T00:00:00Z }}
-  chunk: {{ records: 400 }}
-  slice: {{ count: 2, records: 800, commit: slice }}
-  parallelism: 3
-destination:
-  s3: {{ bucket: {b}, prefix: raw }}
-  format: parquet
-trigger:
-  on_demand: {{}}
-"
-        ),
-        "perslice.yaml",
+    run_sliced_sample(
+        &stack,
+        "perslice",
+        2_000,
+        "count: 2, records: 800, commit: slice",
     )
-    .expect("flow parses");
-    register(&stack, &flow).await;
-    let run = stack.run(&on_demand("perslice")).await;
-    assert!(run.succeeded(), "{}", fail_report(&stack, &run));
-    assert!(stack.denials().is_empty(), "{:#?}", stack.denials());
-    let c = stack
-        .assert_committed(&run, "raw/perslice/", "parquet", Some("id"))
-        .await;
-    assert_eq!(c.record.records_written, 2_000, "{:?}", c.record);
-    assert_eq!(c.read["rows"].as_u64(), Some(2_000));
+    .await;
     let manifests: Vec<String> = stack
         .keys(b, "raw/perslice/_manifests/")
         .await
@@ -596,4 +543,47 @@ trigger:
         .await
         .expect("ledger");
     assert!(ledger.slices.is_empty(), "{ledger:?}");
+}
+
+/// Register and run a sliced `sample` flow of `records` records (`slice` is the `source.slice`
+/// mapping's content) on the deployed stack: it succeeds with no denial, and exactly its records
+/// are committed as Parquet under `raw/<name>/`.
+async fn run_sliced_sample(
+    stack: &Stack,
+    name: &str,
+    records: u64,
+    slice: &str,
+) -> ferry_tests::stack::check::Committed {
+    let b = &stack.output_bucket;
+    let flow = Flow::parse(
+        &format!(
+            "name: {name}
+source:
+  connector: sample
+  entity: accounts
+  properties: {{ records: {records}, page_size: 400 }}
+  incremental: {{ field: updated_at, first_execution_from: 2000-01-01T00:00:00Z }}
+  chunk: {{ records: 400 }}
+  slice: {{ {slice} }}
+  parallelism: 3
+destination:
+  s3: {{ bucket: {b}, prefix: raw }}
+  format: parquet
+trigger:
+  on_demand: {{}}
+"
+        ),
+        "sliced.yaml",
+    )
+    .expect("flow parses");
+    register(stack, &flow).await;
+    let run = stack.run(&on_demand(name)).await;
+    assert!(run.succeeded(), "{}", fail_report(stack, &run));
+    assert!(stack.denials().is_empty(), "{:#?}", stack.denials());
+    let c = stack
+        .assert_committed(&run, &format!("raw/{name}/"), "parquet", Some("id"))
+        .await;
+    assert_eq!(c.record.records_written, records, "{:?}", c.record);
+    assert_eq!(c.read["rows"].as_u64(), Some(records));
+    c
 }
