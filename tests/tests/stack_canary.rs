@@ -299,11 +299,12 @@ async fn refused_canary_credentials_appear_nowhere_on_the_deployed_stack() {
 }
 
 /// A canary record value where a vendor connector's own typing refuses it (Zendesk's ticket
-/// `updated_at`), run on the deployed stack: the page is refused,
+/// `updated_at`, Slack's channel `created`), run on the deployed stack: the page is refused,
 /// the run fails `SourceRejected` naming the field, and the value is in no execution history,
 /// function log (debug level), run record, table item, event or object.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_canary_value_refused_by_a_vendor_connector_appears_nowhere_on_the_deployed_stack() {
+    use ferry_tests::saas::slack::SlackMock;
     use ferry_tests::saas::zendesk::ZendeskMock;
     const VAL: &str = "CANARY-vendor-value-16180";
     let stack = debug_stack().await;
@@ -312,6 +313,8 @@ async fn a_canary_value_refused_by_a_vendor_connector_appears_nowhere_on_the_dep
         ferry_tests::aws::subscribe_events(&stack.conf, &stack.outputs["EventBusName"]).await;
     let zd = ZendeskMock::start(Default::default()).await;
     zd.override_field(7, "updated_at", json!(VAL));
+    let sl = SlackMock::start(Default::default()).await;
+    sl.override_channel_field("C0000000002", "created", json!(VAL));
     let http = json!({"timeout_ms": 3000, "max_retries": 0});
     let cases = vec![(
         "zendesk",

@@ -87,6 +87,8 @@ struct Inner {
     codes: super::oauth::AuthCodes,
     /// User tokens issued through OAuth, accepted like the configured token.
     user_tokens: Mutex<BTreeSet<String>>,
+    /// (channel id, field, value) served instead of the channel's generated value.
+    overrides: Mutex<Vec<(String, String, Value)>>,
 }
 
 /// The Slack app's client id the mock knows.
@@ -149,6 +151,7 @@ impl SlackMock {
             scheduled: Mutex::new(vec![]),
             codes: Default::default(),
             user_tokens: Default::default(),
+            overrides: Default::default(),
         });
         let app = Router::new()
             .route("/oauth/v2/authorize", get(authorize))
@@ -176,6 +179,16 @@ impl SlackMock {
     pub fn push_faults(&self, faults: impl IntoIterator<Item = Fault>) {
         self.inner.common.faults.lock().unwrap().extend(faults);
     }
+    /// Serve `value` as channel `id`'s `field` in `conversations.list` (a value ferry must
+    /// refuse: the canary tests).
+    pub fn override_channel_field(&self, id: &str, field: &str, value: Value) {
+        self.inner
+            .overrides
+            .lock()
+            .unwrap()
+            .push((id.to_string(), field.to_string(), value));
+    }
+
     pub fn fault_every(&self, every: u64, faults: Vec<Fault>) {
         *self.inner.common.periodic.lock().unwrap() = Some((every, faults));
     }
@@ -404,7 +417,15 @@ async fn conversations_list(State(s): State<S>, Query(q): Query<Q>) -> Response 
     match paged(&s, "cl", &q, chans.len(), 100, 1000) {
         Err(r) => r,
         Ok((a, b, next)) => ok(
-            json!({"channels": chans[a..b].iter().map(|c| channel_json(c)).collect::<Vec<_>>()}),
+            json!({"channels": chans[a..b].iter().map(|c| {
+                let mut v = channel_json(c);
+                for (id, field, value) in s.overrides.lock().unwrap().iter() {
+                    if id == c.0 {
+                        v[field.as_str()] = value.clone();
+                    }
+                }
+                v
+            }).collect::<Vec<_>>()}),
             next,
         ),
     }
