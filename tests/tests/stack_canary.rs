@@ -299,11 +299,12 @@ async fn refused_canary_credentials_appear_nowhere_on_the_deployed_stack() {
 }
 
 /// A canary record value where a vendor connector's own typing refuses it (Zendesk's ticket
-/// `updated_at`, Slack's channel `created`), run on the deployed stack: the page is refused,
+/// `updated_at`, Slack's channel `created`, Jira's story points), run on the deployed stack: the page is refused,
 /// the run fails `SourceRejected` naming the field, and the value is in no execution history,
 /// function log (debug level), run record, table item, event or object.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_canary_value_refused_by_a_vendor_connector_appears_nowhere_on_the_deployed_stack() {
+    use ferry_tests::saas::jira::{JiraConfig, JiraMock};
     use ferry_tests::saas::slack::SlackMock;
     use ferry_tests::saas::zendesk::ZendeskMock;
     const VAL: &str = "CANARY-vendor-value-16180";
@@ -315,18 +316,37 @@ async fn a_canary_value_refused_by_a_vendor_connector_appears_nowhere_on_the_dep
     zd.override_field(7, "updated_at", json!(VAL));
     let sl = SlackMock::start(Default::default()).await;
     sl.override_channel_field("C0000000002", "created", json!(VAL));
+    let ji = JiraMock::start(JiraConfig::default()).await;
+    ji.override_field(4, "customfield_10016", json!(VAL));
     let http = json!({"timeout_ms": 3000, "max_retries": 0});
-    let cases = vec![(
-        "zendesk",
-        "tickets",
-        "updated_at",
-        json!({"base_url": zd.url(), "http": http}),
-        json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "agent@acme.test/token", "password": "zd-token-1"}),
-    )];
+    // (connector, entity, (incremental field, the field holding the canary), props, secret)
+    let cases = vec![
+        (
+            "zendesk",
+            "tickets",
+            ("updated_at", "updated_at"),
+            json!({"base_url": zd.url(), "http": http}),
+            json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "agent@acme.test/token", "password": "zd-token-1"}),
+        ),
+        (
+            "slack",
+            "conversations",
+            ("created", "created"),
+            json!({"base_url": sl.url(), "http": http}),
+            json!({"type": "bearer", "hosts": ["127.0.0.1"], "token": "xoxb-test-1"}),
+        ),
+        (
+            "jira",
+            "issues",
+            ("updated", "customfield_10016"),
+            json!({"base_url": ji.url(), "http": http}),
+            json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "me@acme.example", "password": "ATATT-jira-token"}),
+        ),
+    ];
     let deps = stack.deps();
     let b = &stack.output_bucket;
     let mut seen_everywhere = String::new();
-    for (connector, entity, field, props, secret) in cases {
+    for (connector, entity, (inc, field), props, secret) in cases {
         let profile = format!("value-{connector}");
         deps.secrets
             .put_secret(&profile, &ferry::ports::Secret::new(secret))
@@ -335,7 +355,7 @@ async fn a_canary_value_refused_by_a_vendor_connector_appears_nowhere_on_the_dep
         let name = format!("value-{connector}");
         let flow = Flow::parse(
             &format!(
-                "name: {name}\nsource:\n  connector: {connector}\n  profile: {profile}\n  entity: {entity}\n  incremental: {{ field: {field}, first_execution_from: 2000-01-01T00:00:00Z }}\n  properties: {props}\ndestination:\n  s3: {{ bucket: {b}, prefix: {connector} }}\n  format: jsonl\ntrigger: {{ on_demand: {{}} }}\n"
+                "name: {name}\nsource:\n  connector: {connector}\n  profile: {profile}\n  entity: {entity}\n  incremental: {{ field: {inc}, first_execution_from: 2000-01-01T00:00:00Z }}\n  properties: {props}\ndestination:\n  s3: {{ bucket: {b}, prefix: {connector} }}\n  format: jsonl\ntrigger: {{ on_demand: {{}} }}\n"
             ),
             "value.yaml",
         )

@@ -145,6 +145,8 @@ struct Inner {
     /// (current refresh token, access tokens issued).
     oauth: Mutex<(String, Vec<String>)>,
     codes: super::oauth::AuthCodes,
+    /// (issue number, field id, value) served instead of the generated value.
+    overrides: Mutex<Vec<(u64, String, Value)>>,
 }
 
 /// The cloud id of the mock's one site (accessible-resources).
@@ -183,6 +185,7 @@ impl JiraMock {
             jqls: Mutex::new(vec![]),
             oauth: Mutex::new((cfg_refresh, vec![])),
             codes: Default::default(),
+            overrides: Mutex::new(vec![]),
         });
         let app = Router::new()
             .route("/rest/api/3/myself", get(myself))
@@ -241,6 +244,16 @@ impl JiraMock {
         orig_updated(n, self.inner.cfg.same_time)
     }
     /// Edit issues `ns` once `after` data requests have been answered.
+    /// Serve `value` as issue `n`'s field `field` (when asked for; a value ferry must refuse:
+    /// the canary tests).
+    pub fn override_field(&self, n: u64, field: &str, value: Value) {
+        self.inner
+            .overrides
+            .lock()
+            .unwrap()
+            .push((n, field.to_string(), value));
+    }
+
     pub fn touch_after(&self, after: u64, ns: &[u64]) {
         self.inner
             .scheduled
@@ -543,9 +556,15 @@ async fn search(State(s): State<S>, body: axum::Json<Value>) -> Response {
         .skip(offset)
         .take(max)
         .map(|i| {
+            let mut fields = issue_fields(i, &asked);
+            for (n, field, v) in s.overrides.lock().unwrap().iter() {
+                if *n == i.n && fields.get(field).is_some() {
+                    fields[field.as_str()] = v.clone();
+                }
+            }
             json!({"expand": "", "id": i.id(), "key": format!("OPS-{}", i.n),
                    "self": format!("https://acme.atlassian.net/rest/api/3/issue/{}", i.id()),
-                   "fields": issue_fields(i, &asked)})
+                   "fields": fields})
         })
         .collect();
     let mut out = json!({"issues": page, "isLast": offset + max >= hits.len()});
