@@ -38,7 +38,12 @@ CREATE TABLE IF NOT EXISTS flow_state (
     schema_version INTEGER NOT NULL DEFAULT 0,
     schema TEXT,
     consecutive_failures INTEGER NOT NULL DEFAULT 0,
-    last_run_id TEXT
+    last_run_id TEXT,
+    lease_holder TEXT,
+    lease_watermark TEXT,
+    committed_run_id TEXT,
+    slices TEXT,
+    slices_rev INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -127,7 +132,8 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.execute_batch(SCHEMA)?;
-        // Columns added after the first release: added to older databases in place.
+        // Columns added after the first release (new databases have them from SCHEMA): added to
+        // older databases in place.
         for (col, ty) in [
             ("lease_holder", "TEXT"),
             ("lease_watermark", "TEXT"),
@@ -141,7 +147,11 @@ impl SqliteStore {
                 |r| r.get::<_, i64>(0),
             )? > 0;
             if !exists {
-                conn.execute_batch(&format!("ALTER TABLE flow_state ADD COLUMN {col} {ty}"))?;
+                // Another process opening the same older database may add it first.
+                match conn.execute_batch(&format!("ALTER TABLE flow_state ADD COLUMN {col} {ty}")) {
+                    Err(e) if e.to_string().contains("duplicate column name") => continue,
+                    r => r?,
+                }
                 if col == "lease_watermark" {
                     // A run in flight across the upgrade started from the current watermark.
                     conn.execute_batch(
@@ -705,5 +715,67 @@ impl RunStore for SqliteStore {
                 .map(|s| serde_json::from_str(s).map_err(js))
                 .collect()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Processes opening a new state database at the same moment (`ferry run` creating it while
+    /// `ferry runs list` polls) all get it: seen failing once with "duplicate column name" when
+    /// two of them added the same later column.
+    #[test]
+    fn concurrent_first_opens_of_one_database_all_succeed() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("ferry.db");
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let opens: Vec<_> = (0..4)
+                .map(|_| {
+                    let (p, b) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        b.wait();
+                        SqliteStore::open(&p).map(|_| ())
+                    })
+                })
+                .collect();
+            for o in opens {
+                o.join().unwrap().unwrap();
+            }
+        }
+    }
+
+    /// A database from before the later columns gets them when opened.
+    #[test]
+    fn an_older_database_gains_the_later_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.db");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE flow_state (flow TEXT PRIMARY KEY, watermark TEXT, lease_run_id TEXT,
+             lease_expires_at TEXT, schema_version INTEGER NOT NULL DEFAULT 0, schema TEXT,
+             consecutive_failures INTEGER NOT NULL DEFAULT 0, last_run_id TEXT)",
+        )
+        .unwrap();
+        drop(c);
+        SqliteStore::open(&path).unwrap();
+        let c = Connection::open(&path).unwrap();
+        for col in [
+            "lease_holder",
+            "lease_watermark",
+            "committed_run_id",
+            "slices",
+            "slices_rev",
+        ] {
+            let n: i64 = c
+                .query_row(
+                    "SELECT COUNT(*) FROM pragma_table_info('flow_state') WHERE name = ?1",
+                    params![col],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(n, 1, "{col}");
+        }
     }
 }
