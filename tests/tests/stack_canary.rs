@@ -299,12 +299,14 @@ async fn refused_canary_credentials_appear_nowhere_on_the_deployed_stack() {
 }
 
 /// A canary record value where a vendor connector's own typing refuses it (Zendesk's ticket
-/// `updated_at`, Slack's channel `created`, Jira's story points), run on the deployed stack: the page is refused,
+/// `updated_at`, Slack's channel `created`, Jira's story points, Salesforce's
+/// `NumberOfEmployees`), run on the deployed stack: the page is refused,
 /// the run fails `SourceRejected` naming the field, and the value is in no execution history,
 /// function log (debug level), run record, table item, event or object.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_canary_value_refused_by_a_vendor_connector_appears_nowhere_on_the_deployed_stack() {
     use ferry_tests::saas::jira::{JiraConfig, JiraMock};
+    use ferry_tests::saas::salesforce::{SalesforceMock, SfConfig};
     use ferry_tests::saas::slack::SlackMock;
     use ferry_tests::saas::zendesk::ZendeskMock;
     const VAL: &str = "CANARY-vendor-value-16180";
@@ -318,6 +320,10 @@ async fn a_canary_value_refused_by_a_vendor_connector_appears_nowhere_on_the_dep
     sl.override_channel_field("C0000000002", "created", json!(VAL));
     let ji = JiraMock::start(JiraConfig::default()).await;
     ji.override_field(4, "customfield_10016", json!(VAL));
+    let sf = SalesforceMock::start(SfConfig::default()).await;
+    sf.override_field(5, "NumberOfEmployees", VAL);
+    let mut sf_secret = sf.secret();
+    sf_secret["hosts"] = json!(["127.0.0.1"]);
     let http = json!({"timeout_ms": 3000, "max_retries": 0});
     // (connector, entity, (incremental field, the field holding the canary), props, secret)
     let cases = vec![
@@ -341,6 +347,13 @@ async fn a_canary_value_refused_by_a_vendor_connector_appears_nowhere_on_the_dep
             ("updated", "customfield_10016"),
             json!({"base_url": ji.url(), "http": http}),
             json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "me@acme.example", "password": "ATATT-jira-token"}),
+        ),
+        (
+            "salesforce",
+            "Account",
+            ("SystemModstamp", "NumberOfEmployees"),
+            json!({"api": "rest", "http": http}),
+            sf_secret,
         ),
     ];
     let deps = stack.deps();

@@ -104,6 +104,9 @@ struct Job {
 
 struct Inner {
     cfg: SfConfig,
+    /// (record, field, text) served instead of the generated value (a value ferry must refuse:
+    /// the canary tests).
+    overrides: Mutex<Vec<(u64, String, String)>>,
     url: Mutex<String>,
     faults: Mutex<VecDeque<SfFault>>,
     periodic: Mutex<Option<(u64, SfFault)>>,
@@ -139,6 +142,7 @@ impl SalesforceMock {
     pub async fn start(cfg: SfConfig) -> SalesforceMock {
         let inner = Arc::new(Inner {
             cfg,
+            overrides: Default::default(),
             url: Mutex::new(String::new()),
             faults: Default::default(),
             periodic: Default::default(),
@@ -216,6 +220,15 @@ impl SalesforceMock {
 
     pub fn jobs_created(&self) -> usize {
         self.inner.jobs.lock().unwrap().len()
+    }
+
+    /// Serve `text` as record `i`'s `field`, in both APIs (whatever the field's type).
+    pub fn override_field(&self, i: u64, field: &str, text: &str) {
+        self.inner
+            .overrides
+            .lock()
+            .unwrap()
+            .push((i, field.to_string(), text.to_string()));
     }
 
     /// Records `ids` are modified at `at`.
@@ -416,6 +429,15 @@ enum V {
 }
 
 fn value(s: &Inner, i: u64, field: &str) -> V {
+    if let Some((_, _, t)) = s
+        .overrides
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(n, f, _)| *n == i && f == field)
+    {
+        return V::Text(t.clone());
+    }
     let addr = !i.is_multiple_of(7);
     match field {
         "Id" => V::Text(account_id(i)),
