@@ -300,12 +300,13 @@ async fn refused_canary_credentials_appear_nowhere_on_the_deployed_stack() {
 
 /// A canary record value where a vendor connector's own typing refuses it (Zendesk's ticket
 /// `updated_at`, Slack's channel `created`, Jira's story points, Salesforce's
-/// `NumberOfEmployees`), run on the deployed stack: the page is refused,
+/// `NumberOfEmployees`, a Marketo lead's `annualRevenue`), run on the deployed stack: the page is refused,
 /// the run fails `SourceRejected` naming the field, and the value is in no execution history,
 /// function log (debug level), run record, table item, event or object.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_canary_value_refused_by_a_vendor_connector_appears_nowhere_on_the_deployed_stack() {
     use ferry_tests::saas::jira::{JiraConfig, JiraMock};
+    use ferry_tests::saas::marketo::{MarketoConfig, MarketoMock};
     use ferry_tests::saas::salesforce::{SalesforceMock, SfConfig};
     use ferry_tests::saas::slack::SlackMock;
     use ferry_tests::saas::zendesk::ZendeskMock;
@@ -324,42 +325,66 @@ async fn a_canary_value_refused_by_a_vendor_connector_appears_nowhere_on_the_dep
     sf.override_field(5, "NumberOfEmployees", VAL);
     let mut sf_secret = sf.secret();
     sf_secret["hosts"] = json!(["127.0.0.1"]);
+    let mk = MarketoMock::start(MarketoConfig::default()).await;
+    mk.override_field(3, "annualRevenue", VAL);
+    let mk_from =
+        (ferry_tests::saas::marketo::base_time() - chrono::Duration::seconds(1)).to_rfc3339();
     let http = json!({"timeout_ms": 3000, "max_retries": 0});
     // (connector, entity, (incremental field, the field holding the canary), props, secret)
     let cases = vec![
         (
             "zendesk",
             "tickets",
-            ("updated_at", "updated_at"),
+            (
+                "updated_at",
+                "updated_at",
+                "2000-01-01T00:00:00Z".to_string(),
+            ),
             json!({"base_url": zd.url(), "http": http}),
             json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "agent@acme.test/token", "password": "zd-token-1"}),
         ),
         (
             "slack",
             "conversations",
-            ("created", "created"),
+            ("created", "created", "2000-01-01T00:00:00Z".to_string()),
             json!({"base_url": sl.url(), "http": http}),
             json!({"type": "bearer", "hosts": ["127.0.0.1"], "token": "xoxb-test-1"}),
         ),
         (
             "jira",
             "issues",
-            ("updated", "customfield_10016"),
+            (
+                "updated",
+                "customfield_10016",
+                "2000-01-01T00:00:00Z".to_string(),
+            ),
             json!({"base_url": ji.url(), "http": http}),
             json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "me@acme.example", "password": "ATATT-jira-token"}),
         ),
         (
             "salesforce",
             "Account",
-            ("SystemModstamp", "NumberOfEmployees"),
+            (
+                "SystemModstamp",
+                "NumberOfEmployees",
+                "2000-01-01T00:00:00Z".to_string(),
+            ),
             json!({"api": "rest", "http": http}),
             sf_secret,
+        ),
+        (
+            "marketo",
+            "leads",
+            ("updatedAt", "annualRevenue", mk_from),
+            json!({"base_url": mk.url(), "poll_seconds": 0.01, "fields": ["email", "annualRevenue"], "http": http}),
+            json!({"type": "oauth2_client_credentials", "hosts": ["127.0.0.1"], "token_url": format!("{}/identity/oauth/token", mk.url()),
+                   "client_id": "mkto-client", "client_secret": "mkto-secret"}),
         ),
     ];
     let deps = stack.deps();
     let b = &stack.output_bucket;
     let mut seen_everywhere = String::new();
-    for (connector, entity, (inc, field), props, secret) in cases {
+    for (connector, entity, (inc, field, from), props, secret) in cases {
         let profile = format!("value-{connector}");
         deps.secrets
             .put_secret(&profile, &ferry::ports::Secret::new(secret))
@@ -368,7 +393,7 @@ async fn a_canary_value_refused_by_a_vendor_connector_appears_nowhere_on_the_dep
         let name = format!("value-{connector}");
         let flow = Flow::parse(
             &format!(
-                "name: {name}\nsource:\n  connector: {connector}\n  profile: {profile}\n  entity: {entity}\n  incremental: {{ field: {inc}, first_execution_from: 2000-01-01T00:00:00Z }}\n  properties: {props}\ndestination:\n  s3: {{ bucket: {b}, prefix: {connector} }}\n  format: jsonl\ntrigger: {{ on_demand: {{}} }}\n"
+                "name: {name}\nsource:\n  connector: {connector}\n  profile: {profile}\n  entity: {entity}\n  incremental: {{ field: {inc}, first_execution_from: \"{from}\" }}\n  properties: {props}\ndestination:\n  s3: {{ bucket: {b}, prefix: {connector} }}\n  format: jsonl\ntrigger: {{ on_demand: {{}} }}\n"
             ),
             "value.yaml",
         )

@@ -95,6 +95,9 @@ struct Job {
 
 struct Inner {
     cfg: MarketoConfig,
+    /// (lead id, field, text) written in export files instead of the generated value (a value
+    /// ferry must refuse: the canary tests).
+    overrides: Mutex<Vec<(u64, String, String)>>,
     leads: Mutex<Vec<Lead>>,
     jobs: Mutex<Vec<Job>>,
     common: super::Common,
@@ -225,6 +228,7 @@ impl MarketoMock {
             .collect();
         let inner = Arc::new(Inner {
             cfg,
+            overrides: Default::default(),
             leads: Mutex::new(leads),
             jobs: Mutex::new(vec![]),
             common: Default::default(),
@@ -305,6 +309,15 @@ impl MarketoMock {
         orig_updated(i, &self.inner.cfg)
     }
     /// Edit leads `ids` once `after` data requests have been answered.
+    /// Write `text` as lead `id`'s `field` in export files.
+    pub fn override_field(&self, id: u64, field: &str, text: &str) {
+        self.inner
+            .overrides
+            .lock()
+            .unwrap()
+            .push((id, field.to_string(), text.to_string()));
+    }
+
     pub fn touch_after(&self, after: u64, ids: &[u64]) {
         self.inner
             .scheduled
@@ -522,7 +535,13 @@ fn write_file(s: &Inner, j: &Job) -> (String, u64) {
                 let row: Vec<String> = j
                     .fields
                     .iter()
-                    .map(|f| csv_field(&lead_value(l, f)))
+                    .map(|f| {
+                        let over = s.overrides.lock().unwrap();
+                        match over.iter().find(|(i, name, _)| *i == l.id && name == f) {
+                            Some((_, _, t)) => csv_field(t),
+                            None => csv_field(&lead_value(l, f)),
+                        }
+                    })
                     .collect();
                 out.push_str(&row.join(","));
                 out.push('\n');
