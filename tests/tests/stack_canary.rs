@@ -300,11 +300,13 @@ async fn refused_canary_credentials_appear_nowhere_on_the_deployed_stack() {
 
 /// A canary record value where a vendor connector's own typing refuses it (Zendesk's ticket
 /// `updated_at`, Slack's channel `created`, Jira's story points, Salesforce's
-/// `NumberOfEmployees`, a Marketo lead's `annualRevenue`), run on the deployed stack: the page is refused,
+/// `NumberOfEmployees`, a Marketo lead's `annualRevenue`, a GA4 report's `sessions`), run on
+/// the deployed stack: the page is refused,
 /// the run fails `SourceRejected` naming the field, and the value is in no execution history,
 /// function log (debug level), run record, table item, event or object.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_canary_value_refused_by_a_vendor_connector_appears_nowhere_on_the_deployed_stack() {
+    use ferry_tests::saas::ga4::{Ga4Config, Ga4Mock};
     use ferry_tests::saas::jira::{JiraConfig, JiraMock};
     use ferry_tests::saas::marketo::{MarketoConfig, MarketoMock};
     use ferry_tests::saas::salesforce::{SalesforceMock, SfConfig};
@@ -327,6 +329,15 @@ async fn a_canary_value_refused_by_a_vendor_connector_appears_nowhere_on_the_dep
     sf_secret["hosts"] = json!(["127.0.0.1"]);
     let mk = MarketoMock::start(MarketoConfig::default()).await;
     mk.override_field(3, "annualRevenue", VAL);
+    let ga = Ga4Mock::start(Ga4Config::default()).await;
+    ga.override_metric("sessions", VAL);
+    // Days 2026-01-01 to 2026-01-03 of the mock's data: the window ends there.
+    let ga_offset = format!(
+        ", offset: {}h",
+        (chrono::Utc::now().date_naive() - chrono::NaiveDate::from_ymd_opt(2026, 1, 3).unwrap())
+            .num_days()
+            * 24
+    );
     let mk_from =
         (ferry_tests::saas::marketo::base_time() - chrono::Duration::seconds(1)).to_rfc3339();
     let http = json!({"timeout_ms": 3000, "max_retries": 0});
@@ -339,6 +350,7 @@ async fn a_canary_value_refused_by_a_vendor_connector_appears_nowhere_on_the_dep
                 "updated_at",
                 "updated_at",
                 "2000-01-01T00:00:00Z".to_string(),
+                String::new(),
             ),
             json!({"base_url": zd.url(), "http": http}),
             json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "agent@acme.test/token", "password": "zd-token-1"}),
@@ -346,7 +358,12 @@ async fn a_canary_value_refused_by_a_vendor_connector_appears_nowhere_on_the_dep
         (
             "slack",
             "conversations",
-            ("created", "created", "2000-01-01T00:00:00Z".to_string()),
+            (
+                "created",
+                "created",
+                "2000-01-01T00:00:00Z".to_string(),
+                String::new(),
+            ),
             json!({"base_url": sl.url(), "http": http}),
             json!({"type": "bearer", "hosts": ["127.0.0.1"], "token": "xoxb-test-1"}),
         ),
@@ -357,6 +374,7 @@ async fn a_canary_value_refused_by_a_vendor_connector_appears_nowhere_on_the_dep
                 "updated",
                 "customfield_10016",
                 "2000-01-01T00:00:00Z".to_string(),
+                String::new(),
             ),
             json!({"base_url": ji.url(), "http": http}),
             json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "me@acme.example", "password": "ATATT-jira-token"}),
@@ -368,6 +386,7 @@ async fn a_canary_value_refused_by_a_vendor_connector_appears_nowhere_on_the_dep
                 "SystemModstamp",
                 "NumberOfEmployees",
                 "2000-01-01T00:00:00Z".to_string(),
+                String::new(),
             ),
             json!({"api": "rest", "http": http}),
             sf_secret,
@@ -375,16 +394,31 @@ async fn a_canary_value_refused_by_a_vendor_connector_appears_nowhere_on_the_dep
         (
             "marketo",
             "leads",
-            ("updatedAt", "annualRevenue", mk_from),
+            ("updatedAt", "annualRevenue", mk_from, String::new()),
             json!({"base_url": mk.url(), "poll_seconds": 0.01, "fields": ["email", "annualRevenue"], "http": http}),
             json!({"type": "oauth2_client_credentials", "hosts": ["127.0.0.1"], "token_url": format!("{}/identity/oauth/token", mk.url()),
                    "client_id": "mkto-client", "client_secret": "mkto-secret"}),
+        ),
+        (
+            "ga4",
+            "traffic",
+            (
+                "date",
+                "sessions",
+                "2026-01-01T00:00:00Z".to_string(),
+                ga_offset,
+            ),
+            json!({"property_id": "123456789", "base_url": ga.url(), "http": http,
+                   "reports": {"traffic": {"dimensions": ["date", "country"], "metrics": ["sessions", "purchaseRevenue"]}}}),
+            json!({"type": "oauth2_refresh_token", "hosts": ["127.0.0.1"], "token_url": format!("{}/token", ga.url()),
+                   "client_id": "ga-client.apps.googleusercontent.com", "client_secret": "ga-secret",
+                   "refresh_token": "1//ga-refresh"}),
         ),
     ];
     let deps = stack.deps();
     let b = &stack.output_bucket;
     let mut seen_everywhere = String::new();
-    for (connector, entity, (inc, field, from), props, secret) in cases {
+    for (connector, entity, (inc, field, from, offset), props, secret) in cases {
         let profile = format!("value-{connector}");
         deps.secrets
             .put_secret(&profile, &ferry::ports::Secret::new(secret))
@@ -393,7 +427,7 @@ async fn a_canary_value_refused_by_a_vendor_connector_appears_nowhere_on_the_dep
         let name = format!("value-{connector}");
         let flow = Flow::parse(
             &format!(
-                "name: {name}\nsource:\n  connector: {connector}\n  profile: {profile}\n  entity: {entity}\n  incremental: {{ field: {inc}, first_execution_from: \"{from}\" }}\n  properties: {props}\ndestination:\n  s3: {{ bucket: {b}, prefix: {connector} }}\n  format: jsonl\ntrigger: {{ on_demand: {{}} }}\n"
+                "name: {name}\nsource:\n  connector: {connector}\n  profile: {profile}\n  entity: {entity}\n  incremental: {{ field: {inc}, first_execution_from: \"{from}\"{offset} }}\n  properties: {props}\ndestination:\n  s3: {{ bucket: {b}, prefix: {connector} }}\n  format: jsonl\ntrigger: {{ on_demand: {{}} }}\n"
             ),
             "value.yaml",
         )

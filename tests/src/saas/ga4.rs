@@ -107,6 +107,9 @@ struct Fact {
 
 struct Inner {
     cfg: Ga4Config,
+    /// (metric, text): the first row of every report page carries this text as that metric's
+    /// value (a value ferry must refuse: the canary tests).
+    metric_override: Mutex<Option<(String, String)>>,
     facts: Mutex<Vec<Fact>>,
     common: super::Common,
     bodies: Mutex<Vec<Value>>,
@@ -167,6 +170,7 @@ impl Ga4Mock {
         }
         let inner = Arc::new(Inner {
             cfg,
+            metric_override: Mutex::new(None),
             facts: Mutex::new(facts),
             common: Default::default(),
             bodies: Mutex::new(vec![]),
@@ -224,6 +228,11 @@ impl Ga4Mock {
     /// answered with Google's error body (`{"error": {"code", "message", "status"}}`,
     /// `UNAVAILABLE` for 503): <https://cloud.google.com/apis/design/errors#http_mapping>,
     /// <https://developers.google.com/analytics/devguides/reporting/data/v1/quotas>
+    /// Serve `text` as metric `metric`'s value in the first row of every report page.
+    pub fn override_metric(&self, metric: &str, text: &str) {
+        *self.inner.metric_override.lock().unwrap() = Some((metric.to_string(), text.to_string()));
+    }
+
     pub fn fault_every(&self, every: u64, faults: Vec<crate::Fault>) {
         *self.inner.common.periodic.lock().unwrap() = Some((every, faults));
     }
@@ -499,11 +508,19 @@ async fn run_report(
         rows.sort_by(|a, b| b.1.first().cmp(&a.1.first()));
     }
     let total = rows.len();
+    let over = s.metric_override.lock().unwrap().clone();
     let page: Vec<Value> = rows
         .iter()
         .skip(offset)
         .take(limit)
-        .map(|(k, v)| {
+        .enumerate()
+        .map(|(n, (k, v))| {
+            let mut v = v.clone();
+            if let Some((m, text)) = over.as_ref().filter(|_| n == 0) {
+                if let Some(at) = mets.iter().position(|x| x == m) {
+                    v[at] = text.clone();
+                }
+            }
             json!({"dimensionValues": k.iter().map(|x| json!({"value": x})).collect::<Vec<_>>(),
                    "metricValues": v.iter().map(|x| json!({"value": x})).collect::<Vec<_>>()})
         })
