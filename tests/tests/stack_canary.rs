@@ -191,10 +191,14 @@ async fn canaries_appear_nowhere_on_the_deployed_stack() {
 /// table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn refused_canary_credentials_appear_nowhere_on_the_deployed_stack() {
+    use ferry_tests::saas::ga4::{Ga4Config, Ga4Mock};
+    use ferry_tests::saas::github::{GitHubConfig, GitHubMock, OWNER, REPO};
     use ferry_tests::saas::hubspot::{HsConfig, HubSpotMock};
     use ferry_tests::saas::jira::{JiraConfig, JiraMock};
+    use ferry_tests::saas::marketo::{MarketoConfig, MarketoMock};
     use ferry_tests::saas::salesforce::{SalesforceMock, SfConfig};
     use ferry_tests::saas::servicenow::{ServiceNowMock, SnConfig};
+    use ferry_tests::saas::shopify::{ShopifyConfig, ShopifyMock};
     use ferry_tests::saas::slack::SlackMock;
     use ferry_tests::saas::stripe::{StripeConfig, StripeMock};
     use ferry_tests::saas::zendesk::ZendeskMock;
@@ -207,6 +211,10 @@ async fn refused_canary_credentials_appear_nowhere_on_the_deployed_stack() {
     let ji = JiraMock::start(JiraConfig::default()).await;
     let st = StripeMock::start(StripeConfig::default()).await;
     let sf = SalesforceMock::start(SfConfig::default()).await;
+    let sh = ShopifyMock::start(ShopifyConfig::default()).await;
+    let gh = GitHubMock::start(GitHubConfig::default()).await;
+    let mk = MarketoMock::start(MarketoConfig::default()).await;
+    let ga = Ga4Mock::start(Ga4Config::default()).await;
     let mut sf_secret = sf.secret();
     sf_secret["client_secret"] = json!(CRED);
     sf_secret["hosts"] = json!(["127.0.0.1"]);
@@ -253,6 +261,36 @@ async fn refused_canary_credentials_appear_nowhere_on_the_deployed_stack() {
             "Account",
             json!({"api": "rest", "http": http}),
             sf_secret,
+        ),
+        (
+            "shopify",
+            "orders",
+            json!({"shop": "acme-store", "base_url": sh.url(), "http": http}),
+            json!({"type": "api_key", "hosts": ["127.0.0.1"], "key": CRED, "header": "X-Shopify-Access-Token"}),
+        ),
+        (
+            "github",
+            "issues",
+            json!({"owner": OWNER, "repo": REPO, "base_url": gh.url(), "http": http}),
+            json!({"type": "bearer", "hosts": ["127.0.0.1"], "token": CRED}),
+        ),
+        (
+            "marketo",
+            "leads",
+            json!({"base_url": mk.url(), "poll_seconds": 0.01, "http": http}),
+            json!({"type": "oauth2_client_credentials", "hosts": ["127.0.0.1"],
+                   "token_url": format!("{}/identity/oauth/token", mk.url()),
+                   "client_id": "mkto-client", "client_secret": CRED}),
+        ),
+        (
+            "ga4",
+            "traffic",
+            json!({"property_id": "123456789", "base_url": ga.url(), "http": http,
+                   "reports": {"traffic": {"dimensions": ["date", "country"], "metrics": ["sessions"]}}}),
+            json!({"type": "oauth2_refresh_token", "hosts": ["127.0.0.1"],
+                   "token_url": format!("{}/token", ga.url()),
+                   "client_id": "ga-client.apps.googleusercontent.com", "client_secret": "ga-secret",
+                   "refresh_token": CRED}),
         ),
     ];
     let deps = stack.deps();
