@@ -379,53 +379,43 @@ async fn a_canary_value_refused_by_a_vendor_connector_appears_nowhere_on_the_dep
     let mk_from =
         (ferry_tests::saas::marketo::base_time() - chrono::Duration::seconds(1)).to_rfc3339();
     let http = json!({"timeout_ms": 3000, "max_retries": 0});
+    // (incremental field, the field holding the canary, first_execution_from, more incremental
+    // settings)
+    let since_2000 = |inc: &'static str, field: &'static str| {
+        (
+            inc,
+            field,
+            "2000-01-01T00:00:00Z".to_string(),
+            String::new(),
+        )
+    };
     // (connector, entity, (incremental field, the field holding the canary), props, secret)
     let cases = vec![
         (
             "zendesk",
             "tickets",
-            (
-                "updated_at",
-                "updated_at",
-                "2000-01-01T00:00:00Z".to_string(),
-                String::new(),
-            ),
+            since_2000("updated_at", "updated_at"),
             json!({"base_url": zd.url(), "http": http}),
             json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "agent@acme.test/token", "password": "zd-token-1"}),
         ),
         (
             "slack",
             "conversations",
-            (
-                "created",
-                "created",
-                "2000-01-01T00:00:00Z".to_string(),
-                String::new(),
-            ),
+            since_2000("created", "created"),
             json!({"base_url": sl.url(), "http": http}),
             json!({"type": "bearer", "hosts": ["127.0.0.1"], "token": "xoxb-test-1"}),
         ),
         (
             "jira",
             "issues",
-            (
-                "updated",
-                "customfield_10016",
-                "2000-01-01T00:00:00Z".to_string(),
-                String::new(),
-            ),
+            since_2000("updated", "customfield_10016"),
             json!({"base_url": ji.url(), "http": http}),
             json!({"type": "basic", "hosts": ["127.0.0.1"], "username": "me@acme.example", "password": "ATATT-jira-token"}),
         ),
         (
             "salesforce",
             "Account",
-            (
-                "SystemModstamp",
-                "NumberOfEmployees",
-                "2000-01-01T00:00:00Z".to_string(),
-                String::new(),
-            ),
+            since_2000("SystemModstamp", "NumberOfEmployees"),
             json!({"api": "rest", "http": http}),
             sf_secret,
         ),
