@@ -163,6 +163,16 @@ impl SliceConfig {
     /// The most slices of a run that commits per slice (each committed slice is kept in the
     /// flow's state until the watermark passes it).
     pub const MAX_COMMITTED_SLICES: u32 = 1_000;
+
+    /// The most slices a run with these settings is cut into (`records` halves slices up to
+    /// it): a run that commits per slice keeps each committed slice in the flow's state item,
+    /// which must stay far below DynamoDB's 400 KB item limit.
+    pub fn max_slices(&self) -> u32 {
+        match self.commit {
+            SliceCommit::Run => Self::MAX_SLICES,
+            SliceCommit::Slice => Self::MAX_COMMITTED_SLICES,
+        }
+    }
     /// The most slices read at once (a Distributed Map runs up to 10,000 child executions).
     pub const MAX_PARALLELISM: u32 = 1_000;
 }

@@ -285,7 +285,7 @@ async fn cut(
     let mut out = Vec::new();
     while let Some(w) = todo.pop() {
         if let (Some(max), Some(s)) = (cfg.records, w.start) {
-            let room = (out.len() + todo.len() + 2) as u32 <= slices::MAX_SLICES;
+            let room = (out.len() + todo.len() + 2) as u32 <= cfg.max_slices();
             let splittable = (w.end - s).num_microseconds().unwrap_or(i64::MAX) >= 2;
             if room && splittable {
                 let req = ReadRequest {
@@ -467,4 +467,60 @@ pub async fn handle(deps: &Deps, input: StartRunInput) -> Result<StartRunOutput,
         let _ = deps.runs.record_failure(&flow.name, &run_id).await;
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `records` halves dense slices, but a run that commits per slice is never cut into more
+    /// than `MAX_COMMITTED_SLICES` (each committed slice is kept in the flow's state item).
+    #[tokio::test]
+    async fn a_run_committing_per_slice_is_cut_into_at_most_its_limit() {
+        let props = serde_json::json!({"records": 100_000, "as_of": "2026-06-01T00:00:00Z"});
+        let mut source =
+            crate::connector::sample::SampleSource::from_properties(props.as_object().unwrap())
+                .unwrap();
+        let end: chrono::DateTime<Utc> = "2026-06-01T00:00:00Z".parse().unwrap();
+        source.set_run_end(end);
+        let base = ReadRequest {
+            entity: "accounts".into(),
+            window: None,
+            incremental_field: Some("updated_at".into()),
+            page_size: None,
+            filters: vec![],
+        };
+        let start = end - chrono::Duration::days(100);
+        let cfg = |commit| crate::flow::SliceConfig {
+            count: Some(1),
+            records: Some(10),
+            commit,
+        };
+        let per_slice = cut(
+            &source,
+            &base,
+            start,
+            end,
+            &cfg(crate::flow::SliceCommit::Slice),
+        )
+        .await
+        .unwrap();
+        assert!(
+            per_slice.len() as u32 <= crate::flow::SliceConfig::MAX_COMMITTED_SLICES
+                && per_slice.len() > 500,
+            "{} slices",
+            per_slice.len()
+        );
+        // Committing once, the same settings cut finer.
+        let per_run = cut(
+            &source,
+            &base,
+            start,
+            end,
+            &cfg(crate::flow::SliceCommit::Run),
+        )
+        .await
+        .unwrap();
+        assert!(per_run.len() > per_slice.len(), "{} slices", per_run.len());
+    }
 }
