@@ -39,6 +39,37 @@ async fn register_and_run(stack: &Stack, flow: &Flow) -> (String, Execution) {
 }
 
 /// Every item of the stack's table, as text.
+/// Store `secret` as `profile`, then register and run flow `name`: `connector`'s `entity` with
+/// `props` (and the `source` lines in `more`), JSON lines under the output bucket's
+/// `<connector>/` prefix.
+#[allow(clippy::too_many_arguments)]
+async fn run_with_profile(
+    stack: &Stack,
+    name: &str,
+    profile: &str,
+    secret: serde_json::Value,
+    connector: &str,
+    entity: &str,
+    more: &str,
+    props: &serde_json::Value,
+) -> (String, Execution) {
+    stack
+        .deps()
+        .secrets
+        .put_secret(profile, &ferry::ports::Secret::new(secret))
+        .await
+        .unwrap();
+    let b = &stack.output_bucket;
+    let flow = Flow::parse(
+        &format!(
+            "name: {name}\nsource:\n  connector: {connector}\n  profile: {profile}\n  entity: {entity}\n{more}  properties: {props}\ndestination:\n  s3: {{ bucket: {b}, prefix: {connector} }}\n  format: jsonl\ntrigger: {{ on_demand: {{}} }}\n"
+        ),
+        "flow.yaml",
+    )
+    .unwrap();
+    register_and_run(stack, &flow).await
+}
+
 async fn table_text(stack: &Stack) -> String {
     let table = aws_sdk_dynamodb::Client::new(&stack.conf)
         .scan()
@@ -294,23 +325,13 @@ async fn refused_canary_credentials_appear_nowhere_on_the_deployed_stack() {
         ),
     ];
     let deps = stack.deps();
-    let b = &stack.output_bucket;
     let mut histories = String::new();
     for (connector, entity, props, secret) in cases {
-        let profile = format!("cred-{connector}");
-        deps.secrets
-            .put_secret(&profile, &ferry::ports::Secret::new(secret))
-            .await
-            .unwrap();
-        let name = format!("refused-{connector}");
-        let flow = Flow::parse(
-            &format!(
-                "name: {name}\nsource:\n  connector: {connector}\n  profile: {profile}\n  entity: {entity}\n  properties: {props}\ndestination:\n  s3: {{ bucket: {b}, prefix: {connector} }}\n  format: jsonl\ntrigger: {{ on_demand: {{}} }}\n"
-            ),
-            "refused.yaml",
+        let (profile, name) = (format!("cred-{connector}"), format!("refused-{connector}"));
+        let (arn, e) = run_with_profile(
+            &stack, &name, &profile, secret, connector, entity, "", &props,
         )
-        .unwrap();
-        let (arn, e) = register_and_run(&stack, &flow).await;
+        .await;
         assert_eq!(e.status, "FAILED", "{connector}: {e:?}");
         let cause = e.cause.clone().unwrap_or_default();
         assert!(
@@ -447,20 +468,21 @@ async fn a_canary_value_refused_by_a_vendor_connector_appears_nowhere_on_the_dep
     let b = &stack.output_bucket;
     let mut seen_everywhere = String::new();
     for (connector, entity, (inc, field, from, offset), props, secret) in cases {
-        let profile = format!("value-{connector}");
-        deps.secrets
-            .put_secret(&profile, &ferry::ports::Secret::new(secret))
-            .await
-            .unwrap();
         let name = format!("value-{connector}");
-        let flow = Flow::parse(
-            &format!(
-                "name: {name}\nsource:\n  connector: {connector}\n  profile: {profile}\n  entity: {entity}\n  incremental: {{ field: {inc}, first_execution_from: \"{from}\"{offset} }}\n  properties: {props}\ndestination:\n  s3: {{ bucket: {b}, prefix: {connector} }}\n  format: jsonl\ntrigger: {{ on_demand: {{}} }}\n"
-            ),
-            "value.yaml",
+        let incremental = format!(
+            "  incremental: {{ field: {inc}, first_execution_from: \"{from}\"{offset} }}\n"
+        );
+        let (arn, e) = run_with_profile(
+            &stack,
+            &name,
+            &name,
+            secret,
+            connector,
+            entity,
+            &incremental,
+            &props,
         )
-        .unwrap();
-        let (arn, e) = register_and_run(&stack, &flow).await;
+        .await;
         assert_eq!(e.status, "FAILED", "{connector}: {e:?}\n{}", stack.logs());
         assert_eq!(
             e.error.as_deref(),

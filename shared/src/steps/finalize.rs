@@ -168,12 +168,14 @@ fn slice_manifest_key(flow: &Flow, run: &RunContext, index: u32) -> String {
     )
 }
 
-/// Whether an object (by its chunk number) belongs to one of `committed`'s slices.
+/// The slice an object of the run was written by (from the chunk number in its name).
+fn slice_of_key(key: &str) -> Option<u32> {
+    crate::output::layout::chunk_of_key(key).map(super::slices::slice_of_chunk)
+}
+
+/// Whether an object belongs to one of `committed`'s slices.
 fn in_committed(key: &str, committed: &[crate::model::CommittedSlice]) -> bool {
-    crate::output::layout::chunk_of_key(key).is_some_and(|c| {
-        let s = super::slices::slice_of_chunk(c);
-        committed.iter().any(|x| x.index == s)
-    })
+    slice_of_key(key).is_some_and(|s| committed.iter().any(|x| x.index == s))
 }
 
 /// A run's own committed slices, as the flow's ledger holds them.
@@ -229,9 +231,7 @@ async fn commit_slice(
     // Leftovers of this slice's crashed attempts go before its manifest vouches for it.
     let listed: std::collections::BTreeSet<&str> = files.iter().map(|f| f.key.as_str()).collect();
     for k in run_objects(store.as_ref(), &flow, run).await? {
-        let ours = crate::output::layout::chunk_of_key(&k)
-            .is_some_and(|c| super::slices::slice_of_chunk(c) == item.index);
-        if ours && !listed.contains(k.as_str()) {
+        if slice_of_key(&k) == Some(item.index) && !listed.contains(k.as_str()) {
             tracing::info!(run_id = %run.run_id, key = %k, "removing an object no chunk result recorded");
             store.delete(&k).await?;
         }
@@ -267,7 +267,8 @@ async fn commit_slice(
     for _ in 0..100 {
         let ledger = deps.runs.slice_ledger(&run.flow).await?;
         if ledger.slices.contains(&this) {
-            break;
+            // A retry recorded it meanwhile.
+            return Ok(());
         }
         let mut slices = ledger.slices;
         slices.push(this.clone());
@@ -524,7 +525,7 @@ async fn succeed(deps: &Deps, run: &RunContext) -> Result<RunRecord, StepError> 
     let mut rec = rec;
     super::renew_lease(deps, run).await?;
     let (flow, _) = load_flow(deps, &run.flow, Some(run.flow_version)).await?;
-    let files = totals(deps, run, &mut rec).await?;
+    let results = deps.runs.chunk_results(&run.run_id).await?;
     let ledger = deps.runs.slice_ledger(&run.flow).await?;
     let mine: Vec<_> = ledger
         .slices
@@ -532,25 +533,23 @@ async fn succeed(deps: &Deps, run: &RunContext) -> Result<RunRecord, StepError> 
         .filter(|c| c.run_id == run.run_id)
         .cloned()
         .collect();
+    // Committed slices were checked as they committed; the rest is checked here.
+    let rest: Vec<_> = results
+        .iter()
+        .filter(|r| {
+            !mine
+                .iter()
+                .any(|c| c.index == super::slices::slice_of_chunk(r.chunk))
+        })
+        .cloned()
+        .collect();
+    let files = totals_of(results, &mut rec);
     if mine.is_empty() {
         check_rejected(&flow, &rec, "run")?;
-    } else {
-        // Committed slices were checked as they committed; the rest is checked here.
-        let mut rest = rec.clone();
-        let results: Vec<_> = deps
-            .runs
-            .chunk_results(&run.run_id)
-            .await?
-            .into_iter()
-            .filter(|r| {
-                let s = super::slices::slice_of_chunk(r.chunk);
-                !mine.iter().any(|c| c.index == s)
-            })
-            .collect();
-        if !results.is_empty() {
-            totals_of(results, &mut rest);
-            check_rejected(&flow, &rest, "run's other slices")?;
-        }
+    } else if !rest.is_empty() {
+        let mut others = rec.clone();
+        totals_of(rest, &mut others);
+        check_rejected(&flow, &others, "run's other slices")?;
     }
     let now = deps.clock.now();
     let store = deps
