@@ -3,7 +3,7 @@
 
 Run through `scripts/bench.sh e2e` (which builds the release binaries and the venv first).
 
-The API is `bench-api` (tests/src/bin/bench-api.rs): pre-rendered pages of flat ~460-byte
+The API is `bench-api` (bench/src/main.rs): pre-rendered pages of flat ~460-byte
 records, cursor and offset paging, on one core. For each paging style, in interleaved rounds:
   ferry      `ferry run` on the embedded engine, rest connector, Parquet to a local directory
   dlt-arrow  dlt's rest_api source, each page turned into a pyarrow Table (dlt's Arrow path),
@@ -179,7 +179,7 @@ def run_one(tool, style, url, work, json_bytes):
 def main():
     for b in (FERRY, API):
         if not os.path.exists(b):
-            sys.exit(f"{b} is missing: build it with `cargo build --release --workspace --bins`")
+            sys.exit(f"{b} is missing: build them with `cargo build --release && cargo build --release -p ferry-bench` (scripts/bench.sh e2e)")
     work = tempfile.mkdtemp(prefix="ferry-bench-")
     api = subprocess.Popen(
         [API, "serve", "--records", str(RECORDS), "--page", str(PAGE)],

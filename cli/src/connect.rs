@@ -261,20 +261,21 @@ async fn api_properties(
     p: &Pending,
     secret: &Value,
 ) -> Result<Vec<(String, Value)>> {
+    use ferry::connector::registry::ApiHostProperty as A;
     let base = p.api_origin();
     let fixed = consent.api_host.is_some_and(|h| h == p.api_host);
-    Ok(match args.connector.as_str() {
-        "zendesk" => match p.api_host.strip_suffix(".zendesk.com") {
+    let connector = REGISTRY.get(&args.connector).map(|c| c.api_host_property);
+    Ok(match connector.unwrap_or(A::None) {
+        A::Subdomain(suffix) => match p.api_host.strip_suffix(suffix) {
             Some(sub) => vec![("subdomain".into(), json!(sub))],
             None => vec![("base_url".into(), json!(base))],
         },
-        "servicenow" => vec![("instance_url".into(), json!(base))],
-        "hubspot" | "ga4" if !fixed => vec![("base_url".into(), json!(base))],
+        A::InstanceUrl => vec![("instance_url".into(), json!(base))],
         // Slack's Web API base includes its `/api` path.
-        "slack" if !fixed => vec![("base_url".into(), json!(format!("{base}/api")))],
+        A::BaseUrl(path) if !fixed => vec![("base_url".into(), json!(format!("{base}{path}")))],
         // Jira's 3LO base names the site's cloud id, which only the token can tell.
-        "jira" => jira_site(p, secret, args.site.as_deref()).await?,
-        _ => vec![],
+        A::TokenSite => jira_site(p, secret, args.site.as_deref()).await?,
+        A::BaseUrl(_) | A::None => vec![],
     })
 }
 

@@ -60,24 +60,12 @@ const KNOWN_TOP_LEVEL: &[&str] = &[
 ];
 
 /// The field an AppFlow incremental pull uses when the flow names none: each connector's own
-/// last-modified field in ferry.
+/// last-modified field in ferry (its registry entry).
 fn default_incremental_field(connector: &str, entity: &str) -> Option<String> {
-    Some(
-        match (connector, entity) {
-            ("salesforce", _) => "LastModifiedDate",
-            ("zendesk", _) => "updated_at",
-            ("servicenow", _) => "sys_updated_on",
-            ("slack", "messages") => "posted_at",
-            ("slack", _) => "updated",
-            ("hubspot", "contacts") => "lastmodifieddate",
-            ("hubspot", _) => "hs_lastmodifieddate",
-            ("marketo", "activities") => "activityDate",
-            ("marketo", _) => "updatedAt",
-            ("ga4", _) => "date",
-            _ => return None,
-        }
-        .to_string(),
-    )
+    ferry::connector::REGISTRY
+        .get(connector)?
+        .last_modified_field(entity)
+        .map(str::to_string)
 }
 
 /// Lower-case the first letter of CamelCase keys (CloudFormation spells `FlowName`, the API
@@ -875,17 +863,15 @@ impl Translator {
                 properties.insert(p.to_string(), v);
             }
         }
-        let needs = |p: &Map<String, Value>, any: &[&str]| any.iter().any(|k| p.contains_key(*k));
-        match connector.as_str() {
-            "zendesk" if !needs(&properties, &["subdomain", "base_url"]) => self.problem(
-                "sourceFlowConfig.connectorProfileName",
-                "the Zendesk subdomain is part of the AppFlow connector profile, not the flow; pass --set properties.subdomain=SUBDOMAIN, and bind the ferry profile to that host (`ferry profiles put NAME --file creds.json --host SUBDOMAIN.zendesk.com`, docs/security.md)",
-            ),
-            "servicenow" if !needs(&properties, &["instance_url"]) => self.problem(
-                "sourceFlowConfig.connectorProfileName",
-                "the ServiceNow instance is part of the AppFlow connector profile, not the flow; pass --set properties.instance_url=https://INSTANCE.service-now.com, and bind the ferry profile to that host (`ferry profiles put NAME --file creds.json --host INSTANCE.service-now.com`, docs/security.md)",
-            ),
-            _ => {}
+        // Settings AppFlow keeps in its connector profile (a Zendesk subdomain, a ServiceNow
+        // instance): the connector's registry entry names them and says how to pass them.
+        if let Some((any, hint)) = ferry::connector::REGISTRY
+            .get(&connector)
+            .and_then(|c| c.account_properties)
+        {
+            if !any.iter().any(|k| properties.contains_key(*k)) {
+                self.problem("sourceFlowConfig.connectorProfileName", hint);
+            }
         }
         if !properties.is_empty() {
             out.insert("properties".into(), Value::Object(properties));

@@ -230,19 +230,11 @@ fn require_hosts(connector: Option<&str>, v: &Value) -> Result<(), String> {
     if kind == Some("none") || salesforce || !hosts_of(v).is_empty() {
         return Ok(());
     }
-    let example = match connector.unwrap_or_default() {
-        "zendesk" => "acme.zendesk.com",
-        "servicenow" => "acme.service-now.com",
-        "hubspot" => "api.hubapi.com",
-        "slack" => "slack.com",
-        "stripe" => "api.stripe.com",
-        "github" => "api.github.com",
-        "shopify" => "acme.myshopify.com",
-        "jira" => "acme.atlassian.net",
-        "marketo" => "123-abc-456.mktorest.com",
-        "ga4" => "analyticsdata.googleapis.com",
-        _ => "api.acme.com",
-    };
+    let example = connector
+        .and_then(|c| ferry::connector::REGISTRY.get(c))
+        .map(|c| c.example_host)
+        .filter(|h| !h.is_empty())
+        .unwrap_or("api.acme.com");
     Err(format!(
         "the secret names no hosts its credentials may go to; pass --host (e.g. --host {example}) or add \"hosts\": [\"{example}\"] to it (docs/security.md)"
     ))
@@ -395,19 +387,10 @@ pub async fn delete(home: &Path, name: &str, json_out: bool) -> Result<i32> {
     Ok(0)
 }
 
-/// The entity a profile test reads one record of (or describes), per connector.
+/// The entity a profile test reads one record of (or describes): the connector's registry
+/// entry names it.
 fn probe_entity(connector: &str) -> Option<&'static str> {
-    Some(match connector {
-        "salesforce" => "Account",
-        "zendesk" => "groups",
-        "servicenow" => "sys_user",
-        "hubspot" => "contacts",
-        "slack" => "users",
-        "stripe" => "customers",
-        "shopify" => "products",
-        "github" => "issues",
-        _ => return None,
-    })
+    ferry::connector::REGISTRY.get(connector)?.probe_entity
 }
 
 /// One cheap authenticated call through the connector.

@@ -21,6 +21,7 @@ pub mod output;
 pub mod ports;
 pub mod schema;
 pub mod steps;
+pub mod time;
 pub mod transform;
 
 pub use error::{ErrorKind, StepError};

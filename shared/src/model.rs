@@ -325,25 +325,8 @@ pub fn report_detail(
     })
 }
 
-/// A datetime value: RFC 3339 text, or epoch seconds/milliseconds as a number.
+/// A datetime value: RFC 3339 text (or `YYYY-MM-DD HH:MM:SS` in UTC), or epoch
+/// seconds/milliseconds ([`crate::time::time`]).
 pub fn parse_time(v: &serde_json::Value) -> Option<DateTime<Utc>> {
-    match v {
-        serde_json::Value::String(s) => DateTime::parse_from_rfc3339(s)
-            .map(|t| t.with_timezone(&Utc))
-            .ok()
-            .or_else(|| {
-                chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
-                    .ok()
-                    .map(|n| n.and_utc())
-            }),
-        serde_json::Value::Number(n) => {
-            let x = n.as_i64()?;
-            if x > 100_000_000_000 {
-                DateTime::from_timestamp_millis(x)
-            } else {
-                DateTime::from_timestamp(x, 0)
-            }
-        }
-        _ => None,
-    }
+    crate::time::time(v)
 }

@@ -337,171 +337,6 @@ impl Consent {
     }
 }
 
-/// Salesforce: web server flow with PKCE; `refresh_token` scope for a refresh token; the token
-/// response's `instance_url` is the org's API host.
-pub static SALESFORCE: Consent = Consent {
-    authorize: "https://{host}/services/oauth2/authorize",
-    token: "https://{host}/services/oauth2/token",
-    api_host: None,
-    default_host: Some("login.salesforce.com"),
-    host_hint: "the login host: login.salesforce.com, test.salesforce.com (sandbox) or your My Domain (acme.my.salesforce.com)",
-    scopes: &["api", "refresh_token"],
-    scope_param: "scope",
-    scope_separator: " ",
-    pkce: true,
-    body: TokenBody::Form,
-    shape: TokenShape::Standard,
-    redirect_host: "localhost",
-    extra: &[("prompt", "consent")],
-    client_auth: ClientAuth::Body,
-    needs_client_secret: false,
-    docs: "https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_oauth_web_server_flow.htm",
-};
-
-/// HubSpot: app.hubspot.com consent, api.hubapi.com tokens; redirects must name a domain
-/// (`localhost`), never an IP address; the client secret is required.
-pub static HUBSPOT: Consent = Consent {
-    authorize: "https://{host}/oauth/authorize",
-    token: "https://api.hubapi.com/oauth/v1/token",
-    api_host: Some("api.hubapi.com"),
-    default_host: Some("app.hubspot.com"),
-    host_hint: "app.hubspot.com",
-    scopes: &[
-        "oauth",
-        "crm.objects.contacts.read",
-        "crm.objects.companies.read",
-        "crm.objects.deals.read",
-        "tickets",
-    ],
-    scope_param: "scope",
-    scope_separator: " ",
-    pkce: false,
-    body: TokenBody::Form,
-    shape: TokenShape::Standard,
-    redirect_host: "localhost",
-    extra: &[],
-    client_auth: ClientAuth::Body,
-    needs_client_secret: true,
-    docs: "https://developers.hubspot.com/docs/apps/legacy-apps/authentication/working-with-oauth",
-};
-
-/// Google (the `ga4` connector), an installed app's consent: fixed Google hosts (`--host` only
-/// for a stand-in server), PKCE S256, a loopback redirect on `127.0.0.1`, `access_type=offline`
-/// for a refresh token and `prompt=consent` so that a second connect gets one too; the code is
-/// redeemed with the client secret in the form body.
-pub static GOOGLE: Consent = Consent {
-    authorize: "https://accounts.google.com/o/oauth2/v2/auth",
-    token: "https://oauth2.googleapis.com/token",
-    api_host: Some("analyticsdata.googleapis.com"),
-    default_host: Some("accounts.google.com"),
-    host_hint: "accounts.google.com (Google's own; another host only for a stand-in server)",
-    scopes: &["https://www.googleapis.com/auth/analytics.readonly"],
-    scope_param: "scope",
-    scope_separator: " ",
-    pkce: true,
-    body: TokenBody::Form,
-    shape: TokenShape::Standard,
-    redirect_host: "127.0.0.1",
-    extra: &[("access_type", "offline"), ("prompt", "consent")],
-    client_auth: ClientAuth::Body,
-    needs_client_secret: true,
-    docs: "https://developers.google.com/identity/protocols/oauth2/native-app",
-};
-
-/// Atlassian (the `jira` connector), OAuth 2.0 (3LO): fixed hosts (`--host` only for a
-/// stand-in server), `audience=api.atlassian.com` and `prompt=consent` on the authorize
-/// request, `offline_access` for a refresh token (rotating), the code redeemed with a JSON body
-/// holding the client secret. The API is `api.atlassian.com/ex/jira/<cloud id>`: after the
-/// exchange `ferry profiles connect` asks `/oauth/token/accessible-resources` for the site.
-pub static ATLASSIAN: Consent = Consent {
-    authorize: "https://auth.atlassian.com/authorize",
-    token: "https://auth.atlassian.com/oauth/token",
-    api_host: Some("api.atlassian.com"),
-    default_host: Some("auth.atlassian.com"),
-    host_hint: "auth.atlassian.com (Atlassian's own; another host only for a stand-in server)",
-    scopes: &["read:jira-work", "read:jira-user", "offline_access"],
-    scope_param: "scope",
-    scope_separator: " ",
-    pkce: false,
-    body: TokenBody::Json,
-    shape: TokenShape::Standard,
-    redirect_host: "localhost",
-    extra: &[("audience", "api.atlassian.com"), ("prompt", "consent")],
-    client_auth: ClientAuth::Body,
-    needs_client_secret: true,
-    docs: "https://developer.atlassian.com/cloud/jira/platform/oauth-2-3lo-apps/",
-};
-
-/// Zendesk: the account's subdomain hosts both endpoints; PKCE S256; a JSON token request;
-/// refresh tokens rotate.
-pub static ZENDESK: Consent = Consent {
-    authorize: "https://{host}/oauth/authorizations/new",
-    token: "https://{host}/oauth/tokens",
-    api_host: None,
-    default_host: None,
-    host_hint: "your Zendesk host, e.g. --host acme.zendesk.com",
-    scopes: &["read"],
-    scope_param: "scope",
-    scope_separator: " ",
-    pkce: true,
-    body: TokenBody::Json,
-    shape: TokenShape::Standard,
-    redirect_host: "127.0.0.1",
-    extra: &[],
-    client_auth: ClientAuth::Body,
-    needs_client_secret: false,
-    docs: "https://developer.zendesk.com/documentation/ticketing/working-with-oauth/oauth-pkce",
-};
-
-/// ServiceNow: the instance's `oauth_auth.do` / `oauth_token.do`; `state` is required by
-/// default; scope `useraccount` (the token carries the authorizing user's roles).
-pub static SERVICENOW: Consent = Consent {
-    authorize: "https://{host}/oauth_auth.do",
-    token: "https://{host}/oauth_token.do",
-    api_host: None,
-    default_host: None,
-    host_hint: "your instance host, e.g. --host acme.service-now.com",
-    scopes: &["useraccount"],
-    scope_param: "scope",
-    scope_separator: " ",
-    pkce: true,
-    body: TokenBody::Form,
-    shape: TokenShape::Standard,
-    redirect_host: "127.0.0.1",
-    extra: &[],
-    client_auth: ClientAuth::Body,
-    needs_client_secret: false,
-    docs: "https://www.servicenow.com/docs/r/zurich/platform-security/authentication/authorization-workflow.html",
-};
-
-/// Slack: PKCE apps may redirect to localhost but then only get user scopes (`user_scope`,
-/// comma-separated); the user token is under `authed_user`; refresh tokens only with token
-/// rotation on.
-pub static SLACK: Consent = Consent {
-    authorize: "https://{host}/oauth/v2/authorize",
-    token: "https://{host}/api/oauth.v2.access",
-    api_host: Some("slack.com"),
-    default_host: Some("slack.com"),
-    host_hint: "slack.com",
-    scopes: &[
-        "channels:read",
-        "channels:history",
-        "groups:read",
-        "groups:history",
-        "users:read",
-    ],
-    scope_param: "user_scope",
-    scope_separator: ",",
-    pkce: true,
-    body: TokenBody::Form,
-    shape: TokenShape::SlackUser,
-    redirect_host: "localhost",
-    extra: &[],
-    client_auth: ClientAuth::Body,
-    needs_client_secret: false,
-    docs: "https://docs.slack.dev/authentication/using-pkce",
-};
-
 /// The Jira sites a 3LO access token reaches, as `(cloud id, site URL)`:
 /// `GET https://api.atlassian.com/oauth/token/accessible-resources` (the consent's API host).
 /// <https://developer.atlassian.com/cloud/jira/platform/oauth-2-3lo-apps/#3--make-calls-to-the-api-using-the-access-token>
@@ -557,7 +392,7 @@ mod tests {
 
     #[test]
     fn the_authorize_url_carries_state_scopes_and_the_challenge() {
-        let p = ZENDESK
+        let p = super::super::zendesk::CONSENT
             .begin(
                 Some("https://Acme.zendesk.com/"),
                 "ferry",
@@ -575,7 +410,7 @@ mod tests {
         assert_eq!(q["code_challenge"], challenge(&p.verifier));
         assert_eq!(q["code_challenge_method"], "S256");
         assert_eq!(p.token_url, "https://acme.zendesk.com/oauth/tokens");
-        let slack = SLACK
+        let slack = super::super::slack::CONSENT
             .begin(None, "c", "http://localhost:1/callback", None)
             .unwrap();
         assert!(slack
@@ -585,7 +420,7 @@ mod tests {
 
     #[test]
     fn a_vendor_without_a_default_host_needs_one() {
-        let e = SERVICENOW
+        let e = super::super::servicenow::CONSENT
             .begin(None, "c", "http://127.0.0.1:1/callback", None)
             .unwrap_err();
         assert!(e.contains("--host"), "{e}");
@@ -594,10 +429,10 @@ mod tests {
 
     #[test]
     fn secrets_are_bound_to_the_vendors_hosts() {
-        let p = SALESFORCE
+        let p = super::super::salesforce::CONSENT
             .begin(None, "c", "http://localhost:1/callback", None)
             .unwrap();
-        let s = SALESFORCE
+        let s = super::super::salesforce::CONSENT
             .secret(
                 &p,
                 &json!({"access_token": "a", "refresh_token": "r",
@@ -612,10 +447,10 @@ mod tests {
             json!(["login.salesforce.com", "acme.my.salesforce.com"])
         );
         assert_eq!(s["instance_url"], "https://acme.my.salesforce.com");
-        let p = SLACK
+        let p = super::super::slack::CONSENT
             .begin(None, "c", "http://localhost:1/callback", None)
             .unwrap();
-        let s = SLACK
+        let s = super::super::slack::CONSENT
             .secret(
                 &p,
                 &json!({"ok": true, "authed_user": {"access_token": "xoxp-1"}}),
@@ -627,10 +462,10 @@ mod tests {
             s,
             json!({"type": "bearer", "token": "xoxp-1", "hosts": ["slack.com"]})
         );
-        let p = HUBSPOT
+        let p = super::super::hubspot::CONSENT
             .begin(None, "c", "http://localhost:1/callback", None)
             .unwrap();
-        let s = HUBSPOT
+        let s = super::super::hubspot::CONSENT
             .secret(
                 &p,
                 &json!({"accessToken": "a", "refreshToken": "r", "expiresIn": 1800}),

@@ -1,26 +1,31 @@
-//! Shaping vendor records to the fields a connector declares, for connectors with a fixed
-//! schema (zendesk, slack). Vendors format the same kind of value differently — epoch seconds
-//! here, epoch milliseconds there, RFC 3339 text elsewhere, ids as numbers or as strings, nested
-//! objects where a column is flat — and transform-batch decodes staged records strictly against
-//! the declared Arrow types. [`shape`] turns one vendor record into an object holding exactly the
-//! declared fields, in declared order, each value in the form its declared type decodes from:
+//! The one value-coercion function of the connectors ([`value_in`]) and record shaping.
+//! Vendors format the same kind of value differently — epoch seconds here, epoch milliseconds
+//! there, RFC 3339 text elsewhere, `2026-01-01 10:00:00` in ServiceNow, `…000+0000` in
+//! Salesforce, `"TRUE"` in a Bulk CSV, ids as numbers or as strings — and transform-batch
+//! decodes staged records strictly against the declared Arrow types. A connector names its
+//! vendor's spelling as data (a [`Dialect`]: time formats, epoch unit, boolean words) and reads
+//! every value through [`value_in`]; [`shape`] turns one vendor record into an object holding
+//! exactly the declared fields, in declared order, each value in the form its declared type
+//! decodes from (plain JSON, [`Dialect::JSON`]):
 //!
 //! | declared | accepted from the vendor | staged as |
 //! |---|---|---|
-//! | `timestamp` | RFC 3339 text, epoch seconds or milliseconds (number or numeric text), Slack `ts` text (`"1512085950.000216"`) | RFC 3339 text, microseconds kept |
+//! | `timestamp` | RFC 3339 text, the dialect's time formats, epoch seconds or milliseconds (number or numeric text), Slack `ts` text (`"1512085950.000216"`) | RFC 3339 text, microseconds kept |
 //! | `integer` | integer, integral float, numeric text | number |
+//! | `decimal(p, s)` | number, numeric text, fitting `p` | exact text at scale `s` |
 //! | `float` | number, numeric text | number |
-//! | `boolean` | boolean, `"true"`/`"false"`, 0/1 | boolean |
+//! | `boolean` | boolean, `"true"`/`"false"` and the dialect's words, 0/1 | boolean |
+//! | `date` | `YYYY-MM-DD` (with the dialect's `date_prefix`, the start of longer text) | text |
 //! | `string` | text; numbers and booleans as their text; objects/arrays as JSON text | text |
 //! | `json` | anything | JSON text |
-//! | `array` of scalars | array | array, items shaped |
+//! | `array` / `object` | array / object, items and fields shaped | array / object |
 //!
 //! Missing fields and JSON `null` become `null`; an empty string in a non-text column becomes
 //! `null` too (vendors use `""` for "unset"). A value that cannot be read as its declared type
-//! is an error naming the field and the record, not a silent null.
+//! is an error naming the field and what the value is (never the value), not a silent null.
 
 use super::{FieldInfo, FieldType};
-use chrono::{DateTime, SecondsFormat, Utc};
+pub use crate::time::{rfc3339, time, time_in, time_text, Dialect, Epoch};
 use serde_json::{Map, Value};
 
 /// Field constructors for fixed-schema connectors' field tables.
@@ -79,60 +84,66 @@ pub fn find_entity<'a, T>(
     })
 }
 
-/// A record with exactly `fields`, shaped to their types. `Err` names the field and the value.
+/// A record with exactly `fields`, shaped to their types (plain JSON). `Err` names the field.
 pub fn shape(record: &Value, fields: &[FieldInfo]) -> Result<Value, String> {
+    shape_in(record, fields, &Dialect::JSON)
+}
+
+/// [`shape`] in the vendor's `dialect`.
+pub fn shape_in(record: &Value, fields: &[FieldInfo], d: &Dialect) -> Result<Value, String> {
     let mut out = Map::with_capacity(fields.len());
     for f in fields {
         let v = record.get(&f.name).unwrap_or(&Value::Null);
-        let shaped = value(v, &f.data_type).map_err(|why| format!("field `{}`: {why}", f.name))?;
+        let shaped =
+            value_in(v, &f.data_type, d).map_err(|why| format!("field `{}`: {why}", f.name))?;
         out.insert(f.name.clone(), shaped);
     }
     Ok(Value::Object(out))
 }
 
-/// One value shaped to `t`.
+/// One value shaped to `t`, read as plain JSON ([`Dialect::JSON`]).
 pub fn value(v: &Value, t: &FieldType) -> Result<Value, String> {
+    value_in(v, t, &Dialect::JSON)
+}
+
+/// One value shaped to `t`, read in the vendor's `dialect`. `Err` says what the value is and
+/// what was due, never the value itself (error messages never carry record values).
+pub fn value_in(v: &Value, t: &FieldType, d: &Dialect) -> Result<Value, String> {
     if v.is_null() {
         return Ok(Value::Null);
     }
-    if !matches!(t, FieldType::String | FieldType::Json) && v.as_str() == Some("") {
+    if v.as_str() == Some("")
+        && (d.empty_text_is_null || !matches!(t, FieldType::String | FieldType::Json))
+    {
         return Ok(Value::Null);
     }
-    // The value itself is not quoted: error messages never carry record values.
     let bad = || format!("{} is not a {}", describe(v), type_label(t));
+    // A whole number written as a float (`3.0`) is an integer.
+    let whole = |x: Option<f64>| match x {
+        Some(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => Ok(Value::from(x as i64)),
+        _ => Err(bad()),
+    };
     Ok(match t {
         FieldType::Json => Value::String(v.to_string()),
         FieldType::String => match v {
             Value::String(_) => v.clone(),
-            Value::Number(_) | Value::Bool(_) => Value::String(v.to_string()),
             _ => Value::String(v.to_string()),
         },
         FieldType::Integer => match v {
             Value::Number(n) if n.is_i64() || n.is_u64() => v.clone(),
-            Value::Number(n) => match n.as_f64() {
-                Some(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => Value::from(x as i64),
-                _ => return Err(bad()),
+            Value::Number(n) => whole(n.as_f64())?,
+            Value::String(s) => match s.trim().parse::<i64>() {
+                Ok(i) => Value::from(i),
+                Err(_) => whole(s.trim().parse::<f64>().ok())?,
             },
-            Value::String(s) => Value::from(s.trim().parse::<i64>().map_err(|_| bad())?),
             _ => return Err(bad()),
         },
-        // Decimal text stays text: Arrow reads it into the decimal column exactly, where a
-        // float would round money (`"0.10"` is not 0.1 as f64).
-        FieldType::Decimal { .. } => match v {
-            Value::Number(_) => v.clone(),
-            Value::String(s) => {
-                let t = s.trim();
-                arrow::compute::kernels::cast_utils::parse_decimal::<
-                    arrow::datatypes::Decimal128Type,
-                >(t, 38, 0)
-                .or_else(|_| {
-                    arrow::compute::kernels::cast_utils::parse_decimal::<
-                        arrow::datatypes::Decimal128Type,
-                    >(t, 38, 9)
-                })
-                .map_err(|_| bad())?;
-                Value::String(t.to_string())
-            }
+        // Decimals become their exact text at the column's scale (`1500.5` at scale 2 is
+        // `"1500.50"`), which Arrow reads into the decimal column exactly, where a float
+        // would round money (`"0.10"` is not 0.1 as f64).
+        FieldType::Decimal { precision, scale } => match v {
+            Value::Number(n) => decimal(&n.to_string(), *precision, *scale).ok_or_else(bad)?,
+            Value::String(s) => decimal(s, *precision, *scale).ok_or_else(bad)?,
             _ => return Err(bad()),
         },
         FieldType::Float => match v {
@@ -147,85 +158,61 @@ pub fn value(v: &Value, t: &FieldType) -> Result<Value, String> {
         },
         FieldType::Boolean => match v {
             Value::Bool(_) => v.clone(),
-            Value::String(s) if s == "true" => Value::Bool(true),
-            Value::String(s) if s == "false" => Value::Bool(false),
-            Value::Number(n) if n.as_i64() == Some(0) => Value::Bool(false),
-            Value::Number(n) if n.as_i64() == Some(1) => Value::Bool(true),
-            _ => return Err(bad()),
-        },
-        FieldType::Timestamp => Value::String(rfc3339(time(v).ok_or_else(bad)?)),
-        // The first ten characters, on a char boundary: `s[..10]` panicked on text such as
-        // "2026-01-0é" whose byte 10 falls inside a character.
-        FieldType::Date => match v.as_str().and_then(|s| s.get(..10)) {
-            Some(d) if chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_ok() => {
-                Value::String(d.to_string())
+            Value::String(s) if s == "true" || d.true_words.contains(&s.as_str()) => {
+                Value::Bool(true)
             }
+            Value::String(s) if s == "false" || d.false_words.contains(&s.as_str()) => {
+                Value::Bool(false)
+            }
+            Value::Number(n) if d.numeric_booleans && n.as_i64() == Some(0) => Value::Bool(false),
+            Value::Number(n) if d.numeric_booleans && n.as_i64() == Some(1) => Value::Bool(true),
             _ => return Err(bad()),
         },
+        FieldType::Timestamp => Value::String(rfc3339(time_in(v, d).ok_or_else(bad)?)),
+        // With `date_prefix`, the first ten characters, on a char boundary: `s[..10]` panicked
+        // on text such as "2026-01-0é" whose byte 10 falls inside a character.
+        FieldType::Date => {
+            let text = v.as_str().map(str::trim);
+            let day = match text {
+                Some(s) if d.date_prefix => s.get(..10),
+                other => other,
+            };
+            match day {
+                Some(day) if chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").is_ok() => {
+                    Value::String(day.to_string())
+                }
+                _ => return Err(bad()),
+            }
+        }
         FieldType::Array { item } => match v {
             Value::Array(items) => Value::Array(
                 items
                     .iter()
-                    .map(|x| value(x, item))
+                    .map(|x| value_in(x, item, d))
                     .collect::<Result<Vec<_>, _>>()?,
             ),
             _ => return Err(bad()),
         },
         FieldType::Object { fields } => match v {
-            Value::Object(_) => shape(v, fields)?,
+            Value::Object(_) => shape_in(v, fields, d)?,
             _ => return Err(bad()),
         },
     })
 }
 
-/// A datetime from RFC 3339 text, epoch seconds / milliseconds (numbers or numeric text, with
-/// a fractional part kept to the microsecond, as in Slack's `ts`).
-pub fn time(v: &Value) -> Option<DateTime<Utc>> {
-    match v {
-        Value::String(s) => DateTime::parse_from_rfc3339(s)
-            .map(|t| t.with_timezone(&Utc))
-            .ok()
-            .or_else(|| epoch_text(s)),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                if i.abs() > 100_000_000_000 {
-                    DateTime::from_timestamp_millis(i)
-                } else {
-                    DateTime::from_timestamp(i, 0)
-                }
-            } else {
-                epoch_text(&n.to_string())
-            }
-        }
-        _ => None,
-    }
-}
-
-/// `"1512085950.000216"` (seconds with up to 6 decimals) or `"1512085950"`.
-fn epoch_text(s: &str) -> Option<DateTime<Utc>> {
-    let s = s.trim();
-    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
-    if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    if !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 9 {
-        return None;
-    }
-    let secs: i64 = secs.parse().ok()?;
-    let mut nanos_txt = frac.to_string();
-    while nanos_txt.len() < 9 {
-        nanos_txt.push('0');
-    }
-    let nanos: u32 = nanos_txt.parse().ok()?;
-    if frac.is_empty() && secs > 100_000_000_000 {
-        return DateTime::from_timestamp_millis(secs);
-    }
-    DateTime::from_timestamp(secs, nanos)
-}
-
-/// RFC 3339 in UTC with `Z`, sub-second digits only when present.
-pub fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+/// A decimal's exact text at `scale`, parsed by Arrow's decimal parser (the one that later
+/// reads it into Decimal128); `None` if it is not a number or does not fit `precision`.
+fn decimal(text: &str, precision: u8, scale: i8) -> Option<Value> {
+    use arrow::datatypes::{Decimal128Type, DecimalType};
+    let v = arrow::compute::kernels::cast_utils::parse_decimal::<Decimal128Type>(
+        text.trim(),
+        precision,
+        scale,
+    )
+    .ok()?;
+    Some(Value::String(Decimal128Type::format_decimal(
+        v, precision, scale,
+    )))
 }
 
 /// What a value is, without its content.

@@ -71,10 +71,53 @@ pub struct Connector {
     /// Whether `describe` answers without a request (so `ferry validate` tries the credentials
     /// with one page instead).
     pub static_description: bool,
+    /// The field an incremental flow reads by when it names none (`ferry flows import-appflow`
+    /// fills it in): `(entity, field)` pairs, `"*"` for every other entity.
+    pub last_modified: &'static [(&'static str, &'static str)],
+    /// An API host of this vendor, for messages (`--host acme.zendesk.com`).
+    pub example_host: &'static str,
+    /// The entity `ferry profiles test` reads one record of (or describes).
+    pub probe_entity: Option<&'static str>,
+    /// Flow properties that name the account's API host where AppFlow keeps it in its
+    /// connector profile (not the flow): an imported flow must set one of them
+    /// (`--set properties.NAME=...`); the text says how.
+    pub account_properties: Option<(&'static [&'static str], &'static str)>,
+    /// Which flow properties `ferry profiles connect` sets from the host the user connected.
+    pub api_host_property: ApiHostProperty,
     /// Checks of `source.entity` and `source.properties` without the network.
     pub validate: fn(&str, &Map<String, Value>) -> Vec<FieldError>,
     /// The source for one flow; the profile is the flow's loaded profile, if it names one.
     pub build: fn(&SourceConfig, Option<Profile<'_>>) -> Result<Box<dyn Source>, SourceError>,
+}
+
+/// The flow properties that point a connector at the connected account's API host, where the
+/// connector cannot find it alone (`ferry profiles connect`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiHostProperty {
+    /// The connector finds its host alone (a fixed host, or the token's `instance_url`).
+    None,
+    /// `subdomain` when the host is `<subdomain><suffix>`, else `base_url` (a stand-in server).
+    Subdomain(&'static str),
+    /// `instance_url`: the host's origin.
+    InstanceUrl,
+    /// `base_url`: the host's origin followed by this path, unless the host is the vendor's
+    /// fixed API host.
+    BaseUrl(&'static str),
+    /// The site comes from the token (Jira's cloud id), looked up by the CLI.
+    TokenSite,
+}
+
+impl Connector {
+    /// The field an incremental flow of `entity` reads by when it names none.
+    pub fn last_modified_field(&self, entity: &str) -> Option<&'static str> {
+        let find = |e: &str| {
+            self.last_modified
+                .iter()
+                .find(|(k, _)| *k == e)
+                .map(|(_, f)| *f)
+        };
+        find(entity).or_else(|| find("*"))
+    }
 }
 
 /// A set of connectors, looked up by name.
@@ -185,6 +228,37 @@ mod tests {
             "rest"
         );
         assert!(REGISTRY.get("nope").is_none());
+    }
+
+    #[test]
+    fn connector_data_is_complete() {
+        for c in REGISTRY.iter() {
+            if c.needs_profile {
+                assert!(!c.example_host.is_empty(), "{}: example_host", c.name);
+                assert!(
+                    !c.example_host.contains('/'),
+                    "{}: a host, not a URL",
+                    c.name
+                );
+            }
+            if c.appflow_type.is_some() && c.name != "rest" {
+                assert!(
+                    c.last_modified_field("any").is_some(),
+                    "{}: an AppFlow connector needs a default incremental field",
+                    c.name
+                );
+            }
+        }
+        let hubspot = REGISTRY.get("hubspot").unwrap();
+        assert_eq!(
+            hubspot.last_modified_field("contacts"),
+            Some("lastmodifieddate")
+        );
+        assert_eq!(
+            hubspot.last_modified_field("deals"),
+            Some("hs_lastmodifieddate")
+        );
+        assert_eq!(REGISTRY.get("rest").unwrap().last_modified_field("x"), None);
     }
 
     #[test]

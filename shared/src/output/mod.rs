@@ -216,11 +216,7 @@ impl Sink {
 }
 
 enum Kind {
-    Parquet {
-        w: Box<parquet::arrow::ArrowWriter<Vec<u8>>>,
-        /// Encoded bytes per estimated in-progress byte, learned from flushed row groups.
-        ratio: f64,
-    },
+    Parquet(Box<ParquetOut>),
     Text {
         format: Format,
         sink: Sink,
@@ -242,14 +238,7 @@ impl FileWriter {
     pub fn new(schema: SchemaRef, dest: &DestinationConfig) -> Result<Self, OutputError> {
         let gzip = dest.format != Format::Parquet && dest.compression() == Compression::Gzip;
         let kind = match dest.format {
-            Format::Parquet => Kind::Parquet {
-                w: Box::new(parquet::arrow::ArrowWriter::try_new(
-                    Vec::new(),
-                    schema.clone(),
-                    Some(parquet_properties(dest)),
-                )?),
-                ratio: 1.0,
-            },
+            Format::Parquet => Kind::Parquet(Box::new(ParquetOut::new(schema.clone(), dest)?)),
             f => Kind::Text {
                 format: f,
                 sink: if gzip {
@@ -290,19 +279,7 @@ impl FileWriter {
             return Ok(());
         }
         match &mut self.kind {
-            Kind::Parquet { w, ratio } => {
-                let (groups, written, pending) = (
-                    w.flushed_row_groups().len(),
-                    w.bytes_written(),
-                    w.in_progress_size(),
-                );
-                w.write(batch)?;
-                if w.flushed_row_groups().len() > groups && pending > 0 {
-                    // A row group filled up and went out: learn how much it shrank.
-                    *ratio =
-                        ((w.bytes_written() - written) as f64 / pending as f64).clamp(0.01, 2.0);
-                }
-            }
+            Kind::Parquet(w) => w.write(batch)?,
             Kind::Text {
                 format,
                 sink,
@@ -329,9 +306,7 @@ impl FileWriter {
     /// The object's size so far (Parquet: written row groups plus an estimate of the open one).
     pub fn size(&self) -> u64 {
         match &self.kind {
-            Kind::Parquet { w, ratio } => {
-                (w.bytes_written() as f64 + w.in_progress_size() as f64 * ratio) as u64
-            }
+            Kind::Parquet(w) => w.size(),
             Kind::Text { sink, .. } => sink.len() as u64,
         }
     }
@@ -342,14 +317,10 @@ impl FileWriter {
         if self.size() < target {
             return Ok(false);
         }
-        if let Kind::Parquet { w, ratio } = &mut self.kind {
-            let (written, pending) = (w.bytes_written(), w.in_progress_size());
+        if let Kind::Parquet(w) = &mut self.kind {
             w.flush()?;
-            if pending > 0 {
-                *ratio = ((w.bytes_written() - written) as f64 / pending as f64).clamp(0.01, 2.0);
-            }
             // The footer adds a little; call it reached within 2%.
-            return Ok(w.bytes_written() as u64 >= target - target / 50);
+            return Ok(w.w.bytes_written() as u64 >= target - target / 50);
         }
         Ok(true)
     }
@@ -357,7 +328,7 @@ impl FileWriter {
     /// Close the object.
     pub fn finish(self) -> Result<Encoded, OutputError> {
         let body = match self.kind {
-            Kind::Parquet { w, .. } => (*w).into_inner()?,
+            Kind::Parquet(w) => w.finish()?,
             Kind::Text { sink, .. } => sink.finish()?,
         };
         Ok(Encoded {
@@ -367,6 +338,178 @@ impl FileWriter {
             rows: self.rows,
         })
     }
+}
+
+/// Parquet written one row group at a time, its columns encoded on every core: rows wait in
+/// memory (slices of the caller's batches, not copies) until a row group is full, then each
+/// column chunk is encoded by whichever thread is free (parquet's `ArrowColumnWriter` API) and
+/// the chunks are appended in column order. The file (footer, embedded Arrow schema) is what
+/// `ArrowWriter` writes.
+struct ParquetOut {
+    w: parquet::file::writer::SerializedFileWriter<Vec<u8>>,
+    factory: parquet::arrow::arrow_writer::ArrowRowGroupWriterFactory,
+    schema: SchemaRef,
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+    /// In-memory bytes of the pending rows.
+    pending_bytes: usize,
+    row_group_rows: usize,
+    groups: usize,
+    /// Encoded bytes per in-memory byte, learned from flushed row groups.
+    ratio: f64,
+    /// Threads encoding a row group's column chunks.
+    threads: usize,
+}
+
+/// In-memory bytes of a batch's rows (of a slice: only the slice's share of its buffers).
+fn slice_bytes(b: &RecordBatch) -> usize {
+    b.columns()
+        .iter()
+        .map(|c| {
+            c.to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| c.get_array_memory_size())
+        })
+        .sum()
+}
+
+impl ParquetOut {
+    fn new(schema: SchemaRef, dest: &DestinationConfig) -> Result<Self, OutputError> {
+        let (w, factory) = parquet::arrow::ArrowWriter::try_new(
+            Vec::new(),
+            schema.clone(),
+            Some(parquet_properties(dest)),
+        )?
+        .into_serialized_writer()?;
+        Ok(ParquetOut {
+            w,
+            factory,
+            schema,
+            pending: vec![],
+            pending_rows: 0,
+            pending_bytes: 0,
+            row_group_rows: dest.parquet.row_group_size.max(1),
+            groups: 0,
+            ratio: 1.0,
+            threads: encode_threads(),
+        })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), OutputError> {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let take = (self.row_group_rows - self.pending_rows).min(batch.num_rows() - offset);
+            let part = batch.slice(offset, take);
+            self.pending_bytes += slice_bytes(&part);
+            self.pending_rows += take;
+            self.pending.push(part);
+            offset += take;
+            if self.pending_rows >= self.row_group_rows {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn size(&self) -> u64 {
+        (self.w.bytes_written() as f64 + self.pending_bytes as f64 * self.ratio) as u64
+    }
+
+    /// Encode the pending rows as one row group.
+    fn flush(&mut self) -> Result<(), OutputError> {
+        use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowLeafColumn};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Mutex;
+        if self.pending_rows == 0 {
+            return Ok(());
+        }
+        let batches = std::mem::take(&mut self.pending);
+        let in_memory = std::mem::take(&mut self.pending_bytes);
+        self.pending_rows = 0;
+        let writers = self.factory.create_column_writers(self.groups)?;
+        // The leaves of every column (a struct or list column has several), in writer order.
+        let mut leaves: Vec<Vec<ArrowLeafColumn>> = (0..writers.len()).map(|_| vec![]).collect();
+        for b in &batches {
+            let mut k = 0;
+            for (array, field) in b.columns().iter().zip(self.schema.fields()) {
+                for leaf in compute_leaves(field, array)? {
+                    leaves
+                        .get_mut(k)
+                        .ok_or_else(|| {
+                            parquet::errors::ParquetError::General(
+                                "more leaf columns than column writers".into(),
+                            )
+                        })?
+                        .push(leaf);
+                    k += 1;
+                }
+            }
+        }
+        type Job = (
+            parquet::arrow::arrow_writer::ArrowColumnWriter,
+            Vec<ArrowLeafColumn>,
+        );
+        let jobs: Vec<Mutex<Option<Job>>> = writers
+            .into_iter()
+            .zip(leaves)
+            .map(|j| Mutex::new(Some(j)))
+            .collect();
+        let done: Vec<Mutex<Option<parquet::errors::Result<ArrowColumnChunk>>>> =
+            jobs.iter().map(|_| Mutex::new(None)).collect();
+        let next = AtomicUsize::new(0);
+        let encode = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(job) = jobs.get(i) else { break };
+            let taken = job.lock().map(|mut j| j.take()).unwrap_or(None);
+            let Some((mut writer, cols)) = taken else {
+                continue;
+            };
+            let r = cols
+                .iter()
+                .try_for_each(|c| writer.write(c))
+                .and_then(|()| writer.close());
+            if let Ok(mut slot) = done[i].lock() {
+                *slot = Some(r);
+            }
+        };
+        let threads = self.threads.min(jobs.len()).max(1);
+        std::thread::scope(|s| {
+            for _ in 1..threads {
+                s.spawn(encode);
+            }
+            encode();
+        });
+        let before = self.w.bytes_written();
+        let mut rg = self.w.next_row_group()?;
+        for slot in done {
+            let chunk = slot.into_inner().ok().flatten().ok_or_else(|| {
+                parquet::errors::ParquetError::General("a column chunk was not encoded".into())
+            })??;
+            chunk.append_to_row_group(&mut rg)?;
+        }
+        rg.close()?;
+        self.groups += 1;
+        if in_memory > 0 {
+            self.ratio =
+                ((self.w.bytes_written() - before) as f64 / in_memory as f64).clamp(0.01, 2.0);
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<u8>, OutputError> {
+        self.flush()?;
+        Ok(self.w.into_inner()?)
+    }
+}
+
+/// Threads that encode a row group's column chunks: the machine's cores (`FERRY_ENCODE_THREADS`
+/// overrides; 1 encodes on the calling thread only).
+fn encode_threads() -> usize {
+    std::env::var("FERRY_ENCODE_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
 }
 
 fn parquet_properties(dest: &DestinationConfig) -> parquet::file::properties::WriterProperties {

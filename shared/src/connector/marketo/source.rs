@@ -1,265 +1,21 @@
-//! The `marketo` connector: leads and activities through Marketo's bulk extract API.
-//!
-//! ```yaml
-//! source:
-//!   connector: marketo
-//!   profile: marketo     # {"type": "oauth2_client_credentials",
-//!                        #  "token_url": "https://123-ABC-456.mktorest.com/identity/oauth/token",
-//!                        #  "client_id": "…", "client_secret": "…", "hosts": ["123-ABC-456.mktorest.com"]}
-//!   entity: leads        # leads | activities
-//!   properties:
-//!     munchkin_id: 123-ABC-456           # https://123-ABC-456.mktorest.com (or base_url)
-//!     fields: [id, email, firstName, lastName, createdAt, updatedAt]   # leads; default every field
-//!     activity_type_ids: [1, 6, 12]      # activities; default every type
-//!     poll_seconds: 30                   # between job status checks
-//!     max_wait_minutes: 120              # a job still queued after this fails the read
-//!     history_start: 2020-01-01T00:00:00Z   # where complete reads start
-//!     file_part_bytes: 8388608           # the file is read in Range parts of this size
-//!   incremental: { field: updatedAt }    # leads: updatedAt | createdAt; activities: activityDate
-//! ```
-//!
-//! Vendor documentation this follows:
-//! - Bulk extract (create a job, enqueue it, poll its status, fetch the file; at most 2 jobs
-//!   export at once and 10 are queued, shared by every integration of the instance; files are
-//!   kept 7 days; 500 MB per day, reset at midnight US Central; `createdAt`/`updatedAt` ranges of
-//!   31 days at most; error 1029 for a full queue or the daily quota; 1035 where the
-//!   subscription has no `updatedAt` filter): <https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/bulk-extract/bulk-extract>
-//! - Leads (`POST /bulk/v1/leads/export/create.json` with `fields`, `format: CSV` and one filter
-//!   of `createdAt`/`updatedAt` `{startAt, endAt}`, ISO 8601 without milliseconds):
-//!   <https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/bulk-extract/bulk-lead-extract>
-//! - Activities (filter `createdAt` required, `activityTypeIds` optional; columns `marketoGUID`,
-//!   `leadId`, `activityDate`, `activityTypeId`, `campaignId`, `primaryAttributeValueId`,
-//!   `primaryAttributeValue`, `attributes` as JSON text):
-//!   <https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/bulk-extract/bulk-activity-extract>
-//! - Lead fields, `GET /rest/v1/leads/describe2.json` (`name`, `dataType`):
-//!   <https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/lead-database/leads>
-//! - Errors: HTTP 200 with `success: false` and `errors: [{code, message}]`; 601/602 access
-//!   token invalid/expired (re-authenticate), 606 rate limit (100 calls per 20 s), 615
-//!   concurrency (10), 607 daily quota, 604/608/611/713 transient:
-//!   <https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/error-codes>
-//! - Authentication: `<Identity URL>/oauth/token` with `grant_type=client_credentials` (GET or
-//!   POST), the token sent as `Authorization: Bearer`; a token is handed out again until it
-//!   expires (`expires_in` is what is left of it):
-//!   <https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/authentication>
-//!
-//! How reading works:
-//! - A window `(start, end]` becomes export jobs of at most 31 days each, `[start floored to the
-//!   second, …]`, each next job starting one second after the previous one ends (Marketo times
-//!   have second precision and the ranges are inclusive); records at exactly `start` are
-//!   dropped client-side. One job at a time: create, enqueue, poll every `poll_seconds`, then
-//!   the file is read in `Range` parts of a few megabytes, whole CSV records only (a quoted
-//!   field may hold a line break), so a large file is staged over several pages and chunks
-//!   without holding it in memory.
-//! - Marketo answers errors inside HTTP 200 bodies: 601/602 refresh the token once and send
-//!   again; 606/615/604/608/611/713 back off and retry (`http.max_retries`); 607 and a
-//!   quota-exhausted 1029 end the chunk `Throttled` until midnight US Central; a full queue
-//!   (1029) ends it `Throttled` for a minute; 1035 names `source.incremental.field`.
-//! - The CSV writes `null` for empty values; values are typed from `describe2`'s `dataType`
-//!   (currency as decimal (38, 6), never float).
-//! - A job whose status is `Failed` or `Cancelled` is created again (twice at most).
+//! The marketo connector's reads: requests, paging, windows, records.
 
-use super::auth::Authenticator;
-use super::http::{HttpClient, HttpRequest, HttpResponse, HttpSettings};
-use super::normalize::{self, fields};
 use super::*;
-use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
-use serde_json::{json, Map, Value};
 
 /// A job's date range at most (Marketo: "31 days or fewer").
-const MAX_RANGE_DAYS: i64 = 31;
+pub(super) const MAX_RANGE_DAYS: i64 = 31;
 /// Range request size for the file.
-const FILE_PART_BYTES: u64 = 8 * 1024 * 1024;
+pub(super) const FILE_PART_BYTES: u64 = 8 * 1024 * 1024;
 /// A read_page call waits for a job at most this long before handing back an empty page.
-const POLL_SLICE: std::time::Duration = std::time::Duration::from_secs(20);
+pub(super) const POLL_SLICE: std::time::Duration = std::time::Duration::from_secs(20);
 /// Times a failed job is created again.
-const MAX_JOB_ATTEMPTS: u32 = 3;
-
-pub const ENTITIES: &[(&str, &str)] = &[
-    ("leads", "Leads (bulk lead extract)"),
-    ("activities", "Activities (bulk activity extract)"),
-];
-
-/// `source.properties` of a `marketo` flow.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MarketoConfig {
-    /// `123-ABC-456` for `https://123-ABC-456.mktorest.com`.
-    #[serde(default)]
-    pub munchkin_id: Option<String>,
-    #[serde(default)]
-    pub base_url: Option<String>,
-    #[serde(default)]
-    pub fields: Option<Vec<String>>,
-    #[serde(default)]
-    pub activity_type_ids: Option<Vec<u32>>,
-    #[serde(default = "default_poll")]
-    pub poll_seconds: f64,
-    #[serde(default = "default_wait")]
-    pub max_wait_minutes: f64,
-    #[serde(default)]
-    pub history_start: Option<DateTime<Utc>>,
-    /// Bytes of the file asked for per `Range` request (default 8 MiB).
-    #[serde(default)]
-    pub file_part_bytes: Option<u64>,
-    #[serde(default)]
-    pub http: HttpSettings,
-}
-
-fn default_poll() -> f64 {
-    30.0
-}
-fn default_wait() -> f64 {
-    120.0
-}
-
-impl MarketoConfig {
-    pub fn parse(props: &Map<String, Value>) -> Result<Self, SourceError> {
-        let c: MarketoConfig = parse_properties(
-            props,
-            Some("marketo takes munchkin_id, base_url, fields, activity_type_ids, poll_seconds, max_wait_minutes, history_start, file_part_bytes, http"),
-        )?;
-        c.check()?;
-        Ok(c)
-    }
-
-    fn check(&self) -> Result<(), SourceError> {
-        match (&self.munchkin_id, &self.base_url) {
-            (Some(_), Some(_)) | (None, None) => {
-                return Err(SourceError::config(
-                    "source.properties.munchkin_id",
-                    "set exactly one of `munchkin_id` (e.g. 123-ABC-456, Admin > Munchkin) or `base_url`",
-                ))
-            }
-            (Some(m), None) => {
-                let ok = !m.is_empty()
-                    && m.len() <= 20
-                    && m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-                if !ok {
-                    return Err(SourceError::config(
-                        "source.properties.munchkin_id",
-                        format!("'{m}' is not a Munchkin id (e.g. 123-ABC-456)"),
-                    ));
-                }
-            }
-            (None, Some(u)) => {
-                super::http_url("source.properties.base_url", u, "e.g. https://123-ABC-456.mktorest.com")?;
-            }
-        }
-        if let Some(fs) = &self.fields {
-            if fs.is_empty() {
-                return Err(SourceError::config(
-                    "source.properties.fields",
-                    "list at least one field, or leave it out to read every lead field",
-                ));
-            }
-            for (i, f) in fs.iter().enumerate() {
-                if f.is_empty() || f.contains(',') {
-                    return Err(SourceError::config(
-                        format!("source.properties.fields[{i}]"),
-                        format!("'{f}' is not a lead field name"),
-                    ));
-                }
-            }
-        }
-        if !(self.poll_seconds > 0.0 && self.poll_seconds <= 300.0) {
-            return Err(SourceError::config(
-                "source.properties.poll_seconds",
-                "must be more than 0 and at most 300",
-            ));
-        }
-        if !(self.max_wait_minutes > 0.0 && self.max_wait_minutes <= 24.0 * 60.0) {
-            return Err(SourceError::config(
-                "source.properties.max_wait_minutes",
-                "must be more than 0 and at most 1440 (a day)",
-            ));
-        }
-        if self
-            .file_part_bytes
-            .is_some_and(|b| !(1024..=512 * 1024 * 1024).contains(&b))
-        {
-            return Err(SourceError::config(
-                "source.properties.file_part_bytes",
-                "must be between 1024 and 536870912 (512 MiB)",
-            ));
-        }
-        self.http.validate("source.properties.http")
-    }
-
-    fn base(&self) -> String {
-        match (&self.munchkin_id, &self.base_url) {
-            (Some(m), _) => format!("https://{m}.mktorest.com"),
-            (None, Some(u)) => u.trim_end_matches('/').to_string(),
-            // `check` refused it.
-            (None, None) => String::new(),
-        }
-    }
-}
-
-pub(super) fn validate(entity: &str, props: &Map<String, Value>) -> Vec<crate::flow::FieldError> {
-    let mut errs = vec![];
-    if !entity.is_empty() {
-        if let Err(SourceError::Config { field, message }) = entity_def(entity) {
-            errs.push(crate::flow::FieldError::new(field, message));
-        }
-    }
-    match MarketoConfig::parse(props) {
-        Err(SourceError::Config { field, message }) => {
-            errs.push(crate::flow::FieldError::new(field, message))
-        }
-        Ok(c) => {
-            if entity == "activities" && c.fields.is_some() {
-                errs.push(crate::flow::FieldError::new(
-                    "source.properties.fields",
-                    "activities have fixed columns; `fields` is for leads",
-                ));
-            }
-            if entity == "leads" && c.activity_type_ids.is_some() {
-                errs.push(crate::flow::FieldError::new(
-                    "source.properties.activity_type_ids",
-                    "is for activities",
-                ));
-            }
-        }
-        Err(_) => {}
-    }
-    errs
-}
-
-fn entity_def(entity: &str) -> Result<&'static (&'static str, &'static str), SourceError> {
-    normalize::find_entity("marketo", ENTITIES, |e| e.0, entity)
-}
-
-fn activity_fields() -> Vec<FieldInfo> {
-    vec![
-        fields::s("marketoGUID").key(),
-        fields::int("leadId").required(),
-        fields::ts("activityDate").required().incremental(),
-        fields::int("activityTypeId"),
-        fields::int("campaignId"),
-        fields::int("primaryAttributeValueId"),
-        fields::s("primaryAttributeValue"),
-        fields::json("attributes"),
-    ]
-}
-
-/// The ferry type of a `describe2` `dataType`.
-fn lead_type(t: &str) -> FieldType {
-    match t {
-        "integer" | "score" => FieldType::Integer,
-        "float" | "percent" => FieldType::Float,
-        "currency" => FieldType::Decimal {
-            precision: 38,
-            scale: 6,
-        },
-        "boolean" => FieldType::Boolean,
-        "date" => FieldType::Date,
-        "datetime" => FieldType::Timestamp,
-        _ => FieldType::String,
-    }
-}
+pub(super) const MAX_JOB_ATTEMPTS: u32 = 3;
 
 /// Inclusive second ranges of at most 31 days covering `(start, end]`.
-fn slices(start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+pub(super) fn slices(
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
     let floor = |t: DateTime<Utc>| DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t);
     let last = {
         let f = floor(end);
@@ -280,7 +36,7 @@ fn slices(start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<(DateTime<Utc>, DateT
 }
 
 /// The next midnight in US Central time, when Marketo's daily quotas reset.
-fn until_central_midnight(now: DateTime<Utc>) -> std::time::Duration {
+pub(super) fn until_central_midnight(now: DateTime<Utc>) -> std::time::Duration {
     let tz = chrono_tz::America::Chicago;
     let local = now.with_timezone(&tz).date_naive();
     let next = local.succ_opt().and_then(|d| d.and_hms_opt(0, 0, 0));
@@ -292,7 +48,7 @@ fn until_central_midnight(now: DateTime<Utc>) -> std::time::Duration {
 /// Where a read stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
-enum MkCursor {
+pub(super) enum MkCursor {
     /// Create and enqueue the job of slice `slice`.
     Create {
         slice: usize,
@@ -319,30 +75,21 @@ enum MkCursor {
     },
 }
 
-/// A lead field of `describe2`: name, label, type.
-type LeadField = (String, String, FieldType);
 /// An export job's inclusive date range.
-type JobRange = (DateTime<Utc>, DateTime<Utc>);
+pub(super) type JobRange = (DateTime<Utc>, DateTime<Utc>);
 /// A part of a job's file: its header, its whole records, and the bytes they took.
-type Part = (Vec<String>, Vec<Vec<String>>, u64);
-
-/// A column of a job's file and its type.
-#[derive(Debug, Clone)]
-struct Column {
-    name: String,
-    ty: FieldType,
-}
+pub(super) type Part = (Vec<String>, Vec<Vec<String>>, u64);
 
 /// The Marketo source bound to one flow.
 pub struct MarketoSource {
-    cfg: MarketoConfig,
-    base: String,
-    http: HttpClient,
-    describe: tokio::sync::Mutex<Option<std::sync::Arc<Vec<LeadField>>>>,
+    pub(super) cfg: MarketoConfig,
+    pub(super) base: String,
+    pub(super) http: HttpClient,
+    pub(super) describe: tokio::sync::Mutex<Option<std::sync::Arc<Vec<LeadField>>>>,
 }
 
 /// What one Marketo error code means for the request.
-enum Verdict {
+pub(super) enum Verdict {
     Refresh,
     Retry { throttled: bool },
     Fail(SourceError),
@@ -361,11 +108,11 @@ impl MarketoSource {
         })
     }
 
-    fn part_bytes(&self) -> u64 {
+    pub(super) fn part_bytes(&self) -> u64 {
         self.cfg.file_part_bytes.unwrap_or(FILE_PART_BYTES)
     }
 
-    fn verdict(&self, code: &str, message: &str, url: &str) -> Verdict {
+    pub(super) fn verdict(&self, code: &str, message: &str, url: &str) -> Verdict {
         let said = format!("Marketo error {code} ({message})");
         match code {
             "601" | "602" => Verdict::Refresh,
@@ -399,7 +146,11 @@ impl MarketoSource {
 
     /// Send, reading Marketo's in-body errors: a JSON answer with `success: false` is retried,
     /// re-authenticated or failed by its code.
-    async fn call(&self, r: &HttpRequest, raw: bool) -> Result<HttpResponse, SourceError> {
+    pub(super) async fn call(
+        &self,
+        r: &HttpRequest,
+        raw: bool,
+    ) -> Result<HttpResponse, SourceError> {
         let s = self.http.settings();
         let mut refreshed = false;
         let mut retries = 0usize;
@@ -493,7 +244,7 @@ impl MarketoSource {
         }
     }
 
-    async fn lead_fields(&self) -> Result<std::sync::Arc<Vec<LeadField>>, SourceError> {
+    pub(super) async fn lead_fields(&self) -> Result<std::sync::Arc<Vec<LeadField>>, SourceError> {
         if let Some(d) = &*self.describe.lock().await {
             return Ok(d.clone());
         }
@@ -530,7 +281,7 @@ impl MarketoSource {
 
     /// The lead columns read: the flow's (checked) or every field; id, createdAt, updatedAt
     /// always.
-    async fn lead_columns(&self) -> Result<Vec<LeadField>, SourceError> {
+    pub(super) async fn lead_columns(&self) -> Result<Vec<LeadField>, SourceError> {
         let all = self.lead_fields().await?;
         let mut out: Vec<(String, String, FieldType)> = match &self.cfg.fields {
             None => all.to_vec(),
@@ -562,7 +313,7 @@ impl MarketoSource {
         Ok(out)
     }
 
-    async fn columns(&self, entity: &str) -> Result<Vec<Column>, SourceError> {
+    pub(super) async fn columns(&self, entity: &str) -> Result<Vec<Column>, SourceError> {
         Ok(if entity == "leads" {
             self.lead_columns()
                 .await?
@@ -581,7 +332,7 @@ impl MarketoSource {
     }
 
     /// The filter field and the job ranges of a read.
-    fn plan(&self, req: &ReadRequest) -> Result<(String, Vec<JobRange>), SourceError> {
+    pub(super) fn plan(&self, req: &ReadRequest) -> Result<(String, Vec<JobRange>), SourceError> {
         let field = match (req.entity.as_str(), req.incremental_field.as_deref()) {
             ("activities", None | Some("activityDate") | Some("createdAt")) => "createdAt",
             ("activities", Some(f)) => {
@@ -615,7 +366,7 @@ impl MarketoSource {
         Ok((field.to_string(), slices(start, end)))
     }
 
-    fn export_path(entity: &str) -> &'static str {
+    pub(super) fn export_path(entity: &str) -> &'static str {
         if entity == "leads" {
             "/bulk/v1/leads/export"
         } else {
@@ -623,7 +374,7 @@ impl MarketoSource {
         }
     }
 
-    async fn create_job(
+    pub(super) async fn create_job(
         &self,
         req: &ReadRequest,
         filter_field: &str,
@@ -668,7 +419,7 @@ impl MarketoSource {
     /// Parse the whole CSV records of `buf` (`header` known, or the first record of the file
     /// when `offset` is 0). Returns (header, rows, bytes consumed): a record that reaches the
     /// end of a part that is not the file's last may be cut, and is left for the next part.
-    fn parse_part(
+    pub(super) fn parse_part(
         buf: &[u8],
         header: Option<Vec<String>>,
         last_part: bool,
@@ -708,7 +459,7 @@ impl MarketoSource {
         Ok((header.unwrap_or_default(), rows, consumed))
     }
 
-    pub(super) fn typed(v: &str, ty: &FieldType) -> Result<Value, String> {
+    pub(crate) fn typed(v: &str, ty: &FieldType) -> Result<Value, String> {
         if v == "null" || (v.is_empty() && *ty != FieldType::String) {
             return Ok(Value::Null);
         }
@@ -728,10 +479,6 @@ impl MarketoSource {
             _ => normalize::value(&Value::String(v.to_string()), ty),
         }
     }
-}
-
-fn default_history_start() -> DateTime<Utc> {
-    DateTime::from_timestamp(1_577_836_800, 0).unwrap_or_default() // 2020-01-01T00:00:00Z
 }
 
 #[async_trait]
@@ -1059,103 +806,5 @@ impl Source for MarketoSource {
                 }
             };
         }
-    }
-}
-
-/// The `marketo` connector in the [registry](super::registry).
-pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
-    name: "marketo",
-    appflow_type: Some("Marketo"),
-    needs_profile: true,
-    oauth_client_auth: super::auth::ClientAuth::Body,
-    auth_kinds: &["oauth2_client_credentials"],
-    consent: None,
-    static_description: false,
-    validate,
-    build: |source, profile| {
-        let auth = super::registry::require(profile, "marketo", "its OAuth client credentials")?
-            .authenticator()?;
-        Ok(Box::new(MarketoSource::new(&source.properties, auth)?))
-    },
-};
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn props(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
-
-    #[test]
-    fn config_errors_name_the_field() {
-        assert!(validate("leads", &props(json!({"munchkin_id": "123-ABC-456"}))).is_empty());
-        let e = validate("programs", &props(json!({"munchkin_id": "123-ABC-456"})));
-        assert_eq!(e[0].path, "source.entity");
-        let e = validate("leads", &props(json!({"munchkin_id": "https://x"})));
-        assert_eq!(e[0].path, "source.properties.munchkin_id");
-        let e = validate(
-            "activities",
-            &props(json!({"munchkin_id": "1-A-2", "fields": ["email"]})),
-        );
-        assert_eq!(e[0].path, "source.properties.fields");
-        let e = validate(
-            "leads",
-            &props(json!({"munchkin_id": "1-A-2", "poll_seconds": 0})),
-        );
-        assert_eq!(e[0].path, "source.properties.poll_seconds");
-    }
-
-    #[test]
-    fn windows_split_into_inclusive_31_day_ranges() {
-        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
-        let s = slices(t("2026-01-01T00:00:00.500Z"), t("2026-03-15T12:00:00.250Z"));
-        assert_eq!(s[0].0, t("2026-01-01T00:00:00Z"));
-        assert_eq!(s[0].1, t("2026-02-01T00:00:00Z"));
-        assert_eq!(s[1].0, t("2026-02-01T00:00:01Z"));
-        assert_eq!(s.last().unwrap().1, t("2026-03-15T12:00:01Z"));
-        for (lo, hi) in &s {
-            assert!(*hi - *lo <= ChronoDuration::days(31));
-        }
-        for w in s.windows(2) {
-            assert_eq!(w[1].0, w[0].1 + ChronoDuration::seconds(1));
-        }
-    }
-
-    #[test]
-    fn csv_parts_keep_only_whole_records() {
-        let file = b"id,note\n1,\"a\nb\"\n2,plain\n3,last\n";
-        // A part that ends inside the quoted field of record 1.
-        let (h, rows, used) = MarketoSource::parse_part(&file[..12], None, false).unwrap();
-        assert_eq!(h, ["id", "note"]);
-        assert!(rows.is_empty());
-        assert_eq!(used, 8);
-        let (_, rows, used2) =
-            MarketoSource::parse_part(&file[8..24], Some(h.clone()), false).unwrap();
-        assert_eq!(rows, [vec!["1".to_string(), "a\nb".to_string()]]);
-        let (_, rows, _) =
-            MarketoSource::parse_part(&file[8 + used2 as usize..], Some(h), true).unwrap();
-        assert_eq!(rows.len(), 2);
-        assert_eq!(
-            MarketoSource::typed("null", &FieldType::Integer).unwrap(),
-            Value::Null
-        );
-        assert_eq!(
-            MarketoSource::typed(
-                "12.50",
-                &FieldType::Decimal {
-                    precision: 38,
-                    scale: 6
-                }
-            )
-            .unwrap(),
-            json!("12.50")
-        );
-    }
-
-    #[test]
-    fn quotas_reset_at_midnight_central() {
-        let now = Utc.with_ymd_and_hms(2026, 2, 1, 5, 0, 0).unwrap(); // 23:00 CST
-        assert_eq!(until_central_midnight(now).as_secs(), 3600);
     }
 }

@@ -1,183 +1,16 @@
-//! The `hubspot` connector: CRM v3 objects (contacts, companies, deals, tickets).
-//!
-//! ```yaml
-//! source:
-//!   connector: hubspot
-//!   profile: hubspot               # private app: {"type": "bearer", "hosts": ["api.hubapi.com"], "token": "pat-…"}
-//!                                  # or OAuth2: {"type": "oauth2_refresh_token", "hosts": ["api.hubapi.com"],
-//!                                  #   "token_url": "https://api.hubapi.com/oauth/v1/token", …}
-//!   entity: contacts
-//!   properties:
-//!     properties: [email, firstname, lastname, lifecyclestage]   # optional: default all
-//!     include_archived: true       # also read archived records (archived: true)
-//!     page_size: 100               # list ≤ 100, search ≤ 200
-//!     http: { budget: { requests: 4, per_seconds: 1 } }
-//!   incremental: { field: lastmodifieddate }      # hs_lastmodifieddate for other objects
-//! ```
-//!
-//! Vendor documentation this follows:
-//! - CRM search (`POST /crm/v3/objects/{object}/search`, filterGroups/sorts/properties/limit/
-//!   after; default properties per object: `lastmodifieddate` for contacts,
-//!   `hs_lastmodifieddate` for companies, deals, tickets; "limited to 10,000 total results for
-//!   any given query", paging past it answers 400; search requests are rate limited per
-//!   account): <https://developers.hubspot.com/docs/api-reference/search/guide>,
-//!   <https://developers.hubspot.com/docs/api/crm/search>
-//! - Objects (`GET /crm/v3/objects/{object}?limit&after&properties&archived`, paging.next.after,
-//!   `archived`/`archivedAt`): <https://developers.hubspot.com/docs/guides/crm/using-object-apis>
-//! - Search rate limit (4–5 requests per second per token/account):
-//!   <https://developers.hubspot.com/changelog/crm-search-api-rate-limit-increase>
-//! - Rate limit headers: <https://developers.hubspot.com/changelog/2018-11-06-rate-limit-information-headers-will-be-included-in-http-responses>
-//! - Properties (`GET /crm/v3/properties/{object}`: name, label, type, fieldType):
-//!   <https://developers.hubspot.com/docs/api-reference/legacy/crm/properties/get-properties>
-//!
-//! How reading works, and the quirks it handles:
-//! - **Complete reads** page `GET /crm/v3/objects/{object}` with the `after` cursor (no cap).
-//! - **Incremental reads** use the search API on the object's last-modified property
-//!   (`lastmodifieddate` for contacts, `hs_lastmodifieddate` otherwise; the flow's field, or
-//!   `updatedAt`, maps to it), `GT start` and `LTE end` in epoch milliseconds, sorted ascending.
-//!   **Pages are time slices, not offsets**: after each page the next search starts at the last
-//!   modified time read (`GTE` that time), records at that very time already read skipped by
-//!   id. Offsets (`after`) shift when a record of the window is updated during the read (it
-//!   leaves the sorted results), which would skip a record for good; and **a search stops at
-//!   10,000 results**, which slices never reach. So a window with any number of changes, even
-//!   changing while it is read, is read completely and exactly once. `after` is followed only
-//!   inside one millisecond; more than 10,000 records sharing one cannot be read and fail the
-//!   read with a clear message.
-//! - **Archived records** are hidden from search and from the list endpoint unless
-//!   `archived=true` is asked for, which returns only archived ones: with `include_archived`
-//!   they are read in a second phase (`archived: true`, `archivedAt`), for windows those whose
-//!   `archivedAt` is in the window.
-//! - **Unknown properties are silently ignored** by HubSpot (the column would just be missing):
-//!   `properties` is checked against the properties API first.
-//! - **Property values are strings** (`"1200.5"`, `"true"`, `""`): they are typed from the
-//!   property's `type` (number, bool, datetime, date); `""` becomes null.
-//! - Search results can lag a few seconds behind writes (indexing): give scheduled flows a
-//!   `schedule_offset` of a minute.
+//! The hubspot connector's reads: requests, paging, windows, records.
 
-use super::auth::Authenticator;
-use super::http::{HttpClient, HttpRequest, HttpResponse, HttpSettings};
 use super::*;
-use chrono::{DateTime, Utc};
-use serde_json::{json, Map, Value};
-use std::collections::HashMap;
 
-pub const DEFAULT_BASE_URL: &str = "https://api.hubapi.com";
 /// Results one search query can page through.
 pub const SEARCH_CAP: u64 = 10_000;
-const LIST_MAX: u32 = 100;
-const SEARCH_MAX: u32 = 200;
-
-/// The objects this connector reads: name, label, last-modified property.
-pub const OBJECTS: &[(&str, &str, &str)] = &[
-    ("contacts", "Contacts", "lastmodifieddate"),
-    ("companies", "Companies", "hs_lastmodifieddate"),
-    ("deals", "Deals", "hs_lastmodifieddate"),
-    ("tickets", "Tickets", "hs_lastmodifieddate"),
-];
-
-/// Columns every record has besides its properties.
-const TOP_LEVEL: &[&str] = &["id", "createdAt", "updatedAt", "archived", "archivedAt"];
-
-/// `source.properties` of a `hubspot` flow.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HubSpotConfig {
-    #[serde(default = "default_base")]
-    pub base_url: String,
-    /// Properties to read; default every property of the object.
-    #[serde(default)]
-    pub properties: Option<Vec<String>>,
-    #[serde(default)]
-    pub include_archived: bool,
-    #[serde(default)]
-    pub page_size: Option<u32>,
-    #[serde(default)]
-    pub http: HttpSettings,
-}
-
-fn default_base() -> String {
-    DEFAULT_BASE_URL.into()
-}
-
-impl HubSpotConfig {
-    pub fn parse(props: &Map<String, Value>) -> Result<Self, SourceError> {
-        parse_properties::<HubSpotConfig>(props, None)
-    }
-
-    fn check(&self, entity: &str) -> Result<(), SourceError> {
-        super::http_url(
-            "source.properties.base_url",
-            &self.base_url,
-            &format!("leave it out for {DEFAULT_BASE_URL}"),
-        )?;
-        if !entity.is_empty() && object(entity).is_none() {
-            return Err(SourceError::config(
-                "source.entity",
-                format!(
-                    "'{entity}' is not a HubSpot object this connector reads; use one of: {}",
-                    OBJECTS.iter().map(|o| o.0).collect::<Vec<_>>().join(", ")
-                ),
-            ));
-        }
-        if let Some(ps) = &self.properties {
-            if ps.is_empty() {
-                return Err(SourceError::config(
-                    "source.properties.properties",
-                    "list at least one property, or leave it out to read every property",
-                ));
-            }
-            for (i, p) in ps.iter().enumerate() {
-                if p.is_empty() || p.contains(',') || TOP_LEVEL.contains(&p.as_str()) {
-                    return Err(SourceError::config(
-                        format!("source.properties.properties[{i}]"),
-                        format!("'{p}' is not a property name (id, createdAt, updatedAt, archived and archivedAt are always read)"),
-                    ));
-                }
-            }
-        }
-        if let Some(p) = self.page_size {
-            if p == 0 || p > SEARCH_MAX {
-                return Err(SourceError::config(
-                    "source.properties.page_size",
-                    format!(
-                        "must be between 1 and {SEARCH_MAX} (list pages are capped at {LIST_MAX})"
-                    ),
-                ));
-            }
-        }
-        self.http.validate("source.properties.http")
-    }
-}
-
-pub(super) fn validate(entity: &str, props: &Map<String, Value>) -> Vec<crate::flow::FieldError> {
-    match HubSpotConfig::parse(props).and_then(|c| c.check(entity)) {
-        Ok(()) => vec![],
-        Err(SourceError::Config { field, message }) => {
-            vec![crate::flow::FieldError::new(field, message)]
-        }
-        Err(e) => vec![crate::flow::FieldError::new(
-            "source.properties",
-            e.to_string(),
-        )],
-    }
-}
-
-fn object(entity: &str) -> Option<&'static (&'static str, &'static str, &'static str)> {
-    OBJECTS.iter().find(|o| o.0 == entity)
-}
-
-/// Properties of an object: name -> type, in output order (read once per run:
-/// `fetch_metadata`).
-#[derive(Debug, Serialize, Deserialize)]
-struct ObjectMeta {
-    props: Vec<(String, FieldType, Option<String>)>,
-    types: HashMap<String, FieldType>,
-}
+pub(super) const LIST_MAX: u32 = 100;
+pub(super) const SEARCH_MAX: u32 = 200;
 
 /// Where a read stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
-enum HsCursor {
+pub(super) enum HsCursor {
     /// `GET /crm/v3/objects/{object}` pages.
     List {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -204,10 +37,10 @@ enum HsCursor {
 
 /// The HubSpot source bound to one flow.
 pub struct HubSpotSource {
-    cfg: HubSpotConfig,
-    base: String,
-    http: HttpClient,
-    meta: tokio::sync::Mutex<HashMap<String, std::sync::Arc<ObjectMeta>>>,
+    pub(super) cfg: HubSpotConfig,
+    pub(super) base: String,
+    pub(super) http: HttpClient,
+    pub(super) meta: tokio::sync::Mutex<HashMap<String, std::sync::Arc<ObjectMeta>>>,
 }
 
 impl HubSpotSource {
@@ -228,13 +61,13 @@ impl HubSpotSource {
         &self.http.auth
     }
 
-    async fn send(&self, r: HttpRequest) -> Result<HttpResponse, SourceError> {
+    pub(super) async fn send(&self, r: HttpRequest) -> Result<HttpResponse, SourceError> {
         self.http.send(&r).await?.ok_or_else(|| SourceError::Fatal {
             message: "an ignored status answered a HubSpot request".into(),
         })
     }
 
-    fn object(
+    pub(super) fn object(
         &self,
         entity: &str,
     ) -> Result<&'static (&'static str, &'static str, &'static str), SourceError> {
@@ -249,7 +82,10 @@ impl HubSpotSource {
         })
     }
 
-    async fn object_meta(&self, entity: &str) -> Result<std::sync::Arc<ObjectMeta>, SourceError> {
+    pub(super) async fn object_meta(
+        &self,
+        entity: &str,
+    ) -> Result<std::sync::Arc<ObjectMeta>, SourceError> {
         if let Some(m) = self.meta.lock().await.get(entity) {
             return Ok(m.clone());
         }
@@ -289,7 +125,7 @@ impl HubSpotSource {
 
     /// The properties to ask for: the flow's selection (checked: HubSpot silently ignores
     /// unknown names) plus `must`, or every property.
-    fn selected(
+    pub(super) fn selected(
         &self,
         meta: &ObjectMeta,
         entity: &str,
@@ -315,7 +151,7 @@ impl HubSpotSource {
     }
 
     /// The search property a flow's incremental field maps to.
-    fn search_property(
+    pub(super) fn search_property(
         &self,
         meta: &ObjectMeta,
         entity: &str,
@@ -336,7 +172,7 @@ impl HubSpotSource {
         }
     }
 
-    fn record(
+    pub(super) fn record(
         &self,
         meta: &ObjectMeta,
         raw: &Value,
@@ -375,21 +211,21 @@ impl HubSpotSource {
         Ok(out)
     }
 
-    fn page_size(&self, req: &ReadRequest, max: u32) -> u32 {
+    pub(super) fn page_size(&self, req: &ReadRequest, max: u32) -> u32 {
         req.page_size
             .or(self.cfg.page_size)
             .unwrap_or(max)
             .clamp(1, max)
     }
 
-    fn after_phase(&self, archived: bool) -> Option<HsCursor> {
+    pub(super) fn after_phase(&self, archived: bool) -> Option<HsCursor> {
         (!archived && self.cfg.include_archived).then_some(HsCursor::List {
             after: None,
             archived: true,
         })
     }
 
-    async fn read_list(
+    pub(super) async fn read_list(
         &self,
         req: &ReadRequest,
         meta: &ObjectMeta,
@@ -443,7 +279,7 @@ impl HubSpotSource {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn read_search(
+    pub(super) async fn read_search(
         &self,
         req: &ReadRequest,
         meta: &ObjectMeta,
@@ -582,11 +418,7 @@ impl HubSpotSource {
     }
 }
 
-fn to_value(c: HsCursor) -> Result<Value, SourceError> {
-    super::cursor_json(&c)
-}
-
-fn results(resp: &HttpResponse) -> Result<&Vec<Value>, SourceError> {
+pub(super) fn results(resp: &HttpResponse) -> Result<&Vec<Value>, SourceError> {
     resp.body
         .get("results")
         .and_then(Value::as_array)
@@ -598,7 +430,7 @@ fn results(resp: &HttpResponse) -> Result<&Vec<Value>, SourceError> {
         })
 }
 
-fn next_after(resp: &HttpResponse) -> Option<String> {
+pub(super) fn next_after(resp: &HttpResponse) -> Option<String> {
     match resp.body.pointer("/paging/next/after")? {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -606,20 +438,9 @@ fn next_after(resp: &HttpResponse) -> Option<String> {
     }
 }
 
-/// The ferry type of a HubSpot property `type`.
-fn hs_type(t: &str) -> FieldType {
-    match t {
-        "number" => FieldType::Float,
-        "bool" => FieldType::Boolean,
-        "datetime" => FieldType::Timestamp,
-        "date" => FieldType::Date,
-        _ => FieldType::String,
-    }
-}
-
 /// The search filters of a window on `prop` (epoch milliseconds): `GT start` — or `GTE lo`
 /// where a read past the search cap resumes at a modified time — and `LTE end`.
-fn window_filters(prop: &str, window: &Window, lo: Option<i64>) -> Vec<Value> {
+pub(super) fn window_filters(prop: &str, window: &Window, lo: Option<i64>) -> Vec<Value> {
     let mut filters = vec![];
     match (lo, window.start) {
         (Some(l), _) => filters.push(json!({"propertyName": prop, "operator": "GTE", "value": l.to_string()})),
@@ -628,56 +449,6 @@ fn window_filters(prop: &str, window: &Window, lo: Option<i64>) -> Vec<Value> {
     }
     filters.push(json!({"propertyName": prop, "operator": "LTE", "value": window.end.timestamp_millis().to_string()}));
     filters
-}
-
-/// Property values are text; type them. `""` is an empty value.
-fn coerce(v: &Value, ty: &FieldType) -> Value {
-    let s = match v {
-        Value::Null => return Value::Null,
-        Value::String(s) if s.is_empty() => return Value::Null,
-        Value::String(s) => s.as_str(),
-        Value::Number(n) if *ty == FieldType::Timestamp => {
-            return n
-                .as_i64()
-                .and_then(DateTime::<Utc>::from_timestamp_millis)
-                .map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
-                .unwrap_or(Value::Null)
-        }
-        other => return other.clone(),
-    };
-    match ty {
-        FieldType::Float => s
-            .parse::<f64>()
-            .ok()
-            .and_then(serde_json::Number::from_f64)
-            .map(Value::Number)
-            .unwrap_or(Value::String(s.into())),
-        FieldType::Boolean => match s {
-            "true" => Value::Bool(true),
-            "false" => Value::Bool(false),
-            other => Value::String(other.into()),
-        },
-        FieldType::Timestamp => {
-            let t = DateTime::parse_from_rfc3339(s)
-                .map(|t| t.with_timezone(&Utc))
-                .ok()
-                .or_else(|| {
-                    s.parse::<i64>()
-                        .ok()
-                        .and_then(DateTime::<Utc>::from_timestamp_millis)
-                });
-            t.map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
-                .unwrap_or(Value::String(s.into()))
-        }
-        // Dates come as YYYY-MM-DD, or as midnight UTC of that day.
-        FieldType::Date => Value::String(
-            s.get(..10)
-                .filter(|d| d.len() == 10)
-                .unwrap_or(s)
-                .to_string(),
-        ),
-        _ => Value::String(s.into()),
-    }
 }
 
 #[async_trait]
@@ -825,120 +596,5 @@ impl Source for HubSpotSource {
                 .await
             }
         }
-    }
-}
-
-/// The `hubspot` connector in the [registry](super::registry).
-pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
-    name: "hubspot",
-    appflow_type: Some("Hubspot"),
-    needs_profile: true,
-    oauth_client_auth: super::auth::ClientAuth::Body,
-    auth_kinds: &["bearer", "oauth2_refresh_token"],
-    consent: Some(&super::consent::HUBSPOT),
-    static_description: false,
-    validate,
-    build: |source, profile| {
-        let auth =
-            super::registry::require(profile, "hubspot", "its credentials")?.authenticator()?;
-        Ok(Box::new(HubSpotSource::new(&source.properties, auth)?))
-    },
-};
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn props(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
-
-    #[test]
-    fn config_errors_name_the_field() {
-        assert!(validate("contacts", &props(json!({}))).is_empty());
-        let e = validate("leads", &props(json!({})));
-        assert_eq!(e[0].path, "source.entity");
-        let e = validate("deals", &props(json!({"page_size": 500})));
-        assert_eq!(e[0].path, "source.properties.page_size");
-        let e = validate("deals", &props(json!({"properties": ["amount", "a,b"]})));
-        assert_eq!(e[0].path, "source.properties.properties[1]");
-        let e = validate("deals", &props(json!({"archived": true})));
-        assert!(e[0].message.contains("archived"), "{}", e[0]);
-    }
-
-    #[test]
-    fn values_are_typed() {
-        assert_eq!(coerce(&json!("1200.5"), &FieldType::Float), json!(1200.5));
-        assert_eq!(coerce(&json!(""), &FieldType::Float), Value::Null);
-        assert_eq!(coerce(&json!("true"), &FieldType::Boolean), json!(true));
-        assert_eq!(
-            coerce(&json!("2026-01-01T00:00:01Z"), &FieldType::Timestamp),
-            json!("2026-01-01T00:00:01.000Z")
-        );
-        assert_eq!(
-            coerce(&json!("1767225601000"), &FieldType::Timestamp),
-            json!("2026-01-01T00:00:01.000Z")
-        );
-        assert_eq!(
-            coerce(&json!("2026-03-04T00:00:00Z"), &FieldType::Date),
-            json!("2026-03-04")
-        );
-        assert_eq!(hs_type("enumeration"), FieldType::String);
-    }
-
-    #[tokio::test]
-    async fn an_empty_page_past_the_search_cap_is_an_error_not_a_panic() {
-        use crate::connector::testing::{serve, Canned};
-        let srv = serve(vec![
-            Canned::json(
-                200,
-                json!({"results": [{"name": "lastmodifieddate", "type": "datetime", "label": "Last modified"}]}),
-            ),
-            // No results, yet a next page past the 10,000 cap: `tail.expect(…)` panicked here.
-            Canned::json(200, json!({"total": 0, "results": [], "paging": {"next": {"after": "9950"}}})),
-        ])
-        .await;
-        let s = HubSpotSource::new(
-            &props(json!({"base_url": srv.url, "page_size": 100})),
-            Authenticator::none(),
-        )
-        .unwrap();
-        let end = Utc::now();
-        let req = ReadRequest {
-            entity: "contacts".into(),
-            window: Some(Window {
-                start: Some(end - chrono::Duration::hours(1)),
-                end,
-            }),
-            incremental_field: Some("lastmodifieddate".into()),
-            page_size: None,
-            filters: vec![],
-        };
-        let e = s.read_page(&req, None).await.unwrap_err();
-        assert_eq!(e.kind(), crate::error::ErrorKind::SourceRejected, "{e}");
-        assert!(e.to_string().contains("9950"), "{e}");
-    }
-
-    #[test]
-    fn cursors_round_trip() {
-        let c = HsCursor::Search {
-            lo: Some(5),
-            seen: vec!["1".into()],
-            after: 200,
-            tail: Some(9),
-            tail_ids: vec!["7".into()],
-        };
-        assert_eq!(
-            serde_json::from_value::<HsCursor>(to_value(c.clone()).unwrap()).unwrap(),
-            c
-        );
-        let c = HsCursor::List {
-            after: None,
-            archived: true,
-        };
-        assert_eq!(
-            serde_json::from_value::<HsCursor>(to_value(c.clone()).unwrap()).unwrap(),
-            c
-        );
     }
 }

@@ -1,64 +1,22 @@
-//! The `sample` connector: deterministic synthetic CRM data, paged through the same [`Source`]
-//! trait as every real connector and honouring the incremental window.
-//!
-//! Data model: an entity holds `records` records (property, default 10,000). Record `j`
-//! (0-based) was last updated at `as_of - 90 days + j * step`, `step = 90 days / records`, where
-//! `as_of` is the end of the run's window (or of the window being read when no run says; or the
-//! `as_of` property, to pin the data set), so every slice of a run reads the same data set.
-//! Records are served in `updated_at` order, `page_size` per page; the cursor is the next
-//! index. A window `(start, end]` maps to a contiguous index range, so an incremental run reads
-//! exactly the records updated in its window and no page is wasted. Every other field is a pure
-//! function of the record's index, so two runs see the same values.
+//! The sample connector's reads: requests, paging, windows, records.
 
 use super::*;
-use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
-use serde_json::{json, Value};
 
-const ENTITIES: &[(&str, &str)] = &[
-    ("accounts", "Companies, with a nested billing address"),
-    ("contacts", "People at accounts"),
-    ("opportunities", "Deals with amounts and stages"),
-    ("tickets", "Support tickets with tags"),
-];
-const SPAN_SECONDS: i64 = 90 * 86_400;
-const DEFAULT_RECORDS: u64 = 10_000;
+pub(super) const SPAN_SECONDS: i64 = 90 * 86_400;
 /// The earliest opportunity close date.
-const FIRST_CLOSE: NaiveDate = match NaiveDate::from_ymd_opt(2024, 1, 1) {
+pub(super) const FIRST_CLOSE: NaiveDate = match NaiveDate::from_ymd_opt(2024, 1, 1) {
     Some(d) => d,
     None => panic!("2024-01-01 is a date"),
 };
-const DEFAULT_PAGE: u32 = 1_000;
-
 pub struct SampleSource {
-    records: u64,
-    page_size: Option<u32>,
-    as_of: Option<DateTime<Utc>>,
+    pub(super) records: u64,
+    pub(super) page_size: Option<u32>,
+    pub(super) as_of: Option<DateTime<Utc>>,
     /// The end of the run's whole window ([`Source::set_run_end`]): the data set every slice of
     /// the run reads, when `as_of` does not pin one.
-    run_end: Option<DateTime<Utc>>,
-    seed: u64,
-    latency: Option<std::time::Duration>,
-}
-
-pub(super) fn validate(entity: &str, props: &serde_json::Map<String, Value>) -> Vec<FieldError> {
-    let mut errs = vec![];
-    if !entity.is_empty() && !ENTITIES.iter().any(|(e, _)| *e == entity) {
-        errs.push(FieldError::new(
-            "source.entity",
-            format!(
-                "the sample connector has no entity '{entity}'; use one of: {}",
-                ENTITIES
-                    .iter()
-                    .map(|(e, _)| *e)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
-    }
-    if let Err(SourceError::Config { field, message }) = SampleSource::from_properties(props) {
-        errs.push(FieldError::new(field, message));
-    }
-    errs
+    pub(super) run_end: Option<DateTime<Utc>>,
+    pub(super) seed: u64,
+    pub(super) latency: Option<std::time::Duration>,
 }
 
 impl SampleSource {
@@ -106,13 +64,13 @@ impl SampleSource {
         Ok(s)
     }
 
-    fn step_micros(&self) -> i64 {
+    pub(super) fn step_micros(&self) -> i64 {
         (SPAN_SECONDS * 1_000_000) / self.records.max(1) as i64
     }
 
     /// The data set a request reads: as of the `as_of` property, else the run's window end,
     /// else the request's window end.
-    fn as_of_for(&self, req: &ReadRequest) -> DateTime<Utc> {
+    pub(super) fn as_of_for(&self, req: &ReadRequest) -> DateTime<Utc> {
         self.as_of
             .or(self.run_end)
             .or(req.window.map(|w| w.end))
@@ -126,7 +84,7 @@ impl SampleSource {
     }
 
     /// Indexes `[lo, hi)` of the records updated in `(start, end]`, as of `as_of`.
-    fn index_range(&self, window: Option<&Window>, as_of: DateTime<Utc>) -> (u64, u64) {
+    pub(super) fn index_range(&self, window: Option<&Window>, as_of: DateTime<Utc>) -> (u64, u64) {
         let Some(w) = window else {
             return (0, self.records);
         };
@@ -152,7 +110,7 @@ impl SampleSource {
         (lo.min(self.records), hi.min(self.records))
     }
 
-    fn record(&self, entity: &str, j: u64, as_of: DateTime<Utc>) -> Value {
+    pub(super) fn record(&self, entity: &str, j: u64, as_of: DateTime<Utc>) -> Value {
         let r = Rng::new(self.seed ^ (j.wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ fnv(entity));
         let updated = self.updated_at(j, as_of);
         let created = updated - ChronoDuration::seconds(r.at(1) as i64 % (400 * 86_400));
@@ -230,34 +188,24 @@ impl SampleSource {
     }
 }
 
-fn decimal(cents: u64, scale: u32) -> Value {
-    let d = 10u64.pow(scale);
-    json!(format!(
-        "{}.{:0width$}",
-        cents / d,
-        cents % d,
-        width = scale as usize
-    ))
-}
-
-fn pick<'a>(r: &Rng, k: u64, xs: &[&'a str]) -> &'a str {
+pub(super) fn pick<'a>(r: &Rng, k: u64, xs: &[&'a str]) -> &'a str {
     xs[(r.at(k) % xs.len() as u64) as usize]
 }
 
-fn fnv(s: &str) -> u64 {
+pub(super) fn fnv(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
     })
 }
 
 /// A counter-based generator: `at(k)` is the k-th value for this record (splitmix64).
-struct Rng(u64);
+pub(super) struct Rng(u64);
 
 impl Rng {
-    fn new(seed: u64) -> Self {
+    pub(super) fn new(seed: u64) -> Self {
         Rng(seed)
     }
-    fn at(&self, k: u64) -> u64 {
+    pub(super) fn at(&self, k: u64) -> u64 {
         let mut z = self
             .0
             .wrapping_add(k.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -267,96 +215,16 @@ impl Rng {
     }
 }
 
-fn fields(entity: &str) -> Vec<FieldInfo> {
-    use FieldType::*;
-    let s = |n: &str| FieldInfo::new(n, String);
-    let ts = |n: &str| FieldInfo::new(n, Timestamp).required();
-    let common = [ts("created_at"), ts("updated_at").incremental()];
-    let mut f = match entity {
-        "accounts" => vec![
-            s("id").key(),
-            s("name").required(),
-            s("industry"),
-            s("country"),
-            FieldInfo::new("employees", Integer).required(),
-            FieldInfo::new(
-                "annual_revenue",
-                Decimal {
-                    precision: 18,
-                    scale: 2,
-                },
-            )
-            .required(),
-            FieldInfo::new("rating", Float).required(),
-            FieldInfo::new("is_active", Boolean).required(),
-            s("status").required(),
-            s("phone").required(),
-            FieldInfo::new(
-                "address",
-                Object {
-                    fields: vec![s("street"), s("city"), s("postal_code")],
-                },
-            ),
-            s("internal_notes"),
-        ],
-        "contacts" => vec![
-            s("id").key(),
-            s("account_id").required(),
-            s("first_name").required(),
-            s("last_name").required(),
-            s("email").required(),
-            s("phone"),
-            s("title").required(),
-            s("country").required(),
-            FieldInfo::new("do_not_call", Boolean).required(),
-            FieldInfo::new("score", Integer).required(),
-        ],
-        "opportunities" => vec![
-            s("id").key(),
-            s("account_id").required(),
-            s("name").required(),
-            s("stage").required(),
-            FieldInfo::new(
-                "amount",
-                Decimal {
-                    precision: 18,
-                    scale: 2,
-                },
-            )
-            .required(),
-            FieldInfo::new("probability", Float).required(),
-            FieldInfo::new("close_date", Date).required(),
-            FieldInfo::new("is_closed", Boolean).required(),
-        ],
-        _ => vec![
-            FieldInfo::new("id", Integer).key(),
-            s("subject").required(),
-            s("status").required(),
-            s("priority").required(),
-            s("requester_email").required(),
-            FieldInfo::new(
-                "tags",
-                Array {
-                    item: Box::new(String),
-                },
-            ),
-            FieldInfo::new("satisfaction", Integer),
-        ],
-    };
-    f.extend(common);
-    f
-}
-
 /// Pushed filters, as the sample "server" applies them: each value is parsed into the field's
 /// declared type and compared like transform-batch does (nulls never match, except
 /// `not_equal` and `is_null`). Every operator but `contains` is pushable.
-struct PushedFilters<'a> {
-    filters: &'a [crate::flow::tasks::FilterSpec],
-    types: std::collections::HashMap<String, arrow::datatypes::DataType>,
+pub(super) struct PushedFilters<'a> {
+    pub(super) filters: &'a [crate::flow::tasks::FilterSpec],
+    pub(super) types: std::collections::HashMap<String, arrow::datatypes::DataType>,
 }
 
 impl<'a> PushedFilters<'a> {
-    fn new(
+    pub(super) fn new(
         entity: &str,
         filters: &'a [crate::flow::tasks::FilterSpec],
     ) -> Result<Self, SourceError> {
@@ -371,7 +239,7 @@ impl<'a> PushedFilters<'a> {
         Ok(p)
     }
 
-    fn check(&self, f: &crate::flow::tasks::FilterSpec) -> Result<(), SourceError> {
+    pub(super) fn check(&self, f: &crate::flow::tasks::FilterSpec) -> Result<(), SourceError> {
         for c in f.any.iter().chain(f.all.iter()).flatten() {
             self.check(c)?;
         }
@@ -390,11 +258,11 @@ impl<'a> PushedFilters<'a> {
         Ok(())
     }
 
-    fn matches(&self, r: &Value) -> bool {
+    pub(super) fn matches(&self, r: &Value) -> bool {
         self.filters.iter().all(|f| self.eval(f, r))
     }
 
-    fn eval(&self, f: &crate::flow::tasks::FilterSpec, r: &Value) -> bool {
+    pub(super) fn eval(&self, f: &crate::flow::tasks::FilterSpec, r: &Value) -> bool {
         use crate::flow::tasks::FilterOp::*;
         use arrow::compute::kernels::cmp;
         if let Some(l) = &f.any {
@@ -441,22 +309,6 @@ impl<'a> PushedFilters<'a> {
         }
     }
 }
-
-const PUSHDOWN_OPS: &[crate::flow::tasks::FilterOp] = {
-    use crate::flow::tasks::FilterOp::*;
-    &[
-        Equal,
-        NotEqual,
-        Less,
-        LessOrEqual,
-        Greater,
-        GreaterOrEqual,
-        Between,
-        In,
-        IsNull,
-        IsNotNull,
-    ]
-};
 
 #[async_trait]
 impl Source for SampleSource {
@@ -573,121 +425,5 @@ impl Source for SampleSource {
             next,
             bytes,
         })
-    }
-}
-
-/// The `sample` connector in the [registry](super::registry).
-pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
-    name: "sample",
-    appflow_type: None,
-    needs_profile: false,
-    oauth_client_auth: super::auth::ClientAuth::Basic,
-    auth_kinds: &[],
-    consent: None,
-    static_description: false,
-    validate,
-    build: |source, _profile| Ok(Box::new(SampleSource::from_properties(&source.properties)?)),
-};
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn src(n: u64) -> SampleSource {
-        let mut p = serde_json::Map::new();
-        p.insert("records".into(), json!(n));
-        SampleSource::from_properties(&p).unwrap()
-    }
-
-    async fn read_all(s: &SampleSource, req: &ReadRequest) -> Vec<Value> {
-        let mut out = vec![];
-        let mut cursor = None;
-        loop {
-            let p = s.read_page(req, cursor.as_ref()).await.unwrap();
-            out.extend(p.records);
-            match p.next {
-                Some(c) => cursor = Some(c),
-                None => return out,
-            }
-        }
-    }
-
-    fn t(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-    }
-
-    #[tokio::test]
-    async fn complete_read_pages_every_record_once() {
-        let s = src(2_500);
-        let req = ReadRequest {
-            entity: "accounts".into(),
-            window: None,
-            incremental_field: None,
-            page_size: Some(1000),
-            filters: vec![],
-        };
-        let all = read_all(&s, &req).await;
-        assert_eq!(all.len(), 2_500);
-        let ids: std::collections::BTreeSet<_> = all
-            .iter()
-            .map(|r| r["id"].as_str().unwrap().to_string())
-            .collect();
-        assert_eq!(ids.len(), 2_500);
-    }
-
-    #[tokio::test]
-    async fn window_reads_exactly_the_records_inside_it() {
-        let s = src(10_000);
-        let end = t("2026-06-01T00:00:00Z");
-        for start in [
-            None,
-            Some(end - ChronoDuration::days(1)),
-            Some(end - ChronoDuration::hours(5)),
-            Some(end - ChronoDuration::days(100)),
-        ] {
-            let w = Window { start, end };
-            let req = ReadRequest {
-                entity: "contacts".into(),
-                window: Some(w),
-                incremental_field: Some("updated_at".into()),
-                page_size: Some(333),
-                filters: vec![],
-            };
-            let got = read_all(&s, &req).await;
-            let expected = (0..10_000)
-                .filter(|j| w.contains(s.updated_at(*j, end)))
-                .count();
-            assert_eq!(got.len(), expected, "window {w:?}");
-            for r in &got {
-                assert!(w.contains(t(r["updated_at"].as_str().unwrap())), "{r}");
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn values_are_deterministic_and_typed() {
-        let s = src(100);
-        let req = ReadRequest {
-            entity: "accounts".into(),
-            window: None,
-            incremental_field: None,
-            page_size: None,
-            filters: vec![],
-        };
-        let a = read_all(&s, &req).await;
-        let b = read_all(&s, &req).await;
-        assert_eq!(a, b);
-        assert!(a[0]["employees"].is_u64());
-        assert!(a[0]["address"]["city"].is_string());
-        assert!(a.iter().any(|r| r["internal_notes"].is_null()));
-    }
-
-    #[test]
-    fn properties_are_checked() {
-        let mut p = serde_json::Map::new();
-        p.insert("recrods".into(), json!(5));
-        assert!(
-            matches!(SampleSource::from_properties(&p), Err(SourceError::Config { field, .. }) if field == "source.properties.recrods")
-        );
     }
 }

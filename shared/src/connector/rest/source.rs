@@ -1,336 +1,34 @@
-//! The `rest` connector: any paginated JSON API, configured in the flow's `source.properties`.
-//!
-//! ```yaml
-//! source:
-//!   connector: rest
-//!   profile: helpdesk            # optional: the secret holding credentials (see auth.rs)
-//!   entity: tickets              # one of the endpoints below
-//!   properties:
-//!     base_url: https://api.example.com/v2
-//!     headers: { Accept: application/json }
-//!     params: { include: tags }
-//!     concurrency: 4             # requests in flight where the paging style allows it
-//!     http: { timeout_ms: 30000, max_retries: 5, max_retry_after_seconds: 60,
-//!             budget: { requests: 10, per_seconds: 1 } }
-//!     endpoints:
-//!       tickets:
-//!         path: /tickets
-//!         records: $.data[*]
-//!         primary_key: id
-//!         paginator: { type: cursor, token_path: $.meta.next_cursor, param: cursor,
-//!                      has_more_path: $.meta.has_more }
-//!         incremental: { in: query, set: { updated_since: "{start}" }, cursor_path: $.updated_at }
-//!       comments:
-//!         path: /tickets/{id}/comments
-//!         records: $.comments[*]
-//!         parent: { endpoint: tickets, fields: { id: ticket_id } }
-//!         ignore_status: [404]
-//! ```
-//!
-//! The cursor handed between chunks is a small JSON object (`{"pages": n, "next": …,
-//! "seen": [...]}`): where to resume, how many pages were read (for `max_pages`) and hashes of
-//! the page tokens seen, so an API that hands out the same token twice fails instead of looping.
+//! The rest connector's reads: requests, paging, windows, records.
 
-use super::auth::Authenticator;
-use super::http::{HttpClient, HttpRequest, HttpResponse, HttpSettings};
 use super::*;
-use arrow::array::Array as _;
-use chrono::{DateTime, Utc};
-use futures::stream::{self, StreamExt, TryStreamExt};
-use serde_json::{json, Map, Value};
-use serde_json_path::JsonPath;
-use std::collections::BTreeMap;
 
-const DEFAULT_CONCURRENCY: usize = 4;
 /// Page-token hashes kept in the cursor for loop detection.
-const SEEN_TOKENS: usize = 512;
-
-/// `source.properties` of a `rest` flow.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RestConfig {
-    pub base_url: String,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    #[serde(default)]
-    pub params: BTreeMap<String, String>,
-    #[serde(default)]
-    pub concurrency: Option<usize>,
-    #[serde(default)]
-    pub http: HttpSettings,
-    pub endpoints: BTreeMap<String, EndpointConfig>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Method {
-    #[default]
-    Get,
-    Post,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EndpointConfig {
-    /// Relative to `base_url`; `{field}` placeholders are filled from the parent record.
-    pub path: String,
-    #[serde(default)]
-    pub method: Method,
-    #[serde(default)]
-    pub params: BTreeMap<String, String>,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// JSON body for POST endpoints (paging and window fields are merged into it).
-    #[serde(default)]
-    pub body: Option<Map<String, Value>>,
-    /// JSONPath selecting the records in a response, e.g. `$.data[*]`.
-    pub records: String,
-    #[serde(default)]
-    pub paginator: Paginator,
-    #[serde(default)]
-    pub incremental: Option<IncrementalInjection>,
-    #[serde(default)]
-    pub parent: Option<ParentConfig>,
-    #[serde(default)]
-    pub primary_key: Option<String>,
-    /// Declared fields; without them, `describe` infers fields from a first page.
-    #[serde(default)]
-    pub fields: Option<Vec<FieldDecl>>,
-    /// Statuses that mean "no records here" (e.g. 404 for a parent deleted meanwhile).
-    #[serde(default)]
-    pub ignore_status: Vec<u16>,
-    /// Top-level fields that mark a record as not of this endpoint: a record with a non-null
-    /// value in any of them is left out (GitHub's issues list returns pull requests too, each
-    /// with a `pull_request` key).
-    #[serde(default)]
-    pub skip_records_with: Vec<String>,
-    /// Top-level fields computed from a JSONPath of the record, e.g. `committed_at:
-    /// $.commit.committer.date`, so a nested value can be a column or the incremental field.
-    #[serde(default)]
-    pub derived: BTreeMap<String, String>,
-    #[serde(default)]
-    pub label: Option<String>,
-}
-
-/// A declared field: `{name: id, type: integer}`; objects list their `fields`, arrays name
-/// their `items` (a type name, or `{type: object, fields: [...]}`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FieldDecl {
-    pub name: String,
-    #[serde(rename = "type", default = "FieldDecl::default_type")]
-    pub data_type: String,
-    /// The fields of an `object`.
-    #[serde(default)]
-    pub fields: Option<Vec<FieldDecl>>,
-    /// The element type of an `array`.
-    #[serde(default)]
-    pub items: Option<Box<ItemDecl>>,
-    /// A `decimal`'s digits in all (1-38, default 38) and after the point (`scale`, required):
-    /// money sent as `"19.99"` or `19.99` is read exactly, never through a float.
-    #[serde(default)]
-    pub precision: Option<u8>,
-    #[serde(default)]
-    pub scale: Option<i8>,
-}
-
-/// An array's element type: `string`, or `{type: object, fields: [...]}` / `{type: array, items: ...}`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum ItemDecl {
-    Name(String),
-    Typed {
-        #[serde(rename = "type")]
-        data_type: String,
-        #[serde(default)]
-        fields: Option<Vec<FieldDecl>>,
-        #[serde(default)]
-        items: Option<Box<ItemDecl>>,
-    },
-}
-
-impl FieldDecl {
-    fn default_type() -> String {
-        "string".into()
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ParentConfig {
-    pub endpoint: String,
-    /// Parent field -> child field carried into every child record.
-    #[serde(default)]
-    pub fields: BTreeMap<String, String>,
-}
-
-/// Where a paging value or window value goes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Placement {
-    #[default]
-    Query,
-    Body,
-    Header,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IncrementalInjection {
-    #[serde(rename = "in", default)]
-    pub placement: Placement,
-    /// Name -> template; `{start}` and `{end}` are replaced by the window bounds. A name whose
-    /// template uses `{start}` is left out when the window has no start (a first full read).
-    pub set: BTreeMap<String, String>,
-    /// How bounds are written: `rfc3339` (default), `epoch_seconds`, `epoch_millis`, or a
-    /// strftime pattern such as `%Y-%m-%d %H:%M:%S`.
-    #[serde(default)]
-    pub format: Option<String>,
-    /// JSONPath of the record's cursor value, e.g. `$.updated_at`; every record must have it.
-    /// Default: `$.<source.incremental.field>`.
-    #[serde(default)]
-    pub cursor_path: Option<String>,
-    /// `descending`: the API returns records newest first (by the cursor value) and has no
-    /// parameter for the window's start, so paging stops after the first page holding a record
-    /// at or before the start (GitHub's pull request list sorted by `updated`).
-    #[serde(default)]
-    pub sorted: Option<SortOrder>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SortOrder {
-    Descending,
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Paginator {
-    /// One request returns everything.
-    #[default]
-    Single,
-    /// The body holds the next page's full URL.
-    NextUrl {
-        path: String,
-        #[serde(default)]
-        max_pages: Option<u64>,
-    },
-    /// RFC 8288 `Link: <…>; rel="next"`.
-    LinkHeader {
-        #[serde(default = "Paginator::next_rel")]
-        rel: String,
-        #[serde(default)]
-        max_pages: Option<u64>,
-    },
-    /// An opaque token from the body (`token_path`) or a header (`token_header`), sent back as
-    /// `param` in the query, body or a header (`placement`).
-    Cursor {
-        #[serde(default)]
-        token_path: Option<String>,
-        #[serde(default)]
-        token_header: Option<String>,
-        param: String,
-        #[serde(rename = "in", default)]
-        placement: Placement,
-        #[serde(default)]
-        has_more_path: Option<String>,
-        #[serde(default)]
-        max_pages: Option<u64>,
-    },
-    Offset {
-        #[serde(default = "Paginator::offset_param")]
-        offset_param: String,
-        #[serde(default = "Paginator::limit_param")]
-        limit_param: String,
-        #[serde(default = "Paginator::limit")]
-        limit: u64,
-        #[serde(default)]
-        total_path: Option<String>,
-        #[serde(default)]
-        has_more_path: Option<String>,
-        #[serde(rename = "in", default)]
-        placement: Placement,
-        #[serde(default)]
-        max_pages: Option<u64>,
-    },
-    PageNumber {
-        #[serde(default = "Paginator::page_param")]
-        page_param: String,
-        #[serde(default)]
-        size_param: Option<String>,
-        #[serde(default = "Paginator::limit")]
-        size: u64,
-        #[serde(default = "Paginator::first_page")]
-        first_page: u64,
-        /// Total records (`total_path`) or total pages (`total_pages_path`) in the body.
-        #[serde(default)]
-        total_path: Option<String>,
-        #[serde(default)]
-        total_pages_path: Option<String>,
-        #[serde(default)]
-        has_more_path: Option<String>,
-        #[serde(rename = "in", default)]
-        placement: Placement,
-        #[serde(default)]
-        max_pages: Option<u64>,
-    },
-}
-
-impl Paginator {
-    fn next_rel() -> String {
-        "next".into()
-    }
-    fn offset_param() -> String {
-        "offset".into()
-    }
-    fn limit_param() -> String {
-        "limit".into()
-    }
-    fn page_param() -> String {
-        "page".into()
-    }
-    fn limit() -> u64 {
-        100
-    }
-    fn first_page() -> u64 {
-        1
-    }
-    fn max_pages(&self) -> Option<u64> {
-        match self {
-            Paginator::Single => Some(1),
-            Paginator::NextUrl { max_pages, .. }
-            | Paginator::LinkHeader { max_pages, .. }
-            | Paginator::Cursor { max_pages, .. }
-            | Paginator::Offset { max_pages, .. }
-            | Paginator::PageNumber { max_pages, .. } => *max_pages,
-        }
-    }
-}
+pub(super) const SEEN_TOKENS: usize = 512;
 
 /// An endpoint with its JSONPaths compiled.
 #[derive(Debug)]
-struct Endpoint {
-    name: String,
-    cfg: EndpointConfig,
-    field: String,
-    records: JsonPath,
-    cursor_path: Option<(String, JsonPath)>,
-    token_path: Option<JsonPath>,
-    has_more: Option<JsonPath>,
-    total: Option<JsonPath>,
-    total_pages: Option<JsonPath>,
-    next_url: Option<JsonPath>,
+pub(super) struct Endpoint {
+    pub(super) name: String,
+    pub(super) cfg: EndpointConfig,
+    pub(super) field: String,
+    pub(super) records: JsonPath,
+    pub(super) cursor_path: Option<(String, JsonPath)>,
+    pub(super) token_path: Option<JsonPath>,
+    pub(super) has_more: Option<JsonPath>,
+    pub(super) total: Option<JsonPath>,
+    pub(super) total_pages: Option<JsonPath>,
+    pub(super) next_url: Option<JsonPath>,
     /// `derived` fields with their paths compiled.
-    derived: Vec<(String, JsonPath)>,
+    pub(super) derived: Vec<(String, JsonPath)>,
     /// Declared fields: records read as values are shaped to them (epoch seconds to
     /// timestamps, numeric text to numbers; see [`super::normalize`]).
-    declared: Option<Vec<FieldInfo>>,
+    pub(super) declared: Option<Vec<FieldInfo>>,
     /// The records' path and the paging fields' paths as plain field names, when every one of
     /// them is that simple: pages can then be decoded straight to Arrow.
-    arrow_paths: Option<(Vec<String>, Vec<Vec<String>>)>,
+    pub(super) arrow_paths: Option<(Vec<String>, Vec<Vec<String>>)>,
 }
 
-fn compile(field: &str, path: &str) -> Result<JsonPath, SourceError> {
+pub(super) fn compile(field: &str, path: &str) -> Result<JsonPath, SourceError> {
     JsonPath::parse(path).map_err(|e| {
         SourceError::config(
             field,
@@ -340,7 +38,7 @@ fn compile(field: &str, path: &str) -> Result<JsonPath, SourceError> {
 }
 
 impl Endpoint {
-    fn new(
+    pub(super) fn new(
         name: &str,
         cfg: &EndpointConfig,
         incremental_field: Option<&str>,
@@ -529,7 +227,7 @@ impl Endpoint {
     /// How to decode this endpoint's pages straight to Arrow with `schema`, if it can be: with
     /// a window, the record's cursor must be a top-level datetime column (fetch-page filters
     /// on it); returns that column's name too.
-    fn page_shape(
+    pub(super) fn page_shape(
         &self,
         schema: &arrow::datatypes::SchemaRef,
         window: Option<&Window>,
@@ -557,13 +255,13 @@ impl Endpoint {
 }
 
 /// One response's records: as Arrow (decoded straight from the body) or as JSON values.
-enum Recs {
+pub(super) enum Recs {
     Values(Vec<Value>),
     Arrow(arrow::record_batch::RecordBatch),
 }
 
 impl Recs {
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         match self {
             Recs::Values(v) => v.len(),
             Recs::Arrow(b) => b.num_rows(),
@@ -572,14 +270,14 @@ impl Recs {
 }
 
 /// What one step of an endpoint's paging read: its responses' records in order.
-struct StepPage {
-    recs: Vec<Recs>,
-    next: Option<Value>,
-    bytes: u64,
+pub(super) struct StepPage {
+    pub(super) recs: Vec<Recs>,
+    pub(super) next: Option<Value>,
+    pub(super) bytes: u64,
 }
 
 impl StepPage {
-    fn empty() -> Self {
+    pub(super) fn empty() -> Self {
         StepPage {
             recs: vec![],
             next: None,
@@ -587,7 +285,7 @@ impl StepPage {
         }
     }
 
-    fn into_page(self) -> Page {
+    pub(super) fn into_page(self) -> Page {
         Page {
             records: self
                 .recs
@@ -607,87 +305,13 @@ impl StepPage {
 
 /// The `rest` connector bound to one flow.
 pub struct RestSource {
-    base: url::Url,
-    cfg: RestConfig,
-    http: HttpClient,
-    endpoints: BTreeMap<String, Endpoint>,
-    concurrency: usize,
+    pub(super) base: url::Url,
+    pub(super) cfg: RestConfig,
+    pub(super) http: HttpClient,
+    pub(super) endpoints: BTreeMap<String, Endpoint>,
+    pub(super) concurrency: usize,
     /// Warnings for the run record (fields widened to JSON text by inference).
-    warnings: std::sync::Mutex<Vec<String>>,
-}
-
-pub(super) fn validate(
-    entity: &str,
-    props: &serde_json::Map<String, Value>,
-) -> Vec<crate::flow::FieldError> {
-    match RestConfig::parse(props).and_then(|c| c.check(entity, None)) {
-        Ok(()) => vec![],
-        Err(SourceError::Config { field, message }) => {
-            vec![crate::flow::FieldError::new(field, message)]
-        }
-        Err(e) => vec![crate::flow::FieldError::new(
-            "source.properties",
-            e.to_string(),
-        )],
-    }
-}
-
-impl RestConfig {
-    pub fn parse(props: &serde_json::Map<String, Value>) -> Result<Self, SourceError> {
-        parse_properties::<RestConfig>(props, None)
-    }
-
-    fn check(&self, entity: &str, incremental_field: Option<&str>) -> Result<(), SourceError> {
-        super::http_url(
-            "source.properties.base_url",
-            &self.base_url,
-            "e.g. https://api.example.com/v2",
-        )?;
-        self.http.validate("source.properties.http")?;
-        if self.concurrency == Some(0) {
-            return Err(SourceError::config(
-                "source.properties.concurrency",
-                "must be ≥ 1",
-            ));
-        }
-        if self.endpoints.is_empty() {
-            return Err(SourceError::config(
-                "source.properties.endpoints",
-                "declare at least one endpoint, e.g. tickets: {path: /tickets, records: $.data[*]}",
-            ));
-        }
-        for (name, ep) in &self.endpoints {
-            Endpoint::new(name, ep, incremental_field)?;
-            if let Some(p) = &ep.parent {
-                if p.endpoint == *name || !self.endpoints.contains_key(&p.endpoint) {
-                    return Err(SourceError::config(
-                        format!("source.properties.endpoints.{name}.parent.endpoint"),
-                        format!("'{}' must name another endpoint of this source", p.endpoint),
-                    ));
-                }
-                if self.endpoints[&p.endpoint].parent.is_some() {
-                    return Err(SourceError::config(
-                        format!("source.properties.endpoints.{name}.parent.endpoint"),
-                        "a parent endpoint cannot itself have a parent (one level of nesting)",
-                    ));
-                }
-            }
-        }
-        if !entity.is_empty() && !self.endpoints.contains_key(entity) {
-            return Err(SourceError::config(
-                "source.entity",
-                format!(
-                    "'{entity}' is not an endpoint of this rest source; declared: {}",
-                    self.endpoints
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
-        }
-        Ok(())
-    }
+    pub(super) warnings: std::sync::Mutex<Vec<String>>,
 }
 
 impl RestSource {
@@ -724,7 +348,7 @@ impl RestSource {
         &self.http.auth
     }
 
-    fn endpoint(&self, entity: &str) -> Result<&Endpoint, SourceError> {
+    pub(super) fn endpoint(&self, entity: &str) -> Result<&Endpoint, SourceError> {
         self.endpoints.get(entity).ok_or_else(|| {
             SourceError::config(
                 "source.entity",
@@ -740,7 +364,11 @@ impl RestSource {
         })
     }
 
-    fn url_for(&self, ep: &Endpoint, parent: Option<&Value>) -> Result<String, SourceError> {
+    pub(super) fn url_for(
+        &self,
+        ep: &Endpoint,
+        parent: Option<&Value>,
+    ) -> Result<String, SourceError> {
         let mut path = ep.cfg.path.clone();
         if let Some(p) = parent {
             let mut err = None;
@@ -769,7 +397,12 @@ impl RestSource {
         Ok(format!("{base}/{}", path.trim_start_matches('/')))
     }
 
-    fn base_request(&self, ep: &Endpoint, url: String, window: Option<&Window>) -> HttpRequest {
+    pub(super) fn base_request(
+        &self,
+        ep: &Endpoint,
+        url: String,
+        window: Option<&Window>,
+    ) -> HttpRequest {
         let mut r = HttpRequest::get(url);
         r.method = match ep.cfg.method {
             Method::Get => reqwest::Method::GET,
@@ -812,7 +445,7 @@ impl RestSource {
     }
 
     /// Send one page request; `Ok(None)` when an ignored status answered.
-    async fn fetch(&self, r: &HttpRequest) -> Result<Option<HttpResponse>, SourceError> {
+    pub(super) async fn fetch(&self, r: &HttpRequest) -> Result<Option<HttpResponse>, SourceError> {
         self.http.send(r).await
     }
 
@@ -820,7 +453,7 @@ impl RestSource {
     /// bytes to Arrow (the window is applied later, on the Arrow column); otherwise, or when
     /// the page does not fit the shape (a record of another type), as JSON values in the
     /// window. Also returns how many records the response held. `Ok(None)`: an ignored status.
-    async fn fetch_records(
+    pub(super) async fn fetch_records(
         &self,
         ep: &Endpoint,
         req: &HttpRequest,
@@ -883,7 +516,7 @@ impl RestSource {
     }
 
     /// Records of a response, in-window, as objects.
-    fn records(
+    pub(super) fn records(
         &self,
         ep: &Endpoint,
         resp: &HttpResponse,
@@ -957,7 +590,7 @@ impl RestSource {
     /// For an endpoint whose records come newest first (`incremental.sorted: descending`):
     /// whether this response reached the window's start, so no later page can hold a record
     /// inside the window.
-    fn passed_start(ep: &Endpoint, body: &Value, window: Option<&Window>) -> bool {
+    pub(super) fn passed_start(ep: &Endpoint, body: &Value, window: Option<&Window>) -> bool {
         let (Some(inc), Some(start)) = (&ep.cfg.incremental, window.and_then(|w| w.start)) else {
             return false;
         };
@@ -982,7 +615,7 @@ impl RestSource {
         })
     }
 
-    fn first_u64(path: &Option<JsonPath>, body: &Value) -> Option<u64> {
+    pub(super) fn first_u64(path: &Option<JsonPath>, body: &Value) -> Option<u64> {
         path.as_ref()?.query(body).first().and_then(|v| match v {
             Value::Number(n) => n.as_u64(),
             Value::String(s) => s.parse().ok(),
@@ -990,7 +623,7 @@ impl RestSource {
         })
     }
 
-    fn has_more(ep: &Endpoint, body: &Value) -> Option<bool> {
+    pub(super) fn has_more(ep: &Endpoint, body: &Value) -> Option<bool> {
         ep.has_more.as_ref()?.query(body).first().map(|v| match v {
             Value::Bool(b) => *b,
             Value::Null => false,
@@ -1001,7 +634,7 @@ impl RestSource {
     }
 
     /// Read all pages of one endpoint (for child requests: one parent's children).
-    async fn read_all(
+    pub(super) async fn read_all(
         &self,
         ep: &Endpoint,
         parent: Option<&Value>,
@@ -1027,7 +660,7 @@ impl RestSource {
 
     /// One step of an endpoint's pagination: a page, or (offset/page number with a known total)
     /// up to `fan_out` pages fetched concurrently and returned in order.
-    async fn read_one(
+    pub(super) async fn read_one(
         &self,
         ep: &Endpoint,
         parent: Option<&Value>,
@@ -1189,7 +822,7 @@ impl RestSource {
 
     /// Offset and page-number paging: the position is a number, so with a known total the
     /// following pages can be requested concurrently.
-    async fn read_numbered(
+    pub(super) async fn read_numbered(
         &self,
         ep: &Endpoint,
         req: HttpRequest,
@@ -1326,7 +959,7 @@ impl RestSource {
 
     /// Decide whether token-style paging goes on, checking for repeated tokens.
     #[allow(clippy::too_many_arguments)]
-    fn advance(
+    pub(super) fn advance(
         &self,
         ep: &Endpoint,
         resp: &HttpResponse,
@@ -1364,7 +997,7 @@ impl RestSource {
         Ok(Some(token))
     }
 
-    async fn read_children(
+    pub(super) async fn read_children(
         &self,
         ep: &Endpoint,
         parent_cfg: &ParentConfig,
@@ -1415,46 +1048,21 @@ impl RestSource {
     }
 }
 
-/// A record shaped to its endpoint's declared fields (exactly those, in order): timestamps
-/// from epoch seconds or text to RFC 3339, numeric text to numbers, decimal text kept exact;
-/// `json` fields stay as they came (the decoder writes them as JSON text).
-fn shape_declared(rec: &Value, fields: &[FieldInfo]) -> Result<Value, String> {
-    let mut out = Map::with_capacity(fields.len());
-    for f in fields {
-        let v = rec.get(&f.name).unwrap_or(&Value::Null);
-        out.insert(f.name.clone(), shape_value(v, &f.data_type)?);
-    }
-    Ok(Value::Object(out))
-}
-
-fn shape_value(v: &Value, t: &FieldType) -> Result<Value, String> {
-    match (t, v) {
-        (_, Value::Null) | (FieldType::Json, _) => Ok(v.clone()),
-        (FieldType::Object { fields }, Value::Object(_)) => shape_declared(v, fields),
-        (FieldType::Array { item }, Value::Array(items)) => items
-            .iter()
-            .map(|x| shape_value(x, item))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Value::Array),
-        _ => super::normalize::value(v, t),
-    }
-}
-
 /// Where an endpoint's pagination stands.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Cursor {
+pub(super) struct Cursor {
     #[serde(default)]
-    pages: u64,
+    pub(super) pages: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    next: Option<Value>,
+    pub(super) next: Option<Value>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    seen: Vec<String>,
+    pub(super) seen: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    total: Option<u64>,
+    pub(super) total: Option<u64>,
 }
 
 impl Cursor {
-    fn from_value(v: Option<&Value>, field: &str) -> Result<Self, SourceError> {
+    pub(super) fn from_value(v: Option<&Value>, field: &str) -> Result<Self, SourceError> {
         match v {
             None | Some(Value::Null) => Ok(Cursor::default()),
             Some(v) => serde_json::from_value(v.clone()).map_err(|e| SourceError::Fatal {
@@ -1462,13 +1070,13 @@ impl Cursor {
             }),
         }
     }
-    fn to_value(&self) -> Result<Value, SourceError> {
+    pub(super) fn to_value(&self) -> Result<Value, SourceError> {
         super::cursor_json(self)
     }
 }
 
 /// A `{field}` placeholder of a child endpoint's path.
-static PLACEHOLDER: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+pub(super) static PLACEHOLDER: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
     #[allow(
         clippy::expect_used,
         reason = "a constant pattern; every child-endpoint test compiles it"
@@ -1476,24 +1084,13 @@ static PLACEHOLDER: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new
     regex::Regex::new(r"\{([A-Za-z0-9_.]+)\}").expect("static regex")
 });
 
-fn token_hash(t: &Value) -> String {
+pub(super) fn token_hash(t: &Value) -> String {
     use sha2::Digest;
     let d = sha2::Sha256::digest(t.to_string().as_bytes());
     hex::encode(&d[..8])
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-fn format_time(t: DateTime<Utc>, format: Option<&str>) -> String {
+pub(super) fn format_time(t: DateTime<Utc>, format: Option<&str>) -> String {
     match format {
         None | Some("rfc3339") => t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
         Some("epoch_seconds") => t.timestamp().to_string(),
@@ -1503,7 +1100,7 @@ fn format_time(t: DateTime<Utc>, format: Option<&str>) -> String {
 }
 
 /// Put a paging or window value into the query, the JSON body or a header.
-fn place(r: &mut HttpRequest, placement: Placement, name: &str, v: Value) {
+pub(super) fn place(r: &mut HttpRequest, placement: Placement, name: &str, v: Value) {
     let text = match &v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
@@ -1526,254 +1123,6 @@ fn place(r: &mut HttpRequest, placement: Placement, name: &str, v: Value) {
                 r.method = reqwest::Method::POST;
             }
         }
-    }
-}
-
-const TYPE_NAMES: &str = "string, integer, float, decimal (with scale), boolean, timestamp, date, json, object (with fields) or array (with items)";
-
-/// The type of a declared field; `field` is its path in the flow, for errors.
-fn declared_type(
-    field: &str,
-    t: &str,
-    fields: Option<&[FieldDecl]>,
-    items: Option<&ItemDecl>,
-    digits: (Option<u8>, Option<i8>),
-) -> Result<FieldType, SourceError> {
-    if (digits.0.is_some() || digits.1.is_some()) && t != "decimal" {
-        return Err(SourceError::config(
-            format!("{field}.scale"),
-            format!("only a `decimal` field has precision and scale; this one is `{t}` (set `type: decimal`, or remove them)"),
-        ));
-    }
-    if fields.is_some() && t != "object" {
-        return Err(SourceError::config(
-            format!("{field}.fields"),
-            format!("only an `object` field lists fields; this one is `{t}` (set `type: object`, or remove `fields`)"),
-        ));
-    }
-    if items.is_some() && t != "array" {
-        return Err(SourceError::config(
-            format!("{field}.items"),
-            format!("only an `array` field names its items; this one is `{t}` (set `type: array`, or remove `items`)"),
-        ));
-    }
-    Ok(match t {
-        "string" => FieldType::String,
-        "integer" => FieldType::Integer,
-        "float" => FieldType::Float,
-        "boolean" => FieldType::Boolean,
-        "timestamp" => FieldType::Timestamp,
-        "date" => FieldType::Date,
-        "json" => FieldType::Json,
-        "decimal" => {
-            let precision = digits.0.unwrap_or(38);
-            let Some(scale) = digits.1 else {
-                return Err(SourceError::config(
-                    format!("{field}.scale"),
-                    "a `decimal` field names its digits after the point, e.g. `scale: 2` for money in units with cents (and `precision`, default 38)",
-                ));
-            };
-            if !(1..=38).contains(&precision) || scale < 0 || scale as u8 > precision {
-                return Err(SourceError::config(
-                    format!("{field}.scale"),
-                    format!("precision {precision}, scale {scale}: precision is 1-38 digits and scale 0..=precision"),
-                ));
-            }
-            FieldType::Decimal { precision, scale }
-        }
-        "object" => {
-            let Some(fields) = fields.filter(|f| !f.is_empty()) else {
-                return Err(SourceError::config(
-                    format!("{field}.fields"),
-                    "an `object` field lists its fields, e.g. `fields: [{name: city}, {name: zip, type: integer}]` (or use `type: json` to keep it as JSON text)",
-                ));
-            };
-            FieldType::Object {
-                fields: declared_fields(&format!("{field}.fields"), fields)?,
-            }
-        }
-        "array" => {
-            let item = match items {
-                None => {
-                    return Err(SourceError::config(
-                        format!("{field}.items"),
-                        "an `array` field names its items' type, e.g. `items: string` or `items: {type: object, fields: [{name: id, type: integer}]}`",
-                    ))
-                }
-                Some(ItemDecl::Name(n)) => {
-                    declared_type(&format!("{field}.items"), n, None, None, (None, None))?
-                }
-                Some(ItemDecl::Typed {
-                    data_type,
-                    fields,
-                    items,
-                }) => declared_type(
-                    &format!("{field}.items"),
-                    data_type,
-                    fields.as_deref(),
-                    items.as_deref(),
-                    (None, None),
-                )?,
-            };
-            FieldType::Array {
-                item: Box::new(item),
-            }
-        }
-        other => {
-            return Err(SourceError::config(
-                format!("{field}.type"),
-                format!("unknown type '{other}'; use {TYPE_NAMES}"),
-            ))
-        }
-    })
-}
-
-/// Declared fields as connector metadata; `path` is where they are in the flow.
-fn declared_fields(path: &str, decl: &[FieldDecl]) -> Result<Vec<FieldInfo>, SourceError> {
-    let mut names = std::collections::BTreeSet::new();
-    decl.iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let at = format!("{path}[{i}]");
-            if !names.insert(d.name.as_str()) {
-                return Err(SourceError::config(
-                    format!("{at}.name"),
-                    format!("'{}' is declared twice", d.name),
-                ));
-            }
-            declared_type(
-                &at,
-                &d.data_type,
-                d.fields.as_deref(),
-                d.items.as_deref(),
-                (d.precision, d.scale),
-            )
-            .map(|t| FieldInfo::new(&d.name, t))
-        })
-        .collect()
-}
-
-/// A field's shape as seen in sample records, before it becomes a [`FieldType`].
-#[derive(Debug, Clone, PartialEq)]
-enum Shape {
-    /// Only nulls (or empty arrays) so far.
-    Unknown,
-    Scalar(FieldType),
-    Object(Vec<(String, Shape)>),
-    Array(Box<Shape>),
-    /// Seen in shapes that do not merge: kept as JSON text.
-    Json,
-}
-
-impl Shape {
-    fn of(v: &Value) -> Shape {
-        match v {
-            Value::Null => Shape::Unknown,
-            Value::Bool(_) => Shape::Scalar(FieldType::Boolean),
-            Value::Number(n) if n.is_i64() || n.is_u64() => Shape::Scalar(FieldType::Integer),
-            Value::Number(_) => Shape::Scalar(FieldType::Float),
-            Value::String(s) if DateTime::parse_from_rfc3339(s).is_ok() => {
-                Shape::Scalar(FieldType::Timestamp)
-            }
-            Value::String(_) => Shape::Scalar(FieldType::String),
-            Value::Array(a) => Shape::Array(Box::new(a.iter().fold(Shape::Unknown, |acc, x| {
-                // Conflicts inside one array are reported where the field is merged.
-                acc.merge(Shape::of(x), "", &mut vec![])
-            }))),
-            Value::Object(o) => {
-                Shape::Object(o.iter().map(|(k, v)| (k.clone(), Shape::of(v))).collect())
-            }
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            Shape::Unknown => "null",
-            Shape::Scalar(FieldType::Boolean) => "a boolean",
-            Shape::Scalar(FieldType::Integer | FieldType::Float) => "a number",
-            Shape::Scalar(_) => "a string",
-            Shape::Object(_) => "an object",
-            Shape::Array(_) => "an array",
-            Shape::Json => "JSON",
-        }
-    }
-
-    /// Both shapes as one; shapes that do not merge widen to JSON text, with a warning naming
-    /// the field (`path`).
-    fn merge(self, other: Shape, path: &str, warnings: &mut Vec<String>) -> Shape {
-        use FieldType as F;
-        match (self, other) {
-            (a, b) if a == b => a,
-            (Shape::Unknown, x) | (x, Shape::Unknown) => x,
-            (Shape::Json, _) | (_, Shape::Json) => Shape::Json,
-            (Shape::Scalar(F::Integer), Shape::Scalar(F::Float))
-            | (Shape::Scalar(F::Float), Shape::Scalar(F::Integer)) => Shape::Scalar(F::Float),
-            // Text of which only some values look like datetimes is text.
-            (Shape::Scalar(F::Timestamp), Shape::Scalar(F::String))
-            | (Shape::Scalar(F::String), Shape::Scalar(F::Timestamp)) => Shape::Scalar(F::String),
-            (Shape::Object(mut a), Shape::Object(b)) => {
-                for (k, vb) in b {
-                    let sub = format!("{path}.{k}");
-                    match a.iter_mut().find(|(ka, _)| *ka == k) {
-                        Some((_, va)) => {
-                            let v = std::mem::replace(va, Shape::Unknown);
-                            *va = v.merge(vb, &sub, warnings);
-                        }
-                        None => a.push((k, vb)),
-                    }
-                }
-                Shape::Object(a)
-            }
-            (Shape::Array(a), Shape::Array(b)) => {
-                Shape::Array(Box::new(a.merge(*b, &format!("{path}[]"), warnings)))
-            }
-            (a, b) => {
-                if !path.is_empty() {
-                    warnings.push(format!(
-                        "field '{}' arrived as {} and as {}; it is written as JSON text",
-                        path.trim_start_matches('.'),
-                        a.name(),
-                        b.name()
-                    ));
-                }
-                Shape::Json
-            }
-        }
-    }
-
-    fn field_type(self) -> FieldType {
-        match self {
-            Shape::Unknown | Shape::Json => FieldType::Json,
-            Shape::Scalar(t) => t,
-            // An empty object carries nothing Arrow can hold as a struct: keep it as text.
-            Shape::Object(f) if f.is_empty() => FieldType::Json,
-            Shape::Object(f) => FieldType::Object {
-                fields: f
-                    .into_iter()
-                    .map(|(k, s)| FieldInfo::new(&k, s.field_type()))
-                    .collect(),
-            },
-            Shape::Array(i) => FieldType::Array {
-                item: Box::new(i.field_type()),
-            },
-        }
-    }
-}
-
-/// Fields inferred from sample records: objects become structs, arrays lists, and a field
-/// whose shapes conflict becomes JSON text (with a warning naming it).
-fn infer_fields(records: &[Value], warnings: &mut Vec<String>) -> Vec<FieldInfo> {
-    let mut shape = Shape::Unknown;
-    for r in records.iter().filter(|r| r.is_object()) {
-        shape = shape.merge(Shape::of(r), "", warnings);
-    }
-    // The top level merged as objects; its fields are the columns.
-    match shape {
-        Shape::Object(f) => f
-            .into_iter()
-            .map(|(k, s)| FieldInfo::new(&k, s.field_type()))
-            .collect(),
-        _ => vec![],
     }
 }
 
@@ -1929,270 +1278,5 @@ impl Source for RestSource {
             next: step.next,
             bytes: step.bytes,
         }))
-    }
-}
-
-/// The `rest` connector in the [registry](super::registry).
-pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
-    name: "rest",
-    appflow_type: Some("CustomConnector"),
-    needs_profile: false,
-    oauth_client_auth: super::auth::ClientAuth::Basic,
-    auth_kinds: &[
-        "none",
-        "api_key",
-        "basic",
-        "bearer",
-        "oauth2_client_credentials",
-        "oauth2_refresh_token",
-    ],
-    consent: None,
-    static_description: true,
-    validate,
-    build: |source, profile| {
-        let auth = match profile {
-            Some(p) => p.authenticator()?,
-            None => super::auth::Authenticator::none(),
-        };
-        Ok(Box::new(RestSource::new(
-            &source.properties,
-            source.incremental.as_ref().map(|i| i.field.as_str()),
-            auth,
-        )?))
-    },
-};
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn props(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
-
-    #[test]
-    fn config_errors_name_the_field() {
-        let e = RestConfig::parse(&props(json!({"base_url": "x", "endpoints": {"t": {"path": "/t", "records": "$[*]", "paginater": {}}}}))).unwrap_err();
-        assert!(
-            e.to_string().contains("source.properties.endpoints.t"),
-            "{e}"
-        );
-        let c = RestConfig::parse(&props(
-            json!({"base_url": "http://h", "endpoints": {"t": {"path": "/t", "records": "$[*"}}}),
-        ))
-        .unwrap();
-        let e = c.check("t", None).unwrap_err();
-        assert!(e.to_string().contains("endpoints.t.records"), "{e}");
-        let c = RestConfig::parse(&props(
-            json!({"base_url": "http://h", "endpoints": {"t": {"path": "/t", "records": "$[*]"}}}),
-        ))
-        .unwrap();
-        assert!(c
-            .check("users", None)
-            .unwrap_err()
-            .to_string()
-            .contains("source.entity"));
-        let c = RestConfig::parse(&props(json!({"base_url": "http://h", "endpoints": {"t": {"path": "/t", "records": "$[*]", "paginator": {"type": "cursor", "param": "c"}}}}))).unwrap();
-        assert!(c
-            .check("t", None)
-            .unwrap_err()
-            .to_string()
-            .contains("token_path"));
-        let c = RestConfig::parse(&props(json!({"base_url": "http://h", "endpoints": {"c": {"path": "/t/{id}/c", "records": "$[*]", "parent": {"endpoint": "nope"}}}}))).unwrap();
-        assert!(c
-            .check("c", None)
-            .unwrap_err()
-            .to_string()
-            .contains("parent.endpoint"));
-    }
-
-    #[test]
-    fn window_values_are_formatted_and_placed() {
-        let t = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(format_time(t, None), "2026-01-02T03:04:05Z");
-        assert_eq!(format_time(t, Some("epoch_seconds")), "1767323045");
-        assert_eq!(format_time(t, Some("%Y-%m-%d")), "2026-01-02");
-        let mut r = HttpRequest::get("http://h");
-        place(&mut r, Placement::Body, "cursor", json!("abc"));
-        assert_eq!(r.body, Some(json!({"cursor": "abc"})));
-        assert_eq!(r.method, reqwest::Method::POST);
-    }
-
-    #[test]
-    fn inference() {
-        let mut w = vec![];
-        let f = infer_fields(
-            &[
-                json!({"t": "2026-01-01T00:00:00Z", "n": 3, "x": [1.5], "a": {"b": 1, "c": null}, "z": null, "m": 1}),
-                json!({"n": 2.5, "a": {"b": 2, "d": ["x"]}, "lines": [{"q": 1}, {"q": 2, "r": true}], "m": {"k": 1}, "e": {}}),
-            ],
-            &mut w,
-        );
-        let t = |n: &str| f.iter().find(|x| x.name == n).unwrap().data_type.clone();
-        assert_eq!(t("t"), FieldType::Timestamp);
-        assert_eq!(t("n"), FieldType::Float);
-        assert_eq!(
-            t("x"),
-            FieldType::Array {
-                item: Box::new(FieldType::Float)
-            }
-        );
-        assert_eq!(
-            t("a"),
-            FieldType::Object {
-                fields: vec![
-                    FieldInfo::new("b", FieldType::Integer),
-                    FieldInfo::new("c", FieldType::Json),
-                    FieldInfo::new(
-                        "d",
-                        FieldType::Array {
-                            item: Box::new(FieldType::String)
-                        }
-                    ),
-                ]
-            }
-        );
-        assert_eq!(
-            t("lines"),
-            FieldType::Array {
-                item: Box::new(FieldType::Object {
-                    fields: vec![
-                        FieldInfo::new("q", FieldType::Integer),
-                        FieldInfo::new("r", FieldType::Boolean)
-                    ]
-                })
-            }
-        );
-        // Only nulls, an empty object, conflicting shapes: JSON text; only the conflict warns.
-        assert_eq!(t("z"), FieldType::Json);
-        assert_eq!(t("e"), FieldType::Json);
-        assert_eq!(t("m"), FieldType::Json);
-        assert_eq!(w.len(), 1, "{w:?}");
-        assert!(w[0].contains("'m'") && w[0].contains("JSON text"), "{w:?}");
-    }
-
-    #[test]
-    fn declared_decimals_and_record_shaping() {
-        let decl: Vec<FieldDecl> = serde_json::from_value(json!([
-            {"name": "id", "type": "integer"},
-            {"name": "price", "type": "decimal", "precision": 20, "scale": 3},
-            {"name": "created", "type": "timestamp"},
-            {"name": "meta", "type": "json"},
-            {"name": "lines", "type": "array", "items": {"type": "object", "fields": [{"name": "qty", "type": "integer"}]}},
-        ]))
-        .unwrap();
-        let f = declared_fields("f", &decl).unwrap();
-        assert_eq!(
-            f[1].data_type,
-            FieldType::Decimal {
-                precision: 20,
-                scale: 3
-            }
-        );
-        let shaped = shape_declared(
-            &json!({"id": "7", "price": "0.10", "created": 1405641735, "meta": {"a": 1},
-                    "lines": [{"qty": "2", "extra": true}], "undeclared": 1}),
-            &f,
-        )
-        .unwrap();
-        assert_eq!(
-            shaped,
-            json!({"id": 7, "price": "0.10", "created": "2014-07-18T00:02:15Z", "meta": {"a": 1},
-                   "lines": [{"qty": 2}]})
-        );
-        assert!(shape_declared(&json!({"price": "ten"}), &f).is_err());
-        for (bad, says) in [
-            (json!([{"name": "a", "type": "decimal"}]), "scale: 2"),
-            (
-                json!([{"name": "a", "type": "decimal", "precision": 50, "scale": 2}]),
-                "1-38",
-            ),
-            (
-                json!([{"name": "a", "type": "string", "scale": 2}]),
-                "only a `decimal`",
-            ),
-        ] {
-            let decl: Vec<FieldDecl> = serde_json::from_value(bad).unwrap();
-            let e = declared_fields("f", &decl).unwrap_err().to_string();
-            assert!(e.starts_with("f[0].scale:") && e.contains(says), "{e}");
-        }
-    }
-
-    #[test]
-    fn sorted_needs_a_token_paginator() {
-        let c = RestConfig::parse(&props(json!({"base_url": "http://h", "endpoints": {"t": {
-            "path": "/t", "records": "$[*]",
-            "paginator": {"type": "page_number"},
-            "incremental": {"set": {}, "sorted": "descending", "cursor_path": "$.u"}}}})))
-        .unwrap();
-        let e = c.check("t", None).unwrap_err().to_string();
-        assert!(e.contains("incremental.sorted"), "{e}");
-        let c = RestConfig::parse(&props(json!({"base_url": "http://h", "endpoints": {"t": {
-            "path": "/t", "records": "$[*]", "paginator": {"type": "link_header"},
-            "incremental": {"set": {}, "cursor_path": "$.u"}}}})))
-        .unwrap();
-        let e = c.check("t", None).unwrap_err().to_string();
-        assert!(e.contains("sorted: descending"), "{e}");
-    }
-
-    #[test]
-    fn declared_objects_and_arrays() {
-        let decl: Vec<FieldDecl> = serde_json::from_value(json!([
-            {"name": "id", "type": "integer"},
-            {"name": "address", "type": "object", "fields": [{"name": "city"}, {"name": "zip", "type": "integer"}]},
-            {"name": "tags", "type": "array", "items": "string"},
-            {"name": "lines", "type": "array", "items": {"type": "object", "fields": [{"name": "sku"}]}},
-        ]))
-        .unwrap();
-        let f = declared_fields("f", &decl).unwrap();
-        assert_eq!(
-            f[1].data_type,
-            FieldType::Object {
-                fields: vec![
-                    FieldInfo::new("city", FieldType::String),
-                    FieldInfo::new("zip", FieldType::Integer)
-                ]
-            }
-        );
-        assert_eq!(
-            f[3].data_type,
-            FieldType::Array {
-                item: Box::new(FieldType::Object {
-                    fields: vec![FieldInfo::new("sku", FieldType::String)]
-                })
-            }
-        );
-        for (bad, field, says) in [
-            (
-                json!([{"name": "a", "type": "object"}]),
-                "f[0].fields",
-                "lists its fields",
-            ),
-            (
-                json!([{"name": "a", "type": "array"}]),
-                "f[0].items",
-                "items: string",
-            ),
-            (
-                json!([{"name": "a", "fields": []}]),
-                "f[0].fields",
-                "type: object",
-            ),
-            (
-                json!([{"name": "a", "type": "array", "items": "nope"}]),
-                "f[0].items.type",
-                "unknown type 'nope'",
-            ),
-            (json!([{"name": "a"}, {"name": "a"}]), "f[1].name", "twice"),
-        ] {
-            let decl: Vec<FieldDecl> = serde_json::from_value(bad).unwrap();
-            let e = declared_fields("f", &decl).unwrap_err().to_string();
-            assert!(
-                e.starts_with(&format!("{field}:")) && e.contains(says),
-                "{e}"
-            );
-        }
     }
 }

@@ -1,275 +1,15 @@
-//! The `jira` connector: Jira Cloud issues (JQL `updated` windows) and their changelogs.
-//!
-//! ```yaml
-//! source:
-//!   connector: jira
-//!   profile: jira        # API token: {"type": "basic", "username": "me@acme.com", "password": "<API token>",
-//!                        #             "hosts": ["acme.atlassian.net"]}
-//!                        # OAuth 2.0 (3LO): {"type": "oauth2_refresh_token",
-//!                        #   "token_url": "https://auth.atlassian.com/oauth/token", …,
-//!                        #   "hosts": ["api.atlassian.com"]} with base_url
-//!                        #   https://api.atlassian.com/ex/jira/<cloud id>
-//!   entity: issues       # issues | issue_changelogs
-//!   properties:
-//!     site: acme         # https://acme.atlassian.net (or base_url)
-//!     jql: project = OPS # optional: ANDed with the window
-//!     fields: [summary, status, assignee, customfield_10016]   # default: every navigable field
-//!     page_size: 100
-//!     time_zone: Europe/Berlin   # default: the profile user's time zone (GET /rest/api/3/myself)
-//!   incremental: { field: updated }
-//! ```
-//!
-//! Vendor documentation this follows:
-//! - Enhanced JQL search, `POST /rest/api/3/search/jql` (`jql`, `fields`, `maxResults`,
-//!   `nextPageToken`; the response's `nextPageToken` is absent on the last page; a query must be
-//!   bounded; fewer issues than `maxResults` come back when many fields are asked for). The old
-//!   `startAt` search `/rest/api/3/search` is removed:
-//!   <https://developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-issue-search/#api-rest-api-3-search-jql-post>,
-//!   <https://confluence.atlassian.com/display/JIRAKB/Run+JQL+search+query+using+Jira+Cloud+REST+API>
-//! - JQL date fields: `"yyyy/MM/dd HH:mm"` (minute precision), interpreted in the *searching
-//!   user's* time zone: <https://support.atlassian.com/jira-software-cloud/docs/jql-fields/#Updated>
-//! - The user's time zone: `GET /rest/api/3/myself` (`timeZone`):
-//!   <https://developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-myself/>
-//! - Field metadata, `GET /rest/api/3/field` (`id`, `name`, `navigable`, `schema.type`):
-//!   <https://developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-issue-fields/>
-//! - Changelogs, `GET /rest/api/3/issue/{id}/changelog` (`startAt`, `maxResults` ≤ 100, `isLast`):
-//!   <https://developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-issues/#api-rest-api-3-issue-issueidorkey-changelog-get>
-//! - Rate limiting: 429 with `Retry-After` (seconds), also on some 503s:
-//!   <https://developer.atlassian.com/cloud/jira/platform/rate-limiting/>
-//! - Basic auth with an API token; OAuth 2.0 (3LO) through `api.atlassian.com/ex/jira/{cloudid}`:
-//!   <https://developer.atlassian.com/cloud/jira/platform/basic-auth-for-rest-apis/>,
-//!   <https://developer.atlassian.com/cloud/jira/platform/oauth-2-3lo-apps/>
-//!
-//! How reading works:
-//! - **Windows in JQL have minute precision and the user's time zone.** A window `(start, end]`
-//!   becomes `updated >= "<start floored to the minute>" AND updated < "<end floored + 1 minute>"`
-//!   written in the profile user's time zone (or `time_zone`), one hour wider where a daylight-
-//!   saving change makes the local time ambiguous; the exact `(start, end]` is then applied to
-//!   each issue's `updated` (milliseconds) client-side, so the issues of a boundary minute are
-//!   read by both neighbouring windows' queries and delivered by exactly one.
-//! - **Pages are time slices, not tokens**: the query is ordered by `updated` and after each page
-//!   the next query starts at the minute of the latest `updated` read, issues already read at
-//!   that version (`id@updated`) skipped; `nextPageToken` is followed only while a page does not
-//!   leave its starting minute. An issue edited during the read leaves its place in the ordered
-//!   result (its new `updated` is later); a token's position would shift and skip an issue that
-//!   was never read; a slice restarts from what was read, so nothing is skipped and the edited
-//!   issue is read at its new version by this run or the next.
-//! - **Unknown field names are silently ignored** by Jira: `fields` is checked against
-//!   `/rest/api/3/field` first; values are typed from `schema.type` (`number` float, `datetime`
-//!   timestamp — Jira writes `+0000` offsets — `date`, `string`, arrays of strings as lists,
-//!   objects such as users and statuses as JSON text).
-//! - `issue_changelogs`: for every issue updated since the window start, its changelog pages;
-//!   histories whose `created` is in the window are delivered. An issue edited while the run
-//!   pages can be listed again, so its histories can come twice: `id` is the history's key.
+//! The jira connector's reads: requests, paging, windows, records.
 
-use super::auth::Authenticator;
-use super::http::{HttpClient, HttpRequest, HttpResponse, HttpSettings};
-use super::normalize::{self, fields};
 use super::*;
-use chrono::{DateTime, Duration as ChronoDuration, LocalResult, TimeZone, Timelike, Utc};
-use serde_json::{json, Map, Value};
-use std::collections::HashSet;
 
 /// Issues per search page we ask for (Jira may return fewer).
-const MAX_PAGE: u32 = 100;
+pub(super) const MAX_PAGE: u32 = 100;
 /// Changelog entries per request (the endpoint's maximum).
-const CHANGELOG_PAGE: u32 = 100;
-
-/// The entities: name, label.
-pub const ENTITIES: &[(&str, &str)] = &[
-    ("issues", "Issues (JQL search on `updated`)"),
-    (
-        "issue_changelogs",
-        "Issue changelogs (histories of issues updated in the window)",
-    ),
-];
-
-/// `source.properties` of a `jira` flow.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JiraConfig {
-    /// `acme` for `https://acme.atlassian.net`.
-    #[serde(default)]
-    pub site: Option<String>,
-    /// The API root instead of a site (OAuth apps: `https://api.atlassian.com/ex/jira/<cloud id>`).
-    #[serde(default)]
-    pub base_url: Option<String>,
-    /// A JQL restriction ANDed with the window (no `ORDER BY`).
-    #[serde(default)]
-    pub jql: Option<String>,
-    /// Field ids to read (issues); default every navigable field.
-    #[serde(default)]
-    pub fields: Option<Vec<String>>,
-    #[serde(default)]
-    pub page_size: Option<u32>,
-    /// The time zone JQL dates are read in, when it is not the profile user's.
-    #[serde(default)]
-    pub time_zone: Option<String>,
-    #[serde(default)]
-    pub http: HttpSettings,
-}
-
-impl JiraConfig {
-    pub fn parse(props: &Map<String, Value>) -> Result<Self, SourceError> {
-        let c: JiraConfig = parse_properties(
-            props,
-            Some("jira takes site, base_url, jql, fields, page_size, time_zone, http"),
-        )?;
-        c.check()?;
-        Ok(c)
-    }
-
-    fn check(&self) -> Result<(), SourceError> {
-        match (&self.site, &self.base_url) {
-            (Some(_), Some(_)) | (None, None) => {
-                return Err(SourceError::config(
-                    "source.properties.site",
-                    "set exactly one of `site` (e.g. acme for https://acme.atlassian.net) or `base_url`",
-                ))
-            }
-            (Some(s), None) => {
-                let ok = !s.is_empty()
-                    && s.len() <= 63
-                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-                if !ok {
-                    return Err(SourceError::config(
-                        "source.properties.site",
-                        format!("'{s}' is not a Jira Cloud site name: give only the first label, e.g. `acme` for https://acme.atlassian.net"),
-                    ));
-                }
-            }
-            (None, Some(u)) => {
-                super::http_url("source.properties.base_url", u, "e.g. https://acme.atlassian.net")?;
-            }
-        }
-        if let Some(q) = &self.jql {
-            if q.trim().is_empty() {
-                return Err(SourceError::config(
-                    "source.properties.jql",
-                    "is empty; leave it out to read every issue the profile can see",
-                ));
-            }
-            if q.to_ascii_lowercase().contains("order by") {
-                return Err(SourceError::config(
-                    "source.properties.jql",
-                    "must not have an ORDER BY: ferry orders by `updated` to page by time slices",
-                ));
-            }
-        }
-        if let Some(fs) = &self.fields {
-            if fs.is_empty() {
-                return Err(SourceError::config(
-                    "source.properties.fields",
-                    "list at least one field id, or leave it out to read every navigable field",
-                ));
-            }
-            for (i, f) in fs.iter().enumerate() {
-                if f.is_empty() || f.contains(',') || f.starts_with('*') || f.starts_with('-') {
-                    return Err(SourceError::config(
-                        format!("source.properties.fields[{i}]"),
-                        format!(
-                            "'{f}' is not a field id (e.g. summary, status, customfield_10016)"
-                        ),
-                    ));
-                }
-            }
-        }
-        if let Some(p) = self.page_size {
-            if p == 0 || p > MAX_PAGE {
-                return Err(SourceError::config(
-                    "source.properties.page_size",
-                    format!("must be between 1 and {MAX_PAGE}"),
-                ));
-            }
-        }
-        if let Some(tz) = &self.time_zone {
-            tz.parse::<chrono_tz::Tz>().map_err(|_| {
-                SourceError::config(
-                    "source.properties.time_zone",
-                    format!("'{tz}' is not an IANA time zone name (e.g. Europe/Berlin, UTC)"),
-                )
-            })?;
-        }
-        self.http.validate("source.properties.http")
-    }
-
-    /// The API root (`check` made sure one of `site` and `base_url` is set).
-    fn base(&self) -> String {
-        match (&self.site, &self.base_url) {
-            (Some(s), _) => format!("https://{s}.atlassian.net"),
-            (None, Some(u)) => u.trim_end_matches('/').to_string(),
-            (None, None) => String::new(),
-        }
-    }
-}
-
-pub(super) fn validate(entity: &str, props: &Map<String, Value>) -> Vec<crate::flow::FieldError> {
-    let mut errs = vec![];
-    if !entity.is_empty() {
-        if let Err(SourceError::Config { field, message }) = entity_def(entity) {
-            errs.push(crate::flow::FieldError::new(field, message));
-        }
-    }
-    if let Err(SourceError::Config { field, message }) = JiraConfig::parse(props) {
-        errs.push(crate::flow::FieldError::new(field, message));
-    }
-    errs
-}
-
-fn entity_def(entity: &str) -> Result<&'static (&'static str, &'static str), SourceError> {
-    normalize::find_entity("jira", ENTITIES, |e| e.0, entity)
-}
-
-/// A Jira field: id, label, ferry type.
-#[derive(Debug, Clone)]
-struct JField {
-    id: String,
-    name: String,
-    ty: FieldType,
-    navigable: bool,
-}
-
-/// The ferry type of a field's `schema`.
-fn field_type(schema: Option<&Value>) -> FieldType {
-    let t = schema.and_then(|s| s.get("type")).and_then(Value::as_str);
-    match t {
-        Some("string") => FieldType::String,
-        Some("number") => FieldType::Float,
-        Some("datetime") => FieldType::Timestamp,
-        Some("date") => FieldType::Date,
-        Some("array")
-            if schema.and_then(|s| s.get("items")).and_then(Value::as_str) == Some("string") =>
-        {
-            FieldType::Array {
-                item: Box::new(FieldType::String),
-            }
-        }
-        _ => FieldType::Json,
-    }
-}
-
-/// A Jira datetime (`2026-02-01T10:15:30.123+0000`, or RFC 3339).
-pub fn jira_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z")
-        .or_else(|_| DateTime::parse_from_rfc3339(s))
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-/// One value shaped to its type (Jira datetimes made RFC 3339 first).
-pub(super) fn shape_value(v: &Value, ty: &FieldType) -> Result<Value, String> {
-    match (ty, v) {
-        (FieldType::Timestamp, Value::String(s)) if !s.is_empty() => match jira_time(s) {
-            Some(t) => Ok(Value::String(normalize::rfc3339(t))),
-            None => Err("a text that is not a Jira datetime".into()),
-        },
-        _ => normalize::value(v, ty),
-    }
-}
+pub(super) const CHANGELOG_PAGE: u32 = 100;
 
 /// A JQL date literal: `t` in `tz`, floored to the minute, `widen` minutes earlier (negative) or
 /// later where the local time is ambiguous (a daylight-saving change repeats the hour).
-fn jql_time(t: DateTime<Utc>, tz: chrono_tz::Tz, later: bool) -> String {
+pub(super) fn jql_time(t: DateTime<Utc>, tz: chrono_tz::Tz, later: bool) -> String {
     let local = t.with_timezone(&tz).naive_local();
     let floored = local
         .with_second(0)
@@ -287,22 +27,22 @@ fn jql_time(t: DateTime<Utc>, tz: chrono_tz::Tz, later: bool) -> String {
 /// Where a read stands: a time slice starting at `lo` (UTC ms, a minute boundary of the query),
 /// the issue versions already read at or after it, and the token within the slice.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct JCursor {
+pub(super) struct JCursor {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    lo: Option<i64>,
+    pub(super) lo: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    seen: Vec<String>,
+    pub(super) seen: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    token: Option<String>,
+    pub(super) token: Option<String>,
 }
 
 /// The Jira source bound to one flow.
 pub struct JiraSource {
-    cfg: JiraConfig,
-    base: String,
-    http: HttpClient,
-    fields: tokio::sync::Mutex<Option<std::sync::Arc<Vec<JField>>>>,
-    tz: tokio::sync::Mutex<Option<chrono_tz::Tz>>,
+    pub(super) cfg: JiraConfig,
+    pub(super) base: String,
+    pub(super) http: HttpClient,
+    pub(super) fields: tokio::sync::Mutex<Option<std::sync::Arc<Vec<JField>>>>,
+    pub(super) tz: tokio::sync::Mutex<Option<chrono_tz::Tz>>,
 }
 
 impl JiraSource {
@@ -319,20 +59,20 @@ impl JiraSource {
         })
     }
 
-    async fn send(&self, r: HttpRequest) -> Result<HttpResponse, SourceError> {
+    pub(super) async fn send(&self, r: HttpRequest) -> Result<HttpResponse, SourceError> {
         self.http.send(&r).await?.ok_or_else(|| SourceError::Fatal {
             message: "an ignored status answered a Jira request".into(),
         })
     }
 
-    fn rejected(url: &str, what: impl std::fmt::Display) -> SourceError {
+    pub(super) fn rejected(url: &str, what: impl std::fmt::Display) -> SourceError {
         SourceError::Rejected {
             message: format!("jira: {url}: {what}"),
         }
     }
 
     /// The profile user (`/myself`): proves the credentials and gives the JQL time zone.
-    async fn myself(&self) -> Result<Value, SourceError> {
+    pub(super) async fn myself(&self) -> Result<Value, SourceError> {
         let resp = self
             .send(HttpRequest::get(format!("{}/rest/api/3/myself", self.base)))
             .await?;
@@ -345,7 +85,7 @@ impl JiraSource {
         Ok(resp.body)
     }
 
-    async fn time_zone(&self) -> Result<chrono_tz::Tz, SourceError> {
+    pub(super) async fn time_zone(&self) -> Result<chrono_tz::Tz, SourceError> {
         if let Some(tz) = *self.tz.lock().await {
             return Ok(tz);
         }
@@ -371,7 +111,7 @@ impl JiraSource {
         Ok(tz)
     }
 
-    async fn all_fields(&self) -> Result<std::sync::Arc<Vec<JField>>, SourceError> {
+    pub(super) async fn all_fields(&self) -> Result<std::sync::Arc<Vec<JField>>, SourceError> {
         if let Some(f) = &*self.fields.lock().await {
             return Ok(f.clone());
         }
@@ -405,7 +145,7 @@ impl JiraSource {
 
     /// The issue fields read, in output order: the flow's (checked: Jira ignores unknown ids)
     /// or every navigable one; `created` and `updated` always.
-    async fn selected(&self) -> Result<Vec<JField>, SourceError> {
+    pub(super) async fn selected(&self) -> Result<Vec<JField>, SourceError> {
         let all = self.all_fields().await?;
         let find = |id: &str| all.iter().find(|f| f.id == id).cloned();
         let mut out: Vec<JField> = match &self.cfg.fields {
@@ -448,7 +188,7 @@ impl JiraSource {
         Ok(out)
     }
 
-    fn page_size(&self, req: &ReadRequest) -> u32 {
+    pub(super) fn page_size(&self, req: &ReadRequest) -> u32 {
         req.page_size
             .or(self.cfg.page_size)
             .unwrap_or(MAX_PAGE)
@@ -457,7 +197,7 @@ impl JiraSource {
 
     /// The JQL of one slice: the flow's restriction, `updated >= lo` and, for issues, the
     /// window's end; ordered by `updated` then `id`.
-    fn jql(&self, lo: i64, hi: Option<DateTime<Utc>>, tz: chrono_tz::Tz) -> String {
+    pub(super) fn jql(&self, lo: i64, hi: Option<DateTime<Utc>>, tz: chrono_tz::Tz) -> String {
         let mut parts = vec![];
         if let Some(q) = &self.cfg.jql {
             parts.push(format!("({q})"));
@@ -473,7 +213,7 @@ impl JiraSource {
 
     /// One search page of the slice in `c`: (issues not read before with their `updated`, the
     /// cursor after them).
-    async fn search_page(
+    pub(super) async fn search_page(
         &self,
         req: &ReadRequest,
         c: JCursor,
@@ -588,7 +328,7 @@ impl JiraSource {
     }
 
     /// One issue as a record; `n` is its position on the page (what messages name).
-    fn issue_record(
+    pub(super) fn issue_record(
         &self,
         issue: &Value,
         n: usize,
@@ -623,7 +363,7 @@ impl JiraSource {
     }
 
     /// Every changelog history of one issue.
-    async fn changelog(&self, issue_id: &str) -> Result<(Vec<Value>, u64), SourceError> {
+    pub(super) async fn changelog(&self, issue_id: &str) -> Result<(Vec<Value>, u64), SourceError> {
         let mut out = vec![];
         let mut bytes = 0;
         let mut start = 0u64;
@@ -665,20 +405,8 @@ impl JiraSource {
     }
 }
 
-fn minute_floor(ms: i64) -> i64 {
+pub(super) fn minute_floor(ms: i64) -> i64 {
     ms.div_euclid(60_000) * 60_000
-}
-
-fn changelog_fields() -> Vec<FieldInfo> {
-    vec![
-        fields::s("id").key(),
-        fields::s("issue_id").required(),
-        fields::s("issue_key"),
-        fields::s("author_account_id"),
-        fields::s("author_display_name"),
-        fields::ts("created").required().incremental(),
-        fields::json("items"),
-    ]
 }
 
 #[async_trait]
@@ -809,83 +537,5 @@ impl Source for JiraSource {
                 bytes,
             })
         }
-    }
-}
-
-/// The `jira` connector in the [registry](super::registry). AppFlow reaches Jira Cloud only
-/// through a custom connector, so no `connectorType` maps here.
-pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
-    name: "jira",
-    appflow_type: None,
-    needs_profile: true,
-    oauth_client_auth: super::auth::ClientAuth::Body,
-    auth_kinds: &["basic", "bearer", "oauth2_refresh_token"],
-    consent: Some(&super::consent::ATLASSIAN),
-    static_description: false,
-    validate,
-    build: |source, profile| {
-        let auth = super::registry::require(profile, "jira", "its credentials")?.authenticator()?;
-        Ok(Box::new(JiraSource::new(&source.properties, auth)?))
-    },
-};
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn props(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
-
-    #[test]
-    fn config_errors_name_the_field() {
-        assert!(validate("issues", &props(json!({"site": "acme"}))).is_empty());
-        let e = validate("sprints", &props(json!({"site": "acme"})));
-        assert_eq!(e[0].path, "source.entity");
-        let e = validate("issues", &props(json!({"site": "acme.atlassian.net"})));
-        assert_eq!(e[0].path, "source.properties.site");
-        let e = validate(
-            "issues",
-            &props(json!({"site": "acme", "jql": "project = X ORDER BY created"})),
-        );
-        assert_eq!(e[0].path, "source.properties.jql");
-        let e = validate(
-            "issues",
-            &props(json!({"site": "acme", "time_zone": "Mars/Base"})),
-        );
-        assert_eq!(e[0].path, "source.properties.time_zone");
-        let e = validate(
-            "issues",
-            &props(json!({"site": "acme", "fields": ["summary", "*all"]})),
-        );
-        assert_eq!(e[0].path, "source.properties.fields[1]");
-    }
-
-    #[test]
-    fn jql_times_are_minutes_in_the_users_zone() {
-        let t = DateTime::parse_from_rfc3339("2026-02-01T10:15:42.500Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(jql_time(t, chrono_tz::UTC, false), "2026/02/01 10:15");
-        assert_eq!(
-            jql_time(t, chrono_tz::Asia::Kolkata, false),
-            "2026/02/01 15:45"
-        );
-        // 2026-11-01 01:30 happens twice in New York: widened by an hour.
-        let t = DateTime::parse_from_rfc3339("2026-11-01T05:30:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(
-            jql_time(t, chrono_tz::America::New_York, false),
-            "2026/11/01 00:30"
-        );
-        assert_eq!(
-            jql_time(t, chrono_tz::America::New_York, true),
-            "2026/11/01 02:30"
-        );
-        assert_eq!(
-            jira_time("2026-02-01T10:15:30.123+0530").map(normalize::rfc3339),
-            Some("2026-02-01T04:45:30.123Z".to_string())
-        );
     }
 }

@@ -1,364 +1,11 @@
-//! The `salesforce` connector: sObjects over the REST API, with Bulk API 2.0 for large extracts.
-//!
-//! ```yaml
-//! source:
-//!   connector: salesforce
-//!   profile: sfdc                # OAuth2 refresh-token secret, see docs/connectors/salesforce.md
-//!   entity: Account              # any queryable sObject
-//!   properties:
-//!     api_version: v62.0         # default
-//!     sandbox: false             # token host test.salesforce.com instead of login.salesforce.com
-//!     fields: [Id, Name, BillingAddress, SystemModstamp]   # default: every field but base64
-//!     include_deleted: false     # true: queryAll / Bulk queryAll, with IsDeleted
-//!     api: auto                  # auto | rest | bulk
-//!     bulk_threshold: 100000     # auto: Bulk API 2.0 above this many records in the window
-//!   incremental: { field: SystemModstamp }
-//! ```
-//!
-//! How it talks to Salesforce (the documentation each part follows):
-//! - Token refresh with `grant_type=refresh_token` and `client_id`/`client_secret` as form fields
-//!   against `https://login.salesforce.com/services/oauth2/token` (`test.salesforce.com` for
-//!   sandboxes); the response's `instance_url` is the API host and is written back to the secret.
-//!   <https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/intro_understanding_refresh_token_oauth.htm>,
-//!   <https://developer.salesforce.com/docs/atlas.en-us.222.0.api_rest.meta/api/intro_understanding_oauth_endpoints.htm>
-//! - Entities: `GET /services/data/vXX.X/sobjects` (`queryable` ones); fields and types:
-//!   `GET /services/data/vXX.X/sobjects/{name}/describe`.
-//! - Extraction by SOQL: `GET …/query?q=` (or `…/queryAll?q=` for deleted and archived records,
-//!   which `query` hides), following `nextRecordsUrl` until `done`; page size by the
-//!   `Sforce-Query-Options: batchSize=N` header (200..2000, a hint the server may override).
-//!   <https://developer.salesforce.com/docs/platform/api-rest/guide/resources-queryall-more-results.html>,
-//!   <https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_queryoptions.htm>
-//! - The window goes into the `WHERE` clause as unquoted dateTime literals
-//!   (`YYYY-MM-DDThh:mm:ssZ`, whole seconds only):
-//!   <https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/api/sforce_api_calls_soql_select_dateformats.htm>
-//! - Bulk API 2.0 query jobs: `POST …/jobs/query {operation, query}`, poll
-//!   `GET …/jobs/query/{id}` until `JobComplete` (`Failed`/`Aborted` end the run), then
-//!   `GET …/jobs/query/{id}/results?maxRecords=N&locator=L`, CSV, next locator in the
-//!   `Sforce-Locator` header (`null` at the end), with the same API version as the job.
-//!   <https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/query_get_job_results.htm>,
-//!   <https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_bulk_v2/bulk_api_2_job_states.htm>,
-//!   <https://developer.salesforce.com/docs/atlas.en-us.238.0.api_asynch.meta/api_asynch/queries.htm>
-//! - Errors are JSON arrays of `{message, errorCode}`; `403` with `REQUEST_LIMIT_EXCEEDED` is the
-//!   org's API limit (→ `Throttled`), `401` `INVALID_SESSION_ID` an expired token (refreshed).
-//!   <https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm>
-//!
-//! Quirks handled:
-//! - SOQL takes whole-second literals but `SystemModstamp` has milliseconds: the `WHERE` clause is
-//!   widened to whole seconds and records are placed in the exact window `(start, end]` here.
-//! - REST writes datetimes as `2026-01-01T00:00:00.000+0000` (not RFC 3339), Bulk as
-//!   `…000Z`; both become `2026-01-01T00:00:00.000Z`. Bulk CSV has only text and an empty cell for
-//!   null; values are typed from `describe` (numbers, booleans, dates) so the REST and Bulk paths
-//!   give identical records. Salesforce stores no empty strings, so REST `""` is null as well.
-//! - Bulk API 2.0 cannot query compound fields: both paths query the components
-//!   (`BillingStreet`, …) and assemble the compound (`BillingAddress`) as a struct, null when
-//!   every component is null. base64 fields (not available in Bulk) are left out.
-//! - SOQL refuses unknown fields rather than ignoring them: `fields` is checked against
-//!   `describe` first, with an error naming the field.
-//! - The `nextRecordsUrl` of a `queryAll` says `query`; it still continues the `queryAll`.
+//! The salesforce connector's reads: requests, paging, windows, records.
 
-use super::auth::Authenticator;
-use super::http::{HttpClient, HttpRequest, HttpSettings};
 use super::*;
-use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
-use serde_json::{json, Map, Value};
-use std::collections::HashMap;
-
-pub const DEFAULT_API_VERSION: &str = "v62.0";
-const LOGIN_URL: &str = "https://login.salesforce.com";
-/// SOQL allows five levels of child-to-parent relationships (`Account.Owner.Manager.Name`).
-const MAX_RELATIONSHIP_DEPTH: usize = 5;
-const SANDBOX_LOGIN_URL: &str = "https://test.salesforce.com";
-
-/// Which API reads the records.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ApiChoice {
-    /// REST up to `bulk_threshold` records in the window, Bulk API 2.0 above.
-    #[default]
-    Auto,
-    Rest,
-    Bulk,
-}
-
-/// `source.properties` of a `salesforce` flow.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SalesforceConfig {
-    #[serde(default = "d::api_version")]
-    pub api_version: String,
-    /// The API host; default: the profile's `instance_url` (from the token response).
-    #[serde(default)]
-    pub instance_url: Option<String>,
-    /// Use the sandbox login host when the profile has no `token_url`.
-    #[serde(default)]
-    pub sandbox: bool,
-    /// Login host (My Domain) when the profile has no `token_url`.
-    #[serde(default)]
-    pub login_url: Option<String>,
-    /// Fields to read (API names; compound fields by their compound name). Default: all.
-    #[serde(default)]
-    pub fields: Option<Vec<String>>,
-    /// Read deleted and archived records too (`queryAll`), with `IsDeleted`.
-    #[serde(default)]
-    pub include_deleted: bool,
-    #[serde(default)]
-    pub api: ApiChoice,
-    #[serde(default = "d::bulk_threshold")]
-    pub bulk_threshold: u64,
-    /// Between Bulk job status polls.
-    #[serde(default = "d::bulk_poll_ms")]
-    pub bulk_poll_ms: u64,
-    /// How long one page call waits for a Bulk job before handing back (the next call polls on).
-    #[serde(default = "d::bulk_wait_seconds")]
-    pub bulk_wait_seconds: u64,
-    #[serde(default)]
-    pub http: HttpSettings,
-}
-
-mod d {
-    pub fn api_version() -> String {
-        super::DEFAULT_API_VERSION.into()
-    }
-    pub fn bulk_threshold() -> u64 {
-        100_000
-    }
-    pub fn bulk_poll_ms() -> u64 {
-        2_000
-    }
-    pub fn bulk_wait_seconds() -> u64 {
-        60
-    }
-}
-
-fn is_name(s: &str) -> bool {
-    let mut c = s.chars();
-    c.next().is_some_and(|f| f.is_ascii_alphabetic())
-        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
-}
-
-impl SalesforceConfig {
-    pub fn parse(props: &Map<String, Value>) -> Result<Self, SourceError> {
-        let cfg: SalesforceConfig = parse_properties(props, None)?;
-        cfg.check()?;
-        Ok(cfg)
-    }
-
-    fn check(&self) -> Result<(), SourceError> {
-        let v = self
-            .api_version
-            .strip_prefix('v')
-            .and_then(|n| n.parse::<f64>().ok());
-        match v {
-            None => {
-                return Err(SourceError::config(
-                    "source.properties.api_version",
-                    format!(
-                        "'{}' is not an API version; write it like v62.0",
-                        self.api_version
-                    ),
-                ))
-            }
-            Some(n) if n < 47.0 => {
-                return Err(SourceError::config(
-                    "source.properties.api_version",
-                    "must be v47.0 or later (Bulk API 2.0 query jobs)",
-                ))
-            }
-            _ => {}
-        }
-        for (f, u) in [
-            ("instance_url", &self.instance_url),
-            ("login_url", &self.login_url),
-        ] {
-            if let Some(u) = u {
-                let ok = url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
-                if !ok {
-                    return Err(SourceError::config(
-                        format!("source.properties.{f}"),
-                        format!("'{u}' is not an absolute http(s) URL, e.g. https://mycompany.my.salesforce.com"),
-                    ));
-                }
-            }
-        }
-        if let Some(fs) = &self.fields {
-            if fs.is_empty() {
-                return Err(SourceError::config(
-                    "source.properties.fields",
-                    "list at least one field, or leave `fields` out to read them all",
-                ));
-            }
-            for (i, f) in fs.iter().enumerate() {
-                let segs: Vec<&str> = f.split('.').collect();
-                if segs.len() > MAX_RELATIONSHIP_DEPTH + 1 || !segs.iter().all(|s| is_name(s)) {
-                    return Err(SourceError::config(
-                        format!("source.properties.fields[{i}]"),
-                        format!("'{f}' is not a field API name (letters, digits and _, e.g. Name or Region__c) or a relationship path of at most {MAX_RELATIONSHIP_DEPTH} relationships (e.g. Owner.Name)"),
-                    ));
-                }
-            }
-        }
-        if self.bulk_threshold == 0 {
-            return Err(SourceError::config(
-                "source.properties.bulk_threshold",
-                "must be ≥ 1 (use api: bulk to always use Bulk API 2.0)",
-            ));
-        }
-        if self.bulk_poll_ms == 0 {
-            return Err(SourceError::config(
-                "source.properties.bulk_poll_ms",
-                "must be ≥ 1",
-            ));
-        }
-        self.http.validate("source.properties.http")
-    }
-}
-
-pub(super) fn validate(entity: &str, props: &Map<String, Value>) -> Vec<crate::flow::FieldError> {
-    let mut errs = vec![];
-    if !is_name(entity) {
-        errs.push(crate::flow::FieldError::new(
-            "source.entity",
-            format!("'{entity}' is not an sObject API name, e.g. Account or Invoice__c"),
-        ));
-    }
-    match SalesforceConfig::parse(props) {
-        Ok(_) => {}
-        Err(SourceError::Config { field, message }) => {
-            errs.push(crate::flow::FieldError::new(field, message))
-        }
-        Err(e) => errs.push(crate::flow::FieldError::new(
-            "source.properties",
-            e.to_string(),
-        )),
-    }
-    errs
-}
-
-/// How a value of a Salesforce field type is written in the output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Text,
-    Integer,
-    Float,
-    /// Money and percentages: exact decimals with the describe's precision and scale.
-    Decimal {
-        precision: u8,
-        scale: i8,
-    },
-    Boolean,
-    Timestamp,
-    Date,
-}
-
-impl Kind {
-    /// The kind of a describe field (`type`, and `precision`/`scale` for currency and percent).
-    fn of_field(f: &Value) -> Option<Kind> {
-        let t = f.get("type").and_then(Value::as_str)?;
-        match t {
-            "currency" | "percent" => {
-                // Salesforce: precision = total digits, scale = digits after the point
-                // (currency defaults to 18, 2). Arrow's Decimal128 holds up to 38 digits.
-                let p = f.get("precision").and_then(Value::as_u64).unwrap_or(0);
-                let sc = f.get("scale").and_then(Value::as_u64).unwrap_or(2).min(37);
-                let p = if p == 0 { 18 } else { p }.clamp(sc + 1, 38);
-                Some(Kind::Decimal {
-                    precision: p as u8,
-                    scale: sc as i8,
-                })
-            }
-            other => Kind::of(other),
-        }
-    }
-
-    /// `None`: a field the connector leaves out (base64), or a compound (handled apart).
-    fn of(sf_type: &str) -> Option<Kind> {
-        Some(match sf_type {
-            "boolean" => Kind::Boolean,
-            "int" | "long" => Kind::Integer,
-            "currency" | "percent" => Kind::Decimal {
-                precision: 18,
-                scale: 2,
-            },
-            "double" => Kind::Float,
-            "date" => Kind::Date,
-            "datetime" => Kind::Timestamp,
-            "base64" | "address" | "location" => return None,
-            // id, reference, string, picklist, multipicklist, combobox, textarea, phone, url,
-            // email, encryptedstring, time, anyType and types added later: text.
-            _ => Kind::Text,
-        })
-    }
-
-    fn field_type(self) -> FieldType {
-        match self {
-            Kind::Text => FieldType::String,
-            Kind::Integer => FieldType::Integer,
-            Kind::Float => FieldType::Float,
-            Kind::Decimal { precision, scale } => FieldType::Decimal { precision, scale },
-            Kind::Boolean => FieldType::Boolean,
-            Kind::Timestamp => FieldType::Timestamp,
-            Kind::Date => FieldType::Date,
-        }
-    }
-}
-
-/// One output column and the SOQL fields it is read from.
-#[derive(Debug, Clone)]
-enum Column {
-    Plain {
-        name: String,
-        kind: Kind,
-    },
-    /// An address or location: a struct of its components.
-    Compound {
-        name: String,
-        parts: Vec<(String, String, Kind)>,
-    },
-    /// A field of a related record (`Owner.Name`): a flat column named by its path, typed from
-    /// the related object's describe; null when a relationship on the way is empty.
-    Related {
-        name: String,
-        path: Vec<String>,
-        kind: Kind,
-    },
-}
-
-/// What `describe` found, shaped for reading.
-#[derive(Debug, Clone)]
-struct Described {
-    desc: EntityDescription,
-    columns: Vec<Column>,
-    /// Every SOQL field, in column order.
-    soql_fields: Vec<String>,
-    /// Field API name -> kind, for the window field.
-    kinds: HashMap<String, Kind>,
-}
-
-/// Subfield name of a compound component: `BillingStreet` of `BillingAddress` -> `street`,
-/// `Loc__Latitude__s` of `Loc__c` -> `latitude`.
-fn sub_name(compound: &str, component: &str) -> String {
-    let prefix = compound
-        .strip_suffix("__c")
-        .map(|p| format!("{p}__"))
-        .unwrap_or_else(|| {
-            compound
-                .strip_suffix("Address")
-                .unwrap_or(compound)
-                .to_string()
-        });
-    let rest = component.strip_prefix(prefix.as_str()).unwrap_or(component);
-    let rest = rest.strip_suffix("__s").unwrap_or(rest);
-    let mut c = rest.chars();
-    match c.next() {
-        Some(f) => f.to_ascii_lowercase().to_string() + c.as_str(),
-        None => component.to_string(),
-    }
-}
 
 /// Where the pages of a read come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "api", rename_all = "snake_case")]
-enum Cursor {
+pub(super) enum Cursor {
     /// The next `nextRecordsUrl` (a path on the instance).
     Rest { next: String },
     /// A Bulk API 2.0 query job; `locator` is the next result set (`None`: the first).
@@ -374,15 +21,15 @@ enum Cursor {
 
 /// The `salesforce` connector bound to one flow.
 pub struct SalesforceSource {
-    cfg: SalesforceConfig,
-    http: HttpClient,
-    incremental_field: Option<String>,
-    described: tokio::sync::Mutex<HashMap<String, Described>>,
-    raw_describes: tokio::sync::Mutex<HashMap<String, Arc<Vec<Value>>>>,
+    pub(super) cfg: SalesforceConfig,
+    pub(super) http: HttpClient,
+    pub(super) incremental_field: Option<String>,
+    pub(super) described: tokio::sync::Mutex<HashMap<String, Described>>,
+    pub(super) raw_describes: tokio::sync::Mutex<HashMap<String, Arc<Vec<Value>>>>,
 }
 
 /// Salesforce error bodies: `[{"message": …, "errorCode": …}]`.
-fn error_hook(status: u16, body: &[u8]) -> Option<SourceError> {
+pub(super) fn error_hook(status: u16, body: &[u8]) -> Option<SourceError> {
     let v: Value = serde_json::from_slice(body).ok()?;
     let first = match &v {
         Value::Array(a) => a.first()?.clone(),
@@ -407,7 +54,7 @@ fn error_hook(status: u16, body: &[u8]) -> Option<SourceError> {
 }
 
 /// SOQL dateTime literal of a lower bound `t` (records `> t`), widened to whole seconds.
-fn soql_lower(field: &str, t: DateTime<Utc>) -> String {
+pub(super) fn soql_lower(field: &str, t: DateTime<Utc>) -> String {
     let s = t.trunc_subsecs(0);
     let lit = s.format("%Y-%m-%dT%H:%M:%SZ");
     if s == t {
@@ -418,7 +65,7 @@ fn soql_lower(field: &str, t: DateTime<Utc>) -> String {
 }
 
 /// SOQL dateTime literal of an upper bound `t` (records `<= t`), widened to whole seconds.
-fn soql_upper(field: &str, t: DateTime<Utc>) -> String {
+pub(super) fn soql_upper(field: &str, t: DateTime<Utc>) -> String {
     let s = t.trunc_subsecs(0);
     if s == t {
         format!("{field} <= {}", s.format("%Y-%m-%dT%H:%M:%SZ"))
@@ -426,157 +73,6 @@ fn soql_upper(field: &str, t: DateTime<Utc>) -> String {
         let up = s + chrono::Duration::seconds(1);
         format!("{field} < {}", up.format("%Y-%m-%dT%H:%M:%SZ"))
     }
-}
-
-/// A datetime as Salesforce writes it: REST `…000+0000`, Bulk `…000Z`, or RFC 3339.
-fn parse_sf_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z"))
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-fn canonical_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-}
-
-/// A REST JSON value or a Bulk CSV cell as the output value of its kind.
-pub(super) fn typed(kind: Kind, field: &str, v: Cell<'_>) -> Result<Value, String> {
-    let text = match v {
-        Cell::Json(Value::Null) => return Ok(Value::Null),
-        Cell::Json(Value::String(s)) | Cell::Csv(s) if s.is_empty() => return Ok(Value::Null),
-        Cell::Json(Value::String(s)) | Cell::Csv(s) => s.as_str(),
-        Cell::Json(other) => {
-            return match (kind, other) {
-                (Kind::Boolean, Value::Bool(_)) => Ok(other.clone()),
-                (Kind::Integer, Value::Number(n)) => n
-                    .as_i64()
-                    .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
-                    .map(Value::from)
-                    .ok_or_else(|| format!("{field}: a number that is not an integer")),
-                (Kind::Float, Value::Number(n)) => Ok(Value::from(n.as_f64().unwrap_or(f64::NAN))),
-                (Kind::Decimal { precision, scale }, Value::Number(n)) => {
-                    decimal(&n.to_string(), precision, scale).ok_or_else(|| {
-                        format!("{field}: a number does not fit decimal({precision}, {scale})")
-                    })
-                }
-                (Kind::Text, v) => Ok(Value::String(v.to_string())),
-                // The value itself stays out of the message.
-                (k, v) => Err(format!(
-                    "{field}: a JSON {} is not a {k:?} value",
-                    match v {
-                        Value::Object(_) => "object",
-                        Value::Array(_) => "array",
-                        Value::Number(_) => "number",
-                        _ => "value",
-                    }
-                )),
-            };
-        }
-    };
-    // Record values stay out of messages: only the value's length is named.
-    let bad = || {
-        format!(
-            "{field}: a value of {} characters is not a {kind:?} value",
-            text.chars().count()
-        )
-    };
-    Ok(match kind {
-        Kind::Text => Value::String(text.to_string()),
-        Kind::Integer => Value::from(text.parse::<i64>().map_err(|_| bad())?),
-        Kind::Float => Value::from(text.parse::<f64>().map_err(|_| bad())?),
-        Kind::Decimal { precision, scale } => decimal(text, precision, scale).ok_or_else(bad)?,
-        Kind::Boolean => match text {
-            "true" | "TRUE" | "True" => Value::Bool(true),
-            "false" | "FALSE" | "False" => Value::Bool(false),
-            _ => return Err(bad()),
-        },
-        Kind::Timestamp => Value::String(canonical_time(parse_sf_time(text).ok_or_else(bad)?)),
-        Kind::Date => Value::String(
-            NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                .map_err(|_| bad())?
-                .format("%Y-%m-%d")
-                .to_string(),
-        ),
-    })
-}
-
-/// A decimal's exact text at `scale` (`1500.5` at scale 2 is `"1500.50"`), parsed by Arrow's
-/// decimal parser (the one that later reads it into Decimal128); `None` if it is not a number
-/// or does not fit `precision`.
-fn decimal(text: &str, precision: u8, scale: i8) -> Option<Value> {
-    use arrow::datatypes::{Decimal128Type, DecimalType};
-    let v = arrow::compute::kernels::cast_utils::parse_decimal::<Decimal128Type>(
-        text.trim(),
-        precision,
-        scale,
-    )
-    .ok()?;
-    Some(Value::String(Decimal128Type::format_decimal(
-        v, precision, scale,
-    )))
-}
-
-/// JSON text with every number literal turned into a string literal of the same text, so that
-/// money survives parsing exactly: serde_json reads numbers as 64-bit floats, which cannot hold
-/// `98765432109876.54`. Strings (with their escapes) are copied untouched.
-pub fn numbers_as_text(json: &str) -> String {
-    let b = json.as_bytes();
-    let mut out = String::with_capacity(json.len() + 64);
-    let mut i = 0;
-    let mut last = 0;
-    while i < b.len() {
-        match b[i] {
-            b'"' => {
-                i += 1;
-                while i < b.len() && b[i] != b'"' {
-                    i += if b[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 1;
-            }
-            b'-' | b'0'..=b'9' => {
-                let start = i;
-                while i < b.len() && matches!(b[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
-                {
-                    i += 1;
-                }
-                out.push_str(&json[last..start]);
-                out.push('"');
-                out.push_str(&json[start..i]);
-                out.push('"');
-                last = i;
-            }
-            _ => i += 1,
-        }
-    }
-    out.push_str(&json[last.min(json.len())..]);
-    out
-}
-
-pub(super) enum Cell<'a> {
-    Json(&'a Value),
-    Csv(&'a String),
-}
-
-/// RFC 4180 CSV as Bulk API 2.0 writes it: a header row, `"` quoting with `""` escapes,
-/// quoted commas and line breaks, LF or CRLF line endings (read by the `csv` crate). A body cut
-/// inside a quoted value — an odd number of `"` — is refused as truncated instead of read as
-/// a shorter last record.
-pub fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, String> {
-    if text.bytes().filter(|b| *b == b'"').count() % 2 == 1 {
-        return Err("a quoted value is not closed (truncated CSV?)".into());
-    }
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(text.as_bytes());
-    reader
-        .records()
-        .map(|r| {
-            r.map(|rec| rec.iter().map(str::to_string).collect())
-                .map_err(|e| format!("not CSV: {e}"))
-        })
-        .collect()
 }
 
 impl SalesforceSource {
@@ -650,7 +146,7 @@ impl SalesforceSource {
     }
 
     /// The instance URL: the flow's, else the profile's (fetching a token first if needed).
-    async fn instance(&self) -> Result<String, SourceError> {
+    pub(super) async fn instance(&self) -> Result<String, SourceError> {
         if let Some(u) = &self.cfg.instance_url {
             return Ok(u.trim_end_matches('/').to_string());
         }
@@ -667,7 +163,7 @@ impl SalesforceSource {
         })
     }
 
-    async fn data_url(&self, rest: &str) -> Result<String, SourceError> {
+    pub(super) async fn data_url(&self, rest: &str) -> Result<String, SourceError> {
         Ok(format!(
             "{}/services/data/{}/{}",
             self.instance().await?,
@@ -676,7 +172,7 @@ impl SalesforceSource {
         ))
     }
 
-    async fn get_json(&self, req: HttpRequest) -> Result<(Value, u64), SourceError> {
+    pub(super) async fn get_json(&self, req: HttpRequest) -> Result<(Value, u64), SourceError> {
         let resp = self
             .http
             .send(&req)
@@ -687,7 +183,7 @@ impl SalesforceSource {
         Ok((resp.body, resp.bytes))
     }
 
-    async fn described(&self, entity: &str) -> Result<Described, SourceError> {
+    pub(super) async fn described(&self, entity: &str) -> Result<Described, SourceError> {
         if let Some(d) = self.described.lock().await.get(entity) {
             return Ok(d.clone());
         }
@@ -700,7 +196,10 @@ impl SalesforceSource {
     }
 
     /// The `fields` of an object's describe, read once per object.
-    async fn describe_fields(&self, object: &str) -> Result<Arc<Vec<Value>>, SourceError> {
+    pub(super) async fn describe_fields(
+        &self,
+        object: &str,
+    ) -> Result<Arc<Vec<Value>>, SourceError> {
         if let Some(f) = self.raw_describes.lock().await.get(object) {
             return Ok(f.clone());
         }
@@ -736,7 +235,7 @@ impl SalesforceSource {
     /// the first of its `referenceTo` objects), the last a plain field. The column is named by
     /// the path in the API's own casing, as Bulk API 2.0 names its CSV column.
     /// <https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_relationships_query_using.htm>
-    async fn related(
+    pub(super) async fn related(
         &self,
         entity: &str,
         wanted: &str,
@@ -810,7 +309,7 @@ impl SalesforceSource {
         Ok((info, Column::Related { name, path, kind }))
     }
 
-    async fn fetch_description(&self, entity: &str) -> Result<Described, SourceError> {
+    pub(super) async fn fetch_description(&self, entity: &str) -> Result<Described, SourceError> {
         if !is_name(entity) {
             return Err(SourceError::config(
                 "source.entity",
@@ -964,7 +463,7 @@ impl SalesforceSource {
     }
 
     /// The window field, checked to be a datetime of the object.
-    fn window_field<'a>(
+    pub(super) fn window_field<'a>(
         &self,
         d: &Described,
         req: &'a ReadRequest,
@@ -985,7 +484,11 @@ impl SalesforceSource {
         }
     }
 
-    fn where_clause(&self, d: &Described, req: &ReadRequest) -> Result<String, SourceError> {
+    pub(super) fn where_clause(
+        &self,
+        d: &Described,
+        req: &ReadRequest,
+    ) -> Result<String, SourceError> {
         let (Some(f), Some(w)) = (self.window_field(d, req)?, req.window.as_ref()) else {
             return Ok(String::new());
         };
@@ -998,7 +501,7 @@ impl SalesforceSource {
     }
 
     /// The SOQL of a read.
-    fn soql(&self, d: &Described, req: &ReadRequest) -> Result<String, SourceError> {
+    pub(super) fn soql(&self, d: &Described, req: &ReadRequest) -> Result<String, SourceError> {
         Ok(format!(
             "SELECT {} FROM {}{}",
             d.soql_fields.join(", "),
@@ -1007,7 +510,7 @@ impl SalesforceSource {
         ))
     }
 
-    fn query_resource(&self) -> &'static str {
+    pub(super) fn query_resource(&self) -> &'static str {
         if self.cfg.include_deleted {
             "queryAll"
         } else {
@@ -1015,7 +518,7 @@ impl SalesforceSource {
         }
     }
 
-    fn with_batch_size(&self, mut r: HttpRequest, req: &ReadRequest) -> HttpRequest {
+    pub(super) fn with_batch_size(&self, mut r: HttpRequest, req: &ReadRequest) -> HttpRequest {
         if let Some(n) = req.page_size {
             r.headers.push((
                 "Sforce-Query-Options".into(),
@@ -1025,7 +528,11 @@ impl SalesforceSource {
         r
     }
 
-    async fn count_window(&self, d: &Described, req: &ReadRequest) -> Result<u64, SourceError> {
+    pub(super) async fn count_window(
+        &self,
+        d: &Described,
+        req: &ReadRequest,
+    ) -> Result<u64, SourceError> {
         let soql = format!(
             "SELECT COUNT() FROM {}{}",
             req.entity,
@@ -1042,7 +549,7 @@ impl SalesforceSource {
     }
 
     /// Records of one page as output records, in the exact window.
-    fn shape(
+    pub(super) fn shape(
         &self,
         d: &Described,
         req: &ReadRequest,
@@ -1125,7 +632,7 @@ impl SalesforceSource {
         Ok(out)
     }
 
-    async fn rest_page(
+    pub(super) async fn rest_page(
         &self,
         d: &Described,
         req: &ReadRequest,
@@ -1194,7 +701,11 @@ impl SalesforceSource {
         })
     }
 
-    async fn bulk_create(&self, d: &Described, req: &ReadRequest) -> Result<Cursor, SourceError> {
+    pub(super) async fn bulk_create(
+        &self,
+        d: &Described,
+        req: &ReadRequest,
+    ) -> Result<Cursor, SourceError> {
         let mut r = HttpRequest::get(self.data_url("jobs/query").await?);
         r.method = reqwest::Method::POST;
         r.body = Some(json!({"operation": self.query_resource(), "query": self.soql(d, req)?}));
@@ -1214,7 +725,7 @@ impl SalesforceSource {
         })
     }
 
-    async fn bulk_page(
+    pub(super) async fn bulk_page(
         &self,
         d: &Described,
         req: &ReadRequest,
@@ -1323,17 +834,6 @@ impl SalesforceSource {
     }
 }
 
-enum CellOwned {
-    Json(Value),
-    Csv(String),
-}
-
-/// How a message names a record: its position in the page, never a value of it (its `Id`
-/// included: docs/security.md).
-fn row_at(n: usize) -> String {
-    format!("record {n} of the page")
-}
-
 #[async_trait]
 impl Source for SalesforceSource {
     async fn list_entities(&self) -> Result<Vec<EntityInfo>, SourceError> {
@@ -1421,231 +921,5 @@ impl Source for SalesforceSource {
                 }
             }
         }
-    }
-}
-
-/// The `salesforce` connector in the [registry](super::registry).
-pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
-    name: "salesforce",
-    appflow_type: Some("Salesforce"),
-    needs_profile: true,
-    oauth_client_auth: super::auth::ClientAuth::Body,
-    auth_kinds: &[
-        "oauth2_refresh_token",
-        "oauth2_client_credentials",
-        "bearer",
-    ],
-    consent: Some(&super::consent::SALESFORCE),
-    static_description: false,
-    validate,
-    build: |source, profile| {
-        let p = super::registry::require(
-            profile,
-            "salesforce",
-            "a secret with client_id, client_secret and refresh_token; see docs/connectors/salesforce.md",
-        )?;
-        Ok(Box::new(SalesforceSource::new(
-            &source.properties,
-            source.incremental.as_ref().map(|i| i.field.as_str()),
-            p.name,
-            p.secret,
-            p.secrets.clone(),
-        )?))
-    },
-};
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn t(s: &str) -> DateTime<Utc> {
-        parse_sf_time(s).unwrap()
-    }
-
-    #[test]
-    fn window_bounds_are_widened_to_whole_seconds() {
-        assert_eq!(
-            soql_lower("SystemModstamp", t("2026-01-01T00:00:05Z")),
-            "SystemModstamp > 2026-01-01T00:00:05Z"
-        );
-        assert_eq!(
-            soql_lower("SystemModstamp", t("2026-01-01T00:00:05.250Z")),
-            "SystemModstamp >= 2026-01-01T00:00:05Z"
-        );
-        assert_eq!(
-            soql_upper("X", t("2026-01-01T00:00:05Z")),
-            "X <= 2026-01-01T00:00:05Z"
-        );
-        assert_eq!(
-            soql_upper("X", t("2026-01-01T00:00:05.250Z")),
-            "X < 2026-01-01T00:00:06Z"
-        );
-    }
-
-    #[test]
-    fn rest_and_bulk_values_type_the_same() {
-        let rest_t = json!("2026-01-01T10:00:00.120+0000");
-        let bulk_t = "2026-01-01T10:00:00.120Z".to_string();
-        assert_eq!(
-            typed(Kind::Timestamp, "f", Cell::Json(&rest_t)).unwrap(),
-            typed(Kind::Timestamp, "f", Cell::Csv(&bulk_t)).unwrap()
-        );
-        assert_eq!(
-            typed(Kind::Timestamp, "f", Cell::Csv(&bulk_t)).unwrap(),
-            json!("2026-01-01T10:00:00.120Z")
-        );
-        for (k, j, c) in [
-            (Kind::Float, json!(1500.5), "1500.5"),
-            (Kind::Float, json!(1.0E7), "1.0E7"),
-            (Kind::Integer, json!(42), "42"),
-            (Kind::Boolean, json!(true), "true"),
-            (Kind::Date, json!("2026-02-03"), "2026-02-03"),
-            (Kind::Text, json!("a,b"), "a,b"),
-            (Kind::Text, Value::Null, ""),
-            (Kind::Integer, Value::Null, ""),
-            (Kind::Text, json!(""), ""),
-        ] {
-            let c = c.to_string();
-            assert_eq!(
-                typed(k, "f", Cell::Json(&j)).unwrap(),
-                typed(k, "f", Cell::Csv(&c)).unwrap(),
-                "{k:?} {j}"
-            );
-        }
-        let e = typed(Kind::Integer, "f", Cell::Csv(&"xyz".to_string())).unwrap_err();
-        assert!(
-            e.contains("f:") && !e.contains("xyz"),
-            "no record value: {e}"
-        );
-    }
-
-    #[test]
-    fn money_is_an_exact_decimal_with_the_describe_scale() {
-        let k = Kind::of_field(&json!({"type": "currency", "precision": 18, "scale": 2})).unwrap();
-        assert_eq!(
-            k,
-            Kind::Decimal {
-                precision: 18,
-                scale: 2
-            }
-        );
-        assert_eq!(
-            k.field_type(),
-            FieldType::Decimal {
-                precision: 18,
-                scale: 2
-            }
-        );
-        let pct = Kind::of_field(&json!({"type": "percent", "precision": 5, "scale": 3})).unwrap();
-        // REST JSON numbers read through `numbers_as_text`, Bulk CSV text: the same exact value.
-        let body: Value = serde_json::from_str(&numbers_as_text(
-            r#"{"done": true, "totalSize": 2, "records": [{"AnnualRevenue": 98765432109876.54, "Pct": 12.5, "Name": "a 1.5, \"2\" \\ 3", "N": -4e3}]}"#,
-        ))
-        .unwrap();
-        let r = &body["records"][0];
-        assert_eq!(r["Name"], json!("a 1.5, \"2\" \\ 3"), "strings untouched");
-        assert_eq!(body["done"], json!(true));
-        assert_eq!(
-            typed(k, "AnnualRevenue", Cell::Json(&r["AnnualRevenue"])).unwrap(),
-            json!("98765432109876.54"),
-            "a float would give 98765432109876.5 or …56"
-        );
-        assert_eq!(
-            typed(k, "AnnualRevenue", Cell::Csv(&"98765432109876.54".into())).unwrap(),
-            json!("98765432109876.54")
-        );
-        assert_eq!(
-            typed(k, "f", Cell::Csv(&"1.0E7".into())).unwrap(),
-            json!("10000000.00")
-        );
-        assert_eq!(
-            typed(pct, "Pct", Cell::Json(&r["Pct"])).unwrap(),
-            json!("12.500")
-        );
-        assert_eq!(
-            typed(k, "N", Cell::Json(&r["N"])).unwrap(),
-            json!("-4000.00")
-        );
-        assert_eq!(
-            typed(k, "f", Cell::Csv(&String::new())).unwrap(),
-            Value::Null
-        );
-        assert!(
-            typed(pct, "Pct", Cell::Csv(&"123456.7".into())).is_err(),
-            "does not fit"
-        );
-        assert_eq!(
-            numbers_as_text("[1,-2.5e3,\"3\"]"),
-            "[\"1\",\"-2.5e3\",\"3\"]"
-        );
-    }
-
-    #[test]
-    fn csv_quoting_and_line_endings() {
-        let rows =
-            parse_csv("\"Id\",\"Name\"\r\n\"1\",\"a, \"\"b\"\"\nc\"\r\n\"2\",\"\"\n").unwrap();
-        assert_eq!(
-            rows,
-            vec![vec!["Id", "Name"], vec!["1", "a, \"b\"\nc"], vec!["2", ""]]
-        );
-        let rows = parse_csv("Id,Name\n3,x").unwrap();
-        assert_eq!(rows[1], vec!["3", "x"]);
-        assert!(parse_csv("Id\n\"open").is_err());
-    }
-
-    #[test]
-    fn compound_subfield_names() {
-        assert_eq!(sub_name("BillingAddress", "BillingStreet"), "street");
-        assert_eq!(
-            sub_name("BillingAddress", "BillingGeocodeAccuracy"),
-            "geocodeAccuracy"
-        );
-        assert_eq!(sub_name("Address", "PostalCode"), "postalCode");
-        assert_eq!(sub_name("Site__c", "Site__Latitude__s"), "latitude");
-    }
-
-    #[test]
-    fn limit_errors_are_throttled_and_query_errors_rejected() {
-        let e = error_hook(403, br#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#).unwrap();
-        assert_eq!(e.kind(), crate::error::ErrorKind::Throttled);
-        let e = error_hook(
-            400,
-            br#"[{"message":"No such column 'Foo'","errorCode":"INVALID_FIELD"}]"#,
-        )
-        .unwrap();
-        assert_eq!(e.kind(), crate::error::ErrorKind::SourceRejected);
-        assert!(error_hook(
-            403,
-            br#"[{"message":"no","errorCode":"INSUFFICIENT_ACCESS"}]"#
-        )
-        .is_none());
-        assert!(error_hook(500, b"<html>").is_none());
-    }
-
-    #[test]
-    fn properties_are_checked_naming_the_field() {
-        let p = |v: Value| v.as_object().unwrap().clone();
-        assert!(SalesforceConfig::parse(&p(json!({}))).is_ok());
-        let e = SalesforceConfig::parse(&p(json!({"api_version": "62"}))).unwrap_err();
-        assert!(
-            e.to_string().contains("source.properties.api_version"),
-            "{e}"
-        );
-        let e = SalesforceConfig::parse(&p(json!({"fields": ["Id", "Name; DROP"]}))).unwrap_err();
-        assert!(e.to_string().contains("source.properties.fields[1]"), "{e}");
-        assert!(SalesforceConfig::parse(&p(
-            json!({"fields": ["Id", "Owner.Name", "Account.Owner.Manager.Name"]})
-        ))
-        .is_ok());
-        for bad in ["Owner.", ".Name", "A.B.C.D.E.F.G"] {
-            let e = SalesforceConfig::parse(&p(json!({"fields": [bad]}))).unwrap_err();
-            assert!(e.to_string().contains("fields[0]"), "{bad}: {e}");
-        }
-        let e = SalesforceConfig::parse(&p(json!({"bulk": true}))).unwrap_err();
-        assert!(e.to_string().contains("bulk"), "{e}");
-        assert_eq!(
-            validate("Account; x", &p(json!({})))[0].path,
-            "source.entity"
-        );
     }
 }

@@ -33,15 +33,15 @@ pub struct Builtin {
 
 pub static STRIPE: Builtin = Builtin {
     name: "stripe",
-    yaml: include_str!("declarative/stripe.yaml"),
+    yaml: include_str!("stripe.yaml"),
 };
 pub static SHOPIFY: Builtin = Builtin {
     name: "shopify",
-    yaml: include_str!("declarative/shopify.yaml"),
+    yaml: include_str!("shopify.yaml"),
 };
 pub static GITHUB: Builtin = Builtin {
     name: "github",
-    yaml: include_str!("declarative/github.yaml"),
+    yaml: include_str!("github.yaml"),
 };
 
 /// Every built-in definition.
@@ -283,7 +283,7 @@ fn merge(config: &mut Map<String, Value>, k: &str, v: Value) {
 }
 
 macro_rules! builtin_connector {
-    ($(#[$doc:meta])* $stat:ident, $name:literal, $builtin:ident, $kinds:expr) => {
+    ($(#[$doc:meta])* $stat:ident, $name:literal, $builtin:ident, $kinds:expr, $host:literal, $probe:literal) => {
         $(#[$doc])*
         pub static $stat: Connector = Connector {
             name: $name,
@@ -295,6 +295,11 @@ macro_rules! builtin_connector {
             auth_kinds: $kinds,
             consent: None,
             static_description: true,
+            last_modified: &[],
+            example_host: $host,
+            probe_entity: Some($probe),
+            account_properties: None,
+            api_host_property: super::registry::ApiHostProperty::None,
             validate: |entity, props| $builtin.validate(entity, props),
             build: |source, profile| $builtin.build(source, profile),
         };
@@ -307,7 +312,9 @@ builtin_connector!(
     "stripe",
     STRIPE,
     // The key as a bearer token or as the basic-auth user name.
-    &["bearer", "basic"]
+    &["bearer", "basic"],
+    "api.stripe.com",
+    "customers"
 );
 builtin_connector!(
     /// Shopify Admin REST API: orders, customers, products (`declarative/shopify.yaml`).
@@ -315,7 +322,9 @@ builtin_connector!(
     "shopify",
     SHOPIFY,
     // The access token in `X-Shopify-Access-Token`.
-    &["api_key"]
+    &["api_key"],
+    "acme.myshopify.com",
+    "products"
 );
 builtin_connector!(
     /// GitHub REST API: issues, pull requests, commits of one repository
@@ -323,7 +332,9 @@ builtin_connector!(
     GITHUB_CONNECTOR,
     "github",
     GITHUB,
-    &["bearer"]
+    &["bearer"],
+    "api.github.com",
+    "issues"
 );
 
 #[cfg(test)]

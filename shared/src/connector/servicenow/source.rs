@@ -1,264 +1,35 @@
-//! The `servicenow` connector: any table of a ServiceNow instance through the Table API.
-//!
-//! ```yaml
-//! source:
-//!   connector: servicenow
-//!   profile: snow                    # basic: {"type": "basic", "hosts": ["acme.service-now.com"], "username": …, "password": …}
-//!                                    # or OAuth2 (token_url https://<instance>/oauth_token.do)
-//!   entity: incident                 # any table name (sys_db_object.name)
-//!   properties:
-//!     instance_url: https://acme.service-now.com
-//!     fields: [number, short_description, state, priority, sys_updated_on]   # optional
-//!     query: active=true             # optional encoded query, ANDed with the window
-//!     include_deleted: false         # true: deleted records too, from sys_audit_delete
-//!     display_value: false           # false (default) | true | all
-//!     page_size: 1000                # sysparm_limit
-//!     http: { max_retries: 5 }
-//!   incremental: { field: sys_updated_on }
-//! ```
-//!
-//! Vendor documentation this follows:
-//! - Table API, `GET /api/now/table/{tableName}` (sysparm_query with `ORDERBY`, sysparm_fields,
-//!   sysparm_limit, sysparm_offset, sysparm_display_value, sysparm_exclude_reference_link, the
-//!   `Link` header; "If part of the query is invalid, such as by specifying an invalid field name,
-//!   the instance ignores the invalid part"):
-//!   <https://docs.servicenow.com/bundle/geneva-servicenow-platform/page/integrate/inbound_rest/reference/r_TableAPI-GET.html>,
-//!   <https://www.servicenow.com/docs/r/ko-KR/api-reference/rest-apis/c_TableAPI.html?contentId=vtAQdHKvSBdQ6SeXQ2AdXA>
-//! - Table API FAQs (display values vs actual values; date/time values are UTC unless display
-//!   values are asked for): <https://support.servicenow.com/kb?id=kb_article_view&sysparm_article=KB0534905>
-//! - Encoded queries (`^` AND, `^OR`, `^NQ` new query, `ORDERBY`):
-//!   <https://servicenow.github.io/sdk/guides/encoded-query-guide>
-//! - Dates in web-service queries: a plain `YYYY-MM-DD HH:MM:SS` value is taken as UTC;
-//!   `gs.dateGenerate` would convert from the API user's time zone:
-//!   <https://www.servicenow.com/community/united-kingdom-snug/soap-web-service-and-time-zones-examples/ba-p/2270667>
-//! - "Use ORDERBY so you don't get duplicate records" when paging with sysparm_limit + Link:
-//!   <https://www.servicenow.com/community/developer-forum/want-to-limit-query-to-50-records-at-a-time-while-making-a-get/m-p/1913870>
-//! - Inbound REST API rate limiting (429 with `Retry-After`, `X-RateLimit-*` headers):
-//!   <https://www.servicenow.com/docs/r/australia/api-reference/rest-api-explorer/inbound-REST-API-rate-limiting.html>
-//!
-//! How reading works, and the quirks it handles:
-//! - **Keyset paging, not offsets.** A window is read ordered by `<field>, sys_id`; each page
-//!   asks for the rows after the last one read (`f>t ^NQ f=t^sys_id>id`, the encoded query's
-//!   OR of two groups). Offsets shift when a row in the window is updated during the read (it
-//!   leaves the window), which would skip a row for good; the keyset does not. Complete reads
-//!   order by `sys_id` alone. `sysparm_offset` is used only to step over a page that came back
-//!   empty while the `Link` header still names a next page (rows hidden by ACLs are removed
-//!   after the limit is applied, so pages can be short or empty).
-//! - **The window is `(start, end]`**: `f>start^f<=end` in UTC `YYYY-MM-DD HH:MM:SS`.
-//! - **Invalid query parts are silently ignored** by the instance: the incremental field,
-//!   `fields` and every field named in `query` are checked against `sys_dictionary` first (a
-//!   misspelt `activ=true` would return every row), records outside the window are dropped
-//!   client-side, and a page that does not move past the keyset (the paging condition was
-//!   ignored) fails the read instead of looping.
-//! - **The `Link` header holds raw commas** (the echoed `sysparm_fields=a,b,c`): it is parsed
-//!   per RFC 8288 by [`super::link`]; a header that does not parse, or a link without `rel`,
-//!   is an error, never "last page". Only an answer without any `Link` header is read until a
-//!   short page.
-//! - **Deleted records** (`include_deleted`): after the live rows, the table's
-//!   `sys_audit_delete` rows (by deletion time, in the window) as `sys_deleted: true` rows.
-//! - **Everything is a string** in Table API JSON (`"5"`, `"true"`, `""` for empty). Values are
-//!   typed from `sys_dictionary.internal_type`: integers, floats, booleans, `glide_date_time` to
-//!   RFC 3339 UTC, `glide_date` to dates; `""` becomes null.
-//! - **Inherited columns**: `sys_dictionary` holds a column on the table that defines it
-//!   (`incident` inherits most of its columns from `task`), so the table's `super_class` chain is
-//!   followed through `sys_db_object`.
-//! - **Reference fields** come as `{link, value}` objects unless
-//!   `sysparm_exclude_reference_link=true`, which every request sends.
-//! - **Display values**: `display_value: true` returns display values (labels of choices and
-//!   references) — fetched as `all` so `sys_id` and the date/time columns keep their UTC actual
-//!   values (display date/times are in the API user's time zone and format); every other column
-//!   is then text. `all` keeps the typed actual value in `<field>` and adds
-//!   `<field>_display`.
+//! The servicenow connector's reads: requests, paging, windows, records.
 
-use super::auth::Authenticator;
-use super::http::{HttpClient, HttpRequest, HttpResponse, HttpSettings};
-use super::link::LinkTarget;
 use super::*;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashMap};
 
-const DEFAULT_PAGE_SIZE: u32 = 1000;
-/// The Table API's own ceiling for sysparm_limit (its default).
-const MAX_PAGE_SIZE: u32 = 10_000;
-const SN_TIME: &str = "%Y-%m-%d %H:%M:%S";
 /// Pages read when listing tables or columns before giving up (a looping `Link` header).
-const MAX_META_PAGES: usize = 1000;
-
-/// `source.properties` of a `servicenow` flow.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceNowConfig {
-    /// `https://<instance>.service-now.com`
-    pub instance_url: String,
-    /// Columns to read (sysparm_fields); default: every column of the table.
-    #[serde(default)]
-    pub fields: Option<Vec<String>>,
-    /// An encoded query ANDed with the window, e.g. `active=true^priority<=2`.
-    #[serde(default)]
-    pub query: Option<String>,
-    /// `false` (default), `true` or `all` (sysparm_display_value).
-    #[serde(default)]
-    pub display_value: Option<Value>,
-    #[serde(default)]
-    pub page_size: Option<u32>,
-    /// Also read the table's deleted records from `sys_audit_delete` (after the live rows),
-    /// as rows with `sys_deleted: true`.
-    #[serde(default)]
-    pub include_deleted: bool,
-    #[serde(default)]
-    pub http: HttpSettings,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DisplayValue {
-    False,
-    True,
-    All,
-}
-
-impl DisplayValue {
-    fn parse(v: Option<&Value>) -> Result<Self, SourceError> {
-        match v {
-            None | Some(Value::Null) | Some(Value::Bool(false)) => Ok(DisplayValue::False),
-            Some(Value::Bool(true)) => Ok(DisplayValue::True),
-            Some(Value::String(s)) => match s.as_str() {
-                "false" => Ok(DisplayValue::False),
-                "true" => Ok(DisplayValue::True),
-                "all" => Ok(DisplayValue::All),
-                _ => Err(Self::err()),
-            },
-            _ => Err(Self::err()),
-        }
-    }
-    fn err() -> SourceError {
-        SourceError::config(
-            "source.properties.display_value",
-            "must be false (actual values), true (display values) or all (both)",
-        )
-    }
-}
-
-fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 80
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
-impl ServiceNowConfig {
-    pub fn parse(props: &Map<String, Value>) -> Result<Self, SourceError> {
-        parse_properties::<ServiceNowConfig>(props, None)
-    }
-
-    fn check(&self, entity: &str) -> Result<DisplayValue, SourceError> {
-        let u = url::Url::parse(&self.instance_url).map_err(|e| {
-            SourceError::config(
-                "source.properties.instance_url",
-                format!(
-                    "'{}' is not an absolute URL ({e}); e.g. https://acme.service-now.com",
-                    self.instance_url
-                ),
-            )
-        })?;
-        if !matches!(u.scheme(), "http" | "https") || u.query().is_some() {
-            return Err(SourceError::config(
-                "source.properties.instance_url",
-                "must be the instance's https URL without a path or query, e.g. https://acme.service-now.com",
-            ));
-        }
-        if !entity.is_empty() && !valid_name(entity) {
-            return Err(SourceError::config(
-                "source.entity",
-                format!("'{entity}' is not a ServiceNow table name (lower-case letters, digits and _, e.g. incident); `ferry entities` lists them"),
-            ));
-        }
-        if let Some(fs) = &self.fields {
-            if fs.is_empty() {
-                return Err(SourceError::config(
-                    "source.properties.fields",
-                    "list at least one column, or leave it out to read every column",
-                ));
-            }
-            for (i, f) in fs.iter().enumerate() {
-                if !valid_name(f) {
-                    return Err(SourceError::config(
-                        format!("source.properties.fields[{i}]"),
-                        format!("'{f}' is not a column name (lower-case letters, digits and _)"),
-                    ));
-                }
-            }
-        }
-        if let Some(q) = &self.query {
-            if q.contains("^NQ") || q.contains("ORDERBY") {
-                return Err(SourceError::config(
-                    "source.properties.query",
-                    "must be a plain condition list (^ and ^OR): ^NQ and ORDERBY are set by the connector, which pages in its own order",
-                ));
-            }
-        }
-        if let Some(p) = self.page_size {
-            if p == 0 || p > MAX_PAGE_SIZE {
-                return Err(SourceError::config(
-                    "source.properties.page_size",
-                    format!("must be between 1 and {MAX_PAGE_SIZE} (sysparm_limit)"),
-                ));
-            }
-        }
-        self.http.validate("source.properties.http")?;
-        DisplayValue::parse(self.display_value.as_ref())
-    }
-}
-
-pub(super) fn validate(entity: &str, props: &Map<String, Value>) -> Vec<crate::flow::FieldError> {
-    match ServiceNowConfig::parse(props).and_then(|c| c.check(entity)) {
-        Ok(_) => vec![],
-        Err(SourceError::Config { field, message }) => {
-            vec![crate::flow::FieldError::new(field, message)]
-        }
-        Err(e) => vec![crate::flow::FieldError::new(
-            "source.properties",
-            e.to_string(),
-        )],
-    }
-}
-
-/// A column: name, type, and the table it is inherited from.
-type Column = (String, FieldType, Option<String>);
-
-/// What `sys_dictionary` says about a table (read once per run: `fetch_metadata`).
-#[derive(Debug, Serialize, Deserialize)]
-struct TableMeta {
-    /// Every column with its dictionary type, in output order.
-    columns: Vec<Column>,
-    types: HashMap<String, FieldType>,
-}
+pub(super) const MAX_META_PAGES: usize = 1000;
 
 /// The ServiceNow source bound to one flow.
 pub struct ServiceNowSource {
-    cfg: ServiceNowConfig,
-    base: String,
-    display: DisplayValue,
-    http: HttpClient,
-    meta: tokio::sync::Mutex<HashMap<String, std::sync::Arc<TableMeta>>>,
+    pub(super) cfg: ServiceNowConfig,
+    pub(super) base: String,
+    pub(super) display: DisplayValue,
+    pub(super) http: HttpClient,
+    pub(super) meta: tokio::sync::Mutex<HashMap<String, std::sync::Arc<TableMeta>>>,
 }
 
 /// Where a read stands: after `(t, id)` (a window) or after `id` (complete), plus an offset
 /// past pages that came back empty.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct SnCursor {
+pub(super) struct SnCursor {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    after_time: Option<String>,
+    pub(super) after_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    after_id: Option<String>,
+    pub(super) after_id: Option<String>,
     #[serde(default, skip_serializing_if = "is_zero")]
-    offset: u64,
+    pub(super) offset: u64,
     /// Reading `sys_audit_delete` (after the live rows, with `include_deleted`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    deleted: bool,
+    pub(super) deleted: bool,
 }
 
-fn is_zero(n: &u64) -> bool {
+pub(super) fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
@@ -282,7 +53,7 @@ impl ServiceNowSource {
         &self.http.auth
     }
 
-    async fn get(
+    pub(super) async fn get(
         &self,
         table: &str,
         query: Vec<(String, String)>,
@@ -295,7 +66,7 @@ impl ServiceNowSource {
         })
     }
 
-    async fn get_url(&self, url: &str) -> Result<HttpResponse, SourceError> {
+    pub(super) async fn get_url(&self, url: &str) -> Result<HttpResponse, SourceError> {
         let mut r = HttpRequest::get(url);
         r.headers = vec![("Accept".into(), "application/json".into())];
         self.http.send(&r).await?.ok_or_else(|| SourceError::Fatal {
@@ -304,7 +75,7 @@ impl ServiceNowSource {
     }
 
     /// Every row of a metadata query, following the `Link` header.
-    async fn get_all(
+    pub(super) async fn get_all(
         &self,
         table: &str,
         query: Vec<(String, String)>,
@@ -328,7 +99,7 @@ impl ServiceNowSource {
     }
 
     /// The table and its ancestors (`super_class`), the table first.
-    async fn table_chain(&self, table: &str) -> Result<Vec<String>, SourceError> {
+    pub(super) async fn table_chain(&self, table: &str) -> Result<Vec<String>, SourceError> {
         let mut chain = vec![];
         let mut cur = table.to_string();
         while chain.len() < 16 && !cur.is_empty() && !chain.contains(&cur) {
@@ -371,7 +142,10 @@ impl ServiceNowSource {
         Ok(chain)
     }
 
-    async fn table_meta(&self, table: &str) -> Result<std::sync::Arc<TableMeta>, SourceError> {
+    pub(super) async fn table_meta(
+        &self,
+        table: &str,
+    ) -> Result<std::sync::Arc<TableMeta>, SourceError> {
         if let Some(m) = self.meta.lock().await.get(table) {
             return Ok(m.clone());
         }
@@ -433,7 +207,7 @@ impl ServiceNowSource {
 
     /// The columns this flow reads (checked against the dictionary: the instance ignores
     /// unknown names in sysparm_fields).
-    fn selected<'a>(
+    pub(super) fn selected<'a>(
         &self,
         meta: &'a TableMeta,
         table: &str,
@@ -458,7 +232,7 @@ impl ServiceNowSource {
             .collect())
     }
 
-    fn page_size(&self, req: &ReadRequest) -> u32 {
+    pub(super) fn page_size(&self, req: &ReadRequest) -> u32 {
         req.page_size
             .or(self.cfg.page_size)
             .unwrap_or(DEFAULT_PAGE_SIZE)
@@ -466,7 +240,12 @@ impl ServiceNowSource {
     }
 
     /// The encoded query of one page.
-    fn encoded_query(&self, field: Option<&str>, window: Option<&Window>, c: &SnCursor) -> String {
+    pub(super) fn encoded_query(
+        &self,
+        field: Option<&str>,
+        window: Option<&Window>,
+        c: &SnCursor,
+    ) -> String {
         let mut base: Vec<String> = vec![];
         if let Some(q) = self.cfg.query.as_deref().filter(|q| !q.trim().is_empty()) {
             base.push(q.trim_matches('^').to_string());
@@ -476,7 +255,7 @@ impl ServiceNowSource {
 
     /// Every field the flow's encoded query names must be a column of the table: the instance
     /// silently drops a condition on an unknown field and returns every row.
-    fn check_query(&self, meta: &TableMeta, table: &str) -> Result<(), SourceError> {
+    pub(super) fn check_query(&self, meta: &TableMeta, table: &str) -> Result<(), SourceError> {
         let Some(q) = self.cfg.query.as_deref() else {
             return Ok(());
         };
@@ -496,7 +275,7 @@ impl ServiceNowSource {
     }
 
     /// One record as ferry writes it: typed actual values, display values as asked.
-    fn normalize(
+    pub(super) fn normalize(
         &self,
         meta: &TableMeta,
         raw: &Map<String, Value>,
@@ -536,7 +315,7 @@ impl ServiceNowSource {
 
 /// `base` conditions ANDed with the window on `field` and the keyset after the cursor, ordered
 /// for keyset paging.
-fn keyset_query(
+pub(super) fn keyset_query(
     base: Vec<String>,
     field: Option<&str>,
     window: Option<&Window>,
@@ -577,7 +356,7 @@ fn keyset_query(
 /// (lower-case letters, digits, `_`, and `.` for dot-walks) followed by an operator
 /// (`=`, `!=`, `>`, `IN`, `LIKE`, `STARTSWITH`, `ISEMPTY`, …).
 /// <https://servicenow.github.io/sdk/guides/encoded-query-guide>
-fn query_fields(q: &str) -> Result<Vec<(String, String)>, SourceError> {
+pub(super) fn query_fields(q: &str) -> Result<Vec<(String, String)>, SourceError> {
     let mut out = vec![];
     for term in q.split('^').map(str::trim).filter(|t| !t.is_empty()) {
         // `EQ` ends a query in URLs copied from list views; it names no field.
@@ -603,7 +382,7 @@ fn query_fields(q: &str) -> Result<Vec<(String, String)>, SourceError> {
 }
 
 /// `result` rows of a Table API answer.
-fn result_rows(resp: &HttpResponse) -> Result<Vec<Map<String, Value>>, SourceError> {
+pub(super) fn result_rows(resp: &HttpResponse) -> Result<Vec<Map<String, Value>>, SourceError> {
     let rows = resp
         .body
         .get("result")
@@ -623,93 +402,9 @@ fn result_rows(resp: &HttpResponse) -> Result<Vec<Map<String, Value>>, SourceErr
         .collect()
 }
 
-fn text(v: Option<&Value>) -> Option<&str> {
-    match v? {
-        Value::String(s) => Some(s),
-        Value::Object(o) => o.get("value").and_then(Value::as_str),
-        _ => None,
-    }
-}
-
-/// The actual value of a field (`{display_value, value}` when both were asked for; a
-/// `{link, value}` object for a reference whose link was not excluded).
-fn actual(v: &Value) -> &Value {
-    match v {
-        Value::Object(o) if o.contains_key("value") => &o["value"],
-        other => other,
-    }
-}
-
-fn display(v: &Value) -> &Value {
-    match v {
-        Value::Object(o) if o.contains_key("display_value") => &o["display_value"],
-        other => actual(other),
-    }
-}
-
-/// The ferry type of a `sys_dictionary.internal_type`.
-fn sn_type(t: &str) -> FieldType {
-    match t {
-        "integer" | "longint" | "auto_increment" | "order_index" => FieldType::Integer,
-        "float" | "decimal" | "percent_complete" => FieldType::Float,
-        "boolean" => FieldType::Boolean,
-        "glide_date_time" | "due_date" | "calendar_date_time" => FieldType::Timestamp,
-        "glide_date" => FieldType::Date,
-        _ => FieldType::String,
-    }
-}
-
-/// Table API JSON carries text; type it. `""` is an empty value.
-fn coerce(v: &Value, ty: &FieldType) -> Value {
-    let s = match v {
-        Value::Null => return Value::Null,
-        Value::String(s) if s.is_empty() => return Value::Null,
-        Value::String(s) => s.as_str(),
-        other => return other.clone(),
-    };
-    match ty {
-        FieldType::Integer => s.parse::<i64>().map(Value::from).unwrap_or_else(|_| {
-            s.parse::<f64>()
-                .ok()
-                .filter(|f| f.fract() == 0.0)
-                .map(|f| Value::from(f as i64))
-                .unwrap_or(Value::String(s.into()))
-        }),
-        FieldType::Float => s
-            .parse::<f64>()
-            .ok()
-            .and_then(serde_json::Number::from_f64)
-            .map(Value::Number)
-            .unwrap_or(Value::String(s.into())),
-        FieldType::Boolean => match s {
-            "true" | "1" => Value::Bool(true),
-            "false" | "0" => Value::Bool(false),
-            other => Value::String(other.into()),
-        },
-        FieldType::Timestamp => parse_sn_time(s)
-            .map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
-            .unwrap_or(Value::String(s.into())),
-        FieldType::Date => NaiveDate::parse_from_str(s, "%Y-%m-%d")
-            .map(|d| Value::String(d.to_string()))
-            .unwrap_or(Value::String(s.into())),
-        _ => Value::String(s.into()),
-    }
-}
-
-fn parse_sn_time(s: &str) -> Option<DateTime<Utc>> {
-    NaiveDateTime::parse_from_str(s, SN_TIME)
-        .map(|n| n.and_utc())
-        .ok()
-        .or_else(|| {
-            DateTime::parse_from_rfc3339(s)
-                .ok()
-                .map(|t| t.with_timezone(&Utc))
-        })
-}
-
 /// Whether a Table API answer names a next page: `Some(true/false)` from its `Link` header
 /// (RFC 8288, raw commas and all), `None` when it has no `Link` header.
-fn link_more(resp: &HttpResponse, req_url: &str) -> Result<Option<bool>, SourceError> {
+pub(super) fn link_more(resp: &HttpResponse, req_url: &str) -> Result<Option<bool>, SourceError> {
     Ok(
         match super::link::target(&resp.headers, "next", req_url, &resp.url)? {
             LinkTarget::NoHeader => None,
@@ -964,7 +659,7 @@ impl ServiceNowSource {
     /// Each becomes `{sys_id: documentkey, <incremental field>: deleted at, sys_deleted: true}`.
     /// <https://support.servicenow.com/kb?id=kb_article_view&sysparm_article=KB0724183>,
     /// <https://hi.service-now.com/kb_view.do?sysparm_article=KB0634666>
-    async fn read_deleted(
+    pub(super) async fn read_deleted(
         &self,
         req: &ReadRequest,
         field: Option<&str>,
@@ -1053,203 +748,5 @@ impl ServiceNowSource {
             next: next.map(|n| super::cursor_json(&n)).transpose()?,
             bytes: resp.bytes,
         })
-    }
-}
-
-/// The `servicenow` connector in the [registry](super::registry).
-pub static CONNECTOR: super::registry::Connector = super::registry::Connector {
-    name: "servicenow",
-    appflow_type: Some("Servicenow"),
-    needs_profile: true,
-    oauth_client_auth: super::auth::ClientAuth::Body,
-    auth_kinds: &[
-        "basic",
-        "oauth2_refresh_token",
-        "oauth2_client_credentials",
-        "bearer",
-    ],
-    consent: Some(&super::consent::SERVICENOW),
-    static_description: false,
-    validate,
-    build: |source, profile| {
-        let auth =
-            super::registry::require(profile, "servicenow", "its credentials")?.authenticator()?;
-        Ok(Box::new(ServiceNowSource::new(&source.properties, auth)?))
-    },
-};
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn props(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
-
-    fn src(v: Value) -> ServiceNowSource {
-        ServiceNowSource::new(&props(v), Authenticator::none()).unwrap()
-    }
-
-    #[test]
-    fn config_errors_name_the_field() {
-        let e = validate("incident", &props(json!({"instance_url": "acme"})));
-        assert_eq!(e[0].path, "source.properties.instance_url");
-        let e = validate(
-            "Incident; drop",
-            &props(json!({"instance_url": "https://a.service-now.com"})),
-        );
-        assert_eq!(e[0].path, "source.entity");
-        let e = validate(
-            "incident",
-            &props(json!({"instance_url": "https://a.service-now.com", "display_value": "maybe"})),
-        );
-        assert_eq!(e[0].path, "source.properties.display_value");
-        let e = validate(
-            "incident",
-            &props(json!({"instance_url": "https://a.service-now.com", "sysparm_limit": 5})),
-        );
-        assert!(e[0].message.contains("sysparm_limit"), "{}", e[0]);
-        let e = validate(
-            "incident",
-            &props(json!({"instance_url": "https://a.service-now.com", "query": "a=1^NQb=2"})),
-        );
-        assert_eq!(e[0].path, "source.properties.query");
-        let e = validate(
-            "incident",
-            &props(json!({"instance_url": "https://a.service-now.com", "page_size": 0})),
-        );
-        assert_eq!(e[0].path, "source.properties.page_size");
-        assert!(validate(
-            "incident",
-            &props(json!({"instance_url": "https://a.service-now.com", "display_value": true}))
-        )
-        .is_empty());
-        assert!(validate("x_acme_table", &props(json!({"instance_url": "https://a.service-now.com", "display_value": "all", "fields": ["number"]}))).is_empty());
-    }
-
-    #[test]
-    fn window_and_keyset_queries() {
-        let s = src(json!({"instance_url": "https://a.service-now.com", "query": "active=true"}));
-        let w = Window {
-            start: Some(
-                DateTime::parse_from_rfc3339("2026-01-01T00:00:00.700Z")
-                    .unwrap()
-                    .with_timezone(&Utc),
-            ),
-            end: DateTime::parse_from_rfc3339("2026-01-02T10:20:30Z")
-                .unwrap()
-                .with_timezone(&Utc),
-        };
-        assert_eq!(
-            s.encoded_query(Some("sys_updated_on"), Some(&w), &SnCursor::default()),
-            "active=true^sys_updated_on>2026-01-01 00:00:00^sys_updated_on<=2026-01-02 10:20:30^ORDERBYsys_updated_on^ORDERBYsys_id"
-        );
-        let c = SnCursor {
-            after_time: Some("2026-01-01 05:00:00".into()),
-            after_id: Some("abc".into()),
-            offset: 0,
-            deleted: false,
-        };
-        assert_eq!(
-            s.encoded_query(Some("sys_updated_on"), Some(&w), &c),
-            "active=true^sys_updated_on>2026-01-01 00:00:00^sys_updated_on<=2026-01-02 10:20:30^sys_updated_on>2026-01-01 05:00:00\
-             ^NQactive=true^sys_updated_on>2026-01-01 00:00:00^sys_updated_on<=2026-01-02 10:20:30^sys_updated_on=2026-01-01 05:00:00^sys_id>abc\
-             ^ORDERBYsys_updated_on^ORDERBYsys_id"
-        );
-        let c = SnCursor {
-            after_time: None,
-            after_id: Some("abc".into()),
-            offset: 0,
-            deleted: false,
-        };
-        assert_eq!(
-            s.encoded_query(None, None, &c),
-            "active=true^sys_id>abc^ORDERBYsys_id"
-        );
-    }
-
-    #[test]
-    fn query_conditions_name_their_fields() {
-        let fields: Vec<String> = query_fields(
-            "active=true^priority<=2^ORstate=6^caller_id.nameSTARTSWITHAb^short_descriptionLIKEdisk^assigned_toISEMPTY^EQ",
-        )
-        .unwrap()
-        .into_iter()
-        .map(|(f, _)| f)
-        .collect();
-        assert_eq!(
-            fields,
-            [
-                "active",
-                "priority",
-                "state",
-                "caller_id.name",
-                "short_description",
-                "assigned_to"
-            ]
-        );
-        for bad in ["active", "=true", "Active=true", "a=1^^", "caller_id.=x"] {
-            let r = query_fields(bad);
-            if bad == "a=1^^" {
-                assert!(r.is_ok());
-                continue;
-            }
-            let e = r.unwrap_err();
-            assert!(
-                e.to_string().contains("source.properties.query"),
-                "{bad}: {e}"
-            );
-        }
-    }
-
-    #[test]
-    fn values_are_typed_and_empty_is_null() {
-        assert_eq!(coerce(&json!("42"), &FieldType::Integer), json!(42));
-        assert_eq!(coerce(&json!(""), &FieldType::Integer), Value::Null);
-        assert_eq!(coerce(&json!("1.5"), &FieldType::Float), json!(1.5));
-        assert_eq!(coerce(&json!("true"), &FieldType::Boolean), json!(true));
-        assert_eq!(
-            coerce(&json!("2026-01-01 10:00:05"), &FieldType::Timestamp),
-            json!("2026-01-01T10:00:05Z")
-        );
-        assert_eq!(
-            coerce(&json!("2026-01-01"), &FieldType::Date),
-            json!("2026-01-01")
-        );
-        assert_eq!(
-            coerce(&json!("INC001"), &FieldType::String),
-            json!("INC001")
-        );
-        assert_eq!(sn_type("glide_date_time"), FieldType::Timestamp);
-        assert_eq!(sn_type("reference"), FieldType::String);
-        assert_eq!(
-            actual(&json!({"link": "https://x", "value": "abc"})),
-            &json!("abc")
-        );
-        assert_eq!(
-            display(&json!({"display_value": "High", "value": "2"})),
-            &json!("High")
-        );
-    }
-
-    #[test]
-    fn link_header_with_raw_commas_names_the_next_page() {
-        let mut h = reqwest::header::HeaderMap::new();
-        h.insert(
-            reqwest::header::LINK,
-            "<https://a.service-now.com/api/now/table/incident?sysparm_fields=number,sys_id&sysparm_offset=0>;rel=\"first\",<https://a.service-now.com/api/now/table/incident?sysparm_fields=number,sys_id&sysparm_offset=10>;rel=\"next\"".parse().unwrap(),
-        );
-        let resp = HttpResponse {
-            status: 200,
-            headers: h,
-            body: json!({"result": []}),
-            bytes: 0,
-            url: "u".into(),
-        };
-        assert_eq!(
-            link_more(&resp, "https://a.service-now.com").unwrap(),
-            Some(true)
-        );
     }
 }
