@@ -512,7 +512,10 @@ impl HttpClient {
         if resp.content_length().is_some_and(|n| n > cap) {
             return Err(BodyError::TooLarge(self.settings.max_response_mb));
         }
-        let mut buf = bytes::BytesMut::new();
+        // Sized once from Content-Length where the server sends it: a page read in parts does
+        // not grow (and copy) its buffer again and again.
+        let hint = resp.content_length().unwrap_or(0).min(cap);
+        let mut buf = bytes::BytesMut::with_capacity(usize::try_from(hint).unwrap_or(0));
         while let Some(part) = resp.chunk().await.map_err(BodyError::Read)? {
             if (buf.len() + part.len()) as u64 > cap {
                 return Err(BodyError::TooLarge(self.settings.max_response_mb));
@@ -860,7 +863,12 @@ impl HttpClient {
         }
         let bytes = body.len() as u64;
         let json: serde_json::Value = if raw {
-            serde_json::Value::String(String::from_utf8_lossy(&body).into_owned())
+            // The buffer becomes the text without a copy when it is UTF-8 (it always is for
+            // JSON, RFC 8259 §8.1); only other text is copied, lossily.
+            serde_json::Value::String(match String::from_utf8(Vec::from(body)) {
+                Ok(text) => text,
+                Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            })
         } else if body.iter().all(u8::is_ascii_whitespace) {
             serde_json::Value::Null
         } else {

@@ -55,6 +55,8 @@ pub fn is_arrow(raw_key: &str) -> bool {
 
 /// IPC footer metadata: how many records of the chunk did not decode (staged beside it).
 const REJECTED_META: &str = "ferry.rejected";
+/// The staged chunk's record count, in its IPC footer (read without decoding a batch).
+const ROWS_META: &str = "ferry.rows";
 
 /// A record fetch-page could not decode: its line in the chunk (0-based, counting every
 /// record in the window), why, and its text as the source sent it.
@@ -76,19 +78,7 @@ pub async fn put_raw_chunk(
     batches: &[RecordBatch],
     rejected: &[RawReject],
 ) -> Result<u64, StepError> {
-    let mut buf = Vec::new();
-    {
-        let opts = arrow::ipc::writer::IpcWriteOptions::default()
-            .try_with_compression(Some(arrow::ipc::CompressionType::LZ4_FRAME))
-            .map_err(|e| internal("stage chunk", e))?;
-        let mut w = arrow::ipc::writer::FileWriter::try_new_with_options(&mut buf, schema, opts)
-            .map_err(|e| internal("stage chunk", e))?;
-        w.write_metadata(REJECTED_META, rejected.len().to_string());
-        for b in batches.iter().filter(|b| b.num_rows() > 0) {
-            w.write(b).map_err(|e| internal("stage chunk", e))?;
-        }
-        w.finish().map_err(|e| internal("stage chunk", e))?;
-    }
+    let buf = encode_raw_chunk(schema, batches, rejected.len())?;
     if !rejected.is_empty() {
         let mut body = Vec::new();
         for r in rejected {
@@ -102,12 +92,55 @@ pub async fn put_raw_chunk(
     Ok(n)
 }
 
+/// A chunk's records as Arrow IPC, buffers LZ4-compressed, one IPC batch per page, with the
+/// record count and the number of records that did not decode in the footer.
+fn encode_raw_chunk(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    rejected: usize,
+) -> Result<Vec<u8>, StepError> {
+    let mut buf = Vec::new();
+    let opts = arrow::ipc::writer::IpcWriteOptions::default()
+        .try_with_compression(Some(arrow::ipc::CompressionType::LZ4_FRAME))
+        .map_err(|e| internal("stage chunk", e))?;
+    let mut w = arrow::ipc::writer::FileWriter::try_new_with_options(&mut buf, schema, opts)
+        .map_err(|e| internal("stage chunk", e))?;
+    w.write_metadata(REJECTED_META, rejected.to_string());
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    w.write_metadata(ROWS_META, rows.to_string());
+    for b in batches.iter().filter(|b| b.num_rows() > 0) {
+        w.write(b).map_err(|e| internal("stage chunk", e))?;
+    }
+    w.finish().map_err(|e| internal("stage chunk", e))?;
+    drop(w);
+    Ok(buf)
+}
+
+/// What a staged chunk's IPC footer says, without decoding a batch: its schema, its record
+/// count and how many records did not decode. `None` for a chunk staged without the count.
+pub fn raw_chunk_summary(bytes: &[u8]) -> Result<Option<(SchemaRef, u64, u64)>, StepError> {
+    let r = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
+        .map_err(|e| internal("read staged chunk", e))?;
+    let meta = r.custom_metadata();
+    let num = |k: &str| meta.get(k).and_then(|v| v.parse::<u64>().ok());
+    Ok(num(ROWS_META).map(|rows| (r.schema(), rows, num(REJECTED_META).unwrap_or(0))))
+}
+
 /// A staged chunk read back: its records as one batch and the records that did not decode.
 pub async fn get_raw_chunk(
     deps: &Deps,
     key: &str,
 ) -> Result<(RecordBatch, Vec<RawReject>), StepError> {
     let bytes = deps.staging.get(key).await?;
+    decode_raw_chunk(deps, key, bytes).await
+}
+
+/// [`get_raw_chunk`] of bytes already read.
+pub async fn decode_raw_chunk(
+    deps: &Deps,
+    key: &str,
+    bytes: Vec<u8>,
+) -> Result<(RecordBatch, Vec<RawReject>), StepError> {
     let r = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
         .map_err(|e| internal("read staged chunk", e))?;
     let schema = r.schema();
@@ -273,6 +306,30 @@ mod tests {
             assert!(k.starts_with(&folder), "{k}");
         }
         assert_eq!(batch_key(&r, 12), "staging/f/r1/batch/chunk-000012.arrow");
+    }
+
+    /// A staged chunk says its record count and rejects in its footer, and reads as a staged
+    /// batch (transform-batch's pass-through hands it to write-s3 unchanged).
+    #[test]
+    fn a_staged_chunk_summarises_itself_and_reads_as_a_batch() {
+        let page = |from: i64| {
+            let col: ArrayRef = Arc::new(Int64Array::from_iter_values(from..from + 3));
+            RecordBatch::try_from_iter([("n", col)]).unwrap()
+        };
+        let pages = vec![page(0), page(3), page(6)];
+        let schema = pages[0].schema();
+        let bytes = encode_raw_chunk(&schema, &pages, 2).unwrap();
+        assert_eq!(
+            raw_chunk_summary(&bytes).unwrap(),
+            Some((schema.clone(), 9, 2))
+        );
+        assert_eq!(batch_schema(bytes.clone()).unwrap(), schema);
+        assert_eq!(decode_batches(bytes).unwrap(), pages);
+        // A chunk staged before the count was written is read the long way.
+        assert_eq!(
+            raw_chunk_summary(&encode_batch(&page(0)).unwrap()).unwrap(),
+            None
+        );
     }
 
     #[test]

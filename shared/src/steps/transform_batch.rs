@@ -36,7 +36,25 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
     };
     // fetch-page decoded the records once, to Arrow: read them, never parse them again.
     if staging::is_arrow(&input.raw_key) {
-        let (batch, rejects) = staging::get_raw_chunk(deps, &input.raw_key).await?;
+        let bytes = deps.staging.get(&input.raw_key).await?;
+        // No task changes the records and none failed to decode: the staged batch is the
+        // staged chunk, byte for byte (its IPC is what write-s3 reads), with no decode, copy
+        // or re-encode of every record.
+        if let Some((schema, rows, 0)) = staging::raw_chunk_summary(&bytes)? {
+            let plan =
+                crate::transform::Plan::compile(&flow.tasks, schema.clone()).map_err(|errs| {
+                    StepError::invalid_flow(
+                        errs.iter()
+                            .map(|e| e.to_string())
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    )
+                })?;
+            if plan.steps() == 0 && plan.output_schema() == schema {
+                return pass_through(deps, &input, bytes, &schema, rows, warnings).await;
+            }
+        }
+        let (batch, rejects) = staging::decode_raw_chunk(deps, &input.raw_key, bytes).await?;
         let bad: std::collections::BTreeSet<usize> = rejects.iter().map(|r| r.line).collect();
         let decoded = crate::schema::Decoded {
             lines: (0..batch.num_rows() + rejects.len())
@@ -129,6 +147,41 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
         warnings,
     )
     .await
+}
+
+/// The staged chunk becomes the staged batch unchanged ([`handle`]'s pass-through).
+async fn pass_through(
+    deps: &Deps,
+    input: &TransformInput,
+    bytes: Vec<u8>,
+    schema: &arrow::datatypes::SchemaRef,
+    rows: u64,
+    warnings: Vec<String>,
+) -> Result<TransformOutput, StepError> {
+    let run = &input.run;
+    let batch_key = staging::batch_key(run, input.chunk);
+    super::fenced_stage(deps, run, &batch_key, bytes).await?;
+    deps.runs
+        .put_chunk_result(&ChunkResult {
+            run_id: run.run_id.clone(),
+            chunk: input.chunk,
+            stage: ChunkStage::Transform,
+            records: rows,
+            bytes: 0,
+            filtered: 0,
+            rejected: 0,
+            max_cursor: None,
+            files: vec![],
+            warnings,
+            schema: Some(crate::schema::schema_to_json(schema)),
+        })
+        .await?;
+    Ok(TransformOutput {
+        batch_key,
+        rows,
+        filtered: 0,
+        rejected: 0,
+    })
 }
 
 /// One row of a batch as a JSON object (a rejected record's text, for records fetch-page

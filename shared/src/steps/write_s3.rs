@@ -98,7 +98,7 @@ pub async fn handle(deps: &Deps, input: WriteInput) -> Result<WriteOutput, StepE
     }
     let mut out = Out::new(deps, run, &flow).await?;
     let batches = staging::decode_batches(deps.staging.get(&batch_key).await?)?;
-    let current = concat(&batches)?;
+    let current = concat(batches)?;
     let by = &flow.destination.layout.partition_by;
     let parts: BTreeMap<Partition, RecordBatch> = match &current {
         Some(b) => partitions(b, by)?.into_iter().collect(),
@@ -360,7 +360,7 @@ impl<'a> Out<'a> {
                 .get(&staging::batch_key(self.run, chunk))
                 .await?,
         )?;
-        let Some(b) = concat(&batches)? else {
+        let Some(b) = concat(batches)? else {
             return Ok(None);
         };
         let parts: BTreeMap<Partition, RecordBatch> =
@@ -369,7 +369,9 @@ impl<'a> Out<'a> {
                 .collect();
         let found = parts.get(partition).cloned();
         let size: usize = parts.values().map(|b| b.get_array_memory_size()).sum();
-        if self.cached_bytes + size <= CACHE_BYTES {
+        // Only another partition of this chunk reads it again: a chunk of one partition is
+        // not kept (a run without `partition_by` would otherwise hold every pending row).
+        if parts.len() > 1 && self.cached_bytes + size <= CACHE_BYTES {
             self.cached_bytes += size;
             self.cache.insert(chunk, parts);
         }
@@ -546,12 +548,14 @@ impl<'a> Out<'a> {
     }
 }
 
-fn concat(batches: &[RecordBatch]) -> Result<Option<RecordBatch>, StepError> {
-    match batches {
-        [] => Ok(None),
-        [b] => Ok(Some(b.clone())),
-        bs => Ok(Some(
-            arrow::compute::concat_batches(&bs[0].schema(), bs)
+/// The batches as one, taken by value so that the pieces are freed as soon as the whole
+/// exists (a staged chunk holds one batch per source page).
+fn concat(mut batches: Vec<RecordBatch>) -> Result<Option<RecordBatch>, StepError> {
+    match batches.len() {
+        0 => Ok(None),
+        1 => Ok(batches.pop()),
+        _ => Ok(Some(
+            arrow::compute::concat_batches(&batches[0].schema(), &batches)
                 .map_err(|e| internal("read staged batch", e))?,
         )),
     }
