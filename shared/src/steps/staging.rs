@@ -5,11 +5,11 @@
 //! | key | written by | read by |
 //! |---|---|---|
 //! | `schema.json` | start-run | fetch-page (pushdown), transform-batch, finalize |
-//! | `raw/chunk-NNNNNN.arrow` | fetch-page: the chunk's records as Arrow IPC (LZ4 buffers), in the source schema | transform-batch |
+//! | `raw/chunk-NNNNNN.arrow` | fetch-page: the chunk's records as Arrow IPC (LZ4 buffers, one batch per page, the record and reject counts in the footer), in the source schema | transform-batch |
 //! | `raw/chunk-NNNNNN.rejected.jsonl` | fetch-page: records that did not decode (line, reason, raw text) | transform-batch |
 //! | `raw/chunk-NNNNNN.jsonl` | fetch-page, for a source that declares no fields (JSON lines; the schema is inferred) | transform-batch |
 //! | `inferred/chunk-NNNNNN.json` | transform-batch (schemas inferred from data) | transform-batch |
-//! | `batch/chunk-NNNNNN.arrow` | transform-batch | write-s3 |
+//! | `batch/chunk-NNNNNN.arrow` | transform-batch (the raw chunk's bytes unchanged when no task changes the records and none was rejected) | write-s3 |
 //! | `rejected/chunk-NNNNNN.jsonl` | transform-batch | write-s3 (publishes them) |
 //! | `carry/chunk-NNNNNN.json` | write-s3 | write-s3 (next chunk, final flush) |
 
