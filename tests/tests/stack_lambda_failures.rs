@@ -21,6 +21,7 @@ async fn run(
     stack: &Stack,
     records: u64,
     latency_ms: u64,
+    tasks: &str,
 ) -> (ferry_tests::stack::Execution, ferry::model::RunRecord) {
     let b = &stack.output_bucket;
     let flow = Flow::parse(
@@ -34,6 +35,7 @@ source:
 destination:
   s3: {{ bucket: {b}, prefix: raw }}
   format: parquet
+tasks: {tasks}
 trigger: {{ on_demand: {{}} }}
 "#
         ),
@@ -66,7 +68,7 @@ trigger: {{ on_demand: {{}} }}
 async fn a_function_past_its_timeout_is_retried_twice_then_caught() {
     let stack = Stack::deploy_with(set("FetchPageFunction", "Timeout", 1)).await;
     // Five pages of 300 ms: about 1.5 s of fetching against a 1 s timeout.
-    let (e, rec) = run(&stack, 5000, 300).await;
+    let (e, rec) = run(&stack, 5000, 300, "[]").await;
     assert_eq!(e.status, "FAILED");
     assert_eq!(e.error.as_deref(), Some("Sandbox.Timedout"), "{e:?}");
     let timeouts: Vec<_> = stack
@@ -95,8 +97,15 @@ async fn a_function_past_its_timeout_is_retried_twice_then_caught() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_function_out_of_memory_is_caught_without_retrying() {
     let stack = Stack::deploy_with(set("TransformBatchFunction", "MemorySize", 128)).await;
-    // One chunk of 200,000 records: its transform needs far more than 128 MB.
-    let (e, rec) = run(&stack, 200_000, 0).await;
+    // One chunk of 200,000 records through a task (so transform-batch decodes them, rather
+    // than passing the staged chunk through): its transform needs far more than 128 MB.
+    let (e, rec) = run(
+        &stack,
+        200_000,
+        0,
+        "[{ mask: { field: phone, keep_last: 4 } }]",
+    )
+    .await;
     assert_eq!(e.status, "FAILED");
     assert_eq!(e.error.as_deref(), Some("Runtime.OutOfMemory"), "{e:?}");
     let transforms: Vec<_> = stack
