@@ -6,23 +6,36 @@ pub mod auth;
 mod canary_tests;
 pub mod check;
 pub mod consent;
-pub mod declarative;
-pub mod ga4;
 pub mod http;
-pub mod hubspot;
-pub mod jira;
 pub mod link;
-pub mod marketo;
 pub mod normalize;
 pub mod registry;
-pub mod rest;
-pub mod salesforce;
-pub mod sample;
-pub mod servicenow;
-pub mod slack;
 #[cfg(test)]
 pub(crate) mod testing;
-pub mod zendesk;
+
+/// Every connector of this build, one line each: the line declares the connector's module
+/// (its folder) and lists the `Connector` values it defines in the [`registry`], in this order.
+macro_rules! connectors {
+    ($($module:ident => [$($value:ident),+]),+ $(,)?) => {
+        $(pub mod $module;)+
+        /// What [`registry::REGISTRY`] holds.
+        const CONNECTORS: &[&registry::Connector] = &[$($(&$module::$value),+),+];
+    };
+}
+
+connectors! {
+    sample => [CONNECTOR],
+    rest => [CONNECTOR],
+    salesforce => [CONNECTOR],
+    zendesk => [CONNECTOR],
+    servicenow => [CONNECTOR],
+    hubspot => [CONNECTOR],
+    slack => [CONNECTOR],
+    declarative => [STRIPE_CONNECTOR, SHOPIFY_CONNECTOR, GITHUB_CONNECTOR],
+    jira => [CONNECTOR],
+    marketo => [CONNECTOR],
+    ga4 => [CONNECTOR],
+}
 
 use crate::error::{ErrorKind, StepError};
 use crate::flow::{FieldError, SourceConfig};

@@ -1,5 +1,6 @@
-//! The connectors this build has: one static list. Adding a connector is a module (its config,
-//! source and types), one line in [`REGISTRY`], its docs and its tests.
+//! The connectors this build has: one static list. Adding a connector is a folder (its config,
+//! source and types), one line in the `connectors!` list of `connector/mod.rs` (which declares
+//! its module and puts its `CONNECTOR` in [`REGISTRY`]), its docs and its tests.
 //!
 //! The registry is what flow validation consults ([`crate::flow::SourceRules`]): the flow module
 //! never imports a connector; `Flow::parse`, `Flow::from_value` and `Flow::validate` below bind
@@ -127,21 +128,7 @@ pub struct Registry {
 
 /// Every connector this build can run.
 pub static REGISTRY: Registry = Registry {
-    connectors: &[
-        &super::sample::CONNECTOR,
-        &super::rest::CONNECTOR,
-        &super::salesforce::CONNECTOR,
-        &super::zendesk::CONNECTOR,
-        &super::servicenow::CONNECTOR,
-        &super::hubspot::CONNECTOR,
-        &super::slack::CONNECTOR,
-        &super::declarative::STRIPE_CONNECTOR,
-        &super::declarative::SHOPIFY_CONNECTOR,
-        &super::declarative::GITHUB_CONNECTOR,
-        &super::jira::CONNECTOR,
-        &super::marketo::CONNECTOR,
-        &super::ga4::CONNECTOR,
-    ],
+    connectors: super::CONNECTORS,
 };
 
 impl Registry {
