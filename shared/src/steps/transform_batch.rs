@@ -41,15 +41,7 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
         // staged chunk, byte for byte (its IPC is what write-s3 reads), with no decode, copy
         // or re-encode of every record.
         if let Some((schema, rows, 0)) = staging::raw_chunk_summary(&bytes)? {
-            let plan =
-                crate::transform::Plan::compile(&flow.tasks, schema.clone()).map_err(|errs| {
-                    StepError::invalid_flow(
-                        errs.iter()
-                            .map(|e| e.to_string())
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    )
-                })?;
+            let plan = compile_plan(&flow, schema.clone())?;
             if plan.steps() == 0 && plan.output_schema() == schema {
                 return pass_through(deps, &input, bytes, &schema, rows, warnings).await;
             }
@@ -149,6 +141,22 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
     .await
 }
 
+/// The flow's tasks compiled against the chunk's schema; a task that does not fit is the
+/// flow's error.
+fn compile_plan(
+    flow: &crate::flow::Flow,
+    schema: arrow::datatypes::SchemaRef,
+) -> Result<crate::transform::Plan, StepError> {
+    crate::transform::Plan::compile(&flow.tasks, schema).map_err(|errs| {
+        StepError::invalid_flow(
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })
+}
+
 /// The staged chunk becomes the staged batch unchanged ([`handle`]'s pass-through).
 async fn pass_through(
     deps: &Deps,
@@ -207,15 +215,7 @@ async fn finish(
     mut warnings: Vec<String>,
 ) -> Result<TransformOutput, StepError> {
     let run = &input.run;
-    let plan =
-        crate::transform::Plan::compile(&flow.tasks, source_schema.clone()).map_err(|errs| {
-            StepError::invalid_flow(
-                errs.iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
+    let plan = compile_plan(flow, source_schema.clone())?;
     // terminate_run surfaces as its own error kind (SourceRejected), task bugs as InvalidFlow.
     let applied = plan.apply(&decoded.batch).map_err(StepError::from)?;
     let mut rejected: Vec<(usize, String)> = decoded.bad.clone();
