@@ -32,7 +32,7 @@ for b in "${which[@]}"; do
       cargo build --release --workspace --features ferry-cli/remote --bins
       FERRY_HARNESS_BIN_DIR="$PWD/target/release" FERRY_TEST_PYTHON="$PWD/.venv/bin/python" \
         FERRY_MOTO_SERVER="$PWD/.venv/bin/moto_server" \
-        cargo test --workspace --test integration -- --nocapture stack_sizing:: ;;
+        cargo test --workspace --features ferry-cli/remote --test integration -- --nocapture stack_sizing:: ;;
     e2e)
       scripts/setup-venv.sh
       .venv/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/bench-requirements.txt
