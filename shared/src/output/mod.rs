@@ -320,7 +320,7 @@ impl FileWriter {
         if let Kind::Parquet(w) = &mut self.kind {
             w.flush()?;
             // The footer adds a little; call it reached within 2%.
-            return Ok(w.w.bytes_written() as u64 >= target - target / 50);
+            return Ok(w.written() >= target - target / 50);
         }
         Ok(true)
     }
@@ -411,15 +411,20 @@ impl ParquetOut {
         Ok(())
     }
 
+    /// Bytes of the row groups encoded so far.
+    fn written(&self) -> u64 {
+        self.w.bytes_written() as u64
+    }
+
     fn size(&self) -> u64 {
         (self.w.bytes_written() as f64 + self.pending_bytes as f64 * self.ratio) as u64
     }
 
     /// Encode the pending rows as one row group.
     fn flush(&mut self) -> Result<(), OutputError> {
-        use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowLeafColumn};
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        use std::sync::Mutex;
+        use parquet::arrow::arrow_writer::{
+            compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn,
+        };
         if self.pending_rows == 0 {
             return Ok(());
         }
@@ -445,47 +450,50 @@ impl ParquetOut {
                 }
             }
         }
-        type Job = (
-            parquet::arrow::arrow_writer::ArrowColumnWriter,
-            Vec<ArrowLeafColumn>,
-        );
-        let jobs: Vec<Mutex<Option<Job>>> = writers
-            .into_iter()
-            .zip(leaves)
-            .map(|j| Mutex::new(Some(j)))
-            .collect();
-        let done: Vec<Mutex<Option<parquet::errors::Result<ArrowColumnChunk>>>> =
-            jobs.iter().map(|_| Mutex::new(None)).collect();
-        let next = AtomicUsize::new(0);
-        let encode = || loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(job) = jobs.get(i) else { break };
-            let taken = job.lock().map(|mut j| j.take()).unwrap_or(None);
-            let Some((mut writer, cols)) = taken else {
-                continue;
-            };
-            let r = cols
-                .iter()
-                .try_for_each(|c| writer.write(c))
-                .and_then(|()| writer.close());
-            if let Ok(mut slot) = done[i].lock() {
-                *slot = Some(r);
-            }
+        // Column chunks dealt round-robin to the threads; each returns its chunks with their
+        // column numbers, and they are appended in column order (the file does not depend on
+        // the number of threads).
+        let threads = self.threads.min(writers.len()).max(1);
+        let mut groups: Vec<Vec<_>> = (0..threads).map(|_| vec![]).collect();
+        for (i, job) in writers.into_iter().zip(leaves).enumerate() {
+            groups[i % threads].push((i, job));
+        }
+        let encode = |group: Vec<(usize, (ArrowColumnWriter, Vec<ArrowLeafColumn>))>| {
+            group
+                .into_iter()
+                .map(|(i, (mut writer, cols))| {
+                    let chunk = cols
+                        .iter()
+                        .try_for_each(|c| writer.write(c))
+                        .and_then(|()| writer.close());
+                    (i, chunk)
+                })
+                .collect::<Vec<_>>()
         };
-        let threads = self.threads.min(jobs.len()).max(1);
-        std::thread::scope(|s| {
-            for _ in 1..threads {
-                s.spawn(encode);
-            }
-            encode();
-        });
+        let mut chunks: Vec<(usize, parquet::errors::Result<ArrowColumnChunk>)> =
+            std::thread::scope(|s| {
+                let mut groups = groups.into_iter();
+                let own = groups.next().unwrap_or_default();
+                let others: Vec<_> = groups.map(|g| s.spawn(move || encode(g))).collect();
+                let mut all = encode(own);
+                for h in others {
+                    match h.join() {
+                        Ok(done) => all.extend(done),
+                        Err(_) => all.push((
+                            usize::MAX,
+                            Err(parquet::errors::ParquetError::General(
+                                "a thread encoding column chunks panicked".into(),
+                            )),
+                        )),
+                    }
+                }
+                all
+            });
+        chunks.sort_by_key(|(i, _)| *i);
         let before = self.w.bytes_written();
         let mut rg = self.w.next_row_group()?;
-        for slot in done {
-            let chunk = slot.into_inner().ok().flatten().ok_or_else(|| {
-                parquet::errors::ParquetError::General("a column chunk was not encoded".into())
-            })??;
-            chunk.append_to_row_group(&mut rg)?;
+        for (_, chunk) in chunks {
+            chunk?.append_to_row_group(&mut rg)?;
         }
         rg.close()?;
         self.groups += 1;

@@ -43,7 +43,13 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
         if let Some((schema, rows, 0)) = staging::raw_chunk_summary(&bytes)? {
             let plan = compile_plan(&flow, schema.clone())?;
             if plan.steps() == 0 && plan.output_schema() == schema {
-                return pass_through(deps, &input, bytes, &schema, rows, warnings).await;
+                let out = TransformOutput {
+                    batch_key: staging::batch_key(run, input.chunk),
+                    rows,
+                    filtered: 0,
+                    rejected: 0,
+                };
+                return record(deps, &input, out, bytes, &schema, warnings).await;
             }
         }
         let (batch, rejects) = staging::decode_raw_chunk(deps, &input.raw_key, bytes).await?;
@@ -157,41 +163,6 @@ fn compile_plan(
     })
 }
 
-/// The staged chunk becomes the staged batch unchanged ([`handle`]'s pass-through).
-async fn pass_through(
-    deps: &Deps,
-    input: &TransformInput,
-    bytes: Vec<u8>,
-    schema: &arrow::datatypes::SchemaRef,
-    rows: u64,
-    warnings: Vec<String>,
-) -> Result<TransformOutput, StepError> {
-    let run = &input.run;
-    let batch_key = staging::batch_key(run, input.chunk);
-    super::fenced_stage(deps, run, &batch_key, bytes).await?;
-    deps.runs
-        .put_chunk_result(&ChunkResult {
-            run_id: run.run_id.clone(),
-            chunk: input.chunk,
-            stage: ChunkStage::Transform,
-            records: rows,
-            bytes: 0,
-            filtered: 0,
-            rejected: 0,
-            max_cursor: None,
-            files: vec![],
-            warnings,
-            schema: Some(crate::schema::schema_to_json(schema)),
-        })
-        .await?;
-    Ok(TransformOutput {
-        batch_key,
-        rows,
-        filtered: 0,
-        rejected: 0,
-    })
-}
-
 /// One row of a batch as a JSON object (a rejected record's text, for records fetch-page
 /// decoded).
 fn row_json(batch: &arrow::record_batch::RecordBatch, row: usize) -> Option<serde_json::Value> {
@@ -250,31 +221,43 @@ async fn finish(
         )
         .await?;
     }
-    let buf = staging::encode_batch(&applied.batch)?;
-    let batch_key = staging::batch_key(run, input.chunk);
-    super::fenced_stage(deps, run, &batch_key, buf).await?;
-    let rows = applied.batch.num_rows() as u64;
+    let out = TransformOutput {
+        batch_key: staging::batch_key(run, input.chunk),
+        rows: applied.batch.num_rows() as u64,
+        filtered: applied.filtered,
+        rejected: rejected.len() as u64,
+    };
+    let staged = staging::encode_batch(&applied.batch)?;
+    record(deps, input, out, staged, &applied.batch.schema(), warnings).await
+}
+
+/// Stage the chunk's batch and record what the transform did.
+async fn record(
+    deps: &Deps,
+    input: &TransformInput,
+    out: TransformOutput,
+    staged: Vec<u8>,
+    schema: &arrow::datatypes::SchemaRef,
+    warnings: Vec<String>,
+) -> Result<TransformOutput, StepError> {
+    let run = &input.run;
+    super::fenced_stage(deps, run, &out.batch_key, staged).await?;
     deps.runs
         .put_chunk_result(&ChunkResult {
             run_id: run.run_id.clone(),
             chunk: input.chunk,
             stage: ChunkStage::Transform,
-            records: rows,
+            records: out.rows,
             bytes: 0,
-            filtered: applied.filtered,
-            rejected: rejected.len() as u64,
+            filtered: out.filtered,
+            rejected: out.rejected,
             max_cursor: None,
             files: vec![],
             warnings,
-            schema: Some(crate::schema::schema_to_json(&applied.batch.schema())),
+            schema: Some(crate::schema::schema_to_json(schema)),
         })
         .await?;
-    Ok(TransformOutput {
-        batch_key,
-        rows,
-        filtered: applied.filtered,
-        rejected: rejected.len() as u64,
-    })
+    Ok(out)
 }
 
 async fn read_inferred(
