@@ -293,3 +293,151 @@ tasks:
     assert!(!cols(&m1.objects[0].key).contains(&"internal_notes".to_string()));
     assert!(cols(&m2.objects[0].key).contains(&"internal_notes".to_string()));
 }
+
+/// Counts the Parquet parts staged by write-s3 ("encoded ahead") each time a write ends.
+struct PartsSeen {
+    staging: PathBuf,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+impl ferry::local::asl::Observer for PartsSeen {
+    fn state_exited(&self, name: &str, _output: &serde_json::Value) {
+        if name == "Write Output" {
+            let n = files(&self.staging)
+                .keys()
+                .filter(|k| k.contains("/parts/") && k.ends_with(".parquet"))
+                .count();
+            self.most.fetch_max(n, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// Pending rows are encoded as the chunks arrive (whole row groups, staged as parts) and
+/// spliced into the file when it is written: each partition's file is byte for byte the file
+/// encoded in one go at the end (`FERRY_ENCODE_AHEAD=0`), with every row group but the last
+/// full. (nextest runs each test in a process of its own, so the variable is this test's.)
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_encoded_ahead_make_the_same_parquet_files() {
+    let f = flow(
+        r#"
+name: ahead
+source:
+  connector: sample
+  entity: accounts
+  properties: { records: 20000 }
+  chunk: { records: 3000, page_size: 1000 }
+destination:
+  local: out
+  format: parquet
+  single_file: true
+  parquet: { row_group_size: 500 }
+  layout: { partition_by: [country] }
+"#,
+    );
+    let mut written = vec![];
+    for ahead in [true, false] {
+        std::env::set_var("FERRY_ENCODE_AHEAD", if ahead { "1" } else { "0" });
+        let env = env();
+        env.deps
+            .flows
+            .put_flow(&f, chrono::Utc::now())
+            .await
+            .unwrap();
+        let seen = PartsSeen {
+            staging: env._home.path().join("staging"),
+            most: Default::default(),
+        };
+        let out = Engine::new(env.deps.clone())
+            .unwrap()
+            .run(
+                RunRequest {
+                    flow: f.name.clone(),
+                    mode: Some(PullMode::Complete),
+                    ..Default::default()
+                },
+                &seen,
+            )
+            .await;
+        assert!(out.succeeded(), "{:?}", out.failure);
+        let m = read_manifest(&out.record.unwrap());
+        assert_eq!(m.records_written, 20_000);
+        let parts = seen.most.into_inner();
+        if ahead {
+            assert!(parts > 0, "no rows were encoded ahead");
+        } else {
+            assert_eq!(parts, 0);
+        }
+        // Each partition's file by its partition folder.
+        let by_partition: BTreeMap<String, Vec<u8>> = m
+            .objects
+            .iter()
+            .map(|o| {
+                let part = o
+                    .key
+                    .split('/')
+                    .find(|s| s.starts_with("country="))
+                    .unwrap();
+                (part.to_string(), std::fs::read(&o.uri).unwrap())
+            })
+            .collect();
+        assert_eq!(by_partition.len(), 11);
+        written.push(by_partition);
+    }
+    std::env::remove_var("FERRY_ENCODE_AHEAD");
+    let (ahead, at_once) = (&written[0], &written[1]);
+    let footer = |body: &Vec<u8>| {
+        parquet::file::metadata::ParquetMetaDataReader::new()
+            .parse_and_finish(&bytes::Bytes::from(body.clone()))
+            .unwrap()
+    };
+    for (partition, body) in ahead {
+        let (spliced, once) = (footer(body), footer(&at_once[partition]));
+        // The column chunks, byte for byte: everything before the page index.
+        let data_end = |m: &parquet::file::metadata::ParquetMetaData| {
+            m.row_groups()
+                .iter()
+                .flat_map(|g| g.columns())
+                .map(|c| c.column_index_offset().expect("a column index") as usize)
+                .min()
+                .unwrap()
+        };
+        assert_eq!(data_end(&spliced), data_end(&once), "{partition}");
+        assert!(
+            body[..data_end(&spliced)] == at_once[partition][..data_end(&once)],
+            "{partition}: the column chunks spliced from parts differ from those encoded at once"
+        );
+        // Row groups, statistics, encodings and page indexes as when encoded at once (the
+        // only difference: the deprecated pre-2.0 `min`/`max` copies of the statistics).
+        let groups: Vec<i64> = spliced.row_groups().iter().map(|g| g.num_rows()).collect();
+        let (last, full) = groups.split_last().unwrap();
+        assert!(full.iter().all(|n| *n == 500), "{partition}: {groups:?}");
+        assert!(*last <= 500 && *last > 0, "{partition}: {groups:?}");
+        for (g, h) in spliced.row_groups().iter().zip(once.row_groups()) {
+            assert_eq!(g.num_rows(), h.num_rows());
+            for (c, d) in g.columns().iter().zip(h.columns()) {
+                let col = c.column_path().string();
+                assert_eq!(c.statistics(), d.statistics(), "{partition} {col}");
+                assert_eq!(
+                    c.page_encoding_stats(),
+                    d.page_encoding_stats(),
+                    "{partition} {col}"
+                );
+                assert_eq!(
+                    c.compressed_size(),
+                    d.compressed_size(),
+                    "{partition} {col}"
+                );
+                assert_eq!(
+                    c.column_index_length(),
+                    d.column_index_length(),
+                    "{partition} {col}"
+                );
+                assert_eq!(
+                    c.offset_index_length(),
+                    d.offset_index_length(),
+                    "{partition} {col}"
+                );
+            }
+        }
+    }
+}

@@ -303,6 +303,23 @@ impl FileWriter {
         Ok(())
     }
 
+    /// Append the row groups of `part`, a Parquet file encoded earlier with this object's
+    /// schema (write-s3 encodes a run's pending rows as they arrive, a whole row group at a
+    /// time, and splices them in when the file is written): its column chunks are copied
+    /// byte for byte, page indexes and statistics kept. `Ok(false)` when `part`'s schema is
+    /// not this object's (the schema widened since; encode its rows instead) or the object is
+    /// not Parquet.
+    pub fn append_encoded(&mut self, part: &bytes::Bytes) -> Result<bool, OutputError> {
+        let Kind::Parquet(w) = &mut self.kind else {
+            return Ok(false);
+        };
+        let Some(rows) = w.append(part)? else {
+            return Ok(false);
+        };
+        self.rows += rows;
+        Ok(true)
+    }
+
     /// The object's size so far (Parquet: written row groups plus an estimate of the open one).
     pub fn size(&self) -> u64 {
         match &self.kind {
@@ -409,6 +426,51 @@ impl ParquetOut {
             }
         }
         Ok(())
+    }
+
+    /// Splice in the row groups of an encoded Parquet file of the same schema; the rows
+    /// appended, or `None` when the schemas differ.
+    fn append(&mut self, part: &bytes::Bytes) -> Result<Option<u64>, OutputError> {
+        use parquet::column::writer::ColumnCloseResult;
+        use parquet::file::metadata::{
+            PageIndexPolicy, ParquetMetaDataOptions, ParquetMetaDataReader,
+        };
+        // Everything the footer says, page encoding statistics too (by default they are read
+        // as a bitmask only, and the file would lose them).
+        let meta = ParquetMetaDataReader::new()
+            .with_metadata_options(Some(
+                ParquetMetaDataOptions::new().with_encoding_stats_as_mask(false),
+            ))
+            .with_page_index_policy(PageIndexPolicy::Optional)
+            .parse_and_finish(part)?;
+        if meta.file_metadata().schema_descr().root_schema() != self.w.schema_descr().root_schema()
+        {
+            return Ok(None);
+        }
+        // Rows waiting for a row group go before the part's.
+        self.flush()?;
+        let mut rows = 0u64;
+        for (i, group) in meta.row_groups().iter().enumerate() {
+            let index = meta.page_index_for_row_group(i);
+            let mut out = self.w.next_row_group()?;
+            for (j, column) in group.columns().iter().enumerate() {
+                out.append_column(
+                    part,
+                    ColumnCloseResult {
+                        bytes_written: column.compressed_size() as u64,
+                        rows_written: group.num_rows() as u64,
+                        metadata: column.clone(),
+                        bloom_filter: None,
+                        column_index: index.column_index(j).cloned(),
+                        offset_index: index.offset_index(j).cloned(),
+                    },
+                )?;
+            }
+            out.close()?;
+            self.groups += 1;
+            rows += group.num_rows() as u64;
+        }
+        Ok(Some(rows))
     }
 
     /// Bytes of the row groups encoded so far.

@@ -9,8 +9,9 @@
 //! | `raw/chunk-NNNNNN.rejected.jsonl` | fetch-page: records that did not decode (line, reason, raw text) | transform-batch |
 //! | `raw/chunk-NNNNNN.jsonl` | fetch-page, for a source that declares no fields (JSON lines; the schema is inferred) | transform-batch |
 //! | `inferred/chunk-NNNNNN.json` | transform-batch (schemas inferred from data) | transform-batch |
-//! | `batch/chunk-NNNNNN.arrow` | transform-batch (the raw chunk's bytes unchanged when no task changes the records and none was rejected) | write-s3 |
+//! | `batch/chunk-NNNNNN.arrow` | transform-batch; not staged when no task changes the records and none was rejected: the raw chunk is the batch then ([`get_batch`]) | write-s3 |
 //! | `rejected/chunk-NNNNNN.jsonl` | transform-batch | write-s3 (publishes them) |
+//! | `parts/chunk-NNNNNN-NNNN.parquet` | write-s3: pending rows encoded ahead, whole row groups | write-s3 (the file that takes them) |
 //! | `carry/chunk-NNNNNN.json` | write-s3 | write-s3 (next chunk, final flush) |
 
 use super::{internal, Deps, RunContext};
@@ -94,11 +95,15 @@ pub async fn put_raw_chunk(
 
 /// A chunk's records as Arrow IPC, buffers LZ4-compressed, one IPC batch per page, with the
 /// record count and the number of records that did not decode in the footer.
+/// Staging compresses, on S3 and on the embedded engine's disk alike: measured on the
+/// embedded engine, writing and reading three times the bytes through the page cache cost
+/// more CPU than LZ4 both ways (docs/performance.md).
 fn encode_raw_chunk(
     schema: &SchemaRef,
     batches: &[RecordBatch],
     rejected: usize,
 ) -> Result<Vec<u8>, StepError> {
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let mut buf = Vec::new();
     let opts = arrow::ipc::writer::IpcWriteOptions::default()
         .try_with_compression(Some(arrow::ipc::CompressionType::LZ4_FRAME))
@@ -106,7 +111,6 @@ fn encode_raw_chunk(
     let mut w = arrow::ipc::writer::FileWriter::try_new_with_options(&mut buf, schema, opts)
         .map_err(|e| internal("stage chunk", e))?;
     w.write_metadata(REJECTED_META, rejected.to_string());
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     w.write_metadata(ROWS_META, rows.to_string());
     for b in batches.iter().filter(|b| b.num_rows() > 0) {
         w.write(b).map_err(|e| internal("stage chunk", e))?;
@@ -119,11 +123,88 @@ fn encode_raw_chunk(
 /// What a staged chunk's IPC footer says, without decoding a batch: its schema, its record
 /// count and how many records did not decode. `None` for a chunk staged without the count.
 pub fn raw_chunk_summary(bytes: &[u8]) -> Result<Option<(SchemaRef, u64, u64)>, StepError> {
-    let r = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
-        .map_err(|e| internal("read staged chunk", e))?;
-    let meta = r.custom_metadata();
-    let num = |k: &str| meta.get(k).and_then(|v| v.parse::<u64>().ok());
-    Ok(num(ROWS_META).map(|rows| (r.schema(), rows, num(REJECTED_META).unwrap_or(0))))
+    let f = IpcFile::footer(bytes)?;
+    let num = |k: &str| f.metadata.get(k).and_then(|v| v.parse::<u64>().ok());
+    Ok(num(ROWS_META).map(|rows| (f.schema, rows, num(REJECTED_META).unwrap_or(0))))
+}
+
+/// A staged Arrow IPC file, read in place: its batches are slices of the bytes read from
+/// staging (no copy; LZ4-compressed buffers are decompressed), where `FileReader` copies every
+/// message out of its reader first.
+struct IpcFile {
+    schema: SchemaRef,
+    metadata: std::collections::HashMap<String, String>,
+    blocks: Vec<arrow::ipc::Block>,
+    dictionaries: Vec<arrow::ipc::Block>,
+    version: arrow::ipc::MetadataVersion,
+}
+
+impl IpcFile {
+    fn footer(bytes: &[u8]) -> Result<IpcFile, StepError> {
+        let bad = |e: &dyn std::fmt::Display| internal("read staged batch", e);
+        let n = bytes.len();
+        if n < 10 || &bytes[n - 6..] != b"ARROW1" {
+            return Err(bad(&"not an Arrow IPC file"));
+        }
+        let len = arrow::ipc::reader::read_footer_length(
+            bytes[n - 10..].try_into().map_err(|_| bad(&"short file"))?,
+        )
+        .map_err(|e| bad(&e))?;
+        let start = (n - 10)
+            .checked_sub(len)
+            .ok_or_else(|| bad(&"footer longer than the file"))?;
+        let footer = arrow::ipc::root_as_footer(&bytes[start..n - 10]).map_err(|e| bad(&e))?;
+        let schema = footer
+            .schema()
+            .ok_or_else(|| bad(&"no schema in the footer"))?;
+        let metadata = footer
+            .custom_metadata()
+            .map(|kv| {
+                kv.iter()
+                    .filter_map(|kv| Some((kv.key()?.to_string(), kv.value()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(IpcFile {
+            schema: std::sync::Arc::new(
+                arrow::ipc::convert::try_fb_to_schema(schema).map_err(|e| bad(&e))?,
+            ),
+            metadata,
+            blocks: footer
+                .recordBatches()
+                .map(|b| b.iter().copied().collect())
+                .unwrap_or_default(),
+            dictionaries: footer
+                .dictionaries()
+                .map(|b| b.iter().copied().collect())
+                .unwrap_or_default(),
+            version: footer.version(),
+        })
+    }
+
+    /// Every batch of the file in `bytes`, with its footer.
+    fn read(bytes: Vec<u8>) -> Result<(IpcFile, Vec<RecordBatch>), StepError> {
+        let bad = |e: arrow::error::ArrowError| internal("read staged batch", e);
+        let f = IpcFile::footer(&bytes)?;
+        let buf = arrow::buffer::Buffer::from_vec(bytes);
+        let block = |b: &arrow::ipc::Block| {
+            buf.slice_with_length(
+                b.offset() as usize,
+                b.metaDataLength() as usize + b.bodyLength() as usize,
+            )
+        };
+        let mut d = arrow::ipc::reader::FileDecoder::new(f.schema.clone(), f.version);
+        for b in &f.dictionaries {
+            d.read_dictionary(b, &block(b)).map_err(bad)?;
+        }
+        let mut batches = Vec::with_capacity(f.blocks.len());
+        for b in &f.blocks {
+            if let Some(batch) = d.read_record_batch(b, &block(b)).map_err(bad)? {
+                batches.push(batch);
+            }
+        }
+        Ok((f, batches))
+    }
 }
 
 /// A staged chunk read back: its records as one batch and the records that did not decode.
@@ -141,17 +222,13 @@ pub async fn decode_raw_chunk(
     key: &str,
     bytes: Vec<u8>,
 ) -> Result<(RecordBatch, Vec<RawReject>), StepError> {
-    let r = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
-        .map_err(|e| internal("read staged chunk", e))?;
-    let schema = r.schema();
-    let n_rejected: usize = r
-        .custom_metadata()
+    let (f, batches) = IpcFile::read(bytes)?;
+    let schema = f.schema;
+    let n_rejected: usize = f
+        .metadata
         .get(REJECTED_META)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let batches = r
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| internal("read staged chunk", e))?;
     let batch = arrow::compute::concat_batches(&schema, &batches)
         .map_err(|e| internal("read staged chunk", e))?;
     let rejected = if n_rejected == 0 {
@@ -174,8 +251,26 @@ pub fn batch_key(run: &RunContext, chunk: u32) -> String {
     format!("{}/batch/chunk-{chunk:06}.arrow", run.staging_prefix)
 }
 
+/// A chunk's staged batch: `batch/chunk-N.arrow`, or the staged chunk itself when
+/// transform-batch passed it through unchanged (it stages no copy).
+pub async fn get_batch(deps: &Deps, run: &RunContext, chunk: u32) -> Result<Vec<u8>, StepError> {
+    match get_optional(deps, &batch_key(run, chunk)).await? {
+        Some(b) => Ok(b),
+        None => Ok(deps.staging.get(&raw_arrow_key(run, chunk)).await?),
+    }
+}
+
 pub fn rejected_key(run: &RunContext, chunk: u32) -> String {
     format!("{}/rejected/chunk-{chunk:06}.jsonl", run.staging_prefix)
+}
+
+/// Pending rows a chunk's write encoded ahead (whole Parquet row groups), spliced into the
+/// file that takes them.
+pub fn part_key(run: &RunContext, chunk: u32, n: u32) -> String {
+    format!(
+        "{}/parts/chunk-{chunk:06}-{n:04}.parquet",
+        run.staging_prefix
+    )
 }
 
 pub fn carry_key(run: &RunContext, chunk: u32) -> String {
@@ -243,17 +338,12 @@ pub fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>, StepError> {
 
 /// Read a staged batch back.
 pub fn decode_batches(bytes: Vec<u8>) -> Result<Vec<RecordBatch>, StepError> {
-    let r = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
-        .map_err(|e| internal("read staged batch", e))?;
-    r.collect::<Result<Vec<_>, _>>()
-        .map_err(|e| internal("read staged batch", e))
+    Ok(IpcFile::read(bytes)?.1)
 }
 
 /// The schema of a staged batch, without its rows.
 pub fn batch_schema(bytes: Vec<u8>) -> Result<SchemaRef, StepError> {
-    let r = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
-        .map_err(|e| internal("read staged batch", e))?;
-    Ok(r.schema())
+    Ok(IpcFile::footer(&bytes)?.schema)
 }
 
 /// A staged object that may not exist yet (the first chunk's predecessor, a partition with no
@@ -301,6 +391,7 @@ mod tests {
             inferred_key(&r, 3),
             batch_key(&r, 3),
             rejected_key(&r, 3),
+            part_key(&r, 3, 1),
             carry_key(&r, 3),
         ] {
             assert!(k.starts_with(&folder), "{k}");
@@ -324,6 +415,7 @@ mod tests {
             Some((schema.clone(), 9, 2))
         );
         assert_eq!(batch_schema(bytes.clone()).unwrap(), schema);
+        // Read in place (LZ4 buffers decompressed): the pages as staged.
         assert_eq!(decode_batches(bytes).unwrap(), pages);
         // A chunk staged before the count was written is read the long way.
         assert_eq!(

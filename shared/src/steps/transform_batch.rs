@@ -37,19 +37,19 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
     // fetch-page decoded the records once, to Arrow: read them, never parse them again.
     if staging::is_arrow(&input.raw_key) {
         let bytes = deps.staging.get(&input.raw_key).await?;
-        // No task changes the records and none failed to decode: the staged batch is the
-        // staged chunk, byte for byte (its IPC is what write-s3 reads), with no decode, copy
-        // or re-encode of every record.
+        // No task changes the records and none failed to decode: the staged chunk is the
+        // staged batch (its IPC is what write-s3 reads), with no decode, copy or re-encode of
+        // every record, and not staged a second time.
         if let Some((schema, rows, 0)) = staging::raw_chunk_summary(&bytes)? {
             let plan = compile_plan(&flow, schema.clone())?;
             if plan.steps() == 0 && plan.output_schema() == schema {
                 let out = TransformOutput {
-                    batch_key: staging::batch_key(run, input.chunk),
+                    batch_key: input.raw_key.clone(),
                     rows,
                     filtered: 0,
                     rejected: 0,
                 };
-                return record(deps, &input, out, bytes, &schema, warnings).await;
+                return record(deps, &input, out, None, &schema, warnings).await;
             }
         }
         let (batch, rejects) = staging::decode_raw_chunk(deps, &input.raw_key, bytes).await?;
@@ -228,7 +228,15 @@ async fn finish(
         rejected: rejected.len() as u64,
     };
     let staged = staging::encode_batch(&applied.batch)?;
-    record(deps, input, out, staged, &applied.batch.schema(), warnings).await
+    record(
+        deps,
+        input,
+        out,
+        Some(staged),
+        &applied.batch.schema(),
+        warnings,
+    )
+    .await
 }
 
 /// Stage the chunk's batch and record what the transform did.
@@ -236,12 +244,14 @@ async fn record(
     deps: &Deps,
     input: &TransformInput,
     out: TransformOutput,
-    staged: Vec<u8>,
+    staged: Option<Vec<u8>>,
     schema: &arrow::datatypes::SchemaRef,
     warnings: Vec<String>,
 ) -> Result<TransformOutput, StepError> {
     let run = &input.run;
-    super::fenced_stage(deps, run, &out.batch_key, staged).await?;
+    if let Some(staged) = staged {
+        super::fenced_stage(deps, run, &out.batch_key, staged).await?;
+    }
     deps.runs
         .put_chunk_result(&ChunkResult {
             run_id: run.run_id.clone(),

@@ -69,6 +69,66 @@ pub struct Pending {
     pub from_chunk: u32,
     pub skip: u64,
     pub rows: u64,
+    /// The first of these rows already encoded, as they arrived (Parquet): whole row groups
+    /// staged as parts, in order, which the file splices in byte for byte when it is written
+    /// (so the run's last chunk does not encode every pending row at once). The rows after
+    /// them start at `raw_from` (chunk, row of the partition in it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<EncodedPart>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_from: Option<(u32, u64)>,
+    /// The output schema the parts were encoded with (a digest): a run whose inferred schema
+    /// widened since encodes those rows again instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts_schema: Option<String>,
+}
+
+/// Pending rows encoded ahead: a staged Parquet file of whole row groups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EncodedPart {
+    pub key: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+impl Pending {
+    fn new(partition: Partition, from_chunk: u32, skip: u64, rows: u64) -> Self {
+        Pending {
+            partition,
+            from_chunk,
+            skip,
+            rows,
+            parts: vec![],
+            raw_from: None,
+            parts_schema: None,
+        }
+    }
+
+    /// Where the rows not encoded yet start.
+    fn raw_start(&self) -> (u32, u64) {
+        self.raw_from.unwrap_or((self.from_chunk, self.skip))
+    }
+
+    fn encoded_rows(&self) -> u64 {
+        self.parts.iter().map(|p| p.rows).sum()
+    }
+}
+
+/// A digest of an output schema (which parts were encoded with).
+fn schema_digest(schema: &arrow::datatypes::Schema) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(
+        crate::schema::schema_to_json(schema).to_string().as_bytes(),
+    ))
+}
+
+/// Whether this destination's pending rows are encoded as they arrive: Parquet files that
+/// collect rows over several chunks. `FERRY_ENCODE_AHEAD=0` turns it off (the bench's
+/// comparison, docs/performance.md).
+fn encodes_ahead(dest: &DestinationConfig) -> bool {
+    dest.format == crate::flow::Format::Parquet
+        && !matches!(dest.sizing(), Sizing::PerChunk(_))
+        && std::env::var_os("FERRY_ENCODE_AHEAD").is_none_or(|v| v != "0")
 }
 
 /// What a chunk's write leaves for the next one.
@@ -128,12 +188,9 @@ pub async fn handle(deps: &Deps, input: WriteInput) -> Result<WriteOutput, StepE
         .map(|p| (p.partition.clone(), p))
         .collect();
     for (k, b) in &parts {
-        let e = work.entry(k.clone()).or_insert(Pending {
-            partition: k.clone(),
-            from_chunk: input.chunk,
-            skip: 0,
-            rows: 0,
-        });
+        let e = work
+            .entry(k.clone())
+            .or_insert_with(|| Pending::new(k.clone(), input.chunk, 0, 0));
         e.rows += b.num_rows() as u64;
     }
     let sizing = flow.destination.sizing();
@@ -144,8 +201,10 @@ pub async fn handle(deps: &Deps, input: WriteInput) -> Result<WriteOutput, StepE
     }
     out.bytes_per_row = carry.bytes_per_row;
     let mut part = 0u32;
+    let mut ahead = 0u32;
     let mut measured = (0u64, 0u64);
-    for (k, p) in work {
+    let encode_ahead = encodes_ahead(&flow.destination);
+    for (k, mut p) in work {
         let (target, due, last) = match sizing {
             Sizing::PerChunk(t) => (Some(t), true, true),
             Sizing::SingleFile => (None, false, false),
@@ -155,6 +214,13 @@ pub async fn handle(deps: &Deps, input: WriteInput) -> Result<WriteOutput, StepE
             }
         };
         if !due {
+            if let (true, Some(schema)) = (encode_ahead, &schema) {
+                let m = out
+                    .encode_ahead(&mut p, input.chunk, parts.get(&k), schema, &mut ahead)
+                    .await?;
+                measured.0 += m.0;
+                measured.1 += m.1;
+            }
             carry.pending.push(p);
             continue;
         }
@@ -176,7 +242,14 @@ pub async fn handle(deps: &Deps, input: WriteInput) -> Result<WriteOutput, StepE
             .await?;
         measured.0 += r.measured.0;
         measured.1 += r.measured.1;
-        if let Some(left) = r.left {
+        if let Some(mut left) = r.left {
+            if encode_ahead {
+                let m = out
+                    .encode_ahead(&mut left, input.chunk, parts.get(&k), &schema, &mut ahead)
+                    .await?;
+                measured.0 += m.0;
+                measured.1 += m.1;
+            }
             carry.pending.push(left);
         }
     }
@@ -281,7 +354,7 @@ async fn read_carry(deps: &Deps, run: &RunContext, chunk: u32) -> Result<Option<
 
 /// The schema of a staged chunk batch (the widest of the run so far for inferred schemas).
 async fn staged_schema(deps: &Deps, run: &RunContext, chunk: u32) -> Result<SchemaRef, StepError> {
-    staging::batch_schema(deps.staging.get(&staging::batch_key(run, chunk)).await?)
+    staging::batch_schema(staging::get_batch(deps, run, chunk).await?)
 }
 
 /// Encoded bytes per row of a sample of the batch.
@@ -354,12 +427,8 @@ impl<'a> Out<'a> {
         if let Some(m) = self.cache.get(&chunk) {
             return Ok(m.get(partition).cloned());
         }
-        let batches = staging::decode_batches(
-            self.deps
-                .staging
-                .get(&staging::batch_key(self.run, chunk))
-                .await?,
-        )?;
+        let batches =
+            staging::decode_batches(staging::get_batch(self.deps, self.run, chunk).await?)?;
         let Some(b) = concat(batches)? else {
             return Ok(None);
         };
@@ -398,17 +467,35 @@ impl<'a> Out<'a> {
         let out_schema = crate::output::output_schema(schema, dest);
         let mut writer: Option<(FileWriter, u32, u64)> = None;
         let mut measured = (0u64, 0u64);
-        for c in p.from_chunk..=upto {
+        // Rows encoded ahead go in first, spliced byte for byte, when they were encoded with
+        // this schema (an inferred schema may have widened since: then they are encoded
+        // again from the staged batches, like every other row).
+        let (mut from, mut from_skip) = (p.from_chunk, p.skip);
+        if !p.parts.is_empty() && p.parts_schema.as_deref() == Some(&schema_digest(&out_schema)) {
+            let mut w = FileWriter::new(out_schema.clone(), dest)
+                .map_err(|e| internal("encode output", e))?;
+            for part in &p.parts {
+                let body = bytes::Bytes::from(self.deps.staging.get(&part.key).await?);
+                if !w
+                    .append_encoded(&body)
+                    .map_err(|e| internal("splice encoded rows", e))?
+                {
+                    return Err(internal(
+                        "splice encoded rows",
+                        format!("{} was not encoded with the output schema", part.key),
+                    ));
+                }
+            }
+            writer = Some((w, p.from_chunk, p.skip));
+            (from, from_skip) = p.raw_start();
+        }
+        for c in from..=upto {
             let rows = match (c == upto, current) {
                 (true, Some(b)) => Some(b.clone()),
                 _ => self.chunk_rows(c, &p.partition).await?,
             };
             let Some(rows) = rows else { continue };
-            let start = if c == p.from_chunk {
-                p.skip as usize
-            } else {
-                0
-            };
+            let start = if c == from { from_skip as usize } else { 0 };
             if start >= rows.num_rows() {
                 continue;
             }
@@ -416,12 +503,7 @@ impl<'a> Out<'a> {
             let mut offset = start as u64;
             for s in crate::output::slices(&rows, slice_rows(target, self.bytes_per_row)) {
                 let n = s.num_rows() as u64;
-                let s = crate::output::conform(&s, schema)
-                    .and_then(|s| {
-                        crate::output::prepare(&s, dest)
-                            .map_err(|e| arrow::error::ArrowError::CastError(e.to_string()))
-                    })
-                    .map_err(|e| internal("shape rows for output", e))?;
+                let s = shape(&s, schema, dest)?;
                 let (w, _, _) = match &mut writer {
                     Some(open) => open,
                     None => writer.insert((
@@ -458,15 +540,86 @@ impl<'a> Out<'a> {
                 let e = w.finish().map_err(|e| internal("encode output", e))?;
                 measured.0 += e.body.len() as u64;
                 measured.1 += rows;
-                left = Some(Pending {
-                    partition: p.partition.clone(),
-                    from_chunk: c,
-                    skip,
-                    rows,
-                });
+                left = Some(Pending::new(p.partition.clone(), c, skip, rows));
             }
         }
         Ok(StreamResult { left, measured })
+    }
+
+    /// Encode the whole row groups among `p`'s rows not encoded yet (up to staged chunk
+    /// `upto`, whose rows may be given as `current`) and stage them as a part; returns the
+    /// (bytes, rows) encoded. Rows short of a row group wait for more: every row group but a
+    /// file's last is full, as when the file is encoded in one go.
+    async fn encode_ahead(
+        &mut self,
+        p: &mut Pending,
+        upto: u32,
+        current: Option<&RecordBatch>,
+        schema: &SchemaRef,
+        n_part: &mut u32,
+    ) -> Result<(u64, u64), StepError> {
+        let flow: &'a crate::flow::Flow = self.flow;
+        let dest = &flow.destination;
+        let out_schema = crate::output::output_schema(schema, dest);
+        let digest = schema_digest(&out_schema);
+        if p.parts_schema.as_ref().is_some_and(|d| *d != digest) {
+            // The inferred schema widened: what was encoded is encoded again, with it.
+            p.parts.clear();
+            p.raw_from = None;
+        }
+        let group = dest.parquet.row_group_size.max(1) as u64;
+        let n = (p.rows - p.encoded_rows()) / group * group;
+        if n == 0 {
+            return Ok((0, 0));
+        }
+        let (from, skip) = p.raw_start();
+        let mut w = FileWriter::new(out_schema, dest).map_err(|e| internal("encode output", e))?;
+        let mut need = n;
+        let mut end = (from, skip);
+        for c in from..=upto {
+            if need == 0 {
+                break;
+            }
+            let rows = match (c == upto, current) {
+                (true, Some(b)) => Some(b.clone()),
+                _ => self.chunk_rows(c, &p.partition).await?,
+            };
+            let Some(rows) = rows else { continue };
+            let start = if c == from { skip as usize } else { 0 };
+            if start >= rows.num_rows() {
+                continue;
+            }
+            let take = (rows.num_rows() - start).min(need as usize);
+            w.write(&shape(&rows.slice(start, take), schema, dest)?, dest)
+                .map_err(|e| internal("encode output", e))?;
+            need -= take as u64;
+            end = if start + take == rows.num_rows() {
+                (c + 1, 0)
+            } else {
+                (c, (start + take) as u64)
+            };
+        }
+        if need > 0 {
+            return Err(internal(
+                "encode pending rows",
+                format!(
+                    "{need} of the partition's pending rows are missing from the staged batches"
+                ),
+            ));
+        }
+        let body = w.finish().map_err(|e| internal("encode output", e))?.body;
+        let key = staging::part_key(self.run, upto, *n_part);
+        *n_part += 1;
+        let bytes = body.len() as u64;
+        super::fenced_stage(self.deps, self.run, &key, body).await?;
+        p.parts.push(EncodedPart {
+            key,
+            rows: n,
+            bytes,
+        });
+        p.raw_from = Some(end);
+        p.parts_schema = Some(digest);
+        Ok((bytes, n))
     }
 
     async fn upload(
@@ -546,6 +699,21 @@ impl<'a> Out<'a> {
             bytes,
         })
     }
+}
+
+/// Rows of a staged batch as the destination takes them: in the run's (widest) schema, then
+/// shaped for the format.
+fn shape(
+    rows: &RecordBatch,
+    schema: &SchemaRef,
+    dest: &DestinationConfig,
+) -> Result<RecordBatch, StepError> {
+    crate::output::conform(rows, schema)
+        .and_then(|s| {
+            crate::output::prepare(&s, dest)
+                .map_err(|e| arrow::error::ArrowError::CastError(e.to_string()))
+        })
+        .map_err(|e| internal("shape rows for output", e))
 }
 
 /// The batches as one, taken by value so that the pieces are freed as soon as the whole
