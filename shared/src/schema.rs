@@ -440,11 +440,17 @@ impl PageShape {
         use arrow::error::ArrowError;
         let top_array = self.records.is_empty();
         // The tape decoder reserves room for `batch_size` rows of every (nested) field up
-        // front: a page object is one row; records at the top are read 1,024 at a time. (A
-        // batch size of 2^20 reserved hundreds of MB per page, freed by `munmap` with TLB
-        // shootdowns on every core: 8 % of a run's CPU.)
+        // front, and a page object is one row: the size is a capacity hint, about one row
+        // per 256 bytes of body (what a page of records needs, grown a few times at most);
+        // records at the top are read 1,024 at a time. (A batch size of 2^20 reserved
+        // hundreds of MB per page, freed by `munmap` with TLB shootdowns on every core: 8 % of
+        // a run's CPU; a size of 1 grew the tape by doubling, copying it each time.)
         let mut d = arrow::json::ReaderBuilder::new(self.page_schema.clone())
-            .with_batch_size(if top_array { 1024 } else { 1 })
+            .with_batch_size(if top_array {
+                1024
+            } else {
+                (body.len() / 256).clamp(1, 1 << 16)
+            })
             .with_flatten(top_array)
             .with_decoder_factory(Arc::new(TextColumns))
             .build_decoder()?;

@@ -312,12 +312,13 @@ impl ferry::local::asl::Observer for PartsSeen {
     }
 }
 
-/// Pending rows are encoded as the chunks arrive (whole row groups, staged as parts) and
-/// spliced into the file when it is written: each partition's file is byte for byte the file
-/// encoded in one go at the end (`FERRY_ENCODE_AHEAD=0`), with every row group but the last
-/// full. (nextest runs each test in a process of its own, so the variable is this test's.)
+/// Pending rows are encoded as the chunks arrive (staged as parts) and spliced into the file
+/// when it is written: each partition's file holds the same rows, in the same order, as the
+/// file encoded in one go at the end (`FERRY_ENCODE_AHEAD=0`), with page indexes, and its row
+/// groups are between half and all of `row_group_size` rows (but the last). (nextest runs each
+/// test in a process of its own, so the variable is this test's.)
 #[tokio::test(flavor = "multi_thread")]
-async fn rows_encoded_ahead_make_the_same_parquet_files() {
+async fn rows_encoded_ahead_make_the_same_parquet_data() {
     let f = flow(
         r#"
 name: ahead
@@ -385,57 +386,56 @@ destination:
     }
     std::env::remove_var("FERRY_ENCODE_AHEAD");
     let (ahead, at_once) = (&written[0], &written[1]);
-    let footer = |body: &Vec<u8>| {
-        parquet::file::metadata::ParquetMetaDataReader::new()
-            .parse_and_finish(&bytes::Bytes::from(body.clone()))
-            .unwrap()
+    let read = |body: &Vec<u8>| {
+        let body = bytes::Bytes::from(body.clone());
+        let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+            .parse_and_finish(&body)
+            .unwrap();
+        let batches: Vec<arrow::record_batch::RecordBatch> =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(body, 1 << 20)
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let rows = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+        (meta, rows)
     };
     for (partition, body) in ahead {
-        let (spliced, once) = (footer(body), footer(&at_once[partition]));
-        // The column chunks, byte for byte: everything before the page index.
-        let data_end = |m: &parquet::file::metadata::ParquetMetaData| {
-            m.row_groups()
-                .iter()
-                .flat_map(|g| g.columns())
-                .map(|c| c.column_index_offset().expect("a column index") as usize)
-                .min()
-                .unwrap()
+        let (spliced, rows) = read(body);
+        let (once, once_rows) = read(&at_once[partition]);
+        assert_eq!(rows, once_rows, "{partition}: the rows differ");
+        let groups = |m: &parquet::file::metadata::ParquetMetaData| -> Vec<i64> {
+            m.row_groups().iter().map(|g| g.num_rows()).collect()
         };
-        assert_eq!(data_end(&spliced), data_end(&once), "{partition}");
+        let (last, full) = groups(&once)
+            .split_last()
+            .map(|(l, f)| (*l, f.to_vec()))
+            .unwrap();
         assert!(
-            body[..data_end(&spliced)] == at_once[partition][..data_end(&once)],
-            "{partition}: the column chunks spliced from parts differ from those encoded at once"
+            full.iter().all(|n| *n == 500) && last <= 500,
+            "{partition}: {:?}",
+            groups(&once)
         );
-        // Row groups, statistics, encodings and page indexes as when encoded at once (the
-        // only difference: the deprecated pre-2.0 `min`/`max` copies of the statistics).
-        let groups: Vec<i64> = spliced.row_groups().iter().map(|g| g.num_rows()).collect();
-        let (last, full) = groups.split_last().unwrap();
-        assert!(full.iter().all(|n| *n == 500), "{partition}: {groups:?}");
-        assert!(*last <= 500 && *last > 0, "{partition}: {groups:?}");
-        for (g, h) in spliced.row_groups().iter().zip(once.row_groups()) {
-            assert_eq!(g.num_rows(), h.num_rows());
-            for (c, d) in g.columns().iter().zip(h.columns()) {
+        let (last, rest) = groups(&spliced)
+            .split_last()
+            .map(|(l, f)| (*l, f.to_vec()))
+            .unwrap();
+        assert!(
+            rest.iter().all(|n| (250..=500).contains(n)) && last > 0 && last <= 500,
+            "{partition}: {:?}",
+            groups(&spliced)
+        );
+        // Statistics and page indexes came along with the column chunks.
+        for g in spliced.row_groups() {
+            for c in g.columns() {
                 let col = c.column_path().string();
-                assert_eq!(c.statistics(), d.statistics(), "{partition} {col}");
-                assert_eq!(
-                    c.page_encoding_stats(),
-                    d.page_encoding_stats(),
-                    "{partition} {col}"
+                assert!(c.statistics().is_some(), "{partition} {col}: no statistics");
+                assert!(
+                    c.column_index_offset().is_some(),
+                    "{partition} {col}: no column index"
                 );
-                assert_eq!(
-                    c.compressed_size(),
-                    d.compressed_size(),
-                    "{partition} {col}"
-                );
-                assert_eq!(
-                    c.column_index_length(),
-                    d.column_index_length(),
-                    "{partition} {col}"
-                );
-                assert_eq!(
-                    c.offset_index_length(),
-                    d.offset_index_length(),
-                    "{partition} {col}"
+                assert!(
+                    c.offset_index_offset().is_some(),
+                    "{partition} {col}: no offset index"
                 );
             }
         }

@@ -236,9 +236,22 @@ pub struct FileWriter {
 impl FileWriter {
     /// A writer for batches of `schema` (the *output* schema, see [`output_schema`]).
     pub fn new(schema: SchemaRef, dest: &DestinationConfig) -> Result<Self, OutputError> {
+        Self::with_plain_columns(schema, dest, &[])
+    }
+
+    /// Parquet: `plain` columns (paths) are written without a dictionary, from the first row:
+    /// columns whose dictionary outgrew its page in earlier row groups of the run, where
+    /// building it again is wasted work ([`plain_columns`]).
+    pub fn with_plain_columns(
+        schema: SchemaRef,
+        dest: &DestinationConfig,
+        plain: &[Vec<String>],
+    ) -> Result<Self, OutputError> {
         let gzip = dest.format != Format::Parquet && dest.compression() == Compression::Gzip;
         let kind = match dest.format {
-            Format::Parquet => Kind::Parquet(Box::new(ParquetOut::new(schema.clone(), dest)?)),
+            Format::Parquet => {
+                Kind::Parquet(Box::new(ParquetOut::new(schema.clone(), dest, plain)?))
+            }
             f => Kind::Text {
                 format: f,
                 sink: if gzip {
@@ -320,6 +333,13 @@ impl FileWriter {
         Ok(true)
     }
 
+    /// Parquet: rows per row group from now on (the destination's `row_group_size` otherwise).
+    pub fn set_row_group_rows(&mut self, rows: usize) {
+        if let Kind::Parquet(w) = &mut self.kind {
+            w.row_group_rows = rows.max(1);
+        }
+    }
+
     /// The object's size so far (Parquet: written row groups plus an estimate of the open one).
     pub fn size(&self) -> u64 {
         match &self.kind {
@@ -391,11 +411,15 @@ fn slice_bytes(b: &RecordBatch) -> usize {
 }
 
 impl ParquetOut {
-    fn new(schema: SchemaRef, dest: &DestinationConfig) -> Result<Self, OutputError> {
+    fn new(
+        schema: SchemaRef,
+        dest: &DestinationConfig,
+        plain: &[Vec<String>],
+    ) -> Result<Self, OutputError> {
         let (w, factory) = parquet::arrow::ArrowWriter::try_new(
             Vec::new(),
             schema.clone(),
-            Some(parquet_properties(dest)),
+            Some(parquet_properties(dest, plain)),
         )?
         .into_serialized_writer()?;
         Ok(ParquetOut {
@@ -582,7 +606,39 @@ fn encode_threads() -> usize {
         .max(1)
 }
 
-fn parquet_properties(dest: &DestinationConfig) -> parquet::file::properties::WriterProperties {
+/// The columns of an encoded Parquet file whose dictionary outgrew its page limit and fell
+/// back to plain encoding (their paths).
+pub fn plain_columns(file: &bytes::Bytes) -> Result<Vec<Vec<String>>, OutputError> {
+    use parquet::basic::{Encoding, PageType};
+    use parquet::file::metadata::{ParquetMetaDataOptions, ParquetMetaDataReader};
+    let meta = ParquetMetaDataReader::new()
+        .with_metadata_options(Some(
+            ParquetMetaDataOptions::new().with_encoding_stats_as_mask(false),
+        ))
+        .parse_and_finish(file)?;
+    let mut out: Vec<Vec<String>> = vec![];
+    for g in meta.row_groups() {
+        for c in g.columns() {
+            let fell_back = c.dictionary_page_offset().is_some()
+                && c.page_encoding_stats().is_some_and(|stats| {
+                    stats.iter().any(|s| {
+                        matches!(s.page_type, PageType::DATA_PAGE | PageType::DATA_PAGE_V2)
+                            && s.encoding == Encoding::PLAIN
+                    })
+                });
+            let path = c.column_path().parts().to_vec();
+            if fell_back && !out.contains(&path) {
+                out.push(path);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn parquet_properties(
+    dest: &DestinationConfig,
+    plain: &[Vec<String>],
+) -> parquet::file::properties::WriterProperties {
     use parquet::basic::{Compression as PC, GzipLevel, ZstdLevel};
     let compression = match dest.compression() {
         Compression::None => PC::UNCOMPRESSED,
@@ -590,8 +646,14 @@ fn parquet_properties(dest: &DestinationConfig) -> parquet::file::properties::Wr
         Compression::Gzip => PC::GZIP(GzipLevel::default()),
         Compression::Zstd => PC::ZSTD(ZstdLevel::default()),
     };
-    parquet::file::properties::WriterProperties::builder()
-        .set_compression(compression)
+    let mut b = parquet::file::properties::WriterProperties::builder();
+    for p in plain {
+        b = b.set_column_dictionary_enabled(
+            parquet::schema::types::ColumnPath::new(p.clone()),
+            false,
+        );
+    }
+    b.set_compression(compression)
         .set_max_row_group_row_count(Some(dest.parquet.row_group_size))
         .set_created_by(format!("ferry {}", env!("CARGO_PKG_VERSION")))
         .build()

@@ -122,7 +122,7 @@ fn parquet_columns_encoded_in_parallel_make_the_same_file() {
     let b = batch(4_500);
     let encode_with = |threads: usize| {
         let schema = output_schema(&b.schema(), &d);
-        let mut w = ParquetOut::new(schema, &d).unwrap();
+        let mut w = ParquetOut::new(schema, &d, &[]).unwrap();
         w.threads = threads;
         for s in slices(&b, 700) {
             w.write(&prepare(&s, &d).unwrap()).unwrap();
@@ -144,4 +144,45 @@ fn parquet_columns_encoded_in_parallel_make_the_same_file() {
             "column {c}"
         );
     }
+}
+
+/// A column whose dictionary outgrew its page is found in the file, and a writer told so
+/// writes it plain from the first row; the other columns keep their dictionaries.
+#[test]
+fn columns_whose_dictionary_overflowed_are_written_plain_next_time() {
+    let n = 20_000;
+    let unique: ArrayRef = Arc::new(StringArray::from_iter_values(
+        (0..n).map(|i| format!("{i:064}")),
+    ));
+    let few: ArrayRef = Arc::new(StringArray::from_iter_values(
+        (0..n).map(|i| ["open", "closed", "pending"][i % 3]),
+    ));
+    let b = RecordBatch::try_from_iter([("u", unique), ("c", few)]).unwrap();
+    let d = dest("format: parquet\nlocal: out");
+    let first = encode(&[b.clone()], &d).unwrap().body;
+    let plain = crate::output::plain_columns(&bytes::Bytes::from(first)).unwrap();
+    assert_eq!(plain, vec![vec!["u".to_string()]]);
+    let mut w = FileWriter::with_plain_columns(b.schema(), &d, &plain).unwrap();
+    w.write(&prepare(&b, &d).unwrap(), &d).unwrap();
+    let next = bytes::Bytes::from(w.finish().unwrap().body);
+    let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&next)
+        .unwrap();
+    let cols = meta.row_group(0).columns();
+    assert!(
+        cols[0].dictionary_page_offset().is_none(),
+        "u still has a dictionary"
+    );
+    assert!(
+        cols[1].dictionary_page_offset().is_some(),
+        "c lost its dictionary"
+    );
+    assert!(crate::output::plain_columns(&next).unwrap().is_empty());
+    // The rows are the same.
+    let back: Vec<RecordBatch> =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(next, 1 << 20)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    assert_eq!(back, vec![b]);
 }

@@ -101,7 +101,7 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
     };
     // Records go from the source's bytes to Arrow here, once, in the run's source schema; a
     // source that declares no fields stages JSON lines for transform-batch to infer from.
-    let mut chunk = Chunk::new(schema, inc_field, req.window);
+    let mut chunk = Chunk::new(schema, inc_field, req.window)?;
     let (mut records, mut bytes) = (0u64, 0u64);
     let mut has_more = true;
     // `FERRY_ARROW_PAGES=0` reads values instead (the bench's comparison, docs/performance.md).
@@ -235,7 +235,8 @@ struct Chunk<'a> {
     infer: bool,
     inc_field: Option<&'a str>,
     window: Option<crate::model::Window>,
-    batches: Vec<RecordBatch>,
+    /// The chunk's records, encoded for staging as they arrive (absent when inferring).
+    staged: Option<super::staging::RawChunkWriter>,
     rejected: Vec<super::staging::RawReject>,
     json: Vec<u8>,
     /// Records in the window so far (the next record's line number).
@@ -249,18 +250,33 @@ impl<'a> Chunk<'a> {
         schema: SchemaRef,
         inc_field: Option<&'a str>,
         window: Option<crate::model::Window>,
-    ) -> Self {
-        Chunk {
-            infer: schema.fields().is_empty(),
+    ) -> Result<Self, StepError> {
+        let infer = schema.fields().is_empty();
+        Ok(Chunk {
+            staged: if infer {
+                None
+            } else {
+                Some(super::staging::RawChunkWriter::new(&schema)?)
+            },
+            infer,
             schema,
             inc_field,
             window,
-            batches: vec![],
             rejected: vec![],
             json: vec![],
             lines: 0,
             dropped: 0,
             max_cursor: None,
+        })
+    }
+
+    fn push(&mut self, batch: RecordBatch) -> Result<(), StepError> {
+        match &mut self.staged {
+            Some(w) => w.push(batch),
+            None => Err(internal(
+                "stage chunk",
+                "records decoded for a chunk that infers its schema",
+            )),
         }
     }
 
@@ -288,8 +304,7 @@ impl<'a> Chunk<'a> {
         };
         let Some(times) = times else {
             self.lines += batch.num_rows();
-            self.batches.push(batch);
-            return Ok(());
+            return self.push(batch);
         };
         let times = micros(&times)?;
         let in_window = |t: i64| {
@@ -321,8 +336,7 @@ impl<'a> Chunk<'a> {
             self.max_cursor = self.max_cursor.max(DateTime::from_timestamp_micros(m));
         }
         self.lines += batch.num_rows();
-        self.batches.push(batch);
-        Ok(())
+        self.push(batch)
     }
 
     /// Records as JSON values (sources that read values, pages that did not fit the schema):
@@ -372,8 +386,7 @@ impl<'a> Chunk<'a> {
             }
         }
         self.lines += n;
-        self.batches.push(d.batch);
-        Ok(())
+        self.push(d.batch)
     }
 
     /// Stage the chunk; returns its key, the records dropped outside the window and the
@@ -390,15 +403,10 @@ impl<'a> Chunk<'a> {
             key
         } else {
             let key = super::staging::raw_arrow_key(run, chunk);
-            super::staging::put_raw_chunk(
-                deps,
-                run,
-                &key,
-                &self.schema,
-                &self.batches,
-                &self.rejected,
-            )
-            .await?;
+            let writer = self
+                .staged
+                .ok_or_else(|| internal("stage chunk", "no records were encoded"))?;
+            super::staging::put_raw_chunk(deps, run, &key, writer, &self.rejected).await?;
             key
         };
         Ok((key, self.dropped, self.max_cursor))

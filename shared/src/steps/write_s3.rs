@@ -81,6 +81,11 @@ pub struct Pending {
     /// widened since encodes those rows again instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parts_schema: Option<String>,
+    /// Columns whose dictionary outgrew its page in the parts so far: the next parts write
+    /// them plain from the first row instead of building a dictionary to throw away (unique
+    /// ids, timestamps, free text).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plain_columns: Vec<Vec<String>>,
 }
 
 /// Pending rows encoded ahead: a staged Parquet file of whole row groups.
@@ -101,6 +106,7 @@ impl Pending {
             parts: vec![],
             raw_from: None,
             parts_schema: None,
+            plain_columns: vec![],
         }
     }
 
@@ -157,14 +163,13 @@ pub async fn handle(deps: &Deps, input: WriteInput) -> Result<WriteOutput, StepE
         publish_rejected(deps, run, &flow, input.chunk).await?;
     }
     let mut out = Out::new(deps, run, &flow).await?;
-    let batches = staging::decode_batches(deps.staging.get(&batch_key).await?)?;
-    let current = concat(batches)?;
+    // The staged batch's pages as they are: never concatenated (a copy of every record).
+    let current = non_empty(staging::decode_batches(
+        deps.staging.get(&batch_key).await?,
+    )?);
     let by = &flow.destination.layout.partition_by;
-    let parts: BTreeMap<Partition, RecordBatch> = match &current {
-        Some(b) => partitions(b, by)?.into_iter().collect(),
-        None => BTreeMap::new(),
-    };
-    let schema = current.as_ref().map(|b| b.schema());
+    let parts = partitions(&current, by)?;
+    let schema = current.first().map(|b| b.schema());
     // The first chunk of a slice (chunk 0 of an unsliced run) starts with nothing carried.
     let prev = if super::slices::is_first_chunk(input.chunk) {
         Carry::default()
@@ -191,13 +196,11 @@ pub async fn handle(deps: &Deps, input: WriteInput) -> Result<WriteOutput, StepE
         let e = work
             .entry(k.clone())
             .or_insert_with(|| Pending::new(k.clone(), input.chunk, 0, 0));
-        e.rows += b.num_rows() as u64;
+        e.rows += rows_len(b) as u64;
     }
     let sizing = flow.destination.sizing();
     if carry.bytes_per_row.is_none() && matches!(sizing, Sizing::Target(_)) {
-        if let Some(b) = &current {
-            carry.bytes_per_row = estimate_bytes_per_row(b, &flow.destination)?;
-        }
+        carry.bytes_per_row = estimate_bytes_per_row(&current, &flow.destination)?;
     }
     out.bytes_per_row = carry.bytes_per_row;
     let mut part = 0u32;
@@ -357,17 +360,14 @@ async fn staged_schema(deps: &Deps, run: &RunContext, chunk: u32) -> Result<Sche
     staging::batch_schema(staging::get_batch(deps, run, chunk).await?)
 }
 
-/// Encoded bytes per row of a sample of the batch.
-fn estimate_bytes_per_row(
-    b: &RecordBatch,
-    dest: &DestinationConfig,
-) -> Result<Option<f64>, StepError> {
-    let n = b.num_rows().min(20_000);
+/// Encoded bytes per row of a sample of the rows.
+fn estimate_bytes_per_row(rows: &Rows, dest: &DestinationConfig) -> Result<Option<f64>, StepError> {
+    let n = rows_len(rows).min(20_000);
     if n == 0 {
         return Ok(None);
     }
-    let e =
-        crate::output::encode(&[b.slice(0, n)], dest).map_err(|e| internal("encode output", e))?;
+    let e = crate::output::encode(&rows_slice(rows, 0, n), dest)
+        .map_err(|e| internal("encode output", e))?;
     Ok(Some(e.body.len() as f64 / n as f64))
 }
 
@@ -386,7 +386,7 @@ struct Out<'a> {
     prefix: String,
     ext: String,
     files: Vec<OutputObject>,
-    cache: HashMap<u32, BTreeMap<Partition, RecordBatch>>,
+    cache: HashMap<u32, BTreeMap<Partition, Rows>>,
     cached_bytes: usize,
     /// The run's encoded bytes per row, when known (sets the size-check granularity).
     bytes_per_row: Option<f64>,
@@ -423,21 +423,20 @@ impl<'a> Out<'a> {
         &mut self,
         chunk: u32,
         partition: &Partition,
-    ) -> Result<Option<RecordBatch>, StepError> {
+    ) -> Result<Option<Rows>, StepError> {
         if let Some(m) = self.cache.get(&chunk) {
             return Ok(m.get(partition).cloned());
         }
-        let batches =
-            staging::decode_batches(staging::get_batch(self.deps, self.run, chunk).await?)?;
-        let Some(b) = concat(batches)? else {
-            return Ok(None);
-        };
-        let parts: BTreeMap<Partition, RecordBatch> =
-            partitions(&b, &self.flow.destination.layout.partition_by)?
-                .into_iter()
-                .collect();
+        let rows = non_empty(staging::decode_batches(
+            staging::get_batch(self.deps, self.run, chunk).await?,
+        )?);
+        let parts = partitions(&rows, &self.flow.destination.layout.partition_by)?;
         let found = parts.get(partition).cloned();
-        let size: usize = parts.values().map(|b| b.get_array_memory_size()).sum();
+        let size: usize = parts
+            .values()
+            .flatten()
+            .map(RecordBatch::get_array_memory_size)
+            .sum();
         // Only another partition of this chunk reads it again: a chunk of one partition is
         // not kept (a run without `partition_by` would otherwise hold every pending row).
         if parts.len() > 1 && self.cached_bytes + size <= CACHE_BYTES {
@@ -455,7 +454,7 @@ impl<'a> Out<'a> {
         &mut self,
         p: &Pending,
         upto: u32,
-        current: Option<&RecordBatch>,
+        current: Option<&Rows>,
         schema: &SchemaRef,
         target: Option<u64>,
         last: bool,
@@ -496,12 +495,17 @@ impl<'a> Out<'a> {
             };
             let Some(rows) = rows else { continue };
             let start = if c == from { from_skip as usize } else { 0 };
-            if start >= rows.num_rows() {
+            let total = rows_len(&rows);
+            if start >= total {
                 continue;
             }
-            let rows = rows.slice(start, rows.num_rows() - start);
+            let rows = rows_slice(&rows, start, total - start);
             let mut offset = start as u64;
-            for s in crate::output::slices(&rows, slice_rows(target, self.bytes_per_row)) {
+            let per_slice = slice_rows(target, self.bytes_per_row);
+            for s in rows
+                .iter()
+                .flat_map(|b| crate::output::slices(b, per_slice))
+            {
                 let n = s.num_rows() as u64;
                 let s = shape(&s, schema, dest)?;
                 let (w, _, _) = match &mut writer {
@@ -546,15 +550,16 @@ impl<'a> Out<'a> {
         Ok(StreamResult { left, measured })
     }
 
-    /// Encode the whole row groups among `p`'s rows not encoded yet (up to staged chunk
-    /// `upto`, whose rows may be given as `current`) and stage them as a part; returns the
-    /// (bytes, rows) encoded. Rows short of a row group wait for more: every row group but a
-    /// file's last is full, as when the file is encoded in one go.
+    /// Encode `p`'s rows not encoded yet (up to staged chunk `upto`, whose rows may be given
+    /// as `current`) once there are a row group's worth, and stage them as a part; returns the
+    /// (bytes, rows) encoded. They are cut into row groups of equal size, at most
+    /// `row_group_size` rows and at least half (every row group but a file's last): a chunk's
+    /// rows are encoded while it is in memory, never read again to fill the next row group.
     async fn encode_ahead(
         &mut self,
         p: &mut Pending,
         upto: u32,
-        current: Option<&RecordBatch>,
+        current: Option<&Rows>,
         schema: &SchemaRef,
         n_part: &mut u32,
     ) -> Result<(u64, u64), StepError> {
@@ -566,14 +571,17 @@ impl<'a> Out<'a> {
             // The inferred schema widened: what was encoded is encoded again, with it.
             p.parts.clear();
             p.raw_from = None;
+            p.plain_columns.clear();
         }
         let group = dest.parquet.row_group_size.max(1) as u64;
-        let n = (p.rows - p.encoded_rows()) / group * group;
-        if n == 0 {
+        let n = p.rows - p.encoded_rows();
+        if n < group {
             return Ok((0, 0));
         }
         let (from, skip) = p.raw_start();
-        let mut w = FileWriter::new(out_schema, dest).map_err(|e| internal("encode output", e))?;
+        let mut w = FileWriter::with_plain_columns(out_schema, dest, &p.plain_columns)
+            .map_err(|e| internal("encode output", e))?;
+        w.set_row_group_rows(n.div_ceil(n.div_ceil(group)) as usize);
         let mut need = n;
         let mut end = (from, skip);
         for c in from..=upto {
@@ -586,14 +594,17 @@ impl<'a> Out<'a> {
             };
             let Some(rows) = rows else { continue };
             let start = if c == from { skip as usize } else { 0 };
-            if start >= rows.num_rows() {
+            let total = rows_len(&rows);
+            if start >= total {
                 continue;
             }
-            let take = (rows.num_rows() - start).min(need as usize);
-            w.write(&shape(&rows.slice(start, take), schema, dest)?, dest)
-                .map_err(|e| internal("encode output", e))?;
+            let take = (total - start).min(need as usize);
+            for piece in rows_slice(&rows, start, take) {
+                w.write(&shape(&piece, schema, dest)?, dest)
+                    .map_err(|e| internal("encode output", e))?;
+            }
             need -= take as u64;
-            end = if start + take == rows.num_rows() {
+            end = if start + take == total {
                 (c + 1, 0)
             } else {
                 (c, (start + take) as u64)
@@ -608,6 +619,13 @@ impl<'a> Out<'a> {
             ));
         }
         let body = w.finish().map_err(|e| internal("encode output", e))?.body;
+        let body = bytes::Bytes::from(body);
+        for c in crate::output::plain_columns(&body).map_err(|e| internal("encode output", e))? {
+            if !p.plain_columns.contains(&c) {
+                p.plain_columns.push(c);
+            }
+        }
+        let body = Vec::<u8>::from(body);
         let key = staging::part_key(self.run, upto, *n_part);
         *n_part += 1;
         let bytes = body.len() as u64;
@@ -716,28 +734,63 @@ fn shape(
         .map_err(|e| internal("shape rows for output", e))
 }
 
-/// The batches as one, taken by value so that the pieces are freed as soon as the whole
-/// exists (a staged chunk holds one batch per source page).
-fn concat(mut batches: Vec<RecordBatch>) -> Result<Option<RecordBatch>, StepError> {
-    match batches.len() {
-        0 => Ok(None),
-        1 => Ok(batches.pop()),
-        _ => Ok(Some(
-            arrow::compute::concat_batches(&batches[0].schema(), &batches)
-                .map_err(|e| internal("read staged batch", e))?,
-        )),
+/// A staged batch's rows: its pages, in order, none empty (never concatenated into one
+/// batch, which would copy every record).
+type Rows = Vec<RecordBatch>;
+
+fn non_empty(mut batches: Vec<RecordBatch>) -> Rows {
+    batches.retain(|b| b.num_rows() > 0);
+    batches
+}
+
+fn rows_len(rows: &[RecordBatch]) -> usize {
+    rows.iter().map(RecordBatch::num_rows).sum()
+}
+
+/// `len` rows from row `start`, as slices of the pages (no copy).
+fn rows_slice(rows: &[RecordBatch], start: usize, len: usize) -> Rows {
+    let mut out = vec![];
+    let (mut skip, mut left) = (start, len);
+    for b in rows {
+        if left == 0 {
+            break;
+        }
+        if skip >= b.num_rows() {
+            skip -= b.num_rows();
+            continue;
+        }
+        let take = (b.num_rows() - skip).min(left);
+        out.push(b.slice(skip, take));
+        left -= take;
+        skip = 0;
     }
+    out
+}
+
+/// Rows by the values of the partition fields, in row order within each partition (which the
+/// carry's row offsets rely on); one partition, the rows themselves, without `partition_by`.
+fn partitions(rows: &Rows, by: &[String]) -> Result<BTreeMap<Partition, Rows>, StepError> {
+    let mut out: BTreeMap<Partition, Rows> = BTreeMap::new();
+    if by.is_empty() {
+        if !rows.is_empty() {
+            out.insert(vec![], rows.clone());
+        }
+        return Ok(out);
+    }
+    for b in rows {
+        for (k, part) in partition_batch(b, by)? {
+            out.entry(k).or_default().push(part);
+        }
+    }
+    Ok(out)
 }
 
 /// Split a batch by the values of the partition fields (text form; nulls kept apart). Row
 /// order inside a partition is kept, which the carry's row offsets rely on.
-pub fn partitions(
+fn partition_batch(
     b: &RecordBatch,
     by: &[String],
 ) -> Result<Vec<(Partition, RecordBatch)>, StepError> {
-    if by.is_empty() {
-        return Ok(vec![(vec![], b.clone())]);
-    }
     let cols: Vec<arrow::array::StringArray> = by
         .iter()
         .map(|f| {
