@@ -459,7 +459,6 @@ impl RestSource {
         req: &HttpRequest,
         window: Option<&Window>,
         shape: Option<&(crate::schema::PageShape, Option<String>)>,
-        offload: bool,
     ) -> Result<Option<(HttpResponse, Recs, usize)>, SourceError> {
         let resp = match shape {
             None => self.fetch(req).await?,
@@ -468,24 +467,8 @@ impl RestSource {
                     return Ok(None);
                 };
                 let body = std::mem::take(&mut resp.body);
-                // Pages requested together (offset / page-number paging) are decoded together,
-                // one per core, off the async runtime's threads.
-                let (body, decoded) = if offload {
-                    let shape = shape.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let d = shape.decode(body.as_str().unwrap_or_default().as_bytes());
-                        (body, d)
-                    })
-                    .await
-                    .map_err(|e| SourceError::Fatal {
-                        message: format!("decoding a page of {} stopped: {e}", resp.url),
-                    })?
-                } else {
-                    let d = shape.decode(body.as_str().unwrap_or_default().as_bytes());
-                    (body, d)
-                };
                 let text = body.as_str().unwrap_or_default().as_bytes();
-                if let Ok(page) = decoded {
+                if let Ok(page) = shape.decode(text) {
                     // A record without its cursor value: the values path names it.
                     let complete = cursor_col.as_ref().is_none_or(|c| {
                         page.batch
@@ -693,7 +676,7 @@ impl RestSource {
         let mut req = self.base_request(ep, url.clone(), window);
         let mut seen = c.seen.clone();
         match &ep.cfg.paginator {
-            Paginator::Single => Ok(match self.fetch_records(ep, &req, window, shape, false).await? {
+            Paginator::Single => Ok(match self.fetch_records(ep, &req, window, shape).await? {
                 None => StepPage::empty(),
                 Some((r, recs, _)) => StepPage {
                     recs: vec![recs],
@@ -707,7 +690,7 @@ impl RestSource {
                     req.url = u.clone();
                     req.query.clear();
                 }
-                let Some((resp, recs, raw)) = self.fetch_records(ep, &req, window, shape, false).await?
+                let Some((resp, recs, raw)) = self.fetch_records(ep, &req, window, shape).await?
                 else {
                     return Ok(StepPage::empty());
                 };
@@ -773,7 +756,7 @@ impl RestSource {
                 if let Some(t) = &c.next {
                     place(&mut req, *placement, param, t.clone());
                 }
-                let Some((resp, recs, raw)) = self.fetch_records(ep, &req, window, shape, false).await?
+                let Some((resp, recs, raw)) = self.fetch_records(ep, &req, window, shape).await?
                 else {
                     return Ok(StepPage::empty());
                 };
@@ -914,7 +897,7 @@ impl RestSource {
         // lifetime, which `async_trait` requires.
         let futs: Vec<_> = reqs
             .iter()
-            .map(|r| self.fetch_records(ep, r, window, shape, n > 1))
+            .map(|r| self.fetch_records(ep, r, window, shape))
             .collect();
         let resps: Vec<Option<(HttpResponse, Recs, usize)>> = stream::iter(futs)
             .buffered(self.concurrency.max(1))
