@@ -31,6 +31,14 @@ fn flow(yaml: &str) -> Flow {
 }
 
 async fn run(env: &Env, f: &Flow) -> (RunRecord, Manifest) {
+    run_observed(env, f, &NoopObserver).await
+}
+
+async fn run_observed(
+    env: &Env,
+    f: &Flow,
+    observer: &dyn ferry::local::asl::Observer,
+) -> (RunRecord, Manifest) {
     env.deps
         .flows
         .put_flow(f, chrono::Utc::now())
@@ -44,7 +52,7 @@ async fn run(env: &Env, f: &Flow) -> (RunRecord, Manifest) {
                 mode: Some(PullMode::Complete),
                 ..Default::default()
             },
-            &NoopObserver,
+            observer,
         )
         .await;
     assert!(out.succeeded(), "{:?}", out.failure);
@@ -339,28 +347,11 @@ destination:
     for ahead in [true, false] {
         std::env::set_var("FERRY_ENCODE_AHEAD", if ahead { "1" } else { "0" });
         let env = env();
-        env.deps
-            .flows
-            .put_flow(&f, chrono::Utc::now())
-            .await
-            .unwrap();
         let seen = PartsSeen {
             staging: env._home.path().join("staging"),
             most: Default::default(),
         };
-        let out = Engine::new(env.deps.clone())
-            .unwrap()
-            .run(
-                RunRequest {
-                    flow: f.name.clone(),
-                    mode: Some(PullMode::Complete),
-                    ..Default::default()
-                },
-                &seen,
-            )
-            .await;
-        assert!(out.succeeded(), "{:?}", out.failure);
-        let m = read_manifest(&out.record.unwrap());
+        let (_, m) = run_observed(&env, &f, &seen).await;
         assert_eq!(m.records_written, 20_000);
         let parts = seen.most.into_inner();
         if ahead {

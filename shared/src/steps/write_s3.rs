@@ -446,6 +446,30 @@ impl<'a> Out<'a> {
         Ok(found)
     }
 
+    /// The partition's rows of staged chunk `c` not written yet, pending rows starting at
+    /// `start` (chunk, row); `upto`'s rows may be given as `current`. With the row they start
+    /// at; `None` when the chunk has none left.
+    async fn rows_from(
+        &mut self,
+        c: u32,
+        start: (u32, u64),
+        upto: u32,
+        current: Option<&Rows>,
+        partition: &Partition,
+    ) -> Result<Option<(Rows, usize)>, StepError> {
+        let rows = match (c == upto, current) {
+            (true, Some(b)) => Some(b.clone()),
+            _ => self.chunk_rows(c, partition).await?,
+        };
+        let Some(rows) = rows else { return Ok(None) };
+        let first = if c == start.0 { start.1 as usize } else { 0 };
+        let total = rows_len(&rows);
+        if first >= total {
+            return Ok(None);
+        }
+        Ok(Some((rows_slice(&rows, first, total - first), first)))
+    }
+
     /// Write the pending rows of one partition, from `p.from_chunk` up to `upto` (whose rows
     /// may be given as `current`), into files of `target` bytes. With `last`, the tail becomes
     /// a file too; without, it is left pending.
@@ -489,17 +513,12 @@ impl<'a> Out<'a> {
             (from, from_skip) = p.raw_start();
         }
         for c in from..=upto {
-            let rows = match (c == upto, current) {
-                (true, Some(b)) => Some(b.clone()),
-                _ => self.chunk_rows(c, &p.partition).await?,
-            };
-            let Some(rows) = rows else { continue };
-            let start = if c == from { from_skip as usize } else { 0 };
-            let total = rows_len(&rows);
-            if start >= total {
+            let Some((rows, start)) = self
+                .rows_from(c, (from, from_skip), upto, current, &p.partition)
+                .await?
+            else {
                 continue;
-            }
-            let rows = rows_slice(&rows, start, total - start);
+            };
             let mut offset = start as u64;
             let per_slice = slice_rows(target, self.bytes_per_row);
             for s in rows
@@ -588,18 +607,15 @@ impl<'a> Out<'a> {
             if need == 0 {
                 break;
             }
-            let rows = match (c == upto, current) {
-                (true, Some(b)) => Some(b.clone()),
-                _ => self.chunk_rows(c, &p.partition).await?,
-            };
-            let Some(rows) = rows else { continue };
-            let start = if c == from { skip as usize } else { 0 };
-            let total = rows_len(&rows);
-            if start >= total {
+            let Some((rows, start)) = self
+                .rows_from(c, (from, skip), upto, current, &p.partition)
+                .await?
+            else {
                 continue;
-            }
+            };
+            let total = start + rows_len(&rows);
             let take = (total - start).min(need as usize);
-            for piece in rows_slice(&rows, start, take) {
+            for piece in rows_slice(&rows, 0, take) {
                 w.write(&shape(&piece, schema, dest)?, dest)
                     .map_err(|e| internal("encode output", e))?;
             }
