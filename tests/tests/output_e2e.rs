@@ -167,6 +167,44 @@ async fn parquet_files_roll_over_at_the_target_size() {
     check_sizing(&env, &m, 1 << 20, 120_000);
 }
 
+/// Rows encoded ahead (small row groups, so every chunk encodes some) still make files of the
+/// target size, every row once.
+#[tokio::test(flavor = "multi_thread")]
+async fn parquet_files_spliced_from_parts_roll_over_at_the_target_size() {
+    let env = env();
+    let mut f = sized(120_000, 10_000, "parquet", 1);
+    f.destination.parquet.row_group_size = 4_000;
+    let seen = PartsSeen {
+        staging: env._home.path().join("staging"),
+        most: Default::default(),
+    };
+    let (_, m) = run_observed(&env, &f, &seen).await;
+    assert!(seen.most.into_inner() > 0, "no rows were encoded ahead");
+    check_sizing(&env, &m, 1 << 20, 120_000);
+    let mut ids = std::collections::BTreeSet::new();
+    for o in &m.objects {
+        let body = bytes::Bytes::from(std::fs::read(&o.uri).unwrap());
+        for b in
+            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(body, 8192).unwrap()
+        {
+            let b = b.unwrap();
+            let col = arrow::compute::cast(
+                b.column_by_name("id").unwrap(),
+                &arrow::datatypes::DataType::Utf8,
+            )
+            .unwrap();
+            let col = col
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .unwrap();
+            for v in col.iter().flatten() {
+                assert!(ids.insert(v.to_string()), "{v} written twice");
+            }
+        }
+    }
+    assert_eq!(ids.len(), 120_000);
+}
+
 /// The acceptance figure: 1,000,000 records, 64 MB files. Heavy; run by
 /// `scripts/bench.sh sizing` (release build) or `cargo test --release -- --ignored`.
 #[tokio::test(flavor = "multi_thread")]
