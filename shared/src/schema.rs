@@ -432,6 +432,11 @@ impl PageShape {
         })
     }
 
+    /// The records' schema (the run's source schema).
+    pub fn record_schema(&self) -> &SchemaRef {
+        &self.record_schema
+    }
+
     /// Decode one response body. An error means the page does not fit the shape (a record of
     /// another type, truncated JSON, records that are not objects): decode it record by record
     /// instead, to reject only the records at fault.

@@ -223,3 +223,55 @@ async fn records_that_do_not_decode_are_rejected_alone_with_their_line_and_text(
         rejected[0]
     );
 }
+
+/// A field that first appears after the page the schema was inferred from is not written, and
+/// the run says so, naming the field and the fix (declare it) — never silently.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_field_first_seen_after_inference_is_reported_not_silently_dropped() {
+    // 10 pages of 10 records by offset; the field `late` appears from record 60 on.
+    let records: Vec<Value> = (0..100)
+        .map(|i| {
+            if i < 60 {
+                json!({"id": i, "name": format!("n{i}")})
+            } else {
+                json!({"id": i, "name": format!("n{i}"), "late": i * 2})
+            }
+        })
+        .collect();
+    let app = Router::new().route(
+        "/items",
+        get(
+            move |q: axum::extract::Query<std::collections::HashMap<String, String>>| {
+                let offset: usize = q.get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let page: Vec<Value> = records.iter().skip(offset).take(10).cloned().collect();
+                async move { axum::Json(json!({ "data": page, "total": 100 })) }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let props = json!({"base_url": url, "concurrency": 1, "endpoints": {"items": {
+        "path": "/items", "records": "$.data[*]", "primary_key": "id",
+        "paginator": {"type": "offset", "limit": 10, "total_path": "$.total"}}}});
+    let local = Local::new();
+    let out = local
+        .run(&rest_flow(
+            "late",
+            "items",
+            None,
+            &props,
+            "  chunk: { records: 10 }\n",
+        ))
+        .await;
+    assert!(out.succeeded(), "{:?}", out.failure);
+    let rec = out.record.unwrap();
+    assert_eq!(rec.records_written, 100, "{rec:?}");
+    assert!(
+        rec.warnings.iter().any(|w| w.contains("(late)")
+            && w.contains("not written")
+            && w.contains("endpoints.items.fields")),
+        "{:?}",
+        rec.warnings
+    );
+}

@@ -312,7 +312,15 @@ pub struct RestSource {
     pub(super) concurrency: usize,
     /// Warnings for the run record (fields widened to JSON text by inference).
     pub(super) warnings: std::sync::Mutex<Vec<String>>,
+    /// Pages decoded to Arrow so far, and the fields already reported as not in the schema
+    /// ([`RestSource::note_unknown_fields`]).
+    pub(super) pages_decoded: std::sync::atomic::AtomicU64,
+    pub(super) unknown_reported: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
+
+/// Of the pages decoded straight to Arrow, the first and every this many after it are also read
+/// as JSON values, to find fields the inferred schema does not have (~3 % more decode time).
+const UNKNOWN_FIELDS_EVERY: u64 = 32;
 
 impl RestSource {
     pub fn new(
@@ -340,6 +348,8 @@ impl RestSource {
             http,
             endpoints,
             warnings: Default::default(),
+            pages_decoded: Default::default(),
+            unknown_reported: Default::default(),
         })
     }
 
@@ -468,6 +478,14 @@ impl RestSource {
                 };
                 let body = std::mem::take(&mut resp.body);
                 let text = body.as_str().unwrap_or_default().as_bytes();
+                let n = self
+                    .pages_decoded
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n % UNKNOWN_FIELDS_EVERY == 0 {
+                    if let Ok(v) = serde_json::from_slice::<Value>(text) {
+                        self.note_unknown_fields(ep, &v, shape.record_schema());
+                    }
+                }
                 if let Ok(page) = shape.decode(text) {
                     // A record without its cursor value: the values path names it.
                     let complete = cursor_col.as_ref().is_none_or(|c| {
@@ -487,6 +505,7 @@ impl RestSource {
                 } else {
                     match serde_json::from_slice(text) {
                         Ok(v) => {
+                            self.note_unknown_fields(ep, &v, shape.record_schema());
                             resp.body = v;
                             Some(resp)
                         }
@@ -513,6 +532,47 @@ impl RestSource {
         let raw = ep.records.query(&resp.body).all().len();
         let recs = self.records(ep, &resp, window)?;
         Ok(Some((resp, Recs::Values(recs), raw)))
+    }
+
+    /// Say which fields of a page's records the run's schema does not have, once each: with
+    /// inferred fields (none declared) the schema comes from the first page, so a field that
+    /// first appears later is not written — never silently.
+    fn note_unknown_fields(&self, ep: &Endpoint, body: &Value, schema: &arrow::datatypes::Schema) {
+        if ep.cfg.fields.is_some() {
+            return;
+        }
+        let mut unknown = std::collections::BTreeSet::new();
+        for r in ep.records.query(body).all() {
+            if let Some(o) = r.as_object() {
+                unknown.extend(
+                    o.keys()
+                        .filter(|k| schema.field_with_name(k).is_err())
+                        .cloned(),
+                );
+            }
+        }
+        let mut reported = self
+            .unknown_reported
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let new: Vec<String> = unknown
+            .into_iter()
+            .filter(|k| reported.insert(k.clone()))
+            .collect();
+        if new.is_empty() {
+            return;
+        }
+        let w = format!(
+            "{}: records carry fields the run's schema does not have ({}), so they are not written: the schema was inferred from the first page; declare them under {}.fields to keep them",
+            ep.field,
+            new.join(", "),
+            ep.field
+        );
+        tracing::warn!(endpoint = %ep.name, "{w}");
+        self.warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(w);
     }
 
     /// Records of a response, in-window, as objects.
