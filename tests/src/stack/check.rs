@@ -24,7 +24,7 @@ pub fn python() -> PathBuf {
 /// `{"rows": n, "schema": {column: type}, "records": [...]}` (records as JSON, sorted by `sort`).
 pub fn pyarrow_read(files: &[PathBuf], format: &str, sort: Option<&str>) -> Value {
     let script = r#"
-import json, sys, gzip, io
+import json, os, sys, gzip, io
 import pyarrow as pa, pyarrow.parquet as pq, pyarrow.csv as pcsv, pyarrow.json as pjson
 fmt, sort, files = sys.argv[1], sys.argv[2], sys.argv[3:]
 tables = []
@@ -46,6 +46,10 @@ recs = t.to_pylist()
 if sort:
     recs.sort(key=lambda r: str(r.get(sort)))
 print(json.dumps({"rows": t.num_rows, "schema": {f.name: str(f.type) for f in t.schema}, "records": recs}, default=str))
+# Done: leave without tearing down pyarrow's thread pools, which under load has aborted the
+# process after the answer was printed ("terminate called without an active exception").
+sys.stdout.flush()
+os._exit(0)
 "#;
     let out = std::process::Command::new(python())
         .arg("-c")
