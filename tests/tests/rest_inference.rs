@@ -11,13 +11,18 @@ use serde_json::{json, Value};
 /// Serve `records` as one page at `/items` (`{"data": [...]}`).
 async fn serve(records: Vec<Value>) -> String {
     let body = json!({ "data": records }).to_string();
-    let app = Router::new().route(
+    serve_app(Router::new().route(
         "/items",
         get(move || {
             let body = body.clone();
             async move { ([("content-type", "application/json")], body) }
         }),
-    );
+    ))
+    .await
+}
+
+/// Serve `app` on a free local port; its base URL.
+async fn serve_app(app: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -238,7 +243,7 @@ async fn a_field_first_seen_after_inference_is_reported_not_silently_dropped() {
             }
         })
         .collect();
-    let app = Router::new().route(
+    let url = serve_app(Router::new().route(
         "/items",
         get(
             move |q: axum::extract::Query<std::collections::HashMap<String, String>>| {
@@ -247,10 +252,8 @@ async fn a_field_first_seen_after_inference_is_reported_not_silently_dropped() {
                 async move { axum::Json(json!({ "data": page, "total": 100 })) }
             },
         ),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    ))
+    .await;
     let props = json!({"base_url": url, "concurrency": 1, "endpoints": {"items": {
         "path": "/items", "records": "$.data[*]", "primary_key": "id",
         "paginator": {"type": "offset", "limit": 10, "total_path": "$.total"}}}});

@@ -317,20 +317,18 @@ impl FileWriter {
     }
 
     /// Append the row groups of `part`, a Parquet file encoded earlier with this object's
-    /// schema (write-s3 encodes a run's pending rows as they arrive, a whole row group at a
-    /// time, and splices them in when the file is written): its column chunks are copied
-    /// byte for byte, page indexes and statistics kept. `Ok(false)` when `part`'s schema is
-    /// not this object's (the schema widened since; encode its rows instead) or the object is
-    /// not Parquet.
-    pub fn append_encoded(&mut self, part: &bytes::Bytes) -> Result<bool, OutputError> {
+    /// schema (write-s3 encodes a run's pending rows as they arrive and splices them in when
+    /// the file is written): its column chunks are copied byte for byte, page indexes and
+    /// statistics kept. An error when this object is not Parquet or `part` has another schema.
+    pub fn append_encoded(&mut self, part: &bytes::Bytes) -> Result<(), OutputError> {
         let Kind::Parquet(w) = &mut self.kind else {
-            return Ok(false);
+            return Err(parquet::errors::ParquetError::General(
+                "encoded rows can only be spliced into a Parquet object".into(),
+            )
+            .into());
         };
-        let Some(rows) = w.append(part)? else {
-            return Ok(false);
-        };
-        self.rows += rows;
-        Ok(true)
+        self.rows += w.append(part)?;
+        Ok(())
     }
 
     /// Parquet: rows per row group from now on (the destination's `row_group_size` otherwise).
@@ -453,23 +451,16 @@ impl ParquetOut {
     }
 
     /// Splice in the row groups of an encoded Parquet file of the same schema; the rows
-    /// appended, or `None` when the schemas differ.
-    fn append(&mut self, part: &bytes::Bytes) -> Result<Option<u64>, OutputError> {
+    /// appended.
+    fn append(&mut self, part: &bytes::Bytes) -> Result<u64, OutputError> {
         use parquet::column::writer::ColumnCloseResult;
-        use parquet::file::metadata::{
-            PageIndexPolicy, ParquetMetaDataOptions, ParquetMetaDataReader,
-        };
-        // Everything the footer says, page encoding statistics too (by default they are read
-        // as a bitmask only, and the file would lose them).
-        let meta = ParquetMetaDataReader::new()
-            .with_metadata_options(Some(
-                ParquetMetaDataOptions::new().with_encoding_stats_as_mask(false),
-            ))
-            .with_page_index_policy(PageIndexPolicy::Optional)
-            .parse_and_finish(part)?;
+        let meta = read_footer(part, true)?;
         if meta.file_metadata().schema_descr().root_schema() != self.w.schema_descr().root_schema()
         {
-            return Ok(None);
+            return Err(parquet::errors::ParquetError::General(
+                "the encoded rows have another schema than the file".into(),
+            )
+            .into());
         }
         // Rows waiting for a row group go before the part's.
         self.flush()?;
@@ -494,7 +485,7 @@ impl ParquetOut {
             self.groups += 1;
             rows += group.num_rows() as u64;
         }
-        Ok(Some(rows))
+        Ok(rows)
     }
 
     /// Bytes of the row groups encoded so far.
@@ -610,12 +601,7 @@ fn encode_threads() -> usize {
 /// back to plain encoding (their paths).
 pub fn plain_columns(file: &bytes::Bytes) -> Result<Vec<Vec<String>>, OutputError> {
     use parquet::basic::{Encoding, PageType};
-    use parquet::file::metadata::{ParquetMetaDataOptions, ParquetMetaDataReader};
-    let meta = ParquetMetaDataReader::new()
-        .with_metadata_options(Some(
-            ParquetMetaDataOptions::new().with_encoding_stats_as_mask(false),
-        ))
-        .parse_and_finish(file)?;
+    let meta = read_footer(file, false)?;
     let mut out: Vec<Vec<String>> = vec![];
     for g in meta.row_groups() {
         for c in g.columns() {
@@ -633,6 +619,26 @@ pub fn plain_columns(file: &bytes::Bytes) -> Result<Vec<Vec<String>>, OutputErro
         }
     }
     Ok(out)
+}
+
+/// A Parquet file's footer, page encoding statistics in full (by default they are read as a
+/// bitmask only, and a file spliced from it would lose them), its page indexes with
+/// `page_index`.
+fn read_footer(
+    file: &bytes::Bytes,
+    page_index: bool,
+) -> Result<parquet::file::metadata::ParquetMetaData, OutputError> {
+    use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataOptions, ParquetMetaDataReader};
+    Ok(ParquetMetaDataReader::new()
+        .with_metadata_options(Some(
+            ParquetMetaDataOptions::new().with_encoding_stats_as_mask(false),
+        ))
+        .with_page_index_policy(if page_index {
+            PageIndexPolicy::Optional
+        } else {
+            PageIndexPolicy::Skip
+        })
+        .parse_and_finish(file)?)
 }
 
 fn parquet_properties(

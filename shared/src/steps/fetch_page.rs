@@ -106,7 +106,7 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
     let mut has_more = true;
     // `FERRY_ARROW_PAGES=0` reads values instead (the bench's comparison, docs/performance.md).
     let mut arrow_pages =
-        !chunk.infer && std::env::var_os("FERRY_ARROW_PAGES").is_none_or(|v| v != "0");
+        !chunk.infers() && std::env::var_os("FERRY_ARROW_PAGES").is_none_or(|v| v != "0");
     let budget_time = std::time::Duration::from_secs(budget.seconds);
     loop {
         // The seconds budget holds inside a page too: a page still arriving when the chunk's
@@ -231,8 +231,6 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
 /// not decode (with their line and text), the window filter and the cursor maximum.
 struct Chunk<'a> {
     schema: SchemaRef,
-    /// The source declares no fields: records are kept as JSON lines (`json`).
-    infer: bool,
     inc_field: Option<&'a str>,
     window: Option<crate::model::Window>,
     /// The chunk's records, encoded for staging as they arrive (absent when inferring).
@@ -251,14 +249,12 @@ impl<'a> Chunk<'a> {
         inc_field: Option<&'a str>,
         window: Option<crate::model::Window>,
     ) -> Result<Self, StepError> {
-        let infer = schema.fields().is_empty();
         Ok(Chunk {
-            staged: if infer {
+            staged: if schema.fields().is_empty() {
                 None
             } else {
                 Some(super::staging::RawChunkWriter::new(&schema)?)
             },
-            infer,
             schema,
             inc_field,
             window,
@@ -268,6 +264,12 @@ impl<'a> Chunk<'a> {
             dropped: 0,
             max_cursor: None,
         })
+    }
+
+    /// The source declares no fields: records are kept as JSON lines (`json`), the schema is
+    /// inferred later.
+    fn infers(&self) -> bool {
+        self.staged.is_none()
     }
 
     fn push(&mut self, batch: RecordBatch) -> Result<(), StepError> {
@@ -364,7 +366,7 @@ impl<'a> Chunk<'a> {
             body.push(b'\n');
             n += 1;
         }
-        if self.infer {
+        if self.infers() {
             self.json.extend_from_slice(&body);
             self.lines += n;
             return Ok(());
@@ -397,7 +399,7 @@ impl<'a> Chunk<'a> {
         run: &RunContext,
         chunk: u32,
     ) -> Result<(String, u64, Option<DateTime<Utc>>), StepError> {
-        let key = if self.infer {
+        let key = if self.infers() {
             let key = super::staging::raw_key(run, chunk);
             super::fenced_stage(deps, run, &key, self.json).await?;
             key

@@ -11,7 +11,7 @@
 //! | `inferred/chunk-NNNNNN.json` | transform-batch (schemas inferred from data) | transform-batch |
 //! | `batch/chunk-NNNNNN.arrow` | transform-batch; not staged when no task changes the records and none was rejected: the raw chunk is the batch then ([`get_batch`]) | write-s3 |
 //! | `rejected/chunk-NNNNNN.jsonl` | transform-batch | write-s3 (publishes them) |
-//! | `parts/chunk-NNNNNN-NNNN.parquet` | write-s3: pending rows encoded ahead, whole row groups | write-s3 (the file that takes them) |
+//! | `parts/chunk-NNNNNN-NNNN.parquet` | write-s3: pending rows encoded ahead (Parquet row groups) | write-s3 (the file that takes them) |
 //! | `carry/chunk-NNNNNN.json` | write-s3 | write-s3 (next chunk, final flush) |
 
 use super::{internal, Deps, RunContext};
@@ -358,8 +358,8 @@ pub fn rejected_key(run: &RunContext, chunk: u32) -> String {
     format!("{}/rejected/chunk-{chunk:06}.jsonl", run.staging_prefix)
 }
 
-/// Pending rows a chunk's write encoded ahead (whole Parquet row groups), spliced into the
-/// file that takes them.
+/// Pending rows a chunk's write encoded ahead (Parquet row groups), spliced into the file
+/// that takes them.
 pub fn part_key(run: &RunContext, chunk: u32, n: u32) -> String {
     format!(
         "{}/parts/chunk-{chunk:06}-{n:04}.parquet",

@@ -69,10 +69,10 @@ pub struct Pending {
     pub from_chunk: u32,
     pub skip: u64,
     pub rows: u64,
-    /// The first of these rows already encoded, as they arrived (Parquet): whole row groups
-    /// staged as parts, in order, which the file splices in byte for byte when it is written
-    /// (so the run's last chunk does not encode every pending row at once). The rows after
-    /// them start at `raw_from` (chunk, row of the partition in it).
+    /// The first of these rows already encoded, as they arrived (Parquet): row groups staged
+    /// as parts, in order, which the file splices in byte for byte when it is written (so the
+    /// run's last chunk does not encode every pending row at once). The rows after them start
+    /// at `raw_from` (chunk, row of the partition in it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<EncodedPart>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,7 +88,7 @@ pub struct Pending {
     pub plain_columns: Vec<Vec<String>>,
 }
 
-/// Pending rows encoded ahead: a staged Parquet file of whole row groups.
+/// Pending rows encoded ahead: a staged Parquet file ([`Out::encode_ahead`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EncodedPart {
     pub key: String,
@@ -207,7 +207,7 @@ pub async fn handle(deps: &Deps, input: WriteInput) -> Result<WriteOutput, StepE
     let mut ahead = 0u32;
     let mut measured = (0u64, 0u64);
     let encode_ahead = encodes_ahead(&flow.destination);
-    for (k, mut p) in work {
+    for (k, p) in work {
         let (target, due, last) = match sizing {
             Sizing::PerChunk(t) => (Some(t), true, true),
             Sizing::SingleFile => (None, false, false),
@@ -216,45 +216,39 @@ pub async fn handle(deps: &Deps, input: WriteInput) -> Result<WriteOutput, StepE
                 (Some(t), est >= t as f64, false)
             }
         };
-        if !due {
-            if let (true, Some(schema)) = (encode_ahead, &schema) {
-                let m = out
-                    .encode_ahead(&mut p, input.chunk, parts.get(&k), schema, &mut ahead)
-                    .await?;
-                measured.0 += m.0;
-                measured.1 += m.1;
-            }
-            carry.pending.push(p);
-            continue;
-        }
-        let schema = match &schema {
-            Some(s) => s.clone(),
-            None => staged_schema(deps, run, input.chunk).await?,
+        // What stays pending: all of it when no file is due, else what the files left.
+        let (left, schema) = if !due {
+            (Some(p), schema.clone())
+        } else {
+            let schema = match &schema {
+                Some(s) => s.clone(),
+                None => staged_schema(deps, run, input.chunk).await?,
+            };
+            let r = out
+                .stream(
+                    &p,
+                    input.chunk,
+                    parts.get(&k),
+                    &schema,
+                    target,
+                    last,
+                    input.chunk,
+                    &mut part,
+                )
+                .await?;
+            measured.0 += r.measured.0;
+            measured.1 += r.measured.1;
+            (r.left, Some(schema))
         };
-        let r = out
-            .stream(
-                &p,
-                input.chunk,
-                parts.get(&k),
-                &schema,
-                target,
-                last,
-                input.chunk,
-                &mut part,
-            )
-            .await?;
-        measured.0 += r.measured.0;
-        measured.1 += r.measured.1;
-        if let Some(mut left) = r.left {
-            if encode_ahead {
-                let m = out
-                    .encode_ahead(&mut left, input.chunk, parts.get(&k), &schema, &mut ahead)
-                    .await?;
-                measured.0 += m.0;
-                measured.1 += m.1;
-            }
-            carry.pending.push(left);
+        let Some(mut left) = left else { continue };
+        if let (true, Some(schema)) = (encode_ahead, &schema) {
+            let m = out
+                .encode_ahead(&mut left, input.chunk, parts.get(&k), schema, &mut ahead)
+                .await?;
+            measured.0 += m.0;
+            measured.1 += m.1;
         }
+        carry.pending.push(left);
     }
     if measured.1 > 0 {
         carry.bytes_per_row = Some(measured.0 as f64 / measured.1 as f64);
@@ -499,15 +493,8 @@ impl<'a> Out<'a> {
                 .map_err(|e| internal("encode output", e))?;
             for part in &p.parts {
                 let body = bytes::Bytes::from(self.deps.staging.get(&part.key).await?);
-                if !w
-                    .append_encoded(&body)
-                    .map_err(|e| internal("splice encoded rows", e))?
-                {
-                    return Err(internal(
-                        "splice encoded rows",
-                        format!("{} was not encoded with the output schema", part.key),
-                    ));
-                }
+                w.append_encoded(&body)
+                    .map_err(|e| internal(&format!("splice {}", part.key), e))?;
             }
             writer = Some((w, p.from_chunk, p.skip));
             (from, from_skip) = p.raw_start();
@@ -613,14 +600,14 @@ impl<'a> Out<'a> {
             else {
                 continue;
             };
-            let total = start + rows_len(&rows);
-            let take = (total - start).min(need as usize);
+            let left = rows_len(&rows);
+            let take = left.min(need as usize);
             for piece in rows_slice(&rows, 0, take) {
                 w.write(&shape(&piece, schema, dest)?, dest)
                     .map_err(|e| internal("encode output", e))?;
             }
             need -= take as u64;
-            end = if start + take == total {
+            end = if take == left {
                 (c + 1, 0)
             } else {
                 (c, (start + take) as u64)
@@ -630,7 +617,7 @@ impl<'a> Out<'a> {
             return Err(internal(
                 "encode pending rows",
                 format!(
-                    "{need} of the partition's pending rows are missing from the staged batches"
+                    "{need} of the partition's pending rows are missing from the staged batches; the run cannot continue safely (rerun it)"
                 ),
             ));
         }

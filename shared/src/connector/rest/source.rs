@@ -481,10 +481,11 @@ impl RestSource {
                 let n = self
                     .pages_decoded
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if n % UNKNOWN_FIELDS_EVERY == 0 {
-                    if let Ok(v) = serde_json::from_slice::<Value>(text) {
-                        self.note_unknown_fields(ep, &v, shape.record_schema());
-                    }
+                // A sampled page is read as values too (and, should it not decode, once only).
+                let sampled = (n % UNKNOWN_FIELDS_EVERY == 0)
+                    .then(|| serde_json::from_slice::<Value>(text));
+                if let Some(Ok(v)) = &sampled {
+                    self.note_unknown_fields(ep, v, shape.record_schema());
                 }
                 if let Ok(page) = shape.decode(text) {
                     // A record without its cursor value: the values path names it.
@@ -503,9 +504,12 @@ impl RestSource {
                     resp.body = Value::Null;
                     Some(resp)
                 } else {
-                    match serde_json::from_slice(text) {
+                    let noted = sampled.is_some();
+                    match sampled.unwrap_or_else(|| serde_json::from_slice(text)) {
                         Ok(v) => {
-                            self.note_unknown_fields(ep, &v, shape.record_schema());
+                            if !noted {
+                                self.note_unknown_fields(ep, &v, shape.record_schema());
+                            }
                             resp.body = v;
                             Some(resp)
                         }
