@@ -470,3 +470,100 @@ destination:
         }
     }
 }
+
+/// What the embedded engine's hand-off holds, and which staged chunks reached the disk, each
+/// time a write ends.
+struct HandOffSeen {
+    staging: PathBuf,
+    hand_off: Option<std::sync::Arc<ferry::steps::hand_off::HandOff>>,
+    most_held: std::sync::atomic::AtomicUsize,
+    chunk_files: std::sync::atomic::AtomicUsize,
+}
+
+impl ferry::local::asl::Observer for HandOffSeen {
+    fn state_exited(&self, name: &str, _output: &serde_json::Value) {
+        if name == "Write Output" {
+            if let Some(h) = &self.hand_off {
+                let held = h.keys().len();
+                self.most_held
+                    .fetch_max(held, std::sync::atomic::Ordering::Relaxed);
+            }
+            let n = files(&self.staging)
+                .keys()
+                .filter(|k| k.contains("/raw/") && k.ends_with(".arrow"))
+                .count();
+            self.chunk_files
+                .fetch_max(n, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// On the embedded engine a staged chunk goes to the next step in memory: no chunk file is
+/// written, the hand-off lets each chunk go once the writes are done with it (it never holds
+/// the run), and past its budget it writes chunks to staging as before. All three ways write the
+/// same rows, in the same files.
+#[tokio::test(flavor = "multi_thread")]
+async fn staged_chunks_are_handed_over_in_memory_and_spilled_past_the_budget() {
+    use ferry::steps::hand_off::HandOff;
+    let f = flow(
+        r#"
+name: handoff
+source:
+  connector: sample
+  entity: accounts
+  properties: { records: 24000 }
+  chunk: { records: 2000, page_size: 500 }
+destination:
+  local: out
+  format: parquet
+  single_file: true
+  parquet: { row_group_size: 1000 }
+"#,
+    );
+    let mut written = vec![];
+    for budget in [Some(256 << 20), Some(1), None] {
+        let mut env = env();
+        env.deps.settings.hand_off = budget.map(|b| std::sync::Arc::new(HandOff::new(b)));
+        let seen = HandOffSeen {
+            staging: env._home.path().join("staging"),
+            hand_off: env.deps.settings.hand_off.clone(),
+            most_held: Default::default(),
+            chunk_files: Default::default(),
+        };
+        let (rec, m) = run_observed(&env, &f, &seen).await;
+        assert_eq!(m.records_written, 24_000);
+        assert!(rec.chunks >= 12, "{} chunks", rec.chunks);
+        let (held, chunk_files) = (seen.most_held.into_inner(), seen.chunk_files.into_inner());
+        match budget {
+            Some(b) if b > 1 => {
+                assert_eq!(chunk_files, 0, "chunks were written to staging");
+                assert!(held >= 1, "nothing was handed over");
+                // The chunk being written and the one fetched ahead (each chunk fills a row
+                // group, so nothing older is pending), not the whole run.
+                assert!(held <= 3, "{held} chunks held at once");
+            }
+            Some(_) => {
+                assert!(chunk_files > 0, "nothing was spilled");
+                assert_eq!(held, 0, "a chunk past the budget stayed in memory");
+            }
+            None => assert!(chunk_files > 0),
+        }
+        // The run's cleanup leaves nothing held.
+        if let Some(h) = &env.deps.settings.hand_off {
+            assert!(h.keys().is_empty(), "left held: {:?}", h.keys());
+            assert_eq!(h.bytes(), 0);
+        }
+        assert_eq!(m.objects.len(), 1);
+        let body = bytes::Bytes::from(std::fs::read(&m.objects[0].uri).unwrap());
+        let rows = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(body, 1 << 20)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        written.push(rows);
+    }
+    assert_eq!(written[0], written[1], "spilled chunks wrote other rows");
+    assert_eq!(
+        written[0], written[2],
+        "handed-over chunks wrote other rows"
+    );
+}

@@ -550,6 +550,8 @@ pub fn embedded_deps(
         settings: Settings {
             lease_holder: Some(local_holder()),
             one_process: true,
+            hand_off: crate::steps::hand_off::HandOff::from_env()
+                .map_err(crate::error::StoreError::Invalid)?,
             ..Settings::default()
         },
     })

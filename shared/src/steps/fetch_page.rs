@@ -101,7 +101,7 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
     };
     // Records go from the source's bytes to Arrow here, once, in the run's source schema; a
     // source that declares no fields stages JSON lines for transform-batch to infer from.
-    let mut chunk = Chunk::new(schema, inc_field, req.window)?;
+    let mut chunk = Chunk::new(deps, schema, inc_field, req.window)?;
     let (mut records, mut bytes) = (0u64, 0u64);
     let mut has_more = true;
     // `FERRY_ARROW_PAGES=0` reads values instead (the bench's comparison, docs/performance.md).
@@ -245,6 +245,7 @@ struct Chunk<'a> {
 
 impl<'a> Chunk<'a> {
     fn new(
+        deps: &Deps,
         schema: SchemaRef,
         inc_field: Option<&'a str>,
         window: Option<crate::model::Window>,
@@ -253,7 +254,7 @@ impl<'a> Chunk<'a> {
             staged: if schema.fields().is_empty() {
                 None
             } else {
-                Some(super::staging::RawChunkWriter::new(&schema)?)
+                Some(super::staging::RawChunkWriter::for_engine(deps, &schema)?)
             },
             schema,
             inc_field,
@@ -408,7 +409,7 @@ impl<'a> Chunk<'a> {
             let writer = self
                 .staged
                 .ok_or_else(|| internal("stage chunk", "no records were encoded"))?;
-            super::staging::put_raw_chunk(deps, run, &key, writer, &self.rejected).await?;
+            super::staging::put_raw_chunk(deps, run, &key, chunk, writer, &self.rejected).await?;
             key
         };
         Ok((key, self.dropped, self.max_cursor))

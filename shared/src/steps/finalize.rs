@@ -651,11 +651,7 @@ async fn succeed(deps: &Deps, run: &RunContext) -> Result<RunRecord, StepError> 
         }
     }
     report(deps, &flow, &rec).await;
-    if let Err(e) = deps
-        .staging
-        .delete_prefix(&super::staging::folder(run))
-        .await
-    {
+    if let Err(e) = super::staging::delete_run(deps, run).await {
         tracing::warn!(run_id = %run.run_id, error = %e, "staging cleanup failed; the lifecycle rule will expire it");
     }
     tracing::info!(flow = %flow.name, run_id = %run.run_id, records = rec.records_written, files = rec.files_written, "run succeeded");
@@ -909,9 +905,7 @@ async fn cleanup(
             }
         }
     }
-    deps.staging
-        .delete_prefix(&super::staging::folder(run))
-        .await?;
+    super::staging::delete_run(deps, run).await?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 
 pub mod fetch_page;
 pub mod finalize;
+pub mod hand_off;
 pub mod lease;
 pub mod progress;
 pub mod slices;
@@ -56,6 +57,9 @@ pub struct Settings {
     /// request-budget limiters) rather than each in a process of its own (Lambda: each takes
     /// its share of the budget).
     pub one_process: bool,
+    /// The embedded engine's in-process hand-off of staged Arrow chunks ([`hand_off`]);
+    /// `None` on AWS, where every step is a process of its own.
+    pub hand_off: Option<Arc<hand_off::HandOff>>,
 }
 
 impl Default for Settings {
@@ -66,6 +70,7 @@ impl Default for Settings {
             event_source: "ferry".into(),
             lease_holder: None,
             one_process: false,
+            hand_off: None,
         }
     }
 }

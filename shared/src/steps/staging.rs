@@ -14,6 +14,7 @@
 //! | `parts/chunk-NNNNNN-NNNN.parquet` | write-s3: pending rows encoded ahead (Parquet row groups) | write-s3 (the file that takes them) |
 //! | `carry/chunk-NNNNNN.json` | write-s3 | write-s3 (next chunk, final flush) |
 
+pub use super::hand_off::Held;
 use super::{internal, Deps, RunContext};
 use crate::error::{StepError, StoreError};
 use arrow::datatypes::SchemaRef;
@@ -68,16 +69,18 @@ pub struct RawReject {
     pub raw: String,
 }
 
-/// Stage a chunk's decoded records (encoded by `writer` as they arrived) and the records that
-/// did not decode beside it (only when there are some). Returns the bytes staged.
+/// Stage a chunk's decoded records (encoded by `writer` as they arrived, or held by it for the
+/// in-process hand-off) and the records that did not decode beside it (only when there are
+/// some).
 pub async fn put_raw_chunk(
     deps: &Deps,
     run: &RunContext,
     key: &str,
+    chunk: u32,
     writer: RawChunkWriter,
     rejected: &[RawReject],
-) -> Result<u64, StepError> {
-    let buf = writer.finish(rejected.len())?;
+) -> Result<(), StepError> {
+    let staged = writer.finish(rejected.len())?;
     if !rejected.is_empty() {
         let mut body = Vec::new();
         for r in rejected {
@@ -86,18 +89,117 @@ pub async fn put_raw_chunk(
         }
         super::fenced_stage(deps, run, &raw_rejected_key(key), body).await?;
     }
-    let n = buf.len() as u64;
-    super::fenced_stage(deps, run, key, buf).await?;
-    Ok(n)
+    match staged {
+        Finished::Bytes(buf) => super::fenced_stage(deps, run, key, buf).await,
+        Finished::Held(held) => hold(deps, run, key, chunk, held).await,
+    }
+}
+
+/// Hand a staged chunk to the next step in memory (the embedded engine,
+/// [`super::hand_off`]), fenced by the run's lease like a staged write: a step of a run that
+/// ended keeps nothing. Chunks past the hand-off's budget are written to staging.
+async fn hold(
+    deps: &Deps,
+    run: &RunContext,
+    key: &str,
+    chunk: u32,
+    held: Held,
+) -> Result<(), StepError> {
+    let Some(h) = &deps.settings.hand_off else {
+        return super::fenced_stage(deps, run, key, encode_held(&held)?).await;
+    };
+    super::renew_lease(deps, run).await?;
+    let spill = h.put(key, &folder(run), chunk, held);
+    let done = async {
+        for (k, held) in spill {
+            deps.staging
+                .put(&k, encode_held(&held)?, &Default::default())
+                .await?;
+            h.forget(&k);
+        }
+        super::renew_lease(deps, run).await
+    }
+    .await;
+    if done.is_err() {
+        h.forget(key);
+    }
+    done
+}
+
+/// A held chunk as its staged Arrow IPC file.
+fn encode_held(held: &Held) -> Result<Vec<u8>, StepError> {
+    let mut w = ipc_writer(&held.schema)?;
+    for b in &held.batches {
+        w.write(b).map_err(|e| internal("stage chunk", e))?;
+    }
+    ipc_finish(w, held.rows() as usize, held.rejected as usize)
+}
+
+/// A staged batch transform-batch produced: held in memory when the hand-off may take it
+/// (`hold`: its schema cannot change during the run), else staged as an Arrow IPC file.
+pub async fn put_batch(
+    deps: &Deps,
+    run: &RunContext,
+    chunk: u32,
+    batch: RecordBatch,
+    hold_it: bool,
+) -> Result<(), StepError> {
+    let key = batch_key(run, chunk);
+    if hold_it && deps.settings.hand_off.is_some() {
+        let held = Held {
+            schema: batch.schema(),
+            batches: vec![batch],
+            rejected: 0,
+        };
+        return hold(deps, run, &key, chunk, held).await;
+    }
+    super::fenced_stage(deps, run, &key, encode_batch(&batch)?).await
+}
+
+/// A write is done with the staged chunks of its slice before `keep_from`: the hand-off lets
+/// them go (files stay until the run's cleanup).
+pub fn release_written(deps: &Deps, run: &RunContext, chunk: u32, keep_from: u32) {
+    if let Some(h) = &deps.settings.hand_off {
+        let slice = chunk / super::slices::STRIDE;
+        h.release(&folder(run), |c| {
+            c / super::slices::STRIDE == slice && c < keep_from
+        });
+    }
+}
+
+/// Remove the run's staging: its folder, and what the hand-off holds of it.
+pub async fn delete_run(deps: &Deps, run: &RunContext) -> Result<(), StoreError> {
+    if let Some(h) = &deps.settings.hand_off {
+        h.release(&folder(run), |_| true);
+    }
+    deps.staging.delete_prefix(&folder(run)).await
 }
 
 type IpcWriter = arrow::ipc::writer::FileWriter<Vec<u8>>;
+
+/// An IPC file writer for a staged chunk: LZ4-compressed buffers.
+fn ipc_writer(schema: &SchemaRef) -> Result<IpcWriter, StepError> {
+    let opts = arrow::ipc::writer::IpcWriteOptions::default()
+        .try_with_compression(Some(arrow::ipc::CompressionType::LZ4_FRAME))
+        .map_err(|e| internal("stage chunk", e))?;
+    IpcWriter::try_new_with_options(Vec::new(), schema, opts)
+        .map_err(|e| internal("stage chunk", e))
+}
+
+/// A staged chunk's bytes, its record count and `rejected` records noted in its footer.
+fn ipc_finish(mut w: IpcWriter, rows: usize, rejected: usize) -> Result<Vec<u8>, StepError> {
+    w.write_metadata(REJECTED_META, rejected.to_string());
+    w.write_metadata(ROWS_META, rows.to_string());
+    w.finish().map_err(|e| internal("stage chunk", e))?;
+    w.into_inner().map_err(|e| internal("stage chunk", e))
+}
 
 /// A chunk's records as staged Arrow IPC, encoded while its pages arrive: buffers
 /// LZ4-compressed, one IPC batch per source page (never concatenated), appended by a thread
 /// of its own so that fetch-page's request loop only reads and decodes pages, and each page's
 /// batch is freed once encoded. The footer carries the record count and the number of
-/// records that did not decode.
+/// records that did not decode. With the embedded engine's hand-off, the pages are held as
+/// they are instead ([`RawChunkWriter::holding`]).
 ///
 /// Staging compresses, on S3 and on the embedded engine's disk alike: measured on the
 /// embedded engine, writing and reading three times the bytes through the page cache cost
@@ -105,16 +207,20 @@ type IpcWriter = arrow::ipc::writer::FileWriter<Vec<u8>>;
 pub struct RawChunkWriter {
     pages: Option<std::sync::mpsc::SyncSender<RecordBatch>>,
     encoder: Option<std::thread::JoinHandle<Result<IpcWriter, arrow::error::ArrowError>>>,
+    /// The pages, when handed off in memory rather than encoded.
+    held: Option<Held>,
     rows: usize,
+}
+
+/// A finished chunk: its IPC bytes, or its pages for the hand-off.
+pub enum Finished {
+    Bytes(Vec<u8>),
+    Held(Held),
 }
 
 impl RawChunkWriter {
     pub fn new(schema: &SchemaRef) -> Result<Self, StepError> {
-        let opts = arrow::ipc::writer::IpcWriteOptions::default()
-            .try_with_compression(Some(arrow::ipc::CompressionType::LZ4_FRAME))
-            .map_err(|e| internal("stage chunk", e))?;
-        let mut w = IpcWriter::try_new_with_options(Vec::new(), schema, opts)
-            .map_err(|e| internal("stage chunk", e))?;
+        let mut w = ipc_writer(schema)?;
         // A few pages may wait while one is encoded; the request loop waits beyond that.
         let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(4);
         let encoder = std::thread::Builder::new()
@@ -129,8 +235,31 @@ impl RawChunkWriter {
         Ok(RawChunkWriter {
             pages: Some(tx),
             encoder: Some(encoder),
+            held: None,
             rows: 0,
         })
+    }
+
+    /// A writer that keeps the pages for the in-process hand-off (nothing encoded).
+    pub fn holding(schema: &SchemaRef) -> Self {
+        RawChunkWriter {
+            pages: None,
+            encoder: None,
+            held: Some(Held {
+                schema: schema.clone(),
+                batches: vec![],
+                rejected: 0,
+            }),
+            rows: 0,
+        }
+    }
+
+    /// The writer `deps`' engine wants: holding with a hand-off, else encoding.
+    pub fn for_engine(deps: &Deps, schema: &SchemaRef) -> Result<Self, StepError> {
+        match deps.settings.hand_off {
+            Some(_) => Ok(RawChunkWriter::holding(schema)),
+            None => RawChunkWriter::new(schema),
+        }
     }
 
     /// Append one page's records.
@@ -139,6 +268,10 @@ impl RawChunkWriter {
             return Ok(());
         }
         self.rows += batch.num_rows();
+        if let Some(h) = &mut self.held {
+            h.batches.push(batch);
+            return Ok(());
+        }
         let sent = self.pages.as_ref().map(|tx| tx.send(batch));
         if matches!(sent, Some(Ok(()))) {
             return Ok(());
@@ -151,18 +284,20 @@ impl RawChunkWriter {
         }
     }
 
-    /// The staged chunk's bytes, `rejected` records (staged beside it) noted in its footer.
-    pub fn finish(mut self, rejected: usize) -> Result<Vec<u8>, StepError> {
+    /// The staged chunk (bytes, or its pages held), `rejected` records (staged beside it)
+    /// noted in its footer.
+    pub fn finish(mut self, rejected: usize) -> Result<Finished, StepError> {
+        if let Some(mut h) = self.held.take() {
+            h.rejected = rejected as u64;
+            return Ok(Finished::Held(h));
+        }
         self.pages = None;
-        let mut w = match self.encoder.take().map(std::thread::JoinHandle::join) {
+        let w = match self.encoder.take().map(std::thread::JoinHandle::join) {
             Some(Ok(Ok(w))) => w,
             Some(Ok(Err(e))) => return Err(internal("stage chunk", e)),
             _ => return Err(internal("stage chunk", "the chunk's encoder stopped")),
         };
-        w.write_metadata(REJECTED_META, rejected.to_string());
-        w.write_metadata(ROWS_META, self.rows.to_string());
-        w.finish().map_err(|e| internal("stage chunk", e))?;
-        w.into_inner().map_err(|e| internal("stage chunk", e))
+        ipc_finish(w, self.rows, rejected).map(Finished::Bytes)
     }
 }
 
@@ -186,7 +321,10 @@ fn encode_raw_chunk(
     for b in batches {
         w.push(b.clone())?;
     }
-    w.finish(rejected)
+    match w.finish(rejected)? {
+        Finished::Bytes(b) => Ok(b),
+        Finished::Held(_) => unreachable!("an encoding writer"),
+    }
 }
 
 /// What a staged chunk's IPC footer says, without decoding a batch: its schema, its record
@@ -301,28 +439,81 @@ impl IpcFile {
     }
 }
 
+/// A staged Arrow chunk or batch as the next step gets it: held in memory by the hand-off, or
+/// the bytes of its IPC file.
+pub enum StagedArrow {
+    Held(Held),
+    File(Vec<u8>),
+}
+
+impl StagedArrow {
+    /// Its schema, record count and the records that did not decode, without decoding a batch.
+    /// `None` for a file staged without the count.
+    pub fn summary(&self) -> Result<Option<(SchemaRef, u64, u64)>, StepError> {
+        match self {
+            StagedArrow::Held(h) => Ok(Some((h.schema.clone(), h.rows(), h.rejected))),
+            StagedArrow::File(bytes) => raw_chunk_summary(bytes),
+        }
+    }
+
+    pub fn schema(&self) -> Result<SchemaRef, StepError> {
+        match self {
+            StagedArrow::Held(h) => Ok(h.schema.clone()),
+            StagedArrow::File(bytes) => Ok(IpcFile::footer(bytes)?.schema),
+        }
+    }
+
+    /// Its batches (a file's decoded in place) and the number of records that did not decode.
+    fn read(self) -> Result<(SchemaRef, Vec<RecordBatch>, usize), StepError> {
+        match self {
+            StagedArrow::Held(h) => Ok((h.schema, h.batches, h.rejected as usize)),
+            StagedArrow::File(bytes) => {
+                let (f, batches) = IpcFile::read(bytes)?;
+                let rejected = f
+                    .metadata
+                    .get(REJECTED_META)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                Ok((f.schema, batches, rejected))
+            }
+        }
+    }
+
+    pub fn batches(self) -> Result<Vec<RecordBatch>, StepError> {
+        Ok(self.read()?.1)
+    }
+}
+
+/// A staged Arrow chunk or batch: from the hand-off, else from staging.
+pub async fn get_arrow(deps: &Deps, key: &str) -> Result<StagedArrow, StepError> {
+    Ok(match get_arrow_optional(deps, key).await? {
+        Some(a) => a,
+        None => return Err(StoreError::NotFound(key.to_string()).into()),
+    })
+}
+
+async fn get_arrow_optional(deps: &Deps, key: &str) -> Result<Option<StagedArrow>, StepError> {
+    if let Some(held) = deps.settings.hand_off.as_ref().and_then(|h| h.get(key)) {
+        return Ok(Some(StagedArrow::Held(held)));
+    }
+    Ok(get_optional(deps, key).await?.map(StagedArrow::File))
+}
+
 /// A staged chunk read back: its records as one batch and the records that did not decode.
 pub async fn get_raw_chunk(
     deps: &Deps,
     key: &str,
 ) -> Result<(RecordBatch, Vec<RawReject>), StepError> {
-    let bytes = deps.staging.get(key).await?;
-    decode_raw_chunk(deps, key, bytes).await
+    decode_raw_chunk(deps, key, get_arrow(deps, key).await?).await
 }
 
-/// [`get_raw_chunk`] of bytes already read.
+/// [`get_raw_chunk`] of a chunk already read.
 pub async fn decode_raw_chunk(
     deps: &Deps,
     key: &str,
-    bytes: Vec<u8>,
+    staged: StagedArrow,
 ) -> Result<(RecordBatch, Vec<RawReject>), StepError> {
-    let (f, batches) = IpcFile::read(bytes)?;
-    let schema = f.schema;
-    let n_rejected: usize = f
-        .metadata
-        .get(REJECTED_META)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let (schema, batches, n_rejected) = staged.read()?;
     let batch = arrow::compute::concat_batches(&schema, &batches)
         .map_err(|e| internal("read staged chunk", e))?;
     let rejected = if n_rejected == 0 {
@@ -346,11 +537,15 @@ pub fn batch_key(run: &RunContext, chunk: u32) -> String {
 }
 
 /// A chunk's staged batch: `batch/chunk-N.arrow`, or the staged chunk itself when
-/// transform-batch passed it through unchanged (it stages no copy).
-pub async fn get_batch(deps: &Deps, run: &RunContext, chunk: u32) -> Result<Vec<u8>, StepError> {
-    match get_optional(deps, &batch_key(run, chunk)).await? {
+/// transform-batch passed it through unchanged (it stages no copy); held or in staging.
+pub async fn get_batch(
+    deps: &Deps,
+    run: &RunContext,
+    chunk: u32,
+) -> Result<StagedArrow, StepError> {
+    match get_arrow_optional(deps, &batch_key(run, chunk)).await? {
         Some(b) => Ok(b),
-        None => Ok(deps.staging.get(&raw_arrow_key(run, chunk)).await?),
+        None => get_arrow(deps, &raw_arrow_key(run, chunk)).await,
     }
 }
 

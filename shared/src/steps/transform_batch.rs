@@ -36,11 +36,11 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
     };
     // fetch-page decoded the records once, to Arrow: read them, never parse them again.
     if staging::is_arrow(&input.raw_key) {
-        let bytes = deps.staging.get(&input.raw_key).await?;
+        let staged = staging::get_arrow(deps, &input.raw_key).await?;
         // No task changes the records and none failed to decode: the staged chunk is the
-        // staged batch (its IPC is what write-s3 reads), with no decode, copy or re-encode of
-        // every record, and not staged a second time.
-        if let Some((schema, rows, 0)) = staging::raw_chunk_summary(&bytes)? {
+        // staged batch (what write-s3 reads), with no decode, copy or re-encode of every
+        // record, and not staged a second time.
+        if let Some((schema, rows, 0)) = staged.summary()? {
             let plan = compile_plan(&flow, schema.clone())?;
             if plan.steps() == 0 && plan.output_schema() == schema {
                 let out = TransformOutput {
@@ -52,7 +52,7 @@ pub async fn handle(deps: &Deps, input: TransformInput) -> Result<TransformOutpu
                 return record(deps, &input, out, None, &schema, warnings).await;
             }
         }
-        let (batch, rejects) = staging::decode_raw_chunk(deps, &input.raw_key, bytes).await?;
+        let (batch, rejects) = staging::decode_raw_chunk(deps, &input.raw_key, staged).await?;
         let bad: std::collections::BTreeSet<usize> = rejects.iter().map(|r| r.line).collect();
         let decoded = crate::schema::Decoded {
             lines: (0..batch.num_rows() + rejects.len())
@@ -227,16 +227,8 @@ async fn finish(
         filtered: applied.filtered,
         rejected: rejected.len() as u64,
     };
-    let staged = staging::encode_batch(&applied.batch)?;
-    record(
-        deps,
-        input,
-        out,
-        Some(staged),
-        &applied.batch.schema(),
-        warnings,
-    )
-    .await
+    let schema = applied.batch.schema();
+    record(deps, input, out, Some(applied.batch), &schema, warnings).await
 }
 
 /// Stage the chunk's batch and record what the transform did.
@@ -244,13 +236,17 @@ async fn record(
     deps: &Deps,
     input: &TransformInput,
     out: TransformOutput,
-    staged: Option<Vec<u8>>,
+    staged: Option<arrow::record_batch::RecordBatch>,
     schema: &arrow::datatypes::SchemaRef,
     warnings: Vec<String>,
 ) -> Result<TransformOutput, StepError> {
     let run = &input.run;
-    if let Some(staged) = staged {
-        super::fenced_stage(deps, run, &out.batch_key, staged).await?;
+    if let Some(batch) = staged {
+        // Records decoded by fetch-page have the run's one schema: the hand-off may keep
+        // them. Inferred ones may widen from chunk to chunk, which a write re-reads from
+        // staging (write_s3's parts of another schema).
+        let hold = staging::is_arrow(&input.raw_key);
+        staging::put_batch(deps, run, input.chunk, batch, hold).await?;
     }
     deps.runs
         .put_chunk_result(&ChunkResult {

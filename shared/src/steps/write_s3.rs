@@ -164,9 +164,7 @@ pub async fn handle(deps: &Deps, input: WriteInput) -> Result<WriteOutput, StepE
     }
     let mut out = Out::new(deps, run, &flow).await?;
     // The staged batch's pages as they are: never concatenated (a copy of every record).
-    let current = non_empty(staging::decode_batches(
-        deps.staging.get(&batch_key).await?,
-    )?);
+    let current = non_empty(staging::get_arrow(deps, &batch_key).await?.batches()?);
     let by = &flow.destination.layout.partition_by;
     let parts = partitions(&current, by)?;
     let schema = current.first().map(|b| b.schema());
@@ -186,6 +184,13 @@ pub async fn handle(deps: &Deps, input: WriteInput) -> Result<WriteOutput, StepE
         pending: vec![],
         bytes_per_row: prev.bytes_per_row,
     };
+    // The staged chunks this write reads again if it is retried, and the next one reads:
+    // the carried rows' and this chunk's (the hand-off lets the older ones go).
+    let mut keep_from = prev
+        .pending
+        .iter()
+        .map(|p| p.raw_start().0)
+        .fold(input.chunk, u32::min);
     // Every partition with rows: carried ones first (in order), then new ones.
     let mut work: BTreeMap<Partition, Pending> = prev
         .pending
@@ -248,6 +253,7 @@ pub async fn handle(deps: &Deps, input: WriteInput) -> Result<WriteOutput, StepE
             measured.0 += m.0;
             measured.1 += m.1;
         }
+        keep_from = keep_from.min(left.raw_start().0);
         carry.pending.push(left);
     }
     if measured.1 > 0 {
@@ -260,7 +266,9 @@ pub async fn handle(deps: &Deps, input: WriteInput) -> Result<WriteOutput, StepE
         serde_json::to_vec(&carry).map_err(|e| internal("encode carry", e))?,
     )
     .await?;
-    out.commit(input.chunk).await
+    let written = out.commit(input.chunk).await?;
+    staging::release_written(deps, run, input.chunk, keep_from);
+    Ok(written)
 }
 
 /// Copy a chunk's staged rejected records to the flow's `error_location`
@@ -337,7 +345,9 @@ pub async fn flush_run(
             .await?;
         }
     }
-    out.commit(flush_chunk).await
+    let written = out.commit(flush_chunk).await?;
+    staging::release_written(deps, run, last_chunk, u32::MAX);
+    Ok(written)
 }
 
 async fn read_carry(deps: &Deps, run: &RunContext, chunk: u32) -> Result<Option<Carry>, StepError> {
@@ -351,7 +361,7 @@ async fn read_carry(deps: &Deps, run: &RunContext, chunk: u32) -> Result<Option<
 
 /// The schema of a staged chunk batch (the widest of the run so far for inferred schemas).
 async fn staged_schema(deps: &Deps, run: &RunContext, chunk: u32) -> Result<SchemaRef, StepError> {
-    staging::batch_schema(staging::get_batch(deps, run, chunk).await?)
+    staging::get_batch(deps, run, chunk).await?.schema()
 }
 
 /// Encoded bytes per row of a sample of the rows.
@@ -421,9 +431,11 @@ impl<'a> Out<'a> {
         if let Some(m) = self.cache.get(&chunk) {
             return Ok(m.get(partition).cloned());
         }
-        let rows = non_empty(staging::decode_batches(
-            staging::get_batch(self.deps, self.run, chunk).await?,
-        )?);
+        let rows = non_empty(
+            staging::get_batch(self.deps, self.run, chunk)
+                .await?
+                .batches()?,
+        );
         let parts = partitions(&rows, &self.flow.destination.layout.partition_by)?;
         let found = parts.get(partition).cloned();
         let size: usize = parts
