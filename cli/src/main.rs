@@ -1023,12 +1023,14 @@ struct Progress {
     records: std::sync::Arc<AtomicU64>,
     started: Instant,
     /// `FERRY_STEP_TIMES=1`: time spent in each state, printed on stderr at the end (the
-    /// bench's per-step breakdown, docs/performance.md).
+    /// bench's per-step breakdown, docs/performance.md); `trace`: also each state's start and
+    /// end (seconds into the run) as it ends.
     step_times: Option<std::sync::Mutex<StepTimes>>,
 }
 
 #[derive(Default)]
 struct StepTimes {
+    trace: bool,
     entered: std::collections::HashMap<String, Instant>,
     total: std::collections::BTreeMap<String, (Duration, u32)>,
 }
@@ -1057,8 +1059,13 @@ impl Progress {
             records,
             started,
             step_times: std::env::var_os("FERRY_STEP_TIMES")
-                .is_some_and(|v| v != "0")
-                .then(Default::default),
+                .filter(|v| v != "0")
+                .map(|v| {
+                    std::sync::Mutex::new(StepTimes {
+                        trace: v == "trace",
+                        ..Default::default()
+                    })
+                }),
         }
     }
     fn finish(&self) {
@@ -1106,6 +1113,11 @@ impl Observer for Progress {
         if let Some(t) = &self.step_times {
             let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(at) = t.entered.remove(name) {
+                if t.trace {
+                    let from = at.duration_since(self.started).as_secs_f64();
+                    let to = self.started.elapsed().as_secs_f64();
+                    eprintln!("trace {name:<16} {from:>7.3}s {to:>7.3}s");
+                }
                 let e = t.total.entry(name.to_string()).or_default();
                 e.0 += at.elapsed();
                 e.1 += 1;

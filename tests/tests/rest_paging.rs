@@ -460,3 +460,153 @@ async fn records_updated_while_a_run_pages_are_not_lost_at_the_next_run() {
         );
     }
 }
+
+/// The ids of a page read straight to Arrow.
+fn arrow_ids(page: &ferry::connector::ArrowPage) -> Vec<u64> {
+    let mut ids = vec![];
+    for part in &page.parts {
+        let ferry::connector::PageRecords::Arrow(b) = part else {
+            panic!("a page read as values");
+        };
+        let col = arrow::compute::cast(
+            b.column_by_name("id").unwrap(),
+            &arrow::datatypes::DataType::UInt64,
+        )
+        .unwrap();
+        let col = col
+            .as_any()
+            .downcast_ref::<arrow::array::UInt64Array>()
+            .unwrap();
+        ids.extend(col.iter().flatten());
+    }
+    ids
+}
+
+/// A cursor page is asked for while the previous one decodes (its cursor read off the end of
+/// the page, `connector::rest::tail`), only when the caller says it will want it, and used only
+/// by the read that sends exactly that request: every page is asked for once, a chunk's last
+/// page asks for nothing more, and a read of another cursor gets what it asked for.
+#[tokio::test(flavor = "multi_thread")]
+async fn cursor_pages_are_asked_for_ahead_once_each() {
+    let mock = Mock::start(MockConfig {
+        tickets: 100,
+        ..Default::default()
+    })
+    .await;
+    let expected = mock.ids_in(None, None);
+    let (_, ep) = paginators()
+        .into_iter()
+        .find(|(n, _)| *n == "cursor_body")
+        .unwrap();
+    let src = RestSource::new(&props(&mock, ep, json!({})), None, Authenticator::none()).unwrap();
+    let desc = src.describe("tickets").await.unwrap();
+    let schema = ferry::schema::arrow_schema(&desc.fields);
+    let req = ReadRequest {
+        entity: "tickets".into(),
+        window: None,
+        incremental_field: None,
+        page_size: None,
+        filters: vec![],
+    };
+    let asked = || {
+        mock.requests()
+            .iter()
+            .filter(|r| r.path == "/cursor/tickets")
+            .count()
+    };
+    let asked_reaches = |n: usize| async move {
+        let t = std::time::Instant::now();
+        while asked() < n {
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "{} requests, not {n}",
+                asked()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(asked(), n, "more requests than pages");
+    };
+    let read = |cursor: Option<Value>| {
+        let (src, req, schema) = (&src, &req, &schema);
+        async move {
+            src.read_page_arrow(req, cursor.as_ref(), schema)
+                .await
+                .unwrap()
+                .expect("the page decodes to Arrow")
+        }
+    };
+    let before = asked();
+    // Page 1, the next one wanted: page 2 is asked for at once.
+    src.next_page_wanted(true);
+    let p1 = read(None).await;
+    asked_reaches(before + 2).await;
+    // Page 2 comes from that request; page 3 will not be wanted: nothing is asked ahead.
+    src.next_page_wanted(false);
+    let p2 = read(p1.next.clone()).await;
+    asked_reaches(before + 2).await;
+    // Page 3 asked for now, page 4 ahead; then a read of page 1 again drops page 4's answer
+    // and gets page 1.
+    src.next_page_wanted(true);
+    let p3 = read(p2.next.clone()).await;
+    asked_reaches(before + 4).await;
+    let again = read(None).await;
+    assert_eq!(arrow_ids(&again), arrow_ids(&p1));
+    asked_reaches(before + 6).await;
+    // The whole entity with read-ahead: every record once, every page asked for once (the
+    // last page has no cursor: nothing after it).
+    let start = asked();
+    let (mut cursor, mut ids, mut pages) = (None, vec![], 0);
+    loop {
+        let p = read(cursor).await;
+        ids.extend(arrow_ids(&p));
+        pages += 1;
+        match p.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_once("cursor read ahead", &ids, &expected);
+    assert_eq!(pages, 4);
+    // (The page-2 request asked ahead before the loop is not the loop's first request: it was
+    // dropped, and counted in `start`.)
+    asked_reaches(start + pages).await;
+    let _ = p3;
+}
+
+/// Through fetch-page on the embedded engine, reading cursor pages ahead asks for no page more
+/// than reading them one by one: a chunk's last page asks for nothing ahead (the next chunk's
+/// fetch-page asks for it). (nextest runs each test in a process of its own, so the variable
+/// is this test's.)
+#[tokio::test(flavor = "multi_thread")]
+async fn reading_ahead_asks_for_no_extra_page_across_chunks() {
+    let mock = Mock::start(MockConfig {
+        tickets: 180,
+        ..Default::default()
+    })
+    .await;
+    let (_, ep) = paginators()
+        .into_iter()
+        .find(|(n, _)| *n == "cursor_body")
+        .unwrap();
+    let p = Value::Object(props(&mock, ep, json!({})));
+    let mut asked = vec![];
+    for ahead in ["0", "1"] {
+        std::env::set_var("FERRY_READ_AHEAD", ahead);
+        let local = Local::new();
+        let flow = rest_flow("ahead", "tickets", None, &p, "  chunk: { records: 60 }\n");
+        let before = mock.requests().len();
+        let out = local.run(&flow).await;
+        assert!(out.succeeded(), "{:?}", out.failure);
+        assert_eq!(out.record.as_ref().unwrap().chunks, 3);
+        let ids: Vec<u64> = local
+            .output("out/ahead")
+            .iter()
+            .map(|r| r["id"].as_u64().unwrap())
+            .collect();
+        assert_once("ahead", &ids, &mock.ids_in(None, None));
+        asked.push(mock.requests().len() - before);
+    }
+    std::env::remove_var("FERRY_READ_AHEAD");
+    assert_eq!(asked[0], asked[1], "requests one by one, and reading ahead");
+}

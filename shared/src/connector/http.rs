@@ -393,7 +393,7 @@ impl RateLimiter {
 }
 
 /// One request to send (retries rebuild it from this).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpRequest {
     pub method: reqwest::Method,
     pub url: String,

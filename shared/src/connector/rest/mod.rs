@@ -43,6 +43,7 @@ use std::collections::BTreeMap;
 
 mod config;
 mod source;
+mod tail;
 mod types;
 pub use config::*;
 pub use source::*;

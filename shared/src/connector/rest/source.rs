@@ -26,6 +26,9 @@ pub(super) struct Endpoint {
     /// The records' path and the paging fields' paths as plain field names, when every one of
     /// them is that simple: pages can then be decoded straight to Arrow.
     pub(super) arrow_paths: Option<(Vec<String>, Vec<Vec<String>>)>,
+    /// A cursor paginator's `token_path` as plain field names: the next page can be asked for
+    /// from the cursor at the end of a page, before its records are decoded ([`super::tail`]).
+    pub(super) token_fields: Option<Vec<String>>,
 }
 
 pub(super) fn compile(field: &str, path: &str) -> Result<JsonPath, SourceError> {
@@ -221,6 +224,13 @@ impl Endpoint {
             derived,
             declared,
             arrow_paths,
+            token_fields: match &cfg.paginator {
+                Paginator::Cursor {
+                    token_path: Some(p),
+                    ..
+                } => crate::schema::simple_path(p, false).filter(|p| !p.is_empty()),
+                _ => None,
+            },
         })
     }
 
@@ -316,6 +326,27 @@ pub struct RestSource {
     /// ([`RestSource::note_unknown_fields`]).
     pub(super) pages_decoded: std::sync::atomic::AtomicU64,
     pub(super) unknown_reported: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Whether the caller wants the page after the next one ([`Source::next_page_wanted`]).
+    pub(super) next_wanted: std::sync::atomic::AtomicBool,
+    /// The next cursor page, asked for while this one decodes ([`RestSource::read_ahead`]).
+    pub(super) ahead: std::sync::Mutex<Option<Ahead>>,
+}
+
+/// Builds the next cursor page's request from its cursor.
+pub(super) type NextRequest<'a> = dyn Fn(Value) -> HttpRequest + Send + Sync + 'a;
+
+/// A page asked for ahead: its request and the task reading it (stopped when dropped unused).
+pub(super) struct Ahead {
+    req: HttpRequest,
+    task: Option<tokio::task::JoinHandle<Result<Option<HttpResponse>, SourceError>>>,
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+    }
 }
 
 /// Of the pages decoded straight to Arrow, the first and every this many after it are also read
@@ -350,6 +381,8 @@ impl RestSource {
             warnings: Default::default(),
             pages_decoded: Default::default(),
             unknown_reported: Default::default(),
+            next_wanted: std::sync::atomic::AtomicBool::new(true),
+            ahead: Default::default(),
         })
     }
 
@@ -469,15 +502,35 @@ impl RestSource {
         req: &HttpRequest,
         window: Option<&Window>,
         shape: Option<&(crate::schema::PageShape, Option<String>)>,
+        next: Option<&NextRequest<'_>>,
     ) -> Result<Option<(HttpResponse, Recs, usize)>, SourceError> {
         let resp = match shape {
             None => self.fetch(req).await?,
             Some((shape, cursor_col)) => {
-                let Some(mut resp) = self.http.send_raw(req).await? else {
+                let sent = match self.take_ahead(req) {
+                    Some(task) => match task.await {
+                        Ok(r) => r?,
+                        // Stopped or panicked: ask again.
+                        Err(_) => self.http.send_raw(req).await?,
+                    },
+                    None => self.http.send_raw(req).await?,
+                };
+                let Some(mut resp) = sent else {
                     return Ok(None);
                 };
                 let body = std::mem::take(&mut resp.body);
                 let text = body.as_str().unwrap_or_default().as_bytes();
+                if let (Some(next), Some(path)) = (next, &ep.token_fields) {
+                    if let Some(t) = super::tail::tail_value(text, path)
+                        .filter(|t| !t.is_null() && t.as_str() != Some(""))
+                    {
+                        self.read_ahead(next(t));
+                        // Let the request go out before this page decodes: a task spawned from
+                        // a worker waits in its slot that no other worker takes, and the decode
+                        // below does not yield.
+                        tokio::task::yield_now().await;
+                    }
+                }
                 let n = self
                     .pages_decoded
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -536,6 +589,33 @@ impl RestSource {
         let raw = ep.records.query(&resp.body).all().len();
         let recs = self.records(ep, &resp, window)?;
         Ok(Some((resp, Recs::Values(recs), raw)))
+    }
+
+    /// Ask for `req` now, on a task of its own, while this page decodes: the next read that
+    /// sends exactly this request takes its answer instead ([`RestSource::take_ahead`]); any
+    /// other request, or the source being dropped, stops it. The request goes through the same
+    /// client (rate limit, retries, auth) as it would have a moment later.
+    fn read_ahead(&self, req: HttpRequest) {
+        let http = self.http.clone();
+        let r = req.clone();
+        let task = tokio::spawn(async move { http.send_raw(&r).await });
+        *self.ahead.lock().unwrap_or_else(|e| e.into_inner()) = Some(Ahead {
+            req,
+            task: Some(task),
+        });
+    }
+
+    /// The answer to `req` if it was asked for ahead.
+    fn take_ahead(
+        &self,
+        req: &HttpRequest,
+    ) -> Option<tokio::task::JoinHandle<Result<Option<HttpResponse>, SourceError>>> {
+        let mut a = self.ahead.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+        if a.req == *req {
+            a.task.take()
+        } else {
+            None
+        }
     }
 
     /// Say which fields of a page's records the run's schema does not have, once each: with
@@ -740,7 +820,7 @@ impl RestSource {
         let mut req = self.base_request(ep, url.clone(), window);
         let mut seen = c.seen.clone();
         match &ep.cfg.paginator {
-            Paginator::Single => Ok(match self.fetch_records(ep, &req, window, shape).await? {
+            Paginator::Single => Ok(match self.fetch_records(ep, &req, window, shape, None).await? {
                 None => StepPage::empty(),
                 Some((r, recs, _)) => StepPage {
                     recs: vec![recs],
@@ -754,7 +834,8 @@ impl RestSource {
                     req.url = u.clone();
                     req.query.clear();
                 }
-                let Some((resp, recs, raw)) = self.fetch_records(ep, &req, window, shape).await?
+                let Some((resp, recs, raw)) =
+                    self.fetch_records(ep, &req, window, shape, None).await?
                 else {
                     return Ok(StepPage::empty());
                 };
@@ -817,10 +898,23 @@ impl RestSource {
                 placement,
                 ..
             } => {
+                let base = req.clone();
                 if let Some(t) = &c.next {
                     place(&mut req, *placement, param, t.clone());
                 }
-                let Some((resp, recs, raw)) = self.fetch_records(ep, &req, window, shape).await?
+                // The next page's request, from a cursor read off the end of this page: asked
+                // for while this one decodes, when the caller will want it and paging goes on.
+                let next_request = |t: Value| {
+                    let mut r = base.clone();
+                    place(&mut r, *placement, param, t);
+                    r
+                };
+                let ahead = self.next_wanted.load(std::sync::atomic::Ordering::Relaxed)
+                    && max_pages.is_none_or(|m| c.pages + 1 < m)
+                    && std::env::var_os("FERRY_READ_AHEAD").is_none_or(|v| v != "0");
+                let next: Option<&NextRequest<'_>> = ahead.then_some(&next_request);
+                let Some((resp, recs, raw)) =
+                    self.fetch_records(ep, &req, window, shape, next).await?
                 else {
                     return Ok(StepPage::empty());
                 };
@@ -961,7 +1055,7 @@ impl RestSource {
         // lifetime, which `async_trait` requires.
         let futs: Vec<_> = reqs
             .iter()
-            .map(|r| self.fetch_records(ep, r, window, shape))
+            .map(|r| self.fetch_records(ep, r, window, shape, None))
             .collect();
         let resps: Vec<Option<(HttpResponse, Recs, usize)>> = stream::iter(futs)
             .buffered(self.concurrency.max(1))
@@ -1284,6 +1378,11 @@ impl Source for RestSource {
 
     fn take_warnings(&self) -> Vec<String> {
         std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn next_page_wanted(&self, wanted: bool) {
+        self.next_wanted
+            .store(wanted, std::sync::atomic::Ordering::Relaxed);
     }
 
     async fn read_page(
