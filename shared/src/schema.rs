@@ -289,6 +289,9 @@ pub struct PageShape {
     meta: Vec<Vec<String>>,
     page_schema: SchemaRef,
     record_schema: SchemaRef,
+    /// The decoder of the previous page, reused: its tape keeps the room it grew to, so a page
+    /// does not allocate and grow it again (only one page object is decoded at a time).
+    decoder: Arc<std::sync::Mutex<Option<arrow::json::reader::Decoder>>>,
 }
 
 /// One page decoded by a [`PageShape`].
@@ -429,6 +432,7 @@ impl PageShape {
             meta,
             page_schema,
             record_schema,
+            decoder: Default::default(),
         })
     }
 
@@ -450,15 +454,21 @@ impl PageShape {
         // records at the top are read 1,024 at a time. (A batch size of 2^20 reserved
         // hundreds of MB per page, freed by `munmap` with TLB shootdowns on every core: 8 % of
         // a run's CPU; a size of 1 grew the tape by doubling, copying it each time.)
-        let mut d = arrow::json::ReaderBuilder::new(self.page_schema.clone())
-            .with_batch_size(if top_array {
-                1024
-            } else {
-                (body.len() / 256).clamp(1, 1 << 16)
-            })
-            .with_flatten(top_array)
-            .with_decoder_factory(Arc::new(TextColumns))
-            .build_decoder()?;
+        let reused = (!top_array)
+            .then(|| self.decoder.lock().ok().and_then(|mut d| d.take()))
+            .flatten();
+        let mut d = match reused {
+            Some(d) => d,
+            None => arrow::json::ReaderBuilder::new(self.page_schema.clone())
+                .with_batch_size(if top_array {
+                    1024
+                } else {
+                    (body.len() / 256).clamp(1, 1 << 16)
+                })
+                .with_flatten(top_array)
+                .with_decoder_factory(Arc::new(TextColumns))
+                .build_decoder()?,
+        };
         let mut buf = body;
         let mut batches = vec![];
         while !buf.is_empty() {
@@ -483,6 +493,10 @@ impl PageShape {
                 batch,
                 meta: serde_json::Value::Null,
             });
+        }
+        // Flushed and whole: the next page may use this decoder (an error above drops it).
+        if let Ok(mut slot) = self.decoder.lock() {
+            *slot = Some(d);
         }
         let page = match batches.as_slice() {
             [one] if one.num_rows() == 1 => one,

@@ -330,7 +330,12 @@ pub struct RestSource {
     pub(super) next_wanted: std::sync::atomic::AtomicBool,
     /// The next cursor page, asked for while this one decodes ([`RestSource::read_ahead`]).
     pub(super) ahead: std::sync::Mutex<Option<Ahead>>,
+    /// The page shape of the last `read_page_arrow`, by (entity, schema, windowed).
+    pub(super) shape: std::sync::Mutex<Option<(ShapeKey, Option<PageShapeOf>)>>,
 }
+
+type ShapeKey = (String, arrow::datatypes::SchemaRef, bool);
+type PageShapeOf = (crate::schema::PageShape, Option<String>);
 
 /// Builds the next cursor page's request from its cursor.
 pub(super) type NextRequest<'a> = dyn Fn(Value) -> HttpRequest + Send + Sync + 'a;
@@ -383,6 +388,7 @@ impl RestSource {
             unknown_reported: Default::default(),
             next_wanted: std::sync::atomic::AtomicBool::new(true),
             ahead: Default::default(),
+            shape: Default::default(),
         })
     }
 
@@ -1415,7 +1421,22 @@ impl Source for RestSource {
         schema: &arrow::datatypes::SchemaRef,
     ) -> Result<Option<ArrowPage>, SourceError> {
         let ep = self.endpoint(&req.entity)?;
-        let Some(shape) = ep.page_shape(schema, req.window.as_ref()) else {
+        // One shape per entity, schema and window kind for the source's life: its decoder
+        // (and the room it grew) is reused page after page.
+        let key = (req.entity.clone(), schema.clone(), req.window.is_some());
+        let cached = {
+            let c = self.shape.lock().unwrap_or_else(|e| e.into_inner());
+            c.as_ref().filter(|(k, _)| *k == key).map(|(_, s)| s.clone())
+        };
+        let shape = match cached {
+            Some(s) => s,
+            None => {
+                let s = ep.page_shape(schema, req.window.as_ref());
+                *self.shape.lock().unwrap_or_else(|e| e.into_inner()) = Some((key, s.clone()));
+                s
+            }
+        };
+        let Some(shape) = shape else {
             return Ok(None);
         };
         let step = self
