@@ -13,6 +13,10 @@
 //! | `rejected/chunk-NNNNNN.jsonl` | transform-batch | write-s3 (publishes them) |
 //! | `parts/chunk-NNNNNN-NNNN.parquet` | write-s3: pending rows encoded ahead (Parquet row groups) | write-s3 (the file that takes them) |
 //! | `carry/chunk-NNNNNN.json` | write-s3 | write-s3 (next chunk, final flush) |
+//!
+//! On the embedded engine the `.arrow` chunks are handed to the next step in memory instead
+//! (held under the same keys by [`super::hand_off`], written only past its budget); every
+//! reader goes through [`get_arrow`] / [`get_batch`], which look there first.
 
 pub use super::hand_off::Held;
 use super::{internal, Deps, RunContext};
