@@ -538,16 +538,17 @@ async fn cursor_pages_are_asked_for_ahead_once_each() {
     };
     let before = asked();
     // Page 1, the next one wanted: page 2 is asked for at once.
-    src.next_page_wanted(true);
+    src.records_wanted(u64::MAX);
     let p1 = read(None).await;
     asked_reaches(before + 2).await;
-    // Page 2 comes from that request; page 3 will not be wanted: nothing is asked ahead.
-    src.next_page_wanted(false);
+    // Page 2 comes from that request; the caller wants only its 30 records: nothing is asked
+    // ahead.
+    src.records_wanted(30);
     let p2 = read(p1.next.clone()).await;
     asked_reaches(before + 2).await;
     // Page 3 asked for now, page 4 ahead; then a read of page 1 again drops page 4's answer
     // and gets page 1.
-    src.next_page_wanted(true);
+    src.records_wanted(u64::MAX);
     let p3 = read(p2.next.clone()).await;
     asked_reaches(before + 4).await;
     let again = read(None).await;
@@ -574,8 +575,9 @@ async fn cursor_pages_are_asked_for_ahead_once_each() {
     let _ = p3;
 }
 
-/// Through fetch-page on the embedded engine, reading cursor pages ahead asks for no page more
-/// than reading them one by one: a chunk's last page asks for nothing ahead (the next chunk's
+/// Through fetch-page on the embedded engine, reading pages ahead (the next cursor page; with
+/// offset paging and a known total, the next step's first page) asks for no page more than
+/// reading them one by one: a chunk's last page asks for nothing ahead (the next chunk's
 /// fetch-page asks for it). (nextest runs each test in a process of its own, so the variable
 /// is this test's.)
 #[tokio::test(flavor = "multi_thread")]
@@ -585,28 +587,109 @@ async fn reading_ahead_asks_for_no_extra_page_across_chunks() {
         ..Default::default()
     })
     .await;
+    for name in ["cursor_body", "offset"] {
+        let (_, ep) = paginators().into_iter().find(|(n, _)| *n == name).unwrap();
+        let p = Value::Object(props(&mock, ep, json!({})));
+        let mut asked = vec![];
+        for ahead in ["0", "1"] {
+            std::env::set_var("FERRY_READ_AHEAD", ahead);
+            let local = Local::new();
+            let flow = rest_flow("ahead", "tickets", None, &p, "  chunk: { records: 60 }\n");
+            let before = mock.requests().len();
+            let out = local.run(&flow).await;
+            assert!(out.succeeded(), "{name}: {:?}", out.failure);
+            assert!(out.record.as_ref().unwrap().chunks >= 2, "{name}");
+            let ids: Vec<u64> = local
+                .output("out/ahead")
+                .iter()
+                .map(|r| r["id"].as_u64().unwrap())
+                .collect();
+            assert_once(name, &ids, &mock.ids_in(None, None));
+            asked.push(mock.requests().len() - before);
+        }
+        std::env::remove_var("FERRY_READ_AHEAD");
+        assert_eq!(
+            asked[0], asked[1],
+            "{name}: requests one by one, and reading ahead"
+        );
+    }
+}
+
+/// Offset paging with a known total asks for the next step's first page while the last page of
+/// a step decodes: after a step is read, that request has been sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn offset_paging_asks_for_the_next_step_ahead() {
+    let mock = Mock::start(MockConfig {
+        tickets: 100,
+        ..Default::default()
+    })
+    .await;
     let (_, ep) = paginators()
         .into_iter()
-        .find(|(n, _)| *n == "cursor_body")
+        .find(|(n, _)| *n == "offset")
         .unwrap();
-    let p = Value::Object(props(&mock, ep, json!({})));
-    let mut asked = vec![];
-    for ahead in ["0", "1"] {
-        std::env::set_var("FERRY_READ_AHEAD", ahead);
-        let local = Local::new();
-        let flow = rest_flow("ahead", "tickets", None, &p, "  chunk: { records: 60 }\n");
-        let before = mock.requests().len();
-        let out = local.run(&flow).await;
-        assert!(out.succeeded(), "{:?}", out.failure);
-        assert_eq!(out.record.as_ref().unwrap().chunks, 3);
-        let ids: Vec<u64> = local
-            .output("out/ahead")
+    // One page per step: every read but the last asks for the next page ahead.
+    let src = RestSource::new(
+        &props(&mock, ep, json!({"concurrency": 1})),
+        None,
+        Authenticator::none(),
+    )
+    .unwrap();
+    let desc = src.describe("tickets").await.unwrap();
+    let schema = ferry::schema::arrow_schema(&desc.fields);
+    let req = ReadRequest {
+        entity: "tickets".into(),
+        window: None,
+        incremental_field: None,
+        page_size: None,
+        filters: vec![],
+    };
+    let asked = || {
+        mock.requests()
             .iter()
-            .map(|r| r["id"].as_u64().unwrap())
-            .collect();
-        assert_once("ahead", &ids, &mock.ids_in(None, None));
-        asked.push(mock.requests().len() - before);
+            .filter(|r| r.path == "/offset/tickets")
+            .count()
+    };
+    let wait_for = |n: usize| async move {
+        let t = std::time::Instant::now();
+        while asked() < n {
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "{} requests, not {n}",
+                asked()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(asked(), n, "more requests than pages");
+    };
+    let before = asked();
+    // The first page says the total: the second step is known, but only from the page.
+    let p1 = src
+        .read_page_arrow(&req, None, &schema)
+        .await
+        .unwrap()
+        .unwrap();
+    wait_for(before + 1).await;
+    // From the second step on the total is known: the third page is asked for ahead.
+    let p2 = src
+        .read_page_arrow(&req, p1.next.as_ref(), &schema)
+        .await
+        .unwrap()
+        .unwrap();
+    wait_for(before + 3).await;
+    let mut ids = [arrow_ids(&p1), arrow_ids(&p2)].concat();
+    let mut cursor = p2.next;
+    while let Some(c) = cursor {
+        let p = src
+            .read_page_arrow(&req, Some(&c), &schema)
+            .await
+            .unwrap()
+            .unwrap();
+        ids.extend(arrow_ids(&p));
+        cursor = p.next;
     }
-    std::env::remove_var("FERRY_READ_AHEAD");
-    assert_eq!(asked[0], asked[1], "requests one by one, and reading ahead");
+    assert_once("offset read ahead", &ids, &mock.ids_in(None, None));
+    // 100 tickets, 20 a page: five pages, each asked for once.
+    wait_for(before + 5).await;
 }

@@ -265,10 +265,11 @@ pub trait Source: Send + Sync {
     /// The end of the run's whole window, told before any read: a source whose data depends on
     /// the window it is asked for (the sample) keeps one data set across the run's slices.
     fn set_run_end(&mut self, _end: chrono::DateTime<chrono::Utc>) {}
-    /// Whether the caller will ask for the page after the next one it reads (a hint, told before
-    /// each read): a source that can ask for a page while the previous one is decoded does so
-    /// only then, so a chunk's last page asks for nothing it will not use. Default: ignored.
-    fn next_page_wanted(&self, _wanted: bool) {}
+    /// How many more records the caller will read before it stops asking (a hint, told before
+    /// each read; `u64::MAX`: all): a source that asks for a page while the previous one
+    /// decodes does so only when the records it is reading leave some wanted, so a chunk's last
+    /// page asks for nothing it will not use. Default: ignored.
+    fn records_wanted(&self, _records: u64) {}
     /// What `read_page` needs to know about `entity` besides the flow (a type dictionary,
     /// property list), read once per run: start-run stages it beside the run's schema and
     /// fetch-page hands it back with [`use_fetch_metadata`](Self::use_fetch_metadata), so a chunk

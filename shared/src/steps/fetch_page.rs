@@ -108,13 +108,14 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
     let mut arrow_pages =
         !chunk.infers() && std::env::var_os("FERRY_ARROW_PAGES").is_none_or(|v| v != "0");
     let budget_time = std::time::Duration::from_secs(budget.seconds);
-    // The last page's size: whether the chunk will want the page after the next one.
-    let (mut last_records, mut last_bytes) = (0u64, 0u64);
     loop {
-        source.next_page_wanted(
-            records + last_records < budget.records
-                && bytes + last_bytes < budget.megabytes * 1024 * 1024,
-        );
+        // How many more records the chunk takes (its byte budget counted in records at the
+        // chunk's bytes per record so far): a source reading ahead asks for nothing past them.
+        let by_bytes = (budget.megabytes * 1024 * 1024)
+            .saturating_sub(bytes)
+            .checked_div(bytes.checked_div(records).unwrap_or(0))
+            .unwrap_or(u64::MAX);
+        source.records_wanted(budget.records.saturating_sub(records).min(by_bytes));
         // The seconds budget holds inside a page too: a page still arriving when the chunk's
         // time is up ends the chunk before it (the next chunk asks for it again), so a slow
         // source cannot push fetch-page past its Lambda timeout.
@@ -157,8 +158,6 @@ pub async fn handle(deps: &Deps, input: FetchInput) -> Result<FetchOutput, StepE
         for part in page.parts {
             chunk.add(part)?;
         }
-        last_records = chunk.lines as u64 - records;
-        last_bytes = page.bytes;
         records = chunk.lines as u64;
         super::progress::page_read((chunk.lines + chunk.dropped as usize - before) as u64);
         cursor = page.next;

@@ -326,8 +326,10 @@ pub struct RestSource {
     /// ([`RestSource::note_unknown_fields`]).
     pub(super) pages_decoded: std::sync::atomic::AtomicU64,
     pub(super) unknown_reported: std::sync::Mutex<std::collections::BTreeSet<String>>,
-    /// Whether the caller wants the page after the next one ([`Source::next_page_wanted`]).
-    pub(super) next_wanted: std::sync::atomic::AtomicBool,
+    /// Records the caller will still read ([`Source::records_wanted`]), and how many the last
+    /// page decoded held: a page is asked for ahead only if the pages being read leave some.
+    pub(super) wanted: std::sync::atomic::AtomicU64,
+    pub(super) last_page: std::sync::atomic::AtomicU64,
     /// The next cursor page, asked for while this one decodes ([`RestSource::read_ahead`]).
     pub(super) ahead: std::sync::Mutex<Option<Ahead>>,
     /// The page shape of the last `read_page_arrow`, by (entity, schema, windowed).
@@ -338,7 +340,9 @@ type ShapeKey = (String, arrow::datatypes::SchemaRef, bool);
 type PageShapeOf = (crate::schema::PageShape, Option<String>);
 
 /// Builds the next cursor page's request from its cursor.
-pub(super) type NextRequest<'a> = dyn Fn(Value) -> HttpRequest + Send + Sync + 'a;
+/// The request of the page after this one, from this page's bytes (`None`: not known before
+/// the page decodes, or none): asked for while this page decodes ([`RestSource::read_ahead`]).
+pub(super) type NextRequest<'a> = dyn Fn(&[u8]) -> Option<HttpRequest> + Send + Sync + 'a;
 
 /// A page asked for ahead: its request and the task reading it (stopped when dropped unused).
 pub(super) struct Ahead {
@@ -386,7 +390,8 @@ impl RestSource {
             warnings: Default::default(),
             pages_decoded: Default::default(),
             unknown_reported: Default::default(),
-            next_wanted: std::sync::atomic::AtomicBool::new(true),
+            wanted: std::sync::atomic::AtomicU64::new(u64::MAX),
+            last_page: Default::default(),
             ahead: Default::default(),
             shape: Default::default(),
         })
@@ -526,11 +531,9 @@ impl RestSource {
                 };
                 let body = std::mem::take(&mut resp.body);
                 let text = body.as_str().unwrap_or_default().as_bytes();
-                if let (Some(next), Some(path)) = (next, &ep.token_fields) {
-                    if let Some(t) = super::tail::tail_value(text, path)
-                        .filter(|t| !t.is_null() && t.as_str() != Some(""))
-                    {
-                        self.read_ahead(next(t));
+                if let Some(next) = next {
+                    if let Some(r) = next(text) {
+                        self.read_ahead(r);
                         // Let the request go out before this page decodes: a task spawned from
                         // a worker waits in its slot that no other worker takes, and the decode
                         // below does not yield.
@@ -556,6 +559,8 @@ impl RestSource {
                     if complete {
                         resp.body = page.meta;
                         let n = page.batch.num_rows();
+                        self.last_page
+                            .store(n as u64, std::sync::atomic::Ordering::Relaxed);
                         return Ok(Some((resp, Recs::Arrow(page.batch), n)));
                     }
                 }
@@ -609,6 +614,13 @@ impl RestSource {
             req,
             task: Some(task),
         });
+    }
+
+    /// Whether the caller will want a page after the `reading` records it is reading now
+    /// (`FERRY_READ_AHEAD=0`: never ahead).
+    fn reads_ahead(&self, reading: u64) -> bool {
+        reading < self.wanted.load(std::sync::atomic::Ordering::Relaxed)
+            && std::env::var_os("FERRY_READ_AHEAD").is_none_or(|v| v != "0")
     }
 
     /// The answer to `req` if it was asked for ahead.
@@ -910,14 +922,17 @@ impl RestSource {
                 }
                 // The next page's request, from a cursor read off the end of this page: asked
                 // for while this one decodes, when the caller will want it and paging goes on.
-                let next_request = |t: Value| {
+                let next_request = |body: &[u8]| {
+                    let t = super::tail::tail_value(body, ep.token_fields.as_deref()?)
+                        .filter(|t| !t.is_null() && t.as_str() != Some(""))?;
                     let mut r = base.clone();
                     place(&mut r, *placement, param, t);
-                    r
+                    Some(r)
                 };
-                let ahead = self.next_wanted.load(std::sync::atomic::Ordering::Relaxed)
-                    && max_pages.is_none_or(|m| c.pages + 1 < m)
-                    && std::env::var_os("FERRY_READ_AHEAD").is_none_or(|v| v != "0");
+                // (This page likely holds as many records as the last one.)
+                let ahead = self
+                    .reads_ahead(self.last_page.load(std::sync::atomic::Ordering::Relaxed))
+                    && max_pages.is_none_or(|m| c.pages + 1 < m);
                 let next: Option<&NextRequest<'_>> = ahead.then_some(&next_request);
                 let Some((resp, recs, raw)) =
                     self.fetch_records(ep, &req, window, shape, next).await?
@@ -1057,11 +1072,24 @@ impl RestSource {
             r
         };
         let reqs: Vec<HttpRequest> = (0..n).map(|i| request_at(pos + i * step)).collect();
+        // With a known total, the next step's first page is asked for when this step's last
+        // page has arrived, while it decodes (a step's pages are decoded one after another).
+        let next_pos = pos + n * step;
+        let ahead = shape.is_some()
+            && self.reads_ahead(n * size)
+            && total_pages.is_some_and(|tp| done_pages + n < tp)
+            && max_pages.is_none_or(|m| c.pages + n < m);
+        let next_request = |_: &[u8]| Some(request_at(next_pos));
         // Futures collected first: a stream holding the mapping closure is not `Send` for every
         // lifetime, which `async_trait` requires.
         let futs: Vec<_> = reqs
             .iter()
-            .map(|r| self.fetch_records(ep, r, window, shape, None))
+            .enumerate()
+            .map(|(i, r)| {
+                let next: Option<&NextRequest<'_>> =
+                    (ahead && i as u64 == n - 1).then_some(&next_request);
+                self.fetch_records(ep, r, window, shape, next)
+            })
             .collect();
         let resps: Vec<Option<(HttpResponse, Recs, usize)>> = stream::iter(futs)
             .buffered(self.concurrency.max(1))
@@ -1386,9 +1414,9 @@ impl Source for RestSource {
         std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    fn next_page_wanted(&self, wanted: bool) {
-        self.next_wanted
-            .store(wanted, std::sync::atomic::Ordering::Relaxed);
+    fn records_wanted(&self, records: u64) {
+        self.wanted
+            .store(records, std::sync::atomic::Ordering::Relaxed);
     }
 
     async fn read_page(
