@@ -461,6 +461,50 @@ async fn records_updated_while_a_run_pages_are_not_lost_at_the_next_run() {
     }
 }
 
+/// A source on endpoint `name` of [`paginators`] (with `extra` properties), and the run schema
+/// describing it gives: what `read_page_arrow` decodes pages with.
+async fn arrow_source(
+    mock: &Mock,
+    name: &str,
+    extra: Value,
+) -> (RestSource, arrow::datatypes::SchemaRef) {
+    let (_, ep) = paginators().into_iter().find(|(n, _)| *n == name).unwrap();
+    let src = RestSource::new(&props(mock, ep, extra), None, Authenticator::none()).unwrap();
+    let desc = src.describe("tickets").await.unwrap();
+    (src, ferry::schema::arrow_schema(&desc.fields))
+}
+
+fn all_tickets() -> ReadRequest {
+    ReadRequest {
+        entity: "tickets".into(),
+        window: None,
+        incremental_field: None,
+        page_size: None,
+        filters: vec![],
+    }
+}
+
+/// Requests the mock has answered on `path`.
+fn asked(mock: &Mock, path: &str) -> usize {
+    mock.requests().iter().filter(|r| r.path == path).count()
+}
+
+/// Wait until the mock has seen `n` requests on `path` (a request asked for ahead arrives on a
+/// task of its own), then check no more come.
+async fn asked_reaches(mock: &Mock, path: &str, n: usize) {
+    let t = std::time::Instant::now();
+    while asked(mock, path) < n {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{} requests, not {n}",
+            asked(mock, path)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(asked(mock, path), n, "more requests than pages");
+}
+
 /// The ids of a page read straight to Arrow.
 fn arrow_ids(page: &ferry::connector::ArrowPage) -> Vec<u64> {
     let mut ids = vec![];
@@ -494,39 +538,9 @@ async fn cursor_pages_are_asked_for_ahead_once_each() {
     })
     .await;
     let expected = mock.ids_in(None, None);
-    let (_, ep) = paginators()
-        .into_iter()
-        .find(|(n, _)| *n == "cursor_body")
-        .unwrap();
-    let src = RestSource::new(&props(&mock, ep, json!({})), None, Authenticator::none()).unwrap();
-    let desc = src.describe("tickets").await.unwrap();
-    let schema = ferry::schema::arrow_schema(&desc.fields);
-    let req = ReadRequest {
-        entity: "tickets".into(),
-        window: None,
-        incremental_field: None,
-        page_size: None,
-        filters: vec![],
-    };
-    let asked = || {
-        mock.requests()
-            .iter()
-            .filter(|r| r.path == "/cursor/tickets")
-            .count()
-    };
-    let asked_reaches = |n: usize| async move {
-        let t = std::time::Instant::now();
-        while asked() < n {
-            assert!(
-                t.elapsed() < Duration::from_secs(5),
-                "{} requests, not {n}",
-                asked()
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(asked(), n, "more requests than pages");
-    };
+    let (src, schema) = arrow_source(&mock, "cursor_body", json!({})).await;
+    let req = all_tickets();
+    const PATH: &str = "/cursor/tickets";
     let read = |cursor: Option<Value>| {
         let (src, req, schema) = (&src, &req, &schema);
         async move {
@@ -536,27 +550,27 @@ async fn cursor_pages_are_asked_for_ahead_once_each() {
                 .expect("the page decodes to Arrow")
         }
     };
-    let before = asked();
+    let before = asked(&mock, PATH);
     // Page 1, the next one wanted: page 2 is asked for at once.
     src.records_wanted(u64::MAX);
     let p1 = read(None).await;
-    asked_reaches(before + 2).await;
+    asked_reaches(&mock, PATH, before + 2).await;
     // Page 2 comes from that request; the caller wants only its 30 records: nothing is asked
     // ahead.
     src.records_wanted(30);
     let p2 = read(p1.next.clone()).await;
-    asked_reaches(before + 2).await;
+    asked_reaches(&mock, PATH, before + 2).await;
     // Page 3 asked for now, page 4 ahead; then a read of page 1 again drops page 4's answer
     // and gets page 1.
     src.records_wanted(u64::MAX);
     let p3 = read(p2.next.clone()).await;
-    asked_reaches(before + 4).await;
+    asked_reaches(&mock, PATH, before + 4).await;
     let again = read(None).await;
     assert_eq!(arrow_ids(&again), arrow_ids(&p1));
-    asked_reaches(before + 6).await;
+    asked_reaches(&mock, PATH, before + 6).await;
     // The whole entity with read-ahead: every record once, every page asked for once (the
     // last page has no cursor: nothing after it).
-    let start = asked();
+    let start = asked(&mock, PATH);
     let (mut cursor, mut ids, mut pages) = (None, vec![], 0);
     loop {
         let p = read(cursor).await;
@@ -571,7 +585,7 @@ async fn cursor_pages_are_asked_for_ahead_once_each() {
     assert_eq!(pages, 4);
     // (The page-2 request asked ahead before the loop is not the loop's first request: it was
     // dropped, and counted in `start`.)
-    asked_reaches(start + pages).await;
+    asked_reaches(&mock, PATH, start + pages).await;
     let _ = p3;
 }
 
@@ -624,60 +638,25 @@ async fn offset_paging_asks_for_the_next_step_ahead() {
         ..Default::default()
     })
     .await;
-    let (_, ep) = paginators()
-        .into_iter()
-        .find(|(n, _)| *n == "offset")
-        .unwrap();
     // One page per step: every read but the last asks for the next page ahead.
-    let src = RestSource::new(
-        &props(&mock, ep, json!({"concurrency": 1})),
-        None,
-        Authenticator::none(),
-    )
-    .unwrap();
-    let desc = src.describe("tickets").await.unwrap();
-    let schema = ferry::schema::arrow_schema(&desc.fields);
-    let req = ReadRequest {
-        entity: "tickets".into(),
-        window: None,
-        incremental_field: None,
-        page_size: None,
-        filters: vec![],
-    };
-    let asked = || {
-        mock.requests()
-            .iter()
-            .filter(|r| r.path == "/offset/tickets")
-            .count()
-    };
-    let wait_for = |n: usize| async move {
-        let t = std::time::Instant::now();
-        while asked() < n {
-            assert!(
-                t.elapsed() < Duration::from_secs(5),
-                "{} requests, not {n}",
-                asked()
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(asked(), n, "more requests than pages");
-    };
-    let before = asked();
+    let (src, schema) = arrow_source(&mock, "offset", json!({"concurrency": 1})).await;
+    let req = all_tickets();
+    const PATH: &str = "/offset/tickets";
+    let before = asked(&mock, PATH);
     // The first page says the total: the second step is known, but only from the page.
     let p1 = src
         .read_page_arrow(&req, None, &schema)
         .await
         .unwrap()
         .unwrap();
-    wait_for(before + 1).await;
+    asked_reaches(&mock, PATH, before + 1).await;
     // From the second step on the total is known: the third page is asked for ahead.
     let p2 = src
         .read_page_arrow(&req, p1.next.as_ref(), &schema)
         .await
         .unwrap()
         .unwrap();
-    wait_for(before + 3).await;
+    asked_reaches(&mock, PATH, before + 3).await;
     let mut ids = [arrow_ids(&p1), arrow_ids(&p2)].concat();
     let mut cursor = p2.next;
     while let Some(c) = cursor {
@@ -691,5 +670,5 @@ async fn offset_paging_asks_for_the_next_step_ahead() {
     }
     assert_once("offset read ahead", &ids, &mock.ids_in(None, None));
     // 100 tickets, 20 a page: five pages, each asked for once.
-    wait_for(before + 5).await;
+    asked_reaches(&mock, PATH, before + 5).await;
 }

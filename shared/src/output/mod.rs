@@ -597,23 +597,38 @@ fn encode_threads() -> usize {
         .max(1)
 }
 
-/// The columns of an encoded Parquet file whose dictionary outgrew its page limit and fell
-/// back to plain encoding (their paths).
+/// The columns of an encoded Parquet file whose dictionary did not pay (their paths): it
+/// outgrew its page limit and fell back to plain encoding, or it holds more than half of its
+/// column chunk's values (nearly all distinct — ids, amounts, timestamps —: the dictionary only
+/// adds indices, and building it is a hash table grown row group after row group).
 pub fn plain_columns(file: &bytes::Bytes) -> Result<Vec<Vec<String>>, OutputError> {
     use parquet::basic::{Encoding, PageType};
+    use parquet::file::reader::{FileReader, RowGroupReader};
     let meta = read_footer(file, false)?;
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(file.clone())?;
     let mut out: Vec<Vec<String>> = vec![];
-    for g in meta.row_groups() {
-        for c in g.columns() {
-            let fell_back = c.dictionary_page_offset().is_some()
-                && c.page_encoding_stats().is_some_and(|stats| {
-                    stats.iter().any(|s| {
-                        matches!(s.page_type, PageType::DATA_PAGE | PageType::DATA_PAGE_V2)
-                            && s.encoding == Encoding::PLAIN
-                    })
-                });
+    for (i, g) in meta.row_groups().iter().enumerate() {
+        for (j, c) in g.columns().iter().enumerate() {
             let path = c.column_path().parts().to_vec();
-            if fell_back && !out.contains(&path) {
+            if c.dictionary_page_offset().is_none() || out.contains(&path) {
+                continue;
+            }
+            let fell_back = c.page_encoding_stats().is_some_and(|stats| {
+                stats.iter().any(|s| {
+                    matches!(s.page_type, PageType::DATA_PAGE | PageType::DATA_PAGE_V2)
+                        && s.encoding == Encoding::PLAIN
+                })
+            });
+            let mostly_distinct = || -> Result<bool, OutputError> {
+                let mut pages = reader.get_row_group(i)?.get_column_page_reader(j)?;
+                Ok(match pages.get_next_page()? {
+                    Some(parquet::column::page::Page::DictionaryPage { num_values, .. }) => {
+                        u64::from(num_values) * 2 > c.num_values().max(0) as u64
+                    }
+                    _ => false,
+                })
+            };
+            if fell_back || mostly_distinct()? {
                 out.push(path);
             }
         }

@@ -149,7 +149,7 @@ fn parquet_columns_encoded_in_parallel_make_the_same_file() {
 /// A column whose dictionary outgrew its page is found in the file, and a writer told so
 /// writes it plain from the first row; the other columns keep their dictionaries.
 #[test]
-fn columns_whose_dictionary_overflowed_are_written_plain_next_time() {
+fn columns_whose_dictionary_did_not_pay_are_written_plain_next_time() {
     let n = 20_000;
     let unique: ArrayRef = Arc::new(StringArray::from_iter_values(
         (0..n).map(|i| format!("{i:064}")),
@@ -157,11 +157,24 @@ fn columns_whose_dictionary_overflowed_are_written_plain_next_time() {
     let few: ArrayRef = Arc::new(StringArray::from_iter_values(
         (0..n).map(|i| ["open", "closed", "pending"][i % 3]),
     ));
-    let b = RecordBatch::try_from_iter([("u", unique), ("c", few)]).unwrap();
+    // Distinct numbers: a dictionary within its page limit, but nearly all of the column.
+    let ids: ArrayRef = Arc::new(arrow::array::Int64Array::from_iter_values(
+        (0..n as i64).map(|i| i * 7919 % 1_000_003),
+    ));
+    let b = RecordBatch::try_from_iter([("u", unique), ("c", few), ("id", ids)]).unwrap();
     let d = dest("format: parquet\nlocal: out");
-    let first = encode(&[b.clone()], &d).unwrap().body;
-    let plain = crate::output::plain_columns(&bytes::Bytes::from(first)).unwrap();
-    assert_eq!(plain, vec![vec!["u".to_string()]]);
+    let first = bytes::Bytes::from(encode(&[b.clone()], &d).unwrap().body);
+    let first_meta = parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&first)
+        .unwrap();
+    assert!(
+        first_meta.row_group(0).columns()[2]
+            .dictionary_page_offset()
+            .is_some(),
+        "the ids were not dictionary-encoded to begin with"
+    );
+    let plain = crate::output::plain_columns(&first).unwrap();
+    assert_eq!(plain, vec![vec!["u".to_string()], vec!["id".to_string()]]);
     let mut w = FileWriter::with_plain_columns(b.schema(), &d, &plain).unwrap();
     w.write(&prepare(&b, &d).unwrap(), &d).unwrap();
     let next = bytes::Bytes::from(w.finish().unwrap().body);
@@ -172,6 +185,10 @@ fn columns_whose_dictionary_overflowed_are_written_plain_next_time() {
     assert!(
         cols[0].dictionary_page_offset().is_none(),
         "u still has a dictionary"
+    );
+    assert!(
+        cols[2].dictionary_page_offset().is_none(),
+        "id still has a dictionary"
     );
     assert!(
         cols[1].dictionary_page_offset().is_some(),
