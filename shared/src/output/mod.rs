@@ -603,7 +603,7 @@ fn encode_threads() -> usize {
 /// adds indices, and building it is a hash table grown row group after row group).
 pub fn plain_columns(file: &bytes::Bytes) -> Result<Vec<Vec<String>>, OutputError> {
     use parquet::basic::{Encoding, PageType};
-    use parquet::file::reader::{FileReader, RowGroupReader};
+    use parquet::file::reader::FileReader;
     let meta = read_footer(file, false)?;
     let reader = parquet::file::serialized_reader::SerializedFileReader::new(file.clone())?;
     let mut out: Vec<Vec<String>> = vec![];
