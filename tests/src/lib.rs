@@ -59,6 +59,17 @@ pub async fn read_all(
     panic!("paging never ended");
 }
 
+/// A read of every ticket of the mock's `tickets` entity: no window, no filters.
+pub fn all_tickets() -> ferry::connector::ReadRequest {
+    ferry::connector::ReadRequest {
+        entity: "tickets".into(),
+        window: None,
+        incremental_field: None,
+        page_size: None,
+        filters: vec![],
+    }
+}
+
 /// `got` has no duplicates and is exactly `expected`.
 pub fn assert_once<T: Ord + Clone + std::fmt::Debug>(
     what: &str,

@@ -24,13 +24,7 @@ fn src(props: &Value, inc: Option<&str>) -> RestSource {
 }
 
 fn req() -> ReadRequest {
-    ReadRequest {
-        entity: "tickets".into(),
-        window: None,
-        incremental_field: None,
-        page_size: None,
-        filters: vec![],
-    }
+    ferry_tests::all_tickets()
 }
 
 #[tokio::test]

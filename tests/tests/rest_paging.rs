@@ -4,8 +4,8 @@
 use ferry::connector::auth::Authenticator;
 use ferry::connector::rest::RestSource;
 use ferry::connector::{ReadRequest, Source};
-use ferry_tests::assert_once;
 use ferry_tests::harness::{rest_flow, Local};
+use ferry_tests::{all_tickets, assert_once};
 use ferry_tests::{Fault, Mock, MockConfig};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -472,16 +472,6 @@ async fn arrow_source(
     let src = RestSource::new(&props(mock, ep, extra), None, Authenticator::none()).unwrap();
     let desc = src.describe("tickets").await.unwrap();
     (src, ferry::schema::arrow_schema(&desc.fields))
-}
-
-fn all_tickets() -> ReadRequest {
-    ReadRequest {
-        entity: "tickets".into(),
-        window: None,
-        incremental_field: None,
-        page_size: None,
-        filters: vec![],
-    }
 }
 
 /// Requests the mock has answered on `path`.
