@@ -61,6 +61,15 @@ fn paginators() -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// The endpoint config of paging style `name` in [`paginators`].
+fn endpoint(name: &str) -> Value {
+    paginators()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, ep)| ep)
+        .unwrap_or_else(|| panic!("no paging style {name}"))
+}
+
 fn props(mock: &Mock, endpoint: Value, extra: Value) -> serde_json::Map<String, Value> {
     let mut p = json!({
         "base_url": mock.url(),
@@ -468,8 +477,12 @@ async fn arrow_source(
     name: &str,
     extra: Value,
 ) -> (RestSource, arrow::datatypes::SchemaRef) {
-    let (_, ep) = paginators().into_iter().find(|(n, _)| *n == name).unwrap();
-    let src = RestSource::new(&props(mock, ep, extra), None, Authenticator::none()).unwrap();
+    let src = RestSource::new(
+        &props(mock, endpoint(name), extra),
+        None,
+        Authenticator::none(),
+    )
+    .unwrap();
     let desc = src.describe("tickets").await.unwrap();
     (src, ferry::schema::arrow_schema(&desc.fields))
 }
@@ -592,8 +605,7 @@ async fn reading_ahead_asks_for_no_extra_page_across_chunks() {
     })
     .await;
     for name in ["cursor_body", "offset"] {
-        let (_, ep) = paginators().into_iter().find(|(n, _)| *n == name).unwrap();
-        let p = Value::Object(props(&mock, ep, json!({})));
+        let p = Value::Object(props(&mock, endpoint(name), json!({})));
         let mut asked = vec![];
         for ahead in ["0", "1"] {
             std::env::set_var("FERRY_READ_AHEAD", ahead);

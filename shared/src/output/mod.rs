@@ -603,12 +603,12 @@ fn encode_threads() -> usize {
 /// adds indices, and building it is a hash table grown row group after row group).
 pub fn plain_columns(file: &bytes::Bytes) -> Result<Vec<Vec<String>>, OutputError> {
     use parquet::basic::{Encoding, PageType};
-    use parquet::file::reader::FileReader;
+    use parquet::column::page::{Page, PageReader};
     let meta = read_footer(file, false)?;
-    let reader = parquet::file::serialized_reader::SerializedFileReader::new(file.clone())?;
+    let chunk = Arc::new(file.clone());
     let mut out: Vec<Vec<String>> = vec![];
-    for (i, g) in meta.row_groups().iter().enumerate() {
-        for (j, c) in g.columns().iter().enumerate() {
+    for g in meta.row_groups() {
+        for c in g.columns() {
             let path = c.column_path().parts().to_vec();
             if c.dictionary_page_offset().is_none() || out.contains(&path) {
                 continue;
@@ -620,9 +620,15 @@ pub fn plain_columns(file: &bytes::Bytes) -> Result<Vec<Vec<String>>, OutputErro
                 })
             });
             let mostly_distinct = || -> Result<bool, OutputError> {
-                let mut pages = reader.get_row_group(i)?.get_column_page_reader(j)?;
+                // The dictionary page comes first: read only it, from the footer read above.
+                let mut pages = parquet::file::serialized_reader::SerializedPageReader::new(
+                    chunk.clone(),
+                    c,
+                    g.num_rows().max(0) as usize,
+                    None,
+                )?;
                 Ok(match pages.get_next_page()? {
-                    Some(parquet::column::page::Page::DictionaryPage { num_values, .. }) => {
+                    Some(Page::DictionaryPage { num_values, .. }) => {
                         u64::from(num_values) * 2 > c.num_values().max(0) as u64
                     }
                     _ => false,

@@ -161,10 +161,6 @@ impl HandOff {
         self.lock().entries.get(key).map(|e| e.held.clone())
     }
 
-    pub fn contains(&self, key: &str) -> bool {
-        self.lock().entries.contains_key(key)
-    }
-
     pub fn forget(&self, key: &str) {
         let mut i = self.lock();
         if let Some(e) = i.entries.remove(key) {

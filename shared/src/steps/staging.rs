@@ -490,10 +490,9 @@ impl StagedArrow {
 
 /// A staged Arrow chunk or batch: from the hand-off, else from staging.
 pub async fn get_arrow(deps: &Deps, key: &str) -> Result<StagedArrow, StepError> {
-    Ok(match get_arrow_optional(deps, key).await? {
-        Some(a) => a,
-        None => return Err(StoreError::NotFound(key.to_string()).into()),
-    })
+    get_arrow_optional(deps, key)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(key.to_string()).into())
 }
 
 async fn get_arrow_optional(deps: &Deps, key: &str) -> Result<Option<StagedArrow>, StepError> {
@@ -629,16 +628,6 @@ pub fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>, StepError> {
     Ok(buf)
 }
 
-/// Read a staged batch back.
-pub fn decode_batches(bytes: Vec<u8>) -> Result<Vec<RecordBatch>, StepError> {
-    Ok(IpcFile::read(bytes)?.1)
-}
-
-/// The schema of a staged batch, without its rows.
-pub fn batch_schema(bytes: Vec<u8>) -> Result<SchemaRef, StepError> {
-    Ok(IpcFile::footer(&bytes)?.schema)
-}
-
 /// A staged object that may not exist yet (the first chunk's predecessor, a partition with no
 /// rejected records).
 pub async fn get_optional(deps: &Deps, key: &str) -> Result<Option<Vec<u8>>, StepError> {
@@ -707,9 +696,10 @@ mod tests {
             raw_chunk_summary(&bytes).unwrap(),
             Some((schema.clone(), 9, 2))
         );
-        assert_eq!(batch_schema(bytes.clone()).unwrap(), schema);
+        let staged = StagedArrow::File(bytes);
+        assert_eq!(staged.schema().unwrap(), schema);
         // Read in place (LZ4 buffers decompressed): the pages as staged.
-        assert_eq!(decode_batches(bytes).unwrap(), pages);
+        assert_eq!(staged.batches().unwrap(), pages);
         // A chunk staged before the count was written is read the long way.
         assert_eq!(
             raw_chunk_summary(&encode_batch(&page(0)).unwrap()).unwrap(),
@@ -722,7 +712,8 @@ mod tests {
         let col: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 3]));
         let b = RecordBatch::try_from_iter([("n", col)]).unwrap();
         let bytes = encode_batch(&b).unwrap();
-        assert_eq!(batch_schema(bytes.clone()).unwrap(), b.schema());
-        assert_eq!(decode_batches(bytes).unwrap(), vec![b]);
+        let staged = StagedArrow::File(bytes);
+        assert_eq!(staged.schema().unwrap(), b.schema());
+        assert_eq!(staged.batches().unwrap(), vec![b]);
     }
 }

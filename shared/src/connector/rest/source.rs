@@ -330,8 +330,10 @@ pub struct RestSource {
     /// page decoded held: a page is asked for ahead only if the pages being read leave some.
     pub(super) wanted: std::sync::atomic::AtomicU64,
     pub(super) last_page: std::sync::atomic::AtomicU64,
-    /// The next cursor page, asked for while this one decodes ([`RestSource::read_ahead`]).
+    /// The next cursor page, asked for while this one decodes ([`RestSource::read_ahead`]);
+    /// `FERRY_READ_AHEAD=0` (read when the source is built) never asks ahead.
     pub(super) ahead: std::sync::Mutex<Option<Ahead>>,
+    pub(super) read_ahead: bool,
     /// The page shape of the last `read_page_arrow`, by (entity, schema, windowed).
     pub(super) shape: std::sync::Mutex<Option<(ShapeKey, Option<PageShapeOf>)>>,
 }
@@ -339,7 +341,6 @@ pub struct RestSource {
 type ShapeKey = (String, arrow::datatypes::SchemaRef, bool);
 type PageShapeOf = (crate::schema::PageShape, Option<String>);
 
-/// Builds the next cursor page's request from its cursor.
 /// The request of the page after this one, from this page's bytes (`None`: not known before
 /// the page decodes, or none): asked for while this page decodes ([`RestSource::read_ahead`]).
 pub(super) type NextRequest<'a> = dyn Fn(&[u8]) -> Option<HttpRequest> + Send + Sync + 'a;
@@ -393,6 +394,7 @@ impl RestSource {
             wanted: std::sync::atomic::AtomicU64::new(u64::MAX),
             last_page: Default::default(),
             ahead: Default::default(),
+            read_ahead: std::env::var_os("FERRY_READ_AHEAD").is_none_or(|v| v != "0"),
             shape: Default::default(),
         })
     }
@@ -518,12 +520,13 @@ impl RestSource {
         let resp = match shape {
             None => self.fetch(req).await?,
             Some((shape, cursor_col)) => {
-                let sent = match self.take_ahead(req) {
-                    Some(task) => match task.await {
-                        Ok(r) => r?,
-                        // Stopped or panicked: ask again.
-                        Err(_) => self.http.send_raw(req).await?,
-                    },
+                // Asked for ahead, unless that task stopped or panicked: then ask now.
+                let ahead = match self.take_ahead(req) {
+                    Some(task) => task.await.ok(),
+                    None => None,
+                };
+                let sent = match ahead {
+                    Some(r) => r?,
                     None => self.http.send_raw(req).await?,
                 };
                 let Some(mut resp) = sent else {
@@ -616,11 +619,9 @@ impl RestSource {
         });
     }
 
-    /// Whether the caller will want a page after the `reading` records it is reading now
-    /// (`FERRY_READ_AHEAD=0`: never ahead).
+    /// Whether the caller will want a page after the `reading` records it is reading now.
     fn reads_ahead(&self, reading: u64) -> bool {
-        reading < self.wanted.load(std::sync::atomic::Ordering::Relaxed)
-            && std::env::var_os("FERRY_READ_AHEAD").is_none_or(|v| v != "0")
+        self.read_ahead && reading < self.wanted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The answer to `req` if it was asked for ahead.
