@@ -234,9 +234,20 @@ async fn records_that_do_not_decode_are_rejected_alone_with_their_line_and_text(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_field_first_seen_after_inference_is_reported_not_silently_dropped() {
     // 10 pages of 10 records by offset; the field `late` appears from record 60 on.
+    late_field_is_reported(60..100, "  chunk: { records: 10 }\n").await;
+}
+
+/// Every page's keys are looked at, not a sample: a field on one page only, in the middle of
+/// a chunk of many pages, is named too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_field_on_one_page_of_a_long_chunk_is_reported() {
+    late_field_is_reported(50..60, "").await;
+}
+
+async fn late_field_is_reported(late: std::ops::Range<usize>, chunk: &str) {
     let records: Vec<Value> = (0..100)
         .map(|i| {
-            if i < 60 {
+            if !late.contains(&i) {
                 json!({"id": i, "name": format!("n{i}")})
             } else {
                 json!({"id": i, "name": format!("n{i}"), "late": i * 2})
@@ -259,13 +270,7 @@ async fn a_field_first_seen_after_inference_is_reported_not_silently_dropped() {
         "paginator": {"type": "offset", "limit": 10, "total_path": "$.total"}}}});
     let local = Local::new();
     let out = local
-        .run(&rest_flow(
-            "late",
-            "items",
-            None,
-            &props,
-            "  chunk: { records: 10 }\n",
-        ))
+        .run(&rest_flow("late", "items", None, &props, chunk))
         .await;
     assert!(out.succeeded(), "{:?}", out.failure);
     let rec = out.record.unwrap();

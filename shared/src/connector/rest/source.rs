@@ -359,7 +359,22 @@ impl Drop for Ahead {
     }
 }
 
-/// Of the pages decoded straight to Arrow, the first and every this many after it are also read
+/// The keys of a page's records (as values) that `schema` does not have.
+fn unknown_keys(ep: &Endpoint, body: &Value, schema: &arrow::datatypes::Schema) -> Vec<String> {
+    let mut unknown = vec![];
+    for r in ep.records.query(body).all() {
+        if let Some(o) = r.as_object() {
+            unknown.extend(
+                o.keys()
+                    .filter(|k| schema.field_with_name(k).is_err())
+                    .cloned(),
+            );
+        }
+    }
+    unknown
+}
+
+/// Of the pages arrow-json decoded straight to Arrow, the first and every this many after it are also read
 /// as JSON values, to find fields the inferred schema does not have (~3 % more decode time).
 const UNKNOWN_FIELDS_EVERY: u64 = 32;
 
@@ -543,16 +558,26 @@ impl RestSource {
                         tokio::task::yield_now().await;
                     }
                 }
-                let n = self
-                    .pages_decoded
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                // A sampled page is read as values too (and, should it not decode, once only).
-                let sampled = (n % UNKNOWN_FIELDS_EVERY == 0)
-                    .then(|| serde_json::from_slice::<Value>(text));
+                let decoded = shape.decode(text);
+                // The scanner names every page's unknown keys; a page arrow-json decoded is read
+                // as values too when sampled (and, should it not decode, once only).
+                let sampled = match &decoded {
+                    Ok(page) if page.unknown.is_some() => None,
+                    _ => {
+                        let n = self
+                            .pages_decoded
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        (n % UNKNOWN_FIELDS_EVERY == 0 || decoded.is_err())
+                            .then(|| serde_json::from_slice::<Value>(text))
+                    }
+                };
                 if let Some(Ok(v)) = &sampled {
-                    self.note_unknown_fields(ep, v, shape.record_schema());
+                    self.note_unknown_fields(ep, unknown_keys(ep, v, shape.record_schema()));
                 }
-                if let Ok(page) = shape.decode(text) {
+                if let Ok(page) = decoded {
+                    if let Some(keys) = page.unknown {
+                        self.note_unknown_fields(ep, keys);
+                    }
                     // A record without its cursor value: the values path names it.
                     let complete = cursor_col.as_ref().is_none_or(|c| {
                         page.batch
@@ -575,7 +600,8 @@ impl RestSource {
                     match sampled.unwrap_or_else(|| serde_json::from_slice(text)) {
                         Ok(v) => {
                             if !noted {
-                                self.note_unknown_fields(ep, &v, shape.record_schema());
+                                let keys = unknown_keys(ep, &v, shape.record_schema());
+                                self.note_unknown_fields(ep, keys);
                             }
                             resp.body = v;
                             Some(resp)
@@ -640,20 +666,11 @@ impl RestSource {
     /// Say which fields of a page's records the run's schema does not have, once each: with
     /// inferred fields (none declared) the schema comes from the first page, so a field that
     /// first appears later is not written — never silently.
-    fn note_unknown_fields(&self, ep: &Endpoint, body: &Value, schema: &arrow::datatypes::Schema) {
-        if ep.cfg.fields.is_some() {
+    fn note_unknown_fields(&self, ep: &Endpoint, unknown: Vec<String>) {
+        if ep.cfg.fields.is_some() || unknown.is_empty() {
             return;
         }
-        let mut unknown = std::collections::BTreeSet::new();
-        for r in ep.records.query(body).all() {
-            if let Some(o) = r.as_object() {
-                unknown.extend(
-                    o.keys()
-                        .filter(|k| schema.field_with_name(k).is_err())
-                        .cloned(),
-                );
-            }
-        }
+        let unknown: std::collections::BTreeSet<String> = unknown.into_iter().collect();
         let mut reported = self
             .unknown_reported
             .lock()

@@ -1,6 +1,8 @@
 //! The field vocabulary connectors declare ([`FieldType`], [`FieldInfo`]) and its Arrow side:
 //! schemas, decoding, fingerprints.
 
+mod scan;
+
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
@@ -292,6 +294,9 @@ pub struct PageShape {
     /// The decoder of the previous page, reused: its tape keeps the room it grew to, so a page
     /// does not allocate and grow it again (only one page object is decoded at a time).
     decoder: Arc<std::sync::Mutex<Option<arrow::json::reader::Decoder>>>,
+    /// The one-pass scanner, when every column is of a type it decodes; a page it gives back
+    /// goes to arrow-json.
+    scanner: Option<Arc<scan::Scanner>>,
 }
 
 /// One page decoded by a [`PageShape`].
@@ -300,6 +305,9 @@ pub struct DecodedPage {
     pub batch: RecordBatch,
     /// The page's paging fields at their paths (the records' path holds `[]`).
     pub meta: serde_json::Value,
+    /// The record keys the schema does not have, when the page was read by the scanner (which
+    /// sees every key); `None` when arrow-json decoded it (its decoder drops them unseen).
+    pub unknown: Option<Vec<String>>,
 }
 
 enum Node {
@@ -427,13 +435,30 @@ impl PageShape {
                     .collect::<Vec<_>>(),
             ))
         };
+        let scanner = (std::env::var_os("FERRY_JSON_SCAN").as_deref() != Some("0".as_ref()))
+            .then(|| scan::Scanner::new(&records, &meta, record_schema.clone()))
+            .flatten()
+            .map(Arc::new);
         Some(PageShape {
             records,
             meta,
             page_schema,
             record_schema,
             decoder: Default::default(),
+            scanner,
         })
+    }
+
+    /// The same shape decoding with arrow-json alone (what the scanner is checked against).
+    #[cfg(test)]
+    fn without_scanner(mut self) -> Self {
+        self.scanner = None;
+        self
+    }
+
+    #[cfg(test)]
+    fn scans(&self) -> bool {
+        self.scanner.is_some()
     }
 
     /// The records' schema (the run's source schema).
@@ -448,6 +473,25 @@ impl PageShape {
         use arrow::array::{Array, AsArray};
         use arrow::error::ArrowError;
         let top_array = self.records.is_empty();
+        if let Some(scanned) = self.scanner.as_ref().and_then(|s| s.scan(body)) {
+            // A paging field serde_json cannot read as written (a raw control character in a
+            // string, which arrow-json lets through) goes the arrow-json way, re-encoded.
+            let meta = match top_array {
+                true => Ok(serde_json::Value::Null),
+                false => self.meta_value(|i| match scanned.meta[i] {
+                    None => Ok(serde_json::Value::Null),
+                    Some(raw) => serde_json::from_slice(raw)
+                        .map_err(|e| ArrowError::JsonError(e.to_string())),
+                }),
+            };
+            if let Ok(meta) = meta {
+                return Ok(DecodedPage {
+                    batch: scanned.batch,
+                    meta,
+                    unknown: Some(scanned.unknown),
+                });
+            }
+        }
         // The tape decoder reserves room for `batch_size` rows of every (nested) field up
         // front, and a page object is one row: the size is a capacity hint, about one row
         // per 256 bytes of body (what a page of records needs, grown a few times at most);
@@ -492,6 +536,7 @@ impl PageShape {
             return Ok(DecodedPage {
                 batch,
                 meta: serde_json::Value::Null,
+                unknown: None,
             });
         }
         // Flushed and whole: the next page may use this decoder (an error above drops it).
@@ -533,6 +578,24 @@ impl PageShape {
                 )?
             }
         };
+        let meta = self.meta_value(|i| match column(&self.meta[i]) {
+            None => Ok(serde_json::Value::Null),
+            Some(c) => serde_json::from_str(c.as_string::<i32>().value(0))
+                .map_err(|e| ArrowError::JsonError(e.to_string())),
+        })?;
+        Ok(DecodedPage {
+            batch,
+            meta,
+            unknown: None,
+        })
+    }
+
+    /// The page's paging fields at their paths, the records' path holding `[]`; `value(i)` is
+    /// the `i`th paging field's value.
+    fn meta_value(
+        &self,
+        value: impl Fn(usize) -> Result<serde_json::Value, arrow::error::ArrowError>,
+    ) -> Result<serde_json::Value, arrow::error::ArrowError> {
         let mut meta = serde_json::Value::Object(Default::default());
         let mut set = |path: &[String], v: serde_json::Value| {
             let mut at = &mut meta;
@@ -549,15 +612,10 @@ impl PageShape {
             }
         };
         set(&self.records, serde_json::Value::Array(vec![]));
-        for m in &self.meta {
-            let v = match column(m) {
-                None => serde_json::Value::Null,
-                Some(c) => serde_json::from_str(c.as_string::<i32>().value(0))
-                    .map_err(|e| ArrowError::JsonError(e.to_string()))?,
-            };
-            set(m, v);
+        for (i, m) in self.meta.iter().enumerate() {
+            set(m, value(i)?);
         }
-        Ok(DecodedPage { batch, meta })
+        Ok(meta)
     }
 }
 
