@@ -469,7 +469,7 @@ impl PageShape {
     /// Decode one response body. An error means the page does not fit the shape (a record of
     /// another type, truncated JSON, records that are not objects): decode it record by record
     /// instead, to reject only the records at fault.
-    pub fn decode(&self, body: &[u8]) -> Result<DecodedPage, arrow::error::ArrowError> {
+    pub fn decode(&self, body: &str) -> Result<DecodedPage, arrow::error::ArrowError> {
         use arrow::array::{Array, AsArray};
         use arrow::error::ArrowError;
         let top_array = self.records.is_empty();
@@ -513,7 +513,7 @@ impl PageShape {
                 .with_decoder_factory(Arc::new(TextColumns))
                 .build_decoder()?,
         };
-        let mut buf = body;
+        let mut buf = body.as_bytes();
         let mut batches = vec![];
         while !buf.is_empty() {
             let n = d.decode(buf)?;
@@ -965,7 +965,7 @@ mod tests {
             rec.clone(),
         )
         .unwrap();
-        let body = br#"{"data":{"items":[{"id":1,"name":"a","x":{"y":1}},{"id":2,"name":null}],"other":5},"meta":{"next":"c2"},"total":7,"has-more":true}"#;
+        let body = r#"{"data":{"items":[{"id":1,"name":"a","x":{"y":1}},{"id":2,"name":null}],"other":5},"meta":{"next":"c2"},"total":7,"has-more":true}"#;
         let p = shape.decode(body).unwrap();
         assert_eq!(p.batch.num_rows(), 2);
         assert_eq!(p.batch.schema(), rec);
@@ -975,18 +975,18 @@ mod tests {
         );
         // No records, a null next: an empty batch and null paging fields.
         let p = shape
-            .decode(br#"{"data":{"items":[]},"meta":{"next":null}}"#)
+            .decode(r#"{"data":{"items":[]},"meta":{"next":null}}"#)
             .unwrap();
         assert_eq!(p.batch.num_rows(), 0);
         assert_eq!(p.meta["meta"]["next"], serde_json::Value::Null);
         assert_eq!(p.meta["total"], serde_json::Value::Null);
         // A record of another type, truncated JSON, a null record: the page does not fit.
-        assert!(shape.decode(br#"{"data":{"items":[{"id":"x"}]}}"#).is_err());
-        assert!(shape.decode(br#"{"data":{"items":[{"id":1}"#).is_err());
-        assert!(shape.decode(br#"{"data":{"items":[null]}}"#).is_err());
+        assert!(shape.decode(r#"{"data":{"items":[{"id":"x"}]}}"#).is_err());
+        assert!(shape.decode(r#"{"data":{"items":[{"id":1}"#).is_err());
+        assert!(shape.decode(r#"{"data":{"items":[null]}}"#).is_err());
         // A body that is the array of records.
         let top = PageShape::new(vec![], vec![], rec.clone()).unwrap();
-        let p = top.decode(br#"[{"id":1},{"id":2},{"id":3}]"#).unwrap();
+        let p = top.decode(r#"[{"id":1},{"id":2},{"id":3}]"#).unwrap();
         assert_eq!(p.batch.num_rows(), 3);
         // Paths that are not plain field names, or that collide, have no shape.
         assert_eq!(simple_path("$.data[?(@.a)]", true), None);

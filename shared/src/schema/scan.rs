@@ -133,8 +133,8 @@ impl Scanner {
     }
 
     /// Decode one page; `None` gives it back to arrow-json.
-    pub(super) fn scan<'a>(&self, body: &'a [u8]) -> Option<Scanned<'a>> {
-        let text = simdutf8::basic::from_utf8(body).ok()?;
+    pub(super) fn scan<'a>(&self, text: &'a str) -> Option<Scanned<'a>> {
+        let body = text.as_bytes();
         let (rows, bytes) = self.sizes.lock().ok().map(|s| s.clone())?;
         let mut p = Page {
             s: Cursor {
@@ -1013,13 +1013,8 @@ mod tests {
         for i in 0..3000 {
             let odd = i % 3 == 0;
             let body = page(&mut rng, odd);
-            let scanned = fast
-                .scanner
-                .as_ref()
-                .unwrap()
-                .scan(body.as_bytes())
-                .is_some();
-            let (a, b) = (fast.decode(body.as_bytes()), slow.decode(body.as_bytes()));
+            let scanned = fast.scanner.as_ref().unwrap().scan(&body).is_some();
+            let (a, b) = (fast.decode(&body), slow.decode(&body));
             match (a, b) {
                 (Ok(a), Ok(b)) => {
                     assert_eq!(a.batch, b.batch, "page {i}: {body}");
@@ -1057,16 +1052,12 @@ mod tests {
                     .join(",")
             );
             assert!(
-                fast.scanner
-                    .as_ref()
-                    .unwrap()
-                    .scan(body.as_bytes())
-                    .is_some(),
+                fast.scanner.as_ref().unwrap().scan(&body).is_some(),
                 "{body}"
             );
             assert_eq!(
-                fast.decode(body.as_bytes()).unwrap().batch,
-                slow.decode(body.as_bytes()).unwrap().batch
+                fast.decode(&body).unwrap().batch,
+                slow.decode(&body).unwrap().batch
             );
         }
         let (fast, slow) = shapes(&["response", "items"], &[&["response", "next"]]);
@@ -1079,17 +1070,10 @@ mod tests {
             r#"{"other":[{"id":1}]}"#,
         ] {
             assert!(
-                fast.scanner
-                    .as_ref()
-                    .unwrap()
-                    .scan(body.as_bytes())
-                    .is_some(),
+                fast.scanner.as_ref().unwrap().scan(&body).is_some(),
                 "{body}"
             );
-            let (a, b) = (
-                fast.decode(body.as_bytes()).unwrap(),
-                slow.decode(body.as_bytes()).unwrap(),
-            );
+            let (a, b) = (fast.decode(&body).unwrap(), slow.decode(&body).unwrap());
             assert_eq!((a.batch, a.meta), (b.batch, b.meta), "{body}");
         }
     }
@@ -1123,22 +1107,15 @@ mod tests {
             r#"{"data":[{"id":1}],"next":tru}"#,
         ] {
             assert!(
-                fast.scanner
-                    .as_ref()
-                    .unwrap()
-                    .scan(body.as_bytes())
-                    .is_none(),
+                fast.scanner.as_ref().unwrap().scan(&body).is_none(),
                 "{body}"
             );
-            match (fast.decode(body.as_bytes()), slow.decode(body.as_bytes())) {
+            match (fast.decode(&body), slow.decode(&body)) {
                 (Ok(a), Ok(b)) => assert_eq!((a.batch, a.meta), (b.batch, b.meta), "{body}"),
                 (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
                 (a, b) => panic!("{body}: {:?} against {:?}", a.err(), b.err()),
             }
         }
-        let mut bad = br#"{"data":[{"name":"?"}]}"#.to_vec();
-        bad[19] = 0xff;
-        assert!(fast.scanner.as_ref().unwrap().scan(&bad).is_none());
     }
 
     #[test]

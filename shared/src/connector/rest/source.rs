@@ -558,7 +558,7 @@ impl RestSource {
                         tokio::task::yield_now().await;
                     }
                 }
-                let decoded = shape.decode(text);
+                let decoded = shape.decode(body.as_str().unwrap_or_default());
                 // The scanner names every page's unknown keys; a page arrow-json decoded is read
                 // as values too when sampled (and, should it not decode, once only).
                 let sampled = match &decoded {
