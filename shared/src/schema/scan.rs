@@ -10,17 +10,19 @@
 //! goes straight to its column.
 //!
 //! The scanner is deliberately narrow. It accepts strict JSON only, the column types it knows
-//! (64-bit integers, doubles, booleans, text, UTC-microsecond timestamps) and the values whose
-//! Arrow value is unambiguous (an integer in an integer column, a string in a timestamp column,
-//! ...). Anything else — a string in a number column, an object in a text column, a duplicated
-//! key, a number that does not fit, invalid UTF-8, nesting deeper than 64 — makes it give the page
-//! back (`None`), and the page is decoded by arrow-json exactly as before, errors and all. So for
+//! (64-bit integers, doubles, booleans, text — any JSON value, containers as their compact JSON
+//! text —, UTC-microsecond timestamps, dates, 128-bit decimals) and the values whose Arrow value
+//! is unambiguous (an integer in an integer column, a string in a timestamp column, ...).
+//! Anything else — a string in a number column, a date arrow cannot parse, a duplicated key, a
+//! number that does not fit, nesting deeper than 64 — makes it give the page back (`None`), and
+//! the page is decoded by arrow-json exactly as before, errors and all. Structs and lists are not
+//! among its types: a shape with such a column is arrow-json's alone. So for
 //! a page it accepts, it must produce what arrow-json produces; the differential tests below
 //! hold it to that, value by value.
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
-    TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int64Builder,
+    RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use std::collections::HashMap;
@@ -54,6 +56,10 @@ enum Kind {
     /// UTC-microsecond timestamps (whatever the column's time zone: a string's own offset
     /// decides the instant; the zone is only used when the string has none).
     Micros,
+    /// Days since the epoch, from `YYYY-MM-DD` (or any form arrow's date parser reads).
+    Date,
+    /// Decimals of this precision and scale, from strings or numbers.
+    Decimal(u8, i8),
 }
 
 /// The plan for one page shape: built once per entity, used for every page.
@@ -87,6 +93,8 @@ impl Scanner {
                 DataType::Float64 => (Kind::Float, None),
                 DataType::Boolean => (Kind::Bool, None),
                 DataType::Utf8 => (Kind::Text, None),
+                DataType::Date32 => (Kind::Date, None),
+                DataType::Decimal128(p, s) => (Kind::Decimal(*p, *s), None),
                 DataType::Timestamp(TimeUnit::Microsecond, zone) => (
                     Kind::Micros,
                     Some(zone.as_deref().unwrap_or("+00:00").parse().ok()?),
@@ -153,6 +161,7 @@ impl Scanner {
             row: 0,
             meta: vec![None; self.metas],
             unknown: Default::default(),
+            json: String::new(),
             plan: self,
         };
         p.s.ws();
@@ -219,6 +228,8 @@ enum Col {
     Bool(BooleanBuilder),
     Text(StringBuilder),
     Micros(TimestampMicrosecondBuilder),
+    Date(Date32Builder),
+    Decimal(Decimal128Builder, u8, i8),
 }
 
 impl Col {
@@ -230,6 +241,8 @@ impl Col {
             Kind::Bool => Col::Bool(BooleanBuilder::with_capacity(rows)),
             Kind::Text => Col::Text(StringBuilder::with_capacity(rows, bytes.max(1024))),
             Kind::Micros => Col::Micros(TimestampMicrosecondBuilder::with_capacity(rows)),
+            Kind::Date => Col::Date(Date32Builder::with_capacity(rows)),
+            Kind::Decimal(p, s) => Col::Decimal(Decimal128Builder::with_capacity(rows), p, s),
         }
     }
 
@@ -240,6 +253,8 @@ impl Col {
             Col::Bool(b) => b.append_null(),
             Col::Text(b) => b.append_null(),
             Col::Micros(b) => b.append_null(),
+            Col::Date(b) => b.append_null(),
+            Col::Decimal(b, ..) => b.append_null(),
         }
     }
 
@@ -252,6 +267,8 @@ impl Col {
 
     fn finish(self, t: &DataType) -> ArrayRef {
         match self {
+            Col::Date(mut b) => Arc::new(b.finish()),
+            Col::Decimal(b, ..) => Arc::new(b.with_data_type(t.clone()).finish()),
             Col::Int(mut b) => Arc::new(b.finish()),
             Col::Float(mut b) => Arc::new(b.finish()),
             Col::Bool(mut b) => Arc::new(b.finish()),
@@ -456,6 +473,60 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// Copy any value to `out` as compact JSON, strings escaped as serde_json escapes them: what
+    /// `schema::write_json` makes of arrow-json's tape (numbers as written).
+    fn compact(&mut self, out: &mut String, depth: u32) -> Option<()> {
+        if depth > 64 {
+            return None;
+        }
+        self.ws();
+        match self.peek()? {
+            b'"' => {
+                let v = self.string()?;
+                quote(self.get(v), out);
+            }
+            c @ (b'{' | b'[') => {
+                let close = if c == b'{' { b'}' } else { b']' };
+                out.push(c as char);
+                let mut more = self.open(c, close)?;
+                let mut first = true;
+                while more {
+                    if !first {
+                        out.push(',');
+                    }
+                    first = false;
+                    self.ws();
+                    if c == b'{' {
+                        let k = self.string()?;
+                        quote(self.get(k), out);
+                        self.eat(b':')?;
+                        out.push(':');
+                    }
+                    self.compact(out, depth + 1)?;
+                    more = self.next(close)?;
+                }
+                out.push(close as char);
+            }
+            b't' => {
+                self.literal(b"true")?;
+                out.push_str("true");
+            }
+            b'f' => {
+                self.literal(b"false")?;
+                out.push_str("false");
+            }
+            b'n' => {
+                self.literal(b"null")?;
+                out.push_str("null");
+            }
+            _ => {
+                let (n, _) = self.number()?;
+                out.push_str(std::str::from_utf8(n).ok()?);
+            }
+        }
+        Some(())
+    }
+
     /// At `open` (an object's or array's): whether a member or element follows (false: the
     /// `close` came right after, and was read).
     #[inline]
@@ -504,6 +575,11 @@ fn starts_with(hay: &[u8], needle: &[u8]) -> bool {
     a.iter().zip(b).all(|(x, y)| x == y)
 }
 
+/// `s` as a JSON string, escaped by serde_json (as `schema::write_json` does).
+fn quote(s: &str, out: &mut String) {
+    out.push_str(&serde_json::to_string(s).unwrap_or_default());
+}
+
 fn hex4(h: &[u8]) -> Option<u32> {
     h.iter()
         .try_fold(0u32, |acc, c| Some(acc << 4 | (*c as char).to_digit(16)?))
@@ -518,6 +594,8 @@ struct Page<'a, 'p> {
     meta: Vec<Option<&'a [u8]>>,
     /// Record keys the schema does not have.
     unknown: std::collections::HashSet<String>,
+    /// Room for a value's compact JSON text.
+    json: String,
     plan: &'p Scanner,
 }
 
@@ -648,8 +726,43 @@ impl<'a, 'p> Page<'a, 'p> {
                     let (n, _) = s.number()?;
                     b.append_value(std::str::from_utf8(n).ok()?);
                 }
-                _ => return None,
+                // An object or array: its compact JSON text, as `schema::write_json` writes it.
+                _ => {
+                    let mut text = std::mem::take(&mut self.json);
+                    text.clear();
+                    s.compact(&mut text, 1)?;
+                    b.append_value(&text);
+                    self.json = text;
+                }
             },
+            Col::Date(b) => {
+                use arrow::compute::kernels::cast_utils::Parser;
+                if first == b'"' {
+                    let v = s.string()?;
+                    b.append_value(arrow::datatypes::Date32Type::parse(s.get(v))?);
+                } else {
+                    let (n, int) = s.number()?;
+                    if !int {
+                        return None;
+                    }
+                    b.append_value(lexical_core::parse::<i32>(n).ok()?);
+                }
+            }
+            Col::Decimal(b, p, sc) => {
+                use arrow::compute::kernels::cast_utils::parse_decimal;
+                let v = if first == b'"' {
+                    let v = s.string()?;
+                    parse_decimal::<arrow::datatypes::Decimal128Type>(s.get(v), *p, *sc)
+                } else {
+                    let (n, _) = s.number()?;
+                    parse_decimal::<arrow::datatypes::Decimal128Type>(
+                        std::str::from_utf8(n).ok()?,
+                        *p,
+                        *sc,
+                    )
+                };
+                b.append_value(v.ok()?);
+            }
             Col::Int(b) => {
                 let (n, int) = s.number()?;
                 if !int {
@@ -783,6 +896,8 @@ mod tests {
             Field::new("name", DataType::Utf8, true),
             Field::new("updated_at", ts, true),
             Field::new("note", DataType::Utf8, true),
+            Field::new("day", DataType::Date32, true),
+            Field::new("price", DataType::Decimal128(20, 3), true),
         ]))
     }
 
@@ -943,16 +1058,54 @@ mod tests {
             "amount" => number(rng),
             "active" => pick(rng, &["true", "false"]).into(),
             "updated_at" => timestamp(rng),
-            _ => match rng.random_range(0..6) {
+            "day" => match rng.random_range(0..3) {
+                0 => rng.random_range(-100_000..100_000).to_string(),
+                _ => format!(
+                    "\"{:04}-{:02}-{:02}\"",
+                    rng.random_range(1..10000),
+                    rng.random_range(1..13),
+                    rng.random_range(1..29)
+                ),
+            },
+            "price" => match rng.random_range(0..4) {
+                0 => format!(
+                    "\"{}.{:02}\"",
+                    rng.random_range(-99999..99999),
+                    rng.random_range(0..100)
+                ),
+                1 => format!(
+                    "{}.{:03}",
+                    rng.random_range(0..99999),
+                    rng.random_range(0..1000)
+                ),
+                2 => rng.random_range(-1000..1000).to_string(),
+                _ => pick(
+                    rng,
+                    &["\"0\"", "0.5", "\"-0.001\"", "12", "1e2", "\"1.5e1\""],
+                )
+                .into(),
+            },
+            _ => match rng.random_range(0..7) {
                 0 => number(rng),
                 1 => pick(rng, &["true", "false"]).into(),
+                // Objects and arrays in a text column: their compact JSON text.
+                2 => any(rng, 0),
                 _ => string(rng),
             },
         }
     }
 
     fn record(rng: &mut StdRng, odd: bool) -> String {
-        let mut names = vec!["id", "amount", "active", "name", "updated_at", "note"];
+        let mut names = vec![
+            "id",
+            "amount",
+            "active",
+            "name",
+            "updated_at",
+            "note",
+            "day",
+            "price",
+        ];
         if rng.random_bool(0.2) {
             names.reverse();
         }
@@ -1089,7 +1242,12 @@ mod tests {
             r#"{"data":[{"id":1e2}]}"#,
             r#"{"data":[{"id":9223372036854775808}]}"#,
             r#"{"data":[{"id":1,"id":2}]}"#,
-            r#"{"data":[{"note":{"a":1}}]}"#,
+            r#"{"data":[{"day":"2024-02-30"}]}"#,
+            r#"{"data":[{"day":1.5}]}"#,
+            r#"{"data":[{"price":"12.5x"}]}"#,
+            r#"{"data":[{"price":"123456789012345678901234"}]}"#,
+            r#"{"data":[{"price":true}]}"#,
+            r#"{"data":[{"note":{"a":01}}]}"#,
             r#"{"data":[{"active":1}]}"#,
             r#"{"data":[{"updated_at":1.5}]}"#,
             r#"{"data":[{"updated_at":"yesterday"}]}"#,
