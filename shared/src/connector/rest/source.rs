@@ -374,8 +374,9 @@ fn unknown_keys(ep: &Endpoint, body: &Value, schema: &arrow::datatypes::Schema) 
     unknown
 }
 
-/// Of the pages arrow-json decoded straight to Arrow, the first and every this many after it are also read
-/// as JSON values, to find fields the inferred schema does not have (~3 % more decode time).
+/// Of the pages arrow-json decoded straight to Arrow (those the scanner gave back), the first and
+/// every this many after it are also read as JSON values, to find fields the inferred schema does
+/// not have (~3 % more decode time); the scanner names them from every page it reads.
 const UNKNOWN_FIELDS_EVERY: u64 = 32;
 
 impl RestSource {
