@@ -15,14 +15,15 @@
 //! is unambiguous (an integer in an integer column, a string in a timestamp column, ...).
 //! Anything else — a string in a number column, a date arrow cannot parse, a duplicated key, a
 //! number that does not fit, nesting deeper than 64 — makes it give the page back (`None`), and
-//! the page is decoded by arrow-json exactly as before, errors and all. Structs and lists are not
-//! among its types: a shape with such a column is arrow-json's alone. So for
+//! the page is decoded by arrow-json exactly as before, errors and all. Structs (objects read
+//! member by member like a record) and lists of any of these are decoded too, so the declared
+//! schemas of the declarative connectors (GitHub's labels, Shopify's line items) scan as well. So for
 //! a page it accepts, it must produce what arrow-json produces; the differential tests below
 //! hold it to that, value by value.
 
 use arrow::array::{
     ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int64Builder,
-    RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+    NullBufferBuilder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use std::collections::HashMap;
@@ -47,7 +48,7 @@ enum Step {
     Meta(usize),
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Kind {
     Int,
     Float,
@@ -55,11 +56,78 @@ enum Kind {
     Text,
     /// UTC-microsecond timestamps (whatever the column's time zone: a string's own offset
     /// decides the instant; the zone is only used when the string has none).
-    Micros,
+    Micros(arrow::array::timezone::Tz),
     /// Days since the epoch, from `YYYY-MM-DD` (or any form arrow's date parser reads).
     Date,
     /// Decimals of this precision and scale, from strings or numbers.
     Decimal(u8, i8),
+    /// An object, read into these fields.
+    Struct(Arc<Members>),
+    /// An array of values of this kind.
+    List(Box<Kind>),
+}
+
+impl Kind {
+    /// `None` for a type the scanner does not decode. Nested fields must be nullable (a member
+    /// may always be missing).
+    fn of(t: &DataType) -> Option<Kind> {
+        Some(match t {
+            DataType::Int64 => Kind::Int,
+            DataType::Float64 => Kind::Float,
+            DataType::Boolean => Kind::Bool,
+            DataType::Utf8 => Kind::Text,
+            DataType::Date32 => Kind::Date,
+            DataType::Decimal128(p, s) => Kind::Decimal(*p, *s),
+            DataType::Timestamp(TimeUnit::Microsecond, zone) => {
+                Kind::Micros(zone.as_deref().unwrap_or("+00:00").parse().ok()?)
+            }
+            DataType::Struct(fields) => Kind::Struct(Arc::new(Members::new(fields, true)?)),
+            DataType::List(item) if item.is_nullable() && item.metadata().is_empty() => {
+                Kind::List(Box::new(Kind::of(item.data_type())?))
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// The members of an object the schema knows: the records' own fields, or a struct column's.
+#[derive(Debug)]
+struct Members {
+    kinds: Vec<Kind>,
+    /// Each name as it appears in JSON when written without escapes (`"id"`), to match a key
+    /// without reading it as a string; `None` for a name that would need escaping.
+    quoted: Vec<Option<Vec<u8>>>,
+    index: HashMap<String, usize>,
+    fields: arrow::datatypes::Fields,
+}
+
+impl Members {
+    fn new(fields: &arrow::datatypes::Fields, nested: bool) -> Option<Members> {
+        let mut kinds = vec![];
+        for f in fields {
+            if !f.metadata().is_empty() || (nested && !f.is_nullable()) {
+                return None;
+            }
+            kinds.push(Kind::of(f.data_type())?);
+        }
+        Some(Members {
+            kinds,
+            quoted: fields
+                .iter()
+                .map(|f| {
+                    let n = f.name();
+                    (!n.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20))
+                        .then(|| format!("\"{n}\"").into_bytes())
+                })
+                .collect(),
+            index: fields
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.name().clone(), i))
+                .collect(),
+            fields: fields.clone(),
+        })
+    }
 }
 
 /// The plan for one page shape: built once per entity, used for every page.
@@ -67,12 +135,7 @@ enum Kind {
 pub(super) struct Scanner {
     root: Step,
     schema: SchemaRef,
-    kinds: Vec<Kind>,
-    /// Each name as it appears in JSON when written without escapes (`"id"`), to match a key
-    /// without reading it as a string; `None` for a name that would need escaping.
-    quoted: Vec<Option<Vec<u8>>>,
-    index: HashMap<String, usize>,
-    tz: Vec<Option<arrow::array::timezone::Tz>>,
+    record: Arc<Members>,
     metas: usize,
     /// Each column's value bytes on the previous page (room reserved up front).
     sizes: Mutex<(usize, Vec<usize>)>,
@@ -82,41 +145,7 @@ impl Scanner {
     /// `None` when a column's type is not one the scanner decodes (the page shape then uses
     /// arrow-json alone).
     pub(super) fn new(records: &[String], meta: &[Vec<String>], schema: SchemaRef) -> Option<Self> {
-        let mut kinds = vec![];
-        let mut tz = vec![];
-        for f in schema.fields() {
-            if !f.metadata().is_empty() {
-                return None;
-            }
-            let (kind, zone) = match f.data_type() {
-                DataType::Int64 => (Kind::Int, None),
-                DataType::Float64 => (Kind::Float, None),
-                DataType::Boolean => (Kind::Bool, None),
-                DataType::Utf8 => (Kind::Text, None),
-                DataType::Date32 => (Kind::Date, None),
-                DataType::Decimal128(p, s) => (Kind::Decimal(*p, *s), None),
-                DataType::Timestamp(TimeUnit::Microsecond, zone) => (
-                    Kind::Micros,
-                    Some(zone.as_deref().unwrap_or("+00:00").parse().ok()?),
-                ),
-                _ => return None,
-            };
-            kinds.push(kind);
-            tz.push(zone);
-        }
-        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-        let index = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), i))
-            .collect();
-        let quoted = names
-            .iter()
-            .map(|n| {
-                (!n.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20))
-                    .then(|| format!("\"{n}\"").into_bytes())
-            })
-            .collect();
+        let record = Arc::new(Members::new(schema.fields(), false)?);
         let mut root = if records.is_empty() {
             Step::Records
         } else {
@@ -130,10 +159,7 @@ impl Scanner {
         }
         Some(Scanner {
             root,
-            kinds,
-            quoted,
-            index,
-            tz,
+            record,
             metas: meta.len(),
             sizes: Mutex::new((0, vec![0; schema.fields().len()])),
             schema,
@@ -151,18 +177,10 @@ impl Scanner {
                 at: 0,
                 scratch: String::new(),
             },
-            cols: self
-                .kinds
-                .iter()
-                .zip(&bytes)
-                .map(|(k, b)| Col::new(*k, rows, *b))
-                .collect(),
-            seen: vec![0; self.kinds.len()],
-            row: 0,
+            records: Object::of(self.record.clone(), rows, &bytes),
             meta: vec![None; self.metas],
             unknown: Default::default(),
             json: String::new(),
-            plan: self,
         };
         p.s.ws();
         let open = match self.root {
@@ -177,20 +195,22 @@ impl Scanner {
         if p.s.at != body.len() {
             return None;
         }
-        let sizes: Vec<usize> = p.cols.iter().map(Col::bytes).collect();
-        let columns: Vec<ArrayRef> = p
+        let rows = p.records.rows as usize;
+        let sizes: Vec<usize> = p.records.cols.iter().map(Col::bytes).collect();
+        let columns = p
+            .records
             .cols
             .into_iter()
             .zip(self.schema.fields())
             .map(|(c, f)| c.finish(f.data_type()))
-            .collect();
+            .collect::<Option<Vec<ArrayRef>>>()?;
         if let Ok(mut s) = self.sizes.lock() {
-            *s = (p.row as usize, sizes);
+            *s = (rows, sizes);
         }
         let batch = RecordBatch::try_new_with_options(
             self.schema.clone(),
             columns,
-            &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(p.row as usize)),
+            &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows)),
         )
         .ok()?;
         Some(Scanned {
@@ -222,27 +242,70 @@ fn insert(at: &mut Step, path: &[String], leaf: Step) -> Option<()> {
     }
 }
 
+/// The builders of an object's members, row by row.
+struct Object {
+    members: Arc<Members>,
+    cols: Vec<Col>,
+    /// For each column, the last row (1-based) that set it.
+    seen: Vec<u32>,
+    rows: u32,
+}
+
+impl Object {
+    fn of(members: Arc<Members>, rows: usize, bytes: &[usize]) -> Object {
+        Object {
+            cols: members
+                .kinds
+                .iter()
+                .enumerate()
+                .map(|(i, k)| Col::new(k, rows, bytes.get(i).copied().unwrap_or(0)))
+                .collect(),
+            seen: vec![0; members.kinds.len()],
+            rows: 0,
+            members,
+        }
+    }
+
+    /// A row of nulls (a null or missing object).
+    fn null(&mut self) {
+        for c in &mut self.cols {
+            c.null();
+        }
+    }
+}
+
 enum Col {
     Int(Int64Builder),
     Float(Float64Builder),
     Bool(BooleanBuilder),
     Text(StringBuilder),
-    Micros(TimestampMicrosecondBuilder),
+    Micros(TimestampMicrosecondBuilder, arrow::array::timezone::Tz),
     Date(Date32Builder),
     Decimal(Decimal128Builder, u8, i8),
+    Struct(Box<Object>, NullBufferBuilder),
+    List(Box<Col>, Vec<i32>, NullBufferBuilder),
 }
 
 impl Col {
-    fn new(kind: Kind, rows: usize, bytes: usize) -> Col {
+    fn new(kind: &Kind, rows: usize, bytes: usize) -> Col {
         let rows = rows.max(16);
         match kind {
             Kind::Int => Col::Int(Int64Builder::with_capacity(rows)),
             Kind::Float => Col::Float(Float64Builder::with_capacity(rows)),
             Kind::Bool => Col::Bool(BooleanBuilder::with_capacity(rows)),
             Kind::Text => Col::Text(StringBuilder::with_capacity(rows, bytes.max(1024))),
-            Kind::Micros => Col::Micros(TimestampMicrosecondBuilder::with_capacity(rows)),
+            Kind::Micros(tz) => Col::Micros(TimestampMicrosecondBuilder::with_capacity(rows), *tz),
             Kind::Date => Col::Date(Date32Builder::with_capacity(rows)),
-            Kind::Decimal(p, s) => Col::Decimal(Decimal128Builder::with_capacity(rows), p, s),
+            Kind::Decimal(p, s) => Col::Decimal(Decimal128Builder::with_capacity(rows), *p, *s),
+            Kind::Struct(m) => Col::Struct(
+                Box::new(Object::of(m.clone(), 16, &[])),
+                NullBufferBuilder::new(rows),
+            ),
+            Kind::List(item) => Col::List(
+                Box::new(Col::new(item, 16, 0)),
+                vec![0],
+                NullBufferBuilder::new(rows),
+            ),
         }
     }
 
@@ -252,9 +315,17 @@ impl Col {
             Col::Float(b) => b.append_null(),
             Col::Bool(b) => b.append_null(),
             Col::Text(b) => b.append_null(),
-            Col::Micros(b) => b.append_null(),
+            Col::Micros(b, _) => b.append_null(),
             Col::Date(b) => b.append_null(),
             Col::Decimal(b, ..) => b.append_null(),
+            Col::Struct(o, nulls) => {
+                o.null();
+                nulls.append_null();
+            }
+            Col::List(_, offsets, nulls) => {
+                offsets.push(*offsets.last().unwrap_or(&0));
+                nulls.append_null();
+            }
         }
     }
 
@@ -265,16 +336,47 @@ impl Col {
         }
     }
 
-    fn finish(self, t: &DataType) -> ArrayRef {
-        match self {
-            Col::Date(mut b) => Arc::new(b.finish()),
-            Col::Decimal(b, ..) => Arc::new(b.with_data_type(t.clone()).finish()),
+    fn finish(self, t: &DataType) -> Option<ArrayRef> {
+        Some(match self {
             Col::Int(mut b) => Arc::new(b.finish()),
             Col::Float(mut b) => Arc::new(b.finish()),
             Col::Bool(mut b) => Arc::new(b.finish()),
             Col::Text(mut b) => Arc::new(b.finish()),
-            Col::Micros(b) => Arc::new(b.with_data_type(t.clone()).finish()),
-        }
+            Col::Micros(b, _) => Arc::new(b.with_data_type(t.clone()).finish()),
+            Col::Date(mut b) => Arc::new(b.finish()),
+            Col::Decimal(b, ..) => Arc::new(b.with_data_type(t.clone()).finish()),
+            Col::Struct(o, mut nulls) => {
+                let children = o
+                    .cols
+                    .into_iter()
+                    .zip(o.members.fields.iter())
+                    .map(|(c, f)| c.finish(f.data_type()))
+                    .collect::<Option<Vec<_>>>()?;
+                Arc::new(
+                    arrow::array::StructArray::try_new(
+                        o.members.fields.clone(),
+                        children,
+                        nulls.finish(),
+                    )
+                    .ok()?,
+                )
+            }
+            Col::List(item, offsets, mut nulls) => {
+                let DataType::List(field) = t else {
+                    return None;
+                };
+                let values = item.finish(field.data_type())?;
+                Arc::new(
+                    arrow::array::ListArray::try_new(
+                        field.clone(),
+                        arrow::buffer::OffsetBuffer::new(offsets.into()),
+                        values,
+                        nulls.finish(),
+                    )
+                    .ok()?,
+                )
+            }
+        })
     }
 }
 
@@ -585,21 +687,17 @@ fn hex4(h: &[u8]) -> Option<u32> {
         .try_fold(0u32, |acc, c| Some(acc << 4 | (*c as char).to_digit(16)?))
 }
 
-struct Page<'a, 'p> {
+struct Page<'a> {
     s: Cursor<'a>,
-    cols: Vec<Col>,
-    /// For each column, the last row (1-based) that set it.
-    seen: Vec<u32>,
-    row: u32,
+    records: Object,
     meta: Vec<Option<&'a [u8]>>,
     /// Record keys the schema does not have.
     unknown: std::collections::HashSet<String>,
     /// Room for a value's compact JSON text.
     json: String,
-    plan: &'p Scanner,
 }
 
-impl<'a, 'p> Page<'a, 'p> {
+impl<'a> Page<'a> {
     fn step(&mut self, step: &Step, depth: u32) -> Option<()> {
         if depth > 64 {
             return None;
@@ -619,7 +717,13 @@ impl<'a, 'p> Page<'a, 'p> {
                 let mut more = self.s.open(b'[', b']')?;
                 while more {
                     self.s.ws();
-                    self.record()?;
+                    object(
+                        &mut self.s,
+                        &mut self.records,
+                        Some(&mut self.unknown),
+                        &mut self.json,
+                        depth + 1,
+                    )?;
                     more = self.s.next(b']')?;
                 }
             }
@@ -646,171 +750,203 @@ impl<'a, 'p> Page<'a, 'p> {
         }
         Some(())
     }
+}
 
-    /// One record, at its `{`: each known member to its column, the others skipped, the
-    /// columns it lacks null.
-    fn record(&mut self) -> Option<()> {
-        let plan = self.plan;
-        self.row += 1;
-        let row = self.row;
-        let mut expect = 0;
-        let mut more = self.s.open(b'{', b'}')?;
-        while more {
-            self.s.ws();
-            // Keys usually come in the schema's order: try the next column's name as written.
-            let col = match plan.quoted.get(expect) {
-                Some(Some(q)) if starts_with(&self.s.b[self.s.at..], q) => {
-                    self.s.at += q.len();
-                    self.s.eat(b':')?;
-                    Some(expect)
-                }
-                _ => {
-                    let key = self.s.string()?;
-                    self.s.eat(b':')?;
-                    let name = self.s.get(key);
-                    let col = plan.index.get(name).copied();
-                    if col.is_none() && !self.unknown.contains(name) {
-                        self.unknown.insert(name.to_string());
-                    }
-                    col
-                }
-            };
-            self.s.ws();
-            match col {
-                None => self.s.skip(1)?,
-                Some(c) => {
-                    if std::mem::replace(&mut self.seen[c], row) == row {
-                        return None;
-                    }
-                    self.value(c)?;
-                    expect = c + 1;
-                }
-            }
-            more = self.s.next(b'}')?;
-        }
-        for (c, seen) in self.seen.iter().enumerate() {
-            if *seen != row {
-                self.cols[c].null();
-            }
-        }
-        Some(())
+/// One object, at its `{`, as a row of `o`: each known member to its column, the others skipped
+/// (their keys noted in `unknown` when given), the columns it lacks null.
+fn object(
+    s: &mut Cursor,
+    o: &mut Object,
+    mut unknown: Option<&mut std::collections::HashSet<String>>,
+    json: &mut String,
+    depth: u32,
+) -> Option<()> {
+    if depth > 64 {
+        return None;
     }
-
-    /// A member's value into column `c`.
-    #[inline]
-    fn value(&mut self, c: usize) -> Option<()> {
-        let s = &mut self.s;
-        let first = s.peek()?;
-        if first == b'n' {
-            s.literal(b"null")?;
-            self.cols[c].null();
-            return Some(());
-        }
-        match &mut self.cols[c] {
-            Col::Text(b) => match first {
-                b'"' => {
-                    let v = s.string()?;
-                    b.append_value(s.get(v));
-                }
-                // Text columns hold other scalars as their JSON text (arrow-json's tape keeps a
-                // number's text as written).
-                b't' => {
-                    s.literal(b"true")?;
-                    b.append_value("true");
-                }
-                b'f' => {
-                    s.literal(b"false")?;
-                    b.append_value("false");
-                }
-                b'-' | b'0'..=b'9' => {
-                    let (n, _) = s.number()?;
-                    b.append_value(std::str::from_utf8(n).ok()?);
-                }
-                // An object or array: its compact JSON text, as `schema::write_json` writes it.
-                _ => {
-                    let mut text = std::mem::take(&mut self.json);
-                    text.clear();
-                    s.compact(&mut text, 1)?;
-                    b.append_value(&text);
-                    self.json = text;
-                }
-            },
-            Col::Date(b) => {
-                use arrow::compute::kernels::cast_utils::Parser;
-                if first == b'"' {
-                    let v = s.string()?;
-                    b.append_value(arrow::datatypes::Date32Type::parse(s.get(v))?);
-                } else {
-                    let (n, int) = s.number()?;
-                    if !int {
-                        return None;
+    let Object {
+        members,
+        cols,
+        seen,
+        rows,
+    } = o;
+    *rows += 1;
+    let row = *rows;
+    let mut expect = 0;
+    let mut more = s.open(b'{', b'}')?;
+    while more {
+        s.ws();
+        // Keys usually come in the schema's order: try the next column's name as written.
+        let col = match members.quoted.get(expect) {
+            Some(Some(q)) if starts_with(&s.b[s.at..], q) => {
+                s.at += q.len();
+                s.eat(b':')?;
+                Some(expect)
+            }
+            _ => {
+                let key = s.string()?;
+                s.eat(b':')?;
+                let name = s.get(key);
+                let col = members.index.get(name).copied();
+                if let (None, Some(u)) = (col, unknown.as_mut()) {
+                    if !u.contains(name) {
+                        u.insert(name.to_string());
                     }
-                    b.append_value(lexical_core::parse::<i32>(n).ok()?);
                 }
+                col
             }
-            Col::Decimal(b, p, sc) => {
-                use arrow::compute::kernels::cast_utils::parse_decimal;
-                let v = if first == b'"' {
-                    let v = s.string()?;
-                    parse_decimal::<arrow::datatypes::Decimal128Type>(s.get(v), *p, *sc)
-                } else {
-                    let (n, _) = s.number()?;
-                    parse_decimal::<arrow::datatypes::Decimal128Type>(
-                        std::str::from_utf8(n).ok()?,
-                        *p,
-                        *sc,
-                    )
+        };
+        s.ws();
+        match col {
+            None => s.skip(depth + 1)?,
+            Some(c) => {
+                if std::mem::replace(&mut seen[c], row) == row {
+                    return None;
+                }
+                value(s, &mut cols[c], json, depth + 1)?;
+                expect = c + 1;
+            }
+        }
+        more = s.next(b'}')?;
+    }
+    for (c, seen) in seen.iter().enumerate() {
+        if *seen != row {
+            cols[c].null();
+        }
+    }
+    Some(())
+}
+
+/// A value into column `col`.
+#[inline]
+fn value(s: &mut Cursor, col: &mut Col, json: &mut String, depth: u32) -> Option<()> {
+    let first = s.peek()?;
+    if first == b'n' {
+        s.literal(b"null")?;
+        col.null();
+        return Some(());
+    }
+    match col {
+        Col::Text(b) => match first {
+            b'"' => {
+                let v = s.string()?;
+                b.append_value(s.get(v));
+            }
+            // Text columns hold other scalars as their JSON text (arrow-json's tape keeps a
+            // number's text as written).
+            b't' => {
+                s.literal(b"true")?;
+                b.append_value("true");
+            }
+            b'f' => {
+                s.literal(b"false")?;
+                b.append_value("false");
+            }
+            b'-' | b'0'..=b'9' => {
+                let (n, _) = s.number()?;
+                b.append_value(std::str::from_utf8(n).ok()?);
+            }
+            // An object or array: its compact JSON text, as `schema::write_json` writes it.
+            _ => {
+                json.clear();
+                s.compact(json, depth)?;
+                b.append_value(&*json);
+            }
+        },
+        Col::Int(b) => {
+            let (n, int) = s.number()?;
+            if !int {
+                return None;
+            }
+            b.append_value(lexical_core::parse::<i64>(n).ok()?);
+        }
+        Col::Float(b) => {
+            let (n, _) = s.number()?;
+            b.append_value(lexical_core::parse::<f64>(n).ok()?);
+        }
+        Col::Bool(b) => match first {
+            b't' => {
+                s.literal(b"true")?;
+                b.append_value(true);
+            }
+            b'f' => {
+                s.literal(b"false")?;
+                b.append_value(false);
+            }
+            _ => return None,
+        },
+        Col::Micros(b, tz) => {
+            if first == b'"' {
+                let v = s.string()?;
+                let v = s.get(v);
+                let us = match utc_micros(v) {
+                    Some(us) => us,
+                    None => arrow::compute::kernels::cast_utils::string_to_datetime(tz, v)
+                        .ok()?
+                        .timestamp_micros(),
                 };
-                b.append_value(v.ok()?);
-            }
-            Col::Int(b) => {
+                b.append_value(us);
+            } else {
+                // A number is taken as microseconds, as arrow-json does.
                 let (n, int) = s.number()?;
                 if !int {
                     return None;
                 }
                 b.append_value(lexical_core::parse::<i64>(n).ok()?);
             }
-            Col::Float(b) => {
-                let (n, _) = s.number()?;
-                b.append_value(lexical_core::parse::<f64>(n).ok()?);
-            }
-            Col::Bool(b) => match first {
-                b't' => {
-                    s.literal(b"true")?;
-                    b.append_value(true);
+        }
+        Col::Date(b) => {
+            use arrow::compute::kernels::cast_utils::Parser;
+            if first == b'"' {
+                let v = s.string()?;
+                b.append_value(arrow::datatypes::Date32Type::parse(s.get(v))?);
+            } else {
+                let (n, int) = s.number()?;
+                if !int {
+                    return None;
                 }
-                b'f' => {
-                    s.literal(b"false")?;
-                    b.append_value(false);
-                }
-                _ => return None,
-            },
-            Col::Micros(b) => {
-                if first == b'"' {
-                    let v = s.string()?;
-                    let v = s.get(v);
-                    let us = match utc_micros(v) {
-                        Some(us) => us,
-                        None => {
-                            let tz = self.plan.tz[c].as_ref()?;
-                            arrow::compute::kernels::cast_utils::string_to_datetime(tz, v)
-                                .ok()?
-                                .timestamp_micros()
-                        }
-                    };
-                    b.append_value(us);
-                } else {
-                    // A number is taken as microseconds, as arrow-json does.
-                    let (n, int) = s.number()?;
-                    if !int {
-                        return None;
-                    }
-                    b.append_value(lexical_core::parse::<i64>(n).ok()?);
-                }
+                b.append_value(lexical_core::parse::<i32>(n).ok()?);
             }
         }
-        Some(())
+        Col::Decimal(b, p, sc) => {
+            use arrow::compute::kernels::cast_utils::parse_decimal;
+            let v = if first == b'"' {
+                let v = s.string()?;
+                parse_decimal::<arrow::datatypes::Decimal128Type>(s.get(v), *p, *sc)
+            } else {
+                let (n, _) = s.number()?;
+                parse_decimal::<arrow::datatypes::Decimal128Type>(
+                    std::str::from_utf8(n).ok()?,
+                    *p,
+                    *sc,
+                )
+            };
+            b.append_value(v.ok()?);
+        }
+        Col::Struct(o, nulls) => {
+            if first != b'{' {
+                return None;
+            }
+            object(s, o, None, json, depth)?;
+            nulls.append_non_null();
+        }
+        Col::List(item, offsets, nulls) => {
+            if depth > 64 {
+                return None;
+            }
+            let mut n = 0;
+            let mut more = s.open(b'[', b']')?;
+            while more {
+                s.ws();
+                value(s, item, json, depth + 1)?;
+                n += 1;
+                more = s.next(b']')?;
+            }
+            offsets.push(offsets.last()? + n);
+            nulls.append_non_null();
+        }
     }
+    Some(())
 }
 
 /// Microseconds since the epoch of `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`, the form most APIs send;
@@ -898,7 +1034,17 @@ mod tests {
             Field::new("note", DataType::Utf8, true),
             Field::new("day", DataType::Date32, true),
             Field::new("price", DataType::Decimal128(20, 3), true),
+            Field::new_struct("owner", owner(), true),
+            Field::new_list("labels", Field::new_struct("item", owner(), true), true),
+            Field::new_list("tags", Field::new("item", DataType::Utf8, true), true),
         ]))
+    }
+
+    fn owner() -> Vec<Field> {
+        vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("login", DataType::Utf8, true),
+        ]
     }
 
     fn shapes(records: &[&str], meta: &[&[&str]]) -> (PageShape, PageShape) {
@@ -1085,6 +1231,29 @@ mod tests {
                 )
                 .into(),
             },
+            "owner" => owner_value(rng, odd),
+            "labels" => format!(
+                "[{}]",
+                (0..rng.random_range(0..4))
+                    .map(|_| match rng.random_range(0..5) {
+                        0 => "null".to_string(),
+                        _ => owner_value(rng, odd),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            "tags" => format!(
+                "[{}{}]",
+                ws(rng),
+                (0..rng.random_range(0..4))
+                    .map(|_| match rng.random_range(0..5) {
+                        0 => "null".to_string(),
+                        1 => number(rng),
+                        _ => string(rng),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             _ => match rng.random_range(0..7) {
                 0 => number(rng),
                 1 => pick(rng, &["true", "false"]).into(),
@@ -1093,6 +1262,24 @@ mod tests {
                 _ => string(rng),
             },
         }
+    }
+
+    /// An object for a struct column: known members in any order, missing or null, unknown ones.
+    fn owner_value(rng: &mut StdRng, odd: bool) -> String {
+        let mut members = vec![];
+        if rng.random_bool(0.8) {
+            members.push(format!("\"id\":{}", value(rng, "id", odd)));
+        }
+        if rng.random_bool(0.8) {
+            members.push(format!("\"login\":{}", value(rng, "name", odd)));
+        }
+        if rng.random_bool(0.3) {
+            members.push(format!("\"site_admin\":{}", any(rng, 1)));
+        }
+        if rng.random_bool(0.3) {
+            members.reverse();
+        }
+        format!("{{{}}}", members.join(","))
     }
 
     fn record(rng: &mut StdRng, odd: bool) -> String {
@@ -1105,6 +1292,9 @@ mod tests {
             "note",
             "day",
             "price",
+            "owner",
+            "labels",
+            "tags",
         ];
         if rng.random_bool(0.2) {
             names.reverse();
@@ -1248,6 +1438,11 @@ mod tests {
             r#"{"data":[{"price":"123456789012345678901234"}]}"#,
             r#"{"data":[{"price":true}]}"#,
             r#"{"data":[{"note":{"a":01}}]}"#,
+            r#"{"data":[{"owner":"x"}]}"#,
+            r#"{"data":[{"owner":{"id":"1"}}]}"#,
+            r#"{"data":[{"owner":{"id":1,"id":2}}]}"#,
+            r#"{"data":[{"labels":{}}]}"#,
+            r#"{"data":[{"tags":"x"}]}"#,
             r#"{"data":[{"active":1}]}"#,
             r#"{"data":[{"updated_at":1.5}]}"#,
             r#"{"data":[{"updated_at":"yesterday"}]}"#,
