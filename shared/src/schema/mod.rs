@@ -310,15 +310,25 @@ pub struct DecodedPage {
     pub unknown: Option<Vec<String>>,
 }
 
+/// Where a page's records and paging fields are: the tree of the page's members that lead to
+/// them (the rest of a page is not read into anything).
+#[derive(Debug, Clone)]
 enum Node {
+    /// An object: the members that lead somewhere, by key.
     Struct(Vec<(String, Node)>),
+    /// The records array.
     Records,
-    Meta,
+    /// A paging field: its index in the shape's paging fields.
+    Meta(usize),
 }
 
 impl Node {
     /// Insert `leaf` at `path`; false when it collides with what is there.
-    fn insert(&mut self, path: &[String], leaf: fn() -> Node) -> bool {
+    fn insert(&mut self, path: &[String], leaf: Node) -> bool {
+        self.insert_node(path, &mut Some(leaf))
+    }
+
+    fn insert_node(&mut self, path: &[String], leaf: &mut Option<Node>) -> bool {
         let Node::Struct(children) = self else {
             return false;
         };
@@ -326,14 +336,17 @@ impl Node {
             return false;
         };
         match children.iter_mut().find(|(k, _)| k == head) {
-            Some((_, child)) => !rest.is_empty() && child.insert(rest, leaf),
-            None if rest.is_empty() => {
-                children.push((head.clone(), leaf()));
-                true
-            }
+            Some((_, child)) => !rest.is_empty() && child.insert_node(rest, leaf),
+            None if rest.is_empty() => match leaf.take() {
+                Some(l) => {
+                    children.push((head.clone(), l));
+                    true
+                }
+                None => false,
+            },
             None => {
                 let mut n = Node::Struct(vec![]);
-                let ok = n.insert(rest, leaf);
+                let ok = n.insert_node(rest, leaf);
                 children.push((head.clone(), n));
                 ok
             }
@@ -352,14 +365,14 @@ impl Node {
                 DataType::Struct(record.fields().clone()),
                 true,
             ))),
-            Node::Meta => DataType::Utf8,
+            Node::Meta(_) => DataType::Utf8,
         }
     }
 
     fn field(&self, name: &str, record: &SchemaRef) -> Field {
         let f = Field::new(name, self.data_type(record), true);
         match self {
-            Node::Meta => f.with_metadata([(JSON_VALUE, "1")]),
+            Node::Meta(_) => f.with_metadata([(JSON_VALUE, "1")]),
             _ => f,
         }
     }
@@ -410,33 +423,34 @@ impl PageShape {
         if record_schema.fields().is_empty() {
             return None;
         }
-        let page_schema = if records.is_empty() {
+        let (root, page_schema) = if records.is_empty() {
             if !meta.is_empty() {
                 return None;
             }
-            record_schema.clone()
+            (Node::Records, record_schema.clone())
         } else {
             let mut root = Node::Struct(vec![]);
-            if !root.insert(&records, || Node::Records) {
+            if !root.insert(&records, Node::Records) {
                 return None;
             }
-            for m in &meta {
-                if !root.insert(m, || Node::Meta) {
+            for (i, m) in meta.iter().enumerate() {
+                if !root.insert(m, Node::Meta(i)) {
                     return None;
                 }
             }
             let Node::Struct(children) = &root else {
                 unreachable!()
             };
-            Arc::new(Schema::new(
+            let page_schema = Arc::new(Schema::new(
                 children
                     .iter()
                     .map(|(k, n)| n.field(k, &record_schema))
                     .collect::<Vec<_>>(),
-            ))
+            ));
+            (root, page_schema)
         };
         let scanner = (std::env::var_os("FERRY_JSON_SCAN").as_deref() != Some("0".as_ref()))
-            .then(|| scan::Scanner::new(&records, &meta, record_schema.clone()))
+            .then(|| scan::Scanner::new(root, meta.len(), record_schema.clone()))
             .flatten()
             .map(Arc::new);
         Some(PageShape {

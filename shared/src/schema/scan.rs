@@ -21,6 +21,7 @@
 //! a page it accepts, it must produce what arrow-json produces; the differential tests below
 //! hold it to that, value by value.
 
+use super::Node;
 use arrow::array::{
     ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int64Builder,
     NullBufferBuilder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
@@ -35,17 +36,6 @@ pub(super) struct Scanned<'a> {
     pub meta: Vec<Option<&'a [u8]>>,
     /// The record keys the schema does not have, each once.
     pub unknown: Vec<String>,
-}
-
-/// Where the records and paging fields sit in a page.
-#[derive(Debug, Clone)]
-enum Step {
-    /// An object: its members that lead somewhere (by key), the rest skipped.
-    Object(Vec<(String, Step)>),
-    /// The records array.
-    Records,
-    /// A paging field: its index in the shape's paging fields.
-    Meta(usize),
 }
 
 #[derive(Debug, Clone)]
@@ -133,7 +123,7 @@ impl Members {
 /// The plan for one page shape: built once per entity, used for every page.
 #[derive(Debug)]
 pub(super) struct Scanner {
-    root: Step,
+    root: Node,
     schema: SchemaRef,
     record: Arc<Members>,
     metas: usize,
@@ -144,23 +134,13 @@ pub(super) struct Scanner {
 impl Scanner {
     /// `None` when a column's type is not one the scanner decodes (the page shape then uses
     /// arrow-json alone).
-    pub(super) fn new(records: &[String], meta: &[Vec<String>], schema: SchemaRef) -> Option<Self> {
+    /// `root`: where the records and the `metas` paging fields are (the page shape's tree).
+    pub(super) fn new(root: Node, metas: usize, schema: SchemaRef) -> Option<Self> {
         let record = Arc::new(Members::new(schema.fields(), false)?);
-        let mut root = if records.is_empty() {
-            Step::Records
-        } else {
-            Step::Object(vec![])
-        };
-        if !records.is_empty() {
-            insert(&mut root, records, Step::Records)?;
-        }
-        for (i, m) in meta.iter().enumerate() {
-            insert(&mut root, m, Step::Meta(i))?;
-        }
         Some(Scanner {
             root,
             record,
-            metas: meta.len(),
+            metas,
             sizes: Mutex::new((0, vec![0; schema.fields().len()])),
             schema,
         })
@@ -184,7 +164,7 @@ impl Scanner {
         };
         p.s.ws();
         let open = match self.root {
-            Step::Records => b'[',
+            Node::Records => b'[',
             _ => b'{',
         };
         if p.s.peek()? != open {
@@ -218,27 +198,6 @@ impl Scanner {
             meta: p.meta,
             unknown: p.unknown.into_iter().collect(),
         })
-    }
-}
-
-fn insert(at: &mut Step, path: &[String], leaf: Step) -> Option<()> {
-    let Step::Object(children) = at else {
-        return None;
-    };
-    let (head, rest) = path.split_first()?;
-    match children.iter_mut().find(|(k, _)| k == head) {
-        Some((_, child)) if !rest.is_empty() => insert(child, rest, leaf),
-        Some(_) => None,
-        None if rest.is_empty() => {
-            children.push((head.clone(), leaf));
-            Some(())
-        }
-        None => {
-            let mut n = Step::Object(vec![]);
-            insert(&mut n, rest, leaf)?;
-            children.push((head.clone(), n));
-            Some(())
-        }
     }
 }
 
@@ -698,7 +657,7 @@ struct Page<'a> {
 }
 
 impl<'a> Page<'a> {
-    fn step(&mut self, step: &Step, depth: u32) -> Option<()> {
+    fn step(&mut self, step: &Node, depth: u32) -> Option<()> {
         if depth > 64 {
             return None;
         }
@@ -708,12 +667,12 @@ impl<'a> Page<'a> {
             return self.s.literal(b"null");
         }
         match step {
-            Step::Meta(i) => {
+            Node::Meta(i) => {
                 let from = self.s.at;
                 self.s.skip(depth)?;
                 self.meta[*i] = Some(&self.s.b[from..self.s.at]);
             }
-            Step::Records => {
+            Node::Records => {
                 let mut more = self.s.open(b'[', b']')?;
                 while more {
                     self.s.ws();
@@ -727,7 +686,7 @@ impl<'a> Page<'a> {
                     more = self.s.next(b']')?;
                 }
             }
-            Step::Object(children) => {
+            Node::Struct(children) => {
                 let mut done = vec![false; children.len()];
                 let mut more = self.s.open(b'{', b'}')?;
                 while more {
