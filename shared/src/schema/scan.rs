@@ -791,21 +791,8 @@ fn value(s: &mut Cursor, col: &mut Col, json: &mut String, depth: u32) -> Option
                 let v = s.string()?;
                 b.append_value(s.get(v));
             }
-            // Text columns hold other scalars as their JSON text (arrow-json's tape keeps a
-            // number's text as written).
-            b't' => {
-                s.literal(b"true")?;
-                b.append_value("true");
-            }
-            b'f' => {
-                s.literal(b"false")?;
-                b.append_value("false");
-            }
-            b'-' | b'0'..=b'9' => {
-                let (n, _) = s.number()?;
-                b.append_value(std::str::from_utf8(n).ok()?);
-            }
-            // An object or array: its compact JSON text, as `schema::write_json` writes it.
+            // Any other value as its compact JSON text, as `schema::write_json` writes it
+            // (arrow-json's tape keeps a number's text as written).
             _ => {
                 json.clear();
                 s.compact(json, depth)?;
