@@ -470,8 +470,9 @@ impl PageShape {
         self
     }
 
+    /// Whether pages of this shape go to the scanner first.
     #[cfg(test)]
-    fn scans(&self) -> bool {
+    pub(crate) fn scans(&self) -> bool {
         self.scanner.is_some()
     }
 
