@@ -2,6 +2,8 @@
 # ferry's benchmarks, with figures printed (never asserted in tests):
 #   transform        task pipeline on 1,000,000 sample records (records/s, MB/s)
 #   output           transform + encode per format on 1,000,000 records, peak memory
+#   decode           response pages to Arrow: schema::scan against arrow-json alone, a flat
+#                    and a nested page (ms/page, MB/s, records/s)
 #   rest_throughput  rest connector vs the mock SaaS server, 1/4/16 requests in flight
 #   sizing           the 1,000,000-record run in 64 MB files on the embedded engine
 #   lambda-memory    each function's peak memory at the default chunk budget, release binaries
@@ -14,14 +16,14 @@
 #                    with 1, 2, 4 and 8 slices (records/s, peak RSS), then the same backfill in
 #                    5,000 chunks of 1,000 records under the engine's enforced AWS limits
 #                    (scripts/bench_slices.sh; docs/output.md, "Slices")
-# Usage: scripts/bench.sh [transform|output|rest_throughput|sizing|lambda-memory|e2e|slices ...]
+# Usage: scripts/bench.sh [transform|output|decode|rest_throughput|sizing|lambda-memory|e2e|slices ...]
 #        (default: all but e2e)
 # Always --workspace (but e2e, which builds the quickstart's binary): building a single package changes feature unification and rebuilds the
 # AWS SDK crates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which=("$@")
-[ ${#which[@]} -eq 0 ] && which=(transform output rest_throughput sizing lambda-memory)
+[ ${#which[@]} -eq 0 ] && which=(transform output decode rest_throughput sizing lambda-memory)
 for b in "${which[@]}"; do
   echo "=== $b"
   case "$b" in
@@ -43,8 +45,8 @@ for b in "${which[@]}"; do
       .venv/bin/python scripts/bench_e2e.py ;;
     slices)
       scripts/bench_slices.sh ;;
-    transform|output|rest_throughput)
+    transform|output|decode|rest_throughput)
       cargo bench --workspace --bench "$b" ;;
-    *) echo "unknown bench '$b' (transform | output | rest_throughput | sizing | lambda-memory | e2e | slices)" >&2; exit 2 ;;
+    *) echo "unknown bench '$b' (transform | output | decode | rest_throughput | sizing | lambda-memory | e2e | slices)" >&2; exit 2 ;;
   esac
 done

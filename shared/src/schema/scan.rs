@@ -636,9 +636,16 @@ fn starts_with(hay: &[u8], needle: &[u8]) -> bool {
     a.iter().zip(b).all(|(x, y)| x == y)
 }
 
-/// `s` as a JSON string, escaped by serde_json (as `schema::write_json` does).
+/// `s` as a JSON string, escaped by serde_json (as `schema::write_json` does); a string with
+/// nothing to escape is copied as it is.
 fn quote(s: &str, out: &mut String) {
-    out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    if s.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20) {
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    } else {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    }
 }
 
 fn hex4(h: &[u8]) -> Option<u32> {
@@ -895,12 +902,12 @@ fn value(s: &mut Cursor, col: &mut Col, json: &mut String, depth: u32) -> Option
     Some(())
 }
 
-/// Microseconds since the epoch of `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`, the form most APIs send;
-/// `None` for any other form (and for an impossible date or time), which goes to arrow's parser.
+/// Microseconds since the epoch of `YYYY-MM-DDTHH:MM:SS[.f{1,9}]` followed by `Z` or `±HH:MM`,
+/// the forms most APIs send; `None` for any other form (and for an impossible date, time or
+/// offset), which goes to arrow's parser.
 pub(crate) fn utc_micros(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     if b.len() < 20
-        || b[b.len() - 1] != b'Z'
         || b[4] != b'-'
         || b[7] != b'-'
         || b[10] != b'T'
@@ -914,6 +921,23 @@ pub(crate) fn utc_micros(s: &str) -> Option<i64> {
         (c < 10).then_some(c as i64)
     };
     let two = |i: usize| Some(d(i)? * 10 + d(i + 1)?);
+    // Where the seconds' fraction ends, and the offset east of UTC in seconds.
+    let (end, offset) = match b[b.len() - 1] {
+        b'Z' => (b.len() - 1, 0),
+        _ if b.len() >= 25 && b[b.len() - 3] == b':' => {
+            let at = b.len() - 6;
+            let (oh, om) = (two(at + 1)?, two(at + 4)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            match b[at] {
+                b'+' => (at, oh * 3600 + om * 60),
+                b'-' => (at, -(oh * 3600 + om * 60)),
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
     let y = two(0)? * 100 + two(2)?;
     let (m, day, h, mi, sec) = (two(5)?, two(8)?, two(11)?, two(14)?, two(17)?);
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
@@ -941,13 +965,13 @@ pub(crate) fn utc_micros(s: &str) -> Option<i64> {
         return None;
     }
     let mut nanos = 0;
-    let frac = &b[19..b.len() - 1];
+    let frac = &b[19..end];
     if !frac.is_empty() {
         if frac[0] != b'.' || !(2..=10).contains(&frac.len()) {
             return None;
         }
         let mut scale = 100_000_000;
-        for i in 20..b.len() - 1 {
+        for i in 20..end {
             nanos += d(i)? * scale;
             scale /= 10;
         }
@@ -958,7 +982,7 @@ pub(crate) fn utc_micros(s: &str) -> Option<i64> {
     let yoe = y - era * 400;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + (153 * m + 2) / 5 + day - 1;
     let days = era * 146_097 + doe - 719_468;
-    Some((days * 86_400 + h * 3_600 + mi * 60 + sec) * 1_000_000 + nanos / 1_000)
+    Some((days * 86_400 + h * 3_600 + mi * 60 + sec - offset) * 1_000_000 + nanos / 1_000)
 }
 
 #[cfg(test)]
@@ -1429,13 +1453,18 @@ mod tests {
         for _ in 0..20_000 {
             let t = timestamp(&mut rng);
             let t = t.trim_matches('"');
-            if t.ends_with('Z') && t.as_bytes()[10] == b'T' {
+            let zoned = t.ends_with('Z') || matches!(t.as_bytes()[t.len() - 6], b'+' | b'-');
+            if zoned && t.as_bytes()[10] == b'T' {
                 assert_eq!(utc_micros(t), Some(arrow(t)), "{t}");
             } else {
                 assert_eq!(utc_micros(t), None, "{t}");
             }
         }
         for t in [
+            "2024-01-01T00:00:00+23:59",
+            "2024-01-01T00:00:00-23:59",
+            "2024-03-01T00:30:00+01:00",
+            "1970-01-01T00:00:00.5-00:30",
             "2024-02-29T23:59:59.999999999Z",
             "2000-02-29T00:00:00Z",
             "1970-01-01T00:00:00Z",
@@ -1458,6 +1487,11 @@ mod tests {
             "2024-01-00T00:00:00Z",
             "2024-01-01t00:00:00Z",
             "2024-01-01T00:00:00z",
+            "2024-01-01T00:00:00+24:00",
+            "2024-01-01T00:00:00+01:60",
+            "2024-01-01T00:00:00*01:00",
+            "2024-01-01T00:00:00+0100",
+            "2024-01-01T00:00:00+01",
         ] {
             assert_eq!(utc_micros(t), None, "{t}");
         }
