@@ -11,15 +11,13 @@
 //!
 //! The scanner is deliberately narrow. It accepts strict JSON only, the column types it knows
 //! (64-bit integers, doubles, booleans, text — any JSON value, containers as their compact JSON
-//! text —, UTC-microsecond timestamps, dates, 128-bit decimals) and the values whose Arrow value
-//! is unambiguous (an integer in an integer column, a string in a timestamp column, ...).
-//! Anything else — a string in a number column, a date arrow cannot parse, a duplicated key, a
-//! number that does not fit, nesting deeper than 64 — makes it give the page back (`None`), and
-//! the page is decoded by arrow-json exactly as before, errors and all. Structs (objects read
-//! member by member like a record) and lists of any of these are decoded too, so the declared
-//! schemas of the declarative connectors (GitHub's labels, Shopify's line items) scan as well. So for
-//! a page it accepts, it must produce what arrow-json produces; the differential tests below
-//! hold it to that, value by value.
+//! text —, UTC-microsecond timestamps, dates, 128-bit decimals, and structs and lists of these)
+//! and the values whose Arrow value is unambiguous (an integer in an integer column, a string in
+//! a timestamp column, an object in a struct column, ...). Anything else — a string in a number
+//! column, a date arrow cannot parse, a duplicated key, a number that does not fit, nesting
+//! deeper than 64 — makes it give the page back (`None`), and the page is decoded by arrow-json
+//! exactly as before, errors and all. So for a page it accepts, it must produce what arrow-json
+//! produces; the differential tests below hold it to that, value by value.
 
 use super::Node;
 use arrow::array::{
