@@ -103,9 +103,7 @@ impl Members {
             quoted: fields
                 .iter()
                 .map(|f| {
-                    let n = f.name();
-                    (!n.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20))
-                        .then(|| format!("\"{n}\"").into_bytes())
+                    (!needs_escape(f.name())).then(|| format!("\"{}\"", f.name()).into_bytes())
                 })
                 .collect(),
             index: fields
@@ -130,9 +128,9 @@ pub(super) struct Scanner {
 }
 
 impl Scanner {
+    /// `root`: where the records and the `metas` paging fields are (the page shape's tree).
     /// `None` when a column's type is not one the scanner decodes (the page shape then uses
     /// arrow-json alone).
-    /// `root`: where the records and the `metas` paging fields are (the page shape's tree).
     pub(super) fn new(root: Node, metas: usize, schema: SchemaRef) -> Option<Self> {
         let record = Arc::new(Members::new(schema.fields(), false)?);
         Some(Scanner {
@@ -147,7 +145,7 @@ impl Scanner {
     /// Decode one page; `None` gives it back to arrow-json.
     pub(super) fn scan<'a>(&self, text: &'a str) -> Option<Scanned<'a>> {
         let body = text.as_bytes();
-        let (rows, bytes) = self.sizes.lock().ok().map(|s| s.clone())?;
+        let (rows, bytes) = self.sizes.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut p = Page {
             s: Cursor {
                 b: body,
@@ -182,9 +180,7 @@ impl Scanner {
             .zip(self.schema.fields())
             .map(|(c, f)| c.finish(f.data_type()))
             .collect::<Option<Vec<ArrayRef>>>()?;
-        if let Ok(mut s) = self.sizes.lock() {
-            *s = (rows, sizes);
-        }
+        *self.sizes.lock().unwrap_or_else(|e| e.into_inner()) = (rows, sizes);
         let batch = RecordBatch::try_new_with_options(
             self.schema.clone(),
             columns,
@@ -500,41 +496,17 @@ impl<'a> Cursor<'a> {
 
     /// Skip any value, checking it is JSON.
     fn skip(&mut self, depth: u32) -> Option<()> {
-        if depth > 64 {
-            return None;
-        }
-        self.ws();
-        match self.peek()? {
-            b'"' => self.string().map(drop),
-            b'{' => {
-                let mut more = self.open(b'{', b'}')?;
-                while more {
-                    self.ws();
-                    self.string()?;
-                    self.eat(b':')?;
-                    self.skip(depth + 1)?;
-                    more = self.next(b'}')?;
-                }
-                Some(())
-            }
-            b'[' => {
-                let mut more = self.open(b'[', b']')?;
-                while more {
-                    self.skip(depth + 1)?;
-                    more = self.next(b']')?;
-                }
-                Some(())
-            }
-            b't' => self.literal(b"true"),
-            b'f' => self.literal(b"false"),
-            b'n' => self.literal(b"null"),
-            _ => self.number().map(drop),
-        }
+        self.walk(None, depth)
     }
 
     /// Copy any value to `out` as compact JSON, strings escaped as serde_json escapes them: what
     /// `schema::write_json` makes of arrow-json's tape (numbers as written).
     fn compact(&mut self, out: &mut String, depth: u32) -> Option<()> {
+        self.walk(Some(out), depth)
+    }
+
+    /// Read any value, checking it is JSON; with `out`, copy it there as compact JSON.
+    fn walk(&mut self, mut out: Option<&mut String>, depth: u32) -> Option<()> {
         if depth > 64 {
             return None;
         }
@@ -542,45 +514,48 @@ impl<'a> Cursor<'a> {
         match self.peek()? {
             b'"' => {
                 let v = self.string()?;
-                quote(self.get(v), out);
+                if let Some(out) = out {
+                    quote(self.get(v), out);
+                }
             }
             c @ (b'{' | b'[') => {
                 let close = if c == b'{' { b'}' } else { b']' };
-                out.push(c as char);
                 let mut more = self.open(c, close)?;
+                push(&mut out, c as char);
                 let mut first = true;
                 while more {
-                    if !first {
-                        out.push(',');
+                    if !std::mem::take(&mut first) {
+                        push(&mut out, ',');
                     }
-                    first = false;
                     self.ws();
                     if c == b'{' {
                         let k = self.string()?;
-                        quote(self.get(k), out);
+                        if let Some(out) = out.as_deref_mut() {
+                            quote(self.get(k), out);
+                        }
                         self.eat(b':')?;
-                        out.push(':');
+                        push(&mut out, ':');
                     }
-                    self.compact(out, depth + 1)?;
+                    self.walk(out.as_deref_mut(), depth + 1)?;
                     more = self.next(close)?;
                 }
-                out.push(close as char);
+                push(&mut out, close as char);
             }
-            b't' => {
-                self.literal(b"true")?;
-                out.push_str("true");
-            }
-            b'f' => {
-                self.literal(b"false")?;
-                out.push_str("false");
-            }
-            b'n' => {
-                self.literal(b"null")?;
-                out.push_str("null");
-            }
-            _ => {
-                let (n, _) = self.number()?;
-                out.push_str(std::str::from_utf8(n).ok()?);
+            c => {
+                let text = match c {
+                    b't' => self.literal(b"true").map(|_| "true")?,
+                    b'f' => self.literal(b"false").map(|_| "false")?,
+                    b'n' => self.literal(b"null").map(|_| "null")?,
+                    // Both ends of a number are ASCII: a character boundary.
+                    _ => {
+                        let from = self.at;
+                        self.number()?;
+                        &self.text[from..self.at]
+                    }
+                };
+                if let Some(out) = out {
+                    out.push_str(text);
+                }
             }
         }
         Some(())
@@ -634,10 +609,21 @@ fn starts_with(hay: &[u8], needle: &[u8]) -> bool {
     a.iter().zip(b).all(|(x, y)| x == y)
 }
 
+fn push(out: &mut Option<&mut String>, c: char) {
+    if let Some(out) = out {
+        out.push(c);
+    }
+}
+
+/// Whether `s` needs escaping to be written as a JSON string.
+fn needs_escape(s: &str) -> bool {
+    s.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20)
+}
+
 /// `s` as a JSON string, escaped by serde_json (as `schema::write_json` does); a string with
 /// nothing to escape is copied as it is.
 fn quote(s: &str, out: &mut String) {
-    if s.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20) {
+    if needs_escape(s) {
         out.push_str(&serde_json::to_string(s).unwrap_or_default());
     } else {
         out.push('"');

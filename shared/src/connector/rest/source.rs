@@ -549,7 +549,8 @@ impl RestSource {
                     return Ok(None);
                 };
                 let body = std::mem::take(&mut resp.body);
-                let text = body.as_str().unwrap_or_default().as_bytes();
+                let body_text = body.as_str().unwrap_or_default();
+                let text = body_text.as_bytes();
                 if let Some(next) = next {
                     if let Some(r) = next(text) {
                         self.read_ahead(r);
@@ -559,7 +560,7 @@ impl RestSource {
                         tokio::task::yield_now().await;
                     }
                 }
-                let decoded = shape.decode(body.as_str().unwrap_or_default());
+                let decoded = shape.decode(body_text);
                 // The scanner names every page's unknown keys; a page arrow-json decoded is read
                 // as values too when sampled (and, should it not decode, once only).
                 let sampled = match &decoded {
